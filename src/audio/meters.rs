@@ -1,0 +1,70 @@
+//! Lock-free counters and levels shared between audio callbacks, the engine and the UI.
+//! Callbacks only store into atomics here; readers swap peaks back to zero.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Meters {
+    mic_peak: AtomicU32,
+    out_peak: AtomicU32,
+    pub xruns_in: AtomicU64,
+    pub xruns_out: AtomicU64,
+    pub callbacks_in: AtomicU64,
+    pub callbacks_out: AtomicU64,
+    /// Set by a stream's error callback; the engine reports it.
+    pub stream_errors: AtomicU64,
+}
+
+fn raise(slot: &AtomicU32, level: f32) {
+    // f32 bit patterns of non-negative floats order like the integers.
+    slot.fetch_max(level.abs().min(f32::MAX).to_bits(), Relaxed);
+}
+
+impl Meters {
+    pub fn raise_mic(&self, peak: f32) {
+        raise(&self.mic_peak, peak);
+    }
+    pub fn raise_out(&self, peak: f32) {
+        raise(&self.out_peak, peak);
+    }
+    /// Peak since the last call, then reset (the UI calls this on its tick).
+    pub fn take_mic_peak(&self) -> f32 {
+        f32::from_bits(self.mic_peak.swap(0, Relaxed))
+    }
+    pub fn take_out_peak(&self) -> f32 {
+        f32::from_bits(self.out_peak.swap(0, Relaxed))
+    }
+    pub fn xruns_in(&self) -> u64 {
+        self.xruns_in.load(Relaxed)
+    }
+    pub fn xruns_out(&self) -> u64 {
+        self.xruns_out.load(Relaxed)
+    }
+}
+
+/// Peak absolute value of a block, without allocating.
+pub fn peak(samples: &[f32]) -> f32 {
+    samples.iter().fold(0.0f32, |m, s| m.max(s.abs()))
+}
+
+pub fn rms(samples: &[f32]) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peaks_accumulate_and_reset() {
+        let m = Meters::default();
+        m.raise_mic(0.2);
+        m.raise_mic(-0.7);
+        m.raise_mic(0.1);
+        assert_eq!(m.take_mic_peak(), 0.7);
+        assert_eq!(m.take_mic_peak(), 0.0);
+    }
+}

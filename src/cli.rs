@@ -1,0 +1,123 @@
+//! Command-line definitions (clap).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "assistant", version, about = "A full-duplex voice assistant for your terminal.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List audio hosts, input and output devices and their default configs.
+    Devices,
+    /// Write the built-in demo model in the official checkpoint layout.
+    ExportDemo(ExportDemoArgs),
+    /// Benchmarks that print figures.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// The Moshi speech model (or the demo model when no weights are found).
+    Moshi,
+    /// Output = input delayed by one frame: measures the audio path.
+    Loopback,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Run without the TUI: text to stdout, progress and warnings to stderr.
+    #[arg(long, global = true)]
+    pub headless: bool,
+    /// With --headless and --input, pace the file at real time.
+    #[arg(long, global = true)]
+    pub realtime: bool,
+    /// Read the microphone from a WAV file (any rate, channels, bit depth).
+    #[arg(long, global = true, value_name = "FILE.wav")]
+    pub input: Option<PathBuf>,
+    /// Write what the model says to a WAV file (24 kHz mono).
+    #[arg(long, global = true, value_name = "FILE.wav")]
+    pub output: Option<PathBuf>,
+    /// Capture device, by name (substring) or index from `assistant devices`.
+    #[arg(long, global = true, value_name = "NAME|INDEX")]
+    pub input_device: Option<String>,
+    /// Playback device, by name (substring) or index from `assistant devices`.
+    #[arg(long, global = true, value_name = "NAME|INDEX")]
+    pub output_device: Option<String>,
+    /// What sits between microphone and speaker.
+    #[arg(long, global = true, value_enum, default_value_t = EngineKind::Moshi)]
+    pub engine: EngineKind,
+    /// Write one JSON object of run statistics here at the end.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub stats_json: Option<PathBuf>,
+    /// Log file (default: the XDG state directory). Filter with ASSISTANT_LOG or RUST_LOG.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Largest backlog of input, in frames, before the oldest frames are dropped.
+    #[arg(long, global = true, default_value_t = 3, value_name = "FRAMES")]
+    pub max_backlog: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Use the built-in demo model even when weights are present.
+    #[arg(long, global = true)]
+    pub demo: bool,
+    /// A checkpoint directory in the official layout.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Hugging Face repo to look for in the cache, or download.
+    #[arg(long, global = true, default_value = "kyutai/moshiko-candle-q8")]
+    pub hf_repo: String,
+    /// auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: String,
+    /// Audio temperature; 0 is greedy.
+    #[arg(long, global = true)]
+    pub temperature: Option<f64>,
+    /// Text temperature; 0 is greedy.
+    #[arg(long, global = true)]
+    pub text_temperature: Option<f64>,
+    #[arg(long, global = true)]
+    pub top_k: Option<usize>,
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+    /// Write one JSON line per model step: step, text_token, audio_codes.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub dump_tokens: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportDemoArgs {
+    pub dir: PathBuf,
+    /// Write the LM as q8 GGUF (model.q8.gguf) instead of safetensors.
+    #[arg(long)]
+    pub q8: bool,
+    /// Write the LM safetensors as bf16 instead of f32.
+    #[arg(long)]
+    pub bf16: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[arg(value_enum, default_value_t = BenchWhat::Audio)]
+    pub what: BenchWhat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchWhat {
+    /// Callback cost, engine overhead, loopback file throughput.
+    Audio,
+    /// Mimi encode, LM step, Mimi decode per step.
+    Model,
+    /// Render time per frame and idle UI CPU.
+    Ui,
+}

@@ -1,0 +1,7 @@
+//! The engine thread, the model boundary and the models.
+pub mod events;
+pub mod loopback;
+pub mod model;
+
+pub use events::{Command, EngineEvent};
+pub use model::{DuplexModel, ModelInfo, Sampling, StepOutput};

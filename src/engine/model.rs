@@ -1,0 +1,77 @@
+//! The model boundary: anything the engine thread can step, one 80 ms frame at a time.
+
+use anyhow::Result;
+
+/// Sampling settings; the persona and the CLI both produce these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// Audio-token temperature; 0 means greedy (fully deterministic).
+    pub temperature: f64,
+    /// Text-token temperature; 0 means greedy.
+    pub text_temperature: f64,
+    pub top_k: usize,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { temperature: 0.8, text_temperature: 0.7, top_k: 250, seed: 299_792_458 }
+    }
+}
+
+/// Facts about a loaded model, shown in the header and written to the stats.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    /// "cpu", "cuda:0", "metal".
+    pub device: String,
+    /// "f32", "bf16", "q8".
+    pub dtype: String,
+}
+
+/// What one step produced. Owned by the engine and reused across steps, so a
+/// model writes into it instead of allocating.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutput {
+    /// Exactly `frame_len()` samples at `sample_rate()`, mono. Silence until the
+    /// model has something to say.
+    pub pcm: Vec<f32>,
+    /// A piece of assembled text (a word or more, with its leading space) when the
+    /// text stream completed one this step.
+    pub text: Option<String>,
+    /// The raw text token of this step, for `--dump-tokens`.
+    pub text_token: Option<u32>,
+    /// The audio codebook tokens of this step; `None` while the acoustic delay fills.
+    pub audio_codes: Option<Vec<u32>>,
+}
+
+impl StepOutput {
+    pub fn clear(&mut self, frame_len: usize) {
+        self.pcm.clear();
+        self.pcm.resize(frame_len, 0.0);
+        self.text = None;
+        self.text_token = None;
+        self.audio_codes = None;
+    }
+}
+
+/// Anything the engine can step. One thread owns it (and its candle Device).
+pub trait DuplexModel: Send {
+    fn info(&self) -> ModelInfo;
+    /// 24_000 for Moshi.
+    fn sample_rate(&self) -> u32;
+    /// 1920 for Moshi (80 ms at 24 kHz).
+    fn frame_len(&self) -> usize;
+    /// Frames of delay between an input sample and the earliest output that can
+    /// depend on it (1 for loopback). Used for latency reporting.
+    fn delay_frames(&self) -> usize {
+        0
+    }
+    /// Consume exactly `frame_len()` input samples and fill `out` (already cleared
+    /// to `frame_len()` zeros by the engine).
+    fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()>;
+    /// Forget the conversation: caches, delays, text assembly.
+    fn reset(&mut self);
+    /// Apply new sampling settings from the next step on.
+    fn set_sampling(&mut self, _sampling: &Sampling) {}
+}

@@ -1,0 +1,4 @@
+//! `assistant`: a full-duplex terminal voice assistant.
+pub mod audio;
+pub mod cli;
+pub mod engine;
