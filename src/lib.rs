@@ -2,3 +2,4 @@
 pub mod audio;
 pub mod cli;
 pub mod engine;
+pub mod ui;
