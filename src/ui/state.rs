@@ -458,9 +458,13 @@ impl UiState {
         let now = self.now();
         match self.mic_vad.update(s.mic_rms) {
             Some(Transition::Started) => {
-                // The user taking the floor ends the assistant's turn on screen.
-                self.open_assistant = None;
-                self.feed.push(FeedEntry::new(now, EntryKind::User { ended: None }, ""));
+                // The user taking the floor ends a quiet assistant's turn; while both
+                // talk, the assistant's words keep streaming into its line.
+                if !self.out_vad.is_active() {
+                    self.open_assistant = None;
+                }
+                let started = now.saturating_sub(FRAME * (Vad::MICROPHONE_ATTACK as u32 - 1));
+                self.feed.push(FeedEntry::new(started, EntryKind::User { ended: None }, ""));
                 self.open_user = Some(self.feed.len() - 1);
             }
             Some(Transition::Ended) => self.end_user_turn(now.saturating_sub(FRAME * self.mic_vad_hangover())),

@@ -26,8 +26,11 @@ impl Vad {
     /// The user at the microphone: about -34 dBFS to start, after 160 ms;
     /// ends after 560 ms below -40 dBFS (at 80 ms frames).
     pub fn microphone() -> Self {
-        Self::new(0.02, 0.01, 2, Self::MICROPHONE_HANGOVER)
+        Self::new(0.02, 0.01, Self::MICROPHONE_ATTACK, Self::MICROPHONE_HANGOVER)
     }
+
+    /// Frames of voice that start the user's speech.
+    pub const MICROPHONE_ATTACK: u8 = 2;
 
     /// Frames of quiet that end the user's speech.
     pub const MICROPHONE_HANGOVER: u8 = 7;

@@ -13,7 +13,8 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     let key_w = HELP.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
     let desc_w = HELP.iter().map(|(_, d)| d.width()).max().unwrap_or(0);
     let want_w = (key_w + 2 + desc_w + 4) as u16;
-    let w = want_w.min(area.width.saturating_sub(2)).max(area.width.min(20));
+    // A popup that would leave slivers of the screen at its sides takes the whole width.
+    let w = if want_w + 6 > area.width { area.width } else { want_w };
     let h = (HELP.len() as u16 + 2).min(area.height);
     let popup = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
     Clear.render(popup, buf);
