@@ -136,8 +136,8 @@ pub fn words(text: &str) -> Vec<String> {
     text.split(' ').map(|w| format!(" {w}")).collect()
 }
 
-pub fn loading() -> Scene {
-    let mut s = Scene::new();
+pub fn loading(nc: bool) -> Scene {
+    let mut s = Scene::with(nc, Color::Cyan);
     s.at(0.2).wav_and_speaker().memory();
     s.at(0.4).send(EngineEvent::info("weights found in ~/.cache/huggingface/hub/models--kyutai--moshiko-candle-q8"));
     s.at(1.1).send(EngineEvent::Loading(LoadProgress {
@@ -157,8 +157,8 @@ pub fn loading() -> Scene {
     s
 }
 
-pub fn listening() -> Scene {
-    let mut s = Scene::new();
+pub fn listening(nc: bool) -> Scene {
+    let mut s = Scene::with(nc, Color::Cyan);
     s.at(0.2).wav_and_speaker().memory();
     s.at(8.6).ready();
     s.talk(20, 0.002, 0.0, &[]);
@@ -174,8 +174,8 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-pub fn speaking() -> Scene {
-    let mut s = listening();
+pub fn speaking(nc: bool) -> Scene {
+    let mut s = listening(nc);
     let first = words(FIRST_REPLY);
     let second = words(SECOND_REPLY);
     s.talk(16, 0.09, 0.0, &[]); // the user says hello
@@ -188,14 +188,14 @@ pub fn speaking() -> Scene {
     s
 }
 
-pub fn both_talking() -> Scene {
-    let mut s = speaking();
+pub fn both_talking(nc: bool) -> Scene {
+    let mut s = speaking(nc);
     s.talk(4, 0.1, 0.14, &[" be", " a", " good"]);
     s
 }
 
-pub fn degraded() -> Scene {
-    let mut s = Scene::new();
+pub fn degraded(nc: bool) -> Scene {
+    let mut s = Scene::with(nc, Color::Cyan);
     s.at(0.2).endpoints(
         Endpoint::Missing("no capture device (ALSA: Unknown PCM default)".into()),
         Endpoint::Device("Built-in Audio Analog Stereo".into()),
@@ -206,8 +206,8 @@ pub fn degraded() -> Scene {
     s
 }
 
-pub fn error() -> Scene {
-    let mut s = loading();
+pub fn error(nc: bool) -> Scene {
+    let mut s = loading(nc);
     s.at(12.9).send(EngineEvent::ModelFailed {
         error: "weights failed to load: model.q8.gguf ends after 612.0 MB of 1.5 GB (truncated download)".into(),
         remedy: "delete ~/.cache/huggingface/hub/models--kyutai--moshiko-candle-q8 and run again to download it, \
@@ -217,8 +217,8 @@ pub fn error() -> Scene {
     s
 }
 
-pub fn help() -> Scene {
-    let mut s = listening();
+pub fn help(nc: bool) -> Scene {
+    let mut s = listening(nc);
     s.app(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
         ratatui::crossterm::event::KeyCode::Char('?'),
     )));
