@@ -1,6 +1,8 @@
 //! Builds whole UI states from events, with a hand-set clock, for the UI tests.
 #![allow(dead_code)]
 
+pub mod live;
+
 use assistant::audio::meters::Meters;
 use assistant::engine::events::{Endpoint, EngineEvent, LoadProgress, ProgressUnit, StepStats};
 use assistant::engine::model::ModelInfo;
