@@ -463,7 +463,8 @@ impl UiState {
                 if !self.out_vad.is_active() {
                     self.open_assistant = None;
                 }
-                let started = now.saturating_sub(FRAME * (Vad::MICROPHONE_ATTACK as u32 - 1));
+                // Timestamps are frame ends: speech began `attack` frames ago.
+                let started = now.saturating_sub(FRAME * Vad::MICROPHONE_ATTACK as u32);
                 self.feed.push(FeedEntry::new(started, EntryKind::User { ended: None }, ""));
                 self.open_user = Some(self.feed.len() - 1);
             }
