@@ -1,5 +1,8 @@
 //! `assistant`: a full-duplex terminal voice assistant.
+pub mod app;
 pub mod audio;
 pub mod cli;
 pub mod engine;
+pub mod headless;
+pub mod telemetry;
 pub mod ui;
