@@ -14,15 +14,19 @@ fn main() {
             print!("{}", assistant::audio::device::describe_devices());
             0
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Ui => match assistant::ui::bench_ui() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => {
             eprintln!("error: not available in this build yet");
             1
         }
         None if cli.run.headless => assistant::headless::run(&cli.run),
-        None => {
-            eprintln!("error: the TUI is not available in this build yet; use --headless");
-            1
-        }
+        None => assistant::ui::run_app(&cli.run, &_log.path),
     };
     std::process::exit(code);
 }

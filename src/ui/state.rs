@@ -393,21 +393,8 @@ impl UiState {
             Endpoint::Off => "off".into(),
         };
         let text = format!("audio in: {} · out: {}", describe(&input), describe(&output));
+        // Why a device is missing, and what to do, arrives as a Notice from the app.
         self.note(EntryKind::Notice(Severity::Info), text, None);
-        if let Endpoint::Missing(why) = &input {
-            self.note(
-                EntryKind::Notice(Severity::Warning),
-                format!("no microphone: {why}"),
-                Some("plug one in and restart, pick one with --input-device (see `assistant devices`), or use --input FILE.wav".into()),
-            );
-        }
-        if let Endpoint::Missing(why) = &output {
-            self.note(
-                EntryKind::Notice(Severity::Warning),
-                format!("no speaker: {why}"),
-                Some("pick one with --output-device (see `assistant devices`), or write to --output FILE.wav".into()),
-            );
-        }
         self.input = Some(input);
         self.output = Some(output);
     }

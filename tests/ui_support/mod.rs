@@ -202,6 +202,11 @@ pub fn degraded(nc: bool) -> Scene {
         Endpoint::Missing("no capture device (ALSA: Unknown PCM default)".into()),
         Endpoint::Device("Built-in Audio Analog Stereo".into()),
     );
+    // As the app reports it (app::wire).
+    s.send(EngineEvent::warning(
+        "no microphone: no capture device (ALSA: Unknown PCM default)",
+        Some("plug one in and restart, pick one with --input-device (see `assistant devices`), or use --input FILE.wav to talk from a recording".into()),
+    ));
     s.memory();
     s.at(8.6).ready();
     s.talk(30, 0.0, 0.0, &[]);
