@@ -8,21 +8,20 @@ use ratatui::style::{Color, Modifier};
 use ui_support::*;
 
 fn fg_at(buf: &Buffer, text: &str) -> (Color, Modifier) {
-    let (x, y) = find(buf, text).unwrap_or_else(|| panic!("{text:?} not on screen:\n{}", screen(buf)));
+    let (x, y) =
+        find(buf, text).unwrap_or_else(|| panic!("{text:?} not on screen:\n{}", screen(buf)));
     let c = &buf[(x, y)];
     (c.fg, c.modifier)
 }
 
 /// Every visible cell of `text` has foreground `colour`.
 fn all_fg(buf: &Buffer, text: &str, colour: Color) {
-    let (x0, y) = find(buf, text).unwrap_or_else(|| panic!("{text:?} not on screen:\n{}", screen(buf)));
-    let mut x = x0;
-    for ch in text.chars() {
-        let cell = &buf[(x, y)];
+    let (x0, y) =
+        find(buf, text).unwrap_or_else(|| panic!("{text:?} not on screen:\n{}", screen(buf)));
+    for (x, ch) in (x0..).zip(text.chars()) {
         if ch != ' ' {
-            assert_eq!(cell.fg, colour, "{ch:?} of {text:?} at ({x},{y})");
+            assert_eq!(buf[(x, y)].fg, colour, "{ch:?} of {text:?} at ({x},{y})");
         }
-        x += 1;
     }
 }
 
@@ -56,15 +55,33 @@ fn user_markers_and_levels_take_the_user_colour_and_assistant_levels_the_persona
 
     // The visualizer: the two rows above the status lines, bars right of the labels.
     let (mic_row, out_row) = (buf.area.height - 4, buf.area.height - 3);
-    assert!(rows(buf)[mic_row as usize].starts_with("you "), "{}", screen(buf));
-    assert!(rows(buf)[out_row as usize].starts_with("Moshi "), "{}", screen(buf));
+    assert!(
+        rows(buf)[mic_row as usize].starts_with("you "),
+        "{}",
+        screen(buf)
+    );
+    assert!(
+        rows(buf)[out_row as usize].starts_with("Moshi "),
+        "{}",
+        screen(buf)
+    );
     assert_eq!(buf[(0, mic_row)].fg, Color::Green, "mic label");
     assert_eq!(buf[(0, out_row)].fg, Color::Cyan, "persona label");
     let newest = buf.area.width - 1;
-    assert_eq!(buf[(newest, mic_row)].fg, Color::Green, "the user is talking now: newest mic bar is green");
-    assert_eq!(buf[(newest, out_row)].fg, Color::Cyan, "the assistant is talking now: newest bar in its colour");
+    assert_eq!(
+        buf[(newest, mic_row)].fg,
+        Color::Green,
+        "the user is talking now: newest mic bar is green"
+    );
+    assert_eq!(
+        buf[(newest, out_row)].fg,
+        Color::Cyan,
+        "the assistant is talking now: newest bar in its colour"
+    );
     // Earlier, while the assistant spoke alone, the quiet microphone's bars were dim.
-    let dim_mic = (6..newest - 10).filter(|&x| buf[(x, mic_row)].symbol() != " ").all(|x| buf[(x, mic_row)].fg == Color::DarkGray);
+    let dim_mic = (6..newest - 10)
+        .filter(|&x| buf[(x, mic_row)].symbol() != " ")
+        .all(|x| buf[(x, mic_row)].fg == Color::DarkGray);
     assert!(dim_mic, "mic noise bars are dim:\n{}", screen(buf));
 }
 
@@ -87,14 +104,26 @@ fn problems_take_severity_colours_and_remedies_stand_out() {
 
 #[test]
 fn no_color_leaves_every_cell_uncoloured_but_keeps_the_words() {
-    let scenes: [fn(bool) -> Scene; 7] = [loading, listening, speaking, both_talking, degraded, error, help];
+    let scenes: [fn(bool) -> Scene; 7] = [
+        loading,
+        listening,
+        speaking,
+        both_talking,
+        degraded,
+        error,
+        help,
+    ];
     for scene in scenes {
         for nc in [true, false] {
             let mut s = scene(nc);
             for (w, h) in SIZES.into_iter().chain([(30, 8)]) {
                 let t = draw(&mut s.state, w, h);
                 let buf = t.backend().buffer();
-                let coloured = buf.content().iter().filter(|c| c.fg != Color::Reset || c.bg != Color::Reset).count();
+                let coloured = buf
+                    .content()
+                    .iter()
+                    .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+                    .count();
                 if nc {
                     assert_eq!(coloured, 0, "NO_COLOR at {w}x{h}:\n{}", screen(buf));
                 } else if w >= 40 {

@@ -36,12 +36,20 @@ fn start(w: u16, h: u16) -> Running {
         let mut terminal = Terminal::new(backend)?;
         run_main_loop_report(&mut terminal, rx, ctx_tx, ctx)
     });
-    Running { tx, commands, meters, shared, handle }
+    Running {
+        tx,
+        commands,
+        meters,
+        shared,
+        handle,
+    }
 }
 
 impl Running {
     fn key(&self, code: KeyCode) {
-        self.tx.send(AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE))).unwrap();
+        self.tx
+            .send(AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+            .unwrap();
     }
     fn engine(&self, e: EngineEvent) {
         self.tx.send(AppEvent::Engine(e)).unwrap();
@@ -54,7 +62,11 @@ impl Running {
             if screen.iter().any(|r| r.contains(text)) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "{text:?} never shown; screen:\n{}", screen.join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never shown; screen:\n{}",
+                screen.join("\n")
+            );
             sleep(Duration::from_millis(10));
         }
     }
@@ -74,24 +86,44 @@ impl Running {
         }
     }
     fn command(&self) -> Command {
-        self.commands.recv_timeout(Duration::from_secs(5)).expect("a command")
+        self.commands
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a command")
     }
     fn finish(self) -> LoopReport {
         drop(self.tx);
-        self.handle.join().expect("loop thread panicked").expect("loop error")
+        self.handle
+            .join()
+            .expect("loop thread panicked")
+            .expect("loop error")
     }
 }
 
 fn ready(r: &Running) {
-    r.engine(EngineEvent::Endpoints { input: Endpoint::Device("mic".into()), output: Endpoint::Device("spk".into()) });
+    r.engine(EngineEvent::Endpoints {
+        input: Endpoint::Device("mic".into()),
+        output: Endpoint::Device("spk".into()),
+    });
     r.engine(EngineEvent::ModelReady {
-        info: assistant::engine::model::ModelInfo { name: "demo".into(), device: "cpu".into(), dtype: "f32".into() },
+        info: assistant::engine::model::ModelInfo {
+            name: "demo".into(),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        },
         load_ms: 10.0,
     });
 }
 
 fn step(i: u64, mic: f32, out: f32) -> EngineEvent {
-    EngineEvent::Step(StepStats { step_index: i, step_ms: 20.0, rtf: 0.25, latency_ms: 160.0, mic_rms: mic, out_rms: out, ..Default::default() })
+    EngineEvent::Step(StepStats {
+        step_index: i,
+        step_ms: 20.0,
+        rtf: 0.25,
+        latency_ms: 160.0,
+        mic_rms: mic,
+        out_rms: out,
+        ..Default::default()
+    })
 }
 
 #[test]
@@ -109,7 +141,11 @@ fn q_sends_shutdown_and_ends_the_loop() {
 #[test]
 fn ctrl_c_quits_like_q() {
     let r = start(80, 24);
-    r.tx.send(AppEvent::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL))).unwrap();
+    r.tx.send(AppEvent::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )))
+    .unwrap();
     assert!(matches!(r.command(), Command::Shutdown));
     assert_eq!(r.handle.join().unwrap().unwrap().reason, ExitReason::Quit);
 }
@@ -132,7 +168,14 @@ fn m_mutes_and_unmutes_r_resets_question_mark_shows_help_and_esc_closes_it() {
     r.wait_for("reset the conversation");
     r.key(KeyCode::Esc);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while r.shared.lock().unwrap().screen.iter().any(|l| l.contains("Esc closes")) {
+    while r
+        .shared
+        .lock()
+        .unwrap()
+        .screen
+        .iter()
+        .any(|l| l.contains("Esc closes"))
+    {
         assert!(Instant::now() < deadline, "help never closed");
         sleep(Duration::from_millis(10));
     }
@@ -150,7 +193,16 @@ fn resizing_down_to_tiny_and_back_never_crashes() {
         r.engine(EngineEvent::Text(format!(" word{i}")));
     }
     r.wait_for("word39");
-    for (w, h) in [(30, 8), (1, 1), (40, 12), (300, 100), (39, 11), (0, 0), (41, 13), (100, 30)] {
+    for (w, h) in [
+        (30, 8),
+        (1, 1),
+        (40, 12),
+        (300, 100),
+        (39, 11),
+        (0, 0),
+        (41, 13),
+        (100, 30),
+    ] {
         let screen = r.resize(w, h).join("\n");
         if w >= 40 && h >= 12 {
             assert!(screen.contains("word39"), "{w}x{h}:\n{screen}");
@@ -175,8 +227,17 @@ fn scrolling_with_keys_and_wheel_pins_the_view_and_end_follows_again() {
     r.engine(EngineEvent::info("line 60"));
     sleep(Duration::from_millis(100));
     let screen = r.wait_for("End follows");
-    assert!(!screen.iter().any(|l| l.contains("line 60")), "a pinned view stays put");
-    r.tx.send(AppEvent::Mouse(MouseEvent { kind: MouseEventKind::ScrollUp, column: 5, row: 5, modifiers: KeyModifiers::NONE })).unwrap();
+    assert!(
+        !screen.iter().any(|l| l.contains("line 60")),
+        "a pinned view stays put"
+    );
+    r.tx.send(AppEvent::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollUp,
+        column: 5,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    }))
+    .unwrap();
     r.key(KeyCode::Home);
     r.wait_for("line 00");
     r.key(KeyCode::End);
@@ -205,8 +266,14 @@ fn visualizer_redraws_at_least_15_times_a_second_while_audio_flows() {
     let elapsed = t0.elapsed().as_secs_f64();
     let flushes = r.shared.lock().unwrap().flushes - flushes_before;
     let report = r.finish();
-    assert!(flushes as f64 / elapsed >= 15.0, "{flushes} frames in {elapsed:.2} s");
-    assert!(flushes as f64 / elapsed <= 31.0, "redraws are capped near 30 Hz: {flushes} in {elapsed:.2} s");
+    assert!(
+        flushes as f64 / elapsed >= 15.0,
+        "{flushes} frames in {elapsed:.2} s"
+    );
+    assert!(
+        flushes as f64 / elapsed <= 31.0,
+        "redraws are capped near 30 Hz: {flushes} in {elapsed:.2} s"
+    );
     assert!(report.level_samples as f64 / elapsed >= 15.0, "{report:?}");
 }
 
@@ -222,5 +289,8 @@ fn an_idle_ui_does_not_redraw() {
     let report = r.finish();
     // Memory is sampled every 2 s and may change the figure once.
     assert!(after - before <= 1, "{} redraws while idle", after - before);
-    assert!(report.level_samples <= 12, "idle ticks are slow: {report:?}");
+    assert!(
+        report.level_samples <= 12,
+        "idle ticks are slow: {report:?}"
+    );
 }

@@ -12,7 +12,12 @@ use ratatui::style::Color;
 use ui_support::*;
 
 fn feed_kinds(s: &Scene) -> Vec<EntryKind> {
-    s.state.feed.entries().iter().map(|e| e.kind.clone()).collect()
+    s.state
+        .feed
+        .entries()
+        .iter()
+        .map(|e| e.kind.clone())
+        .collect()
 }
 
 #[test]
@@ -21,7 +26,10 @@ fn assistant_words_stream_into_one_line_per_turn() {
     let before = s.state.feed.len();
     s.talk(6, 0.0, 0.1, &[" Hello", " there,", " how", " are", " you?"]);
     assert_eq!(s.state.feed.len(), before + 1, "one turn, one entry");
-    assert_eq!(s.state.feed.entries().last().unwrap().body(), "Hello there, how are you?");
+    assert_eq!(
+        s.state.feed.entries().last().unwrap().body(),
+        "Hello there, how are you?"
+    );
     assert_eq!(s.state.conv_state(), ConvState::Speaking);
     let screen = screen(draw(&mut s.state, 80, 24).backend().buffer());
     assert!(screen.contains("◆ Hello there, how are you?"), "{screen}");
@@ -36,9 +44,15 @@ fn assistant_words_stream_into_one_line_per_turn() {
     let kinds = feed_kinds(&s);
     assert_eq!(kinds[kinds.len() - 3..].len(), 3);
     assert!(matches!(kinds[kinds.len() - 3], EntryKind::Assistant));
-    assert!(matches!(kinds[kinds.len() - 2], EntryKind::User { ended: Some(_) }));
+    assert!(matches!(
+        kinds[kinds.len() - 2],
+        EntryKind::User { ended: Some(_) }
+    ));
     assert!(matches!(kinds[kinds.len() - 1], EntryKind::Assistant));
-    assert_eq!(s.state.feed.entries().last().unwrap().body(), "Fine thanks.");
+    assert_eq!(
+        s.state.feed.entries().last().unwrap().body(),
+        "Fine thanks."
+    );
 }
 
 #[test]
@@ -54,11 +68,17 @@ fn user_speech_markers_follow_the_voice_activity_rule() {
     assert!(s.state.user_speaking());
     let screen_now = screen(draw(&mut s.state, 80, 24).backend().buffer());
     assert!(screen_now.contains("● you are speaking…"), "{screen_now}");
-    assert!(screen_now.contains("● listening"), "header shows the user is heard: {screen_now}");
+    assert!(
+        screen_now.contains("● listening"),
+        "header shows the user is heard: {screen_now}"
+    );
     s.talk(10, 0.0, 0.0, &[]);
     assert!(!s.state.user_speaking());
     let screen_after = screen(draw(&mut s.state, 80, 24).backend().buffer());
-    assert!(screen_after.contains("● you spoke for 2.0 s"), "{screen_after}");
+    assert!(
+        screen_after.contains("● you spoke for 2.0 s"),
+        "{screen_after}"
+    );
 }
 
 #[test]
@@ -69,7 +89,10 @@ fn both_talking_and_muted_show_in_the_header() {
     assert_eq!(s.state.conv_state(), ConvState::Muted);
     let screen = screen(draw(&mut s.state, 80, 24).backend().buffer());
     assert!(screen.contains("✕ muted"), "{screen}");
-    assert!(screen.contains("you✕"), "visualizer marks the muted mic: {screen}");
+    assert!(
+        screen.contains("you✕"),
+        "visualizer marks the muted mic: {screen}"
+    );
 }
 
 #[test]
@@ -86,20 +109,39 @@ fn load_progress_shows_done_total_rate_and_eta_from_the_events() {
         screen(draw(&mut s.state, 80, 24).backend().buffer())
     };
     let first = at(100, 2.0);
-    assert!(first.contains("100 / 400 tensors · 50 tensors/s · ETA 6.0 s"), "{first}");
+    assert!(
+        first.contains("100 / 400 tensors · 50 tensors/s · ETA 6.0 s"),
+        "{first}"
+    );
     assert!(first.contains("25%"), "{first}");
     let later = at(300, 3.0);
-    assert!(later.contains("300 / 400 tensors · 100 tensors/s · ETA 1.0 s"), "{later}");
+    assert!(
+        later.contains("300 / 400 tensors · 100 tensors/s · ETA 1.0 s"),
+        "{later}"
+    );
     assert!(later.contains("75%"));
     let done = at(400, 3.5);
-    assert!(done.contains("✓ loaded model.safetensors: 400 tensors in 3.5 s"), "{done}");
+    assert!(
+        done.contains("✓ loaded model.safetensors: 400 tensors in 3.5 s"),
+        "{done}"
+    );
     let again = at(400, 3.6);
-    assert_eq!(again.matches("✓ loaded model.safetensors").count(), 1, "one line per finished stage");
+    assert_eq!(
+        again.matches("✓ loaded model.safetensors").count(),
+        1,
+        "one line per finished stage"
+    );
     assert_eq!(s.state.conv_state(), ConvState::Loading);
     s.ready();
     let ready = screen(draw(&mut s.state, 80, 24).backend().buffer());
-    assert!(!ready.contains("┌ loading"), "progress panel gone once ready: {ready}");
-    assert!(ready.contains("✓ model ready: moshiko-q8 on cpu (q8) in 8.4 s"), "{ready}");
+    assert!(
+        !ready.contains("┌ loading"),
+        "progress panel gone once ready: {ready}"
+    );
+    assert!(
+        ready.contains("✓ model ready: moshiko-q8 on cpu (q8) in 8.4 s"),
+        "{ready}"
+    );
 }
 
 #[test]
@@ -130,10 +172,20 @@ fn falling_behind_real_time_degrades_and_shows_in_the_status_line() {
     let t = draw(&mut s.state, 120, 40);
     let buf = t.backend().buffer();
     let screen = screen(buf);
-    assert!(screen.contains("! degraded: slower than real time"), "{screen}");
-    assert!(screen.contains("latency 240 ms │ step 120 ms │ RTF 1.50 │ dropped 11"), "{screen}");
+    assert!(
+        screen.contains("! degraded: slower than real time"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("latency 240 ms │ step 120 ms │ RTF 1.50 │ dropped 11"),
+        "{screen}"
+    );
     let (x, y) = find(buf, "RTF 1.50").unwrap();
-    assert_eq!(buf[(x, y)].fg, Color::Yellow, "a figure that is off is highlighted");
+    assert_eq!(
+        buf[(x, y)].fg,
+        Color::Yellow,
+        "a figure that is off is highlighted"
+    );
 }
 
 #[test]
@@ -147,8 +199,14 @@ fn notices_show_with_severity_and_remedy_and_engine_stop_is_reported() {
     s.send(EngineEvent::InputEnded);
     s.send(EngineEvent::Stopped);
     let screen = screen(draw(&mut s.state, 80, 24).backend().buffer());
-    assert!(screen.contains("! output underruns: 12 in the last second"), "{screen}");
-    assert!(screen.contains("↳ close other audio programs or raise --max-backlog"), "{screen}");
+    assert!(
+        screen.contains("! output underruns: 12 in the last second"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("↳ close other audio programs or raise --max-backlog"),
+        "{screen}"
+    );
     assert!(screen.contains("• input file ended"));
     assert!(screen.contains("■ stopped"));
 }
@@ -169,9 +227,19 @@ fn screen_of(s: &mut Scene, w: u16, h: u16) -> String {
 
 #[test]
 fn every_state_renders_at_every_size_without_panicking() {
-    let scenes: [fn(bool) -> Scene; 7] = [loading, listening, speaking, both_talking, degraded, error, help];
+    let scenes: [fn(bool) -> Scene; 7] = [
+        loading,
+        listening,
+        speaking,
+        both_talking,
+        degraded,
+        error,
+        help,
+    ];
     let widths: Vec<u16> = (0..=130).chain([199, 200, 255, 300]).collect();
-    let heights = [0u16, 1, 2, 7, 11, 12, 13, 15, 16, 19, 20, 21, 24, 27, 28, 40, 60, 100];
+    let heights = [
+        0u16, 1, 2, 7, 11, 12, 13, 15, 16, 19, 20, 21, 24, 27, 28, 40, 60, 100,
+    ];
     for (k, scene) in scenes.into_iter().enumerate() {
         let help_covers_header = k == 6;
         let mut s = scene(false);

@@ -36,22 +36,44 @@ impl Tmux {
             exit.display()
         );
         let t = Self { socket, dir };
-        t.tmux(&["new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", &cmd]);
+        t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &cmd,
+        ]);
         Some(t)
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("run tmux");
-        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
     fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "e2e"]).stdout)
+            .into_owned()
     }
 
     fn format(&self, f: &str) -> String {
-        String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "-t", "e2e", f]).stdout).trim().to_string()
+        String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "-t", "e2e", f]).stdout)
+            .trim()
+            .to_string()
     }
 
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
@@ -61,7 +83,11 @@ impl Tmux {
             if ok(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "waited for {what}; screen:\n{s}\nlog:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; screen:\n{s}\nlog:\n{}",
+                self.log()
+            );
             sleep(Duration::from_millis(50));
         }
     }
@@ -71,11 +97,23 @@ impl Tmux {
     }
 
     fn resize(&self, w: u16, h: u16) {
-        self.tmux(&["resize-window", "-t", "e2e", "-x", &w.to_string(), "-y", &h.to_string()]);
+        self.tmux(&[
+            "resize-window",
+            "-t",
+            "e2e",
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+        ]);
     }
 
     fn exit_code(&self) -> Option<i32> {
-        std::fs::read_to_string(self.dir.path().join("exit")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.dir.path().join("exit"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     fn log(&self) -> String {
@@ -89,7 +127,11 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").output();
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
     }
 }
 
@@ -99,35 +141,71 @@ fn widest_line(screen: &str) -> usize {
 
 /// The whole session a user would have: look, ask for help, resize, quit.
 fn session(args: &[&str], ready_line: &str) {
-    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(WAV).exists(), "{WAV} missing");
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(WAV).exists(),
+        "{WAV} missing"
+    );
     let Some(t) = Tmux::start(args) else { return };
 
     // Header, feed and status line.
     let s = t.wait_for("the full screen", |s| {
-        s.contains("Moshi") && s.contains("┌ activity") && s.contains(ready_line) && s.contains("latency") && s.contains("log ")
+        s.contains("Moshi")
+            && s.contains("┌ activity")
+            && s.contains(ready_line)
+            && s.contains("latency")
+            && s.contains("log ")
     });
     let first = s.lines().next().unwrap_or_default();
     assert!(first.contains("Moshi"), "header first:\n{s}");
-    assert!(s.lines().rev().find(|l| !l.trim().is_empty()).unwrap().contains("q quit"), "status line last:\n{s}");
-    assert!(s.lines().any(|l| l.contains(" log ") && l.contains("assistant.log")), "log path in the status line:\n{s}");
-    assert_eq!(t.format("#{alternate_on}"), "1", "the TUI uses the alternate screen");
-    assert_eq!(t.format("#{cursor_flag}"), "0", "cursor hidden while the TUI runs");
+    assert!(
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap()
+            .contains("q quit"),
+        "status line last:\n{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.contains(" log ") && l.contains("assistant.log")),
+        "log path in the status line:\n{s}"
+    );
+    assert_eq!(
+        t.format("#{alternate_on}"),
+        "1",
+        "the TUI uses the alternate screen"
+    );
+    assert_eq!(
+        t.format("#{cursor_flag}"),
+        "0",
+        "cursor hidden while the TUI runs"
+    );
 
     // Help, then Esc closes it.
     t.keys("?");
-    t.wait_for("help", |s| s.contains("reset the conversation") && s.contains("Esc closes"));
+    t.wait_for("help", |s| {
+        s.contains("reset the conversation") && s.contains("Esc closes")
+    });
     t.keys("Escape");
     t.wait_for("help closed", |s| !s.contains("Esc closes"));
 
     // Resize mid-run: compact, too small, wide, back.
     t.resize(60, 15);
-    t.wait_for("compact 60x15", |s| widest_line(s) <= 60 && s.contains("? help") && !s.contains("┌ activity"));
+    t.wait_for("compact 60x15", |s| {
+        widest_line(s) <= 60 && s.contains("? help") && !s.contains("┌ activity")
+    });
     t.resize(30, 8);
-    t.wait_for("too small", |s| s.contains("terminal too small: need 40x12"));
+    t.wait_for("too small", |s| {
+        s.contains("terminal too small: need 40x12")
+    });
     t.resize(160, 45);
-    t.wait_for("160x45", |s| s.contains("┌ activity") && widest_line(s) > 100);
+    t.wait_for("160x45", |s| {
+        s.contains("┌ activity") && widest_line(s) > 100
+    });
     t.resize(100, 30);
-    t.wait_for("back at 100x30", |s| s.contains("┌ activity") && widest_line(s) <= 100);
+    t.wait_for("back at 100x30", |s| {
+        s.contains("┌ activity") && widest_line(s) <= 100
+    });
 
     // Quit.
     t.keys("q");
@@ -136,20 +214,34 @@ fn session(args: &[&str], ready_line: &str) {
         if let Some(c) = t.exit_code() {
             break c;
         }
-        assert!(Instant::now() < deadline, "no exit after q; screen:\n{}", t.screen());
+        assert!(
+            Instant::now() < deadline,
+            "no exit after q; screen:\n{}",
+            t.screen()
+        );
         sleep(Duration::from_millis(50));
     };
     assert_eq!(code, 0, "exit code after q; log:\n{}", t.log());
-    assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
+    assert_eq!(
+        t.format("#{alternate_on}"),
+        "0",
+        "left the alternate screen"
+    );
     assert_eq!(t.format("#{cursor_flag}"), "1", "cursor visible again");
     let after = t.screen();
-    assert!(!after.contains("┌ activity") && !after.contains("latency"), "TUI left on the main screen:\n{after}");
+    assert!(
+        !after.contains("┌ activity") && !after.contains("latency"),
+        "TUI left on the main screen:\n{after}"
+    );
     assert!(!t.log().contains("panic"), "log:\n{}", t.log());
 }
 
 #[test]
 fn tmux_loopback_session_shows_the_screen_takes_keys_survives_resizes_and_restores_the_terminal() {
-    session(&["--engine", "loopback", "--input", WAV], "model ready: loopback");
+    session(
+        &["--engine", "loopback", "--input", WAV],
+        "model ready: loopback",
+    );
 }
 
 #[test]

@@ -106,10 +106,18 @@ impl<'t, B: Backend> MainLoop<'t, B> {
     }
 
     fn report(&self, reason: ExitReason) -> LoopReport {
-        LoopReport { reason, draws: self.draws, level_samples: self.level_samples }
+        LoopReport {
+            reason,
+            draws: self.draws,
+            level_samples: self.level_samples,
+        }
     }
 
-    fn run(mut self, inputs: &Receiver<AppEvent>, commands: &Sender<Command>) -> Result<LoopReport> {
+    fn run(
+        mut self,
+        inputs: &Receiver<AppEvent>,
+        commands: &Sender<Command>,
+    ) -> Result<LoopReport> {
         let start = Instant::now();
         let mut next_tick = start + SLOW_TICK;
         let mut next_memory = start + MEMORY_EVERY;
@@ -118,7 +126,9 @@ impl<'t, B: Backend> MainLoop<'t, B> {
             let draw_due = self.last_draw.map_or(now, |t| t + FAST_TICK);
             if self.dirty && now >= draw_due {
                 let state = &self.state;
-                self.terminal.draw(|f| render(state, f)).map_err(backend_err)?;
+                self.terminal
+                    .draw(|f| render(state, f))
+                    .map_err(backend_err)?;
                 self.draws += 1;
                 self.last_draw = Some(now);
                 self.dirty = false;
@@ -131,15 +141,20 @@ impl<'t, B: Backend> MainLoop<'t, B> {
             match inputs.recv_deadline(deadline) {
                 Ok(ev) => {
                     let mut batch = std::iter::once(ev).chain(inputs.try_iter().take(MAX_BATCH));
-                    if let Some(reason) = batch.try_fold((), |(), ev| match self.handle(ev, commands) {
-                        Some(r) => Err(r),
-                        None => Ok(()),
-                    }).err() {
+                    if let Some(reason) = batch
+                        .try_fold((), |(), ev| match self.handle(ev, commands) {
+                            Some(r) => Err(r),
+                            None => Ok(()),
+                        })
+                        .err()
+                    {
                         return Ok(self.report(reason));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(self.report(ExitReason::Disconnected)),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Ok(self.report(ExitReason::Disconnected))
+                }
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -206,32 +221,37 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 pub fn spawn_input_thread(tx: Sender<AppEvent>) -> std::io::Result<InputThread> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let handle = std::thread::Builder::new().name("ui-input".into()).spawn(move || {
-        while !flag.load(Relaxed) {
-            match event::poll(INPUT_POLL) {
-                Ok(false) => continue,
-                Ok(true) => {}
-                Err(e) => {
-                    tracing::error!("terminal input: {e}");
-                    break;
-                }
-            }
-            match event::read() {
-                Ok(e) => {
-                    if let Some(ev) = AppEvent::from_terminal(e) {
-                        if tx.send(ev).is_err() {
-                            break;
-                        }
+    let handle = std::thread::Builder::new()
+        .name("ui-input".into())
+        .spawn(move || {
+            while !flag.load(Relaxed) {
+                match event::poll(INPUT_POLL) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        tracing::error!("terminal input: {e}");
+                        break;
                     }
                 }
-                Err(e) => {
-                    tracing::error!("terminal input: {e}");
-                    break;
+                match event::read() {
+                    Ok(e) => {
+                        if let Some(ev) = AppEvent::from_terminal(e) {
+                            if tx.send(ev).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("terminal input: {e}");
+                        break;
+                    }
                 }
             }
-        }
-    })?;
-    Ok(InputThread { stop, handle: Some(handle) })
+        })?;
+    Ok(InputThread {
+        stop,
+        handle: Some(handle),
+    })
 }
 
 impl InputThread {
@@ -255,19 +275,28 @@ impl Drop for InputThread {
 }
 
 /// Moves engine events into the UI's channel until either side closes.
-pub fn forward_engine_events(events: Receiver<EngineEvent>, tx: Sender<AppEvent>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("ui-engine-events".into()).spawn(move || {
-        for e in events {
-            if tx.send(AppEvent::Engine(e)).is_err() {
-                break;
+pub fn forward_engine_events(
+    events: Receiver<EngineEvent>,
+    tx: Sender<AppEvent>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ui-engine-events".into())
+        .spawn(move || {
+            for e in events {
+                if tx.send(AppEvent::Engine(e)).is_err() {
+                    break;
+                }
             }
-        }
-    })
+        })
 }
 
 /// Runs the TUI on the real terminal: takes it over, runs the loop, gives it back
 /// (also on error). Returns after the user quits; `Command::Shutdown` has been sent.
-pub fn run(ctx: UiContext, engine_events: Receiver<EngineEvent>, commands: Sender<Command>) -> Result<ExitReason> {
+pub fn run(
+    ctx: UiContext,
+    engine_events: Receiver<EngineEvent>,
+    commands: Sender<Command>,
+) -> Result<ExitReason> {
     let (tx, rx) = crossbeam_channel::unbounded();
     forward_engine_events(engine_events, tx.clone())?;
     let mut guard = terminal::enter()?;

@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 const FRAMES: usize = 2000;
 
 pub fn bench_ui() -> Result<()> {
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     println!("ui render, busy screen (200-turn transcript, full visualizer), {profile} build:");
     for (w, h) in [(80, 24), (200, 60)] {
         let r = render_times(w, h)?;
@@ -65,15 +69,42 @@ fn quiet_context() -> UiContext {
 }
 
 fn stats(i: u64, mic: f32, out: f32) -> StepStats {
-    StepStats { step_index: i, step_ms: 41.0, rtf: 0.51, latency_ms: 160.0, mic_rms: mic, out_rms: out, ..Default::default() }
+    StepStats {
+        step_index: i,
+        step_ms: 41.0,
+        rtf: 0.51,
+        latency_ms: 160.0,
+        mic_rms: mic,
+        out_rms: out,
+        ..Default::default()
+    }
 }
 
 /// A long conversation, speaking now, with a full level history.
 fn busy_state() -> UiState {
     let (clock, hand) = Clock::manual();
-    let mut s = UiState::new(&UiContext { clock, ..quiet_context() });
-    s.apply(EngineEvent::Endpoints { input: Endpoint::Device("mic".into()), output: Endpoint::Device("speaker".into()) }.into());
-    s.apply(EngineEvent::ModelReady { info: ModelInfo { name: "demo".into(), device: "cpu".into(), dtype: "f32".into() }, load_ms: 900.0 }.into());
+    let mut s = UiState::new(&UiContext {
+        clock,
+        ..quiet_context()
+    });
+    s.apply(
+        EngineEvent::Endpoints {
+            input: Endpoint::Device("mic".into()),
+            output: Endpoint::Device("speaker".into()),
+        }
+        .into(),
+    );
+    s.apply(
+        EngineEvent::ModelReady {
+            info: ModelInfo {
+                name: "demo".into(),
+                device: "cpu".into(),
+                dtype: "f32".into(),
+            },
+            load_ms: 900.0,
+        }
+        .into(),
+    );
     s.apply(AppEvent::Memory(200 << 20));
     let words = "so the thing about talking to a machine that listens while it speaks is that turns overlap".split(' ');
     let mut step = 0;
@@ -84,7 +115,10 @@ fn busy_state() -> UiState {
         if let Some(w) = word {
             s.apply(EngineEvent::Text(format!(" {w}")).into());
         }
-        s.apply(AppEvent::Levels { mic: mic * 2.0, out: out * 2.0 });
+        s.apply(AppEvent::Levels {
+            mic: mic * 2.0,
+            out: out * 2.0,
+        });
     };
     for _turn in 0..200 {
         for w in words.clone() {
@@ -114,7 +148,10 @@ fn render_times(w: u16, h: u16) -> Result<RenderTimes> {
     for i in 0..FRAMES + 100 {
         // A new level sample every frame, as while audio flows.
         let level = 0.05 + 0.04 * ((i % 13) as f32 / 13.0);
-        state.apply(AppEvent::Levels { mic: level, out: level * 2.0 });
+        state.apply(AppEvent::Levels {
+            mic: level,
+            out: level * 2.0,
+        });
         let t = Instant::now();
         terminal.draw(|f| render(&state, f))?;
         if i >= 100 {
@@ -124,7 +161,11 @@ fn render_times(w: u16, h: u16) -> Result<RenderTimes> {
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
-    Ok(RenderTimes { mean, p50: pct(0.5), p99: pct(0.99) })
+    Ok(RenderTimes {
+        mean,
+        p50: pct(0.5),
+        p99: pct(0.99),
+    })
 }
 
 struct LoopCpu {
@@ -141,13 +182,21 @@ fn loop_cpu(wall: Duration, audio: bool) -> Result<LoopCpu> {
     let meters = ctx.meters.clone();
     let (tx, rx) = crossbeam_channel::unbounded();
     let (cmd_tx, _cmd_rx) = crossbeam_channel::unbounded();
-    tx.send(EngineEvent::ModelReady { info: ModelInfo::default(), load_ms: 0.0 }.into())?;
+    tx.send(
+        EngineEvent::ModelReady {
+            info: ModelInfo::default(),
+            load_ms: 0.0,
+        }
+        .into(),
+    )?;
     let ui = std::thread::spawn(move || -> Result<_> {
         let mut terminal = Terminal::new(TestBackend::new(80, 24))?;
         let before = thread_cpu_time();
         let t0 = Instant::now();
         let report = run_main_loop_report(&mut terminal, rx, cmd_tx, ctx)?;
-        let cpu = thread_cpu_time().zip(before).map(|(a, b)| a.saturating_sub(b));
+        let cpu = thread_cpu_time()
+            .zip(before)
+            .map(|(a, b)| a.saturating_sub(b));
         Ok((report, cpu, t0.elapsed()))
     });
     let start = Instant::now();
@@ -157,7 +206,7 @@ fn loop_cpu(wall: Duration, audio: bool) -> Result<LoopCpu> {
             // Callbacks every 10 ms, an engine step every 80 ms.
             meters.raise_mic(0.1 + 0.05 * (i % 5) as f32);
             meters.raise_out(0.2);
-            if i % 8 == 0 {
+            if i.is_multiple_of(8) {
                 tx.send(EngineEvent::Step(stats(i / 8, 0.05, 0.1)).into())?;
             }
         }
@@ -165,15 +214,26 @@ fn loop_cpu(wall: Duration, audio: bool) -> Result<LoopCpu> {
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(tx);
-    let (report, cpu, wall) = ui.join().map_err(|_| anyhow::anyhow!("ui thread panicked"))??;
-    Ok(LoopCpu { cpu, wall, draws: report.draws, samples: report.level_samples })
+    let (report, cpu, wall) = ui
+        .join()
+        .map_err(|_| anyhow::anyhow!("ui thread panicked"))??;
+    Ok(LoopCpu {
+        cpu,
+        wall,
+        draws: report.draws,
+        samples: report.level_samples,
+    })
 }
 
 /// CPU time of the calling thread: nanoseconds from schedstat where the kernel
 /// keeps it, else clock ticks from stat (Linux only).
 fn thread_cpu_time() -> Option<Duration> {
     if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat") {
-        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             return Some(Duration::from_nanos(ns));
         }
     }
@@ -189,7 +249,9 @@ fn thread_cpu_time() -> Option<Duration> {
 mod tests {
     #[test]
     fn thread_cpu_time_moves_when_the_thread_works() {
-        let Some(a) = super::thread_cpu_time() else { return };
+        let Some(a) = super::thread_cpu_time() else {
+            return;
+        };
         let t = std::time::Instant::now();
         let mut x = 0u64;
         while t.elapsed() < std::time::Duration::from_millis(60) {

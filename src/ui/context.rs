@@ -40,3 +40,18 @@ impl UiContext {
 pub fn no_color_from_env() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    // The only test in the crate that touches NO_COLOR.
+    #[test]
+    fn no_color_counts_only_when_set_and_not_empty() {
+        std::env::remove_var("NO_COLOR");
+        assert!(!super::no_color_from_env());
+        std::env::set_var("NO_COLOR", "");
+        assert!(!super::no_color_from_env());
+        std::env::set_var("NO_COLOR", "1");
+        assert!(super::no_color_from_env());
+        std::env::remove_var("NO_COLOR");
+    }
+}

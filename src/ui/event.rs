@@ -16,7 +16,10 @@ pub enum AppEvent {
     Tick,
     /// Audio peaks since the last sample (linear, 0..=1), for the visualizer.
     /// The main loop makes these from `Meters` on its tick.
-    Levels { mic: f32, out: f32 },
+    Levels {
+        mic: f32,
+        out: f32,
+    },
     /// The process's resident memory in bytes, sampled on a slow tick.
     Memory(u64),
 }

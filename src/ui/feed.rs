@@ -13,7 +13,9 @@ pub enum EntryKind {
     /// One assistant turn; its words stream into `text`.
     Assistant,
     /// The user spoke; `ended` is set once the voice-activity rule says they stopped.
-    User { ended: Option<Duration> },
+    User {
+        ended: Option<Duration>,
+    },
     /// Something went as it should (weights found, model ready).
     Success,
     Notice(Severity),
@@ -29,7 +31,12 @@ pub struct FeedEntry {
 
 impl FeedEntry {
     pub fn new(at: Duration, kind: EntryKind, text: impl Into<String>) -> Self {
-        Self { at, kind, text: text.into(), remedy: None }
+        Self {
+            at,
+            kind,
+            text: text.into(),
+            remedy: None,
+        }
     }
 
     /// What the entry says, as shown.
@@ -77,7 +84,14 @@ pub fn wrap_entry(entry: &FeedEntry, width: u16) -> Vec<Row> {
     let mut rows: Vec<Row> = wrap_text(&entry.body(), text_w)
         .into_iter()
         .enumerate()
-        .map(|(i, text)| Row { part: if i == 0 { RowPart::First } else { RowPart::Body }, text })
+        .map(|(i, text)| Row {
+            part: if i == 0 {
+                RowPart::First
+            } else {
+                RowPart::Body
+            },
+            text,
+        })
         .collect();
     if let Some(remedy) = &entry.remedy {
         let w = text_w.saturating_sub(REMEDY_MARK).max(1);
@@ -85,7 +99,10 @@ pub fn wrap_entry(entry: &FeedEntry, width: u16) -> Vec<Row> {
             wrap_text(remedy, w)
                 .into_iter()
                 .enumerate()
-                .map(|(i, text)| Row { part: RowPart::Remedy { first: i == 0 }, text }),
+                .map(|(i, text)| Row {
+                    part: RowPart::Remedy { first: i == 0 },
+                    text,
+                }),
         );
     }
     rows
@@ -216,7 +233,9 @@ impl Feed {
     pub fn rows_below(&self, width: u16, height: usize) -> usize {
         match self.pinned {
             None => 0,
-            Some(p) => self.rows_from(self.clamp(p, width), width, usize::MAX).saturating_sub(height),
+            Some(p) => self
+                .rows_from(self.clamp(p, width), width, usize::MAX)
+                .saturating_sub(height),
         }
     }
 
@@ -249,13 +268,19 @@ impl Feed {
 
     /// One past the last row.
     fn end(&self, _width: u16) -> Position {
-        Position { entry: self.entries.len(), row: 0 }
+        Position {
+            entry: self.entries.len(),
+            row: 0,
+        }
     }
 
     fn clamp(&self, p: Position, width: u16) -> Position {
         match self.entries.get(p.entry) {
             None => self.end(width),
-            Some(e) => Position { entry: p.entry, row: p.row.min(row_count(e, width).saturating_sub(1)) },
+            Some(e) => Position {
+                entry: p.entry,
+                row: p.row.min(row_count(e, width).saturating_sub(1)),
+            },
         }
     }
 
@@ -287,9 +312,15 @@ impl Feed {
             }
             rows -= left;
             if p.entry + 1 == self.entries.len() {
-                return Position { entry: p.entry, row: n - 1 };
+                return Position {
+                    entry: p.entry,
+                    row: n - 1,
+                };
             }
-            p = Position { entry: p.entry + 1, row: 0 };
+            p = Position {
+                entry: p.entry + 1,
+                row: 0,
+            };
         }
         p
     }
@@ -314,7 +345,11 @@ mod tests {
     fn feed(n: usize) -> Feed {
         let mut f = Feed::default();
         for i in 0..n {
-            f.push(FeedEntry::new(Duration::from_secs(i as u64), EntryKind::Assistant, format!("line {i}")));
+            f.push(FeedEntry::new(
+                Duration::from_secs(i as u64),
+                EntryKind::Assistant,
+                format!("line {i}"),
+            ));
         }
         f
     }
@@ -325,18 +360,28 @@ mod tests {
 
     #[test]
     fn wraps_words_and_splits_long_ones() {
-        assert_eq!(wrap_text("the quick brown fox", 9), vec!["the quick", "brown fox"]);
+        assert_eq!(
+            wrap_text("the quick brown fox", 9),
+            vec!["the quick", "brown fox"]
+        );
         assert_eq!(wrap_text("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
         assert_eq!(wrap_text("", 4), vec![""]);
-        let mut e = FeedEntry::new(Duration::ZERO, EntryKind::Notice(Severity::Error), "weights failed");
+        let mut e = FeedEntry::new(
+            Duration::ZERO,
+            EntryKind::Notice(Severity::Error),
+            "weights failed",
+        );
         e.remedy = Some("pass a model dir".into());
         let rows = wrap_entry(&e, 20);
-        assert_eq!(rows.iter().map(|r| r.part).collect::<Vec<_>>(), vec![
-            RowPart::First,
-            RowPart::Body,
-            RowPart::Remedy { first: true },
-            RowPart::Remedy { first: false },
-        ]);
+        assert_eq!(
+            rows.iter().map(|r| r.part).collect::<Vec<_>>(),
+            vec![
+                RowPart::First,
+                RowPart::Body,
+                RowPart::Remedy { first: true },
+                RowPart::Remedy { first: false },
+            ]
+        );
     }
 
     #[test]
@@ -345,8 +390,16 @@ mod tests {
         assert_eq!(shown(&f, 3), vec!["line 7", "line 8", "line 9"]);
         f.scroll_up(2, 40, 3);
         assert_eq!(shown(&f, 3), vec!["line 5", "line 6", "line 7"]);
-        f.push(FeedEntry::new(Duration::ZERO, EntryKind::Assistant, "line 10"));
-        assert_eq!(shown(&f, 3), vec!["line 5", "line 6", "line 7"], "new lines don't move a pinned view");
+        f.push(FeedEntry::new(
+            Duration::ZERO,
+            EntryKind::Assistant,
+            "line 10",
+        ));
+        assert_eq!(
+            shown(&f, 3),
+            vec!["line 5", "line 6", "line 7"],
+            "new lines don't move a pinned view"
+        );
         assert_eq!(f.rows_below(40, 3), 3);
         f.scroll_down(2, 40, 3);
         assert!(!f.is_following());

@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn ellipsis_keeps_the_end_of_paths() {
-        assert_eq!(ellipsize_start("/home/me/.local/state/assistant.log", 16), "…e/assistant.log");
+        assert_eq!(
+            ellipsize_start("/home/me/.local/state/assistant.log", 16),
+            "…e/assistant.log"
+        );
         assert_eq!(ellipsize_start("short", 16), "short");
         assert_eq!(ellipsize_end("a long sentence", 7), "a long…");
     }

@@ -23,7 +23,10 @@ pub fn run_app(args: &RunArgs, log_path: &Path) -> i32 {
         }
     };
     // What the app learned while wiring reaches the UI in order, before the engine's events.
-    let _ = ev_tx.send(EngineEvent::Endpoints { input: wired.input.clone(), output: wired.output.clone() });
+    let _ = ev_tx.send(EngineEvent::Endpoints {
+        input: wired.input.clone(),
+        output: wired.output.clone(),
+    });
     for n in wired.notices {
         let _ = ev_tx.send(n);
     }

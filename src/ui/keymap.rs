@@ -1,6 +1,8 @@
 //! Keys and mouse to actions. One table, also the source of the help overlay.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -88,12 +90,30 @@ mod tests {
 
     #[test]
     fn keys_map_to_actions() {
-        assert_eq!(action_for_key(key(KeyCode::Char('q'), KeyModifiers::NONE)), Some(Action::Quit));
-        assert_eq!(action_for_key(key(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Action::Quit));
-        assert_eq!(action_for_key(key(KeyCode::Char('c'), KeyModifiers::NONE)), None);
-        assert_eq!(action_for_key(key(KeyCode::Char('m'), KeyModifiers::CONTROL)), None);
-        assert_eq!(action_for_key(key(KeyCode::F(3), KeyModifiers::NONE)), Some(Action::Persona(3)));
-        assert_eq!(action_for_key(key(KeyCode::BackTab, KeyModifiers::SHIFT)), Some(Action::PrevPersona));
+        assert_eq!(
+            action_for_key(key(KeyCode::Char('q'), KeyModifiers::NONE)),
+            Some(Action::Quit)
+        );
+        assert_eq!(
+            action_for_key(key(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
+        assert_eq!(
+            action_for_key(key(KeyCode::Char('c'), KeyModifiers::NONE)),
+            None
+        );
+        assert_eq!(
+            action_for_key(key(KeyCode::Char('m'), KeyModifiers::CONTROL)),
+            None
+        );
+        assert_eq!(
+            action_for_key(key(KeyCode::F(3), KeyModifiers::NONE)),
+            Some(Action::Persona(3))
+        );
+        assert_eq!(
+            action_for_key(key(KeyCode::BackTab, KeyModifiers::SHIFT)),
+            Some(Action::PrevPersona)
+        );
         let mut release = key(KeyCode::Char('q'), KeyModifiers::NONE);
         release.kind = KeyEventKind::Release;
         assert_eq!(action_for_key(release), None);

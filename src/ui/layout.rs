@@ -38,7 +38,11 @@ pub fn areas(area: Rect, loading: bool) -> Option<Areas> {
         return None;
     }
     let compact = area.height < 20 || area.width < 60;
-    let density = if compact { Density::Compact } else { Density::Normal };
+    let density = if compact {
+        Density::Compact
+    } else {
+        Density::Normal
+    };
     let (header_h, status_h, progress_h) = if compact { (1, 1, 2) } else { (2, 2, 5) };
     // Rows per speaker in the visualizer: none in the smallest compact screens.
     let vis_rows = match density {
@@ -95,7 +99,9 @@ mod tests {
                     assert!(a.feed.height >= 3, "{w}x{h}: feed too short");
                     assert_eq!(a.status.bottom(), h, "{w}x{h}: status at the bottom");
                     for r in [a.header, a.feed_frame, a.status] {
-                        assert!(area.contains(r.as_position()) && r.right() <= w && r.bottom() <= h);
+                        assert!(
+                            area.contains(r.as_position()) && r.right() <= w && r.bottom() <= h
+                        );
                     }
                 }
             }
@@ -103,7 +109,14 @@ mod tests {
         assert!(areas(Rect::new(0, 0, 39, 30), false).is_none());
         assert!(areas(Rect::new(0, 0, 80, 11), false).is_none());
         let compact = areas(Rect::new(0, 0, 40, 12), false).unwrap();
-        assert_eq!((compact.header.height, compact.feed.height, compact.status.height), (1, 10, 1));
+        assert_eq!(
+            (
+                compact.header.height,
+                compact.feed.height,
+                compact.status.height
+            ),
+            (1, 10, 1)
+        );
         assert!(compact.visualizer.is_none());
     }
 }

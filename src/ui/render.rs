@@ -19,7 +19,15 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
         widgets::too_small::render(&state.theme, area, buf);
         return;
     };
-    let Areas { density, header, progress, feed_frame, feed, visualizer, status } = a;
+    let Areas {
+        density,
+        header,
+        progress,
+        feed_frame,
+        feed,
+        visualizer,
+        status,
+    } = a;
     widgets::header::render(state, density, header, buf);
     if let Some(p) = progress {
         widgets::progress::render(state, density, p, buf);

@@ -89,13 +89,19 @@ pub struct Update {
 
 impl Update {
     fn redraw() -> Self {
-        Self { redraw: true, effect: None }
+        Self {
+            redraw: true,
+            effect: None,
+        }
     }
     fn none() -> Self {
         Self::default()
     }
     fn with(effect: Effect, redraw: bool) -> Self {
-        Self { redraw, effect: Some(effect) }
+        Self {
+            redraw,
+            effect: Some(effect),
+        }
     }
 }
 
@@ -240,19 +246,27 @@ impl UiState {
     /// Columns and rows of the feed at the current size (for paging).
     pub fn feed_size(&self) -> (u16, usize) {
         let area = Rect::new(0, 0, self.size.0, self.size.1);
-        layout::areas(area, self.shows_progress())
-            .map_or((self.size.0.max(1), 1), |a| (a.feed.width, a.feed.height as usize))
+        layout::areas(area, self.shows_progress()).map_or((self.size.0.max(1), 1), |a| {
+            (a.feed.width, a.feed.height as usize)
+        })
     }
 
     pub fn apply(&mut self, event: AppEvent) -> Update {
         match event {
             AppEvent::Engine(e) => self.apply_engine(e),
-            AppEvent::Key(k) => keymap::action_for_key(k).map_or_else(Update::none, |a| self.act(a)),
-            AppEvent::Mouse(m) => keymap::action_for_mouse(m).map_or_else(Update::none, |a| self.act(a)),
+            AppEvent::Key(k) => {
+                keymap::action_for_key(k).map_or_else(Update::none, |a| self.act(a))
+            }
+            AppEvent::Mouse(m) => {
+                keymap::action_for_mouse(m).map_or_else(Update::none, |a| self.act(a))
+            }
             AppEvent::Resize(w, h) => {
                 let changed = self.size != (w, h);
                 self.size = (w, h);
-                Update { redraw: changed, effect: None }
+                Update {
+                    redraw: changed,
+                    effect: None,
+                }
             }
             AppEvent::Tick => Update::none(),
             AppEvent::Levels { mic, out } => self.push_levels(mic, out),
@@ -260,7 +274,10 @@ impl UiState {
                 // Redraw only when the shown figure changes.
                 let changed = self.memory.map(format::bytes) != Some(format::bytes(bytes));
                 self.memory = Some(bytes);
-                Update { redraw: changed, effect: None }
+                Update {
+                    redraw: changed,
+                    effect: None,
+                }
             }
         }
     }
@@ -286,7 +303,10 @@ impl UiState {
             }
             Action::CloseOverlay => {
                 let was = std::mem::replace(&mut self.help, false);
-                Update { redraw: was, effect: None }
+                Update {
+                    redraw: was,
+                    effect: None,
+                }
             }
             Action::ScrollUp(s) => self.scrolled(|f| f.scroll_up(rows(s), width, height)),
             Action::ScrollDown(s) => self.scrolled(|f| f.scroll_down(rows(s), width, height)),
@@ -300,12 +320,19 @@ impl UiState {
     fn scrolled(&mut self, f: impl FnOnce(&mut Feed)) -> Update {
         let before = self.feed.view();
         f(&mut self.feed);
-        Update { redraw: self.feed.view() != before, effect: None }
+        Update {
+            redraw: self.feed.view() != before,
+            effect: None,
+        }
     }
 
     fn push_levels(&mut self, mic: f32, out: f32) -> Update {
-        let mic = mic.max(std::mem::take(&mut self.pending_mic)).clamp(0.0, 1.0);
-        let out = out.max(std::mem::take(&mut self.pending_out)).clamp(0.0, 1.0);
+        let mic = mic
+            .max(std::mem::take(&mut self.pending_mic))
+            .clamp(0.0, 1.0);
+        let out = out
+            .max(std::mem::take(&mut self.pending_out))
+            .clamp(0.0, 1.0);
         let sample = LevelSample {
             mic,
             out,
@@ -355,19 +382,31 @@ impl UiState {
             }
             EngineEvent::Text(piece) => self.text(&piece),
             EngineEvent::Step(stats) => self.step(stats),
-            EngineEvent::Notice { severity, message, remedy } => {
+            EngineEvent::Notice {
+                severity,
+                message,
+                remedy,
+            } => {
                 self.note(EntryKind::Notice(severity), message, remedy);
             }
             EngineEvent::Muted(m) => {
                 self.muted = m;
-                let text = if m { "microphone muted: the model hears silence" } else { "microphone on" };
+                let text = if m {
+                    "microphone muted: the model hears silence"
+                } else {
+                    "microphone on"
+                };
                 self.note(EntryKind::Notice(Severity::Info), text, None);
             }
             EngineEvent::Reset => {
                 self.close_turns();
                 self.mic_vad.reset();
                 self.out_vad.reset();
-                self.note(EntryKind::Notice(Severity::Info), "conversation reset", None);
+                self.note(
+                    EntryKind::Notice(Severity::Info),
+                    "conversation reset",
+                    None,
+                );
             }
             EngineEvent::InputEnded => {
                 self.note(EntryKind::Notice(Severity::Info), "input file ended", None);
@@ -379,7 +418,11 @@ impl UiState {
                 if self.phase != Phase::Failed {
                     self.phase = Phase::Stopped;
                 }
-                self.note(EntryKind::Notice(Severity::Info), "engine stopped; press q to quit", None);
+                self.note(
+                    EntryKind::Notice(Severity::Info),
+                    "engine stopped; press q to quit",
+                    None,
+                );
             }
         }
         Update::redraw()
@@ -392,7 +435,11 @@ impl UiState {
             Endpoint::Missing(_) => "none".into(),
             Endpoint::Off => "off".into(),
         };
-        let text = format!("audio in: {} · out: {}", describe(&input), describe(&output));
+        let text = format!(
+            "audio in: {} · out: {}",
+            describe(&input),
+            describe(&output)
+        );
         // Why a device is missing, and what to do, arrives as a Notice from the app.
         self.note(EntryKind::Notice(Severity::Info), text, None);
         self.input = Some(input);
@@ -428,7 +475,8 @@ impl UiState {
             entry.text.push_str(piece);
             return;
         }
-        self.feed.push(FeedEntry::new(now, EntryKind::Assistant, piece));
+        self.feed
+            .push(FeedEntry::new(now, EntryKind::Assistant, piece));
         self.open_assistant = Some(self.feed.len() - 1);
     }
 
@@ -452,10 +500,13 @@ impl UiState {
                 }
                 // Timestamps are frame ends: speech began `attack` frames ago.
                 let started = now.saturating_sub(FRAME * Vad::MICROPHONE_ATTACK as u32);
-                self.feed.push(FeedEntry::new(started, EntryKind::User { ended: None }, ""));
+                self.feed
+                    .push(FeedEntry::new(started, EntryKind::User { ended: None }, ""));
                 self.open_user = Some(self.feed.len() - 1);
             }
-            Some(Transition::Ended) => self.end_user_turn(now.saturating_sub(FRAME * self.mic_vad_hangover())),
+            Some(Transition::Ended) => {
+                self.end_user_turn(now.saturating_sub(FRAME * self.mic_vad_hangover()))
+            }
             None => {}
         }
         if self.out_vad.update(s.out_rms) == Some(Transition::Ended) {
@@ -472,7 +523,9 @@ impl UiState {
 
     fn end_user_turn(&mut self, at: Duration) {
         if let Some(entry) = self.open_user.take().and_then(|i| self.feed.get_mut(i)) {
-            entry.kind = EntryKind::User { ended: Some(at.max(entry.at)) };
+            entry.kind = EntryKind::User {
+                ended: Some(at.max(entry.at)),
+            };
         }
     }
 

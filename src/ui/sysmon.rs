@@ -10,7 +10,10 @@ pub struct MemorySampler {
 
 impl Default for MemorySampler {
     fn default() -> Self {
-        Self { sys: System::new(), pid: sysinfo::get_current_pid().ok() }
+        Self {
+            sys: System::new(),
+            pid: sysinfo::get_current_pid().ok(),
+        }
     }
 }
 
@@ -18,8 +21,11 @@ impl MemorySampler {
     /// Resident set size in bytes, if the platform tells.
     pub fn sample(&mut self) -> Option<u64> {
         let pid = self.pid?;
-        self.sys
-            .refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), false, ProcessRefreshKind::nothing().with_memory());
+        self.sys.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            false,
+            ProcessRefreshKind::nothing().with_memory(),
+        );
         self.sys.process(pid).map(|p| p.memory()).filter(|&m| m > 0)
     }
 }
@@ -28,7 +34,12 @@ impl MemorySampler {
 mod tests {
     #[test]
     fn reads_this_process_rss() {
-        let rss = super::MemorySampler::default().sample().expect("RSS on this platform");
-        assert!(rss > 1 << 20, "a test binary uses more than 1 MiB, got {rss}");
+        let rss = super::MemorySampler::default()
+            .sample()
+            .expect("RSS on this platform");
+        assert!(
+            rss > 1 << 20,
+            "a test binary uses more than 1 MiB, got {rss}"
+        );
     }
 }

@@ -5,7 +5,9 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::cursor::{Hide, Show};
 use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use ratatui::crossterm::execute;
-use ratatui::crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
 use ratatui::Terminal;
 use std::io::{self, Stdout};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -54,7 +56,12 @@ pub fn restore() -> io::Result<()> {
         return Ok(());
     }
     // Try every step even if one fails: a half-restored terminal is the worst case.
-    let screen = execute!(io::stdout(), DisableMouseCapture, LeaveAlternateScreen, Show);
+    let screen = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        Show
+    );
     let raw = disable_raw_mode();
     screen.and(raw)
 }

@@ -20,13 +20,25 @@ pub struct Vad {
 
 impl Vad {
     pub fn new(on: f32, off: f32, attack: u8, hangover: u8) -> Self {
-        Self { on, off, attack, hangover, active: false, run: 0 }
+        Self {
+            on,
+            off,
+            attack,
+            hangover,
+            active: false,
+            run: 0,
+        }
     }
 
     /// The user at the microphone: about -34 dBFS to start, after 160 ms;
     /// ends after 560 ms below -40 dBFS (at 80 ms frames).
     pub fn microphone() -> Self {
-        Self::new(0.02, 0.01, Self::MICROPHONE_ATTACK, Self::MICROPHONE_HANGOVER)
+        Self::new(
+            0.02,
+            0.01,
+            Self::MICROPHONE_ATTACK,
+            Self::MICROPHONE_HANGOVER,
+        )
     }
 
     /// Frames of voice that start the user's speech.
@@ -91,7 +103,11 @@ mod tests {
         assert_eq!(v.update(0.0), None, "one loud frame is a click, not speech");
         assert_eq!(v.update(0.2), None);
         assert_eq!(v.update(0.2), Some(Transition::Started));
-        assert_eq!(v.update(0.07), None, "between off and on keeps speech going");
+        assert_eq!(
+            v.update(0.07),
+            None,
+            "between off and on keeps speech going"
+        );
         assert_eq!(v.update(0.0), None);
         assert_eq!(v.update(0.0), None);
         assert_eq!(v.update(0.2), None, "a short pause stays inside the turn");

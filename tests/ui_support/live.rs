@@ -21,8 +21,17 @@ pub struct LiveBackend {
 
 impl LiveBackend {
     pub fn new(w: u16, h: u16) -> (Self, Arc<Mutex<Shared>>) {
-        let shared = Arc::new(Mutex::new(Shared { size: (w, h), ..Default::default() }));
-        (Self { inner: TestBackend::new(w, h), shared: shared.clone() }, shared)
+        let shared = Arc::new(Mutex::new(Shared {
+            size: (w, h),
+            ..Default::default()
+        }));
+        (
+            Self {
+                inner: TestBackend::new(w, h),
+                shared: shared.clone(),
+            },
+            shared,
+        )
     }
 
     fn follow_size(&mut self) {
@@ -37,11 +46,15 @@ impl LiveBackend {
 impl Backend for LiveBackend {
     type Error = std::convert::Infallible;
 
-    fn draw<'a, I: Iterator<Item = (u16, u16, &'a Cell)>>(&mut self, content: I) -> Result<(), Self::Error> {
+    fn draw<'a, I: Iterator<Item = (u16, u16, &'a Cell)>>(
+        &mut self,
+        content: I,
+    ) -> Result<(), Self::Error> {
         self.follow_size();
         let s = self.inner.size().unwrap();
         // A real terminal ignores writes past its edge; so does this one.
-        self.inner.draw(content.filter(|(x, y, _)| *x < s.width && *y < s.height))
+        self.inner
+            .draw(content.filter(|(x, y, _)| *x < s.width && *y < s.height))
     }
     fn hide_cursor(&mut self) -> Result<(), Self::Error> {
         self.inner.hide_cursor()

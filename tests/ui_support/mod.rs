@@ -46,7 +46,12 @@ impl Scene {
 
     pub fn with(no_color: bool, persona_colour: Color) -> Self {
         let (ctx, clock) = context(no_color, persona_colour);
-        Self { state: UiState::new(&ctx), clock, frame: 0, tick: 0 }
+        Self {
+            state: UiState::new(&ctx),
+            clock,
+            frame: 0,
+            tick: 0,
+        }
     }
 
     pub fn at(&mut self, secs: f64) -> &mut Self {
@@ -76,9 +81,15 @@ impl Scene {
     }
 
     pub fn ready(&mut self) -> &mut Self {
-        self.send(EngineEvent::info("weights found in ~/.cache/huggingface/hub/models--kyutai--moshiko-candle-q8"));
+        self.send(EngineEvent::info(
+            "weights found in ~/.cache/huggingface/hub/models--kyutai--moshiko-candle-q8",
+        ));
         self.send(EngineEvent::ModelReady {
-            info: ModelInfo { name: "moshiko-q8".into(), device: "cpu".into(), dtype: "q8".into() },
+            info: ModelInfo {
+                name: "moshiko-q8".into(),
+                device: "cpu".into(),
+                dtype: "q8".into(),
+            },
             load_ms: 8_400.0,
         })
     }
@@ -141,7 +152,9 @@ pub fn words(text: &str) -> Vec<String> {
 pub fn loading(nc: bool) -> Scene {
     let mut s = Scene::with(nc, Color::Cyan);
     s.at(0.2).wav_and_speaker().memory();
-    s.at(0.4).send(EngineEvent::info("weights found in ~/.cache/huggingface/hub/models--kyutai--moshiko-candle-q8"));
+    s.at(0.4).send(EngineEvent::info(
+        "weights found in ~/.cache/huggingface/hub/models--kyutai--moshiko-candle-q8",
+    ));
     s.at(1.1).send(EngineEvent::Loading(LoadProgress {
         stage: "tokenizer-e351c8d8-checkpoint125.safetensors".into(),
         done: 367 * MB,
@@ -167,9 +180,11 @@ pub fn listening(nc: bool) -> Scene {
     s
 }
 
-const FIRST_REPLY: &str = "Hi! I'm Moshi, a voice assistant that runs right here on your computer. \
+const FIRST_REPLY: &str =
+    "Hi! I'm Moshi, a voice assistant that runs right here on your computer. \
 I can listen while I talk, so feel free to interrupt me whenever you like.";
-const SECOND_REPLY: &str = "Sure. Tomorrow looks mild and dry in the morning, with some rain likely after four, \
+const SECOND_REPLY: &str =
+    "Sure. Tomorrow looks mild and dry in the morning, with some rain likely after four, \
 so an umbrella for the walk home would be a good idea.";
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -186,7 +201,12 @@ pub fn speaking(nc: bool) -> Scene {
     s.talk(12, 0.002, 0.0, &[]);
     s.talk(22, 0.08, 0.0, &[]); // the user asks about the weather
     s.talk(9, 0.002, 0.0, &[]);
-    s.talk(second.len() - 4, 0.002, 0.14, &strs(&second)[..second.len() - 4]);
+    s.talk(
+        second.len() - 4,
+        0.002,
+        0.14,
+        &strs(&second)[..second.len() - 4],
+    );
     s
 }
 
@@ -205,7 +225,7 @@ pub fn degraded(nc: bool) -> Scene {
     // As the app reports it (app::wire).
     s.send(EngineEvent::warning(
         "no microphone: no capture device (ALSA: Unknown PCM default)",
-        Some("plug one in and restart, pick one with --input-device (see `assistant devices`), or use --input FILE.wav to talk from a recording".into()),
+        Some("use --input FILE.wav to talk from a recording".into()),
     ));
     s.memory();
     s.at(8.6).ready();
@@ -256,7 +276,11 @@ pub fn find(buf: &Buffer, text: &str) -> Option<(u16, u16)> {
 /// The screen as plain rows.
 pub fn rows(buf: &Buffer) -> Vec<String> {
     (0..buf.area.height)
-        .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect::<String>())
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
         .collect()
 }
 

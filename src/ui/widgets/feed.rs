@@ -16,7 +16,11 @@ use ratatui::widgets::{Block, Borders, Widget};
 /// The glyph before an entry, and the style of its glyph and body.
 pub fn marker(kind: &EntryKind, t: &Theme) -> (&'static str, Style, Style) {
     match kind {
-        EntryKind::Assistant => ("◆", t.speaker(Speaker::Assistant), t.speaker(Speaker::Assistant)),
+        EntryKind::Assistant => (
+            "◆",
+            t.speaker(Speaker::Assistant),
+            t.speaker(Speaker::Assistant),
+        ),
         EntryKind::User { .. } => ("●", t.speaker(Speaker::User), t.speaker(Speaker::User)),
         EntryKind::Success => ("✓", t.ok(), t.text()),
         EntryKind::Notice(Severity::Info) => ("•", t.severity(Severity::Info), t.text()),
@@ -55,16 +59,27 @@ pub fn render(state: &UiState, density: Density, frame: Rect, inner: Rect, buf: 
             .border_style(t.border())
             .title(Line::styled(" activity ", t.title()));
         if below > 0 {
-            block = block.title_bottom(Line::styled(format!(" ↓ {below} more · End follows "), t.key()).right_aligned());
+            block = block.title_bottom(
+                Line::styled(format!(" ↓ {below} more · End follows "), t.key()).right_aligned(),
+            );
         }
         block.render(frame, buf);
     }
     if state.feed.is_empty() {
-        let hint = if state.phase == crate::ui::state::Phase::Loading { "starting…" } else { "say something" };
+        let hint = if state.phase == crate::ui::state::Phase::Loading {
+            "starting…"
+        } else {
+            "say something"
+        };
         Line::styled(hint, t.dim()).render(Rect { height: 1, ..inner }, buf);
         return;
     }
-    for (i, (entry, row)) in state.feed.visible(inner.width, height).into_iter().enumerate() {
+    for (i, (entry, row)) in state
+        .feed
+        .visible(inner.width, height)
+        .into_iter()
+        .enumerate()
+    {
         let r = Rect::new(inner.x, inner.y + i as u16, inner.width, 1);
         row_line(entry, row, t).render(r, buf);
     }

@@ -66,6 +66,13 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
             Span::styled("  →  speaker ", t.dim()),
             Span::raw(format::ellipsize_start(&name(&state.output), half)),
         ]);
-        line.render(Rect { y: area.y + 1, height: 1, ..area }, buf);
+        line.render(
+            Rect {
+                y: area.y + 1,
+                height: 1,
+                ..area
+            },
+            buf,
+        );
     }
 }

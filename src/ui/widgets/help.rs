@@ -14,9 +14,18 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     let desc_w = HELP.iter().map(|(_, d)| d.width()).max().unwrap_or(0);
     let want_w = (key_w + 2 + desc_w + 4) as u16;
     // A popup that would leave slivers of the screen at its sides takes the whole width.
-    let w = if want_w + 6 > area.width { area.width } else { want_w };
+    let w = if want_w + 6 > area.width {
+        area.width
+    } else {
+        want_w
+    };
     let h = (HELP.len() as u16 + 2).min(area.height);
-    let popup = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
+    let popup = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
     Clear.render(popup, buf);
     let block = Block::new()
         .borders(Borders::ALL)

@@ -28,7 +28,9 @@ pub fn speed(v: &LoadView) -> String {
         parts.push(format::rate(r, v.progress.unit));
     }
     match v.eta_s() {
-        Some(eta) if v.fraction() < Some(1.0) => parts.push(format!("ETA {}", format::duration(eta))),
+        Some(eta) if v.fraction() < Some(1.0) => {
+            parts.push(format!("ETA {}", format::duration(eta)))
+        }
         _ => {}
     }
     parts.join(" · ")
@@ -40,11 +42,14 @@ fn bar<'a>(fraction: f64, width: usize, t: &Theme) -> Vec<Span<'a>> {
     let full = (eighths / 8).min(width);
     let mut filled: String = "█".repeat(full);
     let mut used = full;
-    if full < width && eighths % 8 > 0 {
+    if full < width && !eighths.is_multiple_of(8) {
         filled.push(PARTIAL[eighths % 8]);
         used += 1;
     }
-    vec![Span::styled(filled, t.gauge()), Span::styled("░".repeat(width - used), t.dim())]
+    vec![
+        Span::styled(filled, t.gauge()),
+        Span::styled("░".repeat(width - used), t.dim()),
+    ]
 }
 
 pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
@@ -67,11 +72,15 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
         Line::styled("starting the engine…", t.dim()).render(row(0), buf);
         return;
     };
-    let pct = v.fraction().map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_default();
+    let pct = v
+        .fraction()
+        .map(|f| format!("{:.0}%", f * 100.0))
+        .unwrap_or_default();
     match density {
         Density::Compact => {
             let amount = done_of_total(v);
-            let stage = format::ellipsize_end(&v.progress.stage, w.saturating_sub(amount.len() + 2));
+            let stage =
+                format::ellipsize_end(&v.progress.stage, w.saturating_sub(amount.len() + 2));
             super::split_row(Line::raw(stage), Line::raw(amount), row(0), buf);
             let suffix = format!(" {pct} {}", speed(v)).trim_end().to_string();
             let bar_w = w.saturating_sub(suffix.chars().count());

@@ -27,13 +27,33 @@ fn segments(state: &UiState) -> Vec<Seg> {
     let mut v = Vec::new();
     match &state.stats {
         Some(s) => {
-            v.push(seg(format!("latency {}", format::millis(s.latency_ms)), format!("{:.0}ms", s.latency_ms), false));
-            v.push(seg(format!("step {}", format::millis(state.step_ms_avg)), format!("{:.0}ms", state.step_ms_avg), false));
+            v.push(seg(
+                format!("latency {}", format::millis(s.latency_ms)),
+                format!("{:.0}ms", s.latency_ms),
+                false,
+            ));
+            v.push(seg(
+                format!("step {}", format::millis(state.step_ms_avg)),
+                format!("{:.0}ms", state.step_ms_avg),
+                false,
+            ));
             let slow = state.rtf_avg > 1.0;
-            v.push(seg(format!("RTF {:.2}", state.rtf_avg), format!("×{:.2}", state.rtf_avg), slow));
-            v.push(seg(format!("dropped {}", s.dropped_frames), format!("d{}", s.dropped_frames), s.dropped_frames > 0));
+            v.push(seg(
+                format!("RTF {:.2}", state.rtf_avg),
+                format!("×{:.2}", state.rtf_avg),
+                slow,
+            ));
+            v.push(seg(
+                format!("dropped {}", s.dropped_frames),
+                format!("d{}", s.dropped_frames),
+                s.dropped_frames > 0,
+            ));
             let x = s.xruns_in + s.xruns_out;
-            v.push(seg(format!("xruns {}/{}", s.xruns_in, s.xruns_out), format!("x{x}"), x > 0));
+            v.push(seg(
+                format!("xruns {}/{}", s.xruns_in, s.xruns_out),
+                format!("x{x}"),
+                x > 0,
+            ));
         }
         None => {
             v.push(seg("latency –".into(), "–ms".into(), false));
@@ -52,7 +72,10 @@ fn fit<'a>(segs: &[Seg], width: usize, sep_style: Style) -> Line<'a> {
     for long in [true, false] {
         let sep = if long { " │ " } else { " " };
         for n in (1..=segs.len()).rev() {
-            let texts: Vec<&String> = segs[..n].iter().map(|s| if long { &s.long } else { &s.short }).collect();
+            let texts: Vec<&String> = segs[..n]
+                .iter()
+                .map(|s| if long { &s.long } else { &s.short })
+                .collect();
             let w = 1 + texts.iter().map(|s| s.width()).sum::<usize>() + sep.width() * (n - 1);
             // Keep the long form only while it shows everything.
             if w <= width && (n == segs.len() || !long) {
@@ -87,7 +110,10 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
     let stats = fit(&segments(state), w, t.dim());
     match density {
         Density::Compact => {
-            let short_hint = Line::from(vec![Span::styled("?", t.key()), Span::styled(" help ", t.dim())]);
+            let short_hint = Line::from(vec![
+                Span::styled("?", t.key()),
+                Span::styled(" help ", t.dim()),
+            ]);
             super::split_row(stats, short_hint, row(0), buf);
         }
         Density::Normal => {

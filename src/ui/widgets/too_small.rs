@@ -10,10 +10,13 @@ use ratatui::widgets::Widget;
 
 pub fn render(theme: &Theme, area: Rect, buf: &mut Buffer) {
     let w = area.width as usize;
-    let mut lines: Vec<Line> = wrap_text(&format!("terminal too small: need {MIN_WIDTH}x{MIN_HEIGHT}"), w)
-        .into_iter()
-        .map(|l| Line::styled(l, theme.title()).centered())
-        .collect();
+    let mut lines: Vec<Line> = wrap_text(
+        &format!("terminal too small: need {MIN_WIDTH}x{MIN_HEIGHT}"),
+        w,
+    )
+    .into_iter()
+    .map(|l| Line::styled(l, theme.title()).centered())
+    .collect();
     lines.extend(
         wrap_text(&format!("now {}x{}", area.width, area.height), w)
             .into_iter()

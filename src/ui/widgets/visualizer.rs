@@ -31,16 +31,25 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
         return;
     }
     let label_w = label_width(state).min(area.width);
-    let mic_label = if state.muted { "you✕".to_string() } else { "you".to_string() };
+    let mic_label = if state.muted {
+        "you✕".to_string()
+    } else {
+        "you".to_string()
+    };
     let bands = [
         (Speaker::User, mic_label, area.y),
-        (Speaker::Assistant, state.persona.chars().take(8).collect::<String>(), area.y + per),
+        (
+            Speaker::Assistant,
+            state.persona.chars().take(8).collect::<String>(),
+            area.y + per,
+        ),
     ];
     let cols = (area.width - label_w) as usize;
     let skip = state.levels.len().saturating_sub(cols);
     let start_x = area.x + label_w + (cols - (state.levels.len() - skip)) as u16;
     for (who, label, top) in bands {
-        Line::styled(label, state.theme.speaker(who)).render(Rect::new(area.x, top, label_w, 1), buf);
+        Line::styled(label, state.theme.speaker(who))
+            .render(Rect::new(area.x, top, label_w, 1), buf);
         for (i, s) in state.levels.iter().skip(skip).enumerate() {
             let (level, voice) = pick(s, who);
             let style = state.theme.level(who, voice);
