@@ -1,7 +1,9 @@
 use assistant::cli::{Cli, Cmd};
 use clap::Parser;
 
-// Allocation inside an audio callback aborts debug builds (see audio::device).
+// Allocation inside an audio callback aborts debug builds (see audio::device);
+// release builds keep the system allocator untouched.
+#[cfg(debug_assertions)]
 #[global_allocator]
 static ALLOC: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
 
@@ -21,6 +23,16 @@ fn main() {
                 1
             }
         },
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Audio => {
+            let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio");
+            match assistant::bench::bench_audio(&shared) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
         Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => {
             eprintln!("error: not available in this build yet");
             1

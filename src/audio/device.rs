@@ -43,6 +43,7 @@ fn list(devs: &[cpal::Device]) -> String {
 
 /// Pick a device by index or case-insensitive name substring, or the default.
 fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
+    super::alsa_quiet::install();
     let kind = if input { "input" } else { "output" };
     let host = cpal::default_host();
     let Some(wanted) = wanted else {
@@ -230,6 +231,7 @@ where
 pub fn describe_devices() -> String {
     let mut out = String::new();
     let mut any = false;
+    super::alsa_quiet::install();
     for id in cpal::available_hosts() {
         out += &format!("host {}\n", id.name());
         let Ok(host) = cpal::host_from_id(id) else {

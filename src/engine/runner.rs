@@ -272,6 +272,13 @@ impl Engine {
             }
             let t_frame = Instant::now();
             if self.input.is_realtime() {
+                // Take everything already captured, so a backlog is seen (and
+                // dropped) here rather than overflowing the capture ring.
+                while self.input.queued() >= self.in_format.channels as usize {
+                    if self.pull_input(started, step_index, frame_dur)? != Pull::Data {
+                        break;
+                    }
+                }
                 let limit = (self.max_backlog + 1) * self.frame_len;
                 while self.resample_in.available() >= limit {
                     self.resample_in.discard(self.frame_len);
