@@ -29,8 +29,12 @@ pub fn bench_ui() -> Result<()> {
     for (w, h) in [(80, 24), (200, 60)] {
         let r = render_times(w, h)?;
         println!(
-            "  {w:>3}x{h:<3} mean {:>6.1} µs   p50 {:>6.1} µs   p99 {:>6.1} µs   ({FRAMES} frames into TestBackend)",
-            r.mean, r.p50, r.p99
+            "  {w:>3}x{h:<3} frame (render + diff + backend)  mean {:>6.1} µs   p50 {:>6.1} µs   p99 {:>6.1} µs",
+            r.frame.mean, r.frame.p50, r.frame.p99
+        );
+        println!(
+            "  {w:>3}x{h:<3} render alone into a buffer     mean {:>6.1} µs   p50 {:>6.1} µs   p99 {:>6.1} µs",
+            r.render.mean, r.render.p50, r.render.p99
         );
     }
     println!("ui thread CPU (main loop on TestBackend 80x24):");
@@ -51,10 +55,30 @@ pub fn bench_ui() -> Result<()> {
     Ok(())
 }
 
-struct RenderTimes {
+struct Spread {
     mean: f64,
     p50: f64,
     p99: f64,
+}
+
+impl Spread {
+    fn of(mut micros: Vec<f64>) -> Self {
+        let mean = micros.iter().sum::<f64>() / micros.len() as f64;
+        micros.sort_by(f64::total_cmp);
+        let pct = |p: f64| micros[((micros.len() - 1) as f64 * p) as usize];
+        Self {
+            mean,
+            p50: pct(0.5),
+            p99: pct(0.99),
+        }
+    }
+}
+
+struct RenderTimes {
+    /// `Terminal::draw`: render, diff against the last frame, write the changes.
+    frame: Spread,
+    /// `render::draw` into a cleared buffer.
+    render: Spread,
 }
 
 fn quiet_context() -> UiContext {
@@ -144,7 +168,9 @@ fn render_times(w: u16, h: u16) -> Result<RenderTimes> {
     let mut state = busy_state();
     state.apply(AppEvent::Resize(w, h));
     let mut terminal = Terminal::new(TestBackend::new(w, h))?;
-    let mut times = Vec::with_capacity(FRAMES);
+    let area = ratatui::layout::Rect::new(0, 0, w, h);
+    let mut buf = ratatui::buffer::Buffer::empty(area);
+    let (mut frame, mut render_only) = (Vec::with_capacity(FRAMES), Vec::with_capacity(FRAMES));
     for i in 0..FRAMES + 100 {
         // A new level sample every frame, as while audio flows.
         let level = 0.05 + 0.04 * ((i % 13) as f32 / 13.0);
@@ -154,17 +180,19 @@ fn render_times(w: u16, h: u16) -> Result<RenderTimes> {
         });
         let t = Instant::now();
         terminal.draw(|f| render(&state, f))?;
+        let t_frame = t.elapsed();
+        buf.reset();
+        let t = Instant::now();
+        super::render::draw(&state, area, &mut buf);
+        let t_render = t.elapsed();
         if i >= 100 {
-            times.push(t.elapsed().as_secs_f64() * 1e6);
+            frame.push(t_frame.as_secs_f64() * 1e6);
+            render_only.push(t_render.as_secs_f64() * 1e6);
         }
     }
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    times.sort_by(f64::total_cmp);
-    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
     Ok(RenderTimes {
-        mean,
-        p50: pct(0.5),
-        p99: pct(0.99),
+        frame: Spread::of(frame),
+        render: Spread::of(render_only),
     })
 }
 

@@ -72,7 +72,14 @@ pub struct Row {
 
 /// Columns before the text: timestamp, space, glyph, space.
 pub fn gutter(entry: &FeedEntry) -> usize {
-    format::timestamp(entry.at).len() + 3
+    // `mm:ss` or `h:mm:ss` (see format::timestamp), without formatting it.
+    let hours = entry.at.as_secs() / 3600;
+    let ts = if hours == 0 {
+        5
+    } else {
+        hours.to_string().len() + 6
+    };
+    ts + 3
 }
 
 /// Columns of the arrow that leads a remedy.
@@ -209,14 +216,27 @@ impl Feed {
     pub fn top(&self, width: u16, height: usize) -> Position {
         match self.pinned {
             Some(p) => self.clamp(p, width),
-            None => self.back(self.end(width), height, width),
+            None => self.back(self.end(), height, width),
         }
     }
 
     /// Rows of the view, top to bottom, with the entry each belongs to.
     pub fn visible(&self, width: u16, height: usize) -> Vec<(&FeedEntry, Row)> {
-        let start = self.top(width, height);
         let mut out = Vec::with_capacity(height);
+        if self.pinned.is_none() {
+            // Following: wrap from the newest entry back, each entry once.
+            'fill: for entry in self.entries.iter().rev() {
+                for row in wrap_entry(entry, width).into_iter().rev() {
+                    if out.len() == height {
+                        break 'fill;
+                    }
+                    out.push((entry, row));
+                }
+            }
+            out.reverse();
+            return out;
+        }
+        let start = self.top(width, height);
         for (i, entry) in self.entries.iter().enumerate().skip(start.entry) {
             let skip = if i == start.entry { start.row } else { 0 };
             for row in wrap_entry(entry, width).into_iter().skip(skip) {
@@ -267,7 +287,7 @@ impl Feed {
     }
 
     /// One past the last row.
-    fn end(&self, _width: u16) -> Position {
+    fn end(&self) -> Position {
         Position {
             entry: self.entries.len(),
             row: 0,
@@ -276,7 +296,7 @@ impl Feed {
 
     fn clamp(&self, p: Position, width: u16) -> Position {
         match self.entries.get(p.entry) {
-            None => self.end(width),
+            None => self.end(),
             Some(e) => Position {
                 entry: p.entry,
                 row: p.row.min(row_count(e, width).saturating_sub(1)),
@@ -356,6 +376,14 @@ mod tests {
 
     fn shown(f: &Feed, h: usize) -> Vec<String> {
         f.visible(40, h).into_iter().map(|(_, r)| r.text).collect()
+    }
+
+    #[test]
+    fn gutter_matches_the_timestamp() {
+        for secs in [0, 59, 3599, 3600, 36_000, 360_000] {
+            let e = FeedEntry::new(Duration::from_secs(secs), EntryKind::Assistant, "x");
+            assert_eq!(gutter(&e), format::timestamp(e.at).len() + 3, "{secs}");
+        }
     }
 
     #[test]
