@@ -47,7 +47,7 @@ fn a_slow_model_drops_the_oldest_frames_and_latency_stays_bounded() {
     let log2 = log.clone();
     let started = Instant::now();
     let setup = EngineSetup {
-        loader: Box::new(move |_| Ok(Loaded { model: Box::new(Slow { heard_rms: Vec::new(), log: log2 }), notices: vec![] })),
+        loader: Box::new(move |_| Ok(Loaded { model: Box::new(Slow { heard_rms: Vec::new(), log: log2.clone() }), notices: vec![] })),
         input: port,
         speaker: None,
         wav_out: None,
