@@ -357,10 +357,15 @@ impl Engine {
             if self.input.is_realtime() {
                 // Take everything already captured, so a backlog is seen (and
                 // dropped) here rather than overflowing the capture ring.
-                while self.input.queued() >= self.in_format.channels as usize {
+                // Bounded by what is queued now: an unpaced device never runs dry.
+                let mut left = self.input.queued();
+                while left >= self.in_format.channels as usize {
+                    let before = self.input_samples;
                     if self.pull_input(started, step_index, frame_dur)? != Pull::Data {
                         break;
                     }
+                    let popped = (self.input_samples - before) as usize * self.in_format.channels as usize;
+                    left = left.saturating_sub(popped.max(1));
                 }
                 let limit = (self.max_backlog + 1) * self.frame_len;
                 while self.resample_in.available() >= limit {
