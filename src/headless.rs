@@ -6,6 +6,7 @@ use crate::audio::meters::Meters;
 use crate::cli::RunArgs;
 use crate::engine::events::{Endpoint, EngineEvent, Severity};
 use crate::engine::{runner, Command};
+use crate::session::{self, sessions_dir, Journal};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -34,7 +35,22 @@ pub fn run(args: &RunArgs) -> i32 {
         print_event(n, &mut std::io::stdout());
     }
     let streams = wired.streams;
+    let input_desc = format!("{:?}", wired.input);
     let engine = runner::spawn(wired.setup);
+    let ev_rx = if args.no_journal {
+        ev_rx
+    } else {
+        match Journal::create(&sessions_dir(), "default", &input_desc) {
+            Ok(j) => {
+                eprintln!("journal: {}", j.path().display());
+                session::tee(ev_rx, j)
+            }
+            Err(e) => {
+                eprintln!("warning: no session journal: {e:#}");
+                ev_rx
+            }
+        }
+    };
     let mut exit = 0;
     let mut stdout = std::io::stdout();
     for ev in ev_rx.iter() {

@@ -5,4 +5,5 @@ pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod headless;
+pub mod session;
 pub mod telemetry;
