@@ -15,7 +15,7 @@ pub fn run(args: &RunArgs) -> i32 {
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-    let wired = match wire(args, false, meters, ev_tx, cmd_rx) {
+    let wired = match wire(args, false, meters, ev_tx, (cmd_tx.clone(), cmd_rx)) {
         Ok(w) => w,
         Err(StartError { code, message }) => {
             eprintln!("error: {message}");

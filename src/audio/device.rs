@@ -123,7 +123,7 @@ where
         config,
         move |data: &[T], _| assert_no_alloc::assert_no_alloc(|| capture_callback(data, &mut prod, &meters)),
         move |_err| {
-            err_meters.stream_errors.fetch_add(1, Relaxed);
+            err_meters.stream_errors_in.fetch_add(1, Relaxed);
         },
         None,
     )
@@ -191,7 +191,7 @@ where
         config,
         move |data: &mut [T], _| assert_no_alloc::assert_no_alloc(|| playback_callback(data, &mut cons, &meters, &started)),
         move |_err| {
-            err_meters.stream_errors.fetch_add(1, Relaxed);
+            err_meters.stream_errors_out.fetch_add(1, Relaxed);
         },
         None,
     )
