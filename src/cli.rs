@@ -22,6 +22,8 @@ pub enum Cmd {
     Bench(BenchArgs),
     /// List journalled sessions, or print one as Markdown.
     History(HistoryArgs),
+    /// Check audio, compute backends, memory, weights, personas and paths.
+    Doctor,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -31,6 +31,11 @@ fn main() {
             1
         }
         Some(Cmd::History(h)) => history(h),
+        Some(Cmd::Doctor) => {
+            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(Vec::new()));
+            print!("{text}");
+            code
+        }
         None if cli.run.headless => assistant::headless::run(&cli.run),
         None => {
             eprintln!("error: the TUI is not available in this build yet; use --headless");
