@@ -2,6 +2,7 @@
 pub mod events;
 pub mod loopback;
 pub mod model;
+pub mod moshi;
 
 pub use events::{Command, EngineEvent};
 pub use model::{DuplexModel, ModelInfo, Sampling, StepOutput};
