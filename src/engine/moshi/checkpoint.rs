@@ -89,6 +89,15 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
 
 /// Read the weights and build the model.
 pub fn load(ck: Checkpoint, sampling: &Sampling, device: &Device, device_name: &str, progress: &mut dyn FnMut(LoadProgress)) -> Result<MoshiModel, ModelLoadError> {
+    let (mimi, lm, dtype) = load_parts(&ck, device, progress)?;
+    let name = ck.dir.file_name().map_or_else(|| ck.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let info = ModelInfo { name, device: device_name.into(), dtype: dtype.into() };
+    let text = TextAssembler::new(ck.vocab, ck.config.gen.text_pad_token, ck.config.gen.text_eop_token);
+    Ok(MoshiModel::new(mimi, lm, ck.config.gen, text, sampling.clone(), info, device.clone()))
+}
+
+/// Mimi, the LM, and the LM's weight dtype ("f32", "bf16", "q8").
+pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(LoadProgress)) -> Result<(moshi::mimi::Mimi, moshi::lm::LmModel, &'static str), ModelLoadError> {
     let mimi_path = ck.dir.join(MIMI_FILE);
     let mimi_headers = files::check_safetensors(&mimi_path).map_err(err)?;
     files::read_through(&mimi_path, MIMI_FILE, progress).map_err(|e| err(format!("{}: {e}", mimi_path.display())))?;
@@ -98,7 +107,7 @@ pub fn load(ck: Checkpoint, sampling: &Sampling, device: &Device, device_name: &
 
     let lm_name = if ck.quantized { LM_GGUF } else { LM_SAFETENSORS };
     let headers = if ck.quantized { files::check_gguf(&ck.lm_file) } else { files::check_safetensors(&ck.lm_file) }.map_err(err)?;
-    check_layer_counts(&ck, &headers)?;
+    check_layer_counts(ck, &headers)?;
     files::read_through(&ck.lm_file, lm_name, progress).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
     let (vb, dtype) = if ck.quantized {
         let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, device).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
@@ -115,10 +124,7 @@ pub fn load(ck: Checkpoint, sampling: &Sampling, device: &Device, device_name: &
         // The quantized loader's own messages do not say which file.
         if e.contains(&ck.lm_file.display().to_string()) { err(e) } else { err(format!("{}: {e} (config: {})", ck.lm_file.display(), ck.lm_config_origin)) }
     })?;
-    let name = ck.dir.file_name().map_or_else(|| ck.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let info = ModelInfo { name, device: device_name.into(), dtype: dtype.into() };
-    let text = TextAssembler::new(ck.vocab, ck.config.gen.text_pad_token, ck.config.gen.text_eop_token);
-    Ok(MoshiModel::new(mimi, lm, ck.config.gen, text, sampling.clone(), info, device.clone()))
+    Ok((mimi, lm, dtype))
 }
 
 /// Tensor shapes catch a wrong width; a file with more layers than the config would load
