@@ -2,14 +2,14 @@
 //! an error that names the file, the tensor and what was expected.
 
 use super::config::{MimiToml, ModelConfig, LM_CONFIG_FILE, MIMI_CONFIG_FILE};
-use super::error::{ModelLoadError, REMEDY_CHECKPOINT};
+use super::error::{candle_message, ModelLoadError, REMEDY_CHECKPOINT};
 use super::files::{self, TensorHeader, LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
 use super::model::MoshiModel;
 use super::text::{TextAssembler, Vocab};
 use crate::engine::events::LoadProgress;
 use crate::engine::model::{ModelInfo, Sampling};
 use moshi::candle::safetensors::MmapedSafetensors;
-use moshi::candle::{DType, Device, Shape, Tensor};
+use moshi::candle::{DType, Device, Error, Shape, Tensor};
 use moshi::candle_nn::var_builder::SimpleBackend;
 use moshi::candle_nn::{Init, VarBuilder};
 use moshi::nn::MaybeQuantizedVarBuilder;
@@ -59,6 +59,7 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         (moshi::lm::Config::v0_1_streaming(8), format!("the official moshiko config (no {LM_CONFIG_FILE} in {})", dir.display()))
     };
     let mimi_cfg_path = dir.join(MIMI_CONFIG_FILE);
+    let mimi_origin = if mimi_cfg_path.is_file() { mimi_cfg_path.display().to_string() } else { "the published Mimi config".into() };
     let mimi = if mimi_cfg_path.is_file() {
         let text = std::fs::read_to_string(&mimi_cfg_path).map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
         let m: MimiToml = toml::from_str(&text).map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
@@ -68,7 +69,7 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         moshi::mimi::Config::v0_1(Some(8))
     };
     let config = ModelConfig::from_parts(lm, mimi);
-    config.check_consistency().map_err(|e| err(format!("{}: inconsistent configs: {e} (LM config: {lm_config_origin})", dir.display())))?;
+    config.check_consistency().map_err(|e| err(format!("{}: inconsistent configs: {e} (LM config: {lm_config_origin}; Mimi config: {mimi_origin})", dir.display())))?;
 
     let tok_path = dir.join(TOKENIZER_FILE);
     let bytes = std::fs::read(&tok_path).map_err(|e| err(format!("{}: {e}", tok_path.display())))?;
@@ -103,14 +104,14 @@ pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(Loa
     files::read_through(&mimi_path, MIMI_FILE, progress).map_err(|e| err(format!("{}: {e}", mimi_path.display())))?;
     let mimi_origin = if ck.dir.join(MIMI_CONFIG_FILE).is_file() { ck.dir.join(MIMI_CONFIG_FILE).display().to_string() } else { "the published Mimi config".into() };
     let vb = checked_var_builder(&mimi_path, mimi_headers, &mimi_origin, DType::F32, device)?;
-    let mimi = moshi::mimi::Mimi::new(ck.config.mimi.clone(), vb).map_err(|e| err(e.to_string()))?;
+    let mimi = moshi::mimi::Mimi::new(ck.config.mimi.clone(), vb).map_err(|e| err(candle_message(&e)))?;
 
     let lm_name = if ck.quantized { LM_GGUF } else { LM_SAFETENSORS };
     let headers = if ck.quantized { files::check_gguf(&ck.lm_file) } else { files::check_safetensors(&ck.lm_file) }.map_err(err)?;
     check_layer_counts(ck, &headers)?;
     files::read_through(&ck.lm_file, lm_name, progress).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
     let (vb, dtype) = if ck.quantized {
-        let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, device).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
+        let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, device).map_err(|e| err(format!("{}: {}", ck.lm_file.display(), candle_message(&e))))?;
         (MaybeQuantizedVarBuilder::Quantized(vb), "q8")
     } else {
         let file_bf16 = headers.get("text_emb.weight").is_some_and(|h| h.dtype == "BF16");
@@ -120,7 +121,7 @@ pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(Loa
         (MaybeQuantizedVarBuilder::Real(vb), if file_bf16 { "bf16" } else { "f32" })
     };
     let lm = moshi::lm::LmModel::new(&ck.config.lm, vb).map_err(|e| {
-        let e = e.to_string();
+        let e = candle_message(&e);
         // The quantized loader's own messages do not say which file.
         if e.contains(&ck.lm_file.display().to_string()) { err(e) } else { err(format!("{}: {e} (config: {})", ck.lm_file.display(), ck.lm_config_origin)) }
     })?;
@@ -152,7 +153,7 @@ fn check_layer_counts(ck: &Checkpoint, headers: &BTreeMap<String, TensorHeader>)
 fn checked_var_builder(path: &Path, headers: BTreeMap<String, TensorHeader>, origin: &str, dtype: DType, device: &Device) -> Result<VarBuilder<'static>, ModelLoadError> {
     // SAFETY: the file is only read; a concurrent writer would be the user's own doing,
     // the same contract as candle's `from_mmaped_safetensors`.
-    let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| err(format!("{}: {}", path.display(), candle_message(&e))))?;
     let backend = CheckedSafetensors { st, headers, file: path.display().to_string(), origin: origin.to_string() };
     Ok(VarBuilder::from_backend(Box::new(backend), dtype, device.clone()))
 }
@@ -168,18 +169,18 @@ struct CheckedSafetensors {
 impl SimpleBackend for CheckedSafetensors {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> moshi::candle::Result<Tensor> {
         let Some(h) = self.headers.get(name) else {
-            moshi::candle::bail!("{}: tensor `{name}` is missing: {} expects it with shape {:?}", self.file, self.origin, s.dims())
+            return Err(Error::Msg(format!("{}: tensor `{name}` is missing: {} expects it with shape {:?}", self.file, self.origin, s.dims())));
         };
         if h.shape != s.dims() {
-            moshi::candle::bail!("{}: tensor `{name}` has shape {:?} but {} expects {:?}", self.file, h.shape, self.origin, s.dims())
+            return Err(Error::Msg(format!("{}: tensor `{name}` has shape {:?} but {} expects {:?}", self.file, h.shape, self.origin, s.dims())));
         }
-        let t = self.st.load(name, &Device::Cpu).map_err(|e| moshi::candle::Error::Msg(format!("{}: tensor `{name}`: {e}", self.file)))?;
+        let t = self.st.load(name, &Device::Cpu).map_err(|e| Error::Msg(format!("{}: tensor `{name}`: {}", self.file, candle_message(&e))))?;
         t.to_dtype(dtype)?.to_device(dev)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> moshi::candle::Result<Tensor> {
         if !self.headers.contains_key(name) {
-            moshi::candle::bail!("{}: tensor `{name}` is missing", self.file)
+            return Err(Error::Msg(format!("{}: tensor `{name}` is missing", self.file)));
         }
         self.st.load(name, dev)?.to_dtype(dtype)
     }

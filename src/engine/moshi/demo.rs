@@ -42,9 +42,14 @@ pub fn demo_vocab() -> Vocab {
 }
 
 pub fn demo_model(sampling: &Sampling, device: &Device, device_name: &str) -> Result<MoshiModel> {
-    let cfg = config::demo();
-    let RandomModel { mimi, lm, .. } = random_model(&cfg, DEMO_WEIGHT_SEED, device)?;
+    random_moshi_model(&config::demo(), DEMO_WEIGHT_SEED, sampling, device, device_name)
+}
+
+/// A full model of any config with seeded random weights and the demo tokenizer (whose
+/// 512 pieces the config's text vocabulary must match).
+pub fn random_moshi_model(cfg: &ModelConfig, seed: u64, sampling: &Sampling, device: &Device, device_name: &str) -> Result<MoshiModel> {
+    let RandomModel { mimi, lm, .. } = random_model(cfg, seed, device)?;
     let text = TextAssembler::new(demo_vocab(), cfg.gen.text_pad_token, cfg.gen.text_eop_token);
     let info = ModelInfo { name: DEMO_NAME.into(), device: device_name.into(), dtype: "f32".into() };
-    Ok(MoshiModel::new(mimi, lm, cfg.gen, text, sampling.clone(), info, device.clone()))
+    Ok(MoshiModel::new(mimi, lm, cfg.gen.clone(), text, sampling.clone(), info, device.clone()))
 }

@@ -29,3 +29,15 @@ impl std::error::Error for ModelLoadError {}
 pub(crate) const REMEDY_CHECKPOINT: &str = "check the checkpoint directory against the official \
      layout (model.safetensors or model.q8.gguf, tokenizer-e351c8d8-checkpoint125.safetensors, \
      tokenizer_spm_32k_3.model), download it again, or run with --demo";
+
+/// A candle error's message without the backtrace candle attaches when RUST_BACKTRACE is
+/// set: the user needs the file and tensor, not our stack.
+pub(crate) fn candle_message(e: &moshi::candle::Error) -> String {
+    use moshi::candle::Error;
+    match e {
+        Error::WithBacktrace { inner, .. } => candle_message(inner),
+        Error::WithPath { inner, path } => format!("{}: {}", path.display(), candle_message(inner)),
+        Error::Context { inner, context } => format!("{context}: {}", candle_message(inner)),
+        e => e.to_string(),
+    }
+}
