@@ -12,7 +12,7 @@ pub mod export;
 pub mod files;
 mod model;
 pub mod random_init;
-mod sampling;
+pub mod sampling;
 pub mod stepper;
 pub mod text;
 
@@ -152,4 +152,10 @@ pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
             2
         }
     })
+}
+
+/// The samplers `MoshiModel` builds from a `Sampling`, for tests that drive a `Stepper`.
+#[doc(hidden)]
+pub fn sampling_for_tests(s: &Sampling) -> sampling::Samplers {
+    sampling::Samplers::new(s)
 }
