@@ -82,19 +82,18 @@ fn seven_minutes_through_the_demo() {
     let steps = 7 * 60 * 25 / 2;
     let mut samples = 0usize;
     let t = std::time::Instant::now();
-    let (mut first_min, mut last_min) = (0u64, 0u64);
+    let mut per_minute = vec![];
     for i in 0..steps {
         out.clear(1920);
         m.step(&frames[i % frames.len()], &mut out).unwrap();
         samples += out.pcm.len();
-        if i == 750 {
-            first_min = rss_kib();
-        }
-        if i == steps - 1 {
-            last_min = rss_kib();
+        if i % 750 == 749 {
+            per_minute.push(rss_kib());
         }
     }
-    eprintln!("7 min: {steps} steps in {:?}; output {samples} samples (input {}); RSS after 1 min {first_min} KiB, at 7 min {last_min} KiB", t.elapsed(), steps * 1920);
+    eprintln!("7 min: {steps} steps in {:?}; output {samples} samples (input {}); RSS at the end of each minute (KiB): {per_minute:?}", t.elapsed(), steps * 1920);
     assert_eq!(samples, steps * 1920);
-    assert!(last_min <= first_min + 8192);
+    // The KV cache is allocated whole but its pages are touched as it fills: RSS rises
+    // until the context (3000 steps = 4 min) is full, and is flat from then on.
+    assert!(per_minute[6] <= per_minute[4] + 1024, "{per_minute:?}");
 }

@@ -6,6 +6,7 @@
 //! stack out of the build; progress is the size of the growing file against the
 //! Content-Length, so it is real bytes.
 
+use super::config::{LM_CONFIG_FILE, MIMI_CONFIG_FILE};
 use super::files::{LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
 use crate::engine::events::{LoadProgress, ProgressUnit};
 use std::path::{Path, PathBuf};
@@ -127,6 +128,14 @@ pub fn download(endpoint: &str, repo: &str, dest: &Path, progress: &mut dyn FnMu
     }
     let (lm_file, lm_size) = lm.ok_or_else(|| format!("{repo} has neither {LM_GGUF} nor {LM_SAFETENSORS}"))?;
     std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    // Config files are optional: the official repos have none, other sizes need them.
+    // They come first: the directory counts as complete once the weights are in.
+    for f in [LM_CONFIG_FILE, MIMI_CONFIG_FILE] {
+        if let Some(size) = remote_size(endpoint, &url(f))? {
+            fetch(&url(f), &dest.join(f), f, size, progress)?;
+        }
+    }
+    // Each file lands under its name only when whole (curl writes to `.part`).
     for (f, size) in [(MIMI_FILE, None), (TOKENIZER_FILE, None), (lm_file, Some(lm_size))] {
         if dest.join(f).is_file() {
             continue;
