@@ -30,3 +30,47 @@ fn demo_starts_fast_and_speaks() {
     assert_eq!(run.codes[0], None, "audio codes appear only after the acoustic delay");
     assert!(run.codes[3].is_some());
 }
+
+#[test]
+fn reset_forgets_everything() {
+    let frames = hello_frames();
+    let mut fresh = demo_model(&sampling(5), &Device::Cpu, "cpu").unwrap();
+    let expected = run(&mut fresh, &frames[..30]);
+    let mut m = demo_model(&sampling(5), &Device::Cpu, "cpu").unwrap();
+    run(&mut m, &frames[10..]);
+    m.reset();
+    assert_eq!(m.step_idx(), 0);
+    assert_eq!(run(&mut m, &frames[..30]), expected, "after reset the model must behave as new");
+}
+
+#[test]
+fn set_sampling_applies_from_the_next_step() {
+    let frames = hello_frames();
+    let greedy = assistant::engine::model::Sampling { temperature: 0.0, text_temperature: 0.0, top_k: 50, seed: 9 };
+    let mut a = demo_model(&sampling(1), &Device::Cpu, "cpu").unwrap();
+    a.set_sampling(&greedy);
+    let mut b = demo_model(&greedy, &Device::Cpu, "cpu").unwrap();
+    assert_eq!(run(&mut a, &frames[..25]), run(&mut b, &frames[..25]));
+    // And the settings survive a reset.
+    a.reset();
+    b.reset();
+    assert_eq!(run(&mut a, &frames[..10]), run(&mut b, &frames[..10]));
+}
+
+#[test]
+fn text_stream_assembles_words() {
+    let frames = hello_frames();
+    let mut m = demo_model(&sampling(3), &Device::Cpu, "cpu").unwrap();
+    let r = run(&mut m, &frames);
+    eprintln!("demo text: {:?}", r.text);
+    assert!(r.text_tokens.iter().all(|t| t.is_some_and(|t| t < 512)));
+    assert!(!r.text.is_empty(), "a random demo LM still says something");
+    assert!(!r.text.contains('\u{2581}'), "SentencePiece markers must become spaces");
+}
+
+#[test]
+fn wrong_frame_length_is_an_error() {
+    let mut m = demo_model(&sampling(3), &Device::Cpu, "cpu").unwrap();
+    let mut out = StepOutput::default();
+    assert!(m.step(&[0.0; 100], &mut out).is_err());
+}

@@ -148,7 +148,11 @@ pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
     Some(match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let msg = match e.downcast_ref::<moshi::candle::Error>() {
+                Some(ce) => error::candle_message(ce),
+                None => format!("{e:#}"),
+            };
+            eprintln!("error: {msg}");
             2
         }
     })
