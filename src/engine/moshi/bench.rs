@@ -138,12 +138,80 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
     let t = time_stages(&mut mimi, Some((&mut stepper, &mut samplers)), true, &dev, 5, 100)?;
     row(out, "demo (tiny Mimi + tiny LM)", &params(demo.lm_params()), t, false, false)?;
 
+    // ASSISTANT_BENCH_QUICK=1 skips the big configs (about two minutes here).
+    let quick = std::env::var_os("ASSISTANT_BENCH_QUICK").is_some_and(|v| v != "0");
+    let mut mimi_times = Times::default();
+    if !quick {
+        bench_big(out, &dev, &sampling, &mut mimi_times)?;
+    }
+
+    // 4. Our step against a bare loop over the moshi crate (Kyutai's `gen`), same weights.
+    // The two run in lockstep on the same frames and the medians are compared, so load
+    // from other processes hits both alike.
+    let steps = 300;
+    let input = frames(steps, 1920);
+    let mut bare_mimi = mimi.clone();
+    bare_mimi.reset_state();
+    let lp = |seed, temperature| {
+        candle_transformers::generation::LogitsProcessor::from_sampling(seed, candle_transformers::generation::Sampling::TopK { k: 250, temperature })
+    };
+    let mut state = moshi::lm_generate_multistream::State::new(
+        lm.clone(),
+        steps + 10,
+        lp(sampling.seed.wrapping_add(1), 0.8),
+        lp(sampling.seed, 0.7),
+        None,
+        None,
+        None,
+        demo.gen.clone(),
+    );
+    let mut prev_text = demo.gen.text_start_token;
+    let mut model = demo_model(&sampling, &dev, &dev_name)?;
+    let mut o = StepOutput::default();
+    let (mut bare, mut ours) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+    for (i, f) in input.iter().enumerate() {
+        // Alternate which goes first, so neither always runs on a warmer cache.
+        for turn in [i % 2, 1 - i % 2] {
+            let t = Instant::now();
+            if turn == 0 {
+                let pcm = Tensor::from_slice(f, (1, 1, 1920), &dev)?;
+                let codes = bare_mimi.encode_step(&pcm.into(), &().into())?;
+                if let Some(codes) = codes.as_option() {
+                    let codes: Vec<u32> = codes.i((0, .., 0))?.to_vec1()?;
+                    prev_text = state.step_(Some(prev_text), &codes[..8], None, None, None)?;
+                    if let Some(audio) = state.last_audio_tokens() {
+                        // `State` returns the user's codebooks too; Mimi decodes the model's 8.
+                        let audio = &audio[..demo.gen.generated_audio_codebooks];
+                        let t = Tensor::from_slice(audio, (1, audio.len(), 1), &dev)?;
+                        let pcm = bare_mimi.decode_step(&t.into(), &().into())?;
+                        if let Some(p) = pcm.as_option() {
+                            let _: Vec<f32> = p.flatten_all()?.to_vec1()?;
+                        }
+                    }
+                }
+                bare.push(ms(t));
+            } else {
+                o.clear(1920);
+                model.step(f, &mut o)?;
+                ours.push(ms(t));
+            }
+        }
+    }
+    let (bare, ours) = (median(&mut bare), median(&mut ours));
+    writeln!(out, "bare moshi loop (encode, State::step, decode) on demo weights: {bare:.3} ms/step (median of {steps})")?;
+    writeln!(out, "MoshiModel::step on the same weights, in lockstep:            {ours:.3} ms/step ({:+.1}%)", (ours / bare - 1.0) * 100.0)?;
+    Ok(())
+}
+
+/// The real Mimi and the ~300M / ~1B LMs (and 7B bf16 on a GPU).
+fn bench_big(out: &mut dyn Write, dev: &Device, sampling: &Sampling, mimi_times: &mut Times) -> Result<()> {
+    let dev = dev.clone();
     // 2. The published Mimi with random weights (encode + decode only).
     let real = ModelConfig::moshiko();
     let mut real_mimi = Mimi::new(real.mimi.clone(), FastRandomBackend::var_builder(DType::F32, &dev))?;
     let t = time_stages(&mut real_mimi, None, true, &dev, 2, 15)?;
     row(out, "real Mimi (random weights)", "-", t, false, true)?;
-    let mimi_times = t;
+    *mimi_times = t;
 
     // 3. Moshi-shaped LMs of ~300M and ~1B parameters, then the real Mimi around them.
     let sizes: Vec<(&str, config::ModelConfig, DType, usize)> = {
@@ -171,55 +239,6 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
         writeln!(out, "{:<34} (random weights built in {:.1} s; encode/decode are the real Mimi's above)", "", build / 1e3)?;
     }
 
-    // 4. Our step against a bare loop over the moshi crate (Kyutai's `gen`), same weights.
-    // The two run in lockstep on the same frames and the medians are compared, so load
-    // from other processes hits both alike.
-    let steps = 300;
-    let input = frames(steps, 1920);
-    let mut bare_mimi = mimi.clone();
-    let lp = |seed, temperature| {
-        candle_transformers::generation::LogitsProcessor::from_sampling(seed, candle_transformers::generation::Sampling::TopK { k: 250, temperature })
-    };
-    let mut state = moshi::lm_generate_multistream::State::new(
-        lm.clone(),
-        steps + 10,
-        lp(sampling.seed.wrapping_add(1), 0.8),
-        lp(sampling.seed, 0.7),
-        None,
-        None,
-        None,
-        demo.gen.clone(),
-    );
-    let mut prev_text = demo.gen.text_start_token;
-    let mut model = demo_model(&sampling, &dev, &dev_name)?;
-    let mut o = StepOutput::default();
-    let (mut bare, mut ours) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
-    for f in &input {
-        let t = Instant::now();
-        let pcm = Tensor::from_slice(f, (1, 1, 1920), &dev)?;
-        let codes = bare_mimi.encode_step(&pcm.into(), &().into())?;
-        if let Some(codes) = codes.as_option() {
-            let codes: Vec<u32> = codes.i((0, .., 0))?.to_vec1()?;
-            prev_text = state.step_(Some(prev_text), &codes[..8], None, None, None)?;
-            if let Some(audio) = state.last_audio_tokens() {
-                // `State` returns the user's codebooks too; Mimi decodes the model's 8.
-                let audio = &audio[..demo.gen.generated_audio_codebooks];
-                let t = Tensor::from_slice(audio, (1, audio.len(), 1), &dev)?;
-                let pcm = bare_mimi.decode_step(&t.into(), &().into())?;
-                if let Some(p) = pcm.as_option() {
-                    let _: Vec<f32> = p.flatten_all()?.to_vec1()?;
-                }
-            }
-        }
-        bare.push(ms(t));
-        let t = Instant::now();
-        o.clear(1920);
-        model.step(f, &mut o)?;
-        ours.push(ms(t));
-    }
-    let (bare, ours) = (median(&mut bare), median(&mut ours));
-    writeln!(out, "bare moshi loop (encode, State::step, decode) on demo weights: {bare:.3} ms/step (median of {steps})")?;
-    writeln!(out, "MoshiModel::step on the same weights, in lockstep:            {ours:.3} ms/step ({:+.1}%)", (ours / bare - 1.0) * 100.0)?;
     Ok(())
 }
 

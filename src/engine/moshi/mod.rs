@@ -124,9 +124,10 @@ fn load_demo(sampling: &Sampling, device: &moshi::candle::Device, device_name: &
 fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, mut notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
     let ck = checkpoint::inspect(dir)?;
     let real_mimi = !dir.join(config::MIMI_CONFIG_FILE).is_file();
-    // bf16 weights are computed in f32 on the CPU, which doubles what a step streams.
-    let bytes = if device.is_cpu() && !ck.quantized && ck.lm_bytes < 4 * ck.config.lm_params() { ck.lm_bytes * 2 } else { ck.lm_bytes };
+    let file_bytes = ck.lm_bytes;
     let model = checkpoint::load(ck, sampling, device, device_name, progress)?;
+    // bf16 weights are computed in f32 on the CPU, which doubles what a step streams.
+    let bytes = if device.is_cpu() && model.info().dtype == "bf16" { file_bytes * 2 } else { file_bytes };
     if let Some(w) = device::realtime_warning(device, bytes, real_mimi) {
         notices.push(LoadNotice { severity: Severity::Warning, message: w, remedy: Some("use a GPU build (--features cuda or metal) and --device auto".into()) });
     }
