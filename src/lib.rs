@@ -1,4 +1,7 @@
 //! `assistant`: a full-duplex terminal voice assistant.
+pub mod app;
 pub mod audio;
 pub mod cli;
 pub mod engine;
+pub mod headless;
+pub mod telemetry;
