@@ -126,8 +126,13 @@ pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, 
 pub fn loader_for(args: &RunArgs) -> Loader {
     match args.engine {
         EngineKind::Loopback => Box::new(|_progress| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: Vec::new() })),
-        EngineKind::Moshi => Box::new(|_progress| {
-            Err(LoadFailure { message: "the moshi engine is not built into this binary yet".into(), remedy: "use --engine loopback".into() })
-        }),
+        EngineKind::Moshi => {
+            let model_args = args.model.clone();
+            Box::new(move |progress| {
+                let loaded = crate::engine::moshi::load_model(&model_args, progress).map_err(|e| LoadFailure { message: e.message, remedy: e.remedy })?;
+                let notices = loaded.notices.into_iter().map(|n| match n.remedy { Some(r) => format!("{} ({r})", n.message), None => n.message }).collect();
+                Ok(Loaded { model: loaded.model, notices })
+            })
+        }
     }
 }

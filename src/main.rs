@@ -26,10 +26,10 @@ fn main() {
                 }
             }
         }
-        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => {
-            eprintln!("error: not available in this build yet");
+        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => assistant::engine::moshi::run_model_command(&cli).unwrap_or_else(|| {
+            eprintln!("error: unknown benchmark");
             1
-        }
+        }),
         Some(Cmd::History(h)) => history(h),
         Some(Cmd::Doctor) => {
             let (text, code) = assistant::doctor::report(&assistant::doctor::findings(Vec::new()));
