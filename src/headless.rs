@@ -53,7 +53,9 @@ pub fn run(args: &RunArgs) -> i32 {
     };
     let mut exit = 0;
     let mut stdout = std::io::stdout();
+    let mut printed_text = false;
     for ev in ev_rx.iter() {
+        printed_text |= matches!(ev, EngineEvent::Text(_));
         match &ev {
             EngineEvent::ModelFailed { .. } => {
                 exit = 2;
@@ -63,6 +65,9 @@ pub fn run(args: &RunArgs) -> i32 {
             EngineEvent::Stopped => break,
             _ => print_event(&ev, &mut stdout),
         }
+    }
+    if printed_text {
+        let _ = writeln!(stdout);
     }
     let stats = engine.join().unwrap_or_default();
     drop(streams);
