@@ -45,6 +45,16 @@ pub struct Speaker {
     pub prefill_ms: f64,
 }
 
+impl Speaker {
+    /// Queue `prefill_ms` of silence ahead of what the model says.
+    fn prefill(&mut self) {
+        let n = (self.prefill_ms / 1000.0 * self.format.sample_rate as f64) as usize * self.format.channels as usize;
+        for _ in 0..n {
+            let _ = self.prod.try_push(0.0);
+        }
+    }
+}
+
 pub struct EngineSetup {
     pub loader: Loader,
     pub input: InputPort,
@@ -272,10 +282,7 @@ impl Engine {
         };
         self.speaker = speaker;
         if let Some(s) = self.speaker.as_mut() {
-            let n = (s.prefill_ms / 1000.0 * s.format.sample_rate as f64) as usize * s.format.channels as usize;
-            for _ in 0..n {
-                let _ = s.prod.try_push(0.0);
-            }
+            s.prefill();
         }
         Ok(())
     }
@@ -338,10 +345,7 @@ impl Engine {
             cons.skip(stale);
         }
         if let Some(s) = self.speaker.as_mut() {
-            let n = (s.prefill_ms / 1000.0 * s.format.sample_rate as f64) as usize * s.format.channels as usize;
-            for _ in 0..n {
-                let _ = s.prod.try_push(0.0);
-            }
+            s.prefill();
         }
         let expected = self.expected_samples();
         let mut fed: u64 = 0;
