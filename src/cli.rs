@@ -20,6 +20,22 @@ pub enum Cmd {
     ExportDemo(ExportDemoArgs),
     /// Benchmarks that print figures.
     Bench(BenchArgs),
+    /// List journalled sessions, or print one as Markdown.
+    History(HistoryArgs),
+    /// Check audio, compute backends, memory, weights, personas and paths.
+    Doctor,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub command: Option<HistoryCmd>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum HistoryCmd {
+    /// Print one session as Markdown (ID from `assistant history`, or `last`).
+    Show { id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,6 +78,12 @@ pub struct RunArgs {
     /// Largest backlog of input, in frames, before the oldest frames are dropped.
     #[arg(long, global = true, default_value_t = 3, value_name = "FRAMES")]
     pub max_backlog: usize,
+    /// Reopen the last session's transcript in the feed.
+    #[arg(long, global = true)]
+    pub resume: bool,
+    /// Do not journal this session to the data directory.
+    #[arg(long, global = true)]
+    pub no_journal: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -57,10 +57,16 @@ pub fn init_logging(path: Option<&Path>) -> LogGuard {
     LogGuard { _guard: Some(guard), path }
 }
 
-/// Restore the terminal, log the panic, then print it to stderr.
+/// Restore the terminal, log the panic, then print it to stderr. The engine
+/// thread contains its own panics (the UI stays up and shows the error), so
+/// those are only logged.
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some(crate::engine::runner::THREAD_NAME) {
+            tracing::error!("engine panic (contained): {info}");
+            return;
+        }
         restore_terminal();
         tracing::error!("panic: {info}");
         default(info);

