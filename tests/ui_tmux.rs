@@ -29,8 +29,9 @@ impl Tmux {
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         // After the program ends the pane stays (sleep) so its terminal state can be read.
         let cmd = format!(
-            "cd '{}' && '{bin}' {} --log-file '{}'; echo $? > '{}'; sleep 60",
+            "cd '{}' && XDG_DATA_HOME='{}' '{bin}' {} --log-file '{}'; echo $? > '{}'; sleep 60",
             env!("CARGO_MANIFEST_DIR"),
+            dir.path().join("data").display(),
             quoted.join(" "),
             log.display(),
             exit.display()
@@ -120,6 +121,20 @@ impl Tmux {
         std::fs::read_to_string(self.path("assistant.log")).unwrap_or_default()
     }
 
+    /// The session journal's records, one JSON object a line.
+    fn journal(&self) -> Vec<serde_json::Value> {
+        let dir = self.path("data/assistant/sessions");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "one session journal: {files:?}");
+        let text = std::fs::read_to_string(files.pop().unwrap()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON record"))
+            .collect()
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -155,6 +170,7 @@ fn session(args: &[&str], ready_line: &str) {
             && s.contains("latency")
             && s.contains("log ")
     });
+    assert!(s.contains("journal: "), "journal path in the feed:\n{s}");
     let first = s.lines().next().unwrap_or_default();
     assert!(first.contains("Moshi"), "header first:\n{s}");
     assert!(
@@ -234,6 +250,10 @@ fn session(args: &[&str], ready_line: &str) {
         "TUI left on the main screen:\n{after}"
     );
     assert!(!t.log().contains("panic"), "log:\n{}", t.log());
+    // The transcript was flushed: the journal is closed with its end record.
+    let records = t.journal();
+    assert_eq!(records.first().unwrap()["kind"], "start");
+    assert_eq!(records.last().unwrap()["kind"], "end", "{records:?}");
 }
 
 #[test]
@@ -245,7 +265,6 @@ fn tmux_loopback_session_shows_the_screen_takes_keys_survives_resizes_and_restor
 }
 
 #[test]
-#[ignore = "needs the built-in demo model (engine issue); run with --ignored once it lands"]
 fn tmux_demo_session_as_the_issue_describes() {
     session(&["--demo", "--input", WAV], "model ready: demo");
 }

@@ -35,6 +35,7 @@ pub fn bytes(n: u64) -> String {
 pub fn amount(n: u64, unit: ProgressUnit) -> String {
     match unit {
         ProgressUnit::Bytes => bytes(n),
+        ProgressUnit::Tensors if n == 1 => "1 tensor".into(),
         ProgressUnit::Tensors => format!("{n} tensors"),
     }
 }
@@ -135,6 +136,8 @@ mod tests {
         assert_eq!(duration(185.0), "3 min 05 s");
         assert_eq!(millis(4.25), "4.2 ms");
         assert_eq!(millis(160.0), "160 ms");
+        assert_eq!(amount(1, ProgressUnit::Tensors), "1 tensor");
+        assert_eq!(amount(3, ProgressUnit::Tensors), "3 tensors");
     }
 
     #[test]
