@@ -8,7 +8,7 @@ use super::state::{Effect, UiState};
 use super::sysmon::MemorySampler;
 use super::terminal;
 use crate::engine::events::{Command, EngineEvent};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ratatui::backend::Backend;
 use ratatui::crossterm::event;
@@ -291,19 +291,31 @@ pub fn forward_engine_events(
 }
 
 /// Runs the TUI on the real terminal: takes it over, runs the loop, gives it back
-/// (also on error). Returns after the user quits; `Command::Shutdown` has been sent.
+/// (also on error). However it ends, `Command::Shutdown` has been sent: the UI
+/// ending ends the session.
 pub fn run(
     ctx: UiContext,
     engine_events: Receiver<EngineEvent>,
     commands: Sender<Command>,
 ) -> Result<ExitReason> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    forward_engine_events(engine_events, tx.clone())?;
-    let mut guard = terminal::enter()?;
-    let input = spawn_input_thread(tx)?;
-    let result = run_main_loop(&mut guard.terminal, rx, commands, ctx);
-    input.stop();
-    drop(guard);
-    terminal::restore()?;
-    result
+    let shutdown = commands.clone();
+    let result = (|| {
+        forward_engine_events(engine_events, tx.clone())?;
+        let mut guard = terminal::enter()
+            .context("cannot take over the terminal for the TUI (use --headless without one)")?;
+        let input = spawn_input_thread(tx)?;
+        let result = run_main_loop(&mut guard.terminal, rx, commands, ctx);
+        input.stop();
+        drop(guard);
+        result
+    })();
+    let restored = terminal::restore();
+    if !matches!(result, Ok(ExitReason::Quit)) {
+        // Quitting sent it already.
+        let _ = shutdown.send(Command::Shutdown);
+    }
+    let reason = result?;
+    restored?;
+    Ok(reason)
 }

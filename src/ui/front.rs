@@ -6,7 +6,7 @@ use crate::app::{wire, StartError};
 use crate::audio::meters::Meters;
 use crate::cli::RunArgs;
 use crate::engine::events::EngineEvent;
-use crate::engine::{runner, Command};
+use crate::engine::runner;
 use crate::session::{self, sessions_dir, Journal};
 use crossbeam_channel::Receiver;
 use std::path::Path;
@@ -52,9 +52,8 @@ pub fn run_app(args: &RunArgs, log_path: &Path) -> i32 {
     let streams = wired.streams;
     let engine = runner::spawn(wired.setup);
     let ctx = UiContext::new(meters, Some(log_path.to_path_buf()));
-    let result = super::run(ctx, ui_events, cmd_tx.clone());
-    // The UI sent Shutdown on quit; after a UI error the engine must stop too.
-    let _ = cmd_tx.send(Command::Shutdown);
+    // However the UI ends, it has asked the engine to shut down.
+    let result = super::run(ctx, ui_events, cmd_tx);
     let stats = engine.join().unwrap_or_default();
     drop(streams);
     if let Some(closed) = journal {
