@@ -77,6 +77,8 @@ pub enum EngineEvent {
     InputEnded,
     /// The engine thread finished.
     Stopped,
+    /// Where the model is: loading, ready (maybe degraded), unloaded after a silence.
+    Residency(crate::engine::residency::Residency),
 }
 
 impl EngineEvent {
