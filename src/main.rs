@@ -39,7 +39,7 @@ fn main() {
         }),
         Some(Cmd::History(h)) => history(h),
         Some(Cmd::Doctor) => {
-            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(Vec::new()));
+            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(assistant::engine::moshi::doctor_weights(&cli.run.model)));
             print!("{text}");
             code
         }

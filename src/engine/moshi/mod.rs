@@ -16,11 +16,13 @@ pub mod sampling;
 pub mod sizing;
 pub mod stepper;
 pub mod text;
+mod weights_report;
 
 pub use bench::bench_model;
 pub use error::ModelLoadError;
 pub use export::export_demo;
 pub use model::MoshiModel;
+pub use weights_report::{doctor_weights, weights_findings};
 
 use crate::cli::ModelArgs;
 use crate::engine::events::{LoadProgress, ProgressUnit, Severity};
