@@ -55,8 +55,6 @@ pub struct ResidencyStats {
     pub held_dropped: u64,
     /// (input seconds, process RSS in MB), every 10 s of input and around each unload.
     pub rss_mb: Vec<(f64, f64)>,
-    /// The LM context the model runs with, when it reported one.
-    pub context: Option<usize>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
