@@ -1,0 +1,177 @@
+//! Block-size adapters: the canceller works on fixed 10 ms frames, the engine hands it
+//! blocks of any size.
+
+use std::collections::VecDeque;
+
+/// Runs fixed-size frames through a processor while accepting blocks of any size, in place.
+///
+/// Output is delayed only when a block does not end on a frame boundary: the delay grows to
+/// the smallest value that lets every block be answered in full, then stays there (so blocks
+/// that are multiples of the frame, like the engine's 1920 samples, add no latency at all).
+#[derive(Debug)]
+pub struct FrameAdapter {
+    frame: usize,
+    input: VecDeque<f32>,
+    output: VecDeque<f32>,
+    frame_in: Vec<f32>,
+    frame_out: Vec<f32>,
+    latency: usize,
+}
+
+impl FrameAdapter {
+    pub fn new(frame: usize) -> Self {
+        assert!(frame > 0, "frame length must be positive");
+        Self {
+            frame,
+            input: VecDeque::with_capacity(4 * frame),
+            output: VecDeque::with_capacity(4 * frame),
+            frame_in: vec![0.0; frame],
+            frame_out: vec![0.0; frame],
+            latency: 0,
+        }
+    }
+
+    /// Samples of delay this adapter has added so far.
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// Replaces `block` with processed samples; `process` is called once per whole frame.
+    pub fn process<E>(
+        &mut self,
+        block: &mut [f32],
+        mut process: impl FnMut(&[f32], &mut [f32]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.input.extend(block.iter().copied());
+        while self.input.len() >= self.frame {
+            for (dst, src) in self.frame_in.iter_mut().zip(self.input.drain(..self.frame)) {
+                *dst = src;
+            }
+            process(&self.frame_in, &mut self.frame_out)?;
+            self.output.extend(self.frame_out.iter().copied());
+        }
+        if self.output.len() < block.len() {
+            let pad = block.len() - self.output.len();
+            for _ in 0..pad {
+                self.output.push_front(0.0);
+            }
+            self.latency += pad;
+        }
+        let n = block.len();
+        for (dst, src) in block.iter_mut().zip(self.output.drain(..n)) {
+            *dst = src;
+        }
+        Ok(())
+    }
+}
+
+/// The far-end reference waiting to be paired with capture frames, one frame per frame.
+///
+/// Pairing render and capture 1:1 is what AEC3 expects (it treats bursts of render as
+/// jitter to correct); a capture frame with no reference waiting gets silence, which is
+/// what the speaker plays on an underrun.
+#[derive(Debug)]
+pub struct FarQueue {
+    frame: usize,
+    max_len: usize,
+    samples: VecDeque<f32>,
+}
+
+impl FarQueue {
+    /// `max_len`: samples kept before the oldest whole frames are handed out early.
+    pub fn new(frame: usize, max_len: usize) -> Self {
+        Self { frame, max_len: max_len.max(frame), samples: VecDeque::with_capacity(max_len) }
+    }
+
+    pub fn push(&mut self, far: &[f32]) {
+        self.samples.extend(far.iter().copied());
+    }
+
+    /// Whole frames beyond the bound, to feed at once so the queue cannot grow without limit.
+    pub fn take_excess(&mut self, out: &mut [f32]) -> bool {
+        if self.samples.len() <= self.max_len {
+            return false;
+        }
+        self.take(out);
+        true
+    }
+
+    /// The next reference frame, padded with silence when too little is waiting.
+    pub fn take(&mut self, out: &mut [f32]) {
+        debug_assert_eq!(out.len(), self.frame);
+        let n = self.samples.len().min(out.len());
+        for (dst, src) in out.iter_mut().zip(self.samples.drain(..n)) {
+            *dst = src;
+        }
+        out[n..].fill(0.0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(i: &[f32], o: &mut [f32]) -> Result<(), ()> {
+        o.copy_from_slice(i);
+        Ok(())
+    }
+
+    fn run(block_sizes: &[usize], frame: usize) -> (Vec<f32>, usize) {
+        let total: usize = block_sizes.iter().sum();
+        let input: Vec<f32> = (1..=total).map(|i| i as f32).collect();
+        let mut a = FrameAdapter::new(frame);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        for &n in block_sizes {
+            let mut block = input[pos..pos + n].to_vec();
+            a.process(&mut block, identity).unwrap();
+            out.extend(block);
+            pos += n;
+        }
+        (out, a.latency())
+    }
+
+    #[test]
+    fn whole_frames_add_no_latency() {
+        let (out, latency) = run(&[1920, 1920, 480], 240);
+        assert_eq!(latency, 0);
+        assert_eq!(out, (1..=4320).map(|i| i as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn odd_blocks_are_delayed_by_a_constant_below_one_frame() {
+        let sizes: Vec<usize> = [100, 37, 512, 1, 240, 999, 64].repeat(5);
+        let (out, latency) = run(&sizes, 240);
+        assert!(latency > 0 && latency < 240, "latency {latency}");
+        // Output is the input shifted by exactly `latency` samples.
+        for (i, &v) in out.iter().enumerate() {
+            let expected = if i < latency { 0.0 } else { (i - latency + 1) as f32 };
+            assert_eq!(v, expected, "sample {i}");
+        }
+    }
+
+    #[test]
+    fn far_queue_pads_with_silence_and_bounds_itself() {
+        let mut q = FarQueue::new(4, 8);
+        q.push(&[1.0, 2.0]);
+        let mut f = [9.0; 4];
+        q.take(&mut f);
+        assert_eq!(f, [1.0, 2.0, 0.0, 0.0]);
+        q.push(&[1.0; 12]);
+        assert!(q.take_excess(&mut f));
+        assert_eq!(q.len(), 8);
+        assert!(!q.take_excess(&mut f));
+    }
+}

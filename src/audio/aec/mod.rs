@@ -1,0 +1,198 @@
+//! Acoustic echo cancellation on the microphone path (issue 7).
+//!
+//! [`EchoCanceller`] wraps the pure-Rust port of WebRTC AEC3 (`aec3` crate): its linear
+//! filter (made long enough for real rooms), its residual echo suppressor, and its delay
+//! estimator, which finds the unknown playback-to-capture delay itself. It runs on the
+//! engine thread at 24 kHz mono and takes blocks of any size on both sides.
+//!
+//! Call order on the engine thread, per step:
+//! 1. `process_near(&mut mic_block)` on each captured block, before the model hears it;
+//! 2. `push_far(&model_output)` with exactly what was pushed to the speaker ring.
+
+pub mod command;
+pub mod framing;
+pub mod gate;
+pub mod score;
+pub mod synth;
+mod wav;
+
+pub use command::{bench_aec, run_aec_command};
+
+/// Writes 24 kHz mono 32-bit float WAV (what `assistant aec` writes).
+pub fn wav_out(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
+    wav::write_f32(path, SAMPLE_RATE, samples)
+}
+pub use gate::HalfDuplexGate;
+
+use aec3::api::config::EchoCanceller3Config;
+use aec3::audio_processing::ns::{NsConfig, SuppressionLevel};
+use aec3::nodes::audio::AudioFormat;
+use aec3::pipelines::linear::{self, LinearPipeline};
+use framing::{FarQueue, FrameAdapter};
+
+/// The only rate the canceller takes: the model's.
+pub const SAMPLE_RATE: u32 = 24_000;
+/// AEC3 works on 10 ms frames.
+pub const FRAME: usize = SAMPLE_RATE as usize / 100;
+/// AEC3's internal block: 64 samples at its 16 kHz band rate.
+const BLOCK_MS: f32 = 4.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AecError {
+    #[error("echo canceller setup failed: {0}")]
+    Setup(String),
+    #[error("echo canceller failed while processing: {0}")]
+    Process(String),
+}
+
+/// What can be chosen about the canceller; [`AecSettings::default`] is the tuned choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AecSettings {
+    /// Echo tail the linear filter models, in ms. Reverberant rooms need longer; each
+    /// 4 ms costs CPU. The default covers the 0.3-0.5 s RT60 rooms we measured.
+    pub filter_ms: f32,
+    /// WebRTC's noise suppressor after the echo suppressor: removes residual echo and
+    /// noise at a small cost to the voice. `None` turns it off.
+    pub noise_suppression: Option<SuppressionLevel>,
+    /// WebRTC's 80 Hz high-pass filter before the canceller.
+    pub high_pass: bool,
+    /// The full AEC3 configuration, after `filter_ms` is applied to it.
+    pub config: EchoCanceller3Config,
+}
+
+impl Default for AecSettings {
+    fn default() -> Self {
+        Self {
+            filter_ms: 200.0,
+            noise_suppression: None,
+            high_pass: false,
+            config: EchoCanceller3Config::default(),
+        }
+    }
+}
+
+impl AecSettings {
+    fn aec3_config(&self) -> EchoCanceller3Config {
+        let mut c = self.config.clone();
+        let blocks = ((self.filter_ms / BLOCK_MS).round() as usize).max(1);
+        c.filter.main.length_blocks = blocks;
+        c.filter.shadow.length_blocks = blocks;
+        c.filter.main_initial.length_blocks = c.filter.main_initial.length_blocks.min(blocks);
+        c.filter.shadow_initial.length_blocks = c.filter.shadow_initial.length_blocks.min(blocks);
+        c
+    }
+}
+
+/// What the canceller reports about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AecStats {
+    /// Playback-to-capture delay AEC3 currently estimates, in ms.
+    pub delay_ms: i32,
+    /// AEC3's own ERLE and ERL estimates, in dB.
+    pub erle_db: f64,
+    pub erl_db: f64,
+    /// Capture frames processed.
+    pub frames: u64,
+}
+
+/// The echo canceller the engine runs on the microphone path (see the module docs).
+pub struct EchoCanceller {
+    pipeline: LinearPipeline,
+    near: FrameAdapter,
+    far: FarQueue,
+    far_frame: Vec<f32>,
+    enabled: bool,
+    stats: AecStats,
+}
+
+impl std::fmt::Debug for EchoCanceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EchoCanceller")
+            .field("enabled", &self.enabled)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EchoCanceller {
+    pub fn new(settings: &AecSettings) -> Result<Self, AecError> {
+        let format = AudioFormat::ten_ms(SAMPLE_RATE, 1);
+        let mut builder = linear::builder(format, format)
+            .aec3_config(settings.aec3_config())
+            .enable_high_pass_filter(settings.high_pass)
+            .enable_gain_controller2(false)
+            .enable_post_filter(false)
+            .export_metrics(true)
+            .enable_noise_suppression(settings.noise_suppression.is_some());
+        if let Some(level) = settings.noise_suppression {
+            builder = builder.noise_suppression_config(NsConfig {
+                target_level: level,
+                analyze_linear_aec_output_when_available: true,
+            });
+        }
+        let pipeline = builder.build().map_err(|e| AecError::Setup(e.to_string()))?;
+        Ok(Self {
+            pipeline,
+            near: FrameAdapter::new(FRAME),
+            // Half a second of reference may wait; beyond that it is fed early.
+            far: FarQueue::new(FRAME, SAMPLE_RATE as usize / 2),
+            far_frame: vec![0.0; FRAME],
+            enabled: true,
+            stats: AecStats::default(),
+        })
+    }
+
+    /// With cancellation off the microphone passes through unchanged (same latency), but
+    /// the canceller keeps adapting, so turning it back on is instant.
+    pub fn set_enabled(&mut self, enabled: bool) {
+        self.enabled = enabled;
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The far-end reference: exactly what was pushed to the speaker ring, at 24 kHz.
+    pub fn push_far(&mut self, far: &[f32]) -> Result<(), AecError> {
+        self.far.push(far);
+        while self.far.take_excess(&mut self.far_frame) {
+            self.pipeline
+                .handle_render_frame(&self.far_frame)
+                .map_err(|e| AecError::Process(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Cancels echo in one captured block (24 kHz mono, any length), in place.
+    pub fn process_near(&mut self, mic: &mut [f32]) -> Result<(), AecError> {
+        let Self { pipeline, near, far, far_frame, enabled, stats } = self;
+        near.process(mic, |frame_in, frame_out| {
+            far.take(far_frame);
+            pipeline.handle_render_frame(far_frame).map_err(|e| AecError::Process(e.to_string()))?;
+            let produced = pipeline
+                .process_capture_frame(frame_in, frame_out)
+                .map_err(|e| AecError::Process(e.to_string()))?;
+            while let Some(m) = pipeline.try_pull_metrics().map_err(|e| AecError::Process(e.to_string()))? {
+                let m = m.payload();
+                stats.delay_ms = m.delay_ms;
+                stats.erle_db = m.echo_return_loss_enhancement;
+                stats.erl_db = m.echo_return_loss;
+            }
+            stats.frames += 1;
+            if !*enabled || !produced {
+                frame_out.copy_from_slice(frame_in);
+            }
+            Ok(())
+        })
+    }
+
+    /// Samples of delay the canceller adds to the microphone path (0 for blocks that are
+    /// whole multiples of 10 ms, as the engine's are).
+    pub fn latency_samples(&self) -> usize {
+        self.near.latency()
+    }
+
+    pub fn stats(&self) -> AecStats {
+        self.stats
+    }
+}
