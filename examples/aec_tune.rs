@@ -16,7 +16,6 @@ fn main() -> anyhow::Result<()> {
         match k {
             "filter_ms" => s.filter_ms = f,
             "ns" => s.noise_suppression = match v { "0" => None, "6" => Some(aec3::audio_processing::ns::SuppressionLevel::K6dB), "12" => Some(aec3::audio_processing::ns::SuppressionLevel::K12dB), "18" => Some(aec3::audio_processing::ns::SuppressionLevel::K18dB), _ => Some(aec3::audio_processing::ns::SuppressionLevel::K21dB) },
-            "hpf" => s.high_pass = v == "1",
             "lf_tr" => c.suppressor.normal_tuning.mask_lf.enr_transparent = f,
             "lf_sup" => c.suppressor.normal_tuning.mask_lf.enr_suppress = f,
             "lf_emr" => c.suppressor.normal_tuning.mask_lf.emr_transparent = f,

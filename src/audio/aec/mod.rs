@@ -9,6 +9,7 @@
 //! 1. `process_near(&mut mic_block)` on each captured block, before the model hears it;
 //! 2. `push_far(&model_output)` with exactly what was pushed to the speaker ring.
 
+mod chain;
 pub mod command;
 pub mod framing;
 pub mod gate;
@@ -25,9 +26,8 @@ pub fn wav_out(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
 pub use gate::HalfDuplexGate;
 
 use aec3::api::config::EchoCanceller3Config;
-use aec3::audio_processing::ns::{NsConfig, SuppressionLevel};
-use aec3::nodes::audio::AudioFormat;
-use aec3::pipelines::linear::{self, LinearPipeline};
+pub use aec3::audio_processing::ns::SuppressionLevel;
+use chain::Chain;
 use framing::{FarQueue, FrameAdapter};
 
 /// The only rate the canceller takes: the model's.
@@ -54,8 +54,6 @@ pub struct AecSettings {
     /// WebRTC's noise suppressor after the echo suppressor: removes residual echo and
     /// noise at a small cost to the voice. `None` turns it off.
     pub noise_suppression: Option<SuppressionLevel>,
-    /// WebRTC's 80 Hz high-pass filter before the canceller.
-    pub high_pass: bool,
     /// The full AEC3 configuration, after `filter_ms` is applied to it.
     pub config: EchoCanceller3Config,
 }
@@ -65,7 +63,6 @@ impl Default for AecSettings {
         Self {
             filter_ms: 200.0,
             noise_suppression: None,
-            high_pass: false,
             config: EchoCanceller3Config::default(),
         }
     }
@@ -77,8 +74,10 @@ impl AecSettings {
         let blocks = ((self.filter_ms / BLOCK_MS).round() as usize).max(1);
         c.filter.main.length_blocks = blocks;
         c.filter.shadow.length_blocks = blocks;
-        c.filter.main_initial.length_blocks = c.filter.main_initial.length_blocks.min(blocks);
-        c.filter.shadow_initial.length_blocks = c.filter.shadow_initial.length_blocks.min(blocks);
+        // AEC3 starts with a short filter and grows it after its initial phase; in a
+        // reverberant room the long one converges faster from the start.
+        c.filter.main_initial.length_blocks = blocks;
+        c.filter.shadow_initial.length_blocks = blocks;
         c
     }
 }
@@ -97,7 +96,7 @@ pub struct AecStats {
 
 /// The echo canceller the engine runs on the microphone path (see the module docs).
 pub struct EchoCanceller {
-    pipeline: LinearPipeline,
+    chain: Chain,
     near: FrameAdapter,
     far: FarQueue,
     far_frame: Vec<f32>,
@@ -116,23 +115,12 @@ impl std::fmt::Debug for EchoCanceller {
 
 impl EchoCanceller {
     pub fn new(settings: &AecSettings) -> Result<Self, AecError> {
-        let format = AudioFormat::ten_ms(SAMPLE_RATE, 1);
-        let mut builder = linear::builder(format, format)
-            .aec3_config(settings.aec3_config())
-            .enable_high_pass_filter(settings.high_pass)
-            .enable_gain_controller2(false)
-            .enable_post_filter(false)
-            .export_metrics(true)
-            .enable_noise_suppression(settings.noise_suppression.is_some());
-        if let Some(level) = settings.noise_suppression {
-            builder = builder.noise_suppression_config(NsConfig {
-                target_level: level,
-                analyze_linear_aec_output_when_available: true,
-            });
+        if !(4.0..=1000.0).contains(&settings.filter_ms) {
+            return Err(AecError::Setup(format!("echo tail {} ms is outside 4-1000 ms", settings.filter_ms)));
         }
-        let pipeline = builder.build().map_err(|e| AecError::Setup(e.to_string()))?;
+        let chain = Chain::new(settings);
         Ok(Self {
-            pipeline,
+            chain,
             near: FrameAdapter::new(FRAME),
             // Half a second of reference may wait; beyond that it is fed early.
             far: FarQueue::new(FRAME, SAMPLE_RATE as usize / 2),
@@ -156,33 +144,27 @@ impl EchoCanceller {
     pub fn push_far(&mut self, far: &[f32]) -> Result<(), AecError> {
         self.far.push(far);
         while self.far.take_excess(&mut self.far_frame) {
-            self.pipeline
-                .handle_render_frame(&self.far_frame)
-                .map_err(|e| AecError::Process(e.to_string()))?;
+            self.chain.render(&self.far_frame);
         }
         Ok(())
     }
 
     /// Cancels echo in one captured block (24 kHz mono, any length), in place.
     pub fn process_near(&mut self, mic: &mut [f32]) -> Result<(), AecError> {
-        let Self { pipeline, near, far, far_frame, enabled, stats } = self;
+        let Self { chain, near, far, far_frame, enabled, stats } = self;
         near.process(mic, |frame_in, frame_out| {
             far.take(far_frame);
-            pipeline.handle_render_frame(far_frame).map_err(|e| AecError::Process(e.to_string()))?;
-            let produced = pipeline
-                .process_capture_frame(frame_in, frame_out)
-                .map_err(|e| AecError::Process(e.to_string()))?;
-            while let Some(m) = pipeline.try_pull_metrics().map_err(|e| AecError::Process(e.to_string()))? {
-                let m = m.payload();
-                stats.delay_ms = m.delay_ms;
-                stats.erle_db = m.echo_return_loss_enhancement;
-                stats.erl_db = m.echo_return_loss;
-            }
+            chain.render(far_frame);
+            chain.capture(frame_in, frame_out);
+            let m = chain.metrics();
+            stats.delay_ms = m.delay_ms;
+            stats.erle_db = m.echo_return_loss_enhancement;
+            stats.erl_db = m.echo_return_loss;
             stats.frames += 1;
-            if !*enabled || !produced {
+            if !*enabled {
                 frame_out.copy_from_slice(frame_in);
             }
-            Ok(())
+            Ok::<(), AecError>(())
         })
     }
 
