@@ -12,6 +12,9 @@ use aec3::audio_processing::stream_config::StreamConfig;
 /// AEC3 runs on split bands at 32 kHz; the audio buffers resample 24 kHz in and out.
 const INTERNAL_RATE: usize = 32_000;
 
+const LATENCY_WITHOUT_NS: usize = 223;
+const LATENCY_WITH_NS: usize = 368;
+
 pub(crate) struct Chain {
     echo: EchoCanceller3,
     ns: Option<NoiseSuppressor>,
@@ -66,6 +69,16 @@ impl Chain {
         }
         c.merge_frequency_bands();
         c.copy_to_stream(&self.stream, &mut [out]);
+    }
+
+    /// Delay from input to output, measured (tests/aec_latency.rs checks it): the
+    /// 24 <-> 32 kHz resamplers and band-split filters, plus 6 ms of NS overlap.
+    pub(crate) fn latency_samples(&self) -> usize {
+        if self.ns.is_some() {
+            LATENCY_WITH_NS
+        } else {
+            LATENCY_WITHOUT_NS
+        }
     }
 
     pub(crate) fn metrics(&self) -> Metrics {

@@ -17,6 +17,7 @@ pub struct OfflineRun {
     /// CPU time of the canceller alone (thread CPU time where the OS has it).
     pub cpu: Duration,
     pub audio_s: f64,
+    /// Delay the canceller adds in the engine's use of it: processing plus framing.
     pub latency_samples: usize,
     pub delay_ms: i32,
     pub erle_estimate_db: f64,
@@ -35,27 +36,31 @@ pub fn process_offline(settings: &AecSettings, far: &[f32], mic: &[f32], block: 
         bail!("block size must be positive");
     }
     let mut aec = EchoCanceller::new(settings)?;
+    // Pad so that every block is whole and whatever the framing delays still comes out.
+    let padded = (mic.len() + super::FRAME).div_ceil(block) * block;
     let mut output = mic.to_vec();
+    output.resize(padded, 0.0);
     let zeros = vec![0.0; block];
     let start = cpu_now();
     for (i, chunk) in output.chunks_mut(block).enumerate() {
-        let at = i * block;
-        let far_block = far.get(at..(at + chunk.len()).min(far.len())).unwrap_or(&[]);
-        aec.push_far(far_block)?;
+        let at = (i * block).min(far.len());
+        let far_block = &far[at..(at + block).min(far.len())];
+        aec.push_far(far_block);
         // A far file shorter than the mic: the speaker plays silence.
-        aec.push_far(&zeros[..chunk.len() - far_block.len()])?;
-        aec.process_near(chunk)?;
+        aec.push_far(&zeros[..block - far_block.len()]);
+        aec.process_near(chunk);
     }
     let cpu = cpu_now().saturating_sub(start);
     let stats = aec.stats();
     // Undo the framing delay so the output lines up with the input file.
-    let latency_samples = aec.latency_samples();
-    output.drain(..latency_samples.min(output.len()));
+    let framing = aec.framing_latency_samples();
+    output.drain(..framing);
+    output.truncate(mic.len());
     Ok(OfflineRun {
         output,
         cpu,
         audio_s: mic.len() as f64 / SAMPLE_RATE as f64,
-        latency_samples,
+        latency_samples: aec.latency_samples(),
         delay_ms: stats.delay_ms,
         erle_estimate_db: stats.erle_db,
     })

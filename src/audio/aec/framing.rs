@@ -5,9 +5,10 @@ use std::collections::VecDeque;
 
 /// Runs fixed-size frames through a processor while accepting blocks of any size, in place.
 ///
-/// Output is delayed only when a block does not end on a frame boundary: the delay grows to
-/// the smallest value that lets every block be answered in full, then stays there (so blocks
-/// that are multiples of the frame, like the engine's 1920 samples, add no latency at all).
+/// Blocks that are whole multiples of the frame (the engine's 1920 samples) pass with no
+/// delay. The first block that is not switches the adapter, once, to a constant delay of
+/// one frame less a sample, which is enough for any block size from then on: the delay
+/// never changes again, so no gap is ever inserted mid-stream.
 #[derive(Debug)]
 pub struct FrameAdapter {
     frame: usize,
@@ -37,31 +38,27 @@ impl FrameAdapter {
     }
 
     /// Replaces `block` with processed samples; `process` is called once per whole frame.
-    pub fn process<E>(
-        &mut self,
-        block: &mut [f32],
-        mut process: impl FnMut(&[f32], &mut [f32]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    pub fn process(&mut self, block: &mut [f32], mut process: impl FnMut(&[f32], &mut [f32])) {
         self.input.extend(block.iter().copied());
         while self.input.len() >= self.frame {
             for (dst, src) in self.frame_in.iter_mut().zip(self.input.drain(..self.frame)) {
                 *dst = src;
             }
-            process(&self.frame_in, &mut self.frame_out)?;
+            process(&self.frame_in, &mut self.frame_out);
             self.output.extend(self.frame_out.iter().copied());
         }
         if self.output.len() < block.len() {
-            let pad = block.len() - self.output.len();
-            for _ in 0..pad {
+            // Invariant: output + input = latency + samples not yet returned; input never
+            // holds a whole frame, so a latency of frame - 1 always answers in full.
+            for _ in self.latency..self.frame - 1 {
                 self.output.push_front(0.0);
             }
-            self.latency += pad;
+            self.latency = self.frame - 1;
         }
         let n = block.len();
         for (dst, src) in block.iter_mut().zip(self.output.drain(..n)) {
             *dst = src;
         }
-        Ok(())
     }
 }
 
@@ -123,9 +120,8 @@ impl FarQueue {
 mod tests {
     use super::*;
 
-    fn identity(i: &[f32], o: &mut [f32]) -> Result<(), ()> {
+    fn identity(i: &[f32], o: &mut [f32]) {
         o.copy_from_slice(i);
-        Ok(())
     }
 
     fn run(block_sizes: &[usize], frame: usize) -> (Vec<f32>, usize) {
@@ -136,7 +132,7 @@ mod tests {
         let mut pos = 0;
         for &n in block_sizes {
             let mut block = input[pos..pos + n].to_vec();
-            a.process(&mut block, identity).unwrap();
+            a.process(&mut block, identity);
             out.extend(block);
             pos += n;
         }
@@ -154,12 +150,22 @@ mod tests {
     fn odd_blocks_are_delayed_by_a_constant_below_one_frame() {
         let sizes: Vec<usize> = [100, 37, 512, 1, 240, 999, 64].repeat(5);
         let (out, latency) = run(&sizes, 240);
-        assert!(latency > 0 && latency < 240, "latency {latency}");
+        assert_eq!(latency, 239);
         // Output is the input shifted by exactly `latency` samples.
         for (i, &v) in out.iter().enumerate() {
             let expected = if i < latency { 0.0 } else { (i - latency + 1) as f32 };
             assert_eq!(v, expected, "sample {i}");
         }
+    }
+
+    #[test]
+    fn delay_is_fixed_at_the_first_odd_block_even_after_aligned_ones() {
+        let (out, latency) = run(&[480, 240, 7, 1000, 233, 240], 240);
+        assert_eq!(latency, 239);
+        // The first 720 samples went out undelayed; after them, 239 zeros, then the rest.
+        assert_eq!(&out[..720], &(1..=720).map(|i| i as f32).collect::<Vec<_>>()[..]);
+        assert!(out[720..959].iter().all(|&x| x == 0.0));
+        assert_eq!(out[959], 721.0);
     }
 
     #[test]

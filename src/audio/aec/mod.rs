@@ -41,18 +41,19 @@ const BLOCK_MS: f32 = 4.0;
 pub enum AecError {
     #[error("echo canceller setup failed: {0}")]
     Setup(String),
-    #[error("echo canceller failed while processing: {0}")]
-    Process(String),
 }
 
 /// What can be chosen about the canceller; [`AecSettings::default`] is the tuned choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AecSettings {
-    /// Echo tail the linear filter models, in ms. Reverberant rooms need longer; each
-    /// 4 ms costs CPU. The default covers the 0.3-0.5 s RT60 rooms we measured.
+    /// Echo tail the linear filter models, in ms. Longer filters model more of a
+    /// reverberant room but converge more slowly; 100 ms scored best over rooms with
+    /// 0.3-0.6 s RT60 (the suppressor handles the rest of the tail).
     pub filter_ms: f32,
-    /// WebRTC's noise suppressor after the echo suppressor: removes residual echo and
-    /// noise at a small cost to the voice. `None` turns it off.
+    /// WebRTC's noise suppressor after the echo suppressor. AEC3 keeps the background
+    /// noise floor (comfort noise), which caps echo reduction near the room's SNR; a
+    /// mild 6 dB suppression lifts that cap at almost no cost to the voice. Only `K6dB`
+    /// is exact: aec3 0.4's stronger levels rescale with a gain error (see chain.rs).
     pub noise_suppression: Option<SuppressionLevel>,
     /// The full AEC3 configuration, after `filter_ms` is applied to it.
     pub config: EchoCanceller3Config,
@@ -61,8 +62,8 @@ pub struct AecSettings {
 impl Default for AecSettings {
     fn default() -> Self {
         Self {
-            filter_ms: 200.0,
-            noise_suppression: None,
+            filter_ms: 100.0,
+            noise_suppression: Some(SuppressionLevel::K6dB),
             config: EchoCanceller3Config::default(),
         }
     }
@@ -141,16 +142,15 @@ impl EchoCanceller {
     }
 
     /// The far-end reference: exactly what was pushed to the speaker ring, at 24 kHz.
-    pub fn push_far(&mut self, far: &[f32]) -> Result<(), AecError> {
+    pub fn push_far(&mut self, far: &[f32]) {
         self.far.push(far);
         while self.far.take_excess(&mut self.far_frame) {
             self.chain.render(&self.far_frame);
         }
-        Ok(())
     }
 
     /// Cancels echo in one captured block (24 kHz mono, any length), in place.
-    pub fn process_near(&mut self, mic: &mut [f32]) -> Result<(), AecError> {
+    pub fn process_near(&mut self, mic: &mut [f32]) {
         let Self { chain, near, far, far_frame, enabled, stats } = self;
         near.process(mic, |frame_in, frame_out| {
             far.take(far_frame);
@@ -164,13 +164,18 @@ impl EchoCanceller {
             if !*enabled {
                 frame_out.copy_from_slice(frame_in);
             }
-            Ok::<(), AecError>(())
-        })
+        });
     }
 
-    /// Samples of delay the canceller adds to the microphone path (0 for blocks that are
-    /// whole multiples of 10 ms, as the engine's are).
+    /// Samples of delay the canceller adds to the microphone path: its processing
+    /// (resampling to AEC3's 32 kHz bands and back, noise suppressor overlap) plus the
+    /// framing delay, which is 0 for blocks that are whole multiples of 10 ms.
     pub fn latency_samples(&self) -> usize {
+        self.chain.latency_samples() + self.near.latency()
+    }
+
+    /// The framing part of [`Self::latency_samples`] alone.
+    pub fn framing_latency_samples(&self) -> usize {
         self.near.latency()
     }
 

@@ -134,8 +134,8 @@ pub fn score(scene: &Scene, out: &[f32]) -> Score {
 }
 
 /// argmax over L in 0..=max_lag of sum_i a[i + L] * b[i] (scipy's `correlate`, full mode,
-/// from the zero-lag index on), by FFT.
-fn best_lag(a: &[f64], b: &[f64], max_lag: usize) -> usize {
+/// from the zero-lag index on), by FFT: how many samples `a` lags behind `b`.
+pub fn best_lag(a: &[f64], b: &[f64], max_lag: usize) -> usize {
     let m = (a.len() + b.len()).next_power_of_two();
     let mut planner = RealFftPlanner::<f64>::new();
     let (fwd, inv) = (planner.plan_fft_forward(m), planner.plan_fft_inverse(m));
