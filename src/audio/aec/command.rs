@@ -70,8 +70,6 @@ pub fn process_offline(settings: &AecSettings, far: &[f32], mic: &[f32], block: 
 /// `--output` (clap lets only one argument own that name).
 pub fn run_aec_command(args: &AecArgs, output: Option<&Path>) -> Result<()> {
     let output = output.context("--output OUT.wav is required: where to write the cancelled microphone")?;
-    let (far, far_rate, far_ch) = wav::read_mono_24k(&args.far).context("far-end (--far)")?;
-    let (mic, mic_rate, mic_ch) = wav::read_mono_24k(&args.mic).context("microphone (--mic)")?;
     if args.block == 0 {
         bail!("--block must be at least 1 sample");
     }
@@ -82,6 +80,8 @@ pub fn run_aec_command(args: &AecArgs, output: Option<&Path>) -> Result<()> {
         }
         settings.filter_ms = ms;
     }
+    let (far, far_rate, far_ch) = wav::read_mono_24k(&args.far).context("far-end (--far)")?;
+    let (mic, mic_rate, mic_ch) = wav::read_mono_24k(&args.mic).context("microphone (--mic)")?;
     let run = process_offline(&settings, &far, &mic, args.block)?;
     wav::write_f32(&output, SAMPLE_RATE, &run.output)?;
 

@@ -116,6 +116,29 @@ impl FarQueue {
     }
 }
 
+/// A fixed delay, so the bypassed microphone keeps the canceller's timing and toggling
+/// cancellation on and off never skips or repeats audio.
+#[derive(Debug)]
+pub struct DelayLine {
+    buf: VecDeque<f32>,
+}
+
+impl DelayLine {
+    pub fn new(delay: usize) -> Self {
+        let mut buf = VecDeque::with_capacity(delay + 4096);
+        buf.extend(std::iter::repeat_n(0.0, delay));
+        Self { buf }
+    }
+
+    /// Pushes `input` in and writes the samples `delay` behind it to `out`.
+    pub fn process(&mut self, input: &[f32], out: &mut [f32]) {
+        self.buf.extend(input.iter().copied());
+        for (dst, src) in out.iter_mut().zip(self.buf.drain(..input.len())) {
+            *dst = src;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +189,16 @@ mod tests {
         assert_eq!(&out[..720], &(1..=720).map(|i| i as f32).collect::<Vec<_>>()[..]);
         assert!(out[720..959].iter().all(|&x| x == 0.0));
         assert_eq!(out[959], 721.0);
+    }
+
+    #[test]
+    fn delay_line_delays() {
+        let mut d = DelayLine::new(3);
+        let mut out = [0.0; 4];
+        d.process(&[1.0, 2.0, 3.0, 4.0], &mut out);
+        assert_eq!(out, [0.0, 0.0, 0.0, 1.0]);
+        d.process(&[5.0, 6.0, 7.0, 8.0], &mut out);
+        assert_eq!(out, [2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]

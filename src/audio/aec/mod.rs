@@ -13,6 +13,7 @@ mod chain;
 pub mod command;
 pub mod framing;
 pub mod gate;
+mod mic_path;
 pub mod score;
 pub mod synth;
 mod wav;
@@ -24,11 +25,12 @@ pub fn wav_out(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
     wav::write_f32(path, SAMPLE_RATE, samples)
 }
 pub use gate::HalfDuplexGate;
+pub use mic_path::MicPath;
 
 use aec3::api::config::EchoCanceller3Config;
 pub use aec3::audio_processing::ns::SuppressionLevel;
 use chain::Chain;
-use framing::{FarQueue, FrameAdapter};
+use framing::{DelayLine, FarQueue, FrameAdapter};
 
 /// The only rate the canceller takes: the model's.
 pub const SAMPLE_RATE: u32 = 24_000;
@@ -101,6 +103,8 @@ pub struct EchoCanceller {
     near: FrameAdapter,
     far: FarQueue,
     far_frame: Vec<f32>,
+    bypass: DelayLine,
+    bypass_frame: Vec<f32>,
     enabled: bool,
     stats: AecStats,
 }
@@ -121,6 +125,8 @@ impl EchoCanceller {
         }
         let chain = Chain::new(settings);
         Ok(Self {
+            bypass: DelayLine::new(chain.latency_samples()),
+            bypass_frame: vec![0.0; FRAME],
             chain,
             near: FrameAdapter::new(FRAME),
             // Half a second of reference may wait; beyond that it is fed early.
@@ -151,7 +157,7 @@ impl EchoCanceller {
 
     /// Cancels echo in one captured block (24 kHz mono, any length), in place.
     pub fn process_near(&mut self, mic: &mut [f32]) {
-        let Self { chain, near, far, far_frame, enabled, stats } = self;
+        let Self { chain, near, far, far_frame, bypass, bypass_frame, enabled, stats } = self;
         near.process(mic, |frame_in, frame_out| {
             far.take(far_frame);
             chain.render(far_frame);
@@ -161,8 +167,9 @@ impl EchoCanceller {
             stats.erle_db = m.echo_return_loss_enhancement;
             stats.erl_db = m.echo_return_loss;
             stats.frames += 1;
+            bypass.process(frame_in, bypass_frame);
             if !*enabled {
-                frame_out.copy_from_slice(frame_in);
+                frame_out.copy_from_slice(bypass_frame);
             }
         });
     }
