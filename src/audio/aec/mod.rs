@@ -16,7 +16,7 @@ pub mod gate;
 mod mic_path;
 pub mod score;
 pub mod synth;
-mod wav;
+pub mod wav;
 
 pub use command::{bench_aec, run_aec_command};
 
