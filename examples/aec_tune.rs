@@ -1,7 +1,6 @@
 //! Tuning harness: runs the canceller over scenes with settings overrides and prints the
 //! scores. usage: aec_tune OUT_DIR SCENE_DIR... [key=value...]
 use assistant::audio::aec::{command::process_offline, score, AecSettings};
-use assistant::audio::aec::wav_out;
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
@@ -10,12 +9,23 @@ fn main() -> anyhow::Result<()> {
     let mut s = AecSettings::default();
     let mut scenes = vec![];
     for a in &args[1..] {
-        let Some((k, v)) = a.split_once('=') else { scenes.push(PathBuf::from(a)); continue };
+        let Some((k, v)) = a.split_once('=') else {
+            scenes.push(PathBuf::from(a));
+            continue;
+        };
         let f: f32 = v.parse().unwrap_or(0.0);
         let c = &mut s.config;
         match k {
             "filter_ms" => s.filter_ms = f,
-            "ns" => s.noise_suppression = match v { "0" => None, "6" => Some(aec3::audio_processing::ns::SuppressionLevel::K6dB), "12" => Some(aec3::audio_processing::ns::SuppressionLevel::K12dB), "18" => Some(aec3::audio_processing::ns::SuppressionLevel::K18dB), _ => Some(aec3::audio_processing::ns::SuppressionLevel::K21dB) },
+            "ns" => {
+                s.noise_suppression = match v {
+                    "0" => None,
+                    "6" => Some(aec3::audio_processing::ns::SuppressionLevel::K6dB),
+                    "12" => Some(aec3::audio_processing::ns::SuppressionLevel::K12dB),
+                    "18" => Some(aec3::audio_processing::ns::SuppressionLevel::K18dB),
+                    _ => Some(aec3::audio_processing::ns::SuppressionLevel::K21dB),
+                }
+            }
             "lf_tr" => c.suppressor.normal_tuning.mask_lf.enr_transparent = f,
             "lf_sup" => c.suppressor.normal_tuning.mask_lf.enr_suppress = f,
             "lf_emr" => c.suppressor.normal_tuning.mask_lf.emr_transparent = f,
@@ -64,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         let run = process_offline(&s, &far, &mic, 1920)?;
         let sc = score::score(&scene, &run.output);
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        wav_out(&out_dir.join(format!("{name}.wav")), &run.output)?;
+        assistant::audio::aec::wav::write_f32(&out_dir.join(format!("{name}.wav")), 24_000, &run.output)?;
         println!("{name:>10}: erle {:6.2} near {:6.2} dt {:.3} lag {:.2} | cpu {:.1} ms/s, delay est {} ms", sc.erle_db, sc.near_ssnr_db.unwrap_or(f64::NAN), sc.double_talk_corr.unwrap_or(f64::NAN), sc.lag_ms, run.cpu_ms_per_s(), run.delay_ms);
     }
     Ok(())

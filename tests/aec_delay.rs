@@ -7,10 +7,18 @@ use assistant::audio::aec::{score::load_mono_f64, AecSettings, EchoCanceller};
 
 /// Far end: the shared speech twice over (12 s); mic: its room echo plus noise.
 fn run(delay_s: f64) -> (i32, f64) {
-    let (_, speech) = load_mono_f64(&shared().join("audio/hello_24k_mono.wav")).expect("shared speech");
-    let far: Vec<f32> = speech.iter().chain(&speech).map(|&x| x as f32 * 0.5).collect();
+    let (_, speech) =
+        load_mono_f64(&shared().join("audio/hello_24k_mono.wav")).expect("shared speech");
+    let far: Vec<f32> = speech
+        .iter()
+        .chain(&speech)
+        .map(|&x| x as f32 * 0.5)
+        .collect();
     let mut rng = Lcg(11);
-    let mic: Vec<f32> = room_echo(&far, delay_s, 0.3, 3).iter().map(|&e| e + 0.0005 * rng.gauss() as f32).collect();
+    let mic: Vec<f32> = room_echo(&far, delay_s, 0.3, 3)
+        .iter()
+        .map(|&e| e + 0.0005 * rng.gauss() as f32)
+        .collect();
     let mut aec = EchoCanceller::new(&AecSettings::default()).unwrap();
     let mut out = mic.clone();
     // Engine-sized blocks, reference first: the files are aligned as played and heard.
@@ -21,15 +29,26 @@ fn run(delay_s: f64) -> (i32, f64) {
     }
     // Echo reduction over the second pass of the speech (after 6 s to converge).
     let tail = far.len() / 2..mic.len();
-    let e = |x: &[f32]| x[tail.clone()].iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+    let e = |x: &[f32]| {
+        x[tail.clone()]
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>()
+    };
     (aec.stats().delay_ms, 10.0 * (e(&mic) / e(&out)).log10())
 }
 
 fn check(delay_ms: i32) {
     let (est, erle) = run(delay_ms as f64 / 1000.0);
     println!("true delay {delay_ms} ms: estimated {est} ms, ERLE {erle:.1} dB");
-    assert!((est - delay_ms).abs() <= 12, "estimated {est} ms for a {delay_ms} ms delay");
-    assert!(erle >= 20.0, "only {erle:.1} dB of echo removed at {delay_ms} ms delay");
+    assert!(
+        (est - delay_ms).abs() <= 12,
+        "estimated {est} ms for a {delay_ms} ms delay"
+    );
+    assert!(
+        erle >= 20.0,
+        "only {erle:.1} dB of echo removed at {delay_ms} ms delay"
+    );
 }
 
 #[test]

@@ -26,7 +26,10 @@ struct Scripted {
 
 impl DuplexModel for Scripted {
     fn info(&self) -> ModelInfo {
-        ModelInfo { name: "scripted".into(), ..ModelInfo::default() }
+        ModelInfo {
+            name: "scripted".into(),
+            ..ModelInfo::default()
+        }
     }
     fn sample_rate(&self) -> u32 {
         24_000
@@ -56,7 +59,11 @@ fn own_voice_stays_out_of_the_model_and_the_users_gets_in() {
     let steps = 200; // 16 s
     let n = steps * F;
     // The assistant talks for ~6 s; the user talks from 9 s on, alone.
-    let mut model = Scripted { script: speech.iter().map(|x| x * 0.5).collect(), step: 0, heard: vec![] };
+    let mut model = Scripted {
+        script: speech.iter().map(|x| x * 0.5).collect(),
+        step: 0,
+        heard: vec![],
+    };
     let user_at = 9 * 24_000;
     let mut near = vec![0.0f32; n];
     for (i, u) in user.iter().enumerate().take(n - user_at) {
@@ -77,7 +84,9 @@ fn own_voice_stays_out_of_the_model_and_the_users_gets_in() {
     }
     let echo = room_echo(&played, 0.010, 0.4, 21);
     let mut rng = Lcg(5);
-    let mic: Vec<f32> = (0..n).map(|i| echo[i] + near[i] + 0.0005 * rng.gauss() as f32).collect();
+    let mic: Vec<f32> = (0..n)
+        .map(|i| echo[i] + near[i] + 0.0005 * rng.gauss() as f32)
+        .collect();
 
     let mut path = MicPath::new(true, false).unwrap();
     let mut out = StepOutput::default();
@@ -100,8 +109,16 @@ fn own_voice_stays_out_of_the_model_and_the_users_gets_in() {
 
     // The user, alone: what the model hears is the user's voice, intact.
     let alone = user_at..(user_at + user.len()).min(n);
-    let (h, u) = (&model.heard[alone.start + d..alone.end.min(n - d) + d], &near[alone.start..alone.end.min(n - d)]);
-    let corr = h.iter().zip(u).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>() / (energy(h) * energy(u)).sqrt();
+    let (h, u) = (
+        &model.heard[alone.start + d..alone.end.min(n - d) + d],
+        &near[alone.start..alone.end.min(n - d)],
+    );
+    let corr = h
+        .iter()
+        .zip(u)
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum::<f64>()
+        / (energy(h) * energy(u)).sqrt();
     println!("user's voice at the model: correlation {corr:.3}");
     assert!(corr >= 0.9, "user's voice damaged: correlation {corr:.3}");
 }
@@ -110,7 +127,11 @@ fn own_voice_stays_out_of_the_model_and_the_users_gets_in() {
 fn with_cancellation_off_the_echo_does_reach_the_model() {
     // The same loop with `--aec off` fails the level above, so the test can fail.
     let (speech, _, _) = read_mono_24k(&shared().join("audio/hello_24k_mono.wav")).unwrap();
-    let mut model = Scripted { script: speech.iter().map(|x| x * 0.5).collect(), step: 0, heard: vec![] };
+    let mut model = Scripted {
+        script: speech.iter().map(|x| x * 0.5).collect(),
+        step: 0,
+        heard: vec![],
+    };
     let steps = 80;
     let n = steps * F;
     let mut played = vec![0.0f32; n];
@@ -133,6 +154,7 @@ fn with_cancellation_off_the_echo_does_reach_the_model() {
     }
     let d = path.latency_samples();
     let talk = 36_000..model.script.len();
-    let below = 10.0 * (energy(&mic[talk.clone()]) / energy(&model.heard[talk.start + d..talk.end + d])).log10();
+    let below = 10.0
+        * (energy(&mic[talk.clone()]) / energy(&model.heard[talk.start + d..talk.end + d])).log10();
     assert!(below < 1.0, "{below:.1} dB");
 }

@@ -34,26 +34,36 @@ fn rust_scorer_matches_echo_score_py() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok || !script.exists() {
-        eprintln!("SKIPPED: python3 with numpy and scipy (and {}) are needed to cross-check", script.display());
+        eprintln!(
+            "SKIPPED: python3 with numpy and scipy (and {}) are needed to cross-check",
+            script.display()
+        );
         return;
     }
     let scene = scene_a();
     let run = run_scene(&scene, &AecSettings::default());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.wav");
-    assistant::audio::aec::wav_out(&out, &run.output).unwrap();
+    assistant::audio::aec::wav::write_f32(&out, 24_000, &run.output).unwrap();
     let py = std::process::Command::new("python3")
         .arg(&script)
         .arg(shared().join("audio/echo"))
         .arg(&out)
         .output()
         .unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     let s = score::score(&scene, &run.output);
     let close = |key: &str, ours: f64, tol: f64| {
         let theirs = v[key].as_f64().unwrap();
-        assert!((ours - theirs).abs() <= tol, "{key}: rust {ours} vs python {theirs}");
+        assert!(
+            (ours - theirs).abs() <= tol,
+            "{key}: rust {ours} vs python {theirs}"
+        );
     };
     close("lag_ms", s.lag_ms, 0.01);
     close("erle_db", s.erle_db, 0.01);

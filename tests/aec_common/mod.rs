@@ -12,7 +12,8 @@ pub fn shared() -> PathBuf {
 
 pub fn scene_a() -> Scene {
     let dir = shared().join("audio/echo");
-    score::load_scene(&dir).unwrap_or_else(|e| panic!("scene A fixture missing at {}: {e:#}", dir.display()))
+    score::load_scene(&dir)
+        .unwrap_or_else(|e| panic!("scene A fixture missing at {}: {e:#}", dir.display()))
 }
 
 pub fn f32s(x: &[f64]) -> Vec<f32> {

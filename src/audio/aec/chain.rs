@@ -31,7 +31,10 @@ impl Chain {
             echo: EchoCanceller3::new(settings.aec3_config(), INTERNAL_RATE as i32, 1, 1),
             ns: settings.noise_suppression.map(|level| {
                 NoiseSuppressor::new(
-                    NsConfig { target_level: level, analyze_linear_aec_output_when_available: false },
+                    NsConfig {
+                        target_level: level,
+                        analyze_linear_aec_output_when_available: false,
+                    },
                     INTERNAL_RATE,
                     1,
                 )

@@ -31,7 +31,12 @@ impl OfflineRun {
 
 /// Streams far and mic (24 kHz mono) through a canceller the way the engine does:
 /// per block, the reference of what is playing, then the captured block.
-pub fn process_offline(settings: &AecSettings, far: &[f32], mic: &[f32], block: usize) -> Result<OfflineRun> {
+pub fn process_offline(
+    settings: &AecSettings,
+    far: &[f32],
+    mic: &[f32],
+    block: usize,
+) -> Result<OfflineRun> {
     if block == 0 {
         bail!("block size must be positive");
     }
@@ -69,7 +74,8 @@ pub fn process_offline(settings: &AecSettings, far: &[f32], mic: &[f32], block: 
 /// `assistant aec --far FAR.wav --mic MIC.wav --output OUT.wav`; `output` is the global
 /// `--output` (clap lets only one argument own that name).
 pub fn run_aec_command(args: &AecArgs, output: Option<&Path>) -> Result<()> {
-    let output = output.context("--output OUT.wav is required: where to write the cancelled microphone")?;
+    let output =
+        output.context("--output OUT.wav is required: where to write the cancelled microphone")?;
     if args.block == 0 {
         bail!("--block must be at least 1 sample");
     }
@@ -86,17 +92,36 @@ pub fn run_aec_command(args: &AecArgs, output: Option<&Path>) -> Result<()> {
     wav::write_f32(&output, SAMPLE_RATE, &run.output)?;
 
     let secs = run.audio_s;
-    println!("far:     {} ({far_rate} Hz, {far_ch} ch)", args.far.display());
-    println!("mic:     {} ({mic_rate} Hz, {mic_ch} ch), {secs:.2} s", args.mic.display());
-    println!("output:  {} (24000 Hz, 1 ch, 32-bit float)", output.display());
-    println!("canceller: AEC3 (aec3 crate), {:.0} ms echo tail, blocks of {} samples", settings.filter_ms, args.block);
-    println!("cpu:     {:.2} ms per second of audio ({:.1} ms in all)", run.cpu_ms_per_s(), run.cpu.as_secs_f64() * 1e3);
+    println!(
+        "far:     {} ({far_rate} Hz, {far_ch} ch)",
+        args.far.display()
+    );
+    println!(
+        "mic:     {} ({mic_rate} Hz, {mic_ch} ch), {secs:.2} s",
+        args.mic.display()
+    );
+    println!(
+        "output:  {} (24000 Hz, 1 ch, 32-bit float)",
+        output.display()
+    );
+    println!(
+        "canceller: AEC3 (aec3 crate), {:.0} ms echo tail, blocks of {} samples",
+        settings.filter_ms, args.block
+    );
+    println!(
+        "cpu:     {:.2} ms per second of audio ({:.1} ms in all)",
+        run.cpu_ms_per_s(),
+        run.cpu.as_secs_f64() * 1e3
+    );
     println!(
         "latency: {:.2} ms added by the canceller ({} samples)",
         run.latency_samples as f64 * 1000.0 / SAMPLE_RATE as f64,
         run.latency_samples
     );
-    println!("echo path delay estimated: {} ms; AEC3's ERLE estimate: {:.1} dB", run.delay_ms, run.erle_estimate_db);
+    println!(
+        "echo path delay estimated: {} ms; AEC3's ERLE estimate: {:.1} dB",
+        run.delay_ms, run.erle_estimate_db
+    );
     Ok(())
 }
 
@@ -121,7 +146,10 @@ pub fn bench_aec() {
 fn cpu_now() -> Duration {
     #[cfg(unix)]
     {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime only writes the timespec we own.
         if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
             return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);

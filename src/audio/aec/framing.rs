@@ -77,7 +77,11 @@ pub struct FarQueue {
 impl FarQueue {
     /// `max_len`: samples kept before the oldest whole frames are handed out early.
     pub fn new(frame: usize, max_len: usize) -> Self {
-        Self { frame, max_len: max_len.max(frame), samples: VecDeque::with_capacity(max_len) }
+        Self {
+            frame,
+            max_len: max_len.max(frame),
+            samples: VecDeque::with_capacity(max_len),
+        }
     }
 
     pub fn push(&mut self, far: &[f32]) {
@@ -176,7 +180,11 @@ mod tests {
         assert_eq!(latency, 239);
         // Output is the input shifted by exactly `latency` samples.
         for (i, &v) in out.iter().enumerate() {
-            let expected = if i < latency { 0.0 } else { (i - latency + 1) as f32 };
+            let expected = if i < latency {
+                0.0
+            } else {
+                (i - latency + 1) as f32
+            };
             assert_eq!(v, expected, "sample {i}");
         }
     }
@@ -186,7 +194,10 @@ mod tests {
         let (out, latency) = run(&[480, 240, 7, 1000, 233, 240], 240);
         assert_eq!(latency, 239);
         // The first 720 samples went out undelayed; after them, 239 zeros, then the rest.
-        assert_eq!(&out[..720], &(1..=720).map(|i| i as f32).collect::<Vec<_>>()[..]);
+        assert_eq!(
+            &out[..720],
+            &(1..=720).map(|i| i as f32).collect::<Vec<_>>()[..]
+        );
         assert!(out[720..959].iter().all(|&x| x == 0.0));
         assert_eq!(out[959], 721.0);
     }

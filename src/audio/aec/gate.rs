@@ -83,10 +83,16 @@ mod tests {
         assert!(g.closed());
         let mut mic = vec![1.0; 60];
         g.process_near(&mut mic);
-        assert!(mic[1..].iter().all(|&x| x == 0.0), "closed during far end and hold");
+        assert!(
+            mic[1..].iter().all(|&x| x == 0.0),
+            "closed during far end and hold"
+        );
         let mut mic = vec![1.0; 20];
         g.process_near(&mut mic);
-        assert!(mic[10..].iter().all(|&x| x == 1.0), "open again after the hold: {mic:?}");
+        assert!(
+            mic[10..].iter().all(|&x| x == 1.0),
+            "open again after the hold: {mic:?}"
+        );
     }
 
     #[test]
@@ -105,7 +111,10 @@ mod tests {
         g.push_far(&[0.5; 240]);
         let mut mic = vec![1.0; 240];
         g.process_near(&mut mic);
-        let max_step = mic.windows(2).map(|w| (w[0] - w[1]).abs()).fold(0.0, f32::max);
+        let max_step = mic
+            .windows(2)
+            .map(|w| (w[0] - w[1]).abs())
+            .fold(0.0, f32::max);
         assert!(max_step < 0.01, "step {max_step}");
         assert!(mic[239] == 0.0);
     }

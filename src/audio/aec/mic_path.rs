@@ -15,7 +15,10 @@ impl MicPath {
     pub fn new(aec_on: bool, half_duplex: bool) -> Result<Self, AecError> {
         let mut aec = EchoCanceller::new(&AecSettings::default())?;
         aec.set_enabled(aec_on);
-        Ok(Self { aec, gate: half_duplex.then(HalfDuplexGate::for_24k) })
+        Ok(Self {
+            aec,
+            gate: half_duplex.then(HalfDuplexGate::for_24k),
+        })
     }
 
     /// Exactly what was pushed to the speaker ring (24 kHz mono), after pushing it.
@@ -94,7 +97,12 @@ mod tests {
         }
         let d = p.latency_samples();
         for i in d..input.len() {
-            assert!((out[i] - input[i - d]).abs() < 1e-3, "sample {i}: {} vs {}", out[i], input[i - d]);
+            assert!(
+                (out[i] - input[i - d]).abs() < 1e-3,
+                "sample {i}: {} vs {}",
+                out[i],
+                input[i - d]
+            );
         }
     }
 }

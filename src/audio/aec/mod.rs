@@ -1,9 +1,11 @@
 //! Acoustic echo cancellation on the microphone path (issue 7).
 //!
-//! [`EchoCanceller`] wraps the pure-Rust port of WebRTC AEC3 (`aec3` crate): its linear
-//! filter (made long enough for real rooms), its residual echo suppressor, and its delay
-//! estimator, which finds the unknown playback-to-capture delay itself. It runs on the
-//! engine thread at 24 kHz mono and takes blocks of any size on both sides.
+//! [`EchoCanceller`] runs the pure-Rust port of WebRTC AEC3 (`aec3` crate): its linear
+//! filter, residual echo suppressor and delay estimator (which finds the unknown
+//! playback-to-capture delay itself), followed by WebRTC's noise suppressor at its mildest
+//! level, which removes the noise floor AEC3 deliberately keeps. It runs on the engine
+//! thread at 24 kHz mono and takes blocks of any size on both sides. [`MicPath`] adds the
+//! half-duplex gate; it is what the engine holds.
 //!
 //! Call order on the engine thread, per step:
 //! 1. `process_near(&mut mic_block)` on each captured block, before the model hears it;
@@ -19,11 +21,6 @@ pub mod synth;
 pub mod wav;
 
 pub use command::{bench_aec, run_aec_command};
-
-/// Writes 24 kHz mono 32-bit float WAV (what `assistant aec` writes).
-pub fn wav_out(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
-    wav::write_f32(path, SAMPLE_RATE, samples)
-}
 pub use gate::HalfDuplexGate;
 pub use mic_path::MicPath;
 
@@ -121,7 +118,10 @@ impl std::fmt::Debug for EchoCanceller {
 impl EchoCanceller {
     pub fn new(settings: &AecSettings) -> Result<Self, AecError> {
         if !(4.0..=1000.0).contains(&settings.filter_ms) {
-            return Err(AecError::Setup(format!("echo tail {} ms is outside 4-1000 ms", settings.filter_ms)));
+            return Err(AecError::Setup(format!(
+                "echo tail {} ms is outside 4-1000 ms",
+                settings.filter_ms
+            )));
         }
         let chain = Chain::new(settings);
         Ok(Self {
@@ -157,7 +157,16 @@ impl EchoCanceller {
 
     /// Cancels echo in one captured block (24 kHz mono, any length), in place.
     pub fn process_near(&mut self, mic: &mut [f32]) {
-        let Self { chain, near, far, far_frame, bypass, bypass_frame, enabled, stats } = self;
+        let Self {
+            chain,
+            near,
+            far,
+            far_frame,
+            bypass,
+            bypass_frame,
+            enabled,
+            stats,
+        } = self;
         near.process(mic, |frame_in, frame_out| {
             far.take(far_frame);
             chain.render(far_frame);

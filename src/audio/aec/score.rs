@@ -54,28 +54,43 @@ struct SceneJson {
 
 /// Mono f64 samples as the script loads them: integers over the type's maximum.
 pub fn load_mono_f64(path: &Path) -> Result<(u32, Vec<f64>)> {
-    let mut r = hound::WavReader::open(path).with_context(|| format!("{}: cannot read WAV", path.display()))?;
+    let mut r = hound::WavReader::open(path)
+        .with_context(|| format!("{}: cannot read WAV", path.display()))?;
     let spec = r.spec();
     let ch = spec.channels.max(1) as usize;
     let raw: Vec<f64> = match spec.sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.map(f64::from)).collect::<Result<_, _>>()?,
+        hound::SampleFormat::Float => r
+            .samples::<f32>()
+            .map(|s| s.map(f64::from))
+            .collect::<Result<_, _>>()?,
         hound::SampleFormat::Int => {
             let max = ((1u64 << (spec.bits_per_sample - 1)) - 1) as f64;
-            r.samples::<i32>().map(|s| s.map(|v| v as f64 / max)).collect::<Result<_, _>>()?
+            r.samples::<i32>()
+                .map(|s| s.map(|v| v as f64 / max))
+                .collect::<Result<_, _>>()?
         }
     };
-    let mono = raw.chunks(ch).map(|f| f.iter().sum::<f64>() / ch as f64).collect();
+    let mono = raw
+        .chunks(ch)
+        .map(|f| f.iter().sum::<f64>() / ch as f64)
+        .collect();
     Ok((spec.sample_rate, mono))
 }
 
 pub fn load_scene(dir: &Path) -> Result<Scene> {
     let json_path = dir.join("scene.json");
-    let text = std::fs::read_to_string(&json_path).with_context(|| format!("{}: cannot read", json_path.display()))?;
-    let j: SceneJson = serde_json::from_str(&text).with_context(|| format!("{}: not a scene", json_path.display()))?;
+    let text = std::fs::read_to_string(&json_path)
+        .with_context(|| format!("{}: cannot read", json_path.display()))?;
+    let j: SceneJson = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a scene", json_path.display()))?;
     let load = |name: &str| -> Result<Vec<f64>> {
         let (rate, x) = load_mono_f64(&dir.join(name))?;
         if rate != j.rate {
-            bail!("{}: {rate} Hz, the scene says {} Hz", dir.join(name).display(), j.rate);
+            bail!(
+                "{}: {rate} Hz, the scene says {} Hz",
+                dir.join(name).display(),
+                j.rate
+            );
         }
         Ok(x)
     };
@@ -130,7 +145,12 @@ pub fn score(scene: &Scene, out: &[f32]) -> Score {
         let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
         dot / (na * nb + 1e-12)
     });
-    Score { lag_ms: lag as f64 * 1000.0 / r as f64, erle_db, near_ssnr_db, double_talk_corr }
+    Score {
+        lag_ms: lag as f64 * 1000.0 / r as f64,
+        erle_db,
+        near_ssnr_db,
+        double_talk_corr,
+    }
 }
 
 /// argmax over L in 0..=max_lag of sum_i a[i + L] * b[i] (scipy's `correlate`, full mode,
@@ -143,7 +163,8 @@ pub fn best_lag(a: &[f64], b: &[f64], max_lag: usize) -> usize {
         let mut buf = vec![0.0; m];
         buf[..x.len()].copy_from_slice(x);
         let mut s = fwd.make_output_vec();
-        fwd.process(&mut buf, &mut s).expect("buffers sized by the plan");
+        fwd.process(&mut buf, &mut s)
+            .expect("buffers sized by the plan");
         s
     };
     let (fa, fb) = (spectrum(a), spectrum(b));
@@ -152,7 +173,8 @@ pub fn best_lag(a: &[f64], b: &[f64], max_lag: usize) -> usize {
     prod[0].im = 0.0;
     prod[m / 2].im = 0.0;
     let mut c = vec![0.0; m];
-    inv.process(&mut prod, &mut c).expect("buffers sized by the plan");
+    inv.process(&mut prod, &mut c)
+        .expect("buffers sized by the plan");
     let mut best = 0;
     for l in 1..=max_lag.min(m - 1) {
         if c[l] > c[best] {
@@ -184,7 +206,8 @@ fn stft_mag(x: &[f64]) -> Vec<f64> {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = padded[start + i] * window[i];
         }
-        fft.process(&mut buf, &mut spec).expect("buffers sized by the plan");
+        fft.process(&mut buf, &mut spec)
+            .expect("buffers sized by the plan");
         mags.extend(spec.iter().map(|c| c.norm()));
     }
     mags
@@ -196,10 +219,35 @@ mod tests {
 
     fn toy_scene() -> Scene {
         let n = 24_000 * 4;
-        let near: Vec<f64> = (0..n).map(|i| if i > 24_000 * 2 { ((i as f64) * 0.05).sin() * 0.3 } else { 0.0 }).collect();
-        let far: Vec<f64> = (0..n).map(|i| if i < 24_000 * 3 { ((i as f64) * 0.031).sin() * 0.5 } else { 0.0 }).collect();
+        let near: Vec<f64> = (0..n)
+            .map(|i| {
+                if i > 24_000 * 2 {
+                    ((i as f64) * 0.05).sin() * 0.3
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let far: Vec<f64> = (0..n)
+            .map(|i| {
+                if i < 24_000 * 3 {
+                    ((i as f64) * 0.031).sin() * 0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let mic = near.iter().zip(&far).map(|(a, b)| a + 0.5 * b).collect();
-        Scene { rate: 24_000, far, near, mic, far_only: (0.0, 2.0), double_talk: Some((2.0, 3.0)), near_only: Some((3.0, 4.0)), delay_ms: None }
+        Scene {
+            rate: 24_000,
+            far,
+            near,
+            mic,
+            far_only: (0.0, 2.0),
+            double_talk: Some((2.0, 3.0)),
+            near_only: Some((3.0, 4.0)),
+            delay_ms: None,
+        }
     }
 
     #[test]

@@ -9,13 +9,18 @@ pub fn room_echo(far: &[f32], delay_s: f64, rt60_s: f64, seed: u64) -> Vec<f32> 
     let r = SAMPLE_RATE as f64;
     let mut rng = Lcg(seed);
     let len = ((rt60_s * r) as usize).max(1);
-    let mut ir: Vec<f64> = (0..len).map(|i| rng.gauss() * (-6.9 * i as f64 / (rt60_s * r)).exp()).collect();
+    let mut ir: Vec<f64> = (0..len)
+        .map(|i| rng.gauss() * (-6.9 * i as f64 / (rt60_s * r)).exp())
+        .collect();
     ir[0] = 3.0;
     let gain = 0.5 / ir.iter().map(|x| x * x).sum::<f64>().sqrt();
     let mut full = vec![0.0; (delay_s * r) as usize];
     full.extend(ir.iter().map(|h| h * gain));
     let far64: Vec<f64> = far.iter().map(|&x| x as f64).collect();
-    fft_convolve(&far64, &full)[..far.len()].iter().map(|&x| x as f32).collect()
+    fft_convolve(&far64, &full)[..far.len()]
+        .iter()
+        .map(|&x| x as f32)
+        .collect()
 }
 
 /// A far/mic pair: amplitude-modulated noise as the far end, its room echo, and a
@@ -24,12 +29,20 @@ pub fn synthetic_room(secs: f64, delay_s: f64, rt60_s: f64) -> (Vec<f32>, Vec<f3
     let r = SAMPLE_RATE as f64;
     let n = (secs * r) as usize;
     let mut rng = Lcg(0x2545_F491_4F6C_DD1D);
-    let talk = |i: usize, rate: f64| 0.5 + 0.5 * (2.0 * std::f64::consts::PI * rate * i as f64 / r).sin().max(0.0);
-    let far: Vec<f32> = (0..n).map(|i| (0.2 * rng.gauss() * talk(i, 3.0)) as f32).collect();
+    let talk = |i: usize, rate: f64| {
+        0.5 + 0.5
+            * (2.0 * std::f64::consts::PI * rate * i as f64 / r)
+                .sin()
+                .max(0.0)
+    };
+    let far: Vec<f32> = (0..n)
+        .map(|i| (0.2 * rng.gauss() * talk(i, 3.0)) as f32)
+        .collect();
     let mut mic = room_echo(&far, delay_s, rt60_s, 7);
     for (i, m) in mic.iter_mut().enumerate().skip(n / 2) {
         let t = i as f64 / r;
-        *m += (0.15 * (2.0 * std::f64::consts::PI * (200.0 + 20.0 * t) * t).sin() * talk(i, 2.0)) as f32;
+        *m += (0.15 * (2.0 * std::f64::consts::PI * (200.0 + 20.0 * t) * t).sin() * talk(i, 2.0))
+            as f32;
     }
     (far, mic)
 }
@@ -44,7 +57,8 @@ pub fn fft_convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
         let mut buf = vec![0.0; m];
         buf[..x.len()].copy_from_slice(x);
         let mut s = fwd.make_output_vec();
-        fwd.process(&mut buf, &mut s).expect("buffers sized by the plan");
+        fwd.process(&mut buf, &mut s)
+            .expect("buffers sized by the plan");
         s
     };
     let (fa, fb) = (spectrum(a), spectrum(b));
@@ -52,7 +66,8 @@ pub fn fft_convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
     prod[0].im = 0.0;
     prod[m / 2].im = 0.0;
     let mut out = vec![0.0; m];
-    inv.process(&mut prod, &mut out).expect("buffers sized by the plan");
+    inv.process(&mut prod, &mut out)
+        .expect("buffers sized by the plan");
     out.truncate(n);
     out.iter_mut().for_each(|x| *x /= m as f64);
     out
@@ -63,7 +78,10 @@ pub struct Lcg(pub u64);
 
 impl Lcg {
     pub fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
     pub fn gauss(&mut self) -> f64 {

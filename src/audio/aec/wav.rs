@@ -15,23 +15,39 @@ pub fn read_mono_24k(path: &Path) -> Result<(Vec<f32>, u32, u16)> {
     })?;
     let spec = reader.spec();
     if spec.channels == 0 || spec.sample_rate == 0 {
-        bail!("{}: the header declares {} channels at {} Hz", path.display(), spec.channels, spec.sample_rate);
+        bail!(
+            "{}: the header declares {} channels at {} Hz",
+            path.display(),
+            spec.channels,
+            spec.sample_rate
+        );
     }
     let samples: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader.into_samples::<f32>().collect::<Result<_, _>>(),
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader.into_samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect()
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect()
         }
     }
     .with_context(|| format!("{}: truncated or corrupt audio data", path.display()))?;
     let ch = spec.channels as usize;
-    let mono: Vec<f32> = samples.chunks_exact(ch).map(|f| f.iter().sum::<f32>() / ch as f32).collect();
+    let mono: Vec<f32> = samples
+        .chunks_exact(ch)
+        .map(|f| f.iter().sum::<f32>() / ch as f32)
+        .collect();
     if mono.is_empty() {
         bail!("{}: contains no audio", path.display());
     }
-    let mono = resample(&mono, spec.sample_rate, super::SAMPLE_RATE)
-        .with_context(|| format!("{}: cannot resample {} Hz to 24 kHz", path.display(), spec.sample_rate))?;
+    let mono = resample(&mono, spec.sample_rate, super::SAMPLE_RATE).with_context(|| {
+        format!(
+            "{}: cannot resample {} Hz to 24 kHz",
+            path.display(),
+            spec.sample_rate
+        )
+    })?;
     Ok((mono, spec.sample_rate, spec.channels))
 }
 
@@ -51,11 +67,18 @@ fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
 }
 
 pub fn write_f32(path: &Path, rate: u32, samples: &[f32]) -> Result<()> {
-    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-    let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("{}: cannot create", path.display()))?;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
     for &s in samples {
         w.write_sample(s)?;
     }
-    w.finalize().with_context(|| format!("{}: cannot finish writing", path.display()))?;
+    w.finalize()
+        .with_context(|| format!("{}: cannot finish writing", path.display()))?;
     Ok(())
 }
