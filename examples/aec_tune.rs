@@ -8,6 +8,7 @@ fn main() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(&args[0]);
     let mut s = AecSettings::default();
     let mut scenes = vec![];
+    let mut trace = false;
     for a in &args[1..] {
         let Some((k, v)) = a.split_once('=') else {
             scenes.push(PathBuf::from(a));
@@ -16,6 +17,9 @@ fn main() -> anyhow::Result<()> {
         let f: f32 = v.parse().unwrap_or(0.0);
         let c = &mut s.config;
         match k {
+            "shadow_ms" => s.shadow_ms = Some(f),
+            "initial_ms" => s.initial_ms = Some(f),
+            "trace" => trace = v == "1",
             "filter_ms" => s.filter_ms = f,
             "ns" => {
                 s.noise_suppression = match v {
@@ -65,6 +69,24 @@ fn main() -> anyhow::Result<()> {
             "subband_ne" => c.suppressor.use_subband_nearend_detection = v == "1",
             "initial_s" => c.filter.initial_state_seconds = f,
             _ => anyhow::bail!("unknown key {k}"),
+        }
+    }
+    if trace {
+        for dir in &scenes {
+            let scene = score::load_scene(dir)?;
+            let mut aec = assistant::audio::aec::EchoCanceller::new(&s)?;
+            for (i, block) in scene.mic.chunks(1920).enumerate() {
+                let at = i * 1920;
+                let far: Vec<f32> = scene.far[at..(at + block.len()).min(scene.far.len())].iter().map(|&x| x as f32).collect();
+                let mut b: Vec<f32> = block.iter().map(|&x| x as f32).collect();
+                aec.push_far(&far);
+                aec.process_near(&mut b);
+                let st = aec.stats();
+                if i % 3 == 0 {
+                    print!("{:.2}s d{} e{:.0} | ", at as f64 / 24000.0, st.delay_ms, st.erle_db);
+                }
+            }
+            println!();
         }
     }
     for dir in scenes {

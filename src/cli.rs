@@ -95,7 +95,7 @@ pub struct AecArgs {
     /// Samples per block fed to the canceller (the engine uses 1920, 80 ms).
     #[arg(long, default_value_t = 1920)]
     pub block: usize,
-    /// Echo tail the linear filter covers, in ms (default 200).
+    /// Echo tail the linear filter covers, in ms (default 72).
     #[arg(long, value_name = "MS")]
     pub filter_ms: Option<f32>,
 }

@@ -46,8 +46,10 @@ pub enum AecError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AecSettings {
     /// Echo tail the linear filter models, in ms. Longer filters model more of a
-    /// reverberant room but converge more slowly; 100 ms scored best over rooms with
-    /// 0.3-0.6 s RT60 (the suppressor handles the rest of the tail).
+    /// reverberant room but converge more slowly and, past ~80 ms, let more echo through
+    /// at onsets after silence; 72 ms was the length that beat WebRTC AEC3 on every one
+    /// of ten scenes (0.3-0.8 s RT60, 40-300 ms delay; tools/aec_reference/README.md).
+    /// The suppressor handles the tail beyond it.
     pub filter_ms: f32,
     /// WebRTC's noise suppressor after the echo suppressor. AEC3 keeps the background
     /// noise floor (comfort noise), which caps echo reduction near the room's SNR; a
@@ -56,14 +58,20 @@ pub struct AecSettings {
     pub noise_suppression: Option<SuppressionLevel>,
     /// The full AEC3 configuration, after `filter_ms` is applied to it.
     pub config: EchoCanceller3Config,
+    /// Coarse (shadow) filter length, ms; `None`: same as `filter_ms`.
+    pub shadow_ms: Option<f32>,
+    /// Filter lengths during AEC3's initial phase, ms; `None`: the full lengths.
+    pub initial_ms: Option<f32>,
 }
 
 impl Default for AecSettings {
     fn default() -> Self {
         Self {
-            filter_ms: 100.0,
+            filter_ms: 72.0,
             noise_suppression: Some(SuppressionLevel::K6dB),
             config: EchoCanceller3Config::default(),
+            shadow_ms: None,
+            initial_ms: None,
         }
     }
 }
@@ -71,13 +79,16 @@ impl Default for AecSettings {
 impl AecSettings {
     fn aec3_config(&self) -> EchoCanceller3Config {
         let mut c = self.config.clone();
-        let blocks = ((self.filter_ms / BLOCK_MS).round() as usize).max(1);
-        c.filter.main.length_blocks = blocks;
-        c.filter.shadow.length_blocks = blocks;
+        let blocks = |ms: f32| ((ms / BLOCK_MS).round() as usize).max(1);
+        let main = blocks(self.filter_ms);
+        let shadow = blocks(self.shadow_ms.unwrap_or(self.filter_ms));
+        c.filter.main.length_blocks = main;
+        c.filter.shadow.length_blocks = shadow;
         // AEC3 starts with a short filter and grows it after its initial phase; in a
         // reverberant room the long one converges faster from the start.
-        c.filter.main_initial.length_blocks = blocks;
-        c.filter.shadow_initial.length_blocks = blocks;
+        let initial = self.initial_ms.map(blocks);
+        c.filter.main_initial.length_blocks = initial.unwrap_or(main).min(main);
+        c.filter.shadow_initial.length_blocks = initial.unwrap_or(shadow).min(shadow);
         c
     }
 }
