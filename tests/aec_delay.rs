@@ -5,8 +5,9 @@ use aec_common::shared;
 use assistant::audio::aec::synth::{room_echo, Lcg};
 use assistant::audio::aec::{score::load_mono_f64, AecSettings, EchoCanceller};
 
-/// Far end: the shared speech twice over (12 s); mic: its room echo plus noise.
-fn run(delay_s: f64) -> (i32, f64) {
+/// Far end: the shared speech twice over (12 s); mic: its room echo plus noise. A
+/// clipping loudspeaker (`tanh`, as echo_make_scene.py --clip) makes the echo nonlinear.
+fn run(delay_s: f64, rt60_s: f64, clip: bool) -> (i32, f64) {
     let (_, speech) =
         load_mono_f64(&shared().join("audio/hello_24k_mono.wav")).expect("shared speech");
     let far: Vec<f32> = speech
@@ -15,7 +16,11 @@ fn run(delay_s: f64) -> (i32, f64) {
         .map(|&x| x as f32 * 0.5)
         .collect();
     let mut rng = Lcg(11);
-    let mic: Vec<f32> = room_echo(&far, delay_s, 0.3, 3)
+    let played: Vec<f32> = far
+        .iter()
+        .map(|&x| if clip { (2.0 * x).tanh() / 2.0 } else { x })
+        .collect();
+    let mic: Vec<f32> = room_echo(&played, delay_s, rt60_s, 3)
         .iter()
         .map(|&e| e + 0.0005 * rng.gauss() as f32)
         .collect();
@@ -39,7 +44,7 @@ fn run(delay_s: f64) -> (i32, f64) {
 }
 
 fn check(delay_ms: i32) {
-    let (est, erle) = run(delay_ms as f64 / 1000.0);
+    let (est, erle) = run(delay_ms as f64 / 1000.0, 0.3, false);
     println!("true delay {delay_ms} ms: estimated {est} ms, ERLE {erle:.1} dB");
     assert!(
         (est - delay_ms).abs() <= 12,
@@ -59,4 +64,12 @@ fn tracks_a_long_280_ms_delay() {
 #[test]
 fn tracks_a_short_24_ms_delay() {
     check(24);
+}
+
+#[test]
+fn clipping_speaker_in_a_reverberant_room_with_a_long_delay() {
+    let (est, erle) = run(0.150, 0.6, true);
+    println!("clipping, RT60 0.6 s, 150 ms: estimated {est} ms, ERLE {erle:.1} dB");
+    assert!((est - 150).abs() <= 12, "estimated {est} ms");
+    assert!(erle >= 20.0, "only {erle:.1} dB removed");
 }
