@@ -64,9 +64,10 @@ pub struct RunArgs {
     /// Largest backlog of input, in frames, before the oldest frames are dropped.
     #[arg(long, global = true, default_value_t = 3, value_name = "FRAMES")]
     pub max_backlog: usize,
-    /// Echo cancellation on the microphone (toggle live with `e`).
-    #[arg(long, global = true, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
-    pub aec: OnOff,
+    /// Echo cancellation on the microphone (toggle live with `e`) [default: on; off with
+    /// --engine loopback, which measures the raw audio path].
+    #[arg(long, global = true, value_enum, value_name = "on|off")]
+    pub aec: Option<OnOff>,
     /// Close the microphone while the assistant speaks (for rooms where cancellation is not enough).
     #[arg(long, global = true)]
     pub half_duplex: bool,

@@ -1,4 +1,8 @@
 //! `assistant`: a full-duplex terminal voice assistant.
+pub mod app;
 pub mod audio;
+pub mod bench;
 pub mod cli;
 pub mod engine;
+pub mod headless;
+pub mod telemetry;

@@ -1,3 +1,8 @@
 //! Audio in and out: devices, rings, resampling, WAV files, meters.
 pub mod aec;
+pub mod alsa_quiet;
+pub mod device;
 pub mod meters;
+pub mod resample;
+pub mod source;
+pub mod wav;

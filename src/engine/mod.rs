@@ -2,6 +2,8 @@
 pub mod events;
 pub mod loopback;
 pub mod model;
+pub mod runner;
+pub mod stats;
 
 pub use events::{Command, EngineEvent};
 pub use model::{DuplexModel, ModelInfo, Sampling, StepOutput};

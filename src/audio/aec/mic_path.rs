@@ -4,6 +4,13 @@
 
 use super::{AecError, AecSettings, AecStats, EchoCanceller, HalfDuplexGate};
 
+/// What the engine is asked for (`--aec on|off`, `--half-duplex`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoOptions {
+    pub aec: bool,
+    pub half_duplex: bool,
+}
+
 #[derive(Debug)]
 pub struct MicPath {
     aec: EchoCanceller,

@@ -22,7 +22,7 @@ pub mod wav;
 
 pub use command::{bench_aec, run_aec_command};
 pub use gate::HalfDuplexGate;
-pub use mic_path::MicPath;
+pub use mic_path::{EchoOptions, MicPath};
 
 use aec3::api::config::EchoCanceller3Config;
 pub use aec3::audio_processing::ns::SuppressionLevel;

@@ -1,0 +1,144 @@
+//! Wiring a run from the command line: input, output, model loader, engine.
+//! Shared by the TUI and headless front-ends.
+
+use crate::audio::aec::EchoOptions;
+use crate::audio::device::{self, InputStream, OutputStream};
+use crate::audio::meters::Meters;
+use crate::audio::source::{FilePacer, InputPort};
+use crate::audio::wav::{read_wav, WavSink};
+use crate::cli::{EngineKind, OnOff, RunArgs};
+use crate::engine::events::{Endpoint, EngineEvent};
+use crate::engine::loopback::Loopback;
+use crate::engine::runner::{EngineSetup, Loaded, LoadFailure, Loader, Speaker};
+use crate::engine::{Command, EngineEvent as Ev};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+/// An error that ends the run before it starts, with its exit code
+/// (2: bad input from the user).
+#[derive(Debug)]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl StartError {
+    fn input(message: impl Into<String>) -> Self {
+        Self { code: 2, message: message.into() }
+    }
+}
+
+/// Everything a run holds on to: streams stop when this is dropped.
+pub struct Wired {
+    pub setup: EngineSetup,
+    pub input: Endpoint,
+    pub output: Endpoint,
+    /// Warnings to show once the front-end is up (no microphone, ...).
+    pub notices: Vec<EngineEvent>,
+    pub streams: Streams,
+}
+
+#[derive(Default)]
+pub struct Streams {
+    pub input: Option<InputStream>,
+    pub output: Option<OutputStream>,
+    pub pacer: Option<FilePacer>,
+}
+
+/// Seconds of audio each device ring holds.
+const RING_SECONDS: f32 = 2.0;
+/// Silence queued ahead of playback, absorbing engine scheduling jitter.
+const PREFILL_MS: f64 = 40.0;
+
+/// Build input, output and engine setup from the arguments. Bad input files
+/// and unknown devices fail here, before any output file is created.
+pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, commands: Receiver<Command>) -> Result<Wired, StartError> {
+    let mut notices = Vec::new();
+    let mut streams = Streams::default();
+
+    let (input_port, input_ep) = if let Some(path) = &args.input {
+        let audio = read_wav(path).map_err(|e| StartError::input(e.to_string()))?;
+        let ep = Endpoint::File(path.display().to_string());
+        if tui || args.realtime {
+            let (pacer, port) = FilePacer::start(audio, meters.clone());
+            streams.pacer = Some(pacer);
+            (port, ep)
+        } else {
+            (InputPort::Memory { audio, pos: 0 }, ep)
+        }
+    } else {
+        match device::open_input(args.input_device.as_deref(), meters.clone(), RING_SECONDS) {
+            Ok((stream, cons)) => {
+                let ep = Endpoint::Device(stream.name.clone());
+                let port = InputPort::Ring { cons, format: stream.format, ended: Arc::new(false.into()) };
+                streams.input = Some(stream);
+                (port, ep)
+            }
+            Err(e @ device::DeviceError::NotFound { .. }) => return Err(StartError::input(e.to_string())),
+            Err(e) => {
+                let reason = e.to_string();
+                notices.push(EngineEvent::warning(format!("no microphone: {reason}"), Some("use --input FILE.wav to talk from a recording".into())));
+                (InputPort::Silence { sample_rate: 24_000 }, Endpoint::Missing(reason))
+            }
+        }
+    };
+
+    let want_speaker = tui || args.output.is_none() || args.output_device.is_some();
+    let (speaker, output_ep) = if want_speaker {
+        match device::open_output(args.output_device.as_deref(), meters.clone(), RING_SECONDS) {
+            Ok((stream, prod)) => {
+                let sp = Speaker { prod, format: stream.format, prefill_ms: PREFILL_MS };
+                let ep = Endpoint::Device(stream.name.clone());
+                streams.output = Some(stream);
+                (Some(sp), ep)
+            }
+            Err(e @ device::DeviceError::NotFound { .. }) => return Err(StartError::input(e.to_string())),
+            Err(e) => {
+                let reason = e.to_string();
+                let remedy = if args.output.is_none() { Some("use --output FILE.wav to keep what the assistant says".to_string()) } else { None };
+                notices.push(EngineEvent::warning(format!("no speaker: {reason}"), remedy));
+                (None, Endpoint::Missing(reason))
+            }
+        }
+    } else {
+        (None, Endpoint::Off)
+    };
+    let output_ep = match (&args.output, output_ep) {
+        (Some(p), Endpoint::Off | Endpoint::Missing(_)) => Endpoint::File(p.display().to_string()),
+        (_, ep) => ep,
+    };
+
+    let wav_out = match &args.output {
+        Some(p) => Some(WavSink::create(p, 24_000).map_err(|e| StartError::input(format!("{e:#}")))?),
+        None => None,
+    };
+
+    // Echo is possible only when something is played to a speaker.
+    // The loopback engine measures the raw path: no mic path unless asked for.
+    let aec = args.aec.map_or(args.engine != EngineKind::Loopback, |a| a == OnOff::On);
+    let wanted = aec || args.half_duplex || args.aec.is_some();
+    let echo = speaker.as_ref().filter(|_| wanted).map(|_| EchoOptions { aec, half_duplex: args.half_duplex });
+    let setup = EngineSetup {
+        loader: loader_for(args),
+        input: input_port,
+        speaker,
+        wav_out,
+        max_backlog: args.max_backlog,
+        dump_tokens: args.model.dump_tokens.clone(),
+        meters,
+        events,
+        commands,
+        echo,
+    };
+    Ok(Wired { setup, input: input_ep, output: output_ep, notices, streams })
+}
+
+/// The model the engine thread will build.
+pub fn loader_for(args: &RunArgs) -> Loader {
+    match args.engine {
+        EngineKind::Loopback => Box::new(|_progress| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: Vec::new() })),
+        EngineKind::Moshi => Box::new(|_progress| {
+            Err(LoadFailure { message: "the moshi engine is not built into this binary yet".into(), remedy: "use --engine loopback".into() })
+        }),
+    }
+}

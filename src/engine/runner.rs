@@ -1,0 +1,598 @@
+//! The engine thread: owns the model (and its Device), turns device audio into
+//! 24 kHz frames, steps the model, and sends audio to the speaker and events to
+//! the UI. Neither side blocks the other: when the model falls behind a
+//! real-time input, the oldest frames are dropped and counted.
+
+use super::events::{Command, EngineEvent, LoadProgress, Severity, StepStats};
+use super::model::{DuplexModel, StepOutput};
+use super::stats::{Latency, RunStats};
+use crate::audio::aec::{EchoOptions, MicPath};
+use crate::audio::device::AudioFormat;
+use crate::audio::meters::{rms, Meters};
+use crate::audio::resample::{downmix_into, StreamResampler};
+use crate::audio::source::InputPort;
+use crate::audio::wav::WavSink;
+use crossbeam_channel::{Receiver, Sender};
+use ringbuf::traits::{Consumer, Observer, Producer};
+use ringbuf::HeapProd;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A model that loaded, with anything the user should be told about it.
+pub struct Loaded {
+    pub model: Box<dyn DuplexModel>,
+    pub notices: Vec<String>,
+}
+
+/// A model that did not load: what went wrong (file, tensor, expectation) and what to do.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    pub message: String,
+    pub remedy: String,
+}
+
+/// Builds the model on the engine thread, reporting progress. Called again
+/// when the user restarts a failed engine.
+pub type Loader = Box<dyn FnMut(&mut dyn FnMut(LoadProgress)) -> Result<Loaded, LoadFailure> + Send>;
+
+/// The playback side: a ring drained by the output callback.
+pub struct Speaker {
+    pub prod: HeapProd<f32>,
+    pub format: AudioFormat,
+    /// Silence queued before the first output, to absorb scheduling jitter.
+    pub prefill_ms: f64,
+}
+
+pub struct EngineSetup {
+    pub loader: Loader,
+    pub input: InputPort,
+    pub speaker: Option<Speaker>,
+    pub wav_out: Option<WavSink>,
+    /// Largest input backlog, in frames, before the oldest are dropped.
+    pub max_backlog: usize,
+    pub dump_tokens: Option<PathBuf>,
+    pub meters: Arc<Meters>,
+    pub events: Sender<EngineEvent>,
+    pub commands: Receiver<Command>,
+    /// Echo cancellation and the half-duplex gate on the microphone; `None` when
+    /// nothing the engine plays can reach the microphone.
+    pub echo: Option<EchoOptions>,
+}
+
+/// The engine thread's name (the panic hook recognises it).
+pub const THREAD_NAME: &str = "engine";
+
+/// Start the engine thread. It returns its statistics when the input ends, on
+/// `Command::Shutdown`, or on an error.
+pub fn spawn(setup: EngineSetup) -> std::thread::JoinHandle<RunStats> {
+    std::thread::Builder::new().name(THREAD_NAME.into()).spawn(move || run(setup)).expect("spawn engine thread")
+}
+
+/// Run the engine on the current thread.
+pub fn run(mut setup: EngineSetup) -> RunStats {
+    let events = setup.events.clone();
+    let commands = setup.commands.clone();
+    let mut stats = RunStats::default();
+    let mut engine = match Engine::new(setup.input, setup.speaker, setup.wav_out, setup.max_backlog, setup.dump_tokens, setup.meters, setup.echo) {
+        Ok(e) => e,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let _ = events.send(EngineEvent::Notice { severity: Severity::Error, message: msg.clone(), remedy: None });
+            stats.error = Some(msg);
+            let _ = events.send(EngineEvent::Stopped);
+            return stats;
+        }
+    };
+    // A file read as fast as possible has nobody to press `r`: a failure ends it.
+    let interactive = engine.input.is_realtime();
+    loop {
+        let t_load = Instant::now();
+        let loaded = contain(|| {
+            (setup.loader)(&mut |p| {
+                let _ = events.send(EngineEvent::Loading(p));
+            })
+        })
+        .unwrap_or_else(|panic| Err(LoadFailure { message: format!("loading the model panicked: {panic}"), remedy: "press r to retry; see the log file".into() }));
+        stats.load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
+        let exit = match loaded {
+            Ok(l) => {
+                stats.model = l.model.info();
+                stats.error = None;
+                let _ = events.send(EngineEvent::ModelReady { info: stats.model.clone(), load_ms: stats.load_ms });
+                for n in l.notices {
+                    let _ = events.send(EngineEvent::warning(n, None));
+                }
+                if let Err(e) = engine.install(l.model) {
+                    Exit::Fault(format!("{e:#}"), "check the model's sample rate and frame length".into())
+                } else {
+                    stats.latency = engine.latency();
+                    stats.frame_ms = engine.frame_ms();
+                    let _ = events.send(EngineEvent::Step(StepStats { latency_ms: stats.latency.total_ms(), ..Default::default() }));
+                    engine.run_loop(&events, &commands, &mut stats)
+                }
+            }
+            Err(f) => Exit::Fault(f.message, f.remedy),
+        };
+        match exit {
+            Exit::Shutdown | Exit::Ended => break,
+            Exit::Fault(message, remedy) => {
+                tracing::error!("engine fault: {message}");
+                engine.model = None;
+                stats.error = Some(message.clone());
+                let _ = events.send(EngineEvent::ModelFailed { error: message, remedy });
+                if !interactive {
+                    break;
+                }
+                // Keep audio flowing (and the UI responsive) until the user restarts.
+                match engine.idle(&events, &commands) {
+                    Exit::Fault(..) => {
+                        let _ = events.send(EngineEvent::info("restarting the engine"));
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    if let Some(sink) = engine.wav_out.take() {
+        if let Err(e) = sink.finish() {
+            stats.error.get_or_insert(format!("writing the output WAV: {e:#}"));
+        }
+    }
+    if let Some(mut d) = engine.dump.take() {
+        let _ = d.flush();
+    }
+    stats.input_seconds = engine.input_samples as f64 / engine.in_format.sample_rate as f64;
+    stats.xruns_in = engine.meters.xruns_in();
+    stats.xruns_out = engine.meters.xruns_out();
+    let _ = events.send(EngineEvent::Stopped);
+    stats
+}
+
+/// Run `f`, turning a panic into its message so the engine thread survives it.
+fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+    })
+}
+
+/// Why a run loop ended. `Fault` carries the error and its remedy; from
+/// `idle` it means "the user asked for a restart".
+enum Exit {
+    Shutdown,
+    Ended,
+    Fault(String, String),
+}
+
+/// Model rate and frame until a model says otherwise (Moshi's).
+const DEFAULT_RATE: u32 = 24_000;
+const DEFAULT_FRAME: usize = 1920;
+
+struct Engine {
+    model: Option<Box<dyn DuplexModel>>,
+    input: InputPort,
+    in_format: AudioFormat,
+    resample_in: StreamResampler,
+    speaker: Option<Speaker>,
+    resample_out: Option<StreamResampler>,
+    wav_out: Option<WavSink>,
+    dump: Option<std::io::BufWriter<std::fs::File>>,
+    meters: Arc<Meters>,
+    max_backlog: usize,
+    frame_len: usize,
+    rate: u32,
+    muted: bool,
+    mic_path: Option<MicPath>,
+    // Reused buffers: the steady state allocates nothing but events.
+    raw: Vec<f32>,
+    mono: Vec<f32>,
+    frame: Vec<f32>,
+    out: StepOutput,
+    spk_mono: Vec<f32>,
+    spk_inter: Vec<f32>,
+    input_samples: u64,
+}
+
+impl Engine {
+    fn new(
+        input: InputPort,
+        speaker: Option<Speaker>,
+        wav_out: Option<WavSink>,
+        max_backlog: usize,
+        dump_tokens: Option<PathBuf>,
+        meters: Arc<Meters>,
+        echo: Option<EchoOptions>,
+    ) -> anyhow::Result<Self> {
+        let (rate, frame_len) = (DEFAULT_RATE, DEFAULT_FRAME);
+        let in_format = input.format();
+        let resample_in = StreamResampler::new(in_format.sample_rate, rate, (in_format.sample_rate / 100) as usize)?;
+        let resample_out = match &speaker {
+            Some(s) => Some(StreamResampler::new(rate, s.format.sample_rate, frame_len)?),
+            None => None,
+        };
+        let dump = match dump_tokens {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::File::create(&p).map_err(|e| anyhow::anyhow!("{}: cannot create token dump: {e}", p.display()))?,
+            )),
+            None => None,
+        };
+        let chunk = in_format.sample_rate as usize / 100 * in_format.channels as usize * 4;
+        Ok(Self {
+            model: None,
+            input,
+            in_format,
+            resample_in,
+            speaker,
+            resample_out,
+            wav_out,
+            dump,
+            meters,
+            max_backlog: max_backlog.max(1),
+            frame_len,
+            rate,
+            muted: false,
+            mic_path: echo.map(|o| MicPath::new(o.aec, o.half_duplex)).transpose()?,
+            raw: vec![0.0; chunk.max(64)],
+            mono: Vec::with_capacity(chunk),
+            frame: vec![0.0; frame_len],
+            out: StepOutput { pcm: vec![0.0; frame_len], ..Default::default() },
+            spk_mono: Vec::with_capacity(frame_len * 4),
+            spk_inter: Vec::with_capacity(frame_len * 8),
+            input_samples: 0,
+        })
+    }
+
+    /// Put a model in place, re-planning resampling if its rate or frame differ.
+    fn install(&mut self, model: Box<dyn DuplexModel>) -> anyhow::Result<()> {
+        let (rate, frame_len) = (model.sample_rate(), model.frame_len());
+        if (rate, frame_len) != (self.rate, self.frame_len) {
+            self.resample_in = StreamResampler::new(self.in_format.sample_rate, rate, (self.in_format.sample_rate / 100) as usize)?;
+            if let Some(s) = &self.speaker {
+                self.resample_out = Some(StreamResampler::new(rate, s.format.sample_rate, frame_len)?);
+            }
+            self.rate = rate;
+            self.frame_len = frame_len;
+            self.frame = vec![0.0; frame_len];
+        }
+        self.model = Some(model);
+        Ok(())
+    }
+
+    /// No model running: keep draining the input so nothing overflows, and
+    /// wait for the user to restart (`Exit::Fault`) or quit.
+    fn idle(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>) -> Exit {
+        let started = Instant::now();
+        let frame_dur = Duration::from_secs_f64(self.frame_len as f64 / self.rate as f64);
+        loop {
+            match commands.recv_timeout(Duration::from_millis(20)) {
+                Ok(Command::Shutdown) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Exit::Shutdown,
+                Ok(Command::Reset) => return Exit::Fault(String::new(), String::new()),
+                Ok(c) => {
+                    self.handle(c, events);
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            while self.input.queued() > 0 {
+                if !matches!(self.pull_input(started, 0, frame_dur), Ok(Pull::Data)) {
+                    break;
+                }
+            }
+            let stale = self.resample_in.available();
+            self.resample_in.discard(stale);
+        }
+    }
+
+    fn frame_ms(&self) -> f64 {
+        self.frame_len as f64 * 1000.0 / self.rate as f64
+    }
+
+    fn latency(&self) -> Latency {
+        Latency {
+            frame_ms: self.frame_ms(),
+            resampler_in_ms: self.resample_in.delay_ms(),
+            resampler_out_ms: self.resample_out.as_ref().map_or(0.0, |r| r.delay_ms()),
+            ring_prefill_ms: self.speaker.as_ref().map_or(0.0, |s| s.prefill_ms),
+            echo_canceller_ms: self.mic_path.as_ref().map_or(0.0, |p| p.latency_samples() as f64 * 1000.0 / self.rate as f64),
+            model_delay_ms: self.model.as_ref().map_or(0, |m| m.delay_frames()) as f64 * self.frame_ms(),
+        }
+    }
+
+    /// Model-rate samples the whole input will produce, when known (files).
+    fn expected_samples(&self) -> Option<u64> {
+        match &self.input {
+            InputPort::Memory { audio, .. } => Some((audio.frames() as u64 * self.rate as u64).div_ceil(audio.sample_rate as u64)),
+            _ => None,
+        }
+    }
+
+    fn run_loop(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>, stats: &mut RunStats) -> Exit {
+        match self.try_run_loop(events, commands, stats) {
+            Ok(exit) => exit,
+            Err(e) => Exit::Fault(format!("{e:#}"), "press r to restart the engine; details are in the log file".into()),
+        }
+    }
+
+    fn try_run_loop(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>, stats: &mut RunStats) -> anyhow::Result<Exit> {
+        // Audio captured while the model loaded is stale: start from now.
+        if let InputPort::Ring { cons, .. } = &mut self.input {
+            let stale = cons.occupied_len();
+            cons.skip(stale);
+        }
+        if let Some(s) = self.speaker.as_mut() {
+            let n = (s.prefill_ms / 1000.0 * s.format.sample_rate as f64) as usize * s.format.channels as usize;
+            for _ in 0..n {
+                let _ = s.prod.try_push(0.0);
+            }
+        }
+        let expected = self.expected_samples();
+        let mut fed: u64 = 0;
+        let started = Instant::now();
+        let frame_dur = Duration::from_secs_f64(self.frame_len as f64 / self.rate as f64);
+        let mut step_index: u64 = 0;
+        loop {
+            for c in commands.try_iter() {
+                if self.handle(c, events) {
+                    return Ok(Exit::Shutdown);
+                }
+            }
+            // Gather one frame of model-rate input.
+            let mut work = Duration::ZERO;
+            let mut ended = false;
+            while self.resample_in.available() < self.frame_len && !ended {
+                let t = Instant::now();
+                let got = self.pull_input(started, step_index, frame_dur)?;
+                match got {
+                    Pull::Data => work += t.elapsed(),
+                    Pull::Ended => {
+                        self.resample_in.flush();
+                        ended = true;
+                        work += t.elapsed();
+                    }
+                    Pull::Waited => {}
+                }
+                if got == Pull::Waited {
+                    // Stay responsive to the UI while waiting for audio.
+                    for c in commands.try_iter() {
+                        if self.handle(c, events) {
+                            return Ok(Exit::Shutdown);
+                        }
+                    }
+                }
+            }
+            let t_frame = Instant::now();
+            if self.input.is_realtime() {
+                // Take everything already captured, so a backlog is seen (and
+                // dropped) here rather than overflowing the capture ring.
+                // Bounded by what is queued now: an unpaced device never runs dry.
+                let mut left = self.input.queued();
+                while left >= self.in_format.channels as usize {
+                    let before = self.input_samples;
+                    if self.pull_input(started, step_index, frame_dur)? != Pull::Data {
+                        break;
+                    }
+                    let popped = (self.input_samples - before) as usize * self.in_format.channels as usize;
+                    left = left.saturating_sub(popped.max(1));
+                }
+                let limit = (self.max_backlog + 1) * self.frame_len;
+                while self.resample_in.available() >= limit {
+                    self.resample_in.discard(self.frame_len);
+                    stats.dropped_frames += 1;
+                    stats.frames_in += 1;
+                }
+            }
+            let mut take = self.resample_in.available().min(self.frame_len);
+            if let Some(exp) = expected {
+                take = take.min(exp.saturating_sub(fed) as usize);
+            }
+            if take == 0 {
+                let _ = events.send(EngineEvent::InputEnded);
+                return Ok(Exit::Ended);
+            }
+            self.resample_in.pop(&mut self.frame[..take]);
+            self.frame[take..].fill(0.0);
+            if let Some(p) = self.mic_path.as_mut() {
+                p.process_near(&mut self.frame);
+            }
+            fed += take as u64;
+            stats.frames_in += 1;
+            if self.muted {
+                self.frame.fill(0.0);
+            }
+            let mic_rms = rms(&self.frame);
+            work += t_frame.elapsed();
+
+            self.out.clear(self.frame_len);
+            let t_step = Instant::now();
+            let model = self.model.as_mut().expect("run_loop runs with a model installed");
+            let (frame, out) = (&self.frame, &mut self.out);
+            match contain(|| model.step(frame, out)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Ok(Exit::Fault(format!("the model failed: {e:#}"), "press r to restart the engine".into())),
+                Err(panic) => return Ok(Exit::Fault(format!("the model crashed: {panic}"), "press r to restart the engine; the transcript is kept".into())),
+            }
+            let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
+            if let Some(p) = self.mic_path.as_mut() {
+                // The reference: exactly what goes to the speaker ring below.
+                p.push_far(&self.out.pcm);
+            }
+
+            let t_out = Instant::now();
+            self.emit_audio()?;
+            self.dump_step(step_index)?;
+            if let Some(text) = self.out.text.take() {
+                let _ = events.send(EngineEvent::Text(text));
+            }
+            stats.frames_out += 1;
+            stats.output_seconds += self.frame_len as f64 / self.rate as f64;
+            let overhead_ms = (work + t_out.elapsed()).as_secs_f64() * 1000.0;
+            stats.step_ms.push(step_ms);
+            stats.overhead_ms.push(overhead_ms);
+            let _ = events.send(EngineEvent::Step(StepStats {
+                step_index,
+                step_ms,
+                overhead_ms,
+                rtf: step_ms / stats.frame_ms,
+                dropped_frames: stats.dropped_frames,
+                xruns_in: self.meters.xruns_in(),
+                xruns_out: self.meters.xruns_out(),
+                latency_ms: stats.latency.total_ms(),
+                mic_rms,
+                out_rms: rms(&self.out.pcm),
+            }));
+            step_index += 1;
+        }
+    }
+
+    /// Apply a command; true means stop.
+    fn handle(&mut self, c: Command, events: &Sender<EngineEvent>) -> bool {
+        match c {
+            Command::Shutdown => return true,
+            Command::SetEchoCancel(on) => match self.mic_path.as_mut() {
+                Some(p) => {
+                    p.set_aec(on);
+                    let _ = events.send(EngineEvent::EchoCancel(on));
+                }
+                None => {
+                    let _ = events.send(EngineEvent::info("no echo to cancel: nothing is played to a speaker"));
+                }
+            },
+            Command::SetMuted(m) => {
+                self.muted = m;
+                let _ = events.send(EngineEvent::Muted(m));
+            }
+            Command::Reset => {
+                if let Some(m) = self.model.as_mut() {
+                    m.reset();
+                }
+                self.resample_in.reset();
+                let _ = events.send(EngineEvent::Reset);
+            }
+            Command::SetSampling(s) => {
+                if let Some(m) = self.model.as_mut() {
+                    m.set_sampling(&s);
+                }
+            }
+            Command::SwapModel(m) => {
+                if m.sample_rate() == self.rate && m.frame_len() == self.frame_len {
+                    let info = m.info();
+                    self.model = Some(m);
+                    let _ = events.send(EngineEvent::ModelReady { info, load_ms: 0.0 });
+                } else {
+                    let _ = events.send(EngineEvent::warning(
+                        format!("cannot swap in {}: it runs at {} Hz / {} samples, not {} Hz / {}", m.info().name, m.sample_rate(), m.frame_len(), self.rate, self.frame_len),
+                        None,
+                    ));
+                }
+            }
+        }
+        false
+    }
+
+    /// Move some input into the resampler, or wait for it.
+    fn pull_input(&mut self, started: Instant, step_index: u64, frame_dur: Duration) -> anyhow::Result<Pull> {
+        let channels = self.in_format.channels as usize;
+        match &mut self.input {
+            InputPort::Memory { audio, pos } => {
+                if *pos >= audio.samples.len() {
+                    return Ok(Pull::Ended);
+                }
+                let end = (*pos + self.raw.len() / channels * channels).min(audio.samples.len());
+                self.mono.clear();
+                downmix_into(&audio.samples[*pos..end], channels, &mut self.mono);
+                self.input_samples += ((end - *pos) / channels) as u64;
+                *pos = end;
+                self.resample_in.push(&self.mono);
+                Ok(Pull::Data)
+            }
+            InputPort::Ring { cons, ended, .. } => {
+                let whole = self.raw.len() / channels * channels;
+                let n = cons.pop_slice(&mut self.raw[..whole]);
+                let n = n / channels * channels;
+                if n > 0 {
+                    self.mono.clear();
+                    downmix_into(&self.raw[..n], channels, &mut self.mono);
+                    self.input_samples += (n / channels) as u64;
+                    self.resample_in.push(&self.mono);
+                    return Ok(Pull::Data);
+                }
+                if ended.load(Ordering::Acquire) && cons.is_empty() {
+                    return Ok(Pull::Ended);
+                }
+                // Sleep about as long as the missing audio takes to arrive, within bounds.
+                let missing = self.frame_len.saturating_sub(self.resample_in.available()) as f64 / self.rate as f64;
+                std::thread::sleep(Duration::from_secs_f64(missing.clamp(0.001, 0.010)));
+                Ok(Pull::Waited)
+            }
+            InputPort::Silence { .. } => {
+                let due = started + frame_dur * (step_index as u32 + 1);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait.min(Duration::from_millis(20)));
+                    if Instant::now() < due {
+                        return Ok(Pull::Waited);
+                    }
+                }
+                self.mono.clear();
+                self.mono.resize(self.frame_len * self.in_format.sample_rate as usize / self.rate as usize, 0.0);
+                self.input_samples += self.mono.len() as u64;
+                self.resample_in.push(&self.mono);
+                Ok(Pull::Data)
+            }
+        }
+    }
+
+    /// Model output to the WAV file (24 kHz mono) and the speaker ring (device rate).
+    fn emit_audio(&mut self) -> anyhow::Result<()> {
+        if let Some(w) = self.wav_out.as_mut() {
+            w.write(&self.out.pcm)?;
+        }
+        let (Some(spk), Some(rs)) = (self.speaker.as_mut(), self.resample_out.as_mut()) else {
+            return Ok(());
+        };
+        rs.push(&self.out.pcm);
+        self.spk_mono.resize(rs.available(), 0.0);
+        let n = rs.pop(&mut self.spk_mono);
+        let ch = spk.format.channels as usize;
+        self.spk_inter.clear();
+        for &s in &self.spk_mono[..n] {
+            for _ in 0..ch {
+                self.spk_inter.push(s);
+            }
+        }
+        let mut pushed = spk.prod.push_slice(&self.spk_inter);
+        if pushed < self.spk_inter.len() {
+            if self.input.is_realtime() {
+                // The speaker runs slower than the microphone clock: drop, count.
+                self.meters.xruns_out.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // A file read as fast as possible is paced by the speaker instead.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while pushed < self.spk_inter.len() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                    pushed += spk.prod.push_slice(&self.spk_inter[pushed..]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dump_step(&mut self, step: u64) -> anyhow::Result<()> {
+        if let Some(d) = self.dump.as_mut() {
+            let line = serde_json::json!({
+                "step": step,
+                "text_token": self.out.text_token,
+                "audio_codes": self.out.audio_codes,
+            });
+            writeln!(d, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pull {
+    Data,
+    Waited,
+    Ended,
+}

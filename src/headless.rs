@@ -1,0 +1,93 @@
+//! `--headless`: no TUI. Text to stdout as it arrives; progress and warnings to
+//! stderr; `--stats-json` at the end.
+
+use crate::app::{wire, StartError};
+use crate::audio::meters::Meters;
+use crate::cli::RunArgs;
+use crate::engine::events::{Endpoint, EngineEvent, Severity};
+use crate::engine::{runner, Command};
+use std::io::Write;
+use std::sync::Arc;
+
+/// Run to the end of the input (or Ctrl-C); returns the process exit code.
+pub fn run(args: &RunArgs) -> i32 {
+    let meters = Arc::new(Meters::default());
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let wired = match wire(args, false, meters, ev_tx, cmd_rx) {
+        Ok(w) => w,
+        Err(StartError { code, message }) => {
+            eprintln!("error: {message}");
+            return code;
+        }
+    };
+    let interrupt = cmd_tx.clone();
+    let _ = ctrlc::set_handler(move || {
+        let _ = interrupt.send(Command::Shutdown);
+    });
+    for ep in [("input", &wired.input), ("output", &wired.output)] {
+        if let (name, Endpoint::Device(d) | Endpoint::File(d)) = ep {
+            eprintln!("{name}: {d}");
+        }
+    }
+    for n in &wired.notices {
+        print_event(n, &mut std::io::stdout());
+    }
+    let streams = wired.streams;
+    let engine = runner::spawn(wired.setup);
+    let mut exit = 0;
+    let mut stdout = std::io::stdout();
+    for ev in ev_rx.iter() {
+        match &ev {
+            EngineEvent::ModelFailed { .. } => {
+                exit = 2;
+                print_event(&ev, &mut stdout);
+                let _ = cmd_tx.send(Command::Shutdown);
+            }
+            EngineEvent::Stopped => break,
+            _ => print_event(&ev, &mut stdout),
+        }
+    }
+    let stats = engine.join().unwrap_or_default();
+    drop(streams);
+    if stats.error.is_some() && exit == 0 {
+        exit = 1;
+    }
+    if let Some(path) = &args.stats_json {
+        let text = serde_json::to_string_pretty(&stats.to_json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: {}: cannot write stats: {e}", path.display());
+            exit = exit.max(1);
+        }
+    }
+    let _ = stdout.flush();
+    exit
+}
+
+fn print_event(ev: &EngineEvent, stdout: &mut std::io::Stdout) {
+    match ev {
+        EngineEvent::Text(t) => {
+            let _ = write!(stdout, "{t}");
+            let _ = stdout.flush();
+        }
+        EngineEvent::Loading(p) => {
+            let pct = if p.total > 0 { 100.0 * p.done as f64 / p.total as f64 } else { 0.0 };
+            eprintln!("loading {}: {}/{} ({pct:.0}%)", p.stage, p.done, p.total);
+        }
+        EngineEvent::ModelReady { info, load_ms } => eprintln!("model: {} on {} ({}), loaded in {load_ms:.0} ms", info.name, info.device, info.dtype),
+        EngineEvent::ModelFailed { error, remedy } => eprintln!("error: {error}\n  fix: {remedy}"),
+        EngineEvent::Notice { severity, message, remedy } => {
+            let tag = match severity {
+                Severity::Info => "info",
+                Severity::Warning => "warning",
+                Severity::Error => "error",
+            };
+            eprintln!("{tag}: {message}");
+            if let Some(r) = remedy {
+                eprintln!("  fix: {r}");
+            }
+        }
+        EngineEvent::InputEnded => eprintln!("input ended"),
+        _ => {}
+    }
+}

@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn shared_audio(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio").join(name)
+}
+
+/// The `assistant` binary with logs kept out of the user's state directory.
+pub fn assistant(tmp: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_assistant"));
+    c.env("XDG_STATE_HOME", tmp.join("state")).env("XDG_DATA_HOME", tmp.join("data")).env("XDG_CONFIG_HOME", tmp.join("config"));
+    c
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run assistant");
+    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Mono (down-mixed) f64 samples and the rate.
+pub fn read_mono(path: &Path) -> (Vec<f64>, u32) {
+    let a = assistant::audio::wav::read_wav(path).expect("read wav");
+    let ch = a.channels as usize;
+    let mono = a.samples.chunks_exact(ch).map(|f| f.iter().map(|&s| s as f64).sum::<f64>() / ch as f64).collect();
+    (mono, a.sample_rate)
+}
+
+/// SNR in dB of `y` against reference `x` over the overlap.
+pub fn snr_db(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    let sig: f64 = x[..n].iter().map(|v| v * v).sum();
+    let err: f64 = x[..n].iter().zip(&y[..n]).map(|(a, b)| (a - b).powi(2)).sum();
+    if err == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (sig / err).log10()
+}
+
+pub fn stats(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("stats file")).expect("stats json")
+}
