@@ -104,8 +104,12 @@ pub fn run_aec_command(args: &AecArgs, output: Option<&Path>) -> Result<()> {
         "output:  {} (24000 Hz, 1 ch, 32-bit float)",
         output.display()
     );
+    let ns = match settings.noise_suppression {
+        Some(level) => format!(" + WebRTC NS ({level:?})"),
+        None => String::new(),
+    };
     println!(
-        "canceller: AEC3 (aec3 crate), {:.0} ms echo tail, blocks of {} samples",
+        "canceller: AEC3 (aec3 crate){ns}, {:.0} ms echo tail, blocks of {} samples",
         settings.filter_ms, args.block
     );
     println!(
