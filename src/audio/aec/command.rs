@@ -89,7 +89,7 @@ pub fn run_aec_command(args: &AecArgs, output: Option<&Path>) -> Result<()> {
     let (far, far_rate, far_ch) = wav::read_mono_24k(&args.far).context("far-end (--far)")?;
     let (mic, mic_rate, mic_ch) = wav::read_mono_24k(&args.mic).context("microphone (--mic)")?;
     let run = process_offline(&settings, &far, &mic, args.block)?;
-    wav::write_f32(&output, SAMPLE_RATE, &run.output)?;
+    wav::write_f32(output, SAMPLE_RATE, &run.output)?;
 
     let secs = run.audio_s;
     println!(
