@@ -392,7 +392,8 @@ impl Engine {
             }
             self.resample_in.pop(&mut self.frame[..take]);
             self.frame[take..].fill(0.0);
-            if let Some(p) = self.mic_path.as_mut() {
+            // The canceller runs at 24 kHz, the rate of every model we have.
+            if let Some(p) = self.mic_path.as_mut().filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE) {
                 p.process_near(&mut self.frame);
             }
             fed += take as u64;
@@ -413,7 +414,7 @@ impl Engine {
                 Err(panic) => return Ok(Exit::Fault(format!("the model crashed: {panic}"), "press r to restart the engine; the transcript is kept".into())),
             }
             let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
-            if let Some(p) = self.mic_path.as_mut() {
+            if let Some(p) = self.mic_path.as_mut().filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE) {
                 // The reference: exactly what goes to the speaker ring below.
                 p.push_far(&self.out.pcm);
             }
