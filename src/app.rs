@@ -2,14 +2,15 @@
 //! Shared by the TUI and headless front-ends.
 
 use crate::audio::aec::EchoOptions;
-use crate::audio::device::{self, InputStream, OutputStream};
+use crate::audio::device::DeviceError;
+use crate::audio::supervisor::{self, DeviceRequest, Supervisor};
 use crate::audio::meters::Meters;
 use crate::audio::source::{FilePacer, InputPort};
 use crate::audio::wav::{read_wav, WavSink};
 use crate::cli::{EngineKind, OnOff, RunArgs};
 use crate::engine::events::{Endpoint, EngineEvent};
 use crate::engine::loopback::Loopback;
-use crate::engine::runner::{EngineSetup, Loaded, LoadFailure, Loader, Speaker};
+use crate::engine::runner::{EngineSetup, Loaded, LoadFailure, Loader};
 use crate::engine::{Command, EngineEvent as Ev};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
@@ -40,68 +41,63 @@ pub struct Wired {
 
 #[derive(Default)]
 pub struct Streams {
-    pub input: Option<InputStream>,
-    pub output: Option<OutputStream>,
+    pub devices: Option<Supervisor>,
     pub pacer: Option<FilePacer>,
 }
 
-/// Seconds of audio each device ring holds.
-const RING_SECONDS: f32 = 2.0;
-/// Silence queued ahead of playback, absorbing engine scheduling jitter.
-const PREFILL_MS: f64 = 40.0;
-
 /// Build input, output and engine setup from the arguments. Bad input files
 /// and unknown devices fail here, before any output file is created.
-pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, commands: Receiver<Command>) -> Result<Wired, StartError> {
+pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, commands: (Sender<Command>, Receiver<Command>)) -> Result<Wired, StartError> {
     let mut notices = Vec::new();
     let mut streams = Streams::default();
+    let file_input = match &args.input {
+        Some(path) => Some(read_wav(path).map_err(|e| StartError::input(e.to_string()))?),
+        None => None,
+    };
+    let want_speaker = tui || args.output.is_none() || args.output_device.is_some();
+    let request = DeviceRequest {
+        input: file_input.is_none().then(|| args.input_device.clone()),
+        output: want_speaker.then(|| args.output_device.clone()),
+    };
+    let (supervisor, opened) = supervisor::start(request, meters.clone(), commands.0.clone(), events.clone());
+    streams.devices = Some(supervisor);
 
-    let (input_port, input_ep) = if let Some(path) = &args.input {
-        let audio = read_wav(path).map_err(|e| StartError::input(e.to_string()))?;
-        let ep = Endpoint::File(path.display().to_string());
-        if tui || args.realtime {
-            let (pacer, port) = FilePacer::start(audio, meters.clone());
-            streams.pacer = Some(pacer);
-            (port, ep)
-        } else {
-            (InputPort::Memory { audio, pos: 0 }, ep)
-        }
-    } else {
-        match device::open_input(args.input_device.as_deref(), meters.clone(), RING_SECONDS) {
-            Ok((stream, cons)) => {
-                let ep = Endpoint::Device(stream.name.clone());
-                let port = InputPort::Ring { cons, format: stream.format, ended: Arc::new(false.into()) };
-                streams.input = Some(stream);
+    let (input_port, input_ep) = match (file_input, opened.input) {
+        (Some(audio), _) => {
+            let ep = Endpoint::File(args.input.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+            if tui || args.realtime {
+                let (pacer, port) = FilePacer::start(audio, meters.clone());
+                streams.pacer = Some(pacer);
                 (port, ep)
+            } else {
+                (InputPort::Memory { audio, pos: 0 }, ep)
             }
-            Err(e @ device::DeviceError::NotFound { .. }) => return Err(StartError::input(e.to_string())),
-            Err(e) => {
-                let reason = e.to_string();
-                notices.push(EngineEvent::warning(format!("no microphone: {reason}"), Some("use --input FILE.wav to talk from a recording".into())));
-                (InputPort::Silence { sample_rate: 24_000 }, Endpoint::Missing(reason))
-            }
+        }
+        (None, Some(Ok((port, name)))) => (port, Endpoint::Device(name)),
+        (None, Some(Err(e @ DeviceError::NotFound { .. }))) => return Err(StartError::input(e.to_string())),
+        (None, other) => {
+            let reason = match other {
+                Some(Err(e)) => e.to_string(),
+                _ => "no input was requested".into(),
+            };
+            notices.push(EngineEvent::warning(
+                format!("no microphone: {reason}"),
+                Some("use --input FILE.wav to talk from a recording; a microphone that appears is picked up automatically".into()),
+            ));
+            (InputPort::silence(24_000), Endpoint::Missing(reason))
         }
     };
 
-    let want_speaker = tui || args.output.is_none() || args.output_device.is_some();
-    let (speaker, output_ep) = if want_speaker {
-        match device::open_output(args.output_device.as_deref(), meters.clone(), RING_SECONDS) {
-            Ok((stream, prod)) => {
-                let sp = Speaker { prod, format: stream.format, prefill_ms: PREFILL_MS };
-                let ep = Endpoint::Device(stream.name.clone());
-                streams.output = Some(stream);
-                (Some(sp), ep)
-            }
-            Err(e @ device::DeviceError::NotFound { .. }) => return Err(StartError::input(e.to_string())),
-            Err(e) => {
-                let reason = e.to_string();
-                let remedy = if args.output.is_none() { Some("use --output FILE.wav to keep what the assistant says".to_string()) } else { None };
-                notices.push(EngineEvent::warning(format!("no speaker: {reason}"), remedy));
-                (None, Endpoint::Missing(reason))
-            }
+    let (speaker, output_ep) = match opened.output {
+        Some(Ok((sp, name))) => (Some(sp), Endpoint::Device(name)),
+        Some(Err(e @ DeviceError::NotFound { .. })) => return Err(StartError::input(e.to_string())),
+        Some(Err(e)) => {
+            let reason = e.to_string();
+            let remedy = if args.output.is_none() { Some("use --output FILE.wav to keep what the assistant says".to_string()) } else { None };
+            notices.push(EngineEvent::warning(format!("no speaker: {reason}"), remedy));
+            (None, Endpoint::Missing(reason))
         }
-    } else {
-        (None, Endpoint::Off)
+        None => (None, Endpoint::Off),
     };
     let output_ep = match (&args.output, output_ep) {
         (Some(p), Endpoint::Off | Endpoint::Missing(_)) => Endpoint::File(p.display().to_string()),
@@ -127,7 +123,7 @@ pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, 
         dump_tokens: args.model.dump_tokens.clone(),
         meters,
         events,
-        commands,
+        commands: commands.1,
         echo,
     };
     Ok(Wired { setup, input: input_ep, output: output_ep, notices, streams })
@@ -137,8 +133,13 @@ pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, 
 pub fn loader_for(args: &RunArgs) -> Loader {
     match args.engine {
         EngineKind::Loopback => Box::new(|_progress| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: Vec::new() })),
-        EngineKind::Moshi => Box::new(|_progress| {
-            Err(LoadFailure { message: "the moshi engine is not built into this binary yet".into(), remedy: "use --engine loopback".into() })
-        }),
+        EngineKind::Moshi => {
+            let model_args = args.model.clone();
+            Box::new(move |progress| {
+                let loaded = crate::engine::moshi::load_model(&model_args, progress).map_err(|e| LoadFailure { message: e.message, remedy: e.remedy })?;
+                let notices = loaded.notices.into_iter().map(|n| match n.remedy { Some(r) => format!("{} ({r})", n.message), None => n.message }).collect();
+                Ok(Loaded { model: loaded.model, notices })
+            })
+        }
     }
 }

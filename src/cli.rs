@@ -22,6 +22,22 @@ pub enum Cmd {
     Bench(BenchArgs),
     /// Run the echo canceller over a far-end/microphone WAV pair and print its figures.
     Aec(AecArgs),
+    /// List journalled sessions, or print one as Markdown.
+    History(HistoryArgs),
+    /// Check audio, compute backends, memory, weights, personas and paths.
+    Doctor,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub command: Option<HistoryCmd>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum HistoryCmd {
+    /// Print one session as Markdown (ID from `assistant history`, or `last`).
+    Show { id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +90,12 @@ pub struct RunArgs {
     /// Start with the microphone closed; Space opens and closes it.
     #[arg(long, global = true)]
     pub push_to_talk: bool,
+    /// Reopen the last session's transcript in the feed.
+    #[arg(long, global = true)]
+    pub resume: bool,
+    /// Do not journal this session to the data directory.
+    #[arg(long, global = true)]
+    pub no_journal: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -6,6 +6,7 @@ use crate::audio::meters::Meters;
 use crate::cli::RunArgs;
 use crate::engine::events::{Endpoint, EngineEvent, Severity};
 use crate::engine::{runner, Command};
+use crate::session::{self, sessions_dir, Journal};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ pub fn run(args: &RunArgs) -> i32 {
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-    let wired = match wire(args, false, meters, ev_tx, cmd_rx) {
+    let wired = match wire(args, false, meters, ev_tx, (cmd_tx.clone(), cmd_rx)) {
         Ok(w) => w,
         Err(StartError { code, message }) => {
             eprintln!("error: {message}");
@@ -34,10 +35,27 @@ pub fn run(args: &RunArgs) -> i32 {
         print_event(n, &mut std::io::stdout());
     }
     let streams = wired.streams;
+    let input_desc = format!("{:?}", wired.input);
     let engine = runner::spawn(wired.setup);
+    let ev_rx = if args.no_journal {
+        ev_rx
+    } else {
+        match Journal::create(&sessions_dir(), "default", &input_desc) {
+            Ok(j) => {
+                eprintln!("journal: {}", j.path().display());
+                session::tee(ev_rx, j)
+            }
+            Err(e) => {
+                eprintln!("warning: no session journal: {e:#}");
+                ev_rx
+            }
+        }
+    };
     let mut exit = 0;
     let mut stdout = std::io::stdout();
+    let mut printed_text = false;
     for ev in ev_rx.iter() {
+        printed_text |= matches!(ev, EngineEvent::Text(_));
         match &ev {
             EngineEvent::ModelFailed { .. } => {
                 exit = 2;
@@ -47,6 +65,9 @@ pub fn run(args: &RunArgs) -> i32 {
             EngineEvent::Stopped => break,
             _ => print_event(&ev, &mut stdout),
         }
+    }
+    if printed_text {
+        let _ = writeln!(stdout);
     }
     let stats = engine.join().unwrap_or_default();
     drop(streams);

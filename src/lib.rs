@@ -3,6 +3,8 @@ pub mod app;
 pub mod audio;
 pub mod bench;
 pub mod cli;
+pub mod doctor;
 pub mod engine;
 pub mod headless;
+pub mod session;
 pub mod telemetry;

@@ -33,9 +33,15 @@ fn main() {
                 2
             }
         },
-        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => {
-            eprintln!("error: not available in this build yet");
+        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => assistant::engine::moshi::run_model_command(&cli).unwrap_or_else(|| {
+            eprintln!("error: unknown benchmark");
             1
+        }),
+        Some(Cmd::History(h)) => history(h),
+        Some(Cmd::Doctor) => {
+            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(Vec::new()));
+            print!("{text}");
+            code
         }
         None if cli.run.headless => assistant::headless::run(&cli.run),
         None => {
@@ -44,4 +50,39 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn history(args: &assistant::cli::HistoryArgs) -> i32 {
+    use assistant::session;
+    let dir = session::sessions_dir();
+    let sessions = session::list_sessions(&dir);
+    match &args.command {
+        None => {
+            if sessions.is_empty() {
+                println!("no sessions yet in {}", dir.display());
+            }
+            for s in &sessions {
+                let (m, sec) = ((s.duration_s as u64) / 60, (s.duration_s as u64) % 60);
+                println!("{}  {:>3}m{:02}s  {:<12} {}", s.id, m, sec, s.persona, s.first_words);
+            }
+            0
+        }
+        Some(assistant::cli::HistoryCmd::Show { id }) => {
+            let found = if id == "last" { sessions.last() } else { sessions.iter().find(|s| &s.id == id) };
+            match found.map(|s| session::to_markdown(&s.path)) {
+                Some(Ok(md)) => {
+                    print!("{md}");
+                    0
+                }
+                Some(Err(e)) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+                None => {
+                    eprintln!("error: no session '{id}' in {}; `assistant history` lists them", dir.display());
+                    2
+                }
+            }
+        }
+    }
 }

@@ -41,6 +41,25 @@ fn list(devs: &[cpal::Device]) -> String {
     devs.iter().enumerate().map(|(i, d)| format!("  {i}: {}", device_name(d))).collect::<Vec<_>>().join("\n")
 }
 
+/// Call a function generic over the device's sample type; `None` for formats
+/// cpal can name but we cannot convert (DSD).
+macro_rules! with_sample_type {
+    ($format:expr, $f:ident($($arg:expr),*)) => {
+        match $format {
+            SampleFormat::I8 => Some($f::<i8>($($arg),*)),
+            SampleFormat::I16 => Some($f::<i16>($($arg),*)),
+            SampleFormat::I24 => Some($f::<cpal::I24>($($arg),*)),
+            SampleFormat::I32 => Some($f::<i32>($($arg),*)),
+            SampleFormat::U8 => Some($f::<u8>($($arg),*)),
+            SampleFormat::U16 => Some($f::<u16>($($arg),*)),
+            SampleFormat::U32 => Some($f::<u32>($($arg),*)),
+            SampleFormat::F32 => Some($f::<f32>($($arg),*)),
+            SampleFormat::F64 => Some($f::<f64>($($arg),*)),
+            _ => None,
+        }
+    };
+}
+
 /// Pick a device by index or case-insensitive name substring, or the default.
 fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
     super::alsa_quiet::install();
@@ -96,19 +115,9 @@ pub fn open_input(wanted: Option<&str>, meters: Arc<Meters>, ring_seconds: f32) 
     let format = AudioFormat { sample_rate: supported.sample_rate(), channels: supported.channels() };
     let (prod, cons) = ring_for(format, ring_seconds);
     let config: cpal::StreamConfig = supported.config();
-    let stream = match supported.sample_format() {
-        SampleFormat::I8 => build_input::<i8>(&device, config, prod, meters),
-        SampleFormat::I16 => build_input::<i16>(&device, config, prod, meters),
-        SampleFormat::I24 => build_input::<cpal::I24>(&device, config, prod, meters),
-        SampleFormat::I32 => build_input::<i32>(&device, config, prod, meters),
-        SampleFormat::U8 => build_input::<u8>(&device, config, prod, meters),
-        SampleFormat::U16 => build_input::<u16>(&device, config, prod, meters),
-        SampleFormat::U32 => build_input::<u32>(&device, config, prod, meters),
-        SampleFormat::F32 => build_input::<f32>(&device, config, prod, meters),
-        SampleFormat::F64 => build_input::<f64>(&device, config, prod, meters),
-        other => return Err(open_err(format!("sample format {other} is not supported"))),
-    }
-    .map_err(|e| open_err(e.to_string()))?;
+    let stream = with_sample_type!(supported.sample_format(), build_input(&device, config, prod, meters))
+        .ok_or_else(|| open_err(format!("sample format {} is not supported", supported.sample_format())))?
+        .map_err(|e| open_err(e.to_string()))?;
     stream.play().map_err(|e| open_err(e.to_string()))?;
     Ok((InputStream { _stream: stream, format, name }, cons))
 }
@@ -123,7 +132,7 @@ where
         config,
         move |data: &[T], _| assert_no_alloc::assert_no_alloc(|| capture_callback(data, &mut prod, &meters)),
         move |_err| {
-            err_meters.stream_errors.fetch_add(1, Relaxed);
+            err_meters.stream_errors_in.fetch_add(1, Relaxed);
         },
         None,
     )
@@ -164,19 +173,9 @@ pub fn open_output(wanted: Option<&str>, meters: Arc<Meters>, ring_seconds: f32)
     let format = AudioFormat { sample_rate: supported.sample_rate(), channels: supported.channels() };
     let (prod, cons) = ring_for(format, ring_seconds);
     let config: cpal::StreamConfig = supported.config();
-    let stream = match supported.sample_format() {
-        SampleFormat::I8 => build_output::<i8>(&device, config, cons, meters),
-        SampleFormat::I16 => build_output::<i16>(&device, config, cons, meters),
-        SampleFormat::I24 => build_output::<cpal::I24>(&device, config, cons, meters),
-        SampleFormat::I32 => build_output::<i32>(&device, config, cons, meters),
-        SampleFormat::U8 => build_output::<u8>(&device, config, cons, meters),
-        SampleFormat::U16 => build_output::<u16>(&device, config, cons, meters),
-        SampleFormat::U32 => build_output::<u32>(&device, config, cons, meters),
-        SampleFormat::F32 => build_output::<f32>(&device, config, cons, meters),
-        SampleFormat::F64 => build_output::<f64>(&device, config, cons, meters),
-        other => return Err(open_err(format!("sample format {other} is not supported"))),
-    }
-    .map_err(|e| open_err(e.to_string()))?;
+    let stream = with_sample_type!(supported.sample_format(), build_output(&device, config, cons, meters))
+        .ok_or_else(|| open_err(format!("sample format {} is not supported", supported.sample_format())))?
+        .map_err(|e| open_err(e.to_string()))?;
     stream.play().map_err(|e| open_err(e.to_string()))?;
     Ok((OutputStream { _stream: stream, format, name }, prod))
 }
@@ -191,7 +190,7 @@ where
         config,
         move |data: &mut [T], _| assert_no_alloc::assert_no_alloc(|| playback_callback(data, &mut cons, &meters, &started)),
         move |_err| {
-            err_meters.stream_errors.fetch_add(1, Relaxed);
+            err_meters.stream_errors_out.fetch_add(1, Relaxed);
         },
         None,
     )

@@ -11,8 +11,9 @@ pub struct Meters {
     pub xruns_out: AtomicU64,
     pub callbacks_in: AtomicU64,
     pub callbacks_out: AtomicU64,
-    /// Set by a stream's error callback; the engine reports it.
-    pub stream_errors: AtomicU64,
+    /// Raised by a stream's error callback; the device supervisor acts on them.
+    pub stream_errors_in: AtomicU64,
+    pub stream_errors_out: AtomicU64,
 }
 
 fn raise(slot: &AtomicU32, level: f32) {

@@ -5,4 +5,5 @@ pub mod device;
 pub mod meters;
 pub mod resample;
 pub mod source;
+pub mod supervisor;
 pub mod wav;

@@ -18,8 +18,8 @@ pub enum InputPort {
     Ring { cons: HeapCons<f32>, format: AudioFormat, ended: Arc<AtomicBool> },
     /// A whole file, consumed as fast as the model steps.
     Memory { audio: WavAudio, pos: usize },
-    /// No microphone: silence at real time.
-    Silence { sample_rate: u32 },
+    /// No microphone: silence at real time, on its own clock.
+    Silence { sample_rate: u32, since: Instant, produced: u64 },
 }
 
 impl InputPort {
@@ -27,8 +27,12 @@ impl InputPort {
         match self {
             Self::Ring { format, .. } => *format,
             Self::Memory { audio, .. } => AudioFormat { sample_rate: audio.sample_rate, channels: audio.channels },
-            Self::Silence { sample_rate } => AudioFormat { sample_rate: *sample_rate, channels: 1 },
+            Self::Silence { sample_rate, .. } => AudioFormat { sample_rate: *sample_rate, channels: 1 },
         }
+    }
+
+    pub fn silence(sample_rate: u32) -> Self {
+        Self::Silence { sample_rate, since: Instant::now(), produced: 0 }
     }
 
     /// Real-time inputs can fall behind the model and have frames dropped.

@@ -99,6 +99,10 @@ pub enum Command {
     SetSampling(Sampling),
     /// Swap in another model at the next frame boundary.
     SwapModel(Box<dyn DuplexModel>),
+    /// A (re)opened or lost microphone: the device supervisor swaps the input.
+    ReplaceInput(crate::audio::source::InputPort),
+    /// A (re)opened or lost speaker.
+    ReplaceSpeaker(Option<crate::engine::runner::Speaker>),
     Shutdown,
 }
 
@@ -110,6 +114,8 @@ impl std::fmt::Debug for Command {
             Self::Reset => write!(f, "Reset"),
             Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
             Self::SwapModel(m) => write!(f, "SwapModel({})", m.info().name),
+            Self::ReplaceInput(p) => write!(f, "ReplaceInput({:?})", p.format()),
+            Self::ReplaceSpeaker(s) => write!(f, "ReplaceSpeaker({:?})", s.as_ref().map(|s| s.format)),
             Self::Shutdown => write!(f, "Shutdown"),
         }
     }

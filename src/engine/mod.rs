@@ -2,6 +2,7 @@
 pub mod events;
 pub mod loopback;
 pub mod model;
+pub mod moshi;
 pub mod runner;
 pub mod stats;
 

@@ -46,6 +46,16 @@ pub struct Speaker {
     pub prefill_ms: f64,
 }
 
+impl Speaker {
+    /// Queue `prefill_ms` of silence ahead of what the model says.
+    fn prefill(&mut self) {
+        let n = (self.prefill_ms / 1000.0 * self.format.sample_rate as f64) as usize * self.format.channels as usize;
+        for _ in 0..n {
+            let _ = self.prod.try_push(0.0);
+        }
+    }
+}
+
 pub struct EngineSetup {
     pub loader: Loader,
     pub input: InputPort,
@@ -260,11 +270,33 @@ impl Engine {
         Ok(())
     }
 
+    fn replace_input(&mut self, port: InputPort) -> anyhow::Result<()> {
+        let format = port.format();
+        if format.sample_rate != self.in_format.sample_rate {
+            self.resample_in = StreamResampler::new(format.sample_rate, self.rate, (format.sample_rate / 100) as usize)?;
+        }
+        let chunk = format.sample_rate as usize / 100 * format.channels as usize * 4;
+        self.raw.resize(chunk.max(64), 0.0);
+        self.in_format = format;
+        self.input = port;
+        Ok(())
+    }
+
+    fn replace_speaker(&mut self, speaker: Option<Speaker>) -> anyhow::Result<()> {
+        self.resample_out = match &speaker {
+            Some(s) => Some(StreamResampler::new(self.rate, s.format.sample_rate, self.frame_len)?),
+            None => None,
+        };
+        self.speaker = speaker;
+        if let Some(s) = self.speaker.as_mut() {
+            s.prefill();
+        }
+        Ok(())
+    }
+
     /// No model running: keep draining the input so nothing overflows, and
     /// wait for the user to restart (`Exit::Fault`) or quit.
     fn idle(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>) -> Exit {
-        let started = Instant::now();
-        let frame_dur = Duration::from_secs_f64(self.frame_len as f64 / self.rate as f64);
         loop {
             match commands.recv_timeout(Duration::from_millis(20)) {
                 Ok(Command::Shutdown) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Exit::Shutdown,
@@ -275,7 +307,7 @@ impl Engine {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             }
             while self.input.queued() > 0 {
-                if !matches!(self.pull_input(started, 0, frame_dur), Ok(Pull::Data)) {
+                if !matches!(self.pull_input(), Ok(Pull::Data)) {
                     break;
                 }
             }
@@ -321,15 +353,10 @@ impl Engine {
             cons.skip(stale);
         }
         if let Some(s) = self.speaker.as_mut() {
-            let n = (s.prefill_ms / 1000.0 * s.format.sample_rate as f64) as usize * s.format.channels as usize;
-            for _ in 0..n {
-                let _ = s.prod.try_push(0.0);
-            }
+            s.prefill();
         }
         let expected = self.expected_samples();
         let mut fed: u64 = 0;
-        let started = Instant::now();
-        let frame_dur = Duration::from_secs_f64(self.frame_len as f64 / self.rate as f64);
         let mut step_index: u64 = 0;
         loop {
             for c in commands.try_iter() {
@@ -342,7 +369,7 @@ impl Engine {
             let mut ended = false;
             while self.resample_in.available() < self.frame_len && !ended {
                 let t = Instant::now();
-                let got = self.pull_input(started, step_index, frame_dur)?;
+                let got = self.pull_input()?;
                 match got {
                     Pull::Data => work += t.elapsed(),
                     Pull::Ended => {
@@ -369,7 +396,7 @@ impl Engine {
                 let mut left = self.input.queued();
                 while left >= self.in_format.channels as usize {
                     let before = self.input_samples;
-                    if self.pull_input(started, step_index, frame_dur)? != Pull::Data {
+                    if self.pull_input()? != Pull::Data {
                         break;
                     }
                     let popped = (self.input_samples - before) as usize * self.in_format.channels as usize;
@@ -470,6 +497,16 @@ impl Engine {
                 self.resample_in.reset();
                 let _ = events.send(EngineEvent::Reset);
             }
+            Command::ReplaceInput(port) => {
+                if let Err(e) = self.replace_input(port) {
+                    let _ = events.send(EngineEvent::warning(format!("cannot use the new input: {e:#}"), None));
+                }
+            }
+            Command::ReplaceSpeaker(speaker) => {
+                if let Err(e) = self.replace_speaker(speaker) {
+                    let _ = events.send(EngineEvent::warning(format!("cannot use the new speaker: {e:#}"), None));
+                }
+            }
             Command::SetSampling(s) => {
                 if let Some(m) = self.model.as_mut() {
                     m.set_sampling(&s);
@@ -492,7 +529,7 @@ impl Engine {
     }
 
     /// Move some input into the resampler, or wait for it.
-    fn pull_input(&mut self, started: Instant, step_index: u64, frame_dur: Duration) -> anyhow::Result<Pull> {
+    fn pull_input(&mut self) -> anyhow::Result<Pull> {
         let channels = self.in_format.channels as usize;
         match &mut self.input {
             InputPort::Memory { audio, pos } => {
@@ -526,17 +563,17 @@ impl Engine {
                 std::thread::sleep(Duration::from_secs_f64(missing.clamp(0.001, 0.010)));
                 Ok(Pull::Waited)
             }
-            InputPort::Silence { .. } => {
-                let due = started + frame_dur * (step_index as u32 + 1);
+            InputPort::Silence { sample_rate, since, produced } => {
+                let block = *sample_rate as u64 / 100;
+                let due = *since + Duration::from_secs_f64((*produced + block) as f64 / *sample_rate as f64);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait.min(Duration::from_millis(20)));
-                    if Instant::now() < due {
-                        return Ok(Pull::Waited);
-                    }
+                    std::thread::sleep(wait.min(Duration::from_millis(10)));
+                    return Ok(Pull::Waited);
                 }
+                *produced += block;
                 self.mono.clear();
-                self.mono.resize(self.frame_len * self.in_format.sample_rate as usize / self.rate as usize, 0.0);
-                self.input_samples += self.mono.len() as u64;
+                self.mono.resize(block as usize, 0.0);
+                self.input_samples += block;
                 self.resample_in.push(&self.mono);
                 Ok(Pull::Data)
             }

@@ -43,3 +43,18 @@ pub fn snr_db(x: &[f64], y: &[f64]) -> f64 {
 pub fn stats(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("stats file")).expect("stats json")
 }
+
+/// A HOME whose ~/.asoundrc turns the default ALSA devices into files.
+pub fn alsa_home(dir: &Path) -> std::path::PathBuf {
+    let (speech, _) = read_mono(&shared_audio("hello_24k_mono.wav"));
+    // Unpaced capture runs faster than real time: repeat the speech so some is
+    // still arriving once the engine is up.
+    let once: Vec<u8> = speech.iter().flat_map(|s| ((s * 32767.0) as i16).to_le_bytes()).collect();
+    let raw = once.repeat(20);
+    std::fs::write(dir.join("in.raw"), raw).unwrap();
+    let conf = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/alsa/asoundrc.file-devices")).unwrap();
+    let conf = conf.replace("@IN_RAW@", &dir.join("in.raw").display().to_string()).replace("@OUT_WAV@", &dir.join("played.wav").display().to_string());
+    std::fs::write(dir.join(".asoundrc"), conf).unwrap();
+    dir.join("played.wav")
+}
+

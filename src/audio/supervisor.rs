@@ -1,0 +1,188 @@
+//! Owns the cpal streams for the whole session. Opens them, notices when one
+//! fails (its error callback fired, or its callbacks stopped), swaps the engine
+//! onto silence / no speaker with a visible reason, and retries every few
+//! seconds until the device is back.
+
+use super::device::{self, DeviceError, InputStream, OutputStream};
+use super::meters::Meters;
+use super::source::InputPort;
+use crate::engine::events::EngineEvent;
+use crate::engine::runner::Speaker;
+use crate::engine::Command;
+use crossbeam_channel::Sender;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const RING_SECONDS: f32 = 2.0;
+/// Silence queued ahead of playback, absorbing engine scheduling jitter.
+pub const PREFILL_MS: f64 = 40.0;
+const RETRY_EVERY: Duration = Duration::from_secs(3);
+/// A running stream whose callbacks stop for this long is considered lost.
+const STALL: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Which devices to manage: `None` leaves that side alone; `Some(sel)` opens the
+/// device chosen by `sel` (a name or index; `None` for the default).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceRequest {
+    pub input: Option<Option<String>>,
+    pub output: Option<Option<String>>,
+}
+
+/// What the first open gave: ports for the engine, endpoints for the user.
+pub struct Opened {
+    pub input: Option<Result<(InputPort, String), DeviceError>>,
+    pub output: Option<Result<(Speaker, String), DeviceError>>,
+}
+
+pub struct Supervisor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_in(sel: &Option<String>, meters: &Arc<Meters>) -> Result<(InputStream, InputPort, String), DeviceError> {
+    let (stream, cons) = device::open_input(sel.as_deref(), meters.clone(), RING_SECONDS)?;
+    let port = InputPort::Ring { cons, format: stream.format, ended: Arc::new(false.into()) };
+    let name = stream.name.clone();
+    Ok((stream, port, name))
+}
+
+fn open_out(sel: &Option<String>, meters: &Arc<Meters>) -> Result<(OutputStream, Speaker, String), DeviceError> {
+    let (stream, prod) = device::open_output(sel.as_deref(), meters.clone(), RING_SECONDS)?;
+    let speaker = Speaker { prod, format: stream.format, prefill_ms: PREFILL_MS };
+    let name = stream.name.clone();
+    Ok((stream, speaker, name))
+}
+
+/// One side (microphone or speaker) under watch.
+struct Watch<S> {
+    what: &'static str,
+    stream: Option<S>,
+    errors_seen: u64,
+    callbacks_seen: u64,
+    last_progress: Instant,
+    next_retry: Instant,
+}
+
+impl<S> Watch<S> {
+    fn new(what: &'static str, stream: Option<S>, errors: &AtomicU64, callbacks: &AtomicU64) -> Self {
+        Self {
+            what,
+            stream,
+            errors_seen: errors.load(Relaxed),
+            callbacks_seen: callbacks.load(Relaxed),
+            last_progress: Instant::now(),
+            next_retry: Instant::now() + RETRY_EVERY,
+        }
+    }
+
+    /// The stream errored or stalled: why, if so.
+    fn failed(&mut self, errors: &AtomicU64, callbacks: &AtomicU64) -> Option<String> {
+        self.stream.as_ref()?;
+        let (e, c) = (errors.load(Relaxed), callbacks.load(Relaxed));
+        if e != self.errors_seen {
+            self.errors_seen = e;
+            return Some("the stream reported an error (device unplugged or busy?)".into());
+        }
+        if c != self.callbacks_seen {
+            self.callbacks_seen = c;
+            self.last_progress = Instant::now();
+        } else if self.last_progress.elapsed() > STALL {
+            return Some(format!("no audio for {} s", STALL.as_secs()));
+        }
+        None
+    }
+
+    fn lose(&mut self, reason: &str, events: &Sender<EngineEvent>) {
+        self.stream = None;
+        self.next_retry = Instant::now() + RETRY_EVERY;
+        let _ = events.send(EngineEvent::warning(
+            format!("{} lost: {reason}; retrying every {} s", self.what, RETRY_EVERY.as_secs()),
+            Some(format!("reconnect the {}, or restart with --{} FILE.wav", self.what, if self.what == "microphone" { "input" } else { "output" })),
+        ));
+    }
+
+    fn due(&mut self) -> bool {
+        if self.stream.is_some() || Instant::now() < self.next_retry {
+            return false;
+        }
+        self.next_retry = Instant::now() + RETRY_EVERY;
+        true
+    }
+
+    fn recovered(&mut self, stream: S, name: &str, errors: &AtomicU64, callbacks: &AtomicU64, events: &Sender<EngineEvent>) {
+        *self = Self::new(self.what, Some(stream), errors, callbacks);
+        let _ = events.send(EngineEvent::info(format!("{} ready: {name}", self.what)));
+    }
+}
+
+/// Open the requested devices on a supervisor thread (streams never leave it)
+/// and hand the ring ends back. Unknown device names fail here.
+pub fn start(req: DeviceRequest, meters: Arc<Meters>, commands: Sender<Command>, events: Sender<EngineEvent>) -> (Supervisor, Opened) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let (first_tx, first_rx) = crossbeam_channel::bounded(1);
+    let thread = std::thread::Builder::new()
+        .name("devices".into())
+        .spawn(move || {
+            let m = &meters;
+            let mut opened = Opened { input: None, output: None };
+            let mut mic = Watch::<InputStream>::new("microphone", None, &m.stream_errors_in, &m.callbacks_in);
+            let mut spk = Watch::<OutputStream>::new("speaker", None, &m.stream_errors_out, &m.callbacks_out);
+            if let Some(sel) = &req.input {
+                opened.input = Some(open_in(sel, m).map(|(s, port, name)| {
+                    mic = Watch::new("microphone", Some(s), &m.stream_errors_in, &m.callbacks_in);
+                    (port, name)
+                }));
+            }
+            if let Some(sel) = &req.output {
+                opened.output = Some(open_out(sel, m).map(|(s, sp, name)| {
+                    spk = Watch::new("speaker", Some(s), &m.stream_errors_out, &m.callbacks_out);
+                    (sp, name)
+                }));
+            }
+            // A named device that does not exist is the user's typo: no retries.
+            let retry_in = req.input.is_some() && !matches!(opened.input, Some(Err(DeviceError::NotFound { .. })));
+            let retry_out = req.output.is_some() && !matches!(opened.output, Some(Err(DeviceError::NotFound { .. })));
+            if first_tx.send(opened).is_err() {
+                return;
+            }
+            while !stop2.load(Relaxed) {
+                std::thread::sleep(POLL);
+                if let Some(reason) = mic.failed(&m.stream_errors_in, &m.callbacks_in) {
+                    mic.lose(&reason, &events);
+                    let _ = commands.send(Command::ReplaceInput(InputPort::silence(24_000)));
+                }
+                if let Some(reason) = spk.failed(&m.stream_errors_out, &m.callbacks_out) {
+                    spk.lose(&reason, &events);
+                    let _ = commands.send(Command::ReplaceSpeaker(None));
+                }
+                if retry_in && mic.due() {
+                    if let Ok((s, port, name)) = open_in(req.input.as_ref().unwrap_or(&None), m) {
+                        let _ = commands.send(Command::ReplaceInput(port));
+                        mic.recovered(s, &name, &m.stream_errors_in, &m.callbacks_in, &events);
+                    }
+                }
+                if retry_out && spk.due() {
+                    if let Ok((s, sp, name)) = open_out(req.output.as_ref().unwrap_or(&None), m) {
+                        let _ = commands.send(Command::ReplaceSpeaker(Some(sp)));
+                        spk.recovered(s, &name, &m.stream_errors_out, &m.callbacks_out, &events);
+                    }
+                }
+            }
+        })
+        .expect("spawn device supervisor");
+    let opened = first_rx.recv().unwrap_or(Opened { input: None, output: None });
+    (Supervisor { stop, thread: Some(thread) }, opened)
+}

@@ -1,0 +1,197 @@
+//! Loading a checkpoint directory in the official layout, with every failure turned into
+//! an error that names the file, the tensor and what was expected.
+
+use super::config::{MimiToml, ModelConfig, LM_CONFIG_FILE, MIMI_CONFIG_FILE};
+use super::error::{candle_message, ModelLoadError, REMEDY_CHECKPOINT};
+use super::files::{self, TensorHeader, LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
+use super::model::MoshiModel;
+use super::text::{TextAssembler, Vocab};
+use crate::engine::events::LoadProgress;
+use crate::engine::model::{ModelInfo, Sampling};
+use moshi::candle::safetensors::MmapedSafetensors;
+use moshi::candle::{DType, Device, Error, Shape, Tensor};
+use moshi::candle_nn::var_builder::SimpleBackend;
+use moshi::candle_nn::{Init, VarBuilder};
+use moshi::nn::MaybeQuantizedVarBuilder;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a directory holds, once its files and configs have been checked.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub lm_file: PathBuf,
+    pub quantized: bool,
+    pub config: ModelConfig,
+    /// Where the LM config came from, for error messages.
+    pub lm_config_origin: String,
+    pub vocab: Vocab,
+    pub lm_bytes: u64,
+}
+
+fn err(message: String) -> ModelLoadError {
+    ModelLoadError::new(message, REMEDY_CHECKPOINT)
+}
+
+/// Find the files and read the configs and the tokenizer; no weights are read yet.
+pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
+    if !dir.is_dir() {
+        return Err(ModelLoadError::new(format!("--model-dir {}: not a directory", dir.display()), "pass a checkpoint directory, or run with --demo"));
+    }
+    let (lm_file, quantized) = if dir.join(LM_GGUF).is_file() {
+        (dir.join(LM_GGUF), true)
+    } else if dir.join(LM_SAFETENSORS).is_file() {
+        (dir.join(LM_SAFETENSORS), false)
+    } else {
+        return Err(err(format!("{}: no LM weights: expected {LM_SAFETENSORS} or {LM_GGUF}", dir.display())));
+    };
+    for f in [MIMI_FILE, TOKENIZER_FILE] {
+        if !dir.join(f).is_file() {
+            return Err(err(format!("{}: missing {f} (the {} file of the official layout)", dir.join(f).display(), if f == MIMI_FILE { "Mimi codec" } else { "SentencePiece tokenizer" })));
+        }
+    }
+
+    let lm_cfg_path = dir.join(LM_CONFIG_FILE);
+    let (lm, lm_config_origin) = if lm_cfg_path.is_file() {
+        let text = std::fs::read_to_string(&lm_cfg_path).map_err(|e| err(format!("{}: {e}", lm_cfg_path.display())))?;
+        let cfg: moshi::lm::Config = toml::from_str(&text).map_err(|e| err(format!("{}: not a moshi::lm::Config: {e}", lm_cfg_path.display())))?;
+        (cfg, lm_cfg_path.display().to_string())
+    } else {
+        (moshi::lm::Config::v0_1_streaming(8), format!("the official moshiko config (no {LM_CONFIG_FILE} in {})", dir.display()))
+    };
+    let mimi_cfg_path = dir.join(MIMI_CONFIG_FILE);
+    let mimi_origin = if mimi_cfg_path.is_file() { mimi_cfg_path.display().to_string() } else { "the published Mimi config".into() };
+    let mimi = if mimi_cfg_path.is_file() {
+        let text = std::fs::read_to_string(&mimi_cfg_path).map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
+        let m: MimiToml = toml::from_str(&text).map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
+        m.validate().map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
+        m.to_mimi()
+    } else {
+        moshi::mimi::Config::v0_1(Some(8))
+    };
+    let config = ModelConfig::from_parts(lm, mimi);
+    config.check_consistency().map_err(|e| err(format!("{}: inconsistent configs: {e} (LM config: {lm_config_origin}; Mimi config: {mimi_origin})", dir.display())))?;
+
+    let tok_path = dir.join(TOKENIZER_FILE);
+    let bytes = std::fs::read(&tok_path).map_err(|e| err(format!("{}: {e}", tok_path.display())))?;
+    let vocab = Vocab::from_bytes(&bytes).map_err(|e| err(format!("{}: {e}", tok_path.display())))?;
+    if vocab.len() != config.lm.text_out_vocab_size {
+        return Err(err(format!(
+            "{}: the tokenizer has {} pieces but the LM ({}) predicts {} text tokens (text_out_vocab_size in {lm_config_origin}); \
+             tokenizer and model do not belong together",
+            tok_path.display(),
+            vocab.len(),
+            lm_file.display(),
+            config.lm.text_out_vocab_size
+        )));
+    }
+    let lm_bytes = std::fs::metadata(&lm_file).map(|m| m.len()).unwrap_or(0);
+    Ok(Checkpoint { dir: dir.to_path_buf(), lm_file, quantized, config, lm_config_origin, vocab, lm_bytes })
+}
+
+/// Read the weights and build the model.
+pub fn load(ck: Checkpoint, sampling: &Sampling, device: &Device, device_name: &str, progress: &mut dyn FnMut(LoadProgress)) -> Result<MoshiModel, ModelLoadError> {
+    let (mimi, lm, dtype) = load_parts(&ck, device, progress)?;
+    let name = ck.dir.file_name().map_or_else(|| ck.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let info = ModelInfo { name, device: device_name.into(), dtype: dtype.into() };
+    let text = TextAssembler::new(ck.vocab, ck.config.gen.text_pad_token, ck.config.gen.text_eop_token);
+    Ok(MoshiModel::new(mimi, lm, ck.config.gen, text, sampling.clone(), info, device.clone()))
+}
+
+/// Mimi, the LM, and the LM's weight dtype ("f32", "bf16", "q8").
+pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(LoadProgress)) -> Result<(moshi::mimi::Mimi, moshi::lm::LmModel, &'static str), ModelLoadError> {
+    let mimi_path = ck.dir.join(MIMI_FILE);
+    let mimi_headers = files::check_safetensors(&mimi_path).map_err(err)?;
+    files::read_through(&mimi_path, MIMI_FILE, progress).map_err(|e| err(format!("{}: {e}", mimi_path.display())))?;
+    let mimi_origin = if ck.dir.join(MIMI_CONFIG_FILE).is_file() { ck.dir.join(MIMI_CONFIG_FILE).display().to_string() } else { "the published Mimi config".into() };
+    let vb = checked_var_builder(&mimi_path, mimi_headers, &mimi_origin, DType::F32, device)?;
+    let mimi = moshi::mimi::Mimi::new(ck.config.mimi.clone(), vb).map_err(|e| err(candle_message(&e)))?;
+
+    let lm_name = if ck.quantized { LM_GGUF } else { LM_SAFETENSORS };
+    let headers = if ck.quantized { files::check_gguf(&ck.lm_file) } else { files::check_safetensors(&ck.lm_file) }.map_err(err)?;
+    check_layer_counts(ck, &headers)?;
+    files::read_through(&ck.lm_file, lm_name, progress).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
+    let (vb, dtype) = if ck.quantized {
+        let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, device).map_err(|e| err(format!("{}: {}", ck.lm_file.display(), candle_message(&e))))?;
+        (MaybeQuantizedVarBuilder::Quantized(vb), "q8")
+    } else {
+        let file_bf16 = headers.get("text_emb.weight").is_some_and(|h| h.dtype == "BF16");
+        // bf16 matmuls are fast on GPUs only; on the CPU compute in f32.
+        let compute = if file_bf16 && !device.is_cpu() { DType::BF16 } else { DType::F32 };
+        let vb = checked_var_builder(&ck.lm_file, headers, &ck.lm_config_origin, compute, device)?;
+        (MaybeQuantizedVarBuilder::Real(vb), if file_bf16 { "bf16" } else { "f32" })
+    };
+    let lm = moshi::lm::LmModel::new(&ck.config.lm, vb).map_err(|e| {
+        let e = candle_message(&e);
+        // The quantized loader's own messages do not say which file.
+        if e.contains(&ck.lm_file.display().to_string()) { err(e) } else { err(format!("{}: {e} (config: {})", ck.lm_file.display(), ck.lm_config_origin)) }
+    })?;
+    Ok((mimi, lm, dtype))
+}
+
+/// Tensor shapes catch a wrong width; a file with more layers than the config would load
+/// silently and produce garbage, so count them.
+fn check_layer_counts(ck: &Checkpoint, headers: &BTreeMap<String, TensorHeader>) -> Result<(), ModelLoadError> {
+    let count = |prefix: &str| {
+        headers.keys().filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1)
+    };
+    let file = ck.lm_file.display();
+    let layers = count("transformer.layers.");
+    if layers != ck.config.lm.transformer.num_layers {
+        return Err(err(format!(
+            "{file}: has {layers} transformer layers (transformer.layers.N.*) but {} expects {}",
+            ck.lm_config_origin, ck.config.lm.transformer.num_layers
+        )));
+    }
+    let slices = count("depformer.");
+    let expected = ck.config.lm.depformer.as_ref().map_or(0, |d| d.num_slices);
+    if slices != expected {
+        return Err(err(format!("{file}: has {slices} depformer slices (depformer.N.*) but {} expects {expected}", ck.lm_config_origin)));
+    }
+    Ok(())
+}
+
+fn checked_var_builder(path: &Path, headers: BTreeMap<String, TensorHeader>, origin: &str, dtype: DType, device: &Device) -> Result<VarBuilder<'static>, ModelLoadError> {
+    // SAFETY: the file is only read; a concurrent writer would be the user's own doing,
+    // the same contract as candle's `from_mmaped_safetensors`.
+    let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| err(format!("{}: {}", path.display(), candle_message(&e))))?;
+    let backend = CheckedSafetensors { st, headers, file: path.display().to_string(), origin: origin.to_string() };
+    Ok(VarBuilder::from_backend(Box::new(backend), dtype, device.clone()))
+}
+
+/// Safetensors access whose errors say which file, which tensor, and what was expected.
+struct CheckedSafetensors {
+    st: MmapedSafetensors,
+    headers: BTreeMap<String, TensorHeader>,
+    file: String,
+    origin: String,
+}
+
+impl SimpleBackend for CheckedSafetensors {
+    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> moshi::candle::Result<Tensor> {
+        let Some(h) = self.headers.get(name) else {
+            return Err(Error::Msg(format!("{}: tensor `{name}` is missing: {} expects it with shape {:?}", self.file, self.origin, s.dims())));
+        };
+        if h.shape != s.dims() {
+            return Err(Error::Msg(format!("{}: tensor `{name}` has shape {:?} but {} expects {:?}", self.file, h.shape, self.origin, s.dims())));
+        }
+        let t = self.st.load(name, &Device::Cpu).map_err(|e| Error::Msg(format!("{}: tensor `{name}`: {}", self.file, candle_message(&e))))?;
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> moshi::candle::Result<Tensor> {
+        if !self.headers.contains_key(name) {
+            return Err(Error::Msg(format!("{}: tensor `{name}` is missing", self.file)));
+        }
+        self.st.load(name, dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.headers.contains_key(name)
+    }
+}
+
+/// The config a checkpoint claims, for the bench and tests.
+pub fn config_of(dir: &Path) -> Result<ModelConfig, ModelLoadError> {
+    inspect(dir).map(|c| c.config)
+}
+

@@ -1,0 +1,126 @@
+//! `--device auto|cpu|cuda[:N]|metal`: parsing, selection, and whether a model can keep
+//! real time there.
+
+use super::error::ModelLoadError;
+use moshi::candle::Device;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = ModelLoadError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        let bad = || {
+            ModelLoadError::new(
+                format!("--device {s:?} is not a device"),
+                "use auto, cpu, cuda, cuda:N (N a GPU index) or metal",
+            )
+        };
+        match s.as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            "metal" | "mps" => Ok(Self::Metal),
+            _ => match s.strip_prefix("cuda:") {
+                Some(n) => n.parse().map(Self::Cuda).map_err(|_| bad()),
+                None => Err(bad()),
+            },
+        }
+    }
+}
+
+/// The selected device and its display name ("cpu", "cuda:0", "metal").
+pub fn select(choice: DeviceChoice) -> Result<(Device, String), ModelLoadError> {
+    match choice {
+        DeviceChoice::Cpu => Ok((Device::Cpu, "cpu".into())),
+        DeviceChoice::Auto => {
+            if moshi::candle::utils::cuda_is_available() {
+                if let Ok(d) = Device::new_cuda(0) {
+                    return Ok((d, "cuda:0".into()));
+                }
+            }
+            if moshi::candle::utils::metal_is_available() {
+                if let Ok(d) = Device::new_metal(0) {
+                    return Ok((d, "metal".into()));
+                }
+            }
+            Ok((Device::Cpu, "cpu".into()))
+        }
+        DeviceChoice::Cuda(n) => {
+            if !moshi::candle::utils::cuda_is_available() {
+                return Err(ModelLoadError::new(
+                    "--device cuda: this build has no CUDA support",
+                    "rebuild with `cargo build --release --features cuda`, or use --device cpu",
+                ));
+            }
+            Device::new_cuda(n).map(|d| (d, format!("cuda:{n}"))).map_err(|e| {
+                ModelLoadError::new(format!("--device cuda:{n}: cannot open the GPU: {e}"), "check nvidia-smi, or use --device cpu")
+            })
+        }
+        DeviceChoice::Metal => {
+            if !moshi::candle::utils::metal_is_available() {
+                return Err(ModelLoadError::new(
+                    "--device metal: this build has no Metal support",
+                    "rebuild with `cargo build --release --features metal`, or use --device cpu",
+                ));
+            }
+            Device::new_metal(0).map(|d| (d, "metal".into())).map_err(|e| {
+                ModelLoadError::new(format!("--device metal: cannot open the GPU: {e}"), "use --device cpu")
+            })
+        }
+    }
+}
+
+/// A warning when a model of this size cannot keep real time (80 ms a step) here.
+///
+/// An LM step streams every weight once, so it is bound by memory bandwidth; on the CPU
+/// the real Mimi alone takes ~100 ms a frame (FACTS.md). The figures are deliberately
+/// rough: a conservative desktop CPU (~15 GB/s effective) and GPU (~300 GB/s).
+pub fn realtime_warning(device: &Device, lm_weight_bytes: u64, real_size_mimi: bool) -> Option<String> {
+    let (bandwidth, mimi_ms) = if device.is_cpu() { (15e9, if real_size_mimi { 90.0 } else { 5.0 }) } else { (300e9, 5.0) };
+    let lm_ms = lm_weight_bytes as f64 / bandwidth * 1e3;
+    let est = lm_ms + mimi_ms;
+    (est > 80.0).then(|| {
+        format!(
+            "this model needs about {est:.0} ms per 80 ms frame on {} (LM ~{lm_ms:.0} ms, Mimi ~{mimi_ms:.0} ms): \
+             it cannot keep up with real time, so input frames will be dropped",
+            if device.is_cpu() { "the CPU" } else { "this GPU" }
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_strings() {
+        assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
+        assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("cuda".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(3));
+        assert_eq!("metal".parse::<DeviceChoice>().unwrap(), DeviceChoice::Metal);
+        assert!("cuda:x".parse::<DeviceChoice>().is_err());
+        assert!("tpu".parse::<DeviceChoice>().is_err());
+    }
+
+    #[test]
+    fn auto_falls_back_to_cpu_without_gpu_features() {
+        let (_, name) = select(DeviceChoice::Auto).unwrap();
+        if !moshi::candle::utils::cuda_is_available() && !moshi::candle::utils::metal_is_available() {
+            assert_eq!(name, "cpu");
+        }
+    }
+
+    #[test]
+    fn warns_for_7b_on_cpu_not_for_demo() {
+        assert!(realtime_warning(&Device::Cpu, 8_000_000_000, true).is_some());
+        assert!(realtime_warning(&Device::Cpu, 4_000_000, false).is_none());
+    }
+}

@@ -1,0 +1,166 @@
+//! The Moshi speech model through Kyutai's `moshi` crate: loading (checkpoint directory,
+//! Hugging Face cache, download, demo fallback), the demo model, export and benchmark.
+
+mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod demo;
+pub mod device;
+pub mod discovery;
+mod error;
+pub mod export;
+pub mod files;
+mod model;
+pub mod random_init;
+pub mod sampling;
+pub mod stepper;
+pub mod text;
+
+pub use bench::bench_model;
+pub use error::ModelLoadError;
+pub use export::export_demo;
+pub use model::MoshiModel;
+
+use crate::cli::ModelArgs;
+use crate::engine::events::{LoadProgress, ProgressUnit, Severity};
+use crate::engine::model::{DuplexModel, Sampling};
+use device::DeviceChoice;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Something the user should know about the load (a fallback, a speed warning).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadNotice {
+    pub severity: Severity,
+    pub message: String,
+    pub remedy: Option<String>,
+}
+
+pub struct LoadedModel {
+    pub model: Box<dyn DuplexModel>,
+    pub notices: Vec<LoadNotice>,
+}
+
+/// Where to look for weights besides `--model-dir`; `from_env` is what the program uses,
+/// tests point it elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    pub hf_cache: Option<PathBuf>,
+    pub download_dir: Option<PathBuf>,
+    /// The hub to download from; `None` never downloads.
+    pub endpoint: Option<String>,
+}
+
+impl Discovery {
+    pub fn from_env(repo: &str) -> Self {
+        Self { hf_cache: discovery::hf_hub_cache(), download_dir: discovery::download_dir(repo), endpoint: Some(discovery::endpoint_from_env()) }
+    }
+}
+
+/// The CLI's sampling flags over the defaults.
+pub fn sampling_from_args(args: &ModelArgs) -> Sampling {
+    let d = Sampling::default();
+    Sampling {
+        temperature: args.temperature.unwrap_or(d.temperature),
+        text_temperature: args.text_temperature.unwrap_or(d.text_temperature),
+        top_k: args.top_k.unwrap_or(d.top_k),
+        seed: args.seed.unwrap_or(d.seed),
+    }
+}
+
+/// Load the model the arguments ask for. Call it on the thread that will step the model
+/// (it creates the Device). `progress` gets real bytes/tensors as they load.
+pub fn load_model(args: &ModelArgs, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+    load_model_with(args, &Discovery::from_env(&args.hf_repo), progress)
+}
+
+pub fn load_model_with(args: &ModelArgs, disc: &Discovery, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+    let sampling = sampling_from_args(args);
+    let choice: DeviceChoice = args.device.parse()?;
+    let (device, device_name) = device::select(choice)?;
+    let mut notices = Vec::new();
+    if args.demo {
+        return load_demo(&sampling, &device, &device_name, notices, progress);
+    }
+    let from_dir = |dir: &std::path::Path, notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)| {
+        load_dir(dir, &sampling, &device, &device_name, notices, progress)
+    };
+    if let Some(dir) = &args.model_dir {
+        return from_dir(dir, notices, progress);
+    }
+    let repo = &args.hf_repo;
+    if let Some(dir) = disc.hf_cache.as_deref().and_then(|c| discovery::find_in_hf_cache(c, repo)) {
+        return from_dir(&dir, notices, progress);
+    }
+    if let Some(dir) = disc.download_dir.as_deref().filter(|d| discovery::is_complete(d)) {
+        return from_dir(dir, notices, progress);
+    }
+    let looked = match &disc.hf_cache {
+        Some(c) => format!("{repo} is not in the Hugging Face cache ({})", c.display()),
+        None => format!("{repo}: no Hugging Face cache directory (set HF_HOME)"),
+    };
+    let why = match (&disc.endpoint, &disc.download_dir) {
+        (Some(endpoint), Some(dest)) => match discovery::download(endpoint, repo, dest, progress) {
+            Ok(dir) => return from_dir(&dir, notices, progress),
+            Err(e) => format!("{looked}, and the download failed: {e}"),
+        },
+        _ => looked,
+    };
+    notices.push(LoadNotice {
+        severity: Severity::Warning,
+        message: format!("{why}. Using the demo model: tiny, random weights, it only babbles"),
+        remedy: Some(format!("download {repo} (or kyutai/moshika-candle-q8) and pass --model-dir DIR, or run with --demo to skip the search")),
+    });
+    load_demo(&sampling, &device, &device_name, notices, progress)
+}
+
+fn load_demo(sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+    let start = Instant::now();
+    let model = demo::demo_model(sampling, device, device_name).map_err(|e| ModelLoadError::new(format!("building the demo model: {e}"), "this is a bug; please report it"))?;
+    progress(LoadProgress { stage: "demo model".into(), done: 1, total: 1, unit: ProgressUnit::Tensors, elapsed_s: start.elapsed().as_secs_f64() });
+    Ok(LoadedModel { model: Box::new(model), notices })
+}
+
+fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, mut notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+    let ck = checkpoint::inspect(dir)?;
+    let real_mimi = !dir.join(config::MIMI_CONFIG_FILE).is_file();
+    let file_bytes = ck.lm_bytes;
+    let model = checkpoint::load(ck, sampling, device, device_name, progress)?;
+    // bf16 weights are computed in f32 on the CPU, which doubles what a step streams.
+    let bytes = if device.is_cpu() && model.info().dtype == "bf16" { file_bytes * 2 } else { file_bytes };
+    if let Some(w) = device::realtime_warning(device, bytes, real_mimi) {
+        notices.push(LoadNotice { severity: Severity::Warning, message: w, remedy: Some("use a GPU build (--features cuda or metal) and --device auto".into()) });
+    }
+    Ok(LoadedModel { model: Box::new(model), notices })
+}
+
+/// Run `export-demo` or `bench model` if that is what the command line asks; returns the
+/// exit code, or `None` for any other command. Kept here so `main` needs one line.
+pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
+    use crate::cli::{BenchWhat, Cmd};
+    let result = match &cli.command {
+        Some(Cmd::ExportDemo(args)) => export_demo(args).map(|()| {
+            let lm = if args.q8 { files::LM_GGUF } else { files::LM_SAFETENSORS };
+            println!("wrote the demo model to {} ({lm}); load it with --model-dir {}", args.dir.display(), args.dir.display());
+        }),
+        Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => bench_model(&mut std::io::stdout()),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = match e.downcast_ref::<moshi::candle::Error>() {
+                Some(ce) => error::candle_message(ce),
+                None => format!("{e:#}"),
+            };
+            eprintln!("error: {msg}");
+            2
+        }
+    })
+}
+
+/// The samplers `MoshiModel` builds from a `Sampling`, for tests that drive a `Stepper`.
+#[doc(hidden)]
+pub fn sampling_for_tests(s: &Sampling) -> sampling::Samplers {
+    sampling::Samplers::new(s)
+}
