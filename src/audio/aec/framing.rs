@@ -1,7 +1,12 @@
 //! Block-size adapters: the canceller works on fixed 10 ms frames, the engine hands it
-//! blocks of any size.
+//! blocks of any size. Buffers are plain `Vec`s moved with slice copies and front
+//! drains (a memmove), which stay cheap even in unoptimised builds.
 
-use std::collections::VecDeque;
+/// Moves the first `out.len()` samples of `buf` into `out`.
+fn pop_front(buf: &mut Vec<f32>, out: &mut [f32]) {
+    out.copy_from_slice(&buf[..out.len()]);
+    buf.drain(..out.len());
+}
 
 /// Runs fixed-size frames through a processor while accepting blocks of any size, in place.
 ///
@@ -12,8 +17,8 @@ use std::collections::VecDeque;
 #[derive(Debug)]
 pub struct FrameAdapter {
     frame: usize,
-    input: VecDeque<f32>,
-    output: VecDeque<f32>,
+    input: Vec<f32>,
+    output: Vec<f32>,
     frame_in: Vec<f32>,
     frame_out: Vec<f32>,
     latency: usize,
@@ -24,8 +29,8 @@ impl FrameAdapter {
         assert!(frame > 0, "frame length must be positive");
         Self {
             frame,
-            input: VecDeque::with_capacity(4 * frame),
-            output: VecDeque::with_capacity(4 * frame),
+            input: Vec::with_capacity(4 * frame),
+            output: Vec::with_capacity(4 * frame),
             frame_in: vec![0.0; frame],
             frame_out: vec![0.0; frame],
             latency: 0,
@@ -39,26 +44,20 @@ impl FrameAdapter {
 
     /// Replaces `block` with processed samples; `process` is called once per whole frame.
     pub fn process(&mut self, block: &mut [f32], mut process: impl FnMut(&[f32], &mut [f32])) {
-        self.input.extend(block.iter().copied());
+        self.input.extend_from_slice(block);
         while self.input.len() >= self.frame {
-            for (dst, src) in self.frame_in.iter_mut().zip(self.input.drain(..self.frame)) {
-                *dst = src;
-            }
+            pop_front(&mut self.input, &mut self.frame_in);
             process(&self.frame_in, &mut self.frame_out);
-            self.output.extend(self.frame_out.iter().copied());
+            self.output.extend_from_slice(&self.frame_out);
         }
         if self.output.len() < block.len() {
             // Invariant: output + input = latency + samples not yet returned; input never
             // holds a whole frame, so a latency of frame - 1 always answers in full.
-            for _ in self.latency..self.frame - 1 {
-                self.output.push_front(0.0);
-            }
+            let pad = self.frame - 1 - self.latency;
+            self.output.splice(0..0, std::iter::repeat_n(0.0, pad));
             self.latency = self.frame - 1;
         }
-        let n = block.len();
-        for (dst, src) in block.iter_mut().zip(self.output.drain(..n)) {
-            *dst = src;
-        }
+        pop_front(&mut self.output, block);
     }
 }
 
@@ -71,7 +70,7 @@ impl FrameAdapter {
 pub struct FarQueue {
     frame: usize,
     max_len: usize,
-    samples: VecDeque<f32>,
+    samples: Vec<f32>,
 }
 
 impl FarQueue {
@@ -80,12 +79,12 @@ impl FarQueue {
         Self {
             frame,
             max_len: max_len.max(frame),
-            samples: VecDeque::with_capacity(max_len),
+            samples: Vec::with_capacity(max_len + frame),
         }
     }
 
     pub fn push(&mut self, far: &[f32]) {
-        self.samples.extend(far.iter().copied());
+        self.samples.extend_from_slice(far);
     }
 
     /// Whole frames beyond the bound, to feed at once so the queue cannot grow without limit.
@@ -101,9 +100,7 @@ impl FarQueue {
     pub fn take(&mut self, out: &mut [f32]) {
         debug_assert_eq!(out.len(), self.frame);
         let n = self.samples.len().min(out.len());
-        for (dst, src) in out.iter_mut().zip(self.samples.drain(..n)) {
-            *dst = src;
-        }
+        pop_front(&mut self.samples, &mut out[..n]);
         out[n..].fill(0.0);
     }
 
@@ -124,22 +121,20 @@ impl FarQueue {
 /// cancellation on and off never skips or repeats audio.
 #[derive(Debug)]
 pub struct DelayLine {
-    buf: VecDeque<f32>,
+    buf: Vec<f32>,
 }
 
 impl DelayLine {
     pub fn new(delay: usize) -> Self {
-        let mut buf = VecDeque::with_capacity(delay + 4096);
-        buf.extend(std::iter::repeat_n(0.0, delay));
+        let mut buf = Vec::with_capacity(delay + 4096);
+        buf.resize(delay, 0.0);
         Self { buf }
     }
 
     /// Pushes `input` in and writes the samples `delay` behind it to `out`.
     pub fn process(&mut self, input: &[f32], out: &mut [f32]) {
-        self.buf.extend(input.iter().copied());
-        for (dst, src) in out.iter_mut().zip(self.buf.drain(..input.len())) {
-            *dst = src;
-        }
+        self.buf.extend_from_slice(input);
+        pop_front(&mut self.buf, &mut out[..input.len()]);
     }
 }
 
