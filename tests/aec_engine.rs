@@ -16,6 +16,7 @@ use assistant::audio::source::InputPort;
 use assistant::audio::wav::WavAudio;
 use assistant::engine::model::{DuplexModel, ModelInfo, StepOutput};
 use assistant::engine::runner::{self, EngineSetup, Loaded};
+use assistant::engine::{Command, EngineEvent};
 use std::sync::{Arc, Mutex};
 
 const F: usize = 1920;
@@ -98,10 +99,23 @@ fn scene() -> Scene {
 /// Runs the engine over the scene's microphone; returns what the model heard and the
 /// canceller's reported latency in samples.
 fn run_engine(sc: &Scene, echo: Option<EchoOptions>) -> (Vec<f32>, usize) {
+    let (heard, latency, _) = run_engine_with(sc, echo, vec![]);
+    (heard, latency)
+}
+
+/// As `run_engine`, with commands queued before the first frame; also returns the events.
+fn run_engine_with(
+    sc: &Scene,
+    echo: Option<EchoOptions>,
+    commands: Vec<Command>,
+) -> (Vec<f32>, usize, Vec<EngineEvent>) {
     let heard = Arc::new(Mutex::new(Vec::new()));
     let (script, heard2) = (sc.script.clone(), heard.clone());
-    let (ev_tx, _ev_rx) = crossbeam_channel::unbounded();
-    let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    for c in commands {
+        cmd_tx.send(c).unwrap();
+    }
     let setup = EngineSetup {
         loader: Box::new(move |_| {
             let model = Scripted {
@@ -135,7 +149,7 @@ fn run_engine(sc: &Scene, echo: Option<EchoOptions>) -> (Vec<f32>, usize) {
     assert!(stats.error.is_none(), "{:?}", stats.error);
     let latency = (stats.latency.echo_canceller_ms * 24.0).round() as usize;
     let heard = heard.lock().unwrap().clone();
-    (heard, latency)
+    (heard, latency, ev_rx.try_iter().collect())
 }
 
 fn energy(x: &[f32]) -> f64 {
@@ -212,4 +226,24 @@ fn half_duplex_closes_the_microphone_while_the_assistant_talks() {
     // And opens again for the user once the assistant is quiet.
     let u = &heard[sc.user_at + d..sc.user_at + d + 24_000];
     assert!(energy(u) > 0.5 * energy(&sc.near[sc.user_at..sc.user_at + 24_000]));
+}
+
+#[test]
+fn the_e_key_command_turns_it_off_and_the_engine_says_so() {
+    let sc = scene();
+    let on = Some(EchoOptions {
+        aec: true,
+        half_duplex: false,
+    });
+    let (heard, d, events) = run_engine_with(&sc, on, vec![Command::SetEchoCancel(false)]);
+    let states: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::EchoCancel(on) => Some(*on),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states, vec![true, false], "initial state, then the toggle");
+    let below = echo_reduction_db(&sc, &heard, d);
+    assert!(below < 1.0, "turned off, yet {below:.1} dB removed");
 }

@@ -98,6 +98,10 @@ pub fn run(mut setup: EngineSetup) -> RunStats {
     };
     // A file read as fast as possible has nobody to press `r`: a failure ends it.
     let interactive = engine.input.is_realtime();
+    // The header shows the canceller's state from the start.
+    if let Some(p) = engine.mic_path.as_ref() {
+        let _ = events.send(EngineEvent::EchoCancel(p.aec_on()));
+    }
     loop {
         let t_load = Instant::now();
         let loaded = contain(|| {
