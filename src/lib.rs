@@ -8,3 +8,4 @@ pub mod engine;
 pub mod headless;
 pub mod session;
 pub mod telemetry;
+pub mod ui;

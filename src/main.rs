@@ -16,6 +16,13 @@ fn main() {
             print!("{}", assistant::audio::device::describe_devices());
             0
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Ui => match assistant::ui::bench_ui() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Audio => {
             let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio");
             match assistant::bench::bench_audio(&shared) {
@@ -44,10 +51,7 @@ fn main() {
             code
         }
         None if cli.run.headless => assistant::headless::run(&cli.run),
-        None => {
-            eprintln!("error: the TUI is not available in this build yet; use --headless");
-            1
-        }
+        None => assistant::ui::run_app(&cli.run, &_log.path),
     };
     std::process::exit(code);
 }

@@ -1,0 +1,43 @@
+//! Everything the UI thread reacts to arrives as one `AppEvent` on one crossbeam
+//! channel: engine events, terminal input and ticks. Tests drive the whole UI by
+//! sending these.
+
+use crate::engine::events::EngineEvent;
+use ratatui::crossterm::event::{Event, KeyEvent, MouseEvent};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppEvent {
+    Engine(EngineEvent),
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    /// The terminal's new size in columns and rows.
+    Resize(u16, u16),
+    /// Sample the audio meters now. The main loop also ticks by itself.
+    Tick,
+    /// Audio peaks since the last sample (linear, 0..=1), for the visualizer.
+    /// The main loop makes these from `Meters` on its tick.
+    Levels {
+        mic: f32,
+        out: f32,
+    },
+    /// The process's resident memory in bytes, sampled on a slow tick.
+    Memory(u64),
+}
+
+impl From<EngineEvent> for AppEvent {
+    fn from(e: EngineEvent) -> Self {
+        Self::Engine(e)
+    }
+}
+
+impl AppEvent {
+    /// Terminal input as the UI wants it; `None` for what it ignores (focus, paste).
+    pub fn from_terminal(e: Event) -> Option<Self> {
+        match e {
+            Event::Key(k) => Some(Self::Key(k)),
+            Event::Mouse(m) => Some(Self::Mouse(m)),
+            Event::Resize(w, h) => Some(Self::Resize(w, h)),
+            _ => None,
+        }
+    }
+}

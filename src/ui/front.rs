@@ -1,0 +1,128 @@
+//! The TUI front-end of a run: wire input, output and engine as `headless` does,
+//! journal the session, then hand the terminal to the UI until the user quits.
+
+use super::{terminal, UiContext};
+use crate::app::{wire, StartError};
+use crate::audio::meters::Meters;
+use crate::cli::RunArgs;
+use crate::engine::events::EngineEvent;
+use crate::engine::runner;
+use crate::session::{self, sessions_dir, Journal};
+use crossbeam_channel::Receiver;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long quitting waits for the journal to write its last records.
+const JOURNAL_FLUSH_WAIT: Duration = Duration::from_secs(3);
+
+/// Runs the assistant in the terminal; returns the process exit code.
+pub fn run_app(args: &RunArgs, log_path: &Path) -> i32 {
+    let meters = Arc::new(Meters::default());
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let wired = match wire(
+        args,
+        true,
+        meters.clone(),
+        ev_tx.clone(),
+        (cmd_tx.clone(), cmd_rx),
+    ) {
+        Ok(w) => w,
+        Err(StartError { code, message }) => {
+            eprintln!("error: {message}");
+            return code;
+        }
+    };
+    // What the app learned while wiring reaches the UI in order, before the engine's events.
+    let _ = ev_tx.send(EngineEvent::Endpoints {
+        input: wired.input.clone(),
+        output: wired.output.clone(),
+    });
+    for n in wired.notices {
+        let _ = ev_tx.send(n);
+    }
+    let input_desc = format!("{:?}", wired.input);
+    let (ui_events, journal) = journalled(args, ev_rx, &ev_tx, &input_desc);
+    drop(ev_tx);
+    crate::telemetry::set_terminal_restore(|| {
+        let _ = terminal::restore();
+    });
+    let streams = wired.streams;
+    let engine = runner::spawn(wired.setup);
+    let ctx = UiContext::new(meters, Some(log_path.to_path_buf()));
+    // However the UI ends, it has asked the engine to shut down.
+    let result = super::run(ctx, ui_events, cmd_tx);
+    let stats = engine.join().unwrap_or_default();
+    drop(streams);
+    if let Some(closed) = journal {
+        // The engine's last event closes the journal; wait until it has gone through.
+        let deadline = Instant::now() + JOURNAL_FLUSH_WAIT;
+        while !closed.load(SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut exit = match result {
+        Ok(_) => 0,
+        Err(e) => {
+            tracing::error!("ui: {e:#}");
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    if let Some(path) = &args.stats_json {
+        let text = serde_json::to_string_pretty(&stats.to_json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: {}: cannot write stats: {e}", path.display());
+            exit = exit.max(1);
+        }
+    }
+    exit
+}
+
+/// The events the UI reads: through the session journal unless `--no-journal`.
+/// The relay thread drains even after the UI is gone, so the journal records
+/// the whole session; the flag turns true once the journal is closed (the
+/// engine's `Stopped` went through it) or the relay ended.
+fn journalled(
+    args: &RunArgs,
+    events: Receiver<EngineEvent>,
+    notices: &crossbeam_channel::Sender<EngineEvent>,
+    input_desc: &str,
+) -> (Receiver<EngineEvent>, Option<Arc<AtomicBool>>) {
+    if args.no_journal {
+        return (events, None);
+    }
+    let journal = match Journal::create(&sessions_dir(), "default", input_desc) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = notices.send(EngineEvent::warning(
+                format!("no session journal: {e:#}"),
+                Some("check free space and permissions of the data directory".into()),
+            ));
+            return (events, None);
+        }
+    };
+    let _ = notices.send(EngineEvent::info(format!(
+        "journal: {}",
+        journal.path().display()
+    )));
+    let teed = session::tee(events, journal);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    let relay = std::thread::Builder::new()
+        .name("ui-journal-relay".into())
+        .spawn(move || {
+            for e in teed {
+                let stopped = matches!(e, EngineEvent::Stopped);
+                let _ = tx.send(e);
+                if stopped {
+                    flag.store(true, SeqCst);
+                }
+            }
+            flag.store(true, SeqCst);
+        });
+    (rx, relay.is_ok().then_some(closed))
+}

@@ -1,0 +1,43 @@
+//! Draws the whole screen from `&UiState`. Reads, never writes: the screen is a
+//! function of the state and the frame's size.
+
+use super::layout::{self, Areas};
+use super::state::UiState;
+use super::widgets;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::Frame;
+
+pub fn render(state: &UiState, frame: &mut Frame) {
+    let area = frame.area();
+    draw(state, area, frame.buffer_mut());
+}
+
+/// The same into any buffer (benchmarks, tests).
+pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
+    let Some(a) = layout::areas(area, state.shows_progress()) else {
+        widgets::too_small::render(&state.theme, area, buf);
+        return;
+    };
+    let Areas {
+        density,
+        header,
+        progress,
+        feed_frame,
+        feed,
+        visualizer,
+        status,
+    } = a;
+    widgets::header::render(state, density, header, buf);
+    if let Some(p) = progress {
+        widgets::progress::render(state, density, p, buf);
+    }
+    widgets::feed::render(state, density, feed_frame, feed, buf);
+    if let Some(v) = visualizer {
+        widgets::visualizer::render(state, v, buf);
+    }
+    widgets::status::render(state, density, status, buf);
+    if state.help {
+        widgets::help::render(state, area, buf);
+    }
+}

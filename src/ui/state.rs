@@ -1,0 +1,545 @@
+//! `UiState`: everything the screen shows, changed only by `apply(event)`.
+//! The renderer reads it and nothing else.
+
+use super::clock::Clock;
+use super::context::UiContext;
+use super::event::AppEvent;
+use super::feed::{EntryKind, Feed, FeedEntry};
+use super::format;
+use super::keymap::{self, Action, Scroll};
+use super::layout;
+use super::theme::Theme;
+use super::vad::{Transition, Vad};
+use crate::engine::events::{Command, Endpoint, EngineEvent, LoadProgress, Severity, StepStats};
+use crate::engine::model::ModelInfo;
+use ratatui::layout::Rect;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+/// Level samples kept for the visualizer: one per tick, as wide as the widest screen.
+pub const LEVEL_HISTORY: usize = 300;
+/// Steps without a new word (and no assistant audio) that end an assistant turn.
+const TURN_GAP_STEPS: u32 = 25;
+/// Steps averaged for the step time and RTF shown.
+const AVG_WINDOW: f64 = 16.0;
+/// Steps before an average RTF above 1 counts as not keeping up.
+const RTF_WARMUP_STEPS: u64 = 12;
+/// Frame length of the engine's steps, for dating the end of speech.
+const FRAME: Duration = Duration::from_millis(80);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Loading,
+    Ready,
+    Failed,
+    Stopped,
+}
+
+/// The conversation state the header shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvState {
+    Loading,
+    Listening,
+    Speaking,
+    Both,
+    Muted,
+    Degraded,
+    Error,
+    Stopped,
+}
+
+impl ConvState {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Listening => "listening",
+            Self::Speaking => "speaking",
+            Self::Both => "both talking",
+            Self::Muted => "muted",
+            Self::Degraded => "degraded",
+            Self::Error => "error",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// One visualizer sample: peak levels (0..=1) and whether each side counted as voice.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LevelSample {
+    pub mic: f32,
+    pub out: f32,
+    pub mic_voice: bool,
+    pub out_voice: bool,
+}
+
+/// What the main loop must do after an event.
+#[derive(Debug)]
+pub enum Effect {
+    Send(Command),
+    Quit,
+}
+
+#[derive(Debug, Default)]
+pub struct Update {
+    /// The screen would look different.
+    pub redraw: bool,
+    pub effect: Option<Effect>,
+}
+
+impl Update {
+    fn redraw() -> Self {
+        Self {
+            redraw: true,
+            effect: None,
+        }
+    }
+    fn none() -> Self {
+        Self::default()
+    }
+    fn with(effect: Effect, redraw: bool) -> Self {
+        Self {
+            redraw,
+            effect: Some(effect),
+        }
+    }
+}
+
+/// Progress of the stage loading now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadView {
+    pub progress: LoadProgress,
+}
+
+impl LoadView {
+    pub fn fraction(&self) -> Option<f64> {
+        let p = &self.progress;
+        (p.total > 0).then(|| (p.done as f64 / p.total as f64).clamp(0.0, 1.0))
+    }
+    /// Units per second so far.
+    pub fn rate(&self) -> Option<f64> {
+        let p = &self.progress;
+        (p.elapsed_s > 0.05 && p.done > 0).then(|| p.done as f64 / p.elapsed_s)
+    }
+    /// Seconds left at the rate so far.
+    pub fn eta_s(&self) -> Option<f64> {
+        let p = &self.progress;
+        let rate = self.rate()?;
+        (p.total >= p.done && p.total > 0).then(|| (p.total - p.done) as f64 / rate)
+    }
+}
+
+#[derive(Debug)]
+pub struct UiState {
+    clock: Clock,
+    pub theme: Theme,
+    pub persona: String,
+    /// The log path as shown (home shortened to `~`).
+    pub log_path: Option<String>,
+    /// Terminal size in columns and rows.
+    pub size: (u16, u16),
+    pub phase: Phase,
+    pub load: Option<LoadView>,
+    /// Stages already reported as finished, so each gets one feed line.
+    finished_stages: Vec<String>,
+    pub model: Option<ModelInfo>,
+    pub input: Option<Endpoint>,
+    pub output: Option<Endpoint>,
+    pub muted: bool,
+    mic_vad: Vad,
+    out_vad: Vad,
+    pub stats: Option<StepStats>,
+    pub step_ms_avg: f64,
+    pub rtf_avg: f64,
+    pub memory: Option<u64>,
+    pub feed: Feed,
+    open_assistant: Option<usize>,
+    open_user: Option<usize>,
+    steps_since_text: u32,
+    pub levels: VecDeque<LevelSample>,
+    /// Loudest frame RMS from steps since the last level sample: the visualizer's
+    /// fallback when no audio callback raises the meters (file input).
+    pending_mic: f32,
+    pending_out: f32,
+    pub help: bool,
+}
+
+impl UiState {
+    pub fn new(ctx: &UiContext) -> Self {
+        Self {
+            clock: ctx.clock.clone(),
+            theme: Theme::new(ctx.persona_colour, ctx.no_color),
+            persona: ctx.persona.clone(),
+            log_path: ctx.log_path.as_deref().map(shorten_home),
+            size: (80, 24),
+            phase: Phase::Loading,
+            load: None,
+            finished_stages: Vec::new(),
+            model: None,
+            input: None,
+            output: None,
+            muted: false,
+            mic_vad: Vad::microphone(),
+            out_vad: Vad::assistant(),
+            stats: None,
+            step_ms_avg: 0.0,
+            rtf_avg: 0.0,
+            memory: None,
+            feed: Feed::default(),
+            open_assistant: None,
+            open_user: None,
+            steps_since_text: 0,
+            levels: VecDeque::with_capacity(LEVEL_HISTORY),
+            pending_mic: 0.0,
+            pending_out: 0.0,
+            help: false,
+        }
+    }
+
+    pub fn now(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    pub fn user_speaking(&self) -> bool {
+        self.mic_vad.is_active()
+    }
+
+    pub fn assistant_speaking(&self) -> bool {
+        self.out_vad.is_active()
+    }
+
+    pub fn conv_state(&self) -> ConvState {
+        match self.phase {
+            Phase::Failed => return ConvState::Error,
+            Phase::Loading => return ConvState::Loading,
+            Phase::Stopped => return ConvState::Stopped,
+            Phase::Ready => {}
+        }
+        if self.degraded_reason().is_some() {
+            return ConvState::Degraded;
+        }
+        if self.muted {
+            return ConvState::Muted;
+        }
+        match (self.user_speaking(), self.assistant_speaking()) {
+            (true, true) => ConvState::Both,
+            (false, true) => ConvState::Speaking,
+            _ => ConvState::Listening,
+        }
+    }
+
+    /// Why the conversation cannot go as it should, if it cannot.
+    pub fn degraded_reason(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if matches!(self.input, Some(Endpoint::Missing(_))) {
+            why.push("no microphone");
+        }
+        if matches!(self.output, Some(Endpoint::Missing(_))) {
+            why.push("no speaker");
+        }
+        if self.stats.is_some_and(|s| s.step_index >= RTF_WARMUP_STEPS) && self.rtf_avg > 1.0 {
+            why.push("slower than real time");
+        }
+        (!why.is_empty()).then(|| why.join(", "))
+    }
+
+    /// Columns and rows of the feed at the current size (for paging).
+    pub fn feed_size(&self) -> (u16, usize) {
+        let area = Rect::new(0, 0, self.size.0, self.size.1);
+        layout::areas(area, self.shows_progress()).map_or((self.size.0.max(1), 1), |a| {
+            (a.feed.width, a.feed.height as usize)
+        })
+    }
+
+    pub fn apply(&mut self, event: AppEvent) -> Update {
+        match event {
+            AppEvent::Engine(e) => self.apply_engine(e),
+            AppEvent::Key(k) => {
+                keymap::action_for_key(k).map_or_else(Update::none, |a| self.act(a))
+            }
+            AppEvent::Mouse(m) => {
+                keymap::action_for_mouse(m).map_or_else(Update::none, |a| self.act(a))
+            }
+            AppEvent::Resize(w, h) => {
+                let changed = self.size != (w, h);
+                self.size = (w, h);
+                Update {
+                    redraw: changed,
+                    effect: None,
+                }
+            }
+            AppEvent::Tick => Update::none(),
+            AppEvent::Levels { mic, out } => self.push_levels(mic, out),
+            AppEvent::Memory(bytes) => {
+                // Redraw only when the shown figure changes.
+                let changed = self.memory.map(format::bytes) != Some(format::bytes(bytes));
+                self.memory = Some(bytes);
+                Update {
+                    redraw: changed,
+                    effect: None,
+                }
+            }
+        }
+    }
+
+    fn act(&mut self, action: Action) -> Update {
+        let (width, height) = self.feed_size();
+        let page = height.saturating_sub(1).max(1);
+        let rows = |s: Scroll| match s {
+            Scroll::Page => page,
+            Scroll::Rows(n) => n as usize,
+        };
+        match action {
+            Action::Quit => Update::with(Effect::Quit, false),
+            Action::ToggleMute => {
+                // Shown at once; the engine's `Muted` event confirms it.
+                self.muted = !self.muted;
+                Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
+            }
+            Action::Reset => Update::with(Effect::Send(Command::Reset), false),
+            Action::ToggleHelp => {
+                self.help = !self.help;
+                Update::redraw()
+            }
+            Action::CloseOverlay => {
+                let was = std::mem::replace(&mut self.help, false);
+                Update {
+                    redraw: was,
+                    effect: None,
+                }
+            }
+            Action::ScrollUp(s) => self.scrolled(|f| f.scroll_up(rows(s), width, height)),
+            Action::ScrollDown(s) => self.scrolled(|f| f.scroll_down(rows(s), width, height)),
+            Action::ScrollTop => self.scrolled(|f| f.scroll_to_top(width, height)),
+            Action::ScrollBottom => self.scrolled(Feed::follow),
+            // Reserved for the personas issue.
+            Action::Persona(_) | Action::NextPersona | Action::PrevPersona => Update::none(),
+        }
+    }
+
+    fn scrolled(&mut self, f: impl FnOnce(&mut Feed)) -> Update {
+        let before = self.feed.view();
+        f(&mut self.feed);
+        Update {
+            redraw: self.feed.view() != before,
+            effect: None,
+        }
+    }
+
+    fn push_levels(&mut self, mic: f32, out: f32) -> Update {
+        let mic = mic
+            .max(std::mem::take(&mut self.pending_mic))
+            .clamp(0.0, 1.0);
+        let out = out
+            .max(std::mem::take(&mut self.pending_out))
+            .clamp(0.0, 1.0);
+        let sample = LevelSample {
+            mic,
+            out,
+            mic_voice: self.mic_vad.is_active() || self.mic_vad.is_voice(mic),
+            out_voice: self.out_vad.is_active() || self.out_vad.is_voice(out),
+        };
+        // Silence scrolling over silence looks the same: no redraw, so idle costs nothing.
+        let silent = sample == LevelSample::default();
+        let all_silent = self.levels.iter().all(|s| *s == LevelSample::default());
+        if silent && all_silent {
+            return Update::none();
+        }
+        if self.levels.len() == LEVEL_HISTORY {
+            self.levels.pop_front();
+        }
+        self.levels.push_back(sample);
+        Update::redraw()
+    }
+
+    fn note(&mut self, kind: EntryKind, text: impl Into<String>, remedy: Option<String>) {
+        let mut e = FeedEntry::new(self.now(), kind, text);
+        e.remedy = remedy;
+        self.feed.push(e);
+    }
+
+    fn apply_engine(&mut self, event: EngineEvent) -> Update {
+        match event {
+            EngineEvent::Endpoints { input, output } => self.endpoints(input, output),
+            EngineEvent::Loading(p) => self.loading(p),
+            EngineEvent::ModelReady { info, load_ms } => {
+                self.phase = Phase::Ready;
+                self.load = None;
+                let text = format!(
+                    "model ready: {} on {} ({}) in {}",
+                    info.name,
+                    info.device,
+                    info.dtype,
+                    format::duration(load_ms / 1000.0)
+                );
+                self.model = Some(info);
+                self.note(EntryKind::Success, text, None);
+            }
+            EngineEvent::ModelFailed { error, remedy } => {
+                self.phase = Phase::Failed;
+                self.load = None;
+                self.note(EntryKind::Notice(Severity::Error), error, Some(remedy));
+            }
+            EngineEvent::Text(piece) => self.text(&piece),
+            EngineEvent::Step(stats) => self.step(stats),
+            EngineEvent::Notice {
+                severity,
+                message,
+                remedy,
+            } => {
+                self.note(EntryKind::Notice(severity), message, remedy);
+            }
+            EngineEvent::Muted(m) => {
+                self.muted = m;
+                let text = if m {
+                    "microphone muted: the model hears silence"
+                } else {
+                    "microphone on"
+                };
+                self.note(EntryKind::Notice(Severity::Info), text, None);
+            }
+            EngineEvent::Reset => {
+                self.close_turns();
+                self.mic_vad.reset();
+                self.out_vad.reset();
+                self.note(
+                    EntryKind::Notice(Severity::Info),
+                    "conversation reset",
+                    None,
+                );
+            }
+            EngineEvent::InputEnded => {
+                self.note(EntryKind::Notice(Severity::Info), "input file ended", None);
+            }
+            EngineEvent::Stopped => {
+                self.close_turns();
+                self.mic_vad.reset();
+                self.out_vad.reset();
+                if self.phase != Phase::Failed {
+                    self.phase = Phase::Stopped;
+                }
+                self.note(
+                    EntryKind::Notice(Severity::Info),
+                    "engine stopped; press q to quit",
+                    None,
+                );
+            }
+        }
+        Update::redraw()
+    }
+
+    fn endpoints(&mut self, input: Endpoint, output: Endpoint) {
+        let describe = |e: &Endpoint| match e {
+            Endpoint::Device(d) => d.clone(),
+            Endpoint::File(f) => format!("file {f}"),
+            Endpoint::Missing(_) => "none".into(),
+            Endpoint::Off => "off".into(),
+        };
+        let text = format!(
+            "audio in: {} · out: {}",
+            describe(&input),
+            describe(&output)
+        );
+        // Why a device is missing, and what to do, arrives as a Notice from the app.
+        self.note(EntryKind::Notice(Severity::Info), text, None);
+        self.input = Some(input);
+        self.output = Some(output);
+    }
+
+    fn loading(&mut self, p: LoadProgress) {
+        let finished = p.total > 0 && p.done >= p.total;
+        if finished && !self.finished_stages.contains(&p.stage) {
+            let text = format!(
+                "loaded {}: {} in {}",
+                p.stage,
+                format::amount(p.total, p.unit),
+                format::duration(p.elapsed_s)
+            );
+            self.finished_stages.push(p.stage.clone());
+            self.note(EntryKind::Success, text, None);
+        }
+        // A stage after start-up (another persona's model) shows progress while the
+        // conversation goes on, and its panel goes once it is done.
+        self.load = (self.phase == Phase::Loading || !finished).then_some(LoadView { progress: p });
+    }
+
+    /// Whether the load progress panel is on screen.
+    pub fn shows_progress(&self) -> bool {
+        self.phase == Phase::Loading || self.load.is_some()
+    }
+
+    fn text(&mut self, piece: &str) {
+        self.steps_since_text = 0;
+        let now = self.now();
+        if let Some(entry) = self.open_assistant.and_then(|i| self.feed.get_mut(i)) {
+            entry.text.push_str(piece);
+            return;
+        }
+        self.feed
+            .push(FeedEntry::new(now, EntryKind::Assistant, piece));
+        self.open_assistant = Some(self.feed.len() - 1);
+    }
+
+    fn step(&mut self, s: StepStats) {
+        let first = self.stats.is_none();
+        let a = if first { 1.0 } else { 1.0 / AVG_WINDOW };
+        self.step_ms_avg += a * (s.step_ms - self.step_ms_avg);
+        self.rtf_avg += a * (s.rtf - self.rtf_avg);
+        self.stats = Some(s);
+        self.pending_mic = self.pending_mic.max(s.mic_rms);
+        self.pending_out = self.pending_out.max(s.out_rms);
+        self.steps_since_text = self.steps_since_text.saturating_add(1);
+
+        let now = self.now();
+        match self.mic_vad.update(s.mic_rms) {
+            Some(Transition::Started) => {
+                // The user taking the floor ends a quiet assistant's turn; while both
+                // talk, the assistant's words keep streaming into its line.
+                if !self.out_vad.is_active() {
+                    self.open_assistant = None;
+                }
+                // Timestamps are frame ends: speech began `attack` frames ago.
+                let started = now.saturating_sub(FRAME * Vad::MICROPHONE_ATTACK as u32);
+                self.feed
+                    .push(FeedEntry::new(started, EntryKind::User { ended: None }, ""));
+                self.open_user = Some(self.feed.len() - 1);
+            }
+            Some(Transition::Ended) => {
+                self.end_user_turn(now.saturating_sub(FRAME * self.mic_vad_hangover()))
+            }
+            None => {}
+        }
+        if self.out_vad.update(s.out_rms) == Some(Transition::Ended) {
+            self.open_assistant = None;
+        }
+        if self.steps_since_text >= TURN_GAP_STEPS && !self.out_vad.is_active() {
+            self.open_assistant = None;
+        }
+    }
+
+    fn mic_vad_hangover(&self) -> u32 {
+        Vad::MICROPHONE_HANGOVER as u32
+    }
+
+    fn end_user_turn(&mut self, at: Duration) {
+        if let Some(entry) = self.open_user.take().and_then(|i| self.feed.get_mut(i)) {
+            entry.kind = EntryKind::User {
+                ended: Some(at.max(entry.at)),
+            };
+        }
+    }
+
+    fn close_turns(&mut self) {
+        self.open_assistant = None;
+        let now = self.now();
+        self.end_user_turn(now);
+    }
+}
+
+fn shorten_home(path: &Path) -> String {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    match home.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
+        Some(rest) if !rest.as_os_str().is_empty() => format!("~/{}", rest.display()),
+        _ => path.display().to_string(),
+    }
+}

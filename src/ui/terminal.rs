@@ -1,0 +1,82 @@
+//! Taking over the terminal and giving it back. `restore` is idempotent and safe
+//! from any thread, so the panic hook, the exit paths and `Drop` can all call it.
+
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::cursor::{Hide, Show};
+use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::Terminal;
+use std::io::{self, Stdout};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+/// Whether the TUI owns the terminal now.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+pub type Tui = Terminal<CrosstermBackend<Stdout>>;
+
+/// Owns the terminal while alive; restores it when dropped.
+pub struct TerminalGuard {
+    pub terminal: Tui,
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = restore();
+    }
+}
+
+/// Raw mode, the alternate screen, mouse capture, hidden cursor. On failure
+/// whatever was already changed is undone.
+pub fn enter() -> io::Result<TerminalGuard> {
+    enable_raw_mode()?;
+    ACTIVE.store(true, SeqCst);
+    let setup = || -> io::Result<Tui> {
+        execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture, Hide)?;
+        let mut t = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+        t.clear()?;
+        Ok(t)
+    };
+    match setup() {
+        Ok(terminal) => Ok(TerminalGuard { terminal }),
+        Err(e) => {
+            let _ = restore();
+            Err(e)
+        }
+    }
+}
+
+/// Gives the terminal back: mouse capture off, main screen, cursor shown, raw
+/// mode off. Does nothing when the TUI does not own the terminal (a second call,
+/// headless mode), so it never writes escape codes to a redirected stdout.
+pub fn restore() -> io::Result<()> {
+    if !ACTIVE.swap(false, SeqCst) {
+        return Ok(());
+    }
+    // Try every step even if one fails: a half-restored terminal is the worst case.
+    let screen = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        Show
+    );
+    let raw = disable_raw_mode();
+    screen.and(raw)
+}
+
+pub fn is_active() -> bool {
+    ACTIVE.load(SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn restore_without_enter_is_a_no_op_and_repeatable() {
+        assert!(!super::is_active());
+        super::restore().unwrap();
+        super::restore().unwrap();
+        assert!(!super::is_active());
+    }
+}

@@ -1,0 +1,125 @@
+//! Every colour on screen comes from here, named by meaning. The personas issue
+//! will fill `Theme` from persona files; nothing else in the UI picks a colour.
+
+use crate::engine::events::Severity;
+use ratatui::style::{Color, Modifier, Style};
+
+/// Who a line or a bar belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Theme {
+    /// The persona's colour: its name in the header, its words, its level bars.
+    pub persona: Color,
+    /// The user's markers and level bars.
+    pub user: Color,
+    /// Both talking at once.
+    pub both: Color,
+    pub info: Color,
+    pub ok: Color,
+    pub warning: Color,
+    pub error: Color,
+    /// Timestamps, borders, inactive bars, hints.
+    pub dim: Color,
+    /// False when NO_COLOR is set: every style then carries modifiers only.
+    pub color: bool,
+}
+
+impl Default for Theme {
+    fn default() -> Self {
+        Self::new(Color::Cyan, false)
+    }
+}
+
+impl Theme {
+    pub fn new(persona: Color, no_color: bool) -> Self {
+        Self {
+            persona,
+            user: Color::Green,
+            both: Color::Magenta,
+            info: Color::Blue,
+            ok: Color::Green,
+            warning: Color::Yellow,
+            error: Color::Red,
+            dim: Color::DarkGray,
+            color: !no_color,
+        }
+    }
+
+    fn fg(&self, c: Color) -> Style {
+        if self.color {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    }
+
+    pub fn text(&self) -> Style {
+        Style::new()
+    }
+    pub fn persona_name(&self) -> Style {
+        self.fg(self.persona).add_modifier(Modifier::BOLD)
+    }
+    pub fn speaker(&self, who: Speaker) -> Style {
+        match who {
+            Speaker::User => self.fg(self.user),
+            Speaker::Assistant => self.fg(self.persona),
+        }
+    }
+    /// A level bar: the speaker's colour while they are heard, dim otherwise.
+    pub fn level(&self, who: Speaker, active: bool) -> Style {
+        if active {
+            self.speaker(who)
+        } else {
+            self.fg(self.dim)
+        }
+    }
+    pub fn both_talking(&self) -> Style {
+        self.fg(self.both).add_modifier(Modifier::BOLD)
+    }
+    pub fn severity(&self, s: Severity) -> Style {
+        match s {
+            Severity::Info => self.fg(self.info),
+            Severity::Warning => self.fg(self.warning).add_modifier(Modifier::BOLD),
+            Severity::Error => self.fg(self.error).add_modifier(Modifier::BOLD),
+        }
+    }
+    pub fn ok(&self) -> Style {
+        self.fg(self.ok)
+    }
+    /// What to do about a problem: stands out from the problem itself.
+    pub fn remedy(&self) -> Style {
+        self.fg(self.warning).add_modifier(Modifier::ITALIC)
+    }
+    pub fn dim(&self) -> Style {
+        if self.color {
+            self.fg(self.dim)
+        } else {
+            Style::new().add_modifier(Modifier::DIM)
+        }
+    }
+    pub fn timestamp(&self) -> Style {
+        self.dim()
+    }
+    pub fn border(&self) -> Style {
+        self.dim()
+    }
+    pub fn title(&self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+    /// A key name in the help and the hints.
+    pub fn key(&self) -> Style {
+        self.fg(self.persona).add_modifier(Modifier::BOLD)
+    }
+    pub fn gauge(&self) -> Style {
+        self.fg(self.persona)
+    }
+    /// A figure that says the machine is not keeping up.
+    pub fn alarm(&self) -> Style {
+        self.fg(self.warning).add_modifier(Modifier::BOLD)
+    }
+}

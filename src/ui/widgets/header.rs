@@ -1,0 +1,78 @@
+//! The header: persona, conversation state, model and device; audio endpoints when there is room.
+
+use crate::engine::events::{Endpoint, Severity};
+use crate::ui::format;
+use crate::ui::layout::Density;
+use crate::ui::state::{ConvState, UiState};
+use crate::ui::theme::Speaker;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+/// The state's glyph, words and style.
+pub fn state_badge(state: &UiState) -> (&'static str, Style) {
+    let t = &state.theme;
+    match state.conv_state() {
+        ConvState::Loading => ("◌", t.severity(Severity::Info)),
+        ConvState::Listening if state.user_speaking() => ("●", t.speaker(Speaker::User)),
+        ConvState::Listening => ("○", t.text()),
+        ConvState::Speaking => ("◆", t.speaker(Speaker::Assistant)),
+        ConvState::Both => ("◆●", t.both_talking()),
+        ConvState::Muted => ("✕", t.alarm()),
+        ConvState::Degraded => ("!", t.alarm()),
+        ConvState::Error => ("✗", t.severity(Severity::Error)),
+        ConvState::Stopped => ("■", t.dim()),
+    }
+}
+
+pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
+    let t = &state.theme;
+    let (glyph, style) = state_badge(state);
+    let conv = state.conv_state();
+    let mut left = vec![
+        Span::raw(" "),
+        Span::styled(state.persona.clone(), t.persona_name()),
+        Span::raw("  "),
+        Span::styled(format!("{glyph} {}", conv.label()), style),
+    ];
+    if let Some(why) = state.degraded_reason() {
+        left.push(Span::styled(format!(": {why}"), style));
+    }
+    if state.muted && conv != ConvState::Muted {
+        left.push(Span::styled("  ✕ muted", t.alarm()));
+    }
+    let model = match &state.model {
+        Some(m) if density == Density::Compact => format!("{} · {} ", m.name, m.device),
+        Some(m) => format!("{} · {} · {} ", m.name, m.device, m.dtype),
+        None => String::new(),
+    };
+    let row = Rect { height: 1, ..area };
+    super::split_row(Line::from(left), Line::styled(model, t.dim()), row, buf);
+
+    if density == Density::Normal && area.height > 1 {
+        let name = |e: &Option<Endpoint>| match e {
+            None => "…".to_string(),
+            Some(Endpoint::Device(d)) => d.clone(),
+            Some(Endpoint::File(f)) => f.clone(),
+            Some(Endpoint::Missing(_)) => "none".into(),
+            Some(Endpoint::Off) => "off".into(),
+        };
+        let half = (area.width as usize).saturating_sub(16) / 2;
+        let line = Line::from(vec![
+            Span::styled(" mic ", t.dim()),
+            Span::raw(format::ellipsize_start(&name(&state.input), half)),
+            Span::styled("  →  speaker ", t.dim()),
+            Span::raw(format::ellipsize_start(&name(&state.output), half)),
+        ]);
+        line.render(
+            Rect {
+                y: area.y + 1,
+                height: 1,
+                ..area
+            },
+            buf,
+        );
+    }
+}

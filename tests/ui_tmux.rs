@@ -1,0 +1,270 @@
+//! End to end in a real terminal: the `assistant` binary in tmux at 100x30.
+//! Reads the screen with capture-pane, presses keys, resizes, quits, and checks
+//! the exit code and that the terminal was given back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const WAV: &str = "../shared/audio/hello_24k_mono.wav";
+
+struct Tmux {
+    socket: String,
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// None when tmux is not installed (the test then says so and passes).
+    fn start(args: &[&str]) -> Option<Self> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("tmux not installed: skipping the terminal end-to-end test");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let socket = format!("assistant-e2e-{}-{}", std::process::id(), args.len());
+        let bin = env!("CARGO_BIN_EXE_assistant");
+        let log = dir.path().join("assistant.log");
+        let exit = dir.path().join("exit");
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        // After the program ends the pane stays (sleep) so its terminal state can be read.
+        let cmd = format!(
+            "cd '{}' && XDG_DATA_HOME='{}' '{bin}' {} --log-file '{}'; echo $? > '{}'; sleep 60",
+            env!("CARGO_MANIFEST_DIR"),
+            dir.path().join("data").display(),
+            quoted.join(" "),
+            log.display(),
+            exit.display()
+        );
+        let t = Self { socket, dir };
+        t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &cmd,
+        ]);
+        Some(t)
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "e2e"]).stdout)
+            .into_owned()
+    }
+
+    fn format(&self, f: &str) -> String {
+        String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "-t", "e2e", f]).stdout)
+            .trim()
+            .to_string()
+    }
+
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; screen:\n{s}\nlog:\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &str) {
+        self.tmux(&["send-keys", "-t", "e2e", keys]);
+    }
+
+    fn resize(&self, w: u16, h: u16) {
+        self.tmux(&[
+            "resize-window",
+            "-t",
+            "e2e",
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+        ]);
+    }
+
+    fn exit_code(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("exit"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("assistant.log")).unwrap_or_default()
+    }
+
+    /// The session journal's records, one JSON object a line.
+    fn journal(&self) -> Vec<serde_json::Value> {
+        let dir = self.path("data/assistant/sessions");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "one session journal: {files:?}");
+        let text = std::fs::read_to_string(files.pop().unwrap()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON record"))
+            .collect()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn widest_line(screen: &str) -> usize {
+    screen.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+/// The whole session a user would have: look, ask for help, resize, quit.
+fn session(args: &[&str], ready_line: &str) {
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(WAV).exists(),
+        "{WAV} missing"
+    );
+    let Some(t) = Tmux::start(args) else { return };
+
+    // Header, feed and status line.
+    let s = t.wait_for("the full screen", |s| {
+        s.contains("Moshi")
+            && s.contains("┌ activity")
+            && s.contains(ready_line)
+            && s.contains("latency")
+            && s.contains("log ")
+    });
+    assert!(s.contains("journal: "), "journal path in the feed:\n{s}");
+    let first = s.lines().next().unwrap_or_default();
+    assert!(first.contains("Moshi"), "header first:\n{s}");
+    assert!(
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap()
+            .contains("q quit"),
+        "status line last:\n{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.contains(" log ") && l.contains("assistant.log")),
+        "log path in the status line:\n{s}"
+    );
+    assert_eq!(
+        t.format("#{alternate_on}"),
+        "1",
+        "the TUI uses the alternate screen"
+    );
+    assert_eq!(
+        t.format("#{cursor_flag}"),
+        "0",
+        "cursor hidden while the TUI runs"
+    );
+
+    // Help, then Esc closes it.
+    t.keys("?");
+    t.wait_for("help", |s| {
+        s.contains("reset the conversation") && s.contains("Esc closes")
+    });
+    t.keys("Escape");
+    t.wait_for("help closed", |s| !s.contains("Esc closes"));
+
+    // Resize mid-run: compact, too small, wide, back.
+    t.resize(60, 15);
+    t.wait_for("compact 60x15", |s| {
+        widest_line(s) <= 60 && s.contains("? help") && !s.contains("┌ activity")
+    });
+    t.resize(30, 8);
+    t.wait_for("too small", |s| {
+        s.contains("terminal too small: need 40x12")
+    });
+    t.resize(160, 45);
+    t.wait_for("160x45", |s| {
+        s.contains("┌ activity") && widest_line(s) > 100
+    });
+    t.resize(100, 30);
+    t.wait_for("back at 100x30", |s| {
+        s.contains("┌ activity") && widest_line(s) <= 100
+    });
+
+    // Quit.
+    t.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(c) = t.exit_code() {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after q; screen:\n{}",
+            t.screen()
+        );
+        sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, 0, "exit code after q; log:\n{}", t.log());
+    assert_eq!(
+        t.format("#{alternate_on}"),
+        "0",
+        "left the alternate screen"
+    );
+    assert_eq!(t.format("#{cursor_flag}"), "1", "cursor visible again");
+    let after = t.screen();
+    assert!(
+        !after.contains("┌ activity") && !after.contains("latency"),
+        "TUI left on the main screen:\n{after}"
+    );
+    assert!(!t.log().contains("panic"), "log:\n{}", t.log());
+    // The transcript was flushed: the journal is closed with its end record.
+    let records = t.journal();
+    assert_eq!(records.first().unwrap()["kind"], "start");
+    assert_eq!(records.last().unwrap()["kind"], "end", "{records:?}");
+}
+
+#[test]
+fn tmux_loopback_session_shows_the_screen_takes_keys_survives_resizes_and_restores_the_terminal() {
+    session(
+        &["--engine", "loopback", "--input", WAV],
+        "model ready: loopback",
+    );
+}
+
+#[test]
+fn tmux_demo_session_as_the_issue_describes() {
+    session(&["--demo", "--input", WAV], "model ready: demo");
+}
