@@ -82,6 +82,7 @@ fn run_engine(loader: Loader, input: &Path, output: &Path, idle: Option<f64>) ->
         max_backlog: 3,
         dump_tokens: None,
         idle_unload: idle.map(Duration::from_secs_f64),
+        echo: None,
         meters: Arc::new(Meters::default()),
         events: ev_tx,
         commands: cmd_rx,
