@@ -197,3 +197,66 @@ fn when_the_cpu_fails_too_both_reasons_are_reported() {
     });
     assert_eq!(tries, 1);
 }
+
+/// With a live (paced) input, what the user says while the model reloads is held and
+/// replayed: the reload takes 1.5 s, and all of the second hello still comes out.
+#[test]
+fn a_reload_keeps_what_the_user_says_while_it_loads() {
+    use assistant::audio::source::FilePacer;
+    use assistant::engine::events::{LoadProgress, ProgressUnit};
+    use assistant::engine::loopback::Loopback;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = speech_gap_speech(tmp.path(), 4.0);
+    let output = tmp.path().join("out.wav");
+    let audio = read_wav(&input).unwrap();
+    let meters = Arc::new(Meters::default());
+    let (pacer, port) = FilePacer::start(audio, meters.clone());
+    let mut loads = 0;
+    let loader: Loader = Box::new(move |progress| {
+        loads += 1;
+        if loads > 1 {
+            for i in 0..15 {
+                std::thread::sleep(Duration::from_millis(100));
+                progress(LoadProgress { stage: "slow reload".into(), done: i + 1, total: 15, unit: ProgressUnit::Tensors, elapsed_s: 0.1 * (i + 1) as f64 });
+            }
+        }
+        Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: vec![], degraded: None })
+    });
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let setup = EngineSetup {
+        loader,
+        input: port,
+        speaker: None,
+        wav_out: Some(WavSink::create(&output, 24_000).unwrap()),
+        max_backlog: 3,
+        dump_tokens: None,
+        idle_unload: Some(Duration::from_secs_f64(1.5)),
+        echo: None,
+        meters: meters.clone(),
+        events: ev_tx,
+        commands: cmd_rx,
+    };
+    let stats = runner::spawn(setup).join().unwrap();
+    drop(pacer);
+    let events: Vec<EngineEvent> = ev_rx.try_iter().collect();
+    assert!(stats.error.is_none(), "{:?}", stats.error);
+    let r = &stats.residency;
+    eprintln!("residency stats: {r:?}; dropped frames {}; xruns in {}", stats.dropped_frames, stats.xruns_in);
+    assert_eq!((r.unloads, r.reloads), (1, 1));
+    assert!(r.held_frames >= 15, "1.5 s of loading is at least 18 frames held, got {}", r.held_frames);
+    assert_eq!(r.held_dropped, 0);
+    assert_eq!(stats.xruns_in, 0, "the capture ring never overflowed");
+    assert!(events.iter().any(|e| matches!(e, EngineEvent::Loading(p) if p.stage == "slow reload")));
+    // The second hello's energy all came out.
+    let (inp, _) = common::read_mono(&input);
+    let (out, _) = common::read_mono(&output);
+    let energy = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>();
+    let hello_len = (inp.len() - 4 * 24_000) / 2;
+    let second_in = energy(&inp[inp.len() - hello_len..]);
+    let tail = out.len().saturating_sub(hello_len + 10 * 1920);
+    let second_out = energy(&out[tail..]);
+    eprintln!("second hello energy: in {second_in:.2}, out {second_out:.2}; samples in {} out {}", inp.len(), out.len());
+    assert!(second_out > 0.97 * second_in, "speech was lost during the reload");
+    assert!((out.len() as i64 - inp.len() as i64).abs() <= 4 * 1920, "output {} vs input {}", out.len(), inp.len());
+}
