@@ -176,15 +176,21 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
 /// Set the LM context (its KV cache) from `--context`, or from what fits the device's
 /// free memory. Refusing here beats a CUDA out-of-memory in the first step.
 fn size_context(ck: &mut checkpoint::Checkpoint, device: &moshi::candle::Device, device_name: &str, context: Option<usize>) -> Result<Option<LoadNotice>, ModelLoadError> {
+    let free = if context.is_some() { None } else { sizing::free_memory(device) };
+    size_context_for(ck, device.is_cpu(), device_name, context, free)
+}
+
+/// `size_context` with the free memory given (tests pass a budget).
+pub fn size_context_for(ck: &mut checkpoint::Checkpoint, on_cpu: bool, device_name: &str, context: Option<usize>, free: Option<u64>) -> Result<Option<LoadNotice>, ModelLoadError> {
     let t = &mut ck.config.lm.transformer;
     if let Some(steps) = context {
         t.context = steps.max(1);
         return Ok(None);
     }
-    let Some(free) = sizing::free_memory(device) else { return Ok(None) };
+    let Some(free) = free else { return Ok(None) };
     let format = if ck.quantized {
         sizing::WeightFormat::Q8
-    } else if device.is_cpu() {
+    } else if on_cpu {
         sizing::WeightFormat::Dense(4)
     } else {
         sizing::WeightFormat::Dense(2)
