@@ -12,7 +12,6 @@ use crate::engine::events::{Endpoint, EngineEvent, StepStats};
 use crate::engine::model::ModelInfo;
 use anyhow::Result;
 use ratatui::backend::TestBackend;
-use ratatui::style::Color;
 use ratatui::Terminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,12 +82,8 @@ struct RenderTimes {
 
 fn quiet_context() -> UiContext {
     UiContext {
-        persona: "Moshi".into(),
-        persona_colour: Color::Cyan,
-        log_path: Some("/tmp/assistant.log".into()),
-        meters: Arc::new(Meters::default()),
         no_color: false,
-        clock: Clock::system(),
+        ..UiContext::new(Arc::new(Meters::default()), Some("/tmp/assistant.log".into()))
     }
 }
 

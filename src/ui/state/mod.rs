@@ -15,7 +15,16 @@ use crate::engine::model::ModelInfo;
 use ratatui::layout::Rect;
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+mod persona;
+pub use persona::{PendingVoice, Switch};
+use crate::persona::voices::VoiceLoader;
+use crate::persona::{Persona, VisualizerStyle, Weights};
+
+/// A change in resident memory this large gets a feed line.
+pub const MEMORY_REPORT_STEP: u64 = 100 * 1024 * 1024;
 
 /// Level samples kept for the visualizer: one per tick, as wide as the widest screen.
 pub const LEVEL_HISTORY: usize = 300;
@@ -77,6 +86,9 @@ pub struct LevelSample {
 #[derive(Debug)]
 pub enum Effect {
     Send(Command),
+    /// Another persona: the main loop tells the engine and the journal, and
+    /// starts loading its voice if it needs other weights.
+    Persona(Switch),
     Quit,
 }
 
@@ -162,14 +174,32 @@ pub struct UiState {
     pending_mic: f32,
     pending_out: f32,
     pub help: bool,
+    /// Every persona, in cycling order, and the active one.
+    pub personas: Arc<Vec<Persona>>,
+    pub active: usize,
+    pub visualizer: VisualizerStyle,
+    no_color: bool,
+    seed: u64,
+    voices: Option<VoiceLoader>,
+    /// The weights the engine runs (resolved), when voices can change.
+    engine_weights: Option<Weights>,
+    /// The weights the engine's own loader builds (at start and on restart).
+    start_weights: Option<Weights>,
+    /// A persona voice loading in the background.
+    pub pending_voice: Option<PendingVoice>,
+    next_voice_id: u64,
+    /// Resident memory at the last feed report.
+    memory_reported: Option<u64>,
 }
 
 impl UiState {
     pub fn new(ctx: &UiContext) -> Self {
-        Self {
+        let active = ctx.persona.min(ctx.personas.len().saturating_sub(1));
+        let p = &ctx.personas[active];
+        let mut s = Self {
             clock: ctx.clock.clone(),
-            theme: Theme::new(ctx.persona_colour, ctx.no_color),
-            persona: ctx.persona.clone(),
+            theme: Theme::from_persona(&p.theme, ctx.no_color),
+            persona: p.name.clone(),
             log_path: ctx.log_path.as_deref().map(shorten_home),
             size: (80, 24),
             phase: Phase::Loading,
@@ -193,7 +223,22 @@ impl UiState {
             pending_mic: 0.0,
             pending_out: 0.0,
             help: false,
+            personas: ctx.personas.clone(),
+            active,
+            visualizer: p.visualizer,
+            no_color: ctx.no_color,
+            seed: ctx.seed,
+            engine_weights: ctx.voices.as_ref().map(|v| v.resolve(&p.voice.weights)),
+            start_weights: ctx.voices.as_ref().map(|v| v.resolve(&p.voice.weights)),
+            voices: ctx.voices.clone(),
+            pending_voice: None,
+            next_voice_id: 1,
+            memory_reported: None,
+        };
+        if let Some(r) = &ctx.resume {
+            s.show_resume(r);
         }
+        s
     }
 
     pub fn now(&self) -> Duration {
@@ -272,8 +317,19 @@ impl UiState {
             AppEvent::Levels { mic, out } => self.push_levels(mic, out),
             AppEvent::Memory(bytes) => {
                 // Redraw only when the shown figure changes.
-                let changed = self.memory.map(format::bytes) != Some(format::bytes(bytes));
+                let mut changed = self.memory.map(format::bytes) != Some(format::bytes(bytes));
                 self.memory = Some(bytes);
+                match self.memory_reported {
+                    None => self.memory_reported = Some(bytes),
+                    Some(last) if bytes.abs_diff(last) > MEMORY_REPORT_STEP => {
+                        let sign = if bytes > last { "+" } else { "−" };
+                        let text = format!("memory: {} resident ({sign}{} since the last report)", format::bytes(bytes), format::bytes(bytes.abs_diff(last)));
+                        self.note(EntryKind::Notice(Severity::Info), text, None);
+                        self.memory_reported = Some(bytes);
+                        changed = true;
+                    }
+                    Some(_) => {}
+                }
                 Update {
                     redraw: changed,
                     effect: None,
@@ -312,8 +368,18 @@ impl UiState {
             Action::ScrollDown(s) => self.scrolled(|f| f.scroll_down(rows(s), width, height)),
             Action::ScrollTop => self.scrolled(|f| f.scroll_to_top(width, height)),
             Action::ScrollBottom => self.scrolled(Feed::follow),
-            // Reserved for the personas issue.
-            Action::Persona(_) | Action::NextPersona | Action::PrevPersona => Update::none(),
+            Action::Persona(key) => match self.personas.iter().position(|p| p.hotkey == Some(key)) {
+                Some(i) => self.switch_to(i),
+                None => {
+                    self.note(EntryKind::Notice(Severity::Info), format!("no persona on F{key}"), Some("`assistant personas` lists them and their keys".into()));
+                    Update::redraw()
+                }
+            },
+            Action::NextPersona => self.switch_to((self.active + 1) % self.personas.len().max(1)),
+            Action::PrevPersona => {
+                let n = self.personas.len().max(1);
+                self.switch_to((self.active + n - 1) % n)
+            }
         }
     }
 
@@ -374,6 +440,8 @@ impl UiState {
                 );
                 self.model = Some(info);
                 self.note(EntryKind::Success, text, None);
+                let effect = self.voice_ready();
+                return Update { redraw: true, effect };
             }
             EngineEvent::ModelFailed { error, remedy } => {
                 self.phase = Phase::Failed;
@@ -387,8 +455,12 @@ impl UiState {
                 message,
                 remedy,
             } => {
+                self.device_notice(&message);
                 self.note(EntryKind::Notice(severity), message, remedy);
             }
+            // The UI noted the switch when it made it; this is the journal's copy.
+            EngineEvent::PersonaSwitched { .. } => return Update::none(),
+            EngineEvent::VoiceFailed { persona, error, remedy } => return self.voice_failed(persona, error, remedy),
             EngineEvent::Muted(m) => {
                 self.muted = m;
                 let text = if m {
