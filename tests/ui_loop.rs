@@ -112,6 +112,11 @@ fn ready(r: &Running) {
         },
         load_ms: 10.0,
     });
+    // A model from the engine's own loader gets the active persona's sampling.
+    match r.command() {
+        Command::SetSampling(s) => assert_eq!((s.temperature, s.text_temperature, s.top_k), (0.8, 0.7, 250)),
+        other => panic!("expected SetSampling, got {other:?}"),
+    }
 }
 
 fn step(i: u64, mic: f32, out: f32) -> EngineEvent {

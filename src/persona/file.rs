@@ -143,11 +143,11 @@ fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> PersonaError {
     let msg = e.message().trim().to_string();
     let offset = e.span().map_or(0, |s| s.start);
     let hint = if msg.starts_with("unknown field") {
-        "remove or rename the field; the allowed ones are listed above (see personas/default.toml)"
+        "remove or rename the field; the allowed ones are listed above (see personas/moshi.toml in the source)"
     } else if msg.starts_with("missing field `name`") {
         "add a name at the top, e.g. name = \"Jarvis\""
     } else if msg.starts_with("missing field") {
-        "add the field; personas/default.toml shows every field"
+        "add the field; personas/moshi.toml in the source shows every field"
     } else if msg.starts_with("invalid type") {
         "check the value's type: text in quotes, numbers without"
     } else {

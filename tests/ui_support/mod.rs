@@ -20,13 +20,15 @@ pub const LOG: &str = "/srv/state/assistant/assistant.log";
 
 pub fn context(no_color: bool, persona_colour: Color) -> (UiContext, ManualClock) {
     let (clock, hand): (Clock, ManualClock) = Clock::manual();
+    let mut personas = assistant::persona::Catalog::builtin().personas;
+    personas[0].theme.primary = persona_colour;
     let ctx = UiContext {
-        persona: "Moshi".into(),
-        persona_colour,
+        personas: Arc::new(personas),
+        persona: 0,
         log_path: Some(LOG.into()),
-        meters: Arc::new(Meters::default()),
         no_color,
         clock,
+        ..UiContext::new(Arc::new(Meters::default()), None)
     };
     (ctx, hand)
 }
