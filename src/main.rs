@@ -98,7 +98,7 @@ fn personas(args: &assistant::cli::PersonasArgs) -> i32 {
             }
             0
         }
-        Some(assistant::cli::PersonasCmd::Check { file }) => match catalog.check_file(file) {
+        Some(assistant::cli::PersonasCmd::Check { file }) => match catalog.check_draft(file) {
             Ok(p) => {
                 println!("{}: ok: {} ({}) — {}", file.display(), p.name, assistant::persona::hotkey_label(p.hotkey), p.description);
                 0

@@ -121,10 +121,21 @@ impl Catalog {
     /// hotkey must be free (except from the built-in it overrides) and its name
     /// not taken by another user file.
     pub fn check_file(&self, path: &Path) -> Result<Persona, PersonaError> {
+        self.check(path, true)
+    }
+
+    /// `assistant personas check FILE`: a file checked from anywhere may
+    /// replace the persona of its name (a draft of an installed file), so only
+    /// its parse and its hotkey against the others count.
+    pub fn check_draft(&self, path: &Path) -> Result<Persona, PersonaError> {
+        self.check(path, false)
+    }
+
+    fn check(&self, path: &Path, names_must_be_new: bool) -> Result<Persona, PersonaError> {
         let label = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| PersonaError { file: label.clone(), line: 1, column: 1, message: format!("cannot read the file: {e}"), hint: "check the path and its permissions".into() })?;
         let p = parse(&label, &text, path.parent())?;
-        if let Some(other) = self.personas.iter().find(|q| q.name.eq_ignore_ascii_case(&p.name) && !q.source.starts_with("builtin:") && q.source != label) {
+        if let Some(other) = self.personas.iter().find(|q| names_must_be_new && q.name.eq_ignore_ascii_case(&p.name) && !q.source.starts_with("builtin:") && q.source != label) {
             return Err(PersonaError::at(&label, &text, 0, format!("persona {:?} is already defined in {}", p.name, other.source), "rename one of them; a user file may override a built-in, not another user file"));
         }
         if let (Some(k), Some(off)) = (p.hotkey, p.hotkey_offset) {
