@@ -12,7 +12,7 @@ use ratatui::widgets::Widget;
 /// Levels below this many dB under full scale draw nothing.
 const FLOOR_DB: f32 = 54.0;
 const EIGHTHS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-const SHADES: [char; 9] = [' ', '░', '░', '▒', '▒', '▓', '▓', '█', '█'];
+const SHADES: [char; 9] = [' ', ' ', '░', '░', '▒', '▒', '▓', '▓', '█'];
 const DOTS: [char; 9] = [' ', '⡀', '⣀', '⣄', '⣤', '⣦', '⣶', '⣷', '⣿'];
 
 /// A cell filled `eighths`/8, in the persona's visualizer style.
