@@ -141,6 +141,11 @@ impl UiState {
         }
     }
 
+    /// The voice loader this state resolves weights with (tests drive it).
+    pub fn clone_voices(&self) -> Option<crate::persona::voices::VoiceLoader> {
+        self.voices.clone()
+    }
+
     /// Whether the engine failed and waits for `r`.
     pub fn failed(&self) -> bool {
         self.phase == Phase::Failed
