@@ -71,3 +71,17 @@ fn the_default_persona_looks_exactly_as_before_personas() {
     let (ta, tb) = (draw(&mut a.state, 80, 24), draw(&mut b.state, 80, 24));
     assert_eq!(ta.backend().buffer(), tb.backend().buffer());
 }
+
+#[test]
+fn p_opens_the_persona_card_with_its_prompt_and_every_key() {
+    let mut s = listening_from(Scene::as_persona(1));
+    s.app(assistant::ui::AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('p'))));
+    let t = draw(&mut s.state, 80, 24);
+    insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!("persona_card_80x24", t.backend());
+    });
+    let text = screen(t.backend().buffer());
+    assert!(text.contains("You are JARVIS") && text.contains("F6 Sage") && text.contains("top-k 120"), "{text}");
+    s.app(assistant::ui::AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Esc)));
+    assert!(!s.state.card, "Esc closes it");
+}

@@ -43,6 +43,9 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
         widgets::visualizer::render(state, v, buf);
     }
     widgets::status::render(state, density, status, buf);
+    if state.card {
+        widgets::card::render(state, area, buf);
+    }
     if state.help {
         widgets::help::render(state, area, buf);
     }

@@ -174,6 +174,8 @@ pub struct UiState {
     pending_mic: f32,
     pending_out: f32,
     pub help: bool,
+    /// The persona card is open.
+    pub card: bool,
     /// Every persona, in cycling order, and the active one.
     pub personas: Arc<Vec<Persona>>,
     pub active: usize,
@@ -223,6 +225,7 @@ impl UiState {
             pending_mic: 0.0,
             pending_out: 0.0,
             help: false,
+            card: false,
             personas: ctx.personas.clone(),
             active,
             visualizer: p.visualizer,
@@ -357,8 +360,12 @@ impl UiState {
                 self.help = !self.help;
                 Update::redraw()
             }
+            Action::TogglePersonaCard => {
+                self.card = !self.card;
+                Update::redraw()
+            }
             Action::CloseOverlay => {
-                let was = std::mem::replace(&mut self.help, false);
+                let was = std::mem::replace(&mut self.help, false) | std::mem::replace(&mut self.card, false);
                 Update {
                     redraw: was,
                     effect: None,
