@@ -19,7 +19,8 @@ fn each_builtin_persona_at_80x24_in_its_own_colours() {
         });
         let th = &p.theme;
         // Header: the persona's name in its primary colour, bold, on its background.
-        let (x, y) = find(buf, &format!(" {}  ", p.name)).unwrap_or_else(|| panic!("{} not in the header:\n{}", p.name, screen(buf)));
+        let (x, y) = find(buf, &format!(" {}  ", p.name))
+            .unwrap_or_else(|| panic!("{} not in the header:\n{}", p.name, screen(buf)));
         assert_eq!(y, 0, "{}: the name is on the header row", p.name);
         for dx in 0..p.name.chars().count() as u16 {
             let c = &buf[(x + 1 + dx, 0)];
@@ -27,7 +28,12 @@ fn each_builtin_persona_at_80x24_in_its_own_colours() {
             assert!(c.modifier.contains(Modifier::BOLD));
         }
         for col in 0..80 {
-            assert_eq!(buf[(col, 0)].bg, th.background, "{}: header background at column {col}", p.name);
+            assert_eq!(
+                buf[(col, 0)].bg,
+                th.background,
+                "{}: header background at column {col}",
+                p.name
+            );
         }
         // The state badge (speaking) is the persona's colour too.
         let (sx, sy) = find(buf, "◆ speaking").unwrap();
@@ -37,7 +43,11 @@ fn each_builtin_persona_at_80x24_in_its_own_colours() {
         assert_eq!((my, buf[(mx, my)].fg), (0, th.dim), "{}", p.name);
         // Plain text takes the persona's text colour; the feed border its style.
         let (ax, ay) = find(buf, "audio in").unwrap();
-        let want_text = if th.text == Color::Reset { Color::Reset } else { th.text };
+        let want_text = if th.text == Color::Reset {
+            Color::Reset
+        } else {
+            th.text
+        };
         assert_eq!(buf[(ax, ay)].fg, want_text, "{}: body text", p.name);
         let corner = match th.border {
             BorderStyle::Plain => "┌",
@@ -45,7 +55,8 @@ fn each_builtin_persona_at_80x24_in_its_own_colours() {
             BorderStyle::Double => "╔",
             BorderStyle::Thick => "┏",
         };
-        let (_, fy) = find(buf, &format!("{corner} activity")).unwrap_or_else(|| panic!("{}: {corner} border:\n{}", p.name, screen(buf)));
+        let (_, fy) = find(buf, &format!("{corner} activity"))
+            .unwrap_or_else(|| panic!("{}: {corner} border:\n{}", p.name, screen(buf)));
         assert!(fy > 0);
         // The visualizer draws in the persona's style.
         let full = match p.visualizer {
@@ -54,10 +65,30 @@ fn each_builtin_persona_at_80x24_in_its_own_colours() {
             VisualizerStyle::Dots => '⣿',
         };
         let drawn: String = rows(buf).concat();
-        let foreign = ['▇', '▒', '⣶'].into_iter().filter(|c| !matches!((p.visualizer, c), (VisualizerStyle::Bars, '▇') | (VisualizerStyle::Shade, '▒') | (VisualizerStyle::Dots, '⣶')));
-        assert!(drawn.contains(full) || drawn.contains(match p.visualizer { VisualizerStyle::Bars => '▇', VisualizerStyle::Shade => '▒', VisualizerStyle::Dots => '⣶' }), "{}: visualizer style:\n{drawn}", p.name);
+        let foreign = ['▇', '▒', '⣶'].into_iter().filter(|c| {
+            !matches!(
+                (p.visualizer, c),
+                (VisualizerStyle::Bars, '▇')
+                    | (VisualizerStyle::Shade, '▒')
+                    | (VisualizerStyle::Dots, '⣶')
+            )
+        });
+        assert!(
+            drawn.contains(full)
+                || drawn.contains(match p.visualizer {
+                    VisualizerStyle::Bars => '▇',
+                    VisualizerStyle::Shade => '▒',
+                    VisualizerStyle::Dots => '⣶',
+                }),
+            "{}: visualizer style:\n{drawn}",
+            p.name
+        );
         for c in foreign {
-            assert!(!drawn.contains(c), "{}: {c} belongs to another visualizer style", p.name);
+            assert!(
+                !drawn.contains(c),
+                "{}: {c} belongs to another visualizer style",
+                p.name
+            );
         }
     }
 }
@@ -75,13 +106,20 @@ fn the_default_persona_looks_exactly_as_before_personas() {
 #[test]
 fn p_opens_the_persona_card_with_its_prompt_and_every_key() {
     let mut s = listening_from(Scene::as_persona(1));
-    s.app(assistant::ui::AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('p'))));
+    s.app(assistant::ui::AppEvent::Key(
+        ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('p')),
+    ));
     let t = draw(&mut s.state, 80, 24);
     insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
         insta::assert_snapshot!("persona_card_80x24", t.backend());
     });
     let text = screen(t.backend().buffer());
-    assert!(text.contains("You are JARVIS") && text.contains("F6 Sage") && text.contains("top-k 120"), "{text}");
-    s.app(assistant::ui::AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Esc)));
+    assert!(
+        text.contains("You are JARVIS") && text.contains("F6 Sage") && text.contains("top-k 120"),
+        "{text}"
+    );
+    s.app(assistant::ui::AppEvent::Key(
+        ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Esc),
+    ));
     assert!(!s.state.card, "Esc closes it");
 }

@@ -119,7 +119,10 @@ fn ready(r: &Running) {
     });
     // A model from the engine's own loader gets the active persona's sampling.
     match r.command() {
-        Command::SetSampling(s) => assert_eq!((s.temperature, s.text_temperature, s.top_k), (0.8, 0.7, 250)),
+        Command::SetSampling(s) => assert_eq!(
+            (s.temperature, s.text_temperature, s.top_k),
+            (0.8, 0.7, 250)
+        ),
         other => panic!("expected SetSampling, got {other:?}"),
     }
 }
@@ -313,11 +316,24 @@ fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
     let (journal_tx, journal_rx) = unbounded();
     let loader = VoiceLoader::new(
         Weights::Repo(MOSHIKO.into()),
-        Arc::new(|w: &Weights, _s: &assistant::engine::Sampling, progress: &mut dyn FnMut(LoadProgress)| {
-            progress(LoadProgress { stage: "model.q8.gguf".into(), done: 1, total: 1, unit: ProgressUnit::Bytes, elapsed_s: 0.01 });
-            assert_eq!(*w, Weights::Repo(MOSHIKA.into()));
-            Ok(Box::new(assistant::engine::loopback::Loopback::new(24_000, 1920)) as Box<dyn assistant::engine::DuplexModel>)
-        }),
+        Arc::new(
+            |w: &Weights,
+             _s: &assistant::engine::Sampling,
+             progress: &mut dyn FnMut(LoadProgress)| {
+                progress(LoadProgress {
+                    stage: "model.q8.gguf".into(),
+                    done: 1,
+                    total: 1,
+                    unit: ProgressUnit::Bytes,
+                    elapsed_s: 0.01,
+                });
+                assert_eq!(*w, Weights::Repo(MOSHIKA.into()));
+                Ok(
+                    Box::new(assistant::engine::loopback::Loopback::new(24_000, 1920))
+                        as Box<dyn assistant::engine::DuplexModel>,
+                )
+            },
+        ),
     );
     let r = start_with(80, 24, |ctx| {
         ctx.events = Some(journal_tx);
@@ -328,10 +344,16 @@ fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
     r.key(KeyCode::F(3));
     r.wait_for("GLaDOS");
     match r.command() {
-        Command::SetSampling(s) => assert_eq!((s.temperature, s.text_temperature, s.top_k), (1.0, 0.9, 400)),
+        Command::SetSampling(s) => assert_eq!(
+            (s.temperature, s.text_temperature, s.top_k),
+            (1.0, 0.9, 400)
+        ),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(r.command(), Command::Reset), "a greeting persona starts a fresh conversation");
+    assert!(
+        matches!(r.command(), Command::Reset),
+        "a greeting persona starts a fresh conversation"
+    );
     // The loader thread hands the engine the new voice.
     match r.command() {
         Command::SwapModel(m) => assert_eq!(m.info().name, "loopback"),
@@ -342,7 +364,15 @@ fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
     while let Ok(ev) = journal_rx.recv_timeout(Duration::from_millis(500)) {
         got.push(ev);
     }
-    assert!(matches!(&got[0], EngineEvent::PersonaSwitched { name } if name == "GLaDOS"), "{got:?}");
-    assert!(got.iter().any(|e| matches!(e, EngineEvent::Loading(p) if p.stage == "GLaDOS's voice: model.q8.gguf")), "{got:?}");
+    assert!(
+        matches!(&got[0], EngineEvent::PersonaSwitched { name } if name == "GLaDOS"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(
+            |e| matches!(e, EngineEvent::Loading(p) if p.stage == "GLaDOS's voice: model.q8.gguf")
+        ),
+        "{got:?}"
+    );
     r.finish();
 }

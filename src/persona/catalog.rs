@@ -80,38 +80,84 @@ impl Catalog {
             let label = format!("builtin:{file}");
             match parse(&label, text, None) {
                 Ok(p) => {
-                    c.entries.push(Entry { source: Source::Builtin(file), name: Some(p.name.clone()), hotkey: p.hotkey, error: None, overrides: false, overridden: false });
+                    c.entries.push(Entry {
+                        source: Source::Builtin(file),
+                        name: Some(p.name.clone()),
+                        hotkey: p.hotkey,
+                        error: None,
+                        overrides: false,
+                        overridden: false,
+                    });
                     c.personas.push(p);
                 }
                 // A test keeps this from happening; if it did, the app still runs.
-                Err(e) => c.entries.push(Entry { source: Source::Builtin(file), name: None, hotkey: None, error: Some(e), overrides: false, overridden: false }),
+                Err(e) => c.entries.push(Entry {
+                    source: Source::Builtin(file),
+                    name: None,
+                    hotkey: None,
+                    error: Some(e),
+                    overrides: false,
+                    overridden: false,
+                }),
             }
         }
         let Some(dir) = user else { return c };
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect(),
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
             Err(_) => return c,
         };
         files.sort();
         for path in files {
             let outcome = c.check_file(&path).map(|p| {
-                let at = c.personas.iter().position(|q| q.name.eq_ignore_ascii_case(&p.name));
+                let at = c
+                    .personas
+                    .iter()
+                    .position(|q| q.name.eq_ignore_ascii_case(&p.name));
                 (p, at)
             });
             let source = Source::User(path.clone());
             match outcome {
                 Ok((p, Some(i))) => {
-                    for e in c.entries.iter_mut().filter(|e| e.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&p.name))) {
+                    for e in c.entries.iter_mut().filter(|e| {
+                        e.name
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(&p.name))
+                    }) {
                         e.overridden = true;
                     }
-                    c.entries.push(Entry { source, name: Some(p.name.clone()), hotkey: p.hotkey, error: None, overrides: true, overridden: false });
+                    c.entries.push(Entry {
+                        source,
+                        name: Some(p.name.clone()),
+                        hotkey: p.hotkey,
+                        error: None,
+                        overrides: true,
+                        overridden: false,
+                    });
                     c.personas[i] = p;
                 }
                 Ok((p, None)) => {
-                    c.entries.push(Entry { source, name: Some(p.name.clone()), hotkey: p.hotkey, error: None, overrides: false, overridden: false });
+                    c.entries.push(Entry {
+                        source,
+                        name: Some(p.name.clone()),
+                        hotkey: p.hotkey,
+                        error: None,
+                        overrides: false,
+                        overridden: false,
+                    });
                     c.personas.push(p);
                 }
-                Err(e) => c.entries.push(Entry { source, name: None, hotkey: None, error: Some(e), overrides: false, overridden: false }),
+                Err(e) => c.entries.push(Entry {
+                    source,
+                    name: None,
+                    hotkey: None,
+                    error: Some(e),
+                    overrides: false,
+                    overridden: false,
+                }),
             }
         }
         c
@@ -133,19 +179,49 @@ impl Catalog {
 
     fn check(&self, path: &Path, names_must_be_new: bool) -> Result<Persona, PersonaError> {
         let label = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PersonaError { file: label.clone(), line: 1, column: 1, message: format!("cannot read the file: {e}"), hint: "check the path and its permissions".into() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PersonaError {
+            file: label.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the file: {e}"),
+            hint: "check the path and its permissions".into(),
+        })?;
         let p = parse(&label, &text, path.parent())?;
-        if let Some(other) = self.personas.iter().find(|q| names_must_be_new && q.name.eq_ignore_ascii_case(&p.name) && !q.source.starts_with("builtin:") && q.source != label) {
-            return Err(PersonaError::at(&label, &text, 0, format!("persona {:?} is already defined in {}", p.name, other.source), "rename one of them; a user file may override a built-in, not another user file"));
+        if let Some(other) = self.personas.iter().find(|q| {
+            names_must_be_new
+                && q.name.eq_ignore_ascii_case(&p.name)
+                && !q.source.starts_with("builtin:")
+                && q.source != label
+        }) {
+            return Err(PersonaError::at(
+                &label,
+                &text,
+                0,
+                format!(
+                    "persona {:?} is already defined in {}",
+                    p.name, other.source
+                ),
+                "rename one of them; a user file may override a built-in, not another user file",
+            ));
         }
         if let (Some(k), Some(off)) = (p.hotkey, p.hotkey_offset) {
-            if let Some(other) = self.personas.iter().find(|q| q.hotkey == Some(k) && !q.name.eq_ignore_ascii_case(&p.name) && q.source != label) {
+            if let Some(other) = self.personas.iter().find(|q| {
+                q.hotkey == Some(k) && !q.name.eq_ignore_ascii_case(&p.name) && q.source != label
+            }) {
                 return Err(PersonaError::at(
                     &label,
                     &text,
                     off,
-                    format!("hotkey {} is already {}'s ({})", hotkey_label(Some(k)), other.name, other.source),
-                    format!("pick a free key ({}) or remove the hotkey line", self.free_hotkeys()),
+                    format!(
+                        "hotkey {} is already {}'s ({})",
+                        hotkey_label(Some(k)),
+                        other.name,
+                        other.source
+                    ),
+                    format!(
+                        "pick a free key ({}) or remove the hotkey line",
+                        self.free_hotkeys()
+                    ),
                 ));
             }
         }
@@ -153,7 +229,10 @@ impl Catalog {
     }
 
     fn free_hotkeys(&self) -> String {
-        let free: Vec<String> = (1..=12u8).filter(|k| !self.personas.iter().any(|p| p.hotkey == Some(*k))).map(|k| format!("F{k}")).collect();
+        let free: Vec<String> = (1..=12u8)
+            .filter(|k| !self.personas.iter().any(|p| p.hotkey == Some(*k)))
+            .map(|k| format!("F{k}"))
+            .collect();
         if free.is_empty() {
             "none is free".into()
         } else {
@@ -163,16 +242,29 @@ impl Catalog {
 
     /// Warnings for files that were skipped.
     pub fn warnings(&self) -> Vec<String> {
-        self.entries.iter().filter_map(|e| e.error.as_ref().map(|er| format!("persona file skipped: {}", er.one_line()))).collect()
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                e.error
+                    .as_ref()
+                    .map(|er| format!("persona file skipped: {}", er.one_line()))
+            })
+            .collect()
     }
 
     /// A persona by name, ignoring case.
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.personas.iter().position(|p| p.name.eq_ignore_ascii_case(name.trim()))
+        self.personas
+            .iter()
+            .position(|p| p.name.eq_ignore_ascii_case(name.trim()))
     }
 
     pub fn names(&self) -> String {
-        self.personas.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.personas
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The listing `assistant personas` prints.
@@ -187,7 +279,14 @@ impl Catalog {
                 (None, false, true) => "override",
                 (None, false, false) => "ok",
             };
-            let _ = writeln!(out, "{:<4} {:<10} {:<8} {}", hotkey_label(e.hotkey), e.name.as_deref().unwrap_or("?"), status, e.source.describe());
+            let _ = writeln!(
+                out,
+                "{:<4} {:<10} {:<8} {}",
+                hotkey_label(e.hotkey),
+                e.name.as_deref().unwrap_or("?"),
+                status,
+                e.source.describe()
+            );
             if let Some(err) = &e.error {
                 for line in err.to_string().lines() {
                     let _ = writeln!(out, "       {line}");

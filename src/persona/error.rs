@@ -15,7 +15,11 @@ pub struct PersonaError {
 
 impl fmt::Display for PersonaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}\n  hint: {}", self.file, self.line, self.column, self.message, self.hint)
+        write!(
+            f,
+            "{}:{}:{}: {}\n  hint: {}",
+            self.file, self.line, self.column, self.message, self.hint
+        )
     }
 }
 
@@ -23,14 +27,29 @@ impl std::error::Error for PersonaError {}
 
 impl PersonaError {
     /// An error at byte `offset` of `text`.
-    pub fn at(file: &str, text: &str, offset: usize, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn at(
+        file: &str,
+        text: &str,
+        offset: usize,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         let (line, column) = line_col(text, offset);
-        Self { file: file.into(), line, column, message: message.into(), hint: hint.into() }
+        Self {
+            file: file.into(),
+            line,
+            column,
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
 
     /// One line for a feed entry or a listing.
     pub fn one_line(&self) -> String {
-        format!("{}:{}:{}: {} (hint: {})", self.file, self.line, self.column, self.message, self.hint)
+        format!(
+            "{}:{}:{}: {} (hint: {})",
+            self.file, self.line, self.column, self.message, self.hint
+        )
     }
 }
 

@@ -56,30 +56,58 @@ struct RawVoice {
     top_k: Option<Spanned<i64>>,
 }
 
-const COLOUR_HINT: &str = "use a colour name (cyan, light-red, dark-gray, reset), #rrggbb, or an index 0-255";
+const COLOUR_HINT: &str =
+    "use a colour name (cyan, light-red, dark-gray, reset), #rrggbb, or an index 0-255";
 
 /// Parse and check one persona file's text. `file` names it in errors; `dir`
 /// anchors a relative `voice.weights` directory.
 pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, PersonaError> {
     let raw: RawPersona = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
-    let err = |span: std::ops::Range<usize>, msg: String, hint: &str| PersonaError::at(file, text, span.start, msg, hint);
+    let err = |span: std::ops::Range<usize>, msg: String, hint: &str| {
+        PersonaError::at(file, text, span.start, msg, hint)
+    };
 
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
-        return Err(err(raw.name.span(), "`name` is empty".into(), "give the persona a name, e.g. name = \"Jarvis\""));
+        return Err(err(
+            raw.name.span(),
+            "`name` is empty".into(),
+            "give the persona a name, e.g. name = \"Jarvis\"",
+        ));
     }
     let hotkey = match &raw.hotkey {
         None => None,
-        Some(h) => Some(parse_hotkey(h.get_ref()).ok_or_else(|| err(h.span(), format!("hotkey {:?} is not a function key", h.get_ref()), "use one of F1 to F12, e.g. hotkey = \"F7\""))?),
+        Some(h) => Some(parse_hotkey(h.get_ref()).ok_or_else(|| {
+            err(
+                h.span(),
+                format!("hotkey {:?} is not a function key", h.get_ref()),
+                "use one of F1 to F12, e.g. hotkey = \"F7\"",
+            )
+        })?),
     };
     let colour = |s: &Spanned<String>, field: &str| -> Result<Color, PersonaError> {
-        s.get_ref().parse::<Color>().map_err(|_| err(s.span(), format!("theme.{field}: {:?} is not a colour", s.get_ref()), COLOUR_HINT))
+        s.get_ref().parse::<Color>().map_err(|_| {
+            err(
+                s.span(),
+                format!("theme.{field}: {:?} is not a colour", s.get_ref()),
+                COLOUR_HINT,
+            )
+        })
     };
-    let optional = |s: &Option<Spanned<String>>, field: &str, default: Color| -> Result<Color, PersonaError> { s.as_ref().map_or(Ok(default), |s| colour(s, field)) };
+    let optional =
+        |s: &Option<Spanned<String>>, field: &str, default: Color| -> Result<Color, PersonaError> {
+            s.as_ref().map_or(Ok(default), |s| colour(s, field))
+        };
     let t = &raw.theme;
     let border = match &t.border {
         None => BorderStyle::Plain,
-        Some(b) => BorderStyle::parse(b.get_ref()).ok_or_else(|| err(b.span(), format!("theme.border: {:?} is not a border style", b.get_ref()), "use plain, rounded, double or thick"))?,
+        Some(b) => BorderStyle::parse(b.get_ref()).ok_or_else(|| {
+            err(
+                b.span(),
+                format!("theme.border: {:?} is not a border style", b.get_ref()),
+                "use plain, rounded, double or thick",
+            )
+        })?,
     };
     let theme = PersonaTheme {
         primary: colour(&t.primary, "primary")?,
@@ -100,24 +128,53 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
     let temp = |s: &Option<Spanned<f64>>, field: &str, default: f64| -> Result<f64, PersonaError> {
         match s {
             None => Ok(default),
-            Some(s) if s.get_ref().is_finite() && (0.0..=5.0).contains(s.get_ref()) => Ok(*s.get_ref()),
-            Some(s) => Err(err(s.span(), format!("voice.{field} = {} is out of range", s.get_ref()), "use a temperature from 0 (greedy) to 5; around 0.7 is usual")),
+            Some(s) if s.get_ref().is_finite() && (0.0..=5.0).contains(s.get_ref()) => {
+                Ok(*s.get_ref())
+            }
+            Some(s) => Err(err(
+                s.span(),
+                format!("voice.{field} = {} is out of range", s.get_ref()),
+                "use a temperature from 0 (greedy) to 5; around 0.7 is usual",
+            )),
         }
     };
     let top_k = match &v.top_k {
         None => d.top_k,
         Some(k) if (1..=100_000).contains(k.get_ref()) => *k.get_ref() as usize,
-        Some(k) => return Err(err(k.span(), format!("voice.top_k = {} is out of range", k.get_ref()), "use a whole number from 1 up; 250 is Moshi's usual")),
+        Some(k) => {
+            return Err(err(
+                k.span(),
+                format!("voice.top_k = {} is out of range", k.get_ref()),
+                "use a whole number from 1 up; 250 is Moshi's usual",
+            ))
+        }
     };
     let weights = match &v.weights {
         None => Weights::Default,
-        Some(w) => Weights::parse(w.get_ref(), dir).ok_or_else(|| err(w.span(), "voice.weights is empty".into(), "use default, moshiko, moshika, demo, hf:OWNER/REPO or a model directory"))?,
+        Some(w) => Weights::parse(w.get_ref(), dir).ok_or_else(|| {
+            err(
+                w.span(),
+                "voice.weights is empty".into(),
+                "use default, moshiko, moshika, demo, hf:OWNER/REPO or a model directory",
+            )
+        })?,
     };
-    let voice = Voice { weights, temperature: temp(&v.temperature, "temperature", d.temperature)?, text_temperature: temp(&v.text_temperature, "text_temperature", d.text_temperature)?, top_k };
+    let voice = Voice {
+        weights,
+        temperature: temp(&v.temperature, "temperature", d.temperature)?,
+        text_temperature: temp(&v.text_temperature, "text_temperature", d.text_temperature)?,
+        top_k,
+    };
 
     let visualizer = match &raw.visualizer {
         None => VisualizerStyle::Bars,
-        Some(s) => VisualizerStyle::parse(s.get_ref()).ok_or_else(|| err(s.span(), format!("visualizer {:?} is not a style", s.get_ref()), "use bars, shade or dots"))?,
+        Some(s) => VisualizerStyle::parse(s.get_ref()).ok_or_else(|| {
+            err(
+                s.span(),
+                format!("visualizer {:?} is not a style", s.get_ref()),
+                "use bars, shade or dots",
+            )
+        })?,
     };
     Ok(Persona {
         name,

@@ -109,7 +109,12 @@ pub struct Voice {
 impl Voice {
     /// The sampling this voice asks for; the seed stays the run's.
     pub fn sampling(&self, seed: u64) -> Sampling {
-        Sampling { temperature: self.temperature, text_temperature: self.text_temperature, top_k: self.top_k, seed }
+        Sampling {
+            temperature: self.temperature,
+            text_temperature: self.text_temperature,
+            top_k: self.top_k,
+            seed,
+        }
     }
 }
 

@@ -19,7 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
 /// Builds a model for some weights with some sampling, reporting progress.
-pub type LoadFn = dyn Fn(&Weights, &Sampling, &mut dyn FnMut(LoadProgress)) -> Result<Box<dyn DuplexModel>, LoadFailure> + Send + Sync;
+pub type LoadFn = dyn Fn(
+        &Weights,
+        &Sampling,
+        &mut dyn FnMut(LoadProgress),
+    ) -> Result<Box<dyn DuplexModel>, LoadFailure>
+    + Send
+    + Sync;
 
 #[derive(Clone)]
 pub struct VoiceLoader {
@@ -38,7 +44,11 @@ impl std::fmt::Debug for VoiceLoader {
 
 impl VoiceLoader {
     pub fn new(default: Weights, load: Arc<LoadFn>) -> Self {
-        Self { load, default, wanted: Arc::new(AtomicU64::new(0)) }
+        Self {
+            load,
+            default,
+            wanted: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The weights a persona's voice really names in this run.
@@ -57,35 +67,60 @@ impl VoiceLoader {
     /// Load `weights` on a loader thread. Progress goes to `events` as
     /// `Loading`; the model goes to the engine as `SwapModel` (the engine then
     /// says `ModelReady`); a failure comes back as `VoiceFailed`.
-    pub fn start(&self, id: u64, persona: String, weights: Weights, sampling: Sampling, events: Sender<EngineEvent>, commands: Sender<Command>) {
+    pub fn start(
+        &self,
+        id: u64,
+        persona: String,
+        weights: Weights,
+        sampling: Sampling,
+        events: Sender<EngineEvent>,
+        commands: Sender<Command>,
+    ) {
         self.wanted.store(id, SeqCst);
         let (load, wanted) = (self.load.clone(), self.wanted.clone());
         let stage_prefix = format!("{persona}'s voice: ");
         let fail_events = events.clone();
         let fail_persona = persona.clone();
-        let spawned = std::thread::Builder::new().name("voice-loader".into()).spawn(move || {
-            let mut progress = |mut p: LoadProgress| {
-                if wanted.load(SeqCst) == id {
-                    p.stage = format!("{stage_prefix}{}", p.stage);
-                    let _ = events.send(EngineEvent::Loading(p));
+        let spawned = std::thread::Builder::new()
+            .name("voice-loader".into())
+            .spawn(move || {
+                let mut progress = |mut p: LoadProgress| {
+                    if wanted.load(SeqCst) == id {
+                        p.stage = format!("{stage_prefix}{}", p.stage);
+                        let _ = events.send(EngineEvent::Loading(p));
+                    }
+                };
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    load(&weights, &sampling, &mut progress)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(LoadFailure {
+                        message: "loading the voice panicked".into(),
+                        remedy: "see the log file".into(),
+                    })
+                });
+                if wanted.load(SeqCst) != id {
+                    return; // another persona was picked meanwhile
                 }
-            };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&weights, &sampling, &mut progress)))
-                .unwrap_or_else(|_| Err(LoadFailure { message: "loading the voice panicked".into(), remedy: "see the log file".into() }));
-            if wanted.load(SeqCst) != id {
-                return; // another persona was picked meanwhile
-            }
-            match result {
-                Ok(model) => {
-                    let _ = commands.send(Command::SwapModel(model));
+                match result {
+                    Ok(model) => {
+                        let _ = commands.send(Command::SwapModel(model));
+                    }
+                    Err(f) => {
+                        let _ = events.send(EngineEvent::VoiceFailed {
+                            persona,
+                            error: f.message,
+                            remedy: f.remedy,
+                        });
+                    }
                 }
-                Err(f) => {
-                    let _ = events.send(EngineEvent::VoiceFailed { persona, error: f.message, remedy: f.remedy });
-                }
-            }
-        });
+            });
         if let Err(e) = spawned {
-            let _ = fail_events.send(EngineEvent::VoiceFailed { persona: fail_persona, error: format!("cannot start a loader thread: {e}"), remedy: "free some memory and try again".into() });
+            let _ = fail_events.send(EngineEvent::VoiceFailed {
+                persona: fail_persona,
+                error: format!("cannot start a loader thread: {e}"),
+                remedy: "free some memory and try again".into(),
+            });
         }
     }
 }

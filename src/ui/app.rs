@@ -222,11 +222,20 @@ impl<B: Backend> MainLoop<'_, B> {
             let _ = commands.send(Command::Reset);
         }
         if let Some(events) = &self.ctx.events {
-            let _ = events.send(EngineEvent::PersonaSwitched { name: s.name.clone() });
+            let _ = events.send(EngineEvent::PersonaSwitched {
+                name: s.name.clone(),
+            });
         }
         if let Some(voices) = &self.ctx.voices {
             match (s.load, &self.ctx.events) {
-                (Some(weights), Some(events)) => voices.start(s.id, s.name, weights, s.sampling, events.clone(), commands.clone()),
+                (Some(weights), Some(events)) => voices.start(
+                    s.id,
+                    s.name,
+                    weights,
+                    s.sampling,
+                    events.clone(),
+                    commands.clone(),
+                ),
                 _ => voices.cancel(s.id),
             }
         }

@@ -83,7 +83,10 @@ struct RenderTimes {
 fn quiet_context() -> UiContext {
     UiContext {
         no_color: false,
-        ..UiContext::new(Arc::new(Meters::default()), Some("/tmp/assistant.log".into()))
+        ..UiContext::new(
+            Arc::new(Meters::default()),
+            Some("/tmp/assistant.log".into()),
+        )
     }
 }
 

@@ -29,11 +29,15 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
     };
     let args = &start.args;
     // Read before this session's journal exists, which would be the newest.
-    let resume = args.resume.then(|| session::last_transcript(&sessions_dir())).flatten().map(|(s, turns)| Resume {
-        started: s.started,
-        persona: s.persona,
-        turns,
-    });
+    let resume = args
+        .resume
+        .then(|| session::last_transcript(&sessions_dir()))
+        .flatten()
+        .map(|(s, turns)| Resume {
+            started: s.started,
+            persona: s.persona,
+            turns,
+        });
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -62,7 +66,10 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         let _ = ev_tx.send(EngineEvent::warning(w, Some("fix the file (`assistant personas check FILE` shows where); the other personas work".into())));
     }
     if args.resume && resume.is_none() {
-        let _ = ev_tx.send(EngineEvent::info(format!("--resume: no earlier session in {}", sessions_dir().display())));
+        let _ = ev_tx.send(EngineEvent::info(format!(
+            "--resume: no earlier session in {}",
+            sessions_dir().display()
+        )));
     }
     let persona_name = start.catalog.personas[start.index].name.clone();
     let input_desc = format!("{:?}", wired.input);
@@ -77,7 +84,10 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         persona: start.index,
         events: Some(ev_tx),
         voices: crate::app::voice_loader_for(original),
-        seed: args.model.seed.unwrap_or(crate::engine::Sampling::default().seed),
+        seed: args
+            .model
+            .seed
+            .unwrap_or(crate::engine::Sampling::default().seed),
         resume,
         ..UiContext::new(meters, Some(log_path.to_path_buf()))
     };

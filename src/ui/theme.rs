@@ -3,8 +3,8 @@
 
 use crate::engine::events::Severity;
 use crate::persona::{BorderStyle, PersonaTheme};
-use ratatui::widgets::BorderType;
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::BorderType;
 
 /// Who a line or a bar belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod persona;
-pub use persona::{PendingVoice, Switch};
 use crate::persona::voices::VoiceLoader;
 use crate::persona::{Persona, VisualizerStyle, Weights};
+pub use persona::{PendingVoice, Switch};
 
 /// A change in resident memory this large gets a feed line.
 pub const MEMORY_REPORT_STEP: u64 = 100 * 1024 * 1024;
@@ -326,7 +326,11 @@ impl UiState {
                     None => self.memory_reported = Some(bytes),
                     Some(last) if bytes.abs_diff(last) > MEMORY_REPORT_STEP => {
                         let sign = if bytes > last { "+" } else { "−" };
-                        let text = format!("memory: {} resident ({sign}{} since the last report)", format::bytes(bytes), format::bytes(bytes.abs_diff(last)));
+                        let text = format!(
+                            "memory: {} resident ({sign}{} since the last report)",
+                            format::bytes(bytes),
+                            format::bytes(bytes.abs_diff(last))
+                        );
                         self.note(EntryKind::Notice(Severity::Info), text, None);
                         self.memory_reported = Some(bytes);
                         changed = true;
@@ -365,7 +369,8 @@ impl UiState {
                 Update::redraw()
             }
             Action::CloseOverlay => {
-                let was = std::mem::replace(&mut self.help, false) | std::mem::replace(&mut self.card, false);
+                let was = std::mem::replace(&mut self.help, false)
+                    | std::mem::replace(&mut self.card, false);
                 Update {
                     redraw: was,
                     effect: None,
@@ -375,13 +380,19 @@ impl UiState {
             Action::ScrollDown(s) => self.scrolled(|f| f.scroll_down(rows(s), width, height)),
             Action::ScrollTop => self.scrolled(|f| f.scroll_to_top(width, height)),
             Action::ScrollBottom => self.scrolled(Feed::follow),
-            Action::Persona(key) => match self.personas.iter().position(|p| p.hotkey == Some(key)) {
-                Some(i) => self.switch_to(i),
-                None => {
-                    self.note(EntryKind::Notice(Severity::Info), format!("no persona on F{key}"), Some("`assistant personas` lists them and their keys".into()));
-                    Update::redraw()
+            Action::Persona(key) => {
+                match self.personas.iter().position(|p| p.hotkey == Some(key)) {
+                    Some(i) => self.switch_to(i),
+                    None => {
+                        self.note(
+                            EntryKind::Notice(Severity::Info),
+                            format!("no persona on F{key}"),
+                            Some("`assistant personas` lists them and their keys".into()),
+                        );
+                        Update::redraw()
+                    }
                 }
-            },
+            }
             Action::NextPersona => self.switch_to((self.active + 1) % self.personas.len().max(1)),
             Action::PrevPersona => {
                 let n = self.personas.len().max(1);
@@ -448,7 +459,10 @@ impl UiState {
                 self.model = Some(info);
                 self.note(EntryKind::Success, text, None);
                 let effect = self.voice_ready();
-                return Update { redraw: true, effect };
+                return Update {
+                    redraw: true,
+                    effect,
+                };
             }
             EngineEvent::ModelFailed { error, remedy } => {
                 self.phase = Phase::Failed;
@@ -467,7 +481,11 @@ impl UiState {
             }
             // The UI noted the switch when it made it; this is the journal's copy.
             EngineEvent::PersonaSwitched { .. } => return Update::none(),
-            EngineEvent::VoiceFailed { persona, error, remedy } => return self.voice_failed(persona, error, remedy),
+            EngineEvent::VoiceFailed {
+                persona,
+                error,
+                remedy,
+            } => return self.voice_failed(persona, error, remedy),
             EngineEvent::Muted(m) => {
                 self.muted = m;
                 let text = if m {

@@ -56,7 +56,10 @@ impl UiState {
         if i >= self.personas.len() || (i == self.active && self.pending_voice.is_none()) {
             return Update::none();
         }
-        let previous = self.pending_voice.as_ref().map_or(self.active, |p| p.previous);
+        let previous = self
+            .pending_voice
+            .as_ref()
+            .map_or(self.active, |p| p.previous);
         self.show_persona(i);
         let id = self.next_voice_id;
         self.next_voice_id += 1;
@@ -65,7 +68,12 @@ impl UiState {
             (Some(v), Some(running)) => Some(v.resolve(&p.voice.weights)).filter(|w| w != running),
             _ => None,
         };
-        self.pending_voice = load.clone().map(|weights| super::PendingVoice { id, persona: i, previous, weights });
+        self.pending_voice = load.clone().map(|weights| super::PendingVoice {
+            id,
+            persona: i,
+            previous,
+            weights,
+        });
         let mut text = format!(
             "persona: {} ({}) — {} · temperature {} / text {} · top-k {}",
             p.name,
@@ -76,15 +84,30 @@ impl UiState {
             p.voice.top_k
         );
         if let Some(w) = &load {
-            text.push_str(&format!(" · loading its voice ({}) while this one keeps talking", w.describe()));
+            text.push_str(&format!(
+                " · loading its voice ({}) while this one keeps talking",
+                w.describe()
+            ));
         } else if self.voices.is_none() && p.voice.weights != Weights::Default {
-            text.push_str(&format!(" · its voice ({}) is not loaded: the command line pins the weights", p.voice.weights.describe()));
+            text.push_str(&format!(
+                " · its voice ({}) is not loaded: the command line pins the weights",
+                p.voice.weights.describe()
+            ));
         }
         if p.greeting {
             text.push_str(" · fresh conversation: it speaks first");
         }
         self.note(EntryKind::Persona, text, None);
-        Update::with(Effect::Persona(Switch { name: p.name.clone(), sampling: self.sampling_of(i), reset: p.greeting, load, id }), true)
+        Update::with(
+            Effect::Persona(Switch {
+                name: p.name.clone(),
+                sampling: self.sampling_of(i),
+                reset: p.greeting,
+                load,
+                id,
+            }),
+            true,
+        )
     }
 
     /// A model came up. From a persona's swap: its voice is speaking now.
@@ -100,26 +123,51 @@ impl UiState {
             }
             None => {
                 self.engine_weights = self.start_weights.clone();
-                Some(Effect::Send(Command::SetSampling(self.sampling_of(self.active))))
+                Some(Effect::Send(Command::SetSampling(
+                    self.sampling_of(self.active),
+                )))
             }
         }
     }
 
-    pub(super) fn voice_failed(&mut self, persona: String, error: String, remedy: String) -> Update {
-        let Some(p) = self.pending_voice.take().filter(|p| self.personas[p.persona].name == persona) else {
-            self.note(EntryKind::Notice(Severity::Warning), format!("{persona}'s voice did not load: {error}"), Some(remedy));
+    pub(super) fn voice_failed(
+        &mut self,
+        persona: String,
+        error: String,
+        remedy: String,
+    ) -> Update {
+        let Some(p) = self
+            .pending_voice
+            .take()
+            .filter(|p| self.personas[p.persona].name == persona)
+        else {
+            self.note(
+                EntryKind::Notice(Severity::Warning),
+                format!("{persona}'s voice did not load: {error}"),
+                Some(remedy),
+            );
             return Update::redraw();
         };
         self.show_persona(p.previous);
         let back = self.personas[p.previous].name.clone();
-        self.note(EntryKind::Notice(Severity::Warning), format!("{persona}'s voice did not load: {error}; staying with {back}"), Some(remedy));
-        Update::with(Effect::Send(Command::SetSampling(self.sampling_of(p.previous))), true)
+        self.note(
+            EntryKind::Notice(Severity::Warning),
+            format!("{persona}'s voice did not load: {error}; staying with {back}"),
+            Some(remedy),
+        );
+        Update::with(
+            Effect::Send(Command::SetSampling(self.sampling_of(p.previous))),
+            true,
+        )
     }
 
     /// The device supervisor's notices move the endpoints: "microphone lost: …"
     /// makes the state degraded, "microphone ready: NAME" ends it.
     pub(super) fn device_notice(&mut self, message: &str) {
-        for (what, slot) in [("microphone", &mut self.input), ("speaker", &mut self.output)] {
+        for (what, slot) in [
+            ("microphone", &mut self.input),
+            ("speaker", &mut self.output),
+        ] {
             if let Some(rest) = message.strip_prefix(what) {
                 if let Some(reason) = rest.strip_prefix(" lost: ") {
                     let reason = reason.split("; retrying").next().unwrap_or(reason);
@@ -134,10 +182,17 @@ impl UiState {
     /// `--resume`: the last session's turns, dimmed, above this session's.
     pub(super) fn show_resume(&mut self, r: &Resume) {
         let at = Duration::ZERO;
-        let head = format!("previous session {} ({}): {} turn(s)", r.started, r.persona, r.turns.len());
-        self.feed.push(FeedEntry::new(at, EntryKind::Previous, head));
+        let head = format!(
+            "previous session {} ({}): {} turn(s)",
+            r.started,
+            r.persona,
+            r.turns.len()
+        );
+        self.feed
+            .push(FeedEntry::new(at, EntryKind::Previous, head));
         for t in &r.turns {
-            self.feed.push(FeedEntry::new(at, EntryKind::Previous, t.clone()));
+            self.feed
+                .push(FeedEntry::new(at, EntryKind::Previous, t.clone()));
         }
     }
 

@@ -73,7 +73,8 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
                     break;
                 }
                 let cell = &mut buf[(start_x + i as u16, top + per - 1 - r)];
-                cell.set_char(glyph(state.visualizer, fill)).set_style(style);
+                cell.set_char(glyph(state.visualizer, fill))
+                    .set_style(style);
             }
         }
     }
