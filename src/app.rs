@@ -1,12 +1,13 @@
 //! Wiring a run from the command line: input, output, model loader, engine.
 //! Shared by the TUI and headless front-ends.
 
+use crate::audio::aec::EchoOptions;
 use crate::audio::device::DeviceError;
 use crate::audio::supervisor::{self, DeviceRequest, Supervisor};
 use crate::audio::meters::Meters;
 use crate::audio::source::{FilePacer, InputPort};
 use crate::audio::wav::{read_wav, WavSink};
-use crate::cli::{EngineKind, RunArgs};
+use crate::cli::{EngineKind, OnOff, RunArgs};
 use crate::engine::events::{Endpoint, EngineEvent};
 use crate::engine::loopback::Loopback;
 use crate::engine::runner::{EngineSetup, Loaded, LoadFailure, Loader};
@@ -108,6 +109,11 @@ pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, 
         None => None,
     };
 
+    // Echo is possible only when something is played to a speaker.
+    // The loopback engine measures the raw path: no mic path unless asked for.
+    let aec = args.aec.map_or(args.engine != EngineKind::Loopback, |a| a == OnOff::On);
+    let wanted = aec || args.half_duplex || args.aec.is_some();
+    let echo = speaker.as_ref().filter(|_| wanted).map(|_| EchoOptions { aec, half_duplex: args.half_duplex });
     let setup = EngineSetup {
         loader: loader_for(args),
         input: input_port,
@@ -118,6 +124,7 @@ pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, 
         meters,
         events,
         commands: commands.1,
+        echo,
     };
     Ok(Wired { setup, input: input_ep, output: output_ep, notices, streams })
 }

@@ -71,6 +71,7 @@ pub fn bench_audio(shared_audio: &Path) -> anyhow::Result<()> {
         meters: Arc::new(Meters::default()),
         events: ev_tx,
         commands: cmd_rx,
+        echo: None,
     };
     let t = Instant::now();
     let stats = runner::run(setup);
@@ -80,5 +81,6 @@ pub fn bench_audio(shared_audio: &Path) -> anyhow::Result<()> {
     println!("engine overhead outside the model (48 kHz stereo in: down-mix, resample, frame, events):");
     println!("  p50 {:.1} us, p99 {:.1} us over {} frames   (target p99 <= 1000 us)", over.p50 * 1000.0, over.p99 * 1000.0, stats.frames_out);
     println!("loopback file throughput: {input_s:.0} s of audio in {wall:.3} s = {:.0}x real time ({events} events)", input_s / wall);
+    crate::audio::aec::bench_aec();
     Ok(())
 }

@@ -20,6 +20,8 @@ pub enum Cmd {
     ExportDemo(ExportDemoArgs),
     /// Benchmarks that print figures.
     Bench(BenchArgs),
+    /// Run the echo canceller over a far-end/microphone WAV pair and print its figures.
+    Aec(AecArgs),
     /// List journalled sessions, or print one as Markdown.
     History(HistoryArgs),
     /// Check audio, compute backends, memory, weights, personas and paths.
@@ -95,6 +97,16 @@ pub struct RunArgs {
     /// The persona at start, by name (`assistant personas` lists them).
     #[arg(long, global = true, value_name = "NAME")]
     pub persona: Option<String>,
+    /// Echo cancellation on the microphone (toggle live with `e`) [default: on; off with
+    /// --engine loopback, which measures the raw audio path].
+    #[arg(long, global = true, value_enum, value_name = "on|off")]
+    pub aec: Option<OnOff>,
+    /// Close the microphone while the assistant speaks (for rooms where cancellation is not enough).
+    #[arg(long, global = true)]
+    pub half_duplex: bool,
+    /// Start with the microphone closed; Space opens and closes it.
+    #[arg(long, global = true)]
+    pub push_to_talk: bool,
     /// Reopen the last session's transcript in the feed.
     #[arg(long, global = true)]
     pub resume: bool,
@@ -103,6 +115,29 @@ pub struct RunArgs {
     pub no_journal: bool,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// The cancelled microphone goes to the global `--output OUT.wav` (24 kHz mono, 32-bit float).
+#[derive(Debug, Clone, Args)]
+pub struct AecArgs {
+    /// What the loudspeaker played (any rate and channel count).
+    #[arg(long, value_name = "FAR.wav")]
+    pub far: PathBuf,
+    /// What the microphone heard (any rate and channel count).
+    #[arg(long, value_name = "MIC.wav")]
+    pub mic: PathBuf,
+    /// Samples per block fed to the canceller (the engine uses 1920, 80 ms).
+    #[arg(long, default_value_t = 1920)]
+    pub block: usize,
+    /// Echo tail the linear filter covers, in ms (default 72).
+    #[arg(long, value_name = "MS")]
+    pub filter_ms: Option<f32>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,6 +33,13 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Aec(args)) => match assistant::audio::aec::run_aec_command(args, cli.run.output.as_deref()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                2
+            }
+        },
         Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => assistant::engine::moshi::run_model_command(&cli).unwrap_or_else(|| {
             eprintln!("error: unknown benchmark");
             1

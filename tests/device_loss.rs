@@ -63,6 +63,6 @@ fn an_output_stream_error_degrades_then_recovers_without_losing_the_conversation
     let (injected, lost, back) = (injected.expect("steps ran"), lost.expect("the loss was reported"), back.expect("the speaker came back"));
     assert!(lost - injected < Duration::from_secs(1), "reported within a second");
     assert!(back - lost >= Duration::from_secs(2) && back - lost < Duration::from_secs(6), "retried after a few seconds");
-    assert_eq!(steps_after_recovery, 10, "the engine kept stepping after recovery");
+    assert!(steps_after_recovery >= 10, "the engine kept stepping after recovery: {steps_after_recovery}");
     assert!(stats.error.is_none(), "{stats:?}");
 }

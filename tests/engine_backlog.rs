@@ -56,6 +56,7 @@ fn a_slow_model_drops_the_oldest_frames_and_latency_stays_bounded() {
         meters,
         events: ev_tx,
         commands: cmd_rx,
+        echo: None,
     };
     let stats = runner::run(setup);
     let wall = started.elapsed().as_secs_f64();

@@ -65,6 +65,7 @@ fn an_engine_panic_is_contained_and_r_restarts_it() {
         meters,
         events: ev_tx,
         commands: cmd_rx,
+        echo: None,
     };
     let engine = runner::spawn(setup);
     let mut transcript = String::new();
@@ -116,6 +117,7 @@ fn a_panic_while_reading_a_file_headless_ends_the_run_with_the_error() {
         meters: Arc::new(Meters::default()),
         events: ev_tx,
         commands: cmd_rx,
+        echo: None,
     };
     let stats = runner::run(setup);
     assert!(stats.error.as_deref().unwrap_or("").contains("injected fault"), "{stats:?}");

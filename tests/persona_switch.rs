@@ -108,6 +108,7 @@ fn switching_persona_mid_conversation_changes_sampling_from_the_next_step_and_lo
         meters: Arc::new(Meters::default()),
         events: ev_tx,
         commands: cmd_rx,
+        echo: None,
     };
     let engine = runner::spawn(setup);
 

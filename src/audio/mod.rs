@@ -1,4 +1,5 @@
 //! Audio in and out: devices, rings, resampling, WAV files, meters.
+pub mod aec;
 pub mod alsa_quiet;
 pub mod device;
 pub mod meters;

@@ -71,6 +71,8 @@ pub enum EngineEvent {
     Step(StepStats),
     Notice { severity: Severity, message: String, remedy: Option<String> },
     Muted(bool),
+    /// Echo cancellation was switched on or off (`e`), for the header.
+    EchoCancel(bool),
     /// The conversation was reset.
     Reset,
     /// A file input reached its end.
@@ -96,6 +98,8 @@ impl EngineEvent {
 /// Commands from the UI to the engine thread.
 pub enum Command {
     SetMuted(bool),
+    /// Echo cancellation on or off (`e`).
+    SetEchoCancel(bool),
     Reset,
     SetSampling(Sampling),
     /// Swap in another model at the next frame boundary.
@@ -111,6 +115,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::SetMuted(m) => write!(f, "SetMuted({m})"),
+            Self::SetEchoCancel(on) => write!(f, "SetEchoCancel({on})"),
             Self::Reset => write!(f, "Reset"),
             Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
             Self::SwapModel(m) => write!(f, "SwapModel({})", m.info().name),

@@ -6,6 +6,7 @@
 use super::events::{Command, EngineEvent, LoadProgress, Severity, StepStats};
 use super::model::{DuplexModel, StepOutput};
 use super::stats::{Latency, RunStats};
+use crate::audio::aec::{EchoOptions, MicPath};
 use crate::audio::device::AudioFormat;
 use crate::audio::meters::{rms, Meters};
 use crate::audio::resample::{downmix_into, StreamResampler};
@@ -66,6 +67,9 @@ pub struct EngineSetup {
     pub meters: Arc<Meters>,
     pub events: Sender<EngineEvent>,
     pub commands: Receiver<Command>,
+    /// Echo cancellation and the half-duplex gate on the microphone; `None` when
+    /// nothing the engine plays can reach the microphone.
+    pub echo: Option<EchoOptions>,
 }
 
 /// The engine thread's name (the panic hook recognises it).
@@ -82,7 +86,7 @@ pub fn run(mut setup: EngineSetup) -> RunStats {
     let events = setup.events.clone();
     let commands = setup.commands.clone();
     let mut stats = RunStats::default();
-    let mut engine = match Engine::new(setup.input, setup.speaker, setup.wav_out, setup.max_backlog, setup.dump_tokens, setup.meters) {
+    let mut engine = match Engine::new(setup.input, setup.speaker, setup.wav_out, setup.max_backlog, setup.dump_tokens, setup.meters, setup.echo) {
         Ok(e) => e,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -94,6 +98,10 @@ pub fn run(mut setup: EngineSetup) -> RunStats {
     };
     // A file read as fast as possible has nobody to press `r`: a failure ends it.
     let interactive = engine.input.is_realtime();
+    // The header shows the canceller's state from the start.
+    if let Some(p) = engine.mic_path.as_ref() {
+        let _ = events.send(EngineEvent::EchoCancel(p.aec_on()));
+    }
     loop {
         let t_load = Instant::now();
         let loaded = contain(|| {
@@ -190,6 +198,7 @@ struct Engine {
     frame_len: usize,
     rate: u32,
     muted: bool,
+    mic_path: Option<MicPath>,
     // Reused buffers: the steady state allocates nothing but events.
     raw: Vec<f32>,
     mono: Vec<f32>,
@@ -208,6 +217,7 @@ impl Engine {
         max_backlog: usize,
         dump_tokens: Option<PathBuf>,
         meters: Arc<Meters>,
+        echo: Option<EchoOptions>,
     ) -> anyhow::Result<Self> {
         let (rate, frame_len) = (DEFAULT_RATE, DEFAULT_FRAME);
         let in_format = input.format();
@@ -237,6 +247,7 @@ impl Engine {
             frame_len,
             rate,
             muted: false,
+            mic_path: echo.map(|o| MicPath::new(o.aec, o.half_duplex)).transpose()?,
             raw: vec![0.0; chunk.max(64)],
             mono: Vec::with_capacity(chunk),
             frame: vec![0.0; frame_len],
@@ -319,6 +330,7 @@ impl Engine {
             resampler_in_ms: self.resample_in.delay_ms(),
             resampler_out_ms: self.resample_out.as_ref().map_or(0.0, |r| r.delay_ms()),
             ring_prefill_ms: self.speaker.as_ref().map_or(0.0, |s| s.prefill_ms),
+            echo_canceller_ms: self.mic_path.as_ref().map_or(0.0, |p| p.latency_samples() as f64 * 1000.0 / self.rate as f64),
             model_delay_ms: self.model.as_ref().map_or(0, |m| m.delay_frames()) as f64 * self.frame_ms(),
         }
     }
@@ -411,6 +423,10 @@ impl Engine {
             }
             self.resample_in.pop(&mut self.frame[..take]);
             self.frame[take..].fill(0.0);
+            // The canceller runs at 24 kHz, the rate of every model we have.
+            if let Some(p) = self.mic_path.as_mut().filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE) {
+                p.process_near(&mut self.frame);
+            }
             fed += take as u64;
             stats.frames_in += 1;
             if self.muted {
@@ -429,6 +445,10 @@ impl Engine {
                 Err(panic) => return Ok(Exit::Fault(format!("the model crashed: {panic}"), "press r to restart the engine; the transcript is kept".into())),
             }
             let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
+            if let Some(p) = self.mic_path.as_mut().filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE) {
+                // The reference: exactly what goes to the speaker ring below.
+                p.push_far(&self.out.pcm);
+            }
 
             let t_out = Instant::now();
             self.emit_audio()?;
@@ -461,6 +481,15 @@ impl Engine {
     fn handle(&mut self, c: Command, events: &Sender<EngineEvent>) -> bool {
         match c {
             Command::Shutdown => return true,
+            Command::SetEchoCancel(on) => match self.mic_path.as_mut() {
+                Some(p) => {
+                    p.set_aec(on);
+                    let _ = events.send(EngineEvent::EchoCancel(on));
+                }
+                None => {
+                    let _ = events.send(EngineEvent::info("no echo to cancel: nothing is played to a speaker"));
+                }
+            },
             Command::SetMuted(m) => {
                 self.muted = m;
                 let _ = events.send(EngineEvent::Muted(m));

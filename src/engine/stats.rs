@@ -12,14 +12,16 @@ pub struct Latency {
     pub resampler_out_ms: f64,
     /// Silence queued ahead of the first output to absorb jitter.
     pub ring_prefill_ms: f64,
+    /// The echo canceller on the microphone path (0 when it is not running).
+    pub echo_canceller_ms: f64,
     /// The model's own delay (1 frame for loopback); not part of `total_ms`.
     pub model_delay_ms: f64,
 }
 
 impl Latency {
-    /// frame + resampler delays + ring prefill.
+    /// frame + resampler delays + ring prefill + echo canceller.
     pub fn total_ms(&self) -> f64 {
-        self.frame_ms + self.resampler_in_ms + self.resampler_out_ms + self.ring_prefill_ms
+        self.frame_ms + self.resampler_in_ms + self.resampler_out_ms + self.ring_prefill_ms + self.echo_canceller_ms
     }
 }
 

@@ -8,6 +8,8 @@ use ratatui::crossterm::event::{
 pub enum Action {
     Quit,
     ToggleMute,
+    /// Echo cancellation on / off (`e`).
+    ToggleEcho,
     Reset,
     ToggleHelp,
     CloseOverlay,
@@ -45,6 +47,7 @@ pub fn action_for_key(key: KeyEvent) -> Option<Action> {
         _ if ctrl => return None,
         KeyCode::Char('q') => Action::Quit,
         KeyCode::Char('m') => Action::ToggleMute,
+        KeyCode::Char('e') => Action::ToggleEcho,
         KeyCode::Char('r') => Action::Reset,
         KeyCode::Char('?') => Action::ToggleHelp,
         KeyCode::Char('p') => Action::TogglePersonaCard,

@@ -229,7 +229,7 @@ fn bench_big(out: &mut dyn Write, dev: &Device, sampling: &Sampling, mimi_times:
         let lm = big_lm(&cfg, dtype, &dev)?;
         let build = ms(t_build);
         let mut stepper = Stepper::new(lm, cfg.gen.clone());
-        let mut samplers = Samplers::new(&sampling);
+        let mut samplers = Samplers::new(sampling);
         let mut tiny_mimi = random_model(&config::demo(), 1, &dev)?.mimi;
         // Time the LM with the tiny Mimi feeding it (its codes are valid for any LM), then
         // add the real Mimi's encode and decode cost measured above.

@@ -267,7 +267,7 @@ impl MimiToml {
         if s.ratios.is_empty() || s.ratios.contains(&0) || s.n_filters == 0 || s.dimension == 0 {
             return Err("seanet ratios, n_filters and dimension must be non-zero".into());
         }
-        if self.transformer.num_heads == 0 || s.dimension % self.transformer.num_heads != 0 {
+        if self.transformer.num_heads == 0 || !s.dimension.is_multiple_of(self.transformer.num_heads) {
             return Err(format!(
                 "seanet.dimension ({}) must be a multiple of transformer.num_heads ({})",
                 s.dimension, self.transformer.num_heads

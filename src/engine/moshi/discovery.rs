@@ -77,12 +77,12 @@ fn remote_size(endpoint: &str, url: &str) -> Result<Option<u64>, String> {
     // With redirects, the last Content-Length is the file's; LFS files also say x-linked-size.
     let size = text
         .lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let (k, v) = l.split_once(':')?;
             let k = k.trim().to_ascii_lowercase();
             (k == "content-length" || k == "x-linked-size").then(|| v.trim().parse::<u64>().ok()).flatten()
-        })
-        .last();
+        });
     Ok(Some(size.unwrap_or(0)))
 }
 

@@ -158,6 +158,8 @@ pub struct UiState {
     pub input: Option<Endpoint>,
     pub output: Option<Endpoint>,
     pub muted: bool,
+    /// Echo cancellation on the microphone: `None` when the engine runs none (no speaker).
+    pub echo_cancel: Option<bool>,
     mic_vad: Vad,
     out_vad: Vad,
     pub stats: Option<StepStats>,
@@ -211,6 +213,7 @@ impl UiState {
             input: None,
             output: None,
             muted: false,
+            echo_cancel: None,
             mic_vad: Vad::microphone(),
             out_vad: Vad::assistant(),
             stats: None,
@@ -359,6 +362,11 @@ impl UiState {
                 self.muted = !self.muted;
                 Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
             }
+            Action::ToggleEcho => match self.echo_cancel {
+                // The engine's `EchoCancel` event confirms it.
+                Some(on) => Update::with(Effect::Send(Command::SetEchoCancel(!on)), false),
+                None => Update::with(Effect::Send(Command::SetEchoCancel(true)), false),
+            },
             Action::Reset => Update::with(Effect::Send(Command::Reset), false),
             Action::ToggleHelp => {
                 self.help = !self.help;
@@ -486,6 +494,17 @@ impl UiState {
                 error,
                 remedy,
             } => return self.voice_failed(persona, error, remedy),
+            EngineEvent::EchoCancel(on) => {
+                if self.echo_cancel.is_some() {
+                    let text = if on {
+                        "echo cancellation on"
+                    } else {
+                        "echo cancellation off: the model may hear itself on speakers"
+                    };
+                    self.note(EntryKind::Notice(Severity::Info), text, None);
+                }
+                self.echo_cancel = Some(on);
+            }
             EngineEvent::Muted(m) => {
                 self.muted = m;
                 let text = if m {

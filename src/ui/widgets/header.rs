@@ -43,6 +43,11 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
     if state.muted && conv != ConvState::Muted {
         left.push(Span::styled("  ✕ muted", t.alarm()));
     }
+    match state.echo_cancel {
+        Some(true) => left.push(Span::styled("  aec", t.dim())),
+        Some(false) => left.push(Span::styled("  aec off", t.alarm())),
+        None => {}
+    }
     let model = match &state.model {
         Some(m) if density == Density::Compact => format!("{} · {} ", m.name, m.device),
         Some(m) => format!("{} · {} · {} ", m.name, m.device, m.dtype),
