@@ -124,6 +124,7 @@ pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, 
         meters,
         events,
         commands: commands.1,
+        idle_unload: args.idle_unload.filter(|s| *s > 0.0).map(std::time::Duration::from_secs_f64),
         echo,
     };
     Ok(Wired { setup, input: input_ep, output: output_ep, notices, streams })
@@ -132,13 +133,13 @@ pub fn wire(args: &RunArgs, tui: bool, meters: Arc<Meters>, events: Sender<Ev>, 
 /// The model the engine thread will build.
 pub fn loader_for(args: &RunArgs) -> Loader {
     match args.engine {
-        EngineKind::Loopback => Box::new(|_progress| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: Vec::new() })),
+        EngineKind::Loopback => Box::new(|_progress| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: Vec::new(), degraded: None })),
         EngineKind::Moshi => {
             let model_args = args.model.clone();
             Box::new(move |progress| {
                 let loaded = crate::engine::moshi::load_model(&model_args, progress).map_err(|e| LoadFailure { message: e.message, remedy: e.remedy })?;
                 let notices = loaded.notices.into_iter().map(|n| match n.remedy { Some(r) => format!("{} ({r})", n.message), None => n.message }).collect();
-                Ok(Loaded { model: loaded.model, notices })
+                Ok(Loaded { model: loaded.model, notices, degraded: loaded.degraded })
             })
         }
     }

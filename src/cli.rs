@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// Do not journal this session to the data directory.
     #[arg(long, global = true)]
     pub no_journal: bool,
+    /// Unload the model after this many seconds of silence from both sides, and reload it
+    /// when you speak again (off by default).
+    #[arg(long, global = true, value_name = "SECS")]
+    pub idle_unload: Option<f64>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -167,6 +171,10 @@ pub struct ModelArgs {
     /// Write one JSON line per model step: step, text_token, audio_codes.
     #[arg(long, global = true, value_name = "PATH")]
     pub dump_tokens: Option<PathBuf>,
+    /// LM context in 80 ms steps (the KV cache size); default: the checkpoint's, cut to
+    /// what fits the device's free memory.
+    #[arg(long, global = true, value_name = "STEPS")]
+    pub context: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

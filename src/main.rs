@@ -48,7 +48,9 @@ fn main() {
         Some(Cmd::Personas(p)) => personas(p),
         Some(Cmd::Doctor) => {
             let catalog = assistant::persona::Catalog::load();
-            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(assistant::doctor::persona_findings(&catalog)));
+            let mut extra = assistant::engine::moshi::doctor_weights(&cli.run.model);
+            extra.extend(assistant::doctor::persona_findings(&catalog));
+            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(extra));
             print!("{text}");
             code
         }

@@ -126,6 +126,7 @@ fn run_engine_with(
             Ok(Loaded {
                 model: Box::new(model),
                 notices: vec![],
+                degraded: None,
             })
         }),
         input: InputPort::Memory {
@@ -138,6 +139,7 @@ fn run_engine_with(
         },
         speaker: None,
         wav_out: None,
+        idle_unload: None,
         max_backlog: 3,
         dump_tokens: None,
         meters: Arc::new(Meters::default()),

@@ -55,13 +55,14 @@ fn an_engine_panic_is_contained_and_r_restarts_it() {
                 // The first restart attempt fails to load: that is shown too.
                 return Err(LoadFailure { message: "weights vanished".into(), remedy: "put them back".into() });
             }
-            Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: (n == 0).then_some(10) }), notices: vec![] })
+            Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: (n == 0).then_some(10) }), notices: vec![], degraded: None })
         }),
         input: port,
         speaker: None,
         wav_out: None,
         max_backlog: 3,
         dump_tokens: None,
+        idle_unload: None,
         meters,
         events: ev_tx,
         commands: cmd_rx,
@@ -108,12 +109,13 @@ fn a_panic_while_reading_a_file_headless_ends_the_run_with_the_error() {
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let out = tmp.path().join("out.wav");
     let setup = EngineSetup {
-        loader: Box::new(|_| Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: Some(5) }), notices: vec![] })),
+        loader: Box::new(|_| Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: Some(5) }), notices: vec![], degraded: None })),
         input: assistant::audio::source::InputPort::Memory { audio, pos: 0 },
         speaker: None,
         wav_out: Some(assistant::audio::wav::WavSink::create(&out, 24_000).unwrap()),
         max_backlog: 3,
         dump_tokens: None,
+        idle_unload: None,
         meters: Arc::new(Meters::default()),
         events: ev_tx,
         commands: cmd_rx,

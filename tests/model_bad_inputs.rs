@@ -17,6 +17,7 @@ fn args(dir: &Path) -> ModelArgs {
         top_k: None,
         seed: None,
         dump_tokens: None,
+        context: None,
     }
 }
 

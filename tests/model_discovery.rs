@@ -19,6 +19,7 @@ fn args(repo: &str) -> ModelArgs {
         top_k: None,
         seed: None,
         dump_tokens: None,
+        context: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub fn args(dir: Option<&Path>, s: &Sampling) -> ModelArgs {
         top_k: Some(s.top_k),
         seed: Some(s.seed),
         dump_tokens: None,
+        context: None,
     }
 }
 

@@ -98,6 +98,7 @@ fn switching_persona_mid_conversation_changes_sampling_from_the_next_step_and_lo
                     log: first_log.clone(),
                 }),
                 notices: vec![],
+                degraded: None,
             })
         }),
         input,
@@ -109,6 +110,7 @@ fn switching_persona_mid_conversation_changes_sampling_from_the_next_step_and_lo
         events: ev_tx,
         commands: cmd_rx,
         echo: None,
+        idle_unload: None,
     };
     let engine = runner::spawn(setup);
 

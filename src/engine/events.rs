@@ -84,6 +84,8 @@ pub enum EngineEvent {
     /// A persona's voice (other weights) failed to load in the background; the
     /// voice that was talking keeps talking.
     VoiceFailed { persona: String, error: String, remedy: String },
+    /// Where the model is: loading, ready (maybe degraded), unloaded after a silence.
+    Residency(crate::engine::residency::Residency),
 }
 
 impl EngineEvent {

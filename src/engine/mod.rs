@@ -3,6 +3,7 @@ pub mod events;
 pub mod loopback;
 pub mod model;
 pub mod moshi;
+pub mod residency;
 pub mod runner;
 pub mod stats;
 

@@ -5,6 +5,7 @@
 
 use super::events::{Command, EngineEvent, LoadProgress, Severity, StepStats};
 use super::model::{DuplexModel, StepOutput};
+use super::residency::{rss_bytes, HeldAudio, IdleWatch, Residency, SILENCE_RMS};
 use super::stats::{Latency, RunStats};
 use crate::audio::aec::{EchoOptions, MicPath};
 use crate::audio::device::AudioFormat;
@@ -25,6 +26,8 @@ use std::time::{Duration, Instant};
 pub struct Loaded {
     pub model: Box<dyn DuplexModel>,
     pub notices: Vec<String>,
+    /// Why it runs somewhere worse than asked (a CPU fallback), shown as a degraded state.
+    pub degraded: Option<String>,
 }
 
 /// A model that did not load: what went wrong (file, tensor, expectation) and what to do.
@@ -67,6 +70,8 @@ pub struct EngineSetup {
     pub meters: Arc<Meters>,
     pub events: Sender<EngineEvent>,
     pub commands: Receiver<Command>,
+    /// Unload the model after this long with both sides silent; reload on speech.
+    pub idle_unload: Option<Duration>,
     /// Echo cancellation and the half-duplex gate on the microphone; `None` when
     /// nothing the engine plays can reach the microphone.
     pub echo: Option<EchoOptions>,
@@ -98,15 +103,23 @@ pub fn run(mut setup: EngineSetup) -> RunStats {
     };
     // A file read as fast as possible has nobody to press `r`: a failure ends it.
     let interactive = engine.input.is_realtime();
+    engine.idle_unload = setup.idle_unload;
+    let mut reloading = false;
     // The header shows the canceller's state from the start.
     if let Some(p) = engine.mic_path.as_ref() {
         let _ = events.send(EngineEvent::EchoCancel(p.aec_on()));
     }
     loop {
         let t_load = Instant::now();
+        let _ = events.send(EngineEvent::Residency(Residency::Loading));
+        let eng = &mut engine;
         let loaded = contain(|| {
             (setup.loader)(&mut |p| {
                 let _ = events.send(EngineEvent::Loading(p));
+                // A reload keeps what the user says meanwhile.
+                if reloading {
+                    eng.hold_queued_input();
+                }
             })
         })
         .unwrap_or_else(|panic| Err(LoadFailure { message: format!("loading the model panicked: {panic}"), remedy: "press r to retry; see the log file".into() }));
@@ -116,8 +129,21 @@ pub fn run(mut setup: EngineSetup) -> RunStats {
                 stats.model = l.model.info();
                 stats.error = None;
                 let _ = events.send(EngineEvent::ModelReady { info: stats.model.clone(), load_ms: stats.load_ms });
+                let _ = events.send(EngineEvent::Residency(Residency::Ready { device: stats.model.device.clone(), degraded: l.degraded.clone() }));
+                if let Some(why) = &l.degraded {
+                    let _ = events.send(EngineEvent::warning(format!("degraded: {why}"), Some("free GPU memory (or lower --context) and press r to retry on the GPU".into())));
+                }
                 for n in l.notices {
                     let _ = events.send(EngineEvent::warning(n, None));
+                }
+                if reloading {
+                    engine.hold_queued_input();
+                    let held = engine.held.len();
+                    stats.residency.held_frames += held as u64;
+                    stats.residency.held_dropped += engine.held.dropped;
+                    let _ = events.send(EngineEvent::info(format!("model reloaded in {:.1} s; replaying {:.1} s of audio heard meanwhile", stats.load_ms / 1000.0, held as f64 * engine.frame_ms() / 1000.0)));
+                    stats.residency.reloads += 1;
+                    engine.sample_rss(&mut stats);
                 }
                 if let Err(e) = engine.install(l.model) {
                     Exit::Fault(format!("{e:#}"), "check the model's sample rate and frame length".into())
@@ -125,17 +151,44 @@ pub fn run(mut setup: EngineSetup) -> RunStats {
                     stats.latency = engine.latency();
                     stats.frame_ms = engine.frame_ms();
                     let _ = events.send(EngineEvent::Step(StepStats { latency_ms: stats.latency.total_ms(), ..Default::default() }));
+                    engine.keep_backlog = reloading;
                     engine.run_loop(&events, &commands, &mut stats)
                 }
             }
             Err(f) => Exit::Fault(f.message, f.remedy),
         };
+        reloading = false;
         match exit {
             Exit::Shutdown | Exit::Ended => break,
+            Exit::Idle(silent_s) => {
+                let _ = events.send(EngineEvent::Residency(Residency::Unloading));
+                let before = rss_bytes();
+                engine.sample_rss(&mut stats);
+                engine.model = None;
+                stats.residency.unloads += 1;
+                let after = rss_bytes();
+                engine.sample_rss(&mut stats);
+                let mb = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
+                let _ = events.send(EngineEvent::Residency(Residency::Unloaded));
+                let _ = events.send(EngineEvent::info(format!(
+                    "model unloaded after {silent_s:.0} s of silence; memory freed (RSS {} -> {}); it reloads when you speak",
+                    mb(before),
+                    mb(after)
+                )));
+                match engine.await_speech(&events, &commands, &mut stats) {
+                    Exit::Idle(_) => reloading = true,
+                    Exit::Fault(message, _) => {
+                        stats.error = Some(message);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
             Exit::Fault(message, remedy) => {
                 tracing::error!("engine fault: {message}");
                 engine.model = None;
                 stats.error = Some(message.clone());
+                let _ = events.send(EngineEvent::Residency(Residency::Failed(message.clone())));
                 let _ = events.send(EngineEvent::ModelFailed { error: message, remedy });
                 if !interactive {
                     break;
@@ -173,12 +226,17 @@ fn contain<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 /// Why a run loop ended. `Fault` carries the error and its remedy; from
-/// `idle` it means "the user asked for a restart".
+/// `idle` it means "the user asked for a restart". `Idle` carries the seconds of
+/// silence that ended a run loop; from `await_speech` it means "reload".
 enum Exit {
     Shutdown,
     Ended,
     Fault(String, String),
+    Idle(f64),
 }
+
+/// Silent frames kept ahead of the speech that wakes the model, so its onset is heard.
+const PREROLL_FRAMES: usize = 3;
 
 /// Model rate and frame until a model says otherwise (Moshi's).
 const DEFAULT_RATE: u32 = 24_000;
@@ -207,6 +265,14 @@ struct Engine {
     spk_mono: Vec<f32>,
     spk_inter: Vec<f32>,
     input_samples: u64,
+    /// Model-rate samples taken from the input, across reloads (a file's end is exact).
+    fed: u64,
+    idle_unload: Option<Duration>,
+    /// Frames heard while the model was away, replayed first once it is back.
+    held: HeldAudio,
+    /// After a reload, audio queued during the load is the user's speech: keep it.
+    keep_backlog: bool,
+    next_rss_s: f64,
 }
 
 impl Engine {
@@ -255,6 +321,11 @@ impl Engine {
             spk_mono: Vec::with_capacity(frame_len * 4),
             spk_inter: Vec::with_capacity(frame_len * 8),
             input_samples: 0,
+            fed: 0,
+            idle_unload: None,
+            held: HeldAudio::default(),
+            keep_backlog: false,
+            next_rss_s: 0.0,
         })
     }
 
@@ -351,8 +422,9 @@ impl Engine {
     }
 
     fn try_run_loop(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>, stats: &mut RunStats) -> anyhow::Result<Exit> {
-        // Audio captured while the model loaded is stale: start from now.
-        if let InputPort::Ring { cons, .. } = &mut self.input {
+        // Audio captured while the model first loaded is stale: start from now.
+        // After an idle reload it is what woke the model, already held.
+        if let (InputPort::Ring { cons, .. }, false) = (&mut self.input, self.keep_backlog) {
             let stale = cons.occupied_len();
             cons.skip(stale);
         }
@@ -360,18 +432,19 @@ impl Engine {
             s.prefill();
         }
         let expected = self.expected_samples();
-        let mut fed: u64 = 0;
         let mut step_index: u64 = 0;
+        let mut idle = self.idle_unload.map(|d| IdleWatch::new(d.as_secs_f64()));
         loop {
             for c in commands.try_iter() {
                 if self.handle(c, events) {
                     return Ok(Exit::Shutdown);
                 }
             }
-            // Gather one frame of model-rate input.
+            // Gather one frame of model-rate input: held audio first.
             let mut work = Duration::ZERO;
             let mut ended = false;
-            while self.resample_in.available() < self.frame_len && !ended {
+            let replay = self.held.pop();
+            while replay.is_none() && self.resample_in.available() < self.frame_len && !ended {
                 let t = Instant::now();
                 let got = self.pull_input()?;
                 match got {
@@ -393,7 +466,11 @@ impl Engine {
                 }
             }
             let t_frame = Instant::now();
-            if self.input.is_realtime() {
+            if let Some(f) = &replay {
+                let n = f.len().min(self.frame_len);
+                self.frame[..n].copy_from_slice(&f[..n]);
+                self.frame[n..].fill(0.0);
+            } else if self.input.is_realtime() {
                 // Take everything already captured, so a backlog is seen (and
                 // dropped) here rather than overflowing the capture ring.
                 // Bounded by what is queued now: an unpaced device never runs dry.
@@ -413,21 +490,24 @@ impl Engine {
                     stats.frames_in += 1;
                 }
             }
-            let mut take = self.resample_in.available().min(self.frame_len);
-            if let Some(exp) = expected {
-                take = take.min(exp.saturating_sub(fed) as usize);
+            if replay.is_none() {
+                let mut take = self.resample_in.available().min(self.frame_len);
+                if let Some(exp) = expected {
+                    take = take.min(exp.saturating_sub(self.fed) as usize);
+                }
+                if take == 0 {
+                    let _ = events.send(EngineEvent::InputEnded);
+                    return Ok(Exit::Ended);
+                }
+                self.resample_in.pop(&mut self.frame[..take]);
+                self.frame[take..].fill(0.0);
+                // The canceller runs at 24 kHz, the rate of every model we have.
+                // (Held frames were heard while nothing played: no echo to remove.)
+                if let Some(p) = self.mic_path.as_mut().filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE) {
+                    p.process_near(&mut self.frame);
+                }
+                self.fed += take as u64;
             }
-            if take == 0 {
-                let _ = events.send(EngineEvent::InputEnded);
-                return Ok(Exit::Ended);
-            }
-            self.resample_in.pop(&mut self.frame[..take]);
-            self.frame[take..].fill(0.0);
-            // The canceller runs at 24 kHz, the rate of every model we have.
-            if let Some(p) = self.mic_path.as_mut().filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE) {
-                p.process_near(&mut self.frame);
-            }
-            fed += take as u64;
             stats.frames_in += 1;
             if self.muted {
                 self.frame.fill(0.0);
@@ -453,6 +533,7 @@ impl Engine {
             let t_out = Instant::now();
             self.emit_audio()?;
             self.dump_step(step_index)?;
+            let spoke_text = self.out.text.is_some();
             if let Some(text) = self.out.text.take() {
                 let _ = events.send(EngineEvent::Text(text));
             }
@@ -474,6 +555,140 @@ impl Engine {
                 out_rms: rms(&self.out.pcm),
             }));
             step_index += 1;
+            self.maybe_sample_rss(stats);
+            if let Some(w) = idle.as_mut() {
+                if w.observe(self.frame_len as f64 / self.rate as f64, mic_rms, rms(&self.out.pcm), spoke_text) {
+                    return Ok(Exit::Idle(self.idle_unload.map_or(0.0, |d| d.as_secs_f64())));
+                }
+            }
+        }
+    }
+
+    /// Record RSS against input time every 10 s of input.
+    fn maybe_sample_rss(&mut self, stats: &mut RunStats) {
+        let t = self.input_samples as f64 / self.in_format.sample_rate as f64;
+        if t >= self.next_rss_s {
+            self.next_rss_s = t + 10.0;
+            self.sample_rss(stats);
+        }
+    }
+
+    fn sample_rss(&self, stats: &mut RunStats) {
+        if let Some(b) = rss_bytes() {
+            let t = self.input_samples as f64 / self.in_format.sample_rate as f64;
+            stats.residency.rss_mb.push(((t * 1000.0).round() / 1000.0, (b as f64 / 1e5).round() / 10.0));
+        }
+    }
+
+    /// One model-rate frame of input into `self.frame`, for when no model steps.
+    /// `None`: the input has ended (a file) or nothing is there yet (a device).
+    fn input_frame(&mut self, expected: Option<u64>) -> anyhow::Result<Option<bool>> {
+        while self.resample_in.available() < self.frame_len {
+            match self.pull_input()? {
+                Pull::Data => {}
+                Pull::Waited => return Ok(Some(false)),
+                Pull::Ended => {
+                    self.resample_in.flush();
+                    break;
+                }
+            }
+        }
+        let mut take = self.resample_in.available().min(self.frame_len);
+        if let Some(exp) = expected {
+            take = take.min(exp.saturating_sub(self.fed) as usize);
+        }
+        if take == 0 {
+            return Ok(None);
+        }
+        self.resample_in.pop(&mut self.frame[..take]);
+        self.frame[take..].fill(0.0);
+        self.fed += take as u64;
+        if self.muted {
+            self.frame.fill(0.0);
+        }
+        Ok(Some(true))
+    }
+
+    /// During a reload: move whatever input is queued into the held frames.
+    fn hold_queued_input(&mut self) {
+        if !self.input.is_realtime() {
+            return; // a file waits for us
+        }
+        while self.input.queued() > 0 {
+            if !matches!(self.pull_input(), Ok(Pull::Data)) {
+                break;
+            }
+        }
+        while self.resample_in.available() >= self.frame_len {
+            self.resample_in.pop(&mut self.frame);
+            if self.muted {
+                self.frame.fill(0.0);
+            }
+            self.held.push(&self.frame);
+        }
+    }
+
+    /// The model is unloaded: listen (without a model) until the user speaks, keeping a
+    /// short pre-roll. Silence consumed here still goes to the output file as silence, so
+    /// its timeline stays aligned with the input. `Exit::Idle` means "speech: reload".
+    fn await_speech(&mut self, events: &Sender<EngineEvent>, commands: &Receiver<Command>, stats: &mut RunStats) -> Exit {
+        let expected = self.expected_samples();
+        self.held = HeldAudio::default();
+        let silence = vec![0.0; self.frame_len];
+        let write_silence = |me: &mut Self, stats: &mut RunStats| -> anyhow::Result<()> {
+            if let Some(w) = me.wav_out.as_mut() {
+                w.write(&silence)?;
+            }
+            stats.frames_out += 1;
+            stats.output_seconds += me.frame_len as f64 / me.rate as f64;
+            Ok(())
+        };
+        loop {
+            for c in commands.try_iter() {
+                match c {
+                    Command::Shutdown => return Exit::Shutdown,
+                    // `r` while unloaded: reload now.
+                    Command::Reset => return Exit::Idle(0.0),
+                    c => {
+                        self.handle(c, events);
+                    }
+                }
+            }
+            let got = match self.input_frame(expected) {
+                Ok(g) => g,
+                Err(e) => return Exit::Fault(format!("{e:#}"), "press r to restart the engine".into()),
+            };
+            match got {
+                None => {
+                    // The file ended in silence: what the pre-roll held was silence too.
+                    while self.held.pop().is_some() {
+                        if let Err(e) = write_silence(self, stats) {
+                            return Exit::Fault(format!("{e:#}"), "check the output path".into());
+                        }
+                    }
+                    let _ = events.send(EngineEvent::InputEnded);
+                    return Exit::Ended;
+                }
+                Some(false) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Some(true) => {}
+            }
+            stats.frames_in += 1;
+            self.maybe_sample_rss(stats);
+            let level = rms(&self.frame);
+            self.held.push(&self.frame);
+            if level >= SILENCE_RMS {
+                let _ = events.send(EngineEvent::info("you spoke: reloading the model"));
+                return Exit::Idle(0.0);
+            }
+            if self.held.len() > PREROLL_FRAMES {
+                self.held.pop();
+                if let Err(e) = write_silence(self, stats) {
+                    return Exit::Fault(format!("{e:#}"), "check the output path".into());
+                }
+            }
         }
     }
 

@@ -44,6 +44,19 @@ pub struct RunStats {
     pub load_ms: f64,
     /// Set when the run ended on an error.
     pub error: Option<String>,
+    pub residency: ResidencyStats,
+}
+
+/// Idle unloads and what they cost and saved.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ResidencyStats {
+    pub unloads: u64,
+    pub reloads: u64,
+    /// Input frames held while the model was away, and those dropped past the bound.
+    pub held_frames: u64,
+    pub held_dropped: u64,
+    /// (input seconds, process RSS in MB), every 10 s of input and around each unload.
+    pub rss_mb: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -98,6 +111,7 @@ impl RunStats {
             "output_seconds": round3(self.output_seconds),
             "load_ms": round3(self.load_ms),
             "error": self.error,
+            "residency": self.residency,
         })
     }
 }

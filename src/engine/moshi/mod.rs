@@ -13,13 +13,16 @@ pub mod files;
 mod model;
 pub mod random_init;
 pub mod sampling;
+pub mod sizing;
 pub mod stepper;
 pub mod text;
+mod weights_report;
 
 pub use bench::bench_model;
 pub use error::ModelLoadError;
 pub use export::export_demo;
 pub use model::MoshiModel;
+pub use weights_report::{doctor_weights, weights_findings};
 
 use crate::cli::ModelArgs;
 use crate::engine::events::{LoadProgress, ProgressUnit, Severity};
@@ -39,6 +42,8 @@ pub struct LoadNotice {
 pub struct LoadedModel {
     pub model: Box<dyn DuplexModel>,
     pub notices: Vec<LoadNotice>,
+    /// Set when the preferred device failed and the model runs on the CPU instead.
+    pub degraded: Option<String>,
 }
 
 /// Where to look for weights besides `--model-dir`; `from_env` is what the program uses,
@@ -75,15 +80,45 @@ pub fn load_model(args: &ModelArgs, progress: &mut dyn FnMut(LoadProgress)) -> R
 }
 
 pub fn load_model_with(args: &ModelArgs, disc: &Discovery, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
-    let sampling = sampling_from_args(args);
     let choice: DeviceChoice = args.device.parse()?;
     let (device, device_name) = device::select(choice)?;
+    let preferred = (device, device_name);
+    let cpu = (moshi::candle::Device::Cpu, "cpu".to_string());
+    with_cpu_fallback(&preferred.1, |on_cpu| {
+        let (d, n) = if on_cpu { &cpu } else { &preferred };
+        load_on(args, disc, d, n, progress)
+    })
+}
+
+/// Try the preferred device; if that fails (a GPU out of memory, a driver error), try
+/// the CPU and say why in `degraded`. `attempt(true)` is the CPU attempt. On the CPU
+/// already, there is nothing to fall back to.
+pub fn with_cpu_fallback(preferred: &str, mut attempt: impl FnMut(bool) -> Result<LoadedModel, ModelLoadError>) -> Result<LoadedModel, ModelLoadError> {
+    if preferred == "cpu" {
+        return attempt(true);
+    }
+    match attempt(false) {
+        Ok(m) => Ok(m),
+        Err(gpu) => {
+            tracing::warn!("loading on {preferred} failed, retrying on the CPU: {}", gpu.message);
+            let mut m = attempt(true).map_err(|cpu| ModelLoadError::new(format!("{preferred}: {}; and on the CPU: {}", gpu.message, cpu.message), cpu.remedy))?;
+            let first_line = gpu.message.lines().next().unwrap_or_default();
+            let short: String = first_line.chars().take(160).collect();
+            m.degraded = Some(format!("running on CPU ({preferred} failed: {short})"));
+            Ok(m)
+        }
+    }
+}
+
+fn load_on(args: &ModelArgs, disc: &Discovery, device: &moshi::candle::Device, device_name: &str, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+    let sampling = sampling_from_args(args);
+    let (device, device_name) = (device.clone(), device_name.to_string());
     let mut notices = Vec::new();
     if args.demo {
         return load_demo(&sampling, &device, &device_name, notices, progress);
     }
     let from_dir = |dir: &std::path::Path, notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)| {
-        load_dir(dir, &sampling, &device, &device_name, notices, progress)
+        load_dir(dir, &sampling, &device, &device_name, args.context, notices, progress)
     };
     if let Some(dir) = &args.model_dir {
         return from_dir(dir, notices, progress);
@@ -118,11 +153,15 @@ fn load_demo(sampling: &Sampling, device: &moshi::candle::Device, device_name: &
     let start = Instant::now();
     let model = demo::demo_model(sampling, device, device_name).map_err(|e| ModelLoadError::new(format!("building the demo model: {e}"), "this is a bug; please report it"))?;
     progress(LoadProgress { stage: "demo model".into(), done: 1, total: 1, unit: ProgressUnit::Tensors, elapsed_s: start.elapsed().as_secs_f64() });
-    Ok(LoadedModel { model: Box::new(model), notices })
+    Ok(LoadedModel { model: Box::new(model), notices, degraded: None })
 }
 
-fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, mut notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
-    let ck = checkpoint::inspect(dir)?;
+#[allow(clippy::too_many_arguments)]
+fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, context: Option<usize>, mut notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+    let mut ck = checkpoint::inspect(dir)?;
+    if let Some(n) = size_context(&mut ck, device, device_name, context)? {
+        notices.push(n);
+    }
     let real_mimi = !dir.join(config::MIMI_CONFIG_FILE).is_file();
     let file_bytes = ck.lm_bytes;
     let model = checkpoint::load(ck, sampling, device, device_name, progress)?;
@@ -131,7 +170,44 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
     if let Some(w) = device::realtime_warning(device, bytes, real_mimi) {
         notices.push(LoadNotice { severity: Severity::Warning, message: w, remedy: Some("use a GPU build (--features cuda or metal) and --device auto".into()) });
     }
-    Ok(LoadedModel { model: Box::new(model), notices })
+    Ok(LoadedModel { model: Box::new(model), notices, degraded: None })
+}
+
+/// Set the LM context (its KV cache) from `--context`, or from what fits the device's
+/// free memory. Refusing here beats a CUDA out-of-memory in the first step.
+fn size_context(ck: &mut checkpoint::Checkpoint, device: &moshi::candle::Device, device_name: &str, context: Option<usize>) -> Result<Option<LoadNotice>, ModelLoadError> {
+    let free = if context.is_some() { None } else { sizing::free_memory(device) };
+    size_context_for(ck, device.is_cpu(), device_name, context, free)
+}
+
+/// `size_context` with the free memory given (tests pass a budget).
+pub fn size_context_for(ck: &mut checkpoint::Checkpoint, on_cpu: bool, device_name: &str, context: Option<usize>, free: Option<u64>) -> Result<Option<LoadNotice>, ModelLoadError> {
+    let t = &mut ck.config.lm.transformer;
+    if let Some(steps) = context {
+        t.context = steps.max(1);
+        return Ok(None);
+    }
+    let Some(free) = free else { return Ok(None) };
+    let format = if ck.quantized {
+        sizing::WeightFormat::Q8
+    } else if on_cpu {
+        sizing::WeightFormat::Dense(4)
+    } else {
+        sizing::WeightFormat::Dense(2)
+    };
+    let mimi = std::fs::metadata(ck.dir.join(files::MIMI_FILE)).map_or(0, |m| m.len());
+    let wanted = ck.config.lm.transformer.context;
+    match sizing::plan(&ck.config.lm, format, mimi, free, wanted) {
+        Ok(p) => {
+            ck.config.lm.transformer.context = p.context;
+            Ok((p.context < wanted).then(|| LoadNotice {
+                severity: Severity::Warning,
+                message: format!("LM context cut from {wanted} to {} steps ({:.0} s) to fit {device_name}: {}", p.context, p.context as f64 * 0.08, p.explain()),
+                remedy: Some("free memory, or set --context STEPS yourself".into()),
+            }))
+        }
+        Err(why) => Err(ModelLoadError::new(format!("out of memory on {device_name}: {why}"), "free memory, use a smaller --context, or a smaller model")),
+    }
 }
 
 /// Run `export-demo` or `bench model` if that is what the command line asks; returns the

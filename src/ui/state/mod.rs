@@ -524,6 +524,8 @@ impl UiState {
                     None,
                 );
             }
+            // Shown by the TUI's residency display (notices carry the words meanwhile).
+            EngineEvent::Residency(_) => {}
             EngineEvent::InputEnded => {
                 self.note(EntryKind::Notice(Severity::Info), "input file ended", None);
             }

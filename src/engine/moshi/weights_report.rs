@@ -1,0 +1,68 @@
+//! The weights section of `assistant doctor`: which checkpoint a run would load, from
+//! where, or that it would fall back to the demo model.
+
+use super::{discovery, Discovery};
+use crate::cli::ModelArgs;
+use crate::doctor::Finding;
+use std::path::Path;
+
+const SECTION: &str = "weights";
+
+fn found(dir: &Path, origin: &str) -> Finding {
+    let lm = [super::files::LM_GGUF, super::files::LM_SAFETENSORS].into_iter().map(|f| dir.join(f)).find(|p| p.is_file());
+    let size = lm.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+    Finding {
+        section: SECTION,
+        ok: true,
+        warning: false,
+        text: format!("{origin}: {} ({}, {:.2} GB)", dir.display(), lm.as_deref().and_then(|p| p.file_name()).map_or("?".into(), |n| n.to_string_lossy()), size as f64 / 1e9),
+        fix: None,
+    }
+}
+
+/// Findings for the weights `args` select, looking where `load_model` looks.
+pub fn weights_findings(args: &ModelArgs, disc: &Discovery) -> Vec<Finding> {
+    if args.demo {
+        return vec![Finding { section: SECTION, ok: true, warning: false, text: "--demo: the built-in demo model (no weights needed)".into(), fix: None }];
+    }
+    if let Some(dir) = &args.model_dir {
+        return vec![match super::checkpoint::inspect(dir) {
+            Ok(_) => found(dir, "--model-dir"),
+            Err(e) => Finding { section: SECTION, ok: false, warning: false, text: format!("--model-dir {}: {}", dir.display(), e.message), fix: Some(e.remedy) },
+        }];
+    }
+    let mut out = Vec::new();
+    for repo in [args.hf_repo.as_str(), "kyutai/moshiko-candle-q8", "kyutai/moshika-candle-q8"] {
+        if out.iter().any(|f: &Finding| f.text.contains(repo)) {
+            continue;
+        }
+        if let Some(dir) = disc.hf_cache.as_deref().and_then(|c| discovery::find_in_hf_cache(c, repo)) {
+            out.push(found(&dir, &format!("{repo} in the Hugging Face cache")));
+        } else if let Some(dir) = discovery::download_dir(repo).filter(|d| discovery::is_complete(d)) {
+            out.push(found(&dir, &format!("{repo} in the download folder")));
+        }
+    }
+    if out.is_empty() {
+        let cache = disc.hf_cache.as_ref().map_or("no Hugging Face cache (HF_HOME unset)".to_string(), |c| c.display().to_string());
+        out.push(Finding {
+            section: SECTION,
+            ok: true,
+            warning: true,
+            text: format!("none: the demo model will be used (looked in {cache} and {})", discovery::download_dir(&args.hf_repo).map_or("-".into(), |d| d.display().to_string())),
+            fix: Some("download kyutai/moshiko-candle-q8 (or kyutai/moshika-candle-q8) from Hugging Face and pass --model-dir DIR, or let `assistant` download it on a networked machine".into()),
+        });
+    }
+    out
+}
+
+/// What `assistant doctor` shows for the command line's model arguments.
+/// GPU memory (NVML) comes first so it sits in doctor's memory section.
+pub fn doctor_weights(args: &ModelArgs) -> Vec<Finding> {
+    let gpu = match crate::engine::residency::gpu_memory() {
+        Ok((used, total)) => format!("GPU memory: {:.1} GiB used of {:.1} GiB", used as f64 / (1u64 << 30) as f64, total as f64 / (1u64 << 30) as f64),
+        Err(why) => format!("GPU memory: {why}"),
+    };
+    let mut out = vec![Finding { section: "memory", ok: true, warning: false, text: gpu, fix: None }];
+    out.extend(weights_findings(args, &Discovery::from_env(&args.hf_repo)));
+    out
+}
