@@ -447,3 +447,31 @@ fn resume_shows_the_last_sessions_turns_dimmed() {
     let (x, y) = find(buf, "Good evening.").unwrap();
     assert_eq!(buf[(x, y)].fg, Color::DarkGray, "previous turns are dim");
 }
+
+#[test]
+fn a_cpu_fallback_shows_degraded_with_its_reason_until_a_normal_load() {
+    use assistant::engine::residency::Residency;
+    let mut s = Scene::new();
+    s.at(0.2).endpoints(
+        Endpoint::Device("mic".into()),
+        Endpoint::Device("spk".into()),
+    );
+    s.at(1.0).ready();
+    s.send(EngineEvent::Residency(Residency::Ready {
+        device: "cpu".into(),
+        degraded: Some("running on CPU (CUDA out of memory)".into()),
+    }));
+    assert_eq!(s.state.conv_state(), ConvState::Degraded);
+    let t = draw(&mut s.state, 100, 24);
+    let text = screen(t.backend().buffer());
+    assert!(
+        text.contains("! degraded: running on CPU (CUDA out of memory)"),
+        "{text}"
+    );
+    s.send(EngineEvent::Residency(Residency::Unloaded));
+    s.send(EngineEvent::Residency(Residency::Ready {
+        device: "cuda:0".into(),
+        degraded: None,
+    }));
+    assert_eq!(s.state.conv_state(), ConvState::Listening);
+}

@@ -194,6 +194,8 @@ pub struct UiState {
     next_voice_id: u64,
     /// Resident memory at the last feed report.
     memory_reported: Option<u64>,
+    /// Why the model runs somewhere worse than asked, e.g. "running on CPU (…)".
+    model_degraded: Option<String>,
 }
 
 impl UiState {
@@ -240,6 +242,7 @@ impl UiState {
             pending_voice: None,
             next_voice_id: 1,
             memory_reported: None,
+            model_degraded: None,
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -290,6 +293,9 @@ impl UiState {
         }
         if self.stats.is_some_and(|s| s.step_index >= RTF_WARMUP_STEPS) && self.rtf_avg > 1.0 {
             why.push("slower than real time");
+        }
+        if let Some(d) = &self.model_degraded {
+            why.push(d.as_str());
         }
         (!why.is_empty()).then(|| why.join(", "))
     }
@@ -524,8 +530,16 @@ impl UiState {
                     None,
                 );
             }
-            // Shown by the TUI's residency display (notices carry the words meanwhile).
-            EngineEvent::Residency(_) => {}
+            // The words come as notices; a model running somewhere worse than
+            // asked (a CPU fallback) keeps the header degraded while it lasts.
+            EngineEvent::Residency(r) => {
+                use crate::engine::residency::Residency;
+                match r {
+                    Residency::Ready { degraded, .. } => self.model_degraded = degraded,
+                    Residency::Failed(_) | Residency::Unloaded => self.model_degraded = None,
+                    Residency::Loading | Residency::Unloading => {}
+                }
+            }
             EngineEvent::InputEnded => {
                 self.note(EntryKind::Notice(Severity::Info), "input file ended", None);
             }
