@@ -144,3 +144,76 @@ pub fn loader_for(args: &RunArgs) -> Loader {
         }
     }
 }
+
+/// The persona a run starts with, the catalog it comes from, and the run's
+/// arguments with the persona's voice filled in where the command line left
+/// them open (explicit flags win; `--demo`, `--model-dir` and loopback pin the weights).
+pub struct StartPersona {
+    pub catalog: crate::persona::Catalog,
+    pub index: usize,
+    pub args: RunArgs,
+}
+
+/// Whether the command line fixes the weights, so personas cannot change them.
+pub fn weights_pinned(args: &RunArgs) -> bool {
+    args.engine == EngineKind::Loopback || args.model.demo || args.model.model_dir.is_some()
+}
+
+pub fn start_persona(args: &RunArgs, catalog: crate::persona::Catalog) -> Result<StartPersona, StartError> {
+    use crate::persona::Weights;
+    let index = match &args.persona {
+        None => 0,
+        Some(name) => catalog.find(name).ok_or_else(|| StartError::input(format!("no persona named {name:?}; there are: {}", catalog.names())))?,
+    };
+    if catalog.personas.is_empty() {
+        return Err(StartError { code: 1, message: "no usable persona (the built-ins failed to parse: a bug)".into() });
+    }
+    let mut catalog = catalog;
+    let mut args = args.clone();
+    let m = &mut args.model;
+    let p = &mut catalog.personas[index];
+    let v = &mut p.voice;
+    // Explicit sampling flags win, and stick to the start persona.
+    v.temperature = *m.temperature.get_or_insert(v.temperature);
+    v.text_temperature = *m.text_temperature.get_or_insert(v.text_temperature);
+    v.top_k = *m.top_k.get_or_insert(v.top_k);
+    if !weights_pinned(&args) {
+        let m = &mut args.model;
+        match &p.voice.weights {
+            Weights::Default => {}
+            Weights::Repo(r) => m.hf_repo = r.clone(),
+            Weights::Dir(d) => m.model_dir = Some(d.clone()),
+            Weights::Demo => m.demo = true,
+        }
+    }
+    Ok(StartPersona { catalog, index, args })
+}
+
+/// Loads other personas' voices in the background, unless the command line
+/// pins the weights. `original` is the command line before the start persona
+/// filled it in: its weights are what a persona with `weights = "default"` gets.
+pub fn voice_loader_for(original: &RunArgs) -> Option<crate::persona::voices::VoiceLoader> {
+    use crate::persona::Weights;
+    if weights_pinned(original) {
+        return None;
+    }
+    let base = original.model.clone();
+    let load = move |w: &Weights, s: &crate::engine::Sampling, progress: &mut dyn FnMut(crate::engine::events::LoadProgress)| {
+        let mut a = base.clone();
+        match w {
+            Weights::Default => {}
+            Weights::Repo(r) => a.hf_repo = r.clone(),
+            Weights::Dir(d) => a.model_dir = Some(d.clone()),
+            Weights::Demo => a.demo = true,
+        }
+        (a.temperature, a.text_temperature, a.top_k, a.seed) = (Some(s.temperature), Some(s.text_temperature), Some(s.top_k), Some(s.seed));
+        let loaded = crate::engine::moshi::load_model(&a, progress).map_err(|e| LoadFailure { message: e.message, remedy: e.remedy })?;
+        // The search falls back to the demo model; a persona asked for real weights.
+        if *w != Weights::Demo && loaded.model.info().name == crate::engine::moshi::demo::DEMO_NAME {
+            let why = loaded.notices.first().map_or_else(|| "its weights were not found".to_string(), |n| n.message.clone());
+            return Err(LoadFailure { message: why, remedy: format!("download {} (or point voice.weights at a model directory)", w.describe()) });
+        }
+        Ok(loaded.model)
+    };
+    Some(crate::persona::voices::VoiceLoader::new(Weights::Repo(original.model.hf_repo.clone()), std::sync::Arc::new(load)))
+}

@@ -26,6 +26,20 @@ pub enum Cmd {
     History(HistoryArgs),
     /// Check audio, compute backends, memory, weights, personas and paths.
     Doctor,
+    /// List every persona with its hotkey, source file and validity, or check one file.
+    Personas(PersonasArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PersonasArgs {
+    #[command(subcommand)]
+    pub command: Option<PersonasCmd>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PersonasCmd {
+    /// Validate one persona file; exits non-zero with the located error.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -80,6 +94,9 @@ pub struct RunArgs {
     /// Largest backlog of input, in frames, before the oldest frames are dropped.
     #[arg(long, global = true, default_value_t = 3, value_name = "FRAMES")]
     pub max_backlog: usize,
+    /// The persona at start, by name (`assistant personas` lists them).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub persona: Option<String>,
     /// Echo cancellation on the microphone (toggle live with `e`) [default: on; off with
     /// --engine loopback, which measures the raw audio path].
     #[arg(long, global = true, value_enum, value_name = "on|off")]

@@ -124,3 +124,15 @@ pub fn report(findings: &[Finding]) -> (String, i32) {
         (out, 1)
     }
 }
+
+/// One finding per persona file: valid, or the located error and its hint.
+pub fn persona_findings(catalog: &crate::persona::Catalog) -> Vec<Finding> {
+    catalog
+        .entries
+        .iter()
+        .map(|e| match &e.error {
+            None => Finding::ok("personas", format!("{} ({}): {}", e.name.as_deref().unwrap_or("?"), crate::persona::hotkey_label(e.hotkey), e.source.describe())),
+            Some(err) => Finding::warn("personas", format!("skipped {}:{}:{}: {}", err.file, err.line, err.column, err.message), err.hint.clone()),
+        })
+        .collect()
+}

@@ -11,7 +11,19 @@ use std::io::Write;
 use std::sync::Arc;
 
 /// Run to the end of the input (or Ctrl-C); returns the process exit code.
-pub fn run(args: &RunArgs) -> i32 {
+pub fn run(original: &RunArgs) -> i32 {
+    let start = match crate::app::start_persona(original, crate::persona::Catalog::load()) {
+        Ok(s) => s,
+        Err(StartError { code, message }) => {
+            eprintln!("error: {message}");
+            return code;
+        }
+    };
+    for w in start.catalog.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let persona = start.catalog.personas[start.index].name.clone();
+    let args = &start.args;
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -40,7 +52,7 @@ pub fn run(args: &RunArgs) -> i32 {
     let ev_rx = if args.no_journal {
         ev_rx
     } else {
-        match Journal::create(&sessions_dir(), "default", &input_desc) {
+        match Journal::create(&sessions_dir(), &persona, &input_desc) {
             Ok(j) => {
                 eprintln!("journal: {}", j.path().display());
                 session::tee(ev_rx, j)

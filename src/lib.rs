@@ -6,6 +6,7 @@ pub mod cli;
 pub mod doctor;
 pub mod engine;
 pub mod headless;
+pub mod persona;
 pub mod session;
 pub mod telemetry;
 pub mod ui;

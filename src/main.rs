@@ -45,8 +45,12 @@ fn main() {
             1
         }),
         Some(Cmd::History(h)) => history(h),
+        Some(Cmd::Personas(p)) => personas(p),
         Some(Cmd::Doctor) => {
-            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(assistant::engine::moshi::doctor_weights(&cli.run.model)));
+            let catalog = assistant::persona::Catalog::load();
+            let mut extra = assistant::engine::moshi::doctor_weights(&cli.run.model);
+            extra.extend(assistant::doctor::persona_findings(&catalog));
+            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(extra));
             print!("{text}");
             code
         }
@@ -88,5 +92,30 @@ fn history(args: &assistant::cli::HistoryArgs) -> i32 {
                 }
             }
         }
+    }
+}
+
+fn personas(args: &assistant::cli::PersonasArgs) -> i32 {
+    use assistant::persona::{user_dir, Catalog};
+    let catalog = Catalog::load();
+    match &args.command {
+        None => {
+            print!("{}", catalog.listing());
+            match user_dir() {
+                Some(d) => println!("\nyour personas: {} (a file there adds a persona, or overrides a built-in of the same name)", d.display()),
+                None => println!("\nno config directory: set XDG_CONFIG_HOME to add personas"),
+            }
+            0
+        }
+        Some(assistant::cli::PersonasCmd::Check { file }) => match catalog.check_draft(file) {
+            Ok(p) => {
+                println!("{}: ok: {} ({}) — {}", file.display(), p.name, assistant::persona::hotkey_label(p.hotkey), p.description);
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
     }
 }

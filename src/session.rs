@@ -128,6 +128,10 @@ impl Journal {
                 self.end_turn()?;
                 self.append(&Record::Event { t, severity: "info".into(), message: "conversation reset".into(), remedy: None })?;
             }
+            EngineEvent::PersonaSwitched { name } => self.append(&Record::Event { t, severity: "info".into(), message: format!("persona: {name}"), remedy: None })?,
+            EngineEvent::VoiceFailed { persona, error, remedy } => {
+                self.append(&Record::Event { t, severity: "warning".into(), message: format!("{persona}'s voice did not load: {error}"), remedy: Some(remedy.clone()) })?
+            }
             EngineEvent::Stopped => self.finish()?,
             _ => {}
         }

@@ -26,11 +26,16 @@ struct Running {
 }
 
 fn start(w: u16, h: u16) -> Running {
+    start_with(w, h, |_| {})
+}
+
+fn start_with(w: u16, h: u16, adjust: impl FnOnce(&mut assistant::ui::UiContext)) -> Running {
     let (backend, shared) = LiveBackend::new(w, h);
     let (tx, rx) = unbounded();
     let (ctx_tx, commands) = unbounded();
     let (mut ctx, _hand) = context(false, Color::Cyan);
     ctx.clock = assistant::ui::Clock::system();
+    adjust(&mut ctx);
     let meters = ctx.meters.clone();
     let handle = std::thread::spawn(move || {
         let mut terminal = Terminal::new(backend)?;
@@ -112,6 +117,14 @@ fn ready(r: &Running) {
         },
         load_ms: 10.0,
     });
+    // A model from the engine's own loader gets the active persona's sampling.
+    match r.command() {
+        Command::SetSampling(s) => assert_eq!(
+            (s.temperature, s.text_temperature, s.top_k),
+            (0.8, 0.7, 250)
+        ),
+        other => panic!("expected SetSampling, got {other:?}"),
+    }
 }
 
 fn step(i: u64, mic: f32, out: f32) -> EngineEvent {
@@ -293,4 +306,73 @@ fn an_idle_ui_does_not_redraw() {
         report.level_samples <= 12,
         "idle ticks are slow: {report:?}"
     );
+}
+
+#[test]
+fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
+    use assistant::engine::events::{LoadProgress, ProgressUnit};
+    use assistant::persona::voices::VoiceLoader;
+    use assistant::persona::{Weights, MOSHIKA, MOSHIKO};
+    let (journal_tx, journal_rx) = unbounded();
+    let loader = VoiceLoader::new(
+        Weights::Repo(MOSHIKO.into()),
+        Arc::new(
+            |w: &Weights,
+             _s: &assistant::engine::Sampling,
+             progress: &mut dyn FnMut(LoadProgress)| {
+                progress(LoadProgress {
+                    stage: "model.q8.gguf".into(),
+                    done: 1,
+                    total: 1,
+                    unit: ProgressUnit::Bytes,
+                    elapsed_s: 0.01,
+                });
+                assert_eq!(*w, Weights::Repo(MOSHIKA.into()));
+                Ok(
+                    Box::new(assistant::engine::loopback::Loopback::new(24_000, 1920))
+                        as Box<dyn assistant::engine::DuplexModel>,
+                )
+            },
+        ),
+    );
+    let r = start_with(80, 24, |ctx| {
+        ctx.events = Some(journal_tx);
+        ctx.voices = Some(loader);
+    });
+    ready(&r);
+    // F3: GLaDOS, other weights, and it greets.
+    r.key(KeyCode::F(3));
+    r.wait_for("GLaDOS");
+    match r.command() {
+        Command::SetSampling(s) => assert_eq!(
+            (s.temperature, s.text_temperature, s.top_k),
+            (1.0, 0.9, 400)
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(r.command(), Command::Reset),
+        "a greeting persona starts a fresh conversation"
+    );
+    // The loader thread hands the engine the new voice.
+    match r.command() {
+        Command::SwapModel(m) => assert_eq!(m.info().name, "loopback"),
+        other => panic!("{other:?}"),
+    }
+    // The journal (through the engine's event path) got the switch and the progress.
+    let mut got = Vec::new();
+    while let Ok(ev) = journal_rx.recv_timeout(Duration::from_millis(500)) {
+        got.push(ev);
+    }
+    assert!(
+        matches!(&got[0], EngineEvent::PersonaSwitched { name } if name == "GLaDOS"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(
+            |e| matches!(e, EngineEvent::Loading(p) if p.stage == "GLaDOS's voice: model.q8.gguf")
+        ),
+        "{got:?}"
+    );
+    r.finish();
 }

@@ -29,9 +29,10 @@ impl Tmux {
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         // After the program ends the pane stays (sleep) so its terminal state can be read.
         let cmd = format!(
-            "cd '{}' && XDG_DATA_HOME='{}' '{bin}' {} --log-file '{}'; echo $? > '{}'; sleep 60",
+            "cd '{}' && XDG_DATA_HOME='{}' XDG_CONFIG_HOME='{}' '{bin}' {} --log-file '{}'; echo $? > '{}'; sleep 60",
             env!("CARGO_MANIFEST_DIR"),
             dir.path().join("data").display(),
+            dir.path().join("config").display(),
             quoted.join(" "),
             log.display(),
             exit.display()
@@ -68,6 +69,12 @@ impl Tmux {
 
     fn screen(&self) -> String {
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "e2e"]).stdout)
+            .into_owned()
+    }
+
+    /// The screen with its colours, as SGR escape sequences.
+    fn screen_with_colours(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-e", "-t", "e2e"]).stdout)
             .into_owned()
     }
 
@@ -267,4 +274,108 @@ fn tmux_loopback_session_shows_the_screen_takes_keys_survives_resizes_and_restor
 #[test]
 fn tmux_demo_session_as_the_issue_describes() {
     session(&["--demo", "--input", WAV], "model ready: demo");
+}
+
+/// The header row as tmux holds it, colours included.
+fn header_row(t: &Tmux) -> String {
+    t.screen_with_colours()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn tmux_f2_switches_persona_and_colours_and_tab_cycles() {
+    let Some(t) = Tmux::start(&["--engine", "loopback", "--input", WAV]) else {
+        return;
+    };
+    let s = t.wait_for("ready as Moshi", |s| {
+        s.lines().next().is_some_and(|l| l.contains("Moshi")) && s.contains("model ready: loopback")
+    });
+    assert!(!s.contains("persona:"), "no switch yet:\n{s}");
+    let before = header_row(&t);
+    // Cyan name, the terminal's own background.
+    assert!(
+        before.contains("\u{1b}[38;5;6mMoshi"),
+        "cyan Moshi (tmux writes cyan as 38;5;6): {before:?}"
+    );
+    assert!(
+        !before.contains("48;2;"),
+        "no persona background yet: {before:?}"
+    );
+
+    t.keys("F2");
+    let s = t.wait_for("JARVIS in the header", |s| {
+        s.lines().next().is_some_and(|l| l.contains("JARVIS"))
+    });
+    assert!(
+        s.contains("persona: JARVIS (F2)"),
+        "the switch is in the feed:\n{s}"
+    );
+    assert!(s.contains("╭ activity"), "JARVIS's rounded border:\n{s}");
+    let jarvis = header_row(&t);
+    assert!(
+        jarvis.contains("38;2;79;195;247"),
+        "JARVIS's #4fc3f7 on the header: {jarvis:?}"
+    );
+    assert!(
+        jarvis.contains("48;2;10;25;41"),
+        "JARVIS's #0a1929 background: {jarvis:?}"
+    );
+
+    t.keys("Tab");
+    let s = t.wait_for("GLaDOS after Tab", |s| {
+        s.lines().next().is_some_and(|l| l.contains("GLaDOS"))
+    });
+    assert!(s.contains("┏ activity"), "GLaDOS's thick border:\n{s}");
+    assert!(
+        header_row(&t).contains("38;2;255;159;28"),
+        "GLaDOS's #ff9f1c: {:?}",
+        header_row(&t)
+    );
+
+    t.keys("BTab");
+    t.wait_for("back to JARVIS with Shift-Tab", |s| {
+        s.lines().next().is_some_and(|l| l.contains("JARVIS"))
+    });
+    t.keys("F1");
+    t.wait_for("Moshi again", |s| {
+        s.lines().next().is_some_and(|l| l.contains("Moshi")) && s.contains("┌ activity")
+    });
+
+    t.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.exit_code().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no exit after q:\n{}",
+            t.screen()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    assert_eq!(t.exit_code(), Some(0), "log:\n{}", t.log());
+    // The journal starts as Moshi and records every switch.
+    let records = t.journal();
+    assert_eq!(records[0]["persona"], "Moshi");
+    let switches: Vec<String> = records
+        .iter()
+        .filter(|r| {
+            r["kind"] == "event"
+                && r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("persona: "))
+        })
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        switches,
+        [
+            "persona: JARVIS",
+            "persona: GLaDOS",
+            "persona: JARVIS",
+            "persona: Moshi"
+        ],
+        "{records:?}"
+    );
 }

@@ -79,6 +79,11 @@ pub enum EngineEvent {
     InputEnded,
     /// The engine thread finished.
     Stopped,
+    /// The UI switched persona (sent by the UI so the journal records it).
+    PersonaSwitched { name: String },
+    /// A persona's voice (other weights) failed to load in the background; the
+    /// voice that was talking keeps talking.
+    VoiceFailed { persona: String, error: String, remedy: String },
     /// Where the model is: loading, ready (maybe degraded), unloaded after a silence.
     Residency(crate::engine::residency::Residency),
 }

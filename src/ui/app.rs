@@ -4,7 +4,7 @@
 use super::context::UiContext;
 use super::event::AppEvent;
 use super::render::render;
-use super::state::{Effect, UiState};
+use super::state::{Effect, Switch, UiState};
 use super::sysmon::MemorySampler;
 use super::terminal;
 use crate::engine::events::{Command, EngineEvent};
@@ -201,9 +201,42 @@ impl<'t, B: Backend> MainLoop<'t, B> {
                 }
                 None
             }
+            Some(Effect::Persona(switch)) => {
+                self.switch_persona(switch, commands);
+                None
+            }
             Some(Effect::Quit) => {
                 let _ = commands.send(Command::Shutdown);
                 Some(ExitReason::Quit)
+            }
+        }
+    }
+}
+
+impl<B: Backend> MainLoop<'_, B> {
+    /// Tell the engine (sampling from the next step; a fresh conversation for
+    /// a persona that greets), the journal, and the voice loader.
+    fn switch_persona(&mut self, s: Switch, commands: &Sender<Command>) {
+        let _ = commands.send(Command::SetSampling(s.sampling.clone()));
+        if s.reset {
+            let _ = commands.send(Command::Reset);
+        }
+        if let Some(events) = &self.ctx.events {
+            let _ = events.send(EngineEvent::PersonaSwitched {
+                name: s.name.clone(),
+            });
+        }
+        if let Some(voices) = &self.ctx.voices {
+            match (s.load, &self.ctx.events) {
+                (Some(weights), Some(events)) => voices.start(
+                    s.id,
+                    s.name,
+                    weights,
+                    s.sampling,
+                    events.clone(),
+                    commands.clone(),
+                ),
+                _ => voices.cancel(s.id),
             }
         }
     }

@@ -12,7 +12,6 @@ use crate::engine::events::{Endpoint, EngineEvent, StepStats};
 use crate::engine::model::ModelInfo;
 use anyhow::Result;
 use ratatui::backend::TestBackend;
-use ratatui::style::Color;
 use ratatui::Terminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +36,11 @@ pub fn bench_ui() -> Result<()> {
             r.render.mean, r.render.p50, r.render.p99
         );
     }
+    let sw = switch_times()?;
+    println!(
+        "  persona switch (Tab: state update + next frame drawn, 80x24, busy screen)  mean {:>6.1} µs   p50 {:>6.1} µs   p99 {:>6.1} µs",
+        sw.mean, sw.p50, sw.p99
+    );
     println!("ui thread CPU (main loop on TestBackend 80x24):");
     for (label, audio) in [("idle", false), ("audio flowing", true)] {
         let c = loop_cpu(Duration::from_secs(3), audio)?;
@@ -53,6 +57,23 @@ pub fn bench_ui() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// From a Tab press to the frame that shows the next persona, cycling through all.
+fn switch_times() -> Result<Spread> {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+    let mut state = busy_state();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24))?;
+    terminal.draw(|f| render(&state, f))?;
+    let mut micros = Vec::with_capacity(FRAMES / 4);
+    for _ in 0..FRAMES / 4 {
+        let t = Instant::now();
+        let update = state.apply(AppEvent::Key(KeyEvent::from(KeyCode::Tab)));
+        terminal.draw(|f| render(&state, f))?;
+        micros.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(update);
+    }
+    Ok(Spread::of(micros))
 }
 
 struct Spread {
@@ -83,12 +104,11 @@ struct RenderTimes {
 
 fn quiet_context() -> UiContext {
     UiContext {
-        persona: "Moshi".into(),
-        persona_colour: Color::Cyan,
-        log_path: Some("/tmp/assistant.log".into()),
-        meters: Arc::new(Meters::default()),
         no_color: false,
-        clock: Clock::system(),
+        ..UiContext::new(
+            Arc::new(Meters::default()),
+            Some("/tmp/assistant.log".into()),
+        )
     }
 }
 

@@ -2,16 +2,36 @@
 
 use super::clock::Clock;
 use crate::audio::meters::Meters;
-use ratatui::style::Color;
+use crate::engine::events::EngineEvent;
+use crate::persona::voices::VoiceLoader;
+use crate::persona::{Catalog, Persona};
+use crossbeam_channel::Sender;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The last session's transcript, shown dimmed at the top of the feed (`--resume`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    pub started: String,
+    pub persona: String,
+    pub turns: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct UiContext {
-    /// The persona's name, shown in the header and on its level bars.
-    pub persona: String,
-    /// The persona's colour (the personas issue will supply a whole theme).
-    pub persona_colour: Color,
+    /// Every usable persona, in cycling order (never empty).
+    pub personas: Arc<Vec<Persona>>,
+    /// The one active at start.
+    pub persona: usize,
+    /// The engine's event channel, upstream of the journal: the UI sends
+    /// persona switches and voice-load progress through it.
+    pub events: Option<Sender<EngineEvent>>,
+    /// Loads a persona's other weights; `None` pins the voice (loopback,
+    /// `--demo`, `--model-dir`): personas then change look and sampling only.
+    pub voices: Option<VoiceLoader>,
+    /// The run's sampling seed (personas keep it).
+    pub seed: u64,
+    pub resume: Option<Resume>,
     /// Where the log goes; shown in the status line.
     pub log_path: Option<PathBuf>,
     /// Peaks the audio callbacks raise; the UI samples them on its tick.
@@ -23,16 +43,25 @@ pub struct UiContext {
 }
 
 impl UiContext {
-    /// The default persona, NO_COLOR from the environment, the system clock.
+    /// The built-in personas with the default active, NO_COLOR from the
+    /// environment, the system clock.
     pub fn new(meters: Arc<Meters>, log_path: Option<PathBuf>) -> Self {
         Self {
-            persona: "Moshi".into(),
-            persona_colour: Color::Cyan,
+            personas: Arc::new(Catalog::builtin().personas),
+            persona: 0,
+            events: None,
+            voices: None,
+            seed: crate::engine::model::Sampling::default().seed,
+            resume: None,
             log_path,
             meters,
             no_color: no_color_from_env(),
             clock: Clock::system(),
         }
+    }
+
+    pub fn active(&self) -> &Persona {
+        &self.personas[self.persona.min(self.personas.len() - 1)]
     }
 }
 

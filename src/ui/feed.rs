@@ -19,6 +19,10 @@ pub enum EntryKind {
     /// Something went as it should (weights found, model ready).
     Success,
     Notice(Severity),
+    /// A persona switch.
+    Persona,
+    /// A turn from the previous session (`--resume`), shown dimmed.
+    Previous,
 }
 
 #[derive(Debug, Clone, PartialEq)]

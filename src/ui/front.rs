@@ -1,6 +1,7 @@
 //! The TUI front-end of a run: wire input, output and engine as `headless` does,
 //! journal the session, then hand the terminal to the UI until the user quits.
 
+use super::context::Resume;
 use super::{terminal, UiContext};
 use crate::app::{wire, StartError};
 use crate::audio::meters::Meters;
@@ -18,7 +19,25 @@ use std::time::{Duration, Instant};
 const JOURNAL_FLUSH_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the assistant in the terminal; returns the process exit code.
-pub fn run_app(args: &RunArgs, log_path: &Path) -> i32 {
+pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
+    let start = match crate::app::start_persona(original, crate::persona::Catalog::load()) {
+        Ok(s) => s,
+        Err(StartError { code, message }) => {
+            eprintln!("error: {message}");
+            return code;
+        }
+    };
+    let args = &start.args;
+    // Read before this session's journal exists, which would be the newest.
+    let resume = args
+        .resume
+        .then(|| session::last_transcript(&sessions_dir()))
+        .flatten()
+        .map(|(s, turns)| Resume {
+            started: s.started,
+            persona: s.persona,
+            turns,
+        });
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -43,15 +62,35 @@ pub fn run_app(args: &RunArgs, log_path: &Path) -> i32 {
     for n in wired.notices {
         let _ = ev_tx.send(n);
     }
+    for w in start.catalog.warnings() {
+        let _ = ev_tx.send(EngineEvent::warning(w, Some("fix the file (`assistant personas check FILE` shows where); the other personas work".into())));
+    }
+    if args.resume && resume.is_none() {
+        let _ = ev_tx.send(EngineEvent::info(format!(
+            "--resume: no earlier session in {}",
+            sessions_dir().display()
+        )));
+    }
+    let persona_name = start.catalog.personas[start.index].name.clone();
     let input_desc = format!("{:?}", wired.input);
-    let (ui_events, journal) = journalled(args, ev_rx, &ev_tx, &input_desc);
-    drop(ev_tx);
+    let (ui_events, journal) = journalled(args, ev_rx, &ev_tx, &input_desc, &persona_name);
     crate::telemetry::set_terminal_restore(|| {
         let _ = terminal::restore();
     });
     let streams = wired.streams;
     let engine = runner::spawn(wired.setup);
-    let ctx = UiContext::new(meters, Some(log_path.to_path_buf()));
+    let ctx = UiContext {
+        personas: Arc::new(start.catalog.personas.clone()),
+        persona: start.index,
+        events: Some(ev_tx),
+        voices: crate::app::voice_loader_for(original),
+        seed: args
+            .model
+            .seed
+            .unwrap_or(crate::engine::Sampling::default().seed),
+        resume,
+        ..UiContext::new(meters, Some(log_path.to_path_buf()))
+    };
     // However the UI ends, it has asked the engine to shut down.
     let result = super::run(ctx, ui_events, cmd_tx);
     let stats = engine.join().unwrap_or_default();
@@ -90,11 +129,12 @@ fn journalled(
     events: Receiver<EngineEvent>,
     notices: &crossbeam_channel::Sender<EngineEvent>,
     input_desc: &str,
+    persona: &str,
 ) -> (Receiver<EngineEvent>, Option<Arc<AtomicBool>>) {
     if args.no_journal {
         return (events, None);
     }
-    let journal = match Journal::create(&sessions_dir(), "default", input_desc) {
+    let journal = match Journal::create(&sessions_dir(), persona, input_desc) {
         Ok(j) => j,
         Err(e) => {
             let _ = notices.send(EngineEvent::warning(

@@ -19,8 +19,10 @@ pub enum Action {
     ScrollTop,
     /// Back to following the newest line.
     ScrollBottom,
-    /// Reserved for the personas issue: F1..=F12 pick persona 1..=12.
+    /// F1..=F12: the persona with that hotkey.
     Persona(u8),
+    /// Show or hide the active persona's card.
+    TogglePersonaCard,
     NextPersona,
     PrevPersona,
 }
@@ -48,6 +50,7 @@ pub fn action_for_key(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('e') => Action::ToggleEcho,
         KeyCode::Char('r') => Action::Reset,
         KeyCode::Char('?') => Action::ToggleHelp,
+        KeyCode::Char('p') => Action::TogglePersonaCard,
         KeyCode::Esc => Action::CloseOverlay,
         KeyCode::PageUp => Action::ScrollUp(Scroll::Page),
         KeyCode::PageDown => Action::ScrollDown(Scroll::Page),
@@ -80,7 +83,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("Home End", "oldest / follow newest"),
     ("?", "this help"),
     ("Esc", "close overlays"),
-    ("F1-F12 Tab", "personas (reserved)"),
+    ("F1-F12 Tab", "pick / cycle persona"),
+    ("p", "persona card"),
 ];
 
 #[cfg(test)]

@@ -15,6 +15,12 @@ pub fn render(state: &UiState, frame: &mut Frame) {
 
 /// The same into any buffer (benchmarks, tests).
 pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
+    // The persona's background and text colour under everything (a no-op for
+    // a persona that keeps the terminal's own).
+    let base = state.theme.base();
+    if base != ratatui::style::Style::new() {
+        buf.set_style(area, base);
+    }
     let Some(a) = layout::areas(area, state.shows_progress()) else {
         widgets::too_small::render(&state.theme, area, buf);
         return;
@@ -37,6 +43,9 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
         widgets::visualizer::render(state, v, buf);
     }
     widgets::status::render(state, density, status, buf);
+    if state.card {
+        widgets::card::render(state, area, buf);
+    }
     if state.help {
         widgets::help::render(state, area, buf);
     }

@@ -1,8 +1,10 @@
-//! Every colour on screen comes from here, named by meaning. The personas issue
-//! will fill `Theme` from persona files; nothing else in the UI picks a colour.
+//! Every colour on screen comes from here, named by meaning, filled from the
+//! active persona's file; nothing else in the UI picks a colour.
 
 use crate::engine::events::Severity;
+use crate::persona::{BorderStyle, PersonaTheme};
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::BorderType;
 
 /// Who a line or a bar belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,11 @@ pub struct Theme {
     pub error: Color,
     /// Timestamps, borders, inactive bars, hints.
     pub dim: Color,
+    /// Body text; `Reset` is the terminal's own.
+    pub text: Color,
+    /// Behind everything; `Reset` is the terminal's own.
+    pub background: Color,
+    pub border_type: BorderType,
     /// False when NO_COLOR is set: every style then carries modifiers only.
     pub color: bool,
 }
@@ -46,8 +53,49 @@ impl Theme {
             warning: Color::Yellow,
             error: Color::Red,
             dim: Color::DarkGray,
+            text: Color::Reset,
+            background: Color::Reset,
+            border_type: BorderType::Plain,
             color: !no_color,
         }
+    }
+
+    /// The theme a persona file describes.
+    pub fn from_persona(p: &PersonaTheme, no_color: bool) -> Self {
+        Self {
+            persona: p.primary,
+            user: p.secondary,
+            both: p.accent,
+            info: p.info,
+            ok: p.ok,
+            warning: p.warning,
+            error: p.error,
+            dim: p.dim,
+            text: p.text,
+            background: p.background,
+            border_type: match p.border {
+                BorderStyle::Plain => BorderType::Plain,
+                BorderStyle::Rounded => BorderType::Rounded,
+                BorderStyle::Double => BorderType::Double,
+                BorderStyle::Thick => BorderType::Thick,
+            },
+            color: !no_color,
+        }
+    }
+
+    /// The whole screen's base style: the persona's background and text colour.
+    pub fn base(&self) -> Style {
+        if !self.color {
+            return Style::new();
+        }
+        let mut s = Style::new();
+        if self.background != Color::Reset {
+            s = s.bg(self.background);
+        }
+        if self.text != Color::Reset {
+            s = s.fg(self.text);
+        }
+        s
     }
 
     fn fg(&self, c: Color) -> Style {
@@ -59,7 +107,11 @@ impl Theme {
     }
 
     pub fn text(&self) -> Style {
-        Style::new()
+        if self.text == Color::Reset {
+            Style::new()
+        } else {
+            self.fg(self.text)
+        }
     }
     pub fn persona_name(&self) -> Style {
         self.fg(self.persona).add_modifier(Modifier::BOLD)

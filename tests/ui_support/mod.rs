@@ -20,13 +20,15 @@ pub const LOG: &str = "/srv/state/assistant/assistant.log";
 
 pub fn context(no_color: bool, persona_colour: Color) -> (UiContext, ManualClock) {
     let (clock, hand): (Clock, ManualClock) = Clock::manual();
+    let mut personas = assistant::persona::Catalog::builtin().personas;
+    personas[0].theme.primary = persona_colour;
     let ctx = UiContext {
-        persona: "Moshi".into(),
-        persona_colour,
+        personas: Arc::new(personas),
+        persona: 0,
         log_path: Some(LOG.into()),
-        meters: Arc::new(Meters::default()),
         no_color,
         clock,
+        ..UiContext::new(Arc::new(Meters::default()), None)
     };
     (ctx, hand)
 }
@@ -46,6 +48,18 @@ impl Scene {
 
     pub fn with(no_color: bool, persona_colour: Color) -> Self {
         let (ctx, clock) = context(no_color, persona_colour);
+        Self::from_context(ctx, clock)
+    }
+
+    /// The built-in persona `i` active from the start.
+    pub fn as_persona(i: usize) -> Self {
+        let (mut ctx, clock) = context(false, Color::Cyan);
+        ctx.personas = Arc::new(assistant::persona::Catalog::builtin().personas);
+        ctx.persona = i;
+        Self::from_context(ctx, clock)
+    }
+
+    pub fn from_context(ctx: UiContext, clock: ManualClock) -> Self {
         Self {
             state: UiState::new(&ctx),
             clock,
@@ -173,7 +187,10 @@ pub fn loading(nc: bool) -> Scene {
 }
 
 pub fn listening(nc: bool) -> Scene {
-    let mut s = Scene::with(nc, Color::Cyan);
+    listening_from(Scene::with(nc, Color::Cyan))
+}
+
+pub fn listening_from(mut s: Scene) -> Scene {
     s.at(0.2).wav_and_speaker().memory();
     s.at(8.6).ready();
     s.talk(20, 0.002, 0.0, &[]);
@@ -192,7 +209,16 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 pub fn speaking(nc: bool) -> Scene {
-    let mut s = listening(nc);
+    speaking_from(Scene::with(nc, Color::Cyan))
+}
+
+/// The speaking scene as persona `i` of the built-ins.
+pub fn speaking_as(i: usize) -> Scene {
+    speaking_from(Scene::as_persona(i))
+}
+
+pub fn speaking_from(s: Scene) -> Scene {
+    let mut s = listening_from(s);
     let first = words(FIRST_REPLY);
     let second = words(SECOND_REPLY);
     s.talk(16, 0.09, 0.0, &[]); // the user says hello

@@ -26,6 +26,8 @@ pub fn marker(kind: &EntryKind, t: &Theme) -> (&'static str, Style, Style) {
         EntryKind::Notice(Severity::Info) => ("•", t.severity(Severity::Info), t.text()),
         EntryKind::Notice(s @ Severity::Warning) => ("!", t.severity(*s), t.severity(*s)),
         EntryKind::Notice(s @ Severity::Error) => ("✗", t.severity(*s), t.severity(*s)),
+        EntryKind::Persona => ("◈", t.persona_name(), t.speaker(Speaker::Assistant)),
+        EntryKind::Previous => ("◇", t.dim(), t.dim()),
     }
 }
 
@@ -56,6 +58,7 @@ pub fn render(state: &UiState, density: Density, frame: Rect, inner: Rect, buf: 
     if density == Density::Normal {
         let mut block = Block::new()
             .borders(Borders::ALL)
+            .border_type(t.border_type)
             .border_style(t.border())
             .title(Line::styled(" activity ", t.title()));
         if below > 0 {

@@ -29,6 +29,7 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     Clear.render(popup, buf);
     let block = Block::new()
         .borders(Borders::ALL)
+        .border_type(t.border_type)
         .border_style(t.key())
         .title(Line::styled(" keys ", t.title()))
         .title_bottom(Line::styled(" Esc closes ", t.dim()).right_aligned());

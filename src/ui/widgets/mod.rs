@@ -1,6 +1,7 @@
 //! The parts of the screen. Each draws from `&UiState` into a buffer area and
 //! changes nothing.
 
+pub mod card;
 pub mod feed;
 pub mod header;
 pub mod help;

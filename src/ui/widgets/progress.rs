@@ -59,6 +59,7 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
         Density::Normal => {
             let block = Block::new()
                 .borders(Borders::ALL)
+                .border_type(t.border_type)
                 .border_style(t.border())
                 .title(Line::styled(" loading ", t.title()));
             let inner = block.inner(area);

@@ -1,6 +1,7 @@
 //! Scrolling level bars, the user's above the assistant's, newest on the right.
 //! A bar takes its speaker's colour while that side counts as voice, dim otherwise.
 
+use crate::persona::VisualizerStyle;
 use crate::ui::state::{LevelSample, UiState};
 use crate::ui::theme::Speaker;
 use ratatui::buffer::Buffer;
@@ -11,6 +12,18 @@ use ratatui::widgets::Widget;
 /// Levels below this many dB under full scale draw nothing.
 const FLOOR_DB: f32 = 54.0;
 const EIGHTHS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+const SHADES: [char; 9] = [' ', ' ', '░', '░', '▒', '▒', '▓', '▓', '█'];
+const DOTS: [char; 9] = [' ', '⡀', '⣀', '⣄', '⣤', '⣦', '⣶', '⣷', '⣿'];
+
+/// A cell filled `eighths`/8, in the persona's visualizer style.
+pub fn glyph(style: VisualizerStyle, eighths: usize) -> char {
+    let table = match style {
+        VisualizerStyle::Bars => &EIGHTHS,
+        VisualizerStyle::Shade => &SHADES,
+        VisualizerStyle::Dots => &DOTS,
+    };
+    table[eighths.min(8)]
+}
 
 /// A peak (linear) as a bar height between 0 and 1, on a dB scale so speech
 /// at ordinary levels fills a useful part of the bar.
@@ -60,7 +73,8 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
                     break;
                 }
                 let cell = &mut buf[(start_x + i as u16, top + per - 1 - r)];
-                cell.set_char(EIGHTHS[fill]).set_style(style);
+                cell.set_char(glyph(state.visualizer, fill))
+                    .set_style(style);
             }
         }
     }

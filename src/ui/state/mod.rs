@@ -15,7 +15,16 @@ use crate::engine::model::ModelInfo;
 use ratatui::layout::Rect;
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+mod persona;
+use crate::persona::voices::VoiceLoader;
+use crate::persona::{Persona, VisualizerStyle, Weights};
+pub use persona::{PendingVoice, Switch};
+
+/// A change in resident memory this large gets a feed line.
+pub const MEMORY_REPORT_STEP: u64 = 100 * 1024 * 1024;
 
 /// Level samples kept for the visualizer: one per tick, as wide as the widest screen.
 pub const LEVEL_HISTORY: usize = 300;
@@ -77,6 +86,9 @@ pub struct LevelSample {
 #[derive(Debug)]
 pub enum Effect {
     Send(Command),
+    /// Another persona: the main loop tells the engine and the journal, and
+    /// starts loading its voice if it needs other weights.
+    Persona(Switch),
     Quit,
 }
 
@@ -164,14 +176,36 @@ pub struct UiState {
     pending_mic: f32,
     pending_out: f32,
     pub help: bool,
+    /// The persona card is open.
+    pub card: bool,
+    /// Every persona, in cycling order, and the active one.
+    pub personas: Arc<Vec<Persona>>,
+    pub active: usize,
+    pub visualizer: VisualizerStyle,
+    no_color: bool,
+    seed: u64,
+    voices: Option<VoiceLoader>,
+    /// The weights the engine runs (resolved), when voices can change.
+    engine_weights: Option<Weights>,
+    /// The weights the engine's own loader builds (at start and on restart).
+    start_weights: Option<Weights>,
+    /// A persona voice loading in the background.
+    pub pending_voice: Option<PendingVoice>,
+    next_voice_id: u64,
+    /// Resident memory at the last feed report.
+    memory_reported: Option<u64>,
+    /// Why the model runs somewhere worse than asked, e.g. "running on CPU (…)".
+    model_degraded: Option<String>,
 }
 
 impl UiState {
     pub fn new(ctx: &UiContext) -> Self {
-        Self {
+        let active = ctx.persona.min(ctx.personas.len().saturating_sub(1));
+        let p = &ctx.personas[active];
+        let mut s = Self {
             clock: ctx.clock.clone(),
-            theme: Theme::new(ctx.persona_colour, ctx.no_color),
-            persona: ctx.persona.clone(),
+            theme: Theme::from_persona(&p.theme, ctx.no_color),
+            persona: p.name.clone(),
             log_path: ctx.log_path.as_deref().map(shorten_home),
             size: (80, 24),
             phase: Phase::Loading,
@@ -196,7 +230,24 @@ impl UiState {
             pending_mic: 0.0,
             pending_out: 0.0,
             help: false,
+            card: false,
+            personas: ctx.personas.clone(),
+            active,
+            visualizer: p.visualizer,
+            no_color: ctx.no_color,
+            seed: ctx.seed,
+            engine_weights: ctx.voices.as_ref().map(|v| v.resolve(&p.voice.weights)),
+            start_weights: ctx.voices.as_ref().map(|v| v.resolve(&p.voice.weights)),
+            voices: ctx.voices.clone(),
+            pending_voice: None,
+            next_voice_id: 1,
+            memory_reported: None,
+            model_degraded: None,
+        };
+        if let Some(r) = &ctx.resume {
+            s.show_resume(r);
         }
+        s
     }
 
     pub fn now(&self) -> Duration {
@@ -243,6 +294,9 @@ impl UiState {
         if self.stats.is_some_and(|s| s.step_index >= RTF_WARMUP_STEPS) && self.rtf_avg > 1.0 {
             why.push("slower than real time");
         }
+        if let Some(d) = &self.model_degraded {
+            why.push(d.as_str());
+        }
         (!why.is_empty()).then(|| why.join(", "))
     }
 
@@ -275,8 +329,23 @@ impl UiState {
             AppEvent::Levels { mic, out } => self.push_levels(mic, out),
             AppEvent::Memory(bytes) => {
                 // Redraw only when the shown figure changes.
-                let changed = self.memory.map(format::bytes) != Some(format::bytes(bytes));
+                let mut changed = self.memory.map(format::bytes) != Some(format::bytes(bytes));
                 self.memory = Some(bytes);
+                match self.memory_reported {
+                    None => self.memory_reported = Some(bytes),
+                    Some(last) if bytes.abs_diff(last) > MEMORY_REPORT_STEP => {
+                        let sign = if bytes > last { "+" } else { "−" };
+                        let text = format!(
+                            "memory: {} resident ({sign}{} since the last report)",
+                            format::bytes(bytes),
+                            format::bytes(bytes.abs_diff(last))
+                        );
+                        self.note(EntryKind::Notice(Severity::Info), text, None);
+                        self.memory_reported = Some(bytes);
+                        changed = true;
+                    }
+                    Some(_) => {}
+                }
                 Update {
                     redraw: changed,
                     effect: None,
@@ -309,8 +378,13 @@ impl UiState {
                 self.help = !self.help;
                 Update::redraw()
             }
+            Action::TogglePersonaCard => {
+                self.card = !self.card;
+                Update::redraw()
+            }
             Action::CloseOverlay => {
-                let was = std::mem::replace(&mut self.help, false);
+                let was = std::mem::replace(&mut self.help, false)
+                    | std::mem::replace(&mut self.card, false);
                 Update {
                     redraw: was,
                     effect: None,
@@ -320,8 +394,24 @@ impl UiState {
             Action::ScrollDown(s) => self.scrolled(|f| f.scroll_down(rows(s), width, height)),
             Action::ScrollTop => self.scrolled(|f| f.scroll_to_top(width, height)),
             Action::ScrollBottom => self.scrolled(Feed::follow),
-            // Reserved for the personas issue.
-            Action::Persona(_) | Action::NextPersona | Action::PrevPersona => Update::none(),
+            Action::Persona(key) => {
+                match self.personas.iter().position(|p| p.hotkey == Some(key)) {
+                    Some(i) => self.switch_to(i),
+                    None => {
+                        self.note(
+                            EntryKind::Notice(Severity::Info),
+                            format!("no persona on F{key}"),
+                            Some("`assistant personas` lists them and their keys".into()),
+                        );
+                        Update::redraw()
+                    }
+                }
+            }
+            Action::NextPersona => self.switch_to((self.active + 1) % self.personas.len().max(1)),
+            Action::PrevPersona => {
+                let n = self.personas.len().max(1);
+                self.switch_to((self.active + n - 1) % n)
+            }
         }
     }
 
@@ -382,6 +472,11 @@ impl UiState {
                 );
                 self.model = Some(info);
                 self.note(EntryKind::Success, text, None);
+                let effect = self.voice_ready();
+                return Update {
+                    redraw: true,
+                    effect,
+                };
             }
             EngineEvent::ModelFailed { error, remedy } => {
                 self.phase = Phase::Failed;
@@ -395,8 +490,16 @@ impl UiState {
                 message,
                 remedy,
             } => {
+                self.device_notice(&message);
                 self.note(EntryKind::Notice(severity), message, remedy);
             }
+            // The UI noted the switch when it made it; this is the journal's copy.
+            EngineEvent::PersonaSwitched { .. } => return Update::none(),
+            EngineEvent::VoiceFailed {
+                persona,
+                error,
+                remedy,
+            } => return self.voice_failed(persona, error, remedy),
             EngineEvent::EchoCancel(on) => {
                 if self.echo_cancel.is_some() {
                     let text = if on {
@@ -427,8 +530,16 @@ impl UiState {
                     None,
                 );
             }
-            // Shown by the TUI's residency display (notices carry the words meanwhile).
-            EngineEvent::Residency(_) => {}
+            // The words come as notices; a model running somewhere worse than
+            // asked (a CPU fallback) keeps the header degraded while it lasts.
+            EngineEvent::Residency(r) => {
+                use crate::engine::residency::Residency;
+                match r {
+                    Residency::Ready { degraded, .. } => self.model_degraded = degraded,
+                    Residency::Failed(_) | Residency::Unloaded => self.model_degraded = None,
+                    Residency::Loading | Residency::Unloading => {}
+                }
+            }
             EngineEvent::InputEnded => {
                 self.note(EntryKind::Notice(Severity::Info), "input file ended", None);
             }

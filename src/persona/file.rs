@@ -1,0 +1,214 @@
+//! One persona file: the TOML schema (unknown fields are errors) and its
+//! checks, each failure located in the file with a hint.
+
+use super::error::PersonaError;
+use super::{BorderStyle, Persona, PersonaTheme, VisualizerStyle, Voice, Weights};
+use ratatui::style::Color;
+use serde::Deserialize;
+use std::path::Path;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPersona {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    hotkey: Option<Spanned<String>>,
+    theme: RawTheme,
+    #[serde(default)]
+    voice: RawVoice,
+    #[serde(default)]
+    greeting: bool,
+    #[serde(default)]
+    prompt: String,
+    #[serde(default)]
+    visualizer: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTheme {
+    primary: Spanned<String>,
+    secondary: Spanned<String>,
+    accent: Spanned<String>,
+    #[serde(default)]
+    background: Option<Spanned<String>>,
+    #[serde(default)]
+    text: Option<Spanned<String>>,
+    dim: Spanned<String>,
+    warning: Spanned<String>,
+    error: Spanned<String>,
+    #[serde(default)]
+    info: Option<Spanned<String>>,
+    #[serde(default)]
+    ok: Option<Spanned<String>>,
+    #[serde(default)]
+    border: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVoice {
+    weights: Option<Spanned<String>>,
+    temperature: Option<Spanned<f64>>,
+    text_temperature: Option<Spanned<f64>>,
+    top_k: Option<Spanned<i64>>,
+}
+
+const COLOUR_HINT: &str =
+    "use a colour name (cyan, light-red, dark-gray, reset), #rrggbb, or an index 0-255";
+
+/// Parse and check one persona file's text. `file` names it in errors; `dir`
+/// anchors a relative `voice.weights` directory.
+pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, PersonaError> {
+    let raw: RawPersona = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+    let err = |span: std::ops::Range<usize>, msg: String, hint: &str| {
+        PersonaError::at(file, text, span.start, msg, hint)
+    };
+
+    let name = raw.name.get_ref().trim().to_string();
+    if name.is_empty() {
+        return Err(err(
+            raw.name.span(),
+            "`name` is empty".into(),
+            "give the persona a name, e.g. name = \"Jarvis\"",
+        ));
+    }
+    let hotkey = match &raw.hotkey {
+        None => None,
+        Some(h) => Some(parse_hotkey(h.get_ref()).ok_or_else(|| {
+            err(
+                h.span(),
+                format!("hotkey {:?} is not a function key", h.get_ref()),
+                "use one of F1 to F12, e.g. hotkey = \"F7\"",
+            )
+        })?),
+    };
+    let colour = |s: &Spanned<String>, field: &str| -> Result<Color, PersonaError> {
+        s.get_ref().parse::<Color>().map_err(|_| {
+            err(
+                s.span(),
+                format!("theme.{field}: {:?} is not a colour", s.get_ref()),
+                COLOUR_HINT,
+            )
+        })
+    };
+    let optional =
+        |s: &Option<Spanned<String>>, field: &str, default: Color| -> Result<Color, PersonaError> {
+            s.as_ref().map_or(Ok(default), |s| colour(s, field))
+        };
+    let t = &raw.theme;
+    let border = match &t.border {
+        None => BorderStyle::Plain,
+        Some(b) => BorderStyle::parse(b.get_ref()).ok_or_else(|| {
+            err(
+                b.span(),
+                format!("theme.border: {:?} is not a border style", b.get_ref()),
+                "use plain, rounded, double or thick",
+            )
+        })?,
+    };
+    let theme = PersonaTheme {
+        primary: colour(&t.primary, "primary")?,
+        secondary: colour(&t.secondary, "secondary")?,
+        accent: colour(&t.accent, "accent")?,
+        background: optional(&t.background, "background", Color::Reset)?,
+        text: optional(&t.text, "text", Color::Reset)?,
+        dim: colour(&t.dim, "dim")?,
+        warning: colour(&t.warning, "warning")?,
+        error: colour(&t.error, "error")?,
+        info: optional(&t.info, "info", Color::Blue)?,
+        ok: optional(&t.ok, "ok", Color::Green)?,
+        border,
+    };
+
+    let v = &raw.voice;
+    let d = crate::engine::model::Sampling::default();
+    let temp = |s: &Option<Spanned<f64>>, field: &str, default: f64| -> Result<f64, PersonaError> {
+        match s {
+            None => Ok(default),
+            Some(s) if s.get_ref().is_finite() && (0.0..=5.0).contains(s.get_ref()) => {
+                Ok(*s.get_ref())
+            }
+            Some(s) => Err(err(
+                s.span(),
+                format!("voice.{field} = {} is out of range", s.get_ref()),
+                "use a temperature from 0 (greedy) to 5; around 0.7 is usual",
+            )),
+        }
+    };
+    let top_k = match &v.top_k {
+        None => d.top_k,
+        Some(k) if (1..=100_000).contains(k.get_ref()) => *k.get_ref() as usize,
+        Some(k) => {
+            return Err(err(
+                k.span(),
+                format!("voice.top_k = {} is out of range", k.get_ref()),
+                "use a whole number from 1 up; 250 is Moshi's usual",
+            ))
+        }
+    };
+    let weights = match &v.weights {
+        None => Weights::Default,
+        Some(w) => Weights::parse(w.get_ref(), dir).ok_or_else(|| {
+            err(
+                w.span(),
+                "voice.weights is empty".into(),
+                "use default, moshiko, moshika, demo, hf:OWNER/REPO or a model directory",
+            )
+        })?,
+    };
+    let voice = Voice {
+        weights,
+        temperature: temp(&v.temperature, "temperature", d.temperature)?,
+        text_temperature: temp(&v.text_temperature, "text_temperature", d.text_temperature)?,
+        top_k,
+    };
+
+    let visualizer = match &raw.visualizer {
+        None => VisualizerStyle::Bars,
+        Some(s) => VisualizerStyle::parse(s.get_ref()).ok_or_else(|| {
+            err(
+                s.span(),
+                format!("visualizer {:?} is not a style", s.get_ref()),
+                "use bars, shade or dots",
+            )
+        })?,
+    };
+    Ok(Persona {
+        name,
+        description: raw.description.trim().to_string(),
+        hotkey,
+        hotkey_offset: raw.hotkey.as_ref().map(|h| h.span().start),
+        theme,
+        voice,
+        greeting: raw.greeting,
+        prompt: raw.prompt.trim().to_string(),
+        visualizer,
+        source: file.to_string(),
+    })
+}
+
+/// "F1".."F12" (any case) as 1..=12.
+pub fn parse_hotkey(s: &str) -> Option<u8> {
+    let n = s.trim().strip_prefix(['F', 'f'])?.parse::<u8>().ok()?;
+    (1..=12).contains(&n).then_some(n)
+}
+
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> PersonaError {
+    let msg = e.message().trim().to_string();
+    let offset = e.span().map_or(0, |s| s.start);
+    let hint = if msg.starts_with("unknown field") {
+        "remove or rename the field; the allowed ones are listed above (see personas/moshi.toml in the source)"
+    } else if msg.starts_with("missing field `name`") {
+        "add a name at the top, e.g. name = \"Jarvis\""
+    } else if msg.starts_with("missing field") {
+        "add the field; personas/moshi.toml in the source shows every field"
+    } else if msg.starts_with("invalid type") {
+        "check the value's type: text in quotes, numbers without"
+    } else {
+        "this is not valid TOML: check quotes, brackets and `key = value` lines"
+    };
+    PersonaError::at(file, text, offset, msg, hint)
+}
