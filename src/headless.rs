@@ -34,6 +34,9 @@ pub fn run(original: &RunArgs) -> i32 {
             return code;
         }
     };
+    if args.push_to_talk {
+        eprintln!("warning: --push-to-talk needs the TUI (Space opens the microphone); ignored with --headless");
+    }
     let interrupt = cmd_tx.clone();
     let _ = ctrlc::set_handler(move || {
         let _ = interrupt.send(Command::Shutdown);

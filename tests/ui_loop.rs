@@ -178,7 +178,7 @@ fn m_mutes_and_unmutes_r_resets_question_mark_shows_help_and_esc_closes_it() {
     r.key(KeyCode::Char('r'));
     assert!(matches!(r.command(), Command::Reset));
     r.key(KeyCode::Char('?'));
-    r.wait_for("reset the conversation");
+    r.wait_for("reset / restart engine");
     r.key(KeyCode::Esc);
     let deadline = Instant::now() + Duration::from_secs(5);
     while r

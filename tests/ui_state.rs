@@ -256,3 +256,30 @@ fn every_state_renders_at_every_size_without_panicking() {
         }
     }
 }
+
+#[test]
+fn push_to_talk_starts_closed_and_space_opens_and_closes_the_mic() {
+    use assistant::engine::Command;
+    use assistant::ui::state::Effect;
+    let space = || AppEvent::Key(KeyEvent::from(KeyCode::Char(' ')));
+    // Without --push-to-talk, Space does nothing.
+    let mut plain = listening(false);
+    assert!(plain.state.apply(space()).effect.is_none());
+    assert!(!plain.state.muted);
+
+    let (mut ctx, clock) = ui_support::context(false, Color::Cyan);
+    ctx.push_to_talk = true;
+    let mut s = listening_from(Scene::from_context(ctx, clock));
+    assert!(s.state.muted, "the microphone starts closed");
+    assert_eq!(s.state.conv_state(), ConvState::Muted);
+    let u = s.state.apply(space());
+    assert!(matches!(u.effect, Some(Effect::Send(Command::SetMuted(false)))), "{u:?}");
+    s.send(EngineEvent::Muted(false));
+    let shown = screen(draw(&mut s.state, 80, 24).backend().buffer());
+    assert!(shown.contains("push-to-talk: microphone open (Space to close)"), "{shown}");
+    let u = s.state.apply(space());
+    assert!(matches!(u.effect, Some(Effect::Send(Command::SetMuted(true)))), "{u:?}");
+    s.send(EngineEvent::Muted(true));
+    let shown = screen(draw(&mut s.state, 80, 24).backend().buffer());
+    assert!(shown.contains("push-to-talk: microphone closed (Space to talk)"), "{shown}");
+}

@@ -207,7 +207,7 @@ fn session(args: &[&str], ready_line: &str) {
     // Help, then Esc closes it.
     t.keys("?");
     t.wait_for("help", |s| {
-        s.contains("reset the conversation") && s.contains("Esc closes")
+        s.contains("reset / restart engine") && s.contains("Esc closes")
     });
     t.keys("Escape");
     t.wait_for("help closed", |s| !s.contains("Esc closes"));

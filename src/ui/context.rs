@@ -38,6 +38,8 @@ pub struct UiContext {
     pub meters: Arc<Meters>,
     /// NO_COLOR is set: draw without colour.
     pub no_color: bool,
+    /// `--push-to-talk`: the microphone starts closed; Space opens and closes it.
+    pub push_to_talk: bool,
     /// Source of feed timestamps.
     pub clock: Clock,
 }
@@ -56,6 +58,7 @@ impl UiContext {
             log_path,
             meters,
             no_color: no_color_from_env(),
+            push_to_talk: false,
             clock: Clock::system(),
         }
     }

@@ -7,7 +7,7 @@ use crate::app::{wire, StartError};
 use crate::audio::meters::Meters;
 use crate::cli::RunArgs;
 use crate::engine::events::EngineEvent;
-use crate::engine::runner;
+use crate::engine::{runner, Command};
 use crate::session::{self, sessions_dir, Journal};
 use crossbeam_channel::Receiver;
 use std::path::Path;
@@ -79,6 +79,10 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
     });
     let streams = wired.streams;
     let engine = runner::spawn(wired.setup);
+    if args.push_to_talk {
+        // Closed until the user presses Space; the engine confirms with `Muted`.
+        let _ = cmd_tx.send(Command::SetMuted(true));
+    }
     let ctx = UiContext {
         personas: Arc::new(start.catalog.personas.clone()),
         persona: start.index,
@@ -89,6 +93,7 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
             .seed
             .unwrap_or(crate::engine::Sampling::default().seed),
         resume,
+        push_to_talk: args.push_to_talk,
         ..UiContext::new(meters, Some(log_path.to_path_buf()))
     };
     // However the UI ends, it has asked the engine to shut down.

@@ -25,6 +25,8 @@ pub enum Action {
     TogglePersonaCard,
     NextPersona,
     PrevPersona,
+    /// Space: open or close the microphone in push-to-talk mode.
+    PushToTalk,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,7 @@ pub fn action_for_key(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('q') => Action::Quit,
         KeyCode::Char('m') => Action::ToggleMute,
         KeyCode::Char('e') => Action::ToggleEcho,
+        KeyCode::Char(' ') => Action::PushToTalk,
         KeyCode::Char('r') => Action::Reset,
         KeyCode::Char('?') => Action::ToggleHelp,
         KeyCode::Char('p') => Action::TogglePersonaCard,
@@ -77,12 +80,12 @@ pub fn action_for_mouse(m: MouseEvent) -> Option<Action> {
 pub const HELP: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit"),
     ("m", "mute / unmute the mic"),
-    ("r", "reset the conversation"),
-    ("PgUp PgDn", "scroll the feed"),
-    ("↑ ↓  wheel", "scroll by rows"),
+    ("r", "reset / restart engine"),
+    ("e", "echo cancellation on/off"),
+    ("Space", "push-to-talk mic"),
+    ("PgUp PgDn", "scroll (↑ ↓ wheel: rows)"),
     ("Home End", "oldest / follow newest"),
-    ("?", "this help"),
-    ("Esc", "close overlays"),
+    ("? Esc", "this help / close it"),
     ("F1-F12 Tab", "pick / cycle persona"),
     ("p", "persona card"),
 ];

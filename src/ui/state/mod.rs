@@ -158,6 +158,8 @@ pub struct UiState {
     pub input: Option<Endpoint>,
     pub output: Option<Endpoint>,
     pub muted: bool,
+    /// Push-to-talk mode: Space opens and closes the microphone.
+    pub push_to_talk: bool,
     /// Echo cancellation on the microphone: `None` when the engine runs none (no speaker).
     pub echo_cancel: Option<bool>,
     mic_vad: Vad,
@@ -214,7 +216,8 @@ impl UiState {
             model: None,
             input: None,
             output: None,
-            muted: false,
+            muted: ctx.push_to_talk,
+            push_to_talk: ctx.push_to_talk,
             echo_cancel: None,
             mic_vad: Vad::microphone(),
             out_vad: Vad::assistant(),
@@ -368,6 +371,11 @@ impl UiState {
                 self.muted = !self.muted;
                 Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
             }
+            Action::PushToTalk if self.push_to_talk => {
+                self.muted = !self.muted;
+                Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
+            }
+            Action::PushToTalk => Update::none(),
             Action::ToggleEcho => match self.echo_cancel {
                 // The engine's `EchoCancel` event confirms it.
                 Some(on) => Update::with(Effect::Send(Command::SetEchoCancel(!on)), false),
@@ -513,10 +521,11 @@ impl UiState {
             }
             EngineEvent::Muted(m) => {
                 self.muted = m;
-                let text = if m {
-                    "microphone muted: the model hears silence"
-                } else {
-                    "microphone on"
+                let text = match (self.push_to_talk, m) {
+                    (true, true) => "push-to-talk: microphone closed (Space to talk)",
+                    (true, false) => "push-to-talk: microphone open (Space to close)",
+                    (false, true) => "microphone muted: the model hears silence",
+                    (false, false) => "microphone on",
                 };
                 self.note(EntryKind::Notice(Severity::Info), text, None);
             }
