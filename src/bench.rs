@@ -61,19 +61,7 @@ pub fn bench_audio(shared_audio: &Path) -> anyhow::Result<()> {
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     // Drain events as a UI would, so the channel does not grow.
     let drain = std::thread::spawn(move || ev_rx.iter().count());
-    let setup = EngineSetup {
-        loader: Box::new(|_| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: vec![], degraded: None })),
-        input: InputPort::Memory { audio, pos: 0 },
-        speaker: None,
-        wav_out: None,
-        max_backlog: 3,
-        dump_tokens: None,
-        idle_unload: None,
-        meters: Arc::new(Meters::default()),
-        events: ev_tx,
-        commands: cmd_rx,
-        echo: None,
-    };
+    let setup = EngineSetup::new(Box::new(|_| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: vec![], degraded: None })), InputPort::Memory { audio, pos: 0 }, Arc::new(Meters::default()), ev_tx, cmd_rx);
     let t = Instant::now();
     let stats = runner::run(setup);
     let wall = t.elapsed().as_secs_f64();

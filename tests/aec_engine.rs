@@ -117,7 +117,8 @@ fn run_engine_with(
         cmd_tx.send(c).unwrap();
     }
     let setup = EngineSetup {
-        loader: Box::new(move |_| {
+        echo,
+        ..EngineSetup::new(Box::new(move |_| {
             let model = Scripted {
                 script: script.clone(),
                 step: 0,
@@ -128,24 +129,14 @@ fn run_engine_with(
                 notices: vec![],
                 degraded: None,
             })
-        }),
-        input: InputPort::Memory {
+        }), InputPort::Memory {
             audio: WavAudio {
                 samples: sc.mic.clone(),
                 sample_rate: 24_000,
                 channels: 1,
             },
             pos: 0,
-        },
-        speaker: None,
-        wav_out: None,
-        idle_unload: None,
-        max_backlog: 3,
-        dump_tokens: None,
-        meters: Arc::new(Meters::default()),
-        events: ev_tx,
-        commands: cmd_rx,
-        echo,
+        }, Arc::new(Meters::default()), ev_tx, cmd_rx)
     };
     let stats = runner::run(setup);
     assert!(stats.error.is_none(), "{:?}", stats.error);

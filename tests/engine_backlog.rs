@@ -47,17 +47,8 @@ fn a_slow_model_drops_the_oldest_frames_and_latency_stays_bounded() {
     let log2 = log.clone();
     let started = Instant::now();
     let setup = EngineSetup {
-        loader: Box::new(move |_| Ok(Loaded { model: Box::new(Slow { heard_rms: Vec::new(), log: log2.clone() }), notices: vec![], degraded: None })),
-        input: port,
-        speaker: None,
-        wav_out: None,
         max_backlog: 2,
-        dump_tokens: None,
-        idle_unload: None,
-        meters,
-        events: ev_tx,
-        commands: cmd_rx,
-        echo: None,
+        ..EngineSetup::new(Box::new(move |_| Ok(Loaded { model: Box::new(Slow { heard_rms: Vec::new(), log: log2.clone() }), notices: vec![], degraded: None })), port, meters, ev_tx, cmd_rx)
     };
     let stats = runner::run(setup);
     let wall = started.elapsed().as_secs_f64();

@@ -48,26 +48,15 @@ fn an_engine_panic_is_contained_and_r_restarts_it() {
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let loads = Arc::new(AtomicUsize::new(0));
     let loads2 = loads.clone();
-    let setup = EngineSetup {
-        loader: Box::new(move |_| {
-            let n = loads2.fetch_add(1, Ordering::SeqCst);
-            if n == 1 {
-                // The first restart attempt fails to load: that is shown too.
-                return Err(LoadFailure { message: "weights vanished".into(), remedy: "put them back".into() });
-            }
-            Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: (n == 0).then_some(10) }), notices: vec![], degraded: None })
-        }),
-        input: port,
-        speaker: None,
-        wav_out: None,
-        max_backlog: 3,
-        dump_tokens: None,
-        idle_unload: None,
-        meters,
-        events: ev_tx,
-        commands: cmd_rx,
-        echo: None,
-    };
+    let loader = Box::new(move |_: &mut dyn FnMut(_)| {
+        let n = loads2.fetch_add(1, Ordering::SeqCst);
+        if n == 1 {
+            // The first restart attempt fails to load: that is shown too.
+            return Err(LoadFailure { message: "weights vanished".into(), remedy: "put them back".into() });
+        }
+        Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: (n == 0).then_some(10) }), notices: vec![], degraded: None })
+    });
+    let setup = EngineSetup::new(loader, port, meters, ev_tx, cmd_rx);
     let engine = runner::spawn(setup);
     let mut transcript = String::new();
     let mut failures = Vec::new();
@@ -109,17 +98,8 @@ fn a_panic_while_reading_a_file_headless_ends_the_run_with_the_error() {
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let out = tmp.path().join("out.wav");
     let setup = EngineSetup {
-        loader: Box::new(|_| Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: Some(5) }), notices: vec![], degraded: None })),
-        input: assistant::audio::source::InputPort::Memory { audio, pos: 0 },
-        speaker: None,
         wav_out: Some(assistant::audio::wav::WavSink::create(&out, 24_000).unwrap()),
-        max_backlog: 3,
-        dump_tokens: None,
-        idle_unload: None,
-        meters: Arc::new(Meters::default()),
-        events: ev_tx,
-        commands: cmd_rx,
-        echo: None,
+        ..EngineSetup::new(Box::new(|_| Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: Some(5) }), notices: vec![], degraded: None })), assistant::audio::source::InputPort::Memory { audio, pos: 0 }, Arc::new(Meters::default()), ev_tx, cmd_rx)
     };
     let stats = runner::run(setup);
     assert!(stats.error.as_deref().unwrap_or("").contains("injected fault"), "{stats:?}");

@@ -75,17 +75,9 @@ fn run_engine(loader: Loader, input: &Path, output: &Path, idle: Option<f64>) ->
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let setup = EngineSetup {
-        loader,
-        input: InputPort::Memory { audio, pos: 0 },
-        speaker: None,
         wav_out: Some(WavSink::create(output, 24_000).unwrap()),
-        max_backlog: 3,
-        dump_tokens: None,
         idle_unload: idle.map(Duration::from_secs_f64),
-        echo: None,
-        meters: Arc::new(Meters::default()),
-        events: ev_tx,
-        commands: cmd_rx,
+        ..EngineSetup::new(loader, InputPort::Memory { audio, pos: 0 }, Arc::new(Meters::default()), ev_tx, cmd_rx)
     };
     let stats = runner::spawn(setup).join().expect("engine thread");
     (stats, ev_rx.try_iter().collect())
@@ -225,17 +217,9 @@ fn a_reload_keeps_what_the_user_says_while_it_loads() {
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let setup = EngineSetup {
-        loader,
-        input: port,
-        speaker: None,
         wav_out: Some(WavSink::create(&output, 24_000).unwrap()),
-        max_backlog: 3,
-        dump_tokens: None,
         idle_unload: Some(Duration::from_secs_f64(1.5)),
-        echo: None,
-        meters: meters.clone(),
-        events: ev_tx,
-        commands: cmd_rx,
+        ..EngineSetup::new(loader, port, meters.clone(), ev_tx, cmd_rx)
     };
     let stats = runner::spawn(setup).join().unwrap();
     drop(pacer);

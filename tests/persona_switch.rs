@@ -90,27 +90,24 @@ fn switching_persona_mid_conversation_changes_sampling_from_the_next_step_and_lo
     let first_log = log.clone();
     let first_sampling = moshi.voice.sampling(seed);
     let setup = EngineSetup {
-        loader: Box::new(move |_| {
-            Ok(Loaded {
-                model: Box::new(Observer {
-                    name: "first",
-                    sampling: first_sampling.clone(),
-                    log: first_log.clone(),
-                }),
-                notices: vec![],
-                degraded: None,
-            })
-        }),
-        input,
-        speaker: None,
         wav_out: Some(WavSink::create(&out_path, 24_000).unwrap()),
-        max_backlog: 3,
-        dump_tokens: None,
-        meters: Arc::new(Meters::default()),
-        events: ev_tx,
-        commands: cmd_rx,
-        echo: None,
-        idle_unload: None,
+        ..EngineSetup::new(
+            Box::new(move |_| {
+                Ok(Loaded {
+                    model: Box::new(Observer {
+                        name: "first",
+                        sampling: first_sampling.clone(),
+                        log: first_log.clone(),
+                    }),
+                    notices: vec![],
+                    degraded: None,
+                })
+            }),
+            input,
+            Arc::new(Meters::default()),
+            ev_tx,
+            cmd_rx,
+        )
     };
     let engine = runner::spawn(setup);
 

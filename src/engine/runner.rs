@@ -77,6 +77,14 @@ pub struct EngineSetup {
     pub echo: Option<EchoOptions>,
 }
 
+impl EngineSetup {
+    /// A setup with no speaker, no output file, no token dump, no idle unload,
+    /// no echo canceller and a backlog of 3 frames; fill in the rest with `..`.
+    pub fn new(loader: Loader, input: InputPort, meters: Arc<Meters>, events: Sender<EngineEvent>, commands: Receiver<Command>) -> Self {
+        Self { loader, input, speaker: None, wav_out: None, max_backlog: 3, dump_tokens: None, meters, events, commands, idle_unload: None, echo: None }
+    }
+}
+
 /// The engine thread's name (the panic hook recognises it).
 pub const THREAD_NAME: &str = "engine";
 

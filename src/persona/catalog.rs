@@ -55,6 +55,16 @@ pub struct Entry {
     pub overridden: bool,
 }
 
+impl Entry {
+    fn valid(source: Source, p: &Persona, overrides: bool) -> Self {
+        Self { source, name: Some(p.name.clone()), hotkey: p.hotkey, error: None, overrides, overridden: false }
+    }
+
+    fn invalid(source: Source, e: PersonaError) -> Self {
+        Self { source, name: None, hotkey: None, error: Some(e), overrides: false, overridden: false }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// The usable personas, in cycling order: built-ins first (a user override
@@ -80,25 +90,11 @@ impl Catalog {
             let label = format!("builtin:{file}");
             match parse(&label, text, None) {
                 Ok(p) => {
-                    c.entries.push(Entry {
-                        source: Source::Builtin(file),
-                        name: Some(p.name.clone()),
-                        hotkey: p.hotkey,
-                        error: None,
-                        overrides: false,
-                        overridden: false,
-                    });
+                    c.entries.push(Entry::valid(Source::Builtin(file), &p, false));
                     c.personas.push(p);
                 }
                 // A test keeps this from happening; if it did, the app still runs.
-                Err(e) => c.entries.push(Entry {
-                    source: Source::Builtin(file),
-                    name: None,
-                    hotkey: None,
-                    error: Some(e),
-                    overrides: false,
-                    overridden: false,
-                }),
+                Err(e) => c.entries.push(Entry::invalid(Source::Builtin(file), e)),
             }
         }
         let Some(dir) = user else { return c };
@@ -129,35 +125,14 @@ impl Catalog {
                     }) {
                         e.overridden = true;
                     }
-                    c.entries.push(Entry {
-                        source,
-                        name: Some(p.name.clone()),
-                        hotkey: p.hotkey,
-                        error: None,
-                        overrides: true,
-                        overridden: false,
-                    });
+                    c.entries.push(Entry::valid(source, &p, true));
                     c.personas[i] = p;
                 }
                 Ok((p, None)) => {
-                    c.entries.push(Entry {
-                        source,
-                        name: Some(p.name.clone()),
-                        hotkey: p.hotkey,
-                        error: None,
-                        overrides: false,
-                        overridden: false,
-                    });
+                    c.entries.push(Entry::valid(source, &p, false));
                     c.personas.push(p);
                 }
-                Err(e) => c.entries.push(Entry {
-                    source,
-                    name: None,
-                    hotkey: None,
-                    error: Some(e),
-                    overrides: false,
-                    overridden: false,
-                }),
+                Err(e) => c.entries.push(Entry::invalid(source, e)),
             }
         }
         c

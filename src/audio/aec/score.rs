@@ -157,24 +157,7 @@ pub fn score(scene: &Scene, out: &[f32]) -> Score {
 /// from the zero-lag index on), by FFT: how many samples `a` lags behind `b`.
 pub fn best_lag(a: &[f64], b: &[f64], max_lag: usize) -> usize {
     let m = (a.len() + b.len()).next_power_of_two();
-    let mut planner = RealFftPlanner::<f64>::new();
-    let (fwd, inv) = (planner.plan_fft_forward(m), planner.plan_fft_inverse(m));
-    let spectrum = |x: &[f64]| {
-        let mut buf = vec![0.0; m];
-        buf[..x.len()].copy_from_slice(x);
-        let mut s = fwd.make_output_vec();
-        fwd.process(&mut buf, &mut s)
-            .expect("buffers sized by the plan");
-        s
-    };
-    let (fa, fb) = (spectrum(a), spectrum(b));
-    let mut prod: Vec<_> = fa.iter().zip(&fb).map(|(x, y)| x * y.conj()).collect();
-    // The inverse of a real signal's spectrum needs real DC and Nyquist bins.
-    prod[0].im = 0.0;
-    prod[m / 2].im = 0.0;
-    let mut c = vec![0.0; m];
-    inv.process(&mut prod, &mut c)
-        .expect("buffers sized by the plan");
+    let c = super::synth::fft_product(a, b, m, true);
     let mut best = 0;
     for l in 1..=max_lag.min(m - 1) {
         if c[l] > c[best] {

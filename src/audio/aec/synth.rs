@@ -47,10 +47,9 @@ pub fn synthetic_room(secs: f64, delay_s: f64, rt60_s: f64) -> (Vec<f32>, Vec<f3
     (far, mic)
 }
 
-/// Linear convolution by FFT.
-pub fn fft_convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
-    let n = a.len() + b.len() - 1;
-    let m = n.next_power_of_two();
+/// The inverse FFT (unnormalised, length `m`) of `A·B`, or of `A·conj(B)`
+/// for a correlation, zero-padded to `m` ≥ `a.len() + b.len() - 1`.
+pub(crate) fn fft_product(a: &[f64], b: &[f64], m: usize, conjugate_b: bool) -> Vec<f64> {
     let mut planner = RealFftPlanner::<f64>::new();
     let (fwd, inv) = (planner.plan_fft_forward(m), planner.plan_fft_inverse(m));
     let spectrum = |x: &[f64]| {
@@ -62,12 +61,25 @@ pub fn fft_convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
         s
     };
     let (fa, fb) = (spectrum(a), spectrum(b));
-    let mut prod: Vec<_> = fa.iter().zip(&fb).map(|(x, y)| x * y).collect();
+    let mut prod: Vec<_> = fa
+        .iter()
+        .zip(&fb)
+        .map(|(x, y)| if conjugate_b { x * y.conj() } else { x * y })
+        .collect();
+    // The inverse of a real signal's spectrum needs real DC and Nyquist bins.
     prod[0].im = 0.0;
     prod[m / 2].im = 0.0;
     let mut out = vec![0.0; m];
     inv.process(&mut prod, &mut out)
         .expect("buffers sized by the plan");
+    out
+}
+
+/// Linear convolution by FFT.
+pub fn fft_convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let n = a.len() + b.len() - 1;
+    let m = n.next_power_of_two();
+    let mut out = fft_product(a, b, m, false);
     out.truncate(n);
     out.iter_mut().for_each(|x| *x /= m as f64);
     out
