@@ -175,6 +175,10 @@ pub struct ModelArgs {
     /// what fits the device's free memory.
     #[arg(long, global = true, value_name = "STEPS")]
     pub context: Option<usize>,
+    /// Most memory the model may take on its device, in GiB (default: all that is free).
+    /// For sharing a GPU: the plan moves layers to the host or shortens the context.
+    #[arg(long, global = true, value_name = "GIB")]
+    pub max_memory: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -18,6 +18,7 @@ fn args(dir: &Path) -> ModelArgs {
         seed: None,
         dump_tokens: None,
         context: None,
+        max_memory: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn args(repo: &str) -> ModelArgs {
         seed: None,
         dump_tokens: None,
         context: None,
+        max_memory: None,
     }
 }
 

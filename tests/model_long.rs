@@ -4,7 +4,7 @@
 mod model_common;
 use assistant::engine::model::{DuplexModel, Sampling, StepOutput};
 use assistant::engine::moshi::config::{self, ModelConfig};
-use assistant::engine::moshi::demo::{demo_model, random_moshi_model, random_model, DEMO_WEIGHT_SEED};
+use assistant::engine::moshi::demo::{demo_model, random_moshi_model, random_model, reference_lm, DEMO_WEIGHT_SEED};
 use assistant::engine::moshi::stepper::Stepper;
 use moshi::candle::Device;
 
@@ -49,14 +49,16 @@ fn steps_far_past_the_context_in_flat_memory() {
     assert!(late <= early + 4096, "RSS grew from {early} KiB to {late} KiB");
 }
 
-/// Our ring-buffer stepper makes exactly the tokens moshi's own `State` makes.
+/// Our ring-buffer stepper over `PlacedLm` makes exactly the tokens moshi's own `State`
+/// over its `LmModel` makes.
 #[test]
 fn stepper_matches_moshis_state() {
     let cfg = config::demo();
     let lm = random_model(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu).unwrap().lm;
+    let reference = reference_lm(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu).unwrap();
     let s = Sampling { temperature: 0.8, text_temperature: 0.7, top_k: 50, seed: 11 };
     let lp = |seed, t| candle_transformers::generation::LogitsProcessor::from_sampling(seed, candle_transformers::generation::Sampling::TopK { k: 50, temperature: t });
-    let mut state = moshi::lm_generate_multistream::State::new(lm.clone(), 100, lp(s.seed + 1, 0.8), lp(s.seed, 0.7), None, None, None, cfg.gen.clone());
+    let mut state = moshi::lm_generate_multistream::State::new(reference, 100, lp(s.seed + 1, 0.8), lp(s.seed, 0.7), None, None, None, cfg.gen.clone());
     let mut stepper = Stepper::new(lm, cfg.gen.clone());
     let mut samplers = assistant::engine::moshi::sampling_for_tests(&s);
     let mut prev = cfg.gen.text_start_token;

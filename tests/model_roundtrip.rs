@@ -6,7 +6,7 @@ use assistant::cli::ModelArgs;
 use assistant::engine::model::Sampling;
 use assistant::engine::moshi::checkpoint;
 use assistant::engine::moshi::config;
-use assistant::engine::moshi::demo::{demo_model, random_model, DEMO_WEIGHT_SEED};
+use assistant::engine::moshi::demo::{demo_model, reference_lm, DEMO_WEIGHT_SEED};
 use assistant::engine::moshi::export::{write_demo, LmFormat};
 use assistant::engine::moshi::{load_model_with, Discovery};
 use model_common::*;
@@ -25,6 +25,7 @@ pub fn args(dir: Option<&Path>, s: &Sampling) -> ModelArgs {
         seed: Some(s.seed),
         dump_tokens: None,
         context: None,
+        max_memory: None,
     }
 }
 
@@ -69,19 +70,21 @@ fn same_seed_same_output_other_seed_differs() {
 
 /// Relative error of the loaded LM against the in-memory f32 one, teacher-forced on the
 /// same inputs: max |a - b| / max |a| over text logits and the depformer's input state.
+/// The reference is moshi's own `LmModel`; the loaded one is our `PlacedLm`.
 fn lm_rel_error(format: LmFormat) -> f32 {
     let tmp = tempfile::tempdir().unwrap();
     write_demo(tmp.path(), format).unwrap();
     let ck = checkpoint::inspect(tmp.path()).unwrap();
     let (_, mut loaded, _) = checkpoint::load_parts(&ck, &Device::Cpu, &mut |_| {}).unwrap();
     let cfg = config::demo();
-    let mut reference = random_model(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu).unwrap().lm;
+    let mut reference = reference_lm(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu).unwrap();
     let mut worst = 0f32;
     for step in 0..30u32 {
         let text = Tensor::from_vec(vec![(step * 37) % 512], (1, 1), &Device::Cpu).unwrap();
         let codes = |k: u32| (0..16).map(|c| Some(Tensor::from_vec(vec![(step * 11 + c * k) % 256], (1, 1), &Device::Cpu).unwrap())).collect::<Vec<_>>();
         let (la, ya) = reference.forward(Some(text.clone()), codes(5), &().into()).unwrap();
-        let (lb, yb) = loaded.forward(Some(text), codes(5), &().into()).unwrap();
+        let ids: Vec<Option<u32>> = (0..16).map(|c| Some((step * 11 + c * 5) % 256)).collect();
+        let (lb, yb) = loaded.forward(Some((step * 37) % 512), &ids).unwrap();
         for (a, b) in [(la, lb), (ya, yb)] {
             let a = a.i((0, 0)).unwrap().to_vec1::<f32>().unwrap();
             let b = b.i((0, 0)).unwrap().to_dtype(moshi::candle::DType::F32).unwrap().to_vec1::<f32>().unwrap();

@@ -3,16 +3,17 @@
 //! `MoshiModel::step` over a bare loop on the `moshi` crate the way Kyutai's `gen` runs.
 
 use super::config::{self, ModelConfig};
-use super::demo::{demo_model, random_model, DEMO_WEIGHT_SEED};
+use super::demo::{demo_model, random_model, reference_lm, DEMO_WEIGHT_SEED};
+use super::lm_sources::dense_sources;
+use super::placed_lm::PlacedLm;
+use super::placement::Placement;
 use super::random_init::FastRandomBackend;
 use super::sampling::Samplers;
 use super::stepper::Stepper;
 use crate::engine::model::{DuplexModel, Sampling, StepOutput};
 use anyhow::Result;
 use moshi::candle::{DType, Device, IndexOp, Tensor};
-use moshi::lm::LmModel;
 use moshi::mimi::Mimi;
-use moshi::nn::MaybeQuantizedVarBuilder;
 use std::io::Write;
 use std::time::Instant;
 
@@ -107,9 +108,9 @@ fn row(out: &mut dyn Write, what: &str, params: &str, t: Times, lm_only: bool, m
     Ok(())
 }
 
-fn big_lm(cfg: &config::ModelConfig, dtype: DType, dev: &Device) -> Result<LmModel> {
+fn big_lm(cfg: &config::ModelConfig, dtype: DType, dev: &Device) -> Result<PlacedLm> {
     let vb = FastRandomBackend::var_builder(dtype, dev);
-    Ok(LmModel::new(&cfg.lm, MaybeQuantizedVarBuilder::Real(vb))?)
+    Ok(PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default()))?)
 }
 
 pub fn bench_model(out: &mut dyn Write) -> Result<()> {
@@ -133,7 +134,7 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
     let demo = config::demo();
     let m = random_model(&demo, DEMO_WEIGHT_SEED, &dev)?;
     let (mut mimi, lm) = (m.mimi, m.lm);
-    let mut stepper = Stepper::new(lm.clone(), demo.gen.clone());
+    let mut stepper = Stepper::new(lm, demo.gen.clone());
     let mut samplers = Samplers::new(&sampling);
     let t = time_stages(&mut mimi, Some((&mut stepper, &mut samplers)), true, &dev, 5, 100)?;
     row(out, "demo (tiny Mimi + tiny LM)", &params(demo.lm_params()), t, false, false)?;
@@ -156,7 +157,7 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
         candle_transformers::generation::LogitsProcessor::from_sampling(seed, candle_transformers::generation::Sampling::TopK { k: 250, temperature })
     };
     let mut state = moshi::lm_generate_multistream::State::new(
-        lm.clone(),
+        reference_lm(&demo, DEMO_WEIGHT_SEED, &dev)?,
         steps + 10,
         lp(sampling.seed.wrapping_add(1), 0.8),
         lp(sampling.seed, 0.7),

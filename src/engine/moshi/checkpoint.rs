@@ -4,7 +4,10 @@
 use super::config::{MimiToml, ModelConfig, LM_CONFIG_FILE, MIMI_CONFIG_FILE};
 use super::error::{candle_message, ModelLoadError, REMEDY_CHECKPOINT};
 use super::files::{self, TensorHeader, LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
+use super::lm_sources;
 use super::model::MoshiModel;
+use super::placed_lm::PlacedLm;
+use super::placement::Placement;
 use super::text::{TextAssembler, Vocab};
 use crate::engine::events::LoadProgress;
 use crate::engine::model::{ModelInfo, Sampling};
@@ -12,7 +15,6 @@ use moshi::candle::safetensors::MmapedSafetensors;
 use moshi::candle::{DType, Device, Error, Shape, Tensor};
 use moshi::candle_nn::var_builder::SimpleBackend;
 use moshi::candle_nn::{Init, VarBuilder};
-use moshi::nn::MaybeQuantizedVarBuilder;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,8 @@ pub struct Checkpoint {
     pub lm_config_origin: String,
     pub vocab: Vocab,
     pub lm_bytes: u64,
+    /// Where the LM's tensors go; `mod.rs` sets it from the memory plan.
+    pub placement: Placement,
 }
 
 fn err(message: String) -> ModelLoadError {
@@ -85,7 +89,7 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         )));
     }
     let lm_bytes = std::fs::metadata(&lm_file).map(|m| m.len()).unwrap_or(0);
-    Ok(Checkpoint { dir: dir.to_path_buf(), lm_file, quantized, config, lm_config_origin, vocab, lm_bytes })
+    Ok(Checkpoint { dir: dir.to_path_buf(), lm_file, quantized, config, lm_config_origin, vocab, lm_bytes, placement: Placement::default() })
 }
 
 /// Read the weights and build the model.
@@ -98,7 +102,7 @@ pub fn load(ck: Checkpoint, sampling: &Sampling, device: &Device, device_name: &
 }
 
 /// Mimi, the LM, and the LM's weight dtype ("f32", "bf16", "q8").
-pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(LoadProgress)) -> Result<(moshi::mimi::Mimi, moshi::lm::LmModel, &'static str), ModelLoadError> {
+pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(LoadProgress)) -> Result<(moshi::mimi::Mimi, PlacedLm, &'static str), ModelLoadError> {
     let mimi_path = ck.dir.join(MIMI_FILE);
     let mimi_headers = files::check_safetensors(&mimi_path).map_err(err)?;
     files::read_through(&mimi_path, MIMI_FILE, progress).map_err(|e| err(format!("{}: {e}", mimi_path.display())))?;
@@ -107,25 +111,38 @@ pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(Loa
     let mimi = moshi::mimi::Mimi::new(ck.config.mimi.clone(), vb).map_err(|e| err(candle_message(&e)))?;
 
     let lm_name = if ck.quantized { LM_GGUF } else { LM_SAFETENSORS };
-    let headers = if ck.quantized { files::check_gguf(&ck.lm_file) } else { files::check_safetensors(&ck.lm_file) }.map_err(err)?;
+    let headers = lm_headers(ck)?;
     check_layer_counts(ck, &headers)?;
-    files::read_through(&ck.lm_file, lm_name, progress).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
-    let (vb, dtype) = if ck.quantized {
-        let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, device).map_err(|e| err(format!("{}: {}", ck.lm_file.display(), candle_message(&e))))?;
-        (MaybeQuantizedVarBuilder::Quantized(vb), "q8")
+    let (sources, dtype) = if ck.quantized {
+        (lm_sources::gguf_sources(&ck.lm_file, ck.placement, device, lm_name, progress).map_err(err)?, "q8")
     } else {
-        let file_bf16 = headers.get("text_emb.weight").is_some_and(|h| h.dtype == "BF16");
-        // bf16 matmuls are fast on GPUs only; on the CPU compute in f32.
-        let compute = if file_bf16 && !device.is_cpu() { DType::BF16 } else { DType::F32 };
+        files::read_through(&ck.lm_file, lm_name, progress).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
+        let file_bf16 = is_bf16(&headers);
+        let compute = compute_dtype(&headers, device.is_cpu());
         let vb = checked_var_builder(&ck.lm_file, headers, &ck.lm_config_origin, compute, device)?;
-        (MaybeQuantizedVarBuilder::Real(vb), if file_bf16 { "bf16" } else { "f32" })
+        (lm_sources::dense_sources(vb, ck.placement), if file_bf16 { "bf16" } else { "f32" })
     };
-    let lm = moshi::lm::LmModel::new(&ck.config.lm, vb).map_err(|e| {
+    let lm = PlacedLm::new(&ck.config.lm, sources).map_err(|e| {
         let e = candle_message(&e);
         // The quantized loader's own messages do not say which file.
         if e.contains(&ck.lm_file.display().to_string()) { err(e) } else { err(format!("{}: {e} (config: {})", ck.lm_file.display(), ck.lm_config_origin)) }
     })?;
     Ok((mimi, lm, dtype))
+}
+
+fn is_bf16(headers: &BTreeMap<String, TensorHeader>) -> bool {
+    headers.get("text_emb.weight").is_some_and(|h| h.dtype == "BF16")
+}
+
+/// The dtype dense LM weights compute in: bf16 matmuls are fast on GPUs only, so on the
+/// CPU compute in f32. (q8 always computes in f32.)
+pub fn compute_dtype(headers: &BTreeMap<String, TensorHeader>, on_cpu: bool) -> DType {
+    if is_bf16(headers) && !on_cpu { DType::BF16 } else { DType::F32 }
+}
+
+/// The LM file's tensor headers, checked.
+pub fn lm_headers(ck: &Checkpoint) -> Result<BTreeMap<String, TensorHeader>, ModelLoadError> {
+    if ck.quantized { files::check_gguf(&ck.lm_file) } else { files::check_safetensors(&ck.lm_file) }.map_err(err)
 }
 
 /// Tensor shapes catch a wrong width; a file with more layers than the config would load

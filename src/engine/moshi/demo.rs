@@ -2,7 +2,10 @@
 //! in memory so it starts anywhere in well under a second.
 
 use super::config::{self, ModelConfig};
+use super::lm_sources::dense_sources;
 use super::model::MoshiModel;
+use super::placed_lm::PlacedLm;
+use super::placement::Placement;
 use super::random_init::{RandomBackend, TensorMap};
 use super::text::{TextAssembler, Vocab};
 use crate::engine::model::{ModelInfo, Sampling};
@@ -20,7 +23,7 @@ pub const DEMO_NAME: &str = "demo (tiny Moshi, random weights)";
 /// A Mimi and an LM with random weights, plus the tensors they were built from.
 pub struct RandomModel {
     pub mimi: Mimi,
-    pub lm: LmModel,
+    pub lm: PlacedLm,
     pub mimi_tensors: TensorMap,
     pub lm_tensors: TensorMap,
 }
@@ -29,11 +32,23 @@ pub fn random_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<Ran
     let (vb, mimi_made) = RandomBackend::var_builder(seed, DType::F32, device);
     let mimi = Mimi::new(cfg.mimi.clone(), vb)?;
     let (vb, lm_made) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
-    let lm = LmModel::new(&cfg.lm, MaybeQuantizedVarBuilder::Real(vb))?;
+    let lm = PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default()))?;
     let take = |m: std::sync::Arc<std::sync::Mutex<TensorMap>>| {
         m.lock().map(|mut g| std::mem::take(&mut *g)).map_err(|_| moshi::candle::Error::Msg("poisoned".into()))
     };
     Ok(RandomModel { mimi, lm, mimi_tensors: take(mimi_made)?, lm_tensors: take(lm_made)? })
+}
+
+/// The LM of `random_model` with its layers placed as asked (the same weights).
+pub fn random_lm(cfg: &ModelConfig, seed: u64, placement: Placement, device: &Device) -> Result<PlacedLm> {
+    let (vb, _) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
+    PlacedLm::new(&cfg.lm, dense_sources(vb, placement))
+}
+
+/// moshi's own `LmModel` on the same weights as `random_model`, for equality tests.
+pub fn reference_lm(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<LmModel> {
+    let (vb, _) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
+    LmModel::new(&cfg.lm, MaybeQuantizedVarBuilder::Real(vb))
 }
 
 pub fn demo_vocab() -> Vocab {

@@ -10,7 +10,10 @@ pub mod discovery;
 mod error;
 pub mod export;
 pub mod files;
+pub mod lm_sources;
 mod model;
+pub mod placed_lm;
+pub mod placement;
 pub mod random_init;
 pub mod sampling;
 pub mod sizing;
@@ -118,7 +121,7 @@ fn load_on(args: &ModelArgs, disc: &Discovery, device: &moshi::candle::Device, d
         return load_demo(&sampling, &device, &device_name, notices, progress);
     }
     let from_dir = |dir: &std::path::Path, notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)| {
-        load_dir(dir, &sampling, &device, &device_name, args.context, notices, progress)
+        load_dir(dir, &sampling, &device, &device_name, (args.context, args.max_memory), notices, progress)
     };
     if let Some(dir) = &args.model_dir {
         return from_dir(dir, notices, progress);
@@ -157,9 +160,9 @@ fn load_demo(sampling: &Sampling, device: &moshi::candle::Device, device_name: &
 }
 
 #[allow(clippy::too_many_arguments)]
-fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, context: Option<usize>, mut notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, (context, max_memory): (Option<usize>, Option<f64>), mut notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
     let mut ck = checkpoint::inspect(dir)?;
-    if let Some(n) = size_context(&mut ck, device, device_name, context)? {
+    if let Some(n) = size_context(&mut ck, device, device_name, context, max_memory)? {
         notices.push(n);
     }
     let real_mimi = !dir.join(config::MIMI_CONFIG_FILE).is_file();
@@ -173,41 +176,47 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
     Ok(LoadedModel { model: Box::new(model), notices, degraded: None })
 }
 
-/// Set the LM context (its KV cache) from `--context`, or from what fits the device's
-/// free memory. Refusing here beats a CUDA out-of-memory in the first step.
-fn size_context(ck: &mut checkpoint::Checkpoint, device: &moshi::candle::Device, device_name: &str, context: Option<usize>) -> Result<Option<LoadNotice>, ModelLoadError> {
-    let free = if context.is_some() { None } else { sizing::free_memory(device) };
-    size_context_for(ck, device.is_cpu(), device_name, context, free)
+/// Place the LM and size its context (its KV cache) to the device's free memory, capped by
+/// `--max-memory`. Refusing here beats a CUDA out-of-memory in the first step.
+fn size_context(ck: &mut checkpoint::Checkpoint, device: &moshi::candle::Device, device_name: &str, context: Option<usize>, max_memory: Option<f64>) -> Result<Option<LoadNotice>, ModelLoadError> {
+    let limit = max_memory.map(|g| (g * (1u64 << 30) as f64) as u64);
+    let budget = match (sizing::free_memory(device), limit) {
+        (Some(free), Some(limit)) => Some(free.min(limit)),
+        (free, limit) => free.or(limit),
+    };
+    size_context_for(ck, device.is_cpu(), device_name, context, budget)
 }
 
-/// `size_context` with the free memory given (tests pass a budget).
-pub fn size_context_for(ck: &mut checkpoint::Checkpoint, on_cpu: bool, device_name: &str, context: Option<usize>, free: Option<u64>) -> Result<Option<LoadNotice>, ModelLoadError> {
-    let t = &mut ck.config.lm.transformer;
+/// `size_context` with the budget given (tests pass one). Without a budget (Metal) the
+/// checkpoint's context, or `--context`, is used as it is.
+pub fn size_context_for(ck: &mut checkpoint::Checkpoint, on_cpu: bool, device_name: &str, context: Option<usize>, budget: Option<u64>) -> Result<Option<LoadNotice>, ModelLoadError> {
     if let Some(steps) = context {
-        t.context = steps.max(1);
-        return Ok(None);
+        ck.config.lm.transformer.context = steps.max(1);
     }
-    let Some(free) = free else { return Ok(None) };
-    let format = if ck.quantized {
-        sizing::WeightFormat::Q8
-    } else if on_cpu {
-        sizing::WeightFormat::Dense(4)
-    } else {
-        sizing::WeightFormat::Dense(2)
-    };
-    let mimi = std::fs::metadata(ck.dir.join(files::MIMI_FILE)).map_or(0, |m| m.len());
+    let Some(budget) = budget else { return Ok(None) };
+    let headers = checkpoint::lm_headers(ck)?;
+    let table = sizing::table_from_headers(&headers).map_err(|e| ModelLoadError::new(format!("{}: {e}", ck.lm_file.display()), "use an official checkpoint (f32, bf16 or q8_0)"))?;
+    let compute_bytes = if ck.quantized { 4 } else { checkpoint::compute_dtype(&headers, on_cpu).size_in_bytes() as u64 };
+    let mimi_bytes = sizing::mimi_bytes(&ck.config.mimi).unwrap_or_else(|_| std::fs::metadata(ck.dir.join(files::MIMI_FILE)).map_or(0, |m| m.len()));
     let wanted = ck.config.lm.transformer.context;
-    match sizing::plan(&ck.config.lm, format, mimi, free, wanted) {
-        Ok(p) => {
-            ck.config.lm.transformer.context = p.context;
-            Ok((p.context < wanted).then(|| LoadNotice {
-                severity: Severity::Warning,
-                message: format!("LM context cut from {wanted} to {} steps ({:.0} s) to fit {device_name}: {}", p.context, p.context as f64 * 0.08, p.explain()),
-                remedy: Some("free memory, or set --context STEPS yourself".into()),
-            }))
-        }
-        Err(why) => Err(ModelLoadError::new(format!("out of memory on {device_name}: {why}"), "free memory, use a smaller --context, or a smaller model")),
+    let target = sizing::Target { compute_bytes, split: !on_cpu, mimi_bytes, budget, context: wanted, exact: context.is_some() };
+    let p = sizing::plan(&ck.config.lm, &table, target)
+        .map_err(|why| ModelLoadError::new(format!("out of memory on {device_name}: {why}"), "free memory, use a smaller --context, or a smaller model"))?;
+    ck.config.lm.transformer.context = p.context;
+    ck.placement = p.placement;
+    tracing::info!("memory plan on {device_name}: {}", p.explain());
+    let mut why = Vec::new();
+    if p.placement.host_layers > 0 {
+        why.push(format!("{} of {} LM layers run on the CPU, which slows every step", p.placement.host_layers, p.layers));
     }
+    if p.context < wanted {
+        why.push(format!("the LM context is cut from {wanted} to {} steps ({:.0} s)", p.context, p.context as f64 * 0.08));
+    }
+    Ok((!why.is_empty()).then(|| LoadNotice {
+        severity: Severity::Warning,
+        message: format!("to fit {device_name}, {}: {}", why.join(" and "), p.explain()),
+        remedy: Some("free memory on the device (or raise --max-memory), or set --context STEPS yourself".into()),
+    }))
 }
 
 /// Run `export-demo` or `bench model` if that is what the command line asks; returns the

@@ -6,7 +6,7 @@ use super::text::TextAssembler;
 use crate::engine::model::{DuplexModel, ModelInfo, Sampling, StepOutput};
 use anyhow::{Context, Result};
 use moshi::candle::{Device, IndexOp, Tensor};
-use moshi::lm::LmModel;
+use super::placed_lm::PlacedLm;
 use moshi::mimi::Mimi;
 use moshi::StreamTensor;
 
@@ -27,7 +27,7 @@ pub struct MoshiModel {
 impl MoshiModel {
     pub fn new(
         mimi: Mimi,
-        lm: LmModel,
+        lm: PlacedLm,
         gen: moshi::lm_generate_multistream::Config,
         text: TextAssembler,
         sampling: Sampling,

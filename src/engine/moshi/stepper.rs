@@ -8,13 +8,14 @@
 //! (which codebook reads which row, the forced pad tokens before the delay) is the same
 //! as `State::step_`; a test checks both produce the same tokens.
 
+use super::placed_lm::PlacedLm;
 use super::sampling::Samplers;
-use moshi::candle::{IndexOp, Result, Tensor};
-use moshi::lm::{ForcedAudioTokens, LmModel};
+use moshi::candle::{IndexOp, Result};
+use moshi::lm::ForcedAudioTokens;
 use moshi::lm_generate_multistream::{Config, UNGENERATED};
 
 pub struct Stepper {
-    lm: LmModel,
+    lm: PlacedLm,
     cfg: Config,
     rows: Vec<Vec<u32>>,
     step_idx: usize,
@@ -23,7 +24,7 @@ pub struct Stepper {
 }
 
 impl Stepper {
-    pub fn new(lm: LmModel, cfg: Config) -> Self {
+    pub fn new(lm: PlacedLm, cfg: Config) -> Self {
         let rows = vec![vec![UNGENERATED; cfg.total_audio_codebooks()]; cfg.acoustic_delay + 2];
         let forced = ForcedAudioTokens::new(
             cfg.acoustic_delay,
@@ -69,7 +70,6 @@ impl Stepper {
         for (c, &t) in input_codes.iter().take(self.cfg.input_audio_codebooks).enumerate() {
             self.row_mut(s)[gen + c] = t;
         }
-        let dev = self.lm.device().clone();
         let mut codes = Vec::with_capacity(self.cfg.total_audio_codebooks());
         for cb in 0..self.cfg.total_audio_codebooks() {
             let t = if cb == 0 || cb == gen {
@@ -82,10 +82,9 @@ impl Stepper {
             if t == UNGENERATED {
                 moshi::candle::bail!("internal error: codebook {cb} ungenerated at step {s}")
             }
-            codes.push(Some(Tensor::from_vec(vec![t], (1, 1), &dev)?));
+            codes.push(Some(t));
         }
-        let text_in = Tensor::from_vec(vec![self.prev_text], (1, 1), &dev)?;
-        let (logits, ys) = self.lm.forward(Some(text_in), codes, &().into())?;
+        let (logits, ys) = self.lm.forward(Some(self.prev_text), &codes)?;
         let text = samplers.text.sample(&logits.i((0, 0))?)?;
         let audio = self.lm.depformer_sample(&ys, Some(text), self.forced.forced_tokens(s), &mut samplers.audio)?;
         for c in 0..gen {

@@ -1,0 +1,179 @@
+//! The Moshi LM split between the host and the compute device (see `placement`).
+//!
+//! The same computation as `moshi::lm::LmModel` (a test checks the tokens are identical)
+//! assembled from the moshi crate's public parts: its `StreamingTransformer`, norms and
+//! (quantized) linears run unchanged; only the embedding lookups and the optional leading
+//! layers happen on the host, and one `d_model` row per step crosses to the device.
+
+use super::placement::Placement;
+use moshi::candle::{DType, Device, IndexOp, Module, Result, Tensor};
+use moshi::lm::Config;
+use moshi::nn::{linear, MaybeQuantizedEmbedding, MaybeQuantizedLinear, MaybeQuantizedVarBuilder};
+use moshi::transformer::{Norm, StreamingTransformer};
+use moshi::StreamingModule;
+
+/// Var builders for the two homes. Host builders are f32 on the CPU; the device builder
+/// holds the device's tensors under the names `Placement::home` gives them.
+pub struct LmSources<'a> {
+    pub host: MaybeQuantizedVarBuilder<'a>,
+    pub device: MaybeQuantizedVarBuilder<'a>,
+    pub placement: Placement,
+}
+
+#[derive(Clone)]
+struct Slice {
+    transformer: StreamingTransformer,
+    emb: MaybeQuantizedEmbedding,
+    low_rank: Option<MaybeQuantizedLinear>,
+    linear_in: MaybeQuantizedLinear,
+    linear_out: MaybeQuantizedLinear,
+}
+
+#[derive(Clone)]
+pub struct PlacedLm {
+    text_emb: MaybeQuantizedEmbedding,
+    audio_embs: Vec<MaybeQuantizedEmbedding>,
+    host_layers: Option<StreamingTransformer>,
+    device_layers: Option<StreamingTransformer>,
+    out_norm: Norm,
+    text_linear: MaybeQuantizedLinear,
+    depformer: Vec<Slice>,
+    device: Device,
+    dtype: DType,
+    d_model: usize,
+    placement: Placement,
+}
+
+fn part(cfg: &Config, layers: usize, vb: MaybeQuantizedVarBuilder) -> Result<Option<StreamingTransformer>> {
+    if layers == 0 {
+        return Ok(None);
+    }
+    let mut t = cfg.transformer.clone();
+    t.num_layers = layers;
+    Ok(Some(StreamingTransformer::new(&t, vb.pp("transformer"))?))
+}
+
+impl PlacedLm {
+    pub fn new(cfg: &Config, src: LmSources) -> Result<Self> {
+        let d = cfg.transformer.d_model;
+        let n = cfg.transformer.num_layers;
+        let k = src.placement.host_layers;
+        if k > n {
+            moshi::candle::bail!("{k} host layers asked for a transformer of {n}")
+        }
+        let (host, dev) = (&src.host, &src.device);
+        let text_emb = MaybeQuantizedEmbedding::new(cfg.text_in_vocab_size, d, host.pp("text_emb"))?;
+        let audio_embs = (0..cfg.audio_codebooks).map(|i| MaybeQuantizedEmbedding::new(cfg.audio_vocab_size, d, host.pp("emb").pp(i))).collect::<Result<Vec<_>>>()?;
+        let mut depformer = Vec::new();
+        if let Some(dep) = &cfg.depformer {
+            let dd = dep.transformer.d_model;
+            for i in 0..dep.num_slices {
+                let vb = dev.pp("depformer").pp(i);
+                let in_vocab = if i == 0 { cfg.text_in_vocab_size } else { cfg.audio_vocab_size };
+                let emb_dim = dep.low_rank_embeddings.unwrap_or(dd);
+                depformer.push(Slice {
+                    transformer: StreamingTransformer::new(&dep.transformer, vb.pp("transformer"))?,
+                    emb: MaybeQuantizedEmbedding::new(in_vocab, emb_dim, host.pp("depformer").pp(i).pp("emb"))?,
+                    low_rank: dep.low_rank_embeddings.map(|r| linear(r, dd, false, vb.pp("emb").pp("low_rank"))).transpose()?,
+                    linear_in: linear(d, dd, false, vb.pp("linear_in"))?,
+                    // The depformer never emits the audio padding token.
+                    linear_out: linear(dd, cfg.audio_vocab_size - 1, false, vb.pp("linear_out"))?,
+                });
+            }
+        }
+        Ok(Self {
+            text_emb,
+            audio_embs,
+            host_layers: part(cfg, k, host.clone())?,
+            device_layers: part(cfg, n - k, dev.clone())?,
+            out_norm: Norm::new(d, &cfg.transformer, dev.pp("out_norm"))?,
+            text_linear: linear(d, cfg.text_out_vocab_size, false, dev.pp("text_linear"))?,
+            depformer,
+            device: dev.device().clone(),
+            dtype: dev.dtype(),
+            d_model: d,
+            placement: src.placement,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    pub fn reset_state(&mut self) {
+        for t in [&mut self.host_layers, &mut self.device_layers].into_iter().flatten() {
+            t.reset_state();
+        }
+    }
+
+    /// One row of an embedding table, looked up on the host and moved to the device.
+    fn lookup(&self, emb: &MaybeQuantizedEmbedding, id: u32) -> Result<Tensor> {
+        emb.forward(&Tensor::new(&[[id]], &Device::Cpu)?)
+    }
+
+    /// One temporal step: the text logits and the hidden state the depformer reads.
+    pub fn forward(&mut self, text: Option<u32>, audio: &[Option<u32>]) -> Result<(Tensor, Tensor)> {
+        let mut xs = match text {
+            Some(t) => self.lookup(&self.text_emb, t)?,
+            None => Tensor::zeros((1, 1, self.d_model), DType::F32, &Device::Cpu)?,
+        };
+        // Summed in the same order as moshi, so f32 results are bit-identical.
+        for (emb, id) in self.audio_embs.iter().zip(audio) {
+            if let Some(id) = id {
+                xs = (xs + self.lookup(emb, *id)?)?;
+            }
+        }
+        if let Some(t) = self.host_layers.as_mut() {
+            xs = t.forward(&xs)?;
+        }
+        let mut xs = xs.to_device(&self.device)?.to_dtype(self.dtype)?;
+        if let Some(t) = self.device_layers.as_mut() {
+            xs = t.forward(&xs)?;
+        }
+        let ys = xs.apply(&self.out_norm)?;
+        let logits = ys.apply(&self.text_linear)?;
+        Ok((logits, ys))
+    }
+
+    /// The audio tokens of this step, codebook by codebook, as moshi's `DepFormer::sample`.
+    pub fn depformer_sample(
+        &mut self,
+        xs: &Tensor,
+        text_token: Option<u32>,
+        forced: &[Option<u32>],
+        lp: &mut candle_transformers::generation::LogitsProcessor,
+    ) -> Result<Option<Vec<u32>>> {
+        if self.depformer.is_empty() {
+            return Ok(None);
+        }
+        let mut tokens = Vec::with_capacity(self.depformer.len());
+        let mut last = text_token;
+        for i in 0..self.depformer.len() {
+            if i == 0 {
+                self.depformer[0].transformer.reset_state();
+            } else {
+                let (done, rest) = self.depformer.split_at_mut(i);
+                rest[0].transformer.copy_state(&done[i - 1].transformer)?;
+            }
+            let slice = &self.depformer[i];
+            let mut x = slice.linear_in.forward(xs)?;
+            if let Some(tok) = last {
+                let mut e = self.lookup(&slice.emb, tok)?.to_device(&self.device)?.to_dtype(self.dtype)?;
+                if let Some(lr) = &slice.low_rank {
+                    e = e.apply(lr)?;
+                }
+                x = x.broadcast_add(&e)?;
+            }
+            let slice = &mut self.depformer[i];
+            let logits = slice.transformer.forward(&x)?.apply(&slice.linear_out)?;
+            let token = lp.sample(&logits.i((0, 0))?)?;
+            tokens.push(token);
+            last = Some(forced.get(i).copied().flatten().unwrap_or(token));
+        }
+        Ok(Some(tokens))
+    }
+}

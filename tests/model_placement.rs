@@ -1,0 +1,90 @@
+//! `PlacedLm` computes exactly what moshi's own `LmModel` computes, wherever its tensors
+//! live: embeddings on the host always, and any number of leading layers with them.
+
+use assistant::engine::moshi::checkpoint;
+use assistant::engine::moshi::config;
+use assistant::engine::moshi::demo::{random_lm, reference_lm, DEMO_WEIGHT_SEED};
+use assistant::engine::moshi::export::{write_demo, LmFormat};
+use assistant::engine::moshi::lm_sources::gguf_sources;
+use assistant::engine::moshi::placed_lm::PlacedLm;
+use assistant::engine::moshi::placement::Placement;
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use moshi::candle::{Device, IndexOp, Tensor};
+use moshi::lm::LmModel;
+use moshi::nn::MaybeQuantizedVarBuilder;
+
+const CPU: Device = Device::Cpu;
+
+fn ids(step: u32) -> (u32, Vec<u32>) {
+    ((step * 37) % 512, (0..16).map(|c| (step * 11 + c * 5) % 256).collect())
+}
+
+fn vec(t: &Tensor) -> Vec<f32> {
+    t.i((0, 0)).unwrap().to_vec1().unwrap()
+}
+
+/// Teacher-forced steps through both; logits, hidden state and depformer tokens must be
+/// identical, bit for bit.
+fn assert_same(reference: &mut LmModel, placed: &mut PlacedLm, steps: u32) {
+    let lp = || LogitsProcessor::from_sampling(7, Sampling::TopK { k: 20, temperature: 0.8 });
+    let (mut lp_a, mut lp_b) = (lp(), lp());
+    for step in 0..steps {
+        let (text, audio) = ids(step);
+        let t = Tensor::new(&[[text]], &CPU).unwrap();
+        let codes = audio.iter().map(|&a| Some(Tensor::new(&[[a]], &CPU).unwrap())).collect();
+        let (la, ya) = reference.forward(Some(t), codes, &().into()).unwrap();
+        let audio: Vec<Option<u32>> = audio.into_iter().map(Some).collect();
+        let (lb, yb) = placed.forward(Some(text), &audio).unwrap();
+        assert_eq!(vec(&la), vec(&lb), "logits at step {step}");
+        assert_eq!(vec(&ya), vec(&yb), "hidden state at step {step}");
+        let forced = [None, Some(3), None, None];
+        let a = reference.depformer_sample(&ya, Some(text), &forced, &mut lp_a).unwrap();
+        let b = placed.depformer_sample(&yb, Some(text), &forced, &mut lp_b).unwrap();
+        assert_eq!(a, b, "audio tokens at step {step}");
+    }
+}
+
+#[test]
+fn placed_lm_equals_moshis_lm_model_wherever_the_layers_live() {
+    let cfg = config::demo();
+    for host_layers in 0..=cfg.lm.transformer.num_layers {
+        let mut reference = reference_lm(&cfg, DEMO_WEIGHT_SEED, &CPU).unwrap();
+        let mut placed = random_lm(&cfg, DEMO_WEIGHT_SEED, Placement { host_layers }, &CPU).unwrap();
+        assert_same(&mut reference, &mut placed, 25);
+        // And after a reset, from the start again.
+        reference.reset_state();
+        placed.reset_state();
+        assert_same(&mut reference, &mut placed, 5);
+    }
+}
+
+/// The split GGUF load (one in-memory GGUF per home) gives the model moshi builds from
+/// the whole file, and the device's part holds no embedding table.
+#[test]
+fn split_q8_load_equals_moshis_own_load_of_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_demo(tmp.path(), LmFormat::Q8).unwrap();
+    let mut ck = checkpoint::inspect(tmp.path()).unwrap();
+    for host_layers in [1, 2] {
+        ck.placement = Placement { host_layers };
+        let mut last = (0, 0);
+        let sources = gguf_sources(&ck.lm_file, ck.placement, &CPU, "lm", &mut |p| last = (p.done, p.total)).unwrap();
+        assert!(last.0 == last.1 && last.1 > 0, "progress ends complete: {last:?}");
+        let MaybeQuantizedVarBuilder::Quantized(dev) = &sources.device else { panic!("q8 sources") };
+        let MaybeQuantizedVarBuilder::Quantized(host) = &sources.host else { panic!("q8 sources") };
+        for emb in ["text_emb.weight", "emb.0.weight", "depformer.0.emb.weight"] {
+            assert!(!dev.contains_key(emb) && host.contains_key(emb), "{emb}");
+        }
+        // Layers after the host's are renumbered from 0 on the device.
+        let layer = |i: usize| format!("transformer.layers.{i}.self_attn.in_proj_weight");
+        assert_eq!(dev.contains_key(&layer(0)), host_layers < 2);
+        assert!(!dev.contains_key(&layer(2 - host_layers)));
+        assert!(host.contains_key(&layer(host_layers - 1)) && !host.contains_key(&layer(host_layers)));
+
+        let (_, mut placed, dtype) = checkpoint::load_parts(&ck, &CPU, &mut |_| {}).unwrap();
+        assert_eq!(dtype, "q8");
+        let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU).unwrap();
+        let mut reference = LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
+        assert_same(&mut reference, &mut placed, 20);
+    }
+}
