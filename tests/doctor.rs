@@ -28,3 +28,24 @@ fn doctor_with_working_audio_devices_is_ready() {
     assert!(text.contains("[ ok ] microphone: ") && text.contains("[ ok ] speaker: "), "{text}");
     assert!(text.contains("ready: assistant can run"), "{text}");
 }
+
+/// Doctor says whether the weights fit the device, with the plan a load would use, and
+/// fails (with the fix) when they cannot run at all.
+#[test]
+fn doctor_says_whether_the_weights_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    alsa_home(tmp.path());
+    let model = tmp.path().join("model");
+    assert!(assistant(tmp.path()).args(["export-demo", "--q8"]).arg(&model).status().unwrap().success());
+    let doctor = |extra: &[&str]| {
+        let out = assistant(tmp.path()).env("HOME", tmp.path()).args(["doctor", "--device", "cpu", "--model-dir"]).arg(&model).args(extra).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = doctor(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("[ ok ] fits cpu: context 3000 steps (240 s); LM "), "{text}");
+    let (code, text) = doctor(&["--max-memory", "0.01"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("[FAIL] out of memory on cpu: the model does not fit: LM ") && text.contains("of 10.2 MiB"), "{text}");
+    assert!(text.contains("fix: free memory, use a smaller --context"), "{text}");
+}

@@ -8,6 +8,7 @@ use super::lm_sources;
 use super::model::MoshiModel;
 use super::placed_lm::PlacedLm;
 use super::placement::Placement;
+use super::sizing::MemoryPlan;
 use super::text::{TextAssembler, Vocab};
 use crate::engine::events::LoadProgress;
 use crate::engine::model::{ModelInfo, Sampling};
@@ -30,6 +31,8 @@ pub struct Checkpoint {
     pub lm_bytes: u64,
     /// Where the LM's tensors go; `mod.rs` sets it from the memory plan.
     pub placement: Placement,
+    /// The plan that chose it, when the device's free memory was known.
+    pub plan: Option<MemoryPlan>,
 }
 
 fn err(message: String) -> ModelLoadError {
@@ -89,7 +92,7 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         )));
     }
     let lm_bytes = std::fs::metadata(&lm_file).map(|m| m.len()).unwrap_or(0);
-    Ok(Checkpoint { dir: dir.to_path_buf(), lm_file, quantized, config, lm_config_origin, vocab, lm_bytes, placement: Placement::default() })
+    Ok(Checkpoint { dir: dir.to_path_buf(), lm_file, quantized, config, lm_config_origin, vocab, lm_bytes, placement: Placement::default(), plan: None })
 }
 
 /// Read the weights and build the model.

@@ -77,20 +77,33 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String), ModelLoadError> 
     }
 }
 
+/// Bytes an LM step reads whole: on the model's device, and on the host (layers moved
+/// there to fit; `placement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed {
+    pub device: u64,
+    pub host: u64,
+}
+
+const CPU_BANDWIDTH: f64 = 15e9;
+const GPU_BANDWIDTH: f64 = 300e9;
+
 /// A warning when a model of this size cannot keep real time (80 ms a step) here.
 ///
 /// An LM step streams every weight once, so it is bound by memory bandwidth; on the CPU
 /// the real Mimi alone takes ~100 ms a frame (FACTS.md). The figures are deliberately
 /// rough: a conservative desktop CPU (~15 GB/s effective) and GPU (~300 GB/s).
-pub fn realtime_warning(device: &Device, lm_weight_bytes: u64, real_size_mimi: bool) -> Option<String> {
-    let (bandwidth, mimi_ms) = if device.is_cpu() { (15e9, if real_size_mimi { 90.0 } else { 5.0 }) } else { (300e9, 5.0) };
-    let lm_ms = lm_weight_bytes as f64 / bandwidth * 1e3;
+pub fn realtime_warning(on_cpu: bool, lm: Streamed, real_size_mimi: bool) -> Option<String> {
+    let (bandwidth, mimi_ms) = if on_cpu { (CPU_BANDWIDTH, if real_size_mimi { 90.0 } else { 5.0 }) } else { (GPU_BANDWIDTH, 5.0) };
+    let host_ms = lm.host as f64 / CPU_BANDWIDTH * 1e3;
+    let lm_ms = lm.device as f64 / bandwidth * 1e3 + host_ms;
     let est = lm_ms + mimi_ms;
+    let host = if lm.host > 0 { format!(", of which ~{host_ms:.0} ms for the layers on the CPU") } else { String::new() };
     (est > 80.0).then(|| {
         format!(
-            "this model needs about {est:.0} ms per 80 ms frame on {} (LM ~{lm_ms:.0} ms, Mimi ~{mimi_ms:.0} ms): \
+            "this model needs about {est:.0} ms per 80 ms frame on {} (LM ~{lm_ms:.0} ms{host}, Mimi ~{mimi_ms:.0} ms): \
              it cannot keep up with real time, so input frames will be dropped",
-            if device.is_cpu() { "the CPU" } else { "this GPU" }
+            if on_cpu { "the CPU" } else { "this GPU" }
         )
     })
 }
@@ -120,7 +133,18 @@ mod tests {
 
     #[test]
     fn warns_for_7b_on_cpu_not_for_demo() {
-        assert!(realtime_warning(&Device::Cpu, 8_000_000_000, true).is_some());
-        assert!(realtime_warning(&Device::Cpu, 4_000_000, false).is_none());
+        let lm = |device| Streamed { device, host: 0 };
+        assert!(realtime_warning(true, lm(8_000_000_000), true).is_some());
+        assert!(realtime_warning(true, lm(4_000_000), false).is_none());
+    }
+
+    #[test]
+    fn on_a_gpu_the_layers_moved_to_the_host_are_what_costs() {
+        // moshiko q8 with 2 of 32 layers on the host (the 8 GiB plan): ~25 ms on the GPU
+        // plus ~29 ms on the CPU fits a frame; with 16 layers there it does not.
+        let layer = 218_000_000;
+        assert!(realtime_warning(false, Streamed { device: 7_400_000_000, host: 2 * layer }, true).is_none());
+        let w = realtime_warning(false, Streamed { device: 3_900_000_000, host: 16 * layer }, true).expect("a warning");
+        assert!(w.contains("for the layers on the CPU") && w.contains("this GPU"), "{w}");
     }
 }

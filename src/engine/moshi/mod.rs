@@ -166,11 +166,15 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
         notices.push(n);
     }
     let real_mimi = !dir.join(config::MIMI_CONFIG_FILE).is_file();
-    let file_bytes = ck.lm_bytes;
+    // What a step streams, on the device and on the host: the plan knows; without one,
+    // the file's size (bf16 weights compute in f32 on the CPU, which doubles it).
+    let streamed = match &ck.plan {
+        Some(p) => device::Streamed { device: p.weights.device, host: p.weights.host_streamed },
+        None if device.is_cpu() && !ck.quantized && ck.lm_bytes > 0 => device::Streamed { device: ck.lm_bytes * 2, host: 0 },
+        None => device::Streamed { device: ck.lm_bytes, host: 0 },
+    };
     let model = checkpoint::load(ck, sampling, device, device_name, progress)?;
-    // bf16 weights are computed in f32 on the CPU, which doubles what a step streams.
-    let bytes = if device.is_cpu() && model.info().dtype == "bf16" { file_bytes * 2 } else { file_bytes };
-    if let Some(w) = device::realtime_warning(device, bytes, real_mimi) {
+    if let Some(w) = device::realtime_warning(device.is_cpu(), streamed, real_mimi) {
         notices.push(LoadNotice { severity: Severity::Warning, message: w, remedy: Some("use a GPU build (--features cuda or metal) and --device auto".into()) });
     }
     Ok(LoadedModel { model: Box::new(model), notices, degraded: None })
@@ -205,6 +209,7 @@ pub fn size_context_for(ck: &mut checkpoint::Checkpoint, on_cpu: bool, device_na
     ck.config.lm.transformer.context = p.context;
     ck.placement = p.placement;
     tracing::info!("memory plan on {device_name}: {}", p.explain());
+    ck.plan = Some(p.clone());
     let mut why = Vec::new();
     if p.placement.host_layers > 0 {
         why.push(format!("{} of {} LM layers run on the CPU, which slows every step", p.placement.host_layers, p.layers));

@@ -105,16 +105,23 @@ impl SimpleBackend for ShapeOnly {
 pub struct Residency {
     pub device: u64,
     pub host: u64,
+    /// Of `host`, what a step reads whole (host layers; embeddings are only looked up).
+    pub host_streamed: u64,
 }
 
 /// `compute_bytes`: bytes per value of dense tensors on the device (2 for bf16 on a GPU).
 pub fn residency(table: &[TensorEntry], placement: Placement, compute_bytes: u64) -> Residency {
-    let mut r = Residency { device: 0, host: 0 };
+    let mut r = Residency { device: 0, host: 0, host_streamed: 0 };
     for t in table {
         let home = placement.home(&t.name).0;
         let b = resident_bytes(&t.name, t.stored, t.elems, home, compute_bytes);
         match home {
-            Home::Host => r.host += b,
+            Home::Host => {
+                r.host += b;
+                if !super::placement::is_embedding(&t.name) {
+                    r.host_streamed += b;
+                }
+            }
             Home::Device => r.device += b,
         }
     }
@@ -147,24 +154,35 @@ impl MemoryPlan {
     }
     /// The arithmetic, for notices and the test log.
     pub fn explain(&self) -> String {
-        let g = |b: u64| b as f64 / (1u64 << 30) as f64;
-        let host = match self.placement.host_layers {
-            0 => "embeddings".to_string(),
-            k => format!("embeddings and {k} of {} layers", self.layers),
+        let host = match (self.weights.host, self.placement.host_layers) {
+            (0, _) => String::new(),
+            (b, 0) => format!(" (+{} on the host: embeddings)", size(b)),
+            (b, k) => format!(" (+{} on the host: embeddings and {k} of {} layers)", size(b), self.layers),
         };
         format!(
-            "LM {:.2} GiB ({:.2} GiB more on the host: {host}) + Mimi {:.2} GiB + KV cache {:.2} GiB ({} steps x {:.2} MiB) + activations {:.2} GiB + reserve {:.2} GiB = {:.2} GiB of {:.2} GiB",
-            g(self.weights.device),
-            g(self.weights.host),
-            g(self.mimi),
-            g(self.kv_cache()),
+            "LM {}{host} + Mimi {} + KV cache {} ({} steps x {}) + activations {} + reserve {} = {} of {}",
+            size(self.weights.device),
+            size(self.mimi),
+            size(self.kv_cache()),
             self.context,
-            self.kv_per_step as f64 / (1u64 << 20) as f64,
-            g(self.activations),
-            g(self.reserve),
-            g(self.total()),
-            g(self.budget)
+            size(self.kv_per_step),
+            size(self.activations),
+            size(self.reserve),
+            size(self.total()),
+            size(self.budget)
         )
+    }
+}
+
+/// Bytes for people: GiB from one up, MiB below, KiB for the tiny.
+pub fn size(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
     }
 }
 
@@ -208,7 +226,7 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
         let mut weights = residency(table, placement, t.compute_bytes);
         if !t.split {
             // One memory: the host's share is on the "device" too.
-            weights = Residency { device: weights.device + weights.host, host: 0 };
+            weights = Residency { device: weights.device + weights.host, host: 0, host_streamed: 0 };
         }
         let mut p = MemoryPlan {
             placement,
@@ -380,7 +398,7 @@ mod tests {
     fn a_budget_below_the_non_layer_weights_is_refused_with_the_arithmetic() {
         let (cfg, table) = moshiko_q8();
         let err = plan(&cfg, &table, gpu(GIB / 2, 0)).unwrap_err();
-        assert!(err.contains("even with all 32 layers on the host") && err.contains("GiB of 0.50 GiB"), "{err}");
+        assert!(err.contains("even with all 32 layers on the host") && err.contains("GiB of 512.0 MiB"), "{err}");
     }
 
     #[test]

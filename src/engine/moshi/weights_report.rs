@@ -20,16 +20,47 @@ fn found(dir: &Path, origin: &str) -> Finding {
     }
 }
 
+/// Whether the checkpoint fits the device `args` select, with the plan the load would use.
+fn fit(dir: &Path, args: &ModelArgs) -> Option<Finding> {
+    let mut ck = super::checkpoint::inspect(dir).ok()?;
+    let (device, name) = super::device::select(args.device.parse().ok()?).ok()?;
+    let limit = args.max_memory.map(|g| (g * (1u64 << 30) as f64) as u64);
+    let budget = match (super::sizing::free_memory(&device), limit) {
+        (Some(f), Some(l)) => Some(f.min(l)),
+        (f, l) => f.or(l),
+    };
+    let finding = |ok, warning, text, fix| Finding { section: SECTION, ok, warning, text, fix };
+    Some(match super::size_context_for(&mut ck, device.is_cpu(), &name, args.context, budget) {
+        Ok(_) => match &ck.plan {
+            Some(p) => {
+                let moved = p.placement.host_layers;
+                let text = format!(
+                    "fits {name}: context {} steps ({:.0} s){}; {}",
+                    p.context,
+                    p.context as f64 * 0.08,
+                    if moved > 0 { format!(", {moved} of {} layers on the CPU", p.layers) } else { String::new() },
+                    p.explain()
+                );
+                finding(true, moved > 0, text, (moved > 0).then(|| "free memory on the device to keep every layer on it".to_string()))
+            }
+            None => finding(true, true, format!("fit on {name} unknown: its free memory cannot be read"), None),
+        },
+        // Off the CPU a refusal means the CPU fallback: slow, but it runs.
+        Err(e) if !device.is_cpu() => finding(true, true, format!("{}; it would run on the CPU instead", e.message), Some(e.remedy)),
+        Err(e) => finding(false, false, e.message, Some(e.remedy)),
+    })
+}
+
 /// Findings for the weights `args` select, looking where `load_model` looks.
 pub fn weights_findings(args: &ModelArgs, disc: &Discovery) -> Vec<Finding> {
     if args.demo {
         return vec![Finding { section: SECTION, ok: true, warning: false, text: "--demo: the built-in demo model (no weights needed)".into(), fix: None }];
     }
     if let Some(dir) = &args.model_dir {
-        return vec![match super::checkpoint::inspect(dir) {
-            Ok(_) => found(dir, "--model-dir"),
-            Err(e) => Finding { section: SECTION, ok: false, warning: false, text: format!("--model-dir {}: {}", dir.display(), e.message), fix: Some(e.remedy) },
-        }];
+        return match super::checkpoint::inspect(dir) {
+            Ok(_) => [Some(found(dir, "--model-dir")), fit(dir, args)].into_iter().flatten().collect(),
+            Err(e) => vec![Finding { section: SECTION, ok: false, warning: false, text: format!("--model-dir {}: {}", dir.display(), e.message), fix: Some(e.remedy) }],
+        };
     }
     let mut out = Vec::new();
     for repo in [args.hf_repo.as_str(), "kyutai/moshiko-candle-q8", "kyutai/moshika-candle-q8"] {
@@ -38,8 +69,10 @@ pub fn weights_findings(args: &ModelArgs, disc: &Discovery) -> Vec<Finding> {
         }
         if let Some(dir) = disc.hf_cache.as_deref().and_then(|c| discovery::find_in_hf_cache(c, repo)) {
             out.push(found(&dir, &format!("{repo} in the Hugging Face cache")));
+            out.extend(fit(&dir, args));
         } else if let Some(dir) = discovery::download_dir(repo).filter(|d| discovery::is_complete(d)) {
             out.push(found(&dir, &format!("{repo} in the download folder")));
+            out.extend(fit(&dir, args));
         }
     }
     if out.is_empty() {
