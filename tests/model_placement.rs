@@ -5,7 +5,7 @@ use assistant::engine::moshi::checkpoint;
 use assistant::engine::moshi::config;
 use assistant::engine::moshi::demo::{random_lm, reference_lm, DEMO_WEIGHT_SEED};
 use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::lm_sources::gguf_sources;
+use assistant::engine::moshi::lm_sources::split_gguf_sources;
 use assistant::engine::moshi::placed_lm::PlacedLm;
 use assistant::engine::moshi::placement::Placement;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
@@ -58,33 +58,60 @@ fn placed_lm_equals_moshis_lm_model_wherever_the_layers_live() {
     }
 }
 
-/// The split GGUF load (one in-memory GGUF per home) gives the model moshi builds from
-/// the whole file, and the device's part holds no embedding table.
+/// The split GGUF load (one in-memory GGUF per part) gives the model moshi builds from
+/// the whole file, however the layers are split and stacked, and the device's parts hold
+/// no embedding table.
 #[test]
 fn split_q8_load_equals_moshis_own_load_of_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     write_demo(tmp.path(), LmFormat::Q8).unwrap();
-    let mut ck = checkpoint::inspect(tmp.path()).unwrap();
-    for host_layers in [1, 2] {
-        ck.placement = Placement { host_layers };
-        let mut last = (0, 0);
-        let sources = gguf_sources(&ck.lm_file, ck.placement, &CPU, "lm", &mut |p| last = (p.done, p.total)).unwrap();
-        assert!(last.0 == last.1 && last.1 > 0, "progress ends complete: {last:?}");
-        let MaybeQuantizedVarBuilder::Quantized(dev) = &sources.device else { panic!("q8 sources") };
-        let MaybeQuantizedVarBuilder::Quantized(host) = &sources.host else { panic!("q8 sources") };
-        for emb in ["text_emb.weight", "emb.0.weight", "depformer.0.emb.weight"] {
-            assert!(!dev.contains_key(emb) && host.contains_key(emb), "{emb}");
-        }
-        // Layers after the host's are renumbered from 0 on the device.
-        let layer = |i: usize| format!("transformer.layers.{i}.self_attn.in_proj_weight");
-        assert_eq!(dev.contains_key(&layer(0)), host_layers < 2);
-        assert!(!dev.contains_key(&layer(2 - host_layers)));
-        assert!(host.contains_key(&layer(host_layers - 1)) && !host.contains_key(&layer(host_layers)));
+    let ck = checkpoint::inspect(tmp.path()).unwrap();
+    let n = ck.config.lm.transformer.num_layers;
+    assert_eq!(n, 2);
+    let q = |vb: &MaybeQuantizedVarBuilder| match vb {
+        MaybeQuantizedVarBuilder::Quantized(q) => q.clone(),
+        MaybeQuantizedVarBuilder::Real(_) => panic!("q8 sources"),
+    };
+    let layer = |i: usize| format!("transformer.layers.{i}.self_attn.in_proj_weight");
+    for host_layers in 0..=n {
+        for stack_layers in [1, 4] {
+            let placement = Placement { host_layers };
+            let mut last = (0, 0);
+            let src = split_gguf_sources(&ck.lm_file, placement, n, stack_layers, &CPU, "lm", &mut |p| last = (p.done, p.total)).unwrap();
+            assert!(last.0 == last.1 && last.1 > 0, "progress ends complete: {last:?}");
+            let (host, others) = (q(&src.host), q(&src.device));
+            for emb in ["text_emb.weight", "emb.0.weight", "depformer.0.emb.weight"] {
+                assert!(host.contains_key(emb) && !others.contains_key(emb), "{emb}");
+            }
+            assert!(others.contains_key("text_linear.weight") && !others.contains_key(&layer(0)));
+            // The host's stack first, then the device's, each named from 0.
+            let sizes: Vec<usize> = src.stacks.iter().map(|(_, l)| *l).collect();
+            let expected: Vec<usize> = std::iter::once(host_layers).chain((host_layers..n).step_by(stack_layers).map(|i| stack_layers.min(n - i))).collect();
+            assert_eq!(sizes, expected, "host {host_layers}, stacks of {stack_layers}");
+            for (vb, l) in src.stacks.iter().skip(1) {
+                let vb = q(vb);
+                assert!((0..*l).all(|i| vb.contains_key(&layer(i))) && !vb.contains_key(&layer(*l)) && !vb.contains_key("text_emb.weight"));
+            }
+            assert!((0..host_layers).all(|i| host.contains_key(&layer(i))) && !host.contains_key(&layer(host_layers)));
 
-        let (_, mut placed, dtype) = checkpoint::load_parts(&ck, &CPU, &mut |_| {}).unwrap();
-        assert_eq!(dtype, "q8");
-        let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU).unwrap();
-        let mut reference = LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
-        assert_same(&mut reference, &mut placed, 20);
+            let mut placed = PlacedLm::new(&ck.config.lm, src).unwrap();
+            let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU).unwrap();
+            let mut reference = LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
+            assert_same(&mut reference, &mut placed, 20);
+        }
     }
+}
+
+/// Loading through the checkpoint with a placement builds the same model.
+#[test]
+fn a_checkpoint_load_follows_its_placement() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_demo(tmp.path(), LmFormat::Q8).unwrap();
+    let mut ck = checkpoint::inspect(tmp.path()).unwrap();
+    ck.placement = Placement { host_layers: 1 };
+    let (_, mut placed, dtype) = checkpoint::load_parts(&ck, &CPU, &mut |_| {}).unwrap();
+    assert_eq!((dtype, placed.placement()), ("q8", Placement { host_layers: 1 }));
+    let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU).unwrap();
+    let mut reference = LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
+    assert_same(&mut reference, &mut placed, 10);
 }

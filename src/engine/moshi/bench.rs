@@ -110,7 +110,7 @@ fn row(out: &mut dyn Write, what: &str, params: &str, t: Times, lm_only: bool, m
 
 fn big_lm(cfg: &config::ModelConfig, dtype: DType, dev: &Device) -> Result<PlacedLm> {
     let vb = FastRandomBackend::var_builder(dtype, dev);
-    Ok(PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default()))?)
+    Ok(PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default(), cfg.lm.transformer.num_layers))?)
 }
 
 pub fn bench_model(out: &mut dyn Write) -> Result<()> {
@@ -144,6 +144,7 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
     let mut mimi_times = Times::default();
     if !quick {
         bench_big(out, &dev, &sampling, &mut mimi_times)?;
+        bench_host_layer(out)?;
     }
 
     // 4. Our step against a bare loop over the moshi crate (Kyutai's `gen`), same weights.
@@ -240,6 +241,35 @@ fn bench_big(out: &mut dyn Write, dev: &Device, sampling: &Sampling, mimi_times:
         writeln!(out, "{:<34} (random weights built in {:.1} s; encode/decode are the real Mimi's above)", "", build / 1e3)?;
     }
 
+    Ok(())
+}
+
+/// One layer of moshiko's temporal transformer, q8 on the CPU: what each layer the memory
+/// plan moves to the host costs a step, against the bandwidth the warning assumes.
+fn bench_host_layer(out: &mut dyn Write) -> Result<()> {
+    let mut cfg = moshi::lm::Config::v0_1_streaming(8).transformer;
+    cfg.num_layers = 1;
+    cfg.context = 250;
+    let (vb, made) = super::random_init::RandomBackend::var_builder(5, DType::F32, &Device::Cpu);
+    moshi::transformer::StreamingTransformer::new(&cfg, moshi::nn::MaybeQuantizedVarBuilder::Real(vb.pp("transformer")))?;
+    let tensors = std::mem::take(&mut *made.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let mut buf = std::io::Cursor::new(Vec::new());
+    super::export::write_q8_gguf(&tensors, &mut buf)?;
+    drop(tensors);
+    let bytes = buf.get_ref().len() as f64;
+    let qvb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf_buffer(buf.get_ref(), &Device::Cpu)?;
+    let mut layer = moshi::transformer::StreamingTransformer::new(&cfg, moshi::nn::MaybeQuantizedVarBuilder::Quantized(qvb.pp("transformer")))?;
+    let xs = Tensor::randn(0f32, 1., (1, 1, cfg.d_model), &Device::Cpu)?;
+    let mut times = Vec::new();
+    for i in 0..23 {
+        let t = Instant::now();
+        let _ = layer.forward(&xs)?.sum_all()?.to_scalar::<f32>()?;
+        if i >= 3 {
+            times.push(ms(t));
+        }
+    }
+    let m = median(&mut times);
+    writeln!(out, "moshiko layer on the CPU (q8, {:.0} MB): {m:.1} ms/step median of 20, {:.1} GB/s (the warning assumes {:.0} GB/s)", bytes / 1e6, bytes / m / 1e6, super::device::CPU_BANDWIDTH / 1e9)?;
     Ok(())
 }
 

@@ -117,13 +117,13 @@ pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(Loa
     let headers = lm_headers(ck)?;
     check_layer_counts(ck, &headers)?;
     let (sources, dtype) = if ck.quantized {
-        (lm_sources::gguf_sources(&ck.lm_file, ck.placement, device, lm_name, progress).map_err(err)?, "q8")
+        (lm_sources::gguf_sources(&ck.lm_file, ck.placement, ck.config.lm.transformer.num_layers, device, lm_name, progress).map_err(err)?, "q8")
     } else {
         files::read_through(&ck.lm_file, lm_name, progress).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
         let file_bf16 = is_bf16(&headers);
         let compute = compute_dtype(&headers, device.is_cpu());
         let vb = checked_var_builder(&ck.lm_file, headers, &ck.lm_config_origin, compute, device)?;
-        (lm_sources::dense_sources(vb, ck.placement), if file_bf16 { "bf16" } else { "f32" })
+        (lm_sources::dense_sources(vb, ck.placement, ck.config.lm.transformer.num_layers), if file_bf16 { "bf16" } else { "f32" })
     };
     let lm = PlacedLm::new(&ck.config.lm, sources).map_err(|e| {
         let e = candle_message(&e);

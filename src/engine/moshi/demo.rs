@@ -32,7 +32,7 @@ pub fn random_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<Ran
     let (vb, mimi_made) = RandomBackend::var_builder(seed, DType::F32, device);
     let mimi = Mimi::new(cfg.mimi.clone(), vb)?;
     let (vb, lm_made) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
-    let lm = PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default()))?;
+    let lm = PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default(), cfg.lm.transformer.num_layers))?;
     let take = |m: std::sync::Arc<std::sync::Mutex<TensorMap>>| {
         m.lock().map(|mut g| std::mem::take(&mut *g)).map_err(|_| moshi::candle::Error::Msg("poisoned".into()))
     };
@@ -42,7 +42,7 @@ pub fn random_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<Ran
 /// The LM of `random_model` with its layers placed as asked (the same weights).
 pub fn random_lm(cfg: &ModelConfig, seed: u64, placement: Placement, device: &Device) -> Result<PlacedLm> {
     let (vb, _) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
-    PlacedLm::new(&cfg.lm, dense_sources(vb, placement))
+    PlacedLm::new(&cfg.lm, dense_sources(vb, placement, cfg.lm.transformer.num_layers))
 }
 
 /// moshi's own `LmModel` on the same weights as `random_model`, for equality tests.

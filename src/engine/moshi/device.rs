@@ -85,7 +85,7 @@ pub struct Streamed {
     pub host: u64,
 }
 
-const CPU_BANDWIDTH: f64 = 15e9;
+pub const CPU_BANDWIDTH: f64 = 15e9;
 const GPU_BANDWIDTH: f64 = 300e9;
 
 /// A warning when a model of this size cannot keep real time (80 ms a step) here.

@@ -65,6 +65,15 @@ fn save_safetensors(tensors: &TensorMap, dtype: DType, path: &Path) -> Result<()
 /// Quantize as candle's `tensor-tools quantize` made the official `model.q8.gguf`:
 /// 2-D tensors whose rows are whole Q8_0 blocks become Q8_0, everything else stays f32.
 fn save_q8_gguf(tensors: &TensorMap, path: &Path) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    write_q8_gguf(tensors, &mut f).with_context(|| format!("writing {}", path.display()))?;
+    use std::io::Write;
+    f.flush()?;
+    Ok(())
+}
+
+/// `save_q8_gguf` to any writer (the benchmark builds a GGUF in memory).
+pub fn write_q8_gguf<W: std::io::Write + std::io::Seek>(tensors: &TensorMap, w: &mut W) -> Result<()> {
     let block = GgmlDType::Q8_0.block_size();
     let q = tensors
         .iter()
@@ -74,9 +83,6 @@ fn save_q8_gguf(tensors: &TensorMap, path: &Path) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<(&str, &QTensor)> = q.iter().map(|(k, t)| (*k, t)).collect();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    gguf_file::write(&mut f, &[], &refs).with_context(|| format!("writing {}", path.display()))?;
-    use std::io::Write;
-    f.flush()?;
+    gguf_file::write(w, &[], &refs)?;
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! Var builders for `PlacedLm` from the LM file: what goes to the host, what to the device.
 //!
 //! candle's quantized `VarBuilder` can only be built from a whole GGUF file or buffer, and
-//! puts every tensor on one device. So for a split load each home gets an in-memory GGUF
-//! holding only its tensors (device layers renumbered), copied straight from the file:
-//! the device never sees the embedding tables, not even for a moment.
+//! puts every tensor on one device. So for a split load each part gets an in-memory GGUF
+//! holding only its tensors (layers renumbered), copied straight from the file: the
+//! device never sees the embedding tables, not even for a moment, and the host never
+//! holds more than one part's copy.
 
 use super::placed_lm::LmSources;
-use super::placement::{Home, Placement};
+use super::placement::{layer_name, layer_of, Home, Placement};
 use crate::engine::events::{LoadProgress, ProgressUnit};
 use moshi::candle::quantized::{gguf_file, GgmlDType};
 use moshi::candle::{DType, Device, Result, Shape, Tensor};
@@ -87,55 +88,80 @@ fn subset_gguf(file: &mut std::fs::File, content: &gguf_file::Content, tensors: 
     Ok(buf)
 }
 
+/// Device layers per in-memory GGUF: about 0.9 GB of moshiko q8, which bounds the host
+/// memory a GPU load borrows (one whole-model buffer would be 7 GB).
+pub const STACK_LAYERS: usize = 4;
+
 /// The LM's var builders from a GGUF file. On the CPU with no split to make, candle reads
-/// the file directly; otherwise each home gets its own buffer.
-pub fn gguf_sources(path: &Path, placement: Placement, device: &Device, stage: &str, progress: &mut dyn FnMut(LoadProgress)) -> std::result::Result<LmSources<'static>, String> {
+/// the file directly; otherwise the tensors go out in GGUF buffers per part.
+pub fn gguf_sources(path: &Path, placement: Placement, layers: usize, device: &Device, stage: &str, progress: &mut dyn FnMut(LoadProgress)) -> std::result::Result<LmSources<'static>, String> {
+    if device.is_cpu() && placement.host_layers == 0 {
+        let name = path.display();
+        super::files::read_through(path, stage, progress).map_err(|e| format!("{name}: {e}"))?;
+        let vb = MaybeQuantizedVarBuilder::Quantized(QVarBuilder::from_gguf(path, device).map_err(|e| format!("{name}: {e}"))?);
+        return Ok(LmSources { host: vb.clone(), device: vb.clone(), stacks: vec![(vb, layers)], placement });
+    }
+    split_gguf_sources(path, placement, layers, STACK_LAYERS, device, stage, progress)
+}
+
+/// One buffer for the host (embeddings and host layers, names unchanged), one for the
+/// device's other tensors, and one per `stack_layers` device layers (named from 0).
+pub fn split_gguf_sources(path: &Path, placement: Placement, layers: usize, stack_layers: usize, device: &Device, stage: &str, progress: &mut dyn FnMut(LoadProgress)) -> std::result::Result<LmSources<'static>, String> {
     let name = path.display();
     let start = Instant::now();
-    if device.is_cpu() && placement.host_layers == 0 {
-        super::files::read_through(path, stage, progress).map_err(|e| format!("{name}: {e}"))?;
-        let vb = QVarBuilder::from_gguf(path, device).map_err(|e| format!("{name}: {e}"))?;
-        let vb = MaybeQuantizedVarBuilder::Quantized(vb);
-        return Ok(LmSources { host: vb.clone(), device: vb, placement });
-    }
     let mut file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
     let content = gguf_file::Content::read(&mut file).map_err(|e| format!("{name}: {e}"))?;
-    let (mut host, mut dev) = (Vec::new(), Vec::new());
+    let k = placement.host_layers.min(layers);
+    let stack_layers = stack_layers.max(1);
+    let device_stacks = (layers - k).div_ceil(stack_layers);
+    // Which buffer each tensor goes to: 0 the host, 1 the device's others, 2.. the stacks.
+    let mut parts: Vec<Vec<(&str, String)>> = vec![Vec::new(); 2 + device_stacks];
     for src in content.tensor_infos.keys() {
         match placement.home(src) {
-            (Home::Host, n) => host.push((src.as_str(), n.into_owned())),
-            (Home::Device, n) => dev.push((src.as_str(), n.into_owned())),
+            (Home::Host, n) => parts[0].push((src.as_str(), n.into_owned())),
+            (Home::Device, n) => match layer_of(&n) {
+                Some((j, tail)) => parts[2 + j / stack_layers].push((src.as_str(), layer_name(j % stack_layers, tail))),
+                None => parts[1].push((src.as_str(), n.into_owned())),
+            },
         }
     }
     // Progress counts the tensor data copied, which is all of the file but its header.
     let total: u64 = content.tensor_infos.values().map(|i| stored_bytes(i) as u64).sum();
-    let mut report = |done: u64| progress(LoadProgress { stage: stage.into(), done, total, unit: ProgressUnit::Bytes, elapsed_s: start.elapsed().as_secs_f64() });
     let mut done = 0u64;
-    report(0);
-    let mut count = |n: u64| {
+    let mut report = |n: u64| {
         done += n;
-        report(done);
+        progress(LoadProgress { stage: stage.into(), done, total, unit: ProgressUnit::Bytes, elapsed_s: start.elapsed().as_secs_f64() })
     };
-    let mut build = |tensors: &[(&str, String)], on: &Device| -> std::result::Result<QVarBuilder, String> {
-        let buf = subset_gguf(&mut file, &content, tensors, &mut count).map_err(|e| format!("{name}: {e}"))?;
-        QVarBuilder::from_gguf_buffer(&buf, on).map_err(|e| format!("{name}: {e}"))
-    };
-    let host = build(&host, &Device::Cpu)?;
-    let dev = build(&dev, device)?;
-    Ok(LmSources { host: MaybeQuantizedVarBuilder::Quantized(host), device: MaybeQuantizedVarBuilder::Quantized(dev), placement })
+    report(0);
+    let mut vbs = Vec::with_capacity(parts.len());
+    for (i, tensors) in parts.iter().enumerate() {
+        let on = if i == 0 { &Device::Cpu } else { device };
+        // Each buffer lives only until its tensors are on their device.
+        let buf = subset_gguf(&mut file, &content, tensors, &mut report).map_err(|e| format!("{name}: {e}"))?;
+        vbs.push(MaybeQuantizedVarBuilder::Quantized(QVarBuilder::from_gguf_buffer(&buf, on).map_err(|e| format!("{name}: {e}"))?));
+    }
+    let mut vbs = vbs.into_iter();
+    let (host, others) = (vbs.next().ok_or("no host part")?, vbs.next().ok_or("no device part")?);
+    let mut stacks = vec![(host.clone(), k)];
+    for (i, vb) in vbs.enumerate() {
+        stacks.push((vb, stack_layers.min(layers - k - i * stack_layers)));
+    }
+    Ok(LmSources { host, device: others, stacks, placement })
 }
 
 /// Dense weights (safetensors, or the demo's random ones): the host reads f32 on the CPU,
 /// the device reads its tensors renamed back to the file's names.
-pub fn dense_sources(vb: VarBuilder<'static>, placement: Placement) -> LmSources<'static> {
-    let host = vb.clone().set_device(Device::Cpu).set_dtype(DType::F32);
-    let device = if placement.host_layers == 0 {
-        vb
+pub fn dense_sources(vb: VarBuilder<'static>, placement: Placement, layers: usize) -> LmSources<'static> {
+    let k = placement.host_layers.min(layers);
+    let host = MaybeQuantizedVarBuilder::Real(vb.clone().set_device(Device::Cpu).set_dtype(DType::F32));
+    let device_layers = if k == 0 {
+        vb.clone()
     } else {
         let (dtype, dev) = (vb.dtype(), vb.device().clone());
-        VarBuilder::from_backend(Box::new(DeviceNames { inner: vb, placement }), dtype, dev)
+        VarBuilder::from_backend(Box::new(DeviceNames { inner: vb.clone(), placement }), dtype, dev)
     };
-    LmSources { host: MaybeQuantizedVarBuilder::Real(host), device: MaybeQuantizedVarBuilder::Real(device), placement }
+    let stacks = vec![(host.clone(), k), (MaybeQuantizedVarBuilder::Real(device_layers), layers - k)];
+    LmSources { host, device: MaybeQuantizedVarBuilder::Real(vb), stacks, placement }
 }
 
 /// Serves the device's names (layers renumbered from 0) from the file's names.

@@ -12,11 +12,15 @@ use moshi::nn::{linear, MaybeQuantizedEmbedding, MaybeQuantizedLinear, MaybeQuan
 use moshi::transformer::{Norm, StreamingTransformer};
 use moshi::StreamingModule;
 
-/// Var builders for the two homes. Host builders are f32 on the CPU; the device builder
-/// holds the device's tensors under the names `Placement::home` gives them.
+/// Var builders for each part. `host` (f32 on the CPU) serves the embedding tables;
+/// `device` the output norm, text head and depformer. The temporal transformer comes as
+/// consecutive stacks, in order, each a builder whose layers are named from 0 and the
+/// number of layers it holds: the host's leading layers, then the device's, in as many
+/// stacks as the loader found convenient. Chained, they are the one transformer.
 pub struct LmSources<'a> {
     pub host: MaybeQuantizedVarBuilder<'a>,
     pub device: MaybeQuantizedVarBuilder<'a>,
+    pub stacks: Vec<(MaybeQuantizedVarBuilder<'a>, usize)>,
     pub placement: Placement,
 }
 
@@ -33,8 +37,8 @@ struct Slice {
 pub struct PlacedLm {
     text_emb: MaybeQuantizedEmbedding,
     audio_embs: Vec<MaybeQuantizedEmbedding>,
-    host_layers: Option<StreamingTransformer>,
-    device_layers: Option<StreamingTransformer>,
+    /// Consecutive layer stacks, each on its builder's device.
+    stacks: Vec<(StreamingTransformer, Device)>,
     out_norm: Norm,
     text_linear: MaybeQuantizedLinear,
     depformer: Vec<Slice>,
@@ -44,22 +48,19 @@ pub struct PlacedLm {
     placement: Placement,
 }
 
-fn part(cfg: &Config, layers: usize, vb: MaybeQuantizedVarBuilder) -> Result<Option<StreamingTransformer>> {
-    if layers == 0 {
-        return Ok(None);
-    }
+fn stack(cfg: &Config, layers: usize, vb: &MaybeQuantizedVarBuilder) -> Result<(StreamingTransformer, Device)> {
     let mut t = cfg.transformer.clone();
     t.num_layers = layers;
-    Ok(Some(StreamingTransformer::new(&t, vb.pp("transformer"))?))
+    Ok((StreamingTransformer::new(&t, vb.pp("transformer"))?, vb.device().clone()))
 }
 
 impl PlacedLm {
     pub fn new(cfg: &Config, src: LmSources) -> Result<Self> {
         let d = cfg.transformer.d_model;
         let n = cfg.transformer.num_layers;
-        let k = src.placement.host_layers;
-        if k > n {
-            moshi::candle::bail!("{k} host layers asked for a transformer of {n}")
+        let stacked: usize = src.stacks.iter().map(|(_, l)| l).sum();
+        if stacked != n {
+            moshi::candle::bail!("layer stacks hold {stacked} layers; the config has {n}")
         }
         let (host, dev) = (&src.host, &src.device);
         let text_emb = MaybeQuantizedEmbedding::new(cfg.text_in_vocab_size, d, host.pp("text_emb"))?;
@@ -84,8 +85,7 @@ impl PlacedLm {
         Ok(Self {
             text_emb,
             audio_embs,
-            host_layers: part(cfg, k, host.clone())?,
-            device_layers: part(cfg, n - k, dev.clone())?,
+            stacks: src.stacks.iter().filter(|(_, l)| *l > 0).map(|(vb, l)| stack(cfg, *l, vb)).collect::<Result<_>>()?,
             out_norm: Norm::new(d, &cfg.transformer, dev.pp("out_norm"))?,
             text_linear: linear(d, cfg.text_out_vocab_size, false, dev.pp("text_linear"))?,
             depformer,
@@ -105,7 +105,7 @@ impl PlacedLm {
     }
 
     pub fn reset_state(&mut self) {
-        for t in [&mut self.host_layers, &mut self.device_layers].into_iter().flatten() {
+        for (t, _) in self.stacks.iter_mut() {
             t.reset_state();
         }
     }
@@ -127,13 +127,12 @@ impl PlacedLm {
                 xs = (xs + self.lookup(emb, *id)?)?;
             }
         }
-        if let Some(t) = self.host_layers.as_mut() {
-            xs = t.forward(&xs)?;
+        for (t, dev) in self.stacks.iter_mut() {
+            // Host stacks compute in f32; the device's in its dtype. Moves only at a change.
+            let dtype = if dev.is_cpu() { DType::F32 } else { self.dtype };
+            xs = t.forward(&xs.to_device(dev)?.to_dtype(dtype)?)?;
         }
-        let mut xs = xs.to_device(&self.device)?.to_dtype(self.dtype)?;
-        if let Some(t) = self.device_layers.as_mut() {
-            xs = t.forward(&xs)?;
-        }
+        let xs = xs.to_device(&self.device)?.to_dtype(self.dtype)?;
         let ys = xs.apply(&self.out_norm)?;
         let logits = ys.apply(&self.text_linear)?;
         Ok((logits, ys))

@@ -32,11 +32,16 @@ pub fn is_embedding(name: &str) -> bool {
     parts.next() == Some("depformer") && parts.next().is_some_and(|i| i.parse::<usize>().is_ok()) && parts.next() == Some("emb") && parts.next() == Some("weight")
 }
 
-/// The temporal-transformer layer a tensor belongs to.
-fn layer_of(name: &str) -> Option<(usize, &str)> {
+/// The temporal-transformer layer a tensor belongs to, and the rest of its name.
+pub fn layer_of(name: &str) -> Option<(usize, &str)> {
     let rest = name.strip_prefix(LAYERS)?;
     let (idx, tail) = rest.split_once('.')?;
     Some((idx.parse().ok()?, tail))
+}
+
+/// The name of a tensor of layer `i` (`tail` as `layer_of` returns it).
+pub fn layer_name(i: usize, tail: &str) -> String {
+    format!("{LAYERS}{i}.{tail}")
 }
 
 impl Placement {
@@ -47,7 +52,7 @@ impl Placement {
         }
         match layer_of(name) {
             Some((i, _)) if i < self.host_layers => (Home::Host, Cow::Borrowed(name)),
-            Some((i, tail)) if self.host_layers > 0 => (Home::Device, Cow::Owned(format!("{LAYERS}{}.{tail}", i - self.host_layers))),
+            Some((i, tail)) if self.host_layers > 0 => (Home::Device, Cow::Owned(layer_name(i - self.host_layers, tail))),
             _ => (Home::Device, Cow::Borrowed(name)),
         }
     }
@@ -55,7 +60,7 @@ impl Placement {
     /// The checkpoint name behind a device-side name (the inverse of `home`'s renaming).
     pub fn device_source<'a>(&self, name: &'a str) -> Cow<'a, str> {
         match layer_of(name) {
-            Some((i, tail)) if self.host_layers > 0 => Cow::Owned(format!("{LAYERS}{}.{tail}", i + self.host_layers)),
+            Some((i, tail)) if self.host_layers > 0 => Cow::Owned(layer_name(i + self.host_layers, tail)),
             _ => Cow::Borrowed(name),
         }
     }
