@@ -177,7 +177,7 @@ pub struct ModelArgs {
     pub context: Option<usize>,
     /// Most memory the model may take on its device, in GiB (default: all that is free).
     /// For sharing a GPU: the plan moves layers to the host or shortens the context.
-    #[arg(long, global = true, value_name = "GIB")]
+    #[arg(long, global = true, value_name = "GIB", value_parser = positive_gib)]
     pub max_memory: Option<f64>,
 }
 
@@ -206,4 +206,12 @@ pub enum BenchWhat {
     Model,
     /// Render time per frame and idle UI CPU.
     Ui,
+}
+
+/// `--max-memory`: a positive, finite number of GiB.
+fn positive_gib(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of GiB (for example 7.5)")),
+    }
 }

@@ -120,7 +120,10 @@ pub fn split_gguf_sources(path: &Path, placement: Placement, layers: usize, stac
         match placement.home(src) {
             (Home::Host, n) => parts[0].push((src.as_str(), n.into_owned())),
             (Home::Device, n) => match layer_of(&n) {
-                Some((j, tail)) => parts[2 + j / stack_layers].push((src.as_str(), layer_name(j % stack_layers, tail))),
+                Some((j, tail)) => {
+                    let part = parts.get_mut(2 + j / stack_layers).ok_or_else(|| format!("{name}: tensor `{src}` is beyond the {layers} layers of the config"))?;
+                    part.push((src.as_str(), layer_name(j % stack_layers, tail)));
+                }
                 None => parts[1].push((src.as_str(), n.into_owned())),
             },
         }

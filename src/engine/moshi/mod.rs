@@ -169,7 +169,7 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
     // What a step streams, on the device and on the host: the plan knows; without one,
     // the file's size (bf16 weights compute in f32 on the CPU, which doubles it).
     let streamed = match &ck.plan {
-        Some(p) => device::Streamed { device: p.weights.device, host: p.weights.host_streamed },
+        Some(p) => device::Streamed { device: p.weights.device_streamed, host: p.weights.host_streamed },
         None if device.is_cpu() && !ck.quantized && ck.lm_bytes > 0 => device::Streamed { device: ck.lm_bytes * 2, host: 0 },
         None => device::Streamed { device: ck.lm_bytes, host: 0 },
     };
@@ -183,27 +183,27 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
 /// Place the LM and size its context (its KV cache) to the device's free memory, capped by
 /// `--max-memory`. Refusing here beats a CUDA out-of-memory in the first step.
 fn size_context(ck: &mut checkpoint::Checkpoint, device: &moshi::candle::Device, device_name: &str, context: Option<usize>, max_memory: Option<f64>) -> Result<Option<LoadNotice>, ModelLoadError> {
-    let limit = max_memory.map(|g| (g * (1u64 << 30) as f64) as u64);
-    let budget = match (sizing::free_memory(device), limit) {
-        (Some(free), Some(limit)) => Some(free.min(limit)),
-        (free, limit) => free.or(limit),
-    };
-    size_context_for(ck, device.is_cpu(), device_name, context, budget)
+    size_context_for(ck, sizing::Backend::of(device), device_name, context, sizing::device_budget(device, max_memory))
 }
 
 /// `size_context` with the budget given (tests pass one). Without a budget (Metal) the
 /// checkpoint's context, or `--context`, is used as it is.
-pub fn size_context_for(ck: &mut checkpoint::Checkpoint, on_cpu: bool, device_name: &str, context: Option<usize>, budget: Option<u64>) -> Result<Option<LoadNotice>, ModelLoadError> {
+pub fn size_context_for(ck: &mut checkpoint::Checkpoint, backend: sizing::Backend, device_name: &str, context: Option<usize>, budget: Option<u64>) -> Result<Option<LoadNotice>, ModelLoadError> {
+    let on_cpu = backend == sizing::Backend::Cpu;
     if let Some(steps) = context {
         ck.config.lm.transformer.context = steps.max(1);
     }
     let Some(budget) = budget else { return Ok(None) };
     let headers = checkpoint::lm_headers(ck)?;
-    let table = sizing::table_from_headers(&headers).map_err(|e| ModelLoadError::new(format!("{}: {e}", ck.lm_file.display()), "use an official checkpoint (f32, bf16 or q8_0)"))?;
+    let table = sizing::table_from_headers(&headers);
     let compute_bytes = if ck.quantized { 4 } else { checkpoint::compute_dtype(&headers, on_cpu).size_in_bytes() as u64 };
+    // Quantized models attend (and cache) in moshi's `matmul_dtype`: bf16 on CUDA.
+    let kv_bytes = if ck.quantized && backend == sizing::Backend::Cuda { 2 } else { compute_bytes };
+    let split = !on_cpu;
+    let host_budget = if split { sizing::free_memory(&moshi::candle::Device::Cpu) } else { None };
     let mimi_bytes = sizing::mimi_bytes(&ck.config.mimi).unwrap_or_else(|_| std::fs::metadata(ck.dir.join(files::MIMI_FILE)).map_or(0, |m| m.len()));
     let wanted = ck.config.lm.transformer.context;
-    let target = sizing::Target { compute_bytes, split: !on_cpu, mimi_bytes, budget, context: wanted, exact: context.is_some() };
+    let target = sizing::Target { compute_bytes, kv_bytes, split, mimi_bytes, budget, host_budget, context: wanted, exact: context.is_some() };
     let p = sizing::plan(&ck.config.lm, &table, target)
         .map_err(|why| ModelLoadError::new(format!("out of memory on {device_name}: {why}"), "free memory, use a smaller --context, or a smaller model"))?;
     ck.config.lm.transformer.context = p.context;

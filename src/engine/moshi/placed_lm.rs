@@ -62,6 +62,10 @@ impl PlacedLm {
         if stacked != n {
             moshi::candle::bail!("layer stacks hold {stacked} layers; the config has {n}")
         }
+        // Shared cross-attention weights live in layer 0, which only the first stack has.
+        if cfg.transformer.shared_cross_attn && src.stacks.iter().filter(|(_, l)| *l > 0).count() > 1 {
+            moshi::candle::bail!("a model with shared cross-attention cannot be split across devices")
+        }
         let (host, dev) = (&src.host, &src.device);
         let text_emb = MaybeQuantizedEmbedding::new(cfg.text_in_vocab_size, d, host.pp("text_emb"))?;
         let audio_embs = (0..cfg.audio_codebooks).map(|i| MaybeQuantizedEmbedding::new(cfg.audio_vocab_size, d, host.pp("emb").pp(i))).collect::<Result<Vec<_>>>()?;

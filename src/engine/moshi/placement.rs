@@ -69,24 +69,36 @@ impl Placement {
 /// How a tensor is stored in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// GGUF q8_0: 32 values in 34 bytes, kept quantized where it is used as a matrix.
-    Q8,
-    /// Plain values of this many bytes (f32, bf16, f16).
+    /// GGUF blocks of `block` values in `bytes` bytes (q8_0: 32 in 34), kept quantized
+    /// where the tensor is used as a matrix.
+    Blocks { block: u64, bytes: u64 },
+    /// Plain values of this many bytes (f32, bf16, f16, ...).
     Plain(u64),
 }
 
 impl Stored {
+    pub const Q8_0: Stored = Stored::Blocks { block: 32, bytes: 34 };
+
+    /// From a header's dtype: a safetensors dtype, or a GGUF type as candle names it.
     pub fn from_header_dtype(dtype: &str) -> Option<Self> {
-        Some(match dtype {
-            "Q8_0" => Stored::Q8,
-            "F32" => Stored::Plain(4),
-            "BF16" | "F16" => Stored::Plain(2),
-            _ => return None,
-        })
+        use moshi::candle::quantized::GgmlDType as G;
+        let plain = match dtype {
+            "F64" | "I64" | "U64" => Some(8),
+            "F32" | "I32" | "U32" => Some(4),
+            "BF16" | "F16" | "I16" | "U16" => Some(2),
+            "I8" | "U8" | "BOOL" => Some(1),
+            _ => None,
+        };
+        if let Some(b) = plain {
+            return Some(Stored::Plain(b));
+        }
+        let ggml = [G::Q4_0, G::Q4_1, G::Q5_0, G::Q5_1, G::Q8_0, G::Q8_1, G::Q2K, G::Q3K, G::Q4K, G::Q5K, G::Q6K, G::Q8K];
+        ggml.into_iter().find(|g| format!("{g:?}") == dtype).map(|g| Stored::Blocks { block: g.block_size() as u64, bytes: g.type_size() as u64 })
     }
+
     pub fn bytes(&self, elems: u64) -> u64 {
         match self {
-            Stored::Q8 => elems / 32 * 34,
+            Stored::Blocks { block, bytes } => elems / block * bytes,
             Stored::Plain(b) => elems * b,
         }
     }
@@ -98,7 +110,7 @@ impl Stored {
 pub fn resident_bytes(name: &str, stored: Stored, elems: u64, home: Home, compute_bytes: u64) -> u64 {
     match (home, stored) {
         _ if is_embedding(name) => elems * 4,
-        (_, Stored::Q8) => stored.bytes(elems),
+        (_, Stored::Blocks { .. }) => stored.bytes(elems),
         (Home::Host, Stored::Plain(_)) => elems * 4,
         (Home::Device, Stored::Plain(_)) => elems * compute_bytes,
     }
@@ -131,9 +143,18 @@ mod tests {
     }
 
     #[test]
+    fn header_dtypes_size_as_stored() {
+        assert_eq!(Stored::from_header_dtype("Q8_0"), Some(Stored::Q8_0));
+        assert_eq!(Stored::from_header_dtype("Q4K").map(|s| s.bytes(256)), Some(144));
+        assert_eq!(Stored::from_header_dtype("BF16"), Some(Stored::Plain(2)));
+        assert_eq!(Stored::from_header_dtype("I64"), Some(Stored::Plain(8)));
+        assert_eq!(Stored::from_header_dtype("F8_E4M3"), None);
+    }
+
+    #[test]
     fn resident_sizes_follow_where_and_how_tensors_live() {
-        assert_eq!(resident_bytes("text_emb.weight", Stored::Q8, 64, Home::Host, 2), 256);
-        assert_eq!(resident_bytes("text_linear.weight", Stored::Q8, 64, Home::Device, 4), 68);
+        assert_eq!(resident_bytes("text_emb.weight", Stored::Q8_0, 64, Home::Host, 2), 256);
+        assert_eq!(resident_bytes("text_linear.weight", Stored::Q8_0, 64, Home::Device, 4), 68);
         assert_eq!(resident_bytes("out_norm.alpha", Stored::Plain(2), 10, Home::Device, 2), 20);
         assert_eq!(resident_bytes("transformer.layers.0.norm1.alpha", Stored::Plain(2), 10, Home::Host, 2), 40);
     }

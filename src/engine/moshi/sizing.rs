@@ -33,13 +33,17 @@ pub struct TensorEntry {
     pub elems: u64,
 }
 
-/// The tensor table of an LM file, from the header `files::check_*` parsed.
-pub fn table_from_headers(headers: &BTreeMap<String, TensorHeader>) -> Result<Vec<TensorEntry>, String> {
+/// The tensor table of an LM file, from the header `files::check_*` parsed. A dtype
+/// this does not know is counted at 4 bytes a value, which errs on the safe side.
+pub fn table_from_headers(headers: &BTreeMap<String, TensorHeader>) -> Vec<TensorEntry> {
     headers
         .iter()
         .map(|(name, h)| {
-            let stored = Stored::from_header_dtype(&h.dtype).ok_or_else(|| format!("tensor `{name}` has dtype {} which the loader cannot size", h.dtype))?;
-            Ok(TensorEntry { name: name.clone(), stored, elems: h.shape.iter().product::<usize>() as u64 })
+            let stored = Stored::from_header_dtype(&h.dtype).unwrap_or_else(|| {
+                tracing::warn!("tensor `{name}`: dtype {} unknown to the memory plan, counted as 4 bytes a value", h.dtype);
+                Stored::Plain(4)
+            });
+            TensorEntry { name: name.clone(), stored, elems: h.shape.iter().product::<usize>() as u64 }
         })
         .collect()
 }
@@ -59,7 +63,7 @@ pub fn census(cfg: &lm::Config, q8: bool, dense: u64) -> Result<Vec<TensorEntry>
             let stored = if !q8 {
                 Stored::Plain(dense)
             } else if dims.len() == 2 && dims[1] % 32 == 0 {
-                Stored::Q8
+                Stored::Q8_0
             } else {
                 Stored::Plain(4)
             };
@@ -105,24 +109,28 @@ impl SimpleBackend for ShapeOnly {
 pub struct Residency {
     pub device: u64,
     pub host: u64,
-    /// Of `host`, what a step reads whole (host layers; embeddings are only looked up).
+    /// What a step reads whole on each side: all but the embeddings, which it only looks
+    /// up a row of.
+    pub device_streamed: u64,
     pub host_streamed: u64,
 }
 
 /// `compute_bytes`: bytes per value of dense tensors on the device (2 for bf16 on a GPU).
 pub fn residency(table: &[TensorEntry], placement: Placement, compute_bytes: u64) -> Residency {
-    let mut r = Residency { device: 0, host: 0, host_streamed: 0 };
+    let mut r = Residency { device: 0, host: 0, device_streamed: 0, host_streamed: 0 };
     for t in table {
         let home = placement.home(&t.name).0;
         let b = resident_bytes(&t.name, t.stored, t.elems, home, compute_bytes);
+        let streamed = if super::placement::is_embedding(&t.name) { 0 } else { b };
         match home {
             Home::Host => {
                 r.host += b;
-                if !super::placement::is_embedding(&t.name) {
-                    r.host_streamed += b;
-                }
+                r.host_streamed += streamed;
             }
-            Home::Device => r.device += b,
+            Home::Device => {
+                r.device += b;
+                r.device_streamed += streamed;
+            }
         }
     }
     r
@@ -205,12 +213,17 @@ pub fn activation_bytes(cfg: &lm::Config, context: usize) -> u64 {
 /// What to plan for.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
-    /// Bytes per value of dense device tensors and of the KV cache (q8 computes in f32).
+    /// Bytes per value of dense device tensors.
     pub compute_bytes: u64,
+    /// Bytes per value of the device's KV cache: the compute dtype for dense weights; for
+    /// quantized ones moshi's attention dtype (`moshi::nn::matmul_dtype`: bf16 on CUDA).
+    pub kv_bytes: u64,
     /// Host and device are different memories (a GPU): layers can move to the host.
     pub split: bool,
     pub mimi_bytes: u64,
     pub budget: u64,
+    /// Free host memory, checked when layers and embeddings live there (`split`).
+    pub host_budget: Option<u64>,
     /// The context wanted; with `exact` nothing shorter will do (`--context`).
     pub context: usize,
     pub exact: bool,
@@ -226,19 +239,38 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
         let mut weights = residency(table, placement, t.compute_bytes);
         if !t.split {
             // One memory: the host's share is on the "device" too.
-            weights = Residency { device: weights.device + weights.host, host: 0, host_streamed: 0 };
+            weights = Residency {
+                device: weights.device + weights.host,
+                host: 0,
+                device_streamed: weights.device_streamed + weights.host_streamed,
+                host_streamed: 0,
+            };
         }
         let mut p = MemoryPlan {
             placement,
             layers: n,
             weights,
             mimi: t.mimi_bytes,
-            kv_per_step: kv_bytes_per_step(cfg, n - k, t.compute_bytes),
+            kv_per_step: kv_bytes_per_step(cfg, n - k, t.kv_bytes),
             context: 0,
             activations: activation_bytes(cfg, t.context),
             reserve: RESERVE_BYTES,
             budget: t.budget,
         };
+        if let (true, Some(host_free)) = (t.split, t.host_budget) {
+            // Host layers keep an f32 cache; more of them only need more, so stop here.
+            let host = weights.host + kv_bytes_per_step(cfg, k, 4) * floor as u64;
+            if host > host_free {
+                p.context = floor;
+                return Err(format!(
+                    "the host has {} free but needs {} for the embeddings{}: {}",
+                    size(host_free),
+                    size(host),
+                    if k > 0 { format!(" and {k} layers") } else { String::new() },
+                    p.explain()
+                ));
+            }
+        }
         let fixed = p.total();
         let fits = usize::try_from(t.budget.saturating_sub(fixed) / p.kv_per_step.max(1)).unwrap_or(usize::MAX);
         p.context = t.context.min(fits);
@@ -251,6 +283,33 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
     let p = last.expect("the loop runs at least once");
     let tried = if t.split { format!(" even with all {n} layers on the host") } else { String::new() };
     Err(format!("the model does not fit{tried}: {}", p.explain()))
+}
+
+/// The kind of device a plan is for (tests plan for CUDA without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl Backend {
+    pub fn of(device: &Device) -> Self {
+        match device {
+            Device::Cpu => Backend::Cpu,
+            Device::Cuda(_) => Backend::Cuda,
+            Device::Metal(_) => Backend::Metal,
+        }
+    }
+}
+
+/// The device's budget: its free memory, capped by `--max-memory` (GiB).
+pub fn device_budget(device: &Device, max_memory_gib: Option<f64>) -> Option<u64> {
+    let limit = max_memory_gib.map(|g| (g * (1u64 << 30) as f64) as u64);
+    match (free_memory(device), limit) {
+        (Some(free), Some(limit)) => Some(free.min(limit)),
+        (free, limit) => free.or(limit),
+    }
 }
 
 /// Free memory where the model will live: sysinfo's available memory for the CPU; the
@@ -294,15 +353,17 @@ mod tests {
     }
 
     fn gpu(budget: u64, mimi: u64) -> Target {
-        Target { compute_bytes: 4, split: true, mimi_bytes: mimi, budget, context: 3000, exact: false }
+        Target { compute_bytes: 4, kv_bytes: 2, split: true, mimi_bytes: mimi, budget, host_budget: None, context: 3000, exact: false }
     }
 
     #[test]
-    fn moshiko_kv_cache_is_a_mebibyte_a_step_in_f32() {
+    fn moshiko_kv_cache_is_a_mebibyte_a_step_in_f32_half_that_in_bf16() {
         let cfg = lm::Config::v0_1_streaming(8);
         assert_eq!(kv_bytes_per_step(&cfg, 32, 4), 2 * 32 * 4096 * 4);
         // Kyutai's default context of 3000 steps: 3 GiB before a word is said.
         assert_eq!(kv_bytes_per_step(&cfg, 32, 4) * 3000, 3000 * MIB);
+        // q8 on CUDA: moshi's attention runs in bf16 (`matmul_dtype`), and so does its cache.
+        assert_eq!(kv_bytes_per_step(&cfg, 32, 2) * 3000, 1500 * MIB);
     }
 
     #[test]
@@ -350,14 +411,24 @@ mod tests {
             if p.placement.host_layers > 0 {
                 let fewer = Placement { host_layers: p.placement.host_layers - 1 };
                 let dev = residency(&table, fewer, 4).device + mimi + RESERVE_BYTES + p.activations;
-                assert!(dev + kv_bytes_per_step(&cfg, 32 - fewer.host_layers, 4) * MIN_CONTEXT as u64 > free);
+                assert!(dev + kv_bytes_per_step(&cfg, 32 - fewer.host_layers, 2) * MIN_CONTEXT as u64 > free);
             }
         }
         // With a little more room everything but the embeddings is on the device.
         let p = plan(&cfg, &table, gpu(8 * GIB + 512 * MIB, mimi)).unwrap();
+        eprintln!("8.50 GiB free: context {}: {}", p.context, p.explain());
         assert_eq!(p.placement.host_layers, 0);
-        // 13 GiB holds Kyutai's full default context on the device.
-        assert_eq!(plan(&cfg, &table, gpu(13 * GIB, mimi)).unwrap().context, 3000);
+        // 10 GiB holds Kyutai's full default context (a bf16 cache on CUDA: 1.5 GiB).
+        assert_eq!(plan(&cfg, &table, gpu(10 * GIB, mimi)).unwrap().context, 3000);
+    }
+
+    #[test]
+    fn the_host_must_hold_what_moves_there() {
+        let (cfg, table) = moshiko_q8();
+        let t = Target { host_budget: Some(GIB), ..gpu(16 * GIB, 0) };
+        let err = plan(&cfg, &table, t).unwrap_err();
+        assert!(err.starts_with("the host has 1.00 GiB free but needs 1.17 GiB") && err.contains("for the embeddings:"), "{err}");
+        assert!(plan(&cfg, &table, Target { host_budget: Some(2 * GIB), ..t }).is_ok());
     }
 
     #[test]
@@ -405,7 +476,8 @@ mod tests {
     fn demo_sized_models_fit_anywhere() {
         let cfg = super::super::config::demo_lm();
         let table = census(&cfg, false, 4).unwrap();
-        let p = plan(&cfg, &table, Target { split: false, mimi_bytes: 4 << 20, budget: GIB, context: cfg.transformer.context, exact: false, compute_bytes: 4 }).unwrap();
+        let t = Target { split: false, mimi_bytes: 4 << 20, budget: GIB, host_budget: None, context: cfg.transformer.context, exact: false, compute_bytes: 4, kv_bytes: 4 };
+        let p = plan(&cfg, &table, t).unwrap();
         assert_eq!(p.context, cfg.transformer.context);
     }
 }

@@ -22,31 +22,31 @@ fn found(dir: &Path, origin: &str) -> Finding {
 
 /// Whether the checkpoint fits the device `args` select, with the plan the load would use.
 fn fit(dir: &Path, args: &ModelArgs) -> Option<Finding> {
-    let mut ck = super::checkpoint::inspect(dir).ok()?;
+    use super::sizing::{device_budget, Backend};
     let (device, name) = super::device::select(args.device.parse().ok()?).ok()?;
-    let limit = args.max_memory.map(|g| (g * (1u64 << 30) as f64) as u64);
-    let budget = match (super::sizing::free_memory(&device), limit) {
-        (Some(f), Some(l)) => Some(f.min(l)),
-        (f, l) => f.or(l),
+    let plan = |backend, name: &str, budget| {
+        let mut ck = super::checkpoint::inspect(dir).ok()?;
+        Some(super::size_context_for(&mut ck, backend, name, args.context, budget).map(|_| ck.plan))
     };
     let finding = |ok, warning, text, fix| Finding { section: SECTION, ok, warning, text, fix };
-    Some(match super::size_context_for(&mut ck, device.is_cpu(), &name, args.context, budget) {
-        Ok(_) => match &ck.plan {
-            Some(p) => {
-                let moved = p.placement.host_layers;
-                let text = format!(
-                    "fits {name}: context {} steps ({:.0} s){}; {}",
-                    p.context,
-                    p.context as f64 * 0.08,
-                    if moved > 0 { format!(", {moved} of {} layers on the CPU", p.layers) } else { String::new() },
-                    p.explain()
-                );
-                finding(true, moved > 0, text, (moved > 0).then(|| "free memory on the device to keep every layer on it".to_string()))
-            }
-            None => finding(true, true, format!("fit on {name} unknown: its free memory cannot be read"), None),
+    Some(match plan(Backend::of(&device), &name, device_budget(&device, args.max_memory))? {
+        Ok(Some(p)) => {
+            let moved = p.placement.host_layers;
+            let text = format!(
+                "fits {name}: context {} steps ({:.0} s){}; {}",
+                p.context,
+                p.context as f64 * 0.08,
+                if moved > 0 { format!(", {moved} of {} layers on the CPU", p.layers) } else { String::new() },
+                p.explain()
+            );
+            finding(true, moved > 0, text, (moved > 0).then(|| "free memory on the device to keep every layer on it".to_string()))
+        }
+        Ok(None) => finding(true, true, format!("fit on {name} unknown: its free memory cannot be read"), None),
+        // Off the CPU a refusal means the CPU fallback: slow, but it runs if it fits there.
+        Err(e) if !device.is_cpu() => match plan(Backend::Cpu, "cpu", device_budget(&moshi::candle::Device::Cpu, None))? {
+            Ok(_) => finding(true, true, format!("{}; it would run on the CPU instead", e.message), Some(e.remedy)),
+            Err(cpu) => finding(false, false, format!("{}; and on the CPU: {}", e.message, cpu.message), Some(cpu.remedy)),
         },
-        // Off the CPU a refusal means the CPU fallback: slow, but it runs.
-        Err(e) if !device.is_cpu() => finding(true, true, format!("{}; it would run on the CPU instead", e.message), Some(e.remedy)),
         Err(e) => finding(false, false, e.message, Some(e.remedy)),
     })
 }
