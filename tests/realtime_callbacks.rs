@@ -1,5 +1,7 @@
 //! The audio callbacks are real-time safe: no allocation (this test binary uses
-//! assert_no_alloc's aborting allocator), and xruns are counted.
+//! assert_no_alloc's aborting allocator), and xruns are counted. The checker is compiled
+//! out of release builds (its `disable_release` feature), so these run in debug only.
+#![cfg(debug_assertions)]
 
 use assistant::audio::device::{capture_callback, playback_callback};
 use assistant::audio::meters::Meters;

@@ -6,10 +6,11 @@
 //! device never sees the embedding tables, not even for a moment, and the host never
 //! holds more than one part's copy.
 
+use super::gguf_write::{self, GgufEntry};
 use super::placed_lm::LmSources;
 use super::placement::{layer_name, layer_of, Home, Placement};
 use crate::engine::events::{LoadProgress, ProgressUnit};
-use moshi::candle::quantized::{gguf_file, GgmlDType};
+use moshi::candle::quantized::gguf_file;
 use moshi::candle::{DType, Device, Result, Shape, Tensor};
 use moshi::candle_nn::var_builder::SimpleBackend;
 use moshi::candle_nn::{Init, VarBuilder};
@@ -20,70 +21,21 @@ use std::time::Instant;
 
 type QVarBuilder = candle_transformers::quantized_var_builder::VarBuilder;
 
-/// The type ids of the GGUF format (ggml's `ggml_type`).
-fn ggml_type_id(dt: GgmlDType) -> u32 {
-    match dt {
-        GgmlDType::F32 => 0,
-        GgmlDType::F16 => 1,
-        GgmlDType::Q4_0 => 2,
-        GgmlDType::Q4_1 => 3,
-        GgmlDType::Q5_0 => 6,
-        GgmlDType::Q5_1 => 7,
-        GgmlDType::Q8_0 => 8,
-        GgmlDType::Q8_1 => 9,
-        GgmlDType::Q2K => 10,
-        GgmlDType::Q3K => 11,
-        GgmlDType::Q4K => 12,
-        GgmlDType::Q5K => 13,
-        GgmlDType::Q6K => 14,
-        GgmlDType::Q8K => 15,
-        GgmlDType::BF16 => 30,
-    }
-}
-
-const ALIGN: usize = 32;
-
-fn pad(buf: &mut Vec<u8>) {
-    buf.resize(buf.len().div_ceil(ALIGN) * ALIGN, 0);
-}
-
-/// Bytes of a tensor's data in the file.
-pub fn stored_bytes(info: &gguf_file::TensorInfo) -> usize {
-    info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()
-}
-
-/// A GGUF (version 2, as candle writes) holding `tensors` (file name, name in the buffer),
-/// their data read from `file`. `read` counts the data bytes copied, for progress.
+/// A GGUF holding `tensors` (file name, name in the buffer), their data read from
+/// `file`. `read` counts the data bytes copied, for progress.
 fn subset_gguf(file: &mut std::fs::File, content: &gguf_file::Content, tensors: &[(&str, String)], read: &mut dyn FnMut(u64)) -> std::io::Result<Vec<u8>> {
     let infos: Vec<_> = tensors.iter().map(|(src, _)| &content.tensor_infos[*src]).collect();
-    let data_len: usize = infos.iter().map(|i| stored_bytes(i).div_ceil(ALIGN) * ALIGN).sum();
-    let mut buf = Vec::with_capacity(data_len + 64 * 1024);
-    buf.extend_from_slice(&0x4655_4747u32.to_le_bytes());
-    buf.extend_from_slice(&2u32.to_le_bytes());
-    buf.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    buf.extend_from_slice(&0u64.to_le_bytes());
-    let mut offset = 0u64;
-    for ((_, name), info) in tensors.iter().zip(&infos) {
-        buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
-        buf.extend_from_slice(name.as_bytes());
-        let dims = info.shape.dims();
-        buf.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-        for &d in dims.iter().rev() {
-            buf.extend_from_slice(&(d as u64).to_le_bytes());
-        }
-        buf.extend_from_slice(&ggml_type_id(info.ggml_dtype).to_le_bytes());
-        buf.extend_from_slice(&offset.to_le_bytes());
-        offset += (stored_bytes(info).div_ceil(ALIGN) * ALIGN) as u64;
-    }
-    pad(&mut buf);
-    for info in infos {
-        let n = stored_bytes(info);
+    let entries: Vec<_> = tensors.iter().zip(&infos).map(|((_, name), i)| GgufEntry { name, dims: i.shape.dims(), dtype: i.ggml_dtype }).collect();
+    let data_len: u64 = entries.iter().map(GgufEntry::padded_bytes).sum();
+    let mut buf = gguf_write::header(&entries);
+    buf.reserve_exact(data_len as usize);
+    for (info, entry) in infos.iter().zip(&entries) {
         file.seek(SeekFrom::Start(content.tensor_data_offset + info.offset))?;
         let start = buf.len();
-        buf.resize(start + n, 0);
+        buf.resize(start + entry.bytes() as usize, 0);
         file.read_exact(&mut buf[start..])?;
-        read(n as u64);
-        pad(&mut buf);
+        read(entry.bytes());
+        gguf_write::pad(&mut buf);
     }
     Ok(buf)
 }
@@ -129,7 +81,7 @@ pub fn split_gguf_sources(path: &Path, placement: Placement, layers: usize, stac
         }
     }
     // Progress counts the tensor data copied, which is all of the file but its header.
-    let total: u64 = content.tensor_infos.values().map(|i| stored_bytes(i) as u64).sum();
+    let total: u64 = content.tensor_infos.values().map(|i| GgufEntry { name: "", dims: i.shape.dims(), dtype: i.ggml_dtype }.bytes()).sum();
     let mut done = 0u64;
     let mut report = |n: u64| {
         done += n;

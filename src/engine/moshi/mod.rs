@@ -10,6 +10,7 @@ pub mod discovery;
 mod error;
 pub mod export;
 pub mod files;
+pub mod gguf_write;
 pub mod lm_sources;
 mod model;
 pub mod placed_lm;

@@ -29,6 +29,7 @@ pub const MIN_CONTEXT: usize = 100;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorEntry {
     pub name: String,
+    pub dims: Vec<usize>,
     pub stored: Stored,
     pub elems: u64,
 }
@@ -43,7 +44,7 @@ pub fn table_from_headers(headers: &BTreeMap<String, TensorHeader>) -> Vec<Tenso
                 tracing::warn!("tensor `{name}`: dtype {} unknown to the memory plan, counted as 4 bytes a value", h.dtype);
                 Stored::Plain(4)
             });
-            TensorEntry { name: name.clone(), stored, elems: h.shape.iter().product::<usize>() as u64 }
+            TensorEntry { name: name.clone(), dims: h.shape.clone(), stored, elems: h.shape.iter().product::<usize>() as u64 }
         })
         .collect()
 }
@@ -67,7 +68,7 @@ pub fn census(cfg: &lm::Config, q8: bool, dense: u64) -> Result<Vec<TensorEntry>
             } else {
                 Stored::Plain(4)
             };
-            TensorEntry { name: name.clone(), stored, elems }
+            TensorEntry { name: name.clone(), dims: dims.clone(), stored, elems }
         })
         .collect())
 }
