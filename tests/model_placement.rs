@@ -114,4 +114,7 @@ fn a_checkpoint_load_follows_its_placement() {
     let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU).unwrap();
     let mut reference = LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
     assert_same(&mut reference, &mut placed, 10);
+    // The header and the headless log say where the layers are.
+    let model = checkpoint::load(ck, &Default::default(), &CPU, "cuda:0", &mut |_| {}).unwrap();
+    assert_eq!(assistant::engine::model::DuplexModel::info(&model).device, "cuda:0 + 1/2 layers on cpu");
 }

@@ -99,7 +99,12 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
 pub fn load(ck: Checkpoint, sampling: &Sampling, device: &Device, device_name: &str, progress: &mut dyn FnMut(LoadProgress)) -> Result<MoshiModel, ModelLoadError> {
     let (mimi, lm, dtype) = load_parts(&ck, device, progress)?;
     let name = ck.dir.file_name().map_or_else(|| ck.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let info = ModelInfo { name, device: device_name.into(), dtype: dtype.into() };
+    // Layers moved to the host show where the device is named (header, headless log).
+    let shown = match lm.placement().host_layers {
+        0 => device_name.to_string(),
+        k => format!("{device_name} + {k}/{} layers on cpu", ck.config.lm.transformer.num_layers),
+    };
+    let info = ModelInfo { name, device: shown, dtype: dtype.into() };
     let text = TextAssembler::new(ck.vocab, ck.config.gen.text_pad_token, ck.config.gen.text_eop_token);
     Ok(MoshiModel::new(mimi, lm, ck.config.gen, text, sampling.clone(), info, device.clone()))
 }
