@@ -195,6 +195,20 @@ pub fn size(b: u64) -> String {
     }
 }
 
+/// The largest in-memory GGUF a split load stages on the host on the way to the device:
+/// the device's non-layer tensors, or one stack of `STACK_LAYERS` layers.
+pub fn largest_part(table: &[TensorEntry], placement: Placement) -> u64 {
+    use super::lm_sources::STACK_LAYERS;
+    let mut parts: BTreeMap<Option<usize>, u64> = BTreeMap::new();
+    for t in table {
+        if let (Home::Device, name) = placement.home(&t.name) {
+            let stack = super::placement::layer_of(&name).map(|(j, _)| j / STACK_LAYERS);
+            *parts.entry(stack).or_default() += t.stored.bytes(t.elems);
+        }
+    }
+    parts.into_values().max().unwrap_or(0)
+}
+
 /// Keys and values of one step in `layers` layers of the temporal transformer.
 pub fn kv_bytes_per_step(cfg: &lm::Config, layers: usize, elem_bytes: u64) -> u64 {
     let t = &cfg.transformer;
@@ -259,8 +273,9 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
             budget: t.budget,
         };
         if let (true, Some(host_free)) = (t.split, t.host_budget) {
-            // Host layers keep an f32 cache; more of them only need more, so stop here.
-            let host = weights.host + kv_bytes_per_step(cfg, k, 4) * floor as u64;
+            // Host layers keep an f32 cache, and the load stages one part of the device's
+            // share at a time in host memory. More host layers only need more: stop here.
+            let host = weights.host + kv_bytes_per_step(cfg, k, 4) * floor as u64 + largest_part(table, placement);
             if host > host_free {
                 p.context = floor;
                 return Err(format!(
@@ -428,8 +443,12 @@ mod tests {
         let (cfg, table) = moshiko_q8();
         let t = Target { host_budget: Some(GIB), ..gpu(16 * GIB, 0) };
         let err = plan(&cfg, &table, t).unwrap_err();
-        assert!(err.starts_with("the host has 1.00 GiB free but needs 1.17 GiB") && err.contains("for the embeddings:"), "{err}");
-        assert!(plan(&cfg, &table, Target { host_budget: Some(2 * GIB), ..t }).is_ok());
+        assert!(err.starts_with("the host has 1.00 GiB free but needs 1.9") && err.contains("for the embeddings:"), "{err}");
+        // Staging: moshiko's largest part is its 4-layer stack or its depformer and head.
+        let staged = largest_part(&table, Placement::default());
+        eprintln!("largest staged part: {}", size(staged));
+        assert!((800_000_000..1_000_000_000).contains(&staged), "{staged}");
+        assert!(plan(&cfg, &table, Target { host_budget: Some(3 * GIB), ..t }).is_ok());
     }
 
     #[test]
