@@ -103,11 +103,7 @@ impl Journal {
                 self.last_text = Instant::now();
                 self.append(&Record::Text { t, text: text.clone() })?;
             }
-            EngineEvent::Step(_) => {
-                if self.turn_open && self.last_text.elapsed() >= TURN_GAP {
-                    self.end_turn()?;
-                }
-            }
+            EngineEvent::Step(_) if self.turn_open && self.last_text.elapsed() >= TURN_GAP => self.end_turn()?,
             EngineEvent::ModelReady { info, .. } => {
                 self.append(&Record::Model { t, name: info.name.clone(), device: info.device.clone(), dtype: info.dtype.clone() })?;
             }

@@ -15,7 +15,8 @@ pub fn install() {
     }
     ONCE.call_once(|| unsafe {
         let handler: unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char) = to_log;
-        let handler: alsa_sys::snd_lib_error_handler_t = Some(std::mem::transmute(handler));
+        type Variadic = unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char, ...);
+        let handler: alsa_sys::snd_lib_error_handler_t = Some(std::mem::transmute::<unsafe extern "C" fn(*const c_char, c_int, *const c_char, c_int, *const c_char), Variadic>(handler));
         alsa_sys::snd_lib_error_set_handler(handler);
     });
 }
