@@ -7,18 +7,38 @@ use common::*;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn interrupt_after(mut child: Child, after: Duration) -> std::process::Output {
+/// Ctrl-C `after` the model is up (its "model:" line), so a slow start on a loaded
+/// machine cannot race the signal handler. Returns the exit status and all of stderr.
+fn interrupt_after(mut child: Child, after: Duration) -> (std::process::ExitStatus, String) {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("model: ") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(30));
     std::thread::sleep(after);
     let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("assistant did not stop within 15 s of Ctrl-C");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    };
+    (status, reader.join().unwrap())
 }
 
 #[test]
@@ -34,9 +54,8 @@ fn real_cpal_capture_and_playback_through_alsa_file_devices() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = interrupt_after(child, Duration::from_millis(2500));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "Ctrl-C is a clean exit: {stderr}");
+    let (status, stderr) = interrupt_after(child, Duration::from_millis(2500));
+    assert_eq!(status.code(), Some(0), "Ctrl-C is a clean exit: {stderr}");
     assert!(!stderr.contains("no microphone") && !stderr.contains("ALSA lib"), "{stderr}");
     let s = stats(&stats_path);
     let frames = s["frames_in"].as_u64().unwrap();
@@ -64,9 +83,8 @@ fn without_a_microphone_it_still_starts_and_says_why() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = interrupt_after(child, Duration::from_millis(1000));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (status, stderr) = interrupt_after(child, Duration::from_millis(1000));
+    assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("no microphone: "), "{stderr}");
     assert!(stderr.contains("--input FILE.wav"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -47,10 +47,11 @@ pub fn stats(path: &Path) -> serde_json::Value {
 /// A HOME whose ~/.asoundrc turns the default ALSA devices into files.
 pub fn alsa_home(dir: &Path) -> std::path::PathBuf {
     let (speech, _) = read_mono(&shared_audio("hello_24k_mono.wav"));
-    // Unpaced capture runs faster than real time: repeat the speech so some is
-    // still arriving once the engine is up.
+    // Unpaced capture reads as fast as the CPU allows (and drops what the engine
+    // cannot take): repeat the speech enough (about 7 minutes) that some is still
+    // arriving for the whole of a test, however slow the engine is to start.
     let once: Vec<u8> = speech.iter().flat_map(|s| ((s * 32767.0) as i16).to_le_bytes()).collect();
-    let raw = once.repeat(20);
+    let raw = once.repeat(200);
     std::fs::write(dir.join("in.raw"), raw).unwrap();
     let conf = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/alsa/asoundrc.file-devices")).unwrap();
     let conf = conf.replace("@IN_RAW@", &dir.join("in.raw").display().to_string()).replace("@OUT_WAV@", &dir.join("played.wav").display().to_string());
