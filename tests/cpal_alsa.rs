@@ -7,6 +7,14 @@ use common::*;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+/// `assistant --headless --engine loopback` on the default devices, with HOME (and so
+/// ALSA's user configuration) in `home`.
+fn headless_loopback(home: &std::path::Path, stats_path: &std::path::Path) -> std::process::Command {
+    let mut c = assistant(home);
+    c.env("HOME", home).args(["--headless", "--engine", "loopback", "--stats-json"]).arg(stats_path).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
 /// Ctrl-C `after` the model is up (its "model:" line), so a slow start on a loaded
 /// machine cannot race the signal handler. Returns the exit status and all of stderr.
 fn interrupt_after(mut child: Child, after: Duration) -> (std::process::ExitStatus, String) {
@@ -46,14 +54,7 @@ fn real_cpal_capture_and_playback_through_alsa_file_devices() {
     let tmp = tempfile::tempdir().unwrap();
     let played = alsa_home(tmp.path());
     let stats_path = tmp.path().join("stats.json");
-    let child = assistant(tmp.path())
-        .env("HOME", tmp.path())
-        .args(["--headless", "--engine", "loopback", "--stats-json"])
-        .arg(&stats_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = headless_loopback(tmp.path(), &stats_path).spawn().unwrap();
     let (status, stderr) = interrupt_after(child, Duration::from_millis(2500));
     assert_eq!(status.code(), Some(0), "Ctrl-C is a clean exit: {stderr}");
     assert!(!stderr.contains("no microphone") && !stderr.contains("ALSA lib"), "{stderr}");
@@ -74,15 +75,7 @@ fn without_a_microphone_it_still_starts_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
     // An empty HOME: the default ALSA device does not exist on this machine.
     let stats_path = tmp.path().join("stats.json");
-    let child = assistant(tmp.path())
-        .env("HOME", tmp.path())
-        .env("ALSA_CONFIG_PATH", tmp.path().join("no-such-alsa.conf"))
-        .args(["--headless", "--engine", "loopback", "--stats-json"])
-        .arg(&stats_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = headless_loopback(tmp.path(), &stats_path).env("ALSA_CONFIG_PATH", tmp.path().join("no-such-alsa.conf")).spawn().unwrap();
     let (status, stderr) = interrupt_after(child, Duration::from_millis(1000));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("no microphone: "), "{stderr}");

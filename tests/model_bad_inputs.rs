@@ -7,19 +7,7 @@ use assistant::engine::moshi::{load_model_with, Discovery, ModelLoadError};
 use std::path::Path;
 
 fn args(dir: &Path) -> ModelArgs {
-    ModelArgs {
-        demo: false,
-        model_dir: Some(dir.to_path_buf()),
-        hf_repo: "kyutai/moshiko-candle-q8".into(),
-        device: "cpu".into(),
-        temperature: None,
-        text_temperature: None,
-        top_k: None,
-        seed: None,
-        dump_tokens: None,
-        context: None,
-        max_memory: None,
-    }
+    ModelArgs { model_dir: Some(dir.to_path_buf()), device: "cpu".into(), ..Default::default() }
 }
 
 fn load_err(dir: &Path) -> ModelLoadError {

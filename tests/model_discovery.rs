@@ -9,19 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 fn args(repo: &str) -> ModelArgs {
-    ModelArgs {
-        demo: false,
-        model_dir: None,
-        hf_repo: repo.into(),
-        device: "auto".into(),
-        temperature: None,
-        text_temperature: None,
-        top_k: None,
-        seed: None,
-        dump_tokens: None,
-        context: None,
-        max_memory: None,
-    }
+    ModelArgs { hf_repo: repo.into(), ..Default::default() }
 }
 
 #[test]

@@ -17,15 +17,12 @@ pub fn args(dir: Option<&Path>, s: &Sampling) -> ModelArgs {
     ModelArgs {
         demo: dir.is_none(),
         model_dir: dir.map(Path::to_path_buf),
-        hf_repo: "kyutai/moshiko-candle-q8".into(),
         device: "cpu".into(),
         temperature: Some(s.temperature),
         text_temperature: Some(s.text_temperature),
         top_k: Some(s.top_k),
         seed: Some(s.seed),
-        dump_tokens: None,
-        context: None,
-        max_memory: None,
+        ..Default::default()
     }
 }
 

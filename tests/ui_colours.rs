@@ -104,16 +104,7 @@ fn problems_take_severity_colours_and_remedies_stand_out() {
 
 #[test]
 fn no_color_leaves_every_cell_uncoloured_but_keeps_the_words() {
-    let scenes: [fn(bool) -> Scene; 7] = [
-        loading,
-        listening,
-        speaking,
-        both_talking,
-        degraded,
-        error,
-        help,
-    ];
-    for scene in scenes {
+    for scene in ALL_SCENES {
         for nc in [true, false] {
             let mut s = scene(nc);
             for (w, h) in SIZES.into_iter().chain([(30, 8)]) {

@@ -227,20 +227,11 @@ fn screen_of(s: &mut Scene, w: u16, h: u16) -> String {
 
 #[test]
 fn every_state_renders_at_every_size_without_panicking() {
-    let scenes: [fn(bool) -> Scene; 7] = [
-        loading,
-        listening,
-        speaking,
-        both_talking,
-        degraded,
-        error,
-        help,
-    ];
     let widths: Vec<u16> = (0..=130).chain([199, 200, 255, 300]).collect();
     let heights = [
         0u16, 1, 2, 7, 11, 12, 13, 15, 16, 19, 20, 21, 24, 27, 28, 40, 60, 100,
     ];
-    for (k, scene) in scenes.into_iter().enumerate() {
+    for (k, scene) in ALL_SCENES.into_iter().enumerate() {
         let help_covers_header = k == 6;
         let mut s = scene(false);
         // Scroll up so the pinned path is exercised too.

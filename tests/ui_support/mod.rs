@@ -278,6 +278,9 @@ pub fn help(nc: bool) -> Scene {
     s
 }
 
+/// Every conversation state above, for tests that must hold in all of them.
+pub const ALL_SCENES: [fn(bool) -> Scene; 7] = [loading, listening, speaking, both_talking, degraded, error, help];
+
 /// Where `text` starts on screen, as (x, y).
 pub fn find(buf: &Buffer, text: &str) -> Option<(u16, u16)> {
     let area = buf.area;

@@ -31,7 +31,7 @@ pub struct RandomModel {
 pub fn random_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<RandomModel> {
     let (vb, mimi_made) = RandomBackend::var_builder(seed, DType::F32, device);
     let mimi = Mimi::new(cfg.mimi.clone(), vb)?;
-    let (vb, lm_made) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
+    let (vb, lm_made) = lm_var_builder(seed, device);
     let lm = PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default(), cfg.lm.transformer.num_layers))?;
     let take = |m: std::sync::Arc<std::sync::Mutex<TensorMap>>| {
         m.lock().map(|mut g| std::mem::take(&mut *g)).map_err(|_| moshi::candle::Error::Msg("poisoned".into()))
@@ -39,16 +39,19 @@ pub fn random_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<Ran
     Ok(RandomModel { mimi, lm, mimi_tensors: take(mimi_made)?, lm_tensors: take(lm_made)? })
 }
 
+/// The LM's weights of `random_model` (its seed is the Mimi's plus one).
+fn lm_var_builder(seed: u64, device: &Device) -> (moshi::candle_nn::VarBuilder<'static>, std::sync::Arc<std::sync::Mutex<TensorMap>>) {
+    RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device)
+}
+
 /// The LM of `random_model` with its layers placed as asked (the same weights).
 pub fn random_lm(cfg: &ModelConfig, seed: u64, placement: Placement, device: &Device) -> Result<PlacedLm> {
-    let (vb, _) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
-    PlacedLm::new(&cfg.lm, dense_sources(vb, placement, cfg.lm.transformer.num_layers))
+    PlacedLm::new(&cfg.lm, dense_sources(lm_var_builder(seed, device).0, placement, cfg.lm.transformer.num_layers))
 }
 
 /// moshi's own `LmModel` on the same weights as `random_model`, for equality tests.
 pub fn reference_lm(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<LmModel> {
-    let (vb, _) = RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device);
-    LmModel::new(&cfg.lm, MaybeQuantizedVarBuilder::Real(vb))
+    LmModel::new(&cfg.lm, MaybeQuantizedVarBuilder::Real(lm_var_builder(seed, device).0))
 }
 
 pub fn demo_vocab() -> Vocab {

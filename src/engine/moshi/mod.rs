@@ -167,11 +167,10 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
         notices.push(n);
     }
     let real_mimi = !dir.join(config::MIMI_CONFIG_FILE).is_file();
-    // What a step streams, on the device and on the host: the plan knows; without one,
-    // the file's size (bf16 weights compute in f32 on the CPU, which doubles it).
+    // What a step streams, on the device and on the host: the plan knows (the CPU always
+    // has one); without one (Metal), the file's size.
     let streamed = match &ck.plan {
         Some(p) => device::Streamed { device: p.weights.device_streamed, host: p.weights.host_streamed },
-        None if device.is_cpu() && !ck.quantized && ck.lm_bytes > 0 => device::Streamed { device: ck.lm_bytes * 2, host: 0 },
         None => device::Streamed { device: ck.lm_bytes, host: 0 },
     };
     let model = checkpoint::load(ck, sampling, device, device_name, progress)?;

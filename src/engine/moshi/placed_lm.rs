@@ -62,8 +62,9 @@ impl PlacedLm {
         if stacked != n {
             moshi::candle::bail!("layer stacks hold {stacked} layers; the config has {n}")
         }
+        let stacks: Vec<_> = src.stacks.iter().filter(|(_, l)| *l > 0).collect();
         // Shared cross-attention weights live in layer 0, which only the first stack has.
-        if cfg.transformer.shared_cross_attn && src.stacks.iter().filter(|(_, l)| *l > 0).count() > 1 {
+        if cfg.transformer.shared_cross_attn && stacks.len() > 1 {
             moshi::candle::bail!("a model with shared cross-attention cannot be split across devices")
         }
         let (host, dev) = (&src.host, &src.device);
@@ -89,7 +90,7 @@ impl PlacedLm {
         Ok(Self {
             text_emb,
             audio_embs,
-            stacks: src.stacks.iter().filter(|(_, l)| *l > 0).map(|(vb, l)| stack(cfg, *l, vb)).collect::<Result<_>>()?,
+            stacks: stacks.into_iter().map(|(vb, l)| stack(cfg, *l, vb)).collect::<Result<_>>()?,
             out_norm: Norm::new(d, &cfg.transformer, dev.pp("out_norm"))?,
             text_linear: linear(d, cfg.text_out_vocab_size, false, dev.pp("text_linear"))?,
             depformer,
@@ -114,7 +115,7 @@ impl PlacedLm {
         }
     }
 
-    /// One row of an embedding table, looked up on the host and moved to the device.
+    /// One row of an embedding table, looked up on the host (callers move it on).
     fn lookup(&self, emb: &MaybeQuantizedEmbedding, id: u32) -> Result<Tensor> {
         emb.forward(&Tensor::new(&[[id]], &Device::Cpu)?)
     }
