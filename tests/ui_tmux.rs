@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const WAV: &str = "../shared/audio/hello_24k_mono.wav";
+const WAV: &str = "tests/fixtures/audio/hello_24k_mono.wav";
 
 struct Tmux {
     socket: String,

@@ -5,9 +5,9 @@ use assistant::audio::aec::score::{self, Scene};
 use assistant::audio::aec::AecSettings;
 use std::path::PathBuf;
 
-/// `../shared`, which every developer and CI run has (DESIGN.md).
+/// `tests/fixtures`: the clips and the echo scene (`audio/...`), kept in the repository.
 pub fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 pub fn scene_a() -> Scene {

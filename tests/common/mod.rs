@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn shared_audio(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio").join(name)
 }
 
 /// The `assistant` binary with logs kept out of the user's state directory.
@@ -53,7 +53,7 @@ pub fn alsa_home(dir: &Path) -> std::path::PathBuf {
     let once: Vec<u8> = speech.iter().flat_map(|s| ((s * 32767.0) as i16).to_le_bytes()).collect();
     let raw = once.repeat(200);
     std::fs::write(dir.join("in.raw"), raw).unwrap();
-    let conf = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/alsa/asoundrc.file-devices")).unwrap();
+    let conf = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alsa/asoundrc.file-devices")).unwrap();
     let conf = conf.replace("@IN_RAW@", &dir.join("in.raw").display().to_string()).replace("@OUT_WAV@", &dir.join("played.wav").display().to_string());
     std::fs::write(dir.join(".asoundrc"), conf).unwrap();
     dir.join("played.wav")

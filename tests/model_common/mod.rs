@@ -3,12 +3,9 @@
 
 use assistant::engine::model::{DuplexModel, Sampling, StepOutput};
 
-pub const HELLO: &str = "/work/shared/audio/hello_24k_mono.wav";
-
 /// hello_24k_mono.wav as 1920-sample frames (a silent tail pads the last one).
 pub fn hello_frames() -> Vec<Vec<f32>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio/hello_24k_mono.wav");
-    let path = if path.exists() { path } else { HELLO.into() };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/hello_24k_mono.wav");
     let mut r = hound::WavReader::open(&path).expect("test audio");
     let spec = r.spec();
     assert_eq!(spec.sample_rate, 24_000);

@@ -89,7 +89,7 @@ impl Scene {
 
     pub fn wav_and_speaker(&mut self) -> &mut Self {
         self.endpoints(
-            Endpoint::File("../shared/audio/hello_24k_mono.wav".into()),
+            Endpoint::File("tests/fixtures/audio/hello_24k_mono.wav".into()),
             Endpoint::Device("Built-in Audio Analog Stereo".into()),
         )
     }
