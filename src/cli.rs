@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "assistant", version, about = "A full-duplex voice assistant for your terminal.")]
+#[command(
+    name = "assistant",
+    version,
+    about = "A full-duplex voice assistant for your terminal."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -189,7 +193,10 @@ impl Default for ModelArgs {
             #[command(flatten)]
             model: ModelArgs,
         }
-        Only::try_parse_from(["assistant"]).map_or_else(|e| unreachable!("no flags cannot fail to parse: {e}"), |o| o.model)
+        Only::try_parse_from(["assistant"]).map_or_else(
+            |e| unreachable!("no flags cannot fail to parse: {e}"),
+            |o| o.model,
+        )
     }
 }
 
@@ -224,6 +231,8 @@ pub enum BenchWhat {
 fn positive_gib(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number of GiB (for example 7.5)")),
+        _ => Err(format!(
+            "`{s}` is not a positive number of GiB (for example 7.5)"
+        )),
     }
 }

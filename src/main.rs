@@ -16,16 +16,8 @@ fn main() {
             print!("{}", assistant::audio::device::describe_devices());
             0
         }
-        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Ui => match assistant::ui::bench_ui() {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                1
-            }
-        },
-        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Audio => {
-            let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio");
-            match assistant::bench::bench_audio(&shared) {
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Ui => {
+            match assistant::ui::bench_ui() {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -33,29 +25,44 @@ fn main() {
                 }
             }
         }
-        Some(Cmd::Aec(args)) => match assistant::audio::aec::run_aec_command(args, cli.run.output.as_deref()) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                2
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Audio => {
+            let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio");
+            match assistant::app::bench::bench_audio(&shared) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
             }
-        },
-        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => assistant::engine::moshi::run_model_command(&cli).unwrap_or_else(|| {
-            eprintln!("error: unknown benchmark");
-            1
-        }),
+        }
+        Some(Cmd::Aec(args)) => {
+            match assistant::audio::aec::run_aec_command(args, cli.run.output.as_deref()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            }
+        }
+        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => {
+            assistant::engine::moshi::run_model_command(&cli).unwrap_or_else(|| {
+                eprintln!("error: unknown benchmark");
+                1
+            })
+        }
         Some(Cmd::History(h)) => history(h),
         Some(Cmd::Personas(p)) => personas(p),
         Some(Cmd::Doctor) => {
             let catalog = assistant::persona::Catalog::load();
             let mut extra = assistant::engine::moshi::doctor_weights(&cli.run.model);
-            extra.extend(assistant::doctor::persona_findings(&catalog));
-            let (text, code) = assistant::doctor::report(&assistant::doctor::findings(extra));
+            extra.extend(assistant::app::doctor::persona_findings(&catalog));
+            let (text, code) =
+                assistant::app::doctor::report(&assistant::app::doctor::findings(extra));
             print!("{text}");
             code
         }
-        None if cli.run.headless => assistant::headless::run(&cli.run),
-        None => assistant::ui::run_app(&cli.run, &_log.path),
+        None if cli.run.headless => assistant::app::headless::run(&cli.run),
+        None => assistant::app::tui::run_app(&cli.run, &_log.path),
     };
     std::process::exit(code);
 }
@@ -71,12 +78,19 @@ fn history(args: &assistant::cli::HistoryArgs) -> i32 {
             }
             for s in &sessions {
                 let (m, sec) = ((s.duration_s as u64) / 60, (s.duration_s as u64) % 60);
-                println!("{}  {:>3}m{:02}s  {:<12} {}", s.id, m, sec, s.persona, s.first_words);
+                println!(
+                    "{}  {:>3}m{:02}s  {:<12} {}",
+                    s.id, m, sec, s.persona, s.first_words
+                );
             }
             0
         }
         Some(assistant::cli::HistoryCmd::Show { id }) => {
-            let found = if id == "last" { sessions.last() } else { sessions.iter().find(|s| &s.id == id) };
+            let found = if id == "last" {
+                sessions.last()
+            } else {
+                sessions.iter().find(|s| &s.id == id)
+            };
             match found.map(|s| session::to_markdown(&s.path)) {
                 Some(Ok(md)) => {
                     print!("{md}");
@@ -87,7 +101,10 @@ fn history(args: &assistant::cli::HistoryArgs) -> i32 {
                     1
                 }
                 None => {
-                    eprintln!("error: no session '{id}' in {}; `assistant history` lists them", dir.display());
+                    eprintln!(
+                        "error: no session '{id}' in {}; `assistant history` lists them",
+                        dir.display()
+                    );
                     2
                 }
             }
@@ -109,7 +126,13 @@ fn personas(args: &assistant::cli::PersonasArgs) -> i32 {
         }
         Some(assistant::cli::PersonasCmd::Check { file }) => match catalog.check_draft(file) {
             Ok(p) => {
-                println!("{}: ok: {} ({}) — {}", file.display(), p.name, assistant::persona::hotkey_label(p.hotkey), p.description);
+                println!(
+                    "{}: ok: {} ({}) — {}",
+                    file.display(),
+                    p.name,
+                    assistant::persona::hotkey_label(p.hotkey),
+                    p.description
+                );
                 0
             }
             Err(e) => {

@@ -3,29 +3,48 @@
 //! straight to the file (a killed process loses nothing the kernel has seen);
 //! each assistant turn is fsynced when it ends.
 
-use crate::engine::events::{EngineEvent, Severity};
+use crate::bus::{EngineEvent, Severity};
 use crossbeam_channel::Receiver;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-/// Silence from the assistant that ends its turn.
-const TURN_GAP: Duration = Duration::from_millis(1200);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
-    Start { started: String, persona: String, input: String, version: String },
+    Start {
+        started: String,
+        persona: String,
+        input: String,
+        version: String,
+    },
     /// `t`: seconds since the start of the session.
-    Text { t: f64, text: String },
-    TurnEnd { t: f64 },
-    Model { t: f64, name: String, device: String, dtype: String },
-    Event { t: f64, severity: String, message: String, remedy: Option<String> },
-    End { t: f64 },
+    Text {
+        t: f64,
+        text: String,
+    },
+    TurnEnd {
+        t: f64,
+    },
+    Model {
+        t: f64,
+        name: String,
+        device: String,
+        dtype: String,
+    },
+    Event {
+        t: f64,
+        severity: String,
+        message: String,
+        remedy: Option<String>,
+    },
+    End {
+        t: f64,
+    },
 }
 
 pub fn sessions_dir() -> PathBuf {
@@ -42,13 +61,17 @@ pub struct Journal {
     path: PathBuf,
     started: Instant,
     turn_open: bool,
-    last_text: Instant,
 }
 
 impl Journal {
     /// Create `<dir>/<start time>.jsonl` and write the start record.
     pub fn create(dir: &Path, persona: &str, input: &str) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: cannot create the sessions directory: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot create the sessions directory: {e}",
+                dir.display()
+            )
+        })?;
         let now = OffsetDateTime::now_utc();
         let now = now.replace_nanosecond(0).unwrap_or(now);
         let started = now.format(&Rfc3339)?;
@@ -61,9 +84,23 @@ impl Journal {
             stem = format!("{}-{n}", started.replace(':', "-"));
             path = dir.join(format!("{stem}.jsonl"));
         }
-        let file = std::fs::OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut j = Self { file, path, started: Instant::now(), turn_open: false, last_text: Instant::now() };
-        j.append(&Record::Start { started, persona: persona.into(), input: input.into(), version: env!("CARGO_PKG_VERSION").into() })?;
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut j = Self {
+            file,
+            path,
+            started: Instant::now(),
+            turn_open: false,
+        };
+        j.append(&Record::Start {
+            started,
+            persona: persona.into(),
+            input: input.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })?;
         j.file.sync_all()?;
         Ok(j)
     }
@@ -100,34 +137,83 @@ impl Journal {
         match ev {
             EngineEvent::Text(text) => {
                 self.turn_open = true;
-                self.last_text = Instant::now();
-                self.append(&Record::Text { t, text: text.clone() })?;
+                self.append(&Record::Text {
+                    t,
+                    text: text.clone(),
+                })?;
             }
-            EngineEvent::Step(_) if self.turn_open && self.last_text.elapsed() >= TURN_GAP => self.end_turn()?,
+            // The engine's turn rule, the same one the feed follows.
+            EngineEvent::TurnEnded => self.end_turn()?,
             EngineEvent::ModelReady { info, .. } => {
-                self.append(&Record::Model { t, name: info.name.clone(), device: info.device.clone(), dtype: info.dtype.clone() })?;
+                self.append(&Record::Model {
+                    t,
+                    name: info.name.clone(),
+                    device: info.device.clone(),
+                    dtype: info.dtype.clone(),
+                })?;
             }
             EngineEvent::ModelFailed { error, remedy } => {
-                self.append(&Record::Event { t, severity: "error".into(), message: error.clone(), remedy: Some(remedy.clone()) })?;
+                self.append(&Record::Event {
+                    t,
+                    severity: "error".into(),
+                    message: error.clone(),
+                    remedy: Some(remedy.clone()),
+                })?;
                 self.file.sync_data()?;
             }
-            EngineEvent::Notice { severity, message, remedy } => {
+            EngineEvent::Notice {
+                severity,
+                message,
+                remedy,
+            } => {
                 let severity = match severity {
                     Severity::Info => "info",
                     Severity::Warning => "warning",
                     Severity::Error => "error",
                 };
-                self.append(&Record::Event { t, severity: severity.into(), message: message.clone(), remedy: remedy.clone() })?;
+                self.append(&Record::Event {
+                    t,
+                    severity: severity.into(),
+                    message: message.clone(),
+                    remedy: remedy.clone(),
+                })?;
             }
-            EngineEvent::Muted(m) => self.append(&Record::Event { t, severity: "info".into(), message: if *m { "microphone muted" } else { "microphone unmuted" }.into(), remedy: None })?,
+            EngineEvent::Muted(m) => self.append(&Record::Event {
+                t,
+                severity: "info".into(),
+                message: if *m {
+                    "microphone muted"
+                } else {
+                    "microphone unmuted"
+                }
+                .into(),
+                remedy: None,
+            })?,
             EngineEvent::Reset => {
                 self.end_turn()?;
-                self.append(&Record::Event { t, severity: "info".into(), message: "conversation reset".into(), remedy: None })?;
+                self.append(&Record::Event {
+                    t,
+                    severity: "info".into(),
+                    message: "conversation reset".into(),
+                    remedy: None,
+                })?;
             }
-            EngineEvent::PersonaSwitched { name } => self.append(&Record::Event { t, severity: "info".into(), message: format!("persona: {name}"), remedy: None })?,
-            EngineEvent::VoiceFailed { persona, error, remedy } => {
-                self.append(&Record::Event { t, severity: "warning".into(), message: format!("{persona}'s voice did not load: {error}"), remedy: Some(remedy.clone()) })?
-            }
+            EngineEvent::PersonaSwitched { name } => self.append(&Record::Event {
+                t,
+                severity: "info".into(),
+                message: format!("persona: {name}"),
+                remedy: None,
+            })?,
+            EngineEvent::VoiceFailed {
+                persona,
+                error,
+                remedy,
+            } => self.append(&Record::Event {
+                t,
+                severity: "warning".into(),
+                message: format!("{persona}'s voice did not load: {error}"),
+                remedy: Some(remedy.clone()),
+            })?,
             EngineEvent::Stopped => self.finish()?,
             _ => {}
         }
@@ -156,7 +242,10 @@ pub fn tee(events: Receiver<EngineEvent>, mut journal: Journal) -> Receiver<Engi
                     if let Err(e) = journal.record(&ev) {
                         healthy = false;
                         tracing::error!("journal {}: {e:#}", journal.path().display());
-                        let _ = tx.send(EngineEvent::warning(format!("the session journal stopped: {e:#}"), Some("check free space and permissions of the data directory".into())));
+                        let _ = tx.send(EngineEvent::warning(
+                            format!("the session journal stopped: {e:#}"),
+                            Some("check free space and permissions of the data directory".into()),
+                        ));
                     }
                 }
                 if tx.send(ev).is_err() {
@@ -183,7 +272,8 @@ pub struct SessionSummary {
 
 /// Parse a journal, tolerating damaged lines (counted).
 pub fn read_session(path: &Path) -> anyhow::Result<(Vec<Record>, usize)> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut records = Vec::new();
     let mut damaged = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -198,20 +288,42 @@ pub fn read_session(path: &Path) -> anyhow::Result<(Vec<Record>, usize)> {
 fn record_t(r: &Record) -> f64 {
     match r {
         Record::Start { .. } => 0.0,
-        Record::Text { t, .. } | Record::TurnEnd { t } | Record::Model { t, .. } | Record::Event { t, .. } | Record::End { t } => *t,
+        Record::Text { t, .. }
+        | Record::TurnEnd { t }
+        | Record::Model { t, .. }
+        | Record::Event { t, .. }
+        | Record::End { t } => *t,
     }
 }
 
 pub fn summarize(path: &Path) -> anyhow::Result<SessionSummary> {
     let (records, damaged_lines) = read_session(path)?;
     let (started, persona) = match records.first() {
-        Some(Record::Start { started, persona, .. }) => (started.clone(), persona.clone()),
+        Some(Record::Start {
+            started, persona, ..
+        }) => (started.clone(), persona.clone()),
         _ => ("?".into(), "?".into()),
     };
-    let text: String = records.iter().filter_map(|r| if let Record::Text { text, .. } = r { Some(text.as_str()) } else { None }).collect();
-    let first_words = text.split_whitespace().take(8).collect::<Vec<_>>().join(" ");
+    let text: String = records
+        .iter()
+        .filter_map(|r| {
+            if let Record::Text { text, .. } = r {
+                Some(text.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let first_words = text
+        .split_whitespace()
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ");
     Ok(SessionSummary {
-        id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        id: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         path: path.to_path_buf(),
         started,
         persona,
@@ -224,7 +336,12 @@ pub fn summarize(path: &Path) -> anyhow::Result<SessionSummary> {
 /// All sessions, oldest first.
 pub fn list_sessions(dir: &Path) -> Vec<SessionSummary> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
         .unwrap_or_default();
     paths.sort();
     paths.iter().filter_map(|p| summarize(p).ok()).collect()
@@ -239,22 +356,48 @@ fn clock(t: f64) -> String {
 pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
     let summary = summarize(path)?;
     let (records, _) = read_session(path)?;
-    let mut md = format!("# Session {}\n\n- started: {}\n- persona: {}\n- duration: {}\n", summary.id, summary.started, summary.persona, clock(summary.duration_s));
+    let mut md = format!(
+        "# Session {}\n\n- started: {}\n- persona: {}\n- duration: {}\n",
+        summary.id,
+        summary.started,
+        summary.persona,
+        clock(summary.duration_s)
+    );
     let mut turn: Option<(f64, String)> = None;
     let flush = |md: &mut String, turn: &mut Option<(f64, String)>| {
         if let Some((t, text)) = turn.take() {
-            md.push_str(&format!("\n**assistant** ({}):{}\n", clock(t), text.trim_end()));
+            md.push_str(&format!(
+                "\n**assistant** ({}):{}\n",
+                clock(t),
+                text.trim_end()
+            ));
         }
     };
     for r in &records {
         match r {
-            Record::Text { t, text } => turn.get_or_insert_with(|| (*t, String::new())).1.push_str(text),
+            Record::Text { t, text } => turn
+                .get_or_insert_with(|| (*t, String::new()))
+                .1
+                .push_str(text),
             Record::TurnEnd { .. } => flush(&mut md, &mut turn),
-            Record::Model { t, name, device, dtype } => {
+            Record::Model {
+                t,
+                name,
+                device,
+                dtype,
+            } => {
                 flush(&mut md, &mut turn);
-                md.push_str(&format!("\n> {} model ready: {name} on {device} ({dtype})\n", clock(*t)));
+                md.push_str(&format!(
+                    "\n> {} model ready: {name} on {device} ({dtype})\n",
+                    clock(*t)
+                ));
             }
-            Record::Event { t, severity, message, remedy } => {
+            Record::Event {
+                t,
+                severity,
+                message,
+                remedy,
+            } => {
                 flush(&mut md, &mut turn);
                 md.push_str(&format!("\n> {} {severity}: {message}\n", clock(*t)));
                 if let Some(r) = remedy {
@@ -266,7 +409,10 @@ pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
     }
     flush(&mut md, &mut turn);
     if summary.damaged_lines > 0 {
-        md.push_str(&format!("\n_({} damaged line(s) skipped: the session ended abruptly)_\n", summary.damaged_lines));
+        md.push_str(&format!(
+            "\n_({} damaged line(s) skipped: the session ended abruptly)_\n",
+            summary.damaged_lines
+        ));
     }
     Ok(md)
 }
@@ -280,7 +426,9 @@ pub fn last_transcript(dir: &Path) -> Option<(SessionSummary, Vec<String>)> {
     for r in records {
         match r {
             Record::Text { text, .. } => cur.push_str(&text),
-            Record::TurnEnd { .. } | Record::End { .. } if !cur.trim().is_empty() => turns.push(std::mem::take(&mut cur).trim().to_string()),
+            Record::TurnEnd { .. } | Record::End { .. } if !cur.trim().is_empty() => {
+                turns.push(std::mem::take(&mut cur).trim().to_string())
+            }
             _ => {}
         }
     }
@@ -293,16 +441,28 @@ pub fn last_transcript(dir: &Path) -> Option<(SessionSummary, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::model::ModelInfo;
+    use crate::bus::ModelInfo;
 
     #[test]
     fn journal_round_trips_to_markdown() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::create(dir.path(), "Default", "mic").unwrap();
-        j.record(&EngineEvent::ModelReady { info: ModelInfo { name: "demo".into(), device: "cpu".into(), dtype: "f32".into() }, load_ms: 1.0 }).unwrap();
+        j.record(&EngineEvent::ModelReady {
+            info: ModelInfo {
+                name: "demo".into(),
+                device: "cpu".into(),
+                dtype: "f32".into(),
+            },
+            load_ms: 1.0,
+        })
+        .unwrap();
         j.record(&EngineEvent::Text(" Hello".into())).unwrap();
         j.record(&EngineEvent::Text(" there.".into())).unwrap();
-        j.record(&EngineEvent::warning("no speaker: gone", Some("plug it in".into()))).unwrap();
+        j.record(&EngineEvent::warning(
+            "no speaker: gone",
+            Some("plug it in".into()),
+        ))
+        .unwrap();
         j.finish().unwrap();
         let sessions = list_sessions(dir.path());
         assert_eq!(sessions.len(), 1);
@@ -311,7 +471,10 @@ mod tests {
         let md = to_markdown(&sessions[0].path).unwrap();
         assert!(md.contains("model ready: demo on cpu (f32)"), "{md}");
         assert!(md.contains("**assistant** (00:00): Hello there."), "{md}");
-        assert!(md.contains("warning: no speaker: gone\n> fix: plug it in"), "{md}");
+        assert!(
+            md.contains("warning: no speaker: gone\n> fix: plug it in"),
+            "{md}"
+        );
         let (_, turns) = last_transcript(dir.path()).unwrap();
         assert_eq!(turns, vec!["Hello there."]);
     }

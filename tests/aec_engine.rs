@@ -12,9 +12,10 @@ use anyhow::Result;
 use assistant::audio::aec::synth::{room_echo, Lcg};
 use assistant::audio::aec::{wav::read_mono_24k, EchoOptions};
 use assistant::audio::meters::Meters;
-use assistant::audio::source::InputPort;
+use assistant::audio::port::InputPort;
 use assistant::audio::wav::WavAudio;
-use assistant::engine::model::{DuplexModel, ModelInfo, StepOutput};
+use assistant::bus::ModelInfo;
+use assistant::engine::model::{DuplexModel, StepOutput};
 use assistant::engine::runner::{self, EngineSetup, Loaded};
 use assistant::engine::{Command, EngineEvent};
 use std::sync::{Arc, Mutex};
@@ -118,25 +119,31 @@ fn run_engine_with(
     }
     let setup = EngineSetup {
         echo,
-        ..EngineSetup::new(Box::new(move |_| {
-            let model = Scripted {
-                script: script.clone(),
-                step: 0,
-                heard: heard2.clone(),
-            };
-            Ok(Loaded {
-                model: Box::new(model),
-                notices: vec![],
-                degraded: None,
-            })
-        }), InputPort::Memory {
-            audio: WavAudio {
-                samples: sc.mic.clone(),
-                sample_rate: 24_000,
-                channels: 1,
+        ..EngineSetup::new(
+            runner::loader(move |_| {
+                let model = Scripted {
+                    script: script.clone(),
+                    step: 0,
+                    heard: heard2.clone(),
+                };
+                Ok(Loaded {
+                    model: Box::new(model),
+                    notices: vec![],
+                    degraded: None,
+                })
+            }),
+            InputPort::Memory {
+                audio: WavAudio {
+                    samples: sc.mic.clone(),
+                    sample_rate: 24_000,
+                    channels: 1,
+                },
+                pos: 0,
             },
-            pos: 0,
-        }, Arc::new(Meters::default()), ev_tx, cmd_rx)
+            Arc::new(Meters::default()),
+            ev_tx,
+            cmd_rx,
+        )
     };
     let stats = runner::run(setup);
     assert!(stats.error.is_none(), "{:?}", stats.error);

@@ -10,11 +10,22 @@ fn loopback_24k_is_the_input_delayed_by_exactly_one_frame() {
     let out = tmp.path().join("out.wav");
     let stats_path = tmp.path().join("stats.json");
     let input = shared_audio("hello_24k_mono.wav");
-    run_ok(assistant(tmp.path()).args(["--headless", "--engine", "loopback", "--input"]).arg(&input).arg("--output").arg(&out).arg("--stats-json").arg(&stats_path));
+    run_ok(
+        assistant(tmp.path())
+            .args(["--headless", "--engine", "loopback", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .arg("--stats-json")
+            .arg(&stats_path),
+    );
     let (x, rx) = read_mono(&input);
     let (y, ry) = read_mono(&out);
     assert_eq!((rx, ry), (24_000, 24_000));
-    assert!(y[..1920].iter().all(|&s| s == 0.0), "the first frame is the loopback's silence");
+    assert!(
+        y[..1920].iter().all(|&s| s == 0.0),
+        "the first frame is the loopback's silence"
+    );
     let snr = snr_db(&x, &y[1920..]);
     eprintln!("loopback 24 kHz SNR: {snr:.1} dB");
     assert!(snr >= 60.0, "SNR {snr:.1} dB");
@@ -24,7 +35,17 @@ fn loopback_24k_is_the_input_delayed_by_exactly_one_frame() {
     assert_eq!(s["latency_ms"], 80.0);
     assert_eq!(s["dropped_frames"], 0);
     assert_eq!(s["frames_in"], s["frames_out"]);
-    for key in ["frames_in", "frames_out", "dropped_frames", "xruns_in", "xruns_out", "rtf", "latency_ms", "input_seconds", "output_seconds"] {
+    for key in [
+        "frames_in",
+        "frames_out",
+        "dropped_frames",
+        "xruns_in",
+        "xruns_out",
+        "rtf",
+        "latency_ms",
+        "input_seconds",
+        "output_seconds",
+    ] {
         assert!(s[key].is_number(), "stats lack {key}: {s}");
     }
     for key in ["p50", "p95", "p99", "max"] {
@@ -42,8 +63,14 @@ fn reference_decimate(x: &[f64]) -> Vec<f64> {
     let taps: Vec<f64> = (-half..=half)
         .map(|n| {
             let t = n as f64;
-            let sinc = if n == 0 { 2.0 * cutoff / 2.0 } else { (std::f64::consts::PI * cutoff * t).sin() / (std::f64::consts::PI * t) };
-            let w = 0.42 + 0.5 * (std::f64::consts::PI * t / half as f64).cos() + 0.08 * (2.0 * std::f64::consts::PI * t / half as f64).cos();
+            let sinc = if n == 0 {
+                2.0 * cutoff / 2.0
+            } else {
+                (std::f64::consts::PI * cutoff * t).sin() / (std::f64::consts::PI * t)
+            };
+            let w = 0.42
+                + 0.5 * (std::f64::consts::PI * t / half as f64).cos()
+                + 0.08 * (2.0 * std::f64::consts::PI * t / half as f64).cos();
             sinc * w
         })
         .collect();
@@ -51,7 +78,16 @@ fn reference_decimate(x: &[f64]) -> Vec<f64> {
     (0..x.len() / 2)
         .map(|i| {
             let c = 2 * i as i64;
-            taps.iter().enumerate().map(|(k, h)| x.get((c + k as i64 - half) as usize).copied().unwrap_or(0.0) * h).sum::<f64>() / gain
+            taps.iter()
+                .enumerate()
+                .map(|(k, h)| {
+                    x.get((c + k as i64 - half) as usize)
+                        .copied()
+                        .unwrap_or(0.0)
+                        * h
+                })
+                .sum::<f64>()
+                / gain
         })
         .collect()
 }
@@ -62,7 +98,15 @@ fn loopback_48k_stereo_matches_an_independent_resample_with_the_reported_latency
     let out = tmp.path().join("out.wav");
     let stats_path = tmp.path().join("stats.json");
     let input = shared_audio("interrupt_48k_stereo.wav");
-    run_ok(assistant(tmp.path()).args(["--headless", "--engine", "loopback", "--input"]).arg(&input).arg("--output").arg(&out).arg("--stats-json").arg(&stats_path));
+    run_ok(
+        assistant(tmp.path())
+            .args(["--headless", "--engine", "loopback", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .arg("--stats-json")
+            .arg(&stats_path),
+    );
     let (x48, _) = read_mono(&input);
     let reference = reference_decimate(&x48);
     let (y, _) = read_mono(&out);
@@ -70,30 +114,59 @@ fn loopback_48k_stereo_matches_an_independent_resample_with_the_reported_latency
     let b = &s["latency_breakdown_ms"];
     let resampler_ms = b["resampler_in_ms"].as_f64().unwrap();
     assert!(resampler_ms > 0.0, "48 kHz input must be resampled: {s}");
-    assert_eq!(s["latency_ms"].as_f64().unwrap(), b["frame_ms"].as_f64().unwrap() + resampler_ms);
+    assert_eq!(
+        s["latency_ms"].as_f64().unwrap(),
+        b["frame_ms"].as_f64().unwrap() + resampler_ms
+    );
     // The delay actually in the output must be what was reported: model (1 frame) + resampler.
     let reported = ((b["model_delay_ms"].as_f64().unwrap() + resampler_ms) * 24.0).round() as usize;
     let best = (reported.saturating_sub(200)..reported + 200)
         .max_by(|&a, &b| {
-            let c = |lag: usize| reference.iter().zip(&y[lag..]).map(|(r, v)| r * v).sum::<f64>();
+            let c = |lag: usize| {
+                reference
+                    .iter()
+                    .zip(&y[lag..])
+                    .map(|(r, v)| r * v)
+                    .sum::<f64>()
+            };
             c(a).total_cmp(&c(b))
         })
         .unwrap();
-    assert_eq!(best, reported, "measured delay {best} samples, reported {reported}");
+    assert_eq!(
+        best, reported,
+        "measured delay {best} samples, reported {reported}"
+    );
     let snr = snr_db(&reference[300..reference.len() - 300], &y[reported + 300..]);
     eprintln!("loopback 48 kHz stereo SNR vs reference: {snr:.1} dB, delay {reported} samples");
-    assert!(snr >= 40.0, "SNR {snr:.1} dB against the reference resample");
+    assert!(
+        snr >= 40.0,
+        "SNR {snr:.1} dB against the reference resample"
+    );
 }
 
 fn expect_bad_input(tmp: &std::path::Path, input: &std::path::Path, problem: &str) {
     let out = tmp.join("never.wav");
-    let res = assistant(tmp).args(["--headless", "--engine", "loopback", "--input"]).arg(input).arg("--output").arg(&out).output().unwrap();
+    let res = assistant(tmp)
+        .args(["--headless", "--engine", "loopback", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(2), "stderr: {stderr}");
-    assert!(stderr.contains(&input.display().to_string()), "names the file: {stderr}");
+    assert!(
+        stderr.contains(&input.display().to_string()),
+        "names the file: {stderr}"
+    );
     assert!(stderr.contains(problem), "says '{problem}': {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let leftovers: Vec<_> = std::fs::read_dir(tmp).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().contains("never")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("never"))
+        .collect();
     assert!(leftovers.is_empty(), "no output left behind: {leftovers:?}");
 }
 
@@ -123,10 +196,22 @@ fn bad_input_files_exit_2_naming_the_file_and_the_problem() {
 #[test]
 fn unknown_device_names_list_the_devices_that_exist() {
     let tmp = tempfile::tempdir().unwrap();
-    let res = assistant(tmp.path()).args(["--headless", "--engine", "loopback", "--input-device", "no-such-mic-xyz"]).output().unwrap();
+    let res = assistant(tmp.path())
+        .args([
+            "--headless",
+            "--engine",
+            "loopback",
+            "--input-device",
+            "no-such-mic-xyz",
+        ])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no input device matches 'no-such-mic-xyz'"), "{stderr}");
+    assert!(
+        stderr.contains("no input device matches 'no-such-mic-xyz'"),
+        "{stderr}"
+    );
     assert!(stderr.contains("Available input devices:"), "{stderr}");
 }
 
@@ -136,5 +221,8 @@ fn devices_command_exits_0_and_describes_the_hosts() {
     let out = run_ok(assistant(tmp.path()).arg("devices"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("host "), "{text}");
-    assert!(text.contains("input devices:") && text.contains("output devices:"), "{text}");
+    assert!(
+        text.contains("input devices:") && text.contains("output devices:"),
+        "{text}"
+    );
 }

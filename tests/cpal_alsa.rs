@@ -9,9 +9,16 @@ use std::time::{Duration, Instant};
 
 /// `assistant --headless --engine loopback` on the default devices, with HOME (and so
 /// ALSA's user configuration) in `home`.
-fn headless_loopback(home: &std::path::Path, stats_path: &std::path::Path) -> std::process::Command {
+fn headless_loopback(
+    home: &std::path::Path,
+    stats_path: &std::path::Path,
+) -> std::process::Command {
     let mut c = assistant(home);
-    c.env("HOME", home).args(["--headless", "--engine", "loopback", "--stats-json"]).arg(stats_path).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.env("HOME", home)
+        .args(["--headless", "--engine", "loopback", "--stats-json"])
+        .arg(stats_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     c
 }
 
@@ -23,7 +30,10 @@ fn interrupt_after(mut child: Child, after: Duration) -> (std::process::ExitStat
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut all = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.starts_with("model: ") {
                 let _ = tx.send(());
             }
@@ -34,7 +44,9 @@ fn interrupt_after(mut child: Child, after: Duration) -> (std::process::ExitStat
     });
     let _ = rx.recv_timeout(Duration::from_secs(30));
     std::thread::sleep(after);
-    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -57,17 +69,33 @@ fn real_cpal_capture_and_playback_through_alsa_file_devices() {
     let child = headless_loopback(tmp.path(), &stats_path).spawn().unwrap();
     let (status, stderr) = interrupt_after(child, Duration::from_millis(2500));
     assert_eq!(status.code(), Some(0), "Ctrl-C is a clean exit: {stderr}");
-    assert!(!stderr.contains("no microphone") && !stderr.contains("ALSA lib"), "{stderr}");
+    assert!(
+        !stderr.contains("no microphone") && !stderr.contains("ALSA lib"),
+        "{stderr}"
+    );
     let s = stats(&stats_path);
     let frames = s["frames_in"].as_u64().unwrap();
     assert!(frames >= 10, "the engine stepped real captured audio: {s}");
-    assert_eq!(frames, s["frames_out"].as_u64().unwrap() + s["dropped_frames"].as_u64().unwrap());
-    assert!(s["latency_ms"].as_f64().unwrap() > 80.0, "device rate differs from 24 kHz, so resampling adds latency: {s}");
+    assert_eq!(
+        frames,
+        s["frames_out"].as_u64().unwrap() + s["dropped_frames"].as_u64().unwrap()
+    );
+    assert!(
+        s["latency_ms"].as_f64().unwrap() > 80.0,
+        "device rate differs from 24 kHz, so resampling adds latency: {s}"
+    );
     // What the playback callback played reached the file: the looped-back speech.
     let bytes = std::fs::read(&played).expect("ALSA wrote the playback file");
-    let pcm: Vec<i16> = bytes[44.min(bytes.len())..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let pcm: Vec<i16> = bytes[44.min(bytes.len())..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
     let loud = pcm.iter().filter(|s| s.unsigned_abs() > 3000).count();
-    assert!(loud > 1000, "speech was played ({loud} loud samples of {})", pcm.len());
+    assert!(
+        loud > 1000,
+        "speech was played ({loud} loud samples of {})",
+        pcm.len()
+    );
 }
 
 #[test]
@@ -75,7 +103,10 @@ fn without_a_microphone_it_still_starts_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
     // An empty HOME: the default ALSA device does not exist on this machine.
     let stats_path = tmp.path().join("stats.json");
-    let child = headless_loopback(tmp.path(), &stats_path).env("ALSA_CONFIG_PATH", tmp.path().join("no-such-alsa.conf")).spawn().unwrap();
+    let child = headless_loopback(tmp.path(), &stats_path)
+        .env("ALSA_CONFIG_PATH", tmp.path().join("no-such-alsa.conf"))
+        .spawn()
+        .unwrap();
     let (status, stderr) = interrupt_after(child, Duration::from_millis(1000));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("no microphone: "), "{stderr}");

@@ -4,8 +4,8 @@
 
 mod common;
 use assistant::audio::meters::Meters;
+use assistant::bus::{Cancel, DeviceSide, DeviceStatus, Weights};
 use assistant::cli::Cli;
-use assistant::engine::events::Severity;
 use assistant::engine::{runner, Command, EngineEvent};
 use clap::Parser;
 use std::sync::atomic::Ordering;
@@ -22,7 +22,16 @@ fn an_output_stream_error_degrades_then_recovers_without_losing_the_conversation
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-    let wired = assistant::app::wire(&args, false, meters.clone(), ev_tx, (cmd_tx.clone(), cmd_rx)).unwrap_or_else(|e| panic!("{}", e.message));
+    let wired = assistant::app::wire(
+        &args,
+        false,
+        Weights::Default,
+        Cancel::new(),
+        meters.clone(),
+        ev_tx,
+        (cmd_tx.clone(), cmd_rx),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.message));
     let streams = wired.streams;
     let engine = runner::spawn(wired.setup);
 
@@ -33,7 +42,9 @@ fn an_output_stream_error_degrades_then_recovers_without_losing_the_conversation
     let mut steps_after_recovery = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let Ok(ev) = ev_rx.recv_timeout(Duration::from_secs(5)) else { break };
+        let Ok(ev) = ev_rx.recv_timeout(Duration::from_secs(5)) else {
+            break;
+        };
         match ev {
             EngineEvent::Step(_) => {
                 steps += 1;
@@ -49,20 +60,43 @@ fn an_output_stream_error_degrades_then_recovers_without_losing_the_conversation
                     }
                 }
             }
-            EngineEvent::Notice { severity: Severity::Warning, message, remedy } if message.starts_with("speaker lost") => {
-                assert!(remedy.unwrap().contains("reconnect the speaker"));
+            EngineEvent::Device(
+                status @ DeviceStatus::Lost {
+                    side: DeviceSide::Speaker,
+                    ..
+                },
+            ) => {
+                let said = assistant::ui::words::device_status(&status);
+                assert!(said.message.starts_with("speaker lost"), "{said:?}");
+                assert!(said.remedy.unwrap().contains("reconnect the speaker"));
                 lost = Some(Instant::now());
             }
-            EngineEvent::Notice { severity: Severity::Info, message, .. } if message.starts_with("speaker ready") => back = Some(Instant::now()),
+            EngineEvent::Device(DeviceStatus::Ready {
+                side: DeviceSide::Speaker,
+                ..
+            }) => back = Some(Instant::now()),
             EngineEvent::Stopped => break,
             _ => {}
         }
     }
     let stats = engine.join().unwrap();
     drop(streams);
-    let (injected, lost, back) = (injected.expect("steps ran"), lost.expect("the loss was reported"), back.expect("the speaker came back"));
-    assert!(lost - injected < Duration::from_secs(1), "reported within a second");
-    assert!(back - lost >= Duration::from_secs(2) && back - lost < Duration::from_secs(6), "retried after a few seconds");
-    assert!(steps_after_recovery >= 10, "the engine kept stepping after recovery: {steps_after_recovery}");
+    let (injected, lost, back) = (
+        injected.expect("steps ran"),
+        lost.expect("the loss was reported"),
+        back.expect("the speaker came back"),
+    );
+    assert!(
+        lost - injected < Duration::from_secs(1),
+        "reported within a second"
+    );
+    assert!(
+        back - lost >= Duration::from_secs(2) && back - lost < Duration::from_secs(6),
+        "retried after a few seconds"
+    );
+    assert!(
+        steps_after_recovery >= 10,
+        "the engine kept stepping after recovery: {steps_after_recovery}"
+    );
     assert!(stats.error.is_none(), "{stats:?}");
 }

@@ -7,14 +7,30 @@ use common::*;
 #[test]
 fn doctor_without_a_microphone_fails_with_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = assistant(tmp.path()).env("HOME", tmp.path()).arg("doctor").output().unwrap();
+    let out = assistant(tmp.path())
+        .env("HOME", tmp.path())
+        .arg("doctor")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("[FAIL] no microphone"), "{text}");
-    assert!(text.contains("fix: connect a microphone") && text.contains("--input FILE.wav"), "{text}");
+    assert!(
+        text.contains("fix: connect a microphone") && text.contains("--input FILE.wav"),
+        "{text}"
+    );
     assert!(text.contains("CPU backend: compiled, present"), "{text}");
-    assert!(text.contains("memory: ") && text.contains("GiB available"), "{text}");
-    assert!(text.contains(&format!("log file: {}", tmp.path().join("state/assistant/assistant.log").display())), "{text}");
+    assert!(
+        text.contains("memory: ") && text.contains("GiB available"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "log file: {}",
+            tmp.path().join("state/assistant/assistant.log").display()
+        )),
+        "{text}"
+    );
     assert!(text.contains("not ready: 1 problem(s)"), "{text}");
 }
 
@@ -22,10 +38,17 @@ fn doctor_without_a_microphone_fails_with_the_fix() {
 fn doctor_with_working_audio_devices_is_ready() {
     let tmp = tempfile::tempdir().unwrap();
     alsa_home(tmp.path());
-    let out = assistant(tmp.path()).env("HOME", tmp.path()).arg("doctor").output().unwrap();
+    let out = assistant(tmp.path())
+        .env("HOME", tmp.path())
+        .arg("doctor")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("[ ok ] microphone: ") && text.contains("[ ok ] speaker: "), "{text}");
+    assert!(
+        text.contains("[ ok ] microphone: ") && text.contains("[ ok ] speaker: "),
+        "{text}"
+    );
     assert!(text.contains("ready: assistant can run"), "{text}");
 }
 
@@ -36,16 +59,40 @@ fn doctor_says_whether_the_weights_fit() {
     let tmp = tempfile::tempdir().unwrap();
     alsa_home(tmp.path());
     let model = tmp.path().join("model");
-    assert!(assistant(tmp.path()).args(["export-demo", "--q8"]).arg(&model).status().unwrap().success());
+    assert!(assistant(tmp.path())
+        .args(["export-demo", "--q8"])
+        .arg(&model)
+        .status()
+        .unwrap()
+        .success());
     let doctor = |extra: &[&str]| {
-        let out = assistant(tmp.path()).env("HOME", tmp.path()).args(["doctor", "--device", "cpu", "--model-dir"]).arg(&model).args(extra).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = assistant(tmp.path())
+            .env("HOME", tmp.path())
+            .args(["doctor", "--device", "cpu", "--model-dir"])
+            .arg(&model)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, text) = doctor(&[]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("[ ok ] fits cpu: context 3000 steps (240 s); LM "), "{text}");
+    assert!(
+        text.contains("[ ok ] fits cpu: context 3000 steps (240 s); LM "),
+        "{text}"
+    );
     let (code, text) = doctor(&["--max-memory", "0.01"]);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("[FAIL] out of memory on cpu: the model does not fit: LM ") && text.contains("of 10.2 MiB"), "{text}");
-    assert!(text.contains("fix: free memory, use a smaller --context"), "{text}");
+    assert!(
+        text.contains("[FAIL] out of memory on cpu: the model does not fit: LM ")
+            && text.contains("of 10.2 MiB"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: free memory, use a smaller --context"),
+        "{text}"
+    );
 }

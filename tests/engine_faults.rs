@@ -3,10 +3,12 @@
 
 mod common;
 use assistant::audio::meters::Meters;
-use assistant::audio::source::FilePacer;
+use assistant::audio::port::FilePacer;
 use assistant::audio::wav::read_wav;
-use assistant::engine::model::{DuplexModel, ModelInfo, StepOutput};
-use assistant::engine::runner::{self, EngineSetup, Loaded, LoadFailure};
+use assistant::bus::ModelInfo;
+use assistant::engine::load::LoadFailure;
+use assistant::engine::model::{DuplexModel, StepOutput};
+use assistant::engine::runner::{self, EngineSetup, Loaded};
 use assistant::engine::{Command, EngineEvent};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,11 @@ struct Fragile {
 
 impl DuplexModel for Fragile {
     fn info(&self) -> ModelInfo {
-        ModelInfo { name: "fragile".into(), device: "cpu".into(), dtype: "f32".into() }
+        ModelInfo {
+            name: "fragile".into(),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        }
     }
     fn sample_rate(&self) -> u32 {
         24_000
@@ -48,13 +54,23 @@ fn an_engine_panic_is_contained_and_r_restarts_it() {
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let loads = Arc::new(AtomicUsize::new(0));
     let loads2 = loads.clone();
-    let loader = Box::new(move |_: &mut dyn FnMut(_)| {
+    let loader = runner::loader(move |_| {
         let n = loads2.fetch_add(1, Ordering::SeqCst);
         if n == 1 {
             // The first restart attempt fails to load: that is shown too.
-            return Err(LoadFailure { message: "weights vanished".into(), remedy: "put them back".into() });
+            return Err(LoadFailure {
+                message: "weights vanished".into(),
+                remedy: "put them back".into(),
+            });
         }
-        Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: (n == 0).then_some(10) }), notices: vec![], degraded: None })
+        Ok(Loaded {
+            model: Box::new(Fragile {
+                step: 0,
+                panic_at: (n == 0).then_some(10),
+            }),
+            notices: vec![],
+            degraded: None,
+        })
     });
     let setup = EngineSetup::new(loader, port, meters, ev_tx, cmd_rx);
     let engine = runner::spawn(setup);
@@ -62,7 +78,9 @@ fn an_engine_panic_is_contained_and_r_restarts_it() {
     let mut failures = Vec::new();
     let mut ready = 0;
     loop {
-        let ev = ev_rx.recv_timeout(Duration::from_secs(10)).expect("the engine keeps talking to the UI");
+        let ev = ev_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the engine keeps talking to the UI");
         match ev {
             EngineEvent::Text(t) => {
                 transcript.push_str(&t);
@@ -79,14 +97,24 @@ fn an_engine_panic_is_contained_and_r_restarts_it() {
             _ => {}
         }
     }
-    let stats = engine.join().expect("the engine thread itself never panics");
+    let stats = engine
+        .join()
+        .expect("the engine thread itself never panics");
     drop(pacer);
     assert_eq!(failures.len(), 2, "{failures:?}");
-    assert!(failures[0].0.contains("the model crashed: injected fault at step 10"), "{failures:?}");
+    assert!(
+        failures[0]
+            .0
+            .contains("the model crashed: injected fault at step 10"),
+        "{failures:?}"
+    );
     assert!(failures[0].1.contains("press r"), "{failures:?}");
     assert_eq!(failures[1].0, "weights vanished");
     assert_eq!(loads.load(Ordering::SeqCst), 3);
-    assert!(transcript.starts_with(" w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w0 w1"), "the transcript before the crash is intact: {transcript}");
+    assert!(
+        transcript.starts_with(" w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w0 w1"),
+        "the transcript before the crash is intact: {transcript}"
+    );
     assert!(stats.frames_out >= 15);
 }
 
@@ -99,12 +127,43 @@ fn a_panic_while_reading_a_file_headless_ends_the_run_with_the_error() {
     let out = tmp.path().join("out.wav");
     let setup = EngineSetup {
         wav_out: Some(assistant::audio::wav::WavSink::create(&out, 24_000).unwrap()),
-        ..EngineSetup::new(Box::new(|_| Ok(Loaded { model: Box::new(Fragile { step: 0, panic_at: Some(5) }), notices: vec![], degraded: None })), assistant::audio::source::InputPort::Memory { audio, pos: 0 }, Arc::new(Meters::default()), ev_tx, cmd_rx)
+        ..EngineSetup::new(
+            runner::loader(|_| {
+                Ok(Loaded {
+                    model: Box::new(Fragile {
+                        step: 0,
+                        panic_at: Some(5),
+                    }),
+                    notices: vec![],
+                    degraded: None,
+                })
+            }),
+            assistant::audio::port::InputPort::Memory { audio, pos: 0 },
+            Arc::new(Meters::default()),
+            ev_tx,
+            cmd_rx,
+        )
     };
     let stats = runner::run(setup);
-    assert!(stats.error.as_deref().unwrap_or("").contains("injected fault"), "{stats:?}");
+    assert!(
+        stats
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("injected fault"),
+        "{stats:?}"
+    );
     assert_eq!(stats.frames_out, 5);
-    let texts: String = ev_rx.try_iter().filter_map(|e| if let EngineEvent::Text(t) = e { Some(t) } else { None }).collect();
+    let texts: String = ev_rx
+        .try_iter()
+        .filter_map(|e| {
+            if let EngineEvent::Text(t) = e {
+                Some(t)
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(texts, " w0 w1 w2 w3 w4");
     // What was said before the crash is kept.
     let kept = read_wav(&out).unwrap();

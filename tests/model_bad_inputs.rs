@@ -7,11 +7,20 @@ use assistant::engine::moshi::{load_model_with, Discovery, ModelLoadError};
 use std::path::Path;
 
 fn args(dir: &Path) -> ModelArgs {
-    ModelArgs { model_dir: Some(dir.to_path_buf()), device: "cpu".into(), ..Default::default() }
+    ModelArgs {
+        model_dir: Some(dir.to_path_buf()),
+        device: "cpu".into(),
+        ..Default::default()
+    }
 }
 
 fn load_err(dir: &Path) -> ModelLoadError {
-    match load_model_with(&args(dir), &Discovery::default(), &mut |_| {}) {
+    match load_model_with(
+        &args(dir),
+        &Discovery::default(),
+        &mut |_| {},
+        &Default::default(),
+    ) {
         Ok(_) => panic!("{} loaded but should not", dir.display()),
         Err(e) => {
             eprintln!("{e}");
@@ -29,7 +38,11 @@ fn exported(format: LmFormat) -> tempfile::TempDir {
 
 fn assert_mentions(e: &ModelLoadError, parts: &[&str]) {
     for p in parts {
-        assert!(e.message.contains(p), "error does not mention {p:?}: {}", e.message);
+        assert!(
+            e.message.contains(p),
+            "error does not mention {p:?}: {}",
+            e.message
+        );
     }
 }
 
@@ -86,7 +99,10 @@ fn renamed_tensor() {
     ts.insert("text_embedding.weight".into(), t);
     moshi::candle::safetensors::save(&ts, &path).unwrap();
     let e = load_err(d.path());
-    assert_mentions(&e, &[LM_SAFETENSORS, "`text_emb.weight`", "missing", "[513, 64]"]);
+    assert_mentions(
+        &e,
+        &[LM_SAFETENSORS, "`text_emb.weight`", "missing", "[513, 64]"],
+    );
 }
 
 #[test]
@@ -94,11 +110,18 @@ fn renamed_mimi_tensor() {
     let d = exported(LmFormat::F32);
     let path = d.path().join(MIMI_FILE);
     let mut ts = moshi::candle::safetensors::load(&path, &moshi::candle::Device::Cpu).unwrap();
-    let name = ts.keys().find(|k| k.starts_with("quantizer.")).unwrap().clone();
+    let name = ts
+        .keys()
+        .find(|k| k.starts_with("quantizer."))
+        .unwrap()
+        .clone();
     let t = ts.remove(&name).unwrap();
     ts.insert(format!("{name}_old"), t);
     moshi::candle::safetensors::save(&ts, &path).unwrap();
-    assert_mentions(&load_err(d.path()), &[MIMI_FILE, &format!("`{name}`"), "missing"]);
+    assert_mentions(
+        &load_err(d.path()),
+        &[MIMI_FILE, &format!("`{name}`"), "missing"],
+    );
 }
 
 #[test]
@@ -112,7 +135,11 @@ fn wrong_vocab_tokenizer() {
 #[test]
 fn corrupt_tokenizer() {
     let d = exported(LmFormat::F32);
-    std::fs::write(d.path().join(TOKENIZER_FILE), b"\x0a\xff\xff\xff\xff garbage").unwrap();
+    std::fs::write(
+        d.path().join(TOKENIZER_FILE),
+        b"\x0a\xff\xff\xff\xff garbage",
+    )
+    .unwrap();
     assert_mentions(&load_err(d.path()), &[TOKENIZER_FILE, "SentencePiece"]);
 }
 
@@ -120,10 +147,20 @@ fn corrupt_tokenizer() {
 fn shape_that_fits_no_config() {
     let d = exported(LmFormat::F32);
     let cfg = d.path().join("lm_config.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen("d_model = 64", "d_model = 128", 1);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replacen("d_model = 64", "d_model = 128", 1);
     std::fs::write(&cfg, text).unwrap();
     let e = load_err(d.path());
-    assert_mentions(&e, &[LM_SAFETENSORS, "tensor `", "has shape", "lm_config.toml expects"]);
+    assert_mentions(
+        &e,
+        &[
+            LM_SAFETENSORS,
+            "tensor `",
+            "has shape",
+            "lm_config.toml expects",
+        ],
+    );
 }
 
 #[test]
@@ -132,19 +169,42 @@ fn official_config_against_tiny_weights() {
     // config, and the error says which configs it compared.
     let d = exported(LmFormat::F32);
     std::fs::remove_file(d.path().join("lm_config.toml")).unwrap();
-    assert_mentions(&load_err(d.path()), &["inconsistent configs", "2049", "257", "official moshiko config", "mimi_config.toml"]);
+    assert_mentions(
+        &load_err(d.path()),
+        &[
+            "inconsistent configs",
+            "2049",
+            "257",
+            "official moshiko config",
+            "mimi_config.toml",
+        ],
+    );
     // Without either config file, the tokenizer is the first thing that does not fit.
     std::fs::remove_file(d.path().join("mimi_config.toml")).unwrap();
-    assert_mentions(&load_err(d.path()), &[TOKENIZER_FILE, "512 pieces", "32000", "official moshiko config"]);
+    assert_mentions(
+        &load_err(d.path()),
+        &[
+            TOKENIZER_FILE,
+            "512 pieces",
+            "32000",
+            "official moshiko config",
+        ],
+    );
 }
 
 #[test]
 fn more_layers_than_the_config() {
     let d = exported(LmFormat::F32);
     let cfg = d.path().join("lm_config.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen("num_layers = 2", "num_layers = 1", 1);
+    let text =
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replacen("num_layers = 2", "num_layers = 1", 1);
     std::fs::write(&cfg, text).unwrap();
-    assert_mentions(&load_err(d.path()), &[LM_SAFETENSORS, "2 transformer layers", "expects 1"]);
+    assert_mentions(
+        &load_err(d.path()),
+        &[LM_SAFETENSORS, "2 transformer layers", "expects 1"],
+    );
 }
 
 #[test]
@@ -163,6 +223,8 @@ fn not_a_directory_and_bad_device() {
     assert_mentions(&e, &["/nonexistent/model/dir", "not a directory"]);
     let mut a = args(Path::new("/tmp"));
     a.device = "tpu:1".into();
-    let e = load_model_with(&a, &Discovery::default(), &mut |_| {}).err().unwrap();
+    let e = load_model_with(&a, &Discovery::default(), &mut |_| {}, &Default::default())
+        .err()
+        .unwrap();
     assert_mentions(&e, &["tpu:1"]);
 }

@@ -3,17 +3,35 @@
 //! the arithmetic instead of failing with an out-of-memory in its first step.
 
 use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::size_context_for;
 use assistant::engine::moshi::checkpoint::{lm_headers, Checkpoint};
+use assistant::engine::moshi::export::{write_demo, LmFormat};
 use assistant::engine::moshi::placement::Placement;
-use assistant::engine::moshi::sizing::{mimi_bytes, plan, residency, table_from_headers, Backend, MemoryPlan, Target, MIN_CONTEXT, RESERVE_BYTES};
+use assistant::engine::moshi::size_context_for;
+use assistant::engine::moshi::sizing::{
+    mimi_bytes, plan, residency, table_from_headers, Backend, MemoryPlan, Target, MIN_CONTEXT,
+    RESERVE_BYTES,
+};
 
 /// The plan for a GPU with all the memory in the world.
-fn roomy(ck: &Checkpoint) -> (MemoryPlan, Vec<assistant::engine::moshi::sizing::TensorEntry>, u64) {
+fn roomy(
+    ck: &Checkpoint,
+) -> (
+    MemoryPlan,
+    Vec<assistant::engine::moshi::sizing::TensorEntry>,
+    u64,
+) {
     let table = table_from_headers(&lm_headers(ck).unwrap());
     let mimi = mimi_bytes(&ck.config.mimi).unwrap();
-    let t = Target { compute_bytes: 4, kv_bytes: 2, split: true, mimi_bytes: mimi, budget: 1 << 40, host_budget: None, context: 3000, exact: false };
+    let t = Target {
+        compute_bytes: 4,
+        kv_bytes: 2,
+        split: true,
+        mimi_bytes: mimi,
+        budget: 1 << 40,
+        host_budget: None,
+        context: 3000,
+        exact: false,
+    };
     (plan(&ck.config.lm, &table, t).unwrap(), table, mimi)
 }
 
@@ -27,12 +45,20 @@ fn context_follows_the_flag_then_the_free_memory() {
 
     // --context wins where free memory cannot be known (Metal).
     let mut ck = fresh();
-    assert!(size_context_for(&mut ck, Backend::Metal, "metal", Some(250), None).unwrap().is_none());
+    assert!(
+        size_context_for(&mut ck, Backend::Metal, "metal", Some(250), None)
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(ck.config.lm.transformer.context, 250);
 
     // Plenty of memory: the checkpoint's own context, nothing moved, no notice.
     let mut ck = fresh();
-    assert!(size_context_for(&mut ck, Backend::Cpu, "cpu", None, Some(64 << 30)).unwrap().is_none());
+    assert!(
+        size_context_for(&mut ck, Backend::Cpu, "cpu", None, Some(64 << 30))
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(ck.config.lm.transformer.context, default);
     assert_eq!(ck.placement, Placement::default());
 
@@ -41,15 +67,30 @@ fn context_follows_the_flag_then_the_free_memory() {
     let mut ck = fresh();
     let (p, _, _) = roomy(&ck);
     let budget = p.total() - p.kv_cache() + 1000 * p.kv_per_step;
-    let notice = size_context_for(&mut ck, Backend::Cuda, "cuda:0", None, Some(budget)).unwrap().expect("a notice");
+    let notice = size_context_for(&mut ck, Backend::Cuda, "cuda:0", None, Some(budget))
+        .unwrap()
+        .expect("a notice");
     let cut = ck.config.lm.transformer.context;
     assert_eq!(cut, 1000);
-    assert!(notice.message.contains(&format!("cut from 3000 to {cut} steps")) && notice.message.contains("KV cache"), "{}", notice.message);
+    assert!(
+        notice
+            .message
+            .contains(&format!("cut from 3000 to {cut} steps"))
+            && notice.message.contains("KV cache"),
+        "{}",
+        notice.message
+    );
 
     // No memory at all: refused, saying why.
     let mut ck = fresh();
     let e = size_context_for(&mut ck, Backend::Cuda, "cuda:0", None, Some(1 << 20)).unwrap_err();
-    assert!(e.message.starts_with("out of memory on cuda:0: the model does not fit even with all 2 layers on the host"), "{}", e.message);
+    assert!(
+        e.message.starts_with(
+            "out of memory on cuda:0: the model does not fit even with all 2 layers on the host"
+        ),
+        "{}",
+        e.message
+    );
 }
 
 /// Too little for all layers with a useful context: the first layer moves to the host,
@@ -62,14 +103,28 @@ fn a_short_device_moves_the_fewest_layers_to_the_host() {
     let (p, table, mimi) = roomy(&ck);
     let one = Placement { host_layers: 1 };
     let kv_one_layer = p.kv_per_step / 2;
-    let budget = residency(&table, one, 4).device + mimi + RESERVE_BYTES + p.activations + kv_one_layer * (MIN_CONTEXT as u64 + 50);
-    let notice = size_context_for(&mut ck, Backend::Cuda, "cuda:0", None, Some(budget)).unwrap().expect("a notice");
+    let budget = residency(&table, one, 4).device
+        + mimi
+        + RESERVE_BYTES
+        + p.activations
+        + kv_one_layer * (MIN_CONTEXT as u64 + 50);
+    let notice = size_context_for(&mut ck, Backend::Cuda, "cuda:0", None, Some(budget))
+        .unwrap()
+        .expect("a notice");
     assert_eq!(ck.placement, one);
     assert_eq!(ck.config.lm.transformer.context, MIN_CONTEXT + 50);
-    assert!(notice.message.contains("1 of 2 LM layers run on the CPU") && notice.message.contains("embeddings and 1 of 2 layers"), "{}", notice.message);
+    assert!(
+        notice.message.contains("1 of 2 LM layers run on the CPU")
+            && notice.message.contains("embeddings and 1 of 2 layers"),
+        "{}",
+        notice.message
+    );
 
     // --context asks for far more than fits with one layer moved: both move.
     let mut ck = inspect(tmp.path()).unwrap();
     size_context_for(&mut ck, Backend::Cuda, "cuda:0", Some(2000), Some(budget)).unwrap();
-    assert_eq!((ck.placement.host_layers, ck.config.lm.transformer.context), (2, 2000));
+    assert_eq!(
+        (ck.placement.host_layers, ck.config.lm.transformer.context),
+        (2, 2000)
+    );
 }

@@ -19,7 +19,10 @@ fn demo_starts_fast_and_speaks() {
     m.step(&frames[0], &mut out).unwrap();
     let first = t.elapsed();
     eprintln!("demo built in {build:?}, first step {first:?}");
-    assert!(build.as_secs_f64() + first.as_secs_f64() < 1.0, "demo start {build:?} + {first:?}");
+    assert!(
+        build.as_secs_f64() + first.as_secs_f64() < 1.0,
+        "demo start {build:?} + {first:?}"
+    );
     let run = run(&mut m, &frames[..40]);
     let rms = (run.pcm.iter().map(|v| v * v).sum::<f32>() / run.pcm.len() as f32).sqrt();
     eprintln!("demo output rms {rms}");
@@ -27,7 +30,10 @@ fn demo_starts_fast_and_speaks() {
     assert!(run.pcm.iter().all(|v| v.is_finite()));
     let distinct: std::collections::BTreeSet<_> = run.codes.iter().flatten().flatten().collect();
     assert!(distinct.len() > 20, "codes barely vary: {}", distinct.len());
-    assert_eq!(run.codes[0], None, "audio codes appear only after the acoustic delay");
+    assert_eq!(
+        run.codes[0], None,
+        "audio codes appear only after the acoustic delay"
+    );
     assert!(run.codes[3].is_some());
 }
 
@@ -40,13 +46,22 @@ fn reset_forgets_everything() {
     run(&mut m, &frames[10..]);
     m.reset();
     assert_eq!(m.step_idx(), 0);
-    assert_eq!(run(&mut m, &frames[..30]), expected, "after reset the model must behave as new");
+    assert_eq!(
+        run(&mut m, &frames[..30]),
+        expected,
+        "after reset the model must behave as new"
+    );
 }
 
 #[test]
 fn set_sampling_applies_from_the_next_step() {
     let frames = hello_frames();
-    let greedy = assistant::engine::model::Sampling { temperature: 0.0, text_temperature: 0.0, top_k: 50, seed: 9 };
+    let greedy = assistant::engine::model::Sampling {
+        temperature: 0.0,
+        text_temperature: 0.0,
+        top_k: 50,
+        seed: 9,
+    };
     let mut a = demo_model(&sampling(1), &Device::Cpu, "cpu").unwrap();
     a.set_sampling(&greedy);
     let mut b = demo_model(&greedy, &Device::Cpu, "cpu").unwrap();
@@ -65,7 +80,10 @@ fn text_stream_assembles_words() {
     eprintln!("demo text: {:?}", r.text);
     assert!(r.text_tokens.iter().all(|t| t.is_some_and(|t| t < 512)));
     assert!(!r.text.is_empty(), "a random demo LM still says something");
-    assert!(!r.text.contains('\u{2581}'), "SentencePiece markers must become spaces");
+    assert!(
+        !r.text.contains('\u{2581}'),
+        "SentencePiece markers must become spaces"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //!
 //! ASSISTANT_FULL_SIZE_DIR=/big/dir cargo test --release --test model_full_size -- --ignored --nocapture
 
-use assistant::engine::model::Sampling;
+use assistant::bus::Sampling;
 use assistant::engine::moshi::files::check_gguf;
 use assistant::engine::moshi::gguf_write::{self, GgufEntry};
 use assistant::engine::moshi::lm_sources::{split_gguf_sources, STACK_LAYERS};
@@ -20,7 +20,12 @@ use std::time::Instant;
 
 fn status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn gb(kib: u64) -> f64 {
@@ -30,12 +35,26 @@ fn gb(kib: u64) -> f64 {
 #[test]
 #[ignore]
 fn moshiko_q8_at_full_size() {
-    let dir = std::env::var_os("ASSISTANT_FULL_SIZE_DIR").map_or_else(std::env::temp_dir, Into::into);
+    let dir =
+        std::env::var_os("ASSISTANT_FULL_SIZE_DIR").map_or_else(std::env::temp_dir, Into::into);
     let path = dir.join("moshiko-layout.q8.gguf");
     let cfg = moshi::lm::Config::v0_1_streaming(8);
     let table = census(&cfg, true, 4).unwrap();
-    let dtype = |s: Stored| if s == Stored::Q8_0 { GgmlDType::Q8_0 } else { GgmlDType::F32 };
-    let entries: Vec<_> = table.iter().map(|t| GgufEntry { name: &t.name, dims: &t.dims, dtype: dtype(t.stored) }).collect();
+    let dtype = |s: Stored| {
+        if s == Stored::Q8_0 {
+            GgmlDType::Q8_0
+        } else {
+            GgmlDType::F32
+        }
+    };
+    let entries: Vec<_> = table
+        .iter()
+        .map(|t| GgufEntry {
+            name: &t.name,
+            dims: &t.dims,
+            dtype: dtype(t.stored),
+        })
+        .collect();
 
     // 1. Write it a tensor at a time.
     let t = Instant::now();
@@ -43,10 +62,18 @@ fn moshiko_q8_at_full_size() {
     f.write_all(&gguf_write::header(&entries)).unwrap();
     for e in &entries {
         let fan_in = if e.dims.len() == 2 { e.dims[1] } else { 1 };
-        let std = if e.dims.len() == 2 { 1.0 / (fan_in as f64).sqrt() } else { 0.05 };
+        let std = if e.dims.len() == 2 {
+            1.0 / (fan_in as f64).sqrt()
+        } else {
+            0.05
+        };
         let mean = if e.dims.len() == 2 { 0.0 } else { 1.0 };
         let values = Tensor::randn(mean as f32, std as f32, e.dims, &Device::Cpu).unwrap();
-        let mut data = QTensor::quantize(&values, e.dtype).unwrap().data().unwrap().into_owned();
+        let mut data = QTensor::quantize(&values, e.dtype)
+            .unwrap()
+            .data()
+            .unwrap()
+            .into_owned();
         assert_eq!(data.len() as u64, e.bytes());
         gguf_write::pad(&mut data);
         f.write_all(&data).unwrap();
@@ -54,11 +81,18 @@ fn moshiko_q8_at_full_size() {
     f.flush().unwrap();
     drop(f);
     let file_bytes = std::fs::metadata(&path).unwrap().len();
-    eprintln!("wrote {} ({file_bytes} bytes, {} tensors) in {:.0} s", path.display(), entries.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} ({file_bytes} bytes, {} tensors) in {:.0} s",
+        path.display(),
+        entries.len(),
+        t.elapsed().as_secs_f64()
+    );
 
     // 2. Its header is the census the memory plan used for the official model.
     let from_file = table_from_headers(&check_gguf(&path).unwrap());
-    let stored = |t: &[assistant::engine::moshi::sizing::TensorEntry]| t.iter().map(|e| e.stored.bytes(e.elems)).sum::<u64>();
+    let stored = |t: &[assistant::engine::moshi::sizing::TensorEntry]| {
+        t.iter().map(|e| e.stored.bytes(e.elems)).sum::<u64>()
+    };
     assert_eq!(stored(&from_file), stored(&table));
     assert_eq!(stored(&table), 8_169_374_464);
 
@@ -69,7 +103,16 @@ fn moshiko_q8_at_full_size() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = status_kib("VmRSS:");
     let t = Instant::now();
-    let src = split_gguf_sources(&path, placement, 32, STACK_LAYERS, &Device::Cpu, "lm", &mut |_| {}).unwrap();
+    let src = split_gguf_sources(
+        &path,
+        placement,
+        32,
+        STACK_LAYERS,
+        &Device::Cpu,
+        "lm",
+        &mut |_| {},
+    )
+    .unwrap();
     let lm = PlacedLm::new(&cfg, src).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     let (after, peak) = (status_kib("VmRSS:"), status_kib("VmHWM:"));
@@ -82,9 +125,16 @@ fn moshiko_q8_at_full_size() {
         gb(peak - after)
     );
     // The plan counts what the load holds, within allocator slack.
-    assert!((held - expected).abs() < 0.05 * expected, "held {held:.2} GB, plan {expected:.2} GB");
+    assert!(
+        (held - expected).abs() < 0.05 * expected,
+        "held {held:.2} GB, plan {expected:.2} GB"
+    );
     // One stack's buffer at a time, not the model's.
-    assert!(gb(peak - after) < 1.5, "peak {:.2} GB over the loaded size", gb(peak - after));
+    assert!(
+        gb(peak - after) < 1.5,
+        "peak {:.2} GB over the loaded size",
+        gb(peak - after)
+    );
 
     // 4. Real-size steps on this CPU.
     let gen = moshi::lm_generate_multistream::Config::v0_1();

@@ -2,15 +2,22 @@
 //! (Its own test binary, so no other test's allocations disturb the RSS readings.)
 
 mod model_common;
-use assistant::engine::model::{DuplexModel, Sampling, StepOutput};
+use assistant::bus::Sampling;
+use assistant::engine::model::{DuplexModel, StepOutput};
 use assistant::engine::moshi::config::{self, ModelConfig};
-use assistant::engine::moshi::demo::{demo_model, random_moshi_model, random_model, reference_lm, DEMO_WEIGHT_SEED};
+use assistant::engine::moshi::demo::{
+    demo_model, random_model, random_moshi_model, reference_lm, DEMO_WEIGHT_SEED,
+};
 use assistant::engine::moshi::stepper::Stepper;
 use moshi::candle::Device;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A demo-sized model whose LM context is 24 steps (and Mimi's 20), so the caches wrap
@@ -25,8 +32,14 @@ fn short_context() -> ModelConfig {
 
 #[test]
 fn steps_far_past_the_context_in_flat_memory() {
-    let s = Sampling { temperature: 0.8, text_temperature: 0.7, top_k: 50, seed: 3 };
-    let mut m = random_moshi_model(&short_context(), DEMO_WEIGHT_SEED, &s, &Device::Cpu, "cpu").unwrap();
+    let s = Sampling {
+        temperature: 0.8,
+        text_temperature: 0.7,
+        top_k: 50,
+        seed: 3,
+    };
+    let mut m =
+        random_moshi_model(&short_context(), DEMO_WEIGHT_SEED, &s, &Device::Cpu, "cpu").unwrap();
     let frames = model_common::hello_frames();
     let mut out = StepOutput::default();
     let mut rss = vec![];
@@ -46,7 +59,10 @@ fn steps_far_past_the_context_in_flat_memory() {
     eprintln!("RSS every 100 steps (KiB): {rss:?}");
     // After warm-up (allocator pools, first cache fills), memory must not grow with steps.
     let (early, late) = (rss[2], *rss.last().unwrap());
-    assert!(late <= early + 4096, "RSS grew from {early} KiB to {late} KiB");
+    assert!(
+        late <= early + 4096,
+        "RSS grew from {early} KiB to {late} KiB"
+    );
 }
 
 /// Our ring-buffer stepper over `PlacedLm` makes exactly the tokens moshi's own `State`
@@ -54,11 +70,35 @@ fn steps_far_past_the_context_in_flat_memory() {
 #[test]
 fn stepper_matches_moshis_state() {
     let cfg = config::demo();
-    let lm = random_model(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu).unwrap().lm;
+    let lm = random_model(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu)
+        .unwrap()
+        .lm;
     let reference = reference_lm(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu).unwrap();
-    let s = Sampling { temperature: 0.8, text_temperature: 0.7, top_k: 50, seed: 11 };
-    let lp = |seed, t| candle_transformers::generation::LogitsProcessor::from_sampling(seed, candle_transformers::generation::Sampling::TopK { k: 50, temperature: t });
-    let mut state = moshi::lm_generate_multistream::State::new(reference, 100, lp(s.seed + 1, 0.8), lp(s.seed, 0.7), None, None, None, cfg.gen.clone());
+    let s = Sampling {
+        temperature: 0.8,
+        text_temperature: 0.7,
+        top_k: 50,
+        seed: 11,
+    };
+    let lp = |seed, t| {
+        candle_transformers::generation::LogitsProcessor::from_sampling(
+            seed,
+            candle_transformers::generation::Sampling::TopK {
+                k: 50,
+                temperature: t,
+            },
+        )
+    };
+    let mut state = moshi::lm_generate_multistream::State::new(
+        reference,
+        100,
+        lp(s.seed + 1, 0.8),
+        lp(s.seed, 0.7),
+        None,
+        None,
+        None,
+        cfg.gen.clone(),
+    );
     let mut stepper = Stepper::new(lm, cfg.gen.clone());
     let mut samplers = assistant::engine::moshi::sampling_for_tests(&s);
     let mut prev = cfg.gen.text_start_token;
@@ -67,7 +107,14 @@ fn stepper_matches_moshis_state() {
         let a = state.step_(Some(prev), &codes, None, None, None).unwrap();
         let b = stepper.step(&codes, &mut samplers).unwrap();
         assert_eq!(a, b, "text token at step {step}");
-        assert_eq!(state.last_audio_tokens().map(|v| v[..8].to_vec()).as_deref(), stepper.last_audio_tokens(), "audio at step {step}");
+        assert_eq!(
+            state
+                .last_audio_tokens()
+                .map(|v| v[..8].to_vec())
+                .as_deref(),
+            stepper.last_audio_tokens(),
+            "audio at step {step}"
+        );
         prev = a;
     }
 }

@@ -16,7 +16,10 @@ use moshi::nn::MaybeQuantizedVarBuilder;
 const CPU: Device = Device::Cpu;
 
 fn ids(step: u32) -> (u32, Vec<u32>) {
-    ((step * 37) % 512, (0..16).map(|c| (step * 11 + c * 5) % 256).collect())
+    (
+        (step * 37) % 512,
+        (0..16).map(|c| (step * 11 + c * 5) % 256).collect(),
+    )
 }
 
 fn vec(t: &Tensor) -> Vec<f32> {
@@ -26,20 +29,35 @@ fn vec(t: &Tensor) -> Vec<f32> {
 /// Teacher-forced steps through both; logits, hidden state and depformer tokens must be
 /// identical, bit for bit.
 fn assert_same(reference: &mut LmModel, placed: &mut PlacedLm, steps: u32) {
-    let lp = || LogitsProcessor::from_sampling(7, Sampling::TopK { k: 20, temperature: 0.8 });
+    let lp = || {
+        LogitsProcessor::from_sampling(
+            7,
+            Sampling::TopK {
+                k: 20,
+                temperature: 0.8,
+            },
+        )
+    };
     let (mut lp_a, mut lp_b) = (lp(), lp());
     for step in 0..steps {
         let (text, audio) = ids(step);
         let t = Tensor::new(&[[text]], &CPU).unwrap();
-        let codes = audio.iter().map(|&a| Some(Tensor::new(&[[a]], &CPU).unwrap())).collect();
+        let codes = audio
+            .iter()
+            .map(|&a| Some(Tensor::new(&[[a]], &CPU).unwrap()))
+            .collect();
         let (la, ya) = reference.forward(Some(t), codes, &().into()).unwrap();
         let audio: Vec<Option<u32>> = audio.into_iter().map(Some).collect();
         let (lb, yb) = placed.forward(Some(text), &audio).unwrap();
         assert_eq!(vec(&la), vec(&lb), "logits at step {step}");
         assert_eq!(vec(&ya), vec(&yb), "hidden state at step {step}");
         let forced = [None, Some(3), None, None];
-        let a = reference.depformer_sample(&ya, Some(text), &forced, &mut lp_a).unwrap();
-        let b = placed.depformer_sample(&yb, Some(text), &forced, &mut lp_b).unwrap();
+        let a = reference
+            .depformer_sample(&ya, Some(text), &forced, &mut lp_a)
+            .unwrap();
+        let b = placed
+            .depformer_sample(&yb, Some(text), &forced, &mut lp_b)
+            .unwrap();
         assert_eq!(a, b, "audio tokens at step {step}");
     }
 }
@@ -49,7 +67,8 @@ fn placed_lm_equals_moshis_lm_model_wherever_the_layers_live() {
     let cfg = config::demo();
     for host_layers in 0..=cfg.lm.transformer.num_layers {
         let mut reference = reference_lm(&cfg, DEMO_WEIGHT_SEED, &CPU).unwrap();
-        let mut placed = random_lm(&cfg, DEMO_WEIGHT_SEED, Placement { host_layers }, &CPU).unwrap();
+        let mut placed =
+            random_lm(&cfg, DEMO_WEIGHT_SEED, Placement { host_layers }, &CPU).unwrap();
         assert_same(&mut reference, &mut placed, 25);
         // And after a reset, from the start again.
         reference.reset_state();
@@ -77,8 +96,20 @@ fn split_q8_load_equals_moshis_own_load_of_the_file() {
         for stack_layers in [1, 4] {
             let placement = Placement { host_layers };
             let mut last = (0, 0);
-            let src = split_gguf_sources(&ck.lm_file, placement, n, stack_layers, &CPU, "lm", &mut |p| last = (p.done, p.total)).unwrap();
-            assert!(last.0 == last.1 && last.1 > 0, "progress ends complete: {last:?}");
+            let src = split_gguf_sources(
+                &ck.lm_file,
+                placement,
+                n,
+                stack_layers,
+                &CPU,
+                "lm",
+                &mut |p| last = (p.done, p.total),
+            )
+            .unwrap();
+            assert!(
+                last.0 == last.1 && last.1 > 0,
+                "progress ends complete: {last:?}"
+            );
             let (host, others) = (q(&src.host), q(&src.device));
             for emb in ["text_emb.weight", "emb.0.weight", "depformer.0.emb.weight"] {
                 assert!(host.contains_key(emb) && !others.contains_key(emb), "{emb}");
@@ -86,17 +117,38 @@ fn split_q8_load_equals_moshis_own_load_of_the_file() {
             assert!(others.contains_key("text_linear.weight") && !others.contains_key(&layer(0)));
             // The host's stack first, then the device's, each named from 0.
             let sizes: Vec<usize> = src.stacks.iter().map(|(_, l)| *l).collect();
-            let expected: Vec<usize> = std::iter::once(host_layers).chain((host_layers..n).step_by(stack_layers).map(|i| stack_layers.min(n - i))).collect();
-            assert_eq!(sizes, expected, "host {host_layers}, stacks of {stack_layers}");
+            let expected: Vec<usize> = std::iter::once(host_layers)
+                .chain(
+                    (host_layers..n)
+                        .step_by(stack_layers)
+                        .map(|i| stack_layers.min(n - i)),
+                )
+                .collect();
+            assert_eq!(
+                sizes, expected,
+                "host {host_layers}, stacks of {stack_layers}"
+            );
             for (vb, l) in src.stacks.iter().skip(1) {
                 let vb = q(vb);
-                assert!((0..*l).all(|i| vb.contains_key(&layer(i))) && !vb.contains_key(&layer(*l)) && !vb.contains_key("text_emb.weight"));
+                assert!(
+                    (0..*l).all(|i| vb.contains_key(&layer(i)))
+                        && !vb.contains_key(&layer(*l))
+                        && !vb.contains_key("text_emb.weight")
+                );
             }
-            assert!((0..host_layers).all(|i| host.contains_key(&layer(i))) && !host.contains_key(&layer(host_layers)));
+            assert!(
+                (0..host_layers).all(|i| host.contains_key(&layer(i)))
+                    && !host.contains_key(&layer(host_layers))
+            );
 
             let mut placed = PlacedLm::new(&ck.config.lm, src).unwrap();
-            let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU).unwrap();
-            let mut reference = LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
+            let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(
+                &ck.lm_file,
+                &CPU,
+            )
+            .unwrap();
+            let mut reference =
+                LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
             assert_same(&mut reference, &mut placed, 20);
         }
     }
@@ -110,11 +162,19 @@ fn a_checkpoint_load_follows_its_placement() {
     let mut ck = checkpoint::inspect(tmp.path()).unwrap();
     ck.placement = Placement { host_layers: 1 };
     let (_, mut placed, dtype) = checkpoint::load_parts(&ck, &CPU, &mut |_| {}).unwrap();
-    assert_eq!((dtype, placed.placement()), ("q8", Placement { host_layers: 1 }));
-    let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU).unwrap();
-    let mut reference = LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
+    assert_eq!(
+        (dtype, placed.placement()),
+        ("q8", Placement { host_layers: 1 })
+    );
+    let vb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf(&ck.lm_file, &CPU)
+        .unwrap();
+    let mut reference =
+        LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
     assert_same(&mut reference, &mut placed, 10);
     // The header and the headless log say where the layers are.
     let model = checkpoint::load(ck, &Default::default(), &CPU, "cuda:0", &mut |_| {}).unwrap();
-    assert_eq!(assistant::engine::model::DuplexModel::info(&model).device, "cuda:0 + 1/2 layers on cpu");
+    assert_eq!(
+        assistant::engine::model::DuplexModel::info(&model).device,
+        "cuda:0 + 1/2 layers on cpu"
+    );
 }

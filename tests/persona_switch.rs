@@ -4,7 +4,7 @@
 //! one audio frame is lost or duplicated, in or out.
 
 use assistant::audio::meters::Meters;
-use assistant::audio::source::InputPort;
+use assistant::audio::port::InputPort;
 use assistant::audio::wav::{read_wav, WavAudio, WavSink};
 use assistant::engine::runner::{self, EngineSetup, Loaded};
 use assistant::engine::{Command, DuplexModel, EngineEvent, ModelInfo, Sampling, StepOutput};
@@ -92,7 +92,7 @@ fn switching_persona_mid_conversation_changes_sampling_from_the_next_step_and_lo
     let setup = EngineSetup {
         wav_out: Some(WavSink::create(&out_path, 24_000).unwrap()),
         ..EngineSetup::new(
-            Box::new(move |_| {
+            runner::loader(move |_| {
                 Ok(Loaded {
                     model: Box::new(Observer {
                         name: "first",
@@ -136,7 +136,12 @@ fn switching_persona_mid_conversation_changes_sampling_from_the_next_step_and_lo
                     sampling: hal.voice.sampling(seed),
                     log: log.clone(),
                 };
-                cmd_tx.send(Command::SwapModel(Box::new(second))).unwrap();
+                cmd_tx
+                    .send(Command::SwapModel {
+                        model: Box::new(second),
+                        weights: assistant::bus::Weights::Demo,
+                    })
+                    .unwrap();
                 swapped_at = Some(s.step_index);
             }
             EngineEvent::Stopped => break,

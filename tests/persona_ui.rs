@@ -5,10 +5,11 @@
 
 mod ui_support;
 
-use assistant::engine::events::{Command, Endpoint, EngineEvent, LoadProgress, ProgressUnit};
-use assistant::engine::runner::LoadFailure;
+use assistant::bus::{Endpoint, EngineEvent, LoadProgress, ProgressUnit};
+use assistant::engine::load::LoadFailure;
+use assistant::engine::voice::VoiceLoader;
+use assistant::engine::Command;
 use assistant::engine::{DuplexModel, ModelInfo, Sampling, StepOutput};
-use assistant::persona::voices::VoiceLoader;
 use assistant::persona::{Catalog, Weights, MOSHIKA, MOSHIKO};
 use assistant::ui::context::Resume;
 use assistant::ui::feed::EntryKind;
@@ -137,7 +138,10 @@ fn fake_loader() -> VoiceLoader {
     VoiceLoader::new(
         Weights::Repo(MOSHIKO.into()),
         Arc::new(
-            |w: &Weights, s: &Sampling, progress: &mut dyn FnMut(LoadProgress)| {
+            |w: &Weights,
+             s: &Sampling,
+             progress: &mut dyn FnMut(LoadProgress),
+             _cancel: &assistant::bus::Cancel| {
                 for done in [1u64, 2, 3] {
                     progress(LoadProgress {
                         stage: "model.q8.gguf".into(),
@@ -214,7 +218,8 @@ fn a_persona_with_other_weights_loads_them_in_the_background_then_swaps() {
         ConvState::Listening,
         "the conversation goes on meanwhile"
     );
-    let Ok(Command::SwapModel(m)) = cmd_rx.recv_timeout(Duration::from_secs(2)) else {
+    let Ok(Command::SwapModel { model: m, .. }) = cmd_rx.recv_timeout(Duration::from_secs(2))
+    else {
         panic!("no swap")
     };
     // The engine swaps at a frame boundary and says so.

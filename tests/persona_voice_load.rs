@@ -8,7 +8,7 @@ use assistant::persona::Weights;
 use clap::Parser;
 use std::time::Duration;
 
-fn loader(extra: &[&str]) -> Option<assistant::persona::voices::VoiceLoader> {
+fn loader(extra: &[&str]) -> Option<assistant::engine::voice::VoiceLoader> {
     let mut argv = vec!["assistant"];
     argv.extend_from_slice(extra);
     assistant::app::voice_loader_for(&Cli::parse_from(argv).run)
@@ -49,7 +49,9 @@ fn a_demo_voice_loads_in_the_background_and_a_missing_directory_fails_with_its_r
         .recv_timeout(Duration::from_secs(60))
         .expect("a model")
     {
-        Command::SwapModel(m) => assert!(m.info().name.starts_with("demo"), "{}", m.info().name),
+        Command::SwapModel { model: m, .. } => {
+            assert!(m.info().name.starts_with("demo"), "{}", m.info().name)
+        }
         other => panic!("{other:?}"),
     }
     let progress: Vec<_> = ev_rx.try_iter().collect();

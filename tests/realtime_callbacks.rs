@@ -35,7 +35,12 @@ fn callbacks_do_not_allocate_in_any_sample_format_or_buffer_size() {
             playback_callback(&mut out_u16[..size], &mut cons, &meters, &started);
         });
     }
-    assert!(meters.callbacks_in.load(std::sync::atomic::Ordering::Relaxed) == 28);
+    assert!(
+        meters
+            .callbacks_in
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 28
+    );
 }
 
 #[test]
@@ -54,7 +59,11 @@ fn forced_overruns_and_underruns_are_counted() {
     for _ in 0..5 {
         playback_callback(&mut out, &mut cons, &meters, &started);
     }
-    assert_eq!(meters.xruns_out(), 2, "the 4th callback is short, the 5th empty");
+    assert_eq!(
+        meters.xruns_out(),
+        2,
+        "the 4th callback is short, the 5th empty"
+    );
     assert!(out.iter().all(|&s| s == 0.0), "silence on underrun");
     let _ = prod.try_push(0.0);
 }
@@ -73,10 +82,18 @@ fn child_allocates_inside_assert_no_alloc() {
 #[test]
 fn allocation_inside_a_callback_is_caught() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_allocates_inside_assert_no_alloc", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child_allocates_inside_assert_no_alloc",
+            "--nocapture",
+        ])
         .env("ASSISTANT_ALLOC_CHILD", "1")
         .output()
         .unwrap();
-    assert!(!out.status.success(), "an allocation under assert_no_alloc must abort the debug build");
+    assert!(
+        !out.status.success(),
+        "an allocation under assert_no_alloc must abort the debug build"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"));
 }

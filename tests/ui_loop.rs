@@ -5,7 +5,8 @@
 mod ui_support;
 
 use assistant::audio::meters::Meters;
-use assistant::engine::events::{Command, Endpoint, EngineEvent, StepStats};
+use assistant::bus::{Endpoint, EngineEvent, StepStats};
+use assistant::engine::Command;
 use assistant::ui::{run_main_loop_report, AppEvent, ExitReason, LoopReport};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
@@ -310,8 +311,8 @@ fn an_idle_ui_does_not_redraw() {
 
 #[test]
 fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
-    use assistant::engine::events::{LoadProgress, ProgressUnit};
-    use assistant::persona::voices::VoiceLoader;
+    use assistant::bus::{LoadProgress, ProgressUnit};
+    use assistant::engine::voice::VoiceLoader;
     use assistant::persona::{Weights, MOSHIKA, MOSHIKO};
     let (journal_tx, journal_rx) = unbounded();
     let loader = VoiceLoader::new(
@@ -319,7 +320,8 @@ fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
         Arc::new(
             |w: &Weights,
              _s: &assistant::engine::Sampling,
-             progress: &mut dyn FnMut(LoadProgress)| {
+             progress: &mut dyn FnMut(LoadProgress),
+             _cancel: &assistant::bus::Cancel| {
                 progress(LoadProgress {
                     stage: "model.q8.gguf".into(),
                     done: 1,
@@ -356,7 +358,7 @@ fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
     );
     // The loader thread hands the engine the new voice.
     match r.command() {
-        Command::SwapModel(m) => assert_eq!(m.info().name, "loopback"),
+        Command::SwapModel { model: m, .. } => assert_eq!(m.info().name, "loopback"),
         other => panic!("{other:?}"),
     }
     // The journal (through the engine's event path) got the switch and the progress.

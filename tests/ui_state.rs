@@ -3,7 +3,7 @@
 
 mod ui_support;
 
-use assistant::engine::events::{EngineEvent, LoadProgress, ProgressUnit, Severity};
+use assistant::bus::{EngineEvent, LoadProgress, ProgressUnit, Severity};
 use assistant::ui::feed::EntryKind;
 use assistant::ui::state::ConvState;
 use assistant::ui::AppEvent;
@@ -159,7 +159,7 @@ fn a_failed_load_shows_the_error_and_its_remedy() {
 fn falling_behind_real_time_degrades_and_shows_in_the_status_line() {
     let mut s = listening(false);
     for i in 0..120u64 {
-        s.send(EngineEvent::Step(assistant::engine::events::StepStats {
+        s.send(EngineEvent::Step(assistant::bus::StepStats {
             step_index: 100 + i,
             step_ms: 120.0,
             rtf: 1.5,
@@ -264,13 +264,25 @@ fn push_to_talk_starts_closed_and_space_opens_and_closes_the_mic() {
     assert!(s.state.muted, "the microphone starts closed");
     assert_eq!(s.state.conv_state(), ConvState::Muted);
     let u = s.state.apply(space());
-    assert!(matches!(u.effect, Some(Effect::Send(Command::SetMuted(false)))), "{u:?}");
+    assert!(
+        matches!(u.effect, Some(Effect::Send(Command::SetMuted(false)))),
+        "{u:?}"
+    );
     s.send(EngineEvent::Muted(false));
     let shown = screen(draw(&mut s.state, 80, 24).backend().buffer());
-    assert!(shown.contains("push-to-talk: microphone open (Space to close)"), "{shown}");
+    assert!(
+        shown.contains("push-to-talk: microphone open (Space to close)"),
+        "{shown}"
+    );
     let u = s.state.apply(space());
-    assert!(matches!(u.effect, Some(Effect::Send(Command::SetMuted(true)))), "{u:?}");
+    assert!(
+        matches!(u.effect, Some(Effect::Send(Command::SetMuted(true)))),
+        "{u:?}"
+    );
     s.send(EngineEvent::Muted(true));
     let shown = screen(draw(&mut s.state, 80, 24).backend().buffer());
-    assert!(shown.contains("push-to-talk: microphone closed (Space to talk)"), "{shown}");
+    assert!(
+        shown.contains("push-to-talk: microphone closed (Space to talk)"),
+        "{shown}"
+    );
 }

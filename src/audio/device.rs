@@ -23,22 +23,36 @@ pub struct AudioFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error("no {kind} device matches '{wanted}'. Available {kind} devices:\n{available}")]
-    NotFound { kind: &'static str, wanted: String, available: String },
+    NotFound {
+        kind: &'static str,
+        wanted: String,
+        available: String,
+    },
     #[error("no default {kind} device ({reason})")]
     NoDefault { kind: &'static str, reason: String },
     #[error("{kind} device '{name}': {reason}")]
-    Open { kind: &'static str, name: String, reason: String },
+    Open {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
 }
 
 fn device_name(d: &cpal::Device) -> String {
-    d.description().map(|d| d.name().to_string()).unwrap_or_else(|_| "(unnamed)".into())
+    d.description()
+        .map(|d| d.name().to_string())
+        .unwrap_or_else(|_| "(unnamed)".into())
 }
 
 fn list(devs: &[cpal::Device]) -> String {
     if devs.is_empty() {
         return "  (none: no sound hardware was found)".into();
     }
-    devs.iter().enumerate().map(|(i, d)| format!("  {i}: {}", device_name(d))).collect::<Vec<_>>().join("\n")
+    devs.iter()
+        .enumerate()
+        .map(|(i, d)| format!("  {i}: {}", device_name(d)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Call a function generic over the device's sample type; `None` for formats
@@ -66,10 +80,21 @@ fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError
     let kind = if input { "input" } else { "output" };
     let host = cpal::default_host();
     let Some(wanted) = wanted else {
-        let d = if input { host.default_input_device() } else { host.default_output_device() };
-        return d.ok_or_else(|| DeviceError::NoDefault { kind, reason: format!("host {} has none", host.id().name()) });
+        let d = if input {
+            host.default_input_device()
+        } else {
+            host.default_output_device()
+        };
+        return d.ok_or_else(|| DeviceError::NoDefault {
+            kind,
+            reason: format!("host {} has none", host.id().name()),
+        });
     };
-    let devs: Vec<cpal::Device> = match if input { host.input_devices() } else { host.output_devices() } {
+    let devs: Vec<cpal::Device> = match if input {
+        host.input_devices()
+    } else {
+        host.output_devices()
+    } {
         Ok(it) => it.collect(),
         Err(_) => Vec::new(),
     };
@@ -81,9 +106,16 @@ fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError
     let needle = wanted.to_lowercase();
     devs.iter()
         .find(|d| device_name(d).to_lowercase() == needle)
-        .or_else(|| devs.iter().find(|d| device_name(d).to_lowercase().contains(&needle)))
+        .or_else(|| {
+            devs.iter()
+                .find(|d| device_name(d).to_lowercase().contains(&needle))
+        })
         .cloned()
-        .ok_or_else(|| DeviceError::NotFound { kind, wanted: wanted.into(), available: list(&devs) })
+        .ok_or_else(|| DeviceError::NotFound {
+            kind,
+            wanted: wanted.into(),
+            available: list(&devs),
+        })
 }
 
 /// An open capture stream feeding a ring; dropping it stops the stream.
@@ -107,22 +139,55 @@ pub fn ring_for(format: AudioFormat, seconds: f32) -> (HeapProd<f32>, HeapCons<f
 }
 
 /// Open the capture device and start pushing into a ring of `ring_seconds`.
-pub fn open_input(wanted: Option<&str>, meters: Arc<Meters>, ring_seconds: f32) -> Result<(InputStream, HeapCons<f32>), DeviceError> {
+pub fn open_input(
+    wanted: Option<&str>,
+    meters: Arc<Meters>,
+    ring_seconds: f32,
+) -> Result<(InputStream, HeapCons<f32>), DeviceError> {
     let device = choose(true, wanted)?;
     let name = device_name(&device);
-    let open_err = |reason: String| DeviceError::Open { kind: "input", name: name.clone(), reason };
-    let supported = device.default_input_config().map_err(|e| open_err(e.to_string()))?;
-    let format = AudioFormat { sample_rate: supported.sample_rate(), channels: supported.channels() };
+    let open_err = |reason: String| DeviceError::Open {
+        kind: "input",
+        name: name.clone(),
+        reason,
+    };
+    let supported = device
+        .default_input_config()
+        .map_err(|e| open_err(e.to_string()))?;
+    let format = AudioFormat {
+        sample_rate: supported.sample_rate(),
+        channels: supported.channels(),
+    };
     let (prod, cons) = ring_for(format, ring_seconds);
     let config: cpal::StreamConfig = supported.config();
-    let stream = with_sample_type!(supported.sample_format(), build_input(&device, config, prod, meters))
-        .ok_or_else(|| open_err(format!("sample format {} is not supported", supported.sample_format())))?
-        .map_err(|e| open_err(e.to_string()))?;
+    let stream = with_sample_type!(
+        supported.sample_format(),
+        build_input(&device, config, prod, meters)
+    )
+    .ok_or_else(|| {
+        open_err(format!(
+            "sample format {} is not supported",
+            supported.sample_format()
+        ))
+    })?
+    .map_err(|e| open_err(e.to_string()))?;
     stream.play().map_err(|e| open_err(e.to_string()))?;
-    Ok((InputStream { _stream: stream, format, name }, cons))
+    Ok((
+        InputStream {
+            _stream: stream,
+            format,
+            name,
+        },
+        cons,
+    ))
 }
 
-fn build_input<T>(device: &cpal::Device, config: cpal::StreamConfig, mut prod: HeapProd<f32>, meters: Arc<Meters>) -> Result<cpal::Stream, cpal::Error>
+fn build_input<T>(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut prod: HeapProd<f32>,
+    meters: Arc<Meters>,
+) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample,
     f32: FromSample<T>,
@@ -130,7 +195,9 @@ where
     let err_meters = meters.clone();
     device.build_input_stream::<T, _, _>(
         config,
-        move |data: &[T], _| assert_no_alloc::assert_no_alloc(|| capture_callback(data, &mut prod, &meters)),
+        move |data: &[T], _| {
+            assert_no_alloc::assert_no_alloc(|| capture_callback(data, &mut prod, &meters))
+        },
         move |_err| {
             err_meters.stream_errors_in.fetch_add(1, Relaxed);
         },
@@ -165,22 +232,55 @@ where
 }
 
 /// Open the playback device and start draining a ring of `ring_seconds`.
-pub fn open_output(wanted: Option<&str>, meters: Arc<Meters>, ring_seconds: f32) -> Result<(OutputStream, HeapProd<f32>), DeviceError> {
+pub fn open_output(
+    wanted: Option<&str>,
+    meters: Arc<Meters>,
+    ring_seconds: f32,
+) -> Result<(OutputStream, HeapProd<f32>), DeviceError> {
     let device = choose(false, wanted)?;
     let name = device_name(&device);
-    let open_err = |reason: String| DeviceError::Open { kind: "output", name: name.clone(), reason };
-    let supported = device.default_output_config().map_err(|e| open_err(e.to_string()))?;
-    let format = AudioFormat { sample_rate: supported.sample_rate(), channels: supported.channels() };
+    let open_err = |reason: String| DeviceError::Open {
+        kind: "output",
+        name: name.clone(),
+        reason,
+    };
+    let supported = device
+        .default_output_config()
+        .map_err(|e| open_err(e.to_string()))?;
+    let format = AudioFormat {
+        sample_rate: supported.sample_rate(),
+        channels: supported.channels(),
+    };
     let (prod, cons) = ring_for(format, ring_seconds);
     let config: cpal::StreamConfig = supported.config();
-    let stream = with_sample_type!(supported.sample_format(), build_output(&device, config, cons, meters))
-        .ok_or_else(|| open_err(format!("sample format {} is not supported", supported.sample_format())))?
-        .map_err(|e| open_err(e.to_string()))?;
+    let stream = with_sample_type!(
+        supported.sample_format(),
+        build_output(&device, config, cons, meters)
+    )
+    .ok_or_else(|| {
+        open_err(format!(
+            "sample format {} is not supported",
+            supported.sample_format()
+        ))
+    })?
+    .map_err(|e| open_err(e.to_string()))?;
     stream.play().map_err(|e| open_err(e.to_string()))?;
-    Ok((OutputStream { _stream: stream, format, name }, prod))
+    Ok((
+        OutputStream {
+            _stream: stream,
+            format,
+            name,
+        },
+        prod,
+    ))
 }
 
-fn build_output<T>(device: &cpal::Device, config: cpal::StreamConfig, mut cons: HeapCons<f32>, meters: Arc<Meters>) -> Result<cpal::Stream, cpal::Error>
+fn build_output<T>(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut cons: HeapCons<f32>,
+    meters: Arc<Meters>,
+) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample + FromSample<f32>,
 {
@@ -188,7 +288,11 @@ where
     let started = AtomicBool::new(false);
     device.build_output_stream::<T, _, _>(
         config,
-        move |data: &mut [T], _| assert_no_alloc::assert_no_alloc(|| playback_callback(data, &mut cons, &meters, &started)),
+        move |data: &mut [T], _| {
+            assert_no_alloc::assert_no_alloc(|| {
+                playback_callback(data, &mut cons, &meters, &started)
+            })
+        },
         move |_err| {
             err_meters.stream_errors_out.fetch_add(1, Relaxed);
         },
@@ -198,8 +302,12 @@ where
 
 /// The body of a playback callback: pop, convert, silence on underrun, count.
 /// Underruns count only once audio has started flowing.
-pub fn playback_callback<T>(data: &mut [T], cons: &mut HeapCons<f32>, meters: &Meters, started: &AtomicBool)
-where
+pub fn playback_callback<T>(
+    data: &mut [T],
+    cons: &mut HeapCons<f32>,
+    meters: &Meters,
+    started: &AtomicBool,
+) where
     T: Sample + FromSample<f32>,
 {
     meters.callbacks_out.fetch_add(1, Relaxed);
@@ -237,7 +345,13 @@ pub fn describe_devices() -> String {
             out += "  (unavailable)\n";
             continue;
         };
-        for (kind, devs) in [("input", host.input_devices().map(|d| d.collect::<Vec<_>>())), ("output", host.output_devices().map(|d| d.collect::<Vec<_>>()))] {
+        for (kind, devs) in [
+            ("input", host.input_devices().map(|d| d.collect::<Vec<_>>())),
+            (
+                "output",
+                host.output_devices().map(|d| d.collect::<Vec<_>>()),
+            ),
+        ] {
             let devs = devs.unwrap_or_default();
             out += &format!("  {kind} devices:\n");
             if devs.is_empty() {
@@ -246,9 +360,18 @@ pub fn describe_devices() -> String {
             for (i, d) in devs.iter().enumerate() {
                 // ALSA's `null` PCM opens but is no sound card.
                 any |= !device_name(d).starts_with("Discard all samples");
-                let cfg = if kind == "input" { d.default_input_config() } else { d.default_output_config() };
+                let cfg = if kind == "input" {
+                    d.default_input_config()
+                } else {
+                    d.default_output_config()
+                };
                 let cfg = match cfg {
-                    Ok(c) => format!("{} Hz, {} ch, {}", c.sample_rate(), c.channels(), c.sample_format()),
+                    Ok(c) => format!(
+                        "{} Hz, {} ch, {}",
+                        c.sample_rate(),
+                        c.channels(),
+                        c.sample_format()
+                    ),
                     Err(e) => format!("no default config ({e})"),
                 };
                 out += &format!("    {i}: {}  [{cfg}]\n", device_name(d));
@@ -286,7 +409,11 @@ mod tests {
         let (mut prod, mut cons) = HeapRb::<f32>::new(1000).split();
         let mut data = vec![7i16; 100];
         playback_callback(&mut data, &mut cons, &meters, &started);
-        assert_eq!(meters.xruns_out(), 0, "nothing has played yet: not an underrun");
+        assert_eq!(
+            meters.xruns_out(),
+            0,
+            "nothing has played yet: not an underrun"
+        );
         assert!(data.iter().all(|&s| s == 0));
         prod.push_slice(&[0.5; 60]);
         playback_callback(&mut data, &mut cons, &meters, &started);

@@ -3,7 +3,7 @@ pub mod aec;
 pub mod alsa_quiet;
 pub mod device;
 pub mod meters;
+pub mod port;
 pub mod resample;
-pub mod source;
 pub mod supervisor;
 pub mod wav;

@@ -13,7 +13,11 @@ pub fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
         return;
     }
     let scale = 1.0 / channels as f32;
-    out.extend(interleaved.chunks_exact(channels).map(|f| f.iter().sum::<f32>() * scale));
+    out.extend(
+        interleaved
+            .chunks_exact(channels)
+            .map(|f| f.iter().sum::<f32>() * scale),
+    );
 }
 
 /// Mono resampler fed and drained in any block sizes. Same rates pass through
@@ -33,7 +37,13 @@ impl StreamResampler {
         let inner = if rate_in == rate_out {
             None
         } else {
-            Some(Fft::<f32>::new(rate_in as usize, rate_out as usize, chunk.max(16), 1, FixedSync::Input)?)
+            Some(Fft::<f32>::new(
+                rate_in as usize,
+                rate_out as usize,
+                chunk.max(16),
+                1,
+                FixedSync::Input,
+            )?)
         };
         let out_max = inner.as_ref().map_or(0, |r| r.output_frames_max());
         Ok(Self {
@@ -73,10 +83,14 @@ impl StreamResampler {
                 break;
             }
             let block = &self.pending[start..start + need];
-            let inp = InterleavedSlice::new(block, 1, need).expect("input adapter sized from input_frames_next");
+            let inp = InterleavedSlice::new(block, 1, need)
+                .expect("input adapter sized from input_frames_next");
             let cap = self.out_buf.len();
-            let mut out = InterleavedSlice::new_mut(&mut self.out_buf[..], 1, cap).expect("output adapter sized from output_frames_max");
-            let (_, written) = r.process_into_buffer(&inp, &mut out, None).expect("buffers sized by the resampler itself");
+            let mut out = InterleavedSlice::new_mut(&mut self.out_buf[..], 1, cap)
+                .expect("output adapter sized from output_frames_max");
+            let (_, written) = r
+                .process_into_buffer(&inp, &mut out, None)
+                .expect("buffers sized by the resampler itself");
             self.ready.extend(&self.out_buf[..written]);
             start += need;
         }
@@ -86,7 +100,12 @@ impl StreamResampler {
     /// Push zeros through so that everything fed so far comes out (end of a file).
     pub fn flush(&mut self) {
         if let Some(r) = self.inner.as_ref() {
-            let zeros = vec![0.0; r.input_frames_next() + r.output_delay() * self.rate_in as usize / self.rate_out as usize + 1];
+            let zeros = vec![
+                0.0;
+                r.input_frames_next()
+                    + r.output_delay() * self.rate_in as usize / self.rate_out as usize
+                    + 1
+            ];
             self.push(&zeros);
         }
     }
@@ -145,7 +164,9 @@ mod tests {
     fn sine_survives_48k_to_24k_with_reported_delay() {
         let mut r = StreamResampler::new(48_000, 24_000, 480).unwrap();
         let f = 440.0;
-        let input: Vec<f32> = (0..48_000).map(|i| (2.0 * std::f32::consts::PI * f * i as f32 / 48_000.0).sin() * 0.5).collect();
+        let input: Vec<f32> = (0..48_000)
+            .map(|i| (2.0 * std::f32::consts::PI * f * i as f32 / 48_000.0).sin() * 0.5)
+            .collect();
         // Feed in odd block sizes, as a device would.
         for block in input.chunks(333) {
             r.push(block);

@@ -1,15 +1,13 @@
 //! Owns the cpal streams for the whole session. Opens them, notices when one
-//! fails (its error callback fired, or its callbacks stopped), swaps the engine
-//! onto silence / no speaker with a visible reason, and retries every few
-//! seconds until the device is back.
+//! fails (its error callback fired, or its callbacks stopped), hands the engine a
+//! silent input / no output in its place with a typed status, and retries every few
+//! seconds until the device is back. It knows nothing of the engine: whoever starts
+//! it says where port changes and statuses go.
 
 use super::device::{self, DeviceError, InputStream, OutputStream};
 use super::meters::Meters;
-use super::source::InputPort;
-use crate::engine::events::EngineEvent;
-use crate::engine::runner::Speaker;
-use crate::engine::Command;
-use crossbeam_channel::Sender;
+use super::port::{InputPort, OutputPort};
+use crate::bus::{DeviceSide, DeviceStatus, LossReason};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,7 +32,19 @@ pub struct DeviceRequest {
 /// What the first open gave: ports for the engine, endpoints for the user.
 pub struct Opened {
     pub input: Option<Result<(InputPort, String), DeviceError>>,
-    pub output: Option<Result<(Speaker, String), DeviceError>>,
+    pub output: Option<Result<(OutputPort, String), DeviceError>>,
+}
+
+/// A port that replaces the engine's current one (a device lost or back).
+pub enum PortChange {
+    Input(InputPort),
+    Output(Option<OutputPort>),
+}
+
+/// Where the supervisor sends port changes and statuses.
+pub struct Sinks {
+    pub ports: Box<dyn FnMut(PortChange) + Send>,
+    pub status: Box<dyn FnMut(DeviceStatus) + Send>,
 }
 
 pub struct Supervisor {
@@ -51,23 +61,37 @@ impl Drop for Supervisor {
     }
 }
 
-fn open_in(sel: &Option<String>, meters: &Arc<Meters>) -> Result<(InputStream, InputPort, String), DeviceError> {
+fn open_in(
+    sel: &Option<String>,
+    meters: &Arc<Meters>,
+) -> Result<(InputStream, InputPort, String), DeviceError> {
     let (stream, cons) = device::open_input(sel.as_deref(), meters.clone(), RING_SECONDS)?;
-    let port = InputPort::Ring { cons, format: stream.format, ended: Arc::new(false.into()) };
+    let port = InputPort::Ring {
+        cons,
+        format: stream.format,
+        ended: Arc::new(false.into()),
+    };
     let name = stream.name.clone();
     Ok((stream, port, name))
 }
 
-fn open_out(sel: &Option<String>, meters: &Arc<Meters>) -> Result<(OutputStream, Speaker, String), DeviceError> {
+fn open_out(
+    sel: &Option<String>,
+    meters: &Arc<Meters>,
+) -> Result<(OutputStream, OutputPort, String), DeviceError> {
     let (stream, prod) = device::open_output(sel.as_deref(), meters.clone(), RING_SECONDS)?;
-    let speaker = Speaker { prod, format: stream.format, prefill_ms: PREFILL_MS };
+    let speaker = OutputPort {
+        prod,
+        format: stream.format,
+        prefill_ms: PREFILL_MS,
+    };
     let name = stream.name.clone();
     Ok((stream, speaker, name))
 }
 
 /// One side (microphone or speaker) under watch.
 struct Watch<S> {
-    what: &'static str,
+    side: DeviceSide,
     stream: Option<S>,
     errors_seen: u64,
     callbacks_seen: u64,
@@ -76,9 +100,9 @@ struct Watch<S> {
 }
 
 impl<S> Watch<S> {
-    fn new(what: &'static str, stream: Option<S>, errors: &AtomicU64, callbacks: &AtomicU64) -> Self {
+    fn new(side: DeviceSide, stream: Option<S>, errors: &AtomicU64, callbacks: &AtomicU64) -> Self {
         Self {
-            what,
+            side,
             stream,
             errors_seen: errors.load(Relaxed),
             callbacks_seen: callbacks.load(Relaxed),
@@ -88,29 +112,32 @@ impl<S> Watch<S> {
     }
 
     /// The stream errored or stalled: why, if so.
-    fn failed(&mut self, errors: &AtomicU64, callbacks: &AtomicU64) -> Option<String> {
+    fn failed(&mut self, errors: &AtomicU64, callbacks: &AtomicU64) -> Option<LossReason> {
         self.stream.as_ref()?;
         let (e, c) = (errors.load(Relaxed), callbacks.load(Relaxed));
         if e != self.errors_seen {
             self.errors_seen = e;
-            return Some("the stream reported an error (device unplugged or busy?)".into());
+            return Some(LossReason::Gone(
+                "the stream reported an error (device unplugged or busy?)".into(),
+            ));
         }
         if c != self.callbacks_seen {
             self.callbacks_seen = c;
             self.last_progress = Instant::now();
         } else if self.last_progress.elapsed() > STALL {
-            return Some(format!("no audio for {} s", STALL.as_secs()));
+            return Some(LossReason::Stalled(STALL.as_secs()));
         }
         None
     }
 
-    fn lose(&mut self, reason: &str, events: &Sender<EngineEvent>) {
+    fn lose(&mut self, reason: LossReason, sinks: &mut Sinks) {
         self.stream = None;
         self.next_retry = Instant::now() + RETRY_EVERY;
-        let _ = events.send(EngineEvent::warning(
-            format!("{} lost: {reason}; retrying every {} s", self.what, RETRY_EVERY.as_secs()),
-            Some(format!("reconnect the {}, or restart with --{} FILE.wav", self.what, if self.what == "microphone" { "input" } else { "output" })),
-        ));
+        (sinks.status)(DeviceStatus::Lost {
+            side: self.side,
+            reason,
+            retry_every_s: RETRY_EVERY.as_secs(),
+        });
     }
 
     fn due(&mut self) -> bool {
@@ -121,15 +148,25 @@ impl<S> Watch<S> {
         true
     }
 
-    fn recovered(&mut self, stream: S, name: &str, errors: &AtomicU64, callbacks: &AtomicU64, events: &Sender<EngineEvent>) {
-        *self = Self::new(self.what, Some(stream), errors, callbacks);
-        let _ = events.send(EngineEvent::info(format!("{} ready: {name}", self.what)));
+    fn recovered(
+        &mut self,
+        stream: S,
+        name: String,
+        errors: &AtomicU64,
+        callbacks: &AtomicU64,
+        sinks: &mut Sinks,
+    ) {
+        *self = Self::new(self.side, Some(stream), errors, callbacks);
+        (sinks.status)(DeviceStatus::Ready {
+            side: self.side,
+            name,
+        });
     }
 }
 
 /// Open the requested devices on a supervisor thread (streams never leave it)
 /// and hand the ring ends back. Unknown device names fail here.
-pub fn start(req: DeviceRequest, meters: Arc<Meters>, commands: Sender<Command>, events: Sender<EngineEvent>) -> (Supervisor, Opened) {
+pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supervisor, Opened) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let (first_tx, first_rx) = crossbeam_channel::bounded(1);
@@ -137,52 +174,86 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, commands: Sender<Command>,
         .name("devices".into())
         .spawn(move || {
             let m = &meters;
-            let mut opened = Opened { input: None, output: None };
-            let mut mic = Watch::<InputStream>::new("microphone", None, &m.stream_errors_in, &m.callbacks_in);
-            let mut spk = Watch::<OutputStream>::new("speaker", None, &m.stream_errors_out, &m.callbacks_out);
+            let mut opened = Opened {
+                input: None,
+                output: None,
+            };
+            let mut mic = Watch::<InputStream>::new(
+                DeviceSide::Microphone,
+                None,
+                &m.stream_errors_in,
+                &m.callbacks_in,
+            );
+            let mut spk = Watch::<OutputStream>::new(
+                DeviceSide::Speaker,
+                None,
+                &m.stream_errors_out,
+                &m.callbacks_out,
+            );
             if let Some(sel) = &req.input {
                 opened.input = Some(open_in(sel, m).map(|(s, port, name)| {
-                    mic = Watch::new("microphone", Some(s), &m.stream_errors_in, &m.callbacks_in);
+                    mic = Watch::new(
+                        DeviceSide::Microphone,
+                        Some(s),
+                        &m.stream_errors_in,
+                        &m.callbacks_in,
+                    );
                     (port, name)
                 }));
             }
             if let Some(sel) = &req.output {
                 opened.output = Some(open_out(sel, m).map(|(s, sp, name)| {
-                    spk = Watch::new("speaker", Some(s), &m.stream_errors_out, &m.callbacks_out);
+                    spk = Watch::new(
+                        DeviceSide::Speaker,
+                        Some(s),
+                        &m.stream_errors_out,
+                        &m.callbacks_out,
+                    );
                     (sp, name)
                 }));
             }
             // A named device that does not exist is the user's typo: no retries.
-            let retry_in = req.input.is_some() && !matches!(opened.input, Some(Err(DeviceError::NotFound { .. })));
-            let retry_out = req.output.is_some() && !matches!(opened.output, Some(Err(DeviceError::NotFound { .. })));
+            let retry_in = req.input.is_some()
+                && !matches!(opened.input, Some(Err(DeviceError::NotFound { .. })));
+            let retry_out = req.output.is_some()
+                && !matches!(opened.output, Some(Err(DeviceError::NotFound { .. })));
             if first_tx.send(opened).is_err() {
                 return;
             }
             while !stop2.load(Relaxed) {
                 std::thread::sleep(POLL);
                 if let Some(reason) = mic.failed(&m.stream_errors_in, &m.callbacks_in) {
-                    mic.lose(&reason, &events);
-                    let _ = commands.send(Command::ReplaceInput(InputPort::silence(24_000)));
+                    mic.lose(reason, &mut sinks);
+                    (sinks.ports)(PortChange::Input(InputPort::silence(24_000)));
                 }
                 if let Some(reason) = spk.failed(&m.stream_errors_out, &m.callbacks_out) {
-                    spk.lose(&reason, &events);
-                    let _ = commands.send(Command::ReplaceSpeaker(None));
+                    spk.lose(reason, &mut sinks);
+                    (sinks.ports)(PortChange::Output(None));
                 }
                 if retry_in && mic.due() {
                     if let Ok((s, port, name)) = open_in(req.input.as_ref().unwrap_or(&None), m) {
-                        let _ = commands.send(Command::ReplaceInput(port));
-                        mic.recovered(s, &name, &m.stream_errors_in, &m.callbacks_in, &events);
+                        (sinks.ports)(PortChange::Input(port));
+                        mic.recovered(s, name, &m.stream_errors_in, &m.callbacks_in, &mut sinks);
                     }
                 }
                 if retry_out && spk.due() {
                     if let Ok((s, sp, name)) = open_out(req.output.as_ref().unwrap_or(&None), m) {
-                        let _ = commands.send(Command::ReplaceSpeaker(Some(sp)));
-                        spk.recovered(s, &name, &m.stream_errors_out, &m.callbacks_out, &events);
+                        (sinks.ports)(PortChange::Output(Some(sp)));
+                        spk.recovered(s, name, &m.stream_errors_out, &m.callbacks_out, &mut sinks);
                     }
                 }
             }
         })
         .expect("spawn device supervisor");
-    let opened = first_rx.recv().unwrap_or(Opened { input: None, output: None });
-    (Supervisor { stop, thread: Some(thread) }, opened)
+    let opened = first_rx.recv().unwrap_or(Opened {
+        input: None,
+        output: None,
+    });
+    (
+        Supervisor {
+            stop,
+            thread: Some(thread),
+        },
+        opened,
+    )
 }

@@ -32,13 +32,17 @@ pub struct WavError {
 }
 
 fn wav_err(path: &Path, problem: impl Into<String>) -> WavError {
-    WavError { path: path.to_path_buf(), problem: problem.into() }
+    WavError {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
 }
 
 /// Read a whole WAV file. Errors name the file and say what is wrong with it.
 pub fn read_wav(path: &Path) -> Result<WavAudio, WavError> {
     let file = File::open(path).map_err(|e| wav_err(path, format!("cannot open: {e}")))?;
-    let reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| wav_err(path, describe(e)))?;
+    let reader = hound::WavReader::new(std::io::BufReader::new(file))
+        .map_err(|e| wav_err(path, describe(e)))?;
     let spec = reader.spec();
     if spec.channels == 0 {
         return Err(wav_err(path, "the header declares zero channels"));
@@ -50,21 +54,39 @@ pub fn read_wav(path: &Path) -> Result<WavAudio, WavError> {
     let samples: Result<Vec<f32>, hound::Error> = match spec.sample_format {
         hound::SampleFormat::Float => match spec.bits_per_sample {
             32 => reader.into_samples::<f32>().collect(),
-            b => return Err(wav_err(path, format!("{b}-bit float samples are not supported (32-bit float is)"))),
+            b => {
+                return Err(wav_err(
+                    path,
+                    format!("{b}-bit float samples are not supported (32-bit float is)"),
+                ))
+            }
         },
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader.into_samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect()
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect()
         }
     };
     let samples = samples.map_err(|e| wav_err(path, describe(e)))?;
     if samples.len() < declared {
-        return Err(wav_err(path, format!("truncated: the header declares {declared} samples but only {} are present", samples.len())));
+        return Err(wav_err(
+            path,
+            format!(
+                "truncated: the header declares {declared} samples but only {} are present",
+                samples.len()
+            ),
+        ));
     }
     if samples.len() % spec.channels as usize != 0 {
         return Err(wav_err(path, "truncated: the last frame is incomplete"));
     }
-    Ok(WavAudio { samples, sample_rate: spec.sample_rate, channels: spec.channels })
+    Ok(WavAudio {
+        samples,
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+    })
 }
 
 fn describe(e: hound::Error) -> String {
@@ -74,9 +96,13 @@ fn describe(e: hound::Error) -> String {
             "truncated: the file ends in the middle of the audio data".into()
         }
         hound::Error::IoError(io) => format!("read error: {io}"),
-        hound::Error::Unsupported => "unsupported WAV encoding (use PCM integer or 32-bit float)".into(),
+        hound::Error::Unsupported => {
+            "unsupported WAV encoding (use PCM integer or 32-bit float)".into()
+        }
         hound::Error::TooWide => "sample width too large".into(),
-        hound::Error::UnfinishedSample => "truncated: the file ends in the middle of a sample".into(),
+        hound::Error::UnfinishedSample => {
+            "truncated: the file ends in the middle of a sample".into()
+        }
         hound::Error::InvalidSampleFormat => "invalid sample format in the header".into(),
     }
 }
@@ -92,12 +118,24 @@ pub struct WavSink {
 
 impl WavSink {
     pub fn create(target: &Path, sample_rate: u32) -> anyhow::Result<Self> {
-        let name = target.file_name().ok_or_else(|| anyhow::anyhow!("{}: not a file path", target.display()))?;
+        let name = target
+            .file_name()
+            .ok_or_else(|| anyhow::anyhow!("{}: not a file path", target.display()))?;
         let partial = target.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-        let spec = hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
         let writer = hound::WavWriter::create(&partial, spec)
             .map_err(|e| anyhow::anyhow!("{}: cannot create output: {e}", target.display()))?;
-        Ok(Self { writer: Some(writer), partial, target: target.to_path_buf(), written: 0 })
+        Ok(Self {
+            writer: Some(writer),
+            partial,
+            target: target.to_path_buf(),
+            written: 0,
+        })
     }
 
     pub fn write(&mut self, samples: &[f32]) -> anyhow::Result<()> {
@@ -145,7 +183,12 @@ mod tests {
     use super::*;
 
     fn write_int(path: &Path, bits: u16, channels: u16, frames: &[i32]) {
-        let spec = hound::WavSpec { channels, sample_rate: 16_000, bits_per_sample: bits, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: 16_000,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for &f in frames {
             w.write_sample(f).unwrap();
@@ -161,8 +204,16 @@ mod tests {
             write_int(&p, bits, 2, &[full, -full - 1]);
             let a = read_wav(&p).unwrap();
             assert_eq!((a.channels, a.sample_rate, a.frames()), (2, 16_000, 1));
-            assert!((a.samples[0] - 1.0).abs() < 0.01, "{bits}: {}", a.samples[0]);
-            assert!((a.samples[1] + 1.0).abs() < 1e-6, "{bits}: {}", a.samples[1]);
+            assert!(
+                (a.samples[0] - 1.0).abs() < 0.01,
+                "{bits}: {}",
+                a.samples[0]
+            );
+            assert!(
+                (a.samples[1] + 1.0).abs() < 1e-6,
+                "{bits}: {}",
+                a.samples[1]
+            );
         }
     }
 

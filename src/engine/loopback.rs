@@ -11,13 +11,20 @@ pub struct Loopback {
 
 impl Loopback {
     pub fn new(sample_rate: u32, frame_len: usize) -> Self {
-        Self { sample_rate, previous: vec![0.0; frame_len] }
+        Self {
+            sample_rate,
+            previous: vec![0.0; frame_len],
+        }
     }
 }
 
 impl DuplexModel for Loopback {
     fn info(&self) -> ModelInfo {
-        ModelInfo { name: "loopback".into(), device: "cpu".into(), dtype: "f32".into() }
+        ModelInfo {
+            name: "loopback".into(),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        }
     }
     fn sample_rate(&self) -> u32 {
         self.sample_rate
@@ -29,7 +36,12 @@ impl DuplexModel for Loopback {
         1
     }
     fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()> {
-        ensure!(pcm_in.len() == self.previous.len(), "loopback: frame of {} samples, expected {}", pcm_in.len(), self.previous.len());
+        ensure!(
+            pcm_in.len() == self.previous.len(),
+            "loopback: frame of {} samples, expected {}",
+            pcm_in.len(),
+            self.previous.len()
+        );
         out.pcm.copy_from_slice(&self.previous);
         self.previous.copy_from_slice(pcm_in);
         Ok(())

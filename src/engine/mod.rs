@@ -1,11 +1,18 @@
 //! The engine thread, the model boundary and the models.
-pub mod events;
+pub mod command;
+pub mod frames;
+pub mod load;
 pub mod loopback;
 pub mod model;
 pub mod moshi;
+pub mod output;
 pub mod residency;
 pub mod runner;
+pub mod state;
 pub mod stats;
+pub mod turns;
+pub mod voice;
 
-pub use events::{Command, EngineEvent};
+pub use crate::bus::EngineEvent;
+pub use command::Command;
 pub use model::{DuplexModel, ModelInfo, Sampling, StepOutput};

@@ -2,32 +2,7 @@
 
 use anyhow::Result;
 
-/// Sampling settings; the persona and the CLI both produce these.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sampling {
-    /// Audio-token temperature; 0 means greedy (fully deterministic).
-    pub temperature: f64,
-    /// Text-token temperature; 0 means greedy.
-    pub text_temperature: f64,
-    pub top_k: usize,
-    pub seed: u64,
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Self { temperature: 0.8, text_temperature: 0.7, top_k: 250, seed: 299_792_458 }
-    }
-}
-
-/// Facts about a loaded model, shown in the header and written to the stats.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
-pub struct ModelInfo {
-    pub name: String,
-    /// "cpu", "cuda:0", "metal".
-    pub device: String,
-    /// "f32", "bf16", "q8".
-    pub dtype: String,
-}
+pub use crate::bus::{ModelInfo, Sampling};
 
 /// What one step produced. Owned by the engine and reused across steps, so a
 /// model writes into it instead of allocating.

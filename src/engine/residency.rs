@@ -2,20 +2,9 @@
 //! (unload after a silence on both sides; reload, without losing audio, when the user
 //! speaks). The engine thread drives it; the UI only sees `EngineEvent::Residency`.
 
-use serde::Serialize;
 use std::collections::VecDeque;
 
-/// What the user is told about the model's place in memory.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Residency {
-    Unloaded,
-    Loading,
-    /// In memory and stepping. `degraded` says why it runs somewhere worse than asked
-    /// (e.g. "running on CPU (CUDA out of memory)").
-    Ready { device: String, degraded: Option<String> },
-    Unloading,
-    Failed(String),
-}
+pub use crate::bus::Residency;
 
 /// Below this RMS (about -50 dBFS) a frame counts as silence, from either side.
 pub const SILENCE_RMS: f32 = 0.003;
@@ -31,7 +20,10 @@ pub struct IdleWatch {
 
 impl IdleWatch {
     pub fn new(limit_s: f64) -> Self {
-        Self { limit_s, silent_s: 0.0 }
+        Self {
+            limit_s,
+            silent_s: 0.0,
+        }
     }
 
     /// One stepped frame: what the user said (after mute), what the model said. True

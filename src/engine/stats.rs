@@ -21,7 +21,11 @@ pub struct Latency {
 impl Latency {
     /// frame + resampler delays + ring prefill + echo canceller.
     pub fn total_ms(&self) -> f64 {
-        self.frame_ms + self.resampler_in_ms + self.resampler_out_ms + self.ring_prefill_ms + self.echo_canceller_ms
+        self.frame_ms
+            + self.resampler_in_ms
+            + self.resampler_out_ms
+            + self.ring_prefill_ms
+            + self.echo_canceller_ms
     }
 }
 
@@ -70,12 +74,22 @@ pub struct Percentiles {
 /// Nearest-rank percentiles; zeros for an empty sample.
 pub fn percentiles(values: &[f64]) -> Percentiles {
     if values.is_empty() {
-        return Percentiles { p50: 0.0, p95: 0.0, p99: 0.0, max: 0.0 };
+        return Percentiles {
+            p50: 0.0,
+            p95: 0.0,
+            p99: 0.0,
+            max: 0.0,
+        };
     }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    Percentiles { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: v[v.len() - 1] }
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: v[v.len() - 1],
+    }
 }
 
 fn round3(x: f64) -> f64 {

@@ -57,11 +57,25 @@ pub struct Entry {
 
 impl Entry {
     fn valid(source: Source, p: &Persona, overrides: bool) -> Self {
-        Self { source, name: Some(p.name.clone()), hotkey: p.hotkey, error: None, overrides, overridden: false }
+        Self {
+            source,
+            name: Some(p.name.clone()),
+            hotkey: p.hotkey,
+            error: None,
+            overrides,
+            overridden: false,
+        }
     }
 
     fn invalid(source: Source, e: PersonaError) -> Self {
-        Self { source, name: None, hotkey: None, error: Some(e), overrides: false, overridden: false }
+        Self {
+            source,
+            name: None,
+            hotkey: None,
+            error: Some(e),
+            overrides: false,
+            overridden: false,
+        }
     }
 }
 
@@ -90,7 +104,8 @@ impl Catalog {
             let label = format!("builtin:{file}");
             match parse(&label, text, None) {
                 Ok(p) => {
-                    c.entries.push(Entry::valid(Source::Builtin(file), &p, false));
+                    c.entries
+                        .push(Entry::valid(Source::Builtin(file), &p, false));
                     c.personas.push(p);
                 }
                 // A test keeps this from happening; if it did, the app still runs.

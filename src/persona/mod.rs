@@ -6,15 +6,13 @@
 mod catalog;
 mod error;
 mod file;
-pub mod voices;
 
 pub use catalog::{builtin_sources, user_dir, Catalog, Entry, Source};
 pub use error::{line_col, PersonaError};
 pub use file::{parse, parse_hotkey};
 
-use crate::engine::model::Sampling;
+use crate::bus::Sampling;
 use ratatui::style::Color;
-use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Persona {
@@ -118,54 +116,7 @@ impl Voice {
     }
 }
 
-/// Which weights speak.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Weights {
-    /// Whatever the command line chose (no reload).
-    Default,
-    /// A Hugging Face repo: `moshiko`, `moshika` or `hf:OWNER/REPO`.
-    Repo(String),
-    /// A checkpoint directory in the official layout.
-    Dir(PathBuf),
-    /// The built-in demo model.
-    Demo,
-}
-
-pub const MOSHIKO: &str = "kyutai/moshiko-candle-q8";
-pub const MOSHIKA: &str = "kyutai/moshika-candle-q8";
-
-impl Weights {
-    /// `dir` anchors a relative directory (the persona file's own).
-    pub fn parse(s: &str, dir: Option<&Path>) -> Option<Self> {
-        let s = s.trim();
-        Some(match s {
-            "" => return None,
-            "default" => Self::Default,
-            "moshiko" => Self::Repo(MOSHIKO.into()),
-            "moshika" => Self::Repo(MOSHIKA.into()),
-            "demo" => Self::Demo,
-            _ => match s.strip_prefix("hf:") {
-                Some(repo) if !repo.is_empty() => Self::Repo(repo.into()),
-                _ => {
-                    let p = PathBuf::from(s);
-                    Self::Dir(match dir {
-                        Some(d) if p.is_relative() => d.join(p),
-                        _ => p,
-                    })
-                }
-            },
-        })
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Default => "the command line's".into(),
-            Self::Repo(r) => r.clone(),
-            Self::Dir(d) => d.display().to_string(),
-            Self::Demo => "demo".into(),
-        }
-    }
-}
+pub use crate::bus::{Weights, MOSHIKA, MOSHIKO};
 
 /// "F2", or "—" without a hotkey.
 pub fn hotkey_label(k: Option<u8>) -> String {

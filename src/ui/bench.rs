@@ -1,15 +1,15 @@
 //! `assistant bench ui`: render time per frame at 80x24 and 200x60, and the UI
 //! thread's CPU time while idle and while audio flows.
 
-use super::app::run_main_loop_report;
 use super::clock::Clock;
 use super::context::UiContext;
 use super::event::AppEvent;
+use super::main_loop::run_main_loop_report;
 use super::render::render;
 use super::state::UiState;
 use crate::audio::meters::Meters;
-use crate::engine::events::{Endpoint, EngineEvent, StepStats};
-use crate::engine::model::ModelInfo;
+use crate::bus::ModelInfo;
+use crate::bus::{Endpoint, EngineEvent, StepStats};
 use anyhow::Result;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;

@@ -2,8 +2,9 @@
 
 use super::clock::Clock;
 use crate::audio::meters::Meters;
-use crate::engine::events::EngineEvent;
-use crate::persona::voices::VoiceLoader;
+use crate::bus::Cancel;
+use crate::bus::EngineEvent;
+use crate::engine::voice::VoiceLoader;
 use crate::persona::{Catalog, Persona};
 use crossbeam_channel::Sender;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub struct UiContext {
     /// Loads a persona's other weights; `None` pins the voice (loopback,
     /// `--demo`, `--model-dir`): personas then change look and sampling only.
     pub voices: Option<VoiceLoader>,
+    /// Set when the user quits, so a load in progress stops at once.
+    pub shutdown: Cancel,
     /// The run's sampling seed (personas keep it).
     pub seed: u64,
     pub resume: Option<Resume>,
@@ -53,6 +56,7 @@ impl UiContext {
             persona: 0,
             events: None,
             voices: None,
+            shutdown: Cancel::new(),
             seed: crate::engine::model::Sampling::default().seed,
             resume: None,
             log_path,

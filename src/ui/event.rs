@@ -2,7 +2,7 @@
 //! channel: engine events, terminal input and ticks. Tests drive the whole UI by
 //! sending these.
 
-use crate::engine::events::EngineEvent;
+use crate::bus::EngineEvent;
 use ratatui::crossterm::event::{Event, KeyEvent, MouseEvent};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! view is held as (entry, row) from the top, so new lines never move it.
 
 use super::format;
-use crate::engine::events::Severity;
+use crate::bus::Severity;
 use std::borrow::Cow;
 use std::time::Duration;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};

@@ -1,6 +1,6 @@
 //! Human-readable numbers for the screen: sizes, rates, durations, timestamps.
 
-use crate::engine::events::ProgressUnit;
+use crate::bus::ProgressUnit;
 use std::time::Duration;
 
 /// `mm:ss` for the first hour, then `h:mm:ss`.
@@ -13,22 +13,9 @@ pub fn timestamp(t: Duration) -> String {
     }
 }
 
-/// Bytes in binary units with one decimal above KiB: `812 B`, `3.4 MB`, `1.5 GB`.
+/// Bytes in the one unit (`bus::Bytes`): `812 B`, `3.4 MiB`, `1.50 GiB`.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for u in &UNITS[1..] {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
+    crate::bus::Bytes(n).to_string()
 }
 
 /// An amount in the unit of a load stage.
@@ -130,8 +117,8 @@ mod tests {
         assert_eq!(timestamp(Duration::from_secs(75)), "01:15");
         assert_eq!(timestamp(Duration::from_secs(3725)), "1:02:05");
         assert_eq!(bytes(812), "812 B");
-        assert_eq!(bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MB");
-        assert_eq!(bytes(1536 * 1024 * 1024), "1.5 GB");
+        assert_eq!(bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
+        assert_eq!(bytes(1536 * 1024 * 1024), "1.50 GiB");
         assert_eq!(duration(0.42), "0.4 s");
         assert_eq!(duration(185.0), "3 min 05 s");
         assert_eq!(millis(4.25), "4.2 ms");

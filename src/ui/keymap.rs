@@ -38,34 +38,117 @@ pub enum Scroll {
 /// Rows one mouse-wheel notch scrolls.
 pub const WHEEL_ROWS: u16 = 3;
 
+/// A key as the table names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// A key without Ctrl (Shift is part of the character or code).
+    Code(KeyCode),
+    /// Ctrl plus a character.
+    Ctrl(char),
+    /// F1 to F12: the persona with that hotkey.
+    Function,
+}
+
+/// One row of the table: the keys, what they do, and how the help overlay says it.
+pub struct Binding {
+    pub label: &'static str,
+    pub help: &'static str,
+    pub keys: &'static [(Key, Action)],
+}
+
+const fn ch(c: char) -> Key {
+    Key::Code(KeyCode::Char(c))
+}
+
+/// The one key table: key handling reads it, and so does the help overlay.
+pub const KEYS: &[Binding] = &[
+    Binding {
+        label: "q  Ctrl-C",
+        help: "quit",
+        keys: &[(ch('q'), Action::Quit), (Key::Ctrl('c'), Action::Quit)],
+    },
+    Binding {
+        label: "m",
+        help: "mute / unmute the mic",
+        keys: &[(ch('m'), Action::ToggleMute)],
+    },
+    Binding {
+        label: "r",
+        help: "reset / restart engine",
+        keys: &[(ch('r'), Action::Reset)],
+    },
+    Binding {
+        label: "e",
+        help: "echo cancellation on/off",
+        keys: &[(ch('e'), Action::ToggleEcho)],
+    },
+    Binding {
+        label: "Space",
+        help: "push-to-talk mic",
+        keys: &[(ch(' '), Action::PushToTalk)],
+    },
+    Binding {
+        label: "PgUp PgDn",
+        help: "scroll (↑ ↓ wheel: rows)",
+        keys: &[
+            (Key::Code(KeyCode::PageUp), Action::ScrollUp(Scroll::Page)),
+            (
+                Key::Code(KeyCode::PageDown),
+                Action::ScrollDown(Scroll::Page),
+            ),
+            (Key::Code(KeyCode::Up), Action::ScrollUp(Scroll::Rows(1))),
+            (
+                Key::Code(KeyCode::Down),
+                Action::ScrollDown(Scroll::Rows(1)),
+            ),
+        ],
+    },
+    Binding {
+        label: "Home End",
+        help: "oldest / follow newest",
+        keys: &[
+            (Key::Code(KeyCode::Home), Action::ScrollTop),
+            (Key::Code(KeyCode::End), Action::ScrollBottom),
+        ],
+    },
+    Binding {
+        label: "? Esc",
+        help: "this help / close it",
+        keys: &[
+            (ch('?'), Action::ToggleHelp),
+            (Key::Code(KeyCode::Esc), Action::CloseOverlay),
+        ],
+    },
+    Binding {
+        label: "F1-F12 Tab",
+        help: "pick / cycle persona",
+        keys: &[
+            (Key::Function, Action::Persona(1)),
+            (Key::Code(KeyCode::Tab), Action::NextPersona),
+            (Key::Code(KeyCode::BackTab), Action::PrevPersona),
+        ],
+    },
+    Binding {
+        label: "p",
+        help: "persona card",
+        keys: &[(ch('p'), Action::TogglePersonaCard)],
+    },
+];
+
 pub fn action_for_key(key: KeyEvent) -> Option<Action> {
     // Releases come only on terminals with the kitty protocol (and Windows); act once.
     if key.kind == KeyEventKind::Release {
         return None;
     }
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    Some(match key.code {
-        KeyCode::Char('c') if ctrl => Action::Quit,
-        _ if ctrl => return None,
-        KeyCode::Char('q') => Action::Quit,
-        KeyCode::Char('m') => Action::ToggleMute,
-        KeyCode::Char('e') => Action::ToggleEcho,
-        KeyCode::Char(' ') => Action::PushToTalk,
-        KeyCode::Char('r') => Action::Reset,
-        KeyCode::Char('?') => Action::ToggleHelp,
-        KeyCode::Char('p') => Action::TogglePersonaCard,
-        KeyCode::Esc => Action::CloseOverlay,
-        KeyCode::PageUp => Action::ScrollUp(Scroll::Page),
-        KeyCode::PageDown => Action::ScrollDown(Scroll::Page),
-        KeyCode::Up => Action::ScrollUp(Scroll::Rows(1)),
-        KeyCode::Down => Action::ScrollDown(Scroll::Rows(1)),
-        KeyCode::Home => Action::ScrollTop,
-        KeyCode::End => Action::ScrollBottom,
-        KeyCode::F(n @ 1..=12) => Action::Persona(n),
-        KeyCode::Tab => Action::NextPersona,
-        KeyCode::BackTab => Action::PrevPersona,
-        _ => return None,
-    })
+    KEYS.iter()
+        .flat_map(|b| b.keys)
+        .find_map(|&(k, action)| match (k, key.code) {
+            (Key::Ctrl(c), KeyCode::Char(got)) if ctrl && got == c => Some(action),
+            (Key::Code(code), got) if !ctrl && code == got => Some(action),
+            (Key::Function, KeyCode::F(n @ 1..=12)) if !ctrl => Some(Action::Persona(n)),
+            _ => None,
+        })
 }
 
 pub fn action_for_mouse(m: MouseEvent) -> Option<Action> {
@@ -75,20 +158,6 @@ pub fn action_for_mouse(m: MouseEvent) -> Option<Action> {
         _ => None,
     }
 }
-
-/// The help overlay's rows: keys, then what they do.
-pub const HELP: &[(&str, &str)] = &[
-    ("q  Ctrl-C", "quit"),
-    ("m", "mute / unmute the mic"),
-    ("r", "reset / restart engine"),
-    ("e", "echo cancellation on/off"),
-    ("Space", "push-to-talk mic"),
-    ("PgUp PgDn", "scroll (↑ ↓ wheel: rows)"),
-    ("Home End", "oldest / follow newest"),
-    ("? Esc", "this help / close it"),
-    ("F1-F12 Tab", "pick / cycle persona"),
-    ("p", "persona card"),
-];
 
 #[cfg(test)]
 mod tests {
@@ -124,8 +193,26 @@ mod tests {
             action_for_key(key(KeyCode::BackTab, KeyModifiers::SHIFT)),
             Some(Action::PrevPersona)
         );
+        assert_eq!(
+            action_for_key(key(KeyCode::Char('x'), KeyModifiers::NONE)),
+            None
+        );
         let mut release = key(KeyCode::Char('q'), KeyModifiers::NONE);
         release.kind = KeyEventKind::Release;
         assert_eq!(action_for_key(release), None);
+    }
+
+    #[test]
+    fn every_key_in_the_table_does_what_its_row_says() {
+        for b in KEYS {
+            for &(k, action) in b.keys {
+                let ev = match k {
+                    Key::Code(c) => key(c, KeyModifiers::NONE),
+                    Key::Ctrl(c) => key(KeyCode::Char(c), KeyModifiers::CONTROL),
+                    Key::Function => key(KeyCode::F(1), KeyModifiers::NONE),
+                };
+                assert_eq!(action_for_key(ev), Some(action), "{} ({})", b.label, b.help);
+            }
+        }
     }
 }

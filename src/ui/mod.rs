@@ -4,16 +4,15 @@
 //! The app calls [`run`] (real terminal) or [`run_main_loop`] (any backend), and
 //! its panic hook calls [`terminal::restore`].
 
-pub mod app;
 pub mod bench;
 pub mod clock;
 pub mod context;
 pub mod event;
 pub mod feed;
 pub mod format;
-pub mod front;
 pub mod keymap;
 pub mod layout;
+pub mod main_loop;
 pub mod render;
 pub mod state;
 pub mod sysmon;
@@ -21,13 +20,13 @@ pub mod terminal;
 pub mod theme;
 pub mod vad;
 pub mod widgets;
+pub mod words;
 
-pub use app::{run, run_main_loop, run_main_loop_report, ExitReason, LoopReport};
 pub use bench::bench_ui;
 pub use clock::{Clock, ManualClock};
 pub use context::UiContext;
 pub use event::AppEvent;
-pub use front::run_app;
+pub use main_loop::{run, run_main_loop, run_main_loop_report, ExitReason, LoopReport};
 pub use render::render;
 pub use state::UiState;
 pub use theme::Theme;

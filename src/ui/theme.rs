@@ -1,7 +1,7 @@
 //! Every colour on screen comes from here, named by meaning, filled from the
 //! active persona's file; nothing else in the UI picks a colour.
 
-use crate::engine::events::Severity;
+use crate::bus::Severity;
 use crate::persona::{BorderStyle, PersonaTheme};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::BorderType;

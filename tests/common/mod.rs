@@ -5,19 +5,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn shared_audio(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/audio")
+        .join(name)
 }
 
 /// The `assistant` binary with logs kept out of the user's state directory.
 pub fn assistant(tmp: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_assistant"));
-    c.env("XDG_STATE_HOME", tmp.join("state")).env("XDG_DATA_HOME", tmp.join("data")).env("XDG_CONFIG_HOME", tmp.join("config"));
+    c.env("XDG_STATE_HOME", tmp.join("state"))
+        .env("XDG_DATA_HOME", tmp.join("data"))
+        .env("XDG_CONFIG_HOME", tmp.join("config"));
     c
 }
 
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run assistant");
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -25,7 +35,11 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 pub fn read_mono(path: &Path) -> (Vec<f64>, u32) {
     let a = assistant::audio::wav::read_wav(path).expect("read wav");
     let ch = a.channels as usize;
-    let mono = a.samples.chunks_exact(ch).map(|f| f.iter().map(|&s| s as f64).sum::<f64>() / ch as f64).collect();
+    let mono = a
+        .samples
+        .chunks_exact(ch)
+        .map(|f| f.iter().map(|&s| s as f64).sum::<f64>() / ch as f64)
+        .collect();
     (mono, a.sample_rate)
 }
 
@@ -33,7 +47,11 @@ pub fn read_mono(path: &Path) -> (Vec<f64>, u32) {
 pub fn snr_db(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
     let sig: f64 = x[..n].iter().map(|v| v * v).sum();
-    let err: f64 = x[..n].iter().zip(&y[..n]).map(|(a, b)| (a - b).powi(2)).sum();
+    let err: f64 = x[..n]
+        .iter()
+        .zip(&y[..n])
+        .map(|(a, b)| (a - b).powi(2))
+        .sum();
     if err == 0.0 {
         return f64::INFINITY;
     }
@@ -50,12 +68,19 @@ pub fn alsa_home(dir: &Path) -> std::path::PathBuf {
     // Unpaced capture reads as fast as the CPU allows (and drops what the engine
     // cannot take): repeat the speech enough (about 7 minutes) that some is still
     // arriving for the whole of a test, however slow the engine is to start.
-    let once: Vec<u8> = speech.iter().flat_map(|s| ((s * 32767.0) as i16).to_le_bytes()).collect();
+    let once: Vec<u8> = speech
+        .iter()
+        .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+        .collect();
     let raw = once.repeat(200);
     std::fs::write(dir.join("in.raw"), raw).unwrap();
-    let conf = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alsa/asoundrc.file-devices")).unwrap();
-    let conf = conf.replace("@IN_RAW@", &dir.join("in.raw").display().to_string()).replace("@OUT_WAV@", &dir.join("played.wav").display().to_string());
+    let conf = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alsa/asoundrc.file-devices"),
+    )
+    .unwrap();
+    let conf = conf
+        .replace("@IN_RAW@", &dir.join("in.raw").display().to_string())
+        .replace("@OUT_WAV@", &dir.join("played.wav").display().to_string());
     std::fs::write(dir.join(".asoundrc"), conf).unwrap();
     dir.join("played.wav")
 }
-

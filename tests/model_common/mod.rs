@@ -1,11 +1,13 @@
 //! Shared helpers for the model tests.
 #![allow(dead_code)]
 
-use assistant::engine::model::{DuplexModel, Sampling, StepOutput};
+use assistant::bus::Sampling;
+use assistant::engine::model::{DuplexModel, StepOutput};
 
 /// hello_24k_mono.wav as 1920-sample frames (a silent tail pads the last one).
 pub fn hello_frames() -> Vec<Vec<f32>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/hello_24k_mono.wav");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/audio/hello_24k_mono.wav");
     let mut r = hound::WavReader::open(&path).expect("test audio");
     let spec = r.spec();
     assert_eq!(spec.sample_rate, 24_000);
@@ -13,15 +15,31 @@ pub fn hello_frames() -> Vec<Vec<f32>> {
         hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.unwrap()).collect(),
         hound::SampleFormat::Int => {
             let scale = (1i64 << (spec.bits_per_sample - 1)) as f32;
-            r.samples::<i32>().map(|s| s.unwrap() as f32 / scale).collect()
+            r.samples::<i32>()
+                .map(|s| s.unwrap() as f32 / scale)
+                .collect()
         }
     };
-    let mono: Vec<f32> = samples.chunks(spec.channels as usize).map(|c| c.iter().sum::<f32>() / c.len() as f32).collect();
-    mono.chunks(1920).map(|c| { let mut v = c.to_vec(); v.resize(1920, 0.0); v }).collect()
+    let mono: Vec<f32> = samples
+        .chunks(spec.channels as usize)
+        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+        .collect();
+    mono.chunks(1920)
+        .map(|c| {
+            let mut v = c.to_vec();
+            v.resize(1920, 0.0);
+            v
+        })
+        .collect()
 }
 
 pub fn sampling(seed: u64) -> Sampling {
-    Sampling { temperature: 0.8, text_temperature: 0.7, top_k: 50, seed }
+    Sampling {
+        temperature: 0.8,
+        text_temperature: 0.7,
+        top_k: 50,
+        seed,
+    }
 }
 
 #[derive(Debug, Default, PartialEq)]

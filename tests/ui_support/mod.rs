@@ -4,8 +4,8 @@
 pub mod live;
 
 use assistant::audio::meters::Meters;
-use assistant::engine::events::{Endpoint, EngineEvent, LoadProgress, ProgressUnit, StepStats};
-use assistant::engine::model::ModelInfo;
+use assistant::bus::ModelInfo;
+use assistant::bus::{Endpoint, EngineEvent, LoadProgress, ProgressUnit, StepStats};
 use assistant::ui::{AppEvent, Clock, ManualClock, UiContext, UiState};
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -279,7 +279,15 @@ pub fn help(nc: bool) -> Scene {
 }
 
 /// Every conversation state above, for tests that must hold in all of them.
-pub const ALL_SCENES: [fn(bool) -> Scene; 7] = [loading, listening, speaking, both_talking, degraded, error, help];
+pub const ALL_SCENES: [fn(bool) -> Scene; 7] = [
+    loading,
+    listening,
+    speaking,
+    both_talking,
+    degraded,
+    error,
+    help,
+];
 
 /// Where `text` starts on screen, as (x, y).
 pub fn find(buf: &Buffer, text: &str) -> Option<(u16, u16)> {

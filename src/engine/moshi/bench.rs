@@ -10,7 +10,8 @@ use super::placement::Placement;
 use super::random_init::FastRandomBackend;
 use super::sampling::Samplers;
 use super::stepper::Stepper;
-use crate::engine::model::{DuplexModel, Sampling, StepOutput};
+use crate::bus::Sampling;
+use crate::engine::model::{DuplexModel, StepOutput};
 use anyhow::Result;
 use moshi::candle::{DType, Device, IndexOp, Tensor};
 use moshi::mimi::Mimi;
@@ -29,7 +30,8 @@ fn frames(n: usize, len: usize) -> Vec<Vec<f32>> {
                     let t = (f * len + i) as f32 / 24_000.0;
                     state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                     let noise = (state >> 9) as f32 / (1u32 << 23) as f32 - 0.5;
-                    0.3 * (2.0 * std::f32::consts::PI * (200.0 + 300.0 * t) * t).sin() + 0.02 * noise
+                    0.3 * (2.0 * std::f32::consts::PI * (200.0 + 300.0 * t) * t).sin()
+                        + 0.02 * noise
                 })
                 .collect()
         })
@@ -56,7 +58,14 @@ fn ms(t: Instant) -> f64 {
 }
 
 /// Time the three stages separately over `steps` frames after `warmup` frames.
-fn time_stages(mimi: &mut Mimi, lm: Option<(&mut Stepper, &mut Samplers)>, decode: bool, dev: &Device, warmup: usize, steps: usize) -> Result<Times> {
+fn time_stages(
+    mimi: &mut Mimi,
+    lm: Option<(&mut Stepper, &mut Samplers)>,
+    decode: bool,
+    dev: &Device,
+    warmup: usize,
+    steps: usize,
+) -> Result<Times> {
     let len = 1920;
     let input = frames(warmup + steps, len);
     let mut times = Times::default();
@@ -100,23 +109,56 @@ fn time_stages(mimi: &mut Mimi, lm: Option<(&mut Stepper, &mut Samplers)>, decod
     Ok(times)
 }
 
-fn row(out: &mut dyn Write, what: &str, params: &str, t: Times, lm_only: bool, mimi_only: bool) -> Result<()> {
+fn row(
+    out: &mut dyn Write,
+    what: &str,
+    params: &str,
+    t: Times,
+    lm_only: bool,
+    mimi_only: bool,
+) -> Result<()> {
     let (e, l, d) = t.per_step();
-    let fmt = |v: f64, skip: bool| if skip { "-".to_string() } else { format!("{v:.2}") };
-    let total = e * (!lm_only as u8 as f64) + l * (!mimi_only as u8 as f64) + d * (!lm_only as u8 as f64);
-    writeln!(out, "{what:<34} {params:>8} {:>9} {:>9} {:>9} {:>9.2} {:>6.2}", fmt(e, lm_only), fmt(l, mimi_only), fmt(d, lm_only), total, total / FRAME_MS)?;
+    let fmt = |v: f64, skip: bool| {
+        if skip {
+            "-".to_string()
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let total =
+        e * (!lm_only as u8 as f64) + l * (!mimi_only as u8 as f64) + d * (!lm_only as u8 as f64);
+    writeln!(
+        out,
+        "{what:<34} {params:>8} {:>9} {:>9} {:>9} {:>9.2} {:>6.2}",
+        fmt(e, lm_only),
+        fmt(l, mimi_only),
+        fmt(d, lm_only),
+        total,
+        total / FRAME_MS
+    )?;
     Ok(())
 }
 
 fn big_lm(cfg: &config::ModelConfig, dtype: DType, dev: &Device) -> Result<PlacedLm> {
     let vb = FastRandomBackend::var_builder(dtype, dev);
-    Ok(PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default(), cfg.lm.transformer.num_layers))?)
+    Ok(PlacedLm::new(
+        &cfg.lm,
+        dense_sources(vb, Placement::default(), cfg.lm.transformer.num_layers),
+    )?)
 }
 
 pub fn bench_model(out: &mut dyn Write) -> Result<()> {
     let (dev, dev_name) = super::device::select(super::device::DeviceChoice::Auto)?;
-    let sampling = Sampling { temperature: 0.8, text_temperature: 0.7, top_k: 250, seed: 42 };
-    writeln!(out, "bench model on {dev_name} (f32 unless noted; ms per 80 ms step; RTF = total / 80 ms)")?;
+    let sampling = Sampling {
+        temperature: 0.8,
+        text_temperature: 0.7,
+        top_k: 250,
+        seed: 42,
+    };
+    writeln!(
+        out,
+        "bench model on {dev_name} (f32 unless noted; ms per 80 ms step; RTF = total / 80 ms)"
+    )?;
 
     // Demo start-up: what `--demo` costs before the first step.
     let t = Instant::now();
@@ -127,17 +169,39 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
     o.clear(1920);
     let t = Instant::now();
     model.step(&input[0], &mut o)?;
-    writeln!(out, "demo model: built in {build_ms:.1} ms, first step {:.1} ms", ms(t))?;
+    writeln!(
+        out,
+        "demo model: built in {build_ms:.1} ms, first step {:.1} ms",
+        ms(t)
+    )?;
 
-    writeln!(out, "{:<34} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6}", "config", "params", "encode", "lm step", "decode", "total", "RTF")?;
+    writeln!(
+        out,
+        "{:<34} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "config", "params", "encode", "lm step", "decode", "total", "RTF"
+    )?;
     // 1. The demo model, stage by stage.
     let demo = config::demo();
     let m = random_model(&demo, DEMO_WEIGHT_SEED, &dev)?;
     let (mut mimi, lm) = (m.mimi, m.lm);
     let mut stepper = Stepper::new(lm, demo.gen.clone());
     let mut samplers = Samplers::new(&sampling);
-    let t = time_stages(&mut mimi, Some((&mut stepper, &mut samplers)), true, &dev, 5, 100)?;
-    row(out, "demo (tiny Mimi + tiny LM)", &params(demo.lm_params()), t, false, false)?;
+    let t = time_stages(
+        &mut mimi,
+        Some((&mut stepper, &mut samplers)),
+        true,
+        &dev,
+        5,
+        100,
+    )?;
+    row(
+        out,
+        "demo (tiny Mimi + tiny LM)",
+        &params(demo.lm_params()),
+        t,
+        false,
+        false,
+    )?;
 
     // ASSISTANT_BENCH_QUICK=1 skips the big configs (about two minutes here).
     let quick = std::env::var_os("ASSISTANT_BENCH_QUICK").is_some_and(|v| v != "0");
@@ -155,7 +219,13 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
     let mut bare_mimi = mimi.clone();
     bare_mimi.reset_state();
     let lp = |seed, temperature| {
-        candle_transformers::generation::LogitsProcessor::from_sampling(seed, candle_transformers::generation::Sampling::TopK { k: 250, temperature })
+        candle_transformers::generation::LogitsProcessor::from_sampling(
+            seed,
+            candle_transformers::generation::Sampling::TopK {
+                k: 250,
+                temperature,
+            },
+        )
     };
     let mut state = moshi::lm_generate_multistream::State::new(
         reference_lm(&demo, DEMO_WEIGHT_SEED, &dev)?,
@@ -201,16 +271,28 @@ pub fn bench_model(out: &mut dyn Write) -> Result<()> {
     }
     let (bare, ours) = (median(&mut bare), median(&mut ours));
     writeln!(out, "bare moshi loop (encode, State::step, decode) on demo weights: {bare:.3} ms/step (median of {steps})")?;
-    writeln!(out, "MoshiModel::step on the same weights, in lockstep:            {ours:.3} ms/step ({:+.1}%)", (ours / bare - 1.0) * 100.0)?;
+    writeln!(
+        out,
+        "MoshiModel::step on the same weights, in lockstep:            {ours:.3} ms/step ({:+.1}%)",
+        (ours / bare - 1.0) * 100.0
+    )?;
     Ok(())
 }
 
 /// The real Mimi and the ~300M / ~1B LMs (and 7B bf16 on a GPU).
-fn bench_big(out: &mut dyn Write, dev: &Device, sampling: &Sampling, mimi_times: &mut Times) -> Result<()> {
+fn bench_big(
+    out: &mut dyn Write,
+    dev: &Device,
+    sampling: &Sampling,
+    mimi_times: &mut Times,
+) -> Result<()> {
     let dev = dev.clone();
     // 2. The published Mimi with random weights (encode + decode only).
     let real = ModelConfig::moshiko();
-    let mut real_mimi = Mimi::new(real.mimi.clone(), FastRandomBackend::var_builder(DType::F32, &dev))?;
+    let mut real_mimi = Mimi::new(
+        real.mimi.clone(),
+        FastRandomBackend::var_builder(DType::F32, &dev),
+    )?;
     let t = time_stages(&mut real_mimi, None, true, &dev, 2, 15)?;
     row(out, "real Mimi (random weights)", "-", t, false, true)?;
     *mimi_times = t;
@@ -218,8 +300,24 @@ fn bench_big(out: &mut dyn Write, dev: &Device, sampling: &Sampling, mimi_times:
     // 3. Moshi-shaped LMs of ~300M and ~1B parameters, then the real Mimi around them.
     let sizes: Vec<(&str, config::ModelConfig, DType, usize)> = {
         let mut v = vec![
-            ("LM ~300M (d1024 x16, dep d256 x1)", ModelConfig::from_parts(config::lm_config(1024, 16, 16, 3000, 256, 8, 1, 32000, 2048), real.mimi.clone()), DType::F32, 10),
-            ("LM ~1B (d2048 x16, dep d512 x2)", ModelConfig::from_parts(config::lm_config(2048, 16, 16, 3000, 512, 8, 2, 32000, 2048), real.mimi.clone()), DType::F32, 5),
+            (
+                "LM ~300M (d1024 x16, dep d256 x1)",
+                ModelConfig::from_parts(
+                    config::lm_config(1024, 16, 16, 3000, 256, 8, 1, 32000, 2048),
+                    real.mimi.clone(),
+                ),
+                DType::F32,
+                10,
+            ),
+            (
+                "LM ~1B (d2048 x16, dep d512 x2)",
+                ModelConfig::from_parts(
+                    config::lm_config(2048, 16, 16, 3000, 512, 8, 2, 32000, 2048),
+                    real.mimi.clone(),
+                ),
+                DType::F32,
+                5,
+            ),
         ];
         if !dev.is_cpu() {
             v.push(("LM 7B moshiko shape, bf16", real.clone(), DType::BF16, 20));
@@ -235,10 +333,27 @@ fn bench_big(out: &mut dyn Write, dev: &Device, sampling: &Sampling, mimi_times:
         let mut tiny_mimi = random_model(&config::demo(), 1, &dev)?.mimi;
         // Time the LM with the tiny Mimi feeding it (its codes are valid for any LM), then
         // add the real Mimi's encode and decode cost measured above.
-        let t = time_stages(&mut tiny_mimi, Some((&mut stepper, &mut samplers)), false, &dev, 2, steps)?;
-        let combined = Times { encode: mimi_times.encode / mimi_times.steps as f64 * t.steps as f64, lm: t.lm, decode: mimi_times.decode / mimi_times.steps as f64 * t.steps as f64, steps: t.steps };
+        let t = time_stages(
+            &mut tiny_mimi,
+            Some((&mut stepper, &mut samplers)),
+            false,
+            &dev,
+            2,
+            steps,
+        )?;
+        let combined = Times {
+            encode: mimi_times.encode / mimi_times.steps as f64 * t.steps as f64,
+            lm: t.lm,
+            decode: mimi_times.decode / mimi_times.steps as f64 * t.steps as f64,
+            steps: t.steps,
+        };
         row(out, name, &params(cfg.lm_params()), combined, false, false)?;
-        writeln!(out, "{:<34} (random weights built in {:.1} s; encode/decode are the real Mimi's above)", "", build / 1e3)?;
+        writeln!(
+            out,
+            "{:<34} (random weights built in {:.1} s; encode/decode are the real Mimi's above)",
+            "",
+            build / 1e3
+        )?;
     }
 
     Ok(())
@@ -251,14 +366,23 @@ fn bench_host_layer(out: &mut dyn Write) -> Result<()> {
     cfg.num_layers = 1;
     cfg.context = 250;
     let (vb, made) = super::random_init::RandomBackend::var_builder(5, DType::F32, &Device::Cpu);
-    moshi::transformer::StreamingTransformer::new(&cfg, moshi::nn::MaybeQuantizedVarBuilder::Real(vb.pp("transformer")))?;
+    moshi::transformer::StreamingTransformer::new(
+        &cfg,
+        moshi::nn::MaybeQuantizedVarBuilder::Real(vb.pp("transformer")),
+    )?;
     let tensors = std::mem::take(&mut *made.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let mut buf = std::io::Cursor::new(Vec::new());
     super::export::write_q8_gguf(&tensors, &mut buf)?;
     drop(tensors);
     let bytes = buf.get_ref().len() as f64;
-    let qvb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf_buffer(buf.get_ref(), &Device::Cpu)?;
-    let mut layer = moshi::transformer::StreamingTransformer::new(&cfg, moshi::nn::MaybeQuantizedVarBuilder::Quantized(qvb.pp("transformer")))?;
+    let qvb = candle_transformers::quantized_var_builder::VarBuilder::from_gguf_buffer(
+        buf.get_ref(),
+        &Device::Cpu,
+    )?;
+    let mut layer = moshi::transformer::StreamingTransformer::new(
+        &cfg,
+        moshi::nn::MaybeQuantizedVarBuilder::Quantized(qvb.pp("transformer")),
+    )?;
     let xs = Tensor::randn(0f32, 1., (1, 1, cfg.d_model), &Device::Cpu)?;
     let mut times = Vec::new();
     for i in 0..23 {
@@ -269,7 +393,7 @@ fn bench_host_layer(out: &mut dyn Write) -> Result<()> {
         }
     }
     let m = median(&mut times);
-    writeln!(out, "moshiko layer on the CPU (q8, {:.0} MB): {m:.1} ms/step median of 20, {:.1} GB/s (the warning assumes {:.0} GB/s)", bytes / 1e6, bytes / m / 1e6, super::device::CPU_BANDWIDTH / 1e9)?;
+    writeln!(out, "moshiko layer on the CPU (q8, {}): {m:.1} ms/step median of 20, {:.1} GB/s (the warning assumes {:.0} GB/s)", crate::bus::Bytes(bytes as u64), bytes / m / 1e6, super::device::CPU_BANDWIDTH / 1e9)?;
     Ok(())
 }
 

@@ -10,8 +10,8 @@ use super::placed_lm::PlacedLm;
 use super::placement::Placement;
 use super::sizing::MemoryPlan;
 use super::text::{TextAssembler, Vocab};
-use crate::engine::events::LoadProgress;
-use crate::engine::model::{ModelInfo, Sampling};
+use crate::bus::LoadProgress;
+use crate::bus::{ModelInfo, Sampling};
 use moshi::candle::safetensors::MmapedSafetensors;
 use moshi::candle::{DType, Device, Error, Shape, Tensor};
 use moshi::candle_nn::var_builder::SimpleBackend;
@@ -42,35 +42,68 @@ fn err(message: String) -> ModelLoadError {
 /// Find the files and read the configs and the tokenizer; no weights are read yet.
 pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
     if !dir.is_dir() {
-        return Err(ModelLoadError::new(format!("--model-dir {}: not a directory", dir.display()), "pass a checkpoint directory, or run with --demo"));
+        return Err(ModelLoadError::new(
+            format!("--model-dir {}: not a directory", dir.display()),
+            "pass a checkpoint directory, or run with --demo",
+        ));
     }
     let (lm_file, quantized) = if dir.join(LM_GGUF).is_file() {
         (dir.join(LM_GGUF), true)
     } else if dir.join(LM_SAFETENSORS).is_file() {
         (dir.join(LM_SAFETENSORS), false)
     } else {
-        return Err(err(format!("{}: no LM weights: expected {LM_SAFETENSORS} or {LM_GGUF}", dir.display())));
+        return Err(err(format!(
+            "{}: no LM weights: expected {LM_SAFETENSORS} or {LM_GGUF}",
+            dir.display()
+        )));
     };
     for f in [MIMI_FILE, TOKENIZER_FILE] {
         if !dir.join(f).is_file() {
-            return Err(err(format!("{}: missing {f} (the {} file of the official layout)", dir.join(f).display(), if f == MIMI_FILE { "Mimi codec" } else { "SentencePiece tokenizer" })));
+            return Err(err(format!(
+                "{}: missing {f} (the {} file of the official layout)",
+                dir.join(f).display(),
+                if f == MIMI_FILE {
+                    "Mimi codec"
+                } else {
+                    "SentencePiece tokenizer"
+                }
+            )));
         }
     }
 
     let lm_cfg_path = dir.join(LM_CONFIG_FILE);
     let (lm, lm_config_origin) = if lm_cfg_path.is_file() {
-        let text = std::fs::read_to_string(&lm_cfg_path).map_err(|e| err(format!("{}: {e}", lm_cfg_path.display())))?;
-        let cfg: moshi::lm::Config = toml::from_str(&text).map_err(|e| err(format!("{}: not a moshi::lm::Config: {e}", lm_cfg_path.display())))?;
+        let text = std::fs::read_to_string(&lm_cfg_path)
+            .map_err(|e| err(format!("{}: {e}", lm_cfg_path.display())))?;
+        let cfg: moshi::lm::Config = toml::from_str(&text).map_err(|e| {
+            err(format!(
+                "{}: not a moshi::lm::Config: {e}",
+                lm_cfg_path.display()
+            ))
+        })?;
         (cfg, lm_cfg_path.display().to_string())
     } else {
-        (moshi::lm::Config::v0_1_streaming(8), format!("the official moshiko config (no {LM_CONFIG_FILE} in {})", dir.display()))
+        (
+            moshi::lm::Config::v0_1_streaming(8),
+            format!(
+                "the official moshiko config (no {LM_CONFIG_FILE} in {})",
+                dir.display()
+            ),
+        )
     };
     let mimi_cfg_path = dir.join(MIMI_CONFIG_FILE);
-    let mimi_origin = if mimi_cfg_path.is_file() { mimi_cfg_path.display().to_string() } else { "the published Mimi config".into() };
+    let mimi_origin = if mimi_cfg_path.is_file() {
+        mimi_cfg_path.display().to_string()
+    } else {
+        "the published Mimi config".into()
+    };
     let mimi = if mimi_cfg_path.is_file() {
-        let text = std::fs::read_to_string(&mimi_cfg_path).map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
-        let m: MimiToml = toml::from_str(&text).map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
-        m.validate().map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
+        let text = std::fs::read_to_string(&mimi_cfg_path)
+            .map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
+        let m: MimiToml =
+            toml::from_str(&text).map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
+        m.validate()
+            .map_err(|e| err(format!("{}: {e}", mimi_cfg_path.display())))?;
         m.to_mimi()
     } else {
         moshi::mimi::Config::v0_1(Some(8))
@@ -79,8 +112,10 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
     config.check_consistency().map_err(|e| err(format!("{}: inconsistent configs: {e} (LM config: {lm_config_origin}; Mimi config: {mimi_origin})", dir.display())))?;
 
     let tok_path = dir.join(TOKENIZER_FILE);
-    let bytes = std::fs::read(&tok_path).map_err(|e| err(format!("{}: {e}", tok_path.display())))?;
-    let vocab = Vocab::from_bytes(&bytes).map_err(|e| err(format!("{}: {e}", tok_path.display())))?;
+    let bytes =
+        std::fs::read(&tok_path).map_err(|e| err(format!("{}: {e}", tok_path.display())))?;
+    let vocab =
+        Vocab::from_bytes(&bytes).map_err(|e| err(format!("{}: {e}", tok_path.display())))?;
     if vocab.len() != config.lm.text_out_vocab_size {
         return Err(err(format!(
             "{}: the tokenizer has {} pieces but the LM ({}) predicts {} text tokens (text_out_vocab_size in {lm_config_origin}); \
@@ -92,72 +127,171 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         )));
     }
     let lm_bytes = std::fs::metadata(&lm_file).map(|m| m.len()).unwrap_or(0);
-    Ok(Checkpoint { dir: dir.to_path_buf(), lm_file, quantized, config, lm_config_origin, vocab, lm_bytes, placement: Placement::default(), plan: None })
+    Ok(Checkpoint {
+        dir: dir.to_path_buf(),
+        lm_file,
+        quantized,
+        config,
+        lm_config_origin,
+        vocab,
+        lm_bytes,
+        placement: Placement::default(),
+        plan: None,
+    })
 }
 
 /// Read the weights and build the model.
-pub fn load(ck: Checkpoint, sampling: &Sampling, device: &Device, device_name: &str, progress: &mut dyn FnMut(LoadProgress)) -> Result<MoshiModel, ModelLoadError> {
+pub fn load(
+    ck: Checkpoint,
+    sampling: &Sampling,
+    device: &Device,
+    device_name: &str,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<MoshiModel, ModelLoadError> {
     let (mimi, lm, dtype) = load_parts(&ck, device, progress)?;
-    let name = ck.dir.file_name().map_or_else(|| ck.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = ck.dir.file_name().map_or_else(
+        || ck.dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     // Layers moved to the host show where the device is named (header, headless log).
     let shown = match lm.placement().host_layers {
         0 => device_name.to_string(),
-        k => format!("{device_name} + {k}/{} layers on cpu", ck.config.lm.transformer.num_layers),
+        k => format!(
+            "{device_name} + {k}/{} layers on cpu",
+            ck.config.lm.transformer.num_layers
+        ),
     };
-    let info = ModelInfo { name, device: shown, dtype: dtype.into() };
-    let text = TextAssembler::new(ck.vocab, ck.config.gen.text_pad_token, ck.config.gen.text_eop_token);
-    Ok(MoshiModel::new(mimi, lm, ck.config.gen, text, sampling.clone(), info, device.clone()))
+    let info = ModelInfo {
+        name,
+        device: shown,
+        dtype: dtype.into(),
+    };
+    let text = TextAssembler::new(
+        ck.vocab,
+        ck.config.gen.text_pad_token,
+        ck.config.gen.text_eop_token,
+    );
+    Ok(MoshiModel::new(
+        mimi,
+        lm,
+        ck.config.gen,
+        text,
+        sampling.clone(),
+        info,
+        device.clone(),
+    ))
 }
 
 /// Mimi, the LM, and the LM's weight dtype ("f32", "bf16", "q8").
-pub fn load_parts(ck: &Checkpoint, device: &Device, progress: &mut dyn FnMut(LoadProgress)) -> Result<(moshi::mimi::Mimi, PlacedLm, &'static str), ModelLoadError> {
+pub fn load_parts(
+    ck: &Checkpoint,
+    device: &Device,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<(moshi::mimi::Mimi, PlacedLm, &'static str), ModelLoadError> {
     let mimi_path = ck.dir.join(MIMI_FILE);
     let mimi_headers = files::check_safetensors(&mimi_path).map_err(err)?;
-    files::read_through(&mimi_path, MIMI_FILE, progress).map_err(|e| err(format!("{}: {e}", mimi_path.display())))?;
-    let mimi_origin = if ck.dir.join(MIMI_CONFIG_FILE).is_file() { ck.dir.join(MIMI_CONFIG_FILE).display().to_string() } else { "the published Mimi config".into() };
+    files::read_through(&mimi_path, MIMI_FILE, progress)
+        .map_err(|e| err(format!("{}: {e}", mimi_path.display())))?;
+    let mimi_origin = if ck.dir.join(MIMI_CONFIG_FILE).is_file() {
+        ck.dir.join(MIMI_CONFIG_FILE).display().to_string()
+    } else {
+        "the published Mimi config".into()
+    };
     let vb = checked_var_builder(&mimi_path, mimi_headers, &mimi_origin, DType::F32, device)?;
-    let mimi = moshi::mimi::Mimi::new(ck.config.mimi.clone(), vb).map_err(|e| err(candle_message(&e)))?;
+    let mimi =
+        moshi::mimi::Mimi::new(ck.config.mimi.clone(), vb).map_err(|e| err(candle_message(&e)))?;
 
-    let lm_name = if ck.quantized { LM_GGUF } else { LM_SAFETENSORS };
+    let lm_name = if ck.quantized {
+        LM_GGUF
+    } else {
+        LM_SAFETENSORS
+    };
     let headers = lm_headers(ck)?;
     check_layer_counts(ck, &headers)?;
     let (sources, dtype) = if ck.quantized {
-        (lm_sources::gguf_sources(&ck.lm_file, ck.placement, ck.config.lm.transformer.num_layers, device, lm_name, progress).map_err(err)?, "q8")
+        (
+            lm_sources::gguf_sources(
+                &ck.lm_file,
+                ck.placement,
+                ck.config.lm.transformer.num_layers,
+                device,
+                lm_name,
+                progress,
+            )
+            .map_err(err)?,
+            "q8",
+        )
     } else {
-        files::read_through(&ck.lm_file, lm_name, progress).map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
+        files::read_through(&ck.lm_file, lm_name, progress)
+            .map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
         let file_bf16 = is_bf16(&headers);
         let compute = compute_dtype(&headers, device.is_cpu());
         let vb = checked_var_builder(&ck.lm_file, headers, &ck.lm_config_origin, compute, device)?;
-        (lm_sources::dense_sources(vb, ck.placement, ck.config.lm.transformer.num_layers), if file_bf16 { "bf16" } else { "f32" })
+        (
+            lm_sources::dense_sources(vb, ck.placement, ck.config.lm.transformer.num_layers),
+            if file_bf16 { "bf16" } else { "f32" },
+        )
     };
     let lm = PlacedLm::new(&ck.config.lm, sources).map_err(|e| {
         let e = candle_message(&e);
         // The quantized loader's own messages do not say which file.
-        if e.contains(&ck.lm_file.display().to_string()) { err(e) } else { err(format!("{}: {e} (config: {})", ck.lm_file.display(), ck.lm_config_origin)) }
+        if e.contains(&ck.lm_file.display().to_string()) {
+            err(e)
+        } else {
+            err(format!(
+                "{}: {e} (config: {})",
+                ck.lm_file.display(),
+                ck.lm_config_origin
+            ))
+        }
     })?;
     Ok((mimi, lm, dtype))
 }
 
 fn is_bf16(headers: &BTreeMap<String, TensorHeader>) -> bool {
-    headers.get("text_emb.weight").is_some_and(|h| h.dtype == "BF16")
+    headers
+        .get("text_emb.weight")
+        .is_some_and(|h| h.dtype == "BF16")
 }
 
 /// The dtype dense LM weights compute in: bf16 matmuls are fast on GPUs only, so on the
 /// CPU compute in f32. (q8 always computes in f32.)
 pub fn compute_dtype(headers: &BTreeMap<String, TensorHeader>, on_cpu: bool) -> DType {
-    if is_bf16(headers) && !on_cpu { DType::BF16 } else { DType::F32 }
+    if is_bf16(headers) && !on_cpu {
+        DType::BF16
+    } else {
+        DType::F32
+    }
 }
 
 /// The LM file's tensor headers, checked.
 pub fn lm_headers(ck: &Checkpoint) -> Result<BTreeMap<String, TensorHeader>, ModelLoadError> {
-    if ck.quantized { files::check_gguf(&ck.lm_file) } else { files::check_safetensors(&ck.lm_file) }.map_err(err)
+    if ck.quantized {
+        files::check_gguf(&ck.lm_file)
+    } else {
+        files::check_safetensors(&ck.lm_file)
+    }
+    .map_err(err)
 }
 
 /// Tensor shapes catch a wrong width; a file with more layers than the config would load
 /// silently and produce garbage, so count them.
-fn check_layer_counts(ck: &Checkpoint, headers: &BTreeMap<String, TensorHeader>) -> Result<(), ModelLoadError> {
+fn check_layer_counts(
+    ck: &Checkpoint,
+    headers: &BTreeMap<String, TensorHeader>,
+) -> Result<(), ModelLoadError> {
     let count = |prefix: &str| {
-        headers.keys().filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1)
+        headers
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix(prefix)?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |m| m + 1)
     };
     let file = ck.lm_file.display();
     let layers = count("transformer.layers.");
@@ -170,17 +304,36 @@ fn check_layer_counts(ck: &Checkpoint, headers: &BTreeMap<String, TensorHeader>)
     let slices = count("depformer.");
     let expected = ck.config.lm.depformer.as_ref().map_or(0, |d| d.num_slices);
     if slices != expected {
-        return Err(err(format!("{file}: has {slices} depformer slices (depformer.N.*) but {} expects {expected}", ck.lm_config_origin)));
+        return Err(err(format!(
+            "{file}: has {slices} depformer slices (depformer.N.*) but {} expects {expected}",
+            ck.lm_config_origin
+        )));
     }
     Ok(())
 }
 
-fn checked_var_builder(path: &Path, headers: BTreeMap<String, TensorHeader>, origin: &str, dtype: DType, device: &Device) -> Result<VarBuilder<'static>, ModelLoadError> {
+fn checked_var_builder(
+    path: &Path,
+    headers: BTreeMap<String, TensorHeader>,
+    origin: &str,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>, ModelLoadError> {
     // SAFETY: the file is only read; a concurrent writer would be the user's own doing,
     // the same contract as candle's `from_mmaped_safetensors`.
-    let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| err(format!("{}: {}", path.display(), candle_message(&e))))?;
-    let backend = CheckedSafetensors { st, headers, file: path.display().to_string(), origin: origin.to_string() };
-    Ok(VarBuilder::from_backend(Box::new(backend), dtype, device.clone()))
+    let st = unsafe { MmapedSafetensors::new(path) }
+        .map_err(|e| err(format!("{}: {}", path.display(), candle_message(&e))))?;
+    let backend = CheckedSafetensors {
+        st,
+        headers,
+        file: path.display().to_string(),
+        origin: origin.to_string(),
+    };
+    Ok(VarBuilder::from_backend(
+        Box::new(backend),
+        dtype,
+        device.clone(),
+    ))
 }
 
 /// Safetensors access whose errors say which file, which tensor, and what was expected.
@@ -192,20 +345,52 @@ struct CheckedSafetensors {
 }
 
 impl SimpleBackend for CheckedSafetensors {
-    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> moshi::candle::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> moshi::candle::Result<Tensor> {
         let Some(h) = self.headers.get(name) else {
-            return Err(Error::Msg(format!("{}: tensor `{name}` is missing: {} expects it with shape {:?}", self.file, self.origin, s.dims())));
+            return Err(Error::Msg(format!(
+                "{}: tensor `{name}` is missing: {} expects it with shape {:?}",
+                self.file,
+                self.origin,
+                s.dims()
+            )));
         };
         if h.shape != s.dims() {
-            return Err(Error::Msg(format!("{}: tensor `{name}` has shape {:?} but {} expects {:?}", self.file, h.shape, self.origin, s.dims())));
+            return Err(Error::Msg(format!(
+                "{}: tensor `{name}` has shape {:?} but {} expects {:?}",
+                self.file,
+                h.shape,
+                self.origin,
+                s.dims()
+            )));
         }
-        let t = self.st.load(name, &Device::Cpu).map_err(|e| Error::Msg(format!("{}: tensor `{name}`: {}", self.file, candle_message(&e))))?;
+        let t = self.st.load(name, &Device::Cpu).map_err(|e| {
+            Error::Msg(format!(
+                "{}: tensor `{name}`: {}",
+                self.file,
+                candle_message(&e)
+            ))
+        })?;
         t.to_dtype(dtype)?.to_device(dev)
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> moshi::candle::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        dev: &Device,
+    ) -> moshi::candle::Result<Tensor> {
         if !self.headers.contains_key(name) {
-            return Err(Error::Msg(format!("{}: tensor `{name}` is missing", self.file)));
+            return Err(Error::Msg(format!(
+                "{}: tensor `{name}` is missing",
+                self.file
+            )));
         }
         self.st.load(name, dev)?.to_dtype(dtype)
     }
@@ -219,4 +404,3 @@ impl SimpleBackend for CheckedSafetensors {
 pub fn config_of(dir: &Path) -> Result<ModelConfig, ModelLoadError> {
     inspect(dir).map(|c| c.config)
 }
-

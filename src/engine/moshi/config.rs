@@ -78,7 +78,9 @@ impl ModelConfig {
         }
         let samples = self.mimi.sample_rate / self.mimi.frame_rate;
         if (samples - 1920.0).abs() > 0.5 {
-            return Err(format!("Mimi frames are {samples} samples; the engine steps 1920"));
+            return Err(format!(
+                "Mimi frames are {samples} samples; the engine steps 1920"
+            ));
         }
         Ok(())
     }
@@ -267,7 +269,9 @@ impl MimiToml {
         if s.ratios.is_empty() || s.ratios.contains(&0) || s.n_filters == 0 || s.dimension == 0 {
             return Err("seanet ratios, n_filters and dimension must be non-zero".into());
         }
-        if self.transformer.num_heads == 0 || !s.dimension.is_multiple_of(self.transformer.num_heads) {
+        if self.transformer.num_heads == 0
+            || !s.dimension.is_multiple_of(self.transformer.num_heads)
+        {
             return Err(format!(
                 "seanet.dimension ({}) must be a multiple of transformer.num_heads ({})",
                 s.dimension, self.transformer.num_heads

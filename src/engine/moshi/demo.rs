@@ -8,7 +8,7 @@ use super::placed_lm::PlacedLm;
 use super::placement::Placement;
 use super::random_init::{RandomBackend, TensorMap};
 use super::text::{TextAssembler, Vocab};
-use crate::engine::model::{ModelInfo, Sampling};
+use crate::bus::{ModelInfo, Sampling};
 use moshi::candle::{DType, Device, Result};
 use moshi::lm::LmModel;
 use moshi::mimi::Mimi;
@@ -32,42 +32,98 @@ pub fn random_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<Ran
     let (vb, mimi_made) = RandomBackend::var_builder(seed, DType::F32, device);
     let mimi = Mimi::new(cfg.mimi.clone(), vb)?;
     let (vb, lm_made) = lm_var_builder(seed, device);
-    let lm = PlacedLm::new(&cfg.lm, dense_sources(vb, Placement::default(), cfg.lm.transformer.num_layers))?;
+    let lm = PlacedLm::new(
+        &cfg.lm,
+        dense_sources(vb, Placement::default(), cfg.lm.transformer.num_layers),
+    )?;
     let take = |m: std::sync::Arc<std::sync::Mutex<TensorMap>>| {
-        m.lock().map(|mut g| std::mem::take(&mut *g)).map_err(|_| moshi::candle::Error::Msg("poisoned".into()))
+        m.lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .map_err(|_| moshi::candle::Error::Msg("poisoned".into()))
     };
-    Ok(RandomModel { mimi, lm, mimi_tensors: take(mimi_made)?, lm_tensors: take(lm_made)? })
+    Ok(RandomModel {
+        mimi,
+        lm,
+        mimi_tensors: take(mimi_made)?,
+        lm_tensors: take(lm_made)?,
+    })
 }
 
 /// The LM's weights of `random_model` (its seed is the Mimi's plus one).
-fn lm_var_builder(seed: u64, device: &Device) -> (moshi::candle_nn::VarBuilder<'static>, std::sync::Arc<std::sync::Mutex<TensorMap>>) {
+fn lm_var_builder(
+    seed: u64,
+    device: &Device,
+) -> (
+    moshi::candle_nn::VarBuilder<'static>,
+    std::sync::Arc<std::sync::Mutex<TensorMap>>,
+) {
     RandomBackend::var_builder(seed.wrapping_add(1), DType::F32, device)
 }
 
 /// The LM of `random_model` with its layers placed as asked (the same weights).
-pub fn random_lm(cfg: &ModelConfig, seed: u64, placement: Placement, device: &Device) -> Result<PlacedLm> {
-    PlacedLm::new(&cfg.lm, dense_sources(lm_var_builder(seed, device).0, placement, cfg.lm.transformer.num_layers))
+pub fn random_lm(
+    cfg: &ModelConfig,
+    seed: u64,
+    placement: Placement,
+    device: &Device,
+) -> Result<PlacedLm> {
+    PlacedLm::new(
+        &cfg.lm,
+        dense_sources(
+            lm_var_builder(seed, device).0,
+            placement,
+            cfg.lm.transformer.num_layers,
+        ),
+    )
 }
 
 /// moshi's own `LmModel` on the same weights as `random_model`, for equality tests.
 pub fn reference_lm(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<LmModel> {
-    LmModel::new(&cfg.lm, MaybeQuantizedVarBuilder::Real(lm_var_builder(seed, device).0))
+    LmModel::new(
+        &cfg.lm,
+        MaybeQuantizedVarBuilder::Real(lm_var_builder(seed, device).0),
+    )
 }
 
 pub fn demo_vocab() -> Vocab {
     // The bytes are compiled in and covered by a test, so this cannot fail at run time.
-    Vocab::from_bytes(DEMO_TOKENIZER).unwrap_or_else(|e| unreachable!("shipped demo tokenizer: {e}"))
+    Vocab::from_bytes(DEMO_TOKENIZER)
+        .unwrap_or_else(|e| unreachable!("shipped demo tokenizer: {e}"))
 }
 
 pub fn demo_model(sampling: &Sampling, device: &Device, device_name: &str) -> Result<MoshiModel> {
-    random_moshi_model(&config::demo(), DEMO_WEIGHT_SEED, sampling, device, device_name)
+    random_moshi_model(
+        &config::demo(),
+        DEMO_WEIGHT_SEED,
+        sampling,
+        device,
+        device_name,
+    )
 }
 
 /// A full model of any config with seeded random weights and the demo tokenizer (whose
 /// 512 pieces the config's text vocabulary must match).
-pub fn random_moshi_model(cfg: &ModelConfig, seed: u64, sampling: &Sampling, device: &Device, device_name: &str) -> Result<MoshiModel> {
+pub fn random_moshi_model(
+    cfg: &ModelConfig,
+    seed: u64,
+    sampling: &Sampling,
+    device: &Device,
+    device_name: &str,
+) -> Result<MoshiModel> {
     let RandomModel { mimi, lm, .. } = random_model(cfg, seed, device)?;
     let text = TextAssembler::new(demo_vocab(), cfg.gen.text_pad_token, cfg.gen.text_eop_token);
-    let info = ModelInfo { name: DEMO_NAME.into(), device: device_name.into(), dtype: "f32".into() };
-    Ok(MoshiModel::new(mimi, lm, cfg.gen.clone(), text, sampling.clone(), info, device.clone()))
+    let info = ModelInfo {
+        name: DEMO_NAME.into(),
+        device: device_name.into(),
+        dtype: "f32".into(),
+    };
+    Ok(MoshiModel::new(
+        mimi,
+        lm,
+        cfg.gen.clone(),
+        text,
+        sampling.clone(),
+        info,
+        device.clone(),
+    ))
 }

@@ -59,9 +59,14 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String), ModelLoadError> 
                     "rebuild with `cargo build --release --features cuda`, or use --device cpu",
                 ));
             }
-            Device::new_cuda(n).map(|d| (d, format!("cuda:{n}"))).map_err(|e| {
-                ModelLoadError::new(format!("--device cuda:{n}: cannot open the GPU: {e}"), "check nvidia-smi, or use --device cpu")
-            })
+            Device::new_cuda(n)
+                .map(|d| (d, format!("cuda:{n}")))
+                .map_err(|e| {
+                    ModelLoadError::new(
+                        format!("--device cuda:{n}: cannot open the GPU: {e}"),
+                        "check nvidia-smi, or use --device cpu",
+                    )
+                })
         }
         DeviceChoice::Metal => {
             if !moshi::candle::utils::metal_is_available() {
@@ -70,9 +75,14 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String), ModelLoadError> 
                     "rebuild with `cargo build --release --features metal`, or use --device cpu",
                 ));
             }
-            Device::new_metal(0).map(|d| (d, "metal".into())).map_err(|e| {
-                ModelLoadError::new(format!("--device metal: cannot open the GPU: {e}"), "use --device cpu")
-            })
+            Device::new_metal(0)
+                .map(|d| (d, "metal".into()))
+                .map_err(|e| {
+                    ModelLoadError::new(
+                        format!("--device metal: cannot open the GPU: {e}"),
+                        "use --device cpu",
+                    )
+                })
         }
     }
 }
@@ -94,11 +104,19 @@ const GPU_BANDWIDTH: f64 = 300e9;
 /// the real Mimi alone takes ~100 ms a frame (FACTS.md). The figures are deliberately
 /// rough: a conservative desktop CPU (~15 GB/s effective) and GPU (~300 GB/s).
 pub fn realtime_warning(on_cpu: bool, lm: Streamed, real_size_mimi: bool) -> Option<String> {
-    let (bandwidth, mimi_ms) = if on_cpu { (CPU_BANDWIDTH, if real_size_mimi { 90.0 } else { 5.0 }) } else { (GPU_BANDWIDTH, 5.0) };
+    let (bandwidth, mimi_ms) = if on_cpu {
+        (CPU_BANDWIDTH, if real_size_mimi { 90.0 } else { 5.0 })
+    } else {
+        (GPU_BANDWIDTH, 5.0)
+    };
     let host_ms = lm.host as f64 / CPU_BANDWIDTH * 1e3;
     let lm_ms = lm.device as f64 / bandwidth * 1e3 + host_ms;
     let est = lm_ms + mimi_ms;
-    let host = if lm.host > 0 { format!(", of which ~{host_ms:.0} ms for the layers on the CPU") } else { String::new() };
+    let host = if lm.host > 0 {
+        format!(", of which ~{host_ms:.0} ms for the layers on the CPU")
+    } else {
+        String::new()
+    };
     (est > 80.0).then(|| {
         format!(
             "this model needs about {est:.0} ms per 80 ms frame on {} (LM ~{lm_ms:.0} ms{host}, Mimi ~{mimi_ms:.0} ms): \
@@ -116,9 +134,18 @@ mod tests {
     fn parses_device_strings() {
         assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
         assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
-        assert_eq!("cuda".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(0));
-        assert_eq!("cuda:3".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(3));
-        assert_eq!("metal".parse::<DeviceChoice>().unwrap(), DeviceChoice::Metal);
+        assert_eq!(
+            "cuda".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(3)
+        );
+        assert_eq!(
+            "metal".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Metal
+        );
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
         assert!("tpu".parse::<DeviceChoice>().is_err());
     }
@@ -126,7 +153,8 @@ mod tests {
     #[test]
     fn auto_falls_back_to_cpu_without_gpu_features() {
         let (_, name) = select(DeviceChoice::Auto).unwrap();
-        if !moshi::candle::utils::cuda_is_available() && !moshi::candle::utils::metal_is_available() {
+        if !moshi::candle::utils::cuda_is_available() && !moshi::candle::utils::metal_is_available()
+        {
             assert_eq!(name, "cpu");
         }
     }
@@ -143,8 +171,27 @@ mod tests {
         // moshiko q8 with 2 of 32 layers on the host (the 8 GiB plan): ~25 ms on the GPU
         // plus ~29 ms on the CPU fits a frame; with 16 layers there it does not.
         let layer = 218_000_000;
-        assert!(realtime_warning(false, Streamed { device: 7_400_000_000, host: 2 * layer }, true).is_none());
-        let w = realtime_warning(false, Streamed { device: 3_900_000_000, host: 16 * layer }, true).expect("a warning");
-        assert!(w.contains("for the layers on the CPU") && w.contains("this GPU"), "{w}");
+        assert!(realtime_warning(
+            false,
+            Streamed {
+                device: 7_400_000_000,
+                host: 2 * layer
+            },
+            true
+        )
+        .is_none());
+        let w = realtime_warning(
+            false,
+            Streamed {
+                device: 3_900_000_000,
+                host: 16 * layer,
+            },
+            true,
+        )
+        .expect("a warning");
+        assert!(
+            w.contains("for the layers on the CPU") && w.contains("this GPU"),
+            "{w}"
+        );
     }
 }

@@ -8,13 +8,17 @@
 
 use super::config::{LM_CONFIG_FILE, MIMI_CONFIG_FILE};
 use super::files::{LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
-use crate::engine::events::{LoadProgress, ProgressUnit};
+use crate::bus::{LoadProgress, ProgressUnit};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn hf_hub_cache() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(p) = env("HF_HUB_CACHE") {
         return Some(p);
     }
@@ -27,7 +31,9 @@ pub fn hf_hub_cache() -> Option<PathBuf> {
 
 /// A directory holds a full checkpoint when it has an LM file, Mimi and the tokenizer.
 pub fn is_complete(dir: &Path) -> bool {
-    (dir.join(LM_GGUF).is_file() || dir.join(LM_SAFETENSORS).is_file()) && dir.join(MIMI_FILE).is_file() && dir.join(TOKENIZER_FILE).is_file()
+    (dir.join(LM_GGUF).is_file() || dir.join(LM_SAFETENSORS).is_file())
+        && dir.join(MIMI_FILE).is_file()
+        && dir.join(TOKENIZER_FILE).is_file()
 }
 
 /// The snapshot of `repo` in the HF cache, preferring the one `refs/main` points at.
@@ -40,7 +46,11 @@ pub fn find_in_hf_cache(cache: &Path, repo: &str) -> Option<PathBuf> {
             return Some(dir);
         }
     }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_complete(p)).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_complete(p))
+        .collect();
     dirs.sort();
     dirs.pop()
 }
@@ -53,20 +63,35 @@ pub fn download_dir(repo: &str) -> Option<PathBuf> {
 
 /// The hub to download from: HF_ENDPOINT or huggingface.co.
 pub fn endpoint_from_env() -> String {
-    std::env::var("HF_ENDPOINT").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "https://huggingface.co".into())
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".into())
 }
 
 /// Ask the server a file's size; `Ok(None)` when it does not have the file.
 fn remote_size(endpoint: &str, url: &str) -> Result<Option<u64>, String> {
     let out = Command::new("curl")
-        .args(["-sIL", "--connect-timeout", "5", "--max-time", "20", "-w", "\n%{http_code}", url])
+        .args([
+            "-sIL",
+            "--connect-timeout",
+            "5",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run curl to download weights: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let code = text.lines().last().unwrap_or("").trim().to_string();
     if !out.status.success() || code == "000" {
-        return Err(format!("cannot reach {endpoint} (curl exit {})", out.status.code().unwrap_or(-1)));
+        return Err(format!(
+            "cannot reach {endpoint} (curl exit {})",
+            out.status.code().unwrap_or(-1)
+        ));
     }
     if code == "404" {
         return Ok(None);
@@ -75,18 +100,23 @@ fn remote_size(endpoint: &str, url: &str) -> Result<Option<u64>, String> {
         return Err(format!("{url}: HTTP {code}"));
     }
     // With redirects, the last Content-Length is the file's; LFS files also say x-linked-size.
-    let size = text
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            let k = k.trim().to_ascii_lowercase();
-            (k == "content-length" || k == "x-linked-size").then(|| v.trim().parse::<u64>().ok()).flatten()
-        });
+    let size = text.lines().rev().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        let k = k.trim().to_ascii_lowercase();
+        (k == "content-length" || k == "x-linked-size")
+            .then(|| v.trim().parse::<u64>().ok())
+            .flatten()
+    });
     Ok(Some(size.unwrap_or(0)))
 }
 
-fn fetch(url: &str, dest: &Path, stage: &str, total: u64, progress: &mut dyn FnMut(LoadProgress)) -> Result<(), String> {
+fn fetch(
+    url: &str,
+    dest: &Path,
+    stage: &str,
+    total: u64,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<(), String> {
     let part = dest.with_extension("part");
     let mut child = Command::new("curl")
         .args(["-sfL", "--connect-timeout", "5", "-o"])
@@ -100,7 +130,13 @@ fn fetch(url: &str, dest: &Path, stage: &str, total: u64, progress: &mut dyn FnM
     let start = Instant::now();
     let status = loop {
         let done = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        progress(LoadProgress { stage: stage.into(), done, total: total.max(done), unit: ProgressUnit::Bytes, elapsed_s: start.elapsed().as_secs_f64() });
+        progress(LoadProgress {
+            stage: stage.into(),
+            done,
+            total: total.max(done),
+            unit: ProgressUnit::Bytes,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        });
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => std::thread::sleep(Duration::from_millis(200)),
@@ -109,13 +145,21 @@ fn fetch(url: &str, dest: &Path, stage: &str, total: u64, progress: &mut dyn FnM
     };
     if !status.success() {
         let _ = std::fs::remove_file(&part);
-        return Err(format!("downloading {url} failed (curl exit {})", status.code().unwrap_or(-1)));
+        return Err(format!(
+            "downloading {url} failed (curl exit {})",
+            status.code().unwrap_or(-1)
+        ));
     }
     std::fs::rename(&part, dest).map_err(|e| format!("{}: {e}", dest.display()))
 }
 
 /// Download `repo`'s checkpoint into `dest`, reporting bytes per file.
-pub fn download(endpoint: &str, repo: &str, dest: &Path, progress: &mut dyn FnMut(LoadProgress)) -> Result<PathBuf, String> {
+pub fn download(
+    endpoint: &str,
+    repo: &str,
+    dest: &Path,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<PathBuf, String> {
     let base = format!("{}/{repo}/resolve/main", endpoint.trim_end_matches('/'));
     let url = |f: &str| format!("{base}/{f}");
     // The LM comes as q8 GGUF or as safetensors, depending on the repo.
@@ -126,7 +170,8 @@ pub fn download(endpoint: &str, repo: &str, dest: &Path, progress: &mut dyn FnMu
             break;
         }
     }
-    let (lm_file, lm_size) = lm.ok_or_else(|| format!("{repo} has neither {LM_GGUF} nor {LM_SAFETENSORS}"))?;
+    let (lm_file, lm_size) =
+        lm.ok_or_else(|| format!("{repo} has neither {LM_GGUF} nor {LM_SAFETENSORS}"))?;
     std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     // Config files are optional: the official repos have none, other sizes need them.
     // They come first: the directory counts as complete once the weights are in.
@@ -136,7 +181,11 @@ pub fn download(endpoint: &str, repo: &str, dest: &Path, progress: &mut dyn FnMu
         }
     }
     // Each file lands under its name only when whole (curl writes to `.part`).
-    for (f, size) in [(MIMI_FILE, None), (TOKENIZER_FILE, None), (lm_file, Some(lm_size))] {
+    for (f, size) in [
+        (MIMI_FILE, None),
+        (TOKENIZER_FILE, None),
+        (lm_file, Some(lm_size)),
+    ] {
         if dest.join(f).is_file() {
             continue;
         }
@@ -161,11 +210,17 @@ mod tests {
         std::fs::create_dir_all(&snap).unwrap();
         std::fs::create_dir_all(root.join("refs")).unwrap();
         std::fs::write(root.join("refs").join("main"), "abc123\n").unwrap();
-        assert_eq!(find_in_hf_cache(tmp.path(), "kyutai/moshiko-candle-q8"), None);
+        assert_eq!(
+            find_in_hf_cache(tmp.path(), "kyutai/moshiko-candle-q8"),
+            None
+        );
         for f in [LM_GGUF, MIMI_FILE, TOKENIZER_FILE] {
             std::fs::write(snap.join(f), b"x").unwrap();
         }
-        assert_eq!(find_in_hf_cache(tmp.path(), "kyutai/moshiko-candle-q8"), Some(snap));
+        assert_eq!(
+            find_in_hf_cache(tmp.path(), "kyutai/moshiko-candle-q8"),
+            Some(snap)
+        );
         assert_eq!(find_in_hf_cache(tmp.path(), "kyutai/other"), None);
     }
 }

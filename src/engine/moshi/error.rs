@@ -13,7 +13,10 @@ pub struct ModelLoadError {
 
 impl ModelLoadError {
     pub fn new(message: impl Into<String>, remedy: impl Into<String>) -> Self {
-        Self { message: message.into(), remedy: remedy.into() }
+        Self {
+            message: message.into(),
+            remedy: remedy.into(),
+        }
     }
 }
 

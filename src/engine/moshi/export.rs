@@ -21,7 +21,9 @@ pub enum LmFormat {
 
 pub fn export_demo(args: &ExportDemoArgs) -> Result<()> {
     let format = match (args.q8, args.bf16) {
-        (true, true) => anyhow::bail!("--q8 and --bf16 exclude each other: q8 GGUF or bf16 safetensors"),
+        (true, true) => {
+            anyhow::bail!("--q8 and --bf16 exclude each other: q8 GGUF or bf16 safetensors")
+        }
         (true, false) => LmFormat::Q8,
         (false, true) => LmFormat::Bf16,
         (false, false) => LmFormat::F32,
@@ -49,7 +51,8 @@ pub fn write_demo(dir: &Path, format: LmFormat) -> Result<()> {
     let lm_toml = config::lm_to_toml(&cfg.lm).map_err(anyhow::Error::msg)?;
     std::fs::write(dir.join(LM_CONFIG_FILE), lm_toml)?;
     let mimi_toml = toml::to_string(&config::demo_mimi())?;
-    let header = "# The demo model's tiny Mimi; fields absent here are those of the published Mimi.\n";
+    let header =
+        "# The demo model's tiny Mimi; fields absent here are those of the published Mimi.\n";
     std::fs::write(dir.join(MIMI_CONFIG_FILE), format!("{header}{mimi_toml}"))?;
     Ok(())
 }
@@ -59,13 +62,16 @@ fn save_safetensors(tensors: &TensorMap, dtype: DType, path: &Path) -> Result<()
         .iter()
         .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?)))
         .collect::<Result<HashMap<String, _>>>()?;
-    moshi::candle::safetensors::save(&converted, path).with_context(|| format!("writing {}", path.display()))
+    moshi::candle::safetensors::save(&converted, path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Quantize as candle's `tensor-tools quantize` made the official `model.q8.gguf`:
 /// 2-D tensors whose rows are whole Q8_0 blocks become Q8_0, everything else stays f32.
 fn save_q8_gguf(tensors: &TensorMap, path: &Path) -> Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
     write_q8_gguf(tensors, &mut f).with_context(|| format!("writing {}", path.display()))?;
     use std::io::Write;
     f.flush()?;
@@ -73,12 +79,19 @@ fn save_q8_gguf(tensors: &TensorMap, path: &Path) -> Result<()> {
 }
 
 /// `save_q8_gguf` to any writer (the benchmark builds a GGUF in memory).
-pub fn write_q8_gguf<W: std::io::Write + std::io::Seek>(tensors: &TensorMap, w: &mut W) -> Result<()> {
+pub fn write_q8_gguf<W: std::io::Write + std::io::Seek>(
+    tensors: &TensorMap,
+    w: &mut W,
+) -> Result<()> {
     let block = GgmlDType::Q8_0.block_size();
     let q = tensors
         .iter()
         .map(|(k, t)| {
-            let dt = if t.rank() == 2 && t.dim(1)? % block == 0 { GgmlDType::Q8_0 } else { GgmlDType::F32 };
+            let dt = if t.rank() == 2 && t.dim(1)? % block == 0 {
+                GgmlDType::Q8_0
+            } else {
+                GgmlDType::F32
+            };
             Ok((k.as_str(), QTensor::quantize(t, dt)?))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -1,7 +1,7 @@
 //! Checkpoint files: names in the official layout, integrity checks that name the file
 //! and the tensor, and a read-through that reports real byte progress.
 
-use crate::engine::events::{LoadProgress, ProgressUnit};
+use crate::bus::{LoadProgress, ProgressUnit};
 use moshi::candle::quantized::gguf_file;
 use std::io::Read;
 use std::path::Path;
@@ -20,12 +20,15 @@ pub struct TensorHeader {
 }
 
 /// Parse a safetensors header and check the file holds all the data it announces.
-pub fn check_safetensors(path: &Path) -> Result<std::collections::BTreeMap<String, TensorHeader>, String> {
+pub fn check_safetensors(
+    path: &Path,
+) -> Result<std::collections::BTreeMap<String, TensorHeader>, String> {
     let name = path.display();
     let mut f = std::fs::File::open(path).map_err(|e| format!("{name}: cannot open: {e}"))?;
     let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
     let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| format!("{name}: truncated or empty ({len} bytes): no safetensors header"))?;
+    f.read_exact(&mut n)
+        .map_err(|_| format!("{name}: truncated or empty ({len} bytes): no safetensors header"))?;
     let n = u64::from_le_bytes(n);
     if n > 100_000_000 || 8 + n > len {
         return Err(format!(
@@ -33,10 +36,13 @@ pub fn check_safetensors(path: &Path) -> Result<std::collections::BTreeMap<Strin
         ));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|e| format!("{name}: {e}"))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| format!("{name}: corrupt safetensors header: {e}"))?;
-    let obj = json.as_object().ok_or_else(|| format!("{name}: corrupt safetensors header: not an object"))?;
+    f.read_exact(&mut header)
+        .map_err(|e| format!("{name}: {e}"))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| format!("{name}: corrupt safetensors header: {e}"))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| format!("{name}: corrupt safetensors header: not an object"))?;
     let mut out = std::collections::BTreeMap::new();
     let mut worst: Option<(u64, &str)> = None;
     for (tname, v) in obj {
@@ -45,7 +51,13 @@ pub fn check_safetensors(path: &Path) -> Result<std::collections::BTreeMap<Strin
         }
         let bad = || format!("{name}: corrupt header entry for tensor `{tname}`");
         let dtype = v["dtype"].as_str().ok_or_else(bad)?.to_string();
-        let shape = v["shape"].as_array().ok_or_else(bad)?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>().ok_or_else(bad)?;
+        let shape = v["shape"]
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|d| d.as_u64().map(|d| d as usize))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
         let end = v["data_offsets"][1].as_u64().ok_or_else(bad)?;
         if worst.is_none_or(|(w, _)| end > w) {
             worst = Some((end, tname.as_str()));
@@ -69,7 +81,8 @@ pub fn check_gguf(path: &Path) -> Result<std::collections::BTreeMap<String, Tens
     let name = path.display();
     let mut f = std::fs::File::open(path).map_err(|e| format!("{name}: cannot open: {e}"))?;
     let len = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
-    let content = gguf_file::Content::read(&mut f).map_err(|e| format!("{name}: not a readable GGUF file ({len} bytes): {e}"))?;
+    let content = gguf_file::Content::read(&mut f)
+        .map_err(|e| format!("{name}: not a readable GGUF file ({len} bytes): {e}"))?;
     let mut out = std::collections::BTreeMap::new();
     for (tname, info) in content.tensor_infos.iter() {
         let dt = info.ggml_dtype;
@@ -80,20 +93,38 @@ pub fn check_gguf(path: &Path) -> Result<std::collections::BTreeMap<String, Tens
                 "{name}: truncated: tensor `{tname}` ends at byte {end} but the file has {len} bytes"
             ));
         }
-        out.insert(tname.clone(), TensorHeader { dtype: format!("{dt:?}"), shape: info.shape.dims().to_vec() });
+        out.insert(
+            tname.clone(),
+            TensorHeader {
+                dtype: format!("{dt:?}"),
+                shape: info.shape.dims().to_vec(),
+            },
+        );
     }
     Ok(out)
 }
 
 /// Read a file end to end, reporting bytes: the progress is real, and the page cache is
 /// warm for the loader that follows (mmap for safetensors, reads for GGUF).
-pub fn read_through(path: &Path, stage: &str, progress: &mut dyn FnMut(LoadProgress)) -> std::io::Result<()> {
+pub fn read_through(
+    path: &Path,
+    stage: &str,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> std::io::Result<()> {
     let mut f = std::fs::File::open(path)?;
     let total = f.metadata()?.len();
     let start = Instant::now();
     let mut buf = vec![0u8; 4 << 20];
     let mut done = 0u64;
-    let mut report = |done: u64| progress(LoadProgress { stage: stage.into(), done, total, unit: ProgressUnit::Bytes, elapsed_s: start.elapsed().as_secs_f64() });
+    let mut report = |done: u64| {
+        progress(LoadProgress {
+            stage: stage.into(),
+            done,
+            total,
+            unit: ProgressUnit::Bytes,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        })
+    };
     report(0);
     loop {
         let n = f.read(&mut buf)?;

@@ -47,7 +47,10 @@ fn type_id(dt: GgmlDType) -> u32 {
 
 /// Zeros up to the next multiple of `ALIGN`.
 pub fn pad(buf: &mut Vec<u8>) {
-    buf.resize((buf.len() as u64).div_ceil(ALIGN) as usize * ALIGN as usize, 0);
+    buf.resize(
+        (buf.len() as u64).div_ceil(ALIGN) as usize * ALIGN as usize,
+        0,
+    );
 }
 
 /// The header and tensor table, padded so the data of `entries` follows in order, each
@@ -84,11 +87,25 @@ mod tests {
     /// What we write, candle reads back: names, shapes, types and values.
     #[test]
     fn candle_reads_what_we_write() {
-        let a = Tensor::arange(0f32, 64., &Device::Cpu).unwrap().reshape((2, 32)).unwrap();
+        let a = Tensor::arange(0f32, 64., &Device::Cpu)
+            .unwrap()
+            .reshape((2, 32))
+            .unwrap();
         let b = Tensor::new(&[1f32, 2., 3.], &Device::Cpu).unwrap();
         let qa = QTensor::quantize(&a, GgmlDType::Q8_0).unwrap();
         let qb = QTensor::quantize(&b, GgmlDType::F32).unwrap();
-        let entries = [GgufEntry { name: "a.weight", dims: &[2, 32], dtype: GgmlDType::Q8_0 }, GgufEntry { name: "b", dims: &[3], dtype: GgmlDType::F32 }];
+        let entries = [
+            GgufEntry {
+                name: "a.weight",
+                dims: &[2, 32],
+                dtype: GgmlDType::Q8_0,
+            },
+            GgufEntry {
+                name: "b",
+                dims: &[3],
+                dtype: GgmlDType::F32,
+            },
+        ];
         let mut buf = header(&entries);
         for (q, e) in [(&qa, &entries[0]), (&qb, &entries[1])] {
             let data = q.data().unwrap();
@@ -98,10 +115,28 @@ mod tests {
         }
         let mut cursor = std::io::Cursor::new(&buf);
         let content = gguf_file::Content::read(&mut cursor).unwrap();
-        let ra = content.tensor(&mut cursor, "a.weight", &Device::Cpu).unwrap();
+        let ra = content
+            .tensor(&mut cursor, "a.weight", &Device::Cpu)
+            .unwrap();
         let rb = content.tensor(&mut cursor, "b", &Device::Cpu).unwrap();
-        assert_eq!((ra.dtype(), ra.shape().dims()), (GgmlDType::Q8_0, &[2usize, 32][..]));
-        let same = |x: &QTensor, y: &QTensor| x.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap() == y.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(
+            (ra.dtype(), ra.shape().dims()),
+            (GgmlDType::Q8_0, &[2usize, 32][..])
+        );
+        let same = |x: &QTensor, y: &QTensor| {
+            x.dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                == y.dequantize(&Device::Cpu)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+        };
         assert!(same(&ra, &qa) && same(&rb, &qb));
     }
 }

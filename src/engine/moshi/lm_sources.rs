@@ -9,7 +9,7 @@
 use super::gguf_write::{self, GgufEntry};
 use super::placed_lm::LmSources;
 use super::placement::{layer_name, layer_of, Home, Placement};
-use crate::engine::events::{LoadProgress, ProgressUnit};
+use crate::bus::{LoadProgress, ProgressUnit};
 use moshi::candle::quantized::gguf_file;
 use moshi::candle::{DType, Device, Result, Shape, Tensor};
 use moshi::candle_nn::var_builder::SimpleBackend;
@@ -23,9 +23,25 @@ type QVarBuilder = candle_transformers::quantized_var_builder::VarBuilder;
 
 /// A GGUF holding `tensors` (file name, name in the buffer), their data read from
 /// `file`. `read` counts the data bytes copied, for progress.
-fn subset_gguf(file: &mut std::fs::File, content: &gguf_file::Content, tensors: &[(&str, String)], read: &mut dyn FnMut(u64)) -> std::io::Result<Vec<u8>> {
-    let infos: Vec<_> = tensors.iter().map(|(src, _)| &content.tensor_infos[*src]).collect();
-    let entries: Vec<_> = tensors.iter().zip(&infos).map(|((_, name), i)| GgufEntry { name, dims: i.shape.dims(), dtype: i.ggml_dtype }).collect();
+fn subset_gguf(
+    file: &mut std::fs::File,
+    content: &gguf_file::Content,
+    tensors: &[(&str, String)],
+    read: &mut dyn FnMut(u64),
+) -> std::io::Result<Vec<u8>> {
+    let infos: Vec<_> = tensors
+        .iter()
+        .map(|(src, _)| &content.tensor_infos[*src])
+        .collect();
+    let entries: Vec<_> = tensors
+        .iter()
+        .zip(&infos)
+        .map(|((_, name), i)| GgufEntry {
+            name,
+            dims: i.shape.dims(),
+            dtype: i.ggml_dtype,
+        })
+        .collect();
     let data_len: u64 = entries.iter().map(GgufEntry::padded_bytes).sum();
     let mut buf = gguf_write::header(&entries);
     buf.reserve_exact(data_len as usize);
@@ -46,19 +62,49 @@ pub const STACK_LAYERS: usize = 4;
 
 /// The LM's var builders from a GGUF file. On the CPU with no split to make, candle reads
 /// the file directly; otherwise the tensors go out in GGUF buffers per part.
-pub fn gguf_sources(path: &Path, placement: Placement, layers: usize, device: &Device, stage: &str, progress: &mut dyn FnMut(LoadProgress)) -> std::result::Result<LmSources<'static>, String> {
+pub fn gguf_sources(
+    path: &Path,
+    placement: Placement,
+    layers: usize,
+    device: &Device,
+    stage: &str,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> std::result::Result<LmSources<'static>, String> {
     if device.is_cpu() && placement.host_layers == 0 {
         let name = path.display();
         super::files::read_through(path, stage, progress).map_err(|e| format!("{name}: {e}"))?;
-        let vb = MaybeQuantizedVarBuilder::Quantized(QVarBuilder::from_gguf(path, device).map_err(|e| format!("{name}: {e}"))?);
-        return Ok(LmSources { host: vb.clone(), device: vb.clone(), stacks: vec![(vb, layers)], placement });
+        let vb = MaybeQuantizedVarBuilder::Quantized(
+            QVarBuilder::from_gguf(path, device).map_err(|e| format!("{name}: {e}"))?,
+        );
+        return Ok(LmSources {
+            host: vb.clone(),
+            device: vb.clone(),
+            stacks: vec![(vb, layers)],
+            placement,
+        });
     }
-    split_gguf_sources(path, placement, layers, STACK_LAYERS, device, stage, progress)
+    split_gguf_sources(
+        path,
+        placement,
+        layers,
+        STACK_LAYERS,
+        device,
+        stage,
+        progress,
+    )
 }
 
 /// One buffer for the host (embeddings and host layers, names unchanged), one for the
 /// device's other tensors, and one per `stack_layers` device layers (named from 0).
-pub fn split_gguf_sources(path: &Path, placement: Placement, layers: usize, stack_layers: usize, device: &Device, stage: &str, progress: &mut dyn FnMut(LoadProgress)) -> std::result::Result<LmSources<'static>, String> {
+pub fn split_gguf_sources(
+    path: &Path,
+    placement: Placement,
+    layers: usize,
+    stack_layers: usize,
+    device: &Device,
+    stage: &str,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> std::result::Result<LmSources<'static>, String> {
     let name = path.display();
     let start = Instant::now();
     let mut file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
@@ -71,52 +117,102 @@ pub fn split_gguf_sources(path: &Path, placement: Placement, layers: usize, stac
     for src in content.tensor_infos.keys() {
         match placement.home(src) {
             (Home::Host, n) => parts[0].push((src.as_str(), n.into_owned())),
-            (Home::Device, n) => match layer_of(&n) {
-                Some((j, tail)) => {
-                    let part = parts.get_mut(2 + j / stack_layers).ok_or_else(|| format!("{name}: tensor `{src}` is beyond the {layers} layers of the config"))?;
-                    part.push((src.as_str(), layer_name(j % stack_layers, tail)));
+            (Home::Device, n) => {
+                match layer_of(&n) {
+                    Some((j, tail)) => {
+                        let part = parts.get_mut(2 + j / stack_layers).ok_or_else(|| format!("{name}: tensor `{src}` is beyond the {layers} layers of the config"))?;
+                        part.push((src.as_str(), layer_name(j % stack_layers, tail)));
+                    }
+                    None => parts[1].push((src.as_str(), n.into_owned())),
                 }
-                None => parts[1].push((src.as_str(), n.into_owned())),
-            },
+            }
         }
     }
     // Progress counts the tensor data copied, which is all of the file but its header.
-    let total: u64 = content.tensor_infos.values().map(|i| GgufEntry { name: "", dims: i.shape.dims(), dtype: i.ggml_dtype }.bytes()).sum();
+    let total: u64 = content
+        .tensor_infos
+        .values()
+        .map(|i| {
+            GgufEntry {
+                name: "",
+                dims: i.shape.dims(),
+                dtype: i.ggml_dtype,
+            }
+            .bytes()
+        })
+        .sum();
     let mut done = 0u64;
     let mut report = |n: u64| {
         done += n;
-        progress(LoadProgress { stage: stage.into(), done, total, unit: ProgressUnit::Bytes, elapsed_s: start.elapsed().as_secs_f64() })
+        progress(LoadProgress {
+            stage: stage.into(),
+            done,
+            total,
+            unit: ProgressUnit::Bytes,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        })
     };
     report(0);
     let mut vbs = Vec::with_capacity(parts.len());
     for (i, tensors) in parts.iter().enumerate() {
         let on = if i == 0 { &Device::Cpu } else { device };
         // Each buffer lives only until its tensors are on their device.
-        let buf = subset_gguf(&mut file, &content, tensors, &mut report).map_err(|e| format!("{name}: {e}"))?;
-        vbs.push(MaybeQuantizedVarBuilder::Quantized(QVarBuilder::from_gguf_buffer(&buf, on).map_err(|e| format!("{name}: {e}"))?));
+        let buf = subset_gguf(&mut file, &content, tensors, &mut report)
+            .map_err(|e| format!("{name}: {e}"))?;
+        vbs.push(MaybeQuantizedVarBuilder::Quantized(
+            QVarBuilder::from_gguf_buffer(&buf, on).map_err(|e| format!("{name}: {e}"))?,
+        ));
     }
     let mut vbs = vbs.into_iter();
-    let (host, others) = (vbs.next().ok_or("no host part")?, vbs.next().ok_or("no device part")?);
+    let (host, others) = (
+        vbs.next().ok_or("no host part")?,
+        vbs.next().ok_or("no device part")?,
+    );
     let mut stacks = vec![(host.clone(), k)];
     for (i, vb) in vbs.enumerate() {
         stacks.push((vb, stack_layers.min(layers - k - i * stack_layers)));
     }
-    Ok(LmSources { host, device: others, stacks, placement })
+    Ok(LmSources {
+        host,
+        device: others,
+        stacks,
+        placement,
+    })
 }
 
 /// Dense weights (safetensors, or the demo's random ones): the host reads f32 on the CPU,
 /// the device reads its tensors renamed back to the file's names.
-pub fn dense_sources(vb: VarBuilder<'static>, placement: Placement, layers: usize) -> LmSources<'static> {
+pub fn dense_sources(
+    vb: VarBuilder<'static>,
+    placement: Placement,
+    layers: usize,
+) -> LmSources<'static> {
     let k = placement.host_layers.min(layers);
-    let host = MaybeQuantizedVarBuilder::Real(vb.clone().set_device(Device::Cpu).set_dtype(DType::F32));
+    let host =
+        MaybeQuantizedVarBuilder::Real(vb.clone().set_device(Device::Cpu).set_dtype(DType::F32));
     let device_layers = if k == 0 {
         vb.clone()
     } else {
         let (dtype, dev) = (vb.dtype(), vb.device().clone());
-        VarBuilder::from_backend(Box::new(DeviceNames { inner: vb.clone(), placement }), dtype, dev)
+        VarBuilder::from_backend(
+            Box::new(DeviceNames {
+                inner: vb.clone(),
+                placement,
+            }),
+            dtype,
+            dev,
+        )
     };
-    let stacks = vec![(host.clone(), k), (MaybeQuantizedVarBuilder::Real(device_layers), layers - k)];
-    LmSources { host, device: MaybeQuantizedVarBuilder::Real(vb), stacks, placement }
+    let stacks = vec![
+        (host.clone(), k),
+        (MaybeQuantizedVarBuilder::Real(device_layers), layers - k),
+    ];
+    LmSources {
+        host,
+        device: MaybeQuantizedVarBuilder::Real(vb),
+        stacks,
+        placement,
+    }
 }
 
 /// Serves the device's names (layers renumbered from 0) from the file's names.
@@ -127,14 +223,21 @@ struct DeviceNames {
 
 impl SimpleBackend for DeviceNames {
     fn get(&self, s: Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.inner.clone().set_device(dev.clone()).get_with_hints_dtype(s, &self.placement.device_source(name), init, dtype)
+        self.inner
+            .clone()
+            .set_device(dev.clone())
+            .get_with_hints_dtype(s, &self.placement.device_source(name), init, dtype)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.inner.clone().set_device(dev.clone()).get_unchecked_dtype(&self.placement.device_source(name), dtype)
+        self.inner
+            .clone()
+            .set_device(dev.clone())
+            .get_unchecked_dtype(&self.placement.device_source(name), dtype)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.inner.contains_tensor(&self.placement.device_source(name))
+        self.inner
+            .contains_tensor(&self.placement.device_source(name))
     }
 }

@@ -28,26 +28,24 @@ pub use export::export_demo;
 pub use model::MoshiModel;
 pub use weights_report::{doctor_weights, weights_findings};
 
+use crate::bus::Sampling;
+use crate::bus::{Cancel, LoadProgress, ProgressUnit, Severity};
 use crate::cli::ModelArgs;
-use crate::engine::events::{LoadProgress, ProgressUnit, Severity};
-use crate::engine::model::{DuplexModel, Sampling};
+use crate::engine::model::DuplexModel;
 use device::DeviceChoice;
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Something the user should know about the load (a fallback, a speed warning).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadNotice {
-    pub severity: Severity,
-    pub message: String,
-    pub remedy: Option<String>,
-}
+pub type LoadNotice = crate::bus::Notice;
 
 pub struct LoadedModel {
     pub model: Box<dyn DuplexModel>,
     pub notices: Vec<LoadNotice>,
     /// Set when the preferred device failed and the model runs on the CPU instead.
     pub degraded: Option<String>,
+    /// No weights were found, so the demo model stands in (the first notice says why).
+    pub fell_back_to_demo: bool,
 }
 
 /// Where to look for weights besides `--model-dir`; `from_env` is what the program uses,
@@ -62,7 +60,11 @@ pub struct Discovery {
 
 impl Discovery {
     pub fn from_env(repo: &str) -> Self {
-        Self { hf_cache: discovery::hf_hub_cache(), download_dir: discovery::download_dir(repo), endpoint: Some(discovery::endpoint_from_env()) }
+        Self {
+            hf_cache: discovery::hf_hub_cache(),
+            download_dir: discovery::download_dir(repo),
+            endpoint: Some(discovery::endpoint_from_env()),
+        }
     }
 }
 
@@ -79,33 +81,65 @@ pub fn sampling_from_args(args: &ModelArgs) -> Sampling {
 
 /// Load the model the arguments ask for. Call it on the thread that will step the model
 /// (it creates the Device). `progress` gets real bytes/tensors as they load.
-pub fn load_model(args: &ModelArgs, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
-    load_model_with(args, &Discovery::from_env(&args.hf_repo), progress)
+pub fn load_model(
+    args: &ModelArgs,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<LoadedModel, ModelLoadError> {
+    load_model_with(args, &Discovery::from_env(&args.hf_repo), progress, cancel)
 }
 
-pub fn load_model_with(args: &ModelArgs, disc: &Discovery, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+pub fn load_model_with(
+    args: &ModelArgs,
+    disc: &Discovery,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<LoadedModel, ModelLoadError> {
+    check_cancel(cancel)?;
     let choice: DeviceChoice = args.device.parse()?;
     let (device, device_name) = device::select(choice)?;
     let preferred = (device, device_name);
     let cpu = (moshi::candle::Device::Cpu, "cpu".to_string());
     with_cpu_fallback(&preferred.1, |on_cpu| {
         let (d, n) = if on_cpu { &cpu } else { &preferred };
-        load_on(args, disc, d, n, progress)
+        load_on(args, disc, d, n, progress, cancel)
     })
+}
+
+/// Stop a load the user no longer wants.
+pub fn check_cancel(cancel: &Cancel) -> Result<(), ModelLoadError> {
+    if cancel.is_cancelled() {
+        return Err(ModelLoadError::new("loading was cancelled", ""));
+    }
+    Ok(())
 }
 
 /// Try the preferred device; if that fails (a GPU out of memory, a driver error), try
 /// the CPU and say why in `degraded`. `attempt(true)` is the CPU attempt. On the CPU
 /// already, there is nothing to fall back to.
-pub fn with_cpu_fallback(preferred: &str, mut attempt: impl FnMut(bool) -> Result<LoadedModel, ModelLoadError>) -> Result<LoadedModel, ModelLoadError> {
+pub fn with_cpu_fallback(
+    preferred: &str,
+    mut attempt: impl FnMut(bool) -> Result<LoadedModel, ModelLoadError>,
+) -> Result<LoadedModel, ModelLoadError> {
     if preferred == "cpu" {
         return attempt(true);
     }
     match attempt(false) {
         Ok(m) => Ok(m),
         Err(gpu) => {
-            tracing::warn!("loading on {preferred} failed, retrying on the CPU: {}", gpu.message);
-            let mut m = attempt(true).map_err(|cpu| ModelLoadError::new(format!("{preferred}: {}; and on the CPU: {}", gpu.message, cpu.message), cpu.remedy))?;
+            tracing::warn!(
+                "loading on {preferred} failed, retrying on the CPU: {}",
+                gpu.message
+            );
+            let mut m = attempt(true).map_err(|cpu| {
+                ModelLoadError::new(
+                    format!(
+                        "{preferred}: {}; and on the CPU: {}",
+                        gpu.message, cpu.message
+                    ),
+                    cpu.remedy,
+                )
+            })?;
             let first_line = gpu.message.lines().next().unwrap_or_default();
             let short: String = first_line.chars().take(160).collect();
             m.degraded = Some(format!("running on CPU ({preferred} failed: {short})"));
@@ -114,24 +148,50 @@ pub fn with_cpu_fallback(preferred: &str, mut attempt: impl FnMut(bool) -> Resul
     }
 }
 
-fn load_on(args: &ModelArgs, disc: &Discovery, device: &moshi::candle::Device, device_name: &str, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+fn load_on(
+    args: &ModelArgs,
+    disc: &Discovery,
+    device: &moshi::candle::Device,
+    device_name: &str,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<LoadedModel, ModelLoadError> {
     let sampling = sampling_from_args(args);
     let (device, device_name) = (device.clone(), device_name.to_string());
     let mut notices = Vec::new();
     if args.demo {
         return load_demo(&sampling, &device, &device_name, notices, progress);
     }
-    let from_dir = |dir: &std::path::Path, notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)| {
-        load_dir(dir, &sampling, &device, &device_name, (args.context, args.max_memory), notices, progress)
+    let from_dir = |dir: &std::path::Path,
+                    notices: Vec<LoadNotice>,
+                    progress: &mut dyn FnMut(LoadProgress)| {
+        check_cancel(cancel)?;
+        load_dir(
+            dir,
+            &sampling,
+            &device,
+            &device_name,
+            (args.context, args.max_memory),
+            notices,
+            progress,
+        )
     };
     if let Some(dir) = &args.model_dir {
         return from_dir(dir, notices, progress);
     }
     let repo = &args.hf_repo;
-    if let Some(dir) = disc.hf_cache.as_deref().and_then(|c| discovery::find_in_hf_cache(c, repo)) {
+    if let Some(dir) = disc
+        .hf_cache
+        .as_deref()
+        .and_then(|c| discovery::find_in_hf_cache(c, repo))
+    {
         return from_dir(&dir, notices, progress);
     }
-    if let Some(dir) = disc.download_dir.as_deref().filter(|d| discovery::is_complete(d)) {
+    if let Some(dir) = disc
+        .download_dir
+        .as_deref()
+        .filter(|d| discovery::is_complete(d))
+    {
         return from_dir(dir, notices, progress);
     }
     let looked = match &disc.hf_cache {
@@ -150,18 +210,51 @@ fn load_on(args: &ModelArgs, disc: &Discovery, device: &moshi::candle::Device, d
         message: format!("{why}. Using the demo model: tiny, random weights, it only babbles"),
         remedy: Some(format!("download {repo} (or kyutai/moshika-candle-q8) and pass --model-dir DIR, or run with --demo to skip the search")),
     });
-    load_demo(&sampling, &device, &device_name, notices, progress)
+    check_cancel(cancel)?;
+    let mut m = load_demo(&sampling, &device, &device_name, notices, progress)?;
+    m.fell_back_to_demo = true;
+    Ok(m)
 }
 
-fn load_demo(sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+fn load_demo(
+    sampling: &Sampling,
+    device: &moshi::candle::Device,
+    device_name: &str,
+    notices: Vec<LoadNotice>,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel, ModelLoadError> {
     let start = Instant::now();
-    let model = demo::demo_model(sampling, device, device_name).map_err(|e| ModelLoadError::new(format!("building the demo model: {e}"), "this is a bug; please report it"))?;
-    progress(LoadProgress { stage: "demo model".into(), done: 1, total: 1, unit: ProgressUnit::Tensors, elapsed_s: start.elapsed().as_secs_f64() });
-    Ok(LoadedModel { model: Box::new(model), notices, degraded: None })
+    let model = demo::demo_model(sampling, device, device_name).map_err(|e| {
+        ModelLoadError::new(
+            format!("building the demo model: {e}"),
+            "this is a bug; please report it",
+        )
+    })?;
+    progress(LoadProgress {
+        stage: "demo model".into(),
+        done: 1,
+        total: 1,
+        unit: ProgressUnit::Tensors,
+        elapsed_s: start.elapsed().as_secs_f64(),
+    });
+    Ok(LoadedModel {
+        model: Box::new(model),
+        notices,
+        degraded: None,
+        fell_back_to_demo: false,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
-fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::Device, device_name: &str, (context, max_memory): (Option<usize>, Option<f64>), mut notices: Vec<LoadNotice>, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel, ModelLoadError> {
+fn load_dir(
+    dir: &std::path::Path,
+    sampling: &Sampling,
+    device: &moshi::candle::Device,
+    device_name: &str,
+    (context, max_memory): (Option<usize>, Option<f64>),
+    mut notices: Vec<LoadNotice>,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel, ModelLoadError> {
     let mut ck = checkpoint::inspect(dir)?;
     if let Some(n) = size_context(&mut ck, device, device_name, context, max_memory)? {
         notices.push(n);
@@ -170,57 +263,133 @@ fn load_dir(dir: &std::path::Path, sampling: &Sampling, device: &moshi::candle::
     // What a step streams, on the device and on the host: the plan knows (the CPU always
     // has one); without one (Metal), the file's size.
     let streamed = match &ck.plan {
-        Some(p) => device::Streamed { device: p.weights.device_streamed, host: p.weights.host_streamed },
-        None => device::Streamed { device: ck.lm_bytes, host: 0 },
+        Some(p) => device::Streamed {
+            device: p.weights.device_streamed,
+            host: p.weights.host_streamed,
+        },
+        None => device::Streamed {
+            device: ck.lm_bytes,
+            host: 0,
+        },
     };
     let model = checkpoint::load(ck, sampling, device, device_name, progress)?;
     if let Some(w) = device::realtime_warning(device.is_cpu(), streamed, real_mimi) {
-        notices.push(LoadNotice { severity: Severity::Warning, message: w, remedy: Some("use a GPU build (--features cuda or metal) and --device auto".into()) });
+        notices.push(LoadNotice {
+            severity: Severity::Warning,
+            message: w,
+            remedy: Some("use a GPU build (--features cuda or metal) and --device auto".into()),
+        });
     }
-    Ok(LoadedModel { model: Box::new(model), notices, degraded: None })
+    Ok(LoadedModel {
+        model: Box::new(model),
+        notices,
+        degraded: None,
+        fell_back_to_demo: false,
+    })
 }
 
 /// Place the LM and size its context (its KV cache) to the device's free memory, capped by
 /// `--max-memory`. Refusing here beats a CUDA out-of-memory in the first step.
-fn size_context(ck: &mut checkpoint::Checkpoint, device: &moshi::candle::Device, device_name: &str, context: Option<usize>, max_memory: Option<f64>) -> Result<Option<LoadNotice>, ModelLoadError> {
-    size_context_for(ck, sizing::Backend::of(device), device_name, context, sizing::device_budget(device, max_memory))
+fn size_context(
+    ck: &mut checkpoint::Checkpoint,
+    device: &moshi::candle::Device,
+    device_name: &str,
+    context: Option<usize>,
+    max_memory: Option<f64>,
+) -> Result<Option<LoadNotice>, ModelLoadError> {
+    size_context_for(
+        ck,
+        sizing::Backend::of(device),
+        device_name,
+        context,
+        sizing::device_budget(device, max_memory),
+    )
 }
 
 /// `size_context` with the budget given (tests pass one). Without a budget (Metal) the
 /// checkpoint's context, or `--context`, is used as it is.
-pub fn size_context_for(ck: &mut checkpoint::Checkpoint, backend: sizing::Backend, device_name: &str, context: Option<usize>, budget: Option<u64>) -> Result<Option<LoadNotice>, ModelLoadError> {
+pub fn size_context_for(
+    ck: &mut checkpoint::Checkpoint,
+    backend: sizing::Backend,
+    device_name: &str,
+    context: Option<usize>,
+    budget: Option<u64>,
+) -> Result<Option<LoadNotice>, ModelLoadError> {
     let on_cpu = backend == sizing::Backend::Cpu;
     if let Some(steps) = context {
         ck.config.lm.transformer.context = steps.max(1);
     }
-    let Some(budget) = budget else { return Ok(None) };
+    let Some(budget) = budget else {
+        return Ok(None);
+    };
     let headers = checkpoint::lm_headers(ck)?;
     let table = sizing::table_from_headers(&headers);
-    let compute_bytes = if ck.quantized { 4 } else { checkpoint::compute_dtype(&headers, on_cpu).size_in_bytes() as u64 };
+    let compute_bytes = if ck.quantized {
+        4
+    } else {
+        checkpoint::compute_dtype(&headers, on_cpu).size_in_bytes() as u64
+    };
     // Quantized models attend (and cache) in moshi's `matmul_dtype`: bf16 on CUDA.
-    let kv_bytes = if ck.quantized && backend == sizing::Backend::Cuda { 2 } else { compute_bytes };
+    let kv_bytes = if ck.quantized && backend == sizing::Backend::Cuda {
+        2
+    } else {
+        compute_bytes
+    };
     let split = !on_cpu;
-    let host_budget = if split { sizing::free_memory(&moshi::candle::Device::Cpu) } else { None };
-    let mimi_bytes = sizing::mimi_bytes(&ck.config.mimi).unwrap_or_else(|_| std::fs::metadata(ck.dir.join(files::MIMI_FILE)).map_or(0, |m| m.len()));
+    let host_budget = if split {
+        sizing::free_memory(&moshi::candle::Device::Cpu)
+    } else {
+        None
+    };
+    let mimi_bytes = sizing::mimi_bytes(&ck.config.mimi).unwrap_or_else(|_| {
+        std::fs::metadata(ck.dir.join(files::MIMI_FILE)).map_or(0, |m| m.len())
+    });
     let wanted = ck.config.lm.transformer.context;
-    let target = sizing::Target { compute_bytes, kv_bytes, split, mimi_bytes, budget, host_budget, context: wanted, exact: context.is_some() };
-    let p = sizing::plan(&ck.config.lm, &table, target)
-        .map_err(|why| ModelLoadError::new(format!("out of memory on {device_name}: {why}"), "free memory, use a smaller --context, or a smaller model"))?;
+    let target = sizing::Target {
+        compute_bytes,
+        kv_bytes,
+        split,
+        mimi_bytes,
+        budget,
+        host_budget,
+        context: wanted,
+        exact: context.is_some(),
+    };
+    let p = sizing::plan(&ck.config.lm, &table, target).map_err(|why| {
+        ModelLoadError::new(
+            format!("out of memory on {device_name}: {why}"),
+            "free memory, use a smaller --context, or a smaller model",
+        )
+    })?;
     ck.config.lm.transformer.context = p.context;
     ck.placement = p.placement;
     tracing::info!("memory plan on {device_name}: {}", p.explain());
     ck.plan = Some(p.clone());
     let mut why = Vec::new();
     if p.placement.host_layers > 0 {
-        why.push(format!("{} of {} LM layers run on the CPU, which slows every step", p.placement.host_layers, p.layers));
+        why.push(format!(
+            "{} of {} LM layers run on the CPU, which slows every step",
+            p.placement.host_layers, p.layers
+        ));
     }
     if p.context < wanted {
-        why.push(format!("the LM context is cut from {wanted} to {} steps ({:.0} s)", p.context, p.context as f64 * 0.08));
+        why.push(format!(
+            "the LM context is cut from {wanted} to {} steps ({:.0} s)",
+            p.context,
+            p.context as f64 * 0.08
+        ));
     }
     Ok((!why.is_empty()).then(|| LoadNotice {
         severity: Severity::Warning,
-        message: format!("to fit {device_name}, {}: {}", why.join(" and "), p.explain()),
-        remedy: Some("free memory on the device (or raise --max-memory), or set --context STEPS yourself".into()),
+        message: format!(
+            "to fit {device_name}, {}: {}",
+            why.join(" and "),
+            p.explain()
+        ),
+        remedy: Some(
+            "free memory on the device (or raise --max-memory), or set --context STEPS yourself"
+                .into(),
+        ),
     }))
 }
 
@@ -230,8 +399,16 @@ pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
     use crate::cli::{BenchWhat, Cmd};
     let result = match &cli.command {
         Some(Cmd::ExportDemo(args)) => export_demo(args).map(|()| {
-            let lm = if args.q8 { files::LM_GGUF } else { files::LM_SAFETENSORS };
-            println!("wrote the demo model to {} ({lm}); load it with --model-dir {}", args.dir.display(), args.dir.display());
+            let lm = if args.q8 {
+                files::LM_GGUF
+            } else {
+                files::LM_SAFETENSORS
+            };
+            println!(
+                "wrote the demo model to {} ({lm}); load it with --model-dir {}",
+                args.dir.display(),
+                args.dir.display()
+            );
         }),
         Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => bench_model(&mut std::io::stdout()),
         _ => return None,

@@ -1,12 +1,13 @@
 //! `MoshiModel`: Mimi encode -> LM multistream step -> Mimi decode, behind `DuplexModel`.
 
+use super::placed_lm::PlacedLm;
 use super::sampling::Samplers;
 use super::stepper::Stepper;
 use super::text::TextAssembler;
-use crate::engine::model::{DuplexModel, ModelInfo, Sampling, StepOutput};
+use crate::bus::{ModelInfo, Sampling};
+use crate::engine::model::{DuplexModel, StepOutput};
 use anyhow::{Context, Result};
 use moshi::candle::{Device, IndexOp, Tensor};
-use super::placed_lm::PlacedLm;
 use moshi::mimi::Mimi;
 use moshi::StreamTensor;
 
@@ -76,7 +77,11 @@ impl DuplexModel for MoshiModel {
 
     fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()> {
         if pcm_in.len() != self.frame_len {
-            anyhow::bail!("expected a frame of {} samples, got {}", self.frame_len, pcm_in.len());
+            anyhow::bail!(
+                "expected a frame of {} samples, got {}",
+                self.frame_len,
+                pcm_in.len()
+            );
         }
         if let Some(s) = self.pending.take() {
             self.samplers = Samplers::new(&s);
@@ -86,19 +91,33 @@ impl DuplexModel for MoshiModel {
             out.pcm.resize(self.frame_len, 0.0);
         }
         let pcm = Tensor::from_slice(pcm_in, (1, 1, self.frame_len), &self.device)?;
-        let codes = self.mimi.encode_step(&pcm.into(), &().into()).context("Mimi encode")?;
+        let codes = self
+            .mimi
+            .encode_step(&pcm.into(), &().into())
+            .context("Mimi encode")?;
         // Mimi returns nothing until it has a whole frame; the engine always feeds whole
         // frames, so this only happens with a non-standard Mimi config.
-        let Some(codes) = codes.as_option() else { return Ok(()) };
+        let Some(codes) = codes.as_option() else {
+            return Ok(());
+        };
         let codes: Vec<u32> = codes.i((0, .., 0))?.to_vec1()?;
-        let text_token = self.stepper.step(&codes[..self.input_codebooks.min(codes.len())], &mut self.samplers).context("LM step")?;
+        let text_token = self
+            .stepper
+            .step(
+                &codes[..self.input_codebooks.min(codes.len())],
+                &mut self.samplers,
+            )
+            .context("LM step")?;
         out.text_token = Some(text_token);
         out.text = self.text.push(text_token);
         if let Some(audio) = self.stepper.last_audio_tokens() {
             let audio = audio.to_vec();
             let n = audio.len();
             let t = Tensor::from_slice(&audio, (1, n, 1), &self.device)?;
-            let pcm = self.mimi.decode_step(&StreamTensor::from_tensor(t), &().into()).context("Mimi decode")?;
+            let pcm = self
+                .mimi
+                .decode_step(&StreamTensor::from_tensor(t), &().into())
+                .context("Mimi decode")?;
             if let Some(pcm) = pcm.as_option() {
                 let pcm: Vec<f32> = pcm.flatten_all()?.to_vec1()?;
                 let n = pcm.len().min(out.pcm.len());

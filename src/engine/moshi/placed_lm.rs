@@ -48,10 +48,17 @@ pub struct PlacedLm {
     placement: Placement,
 }
 
-fn stack(cfg: &Config, layers: usize, vb: &MaybeQuantizedVarBuilder) -> Result<(StreamingTransformer, Device)> {
+fn stack(
+    cfg: &Config,
+    layers: usize,
+    vb: &MaybeQuantizedVarBuilder,
+) -> Result<(StreamingTransformer, Device)> {
     let mut t = cfg.transformer.clone();
     t.num_layers = layers;
-    Ok((StreamingTransformer::new(&t, vb.pp("transformer"))?, vb.device().clone()))
+    Ok((
+        StreamingTransformer::new(&t, vb.pp("transformer"))?,
+        vb.device().clone(),
+    ))
 }
 
 impl PlacedLm {
@@ -65,22 +72,38 @@ impl PlacedLm {
         let stacks: Vec<_> = src.stacks.iter().filter(|(_, l)| *l > 0).collect();
         // Shared cross-attention weights live in layer 0, which only the first stack has.
         if cfg.transformer.shared_cross_attn && stacks.len() > 1 {
-            moshi::candle::bail!("a model with shared cross-attention cannot be split across devices")
+            moshi::candle::bail!(
+                "a model with shared cross-attention cannot be split across devices"
+            )
         }
         let (host, dev) = (&src.host, &src.device);
-        let text_emb = MaybeQuantizedEmbedding::new(cfg.text_in_vocab_size, d, host.pp("text_emb"))?;
-        let audio_embs = (0..cfg.audio_codebooks).map(|i| MaybeQuantizedEmbedding::new(cfg.audio_vocab_size, d, host.pp("emb").pp(i))).collect::<Result<Vec<_>>>()?;
+        let text_emb =
+            MaybeQuantizedEmbedding::new(cfg.text_in_vocab_size, d, host.pp("text_emb"))?;
+        let audio_embs = (0..cfg.audio_codebooks)
+            .map(|i| MaybeQuantizedEmbedding::new(cfg.audio_vocab_size, d, host.pp("emb").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
         let mut depformer = Vec::new();
         if let Some(dep) = &cfg.depformer {
             let dd = dep.transformer.d_model;
             for i in 0..dep.num_slices {
                 let vb = dev.pp("depformer").pp(i);
-                let in_vocab = if i == 0 { cfg.text_in_vocab_size } else { cfg.audio_vocab_size };
+                let in_vocab = if i == 0 {
+                    cfg.text_in_vocab_size
+                } else {
+                    cfg.audio_vocab_size
+                };
                 let emb_dim = dep.low_rank_embeddings.unwrap_or(dd);
                 depformer.push(Slice {
                     transformer: StreamingTransformer::new(&dep.transformer, vb.pp("transformer"))?,
-                    emb: MaybeQuantizedEmbedding::new(in_vocab, emb_dim, host.pp("depformer").pp(i).pp("emb"))?,
-                    low_rank: dep.low_rank_embeddings.map(|r| linear(r, dd, false, vb.pp("emb").pp("low_rank"))).transpose()?,
+                    emb: MaybeQuantizedEmbedding::new(
+                        in_vocab,
+                        emb_dim,
+                        host.pp("depformer").pp(i).pp("emb"),
+                    )?,
+                    low_rank: dep
+                        .low_rank_embeddings
+                        .map(|r| linear(r, dd, false, vb.pp("emb").pp("low_rank")))
+                        .transpose()?,
                     linear_in: linear(d, dd, false, vb.pp("linear_in"))?,
                     // The depformer never emits the audio padding token.
                     linear_out: linear(dd, cfg.audio_vocab_size - 1, false, vb.pp("linear_out"))?,
@@ -90,7 +113,10 @@ impl PlacedLm {
         Ok(Self {
             text_emb,
             audio_embs,
-            stacks: stacks.into_iter().map(|(vb, l)| stack(cfg, *l, vb)).collect::<Result<_>>()?,
+            stacks: stacks
+                .into_iter()
+                .map(|(vb, l)| stack(cfg, *l, vb))
+                .collect::<Result<_>>()?,
             out_norm: Norm::new(d, &cfg.transformer, dev.pp("out_norm"))?,
             text_linear: linear(d, cfg.text_out_vocab_size, false, dev.pp("text_linear"))?,
             depformer,
@@ -121,7 +147,11 @@ impl PlacedLm {
     }
 
     /// One temporal step: the text logits and the hidden state the depformer reads.
-    pub fn forward(&mut self, text: Option<u32>, audio: &[Option<u32>]) -> Result<(Tensor, Tensor)> {
+    pub fn forward(
+        &mut self,
+        text: Option<u32>,
+        audio: &[Option<u32>],
+    ) -> Result<(Tensor, Tensor)> {
         let mut xs = match text {
             Some(t) => self.lookup(&self.text_emb, t)?,
             None => Tensor::zeros((1, 1, self.d_model), DType::F32, &Device::Cpu)?,
@@ -166,7 +196,10 @@ impl PlacedLm {
             let slice = &self.depformer[i];
             let mut x = slice.linear_in.forward(xs)?;
             if let Some(tok) = last {
-                let mut e = self.lookup(&slice.emb, tok)?.to_device(&self.device)?.to_dtype(self.dtype)?;
+                let mut e = self
+                    .lookup(&slice.emb, tok)?
+                    .to_device(&self.device)?
+                    .to_dtype(self.dtype)?;
                 if let Some(lr) = &slice.low_rank {
                     e = e.apply(lr)?;
                 }

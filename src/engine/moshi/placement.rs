@@ -29,7 +29,10 @@ pub fn is_embedding(name: &str) -> bool {
         return true;
     }
     let mut parts = name.split('.');
-    parts.next() == Some("depformer") && parts.next().is_some_and(|i| i.parse::<usize>().is_ok()) && parts.next() == Some("emb") && parts.next() == Some("weight")
+    parts.next() == Some("depformer")
+        && parts.next().is_some_and(|i| i.parse::<usize>().is_ok())
+        && parts.next() == Some("emb")
+        && parts.next() == Some("weight")
 }
 
 /// The temporal-transformer layer a tensor belongs to, and the rest of its name.
@@ -52,7 +55,10 @@ impl Placement {
         }
         match layer_of(name) {
             Some((i, _)) if i < self.host_layers => (Home::Host, Cow::Borrowed(name)),
-            Some((i, tail)) if self.host_layers > 0 => (Home::Device, Cow::Owned(layer_name(i - self.host_layers, tail))),
+            Some((i, tail)) if self.host_layers > 0 => (
+                Home::Device,
+                Cow::Owned(layer_name(i - self.host_layers, tail)),
+            ),
             _ => (Home::Device, Cow::Borrowed(name)),
         }
     }
@@ -60,7 +66,9 @@ impl Placement {
     /// The checkpoint name behind a device-side name (the inverse of `home`'s renaming).
     pub fn device_source<'a>(&self, name: &'a str) -> Cow<'a, str> {
         match layer_of(name) {
-            Some((i, tail)) if self.host_layers > 0 => Cow::Owned(layer_name(i + self.host_layers, tail)),
+            Some((i, tail)) if self.host_layers > 0 => {
+                Cow::Owned(layer_name(i + self.host_layers, tail))
+            }
             _ => Cow::Borrowed(name),
         }
     }
@@ -77,7 +85,10 @@ pub enum Stored {
 }
 
 impl Stored {
-    pub const Q8_0: Stored = Stored::Blocks { block: 32, bytes: 34 };
+    pub const Q8_0: Stored = Stored::Blocks {
+        block: 32,
+        bytes: 34,
+    };
 
     /// From a header's dtype: a safetensors dtype, or a GGUF type as candle names it.
     pub fn from_header_dtype(dtype: &str) -> Option<Self> {
@@ -92,8 +103,26 @@ impl Stored {
         if let Some(b) = plain {
             return Some(Stored::Plain(b));
         }
-        let ggml = [G::Q4_0, G::Q4_1, G::Q5_0, G::Q5_1, G::Q8_0, G::Q8_1, G::Q2K, G::Q3K, G::Q4K, G::Q5K, G::Q6K, G::Q8K];
-        ggml.into_iter().find(|g| format!("{g:?}") == dtype).map(|g| Stored::Blocks { block: g.block_size() as u64, bytes: g.type_size() as u64 })
+        let ggml = [
+            G::Q4_0,
+            G::Q4_1,
+            G::Q5_0,
+            G::Q5_1,
+            G::Q8_0,
+            G::Q8_1,
+            G::Q2K,
+            G::Q3K,
+            G::Q4K,
+            G::Q5K,
+            G::Q6K,
+            G::Q8K,
+        ];
+        ggml.into_iter()
+            .find(|g| format!("{g:?}") == dtype)
+            .map(|g| Stored::Blocks {
+                block: g.block_size() as u64,
+                bytes: g.type_size() as u64,
+            })
     }
 
     pub fn bytes(&self, elems: u64) -> u64 {
@@ -107,7 +136,13 @@ impl Stored {
 /// Bytes a tensor occupies once loaded where `home` puts it. Embeddings are dequantized
 /// (or converted) to f32 on the host; dense device tensors are converted to `compute_bytes`
 /// per value; host-side layers compute in f32; quantized tensors stay as stored.
-pub fn resident_bytes(name: &str, stored: Stored, elems: u64, home: Home, compute_bytes: u64) -> u64 {
+pub fn resident_bytes(
+    name: &str,
+    stored: Stored,
+    elems: u64,
+    home: Home,
+    compute_bytes: u64,
+) -> u64 {
     match (home, stored) {
         _ if is_embedding(name) => elems * 4,
         (_, Stored::Blocks { .. }) => stored.bytes(elems),
@@ -123,10 +158,22 @@ mod tests {
     #[test]
     fn embeddings_go_to_the_host_and_low_rank_projections_do_not() {
         let p = Placement::default();
-        for n in ["text_emb.weight", "emb.0.weight", "emb.15.weight", "depformer.0.emb.weight", "depformer.7.emb.weight"] {
+        for n in [
+            "text_emb.weight",
+            "emb.0.weight",
+            "emb.15.weight",
+            "depformer.0.emb.weight",
+            "depformer.7.emb.weight",
+        ] {
             assert_eq!(p.home(n).0, Home::Host, "{n}");
         }
-        for n in ["depformer.0.emb.low_rank.weight", "text_linear.weight", "out_norm.alpha", "depformer.3.linear_in.weight", "transformer.layers.0.gating.linear_in.weight"] {
+        for n in [
+            "depformer.0.emb.low_rank.weight",
+            "text_linear.weight",
+            "out_norm.alpha",
+            "depformer.3.linear_in.weight",
+            "transformer.layers.0.gating.linear_in.weight",
+        ] {
             assert_eq!(p.home(n).0, Home::Device, "{n}");
         }
     }
@@ -134,18 +181,39 @@ mod tests {
     #[test]
     fn host_layers_stay_named_and_device_layers_are_renumbered() {
         let p = Placement { host_layers: 2 };
-        assert_eq!(p.home("transformer.layers.1.norm1.alpha"), (Home::Host, Cow::Borrowed("transformer.layers.1.norm1.alpha")));
+        assert_eq!(
+            p.home("transformer.layers.1.norm1.alpha"),
+            (
+                Home::Host,
+                Cow::Borrowed("transformer.layers.1.norm1.alpha")
+            )
+        );
         let (home, name) = p.home("transformer.layers.2.self_attn.in_proj_weight");
-        assert_eq!((home, name.as_ref()), (Home::Device, "transformer.layers.0.self_attn.in_proj_weight"));
-        assert_eq!(p.device_source("transformer.layers.0.self_attn.in_proj_weight"), "transformer.layers.2.self_attn.in_proj_weight");
+        assert_eq!(
+            (home, name.as_ref()),
+            (
+                Home::Device,
+                "transformer.layers.0.self_attn.in_proj_weight"
+            )
+        );
+        assert_eq!(
+            p.device_source("transformer.layers.0.self_attn.in_proj_weight"),
+            "transformer.layers.2.self_attn.in_proj_weight"
+        );
         // The depformer's own layers are not the temporal transformer's.
-        assert_eq!(p.home("depformer.1.transformer.layers.0.norm1.alpha").1, "depformer.1.transformer.layers.0.norm1.alpha");
+        assert_eq!(
+            p.home("depformer.1.transformer.layers.0.norm1.alpha").1,
+            "depformer.1.transformer.layers.0.norm1.alpha"
+        );
     }
 
     #[test]
     fn header_dtypes_size_as_stored() {
         assert_eq!(Stored::from_header_dtype("Q8_0"), Some(Stored::Q8_0));
-        assert_eq!(Stored::from_header_dtype("Q4K").map(|s| s.bytes(256)), Some(144));
+        assert_eq!(
+            Stored::from_header_dtype("Q4K").map(|s| s.bytes(256)),
+            Some(144)
+        );
         assert_eq!(Stored::from_header_dtype("BF16"), Some(Stored::Plain(2)));
         assert_eq!(Stored::from_header_dtype("I64"), Some(Stored::Plain(8)));
         assert_eq!(Stored::from_header_dtype("F8_E4M3"), None);
@@ -153,9 +221,27 @@ mod tests {
 
     #[test]
     fn resident_sizes_follow_where_and_how_tensors_live() {
-        assert_eq!(resident_bytes("text_emb.weight", Stored::Q8_0, 64, Home::Host, 2), 256);
-        assert_eq!(resident_bytes("text_linear.weight", Stored::Q8_0, 64, Home::Device, 4), 68);
-        assert_eq!(resident_bytes("out_norm.alpha", Stored::Plain(2), 10, Home::Device, 2), 20);
-        assert_eq!(resident_bytes("transformer.layers.0.norm1.alpha", Stored::Plain(2), 10, Home::Host, 2), 40);
+        assert_eq!(
+            resident_bytes("text_emb.weight", Stored::Q8_0, 64, Home::Host, 2),
+            256
+        );
+        assert_eq!(
+            resident_bytes("text_linear.weight", Stored::Q8_0, 64, Home::Device, 4),
+            68
+        );
+        assert_eq!(
+            resident_bytes("out_norm.alpha", Stored::Plain(2), 10, Home::Device, 2),
+            20
+        );
+        assert_eq!(
+            resident_bytes(
+                "transformer.layers.0.norm1.alpha",
+                Stored::Plain(2),
+                10,
+                Home::Host,
+                2
+            ),
+            40
+        );
     }
 }

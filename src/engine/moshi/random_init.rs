@@ -21,16 +21,29 @@ pub struct RandomBackend {
 impl RandomBackend {
     /// A VarBuilder whose tensors are invented on demand; `made` receives each one (f32,
     /// on the CPU) under its full name.
-    pub fn var_builder(seed: u64, dtype: DType, device: &Device) -> (VarBuilder<'static>, Arc<Mutex<TensorMap>>) {
+    pub fn var_builder(
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> (VarBuilder<'static>, Arc<Mutex<TensorMap>>) {
         let made = Arc::new(Mutex::new(TensorMap::new()));
-        let backend = Self { seed, made: made.clone() };
-        (VarBuilder::from_backend(Box::new(backend), dtype, device.clone()), made)
+        let backend = Self {
+            seed,
+            made: made.clone(),
+        };
+        (
+            VarBuilder::from_backend(Box::new(backend), dtype, device.clone()),
+            made,
+        )
     }
 }
 
 impl SimpleBackend for RandomBackend {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let mut made = self.made.lock().map_err(|_| moshi::candle::Error::Msg("poisoned".into()))?;
+        let mut made = self
+            .made
+            .lock()
+            .map_err(|_| moshi::candle::Error::Msg("poisoned".into()))?;
         let t = match made.get(name) {
             Some(t) => t.clone(),
             None => {
@@ -41,7 +54,11 @@ impl SimpleBackend for RandomBackend {
             }
         };
         if t.dims() != s.dims() {
-            moshi::candle::bail!("{name} asked for with two shapes: {:?} and {:?}", t.dims(), s.dims())
+            moshi::candle::bail!(
+                "{name} asked for with two shapes: {:?} and {:?}",
+                t.dims(),
+                s.dims()
+            )
         }
         t.to_dtype(dtype)?.to_device(dev)
     }
@@ -70,15 +87,30 @@ fn role(name: &str, dims: &[usize]) -> Role {
     let leaf = name.rsplit('.').next().unwrap_or(name);
     let is_norm = name.contains("norm");
     match leaf {
-        "alpha" => Role::Normal { mean: 1.0, std: 0.05 },
+        "alpha" => Role::Normal {
+            mean: 1.0,
+            std: 0.05,
+        },
         "_initialized" => Role::Const(1.0),
         "cluster_usage" => Role::Uniform { lo: 1.0, hi: 1.1 },
-        "embedding_sum" => Role::Normal { mean: 0.0, std: 1.0 },
+        "embedding_sum" => Role::Normal {
+            mean: 0.0,
+            std: 1.0,
+        },
         "scale" => Role::Const(0.1), // layer scale
         "bias" if is_norm => Role::Const(0.0),
-        "bias" => Role::Normal { mean: 0.0, std: 0.01 },
-        "weight" if is_norm && dims.len() == 1 => Role::Normal { mean: 1.0, std: 0.05 },
-        _ if name.contains("emb.") || name.starts_with("text_emb") => Role::Normal { mean: 0.0, std: 1.0 },
+        "bias" => Role::Normal {
+            mean: 0.0,
+            std: 0.01,
+        },
+        "weight" if is_norm && dims.len() == 1 => Role::Normal {
+            mean: 1.0,
+            std: 0.05,
+        },
+        _ if name.contains("emb.") || name.starts_with("text_emb") => Role::Normal {
+            mean: 0.0,
+            std: 1.0,
+        },
         _ => {
             let fan_in: usize = match dims.len() {
                 0 | 1 => 1,
@@ -86,7 +118,10 @@ fn role(name: &str, dims: &[usize]) -> Role {
                 3 if name.contains("convtr") => (dims[0] * dims[2] / 2).max(1),
                 _ => dims[1..].iter().product(),
             };
-            Role::Normal { mean: 0.0, std: 1.0 / (fan_in as f32).sqrt() }
+            Role::Normal {
+                mean: 0.0,
+                std: 1.0 / (fan_in as f32).sqrt(),
+            }
         }
     }
 }
@@ -135,7 +170,9 @@ impl SimpleBackend for FastRandomBackend {
 }
 
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// SplitMix64: tiny, and stable forever (unlike `StdRng`, whose algorithm may change).

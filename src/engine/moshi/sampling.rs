@@ -1,6 +1,6 @@
 //! Token samplers from the user's `Sampling`, through candle-transformers.
 
-use crate::engine::model::Sampling;
+use crate::bus::Sampling;
 use candle_transformers::generation::{LogitsProcessor, Sampling as Strategy};
 
 pub struct Samplers {
@@ -12,7 +12,10 @@ fn strategy(temperature: f64, top_k: usize) -> Strategy {
     if temperature <= 0.0 || top_k <= 1 {
         Strategy::ArgMax
     } else {
-        Strategy::TopK { k: top_k, temperature }
+        Strategy::TopK {
+            k: top_k,
+            temperature,
+        }
     }
 }
 
@@ -22,7 +25,10 @@ impl Samplers {
         Self {
             text: LogitsProcessor::from_sampling(s.seed, strategy(s.text_temperature, s.top_k)),
             // A separate stream of randomness so text and audio draws do not interleave.
-            audio: LogitsProcessor::from_sampling(s.seed.wrapping_add(1), strategy(s.temperature, s.top_k)),
+            audio: LogitsProcessor::from_sampling(
+                s.seed.wrapping_add(1),
+                strategy(s.temperature, s.top_k),
+            ),
         }
     }
 }

@@ -8,8 +8,8 @@
 //! moshiko (1.5 GiB in bf16, which q8 uses on CUDA). When even the shortest useful context does not fit, leading transformer layers
 //! move to the host until it does. `--context STEPS` fixes the context instead.
 
-use super::placement::{resident_bytes, Home, Placement, Stored};
 use super::files::TensorHeader;
+use super::placement::{resident_bytes, Home, Placement, Stored};
 use moshi::candle::{DType, Device, Shape, Tensor};
 use moshi::candle_nn::var_builder::SimpleBackend;
 use moshi::candle_nn::{Init, VarBuilder};
@@ -54,8 +54,13 @@ pub fn table_from_headers(headers: &BTreeMap<String, TensorHeader>) -> Vec<Tenso
 /// made `model.q8.gguf`), f32 otherwise; or all in `dense` bytes per value.
 pub fn census(cfg: &lm::Config, q8: bool, dense: u64) -> Result<Vec<TensorEntry>, String> {
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
-    let vb = VarBuilder::from_backend(Box::new(ShapeOnly { seen: seen.clone() }), DType::F32, Device::Cpu);
-    moshi::lm::LmModel::new(cfg, moshi::nn::MaybeQuantizedVarBuilder::Real(vb)).map_err(|e| e.to_string())?;
+    let vb = VarBuilder::from_backend(
+        Box::new(ShapeOnly { seen: seen.clone() }),
+        DType::F32,
+        Device::Cpu,
+    );
+    moshi::lm::LmModel::new(cfg, moshi::nn::MaybeQuantizedVarBuilder::Real(vb))
+        .map_err(|e| e.to_string())?;
     let seen = seen.lock().map_err(|_| "poisoned".to_string())?;
     Ok(seen
         .iter()
@@ -68,7 +73,12 @@ pub fn census(cfg: &lm::Config, q8: bool, dense: u64) -> Result<Vec<TensorEntry>
             } else {
                 Stored::Plain(4)
             };
-            TensorEntry { name: name.clone(), dims: dims.clone(), stored, elems }
+            TensorEntry {
+                name: name.clone(),
+                dims: dims.clone(),
+                stored,
+                elems,
+            }
         })
         .collect())
 }
@@ -77,10 +87,17 @@ pub fn census(cfg: &lm::Config, q8: bool, dense: u64) -> Result<Vec<TensorEntry>
 /// codebooks it uses, not all 32 of the file.
 pub fn mimi_bytes(cfg: &moshi::mimi::Config) -> Result<u64, String> {
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
-    let vb = VarBuilder::from_backend(Box::new(ShapeOnly { seen: seen.clone() }), DType::F32, Device::Cpu);
+    let vb = VarBuilder::from_backend(
+        Box::new(ShapeOnly { seen: seen.clone() }),
+        DType::F32,
+        Device::Cpu,
+    );
     moshi::mimi::Mimi::new(cfg.clone(), vb).map_err(|e| e.to_string())?;
     let seen = seen.lock().map_err(|_| "poisoned".to_string())?;
-    Ok(seen.values().map(|d: &Vec<usize>| d.iter().product::<usize>() as u64 * 4).sum())
+    Ok(seen
+        .values()
+        .map(|d: &Vec<usize>| d.iter().product::<usize>() as u64 * 4)
+        .sum())
 }
 
 /// Records the shape of each tensor asked for and answers with a broadcast zero: a view of
@@ -90,7 +107,14 @@ struct ShapeOnly {
 }
 
 impl SimpleBackend for ShapeOnly {
-    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> moshi::candle::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> moshi::candle::Result<Tensor> {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(name.to_string(), s.dims().to_vec());
         }
@@ -118,11 +142,20 @@ pub struct Residency {
 
 /// `compute_bytes`: bytes per value of dense tensors on the device (2 for bf16 on a GPU).
 pub fn residency(table: &[TensorEntry], placement: Placement, compute_bytes: u64) -> Residency {
-    let mut r = Residency { device: 0, host: 0, device_streamed: 0, host_streamed: 0 };
+    let mut r = Residency {
+        device: 0,
+        host: 0,
+        device_streamed: 0,
+        host_streamed: 0,
+    };
     for t in table {
         let home = placement.home(&t.name).0;
         let b = resident_bytes(&t.name, t.stored, t.elems, home, compute_bytes);
-        let streamed = if super::placement::is_embedding(&t.name) { 0 } else { b };
+        let streamed = if super::placement::is_embedding(&t.name) {
+            0
+        } else {
+            b
+        };
         match home {
             Home::Host => {
                 r.host += b;
@@ -166,7 +199,11 @@ impl MemoryPlan {
         let host = match (self.weights.host, self.placement.host_layers) {
             (0, _) => String::new(),
             (b, 0) => format!(" (+{} on the host: embeddings)", size(b)),
-            (b, k) => format!(" (+{} on the host: embeddings and {k} of {} layers)", size(b), self.layers),
+            (b, k) => format!(
+                " (+{} on the host: embeddings and {k} of {} layers)",
+                size(b),
+                self.layers
+            ),
         };
         format!(
             "LM {}{host} + Mimi {} + KV cache {} ({} steps x {}) + activations {} + reserve {} = {} of {}",
@@ -183,16 +220,9 @@ impl MemoryPlan {
     }
 }
 
-/// Bytes for people: GiB from one up, MiB below, KiB for the tiny.
+/// Bytes for people, in the one unit (`bus::Bytes`).
 pub fn size(b: u64) -> String {
-    let b = b as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", b / (1u64 << 30) as f64)
-    } else if b >= (1u64 << 20) as f64 {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    } else {
-        format!("{:.1} KiB", b / 1024.0)
-    }
+    crate::bus::Bytes(b).to_string()
 }
 
 /// The largest in-memory GGUF a split load stages on the host on the way to the device:
@@ -220,7 +250,10 @@ pub fn kv_bytes_per_step(cfg: &lm::Config, layers: usize, elem_bytes: u64) -> u6
 /// times over for candle's temporaries, plus one attention row over the context.
 pub fn activation_bytes(cfg: &lm::Config, context: usize) -> u64 {
     let t = &cfg.transformer;
-    let per_token = (4 * t.d_model + 2 * t.dim_feedforward + cfg.text_out_vocab_size + cfg.audio_vocab_size) as u64 * 4;
+    let per_token =
+        (4 * t.d_model + 2 * t.dim_feedforward + cfg.text_out_vocab_size + cfg.audio_vocab_size)
+            as u64
+            * 4;
     let attention = (t.num_heads * context) as u64 * 4 * 2;
     8 * per_token + attention
 }
@@ -247,7 +280,11 @@ pub struct Target {
 /// The fewest host layers, then the longest context up to the one wanted, that fit.
 pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<MemoryPlan, String> {
     let n = cfg.transformer.num_layers;
-    let floor = if t.exact { t.context } else { MIN_CONTEXT.min(t.context) };
+    let floor = if t.exact {
+        t.context
+    } else {
+        MIN_CONTEXT.min(t.context)
+    };
     let mut last = None;
     for k in 0..=if t.split { n } else { 0 } {
         let placement = Placement { host_layers: k };
@@ -275,20 +312,27 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
         if let (true, Some(host_free)) = (t.split, t.host_budget) {
             // Host layers keep an f32 cache, and the load stages one part of the device's
             // share at a time in host memory. More host layers only need more: stop here.
-            let host = weights.host + kv_bytes_per_step(cfg, k, 4) * floor as u64 + largest_part(table, placement);
+            let host = weights.host
+                + kv_bytes_per_step(cfg, k, 4) * floor as u64
+                + largest_part(table, placement);
             if host > host_free {
                 p.context = floor;
                 return Err(format!(
                     "the host has {} free but needs {} for the embeddings{}: {}",
                     size(host_free),
                     size(host),
-                    if k > 0 { format!(" and {k} layers") } else { String::new() },
+                    if k > 0 {
+                        format!(" and {k} layers")
+                    } else {
+                        String::new()
+                    },
                     p.explain()
                 ));
             }
         }
         let fixed = p.total();
-        let fits = usize::try_from(t.budget.saturating_sub(fixed) / p.kv_per_step.max(1)).unwrap_or(usize::MAX);
+        let fits = usize::try_from(t.budget.saturating_sub(fixed) / p.kv_per_step.max(1))
+            .unwrap_or(usize::MAX);
         p.context = t.context.min(fits);
         if fixed <= t.budget && p.context >= floor {
             return Ok(p);
@@ -297,7 +341,11 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
         last = Some(p);
     }
     let p = last.expect("the loop runs at least once");
-    let tried = if t.split { format!(" even with all {n} layers on the host") } else { String::new() };
+    let tried = if t.split {
+        format!(" even with all {n} layers on the host")
+    } else {
+        String::new()
+    };
     Err(format!("the model does not fit{tried}: {}", p.explain()))
 }
 
@@ -347,7 +395,9 @@ fn cuda_free(device: &Device) -> Option<u64> {
     // The driver reports for the current context; candle's device binds it.
     let cuda = device.as_cuda_device().ok()?;
     cuda.cuda_stream().context().bind_to_thread().ok()?;
-    moshi::candle::cuda_backend::cudarc::driver::result::mem_get_info().ok().map(|(free, _total)| free as u64)
+    moshi::candle::cuda_backend::cudarc::driver::result::mem_get_info()
+        .ok()
+        .map(|(free, _total)| free as u64)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -369,7 +419,16 @@ mod tests {
     }
 
     fn gpu(budget: u64, mimi: u64) -> Target {
-        Target { compute_bytes: 4, kv_bytes: 2, split: true, mimi_bytes: mimi, budget, host_budget: None, context: 3000, exact: false }
+        Target {
+            compute_bytes: 4,
+            kv_bytes: 2,
+            split: true,
+            mimi_bytes: mimi,
+            budget,
+            host_budget: None,
+            context: 3000,
+            exact: false,
+        }
     }
 
     #[test]
@@ -387,11 +446,18 @@ mod tests {
         // kyutai/moshiko-candle-q8 model.q8.gguf is 8.17 GB on the Hub.
         let (_, table) = moshiko_q8();
         let stored: u64 = table.iter().map(|t| t.stored.bytes(t.elems)).sum();
-        eprintln!("census of moshiko q8: {} tensors, {stored} bytes", table.len());
+        eprintln!(
+            "census of moshiko q8: {} tensors, {stored} bytes",
+            table.len()
+        );
         assert!((8_100_000_000..8_250_000_000).contains(&stored), "{stored}");
         // 32 layers of the temporal transformer, 8 depformer slices.
-        assert!(table.iter().any(|t| t.name.starts_with("transformer.layers.31.")));
-        assert!(!table.iter().any(|t| t.name.starts_with("transformer.layers.32.")));
+        assert!(table
+            .iter()
+            .any(|t| t.name.starts_with("transformer.layers.31.")));
+        assert!(!table
+            .iter()
+            .any(|t| t.name.starts_with("transformer.layers.32.")));
         assert!(table.iter().any(|t| t.name == "depformer.7.emb.weight"));
     }
 
@@ -413,21 +479,39 @@ mod tests {
         let mimi = mimi_bytes(&moshi::mimi::Config::v0_1(Some(8))).unwrap();
         // What moshi 0.6.4's own LmModel would put on the device: everything, embeddings
         // dequantized to f32. That alone is past 8 GiB: the reason for `PlacedLm`.
-        let all_on_device: u64 = table.iter().map(|t| resident_bytes(&t.name, t.stored, t.elems, Home::Device, 4)).sum();
-        eprintln!("moshi's LmModel on the device: {:.2} GiB", all_on_device as f64 / GIB as f64);
+        let all_on_device: u64 = table
+            .iter()
+            .map(|t| resident_bytes(&t.name, t.stored, t.elems, Home::Device, 4))
+            .sum();
+        eprintln!(
+            "moshi's LmModel on the device: {:.2} GiB",
+            all_on_device as f64 / GIB as f64
+        );
         assert!(all_on_device > 8 * GIB);
         // Free after the CUDA context: a headless card, a lighter and a busier desktop.
         for free in [7_800 * MIB, 7_600 * MIB, 7_000 * MIB] {
             let p = plan(&cfg, &table, gpu(free, mimi)).unwrap_or_else(|e| panic!("{free}: {e}"));
-            eprintln!("{:.2} GiB free: {} host layers, context {} ({:.0} s): {}", free as f64 / GIB as f64, p.placement.host_layers, p.context, p.context as f64 * 0.08, p.explain());
+            eprintln!(
+                "{:.2} GiB free: {} host layers, context {} ({:.0} s): {}",
+                free as f64 / GIB as f64,
+                p.placement.host_layers,
+                p.context,
+                p.context as f64 * 0.08,
+                p.explain()
+            );
             assert!(p.total() <= free);
             assert!(p.context >= MIN_CONTEXT);
             assert!(p.placement.host_layers <= 6, "{}", p.placement.host_layers);
             // One layer fewer on the host would not have fitted a useful context.
             if p.placement.host_layers > 0 {
-                let fewer = Placement { host_layers: p.placement.host_layers - 1 };
+                let fewer = Placement {
+                    host_layers: p.placement.host_layers - 1,
+                };
                 let dev = residency(&table, fewer, 4).device + mimi + RESERVE_BYTES + p.activations;
-                assert!(dev + kv_bytes_per_step(&cfg, 32 - fewer.host_layers, 2) * MIN_CONTEXT as u64 > free);
+                assert!(
+                    dev + kv_bytes_per_step(&cfg, 32 - fewer.host_layers, 2) * MIN_CONTEXT as u64
+                        > free
+                );
             }
         }
         // With a little more room everything but the embeddings is on the device.
@@ -435,20 +519,38 @@ mod tests {
         eprintln!("8.50 GiB free: context {}: {}", p.context, p.explain());
         assert_eq!(p.placement.host_layers, 0);
         // 10 GiB holds Kyutai's full default context (a bf16 cache on CUDA: 1.5 GiB).
-        assert_eq!(plan(&cfg, &table, gpu(10 * GIB, mimi)).unwrap().context, 3000);
+        assert_eq!(
+            plan(&cfg, &table, gpu(10 * GIB, mimi)).unwrap().context,
+            3000
+        );
     }
 
     #[test]
     fn the_host_must_hold_what_moves_there() {
         let (cfg, table) = moshiko_q8();
-        let t = Target { host_budget: Some(GIB), ..gpu(16 * GIB, 0) };
+        let t = Target {
+            host_budget: Some(GIB),
+            ..gpu(16 * GIB, 0)
+        };
         let err = plan(&cfg, &table, t).unwrap_err();
-        assert!(err.starts_with("the host has 1.00 GiB free but needs 1.9") && err.contains("for the embeddings:"), "{err}");
+        assert!(
+            err.starts_with("the host has 1.00 GiB free but needs 1.9")
+                && err.contains("for the embeddings:"),
+            "{err}"
+        );
         // Staging: moshiko's largest part is its 4-layer stack or its depformer and head.
         let staged = largest_part(&table, Placement::default());
         eprintln!("largest staged part: {}", size(staged));
         assert!((800_000_000..1_000_000_000).contains(&staged), "{staged}");
-        assert!(plan(&cfg, &table, Target { host_budget: Some(3 * GIB), ..t }).is_ok());
+        assert!(plan(
+            &cfg,
+            &table,
+            Target {
+                host_budget: Some(3 * GIB),
+                ..t
+            }
+        )
+        .is_ok());
     }
 
     #[test]
@@ -456,9 +558,15 @@ mod tests {
         let (cfg, table) = moshiko_q8();
         let small = plan(&cfg, &table, gpu(9 * GIB, 0)).unwrap();
         let big = plan(&cfg, &table, gpu(10 * GIB, 0)).unwrap();
-        assert_eq!((small.placement.host_layers, big.placement.host_layers), (0, 0));
+        assert_eq!(
+            (small.placement.host_layers, big.placement.host_layers),
+            (0, 0)
+        );
         assert!(small.context < big.context);
-        let t = Target { context: 500, ..gpu(64 * GIB, 0) };
+        let t = Target {
+            context: 500,
+            ..gpu(64 * GIB, 0)
+        };
         assert_eq!(plan(&cfg, &table, t).unwrap().context, 500);
     }
 
@@ -467,7 +575,11 @@ mod tests {
         let (cfg, table) = moshiko_q8();
         let free = 9 * GIB;
         let loose = plan(&cfg, &table, gpu(free, 0)).unwrap();
-        let t = Target { context: 3000, exact: true, ..gpu(free, 0) };
+        let t = Target {
+            context: 3000,
+            exact: true,
+            ..gpu(free, 0)
+        };
         let exact = plan(&cfg, &table, t).unwrap();
         assert!(loose.context < 3000 && exact.context == 3000);
         assert!(exact.placement.host_layers > loose.placement.host_layers);
@@ -477,26 +589,52 @@ mod tests {
     #[test]
     fn on_one_memory_nothing_moves_and_everything_counts() {
         let (cfg, table) = moshiko_q8();
-        let cpu = Target { split: false, ..gpu(64 * GIB, 0) };
+        let cpu = Target {
+            split: false,
+            ..gpu(64 * GIB, 0)
+        };
         let p = plan(&cfg, &table, cpu).unwrap();
         assert_eq!(p.placement.host_layers, 0);
         assert_eq!(p.weights.host, 0);
-        let err = plan(&cfg, &table, Target { budget: 6 * GIB, ..cpu }).unwrap_err();
-        assert!(err.contains("does not fit:") && !err.contains("even with"), "{err}");
+        let err = plan(
+            &cfg,
+            &table,
+            Target {
+                budget: 6 * GIB,
+                ..cpu
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("does not fit:") && !err.contains("even with"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_budget_below_the_non_layer_weights_is_refused_with_the_arithmetic() {
         let (cfg, table) = moshiko_q8();
         let err = plan(&cfg, &table, gpu(GIB / 2, 0)).unwrap_err();
-        assert!(err.contains("even with all 32 layers on the host") && err.contains("GiB of 512.0 MiB"), "{err}");
+        assert!(
+            err.contains("even with all 32 layers on the host") && err.contains("GiB of 512.0 MiB"),
+            "{err}"
+        );
     }
 
     #[test]
     fn demo_sized_models_fit_anywhere() {
         let cfg = super::super::config::demo_lm();
         let table = census(&cfg, false, 4).unwrap();
-        let t = Target { split: false, mimi_bytes: 4 << 20, budget: GIB, host_budget: None, context: cfg.transformer.context, exact: false, compute_bytes: 4, kv_bytes: 4 };
+        let t = Target {
+            split: false,
+            mimi_bytes: 4 << 20,
+            budget: GIB,
+            host_budget: None,
+            context: cfg.transformer.context,
+            exact: false,
+            compute_bytes: 4,
+            kv_bytes: 4,
+        };
         let p = plan(&cfg, &table, t).unwrap();
         assert_eq!(p.context, cfg.transformer.context);
     }

@@ -32,7 +32,14 @@ impl Stepper {
             &[cfg.generated_audio_codebooks, cfg.input_audio_codebooks],
         );
         let prev_text = cfg.text_start_token;
-        Self { lm, cfg, rows, step_idx: 0, prev_text, forced }
+        Self {
+            lm,
+            cfg,
+            rows,
+            step_idx: 0,
+            prev_text,
+            forced,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -63,17 +70,29 @@ impl Stepper {
 
     /// Feed the user's codes for this frame; returns the text token sampled.
     pub fn step(&mut self, input_codes: &[u32], samplers: &mut Samplers) -> Result<u32> {
-        let (s, delay, gen) = (self.step_idx, self.cfg.acoustic_delay, self.cfg.generated_audio_codebooks);
+        let (s, delay, gen) = (
+            self.step_idx,
+            self.cfg.acoustic_delay,
+            self.cfg.generated_audio_codebooks,
+        );
         let pad = self.cfg.audio_pad_token();
         // Row s last held step s - (delay + 2), which nothing reads any more.
         self.row_mut(s).fill(UNGENERATED);
-        for (c, &t) in input_codes.iter().take(self.cfg.input_audio_codebooks).enumerate() {
+        for (c, &t) in input_codes
+            .iter()
+            .take(self.cfg.input_audio_codebooks)
+            .enumerate()
+        {
             self.row_mut(s)[gen + c] = t;
         }
         let mut codes = Vec::with_capacity(self.cfg.total_audio_codebooks());
         for cb in 0..self.cfg.total_audio_codebooks() {
             let t = if cb == 0 || cb == gen {
-                if s == 0 { pad } else { self.row(s - 1)[cb] }
+                if s == 0 {
+                    pad
+                } else {
+                    self.row(s - 1)[cb]
+                }
             } else if s <= delay {
                 pad
             } else {
@@ -86,7 +105,12 @@ impl Stepper {
         }
         let (logits, ys) = self.lm.forward(Some(self.prev_text), &codes)?;
         let text = samplers.text.sample(&logits.i((0, 0))?)?;
-        let audio = self.lm.depformer_sample(&ys, Some(text), self.forced.forced_tokens(s), &mut samplers.audio)?;
+        let audio = self.lm.depformer_sample(
+            &ys,
+            Some(text),
+            self.forced.forced_tokens(s),
+            &mut samplers.audio,
+        )?;
         for c in 0..gen {
             let at = if c == 0 { s } else { s.saturating_sub(delay) };
             self.row_mut(at)[c] = audio.as_ref().map_or(pad, |a| a[c]);
@@ -104,7 +128,10 @@ impl Stepper {
             return None;
         }
         let row = &self.row(self.step_idx - delay - 1)[..self.cfg.generated_audio_codebooks];
-        if row.iter().any(|&v| v as usize >= self.cfg.audio_vocab_size - 1) {
+        if row
+            .iter()
+            .any(|&v| v as usize >= self.cfg.audio_vocab_size - 1)
+        {
             None
         } else {
             Some(row)

@@ -26,7 +26,8 @@ pub struct Vocab {
 impl Vocab {
     /// Parse a SentencePiece `.model` file's bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let model = SentencePieceModel::from_slice(bytes).map_err(|e| format!("not a SentencePiece model: {e}"))?;
+        let model = SentencePieceModel::from_slice(bytes)
+            .map_err(|e| format!("not a SentencePiece model: {e}"))?;
         let pieces: Vec<Piece> = model
             .pieces()
             .iter()
@@ -71,7 +72,13 @@ pub struct TextAssembler {
 
 impl TextAssembler {
     pub fn new(vocab: Vocab, pad: u32, eop: u32) -> Self {
-        Self { vocab, pad, eop, word: Vec::new(), pads_since_piece: 0 }
+        Self {
+            vocab,
+            pad,
+            eop,
+            word: Vec::new(),
+            pads_since_piece: 0,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -83,13 +90,19 @@ impl TextAssembler {
     pub fn push(&mut self, token: u32) -> Option<String> {
         if token == self.pad || token == self.eop {
             self.pads_since_piece += 1;
-            return if self.pads_since_piece == FLUSH_AFTER_PADS { self.take() } else { None };
+            return if self.pads_since_piece == FLUSH_AFTER_PADS {
+                self.take()
+            } else {
+                None
+            };
         }
         self.pads_since_piece = 0;
         let starts_word = matches!(self.vocab.pieces.get(token as usize), Some(Piece::Text(t)) if t.starts_with(WORD_START));
         let done = if starts_word { self.take() } else { None };
         match self.vocab.pieces.get(token as usize) {
-            Some(Piece::Text(text)) => self.word.extend_from_slice(text.replace(WORD_START, " ").as_bytes()),
+            Some(Piece::Text(text)) => self
+                .word
+                .extend_from_slice(text.replace(WORD_START, " ").as_bytes()),
             Some(Piece::Byte(b)) => self.word.push(*b),
             Some(Piece::Silent) | None => {}
         }
@@ -116,7 +129,10 @@ mod tests {
     }
 
     fn id(v: &Vocab, s: &str) -> u32 {
-        v.pieces.iter().position(|p| matches!(p, Piece::Text(t) if t == s)).unwrap() as u32
+        v.pieces
+            .iter()
+            .position(|p| matches!(p, Piece::Text(t) if t == s))
+            .unwrap() as u32
     }
 
     #[test]

@@ -10,8 +10,9 @@ use super::keymap::{self, Action, Scroll};
 use super::layout;
 use super::theme::Theme;
 use super::vad::{Transition, Vad};
-use crate::engine::events::{Command, Endpoint, EngineEvent, LoadProgress, Severity, StepStats};
-use crate::engine::model::ModelInfo;
+use crate::bus::ModelInfo;
+use crate::bus::{Endpoint, EngineEvent, LoadProgress, Severity, StepStats};
+use crate::engine::Command;
 use ratatui::layout::Rect;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod persona;
-use crate::persona::voices::VoiceLoader;
+use crate::engine::voice::VoiceLoader;
 use crate::persona::{Persona, VisualizerStyle, Weights};
 pub use persona::{PendingVoice, Switch};
 
@@ -28,8 +29,6 @@ pub const MEMORY_REPORT_STEP: u64 = 100 * 1024 * 1024;
 
 /// Level samples kept for the visualizer: one per tick, as wide as the widest screen.
 pub const LEVEL_HISTORY: usize = 300;
-/// Steps without a new word (and no assistant audio) that end an assistant turn.
-const TURN_GAP_STEPS: u32 = 25;
 /// Steps averaged for the step time and RTF shown.
 const AVG_WINDOW: f64 = 16.0;
 /// Steps before an average RTF above 1 counts as not keeping up.
@@ -171,7 +170,6 @@ pub struct UiState {
     pub feed: Feed,
     open_assistant: Option<usize>,
     open_user: Option<usize>,
-    steps_since_text: u32,
     pub levels: VecDeque<LevelSample>,
     /// Loudest frame RMS from steps since the last level sample: the visualizer's
     /// fallback when no audio callback raises the meters (file input).
@@ -189,8 +187,6 @@ pub struct UiState {
     voices: Option<VoiceLoader>,
     /// The weights the engine runs (resolved), when voices can change.
     engine_weights: Option<Weights>,
-    /// The weights the engine's own loader builds (at start and on restart).
-    start_weights: Option<Weights>,
     /// A persona voice loading in the background.
     pub pending_voice: Option<PendingVoice>,
     next_voice_id: u64,
@@ -228,7 +224,6 @@ impl UiState {
             feed: Feed::default(),
             open_assistant: None,
             open_user: None,
-            steps_since_text: 0,
             levels: VecDeque::with_capacity(LEVEL_HISTORY),
             pending_mic: 0.0,
             pending_out: 0.0,
@@ -240,7 +235,6 @@ impl UiState {
             no_color: ctx.no_color,
             seed: ctx.seed,
             engine_weights: ctx.voices.as_ref().map(|v| v.resolve(&p.voice.weights)),
-            start_weights: ctx.voices.as_ref().map(|v| v.resolve(&p.voice.weights)),
             voices: ctx.voices.clone(),
             pending_voice: None,
             next_voice_id: 1,
@@ -492,14 +486,30 @@ impl UiState {
                 self.note(EntryKind::Notice(Severity::Error), error, Some(remedy));
             }
             EngineEvent::Text(piece) => self.text(&piece),
+            EngineEvent::TurnEnded => {
+                self.open_assistant = None;
+                return Update::none();
+            }
             EngineEvent::Step(stats) => self.step(stats),
             EngineEvent::Notice {
                 severity,
                 message,
                 remedy,
-            } => {
-                self.device_notice(&message);
-                self.note(EntryKind::Notice(severity), message, remedy);
+            } => self.note(EntryKind::Notice(severity), message, remedy),
+            EngineEvent::Voice(w) => {
+                if self.voices.is_some() {
+                    self.engine_weights = Some(w);
+                }
+                return Update::none();
+            }
+            EngineEvent::Happened(h) => {
+                let said = crate::ui::words::happening(&h);
+                self.note(EntryKind::Notice(said.severity), said.message, said.remedy);
+            }
+            EngineEvent::Device(status) => {
+                self.device_status(&status);
+                let said = crate::ui::words::device_status(&status);
+                self.note(EntryKind::Notice(said.severity), said.message, said.remedy);
             }
             // The UI noted the switch when it made it; this is the journal's copy.
             EngineEvent::PersonaSwitched { .. } => return Update::none(),
@@ -542,7 +552,7 @@ impl UiState {
             // The words come as notices; a model running somewhere worse than
             // asked (a CPU fallback) keeps the header degraded while it lasts.
             EngineEvent::Residency(r) => {
-                use crate::engine::residency::Residency;
+                use crate::bus::Residency;
                 match r {
                     Residency::Ready { degraded, .. } => self.model_degraded = degraded,
                     Residency::Failed(_) | Residency::Unloaded => self.model_degraded = None,
@@ -610,7 +620,6 @@ impl UiState {
     }
 
     fn text(&mut self, piece: &str) {
-        self.steps_since_text = 0;
         let now = self.now();
         if let Some(entry) = self.open_assistant.and_then(|i| self.feed.get_mut(i)) {
             entry.text.push_str(piece);
@@ -629,16 +638,10 @@ impl UiState {
         self.stats = Some(s);
         self.pending_mic = self.pending_mic.max(s.mic_rms);
         self.pending_out = self.pending_out.max(s.out_rms);
-        self.steps_since_text = self.steps_since_text.saturating_add(1);
 
         let now = self.now();
         match self.mic_vad.update(s.mic_rms) {
             Some(Transition::Started) => {
-                // The user taking the floor ends a quiet assistant's turn; while both
-                // talk, the assistant's words keep streaming into its line.
-                if !self.out_vad.is_active() {
-                    self.open_assistant = None;
-                }
                 // Timestamps are frame ends: speech began `attack` frames ago.
                 let started = now.saturating_sub(FRAME * Vad::MICROPHONE_ATTACK as u32);
                 self.feed
@@ -650,12 +653,8 @@ impl UiState {
             }
             None => {}
         }
-        if self.out_vad.update(s.out_rms) == Some(Transition::Ended) {
-            self.open_assistant = None;
-        }
-        if self.steps_since_text >= TURN_GAP_STEPS && !self.out_vad.is_active() {
-            self.open_assistant = None;
-        }
+        // The assistant's turns end on the engine's `TurnEnded` (the journal's rule too).
+        self.out_vad.update(s.out_rms);
     }
 
     fn mic_vad_hangover(&self) -> u32 {

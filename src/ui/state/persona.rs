@@ -2,8 +2,9 @@
 //! transcript: the parts of `UiState` that personas and degraded modes add.
 
 use super::{Effect, EntryKind, FeedEntry, Phase, Severity, UiState, Update};
-use crate::engine::events::{Command, Endpoint};
-use crate::engine::model::Sampling;
+use crate::bus::Endpoint;
+use crate::bus::Sampling;
+use crate::engine::Command;
 use crate::persona::{hotkey_label, Weights};
 use crate::ui::context::Resume;
 use crate::ui::theme::Theme;
@@ -121,12 +122,10 @@ impl UiState {
                 self.note(EntryKind::Success, text, None);
                 None
             }
-            None => {
-                self.engine_weights = self.start_weights.clone();
-                Some(Effect::Send(Command::SetSampling(
-                    self.sampling_of(self.active),
-                )))
-            }
+            // The engine's own (re)load: it loaded the current voice (`Voice` said which).
+            None => Some(Effect::Send(Command::SetSampling(
+                self.sampling_of(self.active),
+            ))),
         }
     }
 
@@ -161,21 +160,21 @@ impl UiState {
         )
     }
 
-    /// The device supervisor's notices move the endpoints: "microphone lost: …"
-    /// makes the state degraded, "microphone ready: NAME" ends it.
-    pub(super) fn device_notice(&mut self, message: &str) {
-        for (what, slot) in [
-            ("microphone", &mut self.input),
-            ("speaker", &mut self.output),
-        ] {
-            if let Some(rest) = message.strip_prefix(what) {
-                if let Some(reason) = rest.strip_prefix(" lost: ") {
-                    let reason = reason.split("; retrying").next().unwrap_or(reason);
-                    *slot = Some(Endpoint::Missing(reason.to_string()));
-                } else if let Some(name) = rest.strip_prefix(" ready: ") {
-                    *slot = Some(Endpoint::Device(name.to_string()));
-                }
-            }
+    /// A device status moves the endpoint it is about: lost makes it missing (the
+    /// header shows the state degraded), ready names the device again.
+    pub(super) fn device_status(&mut self, status: &crate::bus::DeviceStatus) {
+        use crate::bus::{DeviceSide, DeviceStatus};
+        let (side, endpoint) = match status {
+            DeviceStatus::Lost { side, reason, .. } => (
+                side,
+                Endpoint::Missing(crate::ui::words::loss_reason(reason)),
+            ),
+            DeviceStatus::Ready { side, name } => (side, Endpoint::Device(name.clone())),
+            DeviceStatus::Trouble { .. } => return,
+        };
+        match side {
+            DeviceSide::Microphone => self.input = Some(endpoint),
+            DeviceSide::Speaker => self.output = Some(endpoint),
         }
     }
 
@@ -197,7 +196,7 @@ impl UiState {
     }
 
     /// The voice loader this state resolves weights with (tests drive it).
-    pub fn clone_voices(&self) -> Option<crate::persona::voices::VoiceLoader> {
+    pub fn clone_voices(&self) -> Option<crate::engine::voice::VoiceLoader> {
         self.voices.clone()
     }
 

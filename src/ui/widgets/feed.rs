@@ -1,7 +1,7 @@
 //! The activity feed: timestamped rows, assistant words in the persona's colour,
 //! user markers in the user's, system lines by severity with their remedies.
 
-use crate::engine::events::Severity;
+use crate::bus::Severity;
 use crate::ui::feed::{gutter, EntryKind, FeedEntry, Row, RowPart};
 use crate::ui::format;
 use crate::ui::layout::Density;

@@ -1,6 +1,6 @@
 //! The header: persona, conversation state, model and device; audio endpoints when there is room.
 
-use crate::engine::events::{Endpoint, Severity};
+use crate::bus::{Endpoint, Severity};
 use crate::ui::format;
 use crate::ui::layout::Density;
 use crate::ui::state::{ConvState, UiState};

@@ -1,6 +1,6 @@
 //! The help overlay: every key, from the keymap's own table.
 
-use crate::ui::keymap::HELP;
+use crate::ui::keymap::KEYS;
 use crate::ui::state::UiState;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -10,8 +10,8 @@ use unicode_width::UnicodeWidthStr;
 
 pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     let t = &state.theme;
-    let key_w = HELP.iter().map(|(k, _)| k.width()).max().unwrap_or(0);
-    let desc_w = HELP.iter().map(|(_, d)| d.width()).max().unwrap_or(0);
+    let key_w = KEYS.iter().map(|b| b.label.width()).max().unwrap_or(0);
+    let desc_w = KEYS.iter().map(|b| b.help.width()).max().unwrap_or(0);
     let want_w = (key_w + 2 + desc_w + 4) as u16;
     // A popup that would leave slivers of the screen at its sides takes the whole width.
     let w = if want_w + 6 > area.width {
@@ -19,7 +19,7 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     } else {
         want_w
     };
-    let h = (HELP.len() as u16 + 2).min(area.height);
+    let h = (KEYS.len() as u16 + 2).min(area.height);
     let popup = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height - h) / 2,
@@ -35,12 +35,17 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
         .title_bottom(Line::styled(" Esc closes ", t.dim()).right_aligned());
     let inner = block.inner(popup);
     block.render(popup, buf);
-    for (i, (key, desc)) in HELP.iter().enumerate().take(inner.height as usize) {
+    for (i, (key, desc)) in KEYS
+        .iter()
+        .map(|b| (b.label, b.help))
+        .enumerate()
+        .take(inner.height as usize)
+    {
         let line = Line::from(vec![
             Span::raw(" "),
             Span::styled(format!("{key:<key_w$}"), t.key()),
             Span::raw("  "),
-            Span::styled(*desc, t.text()),
+            Span::styled(desc, t.text()),
         ]);
         line.render(Rect::new(inner.x, inner.y + i as u16, inner.width, 1), buf);
     }

@@ -1,7 +1,7 @@
 //! Load progress: the stage, a bar, done out of total, rate and ETA, all from
 //! the engine's `Loading` events.
 
-use crate::engine::events::ProgressUnit;
+use crate::bus::ProgressUnit;
 use crate::ui::format;
 use crate::ui::layout::Density;
 use crate::ui::state::{LoadView, UiState};

@@ -10,19 +10,21 @@
 //! the CPU only, and a GPU user who hits a problem can pin the voice with
 //! `--model-dir` (personas then change look and sampling only).
 
-use crate::engine::events::{Command, EngineEvent, LoadProgress};
-use crate::engine::model::{DuplexModel, Sampling};
-use crate::engine::runner::LoadFailure;
-use crate::persona::Weights;
+use super::command::Command;
+use super::load::LoadFailure;
+use super::model::DuplexModel;
+use crate::bus::{Cancel, EngineEvent, LoadProgress, Sampling, Weights};
 use crossbeam_channel::Sender;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// Builds a model for some weights with some sampling, reporting progress.
+/// Builds a model for some weights with some sampling, reporting progress and
+/// polling the cancel flag.
 pub type LoadFn = dyn Fn(
         &Weights,
         &Sampling,
         &mut dyn FnMut(LoadProgress),
+        &Cancel,
     ) -> Result<Box<dyn DuplexModel>, LoadFailure>
     + Send
     + Sync;
@@ -34,6 +36,8 @@ pub struct VoiceLoader {
     default: Weights,
     /// The newest load asked for; an older one that finishes is dropped.
     wanted: Arc<AtomicU64>,
+    /// The flag of the load in flight: a newer choice stops it within a second.
+    in_flight: Arc<Mutex<Option<Cancel>>>,
 }
 
 impl std::fmt::Debug for VoiceLoader {
@@ -48,6 +52,7 @@ impl VoiceLoader {
             load,
             default,
             wanted: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -59,14 +64,23 @@ impl VoiceLoader {
         }
     }
 
-    /// Any load in flight is no longer wanted.
+    /// Any load in flight is no longer wanted: stop it.
     pub fn cancel(&self, id: u64) {
         self.wanted.store(id, SeqCst);
+        if let Some(c) = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            c.cancel();
+        }
     }
 
-    /// Load `weights` on a loader thread. Progress goes to `events` as
-    /// `Loading`; the model goes to the engine as `SwapModel` (the engine then
-    /// says `ModelReady`); a failure comes back as `VoiceFailed`.
+    /// Load `weights` on a loader thread, stopping any older load. Progress goes to
+    /// `events` as `Loading`; the model goes to the engine as `SwapModel` (the engine
+    /// then says `ModelReady`, or holds it while no model runs); a failure comes back
+    /// as `VoiceFailed`.
     pub fn start(
         &self,
         id: u64,
@@ -76,7 +90,9 @@ impl VoiceLoader {
         events: Sender<EngineEvent>,
         commands: Sender<Command>,
     ) {
-        self.wanted.store(id, SeqCst);
+        self.cancel(id);
+        let cancel = Cancel::new();
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
         let (load, wanted) = (self.load.clone(), self.wanted.clone());
         let stage_prefix = format!("{persona}'s voice: ");
         let fail_events = events.clone();
@@ -91,7 +107,7 @@ impl VoiceLoader {
                     }
                 };
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    load(&weights, &sampling, &mut progress)
+                    load(&weights, &sampling, &mut progress, &cancel)
                 }))
                 .unwrap_or_else(|_| {
                     Err(LoadFailure {
@@ -99,12 +115,12 @@ impl VoiceLoader {
                         remedy: "see the log file".into(),
                     })
                 });
-                if wanted.load(SeqCst) != id {
+                if wanted.load(SeqCst) != id || cancel.is_cancelled() {
                     return; // another persona was picked meanwhile
                 }
                 match result {
                     Ok(model) => {
-                        let _ = commands.send(Command::SwapModel(model));
+                        let _ = commands.send(Command::SwapModel { model, weights });
                     }
                     Err(f) => {
                         let _ = events.send(EngineEvent::VoiceFailed {

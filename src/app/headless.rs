@@ -1,10 +1,11 @@
 //! `--headless`: no TUI. Text to stdout as it arrives; progress and warnings to
 //! stderr; `--stats-json` at the end.
 
-use crate::app::{wire, StartError};
+use crate::app::{start_voice, voice_loader_for, wire, StartError};
 use crate::audio::meters::Meters;
+use crate::bus::Cancel;
+use crate::bus::{Endpoint, EngineEvent, Severity};
 use crate::cli::RunArgs;
-use crate::engine::events::{Endpoint, EngineEvent, Severity};
 use crate::engine::{runner, Command};
 use crate::session::{self, sessions_dir, Journal};
 use std::io::Write;
@@ -27,7 +28,17 @@ pub fn run(original: &RunArgs) -> i32 {
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-    let wired = match wire(args, false, meters, ev_tx, (cmd_tx.clone(), cmd_rx)) {
+    let voice = start_voice(&start, voice_loader_for(original).as_ref());
+    let shutdown = Cancel::new();
+    let wired = match wire(
+        args,
+        false,
+        voice,
+        shutdown.clone(),
+        meters,
+        ev_tx,
+        (cmd_tx.clone(), cmd_rx),
+    ) {
         Ok(w) => w,
         Err(StartError { code, message }) => {
             eprintln!("error: {message}");
@@ -39,6 +50,7 @@ pub fn run(original: &RunArgs) -> i32 {
     }
     let interrupt = cmd_tx.clone();
     let _ = ctrlc::set_handler(move || {
+        shutdown.cancel();
         let _ = interrupt.send(Command::Shutdown);
     });
     for ep in [("input", &wired.input), ("output", &wired.output)] {
@@ -107,23 +119,42 @@ fn print_event(ev: &EngineEvent, stdout: &mut std::io::Stdout) {
             let _ = stdout.flush();
         }
         EngineEvent::Loading(p) => {
-            let pct = if p.total > 0 { 100.0 * p.done as f64 / p.total as f64 } else { 0.0 };
+            let pct = if p.total > 0 {
+                100.0 * p.done as f64 / p.total as f64
+            } else {
+                0.0
+            };
             eprintln!("loading {}: {}/{} ({pct:.0}%)", p.stage, p.done, p.total);
         }
-        EngineEvent::ModelReady { info, load_ms } => eprintln!("model: {} on {} ({}), loaded in {load_ms:.0} ms", info.name, info.device, info.dtype),
+        EngineEvent::ModelReady { info, load_ms } => eprintln!(
+            "model: {} on {} ({}), loaded in {load_ms:.0} ms",
+            info.name, info.device, info.dtype
+        ),
         EngineEvent::ModelFailed { error, remedy } => eprintln!("error: {error}\n  fix: {remedy}"),
-        EngineEvent::Notice { severity, message, remedy } => {
-            let tag = match severity {
-                Severity::Info => "info",
-                Severity::Warning => "warning",
-                Severity::Error => "error",
-            };
-            eprintln!("{tag}: {message}");
-            if let Some(r) = remedy {
-                eprintln!("  fix: {r}");
-            }
-        }
+        EngineEvent::Notice {
+            severity,
+            message,
+            remedy,
+        } => print_said(crate::ui::words::Said {
+            severity: *severity,
+            message: message.clone(),
+            remedy: remedy.clone(),
+        }),
+        EngineEvent::Device(d) => print_said(crate::ui::words::device_status(d)),
+        EngineEvent::Happened(h) => print_said(crate::ui::words::happening(h)),
         EngineEvent::InputEnded => eprintln!("input ended"),
         _ => {}
+    }
+}
+
+fn print_said(said: crate::ui::words::Said) {
+    let tag = match said.severity {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Error => "error",
+    };
+    eprintln!("{tag}: {}", said.message);
+    if let Some(r) = said.remedy {
+        eprintln!("  fix: {r}");
     }
 }

@@ -1,12 +1,13 @@
-//! Where the engine's input comes from: a ring fed by a device callback or a
-//! real-time file pacer, a file read as fast as the model allows, or silence on
-//! a clock when there is no microphone.
+//! The engine's ports. Input: a ring fed by a device callback or a real-time file
+//! pacer, a file read as fast as the model allows, or silence on a clock when there
+//! is no microphone. Output: a ring drained by the speaker callback. A network
+//! session can feed and drain the same rings.
 
 use super::device::{ring_for, AudioFormat};
 use super::meters::{peak, Meters};
 use super::wav::WavAudio;
 use ringbuf::traits::{Observer, Producer};
-use ringbuf::HeapCons;
+use ringbuf::{HeapCons, HeapProd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,24 +16,42 @@ use std::time::{Duration, Instant};
 pub enum InputPort {
     /// Interleaved device-rate audio arriving in real time. `ended` turns true
     /// when a paced file has been fully pushed.
-    Ring { cons: HeapCons<f32>, format: AudioFormat, ended: Arc<AtomicBool> },
+    Ring {
+        cons: HeapCons<f32>,
+        format: AudioFormat,
+        ended: Arc<AtomicBool>,
+    },
     /// A whole file, consumed as fast as the model steps.
     Memory { audio: WavAudio, pos: usize },
     /// No microphone: silence at real time, on its own clock.
-    Silence { sample_rate: u32, since: Instant, produced: u64 },
+    Silence {
+        sample_rate: u32,
+        since: Instant,
+        produced: u64,
+    },
 }
 
 impl InputPort {
     pub fn format(&self) -> AudioFormat {
         match self {
             Self::Ring { format, .. } => *format,
-            Self::Memory { audio, .. } => AudioFormat { sample_rate: audio.sample_rate, channels: audio.channels },
-            Self::Silence { sample_rate, .. } => AudioFormat { sample_rate: *sample_rate, channels: 1 },
+            Self::Memory { audio, .. } => AudioFormat {
+                sample_rate: audio.sample_rate,
+                channels: audio.channels,
+            },
+            Self::Silence { sample_rate, .. } => AudioFormat {
+                sample_rate: *sample_rate,
+                channels: 1,
+            },
         }
     }
 
     pub fn silence(sample_rate: u32) -> Self {
-        Self::Silence { sample_rate, since: Instant::now(), produced: 0 }
+        Self::Silence {
+            sample_rate,
+            since: Instant::now(),
+            produced: 0,
+        }
     }
 
     /// Real-time inputs can fall behind the model and have frames dropped.
@@ -49,6 +68,25 @@ impl InputPort {
     }
 }
 
+/// The playback side: a ring drained by the output callback.
+pub struct OutputPort {
+    pub prod: HeapProd<f32>,
+    pub format: AudioFormat,
+    /// Silence queued before the first output, to absorb scheduling jitter.
+    pub prefill_ms: f64,
+}
+
+impl OutputPort {
+    /// Queue `prefill_ms` of silence ahead of what the model says.
+    pub fn prefill(&mut self) {
+        let n = (self.prefill_ms / 1000.0 * self.format.sample_rate as f64) as usize
+            * self.format.channels as usize;
+        for _ in 0..n {
+            let _ = self.prod.try_push(0.0);
+        }
+    }
+}
+
 /// Pushes a file into a ring at real time, as a device callback would, in
 /// 10 ms blocks on absolute deadlines (no drift).
 pub struct FilePacer {
@@ -58,7 +96,10 @@ pub struct FilePacer {
 
 impl FilePacer {
     pub fn start(audio: WavAudio, meters: Arc<Meters>) -> (Self, InputPort) {
-        let format = AudioFormat { sample_rate: audio.sample_rate, channels: audio.channels };
+        let format = AudioFormat {
+            sample_rate: audio.sample_rate,
+            channels: audio.channels,
+        };
         let (mut prod, cons) = ring_for(format, 2.0);
         let ended = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
@@ -84,7 +125,17 @@ impl FilePacer {
                 ended2.store(true, Ordering::Release);
             })
             .expect("spawn file pacer");
-        (Self { stop, thread: Some(thread) }, InputPort::Ring { cons, format, ended })
+        (
+            Self {
+                stop,
+                thread: Some(thread),
+            },
+            InputPort::Ring {
+                cons,
+                format,
+                ended,
+            },
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::audio::device::{capture_callback, playback_callback};
 use crate::audio::meters::Meters;
-use crate::audio::source::InputPort;
+use crate::audio::port::InputPort;
 use crate::audio::wav::{read_wav, WavAudio};
 use crate::engine::loopback::Loopback;
 use crate::engine::runner::{self, EngineSetup, Loaded};
@@ -38,7 +38,12 @@ fn callback_cost() -> (f64, f64, f64, f64) {
     }
     cap.sort_by(f64::total_cmp);
     play.sort_by(f64::total_cmp);
-    (pctl(&cap, 0.5), pctl(&cap, 0.999), pctl(&play, 0.5), pctl(&play, 0.999))
+    (
+        pctl(&cap, 0.5),
+        pctl(&cap, 0.999),
+        pctl(&play, 0.5),
+        pctl(&play, 0.999),
+    )
 }
 
 /// A long 48 kHz stereo input, so the engine resamples and down-mixes.
@@ -61,14 +66,33 @@ pub fn bench_audio(shared_audio: &Path) -> anyhow::Result<()> {
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     // Drain events as a UI would, so the channel does not grow.
     let drain = std::thread::spawn(move || ev_rx.iter().count());
-    let setup = EngineSetup::new(Box::new(|_| Ok(Loaded { model: Box::new(Loopback::new(24_000, 1920)), notices: vec![], degraded: None })), InputPort::Memory { audio, pos: 0 }, Arc::new(Meters::default()), ev_tx, cmd_rx);
+    let setup = EngineSetup::new(
+        runner::loader(|_| {
+            Ok(Loaded {
+                model: Box::new(Loopback::new(24_000, 1920)),
+                notices: vec![],
+                degraded: None,
+            })
+        }),
+        InputPort::Memory { audio, pos: 0 },
+        Arc::new(Meters::default()),
+        ev_tx,
+        cmd_rx,
+    );
     let t = Instant::now();
     let stats = runner::run(setup);
     let wall = t.elapsed().as_secs_f64();
     let events = drain.join().unwrap_or(0);
     let over = percentiles(&stats.overhead_ms);
-    println!("engine overhead outside the model (48 kHz stereo in: down-mix, resample, frame, events):");
-    println!("  p50 {:.1} us, p99 {:.1} us over {} frames   (target p99 <= 1000 us)", over.p50 * 1000.0, over.p99 * 1000.0, stats.frames_out);
+    println!(
+        "engine overhead outside the model (48 kHz stereo in: down-mix, resample, frame, events):"
+    );
+    println!(
+        "  p50 {:.1} us, p99 {:.1} us over {} frames   (target p99 <= 1000 us)",
+        over.p50 * 1000.0,
+        over.p99 * 1000.0,
+        stats.frames_out
+    );
     println!("loopback file throughput: {input_s:.0} s of audio in {wall:.3} s = {:.0}x real time ({events} events)", input_s / wall);
     crate::audio::aec::bench_aec();
     Ok(())

@@ -7,7 +7,8 @@ use super::render::render;
 use super::state::{Effect, Switch, UiState};
 use super::sysmon::MemorySampler;
 use super::terminal;
-use crate::engine::events::{Command, EngineEvent};
+use crate::bus::EngineEvent;
+use crate::engine::Command;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ratatui::backend::Backend;
@@ -206,6 +207,7 @@ impl<'t, B: Backend> MainLoop<'t, B> {
                 None
             }
             Some(Effect::Quit) => {
+                self.ctx.shutdown.cancel();
                 let _ = commands.send(Command::Shutdown);
                 Some(ExitReason::Quit)
             }
@@ -333,6 +335,7 @@ pub fn run(
 ) -> Result<ExitReason> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let shutdown = commands.clone();
+    let cancel = ctx.shutdown.clone();
     let result = (|| {
         forward_engine_events(engine_events, tx.clone())?;
         let mut guard = terminal::enter()
@@ -346,6 +349,7 @@ pub fn run(
     let restored = terminal::restore();
     if !matches!(result, Ok(ExitReason::Quit)) {
         // Quitting sent it already.
+        cancel.cancel();
         let _ = shutdown.send(Command::Shutdown);
     }
     let reason = result?;

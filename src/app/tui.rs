@@ -1,14 +1,15 @@
 //! The TUI front-end of a run: wire input, output and engine as `headless` does,
 //! journal the session, then hand the terminal to the UI until the user quits.
 
-use super::context::Resume;
-use super::{terminal, UiContext};
-use crate::app::{wire, StartError};
+use crate::app::{start_voice, voice_loader_for, wire, StartError};
 use crate::audio::meters::Meters;
+use crate::bus::Cancel;
+use crate::bus::EngineEvent;
 use crate::cli::RunArgs;
-use crate::engine::events::EngineEvent;
 use crate::engine::{runner, Command};
 use crate::session::{self, sessions_dir, Journal};
+use crate::ui::context::Resume;
+use crate::ui::{terminal, UiContext};
 use crossbeam_channel::Receiver;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -41,9 +42,14 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let voices = voice_loader_for(original);
+    let voice = start_voice(&start, voices.as_ref());
+    let shutdown = Cancel::new();
     let wired = match wire(
         args,
         true,
+        voice,
+        shutdown.clone(),
         meters.clone(),
         ev_tx.clone(),
         (cmd_tx.clone(), cmd_rx),
@@ -77,6 +83,14 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
     crate::telemetry::set_terminal_restore(|| {
         let _ = terminal::restore();
     });
+    let panics = ev_tx.clone();
+    crate::telemetry::set_helper_panic_report(move |what| {
+        let _ = panics.send(EngineEvent::Notice {
+            severity: crate::bus::Severity::Error,
+            message: what,
+            remedy: Some("the rest keeps running; details are in the log file".into()),
+        });
+    });
     let streams = wired.streams;
     let engine = runner::spawn(wired.setup);
     if args.push_to_talk {
@@ -87,7 +101,8 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         personas: Arc::new(start.catalog.personas.clone()),
         persona: start.index,
         events: Some(ev_tx),
-        voices: crate::app::voice_loader_for(original),
+        voices,
+        shutdown,
         seed: args
             .model
             .seed
@@ -97,7 +112,7 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         ..UiContext::new(meters, Some(log_path.to_path_buf()))
     };
     // However the UI ends, it has asked the engine to shut down.
-    let result = super::run(ctx, ui_events, cmd_tx);
+    let result = crate::ui::run(ctx, ui_events, cmd_tx);
     let stats = engine.join().unwrap_or_default();
     drop(streams);
     if let Some(closed) = journal {

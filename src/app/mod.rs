@@ -1,0 +1,340 @@
+//! The composition root: the only module that wires audio, engine, UI, personas and
+//! journal together, from the command line. The front-ends (TUI, headless), `doctor`
+//! and the benchmarks that run the whole path live here.
+
+pub mod bench;
+pub mod doctor;
+pub mod headless;
+pub mod tui;
+
+use crate::audio::aec::EchoOptions;
+use crate::audio::device::DeviceError;
+use crate::audio::meters::Meters;
+use crate::audio::port::{FilePacer, InputPort};
+use crate::audio::supervisor::{self, DeviceRequest, PortChange, Supervisor};
+use crate::audio::wav::{read_wav, WavSink};
+use crate::bus::{Cancel, Weights};
+use crate::bus::{Endpoint, EngineEvent};
+use crate::cli::ModelArgs;
+use crate::cli::{EngineKind, OnOff, RunArgs};
+use crate::engine::load::{loader, LoadFailure, Loaded, Loader};
+use crate::engine::loopback::Loopback;
+use crate::engine::runner::EngineSetup;
+use crate::engine::voice::VoiceLoader;
+use crate::engine::{Command, EngineEvent as Ev};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+/// An error that ends the run before it starts, with its exit code
+/// (2: bad input from the user).
+#[derive(Debug)]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl StartError {
+    fn input(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a run holds on to: streams stop when this is dropped.
+pub struct Wired {
+    pub setup: EngineSetup,
+    pub input: Endpoint,
+    pub output: Endpoint,
+    /// Warnings to show once the front-end is up (no microphone, ...).
+    pub notices: Vec<EngineEvent>,
+    pub streams: Streams,
+}
+
+#[derive(Default)]
+pub struct Streams {
+    pub devices: Option<Supervisor>,
+    pub pacer: Option<FilePacer>,
+}
+
+/// Build input, output and engine setup from the arguments. Bad input files
+/// and unknown devices fail here, before any output file is created.
+pub fn wire(
+    args: &RunArgs,
+    tui: bool,
+    voice: Weights,
+    shutdown: Cancel,
+    meters: Arc<Meters>,
+    events: Sender<Ev>,
+    commands: (Sender<Command>, Receiver<Command>),
+) -> Result<Wired, StartError> {
+    let mut notices = Vec::new();
+    let mut streams = Streams::default();
+    let file_input = match &args.input {
+        Some(path) => Some(read_wav(path).map_err(|e| StartError::input(e.to_string()))?),
+        None => None,
+    };
+    let want_speaker = tui || args.output.is_none() || args.output_device.is_some();
+    let request = DeviceRequest {
+        input: file_input.is_none().then(|| args.input_device.clone()),
+        output: want_speaker.then(|| args.output_device.clone()),
+    };
+    let (port_cmds, status_events) = (commands.0.clone(), events.clone());
+    let sinks = supervisor::Sinks {
+        ports: Box::new(move |change| {
+            let _ = port_cmds.send(match change {
+                PortChange::Input(port) => Command::ReplaceInput(port),
+                PortChange::Output(port) => Command::ReplaceSpeaker(port),
+            });
+        }),
+        status: Box::new(move |status| {
+            let _ = status_events.send(Ev::Device(status));
+        }),
+    };
+    let (supervisor, opened) = supervisor::start(request, meters.clone(), sinks);
+    streams.devices = Some(supervisor);
+
+    let (input_port, input_ep) = match (file_input, opened.input) {
+        (Some(audio), _) => {
+            let ep = Endpoint::File(
+                args.input
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
+            if tui || args.realtime {
+                let (pacer, port) = FilePacer::start(audio, meters.clone());
+                streams.pacer = Some(pacer);
+                (port, ep)
+            } else {
+                (InputPort::Memory { audio, pos: 0 }, ep)
+            }
+        }
+        (None, Some(Ok((port, name)))) => (port, Endpoint::Device(name)),
+        (None, Some(Err(e @ DeviceError::NotFound { .. }))) => {
+            return Err(StartError::input(e.to_string()))
+        }
+        (None, other) => {
+            let reason = match other {
+                Some(Err(e)) => e.to_string(),
+                _ => "no input was requested".into(),
+            };
+            notices.push(EngineEvent::warning(
+                format!("no microphone: {reason}"),
+                Some("use --input FILE.wav to talk from a recording; a microphone that appears is picked up automatically".into()),
+            ));
+            (InputPort::silence(24_000), Endpoint::Missing(reason))
+        }
+    };
+
+    let (speaker, output_ep) = match opened.output {
+        Some(Ok((sp, name))) => (Some(sp), Endpoint::Device(name)),
+        Some(Err(e @ DeviceError::NotFound { .. })) => {
+            return Err(StartError::input(e.to_string()))
+        }
+        Some(Err(e)) => {
+            let reason = e.to_string();
+            let remedy = if args.output.is_none() {
+                Some("use --output FILE.wav to keep what the assistant says".to_string())
+            } else {
+                None
+            };
+            notices.push(EngineEvent::warning(
+                format!("no speaker: {reason}"),
+                remedy,
+            ));
+            (None, Endpoint::Missing(reason))
+        }
+        None => (None, Endpoint::Off),
+    };
+    let output_ep = match (&args.output, output_ep) {
+        (Some(p), Endpoint::Off | Endpoint::Missing(_)) => Endpoint::File(p.display().to_string()),
+        (_, ep) => ep,
+    };
+
+    let wav_out = match &args.output {
+        Some(p) => {
+            Some(WavSink::create(p, 24_000).map_err(|e| StartError::input(format!("{e:#}")))?)
+        }
+        None => None,
+    };
+
+    // Echo is possible only when something is played to a speaker.
+    // The loopback engine measures the raw path: no mic path unless asked for.
+    let aec = args
+        .aec
+        .map_or(args.engine != EngineKind::Loopback, |a| a == OnOff::On);
+    let wanted = aec || args.half_duplex || args.aec.is_some();
+    let echo = speaker.as_ref().filter(|_| wanted).map(|_| EchoOptions {
+        aec,
+        half_duplex: args.half_duplex,
+    });
+    let setup = EngineSetup {
+        loader: loader_for(args),
+        voice,
+        input: input_port,
+        speaker,
+        wav_out,
+        max_backlog: args.max_backlog,
+        dump_tokens: args.model.dump_tokens.clone(),
+        meters,
+        events,
+        commands: commands.1,
+        idle_unload: args
+            .idle_unload
+            .filter(|s| *s > 0.0)
+            .map(std::time::Duration::from_secs_f64),
+        echo,
+        shutdown,
+    };
+    Ok(Wired {
+        setup,
+        input: input_ep,
+        output: output_ep,
+        notices,
+        streams,
+    })
+}
+
+/// The command line's model arguments with a voice's weights in place
+/// (`Weights::Default` keeps the command line's).
+pub fn model_args_for(base: &ModelArgs, w: &Weights) -> ModelArgs {
+    let mut a = base.clone();
+    match w {
+        Weights::Default => {}
+        Weights::Repo(r) => a.hf_repo = r.clone(),
+        Weights::Dir(d) => a.model_dir = Some(d.clone()),
+        Weights::Demo => a.demo = true,
+    }
+    a
+}
+
+/// The model the engine thread builds for a voice, at start and on every reload.
+pub fn loader_for(args: &RunArgs) -> Loader {
+    match args.engine {
+        EngineKind::Loopback => {
+            loader(|_| Ok(Loaded::plain(Box::new(Loopback::new(24_000, 1920)))))
+        }
+        EngineKind::Moshi => {
+            let base = args.model.clone();
+            loader(move |req| {
+                let a = model_args_for(&base, req.weights);
+                let loaded = crate::engine::moshi::load_model(&a, req.progress, req.cancel)
+                    .map_err(|e| LoadFailure {
+                        message: e.message,
+                        remedy: e.remedy,
+                    })?;
+                Ok(Loaded {
+                    model: loaded.model,
+                    notices: loaded.notices,
+                    degraded: loaded.degraded,
+                })
+            })
+        }
+    }
+}
+
+/// The persona a run starts with, the catalog it comes from, and the run's
+/// arguments with the persona's sampling filled in where the command line left it
+/// open (explicit flags win). Its voice is `start_voice`.
+pub struct StartPersona {
+    pub catalog: crate::persona::Catalog,
+    pub index: usize,
+    pub args: RunArgs,
+}
+
+/// Whether the command line fixes the weights, so personas cannot change them.
+pub fn weights_pinned(args: &RunArgs) -> bool {
+    args.engine == EngineKind::Loopback || args.model.demo || args.model.model_dir.is_some()
+}
+
+pub fn start_persona(
+    args: &RunArgs,
+    catalog: crate::persona::Catalog,
+) -> Result<StartPersona, StartError> {
+    let index = match &args.persona {
+        None => 0,
+        Some(name) => catalog.find(name).ok_or_else(|| {
+            StartError::input(format!(
+                "no persona named {name:?}; there are: {}",
+                catalog.names()
+            ))
+        })?,
+    };
+    if catalog.personas.is_empty() {
+        return Err(StartError {
+            code: 1,
+            message: "no usable persona (the built-ins failed to parse: a bug)".into(),
+        });
+    }
+    let mut catalog = catalog;
+    let mut args = args.clone();
+    let m = &mut args.model;
+    let p = &mut catalog.personas[index];
+    let v = &mut p.voice;
+    // Explicit sampling flags win, and stick to the start persona.
+    v.temperature = *m.temperature.get_or_insert(v.temperature);
+    v.text_temperature = *m.text_temperature.get_or_insert(v.text_temperature);
+    v.top_k = *m.top_k.get_or_insert(v.top_k);
+    Ok(StartPersona {
+        catalog,
+        index,
+        args,
+    })
+}
+
+/// Loads other personas' voices in the background, unless the command line
+/// pins the weights. `original` is the command line before the start persona
+/// filled it in: its weights are what a persona with `weights = "default"` gets.
+pub fn voice_loader_for(original: &RunArgs) -> Option<VoiceLoader> {
+    if weights_pinned(original) {
+        return None;
+    }
+    let base = original.model.clone();
+    let load = move |w: &Weights,
+                     s: &crate::bus::Sampling,
+                     progress: &mut dyn FnMut(crate::bus::LoadProgress),
+                     cancel: &Cancel| {
+        let mut a = model_args_for(&base, w);
+        (a.temperature, a.text_temperature, a.top_k, a.seed) = (
+            Some(s.temperature),
+            Some(s.text_temperature),
+            Some(s.top_k),
+            Some(s.seed),
+        );
+        let loaded =
+            crate::engine::moshi::load_model(&a, progress, cancel).map_err(|e| LoadFailure {
+                message: e.message,
+                remedy: e.remedy,
+            })?;
+        // The search falls back to the demo model; a persona asked for real weights.
+        if *w != Weights::Demo && loaded.fell_back_to_demo {
+            let why = loaded.notices.first().map_or_else(
+                || "its weights were not found".to_string(),
+                |n| n.message.clone(),
+            );
+            return Err(LoadFailure {
+                message: why,
+                remedy: format!(
+                    "download {} (or point voice.weights at a model directory)",
+                    w.describe()
+                ),
+            });
+        }
+        Ok(loaded.model)
+    };
+    Some(VoiceLoader::new(
+        Weights::Repo(original.model.hf_repo.clone()),
+        Arc::new(load),
+    ))
+}
+
+/// The voice the engine loads first: the start persona's, resolved as the voice
+/// loader resolves it, or the command line's when it pins the weights.
+pub fn start_voice(start: &StartPersona, voices: Option<&VoiceLoader>) -> Weights {
+    match voices {
+        Some(v) => v.resolve(&start.catalog.personas[start.index].voice.weights),
+        None => Weights::Default,
+    }
+}

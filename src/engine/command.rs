@@ -1,0 +1,43 @@
+//! Commands to the engine thread (from the UI, the device supervisor, the app).
+
+use super::model::DuplexModel;
+use crate::bus::{Sampling, Weights};
+
+/// Commands to the engine thread; `state::decide` says what each does in each state.
+pub enum Command {
+    SetMuted(bool),
+    /// Echo cancellation on or off (`e`).
+    SetEchoCancel(bool),
+    Reset,
+    SetSampling(Sampling),
+    /// A persona's voice loaded in the background: swap it in at the next frame
+    /// boundary, or hold it until the engine can take it (see `state::decide`).
+    SwapModel {
+        model: Box<dyn DuplexModel>,
+        weights: Weights,
+    },
+    /// A (re)opened or lost microphone: the device supervisor swaps the input.
+    ReplaceInput(crate::audio::port::InputPort),
+    /// A (re)opened or lost speaker.
+    ReplaceSpeaker(Option<crate::audio::port::OutputPort>),
+    Shutdown,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SetMuted(m) => write!(f, "SetMuted({m})"),
+            Self::SetEchoCancel(on) => write!(f, "SetEchoCancel({on})"),
+            Self::Reset => write!(f, "Reset"),
+            Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
+            Self::SwapModel { model, weights } => {
+                write!(f, "SwapModel({}, {weights:?})", model.info().name)
+            }
+            Self::ReplaceInput(p) => write!(f, "ReplaceInput({:?})", p.format()),
+            Self::ReplaceSpeaker(s) => {
+                write!(f, "ReplaceSpeaker({:?})", s.as_ref().map(|s| s.format))
+            }
+            Self::Shutdown => write!(f, "Shutdown"),
+        }
+    }
+}

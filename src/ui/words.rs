@@ -1,0 +1,95 @@
+//! How typed events are said to the user: the one place that words them, shared by
+//! the TUI feed and the headless front-end.
+
+use crate::bus::{DeviceSide, DeviceStatus, Happening, LossReason, Severity};
+
+/// A message for the feed or stderr: how serious, what happened, what to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
+    pub severity: Severity,
+    pub message: String,
+    pub remedy: Option<String>,
+}
+
+pub fn side(s: DeviceSide) -> &'static str {
+    match s {
+        DeviceSide::Microphone => "microphone",
+        DeviceSide::Speaker => "speaker",
+    }
+}
+
+pub fn loss_reason(r: &LossReason) -> String {
+    match r {
+        LossReason::Gone(why) => why.clone(),
+        LossReason::Stalled(s) => format!("no audio for {s} s"),
+    }
+}
+
+pub fn device_status(s: &DeviceStatus) -> Said {
+    match s {
+        DeviceStatus::Ready { side: d, name } => Said {
+            severity: Severity::Info,
+            message: format!("{} ready: {name}", side(*d)),
+            remedy: None,
+        },
+        DeviceStatus::Lost {
+            side: d,
+            reason,
+            retry_every_s,
+        } => Said {
+            severity: Severity::Warning,
+            message: format!(
+                "{} lost: {}; retrying every {retry_every_s} s",
+                side(*d),
+                loss_reason(reason)
+            ),
+            remedy: Some(format!(
+                "reconnect the {}, or restart with --{} FILE.wav",
+                side(*d),
+                if *d == DeviceSide::Microphone {
+                    "input"
+                } else {
+                    "output"
+                }
+            )),
+        },
+        DeviceStatus::Trouble { side: d, message } => Said {
+            severity: Severity::Warning,
+            message: format!("{}: {message}", side(*d)),
+            remedy: None,
+        },
+    }
+}
+
+/// Bytes for people, or "n/a" when unknown.
+fn size(b: Option<u64>) -> String {
+    b.map_or("n/a".to_string(), |b| crate::bus::Bytes(b).to_string())
+}
+
+pub fn happening(h: &Happening) -> Said {
+    let info = |message: String| Said {
+        severity: Severity::Info,
+        message,
+        remedy: None,
+    };
+    let warn = |message: String, remedy: Option<String>| Said {
+        severity: Severity::Warning,
+        message,
+        remedy,
+    };
+    match h {
+        Happening::Unloaded { silent_s, rss_before, rss_after } => {
+            info(format!("model unloaded after {silent_s:.0} s of silence; memory freed (RSS {} -> {}); it reloads when you speak", size(*rss_before), size(*rss_after)))
+        }
+        Happening::WokeBySpeech => info("you spoke: reloading the model".into()),
+        Happening::Reloaded { load_ms, replay_s } => info(format!("model reloaded in {:.1} s; replaying {replay_s:.1} s of audio heard meanwhile", load_ms / 1000.0)),
+        Happening::Restarting => info("restarting the engine".into()),
+        Happening::Degraded(why) => warn(format!("degraded: {why}"), Some("free GPU memory (or lower --context) and press r to retry on the GPU".into())),
+        Happening::NoEcho => info("no echo to cancel: nothing is played to a speaker".into()),
+        Happening::PortRejected { side: d, error } => warn(format!("cannot use the new {}: {error}", side(*d)), None),
+        Happening::VoiceRejected { name, why } => warn(format!("cannot swap in {name}: {why}"), None),
+        Happening::VoiceHeld { name, failed: true } => warn(format!("{name} loaded, but the engine has failed"), Some("press r to restart the engine with it".into())),
+        Happening::VoiceHeld { name, failed: false } => info(format!("{name} loaded; the model is unloaded, so it speaks when you do")),
+        Happening::LoadCancelled => info("loading cancelled".into()),
+    }
+}
