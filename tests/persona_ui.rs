@@ -5,7 +5,9 @@
 
 mod ui_support;
 
-use assistant::bus::{Endpoint, EngineEvent, LoadProgress, ProgressUnit};
+use assistant::bus::{
+    DeviceSide, DeviceStatus, Endpoint, EngineEvent, LoadProgress, LossReason, ProgressUnit,
+};
 use assistant::engine::load::LoadFailure;
 use assistant::engine::voice::VoiceLoader;
 use assistant::engine::Command;
@@ -355,7 +357,11 @@ fn device_loss_degrades_the_header_and_recovery_clears_it() {
     );
     s.at(1.0).ready();
     assert_eq!(s.state.conv_state(), ConvState::Listening);
-    s.send(EngineEvent::warning("microphone lost: the stream reported an error (device unplugged or busy?); retrying every 3 s", Some("reconnect the microphone".into())));
+    s.send(EngineEvent::Device(DeviceStatus::Lost {
+        side: DeviceSide::Microphone,
+        reason: LossReason::Gone("the stream reported an error (device unplugged or busy?)".into()),
+        retry_every_s: 3,
+    }));
     assert_eq!(s.state.conv_state(), ConvState::Degraded);
     assert_eq!(s.state.degraded_reason().as_deref(), Some("no microphone"));
     assert_eq!(
@@ -364,10 +370,11 @@ fn device_loss_degrades_the_header_and_recovery_clears_it() {
             "the stream reported an error (device unplugged or busy?)".into()
         ))
     );
-    s.send(EngineEvent::warning(
-        "speaker lost: no audio for 2 s; retrying every 3 s",
-        None,
-    ));
+    s.send(EngineEvent::Device(DeviceStatus::Lost {
+        side: DeviceSide::Speaker,
+        reason: LossReason::Stalled(2),
+        retry_every_s: 3,
+    }));
     assert_eq!(
         s.state.degraded_reason().as_deref(),
         Some("no microphone, no speaker")
@@ -378,9 +385,15 @@ fn device_loss_degrades_the_header_and_recovery_clears_it() {
         text.contains("! degraded: no microphone, no speaker"),
         "{text}"
     );
-    s.send(EngineEvent::info("microphone ready: USB Mic (hw:2,0)"));
+    s.send(EngineEvent::Device(DeviceStatus::Ready {
+        side: DeviceSide::Microphone,
+        name: "USB Mic (hw:2,0)".into(),
+    }));
     assert_eq!(s.state.degraded_reason().as_deref(), Some("no speaker"));
-    s.send(EngineEvent::info("speaker ready: Speakers"));
+    s.send(EngineEvent::Device(DeviceStatus::Ready {
+        side: DeviceSide::Speaker,
+        name: "Speakers".into(),
+    }));
     assert_eq!(s.state.conv_state(), ConvState::Listening);
     assert_eq!(
         s.state.input,
@@ -409,7 +422,7 @@ fn memory_changes_over_100_mb_are_reported_in_the_feed() {
     s.app(AppEvent::Memory(330 * MB));
     assert_eq!(notes(&s).len(), 1);
     assert!(
-        notes(&s)[0].contains("(+130.0 MB since the last report)"),
+        notes(&s)[0].contains("(+130.0 MiB since the last report)"),
         "{:?}",
         notes(&s)
     );
@@ -417,7 +430,7 @@ fn memory_changes_over_100_mb_are_reported_in_the_feed() {
     assert_eq!(notes(&s).len(), 1, "80 MB down from the last report: quiet");
     s.app(AppEvent::Memory(200 * MB));
     assert_eq!(notes(&s).len(), 2);
-    assert!(notes(&s)[1].contains("−130.0 MB"), "{:?}", notes(&s));
+    assert!(notes(&s)[1].contains("−130.0 MiB"), "{:?}", notes(&s));
 }
 
 #[test]

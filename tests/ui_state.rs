@@ -215,7 +215,7 @@ fn notices_show_with_severity_and_remedy_and_engine_stop_is_reported() {
 fn status_line_shows_memory_and_log_path() {
     let mut s = listening(false);
     let screen = screen(draw(&mut s.state, 80, 24).backend().buffer());
-    assert!(screen.contains("mem 212.4 MB"), "{screen}");
+    assert!(screen.contains("mem 212.4 MiB"), "{screen}");
     assert!(screen.contains(&format!("log {LOG}")), "{screen}");
     let compact = screen_of(&mut s, 40, 12);
     assert!(compact.contains("160ms 43ms ×0.54"), "{compact}");

@@ -316,7 +316,7 @@ impl Engine {
         degraded: Option<String>,
         notices: Vec<crate::bus::Notice>,
     ) -> Option<State> {
-        if let Err(e) = self.install(model, weights) {
+        if let Err(e) = self.install(model, weights, true) {
             return self.fail(
                 format!("{e:#}"),
                 "check the model's sample rate and frame length".into(),
@@ -368,8 +368,15 @@ impl Engine {
         Some(State::Running)
     }
 
-    /// Put a model in place, re-planning resampling if its rate or frame differ.
-    fn install(&mut self, mut model: Box<dyn DuplexModel>, weights: Weights) -> anyhow::Result<()> {
+    /// Put a model in place, re-planning resampling if its rate or frame differ. A
+    /// loaded model gets the newest sampling asked for; a swapped-in voice keeps the
+    /// sampling its persona built it with.
+    fn install(
+        &mut self,
+        mut model: Box<dyn DuplexModel>,
+        weights: Weights,
+        sampling: bool,
+    ) -> anyhow::Result<()> {
         let (rate, frame_len) = (model.sample_rate(), model.frame_len());
         self.frames.set_model_shape(rate, frame_len)?;
         self.output.set_model_shape(rate, frame_len)?;
@@ -378,7 +385,7 @@ impl Engine {
             pcm: vec![0.0; frame_len],
             ..Default::default()
         };
-        if let Some(s) = &self.sampling {
+        if let Some(s) = self.sampling.as_ref().filter(|_| sampling) {
             model.set_sampling(s);
         }
         self.model = Some(model);
@@ -518,7 +525,7 @@ impl Engine {
             return;
         }
         let info = model.info();
-        if let Err(e) = self.install(model, weights) {
+        if let Err(e) = self.install(model, weights, false) {
             self.happened(Happening::VoiceRejected {
                 name: info.name,
                 why: format!("{e:#}"),

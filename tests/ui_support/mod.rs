@@ -39,6 +39,7 @@ pub struct Scene {
     pub clock: ManualClock,
     frame: u64,
     tick: u64,
+    turns: assistant::engine::turns::TurnTracker,
 }
 
 impl Scene {
@@ -65,6 +66,7 @@ impl Scene {
             clock,
             frame: 0,
             tick: 0,
+            turns: Default::default(),
         }
     }
 
@@ -134,6 +136,10 @@ impl Scene {
             self.send(EngineEvent::Step(stats));
             if let Some(w) = words.get(i) {
                 self.send(EngineEvent::Text((*w).to_string()));
+            }
+            // The engine's own turn rule decides where the assistant's turns end.
+            if self.turns.step(words.get(i).is_some()) {
+                self.send(EngineEvent::TurnEnded);
             }
             // 30 Hz sampling against 12.5 Hz steps: 2 or 3 samples a step.
             for _ in 0..(2 + (self.frame % 2)) {

@@ -61,7 +61,10 @@ fn segments(state: &UiState) -> Vec<Seg> {
         }
     }
     if let Some(m) = state.memory {
-        let short = format::bytes(m).replace(' ', "").replace("B", "");
+        let short = format::bytes(m)
+            .replace(' ', "")
+            .replace("iB", "")
+            .replace("B", "");
         v.push(seg(format!("mem {}", format::bytes(m)), short, false));
     }
     v
