@@ -26,8 +26,7 @@ fn main() {
             }
         }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Audio => {
-            let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audio");
-            match assistant::app::bench::bench_audio(&shared) {
+            match assistant::app::bench::bench_audio(cli.run.input.as_deref()) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -124,7 +124,7 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
     };
 
     let v = &raw.voice;
-    let d = crate::engine::model::Sampling::default();
+    let d = crate::bus::Sampling::default();
     let temp = |s: &Option<Spanned<f64>>, field: &str, default: f64| -> Result<f64, PersonaError> {
         match s {
             None => Ok(default),
