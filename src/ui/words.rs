@@ -93,3 +93,13 @@ pub fn happening(h: &Happening) -> Said {
         Happening::LoadCancelled => info("loading cancelled".into()),
     }
 }
+
+/// The notices a journal records as the user read them (for `Journal::with_words`).
+pub fn journal_words(ev: &crate::bus::EngineEvent) -> Option<(Severity, String, Option<String>)> {
+    let said = match ev {
+        crate::bus::EngineEvent::Device(d) => device_status(d),
+        crate::bus::EngineEvent::Happened(h) => happening(h),
+        _ => return None,
+    };
+    Some((said.severity, said.message, said.remedy))
+}
