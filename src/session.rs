@@ -237,7 +237,12 @@ impl Journal {
             EngineEvent::Stopped => self.finish()?,
             EngineEvent::Device(_) | EngineEvent::Happened(_) => {
                 if let Some((severity, message, remedy)) = self.words.and_then(|w| w(ev)) {
-                    self.append(&Record::Event { t, severity: severity_name(severity).into(), message, remedy })?;
+                    self.append(&Record::Event {
+                        t,
+                        severity: severity_name(severity).into(),
+                        message,
+                        remedy,
+                    })?;
                 }
             }
             _ => {}

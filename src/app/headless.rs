@@ -67,7 +67,9 @@ pub fn run(original: &RunArgs) -> i32 {
     let ev_rx = if args.no_journal {
         ev_rx
     } else {
-        match Journal::create(&sessions_dir(), &persona, &input_desc).map(|j| j.with_words(crate::ui::words::journal_words)) {
+        match Journal::create(&sessions_dir(), &persona, &input_desc)
+            .map(|j| j.with_words(crate::ui::words::journal_words))
+        {
             Ok(j) => {
                 eprintln!("journal: {}", j.path().display());
                 session::tee(ev_rx, j)
