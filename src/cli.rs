@@ -187,21 +187,6 @@ pub struct ModelArgs {
     pub max_memory: Option<f64>,
 }
 
-impl Default for ModelArgs {
-    /// What a command line without model flags means (clap's defaults, from one place).
-    fn default() -> Self {
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            model: ModelArgs,
-        }
-        Only::try_parse_from(["assistant"]).map_or_else(
-            |e| unreachable!("no flags cannot fail to parse: {e}"),
-            |o| o.model,
-        )
-    }
-}
-
 impl ModelArgs {
     /// The engine's plain options: the flags, with sampling over its defaults.
     pub fn options(&self) -> ModelOptions {
