@@ -352,3 +352,50 @@ pub fn persona_findings(catalog: &crate::persona::Catalog) -> Vec<Finding> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_findings_are_worded_with_the_one_byte_unit() {
+        let data = WeightsReport {
+            gpu_memory: Ok((1 << 30, 24 << 30)),
+            findings: vec![
+                WeightsFinding::Found {
+                    origin: WeightsOrigin::HfCache {
+                        repo: "kyutai/moshiko-candle-q8".into(),
+                    },
+                    dir: "/c/snap".into(),
+                    lm_file: Some("model.q8.gguf".into()),
+                    lm_bytes: 8_169_374_464,
+                },
+                WeightsFinding::DoesNotFit {
+                    error: "out of memory on cuda:0: too big".into(),
+                    cpu_error: Some("too big here too".into()),
+                    remedy: "free memory".into(),
+                },
+            ],
+        };
+        let f = weights(&data);
+        assert_eq!(f[0].section, "memory");
+        assert_eq!(f[0].text, "GPU memory: 1.00 GiB used of 24.00 GiB");
+        assert_eq!(
+            f[1].text,
+            "kyutai/moshiko-candle-q8 in the Hugging Face cache: /c/snap (model.q8.gguf, 7.61 GiB)"
+        );
+        assert!(f[1].ok && !f[1].warning);
+        assert_eq!(
+            f[2].text,
+            "out of memory on cuda:0: too big; and on the CPU: too big here too"
+        );
+        assert!(!f[2].ok);
+        assert_eq!(f[2].fix.as_deref(), Some("free memory"));
+        let (text, code) = report(&f);
+        assert_eq!(code, 1);
+        assert!(
+            text.contains("\nweights\n  [ ok ] kyutai/moshiko"),
+            "{text}"
+        );
+    }
+}

@@ -64,12 +64,21 @@ pub fn find_in_hf_cache(cache: &Path, repo: &str) -> Option<PathBuf> {
     dirs.pop()
 }
 
-/// The hub to download from: HF_ENDPOINT or huggingface.co.
-pub fn endpoint_from_env() -> String {
-    std::env::var("HF_ENDPOINT")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "https://huggingface.co".into())
+/// The hub to download from: HF_ENDPOINT or huggingface.co; none when HF_HUB_OFFLINE is
+/// set (1, true, yes or on), as `huggingface_hub` has it.
+pub fn endpoint_from_env() -> Option<String> {
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str())
+    });
+    if offline {
+        return None;
+    }
+    Some(
+        std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "https://huggingface.co".into()),
+    )
 }
 
 /// hf-hub's own default: a download resumes from the last whole chunk.
@@ -194,7 +203,7 @@ fn download_on(
     if token.is_some() {
         builder = builder.with_token(token);
     }
-    // reqwest's client needs the runtime's context to be built.
+    // Built inside the runtime, so whatever reqwest sets up belongs to it.
     let _entered = rt.enter();
     let api = builder
         .build()

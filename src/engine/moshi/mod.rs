@@ -119,11 +119,12 @@ impl Default for Discovery {
 }
 
 impl Discovery {
-    /// HF_HUB_CACHE / HF_HOME / XDG_CACHE_HOME for the cache, HF_ENDPOINT for the hub.
+    /// HF_HUB_CACHE / HF_HOME / XDG_CACHE_HOME for the cache, HF_ENDPOINT for the hub
+    /// (none with HF_HUB_OFFLINE).
     pub fn from_env() -> Self {
         Self {
             hf_cache: discovery::hf_hub_cache(),
-            endpoint: Some(discovery::endpoint_from_env()),
+            endpoint: discovery::endpoint_from_env(),
             chunk_bytes: discovery::CHUNK_BYTES,
         }
     }
