@@ -118,7 +118,7 @@ pub struct Meter<'a> {
     last: Instant,
 }
 
-const REPORT_EVERY: Duration = Duration::from_millis(50);
+pub const REPORT_EVERY: Duration = Duration::from_millis(50);
 
 impl<'a> Meter<'a> {
     /// A stage of `total` bytes; reports 0 at once (unless already cancelled).
@@ -148,6 +148,16 @@ impl<'a> Meter<'a> {
         self.done += n;
         self.check()?;
         if self.done >= self.total || self.last.elapsed() >= REPORT_EVERY {
+            self.report();
+        }
+        Ok(())
+    }
+
+    /// While waiting on something long: stop if cancelled, else say we are still here
+    /// (the engine handles its commands when progress comes).
+    pub fn tick(&mut self) -> Result<(), ModelLoadError> {
+        self.check()?;
+        if self.last.elapsed() >= REPORT_EVERY {
             self.report();
         }
         Ok(())
