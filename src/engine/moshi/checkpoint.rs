@@ -18,6 +18,7 @@ use moshi::candle_nn::var_builder::SimpleBackend;
 use moshi::candle_nn::{Init, VarBuilder};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::RecvTimeoutError;
 
 /// What a directory holds, once its files and configs have been checked.
 pub struct Checkpoint {
@@ -352,16 +353,48 @@ fn preloaded_var_builder(
         .map_err(|e| err(format!("{file}: {}", candle_message(&e))))?;
     let total = headers.values().map(TensorHeader::bytes).sum();
     let mut meter = Meter::new(stage, total, progress, cancel)?;
+    // A helper reads (and converts) on the host, one tensor ahead; this thread puts each
+    // where it lives, and polls the cancel flag while a large tensor comes off the disk.
+    // Cancelled, it returns at once; the helper stops at its next tensor.
+    let plan: Vec<(String, DType, Device)> = headers
+        .keys()
+        .map(|n| {
+            let (dtype, dev) = home(n);
+            (n.clone(), dtype, dev)
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let reader = plan
+        .iter()
+        .map(|(n, d, _)| (n.clone(), *d))
+        .collect::<Vec<_>>();
+    std::thread::Builder::new()
+        .name("tensor-reader".into())
+        .spawn(move || {
+            for (name, dtype) in reader {
+                let t = st.load(&name, &Device::Cpu).and_then(|t| t.to_dtype(dtype));
+                if tx.send(t).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| err(format!("cannot start a loader thread: {e}")))?;
     let mut tensors = HashMap::with_capacity(headers.len());
-    for (name, h) in &headers {
-        meter.check()?;
-        let (dtype, dev) = home(name);
-        let t = st
-            .load(name, &Device::Cpu)
-            .and_then(|t| t.to_dtype(dtype)?.to_device(&dev))
+    for (name, _, dev) in &plan {
+        let t = loop {
+            match rx.recv_timeout(files::REPORT_EVERY) {
+                Ok(t) => break t,
+                Err(RecvTimeoutError::Timeout) => meter.tick()?,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(err(format!("{file}: reading stopped at tensor `{name}`")))
+                }
+            }
+        };
+        let t = t
+            .and_then(|t| t.to_device(dev))
             .map_err(|e| err(format!("{file}: tensor `{name}`: {}", candle_message(&e))))?;
         tensors.insert(name.clone(), t);
-        meter.add(h.bytes())?;
+        meter.add(headers[name].bytes())?;
     }
     let backend = Preloaded {
         tensors,
