@@ -4,7 +4,9 @@
 //! honouring HF_HUB_CACHE, HF_HOME and XDG_CACHE_HOME like `huggingface_hub`.
 //!
 //! Downloads go through hf-hub (0.4) into that same cache, in its layout (blobs named by
-//! ETag, snapshot symlinks, `refs/main`), so Python tools and we share one copy. We use
+//! ETag, snapshot symlinks, `refs/main`), so Python tools and we share one copy. Not
+//! hf-hub 1.0: its plain-HTTP download rewrites `.incomplete` from byte 0 (no resume),
+//! and it always builds the hf-xet client, a large tree for a 2-core build. We use
 //! its tokio API, not its blocking one: a blocking transfer cannot be stopped mid-file,
 //! while a future can simply be dropped. Each download runs on a small current-thread
 //! runtime of its own, on the loading thread, polled every 50 ms: that tick reports the

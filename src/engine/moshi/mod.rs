@@ -269,7 +269,7 @@ fn load_on(
     notices.push(LoadNotice {
         severity: Severity::Warning,
         message: format!("{why}. Using the demo model: tiny, random weights, it only babbles"),
-        remedy: Some(format!("download {repo} (or kyutai/moshika-candle-q8) and pass --model-dir DIR, or run with --demo to skip the search")),
+        remedy: Some(format!("run again with the network up (a download resumes where it stopped), or download {repo} (or kyutai/moshika-candle-q8) yourself and pass --model-dir DIR, or run with --demo to skip the search")),
     });
     let mut m = load_demo(sampling, &device, &device_name, notices, progress, cancel)?;
     m.fell_back_to_demo = true;
