@@ -1,5 +1,7 @@
-//! Command-line definitions (clap).
+//! Command-line definitions (clap), converted to the engine's plain options at the edge.
 
+use crate::bus::Sampling;
+use crate::engine::moshi::{DeviceChoice, ModelOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -157,11 +159,11 @@ pub struct ModelArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
     /// Hugging Face repo to look for in the cache, or download.
-    #[arg(long, global = true, default_value = "kyutai/moshiko-candle-q8")]
+    #[arg(long, global = true, default_value = crate::bus::MOSHIKO)]
     pub hf_repo: String,
     /// auto, cpu, cuda, cuda:N or metal.
-    #[arg(long, global = true, default_value = "auto")]
-    pub device: String,
+    #[arg(long, global = true, default_value = "auto", value_parser = device_choice)]
+    pub device: DeviceChoice,
     /// Audio temperature; 0 is greedy.
     #[arg(long, global = true)]
     pub temperature: Option<f64>,
@@ -185,19 +187,37 @@ pub struct ModelArgs {
     pub max_memory: Option<f64>,
 }
 
-impl Default for ModelArgs {
-    /// What a command line without model flags means (clap's defaults, from one place).
-    fn default() -> Self {
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            model: ModelArgs,
+impl ModelArgs {
+    /// The engine's plain options: the flags, with sampling over its defaults.
+    pub fn options(&self) -> ModelOptions {
+        let d = Sampling::default();
+        ModelOptions {
+            demo: self.demo,
+            model_dir: self.model_dir.clone(),
+            hf_repo: self.hf_repo.clone(),
+            device: self.device,
+            sampling: Sampling {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                text_temperature: self.text_temperature.unwrap_or(d.text_temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                seed: self.seed.unwrap_or(d.seed),
+            },
+            context: self.context,
+            max_memory_gib: self.max_memory,
         }
-        Only::try_parse_from(["assistant"]).map_or_else(
-            |e| unreachable!("no flags cannot fail to parse: {e}"),
-            |o| o.model,
-        )
     }
+}
+
+impl From<&ModelArgs> for ModelOptions {
+    fn from(args: &ModelArgs) -> Self {
+        args.options()
+    }
+}
+
+/// `--device`: checked when the command line is read.
+fn device_choice(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+        .map_err(|e: crate::engine::moshi::ModelLoadError| format!("{} ({})", e.message, e.remedy))
 }
 
 #[derive(Debug, Clone, Args)]

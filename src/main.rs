@@ -53,7 +53,8 @@ fn main() {
         Some(Cmd::Personas(p)) => personas(p),
         Some(Cmd::Doctor) => {
             let catalog = assistant::persona::Catalog::load();
-            let mut extra = assistant::engine::moshi::doctor_weights(&cli.run.model);
+            let weights = assistant::engine::moshi::weights_report(&cli.run.model.options());
+            let mut extra = assistant::app::doctor::weights(&weights);
             extra.extend(assistant::app::doctor::persona_findings(&catalog));
             let (text, code) =
                 assistant::app::doctor::report(&assistant::app::doctor::findings(extra));
