@@ -22,11 +22,23 @@ fn the_gpu_check_dry_run_passes_every_measurement() {
         .unwrap();
     let log = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "the dry run failed:\n{log}");
-    assert_eq!(std::fs::read_to_string(out.join("gpu-check.log")).unwrap(), log, "the log is the output");
+    assert_eq!(
+        std::fs::read_to_string(out.join("gpu-check.log")).unwrap(),
+        log,
+        "the log is the output"
+    );
 
     let report = std::fs::read_to_string(out.join("gpu-check.jsonl")).unwrap();
-    let lines: Vec<Value> = report.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
-    let find = |check: &str| lines.iter().find(|l| l["check"] == check).unwrap_or_else(|| panic!("no `{check}` in\n{report}"));
+    let lines: Vec<Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let find = |check: &str| {
+        lines
+            .iter()
+            .find(|l| l["check"] == check)
+            .unwrap_or_else(|| panic!("no `{check}` in\n{report}"))
+    };
     for check in [
         "libraries",
         "write q8",
@@ -53,10 +65,17 @@ fn the_gpu_check_dry_run_passes_every_measurement() {
     ] {
         let l = find(check);
         assert_eq!(l["ok"], true, "{l}");
-        assert!(log.contains(&format!("gpu-check {check}: ")), "no line for {check}");
+        assert!(
+            log.contains(&format!("gpu-check {check}: ")),
+            "no line for {check}"
+        );
     }
     for l in &lines {
-        assert_eq!((&l["ok"], &l["device"]), (&Value::Bool(true), &Value::from("cpu")), "{l}");
+        assert_eq!(
+            (&l["ok"], &l["device"]),
+            (&Value::Bool(true), &Value::from("cpu")),
+            "{l}"
+        );
     }
     // The figures are real: measured, finite, and the same on both sides of the CPU run.
     for k in [0, 2, 6] {
@@ -65,12 +84,28 @@ fn the_gpu_check_dry_run_passes_every_measurement() {
         assert!(l["placed_step_ms"].as_f64().unwrap() > 0.0, "{l}");
     }
     let steps = find("steps q8 whole device");
-    assert!(steps["total_ms"].as_f64().unwrap() > 0.0 && steps["rtf"].as_f64().unwrap().is_finite(), "{steps}");
-    let degraded = find("fallback plan-refuses")["degraded"].as_str().unwrap().to_string();
-    assert!(degraded.starts_with("running on CPU (cpu-as-device failed: out of memory on cpu-as-device"), "{degraded}");
+    assert!(
+        steps["total_ms"].as_f64().unwrap() > 0.0 && steps["rtf"].as_f64().unwrap().is_finite(),
+        "{steps}"
+    );
+    let degraded = find("fallback plan-refuses")["degraded"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        degraded
+            .starts_with("running on CPU (cpu-as-device failed: out of memory on cpu-as-device"),
+        "{degraded}"
+    );
     assert_eq!(find("fallback driver-oom")["skipped"], true);
     let headless = &find("headless")["stats"];
     assert!(headless["frames_out"].as_u64().unwrap() > 50, "{headless}");
-    assert!(find("personaplex")["text"].as_str().unwrap().starts_with("not yet built"));
-    assert!(log.contains("gpu-check summary: ") && log.contains(" 0 failed; sections failed: none;"), "{log}");
+    assert!(find("personaplex")["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("not yet built"));
+    assert!(
+        log.contains("gpu-check summary: ") && log.contains(" 0 failed; sections failed: none;"),
+        "{log}"
+    );
 }

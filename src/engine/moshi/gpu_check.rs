@@ -23,7 +23,9 @@ use super::placement::Placement;
 use super::random_init::FastRandomBackend;
 use super::sizing::{self, size, Backend, MemoryPlan};
 use super::synthetic::{self, LmFile, Synthetic};
-use super::{load_model_with, size_context_for, with_cpu_fallback, Discovery, LoadedModel, ModelLoadError};
+use super::{
+    load_model_with, size_context_for, with_cpu_fallback, Discovery, LoadedModel, ModelLoadError,
+};
 use crate::cli::ModelArgs;
 use crate::engine::model::{Sampling, StepOutput};
 use anyhow::{Context, Result};
@@ -99,11 +101,19 @@ const LOGIT_TOLERANCE: f32 = 1e-3;
 /// The model of each size, as `write` writes it.
 pub fn model_for(size: Size) -> Synthetic {
     match size {
-        Size::Full => Synthetic { config: ModelConfig::moshiko(), mimi_toml: None, lm_toml: false },
+        Size::Full => Synthetic {
+            config: ModelConfig::moshiko(),
+            mimi_toml: None,
+            lm_toml: false,
+        },
         Size::Small => {
             let mimi = config::demo_mimi();
             let lm = config::lm_config(256, 4, 8, 3000, 128, 4, 1, 2000, config::DEMO_AUDIO_BINS);
-            Synthetic { config: ModelConfig::from_parts(lm, mimi.to_mimi()), mimi_toml: Some(mimi), lm_toml: true }
+            Synthetic {
+                config: ModelConfig::from_parts(lm, mimi.to_mimi()),
+                mimi_toml: Some(mimi),
+                lm_toml: true,
+            }
         }
     }
 }
@@ -127,7 +137,11 @@ struct Report<'a> {
 impl Report<'_> {
     /// One measurement: a line of figures, and a JSON line with `fields`.
     fn emit(&mut self, check: &str, ok: bool, text: &str, fields: Value) -> Result<()> {
-        writeln!(self.out, "gpu-check {check}: {text}{}", if ok { "" } else { "  [FAILED]" })?;
+        writeln!(
+            self.out,
+            "gpu-check {check}: {text}{}",
+            if ok { "" } else { "  [FAILED]" }
+        )?;
         self.out.flush()?;
         if let Some(f) = &mut self.file {
             let size = format!("{:?}", self.size).to_lowercase();
@@ -149,14 +163,36 @@ impl Report<'_> {
 pub fn run(args: &GpuArgs, model: &ModelArgs, out: &mut dyn Write) -> Result<()> {
     let choice: DeviceChoice = model.device.parse()?;
     let (dev, name) = device::select(choice)?;
-    let work = args.work.clone().unwrap_or_else(|| std::env::temp_dir().join("assistant-gpu-check"));
+    let work = args
+        .work
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("assistant-gpu-check"));
     let file = match &args.report {
-        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("opening {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?,
+        ),
         None => None,
     };
-    let mut r = Report { out, file, device: name.clone(), size: args.size, failed: Vec::new() };
+    let mut r = Report {
+        out,
+        file,
+        device: name.clone(),
+        size: args.size,
+        failed: Vec::new(),
+    };
     let sections = match args.section {
-        Section::All => vec![Section::Write, Section::Free, Section::Q8, Section::Bf16, Section::Placed, Section::Fallback],
+        Section::All => vec![
+            Section::Write,
+            Section::Free,
+            Section::Q8,
+            Section::Bf16,
+            Section::Placed,
+            Section::Fallback,
+        ],
         s => vec![s],
     };
     for s in sections {
@@ -172,7 +208,12 @@ pub fn run(args: &GpuArgs, model: &ModelArgs, out: &mut dyn Write) -> Result<()>
         };
         if let Err(e) = result {
             let check = format!("{s:?}").to_lowercase();
-            r.emit(&check, false, &format!("error: {e:#}"), json!({ "error": format!("{e:#}") }))?;
+            r.emit(
+                &check,
+                false,
+                &format!("error: {e:#}"),
+                json!({ "error": format!("{e:#}") }),
+            )?;
         }
     }
     match r.failed.as_slice() {
@@ -188,7 +229,13 @@ fn gib(b: u64) -> f64 {
 /// `/proc/self/status` field in bytes (the process's anonymous memory: what tensors take).
 fn proc_status(field: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kib: u64 = s
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kib * 1024)
 }
 
@@ -243,7 +290,11 @@ fn write(r: &mut Report, work: &Path, size: Size) -> Result<()> {
         let ck = checkpoint::inspect(&dir)?;
         let table = sizing::table_from_headers(&checkpoint::lm_headers(&ck)?);
         let stored: u64 = table.iter().map(|t| t.stored.bytes(t.elems)).sum();
-        let counted: u64 = sizing::census(&model.config.lm, lm == LmFile::Q8, 2).map_err(anyhow::Error::msg)?.iter().map(|t| t.stored.bytes(t.elems)).sum();
+        let counted: u64 = sizing::census(&model.config.lm, lm == LmFile::Q8, 2)
+            .map_err(anyhow::Error::msg)?
+            .iter()
+            .map(|t| t.stored.bytes(t.elems))
+            .sum();
         let ok = stored == counted;
         let kind = format!("{lm:?}").to_lowercase();
         r.emit(
@@ -265,7 +316,8 @@ fn free(r: &mut Report, dev: &Device, name: &str) -> Result<()> {
     let again_ms = t.elapsed().as_secs_f64() * 1e3;
     let total = device_memory(dev).map(|(_, total)| total);
     let capped = sizing::device_budget(dev, Some(SMALL_CARD_GIB));
-    let ok = matches!((first, again, total), (Some(f), Some(a), Some(t)) if f > 0 && f <= t && a <= t);
+    let ok =
+        matches!((first, again, total), (Some(f), Some(a), Some(t)) if f > 0 && f <= t && a <= t);
     let show = |b: Option<u64>| b.map_or("unknown".to_string(), |b| format!("{:.2} GiB", gib(b)));
     r.emit(
         "free",
@@ -283,7 +335,8 @@ fn chirp(step: usize, len: usize) -> Vec<f32> {
             let t = (step * len + i) as f32 / 24_000.0;
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let noise = (state >> 9) as f32 / (1u32 << 23) as f32 - 0.5;
-            0.3 * (2.0 * std::f32::consts::PI * (200.0 + 300.0 * t.fract()) * t).sin() + 0.02 * noise
+            0.3 * (2.0 * std::f32::consts::PI * (200.0 + 300.0 * t.fract()) * t).sin()
+                + 0.02 * noise
         })
         .collect()
 }
@@ -328,31 +381,66 @@ struct Stepping {
 
 impl Stepping {
     fn new(gen: &moshi::lm_generate_multistream::Config) -> Self {
-        let lp = |seed| LogitsProcessor::from_sampling(seed, Pick::TopK { k: 250, temperature: 0.8 });
-        Self { gen: gen.clone(), text: lp(SEED), audio: lp(SEED + 1), prev_text: gen.text_start_token, prev_audio: vec![gen.audio_pad_token(); gen.generated_audio_codebooks] }
+        let lp = |seed| {
+            LogitsProcessor::from_sampling(
+                seed,
+                Pick::TopK {
+                    k: 250,
+                    temperature: 0.8,
+                },
+            )
+        };
+        Self {
+            gen: gen.clone(),
+            text: lp(SEED),
+            audio: lp(SEED + 1),
+            prev_text: gen.text_start_token,
+            prev_audio: vec![gen.audio_pad_token(); gen.generated_audio_codebooks],
+        }
     }
 
-    fn step(&mut self, mimi: &mut moshi::mimi::Mimi, lm: &mut PlacedLm, dev: &Device, i: usize) -> Result<StageMs> {
+    fn step(
+        &mut self,
+        mimi: &mut moshi::mimi::Mimi,
+        lm: &mut PlacedLm,
+        dev: &Device,
+        i: usize,
+    ) -> Result<StageMs> {
         let len = (mimi.config().sample_rate / mimi.config().frame_rate).round() as usize;
         let mut ms = StageMs::default();
         let t = Instant::now();
         let pcm = Tensor::from_slice(&chirp(i, len), (1, 1, len), dev)?;
         let codes = mimi.encode_step(&pcm.into(), &().into())?;
-        let codes: Vec<u32> = codes.as_option().context("Mimi gave no codes for a whole frame")?.i((0, .., 0))?.to_vec1()?;
+        let codes: Vec<u32> = codes
+            .as_option()
+            .context("Mimi gave no codes for a whole frame")?
+            .i((0, .., 0))?
+            .to_vec1()?;
         ms.encode = ms_since(t);
         let t = Instant::now();
-        let ids: Vec<Option<u32>> = self.prev_audio.iter().chain(codes.iter().take(self.gen.input_audio_codebooks)).map(|&c| Some(c)).collect();
+        let ids: Vec<Option<u32>> = self
+            .prev_audio
+            .iter()
+            .chain(codes.iter().take(self.gen.input_audio_codebooks))
+            .map(|&c| Some(c))
+            .collect();
         let (logits, ys) = lm.forward(Some(self.prev_text), &ids)?;
         let text = self.text.sample(&logits.i((0, 0))?)?;
         ms.temporal = ms_since(t);
         let t = Instant::now();
-        let audio = lm.depformer_sample(&ys, Some(text), &[], &mut self.audio)?.context("the LM has no depformer")?;
+        let audio = lm
+            .depformer_sample(&ys, Some(text), &[], &mut self.audio)?
+            .context("the LM has no depformer")?;
         ms.depformer = ms_since(t);
         let t = Instant::now();
         let a = &audio[..self.gen.generated_audio_codebooks];
         let codes = Tensor::from_slice(a, (1, a.len(), 1), dev)?;
         let pcm = mimi.decode_step(&codes.into(), &().into())?;
-        let pcm: Vec<f32> = pcm.as_option().context("Mimi decoded nothing")?.flatten_all()?.to_vec1()?;
+        let pcm: Vec<f32> = pcm
+            .as_option()
+            .context("Mimi decoded nothing")?
+            .flatten_all()?
+            .to_vec1()?;
         ms.decode = ms_since(t);
         if pcm.iter().any(|v| !v.is_finite()) {
             anyhow::bail!("Mimi decoded non-finite samples at step {i}");
@@ -363,27 +451,58 @@ impl Stepping {
     }
 }
 
-fn model_section(r: &mut Report, dev: &Device, name: &str, work: &Path, lm: LmFile, steps: usize) -> Result<()> {
+fn model_section(
+    r: &mut Report,
+    dev: &Device,
+    name: &str,
+    work: &Path,
+    lm: LmFile,
+    steps: usize,
+) -> Result<()> {
     let budgets: &[Option<f64>] = match lm {
         LmFile::Q8 => &[None, Some(SMALL_CARD_GIB)],
         LmFile::Bf16 => &[None],
     };
     for &max_memory in budgets {
-        measure_model(r, dev, name, &checkpoint_dir(work, lm), lm, max_memory, steps)?;
+        measure_model(
+            r,
+            dev,
+            name,
+            &checkpoint_dir(work, lm),
+            lm,
+            max_memory,
+            steps,
+        )?;
     }
     Ok(())
 }
 
-fn measure_model(r: &mut Report, dev: &Device, name: &str, dir: &Path, lm: LmFile, max_memory: Option<f64>, steps: usize) -> Result<()> {
+fn measure_model(
+    r: &mut Report,
+    dev: &Device,
+    name: &str,
+    dir: &Path,
+    lm: LmFile,
+    max_memory: Option<f64>,
+    steps: usize,
+) -> Result<()> {
     let kind = format!("{lm:?}").to_lowercase();
     let label = match max_memory {
         Some(g) => format!("{kind} --max-memory {g}"),
         None => format!("{kind} whole device"),
     };
+    // What an earlier load freed goes back to the driver at a synchronisation.
+    dev.synchronize()?;
     let (dev0, host0) = (device_used(dev), host_used());
     let t = Instant::now();
     let mut ck = checkpoint::inspect(dir)?;
-    let notice = size_context_for(&mut ck, Backend::of(dev), name, None, sizing::device_budget(dev, max_memory))?;
+    let notice = size_context_for(
+        &mut ck,
+        Backend::of(dev),
+        name,
+        None,
+        sizing::device_budget(dev, max_memory),
+    )?;
     let plan = ck.plan.clone();
     let gen = ck.config.gen.clone();
     let (mut mimi, mut model, dtype) = checkpoint::load_parts(&ck, dev, &mut |_| {})?;
@@ -418,7 +537,12 @@ fn measure_model(r: &mut Report, dev: &Device, name: &str, dir: &Path, lm: LmFil
         }
     }
     let p = |f: fn(&StageMs) -> f64| median(times.iter().map(f).collect());
-    let med = StageMs { encode: p(|s| s.encode), temporal: p(|s| s.temporal), depformer: p(|s| s.depformer), decode: p(|s| s.decode) };
+    let med = StageMs {
+        encode: p(|s| s.encode),
+        temporal: p(|s| s.temporal),
+        depformer: p(|s| s.depformer),
+        decode: p(|s| s.decode),
+    };
     let total = p(StageMs::total);
     r.emit(
         &format!("steps {label}"),
@@ -434,15 +558,36 @@ fn measure_model(r: &mut Report, dev: &Device, name: &str, dir: &Path, lm: LmFil
         json!({ "encode_ms": med.encode, "temporal_ms": med.temporal, "depformer_ms": med.depformer, "decode_ms": med.decode, "total_ms": total, "rtf": total / FRAME_MS, "steps": steps }),
     )?;
 
-    memory_line(r, &label, dev, plan.as_ref(), (dev0, host0), (dev1, host1), after_first)?;
+    memory_line(
+        r,
+        &label,
+        dev,
+        plan.as_ref(),
+        (dev0, host0),
+        (dev1, host1),
+        after_first,
+    )?;
     Ok(())
 }
 
 /// The plan's prediction against what was measured: the driver's used memory on CUDA (the
 /// process's anonymous memory on the CPU), after the load and after the first step.
-fn memory_line(r: &mut Report, label: &str, dev: &Device, plan: Option<&MemoryPlan>, before: (Option<u64>, Option<u64>), loaded: (Option<u64>, Option<u64>), stepped: Option<(u64, u64)>) -> Result<()> {
+fn memory_line(
+    r: &mut Report,
+    label: &str,
+    dev: &Device,
+    plan: Option<&MemoryPlan>,
+    before: (Option<u64>, Option<u64>),
+    loaded: (Option<u64>, Option<u64>),
+    stepped: Option<(u64, u64)>,
+) -> Result<()> {
     let Some(plan) = plan else {
-        return r.emit(&format!("memory {label}"), false, "no memory plan: the device's free memory is unknown", json!({}));
+        return r.emit(
+            &format!("memory {label}"),
+            false,
+            "no memory plan: the device's free memory is unknown",
+            json!({}),
+        );
     };
     let delta = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a as i64 - b as i64);
     let dev_loaded = delta(loaded.0, before.0);
@@ -454,8 +599,22 @@ fn memory_line(r: &mut Report, label: &str, dev: &Device, plan: Option<&MemoryPl
     let shown = |b: Option<i64>| b.map_or("unknown".to_string(), |b| size(b.max(0) as u64));
     // The plan holds if what was used fits what it set aside (its reserve included).
     let ok = dev_stepped.is_some_and(|u| u <= predicted as i64);
-    let what = if on_cpu { "process (RssAnon)" } else { "driver" };
-    let host = if on_cpu { String::new() } else { format!("; host: plan {} (embeddings, host layers), process grew {}", size(plan.weights.host), shown(host_stepped)) };
+    // On the CPU only pages touched count (a zeroed KV cache is not, yet), and memory an
+    // earlier load freed is reused: lower bounds.
+    let what = if on_cpu {
+        "process (resident anonymous pages: a lower bound)"
+    } else {
+        "driver"
+    };
+    let host = if on_cpu {
+        String::new()
+    } else {
+        format!(
+            "; host: plan {} (embeddings, host layers), process grew {}",
+            size(plan.weights.host),
+            shown(host_stepped)
+        )
+    };
     r.emit(
         &format!("memory {label}"),
         ok,
@@ -482,7 +641,9 @@ fn memory_line(r: &mut Report, label: &str, dev: &Device, plan: Option<&MemoryPl
 /// Teacher-forced inputs of step `s`, valid for any vocabulary.
 fn forced_ids(s: usize, cfg: &moshi::lm::Config) -> (u32, Vec<u32>) {
     let text = ((s * 37 + 1) % cfg.text_out_vocab_size) as u32;
-    let audio = (0..cfg.audio_codebooks).map(|c| ((s * 11 + c * 5) % (cfg.audio_vocab_size - 1)) as u32).collect();
+    let audio = (0..cfg.audio_codebooks)
+        .map(|c| ((s * 11 + c * 5) % (cfg.audio_vocab_size - 1)) as u32)
+        .collect();
     (text, audio)
 }
 
@@ -491,7 +652,10 @@ fn row(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 fn placed(r: &mut Report, dev: &Device, size: Size, steps: usize) -> Result<()> {
@@ -511,26 +675,38 @@ fn placed(r: &mut Report, dev: &Device, size: Size, steps: usize) -> Result<()> 
     let build_s = t.elapsed().as_secs_f64();
     let slices = cfg.depformer.as_ref().map_or(0, |d| d.num_slices);
     for k in HOST_LAYERS.into_iter().filter(|&k| k < n) {
-        let mut placed = PlacedLm::new(&cfg, dense_sources(vb.clone(), Placement { host_layers: k }, n))?;
+        let mut placed = PlacedLm::new(
+            &cfg,
+            dense_sources(vb.clone(), Placement { host_layers: k }, n),
+        )?;
         reference.reset_state();
         let greedy = || LogitsProcessor::from_sampling(SEED, Pick::ArgMax);
         let (mut lp_ref, mut lp_placed) = (greedy(), greedy());
-        let (mut text_same, mut audio_same, mut audio_total, mut bit_identical) = (0usize, 0usize, 0usize, true);
+        let (mut text_same, mut audio_same, mut audio_total, mut bit_identical) =
+            (0usize, 0usize, 0usize, true);
         let (mut max_diff, mut max_abs) = (0f32, 0f32);
         let (mut ref_ms, mut placed_ms) = (Vec::new(), Vec::new());
         for s in 0..WARMUP + steps {
             let (text, audio) = forced_ids(s, &cfg);
             let forced: Vec<Option<u32>> = audio.iter().take(slices).map(|&a| Some(a)).collect();
             let t = Instant::now();
-            let codes = audio.iter().map(|&a| Tensor::new(&[[a]], dev).map(Some)).collect::<moshi::candle::Result<Vec<_>>>()?;
-            let (la, ya) = reference.forward(Some(Tensor::new(&[[text]], dev)?), codes, &().into())?;
-            let a = reference.depformer_sample(&ya, Some(text), &forced, &mut lp_ref)?.unwrap_or_default();
+            let codes = audio
+                .iter()
+                .map(|&a| Tensor::new(&[[a]], dev).map(Some))
+                .collect::<moshi::candle::Result<Vec<_>>>()?;
+            let (la, ya) =
+                reference.forward(Some(Tensor::new(&[[text]], dev)?), codes, &().into())?;
+            let a = reference
+                .depformer_sample(&ya, Some(text), &forced, &mut lp_ref)?
+                .unwrap_or_default();
             let la = row(&la)?;
             let t_ref = ms_since(t);
             let t = Instant::now();
             let ids: Vec<Option<u32>> = audio.iter().map(|&a| Some(a)).collect();
             let (lb, yb) = placed.forward(Some(text), &ids)?;
-            let b = placed.depformer_sample(&yb, Some(text), &forced, &mut lp_placed)?.unwrap_or_default();
+            let b = placed
+                .depformer_sample(&yb, Some(text), &forced, &mut lp_placed)?
+                .unwrap_or_default();
             let lb = row(&lb)?;
             let t_placed = ms_since(t);
             text_same += (argmax(&la) == argmax(&lb)) as usize;
@@ -570,14 +746,30 @@ fn placed(r: &mut Report, dev: &Device, size: Size, steps: usize) -> Result<()> 
 /// audio, and reported no error. The check is named after the file (`headless.json`).
 fn headless(r: &mut Report, stats: Option<&Path>, device: &str) -> Result<()> {
     let path = stats.context("--section headless needs --stats FILE")?;
-    let check = path.file_stem().map_or_else(|| "headless".into(), |s| s.to_string_lossy().into_owned());
-    let s: Value = match std::fs::read_to_string(path).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str(&t)?)) {
+    let check = path
+        .file_stem()
+        .map_or_else(|| "headless".into(), |s| s.to_string_lossy().into_owned());
+    let s: Value = match std::fs::read_to_string(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|t| Ok(serde_json::from_str(&t)?))
+    {
         Ok(s) => s,
-        Err(e) => return r.emit(&check, false, &format!("no stats from the run: {}: {e:#}", path.display()), json!({})),
+        Err(e) => {
+            return r.emit(
+                &check,
+                false,
+                &format!("no stats from the run: {}: {e:#}", path.display()),
+                json!({}),
+            )
+        }
     };
     let on = s["device"].as_str().unwrap_or_default();
-    let error = s["error"].as_str().map(|e| format!("; error: {e}")).unwrap_or_default();
-    let ok = on.starts_with(device) && s["frames_out"].as_u64().unwrap_or(0) > 0 && error.is_empty();
+    let error = s["error"]
+        .as_str()
+        .map(|e| format!("; error: {e}"))
+        .unwrap_or_default();
+    let ok =
+        on.starts_with(device) && s["frames_out"].as_u64().unwrap_or(0) > 0 && error.is_empty();
     let text = format!(
         "{} on {on} ({}): load {:.1} s; {} frames in, {} out, {} dropped; step p50 {} ms, p99 {} ms; RTF {}; {} s of speech in, {} s out{error}",
         s["model"].as_str().unwrap_or("?"),
@@ -597,7 +789,13 @@ fn headless(r: &mut Report, stats: Option<&Path>, device: &str) -> Result<()> {
 
 /// Load a checkpoint directory on `dev` as `load_model` does, with the budget given, or
 /// with a plan made earlier (`stale`) for a device that has since filled up.
-fn load_with(dir: &Path, dev: &Device, name: &str, budget: Option<u64>, stale: Option<&MemoryPlan>) -> Result<LoadedModel, ModelLoadError> {
+fn load_with(
+    dir: &Path,
+    dev: &Device,
+    name: &str,
+    budget: Option<u64>,
+    stale: Option<&MemoryPlan>,
+) -> Result<LoadedModel, ModelLoadError> {
     let mut ck = checkpoint::inspect(dir)?;
     match stale {
         Some(p) => {
@@ -610,10 +808,20 @@ fn load_with(dir: &Path, dev: &Device, name: &str, budget: Option<u64>, stale: O
         }
     }
     let model = checkpoint::load(ck, &Sampling::default(), dev, name, &mut |_| {})?;
-    Ok(LoadedModel { model: Box::new(model), notices: Vec::new(), degraded: None })
+    Ok(LoadedModel {
+        model: Box::new(model),
+        notices: Vec::new(),
+        degraded: None,
+    })
 }
 
-fn fallback_line(r: &mut Report, check: &str, how: &str, started: Instant, loaded: Result<LoadedModel, ModelLoadError>) -> Result<()> {
+fn fallback_line(
+    r: &mut Report,
+    check: &str,
+    how: &str,
+    started: Instant,
+    loaded: Result<LoadedModel, ModelLoadError>,
+) -> Result<()> {
     let load_s = started.elapsed().as_secs_f64();
     match loaded {
         Ok(mut m) => {
@@ -632,7 +840,12 @@ fn fallback_line(r: &mut Report, check: &str, how: &str, started: Instant, loade
                 json!({ "degraded": m.degraded, "device_now": info.device, "load_s": load_s, "first_step_ms": step_ms }),
             )
         }
-        Err(e) => r.emit(check, false, &format!("{how}: no model at all: {e}"), json!({ "error": e.to_string() })),
+        Err(e) => r.emit(
+            check,
+            false,
+            &format!("{how}: no model at all: {e}"),
+            json!({ "error": e.to_string() }),
+        ),
     }
 }
 
@@ -645,34 +858,89 @@ fn hold(dev: &Device, bytes: u64) -> Result<Tensor> {
 
 fn fallback(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()> {
     let dir = checkpoint_dir(work, LmFile::Q8);
-    let cpu = || load_with(&dir, &Device::Cpu, "cpu", sizing::device_budget(&Device::Cpu, None), None);
+    let cpu = || {
+        load_with(
+            &dir,
+            &Device::Cpu,
+            "cpu",
+            sizing::device_budget(&Device::Cpu, None),
+            None,
+        )
+    };
     if dev.is_cpu() {
         // The dry run has no GPU: the CPU with a 1 MiB budget stands in for a full one,
         // through the same fallback.
         let t = Instant::now();
-        let loaded = with_cpu_fallback("cpu-as-device", |on_cpu| if on_cpu { cpu() } else { load_with(&dir, dev, "cpu-as-device", Some(1 << 20), None) });
-        fallback_line(r, "fallback plan-refuses", "dry run, the CPU with a 1 MiB budget as the device", t, loaded)?;
-        return r.emit("fallback driver-oom", true, "skipped: needs a GPU (a load past the driver's free memory)", json!({ "skipped": true }));
+        let loaded = with_cpu_fallback("cpu-as-device", |on_cpu| {
+            if on_cpu {
+                cpu()
+            } else {
+                load_with(&dir, dev, "cpu-as-device", Some(1 << 20), None)
+            }
+        });
+        fallback_line(
+            r,
+            "fallback plan-refuses",
+            "dry run, the CPU with a 1 MiB budget as the device",
+            t,
+            loaded,
+        )?;
+        return r.emit(
+            "fallback driver-oom",
+            true,
+            "skipped: needs a GPU (a load past the driver's free memory)",
+            json!({ "skipped": true }),
+        );
     }
     // 1. The user's path: another program holds all but LEFT_FREE of the card.
     let free = sizing::free_memory(dev).context("the device's free memory is unknown")?;
     let hog = hold(dev, free.saturating_sub(LEFT_FREE))?;
-    let args = ModelArgs { model_dir: Some(dir.clone()), device: name.to_string(), ..ModelArgs::default() };
+    let args = ModelArgs {
+        model_dir: Some(dir.clone()),
+        device: name.to_string(),
+        ..ModelArgs::default()
+    };
     let t = Instant::now();
     let loaded = load_model_with(&args, &Discovery::default(), &mut |_| {});
-    let how = format!("{} left free of {}, `--device {name} --model-dir q8`", size(sizing::free_memory(dev).unwrap_or(0)), size(free));
+    let how = format!(
+        "{} left free of {}, `--device {name} --model-dir q8`",
+        size(sizing::free_memory(dev).unwrap_or(0)),
+        size(free)
+    );
     drop(hog);
     dev.synchronize()?;
     fallback_line(r, "fallback plan-refuses", &how, t, loaded)?;
     // 2. A driver failure: the plan made for the empty card, then the card fills up.
     let mut ck = checkpoint::inspect(&dir)?;
-    size_context_for(&mut ck, Backend::of(dev), name, None, sizing::device_budget(dev, None))?;
+    size_context_for(
+        &mut ck,
+        Backend::of(dev),
+        name,
+        None,
+        sizing::device_budget(dev, None),
+    )?;
     let plan = ck.plan.clone().context("no plan for the empty card")?;
     let free = sizing::free_memory(dev).context("the device's free memory is unknown")?;
     let hog = hold(dev, free.saturating_sub(2 << 30))?;
     let t = Instant::now();
-    let loaded = with_cpu_fallback(name, |on_cpu| if on_cpu { cpu() } else { load_with(&dir, dev, name, None, Some(&plan)) });
+    let loaded = with_cpu_fallback(name, |on_cpu| {
+        if on_cpu {
+            cpu()
+        } else {
+            load_with(&dir, dev, name, None, Some(&plan))
+        }
+    });
     drop(hog);
     dev.synchronize()?;
-    fallback_line(r, "fallback driver-oom", &format!("plan for {} free ({}), then 2 GiB left", size(free), size(plan.total())), t, loaded)
+    fallback_line(
+        r,
+        "fallback driver-oom",
+        &format!(
+            "plan for {} free ({}), then 2 GiB left",
+            size(free),
+            size(plan.total())
+        ),
+        t,
+        loaded,
+    )
 }

@@ -41,25 +41,38 @@ pub struct Synthetic {
 
 /// Write a checkpoint directory; returns the LM file's size. `mimi_from` is a Mimi
 /// file to link (or copy) instead of generating another.
-pub fn write_checkpoint(dir: &Path, model: &Synthetic, lm: LmFile, seed: u64, mimi_from: Option<&Path>) -> Result<u64> {
+pub fn write_checkpoint(
+    dir: &Path,
+    model: &Synthetic,
+    lm: LmFile,
+    seed: u64,
+    mimi_from: Option<&Path>,
+) -> Result<u64> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mimi = dir.join(MIMI_FILE);
     let _ = std::fs::remove_file(&mimi);
     match mimi_from {
         Some(src) => {
             if std::fs::hard_link(src, &mimi).is_err() {
-                std::fs::copy(src, &mimi).with_context(|| format!("copying {} to {}", src.display(), mimi.display()))?;
+                std::fs::copy(src, &mimi)
+                    .with_context(|| format!("copying {} to {}", src.display(), mimi.display()))?;
             }
         }
         None => write_mimi(&mimi, &model.config.mimi, seed)?,
     }
-    std::fs::write(dir.join(TOKENIZER_FILE), tokenizer_model(model.config.lm.text_out_vocab_size))?;
+    std::fs::write(
+        dir.join(TOKENIZER_FILE),
+        tokenizer_model(model.config.lm.text_out_vocab_size),
+    )?;
     match &model.mimi_toml {
         Some(m) => std::fs::write(dir.join(MIMI_CONFIG_FILE), toml::to_string(m)?)?,
         None => remove_if_present(&dir.join(MIMI_CONFIG_FILE))?,
     }
     if model.lm_toml {
-        std::fs::write(dir.join(LM_CONFIG_FILE), config::lm_to_toml(&model.config.lm).map_err(anyhow::Error::msg)?)?;
+        std::fs::write(
+            dir.join(LM_CONFIG_FILE),
+            config::lm_to_toml(&model.config.lm).map_err(anyhow::Error::msg)?,
+        )?;
     } else {
         remove_if_present(&dir.join(LM_CONFIG_FILE))?;
     }
@@ -69,7 +82,8 @@ pub fn write_checkpoint(dir: &Path, model: &Synthetic, lm: LmFile, seed: u64, mi
     };
     remove_if_present(&dir.join(stale))?;
     let path = dir.join(write);
-    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
     match lm {
         LmFile::Q8 => write_q8_gguf(&mut w, &model.config.lm, seed),
@@ -82,7 +96,9 @@ pub fn write_checkpoint(dir: &Path, model: &Synthetic, lm: LmFile, seed: u64, mi
 
 fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -91,8 +107,12 @@ fn remove_if_present(path: &Path) -> Result<()> {
 fn write_mimi(path: &Path, cfg: &moshi::mimi::Config, seed: u64) -> Result<()> {
     let (vb, made) = RandomBackend::var_builder(seed, DType::F32, &Device::Cpu);
     moshi::mimi::Mimi::new(cfg.clone(), vb)?;
-    let tensors: std::collections::HashMap<String, _> = std::mem::take(&mut *made.lock().map_err(|_| anyhow::anyhow!("poisoned"))?).into_iter().collect();
-    moshi::candle::safetensors::save(&tensors, path).with_context(|| format!("writing {}", path.display()))
+    let tensors: std::collections::HashMap<String, _> =
+        std::mem::take(&mut *made.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+            .into_iter()
+            .collect();
+    moshi::candle::safetensors::save(&tensors, path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A SentencePiece model with `pieces` pieces: `<unk>`, three control pieces, the 256
@@ -161,18 +181,32 @@ impl Rng {
 }
 
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Fill `buf`, a whole number of `unit`-byte units, on every core.
-fn fill_parallel(buf: &mut [u8], unit: usize, seed: u64, fill: impl Fn(&mut [u8], &mut Rng) + Sync) {
+fn fill_parallel(
+    buf: &mut [u8],
+    unit: usize,
+    seed: u64,
+    fill: impl Fn(&mut [u8], &mut Rng) + Sync,
+) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let units = buf.len() / unit;
     let per = units.div_ceil(threads).max(1) * unit;
     let fill = &fill;
     std::thread::scope(|s| {
         for (i, chunk) in buf.chunks_mut(per).enumerate() {
-            s.spawn(move || fill(chunk, &mut Rng::new(seed.wrapping_add((i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)))));
+            s.spawn(move || {
+                fill(
+                    chunk,
+                    &mut Rng::new(
+                        seed.wrapping_add((i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)),
+                    ),
+                )
+            });
         }
     });
 }
@@ -252,13 +286,30 @@ fn is_matrix(t: &TensorEntry) -> bool {
 /// The LM as candle's q8 checkpoints store it, a tensor at a time.
 fn write_q8_gguf(w: &mut dyn Write, cfg: &moshi::lm::Config, seed: u64) -> Result<()> {
     let table = census(cfg, true, 4).map_err(anyhow::Error::msg)?;
-    let dtype = |s: Stored| if s == Stored::Q8_0 { GgmlDType::Q8_0 } else { GgmlDType::F32 };
-    let entries: Vec<_> = table.iter().map(|t| GgufEntry { name: &t.name, dims: &t.dims, dtype: dtype(t.stored) }).collect();
+    let dtype = |s: Stored| {
+        if s == Stored::Q8_0 {
+            GgmlDType::Q8_0
+        } else {
+            GgmlDType::F32
+        }
+    };
+    let entries: Vec<_> = table
+        .iter()
+        .map(|t| GgufEntry {
+            name: &t.name,
+            dims: &t.dims,
+            dtype: dtype(t.stored),
+        })
+        .collect();
     w.write_all(&gguf_write::header(&entries))?;
     for (t, e) in table.iter().zip(&entries) {
         let mut data = vec![0u8; e.bytes() as usize];
         if e.dtype == GgmlDType::Q8_0 {
-            q8_blocks(&mut data, matrix_std(&t.name, &t.dims), seed ^ fnv1a(&t.name));
+            q8_blocks(
+                &mut data,
+                matrix_std(&t.name, &t.dims),
+                seed ^ fnv1a(&t.name),
+            );
         } else {
             for (d, v) in data.chunks_exact_mut(4).zip(role_values(t)?) {
                 d.copy_from_slice(&v.to_le_bytes());
@@ -277,7 +328,10 @@ fn write_bf16_safetensors(w: &mut dyn Write, cfg: &moshi::lm::Config, seed: u64)
     let mut offset = 0u64;
     for t in &table {
         let end = offset + t.elems * 2;
-        header.insert(t.name.clone(), serde_json::json!({ "dtype": "BF16", "shape": t.dims, "data_offsets": [offset, end] }));
+        header.insert(
+            t.name.clone(),
+            serde_json::json!({ "dtype": "BF16", "shape": t.dims, "data_offsets": [offset, end] }),
+        );
         offset = end;
     }
     let mut json = serde_json::to_vec(&serde_json::Value::Object(header))?;
@@ -288,7 +342,11 @@ fn write_bf16_safetensors(w: &mut dyn Write, cfg: &moshi::lm::Config, seed: u64)
     for t in &table {
         let mut data = vec![0u8; (t.elems * 2) as usize];
         if is_matrix(t) {
-            bf16_values(&mut data, matrix_std(&t.name, &t.dims), seed ^ fnv1a(&t.name));
+            bf16_values(
+                &mut data,
+                matrix_std(&t.name, &t.dims),
+                seed ^ fnv1a(&t.name),
+            );
         } else {
             for (d, v) in data.chunks_exact_mut(2).zip(role_values(t)?) {
                 d.copy_from_slice(&bf16_bits(v).to_le_bytes());
@@ -306,16 +364,35 @@ mod tests {
 
     #[test]
     fn halves_and_bfloats_match_candles_conversions() {
-        for x in [1.0f32, -2.5, 0.013_64, 1.05e-4, 3.0e-5, 65504.0, 1e6, 0.0, 0.333_333] {
+        for x in [
+            1.0f32, -2.5, 0.013_64, 1.05e-4, 3.0e-5, 65504.0, 1e6, 0.0, 0.333_333,
+        ] {
             let t = Tensor::new(&[x], &Device::Cpu).unwrap();
-            let via = |dt: DType| t.to_dtype(dt).unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0];
+            let via = |dt: DType| {
+                t.to_dtype(dt)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()[0]
+            };
             let ours_h = {
                 let bytes = f16_bits(x).to_le_bytes();
-                Tensor::from_raw_buffer(&bytes, DType::F16, &[1], &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0]
+                Tensor::from_raw_buffer(&bytes, DType::F16, &[1], &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()[0]
             };
             let ours_b = {
                 let bytes = bf16_bits(x).to_le_bytes();
-                Tensor::from_raw_buffer(&bytes, DType::BF16, &[1], &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap()[0]
+                Tensor::from_raw_buffer(&bytes, DType::BF16, &[1], &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()[0]
             };
             assert_eq!(ours_b, via(DType::BF16), "bf16 of {x}");
             // Above the largest half, candle gives infinity; the scales here never get there.
@@ -343,7 +420,13 @@ mod tests {
         let content = moshi::candle::quantized::gguf_file::Content::read(&mut cursor).unwrap();
         let name = "transformer.layers.1.gating.linear_in.weight";
         let q = content.tensor(&mut cursor, name, &Device::Cpu).unwrap();
-        let v: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let v: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
         let want = matrix_std(name, q.shape().dims());
         assert!((std / want - 1.0).abs() < 0.05, "{std} vs {want}");
@@ -352,10 +435,29 @@ mod tests {
         write_bf16_safetensors(&mut buf, &cfg, 7).unwrap();
         let st = moshi::candle::safetensors::load_buffer(&buf, &Device::Cpu).unwrap();
         let t = &st["text_emb.weight"];
-        assert_eq!((t.dtype(), t.dims()), (DType::BF16, &[cfg.text_in_vocab_size, 64][..]));
-        let std = t.to_dtype(DType::F32).unwrap().sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(
+            (t.dtype(), t.dims()),
+            (DType::BF16, &[cfg.text_in_vocab_size, 64][..])
+        );
+        let std = t
+            .to_dtype(DType::F32)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((std - 1.0).abs() < 0.05, "{std}");
-        let alpha = st["out_norm.alpha"].to_dtype(DType::F32).unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+        let alpha = st["out_norm.alpha"]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((alpha - 1.0).abs() < 0.05, "norm scales near 1: {alpha}");
     }
 }
