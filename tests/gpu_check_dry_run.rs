@@ -44,6 +44,7 @@ fn the_gpu_check_dry_run_passes_every_measurement() {
         "write q8",
         "write bf16",
         "free",
+        "warmup",
         "load q8 whole device",
         "steps q8 whole device",
         "memory q8 whole device",

@@ -43,6 +43,9 @@ use std::time::Instant;
 pub enum Section {
     Write,
     Free,
+    /// The small model, q8, loaded and stepped on the device twice: the first time the
+    /// driver compiles candle's PTX kernels for the card, later sections find them cached.
+    Warmup,
     Q8,
     Bf16,
     Placed,
@@ -199,6 +202,7 @@ pub fn run(args: &GpuArgs, model: &ModelArgs, out: &mut dyn Write) -> Result<()>
         let result = match s {
             Section::Write => write(&mut r, &work, args.size),
             Section::Free => free(&mut r, &dev, &name),
+            Section::Warmup => warmup(&mut r, &dev, &name, &work),
             Section::Q8 => model_section(&mut r, &dev, &name, &work, LmFile::Q8, args.steps),
             Section::Bf16 => model_section(&mut r, &dev, &name, &work, LmFile::Bf16, args.steps),
             Section::Placed => placed(&mut r, &dev, args.size, args.steps),
@@ -324,6 +328,30 @@ fn free(r: &mut Report, dev: &Device, name: &str) -> Result<()> {
         ok,
         &format!("{name}: {} free of {} (query {first_ms:.3} ms, again {again_ms:.3} ms: {}); budget with --max-memory {SMALL_CARD_GIB}: {}", show(first), show(total), show(again), show(capped)),
         json!({ "free_bytes": first, "again_bytes": again, "total_bytes": total, "query_ms": first_ms, "again_ms": again_ms, "budget_small_card": capped }),
+    )
+}
+
+fn warmup(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()> {
+    let dir = work.join("warmup");
+    synthetic::write_checkpoint(&dir, &model_for(Size::Small), LmFile::Q8, SEED, None)?;
+    let mut secs = Vec::new();
+    for _ in 0..2 {
+        let t = Instant::now();
+        let ck = checkpoint::inspect(&dir)?;
+        let (mut mimi, mut lm, _) = checkpoint::load_parts(&ck, dev, &mut |_| {})?;
+        let mut stepping = Stepping::new(&ck.config.gen);
+        for i in 0..2 {
+            stepping.step(&mut mimi, &mut lm, dev, i)?;
+        }
+        dev.synchronize()?;
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    r.emit(
+        "warmup",
+        true,
+        &format!("small q8 model on {name}, loaded and stepped twice: first {:.2} s (includes the driver compiling candle's PTX, unless cached), then {:.2} s", secs[0], secs[1]),
+        json!({ "first_s": secs[0], "again_s": secs[1] }),
     )
 }
 
