@@ -191,6 +191,7 @@ pub fn run(args: &GpuArgs, model: &ModelArgs, out: &mut dyn Write) -> Result<()>
         Section::All => vec![
             Section::Write,
             Section::Free,
+            Section::Warmup,
             Section::Q8,
             Section::Bf16,
             Section::Placed,
@@ -877,11 +878,21 @@ fn fallback_line(
     }
 }
 
-/// Hold `bytes` of the device, as another program would.
-fn hold(dev: &Device, bytes: u64) -> Result<Tensor> {
-    let t = Tensor::zeros(bytes as usize, DType::U8, dev)?;
-    dev.synchronize()?;
-    Ok(t)
+/// Hold all but `leave` bytes of the device's free memory, as another program would
+/// (a little more left free if the driver will not give that much in one piece).
+fn hold(dev: &Device, leave: u64) -> Result<Tensor> {
+    let free = sizing::free_memory(dev).context("the device's free memory is unknown")?;
+    let mut last = None;
+    for extra in [0, 256 << 20, 1 << 30] {
+        match Tensor::zeros(free.saturating_sub(leave + extra) as usize, DType::U8, dev) {
+            Ok(t) => {
+                dev.synchronize()?;
+                return Ok(t);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("nothing to hold"), anyhow::Error::from))
 }
 
 fn fallback(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()> {
@@ -922,7 +933,7 @@ fn fallback(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()>
     }
     // 1. The user's path: another program holds all but LEFT_FREE of the card.
     let free = sizing::free_memory(dev).context("the device's free memory is unknown")?;
-    let hog = hold(dev, free.saturating_sub(LEFT_FREE))?;
+    let hog = hold(dev, LEFT_FREE)?;
     let args = ModelArgs {
         model_dir: Some(dir.clone()),
         device: name.to_string(),
@@ -949,7 +960,7 @@ fn fallback(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()>
     )?;
     let plan = ck.plan.clone().context("no plan for the empty card")?;
     let free = sizing::free_memory(dev).context("the device's free memory is unknown")?;
-    let hog = hold(dev, free.saturating_sub(2 << 30))?;
+    let hog = hold(dev, 2 << 30)?;
     let t = Instant::now();
     let loaded = with_cpu_fallback(name, |on_cpu| {
         if on_cpu {
