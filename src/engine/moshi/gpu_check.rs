@@ -25,8 +25,9 @@ use super::sizing::{self, size, Backend, MemoryPlan};
 use super::synthetic::{self, LmFile, Synthetic};
 use super::{
     load_model_with, size_context_for, with_cpu_fallback, Discovery, LoadedModel, ModelLoadError,
+    ModelOptions,
 };
-use crate::cli::ModelArgs;
+use crate::bus::Cancel;
 use crate::engine::model::{Sampling, StepOutput};
 use anyhow::{Context, Result};
 use candle_transformers::generation::{LogitsProcessor, Sampling as Pick};
@@ -163,9 +164,8 @@ impl Report<'_> {
 
 /// Run the sections asked for; an error in one is reported and the next still runs.
 /// Fails when any measurement failed its check.
-pub fn run(args: &GpuArgs, model: &ModelArgs, out: &mut dyn Write) -> Result<()> {
-    let choice: DeviceChoice = model.device.parse()?;
-    let (dev, name) = device::select(choice)?;
+pub fn run(args: &GpuArgs, opts: &ModelOptions, out: &mut dyn Write) -> Result<()> {
+    let (dev, name) = device::select(opts.device)?;
     let work = args
         .work
         .clone()
@@ -207,7 +207,7 @@ pub fn run(args: &GpuArgs, model: &ModelArgs, out: &mut dyn Write) -> Result<()>
             Section::Q8 => model_section(&mut r, &dev, &name, &work, LmFile::Q8, args.steps),
             Section::Bf16 => model_section(&mut r, &dev, &name, &work, LmFile::Bf16, args.steps),
             Section::Placed => placed(&mut r, &dev, args.size, args.steps),
-            Section::Fallback => fallback(&mut r, &dev, &name, &work),
+            Section::Fallback => fallback(&mut r, (&dev, &name, opts.device), &work),
             Section::Headless => headless(&mut r, args.stats.as_deref(), &name),
             Section::All => unreachable!("expanded above"),
         };
@@ -339,7 +339,7 @@ fn warmup(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()> {
     for _ in 0..2 {
         let t = Instant::now();
         let ck = checkpoint::inspect(&dir)?;
-        let (mut mimi, mut lm, _) = checkpoint::load_parts(&ck, dev, &mut |_| {})?;
+        let (mut mimi, mut lm, _) = checkpoint::load_parts(&ck, dev, &mut |_| {}, &Cancel::new())?;
         let mut stepping = Stepping::new(&ck.config.gen);
         for i in 0..2 {
             stepping.step(&mut mimi, &mut lm, dev, i)?;
@@ -534,7 +534,8 @@ fn measure_model(
     )?;
     let plan = ck.plan.clone();
     let gen = ck.config.gen.clone();
-    let (mut mimi, mut model, dtype) = checkpoint::load_parts(&ck, dev, &mut |_| {})?;
+    let (mut mimi, mut model, dtype) =
+        checkpoint::load_parts(&ck, dev, &mut |_| {}, &Cancel::new())?;
     dev.synchronize()?;
     let load_s = t.elapsed().as_secs_f64();
     let (dev1, host1) = (device_used(dev), host_used());
@@ -836,11 +837,19 @@ fn load_with(
             size_context_for(&mut ck, Backend::of(dev), name, None, budget)?;
         }
     }
-    let model = checkpoint::load(ck, &Sampling::default(), dev, name, &mut |_| {})?;
+    let model = checkpoint::load(
+        ck,
+        &Sampling::default(),
+        dev,
+        name,
+        &mut |_| {},
+        &Cancel::new(),
+    )?;
     Ok(LoadedModel {
         model: Box::new(model),
         notices: Vec::new(),
         degraded: None,
+        fell_back_to_demo: false,
     })
 }
 
@@ -895,7 +904,11 @@ fn hold(dev: &Device, leave: u64) -> Result<Tensor> {
     Err(last.map_or_else(|| anyhow::anyhow!("nothing to hold"), anyhow::Error::from))
 }
 
-fn fallback(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()> {
+fn fallback(
+    r: &mut Report,
+    (dev, name, choice): (&Device, &str, DeviceChoice),
+    work: &Path,
+) -> Result<()> {
     let dir = checkpoint_dir(work, LmFile::Q8);
     let cpu = || {
         load_with(
@@ -934,13 +947,13 @@ fn fallback(r: &mut Report, dev: &Device, name: &str, work: &Path) -> Result<()>
     // 1. The user's path: another program holds all but LEFT_FREE of the card.
     let free = sizing::free_memory(dev).context("the device's free memory is unknown")?;
     let hog = hold(dev, LEFT_FREE)?;
-    let args = ModelArgs {
+    let args = ModelOptions {
         model_dir: Some(dir.clone()),
-        device: name.to_string(),
-        ..ModelArgs::default()
+        device: choice,
+        ..ModelOptions::default()
     };
     let t = Instant::now();
-    let loaded = load_model_with(&args, &Discovery::default(), &mut |_| {});
+    let loaded = load_model_with(&args, &Discovery::default(), &mut |_| {}, &Cancel::new());
     let how = format!(
         "{} left free of {}, `--device {name} --model-dir q8`",
         size(sizing::free_memory(dev).unwrap_or(0)),

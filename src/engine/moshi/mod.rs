@@ -474,7 +474,9 @@ pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
             );
         }),
         Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => bench_model(&mut std::io::stdout()),
-        Some(Cmd::Bench(b)) if b.what == BenchWhat::Gpu => gpu_check::run(&b.gpu, &cli.run.model, &mut std::io::stdout()),
+        Some(Cmd::Bench(b)) if b.what == BenchWhat::Gpu => {
+            gpu_check::run(&b.gpu, &cli.run.model.options(), &mut std::io::stdout())
+        }
         _ => return None,
     };
     Some(match result {
