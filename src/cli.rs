@@ -235,6 +235,8 @@ pub struct ExportDemoArgs {
 pub struct BenchArgs {
     #[arg(value_enum, default_value_t = BenchWhat::Audio)]
     pub what: BenchWhat,
+    #[command(flatten)]
+    pub gpu: crate::engine::moshi::gpu_check::GpuArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -245,6 +247,8 @@ pub enum BenchWhat {
     Model,
     /// Render time per frame and idle UI CPU.
     Ui,
+    /// The one-shot GPU check's measurements (scripts/gpu-check runs it section by section).
+    Gpu,
 }
 
 /// `--max-memory`: a positive, finite number of GiB.

@@ -11,6 +11,7 @@ mod error;
 pub mod export;
 pub mod files;
 pub mod gguf_write;
+pub mod gpu_check;
 pub mod lm_sources;
 mod model;
 pub mod placed_lm;
@@ -19,6 +20,7 @@ pub mod random_init;
 pub mod sampling;
 pub mod sizing;
 pub mod stepper;
+pub mod synthetic;
 pub mod text;
 mod weights_report;
 
@@ -472,6 +474,9 @@ pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
             );
         }),
         Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => bench_model(&mut std::io::stdout()),
+        Some(Cmd::Bench(b)) if b.what == BenchWhat::Gpu => {
+            gpu_check::run(&b.gpu, &cli.run.model.options(), &mut std::io::stdout())
+        }
         _ => return None,
     };
     Some(match result {
