@@ -231,6 +231,21 @@ pub struct ExportDemoArgs {
     pub bf16: bool,
 }
 
+impl ExportDemoArgs {
+    /// The LM format asked for; both flags at once is a mistake.
+    pub fn format(&self) -> Result<crate::engine::moshi::LmFormat, String> {
+        use crate::engine::moshi::LmFormat;
+        match (self.q8, self.bf16) {
+            (true, true) => {
+                Err("--q8 and --bf16 exclude each other: q8 GGUF or bf16 safetensors".into())
+            }
+            (true, false) => Ok(LmFormat::Q8),
+            (false, true) => Ok(LmFormat::Bf16),
+            (false, false) => Ok(LmFormat::F32),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     #[arg(value_enum, default_value_t = BenchWhat::Audio)]

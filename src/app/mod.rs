@@ -325,3 +325,42 @@ pub fn start_voice(start: &StartPersona, voices: Option<&VoiceLoader>) -> Weight
         None => Weights::Default,
     }
 }
+
+/// `export-demo` and the model benchmarks (`bench model`, `bench gpu`); `None` for any
+/// other command.
+pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
+    use crate::cli::{BenchWhat, Cmd};
+    use crate::engine::moshi::{self, files};
+    let result = match &cli.command {
+        Some(Cmd::ExportDemo(args)) => args
+            .format()
+            .map_err(anyhow::Error::msg)
+            .and_then(|format| moshi::export_demo(&args.dir, format))
+            .map(|()| {
+                let lm = if args.q8 {
+                    files::LM_GGUF
+                } else {
+                    files::LM_SAFETENSORS
+                };
+                println!(
+                    "wrote the demo model to {} ({lm}); load it with --model-dir {}",
+                    args.dir.display(),
+                    args.dir.display()
+                );
+            }),
+        Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => {
+            moshi::bench_model(&mut std::io::stdout())
+        }
+        Some(Cmd::Bench(b)) if b.what == BenchWhat::Gpu => {
+            moshi::gpu_check::run(&b.gpu, &cli.run.model.options(), &mut std::io::stdout())
+        }
+        _ => return None,
+    };
+    Some(match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", moshi::describe_error(&e));
+            2
+        }
+    })
+}

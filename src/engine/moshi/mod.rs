@@ -26,7 +26,7 @@ mod weights_report;
 
 pub use bench::bench_model;
 pub use error::ModelLoadError;
-pub use export::export_demo;
+pub use export::{export_demo, LmFormat};
 pub use model::MoshiModel;
 pub use weights_report::{
     weights_findings, weights_report, WeightsFinding, WeightsOrigin, WeightsReport,
@@ -456,40 +456,13 @@ pub fn size_context_for(
     }))
 }
 
-/// Run `export-demo` or `bench model` if that is what the command line asks; returns the
-/// exit code, or `None` for any other command. Kept here so `main` needs one line.
-pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
-    use crate::cli::{BenchWhat, Cmd};
-    let result = match &cli.command {
-        Some(Cmd::ExportDemo(args)) => export_demo(args).map(|()| {
-            let lm = if args.q8 {
-                files::LM_GGUF
-            } else {
-                files::LM_SAFETENSORS
-            };
-            println!(
-                "wrote the demo model to {} ({lm}); load it with --model-dir {}",
-                args.dir.display(),
-                args.dir.display()
-            );
-        }),
-        Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => bench_model(&mut std::io::stdout()),
-        Some(Cmd::Bench(b)) if b.what == BenchWhat::Gpu => {
-            gpu_check::run(&b.gpu, &cli.run.model.options(), &mut std::io::stdout())
-        }
-        _ => return None,
-    };
-    Some(match result {
-        Ok(()) => 0,
-        Err(e) => {
-            let msg = match e.downcast_ref::<moshi::candle::Error>() {
-                Some(ce) => error::candle_message(ce),
-                None => format!("{e:#}"),
-            };
-            eprintln!("error: {msg}");
-            2
-        }
-    })
+/// An error from a model command (export, benchmarks) in words: candle's own errors are
+/// made readable.
+pub fn describe_error(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<moshi::candle::Error>() {
+        Some(ce) => error::candle_message(ce),
+        None => format!("{e:#}"),
+    }
 }
 
 /// The samplers `MoshiModel` builds from a `Sampling`, for tests that drive a `Stepper`.
