@@ -579,3 +579,45 @@ fn error_callbacks_do_not_allocate() {
     assert_eq!(m.errors_out.other.load(Relaxed), 3);
     assert_eq!(m.errors_in.realtime_denied.load(Relaxed), 1);
 }
+
+/// `assistant devices` lists every host with the selector of each device, and a
+/// selector that names no device of its host lists that host's devices.
+#[test]
+fn devices_lists_every_host_and_selectors_pick_across_them() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pulse = Pulse::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::run_ok(
+        common::assistant(tmp.path())
+            .env("PULSE_SERVER", &pulse.server)
+            .arg("devices"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "host PulseAudio (default)",
+        "[pulseaudio:nullsink]",
+        "[pulseaudio:nullsink.monitor]",
+        "host ALSA",
+        "HOST:DEVICE",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    let res = common::assistant(tmp.path())
+        .env("PULSE_SERVER", &pulse.server)
+        .args([
+            "--headless",
+            "--engine",
+            "loopback",
+            "--output-device",
+            "pulseaudio:no-such-sink",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no output device matches 'no-such-sink'")
+            && stderr.contains("Null Output  (pulseaudio:nullsink)"),
+        "{stderr}"
+    );
+}

@@ -311,3 +311,68 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supe
         opened,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::device::stream_error;
+    use cpal::ErrorKind;
+
+    fn watch(m: &Meters) -> Watch<()> {
+        Watch::new(
+            DeviceSide::Speaker,
+            Some(()),
+            Counters {
+                errors: &m.errors_out,
+                callbacks: &m.callbacks_out,
+            },
+        )
+    }
+
+    #[test]
+    fn xruns_are_not_failures_and_other_errors_are_spaced_notices() {
+        let m = Meters::default();
+        let c = Counters {
+            errors: &m.errors_out,
+            callbacks: &m.callbacks_out,
+        };
+        let mut w = watch(&m);
+        for _ in 0..50 {
+            stream_error(&m, false, ErrorKind::Xrun);
+        }
+        m.callbacks_out.fetch_add(1, Relaxed);
+        assert_eq!(w.failed(c), None);
+        assert_eq!(w.trouble(c), None);
+        assert_eq!(m.xruns_out(), 50);
+        stream_error(&m, false, ErrorKind::BackendError);
+        stream_error(&m, false, ErrorKind::DeviceBusy);
+        assert!(matches!(
+            w.trouble(c),
+            Some(DeviceStatus::Trouble { side: DeviceSide::Speaker, ref message }) if message.contains("busy")
+        ));
+        stream_error(&m, false, ErrorKind::DeviceBusy);
+        assert_eq!(w.trouble(c), None, "one notice per {TROUBLE_EVERY:?}");
+        assert_eq!(w.failed(c), None, "the stream stays");
+        stream_error(&m, false, ErrorKind::RealtimeDenied);
+        assert_eq!(w.trouble(c), None, "no real-time priority is only logged");
+    }
+
+    #[test]
+    fn a_device_gone_or_an_invalidated_stream_is_lost() {
+        for kind in [ErrorKind::DeviceNotAvailable, ErrorKind::StreamInvalidated] {
+            let m = Meters::default();
+            let c = Counters {
+                errors: &m.errors_out,
+                callbacks: &m.callbacks_out,
+            };
+            let mut w = watch(&m);
+            stream_error(&m, false, kind);
+            assert_eq!(
+                w.failed(c),
+                Some(LossReason::Gone(kind.to_string())),
+                "{kind:?}"
+            );
+            assert_eq!(w.trouble(c), None);
+        }
+    }
+}
