@@ -98,9 +98,10 @@ macro_rules! with_sample_type {
 }
 
 /// A device as `--input-device` / `--output-device` name it: `HOST:DEVICE` picks
-/// from one cpal host (`alsa`, `pulseaudio`, `jack`), where DEVICE is an id, a
-/// name, an index in that host's list, or `default` (also an empty DEVICE);
-/// anything else is a name or an index on the default host, as before hosts.
+/// from one cpal host (`alsa`, `pulseaudio`: the hosts this build has), where
+/// DEVICE is an id, a name, an index in that host's list, or `default` (also an
+/// empty DEVICE); anything else is a name or an index on the default host (a name
+/// is also looked for on the other hosts).
 pub fn parse_selection(wanted: &str) -> (Option<HostId>, &str) {
     if let Some((host, device)) = wanted.split_once(':') {
         if let Ok(id) = host.parse::<HostId>() {
