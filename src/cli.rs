@@ -82,11 +82,14 @@ pub struct RunArgs {
     /// Write what the model says to a WAV file (24 kHz mono).
     #[arg(long, global = true, value_name = "FILE.wav")]
     pub output: Option<PathBuf>,
-    /// Capture device, by name (substring) or index from `assistant devices`.
-    #[arg(long, global = true, value_name = "NAME|INDEX")]
+    /// Capture device, as `assistant devices` lists them: HOST:DEVICE on any host
+    /// (for example pulseaudio:nullsink.monitor, alsa:default, or HOST:default), or
+    /// a name (substring) or index on the default host.
+    #[arg(long, global = true, value_name = "HOST:DEVICE|NAME|INDEX")]
     pub input_device: Option<String>,
-    /// Playback device, by name (substring) or index from `assistant devices`.
-    #[arg(long, global = true, value_name = "NAME|INDEX")]
+    /// Playback device: HOST:DEVICE on any host (for example pulseaudio:nullsink),
+    /// or a name (substring) or index on the default host.
+    #[arg(long, global = true, value_name = "HOST:DEVICE|NAME|INDEX")]
     pub output_device: Option<String>,
     /// What sits between microphone and speaker.
     #[arg(long, global = true, value_enum, default_value_t = EngineKind::Moshi)]

@@ -20,7 +20,8 @@ pub fn side(s: DeviceSide) -> &'static str {
 
 pub fn loss_reason(r: &LossReason) -> String {
     match r {
-        LossReason::Gone(why) => why.clone(),
+        // The audio layer passes cpal's sentence; it goes before "; retrying".
+        LossReason::Gone(why) => why.trim_end_matches('.').to_string(),
         LossReason::Stalled(s) => format!("no audio for {s} s"),
     }
 }
