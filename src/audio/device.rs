@@ -580,7 +580,7 @@ pub fn describe_devices() -> String {
     }
     out += "\nPick with --input-device / --output-device: HOST:DEVICE as in brackets (any host),\nor an index or a name on the default host.\n";
     if !any {
-        out += "\nNo sound hardware found on this machine (only virtual devices, if any). Use --input FILE.wav and --output FILE.wav,\nor an ALSA configuration such as tests/fixtures/alsa/asoundrc.file-devices in the source tree.\n";
+        out += "\nNo sound hardware found on this machine (only virtual devices, if any). Talk through files with\n--input FILE.wav and --output FILE.wav, or start a sound server (PulseAudio or PipeWire) and pick its devices\nwith --input-device/--output-device HOST:DEVICE.\n";
     }
     out
 }
