@@ -68,6 +68,16 @@ fn main() -> anyhow::Result<()> {
             "hb_enr" => c.suppressor.high_bands_suppression.enr_threshold = f,
             "subband_ne" => c.suppressor.use_subband_nearend_detection = v == "1",
             "initial_s" => c.filter.initial_state_seconds = f,
+            "room" => {
+                if v == "0" {
+                    s.room = None
+                }
+            }
+            "span_ms" => s.room.as_mut().unwrap().span_ms = f,
+            "lead_ms" => s.room.as_mut().unwrap().lead_ms = f,
+            "step" => s.room.as_mut().unwrap().step = f,
+            "max_hz" => s.room.as_mut().unwrap().max_hz = f,
+            "dt_ratio" => s.room.as_mut().unwrap().dt_ratio = f,
             _ => anyhow::bail!("unknown key {k}"),
         }
     }
@@ -77,13 +87,21 @@ fn main() -> anyhow::Result<()> {
             let mut aec = assistant::audio::aec::EchoCanceller::new(&s)?;
             for (i, block) in scene.mic.chunks(1920).enumerate() {
                 let at = i * 1920;
-                let far: Vec<f32> = scene.far[at..(at + block.len()).min(scene.far.len())].iter().map(|&x| x as f32).collect();
+                let far: Vec<f32> = scene.far[at..(at + block.len()).min(scene.far.len())]
+                    .iter()
+                    .map(|&x| x as f32)
+                    .collect();
                 let mut b: Vec<f32> = block.iter().map(|&x| x as f32).collect();
                 aec.push_far(&far);
                 aec.process_near(&mut b);
                 let st = aec.stats();
                 if i % 3 == 0 {
-                    print!("{:.2}s d{} e{:.0} | ", at as f64 / 24000.0, st.delay_ms, st.erle_db);
+                    print!(
+                        "{:.2}s d{} e{:.0} | ",
+                        at as f64 / 24000.0,
+                        st.delay_ms,
+                        st.erle_db
+                    );
                 }
             }
             println!();
@@ -96,8 +114,12 @@ fn main() -> anyhow::Result<()> {
         let run = process_offline(&s, &far, &mic, 1920)?;
         let sc = score::score(&scene, &run.output);
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        assistant::audio::aec::wav::write_f32(&out_dir.join(format!("{name}.wav")), 24_000, &run.output)?;
-        println!("{name:>10}: erle {:6.2} near {:6.2} dt {:.3} lag {:.2} | cpu {:.1} ms/s, delay est {} ms", sc.erle_db, sc.near_ssnr_db.unwrap_or(f64::NAN), sc.double_talk_corr.unwrap_or(f64::NAN), sc.lag_ms, run.cpu_ms_per_s(), run.delay_ms);
+        assistant::audio::aec::wav::write_f32(
+            &out_dir.join(format!("{name}.wav")),
+            24_000,
+            &run.output,
+        )?;
+        println!("{name:>10}: erle {:6.2} near {:6.2} dt {:.3} lag {:.2} | cpu {:.1} ms/s, delay est {} ms, room {:?}", sc.erle_db, sc.near_ssnr_db.unwrap_or(f64::NAN), sc.double_talk_corr.unwrap_or(f64::NAN), sc.lag_ms, run.cpu_ms_per_s(), run.delay_ms, run.room_delay_ms);
     }
     Ok(())
 }

@@ -52,7 +52,10 @@ fn reported_latency_matches_measured_with_and_without_ns() {
 fn odd_blocks_add_one_frame_at_most_and_say_so() {
     let (lag, reported) = measured_lag(&AecSettings::default(), 1000);
     let (lag_aligned, _) = measured_lag(&AecSettings::default(), 1920);
-    assert!(lag.abs_diff(lag_aligned + 239) <= 1, "{lag} vs {lag_aligned} + 239");
+    assert!(
+        lag.abs_diff(lag_aligned + 239) <= 1,
+        "{lag} vs {lag_aligned} + 239"
+    );
     assert!(
         lag.abs_diff(reported) <= 1,
         "measured {lag}, reported {reported}"

@@ -2,6 +2,7 @@
 //! echo suppressor), then optionally WebRTC's noise suppressor, driven directly rather
 //! than through the crate's graph runtime so each stage can be corrected where needed.
 
+use super::room::RoomFilter;
 use super::{AecSettings, FRAME, SAMPLE_RATE};
 use aec3::api::control::{EchoControl, Metrics};
 use aec3::audio_processing::aec3::echo_canceller3::EchoCanceller3;
@@ -16,6 +17,8 @@ const LATENCY_WITHOUT_NS: usize = 223;
 const LATENCY_WITH_NS: usize = 368;
 
 pub(crate) struct Chain {
+    room: Option<RoomFilter>,
+    room_out: Vec<f32>,
     echo: EchoCanceller3,
     ns: Option<NoiseSuppressor>,
     stream: StreamConfig,
@@ -28,6 +31,11 @@ impl Chain {
         let rate = SAMPLE_RATE as usize;
         let buffer = || AudioBuffer::from_sample_rates(rate, 1, INTERNAL_RATE, 1, rate);
         Self {
+            room: settings
+                .room
+                .as_ref()
+                .map(|r| RoomFilter::new(r, rate, FRAME)),
+            room_out: vec![0.0; FRAME],
             echo: EchoCanceller3::new(settings.aec3_config(), INTERNAL_RATE as i32, 1, 1),
             ns: settings.noise_suppression.map(|level| {
                 NoiseSuppressor::new(
@@ -48,6 +56,9 @@ impl Chain {
     /// One 10 ms frame of what the speaker plays.
     pub(crate) fn render(&mut self, far: &[f32]) {
         debug_assert_eq!(far.len(), FRAME);
+        if let Some(room) = self.room.as_mut() {
+            room.push_far(far);
+        }
         self.render.copy_from(&[far], &self.stream);
         self.render.split_into_frequency_bands();
         self.echo.analyze_render(&mut self.render);
@@ -56,6 +67,13 @@ impl Chain {
     /// One 10 ms frame of what the microphone heard, cancelled into `out`.
     pub(crate) fn capture(&mut self, mic: &[f32], out: &mut [f32]) {
         debug_assert_eq!(mic.len(), FRAME);
+        let mic = match self.room.as_mut() {
+            Some(room) => {
+                room.process(mic, &mut self.room_out);
+                &self.room_out[..]
+            }
+            None => mic,
+        };
         let c = &mut self.capture;
         c.copy_from(&[mic], &self.stream);
         self.echo.analyze_capture(c);
@@ -86,5 +104,10 @@ impl Chain {
 
     pub(crate) fn metrics(&self) -> Metrics {
         self.echo.metrics()
+    }
+
+    /// Playback-to-capture delay the room stage found, in samples.
+    pub(crate) fn room_delay(&self) -> Option<usize> {
+        self.room.as_ref().and_then(RoomFilter::delay)
     }
 }

@@ -21,6 +21,7 @@ pub struct OfflineRun {
     pub latency_samples: usize,
     pub delay_ms: i32,
     pub erle_estimate_db: f64,
+    pub room_delay_ms: Option<i32>,
 }
 
 impl OfflineRun {
@@ -68,6 +69,7 @@ pub fn process_offline(
         latency_samples: aec.latency_samples(),
         delay_ms: stats.delay_ms,
         erle_estimate_db: stats.erle_db,
+        room_delay_ms: stats.room_delay_ms,
     })
 }
 
