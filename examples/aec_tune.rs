@@ -77,6 +77,8 @@ fn main() -> anyhow::Result<()> {
             "lead_ms" => s.room.as_mut().unwrap().lead_ms = f,
             "step" => s.room.as_mut().unwrap().step = f,
             "max_hz" => s.room.as_mut().unwrap().max_hz = f,
+            "ds" => c.delay.down_sampling_factor = f as usize,
+            "num_filters" => c.delay.num_filters = f as usize,
             "dt_ratio" => s.room.as_mut().unwrap().dt_ratio = f,
             _ => anyhow::bail!("unknown key {k}"),
         }

@@ -43,7 +43,10 @@ fn run(delay_s: f64, rt60_s: f64, clip: bool) -> (i32, f64) {
             .map(|v| (*v as f64).powi(2))
             .sum::<f64>()
     };
-    let delay = aec.stats().room_delay_ms.expect("the room stage found no delay");
+    let delay = aec
+        .stats()
+        .room_delay_ms
+        .expect("the room stage found no delay");
     (delay, 10.0 * (e(&mic) / e(&out)).log10())
 }
 

@@ -159,7 +159,13 @@ impl DelayFinder {
             self.mic.pop_front();
         }
         self.since += mic.len();
-        if self.since >= self.every && self.mic.len() == self.win {
+        // Once found, the delay only needs watching.
+        let every = if self.estimate.is_some() {
+            4 * self.every
+        } else {
+            self.every
+        };
+        if self.since >= every && self.mic.len() == self.win {
             self.since = 0;
             self.update();
         }
@@ -244,6 +250,9 @@ fn decimate(x: &[f32], acc: &mut (f32, usize), dec: usize, out: &mut VecDeque<f3
     }
 }
 
+/// Frames between recomputations of the proportionate steps.
+const PROP_EVERY: usize = 2;
+
 /// The room-length linear canceller (see the module docs).
 pub struct RoomFilter {
     n: usize,
@@ -263,12 +272,16 @@ pub struct RoomFilter {
     max_frames: usize,
     /// Filter start in frames of bulk delay, once the delay is known.
     start: Option<usize>,
+    /// The delay `start` was placed for.
+    placed: Option<usize>,
     fg: Vec<Complex32>,
     bg: Vec<Complex32>,
     power: Vec<f32>,
+    gain: Vec<Complex32>,
     prop: Vec<f32>,
     constrain_next: usize,
     constrain: usize,
+    frames: usize,
     dt_ratio: f32,
     // Scratch.
     time: Vec<f32>,
@@ -307,12 +320,15 @@ impl RoomFilter {
             far_energy: VecDeque::with_capacity(max_frames + 1),
             max_frames,
             start: None,
+            placed: None,
             fg: vec![Complex32::default(); parts * bins],
             bg: vec![Complex32::default(); parts * bins],
             power: vec![0.0; bins],
+            gain: vec![Complex32::default(); bins],
             prop: vec![1.0 / parts as f32; parts],
             constrain_next: 0,
             constrain: settings.constrain,
+            frames: 0,
             dt_ratio: settings.dt_ratio,
             time: vec![0.0; m],
             spec: fft.make_output_vec(),
@@ -329,9 +345,9 @@ impl RoomFilter {
         }
     }
 
-    /// The delay the stage has found, in samples.
+    /// The delay the filter is placed for, in samples.
     pub fn delay(&self) -> Option<usize> {
-        self.finder.estimate()
+        self.placed
     }
 
     pub fn finder(&self) -> &DelayFinder {
@@ -419,13 +435,19 @@ impl RoomFilter {
         let want = d.saturating_sub(self.lead) / self.n;
         let want = want.min(self.max_frames - self.parts - 1);
         match self.start {
-            None => self.start = Some(want),
+            None => {
+                self.start = Some(want);
+                self.placed = Some(d);
+            }
             Some(s) => {
-                // Inside the lead: keep the filter where it is.
-                let covered = s * self.n..s * self.n + self.lead + self.n;
+                // Keep the filter where it is while the delay stays in its first half:
+                // a later estimate is more often a reflection than a new device delay,
+                // and moving would drop the direct path the filter has learnt.
+                let covered = s * self.n..=s * self.n + self.parts * self.n / 2;
                 if covered.contains(&d) {
                     return;
                 }
+                self.placed = Some(d);
                 let shift = want as isize - s as isize;
                 for w in [&mut self.fg, &mut self.bg] {
                     shift_parts(w, self.bins, shift);
@@ -469,37 +491,44 @@ impl RoomFilter {
         self.time[..n].fill(0.0);
         self.time[n..].copy_from_slice(&self.err_bg);
         let _ = self.fft.process(&mut self.time, &mut self.spec);
-        // Proportionate steps: partitions with energy adapt faster.
-        let mut max_norm = 0.0f32;
-        for p in 0..self.parts {
-            let e: f32 = self.bg[p * bins..(p + 1) * bins]
-                .iter()
-                .map(|c| c.norm_sqr())
-                .sum::<f32>()
-                .sqrt();
-            self.prop[p] = e;
-            max_norm = max_norm.max(e);
+        // Proportionate steps: partitions with energy adapt faster. The proportions move
+        // slowly, so they are recomputed every few frames.
+        if self.frames.is_multiple_of(PROP_EVERY) {
+            let mut max_norm = 0.0f32;
+            for p in 0..self.parts {
+                // Eight lanes, so the reduction vectorises.
+                let mut acc = [0.0f32; 8];
+                for chunk in self.bg[p * bins..(p + 1) * bins].chunks(8) {
+                    for (a, c) in acc.iter_mut().zip(chunk) {
+                        *a += c.norm_sqr();
+                    }
+                }
+                let e = acc.iter().sum::<f32>().sqrt();
+                self.prop[p] = e;
+                max_norm = max_norm.max(e);
+            }
+            let floor = 0.1 * max_norm + 1e-6;
+            let mut sum = 0.0;
+            for v in &mut self.prop {
+                *v += floor;
+                sum += *v;
+            }
+            // Uniform proportions give plain NLMS.
+            for v in &mut self.prop {
+                *v *= self.parts as f32 / sum;
+            }
         }
-        let floor = 0.1 * max_norm + 1e-6;
-        let mut sum = 0.0;
-        for v in &mut self.prop {
-            *v += floor;
-            sum += *v;
-        }
-        // Uniform proportions give plain NLMS.
-        for v in &mut self.prop {
-            *v *= self.parts as f32 / sum;
-        }
+        self.frames += 1;
         let reg = 1e-4 * (2 * n * self.parts) as f32;
-        let mut g = vec![Complex32::default(); bins];
-        for k in 0..bins {
-            g[k] = self.spec[k] * (step / (self.power[k] + reg));
+        let g = &mut self.gain;
+        for ((g, e), p) in g.iter_mut().zip(&self.spec).zip(&self.power) {
+            *g = e * (step / (p + reg));
         }
         for p in 0..self.parts {
             let x = &self.spectra[start + p];
             let mu = self.prop[p];
             let wp = &mut self.bg[p * bins..(p + 1) * bins];
-            for ((w, a), gk) in wp.iter_mut().zip(x).zip(&g) {
+            for ((w, a), gk) in wp.iter_mut().zip(x).zip(&self.gain) {
                 *w += a.conj() * gk * mu;
             }
         }
