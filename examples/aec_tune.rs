@@ -79,6 +79,8 @@ fn main() -> anyhow::Result<()> {
             "max_hz" => s.room.as_mut().unwrap().max_hz = f,
             "ds" => c.delay.down_sampling_factor = f as usize,
             "num_filters" => c.delay.num_filters = f as usize,
+            "copy_ratio" => s.room.as_mut().unwrap().copy_ratio = f,
+            "copy_blend" => s.room.as_mut().unwrap().copy_blend = f,
             "dt_ratio" => s.room.as_mut().unwrap().dt_ratio = f,
             _ => anyhow::bail!("unknown key {k}"),
         }

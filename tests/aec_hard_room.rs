@@ -34,7 +34,8 @@ fn beats_webrtc_aec3_in_a_hard_room_on_all_three_figures() {
 
 #[test]
 fn without_the_room_stage_double_talk_falls_below_webrtc() {
-    // The canceller as it was before issue 16: AEC3's 72 ms filter alone, then NS.
+    // AEC3's 72 ms filter alone, then the (gated) noise suppressor: 23.1 / 32.1 / 0.604.
+    // The canceller before issue 16 (the suppressor always on) scored 23.2 / 28.3 / 0.604.
     let scene = hard_scene();
     let before = AecSettings {
         room: None,

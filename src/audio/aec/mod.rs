@@ -3,8 +3,9 @@
 //! [`EchoCanceller`] runs a room-length linear stage ([`room`], issue 16: a 400 ms
 //! adaptive filter placed by its own delay finder) and then the pure-Rust port of WebRTC
 //! AEC3 (`aec3` crate): its linear filter, residual echo suppressor and delay estimator
-//! (which finds the unknown playback-to-capture delay itself). WebRTC's noise suppressor
-//! can follow (off by default since issue 16, see [`AecSettings::noise_suppression`]).
+//! (which finds the unknown playback-to-capture delay itself), then WebRTC's noise
+//! suppressor at its mildest level while the far end plays, which removes the noise floor
+//! AEC3 deliberately keeps (see [`AecSettings::noise_suppression`]).
 //! It runs on the engine thread at 24 kHz mono and takes blocks of any size on both
 //! sides. [`MicPath`] adds the half-duplex gate; it is what the engine holds.
 //!
@@ -56,11 +57,12 @@ pub struct AecSettings {
     pub filter_ms: f32,
     /// WebRTC's noise suppressor after the echo suppressor. AEC3 keeps the background
     /// noise floor (comfort noise), which caps echo reduction near the room's SNR; a
-    /// mild 6 dB suppression lifts that cap. Off by default since the room stage: with
-    /// less echo reaching AEC3, its residual inflates the suppressor's noise estimate and
-    /// it then takes 4-6 dB off the user's voice (near-end 30.7 -> 24.2 dB on a scene of
-    /// issue 16), more than WebRTC loses. Only `K6dB` is exact: aec3 0.4's stronger
-    /// levels rescale with a gain error (see chain.rs).
+    /// mild 6 dB suppression lifts that cap. It is faded in only while the far end plays
+    /// (and for 0.6 s after): with the room stage, less echo reaches AEC3, its residual
+    /// inflates the suppressor's noise estimate and, left on with the user alone, it took
+    /// 4-6 dB off the user's voice (near-end 30.7 -> 24.2 dB on a scene of issue 16).
+    /// Only `K6dB` is exact: aec3 0.4's stronger levels rescale with a gain error (see
+    /// chain.rs).
     pub noise_suppression: Option<SuppressionLevel>,
     /// The full AEC3 configuration, after `filter_ms` is applied to it.
     pub config: EchoCanceller3Config,
@@ -76,7 +78,7 @@ impl Default for AecSettings {
     fn default() -> Self {
         Self {
             filter_ms: 72.0,
-            noise_suppression: None,
+            noise_suppression: Some(SuppressionLevel::K6dB),
             config: EchoCanceller3Config::default(),
             shadow_ms: None,
             initial_ms: None,

@@ -39,9 +39,9 @@ pub struct RoomSettings {
     pub lead_ms: f32,
     /// Longest playback-to-capture delay searched, ms.
     pub max_delay_ms: f32,
-    /// Background filter's NLMS step (0-1). 0.25 rather than the faster 0.5: the
+    /// Background filter's NLMS step (0-1). 0.2 rather than the faster 0.5: the
     /// misadjustment a larger step leaves during double talk costs the user's voice more
-    /// than the faster start gains.
+    /// than the faster start gains (tools/aec_reference/README.md).
     pub step: f32,
     /// Top of the adapted band, Hz (the rest is left to AEC3).
     pub max_hz: f32,
@@ -49,6 +49,11 @@ pub struct RoomSettings {
     pub constrain: usize,
     /// Far-end energy over error energy at which the step is full.
     pub dt_ratio: f32,
+    /// The foreground follows the background when its error is below this share of the
+    /// foreground's...
+    pub copy_ratio: f32,
+    /// ...by this fraction of the difference (1: a copy).
+    pub copy_blend: f32,
 }
 
 impl Default for RoomSettings {
@@ -57,10 +62,12 @@ impl Default for RoomSettings {
             span_ms: 400.0,
             lead_ms: 30.0,
             max_delay_ms: 500.0,
-            step: 0.25,
+            step: 0.2,
             max_hz: 12_000.0,
             constrain: 1,
             dt_ratio: 1.0,
+            copy_ratio: 0.8,
+            copy_blend: 1.0,
         }
     }
 }
@@ -283,6 +290,8 @@ pub struct RoomFilter {
     constrain: usize,
     frames: usize,
     dt_ratio: f32,
+    copy_ratio: f32,
+    copy_blend: f32,
     // Scratch.
     time: Vec<f32>,
     spec: Vec<Complex32>,
@@ -330,6 +339,8 @@ impl RoomFilter {
             constrain: settings.constrain,
             frames: 0,
             dt_ratio: settings.dt_ratio,
+            copy_ratio: settings.copy_ratio,
+            copy_blend: settings.copy_blend,
             time: vec![0.0; m],
             spec: fft.make_output_vec(),
             est_fg: vec![0.0; n],
@@ -565,11 +576,18 @@ impl RoomFilter {
         if self.s_yy < tiny {
             return;
         }
-        if self.s_bb < 0.8 * self.s_ff {
+        if self.s_bb < self.copy_ratio * self.s_ff {
             self.better += 1;
             self.worse = 0;
             if self.better >= 2 {
-                self.fg.copy_from_slice(&self.bg);
+                let b = self.copy_blend;
+                if b >= 1.0 {
+                    self.fg.copy_from_slice(&self.bg);
+                } else {
+                    for (f, g) in self.fg.iter_mut().zip(&self.bg) {
+                        *f += (g - *f) * b;
+                    }
+                }
                 self.s_ff = self.s_bb;
                 self.better = 0;
             }
