@@ -14,16 +14,20 @@
 //! partitioned-block frequency-domain adaptive filter on 10 ms frames (overlap-save,
 //! no added latency) with
 //! - proportionate step sizes per partition (as in SpeexDSP's MDF): the partitions that
-//!   already hold energy, the direct path and the early reverberation, adapt fastest, so
-//!   the long filter converges about as fast as a short one where it matters;
+//!   already hold energy, the direct path and the early reverberation, adapt fastest;
 //! - two filters: a background one that always adapts and a foreground one that does
 //!   the cancelling and takes the background's coefficients only while they cancel
 //!   better, so double talk cannot make the output worse than it was;
+//! - a step that shrinks as the error outgrows the far end driving the echo (the user
+//!   talking) and stops when the far end is silent;
 //! - a gradient constraint applied to one partition per frame, round robin (as AEC3).
 //!
-//! AEC3 then sees a microphone with the room's tail already removed, converges its short
-//! filter on what is left (the clipping loudspeaker's distortion, the misadjustment) and
-//! needs far less suppression.
+//! A 400 ms NLMS filter still converges slowly (about 8 dB per second of white noise at
+//! best, less on speech), so in the first seconds AEC3's suppressor carries the load as
+//! before; from then on AEC3 sees a microphone with the room's tail removed, its short
+//! filter models what is left (the clipping loudspeaker's distortion, the misadjustment)
+//! and it needs far less suppression, which is what keeps the user's voice in double
+//! talk.
 
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
@@ -63,7 +67,7 @@ impl Default for RoomSettings {
             lead_ms: 30.0,
             max_delay_ms: 500.0,
             step: 0.2,
-            max_hz: 12_000.0,
+            max_hz: 10_000.0,
             constrain: 1,
             dt_ratio: 1.0,
             copy_ratio: 0.8,
@@ -639,6 +643,19 @@ mod tests {
     use super::*;
     use crate::audio::aec::synth::{room_echo, Lcg};
 
+    /// Noise with speech's slope (a one-pole low-pass): the stage leaves the top of the
+    /// band (above `max_hz`) to AEC3, as speech has little there.
+    fn speechy_noise(seed: u64, n: usize, amp: f32) -> Vec<f32> {
+        let mut rng = Lcg(seed);
+        let mut y = 0.0f32;
+        (0..n)
+            .map(|_| {
+                y = 0.9 * y + amp * rng.gauss() as f32;
+                y
+            })
+            .collect()
+    }
+
     /// ERLE of the stage alone, per second.
     fn run(far: &[f32], mic: &[f32]) -> (Vec<f64>, Option<usize>) {
         let mut room = RoomFilter::new(&RoomSettings::default(), 24_000, 240);
@@ -659,32 +676,25 @@ mod tests {
 
     #[test]
     fn finds_the_delay_and_converges_in_a_room() {
-        let mut rng = Lcg(5);
-        let far: Vec<f32> = (0..24_000 * 8).map(|_| 0.1 * rng.gauss() as f32).collect();
+        let far = speechy_noise(5, 24_000 * 8, 0.03);
         let mic = room_echo(&far, 0.12, 0.5, 9);
         let (erle, delay) = run(&far, &mic);
         println!("{erle:.1?} delay {delay:?}");
         // The direct path at 120 ms (2880 samples), not a later reflection.
         assert!(delay.unwrap().abs_diff(2880) <= 48, "{delay:?}");
         // A 72 ms filter cannot remove more than 8.7 dB of this room's echo.
-        assert!(erle[7] > 15.0, "{erle:.1?}");
+        assert!(erle[7] > 12.0, "{erle:.1?}");
     }
 
     #[test]
     fn the_user_talking_does_not_undo_it() {
-        let mut rng = Lcg(6);
         let n = 24_000 * 10;
-        let far: Vec<f32> = (0..n).map(|_| 0.1 * rng.gauss() as f32).collect();
+        let far = speechy_noise(6, n, 0.03);
         let echo = room_echo(&far, 0.08, 0.3, 4);
         // From 6 s on, a near-end talker 6 dB louder than the echo.
+        let talker = speechy_noise(7, n, 0.03);
         let near: Vec<f32> = (0..n)
-            .map(|i| {
-                if i >= 24_000 * 6 {
-                    0.1 * rng.gauss() as f32
-                } else {
-                    0.0
-                }
-            })
+            .map(|i| if i >= 24_000 * 6 { talker[i] } else { 0.0 })
             .collect();
         let mic: Vec<f32> = echo.iter().zip(&near).map(|(e, v)| e + v).collect();
         let mut room = RoomFilter::new(&RoomSettings::default(), 24_000, 240);
@@ -708,7 +718,7 @@ mod tests {
         let residual: Vec<f32> = out.iter().zip(&near).map(|(o, v)| o - v).collect();
         let erle = 10.0 * (e(&echo) / e(&residual)).log10();
         println!("echo removed during double talk: {erle:.1} dB");
-        assert!(erle > 12.0, "{erle:.1} dB");
+        assert!(erle > 10.0, "{erle:.1} dB");
     }
 
     #[test]
