@@ -9,6 +9,7 @@ fn main() -> anyhow::Result<()> {
     let mut s = AecSettings::default();
     let mut scenes = vec![];
     let mut trace = false;
+    let mut gain = 1.0f32;
     for a in &args[1..] {
         let Some((k, v)) = a.split_once('=') else {
             scenes.push(PathBuf::from(a));
@@ -20,6 +21,7 @@ fn main() -> anyhow::Result<()> {
             "shadow_ms" => s.shadow_ms = Some(f),
             "initial_ms" => s.initial_ms = Some(f),
             "trace" => trace = v == "1",
+            "gain" => gain = f,
             "filter_ms" => s.filter_ms = f,
             "ns" => {
                 s.noise_suppression = match v {
@@ -113,9 +115,10 @@ fn main() -> anyhow::Result<()> {
     }
     for dir in scenes {
         let scene = score::load_scene(&dir)?;
-        let far: Vec<f32> = scene.far.iter().map(|&x| x as f32).collect();
-        let mic: Vec<f32> = scene.mic.iter().map(|&x| x as f32).collect();
-        let run = process_offline(&s, &far, &mic, 1920)?;
+        let far: Vec<f32> = scene.far.iter().map(|&x| x as f32 * gain).collect();
+        let mic: Vec<f32> = scene.mic.iter().map(|&x| x as f32 * gain).collect();
+        let mut run = process_offline(&s, &far, &mic, 1920)?;
+        run.output.iter_mut().for_each(|x| *x /= gain);
         let sc = score::score(&scene, &run.output);
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         assistant::audio::aec::wav::write_f32(
