@@ -153,6 +153,18 @@ pub struct AecArgs {
     pub filter_ms: Option<f32>,
 }
 
+impl AecArgs {
+    /// The plain options the canceller's offline run takes.
+    pub fn run(&self) -> crate::audio::aec::AecRun {
+        crate::audio::aec::AecRun {
+            far: self.far.clone(),
+            mic: self.mic.clone(),
+            block: self.block,
+            filter_ms: self.filter_ms,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Use the built-in demo model even when weights are present.

@@ -35,7 +35,7 @@ fn main() {
             }
         }
         Some(Cmd::Aec(args)) => {
-            match assistant::audio::aec::run_aec_command(args, cli.run.output.as_deref()) {
+            match assistant::audio::aec::run_aec_command(&args.run(), cli.run.output.as_deref()) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

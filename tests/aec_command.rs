@@ -2,11 +2,11 @@
 mod aec_common;
 use aec_common::shared;
 use assistant::audio::aec::run_aec_command;
-use assistant::cli::AecArgs;
+use assistant::audio::aec::AecRun;
 use std::path::{Path, PathBuf};
 
-fn args(far: &Path, mic: &Path) -> AecArgs {
-    AecArgs {
+fn args(far: &Path, mic: &Path) -> AecRun {
+    AecRun {
         far: far.to_path_buf(),
         mic: mic.to_path_buf(),
         block: 1920,
@@ -18,7 +18,7 @@ fn speech() -> PathBuf {
     shared().join("audio/hello_24k_mono.wav")
 }
 
-fn err(a: &AecArgs, out: Option<&Path>) -> String {
+fn err(a: &AecRun, out: Option<&Path>) -> String {
     format!("{:#}", run_aec_command(a, out).expect_err("should fail"))
 }
 
@@ -65,7 +65,7 @@ fn bad_options_are_refused_before_any_work() {
     let e = err(&args(&speech(), &speech()), None);
     assert!(e.contains("--output"), "{e}");
     let e = err(
-        &AecArgs {
+        &AecRun {
             block: 0,
             ..args(&speech(), &speech())
         },
@@ -73,7 +73,7 @@ fn bad_options_are_refused_before_any_work() {
     );
     assert!(e.contains("--block"), "{e}");
     let e = err(
-        &AecArgs {
+        &AecRun {
             filter_ms: Some(0.5),
             ..args(&speech(), &speech())
         },
@@ -90,7 +90,7 @@ fn other_rates_and_channels_are_converted_to_24k_mono() {
     let far = shared().join("audio/interrupt_48k_stereo.wav");
     let mic = shared().join("audio/count_16k_mono.wav");
     run_aec_command(
-        &AecArgs {
+        &AecRun {
             block: 1000,
             ..args(&far, &mic)
         },

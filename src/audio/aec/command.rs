@@ -2,9 +2,8 @@
 //! bench entry.
 
 use super::{synth::synthetic_room, wav, AecSettings, EchoCanceller, SAMPLE_RATE};
-use crate::cli::AecArgs;
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The engine's block: one 80 ms model frame.
@@ -75,7 +74,17 @@ pub fn process_offline(
 
 /// `assistant aec --far FAR.wav --mic MIC.wav --output OUT.wav`; `output` is the global
 /// `--output` (clap lets only one argument own that name).
-pub fn run_aec_command(args: &AecArgs, output: Option<&Path>) -> Result<()> {
+/// One offline run of `assistant aec`: the far-end and microphone files, the block size
+/// fed to the canceller, and optionally AEC3's linear filter length.
+#[derive(Debug, Clone)]
+pub struct AecRun {
+    pub far: PathBuf,
+    pub mic: PathBuf,
+    pub block: usize,
+    pub filter_ms: Option<f32>,
+}
+
+pub fn run_aec_command(args: &AecRun, output: Option<&Path>) -> Result<()> {
     let output =
         output.context("--output OUT.wav is required: where to write the cancelled microphone")?;
     if args.block == 0 {

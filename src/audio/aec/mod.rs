@@ -23,7 +23,7 @@ pub mod score;
 pub mod synth;
 pub mod wav;
 
-pub use command::{bench_aec, run_aec_command};
+pub use command::{bench_aec, run_aec_command, AecRun};
 pub use gate::HalfDuplexGate;
 pub use mic_path::{EchoOptions, MicPath};
 pub use room::RoomSettings;
