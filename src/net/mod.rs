@@ -2,5 +2,7 @@
 //! sessions. Network I/O runs on tokio threads that talk to the engine only through
 //! rings and channels; the engine thread never awaits.
 
+pub mod client;
 pub mod opus_ogg;
 pub mod protocol;
+pub mod server;
