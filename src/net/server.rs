@@ -275,6 +275,8 @@ async fn connection(
     permits: Arc<Semaphore>,
 ) {
     let mut params = None;
+    // The callback's signature (an `http::Response` as its error) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match check_request(req, &opts) {
             Ok(p) => {
