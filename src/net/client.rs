@@ -675,6 +675,103 @@ impl Drop for RemoteModel {
 mod tests {
     use super::*;
 
+    /// A model wired to channels instead of a network thread.
+    fn fake(
+        lockstep: bool,
+    ) -> (
+        RemoteModel,
+        crossbeam_channel::Sender<Incoming>,
+        mpsc::UnboundedReceiver<Vec<f32>>,
+    ) {
+        let (to_net, frames) = mpsc::unbounded_channel();
+        let (tx, from_net) = crossbeam_channel::unbounded();
+        let m = RemoteModel {
+            info: ServerInfo {
+                url: "ws://test/api/chat".into(),
+                handshake: Handshake::Short,
+                metadata: Some(serde_json::json!({"model": "fake"})),
+            },
+            lockstep,
+            answer_timeout: Duration::from_millis(200),
+            to_net: Some(to_net),
+            from_net,
+            buffer: VecDeque::new(),
+            text: String::new(),
+            sent_at: VecDeque::new(),
+            partial: 0,
+            jitter: 1,
+            playing: false,
+            closed: None,
+            stats: Arc::new(NetStats::default()),
+            thread: None,
+        };
+        (m, tx, frames)
+    }
+
+    fn frame(v: f32) -> Incoming {
+        Incoming::Audio(vec![v; FRAME_LEN], Instant::now())
+    }
+
+    fn step(m: &mut RemoteModel) -> anyhow::Result<StepOutput> {
+        let mut out = StepOutput::default();
+        out.clear(FRAME_LEN);
+        m.step(&[0.0; FRAME_LEN], &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn jitter_buffer_starts_at_one_frame_grows_on_underrun_and_drops_excess() {
+        let (mut m, tx, mut sent) = fake(false);
+        // Nothing back yet: silence, and the frame went out.
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(sent.try_recv().unwrap().len(), FRAME_LEN);
+        // One frame back (with its text first): played at once.
+        tx.send(Incoming::Text(" hi".into())).unwrap();
+        tx.send(frame(1.0)).unwrap();
+        let out = step(&mut m).unwrap();
+        assert_eq!((out.pcm[0], out.text.as_deref()), (1.0, Some(" hi")));
+        assert_eq!(m.stats.rtt_count.load(Ordering::Relaxed), 1);
+        // A late frame: an underrun, and the buffer grows to 2.
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(m.stats.underruns.load(Ordering::Relaxed), 1);
+        assert_eq!(m.delay_frames(), 2);
+        // It refills to 2 frames before playing again.
+        tx.send(frame(2.0)).unwrap();
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        tx.send(frame(3.0)).unwrap();
+        assert_eq!(step(&mut m).unwrap().pcm[0], 2.0);
+        // A burst beyond the buffer's depth: the oldest extra frames are dropped.
+        for v in [4.0, 5.0, 6.0, 7.0] {
+            tx.send(frame(v)).unwrap();
+        }
+        // Buffered: 3, 4, 5, 6, 7; keep depth 2 plus the frame played.
+        assert_eq!(step(&mut m).unwrap().pcm[0], 5.0);
+        assert_eq!(m.stats.dropped_frames.load(Ordering::Relaxed), 2);
+        assert_eq!(step(&mut m).unwrap().pcm[0], 6.0);
+        assert_eq!(step(&mut m).unwrap().pcm[0], 7.0);
+    }
+
+    #[test]
+    fn lockstep_waits_for_the_answer_and_names_a_silent_or_gone_server() {
+        let (mut m, tx, _sent) = fake(true);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            tx.send(Incoming::Audio(vec![0.5; 960], Instant::now()))
+                .unwrap();
+            tx.send(Incoming::Audio(vec![0.5; 960], Instant::now()))
+                .unwrap();
+            tx
+        });
+        assert_eq!(step(&mut m).unwrap().pcm[FRAME_LEN - 1], 0.5);
+        let tx = t.join().unwrap();
+        let e = step(&mut m).unwrap_err().to_string();
+        assert!(e.contains("no audio from the server"), "{e}");
+        tx.send(Incoming::Closed("the server closed the connection".into()))
+            .unwrap();
+        let e = step(&mut m).unwrap_err().to_string();
+        assert!(e.contains("ws://test/api/chat: the server closed"), "{e}");
+    }
+
     #[test]
     fn urls() {
         let p = SessionParams::default();
