@@ -590,6 +590,37 @@ mod tests {
         );
     }
 
+    /// The cost of the codec per 80 ms step (two 40 ms packets each way), printed.
+    #[test]
+    fn codec_cost_per_frame() {
+        let input = hello();
+        let steps = input.len() / 1920;
+        let mut w = OggOpusWriter::new().unwrap();
+        let mut r = OggOpusReader::new(ReaderLimits::default()).unwrap();
+        let mut out = Vec::new();
+        let (mut enc, mut dec) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let mut bytes = 0;
+        for chunk in input.chunks_exact(1920) {
+            let t = std::time::Instant::now();
+            w.push(chunk).unwrap();
+            let pages = w.take();
+            enc += t.elapsed();
+            bytes += pages.len();
+            let t = std::time::Instant::now();
+            r.feed(&pages, &mut out).unwrap();
+            dec += t.elapsed();
+        }
+        let per = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / steps as f64;
+        eprintln!(
+            "Ogg/Opus per 80 ms frame: encode {:.3} ms, decode {:.3} ms; {:.1} kb/s with Ogg framing",
+            per(enc),
+            per(dec),
+            bytes as f64 * 8.0 / (steps as f64 * 0.08) / 1000.0
+        );
+        // A real-time budget: far below the 80 ms a frame lasts.
+        assert!(per(enc) + per(dec) < 20.0);
+    }
+
     /// Random and mutated pages: errors, never a panic.
     #[test]
     fn mutated_pages_never_panic() {
