@@ -75,7 +75,14 @@ async fn fuzz_ten_thousand_messages() {
         .port();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_assistant"))
-        .args(["serve", "--engine", "loopback", "--max-sessions", "4"])
+        .args([
+            "serve",
+            "--engine",
+            "loopback",
+            "--max-sessions",
+            "4",
+            "--no-journal",
+        ])
         .arg("--bind")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--log-file")

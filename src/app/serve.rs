@@ -4,7 +4,8 @@
 
 use crate::cli::{RunArgs, ServeArgs};
 use crate::net::protocol::{Limits, SessionParams};
-use crate::net::server::{LoaderFactory, ServeOptions, Server};
+use crate::net::server::{EventTap, LoaderFactory, ServeOptions, Server};
+use crate::session::{self, sessions_dir, Journal};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +64,20 @@ pub fn factory(args: &RunArgs) -> LoaderFactory {
 pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     let opts = options(args, serve);
     let model = opts.model_name.clone();
-    let server = match Server::start(opts, factory(args)) {
+    // Each session is journalled like a local run, its input named by the peer.
+    let tap: Option<EventTap> = (!args.no_journal).then(|| {
+        let tap: EventTap = Arc::new(|peer, events| {
+            match Journal::create(&sessions_dir(), "serve", &format!("network {peer}")) {
+                Ok(j) => session::tee(events, j),
+                Err(e) => {
+                    tracing::warn!("serve: no journal for {peer}: {e:#}");
+                    events
+                }
+            }
+        });
+        tap
+    });
+    let server = match Server::start_with(opts, factory(args), tap) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

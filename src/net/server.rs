@@ -19,7 +19,7 @@ use crate::engine::load::Loader;
 use crate::engine::runner::{self, EngineSetup};
 use crate::engine::{Command, EngineEvent};
 use futures_util::{SinkExt, StreamExt};
-use ringbuf::traits::{Consumer, Observer, Producer};
+use ringbuf::traits::{Consumer, Producer};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,6 +38,17 @@ pub const API_KEY_HEADER: &str = "kyutai-api-key";
 
 /// Builds the engine's model loader for one session, from its query parameters.
 pub type LoaderFactory = Arc<dyn Fn(&SessionParams) -> Loader + Send + Sync>;
+
+/// Sees a session's engine events on their way to the session (a journal tees them):
+/// given the peer and the events, returns the events to forward.
+pub type EventTap = Arc<
+    dyn Fn(
+            SocketAddr,
+            crossbeam_channel::Receiver<EngineEvent>,
+        ) -> crossbeam_channel::Receiver<EngineEvent>
+        + Send
+        + Sync,
+>;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -109,6 +120,15 @@ pub enum StartError {
 impl Server {
     /// Bind and start serving on a thread of its own (a tokio runtime with two workers).
     pub fn start(opts: ServeOptions, factory: LoaderFactory) -> Result<Self, StartError> {
+        Self::start_with(opts, factory, None)
+    }
+
+    /// As `start`, with a tap on every session's engine events.
+    pub fn start_with(
+        opts: ServeOptions,
+        factory: LoaderFactory,
+        tap: Option<EventTap>,
+    ) -> Result<Self, StartError> {
         if !opts.addr.ip().is_loopback() && opts.token.is_none() && !opts.no_auth {
             return Err(StartError::NeedsAuth(opts.addr));
         }
@@ -144,7 +164,7 @@ impl Server {
                         }
                     };
                     tokio::select! {
-                        _ = accept_loop(listener, Arc::new(opts), factory, st) => {}
+                        _ = accept_loop(listener, Arc::new(opts), factory, tap, st) => {}
                         _ = stop_rx => {}
                     }
                 });
@@ -196,6 +216,7 @@ async fn accept_loop(
     listener: TcpListener,
     opts: Arc<ServeOptions>,
     factory: LoaderFactory,
+    tap: Option<EventTap>,
     stats: Arc<ServerStats>,
 ) {
     let permits = Arc::new(Semaphore::new(opts.max_sessions));
@@ -211,14 +232,14 @@ async fn accept_loop(
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let (opts, factory, stats, permits) = (
+        let (opts, hooks, stats, permits) = (
             opts.clone(),
-            factory.clone(),
+            (factory.clone(), tap.clone()),
             stats.clone(),
             permits.clone(),
         );
         tokio::spawn(async move {
-            connection(stream, peer, opts, factory, stats, permits).await;
+            connection(stream, peer, opts, hooks, stats, permits).await;
         });
     }
 }
@@ -270,7 +291,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     opts: Arc<ServeOptions>,
-    factory: LoaderFactory,
+    (factory, tap): (LoaderFactory, Option<EventTap>),
     stats: Arc<ServerStats>,
     permits: Arc<Semaphore>,
 ) {
@@ -327,17 +348,18 @@ async fn connection(
     stats.sessions.fetch_add(1, Ordering::Relaxed);
     stats.active.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let summary = Session::run(sink, source, params, &opts, &factory).await;
+    let summary = Session::run(sink, source, params, &opts, &factory, peer, tap).await;
     stats.active.fetch_sub(1, Ordering::Relaxed);
     if summary.protocol_error {
         stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
     }
     tracing::info!(
-        "serve: session {peer}: {:.1} s, {} frames in, {} out, {} dropped, ended: {}",
+        "serve: session {peer}: {:.1} s, audio {:.1} s in, {:.1} s out, {} frames dropped by the engine, {:.2} s lost to a full input ring, ended: {}",
         started.elapsed().as_secs_f64(),
-        summary.frames_in,
-        summary.frames_out,
-        summary.dropped,
+        summary.samples_in as f64 / SAMPLE_RATE as f64,
+        summary.samples_out as f64 / SAMPLE_RATE as f64,
+        summary.dropped_frames,
+        summary.overflow as f64 / SAMPLE_RATE as f64,
         summary.ended
     );
 }
@@ -353,9 +375,12 @@ enum FromEngine {
 
 #[derive(Debug, Default)]
 struct Summary {
-    frames_in: u64,
-    frames_out: u64,
-    dropped: u64,
+    samples_in: usize,
+    samples_out: usize,
+    /// Input samples that did not fit the engine's input ring.
+    overflow: usize,
+    /// Frames the engine dropped to keep up.
+    dropped_frames: u64,
     ended: String,
     protocol_error: bool,
 }
@@ -373,6 +398,8 @@ impl Session {
         params: SessionParams,
         opts: &ServeOptions,
         factory: &LoaderFactory,
+        peer: SocketAddr,
+        tap: Option<EventTap>,
     ) -> Summary {
         let mut summary = Summary::default();
         let format = AudioFormat {
@@ -404,6 +431,10 @@ impl Session {
             )
         };
         let engine = runner::spawn(setup);
+        let ev_rx = match tap {
+            Some(tap) => tap(peer, ev_rx),
+            None => ev_rx,
+        };
         // Engine events to the session, on a plain thread (crossbeam's recv blocks).
         let (from_engine, mut engine_rx) = mpsc::unbounded_channel();
         let bridge = std::thread::Builder::new()
@@ -453,10 +484,8 @@ impl Session {
                                 pcm_in.clear();
                                 reader.feed(&pages, &mut pcm_in).map_err(|e| (e.to_string(), true))?;
                                 let pushed = in_prod.push_slice(&pcm_in);
-                                if pushed < pcm_in.len() {
-                                    summary.dropped += 1;
-                                }
-                                summary.frames_in = reader.packets;
+                                summary.overflow += pcm_in.len() - pushed;
+                                summary.samples_in += pcm_in.len();
                             }
                             Ok(Message::Error(e)) => return Ok(format!("the client said: {e}")),
                             // Clients send only audio; the rest is harmless and ignored.
@@ -474,10 +503,10 @@ impl Session {
                         Some(FromEngine::Text(t)) => send(&mut sink, &Message::Text(t)).await?,
                         Some(FromEngine::Step) => {
                             let n = out_cons.pop_slice(&mut pcm_out);
+                            summary.samples_out += n;
                             writer.push(&pcm_out[..n]).map_err(|e| (format!("{e:#}"), false))?;
                             let pages = writer.take();
                             if !pages.is_empty() {
-                                summary.frames_out += 1;
                                 send(&mut sink, &Message::Audio(pages)).await?;
                             }
                         }
@@ -505,7 +534,7 @@ impl Session {
         let _ = sink.close().await;
         ended.store(true, Ordering::Release);
         let _ = cmd_tx.send(Command::Shutdown);
-        let _ = tokio::task::spawn_blocking(move || {
+        let stats = tokio::task::spawn_blocking(move || {
             let stats = engine.join();
             if let Ok(b) = bridge {
                 let _ = b.join();
@@ -513,7 +542,9 @@ impl Session {
             stats
         })
         .await;
-        summary.dropped += out_cons.occupied_len() as u64 / 1920;
+        if let Ok(Ok(s)) = stats {
+            summary.dropped_frames = s.dropped_frames;
+        }
         summary
     }
 }
