@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+enum Fake {
     /// moshi-server 0.6.4 as seen on the wire.
     MoshiServer,
     /// The Python server: a 1-byte handshake.
@@ -22,13 +22,13 @@ enum Kind {
     /// "busy" (kind 5) instead of a handshake.
     BusyFirst,
     /// A handshake, then a message of an unknown kind.
-    UnknownKind,
+    StrangeKind,
     /// A handshake, then a 100 MB message.
     Huge,
 }
 
 /// Serve one connection the way `kind` does, on a thread of its own.
-fn fake_server(kind: Kind) -> (SocketAddr, std::thread::JoinHandle<()>) {
+fn fake_server(kind: Fake) -> (SocketAddr, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -43,21 +43,21 @@ fn fake_server(kind: Kind) -> (SocketAddr, std::thread::JoinHandle<()>) {
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
             let bin = |m: Message| Ws::Binary(m.encode().into());
             match kind {
-                Kind::BusyFirst => {
+                Fake::BusyFirst => {
                     let _ = ws
                         .send(bin(Message::Error("busy, come back later".into())))
                         .await;
                     let _ = ws.close(None).await;
                     return;
                 }
-                Kind::Python => ws.send(Ws::Binary(vec![0u8].into())).await.unwrap(),
+                Fake::Python => ws.send(Ws::Binary(vec![0u8].into())).await.unwrap(),
                 _ => ws.send(Ws::Binary(vec![0u8; 9].into())).await.unwrap(),
             }
             match kind {
-                Kind::UnknownKind => {
+                Fake::StrangeKind => {
                     let _ = ws.send(Ws::Binary(vec![42u8, 1, 2, 3].into())).await;
                 }
-                Kind::Huge => {
+                Fake::Huge => {
                     let mut huge = vec![0u8; 100 * 1024 * 1024];
                     huge[0] = 1;
                     let _ = ws.send(Ws::Binary(huge.into())).await;
@@ -115,7 +115,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn moshi_server_and_python_server_orders_work() {
-    for kind in [Kind::MoshiServer, Kind::Python] {
+    for kind in [Fake::MoshiServer, Fake::Python] {
         let dir = tempfile::tempdir().unwrap();
         let (addr, server) = fake_server(kind);
         let out = dir.path().join("out.wav");
@@ -124,7 +124,7 @@ fn moshi_server_and_python_server_orders_work() {
         assert!(o.status.success(), "{}", stderr(&o));
         let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
         assert!(text.starts_with("w0 w5 w10"), "{text:?}");
-        assert!(stderr(&o).contains(if kind == Kind::Python {
+        assert!(stderr(&o).contains(if kind == Fake::Python {
             "handshake: 1-byte"
         } else {
             "handshake: protocol 0, model 0"
@@ -141,9 +141,9 @@ fn moshi_server_and_python_server_orders_work() {
 #[test]
 fn misbehaving_servers_get_clear_errors() {
     let cases = [
-        (Kind::BusyFirst, 2, "the server said: busy, come back later"),
-        (Kind::UnknownKind, 1, "unknown message kind 42"),
-        (Kind::Huge, 1, "Message too long"),
+        (Fake::BusyFirst, 2, "the server said: busy, come back later"),
+        (Fake::StrangeKind, 1, "unknown message kind 42"),
+        (Fake::Huge, 1, "Message too long"),
     ];
     for (kind, code, says) in cases {
         let dir = tempfile::tempdir().unwrap();
