@@ -163,17 +163,19 @@ fn loopback_in_real_time_through_the_jitter_buffer() {
         .expect("the tone came back");
     eprintln!(
         "loopback over 127.0.0.1 (real time): the tone is heard after {:.0} ms of output \
-         (80 ms loopback + jitter buffer {} frame(s) of 80 ms + Opus); round trip {:.1} ms \
+         (80 ms loopback + Opus look-ahead + jitter buffer {} ms; in wall time each step also \
+         waits the round trip for its answer); round trip {:.1} ms \
          mean, {:.1} ms max; {} underruns, {} frames dropped",
         onset as f64 / 24.0,
-        net["jitter_frames"],
+        net["jitter_ms"],
         net["rtt_mean_ms"].as_f64().unwrap(),
         net["rtt_max_ms"].as_f64().unwrap(),
         net["underruns"],
         net["dropped_frames"]
     );
-    assert!(onset < 24 * 400, "onset at {} ms", onset / 24);
-    assert!(net["jitter_frames"].as_u64().unwrap() <= 3, "{net}");
+    // 80 ms of loopback, 13 ms of Opus, and at most a few 40 ms frames of buffer.
+    assert!(onset < 24 * 250, "onset at {} ms", onset / 24);
+    assert!(net["jitter_ms"].as_u64().unwrap() <= 120, "{net}");
     assert!(net["underruns"].as_u64().unwrap() <= 2, "{net}");
 }
 

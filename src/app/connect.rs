@@ -165,12 +165,12 @@ pub fn run(original: &RunArgs) -> i32 {
     }
     let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "network: {} frames sent, {} received, round trip mean {:.1} ms (max {:.1}), jitter buffer {} frame(s), {} underruns, {} frames dropped",
+        "network: {} frames sent, {} received, round trip mean {:.1} ms (max {:.1}), jitter buffer {} ms, {} underruns, {} frames dropped",
         g(&net.frames_sent),
         g(&net.frames_received),
         net.rtt_mean_ms(),
         g(&net.rtt_max_us) as f64 / 1000.0,
-        g(&net.jitter_frames),
+        g(&net.jitter_opus_frames) * 40,
         g(&net.underruns),
         g(&net.dropped_frames)
     );

@@ -4,12 +4,17 @@
 //! audio and text the server has sent back, so the whole local path (devices, rings,
 //! echo cancellation, TUI, journal, files) is the one a local model uses.
 //!
-//! Two pacings:
-//! - **real time** (a microphone, or a paced file): `step` never waits. A jitter
-//!   buffer starts at one frame and grows by one frame only on an underrun; audio
-//!   beyond it is dropped, as the local engine drops input, so delay cannot pile up.
-//! - **lock step** (a file read as fast as possible): `step` waits for the server's
-//!   answer to the frame it sent, so the file goes through at the speed of the round trip.
+//! Playback is by stream position: step `n` plays the server's audio at positions
+//! `[n*1920 - delay, (n+1)*1920 - delay)`, where `delay` starts at 0 (the answer to the
+//! frame just sent). Two pacings:
+//! - **real time** (a microphone, or a paced file): `step` waits at most one Opus frame
+//!   (40 ms) for that audio: the jitter buffer. When it is late, the step plays
+//!   silence and `delay` grows by one Opus frame (960 samples), up to 8; it never grows
+//!   otherwise, and audio older than the position played is dropped, as the local engine
+//!   drops input, so delay cannot pile up. On a LAN the remote path then adds the round
+//!   trip and the codec, not a whole frame.
+//! - **lock step** (a file read as fast as possible): `step` waits for the answer to the
+//!   frame it sent, so the file goes through at the speed of the round trip.
 
 use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits};
 use super::protocol::{Handshake, Limits, Message, SessionParams};
@@ -26,7 +31,9 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const FRAME_LEN: usize = 1920;
 const RATE: u32 = 24_000;
-/// Largest jitter buffer, in frames (640 ms).
+/// One Opus frame (40 ms): the jitter buffer's unit, and the longest a real-time step waits.
+const OPUS_FRAME: usize = 960;
+/// Largest delay the jitter buffer grows to, in Opus frames (320 ms).
 pub const MAX_JITTER: usize = 8;
 
 #[derive(Debug, Clone)]
@@ -117,7 +124,8 @@ pub struct NetStats {
     pub rtt_max_us: AtomicU64,
     pub underruns: AtomicU64,
     pub dropped_frames: AtomicU64,
-    pub jitter_frames: AtomicU64,
+    /// The jitter buffer, in 40 ms Opus frames.
+    pub jitter_opus_frames: AtomicU64,
 }
 
 impl NetStats {
@@ -140,7 +148,7 @@ impl NetStats {
             "rtt_max_ms": g(&self.rtt_max_us) as f64 / 1000.0,
             "underruns": g(&self.underruns),
             "dropped_frames": g(&self.dropped_frames),
-            "jitter_frames": g(&self.jitter_frames),
+            "jitter_ms": g(&self.jitter_opus_frames) * 40,
         })
     }
 }
@@ -159,14 +167,18 @@ pub struct RemoteModel {
     answer_timeout: Duration,
     to_net: Option<mpsc::UnboundedSender<Vec<f32>>>,
     from_net: crossbeam_channel::Receiver<Incoming>,
+    /// Received samples from stream position `buf_start` on.
     buffer: VecDeque<f32>,
+    buf_start: u64,
     text: String,
     /// Send times of frames whose answer has not fully arrived.
     sent_at: VecDeque<Instant>,
     /// Samples received toward the oldest unanswered frame.
     partial: usize,
-    jitter: usize,
-    playing: bool,
+    /// Samples sent so far (the stream position of the next frame).
+    sent: u64,
+    /// How far playback lags what was sent, in samples (a multiple of 960).
+    delay: u64,
     closed: Option<String>,
     stats: Arc<NetStats>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -221,19 +233,19 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
             })
         }
     };
-    stats.jitter_frames.store(1, Ordering::Relaxed);
     Ok(RemoteModel {
         info,
         lockstep: opts.lockstep,
         answer_timeout: opts.answer_timeout,
         to_net: Some(to_net),
         from_net,
-        buffer: VecDeque::with_capacity(FRAME_LEN * (MAX_JITTER + 2)),
+        buffer: VecDeque::with_capacity(FRAME_LEN * 8),
+        buf_start: 0,
         text: String::new(),
         sent_at: VecDeque::new(),
         partial: 0,
-        jitter: 1,
-        playing: false,
+        sent: 0,
+        delay: 0,
         closed: None,
         stats,
         thread: Some(thread),
@@ -520,6 +532,13 @@ impl RemoteModel {
                     }
                 }
                 self.buffer.extend(pcm);
+                // A server sending more than it was sent cannot fill our memory.
+                let cap = 4 * RATE as usize;
+                if self.buffer.len() > cap {
+                    let extra = self.buffer.len() - cap;
+                    self.buffer.drain(..extra);
+                    self.buf_start += extra as u64;
+                }
             }
             Incoming::Text(t) => self.text.push_str(&t),
             Incoming::Closed(why) => self.closed = Some(why),
@@ -540,61 +559,39 @@ impl RemoteModel {
         )
     }
 
-    /// Lock step: wait for a whole frame of the server's answer.
-    fn wait_for_frame(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + self.answer_timeout;
-        while self.buffer.len() < FRAME_LEN {
+    /// Play stream positions `[end - 1920, end)` into `out` (positions before the
+    /// stream are silence), waiting until `wait` for them. Returns false if they did
+    /// not all arrive in time.
+    fn play(&mut self, end: u64, wait: Duration, out: &mut [f32]) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + wait;
+        while self.buf_start + (self.buffer.len() as u64) < end {
             if self.closed.is_some() {
                 return Err(self.gone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.from_net.recv_timeout(left) {
                 Ok(ev) => self.take(ev),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    anyhow::bail!(
-                        "{}: no audio from the server for {:.0} s",
-                        self.info.url,
-                        self.answer_timeout.as_secs_f64()
-                    )
-                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Ok(false),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(self.gone()),
             }
         }
-        Ok(())
-    }
-
-    /// Real time: play a frame if the jitter buffer holds one; grow it on an underrun,
-    /// drop what exceeds it.
-    fn play(&mut self, out: &mut [f32]) {
-        let frames = self.buffer.len() / FRAME_LEN;
-        if !self.playing {
-            if frames < self.jitter {
-                return;
-            }
-            self.playing = true;
-        }
-        if frames == 0 {
-            if self.jitter < MAX_JITTER {
-                self.jitter += 1;
-                self.stats
-                    .jitter_frames
-                    .store(self.jitter as u64, Ordering::Relaxed);
-            }
-            self.stats.underruns.fetch_add(1, Ordering::Relaxed);
-            self.playing = false;
-            return;
-        }
-        // More than the buffer's depth (plus the frame being played) is delay piling up.
-        let excess = frames.saturating_sub(self.jitter + 1);
-        if excess > 0 {
-            self.buffer.drain(..excess * FRAME_LEN);
+        let start = end.saturating_sub(FRAME_LEN as u64);
+        // What is older than the frame due now is stale (it came too late): dropped.
+        let stale = start.saturating_sub(self.buf_start) as usize;
+        if stale > 0 {
+            self.buffer.drain(..stale);
+            self.buf_start += stale as u64;
             self.stats
                 .dropped_frames
-                .fetch_add(excess as u64, Ordering::Relaxed);
+                .fetch_add(stale.div_ceil(FRAME_LEN) as u64, Ordering::Relaxed);
         }
-        for (o, s) in out.iter_mut().zip(self.buffer.drain(..FRAME_LEN)) {
+        let lead = FRAME_LEN - (end - start) as usize;
+        let n = (end - start) as usize;
+        for (o, s) in out[lead..].iter_mut().zip(self.buffer.drain(..n)) {
             *o = s;
         }
+        self.buf_start += n as u64;
+        Ok(true)
     }
 }
 
@@ -616,11 +613,7 @@ impl DuplexModel for RemoteModel {
         FRAME_LEN
     }
     fn delay_frames(&self) -> usize {
-        if self.lockstep {
-            0
-        } else {
-            self.jitter
-        }
+        (self.delay as usize).div_ceil(FRAME_LEN)
     }
     fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -640,13 +633,28 @@ impl DuplexModel for RemoteModel {
         }
         self.sent_at.push_back(Instant::now());
         self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.sent += FRAME_LEN as u64;
+        let end = self.sent.saturating_sub(self.delay);
         if self.lockstep {
-            self.wait_for_frame()?;
-            for (o, s) in out.pcm.iter_mut().zip(self.buffer.drain(..FRAME_LEN)) {
-                *o = s;
+            if !self.play(end, self.answer_timeout, &mut out.pcm)? {
+                anyhow::bail!(
+                    "{}: no audio from the server for {:.0} s",
+                    self.info.url,
+                    self.answer_timeout.as_secs_f64()
+                );
             }
         } else {
-            self.play(&mut out.pcm);
+            let wait = Duration::from_millis(40);
+            if !self.play(end, wait, &mut out.pcm)? {
+                // Late: silence now, and one more Opus frame of buffer from now on.
+                self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+                if self.delay < (MAX_JITTER * OPUS_FRAME) as u64 {
+                    self.delay += OPUS_FRAME as u64;
+                    self.stats
+                        .jitter_opus_frames
+                        .store(self.delay / OPUS_FRAME as u64, Ordering::Relaxed);
+                }
+            }
         }
         if !self.text.is_empty() {
             out.text = Some(std::mem::take(&mut self.text));
@@ -654,10 +662,8 @@ impl DuplexModel for RemoteModel {
         Ok(())
     }
     fn reset(&mut self) {
-        // The server keeps its conversation; what is queued here is dropped.
-        self.buffer.clear();
+        // The server keeps its conversation; the text queued here is dropped.
         self.text.clear();
-        self.playing = false;
     }
 }
 
@@ -696,11 +702,12 @@ mod tests {
             to_net: Some(to_net),
             from_net,
             buffer: VecDeque::new(),
+            buf_start: 0,
             text: String::new(),
             sent_at: VecDeque::new(),
             partial: 0,
-            jitter: 1,
-            playing: false,
+            sent: 0,
+            delay: 0,
             closed: None,
             stats: Arc::new(NetStats::default()),
             thread: None,
@@ -720,35 +727,46 @@ mod tests {
     }
 
     #[test]
-    fn jitter_buffer_starts_at_one_frame_grows_on_underrun_and_drops_excess() {
+    fn jitter_buffer_grows_by_one_opus_frame_when_late_and_drops_stale_audio() {
         let (mut m, tx, mut sent) = fake(false);
-        // Nothing back yet: silence, and the frame went out.
-        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
-        assert_eq!(sent.try_recv().unwrap().len(), FRAME_LEN);
-        // One frame back (with its text first): played at once.
+        let jitter = |m: &RemoteModel| m.stats.jitter_opus_frames.load(Ordering::Relaxed);
+        // The answer is there in time (text first): played at once, no added delay.
         tx.send(Incoming::Text(" hi".into())).unwrap();
         tx.send(frame(1.0)).unwrap();
         let out = step(&mut m).unwrap();
         assert_eq!((out.pcm[0], out.text.as_deref()), (1.0, Some(" hi")));
-        assert_eq!(m.stats.rtt_count.load(Ordering::Relaxed), 1);
-        // A late frame: an underrun, and the buffer grows to 2.
+        assert_eq!(sent.try_recv().unwrap().len(), FRAME_LEN);
+        assert_eq!(m.delay_frames(), 0);
+        // Late by more than one Opus frame: silence, and the buffer grows by 40 ms.
+        let t = Instant::now();
         assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
-        assert_eq!(m.stats.underruns.load(Ordering::Relaxed), 1);
-        assert_eq!(m.delay_frames(), 2);
-        // It refills to 2 frames before playing again.
+        assert!(t.elapsed() >= Duration::from_millis(40));
+        assert_eq!(
+            (m.stats.underruns.load(Ordering::Relaxed), jitter(&m)),
+            (1, 1)
+        );
+        // Then play lags by 960 samples: the late audio's first half is stale.
         tx.send(frame(2.0)).unwrap();
-        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
         tx.send(frame(3.0)).unwrap();
-        assert_eq!(step(&mut m).unwrap().pcm[0], 2.0);
-        // A burst beyond the buffer's depth: the oldest extra frames are dropped.
-        for v in [4.0, 5.0, 6.0, 7.0] {
+        let out = step(&mut m).unwrap();
+        assert_eq!((out.pcm[0], out.pcm[959], out.pcm[960]), (2.0, 2.0, 3.0));
+        assert_eq!(m.stats.dropped_frames.load(Ordering::Relaxed), 1);
+        // Late again: 80 ms of buffer now.
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(jitter(&m), 2);
+        assert_eq!(m.delay_frames(), 1);
+        tx.send(frame(4.0)).unwrap();
+        assert_eq!(step(&mut m).unwrap().pcm, vec![4.0; FRAME_LEN]);
+        // A burst after a stall plays in order, without waiting.
+        for v in [5.0, 6.0, 7.0] {
             tx.send(frame(v)).unwrap();
         }
-        // Buffered: 3, 4, 5, 6, 7; keep depth 2 plus the frame played.
-        assert_eq!(step(&mut m).unwrap().pcm[0], 5.0);
-        assert_eq!(m.stats.dropped_frames.load(Ordering::Relaxed), 2);
-        assert_eq!(step(&mut m).unwrap().pcm[0], 6.0);
-        assert_eq!(step(&mut m).unwrap().pcm[0], 7.0);
+        let t = Instant::now();
+        for v in [5.0, 6.0, 7.0] {
+            assert_eq!(step(&mut m).unwrap().pcm[FRAME_LEN - 1], v);
+        }
+        assert!(t.elapsed() < Duration::from_millis(40));
+        assert_eq!(m.stats.underruns.load(Ordering::Relaxed), 2);
     }
 
     #[test]
@@ -764,6 +782,9 @@ mod tests {
         });
         assert_eq!(step(&mut m).unwrap().pcm[FRAME_LEN - 1], 0.5);
         let tx = t.join().unwrap();
+        // The round trip: from the frame's send to its answer's arrival.
+        let rtt = m.stats.rtt_last_us.load(Ordering::Relaxed);
+        assert!((25_000..1_000_000).contains(&rtt), "{rtt} µs");
         let e = step(&mut m).unwrap_err().to_string();
         assert!(e.contains("no audio from the server"), "{e}");
         tx.send(Incoming::Closed("the server closed the connection".into()))
