@@ -9,6 +9,7 @@ fn main() -> anyhow::Result<()> {
     let mut s = AecSettings::default();
     let mut scenes = vec![];
     let mut trace = false;
+    let mut gain = 1.0f32;
     for a in &args[1..] {
         let Some((k, v)) = a.split_once('=') else {
             scenes.push(PathBuf::from(a));
@@ -20,6 +21,7 @@ fn main() -> anyhow::Result<()> {
             "shadow_ms" => s.shadow_ms = Some(f),
             "initial_ms" => s.initial_ms = Some(f),
             "trace" => trace = v == "1",
+            "gain" => gain = f,
             "filter_ms" => s.filter_ms = f,
             "ns" => {
                 s.noise_suppression = match v {
@@ -68,6 +70,20 @@ fn main() -> anyhow::Result<()> {
             "hb_enr" => c.suppressor.high_bands_suppression.enr_threshold = f,
             "subband_ne" => c.suppressor.use_subband_nearend_detection = v == "1",
             "initial_s" => c.filter.initial_state_seconds = f,
+            "room" => {
+                if v == "0" {
+                    s.room = None
+                }
+            }
+            "span_ms" => s.room.as_mut().unwrap().span_ms = f,
+            "lead_ms" => s.room.as_mut().unwrap().lead_ms = f,
+            "step" => s.room.as_mut().unwrap().step = f,
+            "max_hz" => s.room.as_mut().unwrap().max_hz = f,
+            "ds" => c.delay.down_sampling_factor = f as usize,
+            "num_filters" => c.delay.num_filters = f as usize,
+            "copy_ratio" => s.room.as_mut().unwrap().copy_ratio = f,
+            "copy_blend" => s.room.as_mut().unwrap().copy_blend = f,
+            "dt_ratio" => s.room.as_mut().unwrap().dt_ratio = f,
             _ => anyhow::bail!("unknown key {k}"),
         }
     }
@@ -99,9 +115,10 @@ fn main() -> anyhow::Result<()> {
     }
     for dir in scenes {
         let scene = score::load_scene(&dir)?;
-        let far: Vec<f32> = scene.far.iter().map(|&x| x as f32).collect();
-        let mic: Vec<f32> = scene.mic.iter().map(|&x| x as f32).collect();
-        let run = process_offline(&s, &far, &mic, 1920)?;
+        let far: Vec<f32> = scene.far.iter().map(|&x| x as f32 * gain).collect();
+        let mic: Vec<f32> = scene.mic.iter().map(|&x| x as f32 * gain).collect();
+        let mut run = process_offline(&s, &far, &mic, 1920)?;
+        run.output.iter_mut().for_each(|x| *x /= gain);
         let sc = score::score(&scene, &run.output);
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         assistant::audio::aec::wav::write_f32(
@@ -109,7 +126,7 @@ fn main() -> anyhow::Result<()> {
             24_000,
             &run.output,
         )?;
-        println!("{name:>10}: erle {:6.2} near {:6.2} dt {:.3} lag {:.2} | cpu {:.1} ms/s, delay est {} ms", sc.erle_db, sc.near_ssnr_db.unwrap_or(f64::NAN), sc.double_talk_corr.unwrap_or(f64::NAN), sc.lag_ms, run.cpu_ms_per_s(), run.delay_ms);
+        println!("{name:>10}: erle {:6.2} near {:6.2} dt {:.3} lag {:.2} | cpu {:.1} ms/s, delay est {} ms, room {:?}", sc.erle_db, sc.near_ssnr_db.unwrap_or(f64::NAN), sc.double_talk_corr.unwrap_or(f64::NAN), sc.lag_ms, run.cpu_ms_per_s(), run.delay_ms, run.room_delay_ms);
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Command-line definitions (clap).
+//! Command-line definitions (clap), converted to the engine's plain options at the edge.
 
+use crate::bus::Sampling;
+use crate::engine::moshi::{DeviceChoice, ModelOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -82,11 +84,14 @@ pub struct RunArgs {
     /// Write what the model says to a WAV file (24 kHz mono).
     #[arg(long, global = true, value_name = "FILE.wav")]
     pub output: Option<PathBuf>,
-    /// Capture device, by name (substring) or index from `assistant devices`.
-    #[arg(long, global = true, value_name = "NAME|INDEX")]
+    /// Capture device, as `assistant devices` lists them: HOST:DEVICE on any host
+    /// (for example pulseaudio:nullsink.monitor, alsa:default, or HOST:default), or
+    /// a name (substring) or index on the default host.
+    #[arg(long, global = true, value_name = "HOST:DEVICE|NAME|INDEX")]
     pub input_device: Option<String>,
-    /// Playback device, by name (substring) or index from `assistant devices`.
-    #[arg(long, global = true, value_name = "NAME|INDEX")]
+    /// Playback device: HOST:DEVICE on any host (for example pulseaudio:nullsink),
+    /// or a name (substring) or index on the default host.
+    #[arg(long, global = true, value_name = "HOST:DEVICE|NAME|INDEX")]
     pub output_device: Option<String>,
     /// What sits between microphone and speaker.
     #[arg(long, global = true, value_enum, default_value_t = EngineKind::Moshi)]
@@ -188,11 +193,11 @@ pub struct ModelArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
     /// Hugging Face repo to look for in the cache, or download.
-    #[arg(long, global = true, default_value = "kyutai/moshiko-candle-q8")]
+    #[arg(long, global = true, default_value = crate::bus::MOSHIKO)]
     pub hf_repo: String,
     /// auto, cpu, cuda, cuda:N or metal.
-    #[arg(long, global = true, default_value = "auto")]
-    pub device: String,
+    #[arg(long, global = true, default_value = "auto", value_parser = device_choice)]
+    pub device: DeviceChoice,
     /// Audio temperature; 0 is greedy.
     #[arg(long, global = true)]
     pub temperature: Option<f64>,
@@ -216,19 +221,37 @@ pub struct ModelArgs {
     pub max_memory: Option<f64>,
 }
 
-impl Default for ModelArgs {
-    /// What a command line without model flags means (clap's defaults, from one place).
-    fn default() -> Self {
-        #[derive(Parser)]
-        struct Only {
-            #[command(flatten)]
-            model: ModelArgs,
+impl ModelArgs {
+    /// The engine's plain options: the flags, with sampling over its defaults.
+    pub fn options(&self) -> ModelOptions {
+        let d = Sampling::default();
+        ModelOptions {
+            demo: self.demo,
+            model_dir: self.model_dir.clone(),
+            hf_repo: self.hf_repo.clone(),
+            device: self.device,
+            sampling: Sampling {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                text_temperature: self.text_temperature.unwrap_or(d.text_temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                seed: self.seed.unwrap_or(d.seed),
+            },
+            context: self.context,
+            max_memory_gib: self.max_memory,
         }
-        Only::try_parse_from(["assistant"]).map_or_else(
-            |e| unreachable!("no flags cannot fail to parse: {e}"),
-            |o| o.model,
-        )
     }
+}
+
+impl From<&ModelArgs> for ModelOptions {
+    fn from(args: &ModelArgs) -> Self {
+        args.options()
+    }
+}
+
+/// `--device`: checked when the command line is read.
+fn device_choice(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+        .map_err(|e: crate::engine::moshi::ModelLoadError| format!("{} ({})", e.message, e.remedy))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,10 +265,27 @@ pub struct ExportDemoArgs {
     pub bf16: bool,
 }
 
+impl ExportDemoArgs {
+    /// The LM format asked for; both flags at once is a mistake.
+    pub fn format(&self) -> Result<crate::engine::moshi::LmFormat, String> {
+        use crate::engine::moshi::LmFormat;
+        match (self.q8, self.bf16) {
+            (true, true) => {
+                Err("--q8 and --bf16 exclude each other: q8 GGUF or bf16 safetensors".into())
+            }
+            (true, false) => Ok(LmFormat::Q8),
+            (false, true) => Ok(LmFormat::Bf16),
+            (false, false) => Ok(LmFormat::F32),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     #[arg(value_enum, default_value_t = BenchWhat::Audio)]
     pub what: BenchWhat,
+    #[command(flatten)]
+    pub gpu: crate::engine::moshi::gpu_check::GpuArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -256,6 +296,8 @@ pub enum BenchWhat {
     Model,
     /// Render time per frame and idle UI CPU.
     Ui,
+    /// The one-shot GPU check's measurements (scripts/gpu-check runs it section by section).
+    Gpu,
 }
 
 /// `--max-memory`: a positive, finite number of GiB.

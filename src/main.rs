@@ -43,17 +43,17 @@ fn main() {
                 }
             }
         }
-        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => {
-            assistant::engine::moshi::run_model_command(&cli).unwrap_or_else(|| {
+        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => assistant::app::model_command(&cli)
+            .unwrap_or_else(|| {
                 eprintln!("error: unknown benchmark");
                 1
-            })
-        }
+            }),
         Some(Cmd::History(h)) => history(h),
         Some(Cmd::Personas(p)) => personas(p),
         Some(Cmd::Doctor) => {
             let catalog = assistant::persona::Catalog::load();
-            let mut extra = assistant::engine::moshi::doctor_weights(&cli.run.model);
+            let weights = assistant::engine::moshi::weights_report(&cli.run.model.options());
+            let mut extra = assistant::app::doctor::weights(&weights);
             extra.extend(assistant::app::doctor::persona_findings(&catalog));
             let (text, code) =
                 assistant::app::doctor::report(&assistant::app::doctor::findings(extra));

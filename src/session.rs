@@ -47,6 +47,14 @@ pub enum Record {
     },
 }
 
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Error => "error",
+    }
+}
+
 pub fn sessions_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -56,7 +64,12 @@ pub fn sessions_dir() -> PathBuf {
     base.join("assistant").join("sessions")
 }
 
+/// How the front-end words an event it shows as a notice (device status, engine
+/// happenings), so the journal records what the user read. `None`: not a notice.
+pub type Words = fn(&EngineEvent) -> Option<(Severity, String, Option<String>)>;
+
 pub struct Journal {
+    words: Option<Words>,
     file: File,
     path: PathBuf,
     started: Instant,
@@ -90,6 +103,7 @@ impl Journal {
             .open(&path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let mut j = Self {
+            words: None,
             file,
             path,
             started: Instant::now(),
@@ -107,6 +121,12 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Record typed notices (device status, engine happenings) as the front-end words them.
+    pub fn with_words(mut self, words: Words) -> Self {
+        self.words = Some(words);
+        self
     }
 
     fn t(&self) -> f64 {
@@ -215,6 +235,16 @@ impl Journal {
                 remedy: Some(remedy.clone()),
             })?,
             EngineEvent::Stopped => self.finish()?,
+            EngineEvent::Device(_) | EngineEvent::Happened(_) => {
+                if let Some((severity, message, remedy)) = self.words.and_then(|w| w(ev)) {
+                    self.append(&Record::Event {
+                        t,
+                        severity: severity_name(severity).into(),
+                        message,
+                        remedy,
+                    })?;
+                }
+            }
             _ => {}
         }
         Ok(())

@@ -1,5 +1,8 @@
 //! The canceller finds an unknown playback-to-capture delay by itself, across the range
-//! devices produce (20-300 ms), and cancels once it has.
+//! devices produce (20-300 ms), and cancels once it has. The delay checked is the room
+//! stage's (found on the raw far end and microphone); AEC3's own estimate, made on the
+//! microphone after the room stage has removed most of the echo, only aligns its short
+//! filter to what is left.
 mod aec_common;
 use aec_common::shared;
 use assistant::audio::aec::synth::{room_echo, Lcg};
@@ -40,7 +43,11 @@ fn run(delay_s: f64, rt60_s: f64, clip: bool) -> (i32, f64) {
             .map(|v| (*v as f64).powi(2))
             .sum::<f64>()
     };
-    (aec.stats().delay_ms, 10.0 * (e(&mic) / e(&out)).log10())
+    let delay = aec
+        .stats()
+        .room_delay_ms
+        .expect("the room stage found no delay");
+    (delay, 10.0 * (e(&mic) / e(&out)).log10())
 }
 
 fn check(delay_ms: i32) {

@@ -11,9 +11,12 @@ fn scene_a_meets_all_three_targets_at_once() {
     let run = run_scene(&scene, &AecSettings::default());
     let s = score::score(&scene, &run.output);
     println!("scene A: {s}");
+    // Since issue 16 (room stage, noise suppressor only while the far end plays):
+    // 28.6 / 29.5 / 0.957; before it 29.6 / 29.1 / 0.924. WebRTC AEC3 (tg_owt):
+    // 15.3 / 23.9 / 0.796.
     assert!(s.erle_db >= 25.0, "ERLE {s}");
-    assert!(s.near_ssnr_db.unwrap() >= 24.0, "near-end {s}");
-    assert!(s.double_talk_corr.unwrap() >= 0.90, "double talk {s}");
+    assert!(s.near_ssnr_db.unwrap() >= 29.0, "near-end {s}");
+    assert!(s.double_talk_corr.unwrap() >= 0.94, "double talk {s}");
 }
 
 #[test]

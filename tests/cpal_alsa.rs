@@ -14,7 +14,11 @@ fn headless_loopback(
     stats_path: &std::path::Path,
 ) -> std::process::Command {
     let mut c = assistant(home);
+    // ALSA's user configuration, and no sound server (cpal prefers PulseAudio).
     c.env("HOME", home)
+        .env_remove("PULSE_SERVER")
+        .env_remove("PULSE_RUNTIME_PATH")
+        .env_remove("XDG_RUNTIME_DIR")
         .args(["--headless", "--engine", "loopback", "--stats-json"])
         .arg(stats_path)
         .stdout(Stdio::piped())

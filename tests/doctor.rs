@@ -96,3 +96,55 @@ fn doctor_says_whether_the_weights_fit() {
         "{text}"
     );
 }
+
+/// Doctor looks where a run looks: the Hugging Face cache under HF_HOME, and says where a
+/// run would download from when the cache has nothing.
+#[test]
+fn doctor_reports_the_hf_cache_and_the_download_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    alsa_home(tmp.path());
+    let hf = tmp.path().join("hf");
+    let doctor = |extra: &[(&str, &str)]| {
+        let mut c = assistant(tmp.path());
+        c.env("HOME", tmp.path())
+            .env("HF_HOME", &hf)
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_HUB_OFFLINE")
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .args(["doctor", "--device", "cpu"]);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    let text = doctor(&[]);
+    assert!(
+        text.contains(&format!(
+            "[warn] kyutai/moshiko-candle-q8 is not in the Hugging Face cache ({}): a run downloads it from http://127.0.0.1:9",
+            hf.join("hub").display()
+        )),
+        "{text}"
+    );
+    let text = doctor(&[("HF_HUB_OFFLINE", "1")]);
+    assert!(text.contains("the demo model will be used"), "{text}");
+
+    // A snapshot in the cache, as a download leaves it.
+    let root = hf.join("hub/models--kyutai--moshiko-candle-q8");
+    assert!(assistant(tmp.path())
+        .args(["export-demo", "--q8"])
+        .arg(root.join("snapshots/abc"))
+        .status()
+        .unwrap()
+        .success());
+    std::fs::create_dir_all(root.join("refs")).unwrap();
+    std::fs::write(root.join("refs/main"), "abc").unwrap();
+    let text = doctor(&[]);
+    assert!(
+        text.contains(&format!(
+            "[ ok ] kyutai/moshiko-candle-q8 in the Hugging Face cache: {} (model.q8.gguf, 1.5 MiB)",
+            root.join("snapshots/abc").display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("[ ok ] fits cpu: context "), "{text}");
+}

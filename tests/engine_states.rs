@@ -14,12 +14,10 @@ use crossbeam_channel::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Says its name every few steps; silent otherwise (so an idle watch can fire).
-/// Panics at step `panic_at` if set.
+/// A silent voice (so an idle watch can fire) that panics at step `panic_at` if set.
 struct Voice {
     name: String,
     step: usize,
-    talk_every: Option<usize>,
     panic_at: Option<usize>,
 }
 
@@ -28,7 +26,6 @@ impl Voice {
         Self {
             name: name.into(),
             step: 0,
-            talk_every: None,
             panic_at: None,
         }
     }
@@ -48,12 +45,9 @@ impl DuplexModel for Voice {
     fn frame_len(&self) -> usize {
         1920
     }
-    fn step(&mut self, _pcm: &[f32], out: &mut StepOutput) -> anyhow::Result<()> {
+    fn step(&mut self, _pcm: &[f32], _out: &mut StepOutput) -> anyhow::Result<()> {
         if Some(self.step) == self.panic_at {
             panic!("injected fault");
-        }
-        if self.talk_every.is_some_and(|n| self.step % n == 0) {
-            out.text = Some(format!(" {}{}", self.name, self.step));
         }
         self.step += 1;
         Ok(())
@@ -358,7 +352,7 @@ fn the_journal_splits_turns_exactly_where_the_feed_does() {
         fn step(&mut self, _: &[f32], out: &mut StepOutput) -> anyhow::Result<()> {
             // Turns of 20 steps; gaps of 10 (under the 15-step rule) or 30 (over it).
             let phase = self.0 % 90;
-            if (phase < 20 || (30..50).contains(&phase)) && phase % 2 == 0 {
+            if (phase < 20 || (30..50).contains(&phase)) && phase.is_multiple_of(2) {
                 out.text = Some(format!(" w{}", self.0));
             }
             self.0 += 1;

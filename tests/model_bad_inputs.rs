@@ -1,15 +1,16 @@
 //! Every bad checkpoint gets an error naming the file, the tensor and the expectation.
 
-use assistant::cli::ModelArgs;
 use assistant::engine::moshi::export::{write_demo, LmFormat};
 use assistant::engine::moshi::files::{LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
-use assistant::engine::moshi::{load_model_with, Discovery, ModelLoadError};
+use assistant::engine::moshi::{
+    load_model_with, DeviceChoice, Discovery, ModelLoadError, ModelOptions,
+};
 use std::path::Path;
 
-fn args(dir: &Path) -> ModelArgs {
-    ModelArgs {
+fn args(dir: &Path) -> ModelOptions {
+    ModelOptions {
         model_dir: Some(dir.to_path_buf()),
-        device: "cpu".into(),
+        device: DeviceChoice::Cpu,
         ..Default::default()
     }
 }
@@ -221,10 +222,7 @@ fn broken_config_files() {
 fn not_a_directory_and_bad_device() {
     let e = load_err(Path::new("/nonexistent/model/dir"));
     assert_mentions(&e, &["/nonexistent/model/dir", "not a directory"]);
-    let mut a = args(Path::new("/tmp"));
-    a.device = "tpu:1".into();
-    let e = load_model_with(&a, &Discovery::default(), &mut |_| {}, &Default::default())
-        .err()
-        .unwrap();
+    let e = "tpu:1".parse::<DeviceChoice>().err().unwrap();
     assert_mentions(&e, &["tpu:1"]);
+    assert!(e.remedy.contains("cuda:N"), "{e}");
 }

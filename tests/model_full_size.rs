@@ -111,6 +111,7 @@ fn moshiko_q8_at_full_size() {
         &Device::Cpu,
         "lm",
         &mut |_| {},
+        &Default::default(),
     )
     .unwrap();
     let lm = PlacedLm::new(&cfg, src).unwrap();

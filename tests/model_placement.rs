@@ -104,6 +104,7 @@ fn split_q8_load_equals_moshis_own_load_of_the_file() {
                 &CPU,
                 "lm",
                 &mut |p| last = (p.done, p.total),
+                &Default::default(),
             )
             .unwrap();
             assert!(
@@ -161,7 +162,8 @@ fn a_checkpoint_load_follows_its_placement() {
     write_demo(tmp.path(), LmFormat::Q8).unwrap();
     let mut ck = checkpoint::inspect(tmp.path()).unwrap();
     ck.placement = Placement { host_layers: 1 };
-    let (_, mut placed, dtype) = checkpoint::load_parts(&ck, &CPU, &mut |_| {}).unwrap();
+    let (_, mut placed, dtype) =
+        checkpoint::load_parts(&ck, &CPU, &mut |_| {}, &Default::default()).unwrap();
     assert_eq!(
         (dtype, placed.placement()),
         ("q8", Placement { host_layers: 1 })
@@ -172,7 +174,15 @@ fn a_checkpoint_load_follows_its_placement() {
         LmModel::new(&ck.config.lm, MaybeQuantizedVarBuilder::Quantized(vb)).unwrap();
     assert_same(&mut reference, &mut placed, 10);
     // The header and the headless log say where the layers are.
-    let model = checkpoint::load(ck, &Default::default(), &CPU, "cuda:0", &mut |_| {}).unwrap();
+    let model = checkpoint::load(
+        ck,
+        &Default::default(),
+        &CPU,
+        "cuda:0",
+        &mut |_| {},
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(
         assistant::engine::model::DuplexModel::info(&model).device,
         "cuda:0 + 1/2 layers on cpu"

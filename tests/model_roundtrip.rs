@@ -2,26 +2,22 @@
 //! tolerances) and determinism.
 
 mod model_common;
-use assistant::bus::Sampling;
-use assistant::cli::ModelArgs;
+use assistant::bus::{Cancel, Sampling};
 use assistant::engine::moshi::checkpoint;
 use assistant::engine::moshi::config;
 use assistant::engine::moshi::demo::{demo_model, reference_lm, DEMO_WEIGHT_SEED};
 use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::{load_model_with, Discovery};
+use assistant::engine::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
 use model_common::*;
 use moshi::candle::{Device, IndexOp, Tensor};
 use std::path::Path;
 
-pub fn args(dir: Option<&Path>, s: &Sampling) -> ModelArgs {
-    ModelArgs {
+pub fn args(dir: Option<&Path>, s: &Sampling) -> ModelOptions {
+    ModelOptions {
         demo: dir.is_none(),
         model_dir: dir.map(Path::to_path_buf),
-        device: "cpu".into(),
-        temperature: Some(s.temperature),
-        text_temperature: Some(s.text_temperature),
-        top_k: Some(s.top_k),
-        seed: Some(s.seed),
+        device: DeviceChoice::Cpu,
+        sampling: s.clone(),
         ..Default::default()
     }
 }
@@ -90,7 +86,8 @@ fn lm_rel_error(format: LmFormat) -> f32 {
     let tmp = tempfile::tempdir().unwrap();
     write_demo(tmp.path(), format).unwrap();
     let ck = checkpoint::inspect(tmp.path()).unwrap();
-    let (_, mut loaded, _) = checkpoint::load_parts(&ck, &Device::Cpu, &mut |_| {}).unwrap();
+    let (_, mut loaded, _) =
+        checkpoint::load_parts(&ck, &Device::Cpu, &mut |_| {}, &Cancel::new()).unwrap();
     let cfg = config::demo();
     let mut reference = reference_lm(&cfg, DEMO_WEIGHT_SEED, &Device::Cpu).unwrap();
     let mut worst = 0f32;

@@ -66,7 +66,11 @@ fn builtin_input() -> WavAudio {
         let s = (0.25 * voice * syllables + noise) as f32;
         samples.extend([s, s * 0.9]);
     }
-    WavAudio { samples, sample_rate: rate, channels: 2 }
+    WavAudio {
+        samples,
+        sample_rate: rate,
+        channels: 2,
+    }
 }
 
 /// A long input (the given file, or the built-in 48 kHz stereo one, so the engine
@@ -89,7 +93,14 @@ pub fn bench_audio(input: Option<&Path>) -> anyhow::Result<()> {
     println!("  playback f32: p50 {p50:.0} ns, p99.9 {p999:.0} ns   (target p99.9 <= 20000 ns)");
 
     let audio = long_input(input, 300.0)?;
-    println!("input: {} ({} Hz, {} channels), repeated to 300 s", input.map_or("built-in 48 kHz stereo voice".into(), |p| p.display().to_string()), audio.sample_rate, audio.channels);
+    println!(
+        "input: {} ({} Hz, {} channels), repeated to 300 s",
+        input.map_or("built-in 48 kHz stereo voice".into(), |p| p
+            .display()
+            .to_string()),
+        audio.sample_rate,
+        audio.channels
+    );
     let input_s = audio.seconds();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();

@@ -2,6 +2,8 @@
 //! for each problem. Exit 0 when a conversation can run.
 
 use crate::audio::device;
+use crate::bus::Bytes;
+use crate::engine::moshi::{WeightsFinding, WeightsOrigin, WeightsReport};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -207,6 +209,123 @@ pub fn report(findings: &[Finding]) -> (String, i32) {
     }
 }
 
+/// The model's findings: the GPU's memory (in the memory section), then the weights.
+pub fn weights(report: &WeightsReport) -> Vec<Finding> {
+    let gpu = match report.gpu_memory {
+        Ok((used, total)) => format!("GPU memory: {} used of {}", Bytes(used), Bytes(total)),
+        Err(ref why) => format!("GPU memory: {why}"),
+    };
+    let mut out = vec![Finding::ok("memory", gpu)];
+    out.extend(report.findings.iter().map(weights_finding));
+    out
+}
+
+fn weights_finding(f: &WeightsFinding) -> Finding {
+    const W: &str = "weights";
+    let note = |text: String| Finding {
+        section: W,
+        ok: true,
+        warning: true,
+        text,
+        fix: None,
+    };
+    match f {
+        WeightsFinding::Demo => {
+            Finding::ok(W, "--demo: the built-in demo model (no weights needed)")
+        }
+        WeightsFinding::Found {
+            origin,
+            dir,
+            lm_file,
+            lm_bytes,
+        } => {
+            let origin = match origin {
+                WeightsOrigin::ModelDir => "--model-dir".to_string(),
+                WeightsOrigin::HfCache { repo } => format!("{repo} in the Hugging Face cache"),
+            };
+            Finding::ok(
+                W,
+                format!(
+                    "{origin}: {} ({}, {})",
+                    dir.display(),
+                    lm_file.as_deref().unwrap_or("?"),
+                    Bytes(*lm_bytes)
+                ),
+            )
+        }
+        WeightsFinding::Unusable { dir, error, remedy } => {
+            Finding::problem(W, format!("--model-dir {}: {error}", dir.display()), remedy)
+        }
+        WeightsFinding::Fits { device, plan } => {
+            let moved = plan.placement.host_layers;
+            let text = format!(
+                "fits {device}: context {} steps ({:.0} s){}; {}",
+                plan.context,
+                plan.context as f64 * 0.08,
+                if moved > 0 {
+                    format!(", {moved} of {} layers on the CPU", plan.layers)
+                } else {
+                    String::new()
+                },
+                plan.explain()
+            );
+            if moved > 0 {
+                Finding::warn(
+                    W,
+                    text,
+                    "free memory on the device to keep every layer on it",
+                )
+            } else {
+                Finding::ok(W, text)
+            }
+        }
+        WeightsFinding::FitUnknown { device } => note(format!(
+            "fit on {device} unknown: its free memory cannot be read"
+        )),
+        WeightsFinding::CpuInstead { error, remedy } => Finding::warn(
+            W,
+            format!("{error}; it would run on the CPU instead"),
+            remedy,
+        ),
+        WeightsFinding::DoesNotFit {
+            error,
+            cpu_error,
+            remedy,
+        } => Finding::problem(
+            W,
+            match cpu_error {
+                Some(cpu) => format!("{error}; and on the CPU: {cpu}"),
+                None => error.clone(),
+            },
+            remedy,
+        ),
+        WeightsFinding::NotCached {
+            repo,
+            cache,
+            endpoint,
+        } => {
+            let text = match (cache, endpoint) {
+                (Some(c), Some(e)) => format!(
+                    "{repo} is not in the Hugging Face cache ({}): a run downloads it from {e}, or uses the demo model when that fails",
+                    c.display()
+                ),
+                (Some(c), None) => format!(
+                    "{repo} is not in the Hugging Face cache ({}): the demo model will be used",
+                    c.display()
+                ),
+                (None, _) => format!(
+                    "no Hugging Face cache (set HF_HOME): {repo} cannot be found or downloaded, the demo model will be used"
+                ),
+            };
+            Finding::warn(
+                W,
+                text,
+                format!("run `assistant` once on a networked machine to download {repo}, or pass --model-dir DIR"),
+            )
+        }
+    }
+}
+
 /// One finding per persona file: valid, or the located error and its hint.
 pub fn persona_findings(catalog: &crate::persona::Catalog) -> Vec<Finding> {
     catalog
@@ -232,4 +351,51 @@ pub fn persona_findings(catalog: &crate::persona::Catalog) -> Vec<Finding> {
             ),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_findings_are_worded_with_the_one_byte_unit() {
+        let data = WeightsReport {
+            gpu_memory: Ok((1 << 30, 24 << 30)),
+            findings: vec![
+                WeightsFinding::Found {
+                    origin: WeightsOrigin::HfCache {
+                        repo: "kyutai/moshiko-candle-q8".into(),
+                    },
+                    dir: "/c/snap".into(),
+                    lm_file: Some("model.q8.gguf".into()),
+                    lm_bytes: 8_169_374_464,
+                },
+                WeightsFinding::DoesNotFit {
+                    error: "out of memory on cuda:0: too big".into(),
+                    cpu_error: Some("too big here too".into()),
+                    remedy: "free memory".into(),
+                },
+            ],
+        };
+        let f = weights(&data);
+        assert_eq!(f[0].section, "memory");
+        assert_eq!(f[0].text, "GPU memory: 1.00 GiB used of 24.00 GiB");
+        assert_eq!(
+            f[1].text,
+            "kyutai/moshiko-candle-q8 in the Hugging Face cache: /c/snap (model.q8.gguf, 7.61 GiB)"
+        );
+        assert!(f[1].ok && !f[1].warning);
+        assert_eq!(
+            f[2].text,
+            "out of memory on cuda:0: too big; and on the CPU: too big here too"
+        );
+        assert!(!f[2].ok);
+        assert_eq!(f[2].fix.as_deref(), Some("free memory"));
+        let (text, code) = report(&f);
+        assert_eq!(code, 1);
+        assert!(
+            text.contains("\nweights\n  [ ok ] kyutai/moshiko"),
+            "{text}"
+        );
+    }
 }

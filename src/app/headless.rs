@@ -67,7 +67,9 @@ pub fn run(original: &RunArgs) -> i32 {
     let ev_rx = if args.no_journal {
         ev_rx
     } else {
-        match Journal::create(&sessions_dir(), &persona, &input_desc) {
+        match Journal::create(&sessions_dir(), &persona, &input_desc)
+            .map(|j| j.with_words(crate::ui::words::journal_words))
+        {
             Ok(j) => {
                 eprintln!("journal: {}", j.path().display());
                 session::tee(ev_rx, j)
@@ -81,9 +83,11 @@ pub fn run(original: &RunArgs) -> i32 {
     let mut exit = 0;
     let mut stdout = std::io::stdout();
     let mut printed_text = false;
+    let mut progress = ProgressPace::default();
     for ev in ev_rx.iter() {
         printed_text |= matches!(ev, EngineEvent::Text(_));
         match &ev {
+            EngineEvent::Loading(p) if !progress.due(p) => {}
             EngineEvent::ModelFailed { .. } => {
                 exit = 2;
                 print_event(&ev, &mut stdout);
@@ -156,5 +160,29 @@ fn print_said(said: crate::ui::words::Said) {
     eprintln!("{tag}: {}", said.message);
     if let Some(r) = said.remedy {
         eprintln!("  fix: {r}");
+    }
+}
+
+/// Load progress on stderr about once a second per stage (and its end), not at the
+/// rate loaders report it.
+#[derive(Default)]
+struct ProgressPace {
+    last: Option<(String, std::time::Instant)>,
+}
+
+impl ProgressPace {
+    fn due(&mut self, p: &crate::bus::LoadProgress) -> bool {
+        let finished = p.total > 0 && p.done >= p.total;
+        let now = std::time::Instant::now();
+        let due = match &self.last {
+            Some((stage, at)) if *stage == p.stage => {
+                finished || now.duration_since(*at) >= std::time::Duration::from_secs(1)
+            }
+            _ => true,
+        };
+        if due {
+            self.last = Some((p.stage.clone(), now));
+        }
+        due
     }
 }

@@ -17,7 +17,6 @@ use crate::audio::supervisor::{self, DeviceRequest, PortChange, Supervisor};
 use crate::audio::wav::{read_wav, WavSink};
 use crate::bus::{Cancel, Weights};
 use crate::bus::{Endpoint, EngineEvent};
-use crate::cli::ModelArgs;
 use crate::cli::{EngineKind, OnOff, RunArgs};
 use crate::engine::load::{loader, LoadFailure, Loaded, Loader};
 use crate::engine::loopback::Loopback;
@@ -199,19 +198,6 @@ pub fn wire(
     })
 }
 
-/// The command line's model arguments with a voice's weights in place
-/// (`Weights::Default` keeps the command line's).
-pub fn model_args_for(base: &ModelArgs, w: &Weights) -> ModelArgs {
-    let mut a = base.clone();
-    match w {
-        Weights::Default => {}
-        Weights::Repo(r) => a.hf_repo = r.clone(),
-        Weights::Dir(d) => a.model_dir = Some(d.clone()),
-        Weights::Demo => a.demo = true,
-    }
-    a
-}
-
 /// The model the engine thread builds for a voice, at start and on every reload.
 pub fn loader_for(args: &RunArgs) -> Loader {
     match args.engine {
@@ -219,20 +205,29 @@ pub fn loader_for(args: &RunArgs) -> Loader {
             loader(|_| Ok(Loaded::plain(Box::new(Loopback::new(24_000, 1920)))))
         }
         EngineKind::Moshi => {
-            let base = args.model.clone();
+            let base = args.model.options();
             loader(move |req| {
-                let a = model_args_for(&base, req.weights);
-                let loaded = crate::engine::moshi::load_model(&a, req.progress, req.cancel)
-                    .map_err(|e| LoadFailure {
-                        message: e.message,
-                        remedy: e.remedy,
-                    })?;
+                let o = base.with_weights(req.weights);
+                let loaded = crate::engine::moshi::load_model(&o, req.progress, req.cancel)
+                    .map_err(load_failure)?;
                 Ok(Loaded {
                     model: loaded.model,
                     notices: loaded.notices,
                     degraded: loaded.degraded,
                 })
             })
+        }
+    }
+}
+
+/// A model load's error as the engine takes it (a cancelled load stays cancelled).
+fn load_failure(e: crate::engine::moshi::ModelLoadError) -> LoadFailure {
+    if e.is_cancelled() {
+        LoadFailure::cancelled()
+    } else {
+        LoadFailure {
+            message: e.message,
+            remedy: e.remedy,
         }
     }
 }
@@ -293,23 +288,15 @@ pub fn voice_loader_for(original: &RunArgs) -> Option<VoiceLoader> {
     if weights_pinned(original) {
         return None;
     }
-    let base = original.model.clone();
+    let base = original.model.options();
     let load = move |w: &Weights,
                      s: &crate::bus::Sampling,
                      progress: &mut dyn FnMut(crate::bus::LoadProgress),
                      cancel: &Cancel| {
-        let mut a = model_args_for(&base, w);
-        (a.temperature, a.text_temperature, a.top_k, a.seed) = (
-            Some(s.temperature),
-            Some(s.text_temperature),
-            Some(s.top_k),
-            Some(s.seed),
-        );
+        let mut o = base.with_weights(w);
+        o.sampling = s.clone();
         let loaded =
-            crate::engine::moshi::load_model(&a, progress, cancel).map_err(|e| LoadFailure {
-                message: e.message,
-                remedy: e.remedy,
-            })?;
+            crate::engine::moshi::load_model(&o, progress, cancel).map_err(load_failure)?;
         // The search falls back to the demo model; a persona asked for real weights.
         if *w != Weights::Demo && loaded.fell_back_to_demo {
             let why = loaded.notices.first().map_or_else(
@@ -339,4 +326,43 @@ pub fn start_voice(start: &StartPersona, voices: Option<&VoiceLoader>) -> Weight
         Some(v) => v.resolve(&start.catalog.personas[start.index].voice.weights),
         None => Weights::Default,
     }
+}
+
+/// `export-demo` and the model benchmarks (`bench model`, `bench gpu`); `None` for any
+/// other command.
+pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
+    use crate::cli::{BenchWhat, Cmd};
+    use crate::engine::moshi::{self, files};
+    let result = match &cli.command {
+        Some(Cmd::ExportDemo(args)) => args
+            .format()
+            .map_err(anyhow::Error::msg)
+            .and_then(|format| moshi::export_demo(&args.dir, format))
+            .map(|()| {
+                let lm = if args.q8 {
+                    files::LM_GGUF
+                } else {
+                    files::LM_SAFETENSORS
+                };
+                println!(
+                    "wrote the demo model to {} ({lm}); load it with --model-dir {}",
+                    args.dir.display(),
+                    args.dir.display()
+                );
+            }),
+        Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => {
+            moshi::bench_model(&mut std::io::stdout())
+        }
+        Some(Cmd::Bench(b)) if b.what == BenchWhat::Gpu => {
+            moshi::gpu_check::run(&b.gpu, &cli.run.model.options(), &mut std::io::stdout())
+        }
+        _ => return None,
+    };
+    Some(match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", moshi::describe_error(&e));
+            2
+        }
+    })
 }

@@ -154,7 +154,9 @@ fn journalled(
     if args.no_journal {
         return (events, None);
     }
-    let journal = match Journal::create(&sessions_dir(), persona, input_desc) {
+    let journal = match Journal::create(&sessions_dir(), persona, input_desc)
+        .map(|j| j.with_words(crate::ui::words::journal_words))
+    {
         Ok(j) => j,
         Err(e) => {
             let _ = notices.send(EngineEvent::warning(

@@ -4,14 +4,25 @@
 
 use super::meters::{peak, Meters};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{FromSample, Sample, SampleFormat, SizedSample};
-use ringbuf::traits::{Consumer, Producer, Split};
+use cpal::{
+    BufferSize, ErrorKind, FromSample, HostId, Sample, SampleFormat, SizedSample,
+    SupportedBufferSize,
+};
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering::{Relaxed, Release},
+};
 use std::sync::Arc;
 
 /// Samples converted per stack chunk inside a callback.
 const CHUNK: usize = 512;
+/// Callback period asked of hosts that otherwise buffer a lot (PulseAudio).
+const BUFFER_MS: u32 = 20;
+/// Most playback queued in the speaker ring: an 80 ms model frame, the 40 ms
+/// prefill and scheduling jitter. Beyond it the oldest is dropped.
+const MAX_QUEUED_MS: f64 = 200.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioFormat {
@@ -30,6 +41,8 @@ pub enum DeviceError {
     },
     #[error("no default {kind} device ({reason})")]
     NoDefault { kind: &'static str, reason: String },
+    #[error("audio host {host} is not available ({reason})")]
+    HostUnavailable { host: String, reason: String },
     #[error("{kind} device '{name}': {reason}")]
     Open {
         kind: &'static str,
@@ -44,13 +57,23 @@ fn device_name(d: &cpal::Device) -> String {
         .unwrap_or_else(|_| "(unnamed)".into())
 }
 
-fn list(devs: &[cpal::Device]) -> String {
+/// The device's identifier within its host (`nullsink`, `default`, `hw:CARD=PCH,DEV=0`).
+fn device_id(d: &cpal::Device) -> String {
+    d.id().map(|i| i.id().to_string()).unwrap_or_default()
+}
+
+/// How the user names this device on the command line, on any host: `HOST:ID`.
+fn selector(host: HostId, d: &cpal::Device) -> String {
+    format!("{host}:{}", device_id(d))
+}
+
+fn list(host: HostId, devs: &[cpal::Device]) -> String {
     if devs.is_empty() {
-        return "  (none: no sound hardware was found)".into();
+        return format!("  (none on {host})");
     }
     devs.iter()
         .enumerate()
-        .map(|(i, d)| format!("  {i}: {}", device_name(d)))
+        .map(|(i, d)| format!("  {i}: {}  ({})", device_name(d), selector(host, d)))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -74,48 +97,120 @@ macro_rules! with_sample_type {
     };
 }
 
-/// Pick a device by index or case-insensitive name substring, or the default.
-fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
-    super::alsa_quiet::install();
-    let kind = if input { "input" } else { "output" };
-    let host = cpal::default_host();
-    let Some(wanted) = wanted else {
-        let d = if input {
-            host.default_input_device()
-        } else {
-            host.default_output_device()
-        };
-        return d.ok_or_else(|| DeviceError::NoDefault {
-            kind,
-            reason: format!("host {} has none", host.id().name()),
-        });
-    };
-    let devs: Vec<cpal::Device> = match if input {
-        host.input_devices()
-    } else {
-        host.output_devices()
-    } {
-        Ok(it) => it.collect(),
-        Err(_) => Vec::new(),
-    };
+/// A device as `--input-device` / `--output-device` name it: `HOST:DEVICE` picks
+/// from one cpal host (`alsa`, `pulseaudio`: the hosts this build has), where
+/// DEVICE is an id, a name, an index in that host's list, or `default` (also an
+/// empty DEVICE); anything else is a name or an index on the default host (a name
+/// is also looked for on the other hosts).
+pub fn parse_selection(wanted: &str) -> (Option<HostId>, &str) {
+    if let Some((host, device)) = wanted.split_once(':') {
+        if let Ok(id) = host.parse::<HostId>() {
+            return (Some(id), device);
+        }
+    }
+    (None, wanted)
+}
+
+/// The device in `devs` that `wanted` names: an index, then an exact id or name,
+/// then a case-insensitive substring of the name or the id.
+fn find(devs: &[cpal::Device], wanted: &str) -> Option<cpal::Device> {
     if let Ok(i) = wanted.parse::<usize>() {
         if let Some(d) = devs.get(i) {
-            return Ok(d.clone());
+            return Some(d.clone());
         }
     }
     let needle = wanted.to_lowercase();
-    devs.iter()
-        .find(|d| device_name(d).to_lowercase() == needle)
-        .or_else(|| {
-            devs.iter()
-                .find(|d| device_name(d).to_lowercase().contains(&needle))
-        })
-        .cloned()
-        .ok_or_else(|| DeviceError::NotFound {
+    let named = |d: &cpal::Device| (device_id(d).to_lowercase(), device_name(d).to_lowercase());
+    let pick =
+        |ok: &dyn Fn(&(String, String)) -> bool| devs.iter().find(|d| ok(&named(d))).cloned();
+    pick(&|(id, _)| *id == needle)
+        .or_else(|| pick(&|(_, name)| *name == needle))
+        .or_else(|| pick(&|(_, name)| name.contains(&needle)))
+        .or_else(|| pick(&|(id, _)| id.contains(&needle)))
+}
+
+fn devices_of(host: &cpal::Host, input: bool) -> Vec<cpal::Device> {
+    let devs = if input {
+        host.input_devices()
+    } else {
+        host.output_devices()
+    };
+    devs.map(|d| d.collect()).unwrap_or_default()
+}
+
+fn default_of(host: &cpal::Host, input: bool) -> Option<cpal::Device> {
+    if input {
+        host.default_input_device()
+    } else {
+        host.default_output_device()
+    }
+}
+
+/// Pick a device (see [`parse_selection`]), or the default host's default.
+fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
+    super::alsa_quiet::install();
+    let kind = if input { "input" } else { "output" };
+    let (host_id, device) = match wanted.map(parse_selection) {
+        Some((Some(id), device)) => (Some(id), Some(device)),
+        Some((None, device)) => (None, Some(device)),
+        None => (None, None),
+    };
+    let host = match host_id {
+        Some(id) => cpal::host_from_id(id).map_err(|e| DeviceError::HostUnavailable {
+            host: id.to_string(),
+            reason: e.to_string(),
+        })?,
+        None => cpal::default_host(),
+    };
+    let device = device
+        .filter(|d| !(host_id.is_some() && (d.is_empty() || d.eq_ignore_ascii_case("default"))));
+    let Some(wanted) = device else {
+        return default_of(&host, input).ok_or_else(|| DeviceError::NoDefault {
             kind,
-            wanted: wanted.into(),
-            available: list(&devs),
-        })
+            reason: format!("host {} has none", host.id()),
+        });
+    };
+    let devs = devices_of(&host, input);
+    if let Some(d) = find(&devs, wanted) {
+        return Ok(d);
+    }
+    let mut available = list(host.id(), &devs);
+    // A plain name may be on another host (PulseAudio's sink beside ALSA's cards).
+    if host_id.is_none() {
+        for id in cpal::available_hosts()
+            .into_iter()
+            .filter(|id| *id != host.id())
+        {
+            let Ok(other) = cpal::host_from_id(id) else {
+                continue;
+            };
+            let devs = devices_of(&other, input);
+            if wanted.parse::<usize>().is_err() {
+                if let Some(d) = find(&devs, wanted) {
+                    return Ok(d);
+                }
+            }
+            available = format!("{available}\n{}", list(id, &devs));
+        }
+    }
+    Err(DeviceError::NotFound {
+        kind,
+        wanted: wanted.into(),
+        available,
+    })
+}
+
+/// Ask hosts that buffer seconds by default for a small fixed buffer: PulseAudio's
+/// monitor sources otherwise deliver about 2 s at a time.
+fn buffer_size(device: &cpal::Device, supported: &cpal::SupportedStreamConfig) -> BufferSize {
+    // By name: the PulseAudio host exists on Linux and the BSDs only.
+    let pulse = device.id().is_ok_and(|i| i.host().name() == "PulseAudio");
+    match supported.buffer_size() {
+        SupportedBufferSize::Range { min, max } if pulse => {
+            BufferSize::Fixed((supported.sample_rate() / 1000 * BUFFER_MS).clamp(*min, *max))
+        }
+        _ => BufferSize::Default,
+    }
 }
 
 /// An open capture stream feeding a ring; dropping it stops the stream.
@@ -159,7 +254,8 @@ pub fn open_input(
         channels: supported.channels(),
     };
     let (prod, cons) = ring_for(format, ring_seconds);
-    let config: cpal::StreamConfig = supported.config();
+    let mut config: cpal::StreamConfig = supported.config();
+    config.buffer_size = buffer_size(&device, &supported);
     let stream = with_sample_type!(
         supported.sample_format(),
         build_input(&device, config, prod, meters)
@@ -198,11 +294,90 @@ where
         move |data: &[T], _| {
             assert_no_alloc::assert_no_alloc(|| capture_callback(data, &mut prod, &meters))
         },
-        move |_err| {
-            err_meters.stream_errors_in.fetch_add(1, Relaxed);
+        move |err: cpal::Error| {
+            let kind = err.kind();
+            // `err` (cpal's, maybe with a message) is dropped outside the check.
+            assert_no_alloc::assert_no_alloc(|| stream_error(&err_meters, true, kind))
         },
         None,
     )
+}
+
+/// What an error from a running stream means to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// An underrun or overrun; cpal has already recovered the stream.
+    Xrun,
+    /// The device is gone or the stream must be rebuilt.
+    Lost,
+    /// Real-time priority was refused; audio still plays.
+    RealtimeDenied,
+    /// Anything else: worth a notice, the stream stays.
+    Other,
+}
+
+pub fn classify(kind: ErrorKind) -> ErrorClass {
+    match kind {
+        ErrorKind::Xrun => ErrorClass::Xrun,
+        ErrorKind::DeviceNotAvailable | ErrorKind::StreamInvalidated => ErrorClass::Lost,
+        ErrorKind::RealtimeDenied => ErrorClass::RealtimeDenied,
+        _ => ErrorClass::Other,
+    }
+}
+
+/// cpal's error kinds, numbered from 1 so that a callback can store one in an atomic
+/// (0: none yet, or a kind newer than this list).
+const KINDS: [ErrorKind; 14] = [
+    ErrorKind::DeviceBusy,
+    ErrorKind::DeviceChanged,
+    ErrorKind::DeviceNotAvailable,
+    ErrorKind::HostUnavailable,
+    ErrorKind::InvalidInput,
+    ErrorKind::PermissionDenied,
+    ErrorKind::RealtimeDenied,
+    ErrorKind::ResourceExhausted,
+    ErrorKind::StreamInvalidated,
+    ErrorKind::UnsupportedConfig,
+    ErrorKind::UnsupportedOperation,
+    ErrorKind::Xrun,
+    ErrorKind::BackendError,
+    ErrorKind::Other,
+];
+
+pub fn kind_code(kind: ErrorKind) -> u32 {
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(0, |i| i as u32 + 1)
+}
+
+pub fn kind_from_code(code: u32) -> Option<ErrorKind> {
+    KINDS.get((code as usize).checked_sub(1)?).copied()
+}
+
+/// The body of a stream's error callback: count the error by kind (atomics only).
+/// Xruns go to the side's xrun counter, like the ring's own under- and overruns.
+pub fn stream_error(meters: &Meters, input: bool, kind: ErrorKind) {
+    let (xruns, errors) = if input {
+        (&meters.xruns_in, &meters.errors_in)
+    } else {
+        (&meters.xruns_out, &meters.errors_out)
+    };
+    let counter = match classify(kind) {
+        ErrorClass::Xrun => {
+            xruns.fetch_add(1, Relaxed);
+            return;
+        }
+        ErrorClass::RealtimeDenied => {
+            errors.realtime_denied.fetch_add(1, Relaxed);
+            return;
+        }
+        ErrorClass::Lost => &errors.lost,
+        ErrorClass::Other => &errors.other,
+    };
+    errors.last_kind.store(kind_code(kind), Relaxed);
+    // Release: whoever sees the count also sees the kind stored before it.
+    counter.fetch_add(1, Release);
 }
 
 /// The body of a capture callback: convert, push, count. Public for the bench.
@@ -252,7 +427,8 @@ pub fn open_output(
         channels: supported.channels(),
     };
     let (prod, cons) = ring_for(format, ring_seconds);
-    let config: cpal::StreamConfig = supported.config();
+    let mut config: cpal::StreamConfig = supported.config();
+    config.buffer_size = buffer_size(&device, &supported);
     let stream = with_sample_type!(
         supported.sample_format(),
         build_output(&device, config, cons, meters)
@@ -286,18 +462,37 @@ where
 {
     let err_meters = meters.clone();
     let started = AtomicBool::new(false);
+    let channels = config.channels.max(1) as usize;
+    let most = (config.sample_rate as f64 * MAX_QUEUED_MS / 1000.0) as usize * channels;
     device.build_output_stream::<T, _, _>(
         config,
         move |data: &mut [T], _| {
             assert_no_alloc::assert_no_alloc(|| {
+                // Two callbacks' worth at least, whatever the device's period.
+                bound_queue(&mut cons, most.max(2 * data.len()), channels, &meters);
                 playback_callback(data, &mut cons, &meters, &started)
             })
         },
-        move |_err| {
-            err_meters.stream_errors_out.fetch_add(1, Relaxed);
+        move |err: cpal::Error| {
+            let kind = err.kind();
+            assert_no_alloc::assert_no_alloc(|| stream_error(&err_meters, false, kind))
         },
         None,
     )
+}
+
+/// Drop the oldest queued playback beyond `most` interleaved samples (whole
+/// frames), counted in `meters.dropped_out`. Latency must not grow: a device that
+/// starts pulling late (PulseAudio's null sink waits up to a second before its
+/// first request) would otherwise leave everything played that much late, and
+/// hide any later stall from the underrun count.
+pub fn bound_queue(cons: &mut HeapCons<f32>, most: usize, channels: usize, meters: &Meters) {
+    let queued = cons.occupied_len();
+    if queued > most {
+        let excess = (queued - most).div_ceil(channels) * channels;
+        let dropped = cons.skip(excess.min(queued));
+        meters.dropped_out.fetch_add(dropped as u64, Relaxed);
+    }
 }
 
 /// The body of a playback callback: pop, convert, silence on underrun, count.
@@ -334,25 +529,26 @@ pub fn playback_callback<T>(
     meters.raise_out(level);
 }
 
-/// `assistant devices`: hosts, devices and default configs, as text.
+/// `assistant devices`: every host cpal offers here, its devices and their default
+/// configs, with the selector that picks each one, as text.
 pub fn describe_devices() -> String {
     let mut out = String::new();
     let mut any = false;
     super::alsa_quiet::install();
-    for id in cpal::available_hosts() {
-        out += &format!("host {}\n", id.name());
-        let Ok(host) = cpal::host_from_id(id) else {
-            out += "  (unavailable)\n";
-            continue;
+    let default = cpal::default_host().id();
+    for id in cpal::ALL_HOSTS.iter().copied() {
+        let mark = if id == default { " (default)" } else { "" };
+        out += &format!("host {}{mark}\n", id.name());
+        let host = match cpal::host_from_id(id) {
+            Ok(host) => host,
+            Err(e) => {
+                out += &format!("  (unavailable: {e})\n");
+                continue;
+            }
         };
-        for (kind, devs) in [
-            ("input", host.input_devices().map(|d| d.collect::<Vec<_>>())),
-            (
-                "output",
-                host.output_devices().map(|d| d.collect::<Vec<_>>()),
-            ),
-        ] {
-            let devs = devs.unwrap_or_default();
+        for input in [true, false] {
+            let kind = if input { "input" } else { "output" };
+            let devs = devices_of(&host, input);
             out += &format!("  {kind} devices:\n");
             if devs.is_empty() {
                 out += "    (none)\n";
@@ -360,7 +556,7 @@ pub fn describe_devices() -> String {
             for (i, d) in devs.iter().enumerate() {
                 // ALSA's `null` PCM opens but is no sound card.
                 any |= !device_name(d).starts_with("Discard all samples");
-                let cfg = if kind == "input" {
+                let cfg = if input {
                     d.default_input_config()
                 } else {
                     d.default_output_config()
@@ -374,12 +570,17 @@ pub fn describe_devices() -> String {
                     ),
                     Err(e) => format!("no default config ({e})"),
                 };
-                out += &format!("    {i}: {}  [{cfg}]\n", device_name(d));
+                out += &format!(
+                    "    {i}: {}  [{}]  {cfg}\n",
+                    device_name(d),
+                    selector(id, d)
+                );
             }
         }
     }
+    out += "\nPick with --input-device / --output-device: HOST:DEVICE as in brackets (any host),\nor an index or a name on the default host.\n";
     if !any {
-        out += "\nNo sound hardware found on this machine (only virtual devices, if any). Use --input FILE.wav and --output FILE.wav,\nor an ALSA configuration such as shared/alsa/asoundrc.file-devices.\n";
+        out += "\nNo sound hardware found on this machine (only virtual devices, if any). Talk through files with\n--input FILE.wav and --output FILE.wav, or start a sound server (PulseAudio or PipeWire) and pick its devices\nwith --input-device/--output-device HOST:DEVICE.\n";
     }
     out
 }
@@ -400,6 +601,62 @@ mod tests {
         assert!((meters.take_mic_peak() - 0.5).abs() < 1e-3);
         let mut got = vec![0.0; 2000];
         assert_eq!(cons.pop_slice(&mut got), 1000);
+    }
+
+    #[test]
+    fn the_playback_queue_is_bounded_in_whole_frames() {
+        let meters = Meters::default();
+        let (mut prod, mut cons) = HeapRb::<f32>::new(1000).split();
+        let frames: Vec<f32> = (0..300).map(|i| (i / 2) as f32).collect();
+        prod.push_slice(&frames);
+        bound_queue(&mut cons, 400, 2, &meters);
+        assert_eq!(meters.dropped_out.load(Relaxed), 0, "within the bound");
+        bound_queue(&mut cons, 101, 2, &meters);
+        assert_eq!(cons.occupied_len(), 100, "whole stereo frames dropped");
+        assert_eq!(meters.dropped_out.load(Relaxed), 200);
+        let mut next = [0.0; 2];
+        cons.pop_slice(&mut next);
+        assert_eq!(next, [100.0, 100.0], "the oldest went, frames stay aligned");
+    }
+
+    #[test]
+    fn stream_errors_are_counted_by_kind() {
+        let m = Meters::default();
+        stream_error(&m, false, ErrorKind::Xrun);
+        assert_eq!((m.xruns_out(), m.errors_out.lost.load(Relaxed)), (1, 0));
+        stream_error(&m, false, ErrorKind::StreamInvalidated);
+        stream_error(&m, true, ErrorKind::DeviceBusy);
+        assert_eq!(m.errors_out.lost.load(Relaxed), 1);
+        assert_eq!(
+            kind_from_code(m.errors_out.last_kind.load(Relaxed)),
+            Some(ErrorKind::StreamInvalidated)
+        );
+        assert_eq!(m.errors_in.other.load(Relaxed), 1);
+        assert_eq!(m.xruns_in(), 0);
+        for k in KINDS {
+            assert_eq!(kind_from_code(kind_code(k)), Some(k));
+        }
+        assert_eq!(kind_from_code(0), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn selections_name_a_host_or_not() {
+        assert_eq!(
+            parse_selection("pulseaudio:nullsink.monitor"),
+            (Some(HostId::PulseAudio), "nullsink.monitor")
+        );
+        assert_eq!(
+            parse_selection("ALSA:default"),
+            (Some(HostId::Alsa), "default")
+        );
+        // ALSA's own names keep their colons; plain names and indexes stay plain.
+        assert_eq!(
+            parse_selection("hw:CARD=PCH,DEV=0"),
+            (None, "hw:CARD=PCH,DEV=0")
+        );
+        assert_eq!(parse_selection("2"), (None, "2"));
+        assert_eq!(parse_selection("USB Headset"), (None, "USB Headset"));
     }
 
     #[test]

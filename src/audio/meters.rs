@@ -9,11 +9,28 @@ pub struct Meters {
     out_peak: AtomicU32,
     pub xruns_in: AtomicU64,
     pub xruns_out: AtomicU64,
+    /// Playback samples dropped because too much was queued (latency bound).
+    pub dropped_out: AtomicU64,
     pub callbacks_in: AtomicU64,
     pub callbacks_out: AtomicU64,
-    /// Raised by a stream's error callback; the device supervisor acts on them.
-    pub stream_errors_in: AtomicU64,
-    pub stream_errors_out: AtomicU64,
+    /// What the streams' error callbacks reported, by kind; the device supervisor
+    /// acts on them. (Xruns reported there go to `xruns_in` / `xruns_out`.)
+    pub errors_in: StreamErrors,
+    pub errors_out: StreamErrors,
+}
+
+/// Stream errors of one side, by what they mean to us. Written by a cpal error
+/// callback (atomics only), read by the device supervisor.
+#[derive(Debug, Default)]
+pub struct StreamErrors {
+    /// The device went away or the stream was invalidated: reopen it.
+    pub lost: AtomicU64,
+    /// Any other error (busy, backend error, ...): tell the user; the stream stays.
+    pub other: AtomicU64,
+    /// The kind of the latest `lost` or `other` error ([`crate::audio::device::kind_code`]).
+    pub last_kind: AtomicU32,
+    /// The callback thread could not get real-time priority (audio still plays).
+    pub realtime_denied: AtomicU64,
 }
 
 fn raise(slot: &AtomicU32, level: f32) {

@@ -5,10 +5,13 @@
 //! it says where port changes and statuses go.
 
 use super::device::{self, DeviceError, InputStream, OutputStream};
-use super::meters::Meters;
+use super::meters::{Meters, StreamErrors};
 use super::port::{InputPort, OutputPort};
 use crate::bus::{DeviceSide, DeviceStatus, LossReason};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed},
+};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,6 +23,9 @@ const RETRY_EVERY: Duration = Duration::from_secs(3);
 /// A running stream whose callbacks stop for this long is considered lost.
 const STALL: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
+/// Trouble notices (stream errors that are neither xruns nor a lost device) for
+/// one side come at most this often.
+const TROUBLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Which devices to manage: `None` leaves that side alone; `Some(sel)` opens the
 /// device chosen by `sel` (a name or index; `None` for the default).
@@ -93,36 +99,50 @@ fn open_out(
 struct Watch<S> {
     side: DeviceSide,
     stream: Option<S>,
-    errors_seen: u64,
+    lost_seen: u64,
+    other_seen: u64,
+    realtime_denied_seen: u64,
     callbacks_seen: u64,
     last_progress: Instant,
     next_retry: Instant,
+    /// When the last trouble notice went out (they are spaced by `TROUBLE_EVERY`).
+    last_trouble: Option<Instant>,
+}
+
+/// The counters a side's stream callbacks write.
+#[derive(Clone, Copy)]
+struct Counters<'a> {
+    errors: &'a StreamErrors,
+    callbacks: &'a AtomicU64,
 }
 
 impl<S> Watch<S> {
-    fn new(side: DeviceSide, stream: Option<S>, errors: &AtomicU64, callbacks: &AtomicU64) -> Self {
+    fn new(side: DeviceSide, stream: Option<S>, c: Counters) -> Self {
         Self {
             side,
             stream,
-            errors_seen: errors.load(Relaxed),
-            callbacks_seen: callbacks.load(Relaxed),
+            lost_seen: c.errors.lost.load(Acquire),
+            other_seen: c.errors.other.load(Acquire),
+            realtime_denied_seen: c.errors.realtime_denied.load(Relaxed),
+            callbacks_seen: c.callbacks.load(Relaxed),
             last_progress: Instant::now(),
             next_retry: Instant::now() + RETRY_EVERY,
+            last_trouble: None,
         }
     }
 
-    /// The stream errored or stalled: why, if so.
-    fn failed(&mut self, errors: &AtomicU64, callbacks: &AtomicU64) -> Option<LossReason> {
+    /// The stream reported itself lost, or stalled: why, if so. Xruns are not
+    /// looked at here: cpal recovers from them and they are only counted.
+    fn failed(&mut self, c: Counters) -> Option<LossReason> {
         self.stream.as_ref()?;
-        let (e, c) = (errors.load(Relaxed), callbacks.load(Relaxed));
-        if e != self.errors_seen {
-            self.errors_seen = e;
-            return Some(LossReason::Gone(
-                "the stream reported an error (device unplugged or busy?)".into(),
-            ));
+        let lost = c.errors.lost.load(Acquire);
+        if lost != self.lost_seen {
+            self.lost_seen = lost;
+            return Some(LossReason::Gone(kind_text(c.errors)));
         }
-        if c != self.callbacks_seen {
-            self.callbacks_seen = c;
+        let calls = c.callbacks.load(Relaxed);
+        if calls != self.callbacks_seen {
+            self.callbacks_seen = calls;
             self.last_progress = Instant::now();
         } else if self.last_progress.elapsed() > STALL {
             return Some(LossReason::Stalled(STALL.as_secs()));
@@ -130,14 +150,44 @@ impl<S> Watch<S> {
         None
     }
 
-    fn lose(&mut self, reason: LossReason, sinks: &mut Sinks) {
-        self.stream = None;
+    /// Errors that are neither xruns nor a lost device: one notice per
+    /// `TROUBLE_EVERY` at most, the stream stays.
+    fn trouble(&mut self, c: Counters) -> Option<DeviceStatus> {
+        self.stream.as_ref()?;
+        let denied = c.errors.realtime_denied.load(Relaxed);
+        if denied != self.realtime_denied_seen {
+            self.realtime_denied_seen = denied;
+            tracing::info!(side = ?self.side, "the audio thread runs without real-time priority (refused by the system)");
+        }
+        let other = c.errors.other.load(Acquire);
+        if other == self.other_seen
+            || self
+                .last_trouble
+                .is_some_and(|t| t.elapsed() < TROUBLE_EVERY)
+        {
+            return None;
+        }
+        self.other_seen = other;
+        self.last_trouble = Some(Instant::now());
+        Some(DeviceStatus::Trouble {
+            side: self.side,
+            message: kind_text(c.errors),
+        })
+    }
+
+    fn lose(&mut self, reason: LossReason, sinks: &mut Sinks)
+    where
+        S: Send + 'static,
+    {
         self.next_retry = Instant::now() + RETRY_EVERY;
         (sinks.status)(DeviceStatus::Lost {
             side: self.side,
             reason,
             retry_every_s: RETRY_EVERY.as_secs(),
         });
+        if let Some(stream) = self.stream.take() {
+            drop_aside(stream);
+        }
     }
 
     fn due(&mut self) -> bool {
@@ -148,20 +198,30 @@ impl<S> Watch<S> {
         true
     }
 
-    fn recovered(
-        &mut self,
-        stream: S,
-        name: String,
-        errors: &AtomicU64,
-        callbacks: &AtomicU64,
-        sinks: &mut Sinks,
-    ) {
-        *self = Self::new(self.side, Some(stream), errors, callbacks);
+    fn recovered(&mut self, stream: S, name: String, c: Counters, sinks: &mut Sinks) {
+        *self = Self::new(self.side, Some(stream), c);
         (sinks.status)(DeviceStatus::Ready {
             side: self.side,
             name,
         });
     }
+}
+
+/// Drop a lost stream on a thread of its own: dropping one whose device is gone
+/// can block for good (cpal 0.18's PulseAudio host joins a thread that waits for
+/// the server to confirm deleting a stream it has already killed), and the
+/// supervisor must go on watching and retrying.
+fn drop_aside<S: Send + 'static>(stream: S) {
+    // Should the spawn fail, the closure (and the stream) is dropped right here.
+    let _ = std::thread::Builder::new()
+        .name("stream-drop".into())
+        .spawn(move || drop(stream));
+}
+
+/// cpal's description of the latest error's kind.
+fn kind_text(errors: &StreamErrors) -> String {
+    device::kind_from_code(errors.last_kind.load(Relaxed))
+        .map_or_else(|| "the stream reported an error".into(), |k| k.to_string())
 }
 
 /// Open the requested devices on a supervisor thread (streams never leave it)
@@ -174,41 +234,29 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supe
         .name("devices".into())
         .spawn(move || {
             let m = &meters;
+            let c_in = Counters {
+                errors: &m.errors_in,
+                callbacks: &m.callbacks_in,
+            };
+            let c_out = Counters {
+                errors: &m.errors_out,
+                callbacks: &m.callbacks_out,
+            };
             let mut opened = Opened {
                 input: None,
                 output: None,
             };
-            let mut mic = Watch::<InputStream>::new(
-                DeviceSide::Microphone,
-                None,
-                &m.stream_errors_in,
-                &m.callbacks_in,
-            );
-            let mut spk = Watch::<OutputStream>::new(
-                DeviceSide::Speaker,
-                None,
-                &m.stream_errors_out,
-                &m.callbacks_out,
-            );
+            let mut mic = Watch::<InputStream>::new(DeviceSide::Microphone, None, c_in);
+            let mut spk = Watch::<OutputStream>::new(DeviceSide::Speaker, None, c_out);
             if let Some(sel) = &req.input {
                 opened.input = Some(open_in(sel, m).map(|(s, port, name)| {
-                    mic = Watch::new(
-                        DeviceSide::Microphone,
-                        Some(s),
-                        &m.stream_errors_in,
-                        &m.callbacks_in,
-                    );
+                    mic = Watch::new(DeviceSide::Microphone, Some(s), c_in);
                     (port, name)
                 }));
             }
             if let Some(sel) = &req.output {
                 opened.output = Some(open_out(sel, m).map(|(s, sp, name)| {
-                    spk = Watch::new(
-                        DeviceSide::Speaker,
-                        Some(s),
-                        &m.stream_errors_out,
-                        &m.callbacks_out,
-                    );
+                    spk = Watch::new(DeviceSide::Speaker, Some(s), c_out);
                     (sp, name)
                 }));
             }
@@ -222,24 +270,30 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supe
             }
             while !stop2.load(Relaxed) {
                 std::thread::sleep(POLL);
-                if let Some(reason) = mic.failed(&m.stream_errors_in, &m.callbacks_in) {
+                if let Some(reason) = mic.failed(c_in) {
                     mic.lose(reason, &mut sinks);
                     (sinks.ports)(PortChange::Input(InputPort::silence(24_000)));
                 }
-                if let Some(reason) = spk.failed(&m.stream_errors_out, &m.callbacks_out) {
+                if let Some(reason) = spk.failed(c_out) {
                     spk.lose(reason, &mut sinks);
                     (sinks.ports)(PortChange::Output(None));
+                }
+                for status in [mic.trouble(c_in), spk.trouble(c_out)]
+                    .into_iter()
+                    .flatten()
+                {
+                    (sinks.status)(status);
                 }
                 if retry_in && mic.due() {
                     if let Ok((s, port, name)) = open_in(req.input.as_ref().unwrap_or(&None), m) {
                         (sinks.ports)(PortChange::Input(port));
-                        mic.recovered(s, name, &m.stream_errors_in, &m.callbacks_in, &mut sinks);
+                        mic.recovered(s, name, c_in, &mut sinks);
                     }
                 }
                 if retry_out && spk.due() {
                     if let Ok((s, sp, name)) = open_out(req.output.as_ref().unwrap_or(&None), m) {
                         (sinks.ports)(PortChange::Output(Some(sp)));
-                        spk.recovered(s, name, &m.stream_errors_out, &m.callbacks_out, &mut sinks);
+                        spk.recovered(s, name, c_out, &mut sinks);
                     }
                 }
             }
@@ -256,4 +310,69 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supe
         },
         opened,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::device::stream_error;
+    use cpal::ErrorKind;
+
+    fn watch(m: &Meters) -> Watch<()> {
+        Watch::new(
+            DeviceSide::Speaker,
+            Some(()),
+            Counters {
+                errors: &m.errors_out,
+                callbacks: &m.callbacks_out,
+            },
+        )
+    }
+
+    #[test]
+    fn xruns_are_not_failures_and_other_errors_are_spaced_notices() {
+        let m = Meters::default();
+        let c = Counters {
+            errors: &m.errors_out,
+            callbacks: &m.callbacks_out,
+        };
+        let mut w = watch(&m);
+        for _ in 0..50 {
+            stream_error(&m, false, ErrorKind::Xrun);
+        }
+        m.callbacks_out.fetch_add(1, Relaxed);
+        assert_eq!(w.failed(c), None);
+        assert_eq!(w.trouble(c), None);
+        assert_eq!(m.xruns_out(), 50);
+        stream_error(&m, false, ErrorKind::BackendError);
+        stream_error(&m, false, ErrorKind::DeviceBusy);
+        assert!(matches!(
+            w.trouble(c),
+            Some(DeviceStatus::Trouble { side: DeviceSide::Speaker, ref message }) if message.contains("busy")
+        ));
+        stream_error(&m, false, ErrorKind::DeviceBusy);
+        assert_eq!(w.trouble(c), None, "one notice per {TROUBLE_EVERY:?}");
+        assert_eq!(w.failed(c), None, "the stream stays");
+        stream_error(&m, false, ErrorKind::RealtimeDenied);
+        assert_eq!(w.trouble(c), None, "no real-time priority is only logged");
+    }
+
+    #[test]
+    fn a_device_gone_or_an_invalidated_stream_is_lost() {
+        for kind in [ErrorKind::DeviceNotAvailable, ErrorKind::StreamInvalidated] {
+            let m = Meters::default();
+            let c = Counters {
+                errors: &m.errors_out,
+                callbacks: &m.callbacks_out,
+            };
+            let mut w = watch(&m);
+            stream_error(&m, false, kind);
+            assert_eq!(
+                w.failed(c),
+                Some(LossReason::Gone(kind.to_string())),
+                "{kind:?}"
+            );
+            assert_eq!(w.trouble(c), None);
+        }
+    }
 }

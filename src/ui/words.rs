@@ -20,7 +20,8 @@ pub fn side(s: DeviceSide) -> &'static str {
 
 pub fn loss_reason(r: &LossReason) -> String {
     match r {
-        LossReason::Gone(why) => why.clone(),
+        // The audio layer passes cpal's sentence; it goes before "; retrying".
+        LossReason::Gone(why) => why.trim_end_matches('.').to_string(),
         LossReason::Stalled(s) => format!("no audio for {s} s"),
     }
 }
@@ -92,4 +93,14 @@ pub fn happening(h: &Happening) -> Said {
         Happening::VoiceHeld { name, failed: false } => info(format!("{name} loaded; the model is unloaded, so it speaks when you do")),
         Happening::LoadCancelled => info("loading cancelled".into()),
     }
+}
+
+/// The notices a journal records as the user read them (for `Journal::with_words`).
+pub fn journal_words(ev: &crate::bus::EngineEvent) -> Option<(Severity, String, Option<String>)> {
+    let said = match ev {
+        crate::bus::EngineEvent::Device(d) => device_status(d),
+        crate::bus::EngineEvent::Happened(h) => happening(h),
+        _ => return None,
+    };
+    Some((said.severity, said.message, said.remedy))
 }

@@ -1,11 +1,13 @@
 //! Acoustic echo cancellation on the microphone path (issue 7).
 //!
-//! [`EchoCanceller`] runs the pure-Rust port of WebRTC AEC3 (`aec3` crate): its linear
-//! filter, residual echo suppressor and delay estimator (which finds the unknown
-//! playback-to-capture delay itself), followed by WebRTC's noise suppressor at its mildest
-//! level, which removes the noise floor AEC3 deliberately keeps. It runs on the engine
-//! thread at 24 kHz mono and takes blocks of any size on both sides. [`MicPath`] adds the
-//! half-duplex gate; it is what the engine holds.
+//! [`EchoCanceller`] runs a room-length linear stage ([`room`], issue 16: a 400 ms
+//! adaptive filter placed by its own delay finder) and then the pure-Rust port of WebRTC
+//! AEC3 (`aec3` crate): its linear filter, residual echo suppressor and delay estimator
+//! (which finds the unknown playback-to-capture delay itself), then WebRTC's noise
+//! suppressor at its mildest level while the far end plays, which removes the noise floor
+//! AEC3 deliberately keeps (see [`AecSettings::noise_suppression`]).
+//! It runs on the engine thread at 24 kHz mono and takes blocks of any size on both
+//! sides. [`MicPath`] adds the half-duplex gate; it is what the engine holds.
 //!
 //! Call order on the engine thread, per step:
 //! 1. `process_near(&mut mic_block)` on each captured block, before the model hears it;
@@ -16,6 +18,7 @@ pub mod command;
 pub mod framing;
 pub mod gate;
 mod mic_path;
+pub mod room;
 pub mod score;
 pub mod synth;
 pub mod wav;
@@ -23,6 +26,7 @@ pub mod wav;
 pub use command::{bench_aec, run_aec_command};
 pub use gate::HalfDuplexGate;
 pub use mic_path::{EchoOptions, MicPath};
+pub use room::RoomSettings;
 
 use aec3::api::config::EchoCanceller3Config;
 pub use aec3::audio_processing::ns::SuppressionLevel;
@@ -45,16 +49,20 @@ pub enum AecError {
 /// What can be chosen about the canceller; [`AecSettings::default`] is the tuned choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AecSettings {
-    /// Echo tail the linear filter models, in ms. Longer filters model more of a
-    /// reverberant room but converge more slowly and, past ~80 ms, let more echo through
-    /// at onsets after silence; 72 ms was the length that beat WebRTC AEC3 on every one
-    /// of ten scenes (0.3-0.8 s RT60, 40-300 ms delay; tools/aec_reference/README.md).
-    /// The suppressor handles the tail beyond it.
+    /// Echo tail AEC3's own linear filter models, in ms. Longer AEC3 filters converge
+    /// too slowly (their gains are normalised by the length: a 200 ms one needs 10 s or
+    /// more of speech) and meanwhile let echo through; 72 ms beat WebRTC AEC3 on every
+    /// one of ten single-difficulty scenes. The room's tail beyond it is the room
+    /// stage's job ([`Self::room`]).
     pub filter_ms: f32,
     /// WebRTC's noise suppressor after the echo suppressor. AEC3 keeps the background
     /// noise floor (comfort noise), which caps echo reduction near the room's SNR; a
-    /// mild 6 dB suppression lifts that cap at almost no cost to the voice. Only `K6dB`
-    /// is exact: aec3 0.4's stronger levels rescale with a gain error (see chain.rs).
+    /// mild 6 dB suppression lifts that cap. It is faded in only while the far end plays
+    /// (and for 0.6 s after): with the room stage, less echo reaches AEC3, its residual
+    /// inflates the suppressor's noise estimate and, left on with the user alone, it took
+    /// 4-6 dB off the user's voice (near-end 30.7 -> 24.2 dB on a scene of issue 16).
+    /// Only `K6dB` is exact: aec3 0.4's stronger levels rescale with a gain error (see
+    /// chain.rs).
     pub noise_suppression: Option<SuppressionLevel>,
     /// The full AEC3 configuration, after `filter_ms` is applied to it.
     pub config: EchoCanceller3Config,
@@ -62,6 +70,8 @@ pub struct AecSettings {
     pub shadow_ms: Option<f32>,
     /// Filter lengths during AEC3's initial phase, ms; `None`: the full lengths.
     pub initial_ms: Option<f32>,
+    /// The room-length linear stage before AEC3 (room.rs); `None`: AEC3 alone.
+    pub room: Option<RoomSettings>,
 }
 
 impl Default for AecSettings {
@@ -72,6 +82,7 @@ impl Default for AecSettings {
             config: EchoCanceller3Config::default(),
             shadow_ms: None,
             initial_ms: None,
+            room: Some(RoomSettings::default()),
         }
     }
 }
@@ -103,6 +114,8 @@ pub struct AecStats {
     pub erl_db: f64,
     /// Capture frames processed.
     pub frames: u64,
+    /// Playback-to-capture delay the room stage found, in ms.
+    pub room_delay_ms: Option<i32>,
 }
 
 /// The echo canceller the engine runs on the microphone path (see the module docs).
@@ -186,6 +199,9 @@ impl EchoCanceller {
             stats.delay_ms = m.delay_ms;
             stats.erle_db = m.echo_return_loss_enhancement;
             stats.erl_db = m.echo_return_loss;
+            stats.room_delay_ms = chain
+                .room_delay()
+                .map(|d| (d * 1000 / SAMPLE_RATE as usize) as i32);
             stats.frames += 1;
             bypass.process(frame_in, bypass_frame);
             if !*enabled {

@@ -2,22 +2,23 @@
 //! an error that names the file, the tensor and what was expected.
 
 use super::config::{MimiToml, ModelConfig, LM_CONFIG_FILE, MIMI_CONFIG_FILE};
-use super::error::{candle_message, ModelLoadError, REMEDY_CHECKPOINT};
-use super::files::{self, TensorHeader, LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
+use super::error::{candle_message, checkpoint_error, ModelLoadError};
+use super::files::{self, Meter, TensorHeader, LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
 use super::lm_sources;
 use super::model::MoshiModel;
 use super::placed_lm::PlacedLm;
-use super::placement::Placement;
+use super::placement::{Home, Placement};
 use super::sizing::MemoryPlan;
 use super::text::{TextAssembler, Vocab};
-use crate::bus::LoadProgress;
+use crate::bus::{Cancel, LoadProgress};
 use crate::bus::{ModelInfo, Sampling};
 use moshi::candle::safetensors::MmapedSafetensors;
 use moshi::candle::{DType, Device, Error, Shape, Tensor};
 use moshi::candle_nn::var_builder::SimpleBackend;
 use moshi::candle_nn::{Init, VarBuilder};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::RecvTimeoutError;
 
 /// What a directory holds, once its files and configs have been checked.
 pub struct Checkpoint {
@@ -36,7 +37,7 @@ pub struct Checkpoint {
 }
 
 fn err(message: String) -> ModelLoadError {
-    ModelLoadError::new(message, REMEDY_CHECKPOINT)
+    checkpoint_error(message)
 }
 
 /// Find the files and read the configs and the tokenizer; no weights are read yet.
@@ -140,15 +141,16 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
     })
 }
 
-/// Read the weights and build the model.
+/// Read the weights and build the model; `cancel` is polled per tensor.
 pub fn load(
     ck: Checkpoint,
     sampling: &Sampling,
     device: &Device,
     device_name: &str,
     progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
 ) -> Result<MoshiModel, ModelLoadError> {
-    let (mimi, lm, dtype) = load_parts(&ck, device, progress)?;
+    let (mimi, lm, dtype) = load_parts(&ck, device, progress, cancel)?;
     let name = ck.dir.file_name().map_or_else(
         || ck.dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -182,22 +184,30 @@ pub fn load(
     ))
 }
 
-/// Mimi, the LM, and the LM's weight dtype ("f32", "bf16", "q8").
+/// Mimi, the LM, and the LM's weight dtype ("f32", "bf16", "q8"). Each file is read
+/// once, tensor by tensor, and that read is what `progress` counts.
 pub fn load_parts(
     ck: &Checkpoint,
     device: &Device,
     progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
 ) -> Result<(moshi::mimi::Mimi, PlacedLm, &'static str), ModelLoadError> {
     let mimi_path = ck.dir.join(MIMI_FILE);
     let mimi_headers = files::check_safetensors(&mimi_path).map_err(err)?;
-    files::read_through(&mimi_path, MIMI_FILE, progress)
-        .map_err(|e| err(format!("{}: {e}", mimi_path.display())))?;
     let mimi_origin = if ck.dir.join(MIMI_CONFIG_FILE).is_file() {
         ck.dir.join(MIMI_CONFIG_FILE).display().to_string()
     } else {
         "the published Mimi config".into()
     };
-    let vb = checked_var_builder(&mimi_path, mimi_headers, &mimi_origin, DType::F32, device)?;
+    let on_device = |_: &str| (DType::F32, device.clone());
+    let vb = preloaded_var_builder(
+        &mimi_path,
+        mimi_headers,
+        &mimi_origin,
+        (DType::F32, device),
+        &on_device,
+        (MIMI_FILE, &mut *progress, cancel),
+    )?;
     let mimi =
         moshi::mimi::Mimi::new(ck.config.mimi.clone(), vb).map_err(|e| err(candle_message(&e)))?;
 
@@ -213,20 +223,32 @@ pub fn load_parts(
             lm_sources::gguf_sources(
                 &ck.lm_file,
                 ck.placement,
-                ck.config.lm.transformer.num_layers,
+                &ck.config.lm,
                 device,
                 lm_name,
                 progress,
-            )
-            .map_err(err)?,
+                cancel,
+            )?,
             "q8",
         )
     } else {
-        files::read_through(&ck.lm_file, lm_name, progress)
-            .map_err(|e| err(format!("{}: {e}", ck.lm_file.display())))?;
         let file_bf16 = is_bf16(&headers);
         let compute = compute_dtype(&headers, device.is_cpu());
-        let vb = checked_var_builder(&ck.lm_file, headers, &ck.lm_config_origin, compute, device)?;
+        // Each tensor is read straight to where it lives: embeddings (and host layers)
+        // in f32 on the host, the rest in the compute dtype on the device.
+        let placement = ck.placement;
+        let home = move |name: &str| match placement.home(name).0 {
+            Home::Host => (DType::F32, Device::Cpu),
+            Home::Device => (compute, device.clone()),
+        };
+        let vb = preloaded_var_builder(
+            &ck.lm_file,
+            headers,
+            &ck.lm_config_origin,
+            (compute, device),
+            &home,
+            (lm_name, &mut *progress, cancel),
+        )?;
         (
             lm_sources::dense_sources(vb, ck.placement, ck.config.lm.transformer.num_layers),
             if file_bf16 { "bf16" } else { "f32" },
@@ -312,39 +334,99 @@ fn check_layer_counts(
     Ok(())
 }
 
-fn checked_var_builder(
+/// Read every tensor of a safetensors file to where `home` says it lives (dtype and
+/// device), counting bytes for `stage` and stopping between tensors when cancelled; the
+/// var builder then serves them with errors that name the file, the tensor and what was
+/// expected. `default` is the builder's own dtype and device.
+fn preloaded_var_builder(
     path: &Path,
     headers: BTreeMap<String, TensorHeader>,
     origin: &str,
-    dtype: DType,
-    device: &Device,
+    default: (DType, &Device),
+    home: &dyn Fn(&str) -> (DType, Device),
+    (stage, progress, cancel): (&str, &mut dyn FnMut(LoadProgress), &Cancel),
 ) -> Result<VarBuilder<'static>, ModelLoadError> {
+    let file = path.display().to_string();
     // SAFETY: the file is only read; a concurrent writer would be the user's own doing,
     // the same contract as candle's `from_mmaped_safetensors`.
     let st = unsafe { MmapedSafetensors::new(path) }
-        .map_err(|e| err(format!("{}: {}", path.display(), candle_message(&e))))?;
-    let backend = CheckedSafetensors {
-        st,
+        .map_err(|e| err(format!("{file}: {}", candle_message(&e))))?;
+    let total = headers.values().map(TensorHeader::bytes).sum();
+    let mut meter = Meter::new(stage, total, progress, cancel)?;
+    // A helper reads (and converts) on the host, one tensor ahead; this thread puts each
+    // where it lives, and polls the cancel flag while a large tensor comes off the disk.
+    // Cancelled, it returns at once; the helper stops at its next tensor.
+    let plan: Vec<(String, DType, Device)> = headers
+        .keys()
+        .map(|n| {
+            let (dtype, dev) = home(n);
+            (n.clone(), dtype, dev)
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let reader = plan
+        .iter()
+        .map(|(n, d, _)| (n.clone(), *d))
+        .collect::<Vec<_>>();
+    std::thread::Builder::new()
+        .name("tensor-reader".into())
+        .spawn(move || {
+            for (name, dtype) in reader {
+                let t = st.load(&name, &Device::Cpu).and_then(|t| t.to_dtype(dtype));
+                if tx.send(t).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| err(format!("cannot start a loader thread: {e}")))?;
+    let mut tensors = HashMap::with_capacity(headers.len());
+    for (name, _, dev) in &plan {
+        let t = loop {
+            match rx.recv_timeout(files::REPORT_EVERY) {
+                Ok(t) => break t,
+                Err(RecvTimeoutError::Timeout) => meter.tick()?,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(err(format!("{file}: reading stopped at tensor `{name}`")))
+                }
+            }
+        };
+        let t = t
+            .and_then(|t| t.to_device(dev))
+            .map_err(|e| err(format!("{file}: tensor `{name}`: {}", candle_message(&e))))?;
+        tensors.insert(name.clone(), t);
+        meter.add(headers[name].bytes())?;
+    }
+    let backend = Preloaded {
+        tensors,
         headers,
-        file: path.display().to_string(),
+        file,
         origin: origin.to_string(),
     };
     Ok(VarBuilder::from_backend(
         Box::new(backend),
-        dtype,
-        device.clone(),
+        default.0,
+        default.1.clone(),
     ))
 }
 
-/// Safetensors access whose errors say which file, which tensor, and what was expected.
-struct CheckedSafetensors {
-    st: MmapedSafetensors,
+/// A file's tensors, read already, served with errors that say which file, which tensor,
+/// and what was expected.
+struct Preloaded {
+    tensors: HashMap<String, Tensor>,
     headers: BTreeMap<String, TensorHeader>,
     file: String,
     origin: String,
 }
 
-impl SimpleBackend for CheckedSafetensors {
+impl Preloaded {
+    fn tensor(&self, name: &str) -> moshi::candle::Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::Msg(format!("{}: tensor `{name}` is missing", self.file)))
+    }
+}
+
+impl SimpleBackend for Preloaded {
     fn get(
         &self,
         s: Shape,
@@ -370,14 +452,8 @@ impl SimpleBackend for CheckedSafetensors {
                 s.dims()
             )));
         }
-        let t = self.st.load(name, &Device::Cpu).map_err(|e| {
-            Error::Msg(format!(
-                "{}: tensor `{name}`: {}",
-                self.file,
-                candle_message(&e)
-            ))
-        })?;
-        t.to_dtype(dtype)?.to_device(dev)
+        // Already where it belongs, in the usual case: these are then cheap clones.
+        self.tensor(name)?.to_dtype(dtype)?.to_device(dev)
     }
 
     fn get_unchecked(
@@ -386,13 +462,7 @@ impl SimpleBackend for CheckedSafetensors {
         dtype: DType,
         dev: &Device,
     ) -> moshi::candle::Result<Tensor> {
-        if !self.headers.contains_key(name) {
-            return Err(Error::Msg(format!(
-                "{}: tensor `{name}` is missing",
-                self.file
-            )));
-        }
-        self.st.load(name, dev)?.to_dtype(dtype)
+        self.tensor(name)?.to_dtype(dtype)?.to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {

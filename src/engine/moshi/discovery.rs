@@ -1,16 +1,27 @@
 //! Where weights come from: the Hugging Face cache, then a download.
 //!
 //! The cache is read directly (`models--{org}--{name}/refs/main` -> `snapshots/{rev}/`),
-//! honouring HF_HUB_CACHE, HF_HOME and XDG_CACHE_HOME like `huggingface_hub`. Downloads
-//! run the system `curl` (present on Linux, macOS and Windows 10+), which keeps a TLS
-//! stack out of the build; progress is the size of the growing file against the
-//! Content-Length, so it is real bytes.
+//! honouring HF_HUB_CACHE, HF_HOME and XDG_CACHE_HOME like `huggingface_hub`.
+//!
+//! Downloads go through hf-hub (0.4) into that same cache, in its layout (blobs named by
+//! ETag, snapshot symlinks, `refs/main`), so Python tools and we share one copy. Not
+//! hf-hub 1.0: its plain-HTTP download rewrites `.incomplete` from byte 0 (no resume),
+//! and it always builds the hf-xet client, a large tree for a 2-core build. We use
+//! its tokio API, not its blocking one: a blocking transfer cannot be stopped mid-file,
+//! while a future can simply be dropped. Each download runs on a small current-thread
+//! runtime of its own, on the loading thread, polled every 50 ms: that tick reports the
+//! bytes hf-hub counted and looks at the cancel flag. hf-hub fetches a file in ranged
+//! chunks and records the last whole chunk in its `.sync.part` file, so a download that
+//! was interrupted (or cancelled) resumes from there.
 
 use super::config::{LM_CONFIG_FILE, MIMI_CONFIG_FILE};
 use super::files::{LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
-use crate::bus::{LoadProgress, ProgressUnit};
+use crate::bus::{Cancel, LoadProgress, ProgressUnit};
+use hf_hub::api::tokio::{ApiBuilder, ApiError, Progress};
+use hf_hub::Cache;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn hf_hub_cache() -> Option<PathBuf> {
@@ -55,147 +66,246 @@ pub fn find_in_hf_cache(cache: &Path, repo: &str) -> Option<PathBuf> {
     dirs.pop()
 }
 
-/// Where downloads go: our own data directory, one folder per repo.
-pub fn download_dir(repo: &str) -> Option<PathBuf> {
-    let dirs = directories::ProjectDirs::from("", "", "assistant")?;
-    Some(dirs.data_dir().join("models").join(repo.replace('/', "--")))
-}
-
-/// The hub to download from: HF_ENDPOINT or huggingface.co.
-pub fn endpoint_from_env() -> String {
-    std::env::var("HF_ENDPOINT")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "https://huggingface.co".into())
-}
-
-/// Ask the server a file's size; `Ok(None)` when it does not have the file.
-fn remote_size(endpoint: &str, url: &str) -> Result<Option<u64>, String> {
-    let out = Command::new("curl")
-        .args([
-            "-sIL",
-            "--connect-timeout",
-            "5",
-            "--max-time",
-            "20",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run curl to download weights: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let code = text.lines().last().unwrap_or("").trim().to_string();
-    if !out.status.success() || code == "000" {
-        return Err(format!(
-            "cannot reach {endpoint} (curl exit {})",
-            out.status.code().unwrap_or(-1)
-        ));
-    }
-    if code == "404" {
-        return Ok(None);
-    }
-    if !code.starts_with('2') {
-        return Err(format!("{url}: HTTP {code}"));
-    }
-    // With redirects, the last Content-Length is the file's; LFS files also say x-linked-size.
-    let size = text.lines().rev().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        let k = k.trim().to_ascii_lowercase();
-        (k == "content-length" || k == "x-linked-size")
-            .then(|| v.trim().parse::<u64>().ok())
-            .flatten()
+/// The hub to download from: HF_ENDPOINT or huggingface.co; none when HF_HUB_OFFLINE is
+/// set (1, true, yes or on), as `huggingface_hub` has it.
+pub fn endpoint_from_env() -> Option<String> {
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str())
     });
-    Ok(Some(size.unwrap_or(0)))
-}
-
-fn fetch(
-    url: &str,
-    dest: &Path,
-    stage: &str,
-    total: u64,
-    progress: &mut dyn FnMut(LoadProgress),
-) -> Result<(), String> {
-    let part = dest.with_extension("part");
-    let mut child = Command::new("curl")
-        .args(["-sfL", "--connect-timeout", "5", "-o"])
-        .arg(&part)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run curl: {e}"))?;
-    let start = Instant::now();
-    let status = loop {
-        let done = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        progress(LoadProgress {
-            stage: stage.into(),
-            done,
-            total: total.max(done),
-            unit: ProgressUnit::Bytes,
-            elapsed_s: start.elapsed().as_secs_f64(),
-        });
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => return Err(format!("curl: {e}")),
-        }
-    };
-    if !status.success() {
-        let _ = std::fs::remove_file(&part);
-        return Err(format!(
-            "downloading {url} failed (curl exit {})",
-            status.code().unwrap_or(-1)
-        ));
+    if offline {
+        return None;
     }
-    std::fs::rename(&part, dest).map_err(|e| format!("{}: {e}", dest.display()))
+    Some(
+        std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "https://huggingface.co".into()),
+    )
 }
 
-/// Download `repo`'s checkpoint into `dest`, reporting bytes per file.
+/// hf-hub's own default: a download resumes from the last whole chunk.
+pub const CHUNK_BYTES: usize = 10_000_000;
+
+/// How often a download reports progress and looks at its cancel flag.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The first request to the hub gets this long to answer (a dead network can
+/// otherwise hang in connect for minutes); the transfers after it take as long as they take.
+const FIRST_ANSWER: Duration = Duration::from_secs(20);
+
+/// Where a download comes from and goes to.
+pub struct Hub<'a> {
+    pub endpoint: &'a str,
+    /// The HF hub cache (`$HF_HOME/hub`).
+    pub cache: &'a Path,
+    pub chunk_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DownloadError {
+    /// The cancel flag was set; the transfer was dropped.
+    Cancelled,
+    Failed(String),
+}
+
+impl From<String> for DownloadError {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Shared with hf-hub's download tasks: bytes of the file in flight.
+#[derive(Clone, Default)]
+struct Bytes(Arc<(AtomicU64, AtomicU64)>);
+
+impl Progress for Bytes {
+    async fn init(&mut self, size: usize, _: &str) {
+        self.0 .0.store(0, Ordering::Relaxed);
+        self.0 .1.store(size as u64, Ordering::Relaxed);
+    }
+    async fn update(&mut self, n: usize) {
+        self.0 .0.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    async fn finish(&mut self) {}
+}
+
+/// Run `fut` on `rt`, looking at `cancel` and calling `tick` every `TICK`. Cancelled, the
+/// future is dropped at once; tasks it spawned go when the runtime is shut down.
+fn drive<T>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl std::future::Future<Output = T>,
+    cancel: &Cancel,
+    mut tick: impl FnMut(),
+) -> Result<T, DownloadError> {
+    rt.block_on(async {
+        let mut fut = std::pin::pin!(fut);
+        let mut every = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                biased;
+                _ = every.tick() => {
+                    if cancel.is_cancelled() {
+                        return Err(DownloadError::Cancelled);
+                    }
+                    tick();
+                }
+                out = &mut fut => return Ok(out),
+            }
+        }
+    })
+}
+
+/// An error and its causes on one line (reqwest keeps the useful part in its sources).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s = format!("{s}: {text}");
+        }
+        cause = c.source();
+    }
+    s
+}
+
+/// Download `repo`'s checkpoint into the HF cache through hf-hub, one file at a time
+/// (configs, tokenizer, Mimi, then the LM), skipping files the snapshot has already.
+/// Progress is hf-hub's byte count for each file; an interrupted file resumes from its
+/// last whole chunk. Returns the snapshot directory.
 pub fn download(
-    endpoint: &str,
+    hub: &Hub,
     repo: &str,
-    dest: &Path,
     progress: &mut dyn FnMut(LoadProgress),
-) -> Result<PathBuf, String> {
-    let base = format!("{}/{repo}/resolve/main", endpoint.trim_end_matches('/'));
-    let url = |f: &str| format!("{base}/{f}");
-    // The LM comes as q8 GGUF or as safetensors, depending on the repo.
-    let mut lm = None;
-    for f in [LM_GGUF, LM_SAFETENSORS] {
-        if let Some(size) = remote_size(endpoint, &url(f))? {
-            lm = Some((f, size));
-            break;
+    cancel: &Cancel,
+) -> Result<PathBuf, DownloadError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the download runtime: {e}"))?;
+    let result = download_on(&rt, hub, repo, progress, cancel);
+    // Chunk tasks of a dropped download end here; a file write in flight may finish.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+fn download_on(
+    rt: &tokio::runtime::Runtime,
+    hub: &Hub,
+    repo: &str,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<PathBuf, DownloadError> {
+    let endpoint = hub.endpoint.trim_end_matches('/');
+    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+    let mut builder = ApiBuilder::from_cache(Cache::new(hub.cache.to_path_buf()))
+        .with_endpoint(endpoint.to_string())
+        .with_progress(false)
+        .with_chunk_size(Some(hub.chunk_bytes.max(1)));
+    if token.is_some() {
+        builder = builder.with_token(token);
+    }
+    // Built inside the runtime, so whatever reqwest sets up belongs to it.
+    let _entered = rt.enter();
+    let api = builder
+        .build()
+        .map_err(|e| format!("cannot set up downloads: {}", chain(&e)))?;
+    let remote = api.model(repo.to_string());
+    let info = drive(
+        rt,
+        tokio::time::timeout(FIRST_ANSWER, remote.info()),
+        cancel,
+        || {},
+    )?
+    .map_err(|_| format!("{endpoint} did not answer in {} s", FIRST_ANSWER.as_secs()))?
+    .map_err(|e| match &e {
+        ApiError::RequestError(r) if r.status().is_some_and(|s| s.as_u16() == 404) => {
+            format!("{endpoint} has no model {repo}")
+        }
+        ApiError::RequestError(r) if r.status().is_some_and(|s| s.as_u16() == 401) => {
+            format!("{endpoint} wants a token for {repo} (set HF_TOKEN)")
+        }
+        ApiError::RequestError(r) if r.is_connect() || r.is_timeout() => {
+            format!("cannot reach {endpoint}: {}", chain(&e))
+        }
+        _ => format!("{endpoint}: {repo}: {}", chain(&e)),
+    })?;
+    let listed = |f: &str| info.siblings.iter().any(|s| s.rfilename == f);
+    let lm = [LM_GGUF, LM_SAFETENSORS]
+        .into_iter()
+        .find(|f| listed(f))
+        .ok_or_else(|| format!("{repo} has neither {LM_GGUF} nor {LM_SAFETENSORS}"))?;
+    for f in [MIMI_FILE, TOKENIZER_FILE] {
+        if !listed(f) {
+            return Err(format!("{repo} has no {f}").into());
         }
     }
-    let (lm_file, lm_size) =
-        lm.ok_or_else(|| format!("{repo} has neither {LM_GGUF} nor {LM_SAFETENSORS}"))?;
-    std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     // Config files are optional: the official repos have none, other sizes need them.
-    // They come first: the directory counts as complete once the weights are in.
-    for f in [LM_CONFIG_FILE, MIMI_CONFIG_FILE] {
-        if let Some(size) = remote_size(endpoint, &url(f))? {
-            fetch(&url(f), &dest.join(f), f, size, progress)?;
-        }
-    }
-    // Each file lands under its name only when whole (curl writes to `.part`).
-    for (f, size) in [
-        (MIMI_FILE, None),
-        (TOKENIZER_FILE, None),
-        (lm_file, Some(lm_size)),
-    ] {
-        if dest.join(f).is_file() {
+    // The LM, by far the largest, comes last.
+    let files: Vec<&str> = [LM_CONFIG_FILE, MIMI_CONFIG_FILE]
+        .into_iter()
+        .filter(|f| listed(f))
+        .chain([TOKENIZER_FILE, MIMI_FILE, lm])
+        .collect();
+    // Stages name the source, apart from the read of the same file that follows.
+    let host = endpoint.split("://").last().unwrap_or(endpoint);
+    let stage = |f: &str| format!("{f} from {host}");
+    let snapshot = hub
+        .cache
+        .join(format!("models--{}", repo.replace('/', "--")))
+        .join("snapshots")
+        .join(&info.sha);
+    for f in files {
+        let have = snapshot.join(f);
+        if let Ok(m) = std::fs::metadata(&have) {
+            let n = m.len();
+            progress(bytes_progress(&stage(f), n, n, 0.0));
             continue;
         }
-        let size = match size {
-            Some(s) => s,
-            None => remote_size(endpoint, &url(f))?.ok_or_else(|| format!("{repo} has no {f}"))?,
+        let bytes = Bytes::default();
+        let start = Instant::now();
+        let fut = remote.download_with_progress(f, bytes.clone());
+        let report = |progress: &mut dyn FnMut(LoadProgress)| {
+            let (done, total) = (
+                bytes.0 .0.load(Ordering::Relaxed),
+                bytes.0 .1.load(Ordering::Relaxed),
+            );
+            // Nothing to say before hf-hub knows the size (its first request).
+            if total > 0 {
+                progress(bytes_progress(
+                    &stage(f),
+                    done,
+                    total,
+                    start.elapsed().as_secs_f64(),
+                ));
+            }
         };
-        fetch(&url(f), &dest.join(f), f, size, progress)?;
+        let got = drive(rt, fut, cancel, || report(&mut *progress))?
+            .map_err(|e| format!("downloading {f}: {}", chain(&e)))?;
+        report(&mut *progress);
+        if got.parent() != Some(snapshot.as_path()) {
+            // The hub moved on between the listing and this file: start again from
+            // the new listing rather than mix two revisions.
+            return Err(format!(
+                "{repo} changed while downloading ({f} is from another revision); try again"
+            )
+            .into());
+        }
     }
-    Ok(dest.to_path_buf())
+    if !is_complete(&snapshot) {
+        return Err(format!("{}: incomplete after the download", snapshot.display()).into());
+    }
+    Ok(snapshot)
+}
+
+fn bytes_progress(stage: &str, done: u64, total: u64, elapsed_s: f64) -> LoadProgress {
+    LoadProgress {
+        stage: stage.into(),
+        done,
+        total: total.max(done),
+        unit: ProgressUnit::Bytes,
+        elapsed_s,
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub struct ModelLoadError {
     pub message: String,
     /// What the user can do about it.
     pub remedy: String,
+    cancelled: bool,
 }
 
 impl ModelLoadError {
@@ -16,7 +17,22 @@ impl ModelLoadError {
         Self {
             message: message.into(),
             remedy: remedy.into(),
+            cancelled: false,
         }
+    }
+
+    /// The load stopped because its cancel flag was set (the user quit, or picked
+    /// another voice): nothing failed, and there is nothing to fix.
+    pub fn cancelled() -> Self {
+        Self {
+            message: "loading was cancelled".into(),
+            remedy: String::new(),
+            cancelled: true,
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
     }
 }
 
@@ -32,6 +48,11 @@ impl std::error::Error for ModelLoadError {}
 pub(crate) const REMEDY_CHECKPOINT: &str = "check the checkpoint directory against the official \
      layout (model.safetensors or model.q8.gguf, tokenizer-e351c8d8-checkpoint125.safetensors, \
      tokenizer_spm_32k_3.model), download it again, or run with --demo";
+
+/// A problem inside a checkpoint directory.
+pub(crate) fn checkpoint_error(message: impl Into<String>) -> ModelLoadError {
+    ModelLoadError::new(message, REMEDY_CHECKPOINT)
+}
 
 /// A candle error's message without the backtrace candle attaches when RUST_BACKTRACE is
 /// set: the user needs the file and tensor, not our stack.

@@ -4,7 +4,6 @@ use super::config::{self, LM_CONFIG_FILE, MIMI_CONFIG_FILE};
 use super::demo::{random_model, DEMO_TOKENIZER, DEMO_WEIGHT_SEED};
 use super::files::{LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
 use super::random_init::TensorMap;
-use crate::cli::ExportDemoArgs;
 use anyhow::{Context, Result};
 use moshi::candle::quantized::{gguf_file, GgmlDType, QTensor};
 use moshi::candle::{DType, Device};
@@ -19,16 +18,9 @@ pub enum LmFormat {
     Q8,
 }
 
-pub fn export_demo(args: &ExportDemoArgs) -> Result<()> {
-    let format = match (args.q8, args.bf16) {
-        (true, true) => {
-            anyhow::bail!("--q8 and --bf16 exclude each other: q8 GGUF or bf16 safetensors")
-        }
-        (true, false) => LmFormat::Q8,
-        (false, true) => LmFormat::Bf16,
-        (false, false) => LmFormat::F32,
-    };
-    write_demo(&args.dir, format)
+/// Write the demo model into `dir` in the official layout, its LM in `format`.
+pub fn export_demo(dir: &Path, format: LmFormat) -> Result<()> {
+    write_demo(dir, format)
 }
 
 pub fn write_demo(dir: &Path, format: LmFormat) -> Result<()> {

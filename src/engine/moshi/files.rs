@@ -1,11 +1,12 @@
 //! Checkpoint files: names in the official layout, integrity checks that name the file
-//! and the tensor, and a read-through that reports real byte progress.
+//! and the tensor, and the meter that counts a load's real bytes and polls its cancel flag.
 
-use crate::bus::{LoadProgress, ProgressUnit};
+use super::error::ModelLoadError;
+use crate::bus::{Cancel, LoadProgress, ProgressUnit};
 use moshi::candle::quantized::gguf_file;
 use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const LM_SAFETENSORS: &str = "model.safetensors";
 pub const LM_GGUF: &str = "model.q8.gguf";
@@ -104,35 +105,88 @@ pub fn check_gguf(path: &Path) -> Result<std::collections::BTreeMap<String, Tens
     Ok(out)
 }
 
-/// Read a file end to end, reporting bytes: the progress is real, and the page cache is
-/// warm for the loader that follows (mmap for safetensors, reads for GGUF).
-pub fn read_through(
-    path: &Path,
-    stage: &str,
-    progress: &mut dyn FnMut(LoadProgress),
-) -> std::io::Result<()> {
-    let mut f = std::fs::File::open(path)?;
-    let total = f.metadata()?.len();
-    let start = Instant::now();
-    let mut buf = vec![0u8; 4 << 20];
-    let mut done = 0u64;
-    let mut report = |done: u64| {
-        progress(LoadProgress {
+/// Progress of one load stage, counted by the load as it goes (bytes of tensor data
+/// read, or downloaded), and the cancel flag polled at every step. Reports go out at most
+/// every `REPORT_EVERY`, and always at the start and when the stage completes.
+pub struct Meter<'a> {
+    progress: &'a mut dyn FnMut(LoadProgress),
+    cancel: &'a Cancel,
+    stage: String,
+    total: u64,
+    done: u64,
+    start: Instant,
+    last: Instant,
+}
+
+pub const REPORT_EVERY: Duration = Duration::from_millis(50);
+
+impl<'a> Meter<'a> {
+    /// A stage of `total` bytes; reports 0 at once (unless already cancelled).
+    pub fn new(
+        stage: impl Into<String>,
+        total: u64,
+        progress: &'a mut dyn FnMut(LoadProgress),
+        cancel: &'a Cancel,
+    ) -> Result<Self, ModelLoadError> {
+        let now = Instant::now();
+        let mut m = Self {
+            progress,
+            cancel,
             stage: stage.into(),
-            done,
             total,
-            unit: ProgressUnit::Bytes,
-            elapsed_s: start.elapsed().as_secs_f64(),
-        })
-    };
-    report(0);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        done += n as u64;
-        report(done);
+            done: 0,
+            start: now,
+            last: now,
+        };
+        m.check()?;
+        m.report();
+        Ok(m)
     }
-    Ok(())
+
+    /// `n` more bytes are in; `Err` (cancelled) when the flag is set.
+    pub fn add(&mut self, n: u64) -> Result<(), ModelLoadError> {
+        self.done += n;
+        self.check()?;
+        if self.done >= self.total || self.last.elapsed() >= REPORT_EVERY {
+            self.report();
+        }
+        Ok(())
+    }
+
+    /// While waiting on something long: stop if cancelled, else say we are still here
+    /// (the engine handles its commands when progress comes).
+    pub fn tick(&mut self) -> Result<(), ModelLoadError> {
+        self.check()?;
+        if self.last.elapsed() >= REPORT_EVERY {
+            self.report();
+        }
+        Ok(())
+    }
+
+    /// Stop here if the load was cancelled.
+    pub fn check(&self) -> Result<(), ModelLoadError> {
+        if self.cancel.is_cancelled() {
+            return Err(ModelLoadError::cancelled());
+        }
+        Ok(())
+    }
+
+    fn report(&mut self) {
+        self.last = Instant::now();
+        (self.progress)(LoadProgress {
+            stage: self.stage.clone(),
+            done: self.done,
+            total: self.total.max(self.done),
+            unit: ProgressUnit::Bytes,
+            elapsed_s: self.start.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+impl TensorHeader {
+    /// Bytes of data the tensor takes in its file (0 for a dtype we do not know).
+    pub fn bytes(&self) -> u64 {
+        let elems: u64 = self.shape.iter().map(|&d| d as u64).product();
+        super::placement::Stored::from_header_dtype(&self.dtype).map_or(0, |s| s.bytes(elems))
+    }
 }

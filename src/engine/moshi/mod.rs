@@ -11,6 +11,7 @@ mod error;
 pub mod export;
 pub mod files;
 pub mod gguf_write;
+pub mod gpu_check;
 pub mod lm_sources;
 mod model;
 pub mod placed_lm;
@@ -19,20 +20,22 @@ pub mod random_init;
 pub mod sampling;
 pub mod sizing;
 pub mod stepper;
+pub mod synthetic;
 pub mod text;
 mod weights_report;
 
 pub use bench::bench_model;
 pub use error::ModelLoadError;
-pub use export::export_demo;
+pub use export::{export_demo, LmFormat};
 pub use model::MoshiModel;
-pub use weights_report::{doctor_weights, weights_findings};
+pub use weights_report::{
+    weights_findings, weights_report, WeightsFinding, WeightsOrigin, WeightsReport,
+};
 
 use crate::bus::Sampling;
-use crate::bus::{Cancel, LoadProgress, ProgressUnit, Severity};
-use crate::cli::ModelArgs;
+use crate::bus::{Cancel, LoadProgress, ProgressUnit, Severity, Weights};
 use crate::engine::model::DuplexModel;
-use device::DeviceChoice;
+pub use device::DeviceChoice;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -48,68 +51,124 @@ pub struct LoadedModel {
     pub fell_back_to_demo: bool,
 }
 
-/// Where to look for weights besides `--model-dir`; `from_env` is what the program uses,
-/// tests point it elsewhere.
-#[derive(Debug, Clone, Default)]
-pub struct Discovery {
-    pub hf_cache: Option<PathBuf>,
-    pub download_dir: Option<PathBuf>,
-    /// The hub to download from; `None` never downloads.
-    pub endpoint: Option<String>,
+/// What to load, where, and how it samples: plain options (the command line converts its
+/// flags into these at the edge; tests build them directly).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOptions {
+    /// The built-in demo model, whatever weights are present.
+    pub demo: bool,
+    /// A checkpoint directory in the official layout; nothing else is searched.
+    pub model_dir: Option<PathBuf>,
+    /// The Hugging Face repo looked for in the cache, then downloaded.
+    pub hf_repo: String,
+    pub device: DeviceChoice,
+    pub sampling: Sampling,
+    /// LM context in 80 ms steps (the KV cache size); `None`: the checkpoint's, cut to
+    /// what fits the device's free memory.
+    pub context: Option<usize>,
+    /// Most memory the model may take on its device, in GiB; `None`: all that is free.
+    pub max_memory_gib: Option<f64>,
 }
 
-impl Discovery {
-    pub fn from_env(repo: &str) -> Self {
+impl Default for ModelOptions {
+    fn default() -> Self {
         Self {
-            hf_cache: discovery::hf_hub_cache(),
-            download_dir: discovery::download_dir(repo),
-            endpoint: Some(discovery::endpoint_from_env()),
+            demo: false,
+            model_dir: None,
+            hf_repo: crate::bus::MOSHIKO.into(),
+            device: DeviceChoice::Auto,
+            sampling: Sampling::default(),
+            context: None,
+            max_memory_gib: None,
         }
     }
 }
 
-/// The CLI's sampling flags over the defaults.
-pub fn sampling_from_args(args: &ModelArgs) -> Sampling {
-    let d = Sampling::default();
-    Sampling {
-        temperature: args.temperature.unwrap_or(d.temperature),
-        text_temperature: args.text_temperature.unwrap_or(d.text_temperature),
-        top_k: args.top_k.unwrap_or(d.top_k),
-        seed: args.seed.unwrap_or(d.seed),
+impl ModelOptions {
+    /// These options with a voice's weights in place (`Weights::Default` keeps them).
+    pub fn with_weights(&self, w: &Weights) -> Self {
+        let mut o = self.clone();
+        match w {
+            Weights::Default => {}
+            Weights::Repo(r) => o.hf_repo = r.clone(),
+            Weights::Dir(d) => o.model_dir = Some(d.clone()),
+            Weights::Demo => o.demo = true,
+        }
+        o
     }
 }
 
-/// Load the model the arguments ask for. Call it on the thread that will step the model
-/// (it creates the Device). `progress` gets real bytes/tensors as they load.
+/// Where to look for weights besides `--model-dir`, and where to download them from;
+/// `from_env` is what the program uses, tests point it elsewhere.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// The Hugging Face hub cache (`$HF_HOME/hub`): searched first, downloads go there.
+    pub hf_cache: Option<PathBuf>,
+    /// The hub to download from; `None` never downloads.
+    pub endpoint: Option<String>,
+    /// Bytes per download request; a download resumes from the last whole one.
+    pub chunk_bytes: usize,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            hf_cache: None,
+            endpoint: None,
+            chunk_bytes: discovery::CHUNK_BYTES,
+        }
+    }
+}
+
+impl Discovery {
+    /// HF_HUB_CACHE / HF_HOME / XDG_CACHE_HOME for the cache, HF_ENDPOINT for the hub
+    /// (none with HF_HUB_OFFLINE).
+    pub fn from_env() -> Self {
+        Self {
+            hf_cache: discovery::hf_hub_cache(),
+            endpoint: discovery::endpoint_from_env(),
+            chunk_bytes: discovery::CHUNK_BYTES,
+        }
+    }
+}
+
+/// Load the model the options ask for. Call it on the thread that will step the model
+/// (it creates the Device). `progress` gets real bytes as they download and load;
+/// `cancel` is polled throughout (at least every 50 ms while downloading, per tensor
+/// while reading), and a cancelled load returns `ModelLoadError::cancelled()`.
 pub fn load_model(
-    args: &ModelArgs,
+    opts: &ModelOptions,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
-    load_model_with(args, &Discovery::from_env(&args.hf_repo), progress, cancel)
+    load_model_with(opts, &Discovery::from_env(), progress, cancel)
 }
 
 pub fn load_model_with(
-    args: &ModelArgs,
+    opts: &ModelOptions,
     disc: &Discovery,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
     check_cancel(cancel)?;
-    let choice: DeviceChoice = args.device.parse()?;
-    let (device, device_name) = device::select(choice)?;
+    let (device, device_name) = device::select(opts.device)?;
     let preferred = (device, device_name);
     let cpu = (moshi::candle::Device::Cpu, "cpu".to_string());
-    with_cpu_fallback(&preferred.1, |on_cpu| {
+    let result = with_cpu_fallback(&preferred.1, |on_cpu| {
         let (d, n) = if on_cpu { &cpu } else { &preferred };
-        load_on(args, disc, d, n, progress, cancel)
-    })
+        load_on(opts, disc, d, n, progress, cancel)
+    });
+    // However it failed (a CPU retry included), a set flag means the user stopped it.
+    match result {
+        Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
+        r => r,
+    }
 }
 
 /// Stop a load the user no longer wants.
 pub fn check_cancel(cancel: &Cancel) -> Result<(), ModelLoadError> {
     if cancel.is_cancelled() {
-        return Err(ModelLoadError::new("loading was cancelled", ""));
+        return Err(ModelLoadError::cancelled());
     }
     Ok(())
 }
@@ -126,6 +185,7 @@ pub fn with_cpu_fallback(
     }
     match attempt(false) {
         Ok(m) => Ok(m),
+        Err(e) if e.is_cancelled() => Err(e),
         Err(gpu) => {
             tracing::warn!(
                 "loading on {preferred} failed, retrying on the CPU: {}",
@@ -149,18 +209,18 @@ pub fn with_cpu_fallback(
 }
 
 fn load_on(
-    args: &ModelArgs,
+    opts: &ModelOptions,
     disc: &Discovery,
     device: &moshi::candle::Device,
     device_name: &str,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
-    let sampling = sampling_from_args(args);
+    let sampling = &opts.sampling;
     let (device, device_name) = (device.clone(), device_name.to_string());
     let mut notices = Vec::new();
-    if args.demo {
-        return load_demo(&sampling, &device, &device_name, notices, progress);
+    if opts.demo {
+        return load_demo(sampling, &device, &device_name, notices, progress, cancel);
     }
     let from_dir = |dir: &std::path::Path,
                     notices: Vec<LoadNotice>,
@@ -168,18 +228,18 @@ fn load_on(
         check_cancel(cancel)?;
         load_dir(
             dir,
-            &sampling,
-            &device,
-            &device_name,
-            (args.context, args.max_memory),
+            sampling,
+            (&device, &device_name),
+            (opts.context, opts.max_memory_gib),
             notices,
             progress,
+            cancel,
         )
     };
-    if let Some(dir) = &args.model_dir {
+    if let Some(dir) = &opts.model_dir {
         return from_dir(dir, notices, progress);
     }
-    let repo = &args.hf_repo;
+    let repo = &opts.hf_repo;
     if let Some(dir) = disc
         .hf_cache
         .as_deref()
@@ -187,31 +247,33 @@ fn load_on(
     {
         return from_dir(&dir, notices, progress);
     }
-    if let Some(dir) = disc
-        .download_dir
-        .as_deref()
-        .filter(|d| discovery::is_complete(d))
-    {
-        return from_dir(dir, notices, progress);
-    }
     let looked = match &disc.hf_cache {
         Some(c) => format!("{repo} is not in the Hugging Face cache ({})", c.display()),
         None => format!("{repo}: no Hugging Face cache directory (set HF_HOME)"),
     };
-    let why = match (&disc.endpoint, &disc.download_dir) {
-        (Some(endpoint), Some(dest)) => match discovery::download(endpoint, repo, dest, progress) {
-            Ok(dir) => return from_dir(&dir, notices, progress),
-            Err(e) => format!("{looked}, and the download failed: {e}"),
-        },
+    let why = match (&disc.endpoint, &disc.hf_cache) {
+        (Some(endpoint), Some(cache)) => {
+            let hub = discovery::Hub {
+                endpoint,
+                cache,
+                chunk_bytes: disc.chunk_bytes,
+            };
+            match discovery::download(&hub, repo, progress, cancel) {
+                Ok(dir) => return from_dir(&dir, notices, progress),
+                Err(discovery::DownloadError::Cancelled) => return Err(ModelLoadError::cancelled()),
+                Err(discovery::DownloadError::Failed(e)) => {
+                    format!("{looked}, and the download failed: {e}")
+                }
+            }
+        }
         _ => looked,
     };
     notices.push(LoadNotice {
         severity: Severity::Warning,
         message: format!("{why}. Using the demo model: tiny, random weights, it only babbles"),
-        remedy: Some(format!("download {repo} (or kyutai/moshika-candle-q8) and pass --model-dir DIR, or run with --demo to skip the search")),
+        remedy: Some(format!("run again with the network up (a download resumes where it stopped), or download {repo} (or kyutai/moshika-candle-q8) yourself and pass --model-dir DIR, or run with --demo to skip the search")),
     });
-    check_cancel(cancel)?;
-    let mut m = load_demo(&sampling, &device, &device_name, notices, progress)?;
+    let mut m = load_demo(sampling, &device, &device_name, notices, progress, cancel)?;
     m.fell_back_to_demo = true;
     Ok(m)
 }
@@ -222,7 +284,9 @@ fn load_demo(
     device_name: &str,
     notices: Vec<LoadNotice>,
     progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
+    check_cancel(cancel)?;
     let start = Instant::now();
     let model = demo::demo_model(sampling, device, device_name).map_err(|e| {
         ModelLoadError::new(
@@ -245,15 +309,14 @@ fn load_demo(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn load_dir(
     dir: &std::path::Path,
     sampling: &Sampling,
-    device: &moshi::candle::Device,
-    device_name: &str,
+    (device, device_name): (&moshi::candle::Device, &str),
     (context, max_memory): (Option<usize>, Option<f64>),
     mut notices: Vec<LoadNotice>,
     progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
     let mut ck = checkpoint::inspect(dir)?;
     if let Some(n) = size_context(&mut ck, device, device_name, context, max_memory)? {
@@ -272,7 +335,7 @@ fn load_dir(
             host: 0,
         },
     };
-    let model = checkpoint::load(ck, sampling, device, device_name, progress)?;
+    let model = checkpoint::load(ck, sampling, device, device_name, progress, cancel)?;
     if let Some(w) = device::realtime_warning(device.is_cpu(), streamed, real_mimi) {
         notices.push(LoadNotice {
             severity: Severity::Warning,
@@ -393,37 +456,13 @@ pub fn size_context_for(
     }))
 }
 
-/// Run `export-demo` or `bench model` if that is what the command line asks; returns the
-/// exit code, or `None` for any other command. Kept here so `main` needs one line.
-pub fn run_model_command(cli: &crate::cli::Cli) -> Option<i32> {
-    use crate::cli::{BenchWhat, Cmd};
-    let result = match &cli.command {
-        Some(Cmd::ExportDemo(args)) => export_demo(args).map(|()| {
-            let lm = if args.q8 {
-                files::LM_GGUF
-            } else {
-                files::LM_SAFETENSORS
-            };
-            println!(
-                "wrote the demo model to {} ({lm}); load it with --model-dir {}",
-                args.dir.display(),
-                args.dir.display()
-            );
-        }),
-        Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => bench_model(&mut std::io::stdout()),
-        _ => return None,
-    };
-    Some(match result {
-        Ok(()) => 0,
-        Err(e) => {
-            let msg = match e.downcast_ref::<moshi::candle::Error>() {
-                Some(ce) => error::candle_message(ce),
-                None => format!("{e:#}"),
-            };
-            eprintln!("error: {msg}");
-            2
-        }
-    })
+/// An error from a model command (export, benchmarks) in words: candle's own errors are
+/// made readable.
+pub fn describe_error(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<moshi::candle::Error>() {
+        Some(ce) => error::candle_message(ce),
+        None => format!("{e:#}"),
+    }
 }
 
 /// The samplers `MoshiModel` builds from a `Sampling`, for tests that drive a `Stepper`.

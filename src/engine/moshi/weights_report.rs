@@ -1,195 +1,185 @@
-//! The weights section of `assistant doctor`: which checkpoint a run would load, from
-//! where, or that it would fall back to the demo model.
+//! What `assistant doctor` needs to know about the weights: which checkpoint a run would
+//! load, from where, whether it fits the device, or that it would be downloaded or fall
+//! back to the demo model. Data only: `app::doctor` words it.
 
-use super::{discovery, Discovery};
-use crate::app::doctor::Finding;
-use crate::cli::ModelArgs;
-use std::path::Path;
+use super::sizing::MemoryPlan;
+use super::{discovery, Discovery, ModelOptions};
+use std::path::{Path, PathBuf};
 
-const SECTION: &str = "weights";
+/// Where a checkpoint was found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WeightsOrigin {
+    /// `--model-dir`.
+    ModelDir,
+    /// A repo's snapshot in the Hugging Face cache.
+    HfCache { repo: String },
+}
 
-fn found(dir: &Path, origin: &str) -> Finding {
+/// One fact about the weights a run would use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WeightsFinding {
+    /// `--demo`: no weights needed.
+    Demo,
+    /// A checkpoint, with its LM file and that file's size.
+    Found {
+        origin: WeightsOrigin,
+        dir: PathBuf,
+        lm_file: Option<String>,
+        lm_bytes: u64,
+    },
+    /// `--model-dir` names something that is not a loadable checkpoint.
+    Unusable {
+        dir: PathBuf,
+        error: String,
+        remedy: String,
+    },
+    /// The checkpoint fits `device` with this plan (maybe with layers on the host).
+    Fits { device: String, plan: MemoryPlan },
+    /// The device's free memory cannot be read, so the fit is unknown.
+    FitUnknown { device: String },
+    /// It does not fit `device`, but a load would fall back to the CPU, where it fits.
+    CpuInstead { error: String, remedy: String },
+    /// It fits nowhere: `error` for the device, `cpu_error` when the CPU was tried too.
+    DoesNotFit {
+        error: String,
+        cpu_error: Option<String>,
+        remedy: String,
+    },
+    /// Nothing in the cache: a run downloads `repo` from `endpoint` (or, offline, falls
+    /// back to the demo model).
+    NotCached {
+        repo: String,
+        cache: Option<PathBuf>,
+        endpoint: Option<String>,
+    },
+}
+
+/// The weights section of doctor, and the GPU's memory for its memory section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightsReport {
+    /// (used, total) bytes, or why they cannot be read.
+    pub gpu_memory: Result<(u64, u64), String>,
+    pub findings: Vec<WeightsFinding>,
+}
+
+fn found(dir: &Path, origin: WeightsOrigin) -> WeightsFinding {
     let lm = [super::files::LM_GGUF, super::files::LM_SAFETENSORS]
         .into_iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file());
-    let size = lm
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map_or(0, |m| m.len());
-    Finding {
-        section: SECTION,
-        ok: true,
-        warning: false,
-        text: format!(
-            "{origin}: {} ({}, {})",
-            dir.display(),
-            lm.as_deref()
-                .and_then(|p| p.file_name())
-                .map_or("?".into(), |n| n.to_string_lossy()),
-            crate::bus::Bytes(size)
-        ),
-        fix: None,
+    WeightsFinding::Found {
+        origin,
+        dir: dir.to_path_buf(),
+        lm_bytes: lm
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len()),
+        lm_file: lm
+            .as_deref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
     }
 }
 
-/// Whether the checkpoint fits the device `args` select, with the plan the load would use.
-fn fit(dir: &Path, args: &ModelArgs) -> Option<Finding> {
+/// Whether the checkpoint fits the device the options select, with the plan a load
+/// would use.
+fn fit(dir: &Path, opts: &ModelOptions) -> Option<WeightsFinding> {
     use super::sizing::{device_budget, Backend};
-    let (device, name) = super::device::select(args.device.parse().ok()?).ok()?;
+    let (device, name) = super::device::select(opts.device).ok()?;
     let plan = |backend, name: &str, budget| {
         let mut ck = super::checkpoint::inspect(dir).ok()?;
-        Some(super::size_context_for(&mut ck, backend, name, args.context, budget).map(|_| ck.plan))
-    };
-    let finding = |ok, warning, text, fix| Finding {
-        section: SECTION,
-        ok,
-        warning,
-        text,
-        fix,
+        Some(super::size_context_for(&mut ck, backend, name, opts.context, budget).map(|_| ck.plan))
     };
     Some(
         match plan(
             Backend::of(&device),
             &name,
-            device_budget(&device, args.max_memory),
+            device_budget(&device, opts.max_memory_gib),
         )? {
-            Ok(Some(p)) => {
-                let moved = p.placement.host_layers;
-                let text = format!(
-                    "fits {name}: context {} steps ({:.0} s){}; {}",
-                    p.context,
-                    p.context as f64 * 0.08,
-                    if moved > 0 {
-                        format!(", {moved} of {} layers on the CPU", p.layers)
-                    } else {
-                        String::new()
-                    },
-                    p.explain()
-                );
-                finding(
-                    true,
-                    moved > 0,
-                    text,
-                    (moved > 0)
-                        .then(|| "free memory on the device to keep every layer on it".to_string()),
-                )
-            }
-            Ok(None) => finding(
-                true,
-                true,
-                format!("fit on {name} unknown: its free memory cannot be read"),
-                None,
-            ),
+            Ok(Some(plan)) => WeightsFinding::Fits { device: name, plan },
+            Ok(None) => WeightsFinding::FitUnknown { device: name },
             // Off the CPU a refusal means the CPU fallback: slow, but it runs if it fits there.
             Err(e) if !device.is_cpu() => match plan(
                 Backend::Cpu,
                 "cpu",
                 device_budget(&moshi::candle::Device::Cpu, None),
             )? {
-                Ok(_) => finding(
-                    true,
-                    true,
-                    format!("{}; it would run on the CPU instead", e.message),
-                    Some(e.remedy),
-                ),
-                Err(cpu) => finding(
-                    false,
-                    false,
-                    format!("{}; and on the CPU: {}", e.message, cpu.message),
-                    Some(cpu.remedy),
-                ),
+                Ok(_) => WeightsFinding::CpuInstead {
+                    error: e.message,
+                    remedy: e.remedy,
+                },
+                Err(cpu) => WeightsFinding::DoesNotFit {
+                    error: e.message,
+                    cpu_error: Some(cpu.message),
+                    remedy: cpu.remedy,
+                },
             },
-            Err(e) => finding(false, false, e.message, Some(e.remedy)),
+            Err(e) => WeightsFinding::DoesNotFit {
+                error: e.message,
+                cpu_error: None,
+                remedy: e.remedy,
+            },
         },
     )
 }
 
-/// Findings for the weights `args` select, looking where `load_model` looks.
-pub fn weights_findings(args: &ModelArgs, disc: &Discovery) -> Vec<Finding> {
-    if args.demo {
-        return vec![Finding {
-            section: SECTION,
-            ok: true,
-            warning: false,
-            text: "--demo: the built-in demo model (no weights needed)".into(),
-            fix: None,
-        }];
+/// Findings for the weights `opts` select, looking where `load_model` looks.
+pub fn weights_findings(opts: &ModelOptions, disc: &Discovery) -> Vec<WeightsFinding> {
+    if opts.demo {
+        return vec![WeightsFinding::Demo];
     }
-    if let Some(dir) = &args.model_dir {
+    if let Some(dir) = &opts.model_dir {
         return match super::checkpoint::inspect(dir) {
-            Ok(_) => [Some(found(dir, "--model-dir")), fit(dir, args)]
+            Ok(_) => [Some(found(dir, WeightsOrigin::ModelDir)), fit(dir, opts)]
                 .into_iter()
                 .flatten()
                 .collect(),
-            Err(e) => vec![Finding {
-                section: SECTION,
-                ok: false,
-                warning: false,
-                text: format!("--model-dir {}: {}", dir.display(), e.message),
-                fix: Some(e.remedy),
+            Err(e) => vec![WeightsFinding::Unusable {
+                dir: dir.clone(),
+                error: e.message,
+                remedy: e.remedy,
             }],
         };
     }
     let mut out = Vec::new();
+    let mut seen = Vec::new();
     for repo in [
-        args.hf_repo.as_str(),
-        "kyutai/moshiko-candle-q8",
-        "kyutai/moshika-candle-q8",
+        opts.hf_repo.as_str(),
+        crate::bus::MOSHIKO,
+        crate::bus::MOSHIKA,
     ] {
-        if out.iter().any(|f: &Finding| f.text.contains(repo)) {
+        if seen.contains(&repo) {
             continue;
         }
+        seen.push(repo);
         if let Some(dir) = disc
             .hf_cache
             .as_deref()
             .and_then(|c| discovery::find_in_hf_cache(c, repo))
         {
-            out.push(found(&dir, &format!("{repo} in the Hugging Face cache")));
-            out.extend(fit(&dir, args));
-        } else if let Some(dir) =
-            discovery::download_dir(repo).filter(|d| discovery::is_complete(d))
-        {
-            out.push(found(&dir, &format!("{repo} in the download folder")));
-            out.extend(fit(&dir, args));
+            out.push(found(
+                &dir,
+                WeightsOrigin::HfCache {
+                    repo: repo.to_string(),
+                },
+            ));
+            out.extend(fit(&dir, opts));
         }
     }
     if out.is_empty() {
-        let cache = disc
-            .hf_cache
-            .as_ref()
-            .map_or("no Hugging Face cache (HF_HOME unset)".to_string(), |c| {
-                c.display().to_string()
-            });
-        out.push(Finding {
-            section: SECTION,
-            ok: true,
-            warning: true,
-            text: format!("none: the demo model will be used (looked in {cache} and {})", discovery::download_dir(&args.hf_repo).map_or("-".into(), |d| d.display().to_string())),
-            fix: Some("download kyutai/moshiko-candle-q8 (or kyutai/moshika-candle-q8) from Hugging Face and pass --model-dir DIR, or let `assistant` download it on a networked machine".into()),
+        out.push(WeightsFinding::NotCached {
+            repo: opts.hf_repo.clone(),
+            cache: disc.hf_cache.clone(),
+            endpoint: disc.endpoint.clone(),
         });
     }
     out
 }
 
-/// What `assistant doctor` shows for the command line's model arguments.
-/// GPU memory (NVML) comes first so it sits in doctor's memory section.
-pub fn doctor_weights(args: &ModelArgs) -> Vec<Finding> {
-    let gpu = match crate::engine::residency::gpu_memory() {
-        Ok((used, total)) => format!(
-            "GPU memory: {:.1} GiB used of {:.1} GiB",
-            used as f64 / (1u64 << 30) as f64,
-            total as f64 / (1u64 << 30) as f64
-        ),
-        Err(why) => format!("GPU memory: {why}"),
-    };
-    let mut out = vec![Finding {
-        section: "memory",
-        ok: true,
-        warning: false,
-        text: gpu,
-        fix: None,
-    }];
-    out.extend(weights_findings(args, &Discovery::from_env(&args.hf_repo)));
-    out
+/// What `assistant doctor` reports for these options, looking where a run would look.
+pub fn weights_report(opts: &ModelOptions) -> WeightsReport {
+    WeightsReport {
+        gpu_memory: crate::engine::residency::gpu_memory(),
+        findings: weights_findings(opts, &Discovery::from_env()),
+    }
 }

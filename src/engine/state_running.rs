@@ -1,0 +1,205 @@
+//! The Running state: a model steps every frame; commands apply at frame boundaries.
+
+use crate::audio::meters::rms;
+use crate::bus::{EngineEvent, Happening, StepStats, Weights};
+use crate::engine::command::Command;
+use crate::engine::frames::{Next, Take};
+use crate::engine::model::DuplexModel;
+use crate::engine::residency::IdleWatch;
+use crate::engine::state::{decide, Action, State};
+use std::io::Write;
+use std::time::Instant;
+
+use super::runner::{contain, Engine, Fault};
+
+impl Engine {
+    pub(super) fn running(&mut self) -> Option<State> {
+        match self.run_frames() {
+            Ok(next) => next,
+            Err(f) => self.fail(f.message, f.remedy),
+        }
+    }
+
+    /// Handle queued commands while running; `Err(None)` means stop.
+    pub(super) fn running_commands(&mut self) -> Result<(), Option<State>> {
+        while let Ok(c) = self.commands.try_recv() {
+            match decide(State::Running, &c) {
+                Action::Stop => return Err(None),
+                Action::Apply => self.apply(c),
+                Action::ResetConversation => {
+                    if let Some(m) = self.model.as_mut() {
+                        m.reset();
+                    }
+                    self.frames.reset();
+                    self.end_turn();
+                    self.send(EngineEvent::Reset);
+                }
+                Action::Install => {
+                    if let Command::SwapModel { model, weights } = c {
+                        self.swap(model, weights);
+                    }
+                }
+                Action::Reload | Action::Ignore | Action::Hold => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A persona's voice replaces the running model at this frame boundary.
+    pub(super) fn swap(&mut self, model: Box<dyn DuplexModel>, weights: Weights) {
+        if model.sample_rate() != self.rate || model.frame_len() != self.frame_len {
+            let why = format!(
+                "it runs at {} Hz / {} samples, not {} Hz / {}",
+                model.sample_rate(),
+                model.frame_len(),
+                self.rate,
+                self.frame_len
+            );
+            self.happened(Happening::VoiceRejected {
+                name: model.info().name,
+                why,
+            });
+            return;
+        }
+        let info = model.info();
+        if let Err(e) = self.install(model, weights, false) {
+            self.happened(Happening::VoiceRejected {
+                name: info.name,
+                why: format!("{e:#}"),
+            });
+            return;
+        }
+        self.stats.model = info.clone();
+        self.send(EngineEvent::ModelReady { info, load_ms: 0.0 });
+    }
+
+    pub(super) fn run_frames(&mut self) -> Result<Option<State>, Fault> {
+        let io = |e: anyhow::Error| Fault {
+            message: format!("{e:#}"),
+            remedy: "press r to restart the engine; details are in the log file".into(),
+        };
+        let mut idle = self.idle_unload.map(|d| IdleWatch::new(d.as_secs_f64()));
+        loop {
+            if let Err(next) = self.running_commands() {
+                return Ok(next);
+            }
+            let t_frame = Instant::now();
+            let dropped_before = self.frames.dropped;
+            let fresh = match self
+                .frames
+                .next(Take {
+                    replay_held: true,
+                    bound_backlog: true,
+                })
+                .map_err(io)?
+            {
+                Next::Wait => continue,
+                Next::Ended => {
+                    self.send(EngineEvent::InputEnded);
+                    return Ok(None);
+                }
+                Next::Frame { fresh } => fresh,
+            };
+            let dropped = self.frames.dropped - dropped_before;
+            self.stats.dropped_frames += dropped;
+            self.stats.frames_in += dropped + 1;
+            // The canceller runs at 24 kHz, the rate of every model we have.
+            if let Some(p) = self
+                .mic_path
+                .as_mut()
+                .filter(|_| fresh && self.rate == crate::audio::aec::SAMPLE_RATE)
+            {
+                p.process_near(&mut self.frames.frame);
+            }
+            if fresh {
+                self.frames.mute_if_closed();
+            }
+            let mic_rms = rms(&self.frames.frame);
+            let work = t_frame.elapsed();
+
+            self.out.clear(self.frame_len);
+            let t_step = Instant::now();
+            let model = self.model.as_mut().expect("Running has a model");
+            let (frame, out) = (&self.frames.frame, &mut self.out);
+            match contain(|| model.step(frame, out)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(Fault {
+                        message: format!("the model failed: {e:#}"),
+                        remedy: "press r to restart the engine".into(),
+                    })
+                }
+                Err(panic) => {
+                    return Err(Fault {
+                        message: format!("the model crashed: {panic}"),
+                        remedy: "press r to restart the engine; the transcript is kept".into(),
+                    })
+                }
+            }
+            let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
+            if let Some(p) = self
+                .mic_path
+                .as_mut()
+                .filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE)
+            {
+                // The reference: exactly what goes to the speaker below.
+                p.push_far(&self.out.pcm);
+            }
+
+            let t_out = Instant::now();
+            self.output
+                .emit(&self.out.pcm, self.frames.is_realtime(), &self.meters)
+                .map_err(io)?;
+            self.dump_step().map_err(io)?;
+            let spoke_text = self.out.text.is_some();
+            if let Some(text) = self.out.text.take() {
+                self.send(EngineEvent::Text(text));
+            }
+            self.stats.frames_out += 1;
+            self.stats.output_seconds += self.frame_len as f64 / self.rate as f64;
+            let overhead_ms = (work + t_out.elapsed()).as_secs_f64() * 1000.0;
+            self.stats.step_ms.push(step_ms);
+            self.stats.overhead_ms.push(overhead_ms);
+            let out_rms = rms(&self.out.pcm);
+            self.send(EngineEvent::Step(StepStats {
+                step_index: self.step_index,
+                step_ms,
+                overhead_ms,
+                rtf: step_ms / self.stats.frame_ms,
+                dropped_frames: self.stats.dropped_frames,
+                xruns_in: self.meters.xruns_in(),
+                xruns_out: self.meters.xruns_out(),
+                latency_ms: self.stats.latency.total_ms(),
+                mic_rms,
+                out_rms,
+            }));
+            self.step_index += 1;
+            if self.turns.step(spoke_text) {
+                self.send(EngineEvent::TurnEnded);
+            }
+            self.maybe_sample_rss();
+            if idle.as_mut().is_some_and(|w| {
+                w.observe(
+                    self.frame_len as f64 / self.rate as f64,
+                    mic_rms,
+                    out_rms,
+                    spoke_text,
+                )
+            }) {
+                return Ok(Some(self.unload()));
+            }
+        }
+    }
+
+    pub(super) fn dump_step(&mut self) -> anyhow::Result<()> {
+        if let Some(d) = self.dump.as_mut() {
+            let line = serde_json::json!({
+                "step": self.step_index,
+                "text_token": self.out.text_token,
+                "audio_codes": self.out.audio_codes,
+            });
+            writeln!(d, "{line}")?;
+        }
+        Ok(())
+    }
+}
