@@ -32,6 +32,8 @@ pub enum Cmd {
     History(HistoryArgs),
     /// Check audio, compute backends, memory, weights, personas and paths.
     Doctor,
+    /// Serve the engine to remote clients over Kyutai's WebSocket protocol (/api/chat).
+    Serve(ServeArgs),
     /// List every persona with its hotkey, source file and validity, or check one file.
     Personas(PersonasArgs),
 }
@@ -126,8 +128,37 @@ pub struct RunArgs {
     /// when you speak again (off by default).
     #[arg(long, global = true, value_name = "SECS")]
     pub idle_unload: Option<f64>,
+    /// Talk to a model on another machine: a server speaking Kyutai's protocol
+    /// (`assistant serve`, moshi-backend, moshi-server), e.g. ws://192.168.1.20:8998.
+    #[arg(long, global = true, value_name = "URL")]
+    pub connect: Option<String>,
+    /// The access token: what `serve` requires of clients, and what `--connect` sends
+    /// (as the kyutai-api-key header).
+    #[arg(long, global = true, env = "ASSISTANT_TOKEN", value_name = "SECRET")]
+    pub token: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// `assistant serve`: the engine (`--engine`, `--demo`, `--model-dir`, sampling flags)
+/// for remote clients, one engine state per session.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but a loopback address needs --token or --no-auth.
+    #[arg(long, default_value = "127.0.0.1:8998", value_name = "ADDR:PORT")]
+    pub bind: std::net::SocketAddr,
+    /// Serve a non-local address without a token (anyone who reaches it can use it).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Sessions at once; a client beyond that gets a "busy" error and is closed.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub max_sessions: usize,
+    /// Close a session that sends nothing for this long.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub idle_timeout: f64,
+    /// Largest message a client may send, in bytes.
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub max_message: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

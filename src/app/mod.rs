@@ -3,8 +3,10 @@
 //! and the benchmarks that run the whole path live here.
 
 pub mod bench;
+pub mod connect;
 pub mod doctor;
 pub mod headless;
+pub mod serve;
 pub mod tui;
 
 use crate::audio::aec::EchoOptions;

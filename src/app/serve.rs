@@ -1,0 +1,106 @@
+//! `assistant serve`: our engine for remote clients, over Kyutai's protocol
+//! (`net::server`). Each session gets its own engine, built by the same loader a
+//! local run uses, with the session's query parameters as its sampling.
+
+use crate::cli::{RunArgs, ServeArgs};
+use crate::net::protocol::{Limits, SessionParams};
+use crate::net::server::{EventTap, LoaderFactory, ServeOptions, Server};
+use crate::session::{self, sessions_dir, Journal};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The run's arguments with a session's sampling in place (the command line's where the
+/// client sent none).
+pub fn args_for_session(base: &RunArgs, p: &SessionParams) -> RunArgs {
+    let mut a = base.clone();
+    let m = &mut a.model;
+    if let Some(t) = p.audio_temperature {
+        m.temperature = Some(t);
+    }
+    if let Some(t) = p.text_temperature {
+        m.text_temperature = Some(t);
+    }
+    if let Some(k) = p.audio_topk.or(p.text_topk) {
+        m.top_k = Some(k);
+    }
+    if let Some(s) = p.text_seed.or(p.audio_seed) {
+        m.seed = Some(s);
+    }
+    a
+}
+
+/// What `serve` will do, from the command line.
+pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
+    let model_name = match args.engine {
+        crate::cli::EngineKind::Loopback => "loopback".to_string(),
+        crate::cli::EngineKind::Moshi if args.model.demo => "demo".to_string(),
+        crate::cli::EngineKind::Moshi => match &args.model.model_dir {
+            Some(d) => d.display().to_string(),
+            None => args.model.hf_repo.clone(),
+        },
+    };
+    ServeOptions {
+        addr: serve.bind,
+        token: args.token.clone(),
+        no_auth: serve.no_auth,
+        max_sessions: serve.max_sessions,
+        limits: Limits {
+            max_message: serve.max_message.max(1024),
+            ..Limits::default()
+        },
+        idle: Duration::from_secs_f64(serve.idle_timeout.clamp(0.1, 86_400.0)),
+        max_backlog: args.max_backlog,
+        model_name,
+        ..ServeOptions::default()
+    }
+}
+
+pub fn factory(args: &RunArgs) -> LoaderFactory {
+    let base = args.clone();
+    Arc::new(move |p: &SessionParams| crate::app::loader_for(&args_for_session(&base, p)))
+}
+
+/// Serve until Ctrl-C; returns the exit code (2: cannot start).
+pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
+    let opts = options(args, serve);
+    let model = opts.model_name.clone();
+    // Each session is journalled like a local run, its input named by the peer.
+    let tap: Option<EventTap> = (!args.no_journal).then(|| {
+        let tap: EventTap = Arc::new(|peer, events| {
+            match Journal::create(&sessions_dir(), "serve", &format!("network {peer}")) {
+                Ok(j) => session::tee(events, j),
+                Err(e) => {
+                    tracing::warn!("serve: no journal for {peer}: {e:#}");
+                    events
+                }
+            }
+        });
+        tap
+    });
+    let server = match Server::start_with(opts, factory(args), tap) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let addr = server.local_addr();
+    eprintln!(
+        "serving {model} at ws://{addr}{} ({} session(s) at a time{}); Ctrl-C stops",
+        crate::net::server::CHAT_PATH,
+        serve.max_sessions,
+        if args.token.is_some() {
+            ", token required"
+        } else {
+            ""
+        }
+    );
+    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+    let _ = ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    });
+    let _ = rx.recv();
+    eprintln!("stopping");
+    server.stop();
+    0
+}

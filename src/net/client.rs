@@ -1,0 +1,832 @@
+//! `assistant --connect URL`: the "model" is a session on a server speaking Kyutai's
+//! protocol. [`RemoteModel`] is a [`DuplexModel`]: its `step` hands the frame to a
+//! network thread (which encodes it to Ogg/Opus and sends it) and returns whatever
+//! audio and text the server has sent back, so the whole local path (devices, rings,
+//! echo cancellation, TUI, journal, files) is the one a local model uses.
+//!
+//! Playback is by stream position: step `n` plays the server's audio at positions
+//! `[n*1920 - delay, (n+1)*1920 - delay)`, where `delay` starts at 0 (the answer to the
+//! frame just sent). Two pacings:
+//! - **real time** (a microphone, or a paced file): `step` waits at most one Opus frame
+//!   (40 ms) for that audio: the jitter buffer. When it is late, the step plays
+//!   silence and `delay` grows by one Opus frame (960 samples), up to 8; it never grows
+//!   otherwise, and audio older than the position played is dropped, as the local engine
+//!   drops input, so delay cannot pile up. On a LAN the remote path then adds the round
+//!   trip and the codec, not a whole frame.
+//! - **lock step** (a file read as fast as possible): `step` waits for the answer to the
+//!   frame it sent, so the file goes through at the speed of the round trip.
+
+use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits};
+use super::protocol::{Handshake, Limits, Message, SessionParams};
+use super::server::{ws_config, API_KEY_HEADER};
+use crate::engine::model::{DuplexModel, ModelInfo, StepOutput};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const FRAME_LEN: usize = 1920;
+const RATE: u32 = 24_000;
+/// One Opus frame (40 ms): the jitter buffer's unit, and the longest a real-time step waits.
+const OPUS_FRAME: usize = 960;
+/// Largest delay the jitter buffer grows to, in Opus frames (320 ms).
+pub const MAX_JITTER: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `ws://host:port` (the path defaults to `/api/chat`) or a full URL.
+    pub url: String,
+    pub params: SessionParams,
+    /// Sent as the `kyutai-api-key` header.
+    pub token: Option<String>,
+    pub connect_timeout: Duration,
+    /// How long the server may take to load its model and send its handshake.
+    pub handshake_timeout: Duration,
+    /// Wait in `step` for the server's answer (a file read as fast as possible).
+    pub lockstep: bool,
+    /// How long a lock-step `step` waits before calling the server gone.
+    pub answer_timeout: Duration,
+    pub limits: Limits,
+    pub reader: ReaderLimits,
+}
+
+impl ConnectOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            params: SessionParams::default(),
+            token: None,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(60),
+            lockstep: false,
+            answer_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            reader: ReaderLimits::default(),
+        }
+    }
+}
+
+/// Why the client could not start a session. Each names what failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("bad server URL {url:?}: {why} (expected ws://HOST:PORT, e.g. ws://127.0.0.1:8998)")]
+    BadUrl { url: String, why: String },
+    #[error("{url}: wss:// (TLS) is not supported yet; use ws://")]
+    NoTls { url: String },
+    #[error("cannot connect to {url}: {why}")]
+    Connect { url: String, why: String },
+    #[error("{url}: the server refused the WebSocket upgrade: HTTP {status}{body}")]
+    Http {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: no answer within {secs:.0} s")]
+    Timeout { url: String, secs: f64 },
+    #[error("{url}: the server does not speak Kyutai's protocol: {why}")]
+    NotKyutai { url: String, why: String },
+    #[error("{url}: the server said: {message}")]
+    Server { url: String, message: String },
+}
+
+/// What the server told us about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerInfo {
+    pub url: String,
+    pub handshake: Handshake,
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl ServerInfo {
+    /// The model, as the metadata names it (`model`, else `lm_model_file`).
+    pub fn model(&self) -> Option<String> {
+        let m = self.metadata.as_ref()?;
+        ["model", "lm_model_file", "instance_name"]
+            .iter()
+            .find_map(|k| m.get(k).and_then(|v| v.as_str()).map(str::to_owned))
+    }
+}
+
+/// Network figures, shared between the model (engine thread) and whoever reports them.
+#[derive(Debug, Default)]
+pub struct NetStats {
+    pub frames_sent: AtomicU64,
+    pub frames_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub rtt_last_us: AtomicU64,
+    pub rtt_sum_us: AtomicU64,
+    pub rtt_count: AtomicU64,
+    pub rtt_max_us: AtomicU64,
+    pub underruns: AtomicU64,
+    pub dropped_frames: AtomicU64,
+    /// The jitter buffer, in 40 ms Opus frames.
+    pub jitter_opus_frames: AtomicU64,
+}
+
+impl NetStats {
+    pub fn rtt_mean_ms(&self) -> f64 {
+        let n = self.rtt_count.load(Ordering::Relaxed);
+        if n == 0 {
+            return 0.0;
+        }
+        self.rtt_sum_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "frames_sent": g(&self.frames_sent),
+            "frames_received": g(&self.frames_received),
+            "bytes_sent": g(&self.bytes_sent),
+            "bytes_received": g(&self.bytes_received),
+            "rtt_mean_ms": self.rtt_mean_ms(),
+            "rtt_max_ms": g(&self.rtt_max_us) as f64 / 1000.0,
+            "underruns": g(&self.underruns),
+            "dropped_frames": g(&self.dropped_frames),
+            "jitter_ms": g(&self.jitter_opus_frames) * 40,
+        })
+    }
+}
+
+/// What the network thread hands the model.
+enum Incoming {
+    Audio(Vec<f32>, Instant),
+    Text(String),
+    Closed(String),
+}
+
+/// A session on a remote server, stepped like a local model.
+pub struct RemoteModel {
+    info: ServerInfo,
+    lockstep: bool,
+    answer_timeout: Duration,
+    to_net: Option<mpsc::UnboundedSender<Vec<f32>>>,
+    from_net: crossbeam_channel::Receiver<Incoming>,
+    /// Received samples from stream position `buf_start` on.
+    buffer: VecDeque<f32>,
+    buf_start: u64,
+    text: String,
+    /// Send times of frames whose answer has not fully arrived.
+    sent_at: VecDeque<Instant>,
+    /// Samples received toward the oldest unanswered frame.
+    partial: usize,
+    /// Samples sent so far (the stream position of the next frame).
+    sent: u64,
+    /// How far playback lags what was sent, in samples (a multiple of 960).
+    delay: u64,
+    closed: Option<String>,
+    stats: Arc<NetStats>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Connect, wait for the server's handshake, and return a model ready to step.
+pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
+    let url = chat_url(&opts.url, &opts.params)?;
+    let stats = Arc::new(NetStats::default());
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+    let (to_net, frames) = mpsc::unbounded_channel();
+    let (incoming_tx, from_net) = crossbeam_channel::unbounded();
+    let (o, st, u) = (opts.clone(), stats.clone(), url.clone());
+    let thread = std::thread::Builder::new()
+        .name("net-client".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(ConnectError::Connect {
+                        url: u,
+                        why: e.to_string(),
+                    }));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match open(&u, &o).await {
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                    Ok((ws, info)) => {
+                        let _ = ready_tx.send(Ok(info));
+                        pump(ws, frames, incoming_tx, &o, &st).await;
+                    }
+                }
+            });
+        })
+        .map_err(|e| ConnectError::Connect {
+            url: url.clone(),
+            why: e.to_string(),
+        })?;
+    let info = match ready_rx.recv() {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ConnectError::Connect {
+                url,
+                why: "the network thread ended".into(),
+            })
+        }
+    };
+    Ok(RemoteModel {
+        info,
+        lockstep: opts.lockstep,
+        answer_timeout: opts.answer_timeout,
+        to_net: Some(to_net),
+        from_net,
+        buffer: VecDeque::with_capacity(FRAME_LEN * 8),
+        buf_start: 0,
+        text: String::new(),
+        sent_at: VecDeque::new(),
+        partial: 0,
+        sent: 0,
+        delay: 0,
+        closed: None,
+        stats,
+        thread: Some(thread),
+    })
+}
+
+/// The full URL: `/api/chat` when no path is given, and the session's query.
+pub fn chat_url(url: &str, params: &SessionParams) -> Result<String, ConnectError> {
+    let bad = |why: &str| ConnectError::BadUrl {
+        url: url.into(),
+        why: why.into(),
+    };
+    let rest = if let Some(r) = url.strip_prefix("ws://") {
+        r
+    } else if url.starts_with("wss://") {
+        return Err(ConnectError::NoTls { url: url.into() });
+    } else if let Some((scheme, _)) = url.split_once("://") {
+        return Err(bad(&format!("scheme {scheme}:// is not ws://")));
+    } else {
+        return Err(bad("no ws:// scheme"));
+    };
+    let (host, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let path = if path.is_empty() || path == "/" {
+        super::server::CHAT_PATH
+    } else {
+        path
+    };
+    let extra = params.to_query();
+    let query = match (query.is_empty(), extra.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!("?{extra}"),
+        (false, true) => format!("?{query}"),
+        (false, false) => format!("?{query}&{extra}"),
+    };
+    Ok(format!("ws://{host}{path}{query}"))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, ServerInfo), ConnectError> {
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| ConnectError::BadUrl {
+            url: url.into(),
+            why: e.to_string(),
+        })?;
+    if let Some(t) = &opts.token {
+        let v = t.parse().map_err(|_| ConnectError::BadUrl {
+            url: url.into(),
+            why: "the token is not a valid header value".into(),
+        })?;
+        req.headers_mut().insert(API_KEY_HEADER, v);
+    }
+    let connecting =
+        tokio_tungstenite::connect_async_with_config(req, Some(ws_config(&opts.limits)), true);
+    let (mut ws, _) = match tokio::time::timeout(opts.connect_timeout, connecting).await {
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                url: url.into(),
+                secs: opts.connect_timeout.as_secs_f64(),
+            })
+        }
+        Ok(Err(e)) => return Err(upgrade_error(url, e)),
+        Ok(Ok(x)) => x,
+    };
+    // Metadata may come first (moshi-backend); the handshake says the model is ready.
+    let mut metadata = None;
+    let deadline = tokio::time::Instant::now() + opts.handshake_timeout;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => {
+                return Err(ConnectError::Timeout {
+                    url: url.into(),
+                    secs: opts.handshake_timeout.as_secs_f64(),
+                })
+            }
+            Ok(None) => {
+                return Err(ConnectError::NotKyutai {
+                    url: url.into(),
+                    why: "it closed the connection before its handshake".into(),
+                })
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ConnectError::NotKyutai {
+                    url: url.into(),
+                    why: e.to_string(),
+                })
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        let bytes = match msg {
+            WsMessage::Binary(b) => b,
+            WsMessage::Close(f) => {
+                return Err(ConnectError::NotKyutai {
+                    url: url.into(),
+                    why: format!(
+                        "it closed the connection before its handshake{}",
+                        f.map(|f| format!(": {}", f.reason)).unwrap_or_default()
+                    ),
+                })
+            }
+            WsMessage::Text(_) => {
+                return Err(ConnectError::NotKyutai {
+                    url: url.into(),
+                    why: "it sent a text frame (the protocol is binary)".into(),
+                })
+            }
+            _ => continue,
+        };
+        match Message::parse(&bytes, &opts.limits) {
+            Ok(Message::Handshake(h)) => {
+                return Ok((
+                    ws,
+                    ServerInfo {
+                        url: url.into(),
+                        handshake: h,
+                        metadata,
+                    },
+                ))
+            }
+            Ok(Message::Metadata(m)) => metadata = Some(m),
+            Ok(Message::Error(e)) => {
+                return Err(ConnectError::Server {
+                    url: url.into(),
+                    message: e,
+                })
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ConnectError::NotKyutai {
+                    url: url.into(),
+                    why: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+fn upgrade_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> ConnectError {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::Http(resp) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| {
+                    String::from_utf8_lossy(&b[..b.len().min(300)])
+                        .trim()
+                        .to_string()
+                })
+                .filter(|b| !b.is_empty())
+                .map(|b| format!(": {b}"))
+                .unwrap_or_default();
+            ConnectError::Http {
+                url: url.into(),
+                status: resp.status().as_u16(),
+                body,
+            }
+        }
+        E::Io(io) => ConnectError::Connect {
+            url: url.into(),
+            why: io.to_string(),
+        },
+        other => ConnectError::NotKyutai {
+            url: url.into(),
+            why: other.to_string(),
+        },
+    }
+}
+
+/// The session: frames from the engine out as Opus, the server's audio and text in.
+async fn pump(
+    ws: Ws,
+    mut frames: mpsc::UnboundedReceiver<Vec<f32>>,
+    incoming: crossbeam_channel::Sender<Incoming>,
+    opts: &ConnectOptions,
+    stats: &NetStats,
+) {
+    let (mut sink, mut source) = ws.split();
+    let why = async {
+        let mut writer = OggOpusWriter::new().map_err(|e| format!("{e:#}"))?;
+        let mut reader = OggOpusReader::new(opts.reader).map_err(|e| format!("{e:#}"))?;
+        let mut pcm = Vec::with_capacity(4 * FRAME_LEN);
+        loop {
+            tokio::select! {
+                frame = frames.recv() => {
+                    let Some(frame) = frame else {
+                        let _ = sink.close().await;
+                        return Ok::<_, String>(());
+                    };
+                    writer.push(&frame).map_err(|e| format!("{e:#}"))?;
+                    let pages = writer.take();
+                    if !pages.is_empty() {
+                        let bytes = Message::Audio(pages).encode();
+                        stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        sink.send(WsMessage::Binary(bytes.into()))
+                            .await
+                            .map_err(|e| format!("sending to the server: {e}"))?;
+                    }
+                }
+                msg = source.next() => {
+                    let bytes = match msg {
+                        None => return Err("the server closed the connection".into()),
+                        Some(Err(e)) => return Err(format!("the connection failed: {e}")),
+                        Some(Ok(WsMessage::Binary(b))) => b,
+                        Some(Ok(WsMessage::Close(f))) => {
+                            return Err(format!(
+                                "the server closed the session{}",
+                                f.map(|f| format!(": {}", f.reason)).unwrap_or_default()
+                            ))
+                        }
+                        Some(Ok(WsMessage::Text(_))) => {
+                            return Err("the server sent a text frame (the protocol is binary)".into())
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    stats.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    match Message::parse(&bytes, &opts.limits) {
+                        Ok(Message::Audio(pages)) => {
+                            pcm.clear();
+                            reader
+                                .feed(&pages, &mut pcm)
+                                .map_err(|e| format!("the server's audio: {e}"))?;
+                            if !pcm.is_empty()
+                                && incoming.send(Incoming::Audio(pcm.clone(), Instant::now())).is_err()
+                            {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Message::Text(t)) => {
+                            if incoming.send(Incoming::Text(t)).is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Message::Error(e)) => return Err(format!("the server said: {e}")),
+                        // Metadata, handshakes, pings, controls and moshi-server's extensions.
+                        Ok(_) => {}
+                        Err(e) => return Err(format!("the server sent a malformed message: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(why) = why {
+        tracing::warn!("connect: {why}");
+        let _ = incoming.send(Incoming::Closed(why));
+    }
+}
+
+impl RemoteModel {
+    pub fn server(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    pub fn stats(&self) -> Arc<NetStats> {
+        self.stats.clone()
+    }
+
+    fn take(&mut self, ev: Incoming) {
+        match ev {
+            Incoming::Audio(pcm, at) => {
+                self.stats
+                    .frames_received
+                    .fetch_add(pcm.len() as u64 / FRAME_LEN as u64, Ordering::Relaxed);
+                self.partial += pcm.len();
+                while self.partial >= FRAME_LEN {
+                    self.partial -= FRAME_LEN;
+                    if let Some(sent) = self.sent_at.pop_front() {
+                        let us = at.saturating_duration_since(sent).as_micros() as u64;
+                        let s = &self.stats;
+                        s.rtt_last_us.store(us, Ordering::Relaxed);
+                        s.rtt_sum_us.fetch_add(us, Ordering::Relaxed);
+                        s.rtt_count.fetch_add(1, Ordering::Relaxed);
+                        s.rtt_max_us.fetch_max(us, Ordering::Relaxed);
+                    }
+                }
+                self.buffer.extend(pcm);
+                // A server sending more than it was sent cannot fill our memory.
+                let cap = 4 * RATE as usize;
+                if self.buffer.len() > cap {
+                    let extra = self.buffer.len() - cap;
+                    self.buffer.drain(..extra);
+                    self.buf_start += extra as u64;
+                }
+            }
+            Incoming::Text(t) => self.text.push_str(&t),
+            Incoming::Closed(why) => self.closed = Some(why),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(ev) = self.from_net.try_recv() {
+            self.take(ev);
+        }
+    }
+
+    fn gone(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: {}",
+            self.info.url,
+            self.closed.as_deref().unwrap_or("the session ended")
+        )
+    }
+
+    /// Play stream positions `[end - 1920, end)` into `out` (positions before the
+    /// stream are silence), waiting until `wait` for them. Returns false if they did
+    /// not all arrive in time.
+    fn play(&mut self, end: u64, wait: Duration, out: &mut [f32]) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + wait;
+        while self.buf_start + (self.buffer.len() as u64) < end {
+            if self.closed.is_some() {
+                return Err(self.gone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.from_net.recv_timeout(left) {
+                Ok(ev) => self.take(ev),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Ok(false),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(self.gone()),
+            }
+        }
+        let start = end.saturating_sub(FRAME_LEN as u64);
+        // What is older than the frame due now is stale (it came too late): dropped.
+        let stale = start.saturating_sub(self.buf_start) as usize;
+        if stale > 0 {
+            self.buffer.drain(..stale);
+            self.buf_start += stale as u64;
+            self.stats
+                .dropped_frames
+                .fetch_add(stale.div_ceil(FRAME_LEN) as u64, Ordering::Relaxed);
+        }
+        let lead = FRAME_LEN - (end - start) as usize;
+        let n = (end - start) as usize;
+        for (o, s) in out[lead..].iter_mut().zip(self.buffer.drain(..n)) {
+            *o = s;
+        }
+        self.buf_start += n as u64;
+        Ok(true)
+    }
+}
+
+impl DuplexModel for RemoteModel {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: match self.info.model() {
+                Some(m) => format!("{m} at {}", self.info.url),
+                None => format!("remote {}", self.info.url),
+            },
+            device: "remote".into(),
+            dtype: "opus".into(),
+        }
+    }
+    fn sample_rate(&self) -> u32 {
+        RATE
+    }
+    fn frame_len(&self) -> usize {
+        FRAME_LEN
+    }
+    fn delay_frames(&self) -> usize {
+        (self.delay as usize).div_ceil(FRAME_LEN)
+    }
+    fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            pcm_in.len() == FRAME_LEN,
+            "remote model: frame of {} samples, expected {FRAME_LEN}",
+            pcm_in.len()
+        );
+        self.drain();
+        if let Some(why) = &self.closed {
+            anyhow::bail!("{}: {why}", self.info.url);
+        }
+        let Some(tx) = self.to_net.as_ref() else {
+            return Err(self.gone());
+        };
+        if tx.send(pcm_in.to_vec()).is_err() {
+            return Err(self.gone());
+        }
+        self.sent_at.push_back(Instant::now());
+        self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.sent += FRAME_LEN as u64;
+        let end = self.sent.saturating_sub(self.delay);
+        if self.lockstep {
+            if !self.play(end, self.answer_timeout, &mut out.pcm)? {
+                anyhow::bail!(
+                    "{}: no audio from the server for {:.0} s",
+                    self.info.url,
+                    self.answer_timeout.as_secs_f64()
+                );
+            }
+        } else {
+            let wait = Duration::from_millis(40);
+            if !self.play(end, wait, &mut out.pcm)? {
+                // Late: silence now, and one more Opus frame of buffer from now on.
+                self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+                if self.delay < (MAX_JITTER * OPUS_FRAME) as u64 {
+                    self.delay += OPUS_FRAME as u64;
+                    self.stats
+                        .jitter_opus_frames
+                        .store(self.delay / OPUS_FRAME as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        if !self.text.is_empty() {
+            out.text = Some(std::mem::take(&mut self.text));
+        }
+        Ok(())
+    }
+    fn reset(&mut self) {
+        // The server keeps its conversation; the text queued here is dropped.
+        self.text.clear();
+    }
+}
+
+impl Drop for RemoteModel {
+    fn drop(&mut self) {
+        // Closing the channel makes the network thread close the WebSocket and end.
+        self.to_net = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model wired to channels instead of a network thread.
+    fn fake(
+        lockstep: bool,
+    ) -> (
+        RemoteModel,
+        crossbeam_channel::Sender<Incoming>,
+        mpsc::UnboundedReceiver<Vec<f32>>,
+    ) {
+        let (to_net, frames) = mpsc::unbounded_channel();
+        let (tx, from_net) = crossbeam_channel::unbounded();
+        let m = RemoteModel {
+            info: ServerInfo {
+                url: "ws://test/api/chat".into(),
+                handshake: Handshake::Short,
+                metadata: Some(serde_json::json!({"model": "fake"})),
+            },
+            lockstep,
+            answer_timeout: Duration::from_millis(200),
+            to_net: Some(to_net),
+            from_net,
+            buffer: VecDeque::new(),
+            buf_start: 0,
+            text: String::new(),
+            sent_at: VecDeque::new(),
+            partial: 0,
+            sent: 0,
+            delay: 0,
+            closed: None,
+            stats: Arc::new(NetStats::default()),
+            thread: None,
+        };
+        (m, tx, frames)
+    }
+
+    fn frame(v: f32) -> Incoming {
+        Incoming::Audio(vec![v; FRAME_LEN], Instant::now())
+    }
+
+    fn step(m: &mut RemoteModel) -> anyhow::Result<StepOutput> {
+        let mut out = StepOutput::default();
+        out.clear(FRAME_LEN);
+        m.step(&[0.0; FRAME_LEN], &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn jitter_buffer_grows_by_one_opus_frame_when_late_and_drops_stale_audio() {
+        let (mut m, tx, mut sent) = fake(false);
+        let jitter = |m: &RemoteModel| m.stats.jitter_opus_frames.load(Ordering::Relaxed);
+        // The answer is there in time (text first): played at once, no added delay.
+        tx.send(Incoming::Text(" hi".into())).unwrap();
+        tx.send(frame(1.0)).unwrap();
+        let out = step(&mut m).unwrap();
+        assert_eq!((out.pcm[0], out.text.as_deref()), (1.0, Some(" hi")));
+        assert_eq!(sent.try_recv().unwrap().len(), FRAME_LEN);
+        assert_eq!(m.delay_frames(), 0);
+        // Late by more than one Opus frame: silence, and the buffer grows by 40 ms.
+        let t = Instant::now();
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert!(t.elapsed() >= Duration::from_millis(40));
+        assert_eq!(
+            (m.stats.underruns.load(Ordering::Relaxed), jitter(&m)),
+            (1, 1)
+        );
+        // Then play lags by 960 samples: the late audio's first half is stale.
+        tx.send(frame(2.0)).unwrap();
+        tx.send(frame(3.0)).unwrap();
+        let out = step(&mut m).unwrap();
+        assert_eq!((out.pcm[0], out.pcm[959], out.pcm[960]), (2.0, 2.0, 3.0));
+        assert_eq!(m.stats.dropped_frames.load(Ordering::Relaxed), 1);
+        // Late again: 80 ms of buffer now.
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(jitter(&m), 2);
+        assert_eq!(m.delay_frames(), 1);
+        tx.send(frame(4.0)).unwrap();
+        assert_eq!(step(&mut m).unwrap().pcm, vec![4.0; FRAME_LEN]);
+        // A burst after a stall plays in order, without waiting.
+        for v in [5.0, 6.0, 7.0] {
+            tx.send(frame(v)).unwrap();
+        }
+        let t = Instant::now();
+        for v in [5.0, 6.0, 7.0] {
+            assert_eq!(step(&mut m).unwrap().pcm[FRAME_LEN - 1], v);
+        }
+        assert!(t.elapsed() < Duration::from_millis(40));
+        assert_eq!(m.stats.underruns.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn lockstep_waits_for_the_answer_and_names_a_silent_or_gone_server() {
+        let (mut m, tx, _sent) = fake(true);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            tx.send(Incoming::Audio(vec![0.5; 960], Instant::now()))
+                .unwrap();
+            tx.send(Incoming::Audio(vec![0.5; 960], Instant::now()))
+                .unwrap();
+            tx
+        });
+        assert_eq!(step(&mut m).unwrap().pcm[FRAME_LEN - 1], 0.5);
+        let tx = t.join().unwrap();
+        // The round trip: from the frame's send to its answer's arrival.
+        let rtt = m.stats.rtt_last_us.load(Ordering::Relaxed);
+        assert!((25_000..1_000_000).contains(&rtt), "{rtt} µs");
+        let e = step(&mut m).unwrap_err().to_string();
+        assert!(e.contains("no audio from the server"), "{e}");
+        tx.send(Incoming::Closed("the server closed the connection".into()))
+            .unwrap();
+        let e = step(&mut m).unwrap_err().to_string();
+        assert!(e.contains("ws://test/api/chat: the server closed"), "{e}");
+    }
+
+    #[test]
+    fn urls() {
+        let p = SessionParams::default();
+        assert_eq!(
+            chat_url("ws://127.0.0.1:8998", &p).unwrap(),
+            "ws://127.0.0.1:8998/api/chat"
+        );
+        assert_eq!(
+            chat_url("ws://h:1/other?x=1", &p).unwrap(),
+            "ws://h:1/other?x=1"
+        );
+        let p = SessionParams {
+            text_temperature: Some(0.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            chat_url("ws://h:1/", &p).unwrap(),
+            "ws://h:1/api/chat?text_temperature=0"
+        );
+        assert!(matches!(
+            chat_url("wss://h", &p),
+            Err(ConnectError::NoTls { .. })
+        ));
+        assert!(matches!(
+            chat_url("http://h", &p),
+            Err(ConnectError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            chat_url("h:8998", &p),
+            Err(ConnectError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            chat_url("ws:///api/chat", &p),
+            Err(ConnectError::BadUrl { .. })
+        ));
+    }
+}

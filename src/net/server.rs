@@ -1,0 +1,578 @@
+//! `assistant serve`: Kyutai's `/api/chat` over WebSocket, one engine per session.
+//!
+//! Each session: the client's Ogg/Opus is decoded on a tokio task and pushed into
+//! the engine's input ring; the engine thread steps its own model and pushes into an
+//! output ring; after each step (an engine event) the session drains that ring into
+//! the Opus encoder and sends the pages, with the step's text before its audio, as
+//! Kyutai's servers do. The engine thread never awaits and the network never waits
+//! for the engine: the rings and a channel are all they share.
+//!
+//! Order on the wire, as `moshi-backend`: metadata (kind 4), then the handshake once
+//! the session's model is ready, then text and audio.
+
+use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits, SAMPLE_RATE};
+use super::protocol::{Handshake, Limits, Message, SessionParams, PROTOCOL_VERSION};
+use crate::audio::device::{ring_for, AudioFormat};
+use crate::audio::meters::Meters;
+use crate::audio::port::{InputPort, OutputPort};
+use crate::engine::load::Loader;
+use crate::engine::runner::{self, EngineSetup};
+use crate::engine::{Command, EngineEvent};
+use futures_util::{SinkExt, StreamExt};
+use ringbuf::traits::{Consumer, Producer};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// The path Kyutai's clients connect to.
+pub const CHAT_PATH: &str = "/api/chat";
+/// The header `moshi-server` reads a token from (as well as the `auth_id` query key).
+pub const API_KEY_HEADER: &str = "kyutai-api-key";
+
+/// Builds the engine's model loader for one session, from its query parameters.
+pub type LoaderFactory = Arc<dyn Fn(&SessionParams) -> Loader + Send + Sync>;
+
+/// Sees a session's engine events on their way to the session (a journal tees them):
+/// given the peer and the events, returns the events to forward.
+pub type EventTap = Arc<
+    dyn Fn(
+            SocketAddr,
+            crossbeam_channel::Receiver<EngineEvent>,
+        ) -> crossbeam_channel::Receiver<EngineEvent>
+        + Send
+        + Sync,
+>;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    /// Required from every client when set (query `auth_id` or header `kyutai-api-key`).
+    pub token: Option<String>,
+    /// Allow a non-local bind without a token (explicitly asked for).
+    pub no_auth: bool,
+    pub max_sessions: usize,
+    pub limits: Limits,
+    pub reader: ReaderLimits,
+    /// A session that sends nothing for this long is closed.
+    pub idle: Duration,
+    /// The HTTP upgrade must complete within this.
+    pub handshake_timeout: Duration,
+    /// Input frames the engine may fall behind before it drops the oldest.
+    pub max_backlog: usize,
+    /// Shown in the metadata (`instance_name`, `model`).
+    pub model_name: String,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8998)),
+            token: None,
+            no_auth: false,
+            max_sessions: 1,
+            limits: Limits::default(),
+            reader: ReaderLimits::default(),
+            idle: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            max_backlog: 3,
+            model_name: "assistant".into(),
+        }
+    }
+}
+
+/// Counters over the server's life (for logs and tests).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub accepted: AtomicU64,
+    pub sessions: AtomicU64,
+    pub busy: AtomicU64,
+    pub rejected: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub active: AtomicU64,
+}
+
+/// A running server; dropping it (or `stop`) ends it and its sessions.
+pub struct Server {
+    addr: SocketAddr,
+    pub stats: Arc<ServerStats>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("refusing to serve {0} without authentication: it is reachable from other machines; pass --token SECRET (clients send it as ?auth_id= or the kyutai-api-key header) or --no-auth")]
+    NeedsAuth(SocketAddr),
+    #[error("cannot listen on {addr}: {why}")]
+    Bind { addr: SocketAddr, why: String },
+    #[error("--max-sessions must be at least 1")]
+    NoSessions,
+}
+
+impl Server {
+    /// Bind and start serving on a thread of its own (a tokio runtime with two workers).
+    pub fn start(opts: ServeOptions, factory: LoaderFactory) -> Result<Self, StartError> {
+        Self::start_with(opts, factory, None)
+    }
+
+    /// As `start`, with a tap on every session's engine events.
+    pub fn start_with(
+        opts: ServeOptions,
+        factory: LoaderFactory,
+        tap: Option<EventTap>,
+    ) -> Result<Self, StartError> {
+        if !opts.addr.ip().is_loopback() && opts.token.is_none() && !opts.no_auth {
+            return Err(StartError::NeedsAuth(opts.addr));
+        }
+        if opts.max_sessions == 0 {
+            return Err(StartError::NoSessions);
+        }
+        let want = opts.addr;
+        let bind_err = move |e: std::io::Error| StartError::Bind {
+            addr: want,
+            why: e.to_string(),
+        };
+        let std_listener = std::net::TcpListener::bind(opts.addr).map_err(bind_err)?;
+        std_listener.set_nonblocking(true).map_err(bind_err)?;
+        let addr = std_listener.local_addr().map_err(bind_err)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("net-server")
+            .enable_all()
+            .build()
+            .map_err(bind_err)?;
+        let stats = Arc::new(ServerStats::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let st = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("net-serve".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("serve: {e}");
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        _ = accept_loop(listener, Arc::new(opts), factory, tap, st) => {}
+                        _ = stop_rx => {}
+                    }
+                });
+                // Sessions still running end with the runtime; their engines see the
+                // input end and stop.
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(bind_err)?;
+        Ok(Self {
+            addr,
+            stats,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Wait until the server stops (it does not, unless stopped from elsewhere).
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    opts: Arc<ServeOptions>,
+    factory: LoaderFactory,
+    tap: Option<EventTap>,
+    stats: Arc<ServerStats>,
+) {
+    let permits = Arc::new(Semaphore::new(opts.max_sessions));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the others.
+                tracing::warn!("serve: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let (opts, hooks, stats, permits) = (
+            opts.clone(),
+            (factory.clone(), tap.clone()),
+            stats.clone(),
+            permits.clone(),
+        );
+        tokio::spawn(async move {
+            connection(stream, peer, opts, hooks, stats, permits).await;
+        });
+    }
+}
+
+/// The upgrade request's verdict: the session's parameters, or an HTTP refusal.
+fn check_request(
+    req: &Request,
+    opts: &ServeOptions,
+) -> Result<SessionParams, (StatusCode, String)> {
+    if req.uri().path() != CHAT_PATH {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "no endpoint at {}: this server speaks Kyutai's protocol at {CHAT_PATH}",
+                req.uri().path()
+            ),
+        ));
+    }
+    let params = SessionParams::from_query(req.uri().query().unwrap_or(""))
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    if let Some(token) = &opts.token {
+        let header = req
+            .headers()
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let given = params.auth_id.as_deref().or(header);
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "a token is required: send it as ?auth_id= or the kyutai-api-key header".into(),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn ws_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_message))
+        .max_write_buffer_size(4 * 1024 * 1024)
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    opts: Arc<ServeOptions>,
+    (factory, tap): (LoaderFactory, Option<EventTap>),
+    stats: Arc<ServerStats>,
+    permits: Arc<Semaphore>,
+) {
+    let mut params = None;
+    // The callback's signature (an `http::Response` as its error) is tungstenite's.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        match check_request(req, &opts) {
+            Ok(p) => {
+                params = Some(p);
+                Ok(resp)
+            }
+            Err((status, why)) => {
+                let mut r = ErrorResponse::new(Some(why));
+                *r.status_mut() = status;
+                Err(r)
+            }
+        }
+    };
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(ws_config(&opts.limits)),
+    );
+    let ws = match tokio::time::timeout(opts.handshake_timeout, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("serve: {peer}: refused: {e}");
+            return;
+        }
+        Err(_) => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "serve: {peer}: no WebSocket upgrade within {:?}",
+                opts.handshake_timeout
+            );
+            return;
+        }
+    };
+    let params = params.unwrap_or_default();
+    let (mut sink, source) = ws.split();
+    let Ok(_permit) = permits.clone().try_acquire_owned() else {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("serve: {peer}: busy ({} sessions)", opts.max_sessions);
+        let msg = Message::Error(format!(
+            "busy: this server runs {} session(s) at a time and all are in use; try again later",
+            opts.max_sessions
+        ));
+        let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
+        let _ = sink.close().await;
+        return;
+    };
+    stats.sessions.fetch_add(1, Ordering::Relaxed);
+    stats.active.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let summary = Session::run(sink, source, params, &opts, &factory, peer, tap).await;
+    stats.active.fetch_sub(1, Ordering::Relaxed);
+    if summary.protocol_error {
+        stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::info!(
+        "serve: session {peer}: {:.1} s, audio {:.1} s in, {:.1} s out, {} frames dropped by the engine, {:.2} s lost to a full input ring, ended: {}",
+        started.elapsed().as_secs_f64(),
+        summary.samples_in as f64 / SAMPLE_RATE as f64,
+        summary.samples_out as f64 / SAMPLE_RATE as f64,
+        summary.dropped_frames,
+        summary.overflow as f64 / SAMPLE_RATE as f64,
+        summary.ended
+    );
+}
+
+/// What the engine thread tells the session.
+enum FromEngine {
+    Ready,
+    Text(String),
+    Step,
+    Failed(String),
+    Stopped,
+}
+
+#[derive(Debug, Default)]
+struct Summary {
+    samples_in: usize,
+    samples_out: usize,
+    /// Input samples that did not fit the engine's input ring.
+    overflow: usize,
+    /// Frames the engine dropped to keep up.
+    dropped_frames: u64,
+    ended: String,
+    protocol_error: bool,
+}
+
+type WsSink =
+    futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<TcpStream>, WsMessage>;
+type WsSource = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<TcpStream>>;
+
+struct Session;
+
+impl Session {
+    async fn run(
+        mut sink: WsSink,
+        mut source: WsSource,
+        params: SessionParams,
+        opts: &ServeOptions,
+        factory: &LoaderFactory,
+        peer: SocketAddr,
+        tap: Option<EventTap>,
+    ) -> Summary {
+        let mut summary = Summary::default();
+        let format = AudioFormat {
+            sample_rate: SAMPLE_RATE,
+            channels: 1,
+        };
+        let (mut in_prod, in_cons) = ring_for(format, 2.0);
+        let (out_prod, mut out_cons) = ring_for(format, 2.0);
+        let ended = Arc::new(AtomicBool::new(false));
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let setup = EngineSetup {
+            speaker: Some(OutputPort {
+                prod: out_prod,
+                format,
+                prefill_ms: 0.0,
+            }),
+            max_backlog: opts.max_backlog,
+            ..EngineSetup::new(
+                factory(&params),
+                InputPort::Ring {
+                    cons: in_cons,
+                    format,
+                    ended: ended.clone(),
+                },
+                Arc::new(Meters::default()),
+                ev_tx,
+                cmd_rx,
+            )
+        };
+        let engine = runner::spawn(setup);
+        let ev_rx = match tap {
+            Some(tap) => tap(peer, ev_rx),
+            None => ev_rx,
+        };
+        // Engine events to the session, on a plain thread (crossbeam's recv blocks).
+        let (from_engine, mut engine_rx) = mpsc::unbounded_channel();
+        let bridge = std::thread::Builder::new()
+            .name("net-session".into())
+            .spawn(move || {
+                for ev in ev_rx.iter() {
+                    let m = match ev {
+                        EngineEvent::ModelReady { .. } => FromEngine::Ready,
+                        EngineEvent::Text(t) => FromEngine::Text(t),
+                        EngineEvent::Step(_) => FromEngine::Step,
+                        EngineEvent::ModelFailed { error, .. } => FromEngine::Failed(error),
+                        EngineEvent::Stopped => FromEngine::Stopped,
+                        _ => continue,
+                    };
+                    if from_engine.send(m).is_err() {
+                        break;
+                    }
+                }
+            });
+
+        let metadata = Message::Metadata(metadata(&params, opts));
+        let result: Result<String, (String, bool)> = async {
+            send(&mut sink, &metadata).await?;
+            let mut writer = OggOpusWriter::new().map_err(|e| (format!("{e:#}"), false))?;
+            let mut reader =
+                OggOpusReader::new(opts.reader).map_err(|e| (format!("{e:#}"), false))?;
+            let mut pcm_in = Vec::with_capacity(4 * 1920);
+            let mut pcm_out = vec![0f32; 2 * SAMPLE_RATE as usize];
+            let mut last_heard = Instant::now();
+            loop {
+                let idle_left = opts.idle.saturating_sub(last_heard.elapsed());
+                tokio::select! {
+                    incoming = source.next() => {
+                        last_heard = Instant::now();
+                        let bytes = match incoming {
+                            None => return Ok("the client left".to_string()),
+                            Some(Err(e)) => return Err((format!("connection: {e}"), is_capacity(&e))),
+                            Some(Ok(WsMessage::Binary(b))) => b,
+                            Some(Ok(WsMessage::Close(_))) => return Ok("the client closed".into()),
+                            Some(Ok(WsMessage::Text(_))) => {
+                                return Err(("a WebSocket text frame: this protocol is binary".into(), true))
+                            }
+                            Some(Ok(_)) => continue, // WebSocket ping/pong: answered by tungstenite
+                        };
+                        match Message::parse(&bytes, &opts.limits) {
+                            Ok(Message::Audio(pages)) => {
+                                pcm_in.clear();
+                                reader.feed(&pages, &mut pcm_in).map_err(|e| (e.to_string(), true))?;
+                                let pushed = in_prod.push_slice(&pcm_in);
+                                summary.overflow += pcm_in.len() - pushed;
+                                summary.samples_in += pcm_in.len();
+                            }
+                            Ok(Message::Error(e)) => return Ok(format!("the client said: {e}")),
+                            // Clients send only audio; the rest is harmless and ignored.
+                            Ok(_) => {}
+                            Err(e) => return Err((e.to_string(), true)),
+                        }
+                    }
+                    ev = engine_rx.recv() => match ev {
+                        Some(FromEngine::Ready) => {
+                            send(&mut sink, &Message::Handshake(Handshake::Versions {
+                                protocol: PROTOCOL_VERSION,
+                                model: 0,
+                            })).await?;
+                        }
+                        Some(FromEngine::Text(t)) => send(&mut sink, &Message::Text(t)).await?,
+                        Some(FromEngine::Step) => {
+                            let n = out_cons.pop_slice(&mut pcm_out);
+                            summary.samples_out += n;
+                            writer.push(&pcm_out[..n]).map_err(|e| (format!("{e:#}"), false))?;
+                            let pages = writer.take();
+                            if !pages.is_empty() {
+                                send(&mut sink, &Message::Audio(pages)).await?;
+                            }
+                        }
+                        Some(FromEngine::Failed(e)) => {
+                            let _ = send(&mut sink, &Message::Error(format!("the model failed: {e}"))).await;
+                            return Ok(format!("the model failed: {e}"));
+                        }
+                        Some(FromEngine::Stopped) | None => return Ok("the engine stopped".into()),
+                    },
+                    _ = tokio::time::sleep(idle_left) => {
+                        return Err((format!("nothing received for {:.0} s", opts.idle.as_secs_f64()), false));
+                    }
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(why) => summary.ended = why,
+            Err((why, hostile)) => {
+                summary.protocol_error = hostile;
+                let _ = send(&mut sink, &Message::Error(why.clone())).await;
+                summary.ended = why;
+            }
+        }
+        let _ = sink.close().await;
+        ended.store(true, Ordering::Release);
+        let _ = cmd_tx.send(Command::Shutdown);
+        let stats = tokio::task::spawn_blocking(move || {
+            let stats = engine.join();
+            if let Ok(b) = bridge {
+                let _ = b.join();
+            }
+            stats
+        })
+        .await;
+        if let Ok(Ok(s)) = stats {
+            summary.dropped_frames = s.dropped_frames;
+        }
+        summary
+    }
+}
+
+fn is_capacity(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_))
+}
+
+async fn send(sink: &mut WsSink, m: &Message) -> Result<(), (String, bool)> {
+    sink.send(WsMessage::Binary(m.encode().into()))
+        .await
+        .map_err(|e| (format!("sending: {e}"), false))
+}
+
+/// The metadata `moshi-backend` sends, with our values.
+fn metadata(p: &SessionParams, opts: &ServeOptions) -> serde_json::Value {
+    serde_json::json!({
+        "text_temperature": p.text_temperature.unwrap_or(0.7),
+        "text_topk": p.text_topk.unwrap_or(250),
+        "audio_temperature": p.audio_temperature.unwrap_or(0.8),
+        "audio_topk": p.audio_topk.unwrap_or(250),
+        "pad_mult": p.pad_mult.unwrap_or(0.0),
+        "repetition_penalty_context": p.repetition_penalty_context.unwrap_or(32),
+        "repetition_penalty": p.repetition_penalty.unwrap_or(1.0),
+        "lm_model_file": opts.model_name,
+        "mimi_model_file": opts.model_name,
+        "build_info": {"package": "assistant", "version": env!("CARGO_PKG_VERSION")},
+        "instance_name": "assistant",
+        "model": opts.model_name,
+    })
+}
