@@ -13,6 +13,7 @@ pub mod files;
 pub mod gguf_write;
 pub mod lm_sources;
 mod model;
+pub mod personaplex_names;
 pub mod placed_lm;
 pub mod placement;
 pub mod random_init;
