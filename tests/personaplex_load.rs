@@ -191,3 +191,73 @@ fn a_persona_names_its_role_text_and_voice_prompt() {
         .unwrap_err();
     assert!(e.message.contains("voice_prompt is empty"), "{e}");
 }
+
+#[test]
+fn load_model_primes_with_the_options_prompt() {
+    use assistant::engine::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
+    let d = checkpoint_with_slices(16);
+    let opts = ModelOptions {
+        model_dir: Some(d.path().to_path_buf()),
+        device: DeviceChoice::Cpu,
+        sampling: sampling(),
+        prompt: Prompt {
+            text: "You are a kind teacher.".into(),
+            voice: Some(fixtures().join("personaplex/voice.wav")),
+        },
+        ..Default::default()
+    };
+    let loaded =
+        load_model_with(&opts, &Discovery::default(), &mut |_| {}, &Cancel::new()).unwrap();
+    assert!(loaded.model.takes_prompt());
+    let primed = loaded
+        .notices
+        .iter()
+        .find(|n| {
+            n.message
+                .starts_with("primed with the role text and the voice prompt")
+        })
+        .unwrap_or_else(|| panic!("no priming notice in {:?}", loaded.notices));
+    assert!(primed.message.contains(" steps in "), "{}", primed.message);
+
+    let bad = ModelOptions {
+        prompt: Prompt {
+            text: "x".into(),
+            voice: Some(d.path().join("nope.wav")),
+        },
+        ..opts
+    };
+    let e = load_model_with(&bad, &Discovery::default(), &mut |_| {}, &Cancel::new())
+        .err()
+        .expect("a missing voice WAV must fail the load");
+    assert!(e.message.contains("nope.wav"), "{}", e.message);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused() {
+    let d = checkpoint_with_slices(16);
+    let mut m = load(d.path()).unwrap().with_context(40);
+    let e = m
+        .prime(&Prompt {
+            text: "You are a kind teacher.".into(),
+            voice: Some(fixtures().join("personaplex/voice.wav")),
+        })
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("context is 40 steps"), "{e}");
+    assert!(e.contains("26 voice frames"), "{e}");
+}
+
+#[test]
+fn without_an_lm_config_pytorch_names_mean_the_personaplex_config() {
+    let d = checkpoint_with_slices(16);
+    std::fs::remove_file(d.path().join("lm_config.toml")).unwrap();
+    // The tiny file then meets the 7B config: the tokenizer check names the config used.
+    let e = inspect(d.path())
+        .err()
+        .expect("a 300-piece tokenizer does not fit 7B");
+    assert!(
+        e.to_string()
+            .contains("the PersonaPlex config (PyTorch depformer names, 16 slices"),
+        "{e}"
+    );
+}

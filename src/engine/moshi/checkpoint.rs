@@ -84,6 +84,15 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
             ))
         })?;
         (cfg, lm_cfg_path.display().to_string())
+    } else if !quantized && pytorch_depformer_slices(&lm_file) == Some(16) {
+        // PersonaPlex ships no LM config: moshiko's, with the 16-step depformer.
+        (
+            moshi::lm::Config::v0_1_streaming(16),
+            format!(
+                "the PersonaPlex config (PyTorch depformer names, 16 slices, no {LM_CONFIG_FILE} in {})",
+                dir.display()
+            ),
+        )
     } else {
         (
             moshi::lm::Config::v0_1_streaming(8),
@@ -140,6 +149,21 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         placement: Placement::default(),
         plan: None,
     })
+}
+
+/// The depformer slices of a safetensors LM in PyTorch's layout (`depformer_in.N`);
+/// `None` for the crate's layout or an unreadable header (loading reports that).
+fn pytorch_depformer_slices(lm_file: &Path) -> Option<usize> {
+    let headers = files::check_safetensors(lm_file).ok()?;
+    if !personaplex_names::is_pytorch_layout(&headers) {
+        return None;
+    }
+    Some(
+        headers
+            .keys()
+            .filter(|k| k.starts_with("depformer_in.") && k.ends_with(".weight"))
+            .count(),
+    )
 }
 
 /// Read the weights and build the model; `cancel` is polled per tensor.

@@ -5,7 +5,7 @@
 use super::checkpoint::{load_parts, Checkpoint};
 use super::error::ModelLoadError;
 use super::personaplex::{
-    wrap_text_prompt, PlexStep, PlexStepper, ACOUSTIC_DELAY, STREAM_CODEBOOKS,
+    wrap_text_prompt, PlexStep, PlexStepper, ACOUSTIC_DELAY, SILENCE_FRAMES, STREAM_CODEBOOKS,
 };
 use super::personaplex_text::PieceEncoder;
 use super::personaplex_voice::{frames, voice_prompt_pcm};
@@ -44,6 +44,8 @@ pub struct PersonaPlexModel {
     primed: Option<(Vec<Vec<u32>>, Vec<u32>)>,
     /// The steps of the last prefill, for token dumps and tests.
     last_prefill: Vec<PlexStep>,
+    /// The LM's context in steps: a prefill must leave room for the conversation.
+    context: usize,
 }
 
 impl PersonaPlexModel {
@@ -74,6 +76,7 @@ impl PersonaPlexModel {
             audio_pad,
             primed: None,
             last_prefill: Vec::new(),
+            context: usize::MAX,
         }
     }
 
@@ -110,6 +113,7 @@ impl PersonaPlexModel {
             dtype: dtype.into(),
         };
         let text = TextAssembler::new(ck.vocab, gen.text_pad_token, gen.text_eop_token);
+        let context = ck.config.lm.transformer.context;
         Ok(Self::new(
             mimi,
             stepper,
@@ -119,7 +123,14 @@ impl PersonaPlexModel {
             info,
             device.clone(),
             gen.audio_pad_token(),
-        ))
+        )
+        .with_context(context))
+    }
+
+    /// Refuse prompts whose prefill would fill this many steps of context or more.
+    pub fn with_context(mut self, context: usize) -> Self {
+        self.context = context;
+        self
     }
 
     /// The wrapped role text as token ids.
@@ -145,6 +156,17 @@ impl PersonaPlexModel {
 
     /// Prefill from tokens: what `prime` does once the prompt is encoded.
     pub fn prime_tokens(&mut self, voice: Vec<Vec<u32>>, text: Vec<u32>) -> Result<Primed> {
+        let steps = voice.len() + text.len() + 2 * SILENCE_FRAMES;
+        if steps >= self.context {
+            anyhow::bail!(
+                "the prompts take {steps} steps ({} voice frames, {} text tokens, {} of silence) \
+                 but the model's context is {} steps: shorten the role text or the voice prompt",
+                voice.len(),
+                text.len(),
+                2 * SILENCE_FRAMES,
+                self.context
+            );
+        }
         let start = Instant::now();
         self.apply_pending();
         self.mimi.reset_state();
