@@ -177,6 +177,30 @@ fn the_engine_boundary_primes_steps_and_replays() {
         })
         .unwrap_err();
     assert!(format!("{e:#}").contains("silent"), "{e:#}");
+    let long = d.path().join("long.wav");
+    let noise: Vec<f32> = (0..24_000 * 31)
+        .map(|i: u64| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.2)
+        .collect();
+    assistant::audio::wav::write_wav_mono(&long, 24_000, &noise).unwrap();
+    let e = m
+        .prime(&Prompt {
+            text: "x".into(),
+            voice: Some(long),
+        })
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("at most 30 s"), "{e:#}");
+    let junk = d.path().join("junk.wav");
+    std::fs::write(&junk, b"not a wav at all").unwrap();
+    let e = m
+        .prime(&Prompt {
+            text: "x".into(),
+            voice: Some(junk),
+        })
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("junk.wav"), "{e:#}");
+    // The persona primed last is still the one a reset replays.
+    m.reset();
+    assert_eq!(m.step_idx(), primed.steps);
 }
 
 #[test]
