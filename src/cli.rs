@@ -231,6 +231,14 @@ pub struct ModelArgs {
     /// For sharing a GPU: the plan moves layers to the host or shortens the context.
     #[arg(long, global = true, value_name = "GIB", value_parser = positive_gib)]
     pub max_memory: Option<f64>,
+    /// PersonaPlex: the role text the model is primed with (wrapped in <system> tags);
+    /// overrides the persona's `prompt`. Models that take no prompt ignore it.
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub text_prompt: Option<String>,
+    /// PersonaPlex: a WAV of the voice to speak in (a few seconds of one speaker);
+    /// overrides the persona's `voice_prompt`. NVIDIA's `.pt` voice files are not read.
+    #[arg(long, global = true, value_name = "WAV")]
+    pub voice_prompt: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -250,6 +258,10 @@ impl ModelArgs {
             },
             context: self.context,
             max_memory_gib: self.max_memory,
+            prompt: crate::engine::model::Prompt {
+                text: self.text_prompt.clone().unwrap_or_default(),
+                voice: self.voice_prompt.clone(),
+            },
         }
     }
 }

@@ -274,6 +274,11 @@ pub fn start_persona(
     v.temperature = *m.temperature.get_or_insert(v.temperature);
     v.text_temperature = *m.text_temperature.get_or_insert(v.text_temperature);
     v.top_k = *m.top_k.get_or_insert(v.top_k);
+    // Its prompts prime a model that takes them; --text-prompt / --voice-prompt win.
+    m.text_prompt.get_or_insert_with(|| p.prompt.clone());
+    if m.voice_prompt.is_none() {
+        m.voice_prompt = p.voice_prompt.clone();
+    }
     Ok(StartPersona {
         catalog,
         index,

@@ -1,6 +1,8 @@
 //! The model boundary: anything the engine thread can step, one 80 ms frame at a time.
 
 use anyhow::Result;
+use std::path::PathBuf;
+use std::time::Duration;
 
 pub use crate::bus::{ModelInfo, Sampling};
 
@@ -30,6 +32,21 @@ impl StepOutput {
     }
 }
 
+/// A persona's prompts, for a model that takes them (PersonaPlex): the role text and
+/// a voice prompt (a WAV of the voice to speak in).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prompt {
+    pub text: String,
+    pub voice: Option<PathBuf>,
+}
+
+/// What a prefill did: the steps it ran and how long they took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Primed {
+    pub steps: usize,
+    pub elapsed: Duration,
+}
+
 /// Anything the engine can step. One thread owns it (and its candle Device).
 pub trait DuplexModel: Send {
     fn info(&self) -> ModelInfo;
@@ -49,4 +66,14 @@ pub trait DuplexModel: Send {
     fn reset(&mut self);
     /// Apply new sampling settings from the next step on.
     fn set_sampling(&mut self, _sampling: &Sampling) {}
+    /// Whether `prime` does anything with a prompt.
+    fn takes_prompt(&self) -> bool {
+        false
+    }
+    /// Reset, then prefill a persona's prompts, as fast as the device allows; later
+    /// `reset`s replay the same prefill. A model that takes no prompt refuses, and an
+    /// error leaves the previous prompt in place.
+    fn prime(&mut self, _prompt: &Prompt) -> Result<Primed> {
+        anyhow::bail!("{} takes no prompt", self.info().name)
+    }
 }

@@ -23,6 +23,8 @@ struct RawPersona {
     #[serde(default)]
     prompt: String,
     #[serde(default)]
+    voice_prompt: Option<Spanned<String>>,
+    #[serde(default)]
     visualizer: Option<Spanned<String>>,
 }
 
@@ -176,6 +178,23 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
             )
         })?,
     };
+    let voice_prompt = match &raw.voice_prompt {
+        None => None,
+        Some(p) if p.get_ref().trim().is_empty() => {
+            return Err(err(
+                p.span(),
+                "voice_prompt is empty".into(),
+                "give a WAV of the voice (a few seconds of one speaker), or leave it out",
+            ))
+        }
+        Some(p) => {
+            let path = std::path::PathBuf::from(p.get_ref().trim());
+            Some(match dir {
+                Some(d) if path.is_relative() => d.join(path),
+                _ => path,
+            })
+        }
+    };
     Ok(Persona {
         name,
         description: raw.description.trim().to_string(),
@@ -185,6 +204,7 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
         voice,
         greeting: raw.greeting,
         prompt: raw.prompt.trim().to_string(),
+        voice_prompt,
         visualizer,
         source: file.to_string(),
     })

@@ -27,8 +27,11 @@ pub struct Persona {
     /// The assistant opens the conversation: switching to this persona starts a
     /// fresh conversation (the model's context is reset), and Moshi speaks first.
     pub greeting: bool,
-    /// Role text: shown in the persona card; kept for models that accept conditioning.
+    /// Role text: shown in the persona card; a model that takes a prompt (PersonaPlex)
+    /// is primed with it.
     pub prompt: String,
+    /// PersonaPlex: a WAV of the voice to speak in (relative to the persona's file).
+    pub voice_prompt: Option<std::path::PathBuf>,
     pub visualizer: VisualizerStyle,
     /// The file it came from, as shown to the user.
     pub source: String,

@@ -6,6 +6,7 @@ use super::error::{candle_message, checkpoint_error, ModelLoadError};
 use super::files::{self, Meter, TensorHeader, LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
 use super::lm_sources;
 use super::model::MoshiModel;
+use super::personaplex_names;
 use super::placed_lm::PlacedLm;
 use super::placement::{Home, Placement};
 use super::sizing::MemoryPlan;
@@ -83,6 +84,15 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
             ))
         })?;
         (cfg, lm_cfg_path.display().to_string())
+    } else if !quantized && pytorch_depformer_slices(&lm_file) == Some(16) {
+        // PersonaPlex ships no LM config: moshiko's, with the 16-step depformer.
+        (
+            moshi::lm::Config::v0_1_streaming(16),
+            format!(
+                "the PersonaPlex config (PyTorch depformer names, 16 slices, no {LM_CONFIG_FILE} in {})",
+                dir.display()
+            ),
+        )
     } else {
         (
             moshi::lm::Config::v0_1_streaming(8),
@@ -139,6 +149,21 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         placement: Placement::default(),
         plan: None,
     })
+}
+
+/// The depformer slices of a safetensors LM in PyTorch's layout (`depformer_in.N`);
+/// `None` for the crate's layout or an unreadable header (loading reports that).
+fn pytorch_depformer_slices(lm_file: &Path) -> Option<usize> {
+    let headers = files::check_safetensors(lm_file).ok()?;
+    if !personaplex_names::is_pytorch_layout(&headers) {
+        return None;
+    }
+    Some(
+        headers
+            .keys()
+            .filter(|k| k.starts_with("depformer_in.") && k.ends_with(".weight"))
+            .count(),
+    )
 }
 
 /// Read the weights and build the model; `cancel` is polled per tensor.
@@ -206,6 +231,7 @@ pub fn load_parts(
         &mimi_origin,
         (DType::F32, device),
         &on_device,
+        None,
         (MIMI_FILE, &mut *progress, cancel),
     )?;
     let mimi =
@@ -217,7 +243,21 @@ pub fn load_parts(
         LM_SAFETENSORS
     };
     let headers = lm_headers(ck)?;
-    check_layer_counts(ck, &headers)?;
+    // PersonaPlex's PyTorch depformer names are planned into ours before anything is read.
+    let renaming = if !ck.quantized && personaplex_names::is_pytorch_layout(&headers) {
+        let slices = ck.config.lm.depformer.as_ref().map_or(0, |d| d.num_slices);
+        let (renamed, plan) = personaplex_names::plan(&headers, slices).map_err(|e| {
+            err(format!(
+                "{}: {e} (config: {})",
+                ck.lm_file.display(),
+                ck.lm_config_origin
+            ))
+        })?;
+        Some((renamed, plan))
+    } else {
+        None
+    };
+    check_layer_counts(ck, renaming.as_ref().map_or(&headers, |(h, _)| h))?;
     let (sources, dtype) = if ck.quantized {
         (
             lm_sources::gguf_sources(
@@ -247,6 +287,7 @@ pub fn load_parts(
             &ck.lm_config_origin,
             (compute, device),
             &home,
+            renaming,
             (lm_name, &mut *progress, cancel),
         )?;
         (
@@ -344,6 +385,7 @@ fn preloaded_var_builder(
     origin: &str,
     default: (DType, &Device),
     home: &dyn Fn(&str) -> (DType, Device),
+    renaming: Option<(BTreeMap<String, TensorHeader>, personaplex_names::Plan)>,
     (stage, progress, cancel): (&str, &mut dyn FnMut(LoadProgress), &Cancel),
 ) -> Result<VarBuilder<'static>, ModelLoadError> {
     let file = path.display().to_string();
@@ -396,6 +438,14 @@ fn preloaded_var_builder(
         tensors.insert(name.clone(), t);
         meter.add(headers[name].bytes())?;
     }
+    let (tensors, headers) = match renaming {
+        Some((renamed, plan)) => (
+            personaplex_names::apply(&plan, tensors)
+                .map_err(|e| err(format!("{file}: {}", candle_message(&e))))?,
+            renamed,
+        ),
+        None => (tensors, headers),
+    };
     let backend = Preloaded {
         tensors,
         headers,

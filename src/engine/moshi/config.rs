@@ -30,7 +30,13 @@ impl ModelConfig {
     /// Derive the multistream settings (codebook split, pad tokens) from the LM config, as
     /// Kyutai's `gen` does for the moshiko layout.
     pub fn from_parts(lm: lm::Config, mimi: mimi::Config) -> Self {
-        let generated = lm.depformer.as_ref().map_or(0, |d| d.num_slices);
+        let slices = lm.depformer.as_ref().map_or(0, |d| d.num_slices);
+        // PersonaPlex's depformer also predicts the user's codebooks: it speaks with half.
+        let generated = if slices == lm.audio_codebooks && slices > 0 {
+            slices / 2
+        } else {
+            slices
+        };
         let gen = moshi::lm_generate_multistream::Config {
             generated_audio_codebooks: generated,
             input_audio_codebooks: lm.audio_codebooks.saturating_sub(generated),

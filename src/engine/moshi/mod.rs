@@ -14,6 +14,11 @@ pub mod gguf_write;
 pub mod gpu_check;
 pub mod lm_sources;
 mod model;
+pub mod personaplex;
+pub mod personaplex_model;
+pub mod personaplex_names;
+pub mod personaplex_text;
+pub mod personaplex_voice;
 pub mod placed_lm;
 pub mod placement;
 pub mod random_init;
@@ -34,7 +39,7 @@ pub use weights_report::{
 
 use crate::bus::Sampling;
 use crate::bus::{Cancel, LoadProgress, ProgressUnit, Severity, Weights};
-use crate::engine::model::DuplexModel;
+use crate::engine::model::{DuplexModel, Prompt};
 pub use device::DeviceChoice;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -68,6 +73,9 @@ pub struct ModelOptions {
     pub context: Option<usize>,
     /// Most memory the model may take on its device, in GiB; `None`: all that is free.
     pub max_memory_gib: Option<f64>,
+    /// The role text and voice prompt a model that takes them (PersonaPlex) is primed
+    /// with once loaded; other models ignore it.
+    pub prompt: Prompt,
 }
 
 impl Default for ModelOptions {
@@ -80,6 +88,7 @@ impl Default for ModelOptions {
             sampling: Sampling::default(),
             context: None,
             max_memory_gib: None,
+            prompt: Prompt::default(),
         }
     }
 }
@@ -159,10 +168,43 @@ pub fn load_model_with(
         load_on(opts, disc, d, n, progress, cancel)
     });
     // However it failed (a CPU retry included), a set flag means the user stopped it.
-    match result {
+    let mut loaded = match result {
         Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
         r => r,
+    }?;
+    prime_loaded(&mut loaded, &opts.prompt)?;
+    Ok(loaded)
+}
+
+/// Prime a model that takes a prompt with the options' prompt (a role text is needed).
+fn prime_loaded(loaded: &mut LoadedModel, prompt: &Prompt) -> Result<(), ModelLoadError> {
+    if !loaded.model.takes_prompt() || prompt.text.trim().is_empty() {
+        return Ok(());
     }
+    let primed = loaded.model.prime(prompt).map_err(|e| {
+        ModelLoadError::new(
+            format!(
+                "priming {} with the persona's prompts: {e:#}",
+                loaded.model.info().name
+            ),
+            "fix the voice prompt (a few seconds of one speaker, WAV) or the role text",
+        )
+    })?;
+    loaded.notices.push(LoadNotice {
+        severity: Severity::Info,
+        message: format!(
+            "primed with the role text{}: {} steps in {:.2} s",
+            if prompt.voice.is_some() {
+                " and the voice prompt"
+            } else {
+                ""
+            },
+            primed.steps,
+            primed.elapsed.as_secs_f64()
+        ),
+        remedy: None,
+    });
+    Ok(())
 }
 
 /// Stop a load the user no longer wants.
@@ -335,7 +377,25 @@ fn load_dir(
             host: 0,
         },
     };
-    let model = checkpoint::load(ck, sampling, device, device_name, progress, cancel)?;
+    let model: Box<dyn DuplexModel> = if personaplex_model::is_personaplex(&ck.config.lm) {
+        Box::new(personaplex_model::PersonaPlexModel::load(
+            ck,
+            sampling,
+            device,
+            device_name,
+            progress,
+            cancel,
+        )?)
+    } else {
+        Box::new(checkpoint::load(
+            ck,
+            sampling,
+            device,
+            device_name,
+            progress,
+            cancel,
+        )?)
+    };
     if let Some(w) = device::realtime_warning(device.is_cpu(), streamed, real_mimi) {
         notices.push(LoadNotice {
             severity: Severity::Warning,
@@ -344,7 +404,7 @@ fn load_dir(
         });
     }
     Ok(LoadedModel {
-        model: Box::new(model),
+        model,
         notices,
         degraded: None,
         fell_back_to_demo: false,

@@ -1,0 +1,321 @@
+//! `PersonaPlexModel`: Mimi encode -> PersonaPlex step (user stream forced, agent
+//! sampled) -> Mimi decode, behind `DuplexModel`, with `prime` running the prompt
+//! prefill (voice, silence, role text, silence) at full speed.
+
+use super::checkpoint::{load_parts, Checkpoint};
+use super::error::ModelLoadError;
+use super::personaplex::{
+    wrap_text_prompt, PlexStep, PlexStepper, ACOUSTIC_DELAY, SILENCE_FRAMES, STREAM_CODEBOOKS,
+};
+use super::personaplex_text::PieceEncoder;
+use super::personaplex_voice::{frames, voice_prompt_pcm};
+use super::sampling::Samplers;
+use super::text::TextAssembler;
+use crate::bus::{Cancel, LoadProgress, ModelInfo, Sampling};
+use crate::engine::model::{DuplexModel, Primed, Prompt, StepOutput};
+use anyhow::{Context, Result};
+use moshi::candle::{Device, IndexOp, Tensor};
+use moshi::mimi::Mimi;
+use moshi::StreamTensor;
+use std::time::Instant;
+
+/// Is this LM config PersonaPlex-shaped: a depformer that predicts every codebook,
+/// the user's too?
+pub fn is_personaplex(cfg: &moshi::lm::Config) -> bool {
+    cfg.depformer
+        .as_ref()
+        .is_some_and(|d| d.num_slices == cfg.audio_codebooks)
+        && cfg.audio_codebooks == 2 * STREAM_CODEBOOKS
+}
+
+pub struct PersonaPlexModel {
+    mimi: Mimi,
+    stepper: PlexStepper,
+    text: TextAssembler,
+    encoder: PieceEncoder,
+    sampling: Sampling,
+    samplers: Samplers,
+    pending: Option<Sampling>,
+    info: ModelInfo,
+    device: Device,
+    frame_len: usize,
+    audio_pad: u32,
+    /// The last prompt primed, as tokens: voice frames' codes and the text's ids.
+    primed: Option<(Vec<Vec<u32>>, Vec<u32>)>,
+    /// The steps of the last prefill, for token dumps and tests.
+    last_prefill: Vec<PlexStep>,
+    /// The LM's context in steps: a prefill must leave room for the conversation.
+    context: usize,
+}
+
+impl PersonaPlexModel {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mimi: Mimi,
+        stepper: PlexStepper,
+        text: TextAssembler,
+        encoder: PieceEncoder,
+        sampling: Sampling,
+        info: ModelInfo,
+        device: Device,
+        audio_pad: u32,
+    ) -> Self {
+        let cfg = mimi.config();
+        let frame_len = (cfg.sample_rate / cfg.frame_rate).round() as usize;
+        Self {
+            mimi,
+            stepper,
+            text,
+            encoder,
+            samplers: Samplers::new(&sampling),
+            sampling,
+            pending: None,
+            info,
+            device,
+            frame_len,
+            audio_pad,
+            primed: None,
+            last_prefill: Vec::new(),
+            context: usize::MAX,
+        }
+    }
+
+    /// Load a PersonaPlex checkpoint (`is_personaplex` config).
+    pub fn load(
+        ck: Checkpoint,
+        sampling: &Sampling,
+        device: &Device,
+        device_name: &str,
+        progress: &mut dyn FnMut(LoadProgress),
+        cancel: &Cancel,
+    ) -> Result<Self, ModelLoadError> {
+        let tok_path = ck.dir.join(super::files::TOKENIZER_FILE);
+        let encoder = std::fs::read(&tok_path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| PieceEncoder::from_bytes(&b))
+            .map_err(|e| super::error::checkpoint_error(format!("{}: {e}", tok_path.display())))?;
+        let (mimi, lm, dtype) = load_parts(&ck, device, progress, cancel)?;
+        let gen = &ck.config.gen;
+        let stepper = PlexStepper::new(
+            lm,
+            ck.config.lm.audio_codebooks,
+            ACOUSTIC_DELAY,
+            gen.text_start_token,
+            gen.audio_pad_token(),
+        );
+        let name = ck.dir.file_name().map_or_else(
+            || ck.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let info = ModelInfo {
+            name,
+            device: device_name.to_string(),
+            dtype: dtype.into(),
+        };
+        let text = TextAssembler::new(ck.vocab, gen.text_pad_token, gen.text_eop_token);
+        let context = ck.config.lm.transformer.context;
+        Ok(Self::new(
+            mimi,
+            stepper,
+            text,
+            encoder,
+            sampling.clone(),
+            info,
+            device.clone(),
+            gen.audio_pad_token(),
+        )
+        .with_context(context))
+    }
+
+    /// Refuse prompts whose prefill would fill this many steps of context or more.
+    pub fn with_context(mut self, context: usize) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// The wrapped role text as token ids.
+    pub fn text_tokens(&self, text: &str) -> Vec<u32> {
+        self.encoder.encode(&wrap_text_prompt(text))
+    }
+
+    /// Mimi codes of a voice prompt's frames, encoded from a fresh Mimi state.
+    pub fn voice_codes(&mut self, pcm: &[f32]) -> Result<Vec<Vec<u32>>> {
+        self.mimi.reset_state();
+        let mut out = Vec::new();
+        for f in frames(pcm, self.frame_len) {
+            let t = Tensor::from_slice(&f, (1, 1, self.frame_len), &self.device)?;
+            let codes = self.mimi.encode_step(&t.into(), &().into())?;
+            if let Some(c) = codes.as_option() {
+                let c: Vec<u32> = c.i((0, .., 0))?.to_vec1()?;
+                out.push(c[..STREAM_CODEBOOKS.min(c.len())].to_vec());
+            }
+        }
+        self.mimi.reset_state();
+        Ok(out)
+    }
+
+    /// Prefill from tokens: what `prime` does once the prompt is encoded.
+    pub fn prime_tokens(&mut self, voice: Vec<Vec<u32>>, text: Vec<u32>) -> Result<Primed> {
+        let steps = voice.len() + text.len() + 2 * SILENCE_FRAMES;
+        if steps >= self.context {
+            anyhow::bail!(
+                "the prompts take {steps} steps ({} voice frames, {} text tokens, {} of silence) \
+                 but the model's context is {} steps: shorten the role text or the voice prompt",
+                voice.len(),
+                text.len(),
+                2 * SILENCE_FRAMES,
+                self.context
+            );
+        }
+        let start = Instant::now();
+        self.apply_pending();
+        self.mimi.reset_state();
+        self.text.reset();
+        self.samplers = Samplers::new(&self.sampling);
+        self.last_prefill = self
+            .stepper
+            .prefill(&voice, &text, &mut self.samplers)
+            .context("prompt prefill")?;
+        self.primed = Some((voice, text));
+        Ok(Primed {
+            steps: self.last_prefill.len() + 1,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// The model steps of the last prefill (step 0, which runs no model, left out).
+    pub fn last_prefill(&self) -> &[PlexStep] {
+        &self.last_prefill
+    }
+
+    /// One step from tokens: forced text, agent codes and user codes where given.
+    pub fn step_tokens(
+        &mut self,
+        text: Option<u32>,
+        agent: Option<&[u32]>,
+        user: Option<&[u32]>,
+    ) -> Result<Option<PlexStep>> {
+        self.apply_pending();
+        Ok(self.stepper.step(text, agent, user, &mut self.samplers)?)
+    }
+
+    /// Steps taken since the last reset, the prefill's included.
+    pub fn step_idx(&self) -> usize {
+        self.stepper.offset()
+    }
+
+    fn apply_pending(&mut self) {
+        if let Some(s) = self.pending.take() {
+            self.samplers = Samplers::new(&s);
+            self.sampling = s;
+        }
+    }
+}
+
+impl DuplexModel for PersonaPlexModel {
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+
+    fn sample_rate(&self) -> u32 {
+        self.mimi.config().sample_rate as u32
+    }
+
+    fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+
+    fn delay_frames(&self) -> usize {
+        self.stepper.max_delay()
+    }
+
+    fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()> {
+        if pcm_in.len() != self.frame_len {
+            anyhow::bail!(
+                "expected a frame of {} samples, got {}",
+                self.frame_len,
+                pcm_in.len()
+            );
+        }
+        self.apply_pending();
+        if out.pcm.len() != self.frame_len {
+            out.pcm.resize(self.frame_len, 0.0);
+        }
+        let pcm = Tensor::from_slice(pcm_in, (1, 1, self.frame_len), &self.device)?;
+        let codes = self
+            .mimi
+            .encode_step(&pcm.into(), &().into())
+            .context("Mimi encode")?;
+        let Some(codes) = codes.as_option() else {
+            return Ok(());
+        };
+        let codes: Vec<u32> = codes.i((0, .., 0))?.to_vec1()?;
+        let step = self
+            .stepper
+            .step(None, None, Some(&codes), &mut self.samplers)
+            .context("LM step")?;
+        let Some(aligned) = step.and_then(|s| s.aligned) else {
+            return Ok(());
+        };
+        let text_token = aligned[0];
+        out.text_token = Some(text_token);
+        out.text = self.text.push(text_token);
+        let audio = aligned[1..1 + STREAM_CODEBOOKS].to_vec();
+        if audio.iter().all(|&t| t < self.audio_pad) {
+            let t = Tensor::from_slice(&audio, (1, STREAM_CODEBOOKS, 1), &self.device)?;
+            let pcm = self
+                .mimi
+                .decode_step(&StreamTensor::from_tensor(t), &().into())
+                .context("Mimi decode")?;
+            if let Some(pcm) = pcm.as_option() {
+                let pcm: Vec<f32> = pcm.flatten_all()?.to_vec1()?;
+                let n = pcm.len().min(out.pcm.len());
+                out.pcm[..n].copy_from_slice(&pcm[..n]);
+            }
+            out.audio_codes = Some(audio);
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        match self.primed.take() {
+            Some((voice, text)) => {
+                if let Err(e) = self.prime_tokens(voice, text) {
+                    tracing::error!("replaying the persona's prefill failed: {e:#}");
+                }
+            }
+            None => {
+                self.apply_pending();
+                self.mimi.reset_state();
+                self.stepper.reset();
+                self.text.reset();
+                self.samplers = Samplers::new(&self.sampling);
+            }
+        }
+    }
+
+    fn set_sampling(&mut self, sampling: &Sampling) {
+        self.pending = Some(sampling.clone());
+    }
+
+    fn takes_prompt(&self) -> bool {
+        true
+    }
+
+    fn prime(&mut self, prompt: &Prompt) -> Result<Primed> {
+        if prompt.text.trim().is_empty() {
+            anyhow::bail!(
+                "the persona's role text is empty; PersonaPlex needs one (the persona's `prompt`)"
+            );
+        }
+        let text = self.text_tokens(&prompt.text);
+        let voice = match &prompt.voice {
+            Some(path) => {
+                let pcm = voice_prompt_pcm(path, self.sample_rate())?;
+                self.voice_codes(&pcm)?
+            }
+            None => Vec::new(),
+        };
+        self.prime_tokens(voice, text)
+    }
+}

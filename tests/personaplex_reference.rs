@@ -1,0 +1,201 @@
+//! Agreement with NVIDIA's own PersonaPlex code (tools/personaplex_reference/): the
+//! tiny PersonaPlex-shaped checkpoint in PyTorch's tensor names loads, and our prefill
+//! and conversation reproduce `LMGen`'s greedy token stream step by step.
+
+use assistant::bus::{Cancel, Sampling};
+use assistant::engine::moshi::checkpoint::inspect;
+use assistant::engine::moshi::config::{demo_mimi, ModelConfig, MIMI_CONFIG_FILE};
+use assistant::engine::moshi::demo::random_model;
+use assistant::engine::moshi::files::{MIMI_FILE, TOKENIZER_FILE};
+use assistant::engine::moshi::personaplex::prefill_schedule;
+use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
+use assistant::engine::moshi::personaplex_voice::voice_prompt_pcm;
+use moshi::candle::Device;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+struct Step {
+    phase: String,
+    offset: usize,
+    column: Vec<u32>,
+    provided: Vec<bool>,
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    text_prompt: String,
+    text_tokens: Vec<u32>,
+    voice_samples: usize,
+    voice_rms: f64,
+    voice_head: Vec<f64>,
+    voice_codes: Vec<Vec<u32>>,
+    user_codes: Vec<Vec<u32>>,
+    steps: Vec<Step>,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn reference() -> Reference {
+    let text = std::fs::read_to_string(fixtures().join("personaplex/reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The fixture's LM and config, the repository's tiny tokenizer, and a random tiny
+/// Mimi with 2048 bins (the voice and user codes come from the fixture).
+fn checkpoint_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("personaplex");
+    for f in ["model.safetensors", "lm_config.toml"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::copy(
+        fixtures().join("spm_300.model"),
+        dir.path().join(TOKENIZER_FILE),
+    )
+    .unwrap();
+    let mut mimi = demo_mimi();
+    mimi.quantizer_bins = 2048;
+    std::fs::write(
+        dir.path().join(MIMI_CONFIG_FILE),
+        toml::to_string(&mimi).unwrap(),
+    )
+    .unwrap();
+    let lm: moshi::lm::Config =
+        toml::from_str(&std::fs::read_to_string(src.join("lm_config.toml")).unwrap()).unwrap();
+    let cfg = ModelConfig::from_parts(lm, mimi.to_mimi());
+    let m = random_model(&cfg, 7, &Device::Cpu).unwrap();
+    let tensors: HashMap<String, _> = m.mimi_tensors.into_iter().collect();
+    moshi::candle::safetensors::save(&tensors, dir.path().join(MIMI_FILE)).unwrap();
+    dir
+}
+
+fn greedy() -> Sampling {
+    Sampling {
+        temperature: 0.0,
+        text_temperature: 0.0,
+        top_k: 1,
+        seed: 1,
+    }
+}
+
+fn load(dir: &Path) -> PersonaPlexModel {
+    let ck = inspect(dir).unwrap();
+    PersonaPlexModel::load(
+        ck,
+        &greedy(),
+        &Device::Cpu,
+        "cpu",
+        &mut |_| {},
+        &Cancel::new(),
+    )
+    .unwrap()
+}
+
+/// Codebooks compared: the text and audio codebooks 0-14. NVIDIA's ring KV cache hides
+/// depformer step 0 from step 15, which only touches the user's codebook 7, always forced.
+const COMPARED: usize = 16;
+
+#[test]
+fn prefill_and_conversation_agree_with_nvidias_lmgen() {
+    let r = reference();
+    let dir = checkpoint_dir();
+    let mut model = load(dir.path());
+
+    // The text prompt, wrapped and encoded as NVIDIA's server does it.
+    assert_eq!(model.text_tokens(&r.text_prompt), r.text_tokens);
+
+    // The voice prompt after loading and -24 LUFS normalisation.
+    let pcm = voice_prompt_pcm(&fixtures().join("personaplex/voice.wav"), 24_000).unwrap();
+    assert_eq!(pcm.len(), r.voice_samples);
+    let rms = (pcm.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
+    assert!(
+        (rms - r.voice_rms).abs() < 1e-5 * r.voice_rms,
+        "{rms} vs {}",
+        r.voice_rms
+    );
+    for (i, &v) in r.voice_head.iter().enumerate() {
+        let ours = pcm[i * 7] as f64;
+        assert!((ours - v).abs() < 1e-6, "sample {}: {ours} vs {v}", i * 7);
+    }
+    assert_eq!(pcm.len().div_ceil(1920), r.voice_codes.len());
+
+    // The prefill: the same phases, step for step.
+    let primed = model
+        .prime_tokens(r.voice_codes.clone(), r.text_tokens.clone())
+        .unwrap();
+    let schedule = prefill_schedule(&r.voice_codes, &r.text_tokens);
+    assert_eq!(primed.steps, schedule.len());
+    let prefill_ref: Vec<&Step> = r.steps.iter().filter(|s| s.phase != "user").collect();
+    assert_eq!(prefill_ref.len(), schedule.len());
+    let mut ours: Vec<_> = model.last_prefill().to_vec();
+    for u in &r.user_codes {
+        ours.push(model.step_tokens(None, None, Some(u)).unwrap().unwrap());
+    }
+    let theirs: Vec<&Step> = r.steps.iter().filter(|s| s.offset > 0).collect();
+    assert_eq!(ours.len(), theirs.len());
+
+    let (mut forced, mut generated, mut agree) = (0, 0, 0);
+    let mut first_miss = None;
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!(o.position, t.offset);
+        assert_eq!(
+            o.provided, t.provided,
+            "provided flags at step {}",
+            t.offset
+        );
+        for k in 0..COMPARED {
+            if t.provided[k] {
+                forced += 1;
+                assert_eq!(
+                    o.column[k], t.column[k],
+                    "forced token, step {} ({}), stream {k}",
+                    t.offset, t.phase
+                );
+            } else {
+                generated += 1;
+                if o.column[k] == t.column[k] {
+                    agree += 1;
+                } else if first_miss.is_none() {
+                    first_miss = Some((t.offset, k));
+                }
+            }
+        }
+    }
+    let conversation = theirs.iter().filter(|s| s.phase == "user").count();
+    let rate = agree as f64 / generated as f64;
+    println!(
+        "PersonaPlex agreement: {forced} forced tokens all equal; {agree}/{generated} generated \
+         tokens equal ({:.1} %) over {} prefill and {conversation} conversation steps; first \
+         difference {first_miss:?}; prefill took {:?}",
+        100.0 * rate,
+        schedule.len(),
+        primed.elapsed
+    );
+    assert!(conversation >= 70);
+    assert!(generated > 0);
+    assert!(rate >= 0.9, "only {:.1} % agree", 100.0 * rate);
+}
+
+#[test]
+fn a_reset_replays_the_same_prefill() {
+    let r = reference();
+    let dir = checkpoint_dir();
+    let mut model = load(dir.path());
+    model
+        .prime_tokens(r.voice_codes.clone(), r.text_tokens.clone())
+        .unwrap();
+    let first = model.last_prefill().to_vec();
+    let a = model
+        .step_tokens(None, None, Some(&r.user_codes[0]))
+        .unwrap();
+    assistant::engine::model::DuplexModel::reset(&mut model);
+    assert_eq!(model.last_prefill(), &first[..]);
+    let b = model
+        .step_tokens(None, None, Some(&r.user_codes[0]))
+        .unwrap();
+    assert_eq!(a, b);
+}
