@@ -61,7 +61,9 @@ fn main() {
             code
         }
         Some(Cmd::Serve(s)) => assistant::app::serve::run(&cli.run, s),
-        None if cli.run.connect.is_some() => assistant::app::connect::run(&cli.run),
+        None if cli.run.connect.is_some() && cli.run.headless => {
+            assistant::app::connect::run(&cli.run)
+        }
         None if cli.run.headless => assistant::app::headless::run(&cli.run),
         None => assistant::app::tui::run_app(&cli.run, &_log.path),
     };

@@ -59,10 +59,6 @@ pub fn run(original: &RunArgs) -> i32 {
         eprintln!("error: --connect URL is required");
         return 2;
     };
-    if !original.headless {
-        eprintln!("error: --connect runs with --headless for now (the TUI front-end is not wired to a remote model yet)");
-        return 2;
-    }
     let start = match crate::app::start_persona(original, crate::persona::Catalog::load()) {
         Ok(s) => s,
         Err(StartError { code, message }) => {

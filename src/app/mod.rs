@@ -200,6 +200,18 @@ pub fn wire(
 
 /// The model the engine thread builds for a voice, at start and on every reload.
 pub fn loader_for(args: &RunArgs) -> Loader {
+    if let Some(url) = &args.connect {
+        // The "model" is a session on a remote server: connect on the first load, and
+        // again on `r` after the connection fails.
+        let opts = connect::options_for(args, url);
+        return loader(move |_| {
+            let m = crate::net::client::connect(&opts).map_err(|e| LoadFailure {
+                message: e.to_string(),
+                remedy: "check that the server runs and is reachable; press r to reconnect".into(),
+            })?;
+            Ok(Loaded::plain(Box::new(m)))
+        });
+    }
     match args.engine {
         EngineKind::Loopback => {
             loader(|_| Ok(Loaded::plain(Box::new(Loopback::new(24_000, 1920)))))
@@ -243,7 +255,10 @@ pub struct StartPersona {
 
 /// Whether the command line fixes the weights, so personas cannot change them.
 pub fn weights_pinned(args: &RunArgs) -> bool {
-    args.engine == EngineKind::Loopback || args.model.demo || args.model.model_dir.is_some()
+    args.connect.is_some()
+        || args.engine == EngineKind::Loopback
+        || args.model.demo
+        || args.model.model_dir.is_some()
 }
 
 pub fn start_persona(
