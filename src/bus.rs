@@ -244,6 +244,12 @@ pub enum Happening {
     VoiceHeld { name: String, failed: bool },
     /// A load stopped early: the user quit, or a newer voice replaced it.
     LoadCancelled,
+    /// The model is being reset and primed with a persona's prompts; input is held.
+    Priming,
+    /// Priming finished: `steps` prefill steps in `ms`.
+    Primed { steps: usize, ms: f64 },
+    /// Priming failed; the previous prompts stay.
+    PrimeFailed { error: String },
 }
 
 impl EngineEvent {

@@ -415,3 +415,132 @@ fn the_journal_splits_turns_exactly_where_the_feed_does() {
     );
     assert_eq!(feed, journal_turns, "markdown:\n{md}");
 }
+
+#[test]
+fn priming_a_persona_mid_conversation_holds_the_input_and_loses_no_frame() {
+    use assistant::audio::port::FilePacer;
+    use assistant::audio::wav::WavAudio;
+    use assistant::engine::model::{Primed, Prompt};
+    /// Records the first sample of every frame it hears; priming takes 300 ms.
+    struct Primable {
+        heard: Arc<Mutex<Vec<f32>>>,
+        primed: Arc<Mutex<Vec<String>>>,
+    }
+    impl DuplexModel for Primable {
+        fn info(&self) -> ModelInfo {
+            ModelInfo {
+                name: "primable".into(),
+                device: "cpu".into(),
+                dtype: "f32".into(),
+            }
+        }
+        fn sample_rate(&self) -> u32 {
+            24_000
+        }
+        fn frame_len(&self) -> usize {
+            1920
+        }
+        fn step(&mut self, pcm: &[f32], _: &mut StepOutput) -> anyhow::Result<()> {
+            self.heard.lock().unwrap().push(pcm[0]);
+            Ok(())
+        }
+        fn reset(&mut self) {}
+        fn takes_prompt(&self) -> bool {
+            true
+        }
+        fn prime(&mut self, prompt: &Prompt) -> anyhow::Result<Primed> {
+            std::thread::sleep(Duration::from_millis(300));
+            self.primed.lock().unwrap().push(prompt.text.clone());
+            Ok(Primed {
+                steps: 42,
+                elapsed: Duration::from_millis(300),
+            })
+        }
+    }
+    // 4 s of a ramp, one value per frame, paced at real time as a microphone is.
+    const FRAMES: usize = 50;
+    let samples: Vec<f32> = (0..FRAMES * 1920)
+        .map(|i| (i / 1920) as f32 / 1000.0)
+        .collect();
+    let meters = Arc::new(Meters::default());
+    let (pacer, port) = FilePacer::start(
+        WavAudio {
+            samples,
+            sample_rate: 24_000,
+            channels: 1,
+        },
+        meters.clone(),
+    );
+    let (heard, primed) = (
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let (h, p) = (heard.clone(), primed.clone());
+    let loader = runner::loader(move |_| {
+        Ok(Loaded::plain(Box::new(Primable {
+            heard: h.clone(),
+            primed: p.clone(),
+        })))
+    });
+    let (ev_tx, events) = crossbeam_channel::unbounded();
+    let (commands, cmd_rx) = crossbeam_channel::unbounded();
+    let setup = EngineSetup {
+        max_backlog: 2,
+        ..EngineSetup::new(loader, port, meters, ev_tx, cmd_rx)
+    };
+    let engine = runner::spawn(setup);
+    let mut seen = Vec::new();
+    let mut sent = false;
+    for ev in events.iter() {
+        if let EngineEvent::Step(s) = &ev {
+            if s.step_index == 10 && !sent {
+                commands
+                    .send(Command::Prime {
+                        prompt: Prompt {
+                            text: "You are JARVIS.".into(),
+                            voice: None,
+                        },
+                        fresh: true,
+                    })
+                    .unwrap();
+                sent = true;
+            }
+        }
+        let stop = ev == EngineEvent::Stopped;
+        seen.push(ev);
+        if stop {
+            break;
+        }
+    }
+    let stats = engine.join().unwrap();
+    drop(pacer);
+    assert_eq!(*primed.lock().unwrap(), vec!["You are JARVIS.".to_string()]);
+    assert!(
+        seen.contains(&EngineEvent::Happened(Happening::Priming)),
+        "{:?}",
+        brief(&seen)
+    );
+    assert!(
+        seen.contains(&EngineEvent::Happened(Happening::Primed {
+            steps: 42,
+            ms: 300.0
+        })),
+        "{:?}",
+        brief(&seen)
+    );
+    // Every frame after the model came up reached it once, in order, across the 300 ms
+    // prime (about 4 frames heard meanwhile, held and replayed), and none was dropped.
+    let heard = heard.lock().unwrap().clone();
+    let first = heard[0];
+    let expected: Vec<f32> = (0..heard.len())
+        .map(|k| first + k as f32 / 1000.0)
+        .collect();
+    for (k, (got, want)) in heard.iter().zip(&expected).enumerate() {
+        assert!(
+            (got - want).abs() < 1e-6,
+            "frame {k}: heard {got}, expected {want}; all: {heard:?}"
+        );
+    }
+    assert_eq!(stats.dropped_frames, 0);
+    assert!(heard.len() >= 40, "{} frames", heard.len());
+}

@@ -352,10 +352,13 @@ fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
         ),
         other => panic!("{other:?}"),
     }
-    assert!(
-        matches!(r.command(), Command::Reset),
-        "a greeting persona starts a fresh conversation"
-    );
+    match r.command() {
+        Command::Prime { prompt, fresh } => {
+            assert!(prompt.text.starts_with("You are GLaDOS"), "{prompt:?}");
+            assert!(fresh, "a greeting persona starts a fresh conversation");
+        }
+        other => panic!("the persona's prompts go to the engine: {other:?}"),
+    }
     // The loader thread hands the engine the new voice.
     match r.command() {
         Command::SwapModel { model: m, .. } => assert_eq!(m.info().name, "loopback"),

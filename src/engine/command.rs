@@ -16,6 +16,13 @@ pub enum Command {
         model: Box<dyn DuplexModel>,
         weights: Weights,
     },
+    /// A persona's prompts (role text, voice WAV): a model that takes prompts is reset
+    /// and primed with them at the next frame boundary, input held meanwhile. A model
+    /// that takes none only starts a fresh conversation, and only if `fresh`.
+    Prime {
+        prompt: super::model::Prompt,
+        fresh: bool,
+    },
     /// A (re)opened or lost microphone: the device supervisor swaps the input.
     ReplaceInput(crate::audio::port::InputPort),
     /// A (re)opened or lost speaker.
@@ -37,6 +44,7 @@ impl std::fmt::Debug for Command {
             Self::ReplaceSpeaker(s) => {
                 write!(f, "ReplaceSpeaker({:?})", s.as_ref().map(|s| s.format))
             }
+            Self::Prime { prompt, fresh } => write!(f, "Prime({prompt:?}, fresh: {fresh})"),
             Self::Shutdown => write!(f, "Shutdown"),
         }
     }

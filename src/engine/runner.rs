@@ -147,6 +147,8 @@ pub(super) struct Engine {
     pub(super) voice: Weights,
     /// A loaded voice waiting for a state that can take it.
     pub(super) held_voice: Option<(Box<dyn DuplexModel>, Weights)>,
+    /// A persona's prompts that arrived while no model ran: primed when one comes up.
+    pub(super) pending_prompt: Option<super::model::Prompt>,
     /// The newest sampling asked for; every model that comes up gets it.
     pub(super) sampling: Option<Sampling>,
     pub(super) frames: FrameSource,
@@ -192,6 +194,7 @@ impl Engine {
             model: None,
             voice: s.voice,
             held_voice: None,
+            pending_prompt: None,
             sampling: None,
             frames: FrameSource::new(s.input, rate, frame_len, s.max_backlog)?,
             output: Output::new(s.speaker, s.wav_out, rate, frame_len)?,
@@ -267,7 +270,10 @@ impl Engine {
                     });
                 }
             }
-            Command::Shutdown | Command::Reset | Command::SwapModel { .. } => {
+            Command::Shutdown
+            | Command::Reset
+            | Command::SwapModel { .. }
+            | Command::Prime { .. } => {
                 unreachable!("not a setting: {c:?}")
             }
         }
@@ -282,6 +288,33 @@ impl Engine {
             });
             self.voice = weights.clone();
             self.held_voice = Some((model, weights));
+        }
+    }
+
+    /// Reset the model and prefill a persona's prompts, as fast as the device allows.
+    /// What the user says meanwhile is held and replayed first, so none of it is lost.
+    pub(super) fn prime(&mut self, prompt: &super::model::Prompt) {
+        if !self.model.as_ref().is_some_and(|m| m.takes_prompt()) {
+            return; // a model that takes no prompt: the persona card says so
+        }
+        self.happened(Happening::Priming);
+        let model = self.model.as_mut().expect("checked above");
+        let result = contain(|| model.prime(prompt));
+        self.frames.hold_queued();
+        match result {
+            Ok(Ok(p)) => {
+                self.end_turn();
+                self.happened(Happening::Primed {
+                    steps: p.steps,
+                    ms: p.elapsed.as_secs_f64() * 1000.0,
+                });
+            }
+            Ok(Err(e)) => self.happened(Happening::PrimeFailed {
+                error: format!("{e:#}"),
+            }),
+            Err(panic) => self.happened(Happening::PrimeFailed {
+                error: format!("priming panicked: {panic}"),
+            }),
         }
     }
 

@@ -44,6 +44,10 @@ pub enum Action {
     /// Keep a newly loaded voice, and make it the current voice, until the state can
     /// take it: a reload then uses it instead of loading again.
     Hold,
+    /// Reset the running model and prefill a persona's prompts now.
+    Prime,
+    /// Keep a persona's prompts for the next model that comes up.
+    KeepPrompt,
 }
 
 /// The table: what `command` does in `state`.
@@ -59,6 +63,8 @@ pub fn decide(state: State, command: &Command) -> Action {
         (Command::Reset, Loading) => Ignore,
         (Command::SwapModel { .. }, Running) => Install,
         (Command::SwapModel { .. }, Loading | Unloaded | Failed) => Hold,
+        (Command::Prime { .. }, Running) => Prime,
+        (Command::Prime { .. }, Loading | Unloaded | Failed) => KeepPrompt,
     }
 }
 
@@ -94,6 +100,21 @@ mod tests {
         assert_eq!(decide(State::Failed, &Command::Reset), Action::Reload);
         assert_eq!(decide(State::Unloaded, &Command::Reset), Action::Reload);
         assert_eq!(decide(State::Loading, &Command::Reset), Action::Ignore);
+    }
+
+    #[test]
+    fn prompts_prime_a_running_model_and_wait_for_one_otherwise() {
+        let prime = || Command::Prime {
+            prompt: crate::engine::model::Prompt {
+                text: "You are JARVIS.".into(),
+                voice: None,
+            },
+            fresh: false,
+        };
+        assert_eq!(decide(State::Running, &prime()), Action::Prime);
+        for s in [State::Loading, State::Unloaded, State::Failed] {
+            assert_eq!(decide(s, &prime()), Action::KeepPrompt, "{s:?}");
+        }
     }
 
     #[test]

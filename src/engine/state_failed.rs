@@ -1,6 +1,7 @@
 //! The Failed state: audio keeps flowing and the UI stays responsive until `r` or quit.
 
 use crate::bus::Happening;
+use crate::engine::command::Command;
 use crate::engine::state::{decide, Action, State};
 use std::time::Duration;
 
@@ -19,6 +20,11 @@ impl Engine {
                     }
                     Action::Hold => self.hold(c, true),
                     Action::Apply => self.apply(c),
+                    Action::KeepPrompt => {
+                        if let Command::Prime { prompt: p, .. } = c {
+                            self.pending_prompt = Some(p);
+                        }
+                    }
                     _ => {}
                 },
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,

@@ -82,6 +82,11 @@ impl Engine {
                     }
                 }
                 Action::Apply => self.apply(c),
+                Action::KeepPrompt => {
+                    if let Command::Prime { prompt: p, .. } = c {
+                        self.pending_prompt = Some(p);
+                    }
+                }
                 _ => {}
             }
         }
@@ -100,6 +105,9 @@ impl Engine {
                 format!("{e:#}"),
                 "check the model's sample rate and frame length".into(),
             );
+        }
+        if let Some(p) = self.pending_prompt.take() {
+            self.prime(&p);
         }
         self.stats.model = self.model.as_ref().map(|m| m.info()).unwrap_or_default();
         self.stats.error = None;

@@ -13,6 +13,16 @@ use std::time::Instant;
 use super::runner::{contain, Engine, Fault};
 
 impl Engine {
+    /// A fresh conversation with the running model (its prompts replayed, if it takes them).
+    pub(super) fn reset_conversation(&mut self) {
+        if let Some(m) = self.model.as_mut() {
+            m.reset();
+        }
+        self.frames.reset();
+        self.end_turn();
+        self.send(EngineEvent::Reset);
+    }
+
     pub(super) fn running(&mut self) -> Option<State> {
         match self.run_frames() {
             Ok(next) => next,
@@ -26,20 +36,22 @@ impl Engine {
             match decide(State::Running, &c) {
                 Action::Stop => return Err(None),
                 Action::Apply => self.apply(c),
-                Action::ResetConversation => {
-                    if let Some(m) = self.model.as_mut() {
-                        m.reset();
-                    }
-                    self.frames.reset();
-                    self.end_turn();
-                    self.send(EngineEvent::Reset);
-                }
+                Action::ResetConversation => self.reset_conversation(),
                 Action::Install => {
                     if let Command::SwapModel { model, weights } = c {
                         self.swap(model, weights);
                     }
                 }
-                Action::Reload | Action::Ignore | Action::Hold => {}
+                Action::Prime => {
+                    if let Command::Prime { prompt, fresh } = c {
+                        if self.model.as_ref().is_some_and(|m| m.takes_prompt()) {
+                            self.prime(&prompt);
+                        } else if fresh {
+                            self.reset_conversation();
+                        }
+                    }
+                }
+                Action::Reload | Action::Ignore | Action::Hold | Action::KeepPrompt => {}
             }
         }
         Ok(())

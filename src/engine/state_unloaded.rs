@@ -3,6 +3,7 @@
 
 use crate::audio::meters::rms;
 use crate::bus::{EngineEvent, Happening, Residency};
+use crate::engine::command::Command;
 use crate::engine::frames::{Next, Take};
 use crate::engine::residency::{rss_bytes, SILENCE_RMS};
 use crate::engine::state::{decide, Action, State};
@@ -42,6 +43,11 @@ impl Engine {
                     Action::Reload => return self.wake(),
                     Action::Hold => self.hold(c, false),
                     Action::Apply => self.apply(c),
+                    Action::KeepPrompt => {
+                        if let Command::Prime { prompt: p, .. } = c {
+                            self.pending_prompt = Some(p);
+                        }
+                    }
                     _ => {}
                 }
             }

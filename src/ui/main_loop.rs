@@ -220,8 +220,19 @@ impl<B: Backend> MainLoop<'_, B> {
     /// a persona that greets), the journal, and the voice loader.
     fn switch_persona(&mut self, s: Switch, commands: &Sender<Command>) {
         let _ = commands.send(Command::SetSampling(s.sampling.clone()));
-        if s.reset {
-            let _ = commands.send(Command::Reset);
+        match s.prompt {
+            // Priming starts a fresh conversation; a model without prompts only resets
+            // for a persona that greets.
+            Some(prompt) => {
+                let _ = commands.send(Command::Prime {
+                    prompt,
+                    fresh: s.reset,
+                });
+            }
+            None if s.reset => {
+                let _ = commands.send(Command::Reset);
+            }
+            None => {}
         }
         if let Some(events) = &self.ctx.events {
             let _ = events.send(EngineEvent::PersonaSwitched {

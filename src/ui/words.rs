@@ -92,6 +92,9 @@ pub fn happening(h: &Happening) -> Said {
         Happening::VoiceHeld { name, failed: true } => warn(format!("{name} loaded, but the engine has failed"), Some("press r to restart the engine with it".into())),
         Happening::VoiceHeld { name, failed: false } => info(format!("{name} loaded; the model is unloaded, so it speaks when you do")),
         Happening::LoadCancelled => info("loading cancelled".into()),
+        Happening::Priming => info("priming the model with the persona's prompts; what you say meanwhile is kept".into()),
+        Happening::Primed { steps, ms } => info(format!("primed in {:.2} s ({steps} prefill steps)", ms / 1000.0)),
+        Happening::PrimeFailed { error } => warn(format!("the persona's prompts were not applied: {error}"), Some("fix the voice WAV or the prompt in the persona file; the previous prompts stay".into())),
     }
 }
 

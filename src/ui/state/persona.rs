@@ -19,6 +19,9 @@ pub struct Switch {
     pub sampling: Sampling,
     /// The persona opens the conversation: start a fresh one.
     pub reset: bool,
+    /// The persona's prompts (role text, voice WAV), for a model that takes them: it is
+    /// reset and primed with them (which also starts a fresh conversation).
+    pub prompt: Option<crate::engine::model::Prompt>,
     /// Load these weights in the background (the current voice keeps talking).
     pub load: Option<Weights>,
     /// This switch's number; a load for an older one is dropped.
@@ -104,6 +107,12 @@ impl UiState {
                 name: p.name.clone(),
                 sampling: self.sampling_of(i),
                 reset: p.greeting,
+                prompt: (!p.prompt.trim().is_empty() || p.voice_prompt.is_some()).then(|| {
+                    crate::engine::model::Prompt {
+                        text: p.prompt.clone(),
+                        voice: p.voice_prompt.clone(),
+                    }
+                }),
                 load,
                 id,
             }),
