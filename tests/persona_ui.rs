@@ -493,3 +493,25 @@ fn a_cpu_fallback_shows_degraded_with_its_reason_until_a_normal_load() {
     }));
     assert_eq!(s.state.conv_state(), ConvState::Listening);
 }
+
+#[test]
+fn priming_shows_in_the_header_and_the_feed_reports_its_time() {
+    use assistant::bus::Happening;
+    let mut s = Scene::new();
+    s.at(0.2).wav_and_speaker();
+    s.at(1.0).ready();
+    s.send(EngineEvent::Happened(Happening::Priming));
+    assert_eq!(s.state.conv_state(), ConvState::Priming);
+    let text = screen(draw(&mut s.state, 80, 24).backend().buffer());
+    assert!(text.contains("◌ priming"), "{text}");
+    s.send(EngineEvent::Happened(Happening::Primed {
+        steps: 83,
+        ms: 176.0,
+    }));
+    assert_eq!(s.state.conv_state(), ConvState::Listening);
+    let text = screen(draw(&mut s.state, 80, 24).backend().buffer());
+    assert!(
+        text.contains("primed in 0.18 s (83 prefill steps)"),
+        "{text}"
+    );
+}

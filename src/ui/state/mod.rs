@@ -48,6 +48,8 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvState {
     Loading,
+    /// The model is being primed with a persona's prompts; the user's audio is held.
+    Priming,
     Listening,
     Speaking,
     Both,
@@ -61,6 +63,7 @@ impl ConvState {
     pub fn label(self) -> &'static str {
         match self {
             Self::Loading => "loading",
+            Self::Priming => "priming",
             Self::Listening => "listening",
             Self::Speaking => "speaking",
             Self::Both => "both talking",
@@ -194,6 +197,8 @@ pub struct UiState {
     memory_reported: Option<u64>,
     /// Why the model runs somewhere worse than asked, e.g. "running on CPU (…)".
     model_degraded: Option<String>,
+    /// A persona's prompts are being primed (between `Priming` and `Primed`/`PrimeFailed`).
+    priming: bool,
 }
 
 impl UiState {
@@ -240,6 +245,7 @@ impl UiState {
             next_voice_id: 1,
             memory_reported: None,
             model_degraded: None,
+            priming: false,
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -265,6 +271,9 @@ impl UiState {
             Phase::Loading => return ConvState::Loading,
             Phase::Stopped => return ConvState::Stopped,
             Phase::Ready => {}
+        }
+        if self.priming {
+            return ConvState::Priming;
         }
         if self.degraded_reason().is_some() {
             return ConvState::Degraded;
@@ -503,6 +512,10 @@ impl UiState {
                 return Update::none();
             }
             EngineEvent::Happened(h) => {
+                use crate::bus::Happening;
+                self.priming = matches!(h, Happening::Priming)
+                    || (self.priming
+                        && !matches!(h, Happening::Primed { .. } | Happening::PrimeFailed { .. }));
                 let said = crate::ui::words::happening(&h);
                 self.note(EntryKind::Notice(said.severity), said.message, said.remedy);
             }

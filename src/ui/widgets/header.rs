@@ -15,7 +15,7 @@ use ratatui::widgets::Widget;
 pub fn state_badge(state: &UiState) -> (&'static str, Style) {
     let t = &state.theme;
     match state.conv_state() {
-        ConvState::Loading => ("◌", t.severity(Severity::Info)),
+        ConvState::Loading | ConvState::Priming => ("◌", t.severity(Severity::Info)),
         ConvState::Listening if state.user_speaking() => ("●", t.speaker(Speaker::User)),
         ConvState::Listening => ("○", t.text()),
         ConvState::Speaking => ("◆", t.speaker(Speaker::Assistant)),
