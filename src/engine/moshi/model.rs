@@ -111,19 +111,7 @@ impl DuplexModel for MoshiModel {
         out.text_token = Some(text_token);
         out.text = self.text.push(text_token);
         if let Some(audio) = self.stepper.last_audio_tokens() {
-            let audio = audio.to_vec();
-            let n = audio.len();
-            let t = Tensor::from_slice(&audio, (1, n, 1), &self.device)?;
-            let pcm = self
-                .mimi
-                .decode_step(&StreamTensor::from_tensor(t), &().into())
-                .context("Mimi decode")?;
-            if let Some(pcm) = pcm.as_option() {
-                let pcm: Vec<f32> = pcm.flatten_all()?.to_vec1()?;
-                let n = pcm.len().min(out.pcm.len());
-                out.pcm[..n].copy_from_slice(&pcm[..n]);
-            }
-            out.audio_codes = Some(audio);
+            decode_into(&mut self.mimi, &self.device, audio.to_vec(), out)?;
         }
         Ok(())
     }
@@ -141,4 +129,25 @@ impl DuplexModel for MoshiModel {
     fn set_sampling(&mut self, sampling: &Sampling) {
         self.pending = Some(sampling.clone());
     }
+}
+
+/// Decode one step's audio codes with Mimi into `out.pcm` (as much as it gives) and
+/// record the codes; shared by every Moshi-family model.
+pub(super) fn decode_into(
+    mimi: &mut Mimi,
+    device: &Device,
+    audio: Vec<u32>,
+    out: &mut StepOutput,
+) -> Result<()> {
+    let t = Tensor::from_slice(&audio, (1, audio.len(), 1), device)?;
+    let pcm = mimi
+        .decode_step(&StreamTensor::from_tensor(t), &().into())
+        .context("Mimi decode")?;
+    if let Some(pcm) = pcm.as_option() {
+        let pcm: Vec<f32> = pcm.flatten_all()?.to_vec1()?;
+        let n = pcm.len().min(out.pcm.len());
+        out.pcm[..n].copy_from_slice(&pcm[..n]);
+    }
+    out.audio_codes = Some(audio);
+    Ok(())
 }

@@ -16,7 +16,6 @@ use crate::engine::model::{DuplexModel, Primed, Prompt, StepOutput};
 use anyhow::{Context, Result};
 use moshi::candle::{Device, IndexOp, Tensor};
 use moshi::mimi::Mimi;
-use moshi::StreamTensor;
 use std::time::Instant;
 
 /// Is this LM config PersonaPlex-shaped: a depformer that predicts every codebook,
@@ -262,17 +261,7 @@ impl DuplexModel for PersonaPlexModel {
         out.text = self.text.push(text_token);
         let audio = aligned[1..1 + STREAM_CODEBOOKS].to_vec();
         if audio.iter().all(|&t| t < self.audio_pad) {
-            let t = Tensor::from_slice(&audio, (1, STREAM_CODEBOOKS, 1), &self.device)?;
-            let pcm = self
-                .mimi
-                .decode_step(&StreamTensor::from_tensor(t), &().into())
-                .context("Mimi decode")?;
-            if let Some(pcm) = pcm.as_option() {
-                let pcm: Vec<f32> = pcm.flatten_all()?.to_vec1()?;
-                let n = pcm.len().min(out.pcm.len());
-                out.pcm[..n].copy_from_slice(&pcm[..n]);
-            }
-            out.audio_codes = Some(audio);
+            super::model::decode_into(&mut self.mimi, &self.device, audio, out)?;
         }
         Ok(())
     }
