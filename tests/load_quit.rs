@@ -4,15 +4,15 @@
 //! end the process within a second, and the TUI gives the terminal back.
 
 mod load_server;
+mod tmux_support;
 use assistant::engine::moshi::export::{write_demo, LmFormat};
 use assistant::engine::moshi::files::LM_SAFETENSORS;
 use load_server::Hub;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-
-const WAV: &str = "tests/fixtures/audio/hello_24k_mono.wav";
+use tmux_support::{Tmux, WAV};
 
 /// The default repo, served tiny and slow: 4.4 MiB of LM at 64 KiB/s takes over a minute.
 fn slow_hub(dir: &Path) -> Hub {
@@ -42,106 +42,27 @@ fn hf_env(cmd: &mut Command, hub: &Hub, home: &Path) {
         .env("XDG_STATE_HOME", home.join("state"));
 }
 
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
-    }
-
-    fn format(&self, f: &str) -> String {
-        String::from_utf8_lossy(&self.run(&["display-message", "-p", "-t", "e2e", f]).stdout)
-            .trim()
-            .to_string()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
-    }
-}
-
 #[test]
 fn q_during_a_slow_download_exits_within_a_second_and_restores_the_terminal() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("tmux not installed: skipping the terminal end-to-end test");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let hub = slow_hub(&tmp.path().join("www"));
-    let home = tmp.path();
-    let exit = home.join("exit");
-    let log = home.join("assistant.log");
-    // After the program ends the pane stays (sleep) so its terminal state can be read.
-    let cmd = format!(
-        "cd '{}' && env -u HF_HUB_CACHE -u HF_TOKEN HF_ENDPOINT='{}' HF_HOME='{}' XDG_DATA_HOME='{}' XDG_CONFIG_HOME='{}' XDG_STATE_HOME='{}' '{}' --input '{WAV}' --log-file '{}'; echo $? > '{}'; sleep 60",
-        env!("CARGO_MANIFEST_DIR"),
-        hub.endpoint,
-        home.join("hf").display(),
-        home.join("data").display(),
-        home.join("config").display(),
-        home.join("state").display(),
-        env!("CARGO_BIN_EXE_assistant"),
-        log.display(),
-        exit.display()
-    );
-    let t = Tmux {
-        socket: format!("assistant-load-{}", std::process::id()),
+    let hf = tmp.path().join("hf").display().to_string();
+    let env = [("HF_ENDPOINT", hub.endpoint.clone()), ("HF_HOME", hf)];
+    let Some(t) = Tmux::start_env(&env, &["--input", WAV]) else {
+        return;
     };
-    t.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let log_text = || t.log();
     wait_for_lm_bytes(&hub, || format!("{}\nlog:\n{}", t.screen(), log_text()));
     // The download shows, with the file and where it comes from.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let s = loop {
-        let s = t.screen();
-        if s.contains("model.safetensors from 127.0.0.1") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no download on screen:\n{s}");
-        sleep(Duration::from_millis(50));
-    };
+    let s = t.wait_for("the download on screen", |s| {
+        s.contains("model.safetensors from 127.0.0.1")
+    });
     assert_eq!(t.format("#{alternate_on}"), "1", "the TUI runs:\n{s}");
 
-    t.run(&["send-keys", "-t", "e2e", "q"]);
+    t.keys("q");
     let pressed = Instant::now();
     let code = loop {
-        if let Some(c) = std::fs::read_to_string(&exit)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
+        if let Some(c) = t.exit_code() {
             break c;
         }
         assert!(

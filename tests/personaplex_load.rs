@@ -2,20 +2,15 @@
 //! to 16 as NVIDIA's loader does), load as a PersonaPlex model, and a wrong slice count
 //! is refused with an error that names the file and the fix.
 
-use assistant::bus::{Cancel, Sampling};
+mod personaplex_common;
+use assistant::bus::Cancel;
 use assistant::engine::model::{DuplexModel, Prompt, StepOutput};
 use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::config::{demo_mimi, ModelConfig, MIMI_CONFIG_FILE};
-use assistant::engine::moshi::demo::random_model;
-use assistant::engine::moshi::files::{MIMI_FILE, TOKENIZER_FILE};
 use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
 use moshi::candle::{Device, Tensor};
+use personaplex_common::{complete_checkpoint, fixtures, greedy};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 /// A checkpoint directory whose LM keeps the fixture's first `slices` depformer steps.
 fn checkpoint_with_slices(slices: usize) -> tempfile::TempDir {
@@ -49,46 +44,15 @@ fn checkpoint_with_slices(slices: usize) -> tempfile::TempDir {
         kept.insert(name, t);
     }
     moshi::candle::safetensors::save(&kept, dir.path().join("model.safetensors")).unwrap();
-    std::fs::copy(
-        src.join("lm_config.toml"),
-        dir.path().join("lm_config.toml"),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixtures().join("spm_300.model"),
-        dir.path().join(TOKENIZER_FILE),
-    )
-    .unwrap();
-    let mut mimi = demo_mimi();
-    mimi.quantizer_bins = 2048;
-    std::fs::write(
-        dir.path().join(MIMI_CONFIG_FILE),
-        toml::to_string(&mimi).unwrap(),
-    )
-    .unwrap();
-    let lm: moshi::lm::Config =
-        toml::from_str(&std::fs::read_to_string(src.join("lm_config.toml")).unwrap()).unwrap();
-    let cfg = ModelConfig::from_parts(lm, mimi.to_mimi());
-    let m = random_model(&cfg, 7, &Device::Cpu).unwrap();
-    let tensors: HashMap<String, _> = m.mimi_tensors.into_iter().collect();
-    moshi::candle::safetensors::save(&tensors, dir.path().join(MIMI_FILE)).unwrap();
+    complete_checkpoint(dir.path());
     dir
-}
-
-fn sampling() -> Sampling {
-    Sampling {
-        temperature: 0.0,
-        text_temperature: 0.0,
-        top_k: 1,
-        seed: 1,
-    }
 }
 
 fn load(dir: &Path) -> Result<PersonaPlexModel, String> {
     let ck = inspect(dir).map_err(|e| e.to_string())?;
     PersonaPlexModel::load(
         ck,
-        &sampling(),
+        &greedy(),
         &Device::Cpu,
         "cpu",
         &mut |_| {},
@@ -223,7 +187,7 @@ fn load_model_primes_with_the_options_prompt() {
     let opts = ModelOptions {
         model_dir: Some(d.path().to_path_buf()),
         device: DeviceChoice::Cpu,
-        sampling: sampling(),
+        sampling: greedy(),
         prompt: Prompt {
             text: "You are a kind teacher.".into(),
             voice: Some(fixtures().join("personaplex/voice.wav")),

@@ -2,18 +2,16 @@
 //! tiny PersonaPlex-shaped checkpoint in PyTorch's tensor names loads, and our prefill
 //! and conversation reproduce `LMGen`'s greedy token stream step by step.
 
-use assistant::bus::{Cancel, Sampling};
+mod personaplex_common;
+use assistant::bus::Cancel;
 use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::config::{demo_mimi, ModelConfig, MIMI_CONFIG_FILE};
-use assistant::engine::moshi::demo::random_model;
-use assistant::engine::moshi::files::{MIMI_FILE, TOKENIZER_FILE};
 use assistant::engine::moshi::personaplex::prefill_schedule;
 use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
 use assistant::engine::moshi::personaplex_voice::voice_prompt_pcm;
 use moshi::candle::Device;
+use personaplex_common::{complete_checkpoint, fixtures, greedy};
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Deserialize)]
 struct Step {
@@ -35,51 +33,21 @@ struct Reference {
     steps: Vec<Step>,
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 fn reference() -> Reference {
     let text = std::fs::read_to_string(fixtures().join("personaplex/reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-/// The fixture's LM and config, the repository's tiny tokenizer, and a random tiny
-/// Mimi with 2048 bins (the voice and user codes come from the fixture).
+/// The fixture's LM, completed into a checkpoint directory.
 fn checkpoint_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = fixtures().join("personaplex");
-    for f in ["model.safetensors", "lm_config.toml"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
-    }
     std::fs::copy(
-        fixtures().join("spm_300.model"),
-        dir.path().join(TOKENIZER_FILE),
+        fixtures().join("personaplex/model.safetensors"),
+        dir.path().join("model.safetensors"),
     )
     .unwrap();
-    let mut mimi = demo_mimi();
-    mimi.quantizer_bins = 2048;
-    std::fs::write(
-        dir.path().join(MIMI_CONFIG_FILE),
-        toml::to_string(&mimi).unwrap(),
-    )
-    .unwrap();
-    let lm: moshi::lm::Config =
-        toml::from_str(&std::fs::read_to_string(src.join("lm_config.toml")).unwrap()).unwrap();
-    let cfg = ModelConfig::from_parts(lm, mimi.to_mimi());
-    let m = random_model(&cfg, 7, &Device::Cpu).unwrap();
-    let tensors: HashMap<String, _> = m.mimi_tensors.into_iter().collect();
-    moshi::candle::safetensors::save(&tensors, dir.path().join(MIMI_FILE)).unwrap();
+    complete_checkpoint(dir.path());
     dir
-}
-
-fn greedy() -> Sampling {
-    Sampling {
-        temperature: 0.0,
-        text_temperature: 0.0,
-        top_k: 1,
-        seed: 1,
-    }
 }
 
 fn load(dir: &Path) -> PersonaPlexModel {

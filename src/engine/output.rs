@@ -88,8 +88,10 @@ impl Output {
     /// model runs (the speaker plays silence on its own when its ring is empty).
     pub fn silence_to_file(&mut self) -> anyhow::Result<()> {
         if let Some(w) = self.wav.as_mut() {
-            let silence = vec![0.0; self.frame_len];
-            w.write(&silence)?;
+            // The speaker path's scratch buffer, so no frame allocates.
+            self.mono.clear();
+            self.mono.resize(self.frame_len, 0.0);
+            w.write(&self.mono)?;
         }
         Ok(())
     }

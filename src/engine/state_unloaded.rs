@@ -74,9 +74,7 @@ impl Engine {
                     self.stats.frames_in += 1;
                     self.maybe_sample_rss();
                     let level = rms(&self.frames.frame);
-                    let frame = std::mem::take(&mut self.frames.frame);
-                    self.frames.held.push(&frame);
-                    self.frames.frame = frame;
+                    self.frames.held.push(&self.frames.frame);
                     if level >= SILENCE_RMS {
                         self.happened(Happening::WokeBySpeech);
                         return self.wake();

@@ -1,13 +1,13 @@
 #!/bin/bash
 # The combined ("hard room") scenes of issue 16: every difficulty at once, a different voice
 # at each end. usage: make_hard_scenes.sh OUT_DIR  (needs espeak-ng, sox, python3 with
-# numpy and scipy, and ../shared/tools/echo_make_scene.py). espeak-ng versions may voice
+# numpy and scipy, and tools/aec_reference/echo_make_scene.py). espeak-ng versions may voice
 # the text slightly differently; h7 as made here is vendored in tests/fixtures/audio/echo_hard.
 set -euo pipefail
 OUT=${1:?usage: make_hard_scenes.sh OUT_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-MAKE=${ECHO_MAKE_SCENE:-$REPO/../shared/tools/echo_make_scene.py}
+MAKE=${ECHO_MAKE_SCENE:-$REPO/tools/aec_reference/echo_make_scene.py}
 F=$REPO/tests/fixtures/audio
 V=$OUT/voices
 mkdir -p "$V"

@@ -1,4 +1,4 @@
-//! The figures of `../shared/tools/echo_score.py`, computed in Rust so tests need no
+//! The figures of `tests/fixtures/tools/echo_score.py`, computed in Rust so tests need no
 //! Python. Definitions are kept identical to the script (its docstring defines them):
 //! - `lag_ms`: latency the canceller added, from the cross-correlation with near.wav;
 //! - `erle_db`: E[mic^2] / E[out^2] on the far-only segment after its first second;
