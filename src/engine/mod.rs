@@ -1,4 +1,5 @@
 //! The engine thread, the model boundary and the models.
+pub mod cascade;
 pub mod command;
 pub mod frames;
 pub mod load;
