@@ -4,6 +4,7 @@
 //! `stt` (Kyutai STT through `moshi::asr`), `tts` (Kyutai TTS through
 //! `moshi::tts_streaming`), `llm` (an OpenAI-compatible server, or a GGUF in-process).
 
+pub mod llm;
 pub mod parts;
 
 pub use parts::{

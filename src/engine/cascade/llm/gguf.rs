@@ -1,0 +1,370 @@
+//! The in-process LLM: a Qwen2 GGUF chat model (by default Qwen2.5 0.5B instruct,
+//! Q4_K_M) on candle, its tokenizer read from the GGUF's own metadata, prompted with
+//! Qwen's ChatML template. A reply decodes token by token, each piece of text passed
+//! on as soon as its bytes make whole characters; the KV cache keeps the conversation
+//! so far, so a turn reads only what changed since the last one.
+
+use super::bpe::{BpeTokenizer, Utf8Stream};
+use super::qwen2::{Qwen2, Qwen2Config};
+use crate::bus::Cancel;
+use crate::engine::cascade::parts::{ChatRequest, ChatRole, Llm, LlmError};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use moshi::candle::quantized::gguf_file;
+use moshi::candle::Device;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const DEFAULT_REPO: &str = "Qwen/Qwen2.5-0.5B-Instruct-GGUF";
+pub const DEFAULT_FILE: &str = "qwen2.5-0.5b-instruct-q4_k_m.gguf";
+/// Positions a conversation may hold (prompt and reply): bounds the KV cache.
+pub const DEFAULT_CONTEXT: usize = 4096;
+/// Prompt tokens read per forward pass; the cancel flag is looked at between passes.
+const PREFILL_CHUNK: usize = 64;
+/// Nucleus sampling above temperature 0 (Qwen's own generation config uses 0.8).
+const TOP_P: f64 = 0.8;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufLlmOptions {
+    /// `--llm-gguf`: a file to use instead of the default model.
+    pub gguf: Option<PathBuf>,
+    /// Where the default comes from: Hugging Face repository and file.
+    pub repo: String,
+    pub file: String,
+    /// Positions a conversation may hold; the history must stay below this.
+    pub context: usize,
+    /// Sampling seed (each reply adds its turn number).
+    pub seed: u64,
+}
+
+impl Default for GgufLlmOptions {
+    fn default() -> Self {
+        Self {
+            gguf: None,
+            repo: DEFAULT_REPO.into(),
+            file: DEFAULT_FILE.into(),
+            context: DEFAULT_CONTEXT,
+            seed: 299_792_458,
+        }
+    }
+}
+
+fn bad_file(path: &Path, why: impl std::fmt::Display) -> LlmError {
+    LlmError {
+        message: format!("The LLM file {} cannot be used: {why}.", path.display()),
+        remedy: format!(
+            "Give --llm-gguf a Qwen2 instruct GGUF (e.g. {DEFAULT_FILE} from {DEFAULT_REPO}), \
+             or delete the file so the default is downloaded again."
+        ),
+        transient: false,
+    }
+}
+
+/// What a GGUF header says, checked: a Qwen2 chat model with a byte-level tokenizer
+/// and all its tensor data present.
+pub struct GgufSummary {
+    pub config: Qwen2Config,
+    pub vocab: usize,
+    /// Bytes of tensor data in the file.
+    pub tensor_bytes: u64,
+    /// Bytes of the token embedding as stored (it is also held as f32 in memory).
+    pub embedding_bytes: u64,
+}
+
+/// Check `path` without loading its weights: a readable, complete GGUF of a model this
+/// LLM runs. The error names the file, what is wrong and the fix.
+pub fn check_file(path: &Path) -> Result<GgufSummary, LlmError> {
+    if !path.is_file() {
+        return Err(LlmError {
+            message: format!("The LLM file {} does not exist.", path.display()),
+            remedy: format!(
+                "Give --llm-gguf the path of a GGUF chat model, or leave it out to use \
+                 {DEFAULT_FILE} from the Hugging Face cache (downloaded if missing)."
+            ),
+            transient: false,
+        });
+    }
+    // Not a GGUF, or cut short: named by the checkpoint checker Moshi's files use.
+    let tensors = crate::engine::moshi::files::check_gguf(path).map_err(|e| LlmError {
+        message: format!("The LLM file is broken: {e}."),
+        remedy: format!(
+            "Download it again (delete it; without --llm-gguf, {DEFAULT_FILE} is fetched from \
+             {DEFAULT_REPO}), or give --llm-gguf another file."
+        ),
+        transient: false,
+    })?;
+    let mut f = std::fs::File::open(path).map_err(|e| bad_file(path, e))?;
+    let content = gguf_file::Content::read(&mut f).map_err(|e| bad_file(path, e))?;
+    let config = Qwen2Config::from_gguf(&content.metadata).map_err(|e| bad_file(path, e))?;
+    let tok = BpeTokenizer::from_gguf(&content.metadata).map_err(|e| bad_file(path, e))?;
+    for t in ["<|im_start|>", "<|im_end|>"] {
+        if tok.token_id(t).is_none() {
+            return Err(bad_file(path, format!("its vocabulary has no `{t}` (not a ChatML chat model)")));
+        }
+    }
+    let embedding_bytes = tensors
+        .get("token_embd.weight")
+        .map(|t| t.bytes())
+        .ok_or_else(|| bad_file(path, "it has no `token_embd.weight` tensor"))?;
+    Ok(GgufSummary {
+        config,
+        vocab: tok.vocab_size(),
+        tensor_bytes: tensors.values().map(|t| t.bytes()).sum(),
+        embedding_bytes,
+    })
+}
+
+/// Memory the loaded model takes, in bytes, for the memory plan: its tensors as
+/// stored, the token embedding again as f32 (candle looks rows up in a dense copy),
+/// the KV cache and rotary tables for `context` positions, and room for one prefill
+/// chunk's activations and the logits.
+pub fn memory_bytes(summary: &GgufSummary, context: usize) -> u64 {
+    let c = &summary.config;
+    let positions = context.min(c.context) as u64;
+    let embed_f32 = (summary.vocab * c.hidden * 4) as u64;
+    let rotary = positions * c.head_dim() as u64 * 4;
+    let chunk = PREFILL_CHUNK as u64;
+    let activations = chunk * (c.hidden + c.ffn * 3) as u64 * 4
+        + chunk * positions * c.n_head as u64 * 4 * 2
+        + summary.vocab as u64 * 4 * 2;
+    summary.tensor_bytes + embed_f32 + c.kv_bytes(positions as usize) + rotary + activations
+}
+
+/// The snapshot file of `repo` in the Hugging Face cache, preferring `refs/main`.
+pub fn find_in_hf_cache(cache: &Path, repo: &str, file: &str) -> Option<PathBuf> {
+    let root = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let snapshots = root.join("snapshots");
+    if let Ok(rev) = std::fs::read_to_string(root.join("refs").join("main")) {
+        let p = snapshots.join(rev.trim()).join(file);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join(file)))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// `--llm-gguf`, else the default in the Hugging Face cache; `None` means it must be
+/// downloaded (`super::download::download_file`).
+pub fn find_gguf(options: &GgufLlmOptions) -> Option<PathBuf> {
+    if let Some(p) = &options.gguf {
+        return Some(p.clone());
+    }
+    let cache = crate::engine::moshi::discovery::hf_hub_cache()?;
+    find_in_hf_cache(&cache, &options.repo, &options.file)
+}
+
+struct Conversation {
+    model: Qwen2,
+    /// The tokens in the model's KV cache, in order.
+    tokens: Vec<u32>,
+    replies: u64,
+}
+
+pub struct GgufLlm {
+    name: String,
+    tok: BpeTokenizer,
+    im_start: u32,
+    im_end: u32,
+    stops: Vec<u32>,
+    seed: u64,
+    conv: Mutex<Conversation>,
+}
+
+impl GgufLlm {
+    /// Load `path` onto `device`, the conversation bounded to `options.context`
+    /// positions. Checks the file first (`check_file`); `cancel` is looked at
+    /// before and after the weights are read.
+    pub fn load(path: &Path, device: &Device, options: &GgufLlmOptions, cancel: &Cancel) -> Result<Self, LlmError> {
+        check_file(path)?;
+        let cancelled = || LlmError {
+            message: "Loading the LLM was cancelled.".into(),
+            remedy: String::new(),
+            transient: true,
+        };
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        let mut f = std::fs::File::open(path).map_err(|e| bad_file(path, e))?;
+        let content = gguf_file::Content::read(&mut f).map_err(|e| bad_file(path, e))?;
+        let tok = BpeTokenizer::from_gguf(&content.metadata).map_err(|e| bad_file(path, e))?;
+        let model = Qwen2::load(&content, &mut f, device, options.context.max(16)).map_err(|e| bad_file(path, e))?;
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        let id = |t: &str| tok.token_id(t).ok_or_else(|| bad_file(path, format!("no `{t}` token")));
+        let (im_start, im_end) = (id("<|im_start|>")?, id("<|im_end|>")?);
+        let mut stops = vec![im_end];
+        stops.extend(tok.token_id("<|endoftext|>"));
+        if let Some(eos) = content.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()) {
+            stops.push(eos);
+        }
+        let stem = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        Ok(Self {
+            name: format!("{stem} (in-process)"),
+            tok,
+            im_start,
+            im_end,
+            stops,
+            seed: options.seed,
+            conv: Mutex::new(Conversation {
+                model,
+                tokens: Vec::new(),
+                replies: 0,
+            }),
+        })
+    }
+
+    /// The tokens of `request` in Qwen's ChatML template, ending where the
+    /// assistant's reply begins.
+    pub fn prompt_tokens(&self, request: &ChatRequest) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut block = |role: &str, content: &str| {
+            out.push(self.im_start);
+            out.extend(self.tok.encode(&format!("{role}\n{content}")));
+            out.push(self.im_end);
+            out.extend(self.tok.encode("\n"));
+        };
+        if !request.system.trim().is_empty() {
+            block("system", &request.system);
+        }
+        for m in &request.messages {
+            let role = match m.role {
+                ChatRole::System => "system",
+                ChatRole::User => "user",
+                ChatRole::Assistant => "assistant",
+            };
+            block(role, &m.content);
+        }
+        out.push(self.im_start);
+        out.extend(self.tok.encode("assistant\n"));
+        out
+    }
+
+    /// Positions a conversation may hold (prompt and reply).
+    pub fn context(&self) -> usize {
+        self.lock().model.max_positions()
+    }
+
+    /// Tokens in the KV cache, kept from the last reply.
+    pub fn cached_tokens(&self) -> usize {
+        self.lock().tokens.len()
+    }
+
+    pub fn tokenizer(&self) -> &BpeTokenizer {
+        &self.tok
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Conversation> {
+        // A panic mid-reply leaves a cache we cannot trust: start it afresh.
+        self.conv.lock().unwrap_or_else(|p| {
+            let mut g = p.into_inner();
+            g.tokens.clear();
+            let _ = g.model.truncate(0);
+            g
+        })
+    }
+
+    fn generate(
+        &self,
+        conv: &mut Conversation,
+        request: &ChatRequest,
+        cancel: &Cancel,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> Result<(), LlmError> {
+        let failed = |e: moshi::candle::Error| LlmError {
+            message: format!("The in-process LLM failed: {e}"),
+            remedy: "Try again; if it repeats, use another --llm-gguf or an LLM server (--llm-url).".into(),
+            transient: false,
+        };
+        let prompt = self.prompt_tokens(request);
+        let room = conv.model.max_positions();
+        if prompt.len() + 1 > room {
+            return Err(LlmError {
+                message: format!(
+                    "The conversation is {} tokens; the in-process LLM holds {room}.",
+                    prompt.len()
+                ),
+                remedy: "Keep the history shorter than the LLM's context (or start a new conversation).".into(),
+                transient: false,
+            });
+        }
+        // Keep the cached prefix this prompt shares (at least one token must be read
+        // to get logits).
+        let same = conv.tokens.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let keep = same.min(prompt.len() - 1);
+        conv.model.truncate(keep).map_err(failed)?;
+        conv.tokens.truncate(keep);
+        let mut logits = None;
+        for chunk in prompt[keep..].chunks(PREFILL_CHUNK) {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            logits = Some(conv.model.forward(chunk).map_err(failed)?);
+            conv.tokens.extend_from_slice(chunk);
+        }
+        let Some(mut logits) = logits else {
+            return Ok(());
+        };
+        let sampling = if request.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            Sampling::TopP {
+                p: TOP_P,
+                temperature: request.temperature as f64,
+            }
+        };
+        conv.replies += 1;
+        let mut sampler = LogitsProcessor::from_sampling(self.seed.wrapping_add(conv.replies), sampling);
+        let mut text = Utf8Stream::default();
+        let budget = (request.max_tokens as usize).min(room - prompt.len());
+        for i in 0..budget {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let next = sampler.sample(&logits).map_err(failed)?;
+            if self.stops.contains(&next) {
+                break;
+            }
+            let piece = text.push(&self.tok.token_bytes(next));
+            if !piece.is_empty() {
+                on_piece(&piece);
+            }
+            if i + 1 < budget {
+                logits = conv.model.forward(&[next]).map_err(failed)?;
+                conv.tokens.push(next);
+            }
+        }
+        let rest = text.finish();
+        if !rest.is_empty() {
+            on_piece(&rest);
+        }
+        Ok(())
+    }
+}
+
+impl Llm for GgufLlm {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn stream(&self, request: &ChatRequest, cancel: &Cancel, on_piece: &mut dyn FnMut(&str)) -> Result<(), LlmError> {
+        let mut conv = self.lock();
+        let out = self.generate(&mut conv, request, cancel, on_piece);
+        if out.is_err() {
+            // The cache may hold half a step.
+            conv.tokens.clear();
+            let _ = conv.model.truncate(0);
+        }
+        out
+    }
+
+    /// Exact: this model's own tokenizer.
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tok.encode(text).len()
+    }
+}

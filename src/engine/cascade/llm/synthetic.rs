@@ -1,0 +1,159 @@
+//! A tiny Qwen2 chat model with random weights, written as a GGUF in the layout of
+//! Qwen's own files (tensor names, `qwen2.*` keys, a byte-level BPE vocabulary with
+//! merges and ChatML's control tokens, Qwen's chat template), complete enough that
+//! llama.cpp loads it as well as we do. Tests and benchmarks write it.
+
+use moshi::candle::quantized::gguf_file::{self, Value};
+use moshi::candle::quantized::{GgmlDType, QTensor};
+use moshi::candle::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+
+/// Merges of the tiny vocabulary, each joining two tokens that exist before it (GPT-2's
+/// byte characters: `Ġ` is a space, `Ċ` a newline).
+const MERGES: &[&str] = &[
+    "h e", "l l", "Ġ t", "Ġt he", "i n", "Ġ a", "e r", "o n", "Ġ s", "r e", "Ġ w", "he ll",
+    "hell o", "Ġ he", "Ġhe ll", "Ġhell o", "o r", "Ġw or", "l d", "Ġwor ld", "i s", "Ġ is",
+    "Ġ y", "o u", "Ġy ou", "i t", "Ġ it", "Ċ Ċ", "s t", "e m", "s y", "st em", "sy stem",
+    "u s", "us er", "a s", "as s", "in g", "Ġ I", "Ġ o", "Ġo f", "e d", "a n", "a t",
+];
+
+pub const CHAT_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TinyQwen2 {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub ffn: usize,
+    pub context: usize,
+    pub seed: u64,
+    /// Share the output projection with the token embedding, as Qwen2.5 0.5B does.
+    /// Untied, the control tokens' output rows are zero, so greedy decoding never
+    /// ends a reply early (tests then get exactly `max_tokens` tokens).
+    pub tied: bool,
+}
+
+impl Default for TinyQwen2 {
+    fn default() -> Self {
+        Self {
+            hidden: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 128,
+            context: 2048,
+            seed: 7,
+            tied: false,
+        }
+    }
+}
+
+/// The vocabulary: GPT-2's 256 byte characters, one token per merge, then
+/// `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` (control tokens, type 3).
+pub fn vocabulary() -> (Vec<String>, Vec<i32>) {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut extra = 0;
+    let mut tokens: Vec<String> = (0..256u32)
+        .map(|b| {
+            let c = if printable(b) {
+                b
+            } else {
+                extra += 1;
+                255 + extra
+            };
+            char::from_u32(c).map(String::from).unwrap_or_default()
+        })
+        .collect();
+    tokens.extend(MERGES.iter().map(|m| m.replace(' ', "")));
+    let mut types = vec![1; tokens.len()];
+    for s in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+        tokens.push(s.into());
+        types.push(3);
+    }
+    (tokens, types)
+}
+
+/// Write the model to `path`.
+pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
+    let (tokens, types) = vocabulary();
+    let vocab = tokens.len();
+    let hd = m.hidden / m.heads;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(m.seed);
+    let dev = Device::Cpu;
+    let random = |rng: &mut rand::rngs::StdRng, dims: &[usize], scale: f32, dtype: GgmlDType| -> anyhow::Result<QTensor> {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+        Ok(QTensor::quantize(&Tensor::from_vec(v, dims, &dev)?, dtype)?)
+    };
+    let ones = |n: usize| -> anyhow::Result<QTensor> {
+        Ok(QTensor::quantize(&Tensor::ones(n, moshi::candle::DType::F32, &dev)?, GgmlDType::F32)?)
+    };
+    let q8 = GgmlDType::Q8_0;
+    let mut tensors: Vec<(String, QTensor)> = vec![
+        ("token_embd.weight".into(), random(&mut rng, &[vocab, m.hidden], 1.0, q8)?),
+        ("output_norm.weight".into(), ones(m.hidden)?),
+    ];
+    if !m.tied {
+        let mut rows: Vec<f32> = (0..vocab * m.hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for (i, t) in types.iter().enumerate() {
+            if *t == 3 {
+                rows[i * m.hidden..(i + 1) * m.hidden].fill(0.);
+            }
+        }
+        let t = Tensor::from_vec(rows, (vocab, m.hidden), &dev)?;
+        tensors.push(("output.weight".into(), QTensor::quantize(&t, q8)?));
+    }
+    let w = 1.0 / (m.hidden as f32).sqrt();
+    for i in 0..m.layers {
+        let kv = m.kv_heads * hd;
+        let mut add = |name: &str, t: QTensor| tensors.push((format!("blk.{i}.{name}"), t));
+        add("attn_norm.weight", ones(m.hidden)?);
+        add("ffn_norm.weight", ones(m.hidden)?);
+        add("attn_q.weight", random(&mut rng, &[m.hidden, m.hidden], w, q8)?);
+        add("attn_k.weight", random(&mut rng, &[kv, m.hidden], w, q8)?);
+        add("attn_v.weight", random(&mut rng, &[kv, m.hidden], w, q8)?);
+        add("attn_q.bias", random(&mut rng, &[m.hidden], 0.1, GgmlDType::F32)?);
+        add("attn_k.bias", random(&mut rng, &[kv], 0.1, GgmlDType::F32)?);
+        add("attn_v.bias", random(&mut rng, &[kv], 0.1, GgmlDType::F32)?);
+        add("attn_output.weight", random(&mut rng, &[m.hidden, m.hidden], w, q8)?);
+        add("ffn_gate.weight", random(&mut rng, &[m.ffn, m.hidden], w, q8)?);
+        add("ffn_up.weight", random(&mut rng, &[m.ffn, m.hidden], w, q8)?);
+        add("ffn_down.weight", random(&mut rng, &[m.hidden, m.ffn], 1.0 / (m.ffn as f32).sqrt(), q8)?);
+    }
+    let id = |s: &str| tokens.iter().position(|t| t == s).unwrap_or(0) as u32;
+    let s = |v: &str| Value::String(v.into());
+    let u = |v: usize| Value::U32(v as u32);
+    let metadata: Vec<(&str, Value)> = vec![
+        ("general.architecture", s("qwen2")),
+        ("general.name", s("tiny-qwen2-random")),
+        ("general.file_type", Value::U32(7)), // mostly Q8_0
+        ("qwen2.context_length", u(m.context)),
+        ("qwen2.embedding_length", u(m.hidden)),
+        ("qwen2.block_count", u(m.layers)),
+        ("qwen2.feed_forward_length", u(m.ffn)),
+        ("qwen2.attention.head_count", u(m.heads)),
+        ("qwen2.attention.head_count_kv", u(m.kv_heads)),
+        ("qwen2.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ("qwen2.rope.freq_base", Value::F32(1_000_000.0)),
+        ("tokenizer.ggml.model", s("gpt2")),
+        ("tokenizer.ggml.pre", s("qwen2")),
+        ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| s(t)).collect())),
+        ("tokenizer.ggml.token_type", Value::Array(types.iter().map(|&t| Value::I32(t)).collect())),
+        ("tokenizer.ggml.merges", Value::Array(MERGES.iter().map(|m| s(m)).collect())),
+        ("tokenizer.ggml.eos_token_id", Value::U32(id("<|im_end|>"))),
+        ("tokenizer.ggml.padding_token_id", Value::U32(id("<|endoftext|>"))),
+        ("tokenizer.ggml.bos_token_id", Value::U32(id("<|endoftext|>"))),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+        ("tokenizer.chat_template", s(CHAT_TEMPLATE)),
+    ];
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    gguf_file::write(&mut f, &md, &ts)?;
+    use std::io::Write;
+    f.flush()?;
+    Ok(())
+}
