@@ -5,7 +5,7 @@
 
 use crate::bus::{Cancel, LoadProgress, ProgressUnit};
 use crate::engine::cascade::parts::LlmError;
-use crate::engine::moshi::discovery::{endpoint_from_env, hf_hub_cache, CHUNK_BYTES};
+use crate::engine::moshi::discovery::Hub;
 use hf_hub::api::tokio::{ApiBuilder, Progress};
 use hf_hub::Cache;
 use std::path::PathBuf;
@@ -39,30 +39,26 @@ fn failed(message: String, transient: bool) -> LlmError {
     }
 }
 
-/// Download `repo`/`file` into the Hugging Face cache (HF_HUB_CACHE, HF_HOME, …;
-/// HF_TOKEN if set) and return its path there. `Err` with `transient` when cancelled
-/// or the network failed; refused offline (HF_HUB_OFFLINE).
+/// Download `repo`/`file` from `hub` into its Hugging Face cache (HF_TOKEN if set)
+/// and return its path there. `Err` with `transient` when cancelled or the network
+/// failed.
 pub fn download_file(
+    hub: &Hub,
     repo: &str,
     file: &str,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<PathBuf, LlmError> {
-    let endpoint = endpoint_from_env().ok_or_else(|| LlmError {
-        message: format!("{file} is not in the Hugging Face cache, and HF_HUB_OFFLINE forbids downloading it."),
-        remedy: "Unset HF_HUB_OFFLINE, or give --llm-gguf a GGUF chat model.".into(),
-        transient: false,
-    })?;
-    let cache = hf_hub_cache().ok_or_else(|| failed("No Hugging Face cache directory (HOME is not set).".into(), false))?;
+    let endpoint = hub.endpoint.to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| failed(format!("Cannot start the download runtime: {e}"), false))?;
     let _entered = rt.enter();
-    let mut builder = ApiBuilder::from_cache(Cache::new(cache))
+    let mut builder = ApiBuilder::from_cache(Cache::new(hub.cache.to_path_buf()))
         .with_endpoint(endpoint.trim_end_matches('/').to_string())
         .with_progress(false)
-        .with_chunk_size(Some(CHUNK_BYTES));
+        .with_chunk_size(Some(hub.chunk_bytes.max(1)));
     if let Some(token) = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()) {
         builder = builder.with_token(Some(token));
     }
@@ -106,7 +102,18 @@ pub fn download_file(
             remedy: String::new(),
             transient: true,
         }),
-        Some(Ok(path)) => Ok(path),
+        Some(Ok(path)) => {
+            // The last tick may have come before the last bytes.
+            let n = std::fs::metadata(&path).map_or(0, |m| m.len());
+            progress(LoadProgress {
+                stage,
+                done: n,
+                total: n,
+                unit: ProgressUnit::Bytes,
+                elapsed_s: start.elapsed().as_secs_f64(),
+            });
+            Ok(path)
+        }
         Some(Err(e)) => Err(failed(format!("Downloading {repo}/{file} failed: {e}"), true)),
     }
 }

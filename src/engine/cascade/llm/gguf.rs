@@ -148,14 +148,13 @@ pub fn find_in_hf_cache(cache: &Path, repo: &str, file: &str) -> Option<PathBuf>
     found.pop()
 }
 
-/// `--llm-gguf`, else the default in the Hugging Face cache; `None` means it must be
-/// downloaded (`super::download::download_file`).
-pub fn find_gguf(options: &GgufLlmOptions) -> Option<PathBuf> {
+/// `--llm-gguf`, else the default in the Hugging Face cache `hf_cache`; `None` means
+/// it must be downloaded (`super::locate_gguf` does).
+pub fn find_gguf(options: &GgufLlmOptions, hf_cache: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = &options.gguf {
         return Some(p.clone());
     }
-    let cache = crate::engine::moshi::discovery::hf_hub_cache()?;
-    find_in_hf_cache(&cache, &options.repo, &options.file)
+    find_in_hf_cache(hf_cache?, &options.repo, &options.file)
 }
 
 struct Conversation {

@@ -14,17 +14,43 @@ pub use openai::{OpenAiLlm, OpenAiOptions, DEFAULT_API_KEY_ENV};
 
 use crate::bus::{Cancel, LoadProgress};
 use crate::engine::cascade::parts::LlmError;
+use crate::engine::moshi::discovery::Hub;
+use crate::engine::moshi::Discovery;
 use std::path::PathBuf;
 
 /// The GGUF to load: `--llm-gguf`, else the default in the Hugging Face cache, else
-/// downloaded into it (progress and cancel as for Moshi's checkpoints).
+/// downloaded into it from `discovery`'s hub (progress and cancel as for Moshi's
+/// checkpoints; `Discovery::from_env()` for the user's cache and hub).
 pub fn locate_gguf(
     options: &GgufLlmOptions,
+    discovery: &Discovery,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<PathBuf, LlmError> {
-    match gguf::find_gguf(options) {
-        Some(p) => Ok(p),
-        None => download::download_file(&options.repo, &options.file, progress, cancel),
+    if let Some(p) = gguf::find_gguf(options, discovery.hf_cache.as_deref()) {
+        return Ok(p);
     }
+    let missing = |why: &str| LlmError {
+        message: format!(
+            "{} is not in the Hugging Face cache, and {why}.",
+            options.file
+        ),
+        remedy: "Give --llm-gguf a GGUF chat model, or allow the download (unset HF_HUB_OFFLINE)."
+            .into(),
+        transient: false,
+    };
+    let cache = discovery
+        .hf_cache
+        .as_deref()
+        .ok_or_else(|| missing("there is no cache directory to download it into (HOME is unset)"))?;
+    let endpoint = discovery
+        .endpoint
+        .as_deref()
+        .ok_or_else(|| missing("downloads are off (HF_HUB_OFFLINE)"))?;
+    let hub = Hub {
+        endpoint,
+        cache,
+        chunk_bytes: discovery.chunk_bytes,
+    };
+    download::download_file(&hub, &options.repo, &options.file, progress, cancel)
 }
