@@ -82,7 +82,11 @@ fn the_kv_cache_kept_across_turns_gives_what_a_fresh_model_gives() {
     // was generated (here it is cut), so only the shared prefix is kept.
     let heard: String = a.chars().take(5).collect();
     let second = ask(
-        &[("user", "hello there"), ("assistant", &heard), ("user", "is it you?")],
+        &[
+            ("user", "hello there"),
+            ("assistant", &heard),
+            ("user", "is it you?"),
+        ],
         12,
         0.0,
     );
@@ -149,8 +153,10 @@ fn cancel_stops_the_reply_within_a_token() {
     assert!(t.elapsed() < Duration::from_secs(5));
     // Already cancelled: nothing at all.
     let mut more = 0;
-    llm.stream(&ask(&[("user", "hello")], 20, 0.0), &cancel, &mut |_| more += 1)
-        .unwrap();
+    llm.stream(&ask(&[("user", "hello")], 20, 0.0), &cancel, &mut |_| {
+        more += 1
+    })
+    .unwrap();
     assert_eq!(more, 0);
 }
 
@@ -166,7 +172,11 @@ fn a_conversation_past_the_context_is_refused_with_the_fix() {
     assert_eq!(llm.context(), 64);
     let long = "hello world ".repeat(40);
     let e = llm
-        .stream(&ask(&[("user", &long)], 8, 0.0), &Cancel::new(), &mut |_| {})
+        .stream(
+            &ask(&[("user", &long)], 8, 0.0),
+            &Cancel::new(),
+            &mut |_| {},
+        )
         .unwrap_err();
     assert!(e.message.contains("holds 64") && !e.transient, "{e:?}");
     // A short one still works afterwards, bounded by the room left.
@@ -184,19 +194,28 @@ fn bad_files_are_named_with_the_fix() {
     };
     let missing = tmp.path().join("nope.gguf");
     let e = load_err(&missing);
-    assert!(e.message.contains("nope.gguf") && e.message.contains("does not exist"), "{e:?}");
+    assert!(
+        e.message.contains("nope.gguf") && e.message.contains("does not exist"),
+        "{e:?}"
+    );
     assert!(e.remedy.contains("--llm-gguf"));
 
     let text = tmp.path().join("notes.gguf");
     std::fs::write(&text, "not a model at all").unwrap();
     let e = load_err(&text);
-    assert!(e.message.contains("notes.gguf") && e.message.contains("not a readable GGUF"), "{e:?}");
+    assert!(
+        e.message.contains("notes.gguf") && e.message.contains("not a readable GGUF"),
+        "{e:?}"
+    );
 
     let cut = tmp.path().join("cut.gguf");
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let e = load_err(&cut);
-    assert!(e.message.contains("cut.gguf") && e.message.contains("truncated"), "{e:?}");
+    assert!(
+        e.message.contains("cut.gguf") && e.message.contains("truncated"),
+        "{e:?}"
+    );
     assert!(e.remedy.contains("Download it again"), "{e:?}");
 
     // A GGUF of another kind (Moshi's, no chat metadata).
@@ -228,7 +247,10 @@ fn memory_estimate_covers_weights_embedding_and_cache() {
     let big = gguf::memory_bytes(&s, 2048);
     let embed_f32 = (s.vocab * s.config.hidden * 4) as u64;
     assert!(small >= s.tensor_bytes + embed_f32 + s.config.kv_bytes(256));
-    assert!(big - small >= s.config.kv_bytes(2048 - 256), "the KV cache grows with the context");
+    assert!(
+        big - small >= s.config.kv_bytes(2048 - 256),
+        "the KV cache grows with the context"
+    );
 }
 
 #[test]
@@ -249,7 +271,9 @@ fn the_default_is_found_in_the_hf_cache_or_downloaded_into_it() {
     let got = locate_gguf(&opts, &disc, &mut |p| progress.push(p), &Cancel::new()).unwrap();
     assert!(got.starts_with(&cache), "{got:?}");
     assert_eq!(std::fs::read(&got).unwrap(), hub.file(DEFAULT_FILE));
-    assert!(progress.last().is_some_and(|p| p.done == p.total && p.total > 0));
+    assert!(progress
+        .last()
+        .is_some_and(|p| p.done == p.total && p.total > 0));
     // Found in the cache now: no request to the hub.
     let asked = hub.requests();
     let offline = Discovery {
@@ -269,7 +293,10 @@ fn the_default_is_found_in_the_hf_cache_or_downloaded_into_it() {
         chunk_bytes: 1,
     };
     let e = locate_gguf(&opts, &empty, &mut |_| {}, &Cancel::new()).unwrap_err();
-    assert!(e.message.contains(DEFAULT_FILE) && e.remedy.contains("--llm-gguf"), "{e:?}");
+    assert!(
+        e.message.contains(DEFAULT_FILE) && e.remedy.contains("--llm-gguf"),
+        "{e:?}"
+    );
 }
 
 /// Figures, not assertions: time to the first piece and tokens per second of the
@@ -277,17 +304,26 @@ fn the_default_is_found_in_the_hf_cache_or_downloaded_into_it() {
 #[test]
 fn figures_time_to_first_piece_and_tokens_per_second() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut models = vec![("tiny (64 wide, 2 layers)".to_string(), tiny(tmp.path(), &TinyQwen2::default()))];
+    let mut models = vec![(
+        "tiny (64 wide, 2 layers)".to_string(),
+        tiny(tmp.path(), &TinyQwen2::default()),
+    )];
     if let Some(p) = std::env::var_os("ASSISTANT_LLM_GGUF") {
         models.push(("ASSISTANT_LLM_GGUF".into(), PathBuf::from(p)));
     } else {
-        eprintln!("(set ASSISTANT_LLM_GGUF=path/to/qwen2.5-0.5b-instruct-q4_k_m.gguf for its figures)");
+        eprintln!(
+            "(set ASSISTANT_LLM_GGUF=path/to/qwen2.5-0.5b-instruct-q4_k_m.gguf for its figures)"
+        );
     }
     for (label, p) in models {
         let t = Instant::now();
         let llm = load(&p);
         let load_s = t.elapsed().as_secs_f64();
-        let req = ask(&[("user", "Hello! Tell me about the weather in two sentences.")], 64, 0.0);
+        let req = ask(
+            &[("user", "Hello! Tell me about the weather in two sentences.")],
+            64,
+            0.0,
+        );
         let prompt = llm.prompt_tokens(&req).len();
         let t = Instant::now();
         let mut first = None;

@@ -116,7 +116,9 @@ fn run(o: OpenAiOptions) -> (Vec<String>, Result<(), LlmError>, Duration) {
     let llm = OpenAiLlm::new(o).unwrap();
     let mut pieces = vec![];
     let t = Instant::now();
-    let r = llm.stream(&request(), &Cancel::new(), &mut |p| pieces.push(p.to_string()));
+    let r = llm.stream(&request(), &Cancel::new(), &mut |p| {
+        pieces.push(p.to_string())
+    });
     (pieces, r, t.elapsed())
 }
 
@@ -173,8 +175,14 @@ fn a_server_that_never_answers_times_out_on_the_first_piece() {
     let server = serve(|_| std::thread::sleep(Duration::from_secs(10)));
     let (_, r, took) = run(options(&server.url));
     let e = r.unwrap_err();
-    assert!(e.transient && e.message.contains("no reply within 0.4 s"), "{e:?}");
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        e.transient && e.message.contains("no reply within 0.4 s"),
+        "{e:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -187,18 +195,45 @@ fn a_stream_that_stalls_mid_reply_times_out_on_the_gap() {
     let (pieces, r, took) = run(options(&server.url));
     let e = r.unwrap_err();
     assert_eq!(pieces, ["Hi"]);
-    assert!(e.transient && e.message.contains("stopped sending for 0.3 s"), "{e:?}");
+    assert!(
+        e.transient && e.message.contains("stopped sending for 0.3 s"),
+        "{e:?}"
+    );
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
 #[test]
 fn http_errors_say_what_to_fix() {
     let cases: [(u16, &str, bool, &str, &str); 5] = [
-        (401, r#"{"error":{"message":"Incorrect API key"}}"#, false, "Incorrect API key", "Set $ASSISTANT_TEST_NO_SUCH_KEY"),
-        (404, r#"{"error":{"message":"model 'tiny' not found"}}"#, false, "no model `tiny`", "--llm-model"),
-        (429, r#"{"error":"slow down"}"#, true, "rate-limiting", "tries again"),
+        (
+            401,
+            r#"{"error":{"message":"Incorrect API key"}}"#,
+            false,
+            "Incorrect API key",
+            "Set $ASSISTANT_TEST_NO_SUCH_KEY",
+        ),
+        (
+            404,
+            r#"{"error":{"message":"model 'tiny' not found"}}"#,
+            false,
+            "no model `tiny`",
+            "--llm-model",
+        ),
+        (
+            429,
+            r#"{"error":"slow down"}"#,
+            true,
+            "rate-limiting",
+            "tries again",
+        ),
         (500, "internal boom", true, "internal boom", "server's log"),
-        (400, r#"{"detail":"max_tokens too large"}"#, false, "max_tokens too large", "persona's LLM settings"),
+        (
+            400,
+            r#"{"detail":"max_tokens too large"}"#,
+            false,
+            "max_tokens too large",
+            "persona's LLM settings",
+        ),
     ];
     for (code, body, transient, said, fix) in cases {
         let server = serve(status(code, body));
@@ -206,7 +241,10 @@ fn http_errors_say_what_to_fix() {
         let e = r.unwrap_err();
         assert!(pieces.is_empty());
         assert_eq!(e.transient, transient, "{code}: {e:?}");
-        assert!(e.message.contains(&format!("HTTP {code}")) && e.message.contains(said), "{code}: {e:?}");
+        assert!(
+            e.message.contains(&format!("HTTP {code}")) && e.message.contains(said),
+            "{code}: {e:?}"
+        );
         assert!(e.remedy.contains(fix), "{code}: {e:?}");
     }
 }
@@ -226,7 +264,10 @@ fn malformed_streams_are_errors_naming_what_was_wrong() {
         let (pieces, r, _) = run(options(&server.url));
         let e = r.unwrap_err();
         assert_eq!(pieces, ["ok"]);
-        assert!(e.message.contains("malformed") && e.message.contains(said), "{e:?}");
+        assert!(
+            e.message.contains("malformed") && e.message.contains(said),
+            "{e:?}"
+        );
         assert!(e.remedy.contains("OpenAI-compatible"));
     }
     // The server's own error, in the stream.
@@ -248,7 +289,10 @@ fn a_stream_cut_mid_reply_is_a_transient_error_after_the_pieces_that_came() {
     let (pieces, r, _) = run(options(&server.url));
     let e = r.unwrap_err();
     assert_eq!(pieces, ["Half"]);
-    assert!(e.transient && e.message.contains("ended before the reply was complete"), "{e:?}");
+    assert!(
+        e.transient && e.message.contains("ended before the reply was complete"),
+        "{e:?}"
+    );
     // Cut inside a chunk of a chunked body: the connection broke.
     let server = serve(|s| {
         let _ = send(s, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -259,7 +303,10 @@ fn a_stream_cut_mid_reply_is_a_transient_error_after_the_pieces_that_came() {
     let (pieces, r, _) = run(options(&server.url));
     let e = r.unwrap_err();
     assert_eq!(pieces, ["Part"]);
-    assert!(e.transient && e.message.contains("broke mid-reply"), "{e:?}");
+    assert!(
+        e.transient && e.message.contains("broke mid-reply"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -277,7 +324,10 @@ fn an_endless_reply_stops_at_the_size_bound() {
     let (pieces, r, _) = run(o);
     let e = r.unwrap_err();
     assert!(!pieces.is_empty() && pieces.len() < 200, "{}", pieces.len());
-    assert!(e.message.contains("9.8 KiB") && e.remedy.contains("max_tokens"), "{e:?}");
+    assert!(
+        e.message.contains("9.8 KiB") && e.remedy.contains("max_tokens"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -330,7 +380,10 @@ fn cancel_returns_at_once_and_drops_the_connection() {
     // The server notices on its next write (a write after a reset fails; the first
     // may still land in the socket buffer).
     let gone = closed_rx.recv_timeout(Duration::from_secs(3));
-    assert!(gone.is_ok(), "the server kept streaming to a dropped connection");
+    assert!(
+        gone.is_ok(),
+        "the server kept streaming to a dropped connection"
+    );
 
     // A cancel from another thread while the server thinks (before any piece).
     let server = serve(|_| std::thread::sleep(Duration::from_secs(10)));
@@ -346,5 +399,8 @@ fn cancel_returns_at_once_and_drops_the_connection() {
     let t = Instant::now();
     llm.stream(&request(), &cancel, &mut |_| {}).unwrap();
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(400), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_millis(400),
+        "{took:?}"
+    );
 }

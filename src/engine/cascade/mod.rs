@@ -8,6 +8,5 @@ pub mod llm;
 pub mod parts;
 
 pub use parts::{
-    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech,
-    TtsStep,
+    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
 };

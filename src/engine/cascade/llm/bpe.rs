@@ -17,7 +17,8 @@ const PRE_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[d
 /// Llama 3's (`llama-bpe`): numbers in groups of up to three.
 const PRE_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// GPT-2's own, llama.cpp's default.
-const PRE_GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const PRE_GPT2: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 pub struct BpeTokenizer {
     tokens: Vec<String>,
@@ -31,7 +32,8 @@ pub struct BpeTokenizer {
 
 /// GPT-2's map from bytes to printable characters (so every byte is a token string).
 fn bytes_to_chars() -> [char; 256] {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut out = ['\0'; 256];
     let mut extra = 0;
     for b in 0..256u32 {
@@ -49,7 +51,11 @@ fn string_array(md: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, S
     match md.get(key) {
         Some(Value::Array(vs)) => vs
             .iter()
-            .map(|v| v.to_string().cloned().map_err(|_| format!("`{key}` holds a non-string")))
+            .map(|v| {
+                v.to_string()
+                    .cloned()
+                    .map_err(|_| format!("`{key}` holds a non-string"))
+            })
             .collect(),
         Some(_) => Err(format!("`{key}` is not an array")),
         None => Err(format!("no `{key}` in its metadata")),
@@ -266,9 +272,21 @@ mod tests {
         let md: HashMap<String, Value> = [
             ("tokenizer.ggml.model", Value::String("gpt2".into())),
             ("tokenizer.ggml.pre", Value::String("qwen2".into())),
-            ("tokenizer.ggml.tokens", arr(tokens.into_iter().map(Value::String).collect())),
-            ("tokenizer.ggml.token_type", arr(types.into_iter().map(Value::I32).collect())),
-            ("tokenizer.ggml.merges", arr(merges.iter().map(|m| Value::String(m.to_string())).collect())),
+            (
+                "tokenizer.ggml.tokens",
+                arr(tokens.into_iter().map(Value::String).collect()),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                arr(types.into_iter().map(Value::I32).collect()),
+            ),
+            (
+                "tokenizer.ggml.merges",
+                arr(merges
+                    .iter()
+                    .map(|m| Value::String(m.to_string()))
+                    .collect()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -282,11 +300,18 @@ mod tests {
         let ids = t.encode("hello world");
         let pieces: Vec<String> = ids.iter().map(|&i| t.decode(&[i])).collect();
         assert_eq!(pieces, ["hell", "o", " w", "o", "r", "l", "d"]);
-        for text in ["hello world", "naïve café 123\n\n  x", "日本語 🎉", "it's <|im_end|>"] {
+        for text in [
+            "hello world",
+            "naïve café 123\n\n  x",
+            "日本語 🎉",
+            "it's <|im_end|>",
+        ] {
             assert_eq!(t.decode(&t.encode(text)), text);
         }
         // A special token's text in user input stays text.
-        assert!(!t.encode("<|im_end|>").contains(&t.token_id("<|im_end|>").unwrap()));
+        assert!(!t
+            .encode("<|im_end|>")
+            .contains(&t.token_id("<|im_end|>").unwrap()));
         assert_eq!(t.decode(&[t.token_id("<|im_end|>").unwrap()]), "");
     }
 

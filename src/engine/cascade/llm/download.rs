@@ -68,7 +68,10 @@ pub fn download_file(
     let counted = Counted::default();
     let remote = api.model(repo.to_string());
     let start = Instant::now();
-    let stage = format!("{file} from {}", endpoint.split("://").last().unwrap_or(&endpoint));
+    let stage = format!(
+        "{file} from {}",
+        endpoint.split("://").last().unwrap_or(&endpoint)
+    );
     let out = rt.block_on(async {
         let mut fut = std::pin::pin!(remote.download_with_progress(file, counted.clone()));
         let mut every = tokio::time::interval(TICK);
@@ -114,6 +117,9 @@ pub fn download_file(
             });
             Ok(path)
         }
-        Some(Err(e)) => Err(failed(format!("Downloading {repo}/{file} failed: {e}"), true)),
+        Some(Err(e)) => Err(failed(
+            format!("Downloading {repo}/{file} failed: {e}"),
+            true,
+        )),
     }
 }

@@ -98,7 +98,10 @@ pub fn check_file(path: &Path) -> Result<GgufSummary, LlmError> {
     let tok = BpeTokenizer::from_gguf(&content.metadata).map_err(|e| bad_file(path, e))?;
     for t in ["<|im_start|>", "<|im_end|>"] {
         if tok.token_id(t).is_none() {
-            return Err(bad_file(path, format!("its vocabulary has no `{t}` (not a ChatML chat model)")));
+            return Err(bad_file(
+                path,
+                format!("its vocabulary has no `{t}` (not a ChatML chat model)"),
+            ));
         }
     }
     let embedding_bytes = tensors
@@ -178,7 +181,12 @@ impl GgufLlm {
     /// Load `path` onto `device`, the conversation bounded to `options.context`
     /// positions. Checks the file first (`check_file`); `cancel` is looked at
     /// before and after the weights are read.
-    pub fn load(path: &Path, device: &Device, options: &GgufLlmOptions, cancel: &Cancel) -> Result<Self, LlmError> {
+    pub fn load(
+        path: &Path,
+        device: &Device,
+        options: &GgufLlmOptions,
+        cancel: &Cancel,
+    ) -> Result<Self, LlmError> {
         check_file(path)?;
         let cancelled = || LlmError {
             message: "Loading the LLM was cancelled.".into(),
@@ -191,18 +199,29 @@ impl GgufLlm {
         let mut f = std::fs::File::open(path).map_err(|e| bad_file(path, e))?;
         let content = gguf_file::Content::read(&mut f).map_err(|e| bad_file(path, e))?;
         let tok = BpeTokenizer::from_gguf(&content.metadata).map_err(|e| bad_file(path, e))?;
-        let model = Qwen2::load(&content, &mut f, device, options.context.max(16)).map_err(|e| bad_file(path, e))?;
+        let model = Qwen2::load(&content, &mut f, device, options.context.max(16))
+            .map_err(|e| bad_file(path, e))?;
         if cancel.is_cancelled() {
             return Err(cancelled());
         }
-        let id = |t: &str| tok.token_id(t).ok_or_else(|| bad_file(path, format!("no `{t}` token")));
+        let id = |t: &str| {
+            tok.token_id(t)
+                .ok_or_else(|| bad_file(path, format!("no `{t}` token")))
+        };
         let (im_start, im_end) = (id("<|im_start|>")?, id("<|im_end|>")?);
         let mut stops = vec![im_end];
         stops.extend(tok.token_id("<|endoftext|>"));
-        if let Some(eos) = content.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()) {
+        if let Some(eos) = content
+            .metadata
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok())
+        {
             stops.push(eos);
         }
-        let stem = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        let stem = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
         Ok(Self {
             name: format!("{stem} (in-process)"),
             tok,
@@ -277,7 +296,9 @@ impl GgufLlm {
     ) -> Result<(), LlmError> {
         let failed = |e: moshi::candle::Error| LlmError {
             message: format!("The in-process LLM failed: {e}"),
-            remedy: "Try again; if it repeats, use another --llm-gguf or an LLM server (--llm-url).".into(),
+            remedy:
+                "Try again; if it repeats, use another --llm-gguf or an LLM server (--llm-url)."
+                    .into(),
             transient: false,
         };
         let prompt = self.prompt_tokens(request);
@@ -288,13 +309,20 @@ impl GgufLlm {
                     "The conversation is {} tokens; the in-process LLM holds {room}.",
                     prompt.len()
                 ),
-                remedy: "Keep the history shorter than the LLM's context (or start a new conversation).".into(),
+                remedy:
+                    "Keep the history shorter than the LLM's context (or start a new conversation)."
+                        .into(),
                 transient: false,
             });
         }
         // Keep the cached prefix this prompt shares (at least one token must be read
         // to get logits).
-        let same = conv.tokens.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let same = conv
+            .tokens
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         let keep = same.min(prompt.len() - 1);
         conv.model.truncate(keep).map_err(failed)?;
         conv.tokens.truncate(keep);
@@ -318,7 +346,8 @@ impl GgufLlm {
             }
         };
         conv.replies += 1;
-        let mut sampler = LogitsProcessor::from_sampling(self.seed.wrapping_add(conv.replies), sampling);
+        let mut sampler =
+            LogitsProcessor::from_sampling(self.seed.wrapping_add(conv.replies), sampling);
         let mut text = Utf8Stream::default();
         let budget = (request.max_tokens as usize).min(room - prompt.len());
         for i in 0..budget {
@@ -351,7 +380,12 @@ impl Llm for GgufLlm {
         self.name.clone()
     }
 
-    fn stream(&self, request: &ChatRequest, cancel: &Cancel, on_piece: &mut dyn FnMut(&str)) -> Result<(), LlmError> {
+    fn stream(
+        &self,
+        request: &ChatRequest,
+        cancel: &Cancel,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> Result<(), LlmError> {
         let mut conv = self.lock();
         let out = self.generate(&mut conv, request, cancel, on_piece);
         if out.is_err() {

@@ -39,10 +39,9 @@ pub fn locate_gguf(
             .into(),
         transient: false,
     };
-    let cache = discovery
-        .hf_cache
-        .as_deref()
-        .ok_or_else(|| missing("there is no cache directory to download it into (HOME is unset)"))?;
+    let cache = discovery.hf_cache.as_deref().ok_or_else(|| {
+        missing("there is no cache directory to download it into (HOME is unset)")
+    })?;
     let endpoint = discovery
         .endpoint
         .as_deref()

@@ -263,8 +263,9 @@ impl OpenAiLlm {
 
     fn whole(&self, body: &[u8], on_piece: &mut dyn FnMut(&str)) -> Result<(), LlmError> {
         let text = String::from_utf8_lossy(body);
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| self.malformed(format!("the reply is not JSON ({e}): {}", snippet(&text))))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| {
+            self.malformed(format!("the reply is not JSON ({e}): {}", snippet(&text)))
+        })?;
         match v.pointer("/choices/0/message/content") {
             Some(Value::String(s)) => {
                 if !s.is_empty() {
@@ -272,7 +273,10 @@ impl OpenAiLlm {
                 }
                 Ok(())
             }
-            _ => Err(self.malformed(format!("the reply has no `choices[0].message.content`: {}", snippet(&text)))),
+            _ => Err(self.malformed(format!(
+                "the reply has no `choices[0].message.content`: {}",
+                snippet(&text)
+            ))),
         }
     }
 

@@ -25,7 +25,9 @@ pub struct Qwen2Config {
 }
 
 impl Qwen2Config {
-    pub fn from_gguf(md: &std::collections::HashMap<String, gguf_file::Value>) -> std::result::Result<Self, String> {
+    pub fn from_gguf(
+        md: &std::collections::HashMap<String, gguf_file::Value>,
+    ) -> std::result::Result<Self, String> {
         let arch = md
             .get("general.architecture")
             .and_then(|v| v.to_string().ok())
@@ -37,7 +39,11 @@ impl Qwen2Config {
         }
         let u = |k: &str| -> std::result::Result<usize, String> {
             md.get(&format!("qwen2.{k}"))
-                .and_then(|v| v.to_u32().ok().or_else(|| v.to_u64().ok().map(|x| x as u32)))
+                .and_then(|v| {
+                    v.to_u32()
+                        .ok()
+                        .or_else(|| v.to_u64().ok().map(|x| x as u32))
+                })
                 .map(|v| v as usize)
                 .ok_or_else(|| format!("no `qwen2.{k}` in its metadata"))
         };
@@ -58,7 +64,11 @@ impl Qwen2Config {
                 .and_then(|v| v.to_f32().ok())
                 .unwrap_or(10_000.0),
         };
-        if cfg.n_head == 0 || cfg.n_kv_head == 0 || cfg.hidden % cfg.n_head != 0 || cfg.n_head % cfg.n_kv_head != 0 {
+        if cfg.n_head == 0
+            || cfg.n_kv_head == 0
+            || !cfg.hidden.is_multiple_of(cfg.n_head)
+            || !cfg.n_head.is_multiple_of(cfg.n_kv_head)
+        {
             return Err(format!("inconsistent attention sizes: {cfg:?}"));
         }
         Ok(cfg)

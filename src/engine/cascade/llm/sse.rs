@@ -68,13 +68,18 @@ mod tests {
 
     #[test]
     fn events_survive_any_split() {
-        let body = b"data: {\"a\":1}\n\n: keep-alive\n\ndata:{\"b\":\"\xc3\xa9\"}\r\n\r\ndata: [DONE]\n\n";
+        let body =
+            b"data: {\"a\":1}\n\n: keep-alive\n\ndata:{\"b\":\"\xc3\xa9\"}\r\n\r\ndata: [DONE]\n\n";
         for split in 1..body.len() {
             let mut p = SseParser::new();
             let mut got = p.push(&body[..split]);
             got.extend(p.push(&body[split..]));
             got.extend(p.finish());
-            assert_eq!(got, ["{\"a\":1}", "{\"b\":\"é\"}", "[DONE]"], "split at {split}");
+            assert_eq!(
+                got,
+                ["{\"a\":1}", "{\"b\":\"é\"}", "[DONE]"],
+                "split at {split}"
+            );
         }
     }
 

@@ -13,9 +13,9 @@ use std::path::Path;
 /// byte characters: `Ġ` is a space, `Ċ` a newline).
 const MERGES: &[&str] = &[
     "h e", "l l", "Ġ t", "Ġt he", "i n", "Ġ a", "e r", "o n", "Ġ s", "r e", "Ġ w", "he ll",
-    "hell o", "Ġ he", "Ġhe ll", "Ġhell o", "o r", "Ġw or", "l d", "Ġwor ld", "i s", "Ġ is",
-    "Ġ y", "o u", "Ġy ou", "i t", "Ġ it", "Ċ Ċ", "s t", "e m", "s y", "st em", "sy stem",
-    "u s", "us er", "a s", "as s", "in g", "Ġ I", "Ġ o", "Ġo f", "e d", "a n", "a t",
+    "hell o", "Ġ he", "Ġhe ll", "Ġhell o", "o r", "Ġw or", "l d", "Ġwor ld", "i s", "Ġ is", "Ġ y",
+    "o u", "Ġy ou", "i t", "Ġ it", "Ċ Ċ", "s t", "e m", "s y", "st em", "sy stem", "u s", "us er",
+    "a s", "as s", "in g", "Ġ I", "Ġ o", "Ġo f", "e d", "a n", "a t",
 ];
 
 pub const CHAT_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -83,21 +83,33 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
     let hd = m.hidden / m.heads;
     let mut rng = rand::rngs::StdRng::seed_from_u64(m.seed);
     let dev = Device::Cpu;
-    let random = |rng: &mut rand::rngs::StdRng, dims: &[usize], scale: f32, dtype: GgmlDType| -> anyhow::Result<QTensor> {
+    let random = |rng: &mut rand::rngs::StdRng,
+                  dims: &[usize],
+                  scale: f32,
+                  dtype: GgmlDType|
+     -> anyhow::Result<QTensor> {
         let n: usize = dims.iter().product();
         let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
         Ok(QTensor::quantize(&Tensor::from_vec(v, dims, &dev)?, dtype)?)
     };
     let ones = |n: usize| -> anyhow::Result<QTensor> {
-        Ok(QTensor::quantize(&Tensor::ones(n, moshi::candle::DType::F32, &dev)?, GgmlDType::F32)?)
+        Ok(QTensor::quantize(
+            &Tensor::ones(n, moshi::candle::DType::F32, &dev)?,
+            GgmlDType::F32,
+        )?)
     };
     let q8 = GgmlDType::Q8_0;
     let mut tensors: Vec<(String, QTensor)> = vec![
-        ("token_embd.weight".into(), random(&mut rng, &[vocab, m.hidden], 1.0, q8)?),
+        (
+            "token_embd.weight".into(),
+            random(&mut rng, &[vocab, m.hidden], 1.0, q8)?,
+        ),
         ("output_norm.weight".into(), ones(m.hidden)?),
     ];
     if !m.tied {
-        let mut rows: Vec<f32> = (0..vocab * m.hidden).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut rows: Vec<f32> = (0..vocab * m.hidden)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         for (i, t) in types.iter().enumerate() {
             if *t == 3 {
                 rows[i * m.hidden..(i + 1) * m.hidden].fill(0.);
@@ -112,16 +124,39 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         let mut add = |name: &str, t: QTensor| tensors.push((format!("blk.{i}.{name}"), t));
         add("attn_norm.weight", ones(m.hidden)?);
         add("ffn_norm.weight", ones(m.hidden)?);
-        add("attn_q.weight", random(&mut rng, &[m.hidden, m.hidden], w, q8)?);
+        add(
+            "attn_q.weight",
+            random(&mut rng, &[m.hidden, m.hidden], w, q8)?,
+        );
         add("attn_k.weight", random(&mut rng, &[kv, m.hidden], w, q8)?);
         add("attn_v.weight", random(&mut rng, &[kv, m.hidden], w, q8)?);
-        add("attn_q.bias", random(&mut rng, &[m.hidden], 0.1, GgmlDType::F32)?);
+        add(
+            "attn_q.bias",
+            random(&mut rng, &[m.hidden], 0.1, GgmlDType::F32)?,
+        );
         add("attn_k.bias", random(&mut rng, &[kv], 0.1, GgmlDType::F32)?);
         add("attn_v.bias", random(&mut rng, &[kv], 0.1, GgmlDType::F32)?);
-        add("attn_output.weight", random(&mut rng, &[m.hidden, m.hidden], w, q8)?);
-        add("ffn_gate.weight", random(&mut rng, &[m.ffn, m.hidden], w, q8)?);
-        add("ffn_up.weight", random(&mut rng, &[m.ffn, m.hidden], w, q8)?);
-        add("ffn_down.weight", random(&mut rng, &[m.hidden, m.ffn], 1.0 / (m.ffn as f32).sqrt(), q8)?);
+        add(
+            "attn_output.weight",
+            random(&mut rng, &[m.hidden, m.hidden], w, q8)?,
+        );
+        add(
+            "ffn_gate.weight",
+            random(&mut rng, &[m.ffn, m.hidden], w, q8)?,
+        );
+        add(
+            "ffn_up.weight",
+            random(&mut rng, &[m.ffn, m.hidden], w, q8)?,
+        );
+        add(
+            "ffn_down.weight",
+            random(
+                &mut rng,
+                &[m.hidden, m.ffn],
+                1.0 / (m.ffn as f32).sqrt(),
+                q8,
+            )?,
+        );
     }
     let id = |s: &str| tokens.iter().position(|t| t == s).unwrap_or(0) as u32;
     let s = |v: &str| Value::String(v.into());
@@ -140,12 +175,27 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         ("qwen2.rope.freq_base", Value::F32(1_000_000.0)),
         ("tokenizer.ggml.model", s("gpt2")),
         ("tokenizer.ggml.pre", s("qwen2")),
-        ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| s(t)).collect())),
-        ("tokenizer.ggml.token_type", Value::Array(types.iter().map(|&t| Value::I32(t)).collect())),
-        ("tokenizer.ggml.merges", Value::Array(MERGES.iter().map(|m| s(m)).collect())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.iter().map(|t| s(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(types.iter().map(|&t| Value::I32(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            Value::Array(MERGES.iter().map(|m| s(m)).collect()),
+        ),
         ("tokenizer.ggml.eos_token_id", Value::U32(id("<|im_end|>"))),
-        ("tokenizer.ggml.padding_token_id", Value::U32(id("<|endoftext|>"))),
-        ("tokenizer.ggml.bos_token_id", Value::U32(id("<|endoftext|>"))),
+        (
+            "tokenizer.ggml.padding_token_id",
+            Value::U32(id("<|endoftext|>")),
+        ),
+        (
+            "tokenizer.ggml.bos_token_id",
+            Value::U32(id("<|endoftext|>")),
+        ),
         ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
         ("tokenizer.chat_template", s(CHAT_TEMPLATE)),
     ];
