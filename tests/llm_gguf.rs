@@ -344,3 +344,65 @@ fn figures_time_to_first_piece_and_tokens_per_second() {
         );
     }
 }
+
+/// Figures at the size of the default model (Qwen2.5 0.5B's shape, random, Q8_0): what
+/// the in-process LLM costs on this machine before its real weights are at hand. Slow
+/// to write (about 1 GB of work): `cargo test --test llm_gguf -- --ignored`.
+#[test]
+#[ignore]
+fn figures_at_the_default_models_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("qwen-0.5b-shape.gguf");
+    let t = Instant::now();
+    write_tiny_qwen2(&p, &TinyQwen2::qwen25_05b_shape()).unwrap();
+    eprintln!("written in {:.1} s", t.elapsed().as_secs_f64());
+    let s = gguf::check_file(&p).unwrap();
+    eprintln!(
+        "memory estimate at {} positions: {}",
+        gguf::DEFAULT_CONTEXT,
+        assistant::bus::Bytes(gguf::memory_bytes(&s, gguf::DEFAULT_CONTEXT))
+    );
+    let t = Instant::now();
+    let llm = load(&p);
+    let load_s = t.elapsed().as_secs_f64();
+    // A persona prompt and a first question, then a follow-up that reuses the cache.
+    let q1 = ask(&[("user", "Hello! Tell me about the weather in two sentences.")], 32, 0.0);
+    let mut a1 = String::new();
+    for (label, req) in [("first turn", q1.clone()), ("next turn", q1)] {
+        let req = if label == "next turn" {
+            ask(
+                &[
+                    ("user", "Hello! Tell me about the weather in two sentences."),
+                    ("assistant", &a1),
+                    ("user", "And tomorrow?"),
+                ],
+                32,
+                0.0,
+            )
+        } else {
+            req
+        };
+        let before = llm.cached_tokens();
+        let prompt = llm.prompt_tokens(&req).len();
+        let t = Instant::now();
+        let mut first = None;
+        let mut text = String::new();
+        let mut pieces = 0usize;
+        llm.stream(&req, &Cancel::new(), &mut |p| {
+            first.get_or_insert(t.elapsed());
+            text.push_str(p);
+            pieces += 1;
+        })
+        .unwrap();
+        let total = t.elapsed();
+        let first = first.unwrap_or(total);
+        eprintln!(
+            "FIGURES in-process, Qwen2.5-0.5B shape (Q8_0, random): {label}: load {load_s:.1} s, prompt {prompt} tokens ({before} cached), first piece {:.0} ms, {pieces} pieces, {:.1} pieces/s after the first",
+            first.as_secs_f64() * 1e3,
+            pieces.saturating_sub(1) as f64 / (total - first).as_secs_f64().max(1e-9)
+        );
+        if label == "first turn" {
+            a1 = text;
+        }
+    }
+}

@@ -143,6 +143,7 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("tiny-qwen2.gguf");
     write_tiny_qwen2(&model, &TinyQwen2::default()).unwrap();
+    let t0 = Instant::now();
     let server = start(&py, &model, tmp.path());
     let ours = GgufLlm::load(
         &model,
@@ -175,6 +176,7 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
         assert_eq!(ours.tokenizer().encode(text), theirs, "{text:?}");
     }
 
+    eprintln!("tokenizer checked at {:.1} s", t0.elapsed().as_secs_f64());
     // 2. Our client streams the reply, piece by piece.
     let llm = OpenAiLlm::new(OpenAiOptions::new(&server.url, "tiny")).unwrap();
     let mut pieces = vec![];
@@ -194,6 +196,7 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
     assert!(pieces.len() > 4, "{pieces:?}");
     let served = pieces.concat();
 
+    eprintln!("streamed at {:.1} s", t0.elapsed().as_secs_f64());
     // 3. The same greedy reply in-process: same template, same model maths (asked
     // without llama-cpp-python's default repeat penalty, which we do not apply).
     let (code, body) = http(
@@ -224,14 +227,11 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
         .unwrap();
     eprintln!("llama.cpp greedy: {theirs:?}\nin-process greedy: {mine:?}\nstreamed (repeat penalty 1.1): {served:?}");
     // llama.cpp keeps its KV cache in f16, we keep f32: a near tie late in a
-    // random model's reply may go either way, so the first tokens must agree.
-    let (a, b) = (
-        ours.tokenizer().encode(&theirs),
-        ours.tokenizer().encode(&mine),
-    );
+    // random model's reply could go either way, so the first tokens must agree.
+    let (a, b) = (ours.tokenizer().encode(&theirs), ours.tokenizer().encode(&mine));
     let same = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    assert!(same >= 8, "the replies part after {same} tokens");
-
+    assert!(same >= 16, "the replies part after {same} tokens");
+    eprintln!("greedy compared at {:.1} s", t0.elapsed().as_secs_f64());
     // 4. A cancel mid-reply returns at once.
     let cancel = Cancel::new();
     let mut n = 0;
@@ -245,6 +245,7 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
     })
     .unwrap();
     let took = at.unwrap().elapsed();
+    eprintln!("cancelled at {:.1} s", t0.elapsed().as_secs_f64());
     assert!(took < Duration::from_millis(100), "{took:?}");
 
     let tokens = ours.count_tokens(&served);

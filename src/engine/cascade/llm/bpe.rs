@@ -209,7 +209,8 @@ impl BpeTokenizer {
 }
 
 /// Turns token bytes into text as they come: a character split across tokens waits
-/// for its last byte; invalid bytes become U+FFFD.
+/// for its last byte; bytes that make no character are dropped (as llama.cpp's Python
+/// server does), since the text is spoken, not shown byte for byte.
 #[derive(Debug, Default)]
 pub struct Utf8Stream {
     pending: Vec<u8>,
@@ -236,7 +237,6 @@ impl Utf8Stream {
                             return out;
                         }
                         Some(n) => {
-                            out.push('\u{FFFD}');
                             self.pending.drain(..good + n);
                         }
                     }
@@ -245,11 +245,10 @@ impl Utf8Stream {
         }
     }
 
-    /// The reply ended: whatever is left, lossily.
+    /// The reply ended: an unfinished character is dropped.
     pub fn finish(&mut self) -> String {
-        let s = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
-        s
+        String::new()
     }
 }
 
@@ -329,8 +328,8 @@ mod tests {
         assert_eq!(s.push(&e[..1]), "");
         assert_eq!(s.push(&e[1..3]), "é");
         assert_eq!(s.push(&e[3..]), "🎉");
-        assert_eq!(s.push(&[0xff, b'a']), "\u{FFFD}a");
+        assert_eq!(s.push(&[0xff, b'a', 0x80]), "a");
         assert_eq!(s.push(&[0xe2]), "");
-        assert_eq!(s.finish(), "\u{FFFD}");
+        assert_eq!(s.finish(), "");
     }
 }

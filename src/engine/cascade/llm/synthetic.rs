@@ -30,9 +30,31 @@ pub struct TinyQwen2 {
     pub context: usize,
     pub seed: u64,
     /// Share the output projection with the token embedding, as Qwen2.5 0.5B does.
-    /// Untied, the control tokens' output rows are zero, so greedy decoding never
-    /// ends a reply early (tests then get exactly `max_tokens` tokens).
+    /// Untied, the output rows of control tokens and of bytes outside printable ASCII
+    /// are zero, so greedy decoding never ends a reply early (tests then get exactly
+    /// `max_tokens` tokens) and writes plain text.
     pub tied: bool,
+    /// Filler tokens after the real ones, to give the embedding and output the size
+    /// of a real vocabulary (for timing).
+    pub filler_tokens: usize,
+}
+
+impl TinyQwen2 {
+    /// The shape of Qwen2.5 0.5B (its 151 936-token vocabulary as filler), random and
+    /// in Q8_0: for timing what that model costs on this machine.
+    pub fn qwen25_05b_shape() -> Self {
+        Self {
+            hidden: 896,
+            layers: 24,
+            heads: 14,
+            kv_heads: 2,
+            ffn: 4864,
+            context: 32768,
+            seed: 7,
+            tied: true,
+            filler_tokens: 151_936 - vocabulary().0.len(),
+        }
+    }
 }
 
 impl Default for TinyQwen2 {
@@ -46,6 +68,7 @@ impl Default for TinyQwen2 {
             context: 2048,
             seed: 7,
             tied: false,
+            filler_tokens: 0,
         }
     }
 }
@@ -78,7 +101,9 @@ pub fn vocabulary() -> (Vec<String>, Vec<i32>) {
 
 /// Write the model to `path`.
 pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
-    let (tokens, types) = vocabulary();
+    let (mut tokens, mut types) = vocabulary();
+    tokens.extend((0..m.filler_tokens).map(|i| format!("<filler_{i}>")));
+    types.resize(tokens.len(), 4);
     let vocab = tokens.len();
     let hd = m.hidden / m.heads;
     let mut rng = rand::rngs::StdRng::seed_from_u64(m.seed);
@@ -111,7 +136,10 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
         for (i, t) in types.iter().enumerate() {
-            if *t == 3 {
+            // Only printable ASCII and the merges can win (so any text it writes is
+            // valid UTF-8, readable in a test's output).
+            let byte = i < 256 && !(0x20..=0x7e).contains(&i);
+            if *t != 1 || byte {
                 rows[i * m.hidden..(i + 1) * m.hidden].fill(0.);
             }
         }
