@@ -366,7 +366,11 @@ fn figures_at_the_default_models_size() {
     let llm = load(&p);
     let load_s = t.elapsed().as_secs_f64();
     // A persona prompt and a first question, then a follow-up that reuses the cache.
-    let q1 = ask(&[("user", "Hello! Tell me about the weather in two sentences.")], 32, 0.0);
+    let q1 = ask(
+        &[("user", "Hello! Tell me about the weather in two sentences.")],
+        32,
+        0.0,
+    );
     let mut a1 = String::new();
     for (label, req) in [("first turn", q1.clone()), ("next turn", q1)] {
         let req = if label == "next turn" {

@@ -228,7 +228,10 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
     eprintln!("llama.cpp greedy: {theirs:?}\nin-process greedy: {mine:?}\nstreamed (repeat penalty 1.1): {served:?}");
     // llama.cpp keeps its KV cache in f16, we keep f32: a near tie late in a
     // random model's reply could go either way, so the first tokens must agree.
-    let (a, b) = (ours.tokenizer().encode(&theirs), ours.tokenizer().encode(&mine));
+    let (a, b) = (
+        ours.tokenizer().encode(&theirs),
+        ours.tokenizer().encode(&mine),
+    );
     let same = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     assert!(same >= 16, "the replies part after {same} tokens");
     eprintln!("greedy compared at {:.1} s", t0.elapsed().as_secs_f64());
@@ -255,4 +258,43 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
         first.as_secs_f64() * 1e3,
         (tokens.saturating_sub(1)) as f64 / (total - first).as_secs_f64().max(1e-9)
     );
+}
+
+/// Figures at the default model's size (Qwen2.5 0.5B's shape, random, Q8_0) through
+/// llama.cpp's server, to set beside tests/llm_gguf.rs's in-process figures:
+/// `ASSISTANT_LLAMA_PYTHON=… cargo test --test llm_llama_server -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn figures_at_the_default_models_size_through_llama_cpp() {
+    let py = match python() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("SKIPPED: no llama.cpp server: {why}");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("qwen-0.5b-shape.gguf");
+    write_tiny_qwen2(&model, &TinyQwen2::qwen25_05b_shape()).unwrap();
+    let server = start(&py, &model, tmp.path());
+    let llm = OpenAiLlm::new(OpenAiOptions::new(&server.url, "tiny")).unwrap();
+    let mut req = request(32);
+    req.messages[0].content = "Hello! Tell me about the weather in two sentences.".into();
+    for label in ["first request", "same again (llama.cpp reuses its cache)"] {
+        let t = Instant::now();
+        let mut first = None;
+        let mut pieces = 0usize;
+        llm.stream(&req, &Cancel::new(), &mut |_| {
+            first.get_or_insert(t.elapsed());
+            pieces += 1;
+        })
+        .unwrap();
+        let total = t.elapsed();
+        let first = first.unwrap_or(total);
+        eprintln!(
+            "FIGURES llama.cpp server, Qwen2.5-0.5B shape (Q8_0, random): {label}: first piece {:.0} ms, {pieces} pieces, {:.1} pieces/s after the first",
+            first.as_secs_f64() * 1e3,
+            pieces.saturating_sub(1) as f64 / (total - first).as_secs_f64().max(1e-9)
+        );
+    }
 }

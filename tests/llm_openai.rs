@@ -404,3 +404,31 @@ fn cancel_returns_at_once_and_drops_the_connection() {
         "{took:?}"
     );
 }
+
+#[test]
+fn the_next_reply_works_once_the_server_is_back() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let llm = OpenAiLlm::new(options(&format!("http://127.0.0.1:{port}"))).unwrap();
+    let e = llm
+        .stream(&request(), &Cancel::new(), &mut |_| {})
+        .unwrap_err();
+    assert!(e.transient, "{e:?}");
+    // The server comes up on the same port; the same client carries on.
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        read_request(&mut s);
+        let _ = send(&mut s, SSE_HEAD);
+        let _ = send(&mut s, &piece("Back."));
+        let _ = send(&mut s, "data: [DONE]\n\n");
+    });
+    let mut pieces = vec![];
+    llm.stream(&request(), &Cancel::new(), &mut |p| {
+        pieces.push(p.to_string())
+    })
+    .unwrap();
+    assert_eq!(pieces, ["Back."]);
+}
