@@ -101,6 +101,35 @@ fn the_kv_cache_kept_across_turns_gives_what_a_fresh_model_gives() {
 }
 
 #[test]
+fn a_prepared_prompt_is_read_once_and_changes_nothing_in_the_reply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(tmp.path(), &TinyQwen2::default());
+    let llm = load(&p);
+    // The persona's prompt and the history so far, read while the user speaks.
+    let history = [("user", "hello there"), ("assistant", "hello")];
+    llm.prepare(&ask(&history, 0, 0.0), &Cancel::new()).unwrap();
+    let prepared = llm.cached_tokens();
+    let full = ask(&[history[0], history[1], ("user", "is it you?")], 12, 0.0);
+    let prompt = llm.prompt_tokens(&full);
+    assert_eq!(
+        prompt[..prepared],
+        llm.prompt_tokens(&ask(&history, 0, 0.0))[..prepared]
+    );
+    assert!(
+        prepared > 10 && prepared < prompt.len() - 5,
+        "{prepared} of {}",
+        prompt.len()
+    );
+    assert_eq!(reply(&llm, &full), reply(&load(&p), &full));
+    // Cancelled: nothing is read.
+    let fresh = load(&p);
+    let c = Cancel::new();
+    c.cancel();
+    fresh.prepare(&full, &c).unwrap();
+    assert_eq!(fresh.cached_tokens(), 0);
+}
+
+#[test]
 fn temperature_samples_and_max_tokens_bounds_the_reply() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tiny(tmp.path(), &TinyQwen2::default());
@@ -409,4 +438,27 @@ fn figures_at_the_default_models_size() {
             a1 = text;
         }
     }
+    // The system prompt read ahead (at a persona switch, or while the user speaks).
+    let llm = load(&p);
+    let q = ask(
+        &[("user", "Hello! Tell me about the weather in two sentences.")],
+        8,
+        0.0,
+    );
+    let t = Instant::now();
+    llm.prepare(&ask(&[], 0, 0.0), &Cancel::new()).unwrap();
+    let prepare = t.elapsed();
+    let cached = llm.cached_tokens();
+    let t = Instant::now();
+    let mut first = None;
+    llm.stream(&q, &Cancel::new(), &mut |_| {
+        first.get_or_insert(t.elapsed());
+    })
+    .unwrap();
+    eprintln!(
+        "FIGURES in-process, Qwen2.5-0.5B shape (Q8_0, random): system prompt prepared ({cached} tokens in {:.0} ms): first piece {:.0} ms for a {}-token prompt",
+        prepare.as_secs_f64() * 1e3,
+        first.unwrap_or_default().as_secs_f64() * 1e3,
+        llm.prompt_tokens(&q).len()
+    );
 }

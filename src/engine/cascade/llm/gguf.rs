@@ -263,6 +263,25 @@ impl GgufLlm {
         out
     }
 
+    /// Read `request`'s system prompt and history into the KV cache now, without
+    /// replying (and without the assistant's opening, since a user turn comes next):
+    /// after a persona switch, or while the user speaks, so that the reply reads only
+    /// what is new. Cancel stops between chunks of 64 tokens.
+    pub fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
+        let mut tokens = self.prompt_tokens(request);
+        tokens.truncate(tokens.len() - 1 - self.tok.encode("assistant\n").len());
+        let mut conv = self.lock();
+        if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
+            return Ok(());
+        }
+        let out = read(&mut conv, &tokens, cancel).map(|_| ());
+        if out.is_err() {
+            conv.tokens.clear();
+            let _ = conv.model.truncate(0);
+        }
+        out
+    }
+
     /// Positions a conversation may hold (prompt and reply).
     pub fn context(&self) -> usize {
         self.lock().model.max_positions()
@@ -294,13 +313,6 @@ impl GgufLlm {
         cancel: &Cancel,
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(), LlmError> {
-        let failed = |e: moshi::candle::Error| LlmError {
-            message: format!("The in-process LLM failed: {e}"),
-            remedy:
-                "Try again; if it repeats, use another --llm-gguf or an LLM server (--llm-url)."
-                    .into(),
-            transient: false,
-        };
         let prompt = self.prompt_tokens(request);
         let room = conv.model.max_positions();
         if prompt.len() + 1 > room {
@@ -315,25 +327,7 @@ impl GgufLlm {
                 transient: false,
             });
         }
-        // Keep the cached prefix this prompt shares (at least one token must be read
-        // to get logits).
-        let same = conv
-            .tokens
-            .iter()
-            .zip(&prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let keep = same.min(prompt.len() - 1);
-        conv.model.truncate(keep).map_err(failed)?;
-        conv.tokens.truncate(keep);
-        let mut logits = None;
-        for chunk in prompt[keep..].chunks(PREFILL_CHUNK) {
-            if cancel.is_cancelled() {
-                return Ok(());
-            }
-            logits = Some(conv.model.forward(chunk).map_err(failed)?);
-            conv.tokens.extend_from_slice(chunk);
-        }
+        let logits = read(conv, &prompt, cancel)?;
         let Some(mut logits) = logits else {
             return Ok(());
         };
@@ -373,6 +367,43 @@ impl GgufLlm {
         }
         Ok(())
     }
+}
+
+fn failed(e: moshi::candle::Error) -> LlmError {
+    LlmError {
+        message: format!("The in-process LLM failed: {e}"),
+        remedy: "Try again; if it repeats, use another --llm-gguf or an LLM server (--llm-url)."
+            .into(),
+        transient: false,
+    }
+}
+
+/// Bring the KV cache to `tokens`: keep the prefix it shares with them, read the rest
+/// (at least one token, for logits) in chunks, looking at `cancel` between chunks.
+/// The logits after the last token; `None` when cancelled.
+fn read(
+    conv: &mut Conversation,
+    tokens: &[u32],
+    cancel: &Cancel,
+) -> Result<Option<moshi::candle::Tensor>, LlmError> {
+    let same = conv
+        .tokens
+        .iter()
+        .zip(tokens)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let keep = same.min(tokens.len().saturating_sub(1));
+    conv.model.truncate(keep).map_err(failed)?;
+    conv.tokens.truncate(keep);
+    let mut logits = None;
+    for chunk in tokens[keep..].chunks(PREFILL_CHUNK) {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        logits = Some(conv.model.forward(chunk).map_err(failed)?);
+        conv.tokens.extend_from_slice(chunk);
+    }
+    Ok(logits)
 }
 
 impl Llm for GgufLlm {
