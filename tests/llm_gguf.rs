@@ -462,3 +462,37 @@ fn figures_at_the_default_models_size() {
         llm.prompt_tokens(&q).len()
     );
 }
+
+#[test]
+fn a_download_is_cancelled_within_a_second() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    write_tiny_qwen2(&www.join(DEFAULT_FILE), &TinyQwen2::default()).unwrap();
+    let hub = load_server::Hub::start(DEFAULT_REPO, &www);
+    hub.slow(DEFAULT_FILE, 20_000);
+    let disc = Discovery {
+        hf_cache: Some(tmp.path().join("hub")),
+        endpoint: Some(hub.endpoint.clone()),
+        chunk_bytes: 64 << 10,
+    };
+    let cancel = Cancel::new();
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        c.cancel();
+    });
+    let mut progress = vec![];
+    let t = Instant::now();
+    let e = locate_gguf(
+        &GgufLlmOptions::default(),
+        &disc,
+        &mut |p| progress.push(p),
+        &cancel,
+    )
+    .unwrap_err();
+    let took = t.elapsed();
+    assert!(e.message.contains("cancelled"), "{e:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(progress.iter().any(|p| p.done > 0 && p.done < p.total));
+}
