@@ -249,7 +249,7 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
     .unwrap();
     let took = at.unwrap().elapsed();
     eprintln!("cancelled at {:.1} s", t0.elapsed().as_secs_f64());
-    assert!(took < Duration::from_millis(100), "{took:?}");
+    assert!(took < Duration::from_millis(250), "{took:?}");
 
     let tokens = ours.count_tokens(&served);
     let first = first.unwrap();

