@@ -496,3 +496,33 @@ fn a_download_is_cancelled_within_a_second() {
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(progress.iter().any(|p| p.done > 0 && p.done < p.total));
 }
+
+#[test]
+fn open_llm_loads_either_kind() {
+    use assistant::engine::cascade::llm::{open_llm, LlmChoice, OpenAiOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(tmp.path(), &TinyQwen2::default());
+    let disc = Discovery::default();
+    let choice = LlmChoice::Gguf(GgufLlmOptions {
+        gguf: Some(p),
+        ..Default::default()
+    });
+    let llm = open_llm(&choice, &disc, &Device::Cpu, &mut |_| {}, &Cancel::new()).unwrap();
+    let mut n = 0;
+    llm.stream(&ask(&[("user", "hi")], 4, 0.0), &Cancel::new(), &mut |_| {
+        n += 1
+    })
+    .unwrap();
+    assert!(n > 0);
+    let server = LlmChoice::Server(OpenAiOptions::new("http://127.0.0.1:9", "m"));
+    let llm = open_llm(&server, &disc, &Device::Cpu, &mut |_| {}, &Cancel::new()).unwrap();
+    assert_eq!(llm.name(), "m at http://127.0.0.1:9");
+    let missing = LlmChoice::Gguf(GgufLlmOptions {
+        gguf: Some(tmp.path().join("gone.gguf")),
+        ..Default::default()
+    });
+    let e = open_llm(&missing, &disc, &Device::Cpu, &mut |_| {}, &Cancel::new())
+        .err()
+        .unwrap();
+    assert!(e.message.contains("gone.gguf"), "{e:?}");
+}

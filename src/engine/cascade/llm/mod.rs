@@ -53,3 +53,30 @@ pub fn locate_gguf(
     };
     download::download_file(&hub, &options.repo, &options.file, progress, cancel)
 }
+
+/// Which LLM the cascade talks to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LlmChoice {
+    /// An OpenAI-compatible server (`--llm-url`, `--llm-model`).
+    Server(OpenAiOptions),
+    /// A GGUF chat model in-process (the default; `--llm-gguf`).
+    Gguf(GgufLlmOptions),
+}
+
+/// Open the chosen LLM: a server client at once (nothing is contacted until the first
+/// reply), or the GGUF found or downloaded (`locate_gguf`) and loaded onto `device`.
+pub fn open_llm(
+    choice: &LlmChoice,
+    discovery: &Discovery,
+    device: &moshi::candle::Device,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<Box<dyn crate::engine::cascade::Llm>, LlmError> {
+    match choice {
+        LlmChoice::Server(o) => Ok(Box::new(OpenAiLlm::new(o.clone())?)),
+        LlmChoice::Gguf(o) => {
+            let path = locate_gguf(o, discovery, progress, cancel)?;
+            Ok(Box::new(GgufLlm::load(&path, device, o, cancel)?))
+        }
+    }
+}
