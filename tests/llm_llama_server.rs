@@ -34,6 +34,15 @@ fn python() -> Result<String, String> {
     }
 }
 
+/// Said past the test harness's capture (a plain `eprintln!` shows only on failure),
+/// so a skip is seen in every run.
+fn skipped(why: &str) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED llm_llama_server: no llama.cpp server: {why}"
+    );
+}
+
 /// The server process, killed when dropped.
 struct LlamaServer {
     child: Child,
@@ -136,7 +145,7 @@ fn our_client_streams_from_llama_cpp_and_our_loader_agrees_with_it() {
     let py = match python() {
         Ok(p) => p,
         Err(why) => {
-            eprintln!("SKIPPED: no llama.cpp server: {why}");
+            skipped(&why);
             return;
         }
     };
@@ -269,7 +278,7 @@ fn figures_at_the_default_models_size_through_llama_cpp() {
     let py = match python() {
         Ok(p) => p,
         Err(why) => {
-            eprintln!("SKIPPED: no llama.cpp server: {why}");
+            skipped(&why);
             return;
         }
     };
