@@ -7,6 +7,10 @@
 pub mod parts;
 
 pub use parts::{
-    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech,
-    TtsStep,
+    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
 };
+pub mod history;
+pub mod machine;
+pub mod onset;
+
+pub use machine::{Cascade, TurnSettings};
