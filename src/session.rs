@@ -522,6 +522,33 @@ mod tests {
     use crate::bus::ModelInfo;
 
     #[test]
+    fn a_cascade_chat_reads_back_as_you_and_assistant() {
+        use crate::bus::{Talk, TalkPhase};
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path(), "Default", "mic").unwrap();
+        for ev in [
+            Talk::UserWords(" what".into()),
+            Talk::UserWords(" time?".into()),
+            Talk::UserTurnEnded,
+            Talk::Phase(TalkPhase::Thinking),
+        ] {
+            j.record(&EngineEvent::Talk(ev)).unwrap();
+        }
+        j.record(&EngineEvent::Text(" It is".into())).unwrap();
+        j.record(&EngineEvent::Talk(Talk::BargedIn { heard: 2, of: 4 }))
+            .unwrap();
+        j.record(&EngineEvent::Talk(Talk::UserWords(" thanks".into())))
+            .unwrap();
+        j.finish().unwrap();
+        let md = to_markdown(&list_sessions(dir.path())[0].path).unwrap();
+        let you = md.find("**you** (00:00): what time?").expect(&md);
+        let reply = md.find("**assistant** (00:00): It is").expect(&md);
+        let barge = md.find("barge-in: the reply stopped after 2 of 4 words").expect(&md);
+        let thanks = md.find("**you** (00:00): thanks").expect(&md);
+        assert!(you < reply && reply < barge && barge < thanks, "{md}");
+    }
+
+    #[test]
     fn journal_round_trips_to_markdown() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::create(dir.path(), "Default", "mic").unwrap();

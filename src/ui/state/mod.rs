@@ -489,11 +489,15 @@ impl UiState {
             EngineEvent::ModelReady { info, load_ms } => {
                 self.phase = Phase::Ready;
                 self.load = None;
+                let dtype = if info.dtype.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", info.dtype)
+                };
                 let text = format!(
-                    "model ready: {} on {} ({}) in {}",
+                    "model ready: {} on {}{dtype} in {}",
                     info.name,
                     info.device,
-                    info.dtype,
                     format::duration(load_ms / 1000.0)
                 );
                 self.model = Some(info);

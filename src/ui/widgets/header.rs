@@ -51,6 +51,7 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
     }
     let model = match &state.model {
         Some(m) if density == Density::Compact => format!("{} · {} ", m.name, m.device),
+        Some(m) if m.dtype.is_empty() => format!("{} · {} ", m.name, m.device),
         Some(m) => format!("{} · {} · {} ", m.name, m.device, m.dtype),
         None => String::new(),
     };
