@@ -5,8 +5,15 @@
 //! `moshi::tts_streaming`), `llm` (an OpenAI-compatible server, or a GGUF in-process).
 
 pub mod parts;
+pub mod speech_config;
+pub mod speech_files;
+pub mod stt;
+pub mod synthetic_speech;
+pub mod tts;
 
 pub use parts::{
-    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech,
-    TtsStep,
+    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
 };
+pub use speech_files::{SttOptions, TtsOptions};
+pub use stt::KyutaiStt;
+pub use tts::{KyutaiTts, TtsSampling};
