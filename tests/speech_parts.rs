@@ -524,6 +524,18 @@ fn weights_are_found_in_the_dir_given_then_the_hf_cache() {
     };
     let e = speech_files::find_voice(&opts, None, &offline, &mut progress, &cancel).unwrap_err();
     assert!(e.message.contains("expresso/nobody.wav"), "{}", e.message);
+    // The whole TTS as the options say: model from the cache, voice by name.
+    std::fs::copy(d.tts.join(TTS_FILES[1]), snap.join(TTS_FILES[1])).unwrap();
+    let opts = TtsOptions {
+        voice: Some("expresso/bright.wav".into()),
+        ..Default::default()
+    };
+    let tts = KyutaiTts::open(&opts, &offline, &Device::Cpu, &mut progress, &cancel).unwrap();
+    assert!(
+        tts.voice().ends_with("bright.wav.5ca1ab1e@1.safetensors"),
+        "{}",
+        tts.voice()
+    );
     // No voice asked for and the default absent: the neutral voice, no error.
     assert_eq!(
         speech_files::find_voice(
@@ -550,25 +562,28 @@ fn a_missing_checkpoint_is_downloaded_into_the_hf_cache() {
         chunk_bytes: 1 << 20,
     };
     let mut stages = vec![];
-    let dir = find_stt_dir(
+    let mut stt = KyutaiStt::open(
         &SttOptions::default(),
         &disc,
+        &Device::Cpu,
         &mut |p| stages.push(p.stage),
         &Cancel::new(),
     )
     .unwrap();
+    assert_eq!(stt.name(), "kyutai/stt-1b-en_fr-candle");
+    assert!(stt.step(&[0.0; FRAME]).is_ok());
+    assert!(
+        stages
+            .iter()
+            .any(|s| s.starts_with(STT_LM_FILE) && s.contains("127.0.0.1")),
+        "{stages:?}"
+    );
+    let dir = find_stt_dir(&SttOptions::default(), &disc, &mut |_| {}, &Cancel::new()).unwrap();
     assert!(
         dir.starts_with(cache.join("models--kyutai--stt-1b-en_fr-candle/snapshots")),
         "{}",
         dir.display()
     );
-    assert!(
-        stages.iter().any(|s| s.starts_with(STT_LM_FILE)),
-        "{stages:?}"
-    );
-    let mut stt = KyutaiStt::load(&dir, &Device::Cpu).unwrap();
-    assert_eq!(stt.name(), "kyutai/stt-1b-en_fr-candle");
-    assert!(stt.step(&[0.0; FRAME]).is_ok());
     // Found in the cache the next time, with no hub.
     let offline = Discovery {
         endpoint: None,
@@ -584,4 +599,19 @@ fn a_missing_checkpoint_is_downloaded_into_the_hf_cache() {
         .unwrap(),
         dir
     );
+}
+
+#[test]
+fn the_memory_estimate_matches_what_the_files_hold() {
+    let d = dirs();
+    let m = speech_files::stt_memory_in(&d.stt, &Device::Cpu).unwrap();
+    // The file is bf16; the CPU computes in f32, twice the bytes.
+    let file = std::fs::metadata(d.stt.join(STT_LM_FILE)).unwrap().len() as f64;
+    let ratio = m.weights as f64 / (2.0 * file);
+    assert!((0.9..1.05).contains(&ratio), "{} vs 2 x {file}", m.weights);
+    assert!(m.mimi > 0 && m.kv_cache > 0 && m.total() > m.weights);
+    let t = speech_files::tts_memory_in(&d.tts, &Device::Cpu).unwrap();
+    let file = std::fs::metadata(d.tts.join(TTS_FILES[2])).unwrap().len() as f64;
+    let ratio = t.weights as f64 / (2.0 * file);
+    assert!((0.9..1.05).contains(&ratio), "{} vs 2 x {file}", t.weights);
 }

@@ -342,6 +342,12 @@ impl TtsConfig {
                 self.delays
             ));
         }
+        if self.cross_attention && self.speaker_dim().is_none() {
+            return Err(
+                "cross_attention is on but there is no speaker_wavs tensor conditioner to feed it"
+                    .into(),
+            );
+        }
         if !(0.0..=10.0).contains(&self.tts_config.audio_delay) {
             return Err(format!(
                 "tts_config.audio_delay is {}; expected 0 to 10 seconds",
@@ -526,6 +532,10 @@ pub(crate) mod tests {
         let f32 = stt_memory(&stt, heads, &mimi, 4).unwrap();
         // About a billion parameters: ~2 GiB of bf16, twice that in f32.
         let w = bf16.weights as f64 / GIB;
+        eprintln!(
+            "stt-1b-en_fr, bf16: {bf16:?}, total {:.2} GiB",
+            bf16.total() as f64 / GIB
+        );
         assert!((1.6..2.6).contains(&w), "{w} GiB");
         assert_eq!(f32.weights, 2 * bf16.weights);
         assert!(bf16.total() > bf16.weights + bf16.mimi);
@@ -544,6 +554,10 @@ pub(crate) mod tests {
         // 1.6B parameters in the name; the crate's layout (32 depformer slices, no
         // sharing) is larger than the published file's 11 shared slices.
         let w = m.weights as f64 / GIB;
+        eprintln!(
+            "tts-1.6b-en_fr (crate layout), bf16: {m:?}, total {:.2} GiB",
+            m.total() as f64 / GIB
+        );
         assert!((2.8..6.0).contains(&w), "{w} GiB");
     }
 

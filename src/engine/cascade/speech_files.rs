@@ -419,32 +419,7 @@ pub fn load_mimi(
     device: &Device,
 ) -> Result<moshi::mimi::Mimi, ModelLoadError> {
     check_weights(dir, file, repo)?;
-    let toml_path = dir.join(MIMI_CONFIG_FILE);
-    let cfg = if toml_path.is_file() {
-        let text = std::fs::read_to_string(&toml_path).map_err(|e| {
-            err(
-                format!("{}: {e}", toml_path.display()),
-                "remove it to use the published Mimi",
-            )
-        })?;
-        let t: MimiToml = toml::from_str(&text).map_err(|e| {
-            err(
-                format!("{}: {e}", toml_path.display()),
-                "remove it to use the published Mimi",
-            )
-        })?;
-        t.validate().map_err(|e| {
-            err(
-                format!("{}: {e}", toml_path.display()),
-                "remove it to use the published Mimi",
-            )
-        })?;
-        let mut c = t.to_mimi();
-        c.quantizer_n_q = n_q;
-        c
-    } else {
-        moshi::mimi::Config::v0_1(Some(n_q))
-    };
+    let cfg = mimi_config(dir, n_q)?;
     let path = dir.join(file);
     let remedy = format!("download {file} from {repo} again");
     // SAFETY: the file is memory-mapped read-only; a file changed under us is the
@@ -454,6 +429,78 @@ pub fn load_mimi(
     }
     .map_err(|e| candle_error(&path, e, &remedy))?;
     moshi::mimi::Mimi::new(cfg, vb).map_err(|e| candle_error(&path, e, &remedy))
+}
+
+/// The Mimi's config: the published one, or the size `mimi_config.toml` gives.
+pub fn mimi_config(dir: &Path, n_q: usize) -> Result<moshi::mimi::Config, ModelLoadError> {
+    let toml_path = dir.join(MIMI_CONFIG_FILE);
+    if !toml_path.is_file() {
+        return Ok(moshi::mimi::Config::v0_1(Some(n_q)));
+    }
+    let bad = |e: String| {
+        err(
+            format!("{}: {e}", toml_path.display()),
+            "remove it to use the published Mimi",
+        )
+    };
+    let text = std::fs::read_to_string(&toml_path).map_err(|e| bad(e.to_string()))?;
+    let t: MimiToml = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    t.validate().map_err(bad)?;
+    let mut c = t.to_mimi();
+    c.quantizer_n_q = n_q;
+    Ok(c)
+}
+
+/// What the STT in `dir` takes in memory on `device` (its config and file headers only).
+pub fn stt_memory_in(
+    dir: &Path,
+    device: &Device,
+) -> Result<super::speech_config::SpeechMemory, ModelLoadError> {
+    let cfg = stt_config(dir)?;
+    let headers = check_weights(dir, cfg.lm_file(), STT_REPO)?;
+    let heads = super::stt::pause_heads(&headers);
+    let mimi = mimi_config(dir, cfg.n_q)?;
+    super::speech_config::stt_memory(
+        &cfg,
+        heads,
+        &mimi,
+        compute_dtype(device).size_in_bytes() as u64,
+    )
+    .map_err(|e| {
+        err(
+            format!("{}: {e}", dir.display()),
+            format!("use the config.json of {STT_REPO}"),
+        )
+    })
+}
+
+/// What the TTS in `dir` takes in memory on `device` (its config only).
+pub fn tts_memory_in(
+    dir: &Path,
+    device: &Device,
+) -> Result<super::speech_config::SpeechMemory, ModelLoadError> {
+    let cfg = tts_config(dir)?;
+    let mimi = mimi_config(dir, cfg.dep_q)?;
+    super::speech_config::tts_memory(&cfg, &mimi, compute_dtype(device).size_in_bytes() as u64)
+        .map_err(|e| {
+            err(
+                format!("{}: {e}", dir.display()),
+                format!("use the config.json of {TTS_REPO}"),
+            )
+        })
+}
+
+/// Report reading a file as one progress stage (it is memory-mapped, so the bytes come
+/// as the first steps touch them); stops here if the load was cancelled.
+pub fn reading(
+    dir: &Path,
+    file: &str,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<(), ModelLoadError> {
+    let n = std::fs::metadata(dir.join(file)).map_or(0, |m| m.len());
+    let mut m = crate::engine::moshi::files::Meter::new(file, n, progress, cancel)?;
+    m.add(n)
 }
 
 /// The SentencePiece model, read whole (decoding and encoding both need only its table).

@@ -44,6 +44,7 @@ impl KyutaiStt {
         let headers = files::check_weights(dir, cfg.lm_file(), STT_REPO)?;
         check_layout(&cfg, &headers, &lm_path)?;
         let heads = pause_heads(&headers);
+        let n_heads = heads.as_ref().map_or(0, |h| h.num_heads);
         let vocab = Vocab::from_bytes(&files::read_tokenizer(dir, &cfg.tokenizer_name, STT_REPO)?)
             .map_err(|e| ModelLoadError::new(e, "download the tokenizer again"))?;
         if vocab.len() < cfg.text_card {
@@ -67,26 +68,89 @@ impl KyutaiStt {
             )
         }
         .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
-        let n_heads = heads.as_ref().map_or(0, |h| h.num_heads);
         let lm = moshi::lm::LmModel::new(
             &cfg.lm(heads),
             moshi::nn::MaybeQuantizedVarBuilder::Real(vb),
         )
         .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
         let mimi = files::load_mimi(dir, &cfg.mimi_name, cfg.n_q, STT_REPO, device)?;
-        let state = moshi::asr::State::new(1, cfg.delay_frames(), 0.0, mimi, lm)
-            .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
+        Self::assemble(
+            &cfg,
+            lm,
+            mimi,
+            vocab,
+            (files::display_name(dir), n_heads),
+            device,
+        )
+        .map_err(|e| files::candle_error(&lm_path, e, &remedy))
+    }
+
+    fn assemble(
+        cfg: &SttConfig,
+        lm: moshi::lm::LmModel,
+        mimi: moshi::mimi::Mimi,
+        vocab: Vocab,
+        (name, pause_heads): (String, usize),
+        device: &Device,
+    ) -> moshi::candle::Result<Self> {
+        let state = moshi::asr::State::new(1, cfg.delay_frames(), 0.0, mimi, lm)?;
         Ok(Self {
             state,
             vocab,
             device: device.clone(),
-            name: files::display_name(dir),
+            name,
             delay: cfg.delay_frames(),
             prefix_frames: (cfg.stt_config.audio_silence_prefix_seconds * 24_000.0 / FRAME as f64)
                 .round() as usize,
             fed_prefix: false,
-            pause_heads: n_heads,
+            pause_heads,
         })
+    }
+
+    /// A model of `cfg`'s size with unseeded random weights and the published Mimi's size,
+    /// for timing a step (`bench`): nothing is read from disk.
+    #[doc(hidden)]
+    pub fn with_random_weights(cfg: &SttConfig, device: &Device) -> Result<Self> {
+        use crate::engine::moshi::random_init::FastRandomBackend;
+        let vb = FastRandomBackend::var_builder(files::compute_dtype(device), device);
+        let heads = ExtraHeadsConfig {
+            num_heads: 4,
+            dim: 6,
+        };
+        let lm = moshi::lm::LmModel::new(
+            &cfg.lm(Some(heads)),
+            moshi::nn::MaybeQuantizedVarBuilder::Real(vb),
+        )?;
+        let mimi = moshi::mimi::Mimi::new(
+            moshi::mimi::Config::v0_1(Some(cfg.n_q)),
+            FastRandomBackend::var_builder(moshi::candle::DType::F32, device),
+        )?;
+        let vocab = Vocab::from_bytes(&crate::engine::moshi::synthetic::tokenizer_model(
+            cfg.text_card,
+        ))
+        .map_err(anyhow::Error::msg)?;
+        Ok(Self::assemble(
+            cfg,
+            lm,
+            mimi,
+            vocab,
+            ("random".into(), 4),
+            device,
+        )?)
+    }
+
+    /// Find the STT as `opts` say (directory, HF cache, download) and load it.
+    pub fn open(
+        opts: &files::SttOptions,
+        disc: &crate::engine::moshi::Discovery,
+        device: &Device,
+        progress: &mut dyn FnMut(crate::bus::LoadProgress),
+        cancel: &crate::bus::Cancel,
+    ) -> Result<Self, ModelLoadError> {
+        let dir = files::find_stt_dir(opts, disc, progress, cancel)?;
+        let cfg = files::stt_config(&dir)?;
+        files::reading(&dir, cfg.lm_file(), progress, cancel)?;
+        Self::load(&dir, device)
     }
 
     /// Whether the checkpoint predicts pauses (`end_of_speech` is `Some`).
@@ -118,7 +182,7 @@ impl KyutaiStt {
 }
 
 /// The pause heads the weights hold (`extra_heads.N.weight`), as the config to build.
-fn pause_heads(headers: &BTreeMap<String, TensorHeader>) -> Option<ExtraHeadsConfig> {
+pub(crate) fn pause_heads(headers: &BTreeMap<String, TensorHeader>) -> Option<ExtraHeadsConfig> {
     let mut n = 0;
     while headers.contains_key(&format!("extra_heads.{n}.weight")) {
         n += 1;

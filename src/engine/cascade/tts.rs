@@ -146,55 +146,18 @@ impl KyutaiTts {
             moshi::candle_nn::VarBuilder::from_mmaped_safetensors(&[&lm_path], dtype, device)
         }
         .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
-        let lm = moshi::lm::LmModel::new(
-            &lm_cfg,
-            moshi::nn::MaybeQuantizedVarBuilder::Real(vb.clone()),
-        )
-        .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
-        let conditions =
-            conditions(&lm, &cfg).map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
-        let speaker = match (cfg.cross_attention, cfg.speaker_dim()) {
-            (true, Some(sdim)) => {
-                let vb = vb
-                    .to_dtype(DType::F32)
-                    .pp("condition_provider.conditioners.speaker_wavs");
-                let proj = vb
-                    .get((cfg.dim, sdim), "output_proj.weight")
-                    .and_then(|p| Ok((p, vb.get((1, 1, cfg.dim), "learnt_padding")?)))
-                    .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
-                Some(Speaker {
-                    proj: proj.0,
-                    padding: proj.1,
-                })
-            }
-            (true, None) => {
-                return Err(ModelLoadError::new(
-                    format!(
-                        "{}: cross_attention without a speaker_wavs conditioner",
-                        dir.join(files::CONFIG_FILE).display()
-                    ),
-                    format!("use the config.json of {TTS_REPO}"),
-                ))
-            }
-            _ => None,
-        };
         let mimi = files::load_mimi(dir, &cfg.mimi_name, cfg.dep_q, TTS_REPO, device)?;
-        let mut tts = Self {
-            lm,
+        let mut tts = Self::assemble(
+            cfg,
+            &lm_cfg,
+            vb,
             mimi,
             encoder,
-            conditions,
-            speaker,
-            ca_src: None,
-            voice: String::new(),
-            voices_dir: voices_dir.map(Path::to_path_buf),
-            sampling: TtsSampling::default(),
-            device: device.clone(),
-            dtype,
-            name: files::display_name(dir),
-            utt: None,
-            cfg,
-        };
+            files::display_name(dir),
+            device,
+        )
+        .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
+        tts.voices_dir = voices_dir.map(Path::to_path_buf);
         match voice {
             Some(v) => tts.load_voice(v).map_err(|e| {
                 ModelLoadError::new(
@@ -205,13 +168,99 @@ impl KyutaiTts {
                     ),
                 )
             })?,
-            None => {
-                tts.ca_src = tts
-                    .empty_voice()
-                    .map_err(|e| files::candle_error(&lm_path, e, &remedy))?
-            }
+            None => {}
         }
         Ok(tts)
+    }
+
+    fn assemble(
+        cfg: TtsConfig,
+        lm_cfg: &moshi::lm::Config,
+        vb: moshi::candle_nn::VarBuilder,
+        mimi: moshi::mimi::Mimi,
+        encoder: PieceEncoder,
+        name: String,
+        device: &Device,
+    ) -> moshi::candle::Result<Self> {
+        let lm = moshi::lm::LmModel::new(
+            lm_cfg,
+            moshi::nn::MaybeQuantizedVarBuilder::Real(vb.clone()),
+        )?;
+        let conditions = conditions(&lm, &cfg)?;
+        let speaker = match (cfg.cross_attention, cfg.speaker_dim()) {
+            (true, Some(sdim)) => {
+                let vb = vb
+                    .to_dtype(DType::F32)
+                    .pp("condition_provider.conditioners.speaker_wavs");
+                Some(Speaker {
+                    proj: vb.get((cfg.dim, sdim), "output_proj.weight")?,
+                    padding: vb.get((1, 1, cfg.dim), "learnt_padding")?,
+                })
+            }
+            _ => None,
+        };
+        let mut tts = Self {
+            lm,
+            mimi,
+            encoder,
+            conditions,
+            speaker,
+            ca_src: None,
+            voice: String::new(),
+            voices_dir: None,
+            sampling: TtsSampling::default(),
+            device: device.clone(),
+            dtype: vb.dtype(),
+            name,
+            utt: None,
+            cfg,
+        };
+        tts.ca_src = tts.empty_voice()?;
+        Ok(tts)
+    }
+
+    /// A model of `cfg`'s size with unseeded random weights and the published Mimi's
+    /// size, for timing a step (`bench`): nothing is read from disk.
+    #[doc(hidden)]
+    pub fn with_random_weights(cfg: TtsConfig, device: &Device) -> Result<Self> {
+        use crate::engine::moshi::random_init::FastRandomBackend;
+        let lm_cfg = cfg.lm().map_err(anyhow::Error::msg)?;
+        let vb = FastRandomBackend::var_builder(files::compute_dtype(device), device);
+        let mimi = moshi::mimi::Mimi::new(
+            moshi::mimi::Config::v0_1(Some(cfg.dep_q)),
+            FastRandomBackend::var_builder(DType::F32, device),
+        )?;
+        let encoder = PieceEncoder::from_bytes(&crate::engine::moshi::synthetic::tokenizer_model(
+            cfg.text_card,
+        ))
+        .map_err(anyhow::Error::msg)?;
+        Ok(Self::assemble(
+            cfg,
+            &lm_cfg,
+            vb,
+            mimi,
+            encoder,
+            "random".into(),
+            device,
+        )?)
+    }
+
+    /// Find the TTS and its voice as `opts` say (directory, HF cache, download) and
+    /// load them; voice names given later to `set_voice` are looked up in the voices
+    /// directory (`opts.voices_dir`, else the voices repo's cache snapshot).
+    pub fn open(
+        opts: &files::TtsOptions,
+        disc: &crate::engine::moshi::Discovery,
+        device: &Device,
+        progress: &mut dyn FnMut(crate::bus::LoadProgress),
+        cancel: &crate::bus::Cancel,
+    ) -> Result<Self, ModelLoadError> {
+        let dir = files::find_tts_dir(opts, disc, progress, cancel)?;
+        let cfg = files::tts_config(&dir)?;
+        let voice = files::find_voice(opts, cfg.voice_suffix().as_deref(), disc, progress, cancel)?;
+        files::reading(&dir, &cfg.moshi_name, progress, cancel)?;
+        let voices = files::voices_dir(opts, disc);
+        Self::load(&dir, voice.as_deref(), voices.as_deref(), device)
     }
 
     pub fn set_sampling(&mut self, s: TtsSampling) {
