@@ -158,8 +158,8 @@ impl KyutaiTts {
         )
         .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
         tts.voices_dir = voices_dir.map(Path::to_path_buf);
-        match voice {
-            Some(v) => tts.load_voice(v).map_err(|e| {
+        if let Some(v) = voice {
+            tts.load_voice(v).map_err(|e| {
                 ModelLoadError::new(
                     format!("{e:#}"),
                     format!(
@@ -167,8 +167,7 @@ impl KyutaiTts {
                         files::VOICES_REPO
                     ),
                 )
-            })?,
-            None => {}
+            })?;
         }
         Ok(tts)
     }
