@@ -615,3 +615,20 @@ fn the_memory_estimate_matches_what_the_files_hold() {
     let ratio = t.weights as f64 / (2.0 * file);
     assert!((0.9..1.05).contains(&ratio), "{} vs 2 x {file}", t.weights);
 }
+
+#[test]
+fn without_pause_heads_end_of_speech_is_unknown_but_words_still_come() {
+    let d = dirs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("no_heads");
+    copy_dir(&d.stt, &dir);
+    let lm = dir.join(STT_LM_FILE);
+    let mut t = moshi::candle::safetensors::load(&lm, &Device::Cpu).unwrap();
+    t.retain(|k, _| !k.starts_with("extra_heads."));
+    moshi::candle::safetensors::save(&t, &lm).unwrap();
+    let mut stt = KyutaiStt::load(&dir, &Device::Cpu).unwrap();
+    assert!(!stt.predicts_pauses());
+    let (words, eos, _) = transcribe(&mut stt, &wav("hello_24k_mono.wav"));
+    assert!(eos.iter().all(Option::is_none), "{eos:?}");
+    assert!(!words.is_empty());
+}
