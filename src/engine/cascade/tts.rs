@@ -462,7 +462,7 @@ impl KyutaiTts {
                     }
                     AllowedTokens::Pad
                 }
-                Slot::NeedWord => unreachable!("a word was taken above"),
+                Slot::NeedWord => anyhow::bail!("internal error: no word to feed the synthesiser"),
             };
             u.last_text_token =
                 u.state
