@@ -632,3 +632,25 @@ fn without_pause_heads_end_of_speech_is_unknown_but_words_still_come() {
     assert!(eos.iter().all(Option::is_none), "{eos:?}");
     assert!(!words.is_empty());
 }
+
+#[test]
+fn a_checkpoint_the_crate_cannot_run_is_refused_before_its_weights_download() {
+    let d = dirs();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    copy_dir(&d.tts, &www);
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(www.join(CONFIG_FILE)).unwrap()).unwrap();
+    cfg["demux_second_stream"] = true.into();
+    std::fs::write(www.join(CONFIG_FILE), cfg.to_string()).unwrap();
+    let hub = load_server::Hub::start("kyutai/tts-1.6b-en_fr", &www);
+    let disc = Discovery {
+        hf_cache: Some(tmp.path().join("hub")),
+        endpoint: Some(hub.endpoint.clone()),
+        chunk_bytes: 1 << 20,
+    };
+    let e = find_tts_dir(&TtsOptions::default(), &disc, &mut |_| {}, &Cancel::new()).unwrap_err();
+    assert!(e.message.contains("demux_second_stream"), "{}", e.message);
+    assert_eq!(hub.sent(TTS_FILES[2]), 0, "the LM was not downloaded");
+    assert_eq!(hub.sent(TTS_FILES[1]), 0, "nor the Mimi");
+}

@@ -184,6 +184,16 @@ pub fn tts_complete(dir: &Path) -> bool {
     })
 }
 
+/// What to look for: a repo's files, how to tell a complete snapshot, and the check of
+/// its config that runs before the large files are downloaded.
+struct Layout<'a> {
+    repo: &'a str,
+    files: &'a [&'a str],
+    complete: &'a dyn Fn(&Path) -> bool,
+    check: &'a dyn Fn(&Path) -> Result<(), ModelLoadError>,
+    flag: &'a str,
+}
+
 /// The STT's directory: `--stt-model-dir`, else the HF cache, else a download.
 pub fn find_stt_dir(
     opts: &SttOptions,
@@ -191,48 +201,43 @@ pub fn find_stt_dir(
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<PathBuf, ModelLoadError> {
-    find_dir(
-        opts.model_dir.as_deref(),
-        &opts.hf_repo,
-        &STT_FILES,
-        &stt_complete,
-        "--stt-model-dir",
-        disc,
-        progress,
-        cancel,
-    )
+    let layout = Layout {
+        repo: &opts.hf_repo,
+        files: &STT_FILES,
+        complete: &stt_complete,
+        check: &|d| stt_config(d).map(|_| ()),
+        flag: "--stt-model-dir",
+    };
+    find_dir(opts.model_dir.as_deref(), &layout, disc, progress, cancel)
 }
 
-/// The TTS's directory: `--tts-model-dir`, else the HF cache, else a download.
+/// The TTS's directory: `--tts-model-dir`, else the HF cache, else a download. A
+/// checkpoint the `moshi` crate cannot run is refused once its config.json is in, before
+/// its weights are downloaded.
 pub fn find_tts_dir(
     opts: &TtsOptions,
     disc: &Discovery,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<PathBuf, ModelLoadError> {
-    find_dir(
-        opts.model_dir.as_deref(),
-        &opts.hf_repo,
-        &TTS_FILES,
-        &tts_complete,
-        "--tts-model-dir",
-        disc,
-        progress,
-        cancel,
-    )
+    let layout = Layout {
+        repo: &opts.hf_repo,
+        files: &TTS_FILES,
+        complete: &tts_complete,
+        check: &|d| tts_config(d).map(|_| ()),
+        flag: "--tts-model-dir",
+    };
+    find_dir(opts.model_dir.as_deref(), &layout, disc, progress, cancel)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn find_dir(
     dir: Option<&Path>,
-    repo: &str,
-    files: &[&str],
-    complete: &dyn Fn(&Path) -> bool,
-    flag: &str,
+    l: &Layout,
     disc: &Discovery,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<PathBuf, ModelLoadError> {
+    let (repo, files, complete, flag) = (l.repo, l.files, l.complete, l.flag);
     if let Some(d) = dir {
         if !d.is_dir() {
             return Err(err(
@@ -248,6 +253,24 @@ fn find_dir(
         .and_then(|c| discovery::find_snapshot(c, repo, complete))
     {
         return Ok(d);
+    }
+    // The config first: a checkpoint we cannot run is refused before gigabytes come.
+    let just_config = |listed: &dyn Fn(&str) -> bool| -> Result<Vec<String>, String> {
+        if listed(CONFIG_FILE) {
+            Ok(vec![CONFIG_FILE.to_string()])
+        } else {
+            Err(format!("it has no {CONFIG_FILE}"))
+        }
+    };
+    let has_config = |d: &Path| d.join(CONFIG_FILE).is_file();
+    match fetch(disc, repo, &just_config, &has_config, progress, cancel)? {
+        Ok(snapshot) => (l.check)(&snapshot)?,
+        Err(why) => {
+            return Err(err(
+                format!("{repo} is not on this machine: {why}"),
+                format!("run again with the network up (a download resumes where it stopped), or download {repo} yourself and pass {flag} DIR"),
+            ))
+        }
     }
     let choose = |listed: &dyn Fn(&str) -> bool| -> Result<Vec<String>, String> {
         let wanted: Vec<String> = std::iter::once(CONFIG_FILE)
