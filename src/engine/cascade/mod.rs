@@ -5,6 +5,11 @@
 //! `moshi::tts_streaming`), `llm` (an OpenAI-compatible server, or a GGUF in-process).
 
 pub mod parts;
+pub mod speech_config;
+pub mod speech_files;
+pub mod stt;
+pub mod synthetic_speech;
+pub mod tts;
 
 pub use parts::{
     ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
@@ -14,3 +19,6 @@ pub mod machine;
 pub mod onset;
 
 pub use machine::{Cascade, TurnSettings};
+pub use speech_files::{SttOptions, TtsOptions};
+pub use stt::KyutaiStt;
+pub use tts::{KyutaiTts, TtsSampling};
