@@ -214,6 +214,40 @@ pub enum EngineEvent {
     Voice(Weights),
     /// Something the engine did on its own, or could not do.
     Happened(Happening),
+    /// A turn-taking model (the cascade) heard the user, changed phase or had trouble.
+    Talk(Talk),
+}
+
+/// Where a turn-taking model (the cascade: STT → LLM → TTS) is in the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TalkPhase {
+    /// Waiting for the user, or hearing them.
+    Listening,
+    /// The user's turn ended; the LLM is writing and no audio plays yet.
+    Thinking,
+    /// The reply plays.
+    Speaking,
+}
+
+/// What a turn-taking model reports besides its audio and its own words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Talk {
+    /// Words the recogniser heard from the user, in order (a word or more, with its
+    /// leading space).
+    UserWords(String),
+    /// The user's turn ended (the recogniser's end of speech).
+    UserTurnEnded,
+    Phase(TalkPhase),
+    /// The user spoke over the reply: playback stopped; `heard` words of it were played.
+    BargedIn {
+        heard: usize,
+        of: usize,
+    },
+    /// The LLM could not answer; the conversation goes on and the next turn tries again.
+    LlmTrouble {
+        message: String,
+        remedy: String,
+    },
 }
 
 /// What the engine does on its own that the user is told about; the front-ends word it.

@@ -3,7 +3,7 @@
 //! straight to the file (a killed process loses nothing the kernel has seen);
 //! each assistant turn is fsynced when it ends.
 
-use crate::bus::{EngineEvent, Severity};
+use crate::bus::{EngineEvent, Severity, Talk};
 use crossbeam_channel::Receiver;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -29,6 +29,11 @@ pub enum Record {
     },
     TurnEnd {
         t: f64,
+    },
+    /// Words the recogniser heard from the user (cascade mode), in pieces.
+    Said {
+        t: f64,
+        text: String,
     },
     Model {
         t: f64,
@@ -162,6 +167,7 @@ impl Journal {
                     text: text.clone(),
                 })?;
             }
+            EngineEvent::Talk(talk) => self.record_talk(t, talk)?,
             // The engine's turn rule, the same one the feed follows.
             EngineEvent::TurnEnded => self.end_turn()?,
             EngineEvent::ModelReady { info, .. } => {
@@ -250,6 +256,32 @@ impl Journal {
         Ok(())
     }
 
+    fn record_talk(&mut self, t: f64, talk: &Talk) -> anyhow::Result<()> {
+        match talk {
+            Talk::UserWords(text) => self.append(&Record::Said {
+                t,
+                text: text.clone(),
+            }),
+            Talk::UserTurnEnded => Ok(self.file.sync_data()?),
+            Talk::BargedIn { heard, of } => {
+                self.end_turn()?;
+                self.append(&Record::Event {
+                    t,
+                    severity: "info".into(),
+                    message: format!("barge-in: the reply stopped after {heard} of {of} words"),
+                    remedy: None,
+                })
+            }
+            Talk::LlmTrouble { message, remedy } => self.append(&Record::Event {
+                t,
+                severity: "warning".into(),
+                message: message.clone(),
+                remedy: Some(remedy.clone()),
+            }),
+            Talk::Phase(_) => Ok(()),
+        }
+    }
+
     pub fn finish(&mut self) -> anyhow::Result<()> {
         self.end_turn()?;
         let t = self.t();
@@ -319,6 +351,7 @@ fn record_t(r: &Record) -> f64 {
     match r {
         Record::Start { .. } => 0.0,
         Record::Text { t, .. }
+        | Record::Said { t, .. }
         | Record::TurnEnd { t }
         | Record::Model { t, .. }
         | Record::Event { t, .. }
@@ -394,6 +427,7 @@ pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
         clock(summary.duration_s)
     );
     let mut turn: Option<(f64, String)> = None;
+    let mut said: Option<(f64, String)> = None;
     let flush = |md: &mut String, turn: &mut Option<(f64, String)>| {
         if let Some((t, text)) = turn.take() {
             md.push_str(&format!(
@@ -404,7 +438,18 @@ pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
         }
     };
     for r in &records {
+        if !matches!(r, Record::Said { .. }) {
+            if let Some((t, text)) = said.take() {
+                md.push_str(&format!("\n**you** ({}):{}\n", clock(t), text.trim_end()));
+            }
+        }
         match r {
+            Record::Said { t, text } => {
+                flush(&mut md, &mut turn);
+                said.get_or_insert_with(|| (*t, String::new()))
+                    .1
+                    .push_str(text)
+            }
             Record::Text { t, text } => turn
                 .get_or_insert_with(|| (*t, String::new()))
                 .1
@@ -438,6 +483,9 @@ pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
         }
     }
     flush(&mut md, &mut turn);
+    if let Some((t, text)) = said.take() {
+        md.push_str(&format!("\n**you** ({}):{}\n", clock(t), text.trim_end()));
+    }
     if summary.damaged_lines > 0 {
         md.push_str(&format!(
             "\n_({} damaged line(s) skipped: the session ended abruptly)_\n",
@@ -472,6 +520,35 @@ pub fn last_transcript(dir: &Path) -> Option<(SessionSummary, Vec<String>)> {
 mod tests {
     use super::*;
     use crate::bus::ModelInfo;
+
+    #[test]
+    fn a_cascade_chat_reads_back_as_you_and_assistant() {
+        use crate::bus::{Talk, TalkPhase};
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path(), "Default", "mic").unwrap();
+        for ev in [
+            Talk::UserWords(" what".into()),
+            Talk::UserWords(" time?".into()),
+            Talk::UserTurnEnded,
+            Talk::Phase(TalkPhase::Thinking),
+        ] {
+            j.record(&EngineEvent::Talk(ev)).unwrap();
+        }
+        j.record(&EngineEvent::Text(" It is".into())).unwrap();
+        j.record(&EngineEvent::Talk(Talk::BargedIn { heard: 2, of: 4 }))
+            .unwrap();
+        j.record(&EngineEvent::Talk(Talk::UserWords(" thanks".into())))
+            .unwrap();
+        j.finish().unwrap();
+        let md = to_markdown(&list_sessions(dir.path())[0].path).unwrap();
+        let you = md.find("**you** (00:00): what time?").expect(&md);
+        let reply = md.find("**assistant** (00:00): It is").expect(&md);
+        let barge = md
+            .find("barge-in: the reply stopped after 2 of 4 words")
+            .expect(&md);
+        let thanks = md.find("**you** (00:00): thanks").expect(&md);
+        assert!(you < reply && reply < barge && barge < thanks, "{md}");
+    }
 
     #[test]
     fn journal_round_trips_to_markdown() {

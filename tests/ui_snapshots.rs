@@ -57,3 +57,8 @@ fn snapshot_too_small() {
         insta::assert_snapshot!("too_small_30x8", t.backend());
     });
 }
+
+#[test]
+fn snapshot_cascade_conversation() {
+    snap("cascade_thinking", cascade_thinking(false));
+}

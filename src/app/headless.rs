@@ -84,9 +84,12 @@ pub fn run(original: &RunArgs) -> i32 {
     let mut stdout = std::io::stdout();
     let mut printed_text = false;
     let mut progress = ProgressPace::default();
+    // The user's words (cascade mode), printed to stderr once their turn ends.
+    let mut said = String::new();
     for ev in ev_rx.iter() {
         printed_text |= matches!(ev, EngineEvent::Text(_));
         match &ev {
+            EngineEvent::Talk(talk) => print_talk(talk, &mut said),
             EngineEvent::Loading(p) if !progress.due(p) => {}
             EngineEvent::ModelFailed { .. } => {
                 exit = 2;
@@ -148,6 +151,23 @@ fn print_event(ev: &EngineEvent, stdout: &mut std::io::Stdout) {
         EngineEvent::Happened(h) => print_said(crate::ui::words::happening(h)),
         EngineEvent::InputEnded => eprintln!("input ended"),
         _ => {}
+    }
+}
+
+fn print_talk(talk: &crate::bus::Talk, said: &mut String) {
+    use crate::bus::Talk;
+    match talk {
+        Talk::UserWords(w) => said.push_str(w),
+        Talk::UserTurnEnded => eprintln!("you:{}", std::mem::take(said)),
+        Talk::BargedIn { heard, of } => {
+            eprintln!("info: {}", crate::ui::words::barged_in(*heard, *of))
+        }
+        Talk::LlmTrouble { message, remedy } => print_said(crate::ui::words::Said {
+            severity: Severity::Warning,
+            message: message.clone(),
+            remedy: Some(remedy.clone()),
+        }),
+        Talk::Phase(_) => {}
     }
 }
 

@@ -4,7 +4,7 @@ use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::bus::{ModelInfo, Sampling};
+pub use crate::bus::{ModelInfo, Sampling, Talk};
 
 /// What one step produced. Owned by the engine and reused across steps, so a
 /// model writes into it instead of allocating.
@@ -20,6 +20,9 @@ pub struct StepOutput {
     pub text_token: Option<u32>,
     /// The audio codebook tokens of this step; `None` while the acoustic delay fills.
     pub audio_codes: Option<Vec<u32>>,
+    /// What a turn-taking model (the cascade) reports this step, in order; empty for
+    /// Moshi. Cleared, not reallocated, each step.
+    pub talk: Vec<Talk>,
 }
 
 impl StepOutput {
@@ -29,6 +32,7 @@ impl StepOutput {
         self.text = None;
         self.text_token = None;
         self.audio_codes = None;
+        self.talk.clear();
     }
 }
 

@@ -164,6 +164,11 @@ impl Engine {
                 .map_err(io)?;
             self.dump_step().map_err(io)?;
             let spoke_text = self.out.text.is_some();
+            // The user's words and phase changes come before the reply's words of the
+            // same step, as they happened.
+            for talk in std::mem::take(&mut self.out.talk) {
+                self.send(EngineEvent::Talk(talk));
+            }
             if let Some(text) = self.out.text.take() {
                 self.send(EngineEvent::Text(text));
             }

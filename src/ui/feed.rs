@@ -16,6 +16,8 @@ pub enum EntryKind {
     User {
         ended: Option<Duration>,
     },
+    /// The user's words as the recogniser heard them (cascade mode).
+    Said,
     /// Something went as it should (weights found, model ready).
     Success,
     Notice(Severity),
@@ -46,7 +48,7 @@ impl FeedEntry {
     /// What the entry says, as shown.
     pub fn body(&self) -> Cow<'_, str> {
         match &self.kind {
-            EntryKind::Assistant => Cow::Borrowed(self.text.trim_start()),
+            EntryKind::Assistant | EntryKind::Said => Cow::Borrowed(self.text.trim_start()),
             EntryKind::User { ended: None } => Cow::Borrowed("you are speaking…"),
             EntryKind::User { ended: Some(end) } => {
                 let secs = end.saturating_sub(self.at).as_secs_f64();

@@ -107,3 +107,14 @@ pub fn journal_words(ev: &crate::bus::EngineEvent) -> Option<(Severity, String, 
     };
     Some((said.severity, said.message, said.remedy))
 }
+
+/// The user spoke over a reply (cascade mode): playback stopped.
+pub fn barged_in(heard: usize, of: usize) -> String {
+    if heard >= of {
+        "you spoke over the reply: stopped at its end".into()
+    } else {
+        format!(
+            "you spoke over the reply: stopped after {heard} of {of} words (the rest is not kept)"
+        )
+    }
+}

@@ -330,3 +330,63 @@ pub fn rows(buf: &Buffer) -> Vec<String> {
 pub fn screen(buf: &Buffer) -> String {
     rows(buf).join("\n")
 }
+
+/// Cascade mode: the recogniser's words as the user's lines, a thinking pause, a reply
+/// that the user interrupts, and an LLM server that went away.
+pub fn cascade(nc: bool) -> Scene {
+    use assistant::bus::{Talk, TalkPhase};
+    let mut s = Scene::with(nc, Color::Cyan);
+    s.at(0.2).wav_and_speaker().memory();
+    s.at(3.1).send(EngineEvent::ModelReady {
+        info: ModelInfo {
+            name: "cascade: stt-1b-en_fr → qwen2.5-0.5b q4 (in-process) → tts-1.6b-en_fr".into(),
+            device: "cpu".into(),
+            dtype: "".into(),
+        },
+        load_ms: 2_900.0,
+    });
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Listening)));
+    s.talk(6, 0.002, 0.0, &[]);
+    for w in ["What's", "the", "capital", "of", "France?"] {
+        s.talk(3, 0.09, 0.0, &[]);
+        s.send(EngineEvent::Talk(Talk::UserWords(format!(" {w}"))));
+    }
+    s.talk(8, 0.002, 0.0, &[]);
+    s.send(EngineEvent::Talk(Talk::UserTurnEnded));
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Thinking)));
+    s.talk(5, 0.002, 0.0, &[]);
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Speaking)));
+    s.talk(4, 0.002, 0.12, &[" Paris", " is", " the", " capital"]);
+    for w in ["And", "Spain?"] {
+        s.talk(3, 0.09, 0.1, &[]);
+        s.send(EngineEvent::Talk(Talk::UserWords(format!(" {w}"))));
+    }
+    s.send(EngineEvent::Talk(Talk::BargedIn { heard: 4, of: 9 }));
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Listening)));
+    s.talk(8, 0.002, 0.0, &[]);
+    s.send(EngineEvent::Talk(Talk::UserTurnEnded));
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Thinking)));
+    s.talk(2, 0.002, 0.0, &[]);
+    s.send(EngineEvent::Talk(Talk::LlmTrouble {
+        message: "the LLM server at http://127.0.0.1:11434/v1 refused the connection".into(),
+        remedy: "start it (ollama serve), or drop --llm-url to run the model in-process; your question is kept for the next turn".into(),
+    }));
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Listening)));
+    s.talk(3, 0.002, 0.0, &[]);
+    s
+}
+
+/// The cascade scene while the LLM writes (header: thinking).
+pub fn cascade_thinking(nc: bool) -> Scene {
+    use assistant::bus::{Talk, TalkPhase};
+    let mut s = cascade(nc);
+    for w in ["What", "about", "Italy?"] {
+        s.talk(3, 0.09, 0.0, &[]);
+        s.send(EngineEvent::Talk(Talk::UserWords(format!(" {w}"))));
+    }
+    s.talk(8, 0.002, 0.0, &[]);
+    s.send(EngineEvent::Talk(Talk::UserTurnEnded));
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Thinking)));
+    s.talk(2, 0.002, 0.0, &[]);
+    s
+}

@@ -6,7 +6,20 @@
 
 pub mod llm;
 pub mod parts;
+pub mod speech_config;
+pub mod speech_files;
+pub mod stt;
+pub mod synthetic_speech;
+pub mod tts;
 
 pub use parts::{
     ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
 };
+pub mod history;
+pub mod machine;
+pub mod onset;
+
+pub use machine::{Cascade, TurnSettings};
+pub use speech_files::{SttOptions, TtsOptions};
+pub use stt::KyutaiStt;
+pub use tts::{KyutaiTts, TtsSampling};

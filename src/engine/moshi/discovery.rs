@@ -49,18 +49,28 @@ pub fn is_complete(dir: &Path) -> bool {
 
 /// The snapshot of `repo` in the HF cache, preferring the one `refs/main` points at.
 pub fn find_in_hf_cache(cache: &Path, repo: &str) -> Option<PathBuf> {
+    find_snapshot(cache, repo, &is_complete)
+}
+
+/// The snapshot of `repo` in the HF cache that `complete` accepts, preferring the one
+/// `refs/main` points at (other models' layouts bring their own `complete`).
+pub fn find_snapshot(
+    cache: &Path,
+    repo: &str,
+    complete: &dyn Fn(&Path) -> bool,
+) -> Option<PathBuf> {
     let root = cache.join(format!("models--{}", repo.replace('/', "--")));
     let snapshots = root.join("snapshots");
     if let Ok(rev) = std::fs::read_to_string(root.join("refs").join("main")) {
         let dir = snapshots.join(rev.trim());
-        if is_complete(&dir) {
+        if complete(&dir) {
             return Some(dir);
         }
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_complete(p))
+        .filter(|p| complete(p))
         .collect();
     dirs.sort();
     dirs.pop()
@@ -179,11 +189,49 @@ pub fn download(
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<PathBuf, DownloadError> {
+    download_files(hub, repo, &moshi_files, &is_complete, progress, cancel)
+}
+
+/// Which files of a repo to fetch, in order, given a test of whether the repo lists a
+/// file; an error names what the repo lacks.
+pub type ChooseFiles<'a> = dyn Fn(&dyn Fn(&str) -> bool) -> Result<Vec<String>, String> + 'a;
+
+/// Moshi's checkpoint: optional configs, the tokenizer, Mimi, then the LM.
+fn moshi_files(listed: &dyn Fn(&str) -> bool) -> Result<Vec<String>, String> {
+    let lm = [LM_GGUF, LM_SAFETENSORS]
+        .into_iter()
+        .find(|f| listed(f))
+        .ok_or_else(|| format!("it has neither {LM_GGUF} nor {LM_SAFETENSORS}"))?;
+    for f in [MIMI_FILE, TOKENIZER_FILE] {
+        if !listed(f) {
+            return Err(format!("it has no {f}"));
+        }
+    }
+    // Config files are optional: the official repos have none, other sizes need them.
+    // The LM, by far the largest, comes last.
+    Ok([LM_CONFIG_FILE, MIMI_CONFIG_FILE]
+        .into_iter()
+        .filter(|f| listed(f))
+        .chain([TOKENIZER_FILE, MIMI_FILE, lm])
+        .map(String::from)
+        .collect())
+}
+
+/// `download` for any layout: `choose` picks the files from the repo's listing, and
+/// `complete` checks the snapshot afterwards.
+pub fn download_files(
+    hub: &Hub,
+    repo: &str,
+    choose: &ChooseFiles,
+    complete: &dyn Fn(&Path) -> bool,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<PathBuf, DownloadError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the download runtime: {e}"))?;
-    let result = download_on(&rt, hub, repo, progress, cancel);
+    let result = download_on(&rt, hub, repo, (choose, complete), progress, cancel);
     // Chunk tasks of a dropped download end here; a file write in flight may finish.
     rt.shutdown_timeout(Duration::from_millis(200));
     result
@@ -193,6 +241,7 @@ fn download_on(
     rt: &tokio::runtime::Runtime,
     hub: &Hub,
     repo: &str,
+    (choose, complete): (&ChooseFiles, &dyn Fn(&Path) -> bool),
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<PathBuf, DownloadError> {
@@ -231,22 +280,7 @@ fn download_on(
         _ => format!("{endpoint}: {repo}: {}", chain(&e)),
     })?;
     let listed = |f: &str| info.siblings.iter().any(|s| s.rfilename == f);
-    let lm = [LM_GGUF, LM_SAFETENSORS]
-        .into_iter()
-        .find(|f| listed(f))
-        .ok_or_else(|| format!("{repo} has neither {LM_GGUF} nor {LM_SAFETENSORS}"))?;
-    for f in [MIMI_FILE, TOKENIZER_FILE] {
-        if !listed(f) {
-            return Err(format!("{repo} has no {f}").into());
-        }
-    }
-    // Config files are optional: the official repos have none, other sizes need them.
-    // The LM, by far the largest, comes last.
-    let files: Vec<&str> = [LM_CONFIG_FILE, MIMI_CONFIG_FILE]
-        .into_iter()
-        .filter(|f| listed(f))
-        .chain([TOKENIZER_FILE, MIMI_FILE, lm])
-        .collect();
+    let files = choose(&listed).map_err(|e| format!("{repo}: {e}"))?;
     // Stages name the source, apart from the read of the same file that follows.
     let host = endpoint.split("://").last().unwrap_or(endpoint);
     let stage = |f: &str| format!("{f} from {host}");
@@ -255,7 +289,7 @@ fn download_on(
         .join(format!("models--{}", repo.replace('/', "--")))
         .join("snapshots")
         .join(&info.sha);
-    for f in files {
+    for f in files.iter().map(String::as_str) {
         let have = snapshot.join(f);
         if let Ok(m) = std::fs::metadata(&have) {
             let n = m.len();
@@ -292,7 +326,7 @@ fn download_on(
             .into());
         }
     }
-    if !is_complete(&snapshot) {
+    if !complete(&snapshot) {
         return Err(format!("{}: incomplete after the download", snapshot.display()).into());
     }
     Ok(snapshot)

@@ -104,7 +104,7 @@ fn remove_if_present(path: &Path) -> Result<()> {
 }
 
 /// A Mimi of `cfg` with seeded random weights, under the official tensor names.
-fn write_mimi(path: &Path, cfg: &moshi::mimi::Config, seed: u64) -> Result<()> {
+pub fn write_mimi(path: &Path, cfg: &moshi::mimi::Config, seed: u64) -> Result<()> {
     let (vb, made) = RandomBackend::var_builder(seed, DType::F32, &Device::Cpu);
     moshi::mimi::Mimi::new(cfg.clone(), vb)?;
     let tensors: std::collections::HashMap<String, _> =

@@ -53,6 +53,22 @@ impl Vocab {
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()
     }
+
+    /// The text of a run of pieces, "▁" as spaces, byte pieces as UTF-8, control pieces
+    /// and unknown ids dropped (for recognisers that emit whole words).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            match self.pieces.get(id as usize) {
+                Some(Piece::Text(t)) => {
+                    bytes.extend_from_slice(t.replace(WORD_START, " ").as_bytes())
+                }
+                Some(Piece::Byte(b)) => bytes.push(*b),
+                Some(Piece::Silent) | None => {}
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 fn parse_byte(piece: &str) -> Option<u8> {

@@ -11,7 +11,7 @@ use super::layout;
 use super::theme::Theme;
 use super::vad::{Transition, Vad};
 use crate::bus::ModelInfo;
-use crate::bus::{Endpoint, EngineEvent, LoadProgress, Severity, StepStats};
+use crate::bus::{Endpoint, EngineEvent, LoadProgress, Severity, StepStats, Talk, TalkPhase};
 use crate::engine::Command;
 use ratatui::layout::Rect;
 use std::collections::VecDeque;
@@ -51,6 +51,8 @@ pub enum ConvState {
     /// The model is being primed with a persona's prompts; the user's audio is held.
     Priming,
     Listening,
+    /// The user's turn ended and the LLM is writing (cascade mode).
+    Thinking,
     Speaking,
     Both,
     Muted,
@@ -65,6 +67,7 @@ impl ConvState {
             Self::Loading => "loading",
             Self::Priming => "priming",
             Self::Listening => "listening",
+            Self::Thinking => "thinking",
             Self::Speaking => "speaking",
             Self::Both => "both talking",
             Self::Muted => "muted",
@@ -199,6 +202,10 @@ pub struct UiState {
     model_degraded: Option<String>,
     /// A persona's prompts are being primed (between `Priming` and `Primed`/`PrimeFailed`).
     priming: bool,
+    /// A turn-taking model's phase (cascade mode); `None` for a full-duplex model.
+    talk: Option<TalkPhase>,
+    /// The user's words being heard, as a feed entry (cascade mode).
+    open_said: Option<usize>,
 }
 
 impl UiState {
@@ -246,6 +253,8 @@ impl UiState {
             memory_reported: None,
             model_degraded: None,
             priming: false,
+            talk: None,
+            open_said: None,
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -280,6 +289,12 @@ impl UiState {
         }
         if self.muted {
             return ConvState::Muted;
+        }
+        match self.talk {
+            Some(TalkPhase::Thinking) => return ConvState::Thinking,
+            Some(TalkPhase::Speaking) => return ConvState::Speaking,
+            Some(TalkPhase::Listening) => return ConvState::Listening,
+            None => {}
         }
         match (self.user_speaking(), self.assistant_speaking()) {
             (true, true) => ConvState::Both,
@@ -474,11 +489,15 @@ impl UiState {
             EngineEvent::ModelReady { info, load_ms } => {
                 self.phase = Phase::Ready;
                 self.load = None;
+                let dtype = if info.dtype.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", info.dtype)
+                };
                 let text = format!(
-                    "model ready: {} on {} ({}) in {}",
+                    "model ready: {} on {}{dtype} in {}",
                     info.name,
                     info.device,
-                    info.dtype,
                     format::duration(load_ms / 1000.0)
                 );
                 self.model = Some(info);
@@ -495,6 +514,7 @@ impl UiState {
                 self.note(EntryKind::Notice(Severity::Error), error, Some(remedy));
             }
             EngineEvent::Text(piece) => self.text(&piece),
+            EngineEvent::Talk(talk) => self.talk(talk),
             EngineEvent::TurnEnded => {
                 self.open_assistant = None;
                 return Update::none();
@@ -643,6 +663,40 @@ impl UiState {
         self.open_assistant = Some(self.feed.len() - 1);
     }
 
+    fn talk(&mut self, talk: Talk) {
+        match talk {
+            Talk::UserWords(w) => {
+                let now = self.now();
+                match self.open_said.and_then(|i| self.feed.get_mut(i)) {
+                    Some(entry) => entry.text.push_str(&w),
+                    None => {
+                        self.feed.push(FeedEntry::new(now, EntryKind::Said, w));
+                        self.open_said = Some(self.feed.len() - 1);
+                    }
+                }
+            }
+            Talk::UserTurnEnded => self.open_said = None,
+            Talk::Phase(p) => {
+                if self.talk.is_none() {
+                    // Words from the recogniser replace the loudness-based user marks.
+                    self.open_user = None;
+                }
+                if p == TalkPhase::Listening {
+                    self.open_assistant = None;
+                }
+                self.talk = Some(p);
+            }
+            Talk::BargedIn { heard, of } => {
+                self.open_assistant = None;
+                let said = crate::ui::words::barged_in(heard, of);
+                self.note(EntryKind::Notice(Severity::Info), said, None);
+            }
+            Talk::LlmTrouble { message, remedy } => {
+                self.note(EntryKind::Notice(Severity::Warning), message, Some(remedy))
+            }
+        }
+    }
+
     fn step(&mut self, s: StepStats) {
         let first = self.stats.is_none();
         let a = if first { 1.0 } else { 1.0 / AVG_WINDOW };
@@ -654,6 +708,8 @@ impl UiState {
 
         let now = self.now();
         match self.mic_vad.update(s.mic_rms) {
+            // With a recogniser (cascade) the feed shows the user's words instead.
+            Some(Transition::Started) if self.talk.is_some() => {}
             Some(Transition::Started) => {
                 // Timestamps are frame ends: speech began `attack` frames ago.
                 let started = now.saturating_sub(FRAME * Vad::MICROPHONE_ATTACK as u32);

@@ -21,7 +21,9 @@ pub fn marker(kind: &EntryKind, t: &Theme) -> (&'static str, Style, Style) {
             t.speaker(Speaker::Assistant),
             t.speaker(Speaker::Assistant),
         ),
-        EntryKind::User { .. } => ("●", t.speaker(Speaker::User), t.speaker(Speaker::User)),
+        EntryKind::User { .. } | EntryKind::Said => {
+            ("●", t.speaker(Speaker::User), t.speaker(Speaker::User))
+        }
         EntryKind::Success => ("✓", t.ok(), t.text()),
         EntryKind::Notice(Severity::Info) => ("•", t.severity(Severity::Info), t.text()),
         EntryKind::Notice(s @ Severity::Warning) => ("!", t.severity(*s), t.severity(*s)),

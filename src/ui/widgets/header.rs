@@ -16,6 +16,7 @@ pub fn state_badge(state: &UiState) -> (&'static str, Style) {
     let t = &state.theme;
     match state.conv_state() {
         ConvState::Loading | ConvState::Priming => ("◌", t.severity(Severity::Info)),
+        ConvState::Thinking => ("◔", t.speaker(Speaker::Assistant)),
         ConvState::Listening if state.user_speaking() => ("●", t.speaker(Speaker::User)),
         ConvState::Listening => ("○", t.text()),
         ConvState::Speaking => ("◆", t.speaker(Speaker::Assistant)),
@@ -50,6 +51,7 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
     }
     let model = match &state.model {
         Some(m) if density == Density::Compact => format!("{} · {} ", m.name, m.device),
+        Some(m) if m.dtype.is_empty() => format!("{} · {} ", m.name, m.device),
         Some(m) => format!("{} · {} · {} ", m.name, m.device, m.dtype),
         None => String::new(),
     };

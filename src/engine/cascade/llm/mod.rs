@@ -71,12 +71,14 @@ pub fn open_llm(
     device: &moshi::candle::Device,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
-) -> Result<Box<dyn crate::engine::cascade::Llm>, LlmError> {
+) -> Result<std::sync::Arc<dyn crate::engine::cascade::Llm>, LlmError> {
     match choice {
-        LlmChoice::Server(o) => Ok(Box::new(OpenAiLlm::new(o.clone())?)),
+        LlmChoice::Server(o) => Ok(std::sync::Arc::new(OpenAiLlm::new(o.clone())?)),
         LlmChoice::Gguf(o) => {
             let path = locate_gguf(o, discovery, progress, cancel)?;
-            Ok(Box::new(GgufLlm::load(&path, device, o, cancel)?))
+            Ok(std::sync::Arc::new(GgufLlm::load(
+                &path, device, o, cancel,
+            )?))
         }
     }
 }
