@@ -132,32 +132,18 @@ pub fn memory_bytes(summary: &GgufSummary, context: usize) -> u64 {
     summary.tensor_bytes + embed_f32 + c.kv_bytes(positions as usize) + rotary + activations
 }
 
-/// The snapshot file of `repo` in the Hugging Face cache, preferring `refs/main`.
-pub fn find_in_hf_cache(cache: &Path, repo: &str, file: &str) -> Option<PathBuf> {
-    let root = cache.join(format!("models--{}", repo.replace('/', "--")));
-    let snapshots = root.join("snapshots");
-    if let Ok(rev) = std::fs::read_to_string(root.join("refs").join("main")) {
-        let p = snapshots.join(rev.trim()).join(file);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&snapshots)
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path().join(file)))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort();
-    found.pop()
-}
-
 /// `--llm-gguf`, else the default in the Hugging Face cache `hf_cache`; `None` means
 /// it must be downloaded (`super::locate_gguf` does).
 pub fn find_gguf(options: &GgufLlmOptions, hf_cache: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = &options.gguf {
         return Some(p.clone());
     }
-    find_in_hf_cache(hf_cache?, &options.repo, &options.file)
+    let file = options.file.as_str();
+    let snapshot =
+        crate::engine::moshi::discovery::find_snapshot(hf_cache?, &options.repo, &|d| {
+            d.join(file).is_file()
+        })?;
+    Some(snapshot.join(file))
 }
 
 struct Conversation {

@@ -2,7 +2,6 @@
 //! chat model run in-process (`gguf`, the default, so the mode works with no server).
 
 pub mod bpe;
-pub mod download;
 pub mod gguf;
 pub mod openai;
 pub mod qwen2;
@@ -14,7 +13,7 @@ pub use openai::{OpenAiLlm, OpenAiOptions, DEFAULT_API_KEY_ENV};
 
 use crate::bus::{Cancel, LoadProgress};
 use crate::engine::cascade::parts::LlmError;
-use crate::engine::moshi::discovery::Hub;
+use crate::engine::moshi::discovery::{download_files, DownloadError, Hub};
 use crate::engine::moshi::Discovery;
 use std::path::PathBuf;
 
@@ -51,7 +50,31 @@ pub fn locate_gguf(
         cache,
         chunk_bytes: discovery.chunk_bytes,
     };
-    download::download_file(&hub, &options.repo, &options.file, progress, cancel)
+    // Moshi's hf-hub download, asked for this one file.
+    let file = options.file.as_str();
+    let choose = |listed: &dyn Fn(&str) -> bool| {
+        if listed(file) {
+            Ok(vec![file.to_string()])
+        } else {
+            Err(format!("it has no {file}"))
+        }
+    };
+    let complete = |dir: &std::path::Path| dir.join(file).is_file();
+    match download_files(&hub, &options.repo, &choose, &complete, progress, cancel) {
+        Ok(snapshot) => Ok(snapshot.join(file)),
+        Err(DownloadError::Cancelled) => Err(LlmError {
+            message: format!("Downloading {file} was cancelled."),
+            remedy: String::new(),
+            transient: true,
+        }),
+        Err(DownloadError::Failed(e)) => Err(LlmError {
+            message: format!("Downloading {} from {endpoint} failed: {e}.", options.file),
+            remedy: "Check the network (or HF_ENDPOINT), or download the file yourself and give \
+                     its path with --llm-gguf."
+                .into(),
+            transient: true,
+        }),
+    }
 }
 
 /// Which LLM the cascade talks to.
