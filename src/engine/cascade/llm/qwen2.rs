@@ -8,7 +8,7 @@
 use candle_transformers::quantized_nn::RmsNorm;
 use candle_transformers::utils::repeat_kv;
 use moshi::candle::quantized::{gguf_file, QMatMul};
-use moshi::candle::{DType, Device, IndexOp, Module, Result, Tensor, D};
+use moshi::candle::{DType, Device, IndexOp, Module, Result, Tensor};
 use moshi::candle_nn::Embedding;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,11 +183,6 @@ impl Qwen2 {
         self.cos.dim(0).unwrap_or(0)
     }
 
-    /// Tokens in the KV cache.
-    pub fn cached(&self) -> usize {
-        self.cached
-    }
-
     /// Keep only the first `n` cached positions.
     pub fn truncate(&mut self, n: usize) -> Result<()> {
         if n >= self.cached {
@@ -271,9 +266,4 @@ impl Qwen2 {
         let last = self.norm.forward(&h)?.i((.., t - 1, ..))?;
         self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
     }
-}
-
-/// The index of the largest logit (greedy decoding), for tests and cross-checks.
-pub fn argmax(logits: &Tensor) -> Result<u32> {
-    logits.argmax(D::Minus1)?.to_scalar::<u32>()
 }

@@ -55,11 +55,6 @@ impl SseParser {
         }
         self.data.take()
     }
-
-    /// Bytes of a line still waiting for its end.
-    pub fn pending(&self) -> usize {
-        self.line.len()
-    }
 }
 
 #[cfg(test)]
