@@ -68,6 +68,9 @@ pub enum EngineKind {
     Moshi,
     /// Output = input delayed by one frame: measures the audio path.
     Loopback,
+    /// Speech-to-text → an LLM → text-to-speech, with barge-in (Kyutai STT and TTS,
+    /// any OpenAI-compatible server or a GGUF model in-process).
+    Cascade,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -138,6 +141,110 @@ pub struct RunArgs {
     pub token: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub cascade: CascadeArgs,
+}
+
+/// `--engine cascade`: where its three parts come from.
+#[derive(Debug, Clone, Args)]
+pub struct CascadeArgs {
+    /// Kyutai STT checkpoint directory (layout of kyutai/stt-1b-en_fr-candle); default:
+    /// the Hugging Face cache, then a download.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub stt_model_dir: Option<PathBuf>,
+    /// Kyutai TTS checkpoint directory (layout of kyutai/tts-1.6b-en_fr); default: the
+    /// Hugging Face cache, then a download.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub tts_model_dir: Option<PathBuf>,
+    /// The TTS voice: an embedding file, or a name in the voices directory; overrides
+    /// the persona's `tts_voice`.
+    #[arg(long, global = true, value_name = "FILE|NAME")]
+    pub tts_voice: Option<String>,
+    /// An OpenAI-compatible server (Ollama, llama.cpp, vLLM, …), e.g.
+    /// http://127.0.0.1:11434/v1; without it the LLM runs in-process from a GGUF.
+    #[arg(long, global = true, value_name = "URL")]
+    pub llm_url: Option<String>,
+    /// The model the server runs; overrides the persona's `llm_model`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub llm_model: Option<String>,
+    /// The environment variable holding the server's API key (none is sent if unset).
+    #[arg(
+        long,
+        global = true,
+        default_value = "OPENAI_API_KEY",
+        value_name = "VAR"
+    )]
+    pub llm_api_key_env: String,
+    /// A GGUF chat model (Qwen2 or Llama) to run in-process; default: the Hugging Face
+    /// cache, then a download of Qwen2.5-0.5B-Instruct q4.
+    #[arg(long, global = true, value_name = "FILE.gguf")]
+    pub llm_gguf: Option<PathBuf>,
+}
+
+impl CascadeArgs {
+    /// The cascade's plain options: these flags over the model flags (device, demo,
+    /// seed, the persona's prompt and temperature as `start_persona` filled them).
+    pub fn options(&self, model: &ModelArgs) -> crate::engine::cascade::load::CascadeOptions {
+        use crate::engine::cascade::llm::LlmChoice;
+        use crate::engine::cascade::llm::{GgufLlmOptions, OpenAiOptions};
+        use crate::engine::cascade::{SttOptions, TtsOptions, TurnSettings};
+        let m = model.options();
+        let llm = match &self.llm_url {
+            Some(url) => {
+                let mut o = OpenAiOptions::new(url, self.llm_model.clone().unwrap_or_default());
+                o.api_key_env = self.llm_api_key_env.clone();
+                LlmChoice::Server(o)
+            }
+            None => LlmChoice::Gguf(GgufLlmOptions {
+                gguf: self.llm_gguf.clone(),
+                seed: m.sampling.seed,
+                ..Default::default()
+            }),
+        };
+        let mut settings = TurnSettings {
+            temperature: m.sampling.text_temperature as f32,
+            llm_model: self.llm_model.clone(),
+            ..Default::default()
+        };
+        if !m.prompt.text.trim().is_empty() {
+            settings.system_prompt = m.prompt.text.clone();
+        }
+        crate::engine::cascade::load::CascadeOptions {
+            demo: model.demo,
+            device: model.device,
+            stt: SttOptions {
+                model_dir: self.stt_model_dir.clone(),
+                ..Default::default()
+            },
+            tts: TtsOptions {
+                model_dir: self.tts_model_dir.clone(),
+                voice: self.tts_voice.clone(),
+                ..Default::default()
+            },
+            llm,
+            settings,
+        }
+    }
+
+    /// These flags as a command line (for a child run of this binary).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        let mut put = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(flag.to_string());
+                a.push(v);
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        put("--stt-model-dir", path(&self.stt_model_dir));
+        put("--tts-model-dir", path(&self.tts_model_dir));
+        put("--tts-voice", self.tts_voice.clone());
+        put("--llm-url", self.llm_url.clone());
+        put("--llm-model", self.llm_model.clone());
+        put("--llm-api-key-env", Some(self.llm_api_key_env.clone()));
+        put("--llm-gguf", path(&self.llm_gguf));
+        a
+    }
 }
 
 /// `assistant serve`: the engine (`--engine`, `--demo`, `--model-dir`, sampling flags)
@@ -322,6 +429,9 @@ pub enum BenchWhat {
     Ui,
     /// The one-shot GPU check's measurements (scripts/gpu-check runs it section by section).
     Gpu,
+    /// The cascade's end-of-speech → first-audio and barge-in latencies, through the
+    /// engine at real time (takes the cascade's flags, e.g. --demo or --llm-url).
+    Cascade,
 }
 
 /// `--max-memory`: a positive, finite number of GiB.

@@ -34,6 +34,22 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Cascade => {
+            let mut args = cli.run.cascade.to_args();
+            if cli.run.model.demo {
+                args.push("--demo".into());
+            }
+            if let Some(p) = &cli.run.persona {
+                args.extend(["--persona".into(), p.clone()]);
+            }
+            match assistant::app::bench_cascade::bench_cascade(&args, 8) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
         Some(Cmd::Aec(args)) => {
             match assistant::audio::aec::run_aec_command(&args.run(), cli.run.output.as_deref()) {
                 Ok(()) => 0,

@@ -3,6 +3,7 @@
 //! and the benchmarks that run the whole path live here.
 
 pub mod bench;
+pub mod bench_cascade;
 pub mod connect;
 pub mod doctor;
 pub mod headless;
@@ -215,6 +216,24 @@ pub fn loader_for(args: &RunArgs) -> Loader {
     match args.engine {
         EngineKind::Loopback => {
             loader(|_| Ok(Loaded::plain(Box::new(Loopback::new(24_000, 1920)))))
+        }
+        EngineKind::Cascade => {
+            let opts = args.cascade.options(&args.model);
+            loader(move |req| {
+                let disc = crate::engine::moshi::Discovery::from_env();
+                let loaded = crate::engine::cascade::load::load_cascade(
+                    &opts,
+                    &disc,
+                    req.progress,
+                    req.cancel,
+                )
+                .map_err(load_failure)?;
+                Ok(Loaded {
+                    model: loaded.model,
+                    notices: loaded.notices,
+                    degraded: loaded.degraded,
+                })
+            })
         }
         EngineKind::Moshi => {
             let base = args.model.options();

@@ -33,6 +33,7 @@ pub fn args_for_session(base: &RunArgs, p: &SessionParams) -> RunArgs {
 pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
     let model_name = match args.engine {
         crate::cli::EngineKind::Loopback => "loopback".to_string(),
+        crate::cli::EngineKind::Cascade => "cascade".to_string(),
         crate::cli::EngineKind::Moshi if args.model.demo => "demo".to_string(),
         crate::cli::EngineKind::Moshi => match &args.model.model_dir {
             Some(d) => d.display().to_string(),

@@ -70,6 +70,12 @@ pub trait DuplexModel: Send {
     fn reset(&mut self);
     /// Apply new sampling settings from the next step on.
     fn set_sampling(&mut self, _sampling: &Sampling) {}
+    /// A turn is under way that more input would finish (the cascade heard speech but
+    /// not yet its end, or is replying): at the end of a file the engine feeds silence
+    /// while this holds, so a recorded question gets its whole answer.
+    fn busy(&self) -> bool {
+        false
+    }
     /// Whether `prime` does anything with a prompt.
     fn takes_prompt(&self) -> bool {
         false

@@ -12,6 +12,10 @@ use std::time::Instant;
 
 use super::runner::{contain, Engine, Fault};
 
+/// At most this much silence (60 s) follows the end of a file while a turn-taking
+/// model finishes its turn.
+const MAX_TAIL_FRAMES: u32 = 750;
+
 impl Engine {
     /// A fresh conversation with the running model (its prompts replayed, if it takes them).
     pub(super) fn reset_conversation(&mut self) {
@@ -91,6 +95,7 @@ impl Engine {
             remedy: "press r to restart the engine; details are in the log file".into(),
         };
         let mut idle = self.idle_unload.map(|d| IdleWatch::new(d.as_secs_f64()));
+        let mut tail_frames = 0u32;
         loop {
             if let Err(next) = self.running_commands() {
                 return Ok(next);
@@ -106,8 +111,27 @@ impl Engine {
                 .map_err(io)?
             {
                 Next::Wait => continue,
+                Next::Ended
+                    if tail_frames < MAX_TAIL_FRAMES
+                        && self.model.as_ref().is_some_and(|m| m.busy()) =>
+                {
+                    // The file ended mid-turn: silence until the turn is over.
+                    if tail_frames == 0 {
+                        self.send(EngineEvent::InputEnded);
+                    }
+                    tail_frames += 1;
+                    if self.frames.is_realtime() {
+                        std::thread::sleep(std::time::Duration::from_secs_f64(
+                            self.frame_len as f64 / self.rate as f64,
+                        ));
+                    }
+                    self.frames.frame.fill(0.0);
+                    true
+                }
                 Next::Ended => {
-                    self.send(EngineEvent::InputEnded);
+                    if tail_frames == 0 {
+                        self.send(EngineEvent::InputEnded);
+                    }
                     return Ok(None);
                 }
                 Next::Frame { fresh } => fresh,

@@ -117,6 +117,8 @@ pub struct Cascade {
     tts: Box<dyn TextToSpeech>,
     llm: Arc<dyn Llm>,
     device: String,
+    /// The speech parts' compute type, for the header.
+    dtype: String,
     settings: TurnSettings,
     /// Settings (persona) that take over when the current reply is over.
     next: Option<TurnSettings>,
@@ -141,6 +143,7 @@ impl Cascade {
             tts,
             llm,
             device: device.into(),
+            dtype: String::new(),
             settings,
             next: None,
             history: History::default(),
@@ -150,6 +153,11 @@ impl Cascade {
             reply: None,
             silence: vec![0.0; FRAME_LEN],
         }
+    }
+
+    pub fn with_dtype(mut self, dtype: &str) -> Self {
+        self.dtype = dtype.into();
+        self
     }
 
     pub fn phase(&self) -> TalkPhase {
@@ -351,7 +359,7 @@ impl DuplexModel for Cascade {
                 self.tts.name()
             ),
             device: self.device.clone(),
-            dtype: String::new(),
+            dtype: self.dtype.clone(),
         }
     }
 
@@ -370,7 +378,12 @@ impl DuplexModel for Cascade {
     fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()> {
         let heard = self.onset.frame(pcm_in);
         let stt = self.stt.step(pcm_in)?;
-        self.heard_words(stt.words, out);
+        // While a reply is on its way the recogniser hears our own voice (what the echo
+        // canceller left) and the tail of the turn already sent: not the user's words.
+        // A barge-in returns to Listening first, and the user's words come after it.
+        if self.phase == TalkPhase::Listening {
+            self.heard_words(stt.words, out);
+        }
         if stt.end_of_speech.is_some() {
             self.user.end_of_speech = stt.end_of_speech;
         }
@@ -381,14 +394,7 @@ impl DuplexModel for Cascade {
             self.user.quiet_frames = self.user.quiet_frames.saturating_add(1);
         }
         match self.phase {
-            TalkPhase::Listening => {
-                if self.user_turn_over() {
-                    self.end_user_turn(out)?;
-                } else if self.user.speech_frames == 0 && !self.user.words.is_empty() {
-                    // Words with no loud frame (a quiet talker): let the pause decide.
-                    self.user.speech_frames = MIN_SPEECH_FRAMES;
-                }
-            }
+            TalkPhase::Listening if self.user_turn_over() => self.end_user_turn(out)?,
             TalkPhase::Thinking | TalkPhase::Speaking if heard.onset => self.barge_in(out),
             _ => {}
         }
@@ -416,6 +422,10 @@ impl DuplexModel for Cascade {
 
     fn takes_prompt(&self) -> bool {
         true
+    }
+
+    fn busy(&self) -> bool {
+        self.reply.is_some() || self.user.speech_frames > 0
     }
 
     /// A persona's prompt becomes the system prompt and its voice the TTS voice, from

@@ -16,6 +16,7 @@ pub use parts::{
     ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
 };
 pub mod history;
+pub mod load;
 pub mod machine;
 pub mod onset;
 

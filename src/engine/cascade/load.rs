@@ -1,0 +1,126 @@
+//! Loading the cascade: its three parts on one device, found the way Moshi's weights
+//! are (a directory given, the Hugging Face cache, a download), or the built-in tiny
+//! parts with `--demo`. One load, one progress display, one cancel flag, and one CPU
+//! fallback for the three together.
+
+use super::llm::{self, LlmChoice};
+use super::machine::{Cascade, TurnSettings};
+use super::parts::LlmError;
+use super::{speech_files, synthetic_speech, KyutaiStt, KyutaiTts, SttOptions, TtsOptions};
+use crate::bus::{Cancel, LoadProgress};
+use crate::engine::moshi::{self, device, DeviceChoice, Discovery, LoadedModel, ModelLoadError};
+use std::path::{Path, PathBuf};
+
+/// Everything `--engine cascade` needs, as plain options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CascadeOptions {
+    /// The built-in tiny parts (random weights, written once to the cache directory):
+    /// the whole mode runs with no download, and says nothing sensible.
+    pub demo: bool,
+    pub device: DeviceChoice,
+    pub stt: SttOptions,
+    pub tts: TtsOptions,
+    pub llm: LlmChoice,
+    pub settings: TurnSettings,
+}
+
+fn llm_failure(e: LlmError) -> ModelLoadError {
+    ModelLoadError::new(e.message, e.remedy)
+}
+
+/// Where `--demo` keeps its tiny parts: written on first use, reused after.
+pub fn demo_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| directories::BaseDirs::new().map(|d| d.cache_dir().to_path_buf()))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("assistant")
+        .join("cascade-demo")
+}
+
+/// Write the tiny parts under `dir` unless they are there; the options that load them.
+pub fn write_demo(dir: &Path, opts: &CascadeOptions) -> Result<CascadeOptions, ModelLoadError> {
+    let failed = |what: &str, e: anyhow::Error| {
+        ModelLoadError::new(
+            format!("{}: cannot write the demo {what}: {e:#}", dir.display()),
+            "check free space and permissions of the cache directory (XDG_CACHE_HOME)",
+        )
+    };
+    let (stt, tts, voice, gguf) = (
+        dir.join("stt"),
+        dir.join("tts"),
+        dir.join("voice.safetensors"),
+        dir.join("llm.gguf"),
+    );
+    if !speech_files::stt_complete(&stt) {
+        synthetic_speech::write_stt(&stt, 1).map_err(|e| failed("recogniser", e))?;
+    }
+    if !speech_files::tts_complete(&tts) {
+        synthetic_speech::write_tts(&tts, 2).map_err(|e| failed("synthesiser", e))?;
+    }
+    if !voice.exists() {
+        synthetic_speech::write_voice(&voice, 3).map_err(|e| failed("voice", e))?;
+    }
+    if llm::gguf::check_file(&gguf).is_err() {
+        llm::synthetic::write_tiny_qwen2(&gguf, &Default::default())
+            .map_err(|e| failed("LLM", e))?;
+    }
+    let mut o = opts.clone();
+    o.stt.model_dir = Some(stt);
+    o.tts.model_dir = Some(tts);
+    if o.tts.voice.is_none() {
+        o.tts.voice = Some(voice.display().to_string());
+    }
+    if let LlmChoice::Gguf(g) = &mut o.llm {
+        g.gguf.get_or_insert(gguf);
+    }
+    Ok(o)
+}
+
+/// Load the three parts and the turn machine over them.
+pub fn load_cascade(
+    opts: &CascadeOptions,
+    disc: &Discovery,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<LoadedModel, ModelLoadError> {
+    let opts = if opts.demo {
+        write_demo(&demo_dir(), opts)?
+    } else {
+        opts.clone()
+    };
+    // Find (or download) the GGUF before loading anything, so a missing model fails
+    // at once; a server needs no weights and is first contacted by the first reply.
+    let mut opts = opts;
+    if let LlmChoice::Gguf(g) = &mut opts.llm {
+        g.gguf = Some(llm::locate_gguf(g, disc, progress, cancel).map_err(llm_failure)?);
+    }
+    let (preferred, name) = device::select(opts.device)?;
+    let cpu = (::moshi::candle::Device::Cpu, "cpu".to_string());
+    let preferred = (preferred, name);
+    let result = moshi::with_cpu_fallback(&preferred.1, |on_cpu| {
+        let (d, n) = if on_cpu { &cpu } else { &preferred };
+        let stt = KyutaiStt::open(&opts.stt, disc, d, progress, cancel)?;
+        let tts = KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?;
+        let llm = llm::open_llm(&opts.llm, disc, d, progress, cancel).map_err(llm_failure)?;
+        let model = Cascade::new(
+            Box::new(stt),
+            Box::new(tts),
+            llm,
+            n.clone(),
+            opts.settings.clone(),
+        )
+        .with_dtype(speech_files::compute_dtype(d).as_str());
+        Ok(LoadedModel {
+            model: Box::new(model),
+            notices: Vec::new(),
+            degraded: None,
+            fell_back_to_demo: false,
+        })
+    });
+    match result {
+        Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
+        r => r,
+    }
+}
