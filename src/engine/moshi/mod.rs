@@ -19,6 +19,7 @@ pub mod personaplex_model;
 pub mod personaplex_names;
 pub mod personaplex_text;
 pub mod personaplex_voice;
+pub mod personaplex_voices;
 pub mod placed_lm;
 pub mod placement;
 pub mod random_init;
