@@ -235,10 +235,15 @@ pub struct ModelArgs {
     /// overrides the persona's `prompt`. Models that take no prompt ignore it.
     #[arg(long, global = true, value_name = "TEXT")]
     pub text_prompt: Option<String>,
-    /// PersonaPlex: a WAV of the voice to speak in (a few seconds of one speaker);
-    /// overrides the persona's `voice_prompt`. NVIDIA's `.pt` voice files are not read.
-    #[arg(long, global = true, value_name = "WAV")]
+    /// PersonaPlex: the voice to speak in: a voice name (NATF2) from --voices-dir, one of
+    /// NVIDIA's .pt voice files, or a WAV (a few seconds of one speaker); overrides the
+    /// persona's `voice_prompt`.
+    #[arg(long, global = true, value_name = "WAV|PT|NAME")]
     pub voice_prompt: Option<PathBuf>,
+    /// PersonaPlex: where voice names are looked up (NVIDIA's voices.tgz unpacked);
+    /// default: the model directory's `voices/`.
+    #[arg(long, global = true, value_name = "DIR", env = "ASSISTANT_VOICES_DIR")]
+    pub voices_dir: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -262,6 +267,7 @@ impl ModelArgs {
                 text: self.text_prompt.clone().unwrap_or_default(),
                 voice: self.voice_prompt.clone(),
             },
+            voices_dir: self.voices_dir.clone(),
         }
     }
 }

@@ -90,6 +90,8 @@ pub trait DuplexModel: Send {
     fn prime(&mut self, _prompt: &Prompt) -> Result<Primed> {
         anyhow::bail!("{} takes no prompt", self.info().name)
     }
+    /// Where voice names (`NATF2`) are looked up, when not the model's default.
+    fn set_voices_dir(&mut self, _dir: &std::path::Path) {}
     /// The prefill steps run since the last call (a prime, or a reset replaying one),
     /// for `--dump-tokens`; empty for a model that takes no prompt.
     fn take_prefill(&mut self) -> Vec<PrefillStep> {

@@ -77,6 +77,8 @@ pub struct ModelOptions {
     /// The role text and voice prompt a model that takes them (PersonaPlex) is primed
     /// with once loaded; other models ignore it.
     pub prompt: Prompt,
+    /// Where voice names (`NATF2`) are looked up; `None`: the checkpoint's `voices/`.
+    pub voices_dir: Option<PathBuf>,
 }
 
 impl Default for ModelOptions {
@@ -90,6 +92,7 @@ impl Default for ModelOptions {
             context: None,
             max_memory_gib: None,
             prompt: Prompt::default(),
+            voices_dir: None,
         }
     }
 }
@@ -173,6 +176,9 @@ pub fn load_model_with(
         Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
         r => r,
     }?;
+    if let Some(d) = &opts.voices_dir {
+        loaded.model.set_voices_dir(d);
+    }
     prime_loaded(&mut loaded, &opts.prompt)?;
     Ok(loaded)
 }
@@ -188,7 +194,7 @@ fn prime_loaded(loaded: &mut LoadedModel, prompt: &Prompt) -> Result<(), ModelLo
                 "priming {} with the persona's prompts: {e:#}",
                 loaded.model.info().name
             ),
-            "fix the voice prompt (a few seconds of one speaker, WAV) or the role text",
+            "fix the voice prompt (a WAV of a few seconds of one speaker, a .pt voice, or a voice name: unpack NVIDIA's voices.tgz into the model directory or pass --voices-dir) or the role text",
         )
     })?;
     loaded.notices.push(LoadNotice {

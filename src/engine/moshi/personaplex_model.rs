@@ -375,6 +375,10 @@ impl DuplexModel for PersonaPlexModel {
         self.prime_voice(voice, text)
     }
 
+    fn set_voices_dir(&mut self, dir: &Path) {
+        self.voices_dir = Some(dir.to_path_buf());
+    }
+
     fn take_prefill(&mut self) -> Vec<PrefillStep> {
         std::mem::take(&mut self.unreported)
     }
