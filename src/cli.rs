@@ -220,7 +220,8 @@ pub struct ModelArgs {
     pub top_k: Option<usize>,
     #[arg(long, global = true)]
     pub seed: Option<u64>,
-    /// Write one JSON line per model step: step, text_token, audio_codes.
+    /// Write one JSON line per model step: step, text_token, audio_codes; a PersonaPlex
+    /// prefill's steps too, marked "prefill" with their phase.
     #[arg(long, global = true, value_name = "PATH")]
     pub dump_tokens: Option<PathBuf>,
     /// LM context in 80 ms steps (the KV cache size); default: the checkpoint's, cut to

@@ -193,7 +193,9 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
             // A bare name (NATF2, NATF2.pt) is a voice from the voices directory, looked
             // up when the model primes; any other relative path is the persona file's.
             let is_name = !value.contains(['/', '\\'])
-                && path.extension().is_none_or(|e| e.eq_ignore_ascii_case("pt"));
+                && path
+                    .extension()
+                    .is_none_or(|e| e.eq_ignore_ascii_case("pt"));
             Some(match dir {
                 Some(d) if path.is_relative() && !is_name => d.join(path),
                 _ => path,
