@@ -249,3 +249,26 @@ fn without_an_lm_config_pytorch_names_mean_the_personaplex_config() {
         "{e}"
     );
 }
+
+/// The memory plan counts what a PersonaPlex load holds: its PyTorch depformer planned
+/// under the crate's names, an 8-slice file widened to 16, as the loader widens it.
+#[test]
+fn the_memory_plan_counts_the_personaplex_depformer_as_loaded() {
+    use assistant::engine::moshi::placement::Placement;
+    use assistant::engine::moshi::sizing::{census, residency, Backend};
+    use assistant::engine::moshi::size_context_for;
+    for slices in [16, 8] {
+        let d = checkpoint_with_slices(slices);
+        let mut ck = inspect(d.path()).unwrap();
+        size_context_for(&mut ck, Backend::Cpu, "cpu", None, Some(1 << 34)).unwrap();
+        let plan = ck.plan.clone().expect("a plan");
+        let table = census(&ck.config.lm, false, 4).unwrap();
+        let r = residency(&table, Placement::default(), 4);
+        assert_eq!(
+            plan.weights.device,
+            r.device + r.host,
+            "{slices} slices in the file: {}",
+            plan.explain()
+        );
+    }
+}

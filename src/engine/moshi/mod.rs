@@ -438,6 +438,9 @@ fn size_context(
 
 /// `size_context` with the budget given (tests pass one). Without a budget (Metal) the
 /// checkpoint's context, or `--context`, is used as it is.
+///
+/// A PersonaPlex checkpoint is planned under the names it loads as: its depformer in
+/// the crate's slices (embeddings on the host), an 8-slice file widened to 16.
 pub fn size_context_for(
     ck: &mut checkpoint::Checkpoint,
     backend: sizing::Backend,
@@ -453,7 +456,7 @@ pub fn size_context_for(
         return Ok(None);
     };
     let headers = checkpoint::lm_headers(ck)?;
-    let table = sizing::table_from_headers(&headers);
+    let table = sizing::table_from_headers(&planned_headers(ck, &headers)?);
     let compute_bytes = if ck.quantized {
         4
     } else {
@@ -536,4 +539,24 @@ pub fn describe_error(e: &anyhow::Error) -> String {
 #[doc(hidden)]
 pub fn sampling_for_tests(s: &Sampling) -> sampling::Samplers {
     sampling::Samplers::new(s)
+}
+
+/// The LM's tensors as the loader will hold them: PersonaPlex's PyTorch depformer names
+/// renamed (and widened) into the crate's, anything else as stored.
+fn planned_headers(
+    ck: &checkpoint::Checkpoint,
+    headers: &std::collections::BTreeMap<String, files::TensorHeader>,
+) -> Result<std::collections::BTreeMap<String, files::TensorHeader>, ModelLoadError> {
+    if ck.quantized || !personaplex_names::is_pytorch_layout(headers) {
+        return Ok(headers.clone());
+    }
+    let slices = ck.config.lm.depformer.as_ref().map_or(0, |d| d.num_slices);
+    personaplex_names::plan(headers, slices)
+        .map(|(renamed, _)| renamed)
+        .map_err(|e| {
+            ModelLoadError::new(
+                format!("{}: {e}", ck.lm_file.display()),
+                "use a PersonaPlex checkpoint whose depformer matches lm_config.toml",
+            )
+        })
 }
