@@ -176,8 +176,9 @@ fn doctor_reports_a_personaplex_checkpoint_and_its_voices() {
     };
     let text = doctor();
     assert!(
-        text.contains("[warn] PersonaPlex: takes a role text and a voice (16 depformer slices); voices in ")
-            && text.contains("plex/voices: none"),
+        text.contains(
+            "[warn] PersonaPlex: takes a role text and a voice (16 depformer slices); voices in "
+        ) && text.contains("plex/voices: none"),
         "{text}"
     );
     assert!(text.contains("voices.tgz"), "the fix: {text}");
@@ -190,8 +191,9 @@ fn doctor_reports_a_personaplex_checkpoint_and_its_voices() {
     .unwrap();
     let text = doctor();
     assert!(
-        text.contains("[ ok ] PersonaPlex: takes a role text and a voice (16 depformer slices); voices in ")
-            && text.contains("plex/voices: NATF0"),
+        text.contains(
+            "[ ok ] PersonaPlex: takes a role text and a voice (16 depformer slices); voices in "
+        ) && text.contains("plex/voices: NATF0"),
         "{text}"
     );
 }

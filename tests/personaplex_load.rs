@@ -255,8 +255,8 @@ fn without_an_lm_config_pytorch_names_mean_the_personaplex_config() {
 #[test]
 fn the_memory_plan_counts_the_personaplex_depformer_as_loaded() {
     use assistant::engine::moshi::placement::Placement;
-    use assistant::engine::moshi::sizing::{census, residency, Backend};
     use assistant::engine::moshi::size_context_for;
+    use assistant::engine::moshi::sizing::{census, residency, Backend};
     for slices in [16, 8] {
         let d = checkpoint_with_slices(slices);
         let mut ck = inspect(d.path()).unwrap();

@@ -659,8 +659,14 @@ mod tests {
         eprintln!(
             "PersonaPlex bf16 {plex_bf16} (moshiko {ko_bf16}), q8 {plex_q8} (moshiko {ko_q8})"
         );
-        assert!((16_600_000_000..16_900_000_000).contains(&plex_bf16), "{plex_bf16}");
-        assert!((8_800_000_000..9_000_000_000).contains(&plex_q8), "{plex_q8}");
+        assert!(
+            (16_600_000_000..16_900_000_000).contains(&plex_bf16),
+            "{plex_bf16}"
+        );
+        assert!(
+            (8_800_000_000..9_000_000_000).contains(&plex_q8),
+            "{plex_q8}"
+        );
         let table = census(&plex, true, 4).unwrap();
         assert!(table.iter().any(|t| t.name == "depformer.15.emb.weight"));
         // q8 on a 12 GB card (about 11.5 GiB free): every layer on the GPU, a long context.
@@ -671,7 +677,11 @@ mod tests {
         assert!(p.context >= 1000, "{}", p.context);
         // On a 10 GB card (9.3 GiB free) it starts, with a shorter context or host layers.
         let p = plan(&plex, &table, gpu(9_300 * MIB, mimi)).unwrap();
-        eprintln!("PersonaPlex q8, 9.3 GiB free: {} host layers, {}", p.placement.host_layers, p.explain());
+        eprintln!(
+            "PersonaPlex q8, 9.3 GiB free: {} host layers, {}",
+            p.placement.host_layers,
+            p.explain()
+        );
         assert!(p.total() <= 9_300 * MIB && p.context >= MIN_CONTEXT);
         // bf16 needs a 24 GB card.
         let bf16 = census(&plex, false, 2).unwrap();
