@@ -161,7 +161,10 @@ fn the_engine_boundary_primes_steps_and_replays() {
             voice: Some(junk),
         })
         .unwrap_err();
-    assert!(format!("{e:#}").contains("junk.wav"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("junk.wav") && format!("{e:#}").contains("give a WAV"),
+        "{e:#}"
+    );
     // The persona primed last is still the one a reset replays.
     m.reset();
     assert_eq!(m.step_idx(), primed.steps);
