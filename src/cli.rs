@@ -24,6 +24,8 @@ pub enum Cmd {
     Devices,
     /// Write the built-in demo model in the official checkpoint layout.
     ExportDemo(ExportDemoArgs),
+    /// Convert a PersonaPlex checkpoint into our layout with a q8 LM (fits a 10-12 GB card).
+    Convert(ConvertArgs),
     /// Benchmarks that print figures.
     Bench(BenchArgs),
     /// Run the echo canceller over a far-end/microphone WAV pair and print its figures.
@@ -283,6 +285,17 @@ impl From<&ModelArgs> for ModelOptions {
 fn device_choice(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
         .map_err(|e: crate::engine::moshi::ModelLoadError| format!("{} ({})", e.message, e.remedy))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// The PersonaPlex checkpoint directory (nvidia/personaplex-7b-v1's files).
+    pub src: PathBuf,
+    /// Where to write (a new or empty directory).
+    pub dst: PathBuf,
+    /// Write the LM as q8 GGUF (the only target: the bf16 checkpoint loads as it is).
+    #[arg(long, required = true)]
+    pub q8: bool,
 }
 
 #[derive(Debug, Clone, Args)]

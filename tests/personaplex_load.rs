@@ -275,3 +275,68 @@ fn the_memory_plan_counts_the_personaplex_depformer_as_loaded() {
         );
     }
 }
+
+/// `assistant convert SRC DST --q8`: the PyTorch-named checkpoint (8 slices here, widened)
+/// becomes our layout with a q8 GGUF, an lm_config.toml and its voices; it loads as
+/// PersonaPlex and, the tiny model's matrices being too narrow for q8 blocks and so kept
+/// f32, speaks token for token as the original.
+#[test]
+fn convert_writes_a_q8_personaplex_that_loads_and_speaks_alike() {
+    for slices in [16, 8] {
+        let src = checkpoint_with_slices(slices);
+        std::fs::create_dir(src.path().join("voices")).unwrap();
+        std::fs::copy(
+            fixtures().join("personaplex/voice.pt"),
+            src.path().join("voices/NATF2.pt"),
+        )
+        .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dst = out.path().join("q8");
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_assistant"))
+            .args(["convert", "--q8"])
+            .arg(src.path())
+            .arg(&dst)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            said.contains("model.q8.gguf") && said.contains("1 voices"),
+            "{said}"
+        );
+        assert!(dst.join("model.q8.gguf").is_file());
+        assert!(dst.join("lm_config.toml").is_file());
+        assert!(dst.join("voices/NATF2.pt").is_file());
+
+        let mut original = load(src.path()).unwrap();
+        let mut converted = load(&dst).unwrap();
+        let prompt = Prompt {
+            text: "You are a kind teacher.".into(),
+            voice: Some("NATF2".into()),
+        };
+        let a = original.prime(&prompt).unwrap();
+        let b = converted.prime(&prompt).unwrap();
+        assert_eq!(a.steps, b.steps);
+        assert_eq!(original.last_prefill(), converted.last_prefill());
+        assert_eq!(first_steps(&mut original), first_steps(&mut converted));
+    }
+    // A second conversion into the same place is refused; so is converting moshiko.
+    let src = checkpoint_with_slices(16);
+    let out = tempfile::tempdir().unwrap();
+    let run = |dst: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_assistant"))
+            .args(["convert", "--q8"])
+            .arg(src.path())
+            .arg(dst)
+            .output()
+            .unwrap()
+    };
+    assert!(run(out.path()).status.success());
+    let again = run(out.path());
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a model"));
+}

@@ -4,6 +4,7 @@
 mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 pub mod demo;
 pub mod device;
 pub mod discovery;
