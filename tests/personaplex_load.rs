@@ -178,6 +178,18 @@ fn a_persona_names_its_role_text_and_voice_prompt() {
     let p = assistant::persona::parse("x.toml", &text, Some(Path::new("/p"))).unwrap();
     assert_eq!(p.prompt, "You are JARVIS.");
     assert_eq!(p.voice_prompt, Some(PathBuf::from("/p/voices/jarvis.wav")));
+    // A bare name is a voice from the voices directory, looked up when the model primes;
+    // a WAV next to the persona file is the persona file's.
+    for (value, kept) in [
+        ("NATF2", "NATF2"),
+        ("NATF2.pt", "NATF2.pt"),
+        ("mine.wav", "/p/mine.wav"),
+        ("./mine.pt", "/p/./mine.pt"),
+    ] {
+        let text = format!("voice_prompt = \"{value}\"\n{base}");
+        let p = assistant::persona::parse("x.toml", &text, Some(Path::new("/p"))).unwrap();
+        assert_eq!(p.voice_prompt, Some(PathBuf::from(kept)), "{value}");
+    }
     let e = assistant::persona::parse("x.toml", &format!("voice_prompt = \" \"\n{base}"), None)
         .unwrap_err();
     assert!(e.message.contains("voice_prompt is empty"), "{e}");

@@ -28,7 +28,7 @@ pub struct Converted {
 
 /// q8_0 for matrices whose rows are whole blocks, f32 for the rest.
 fn q8_dtype(dims: &[usize]) -> GgmlDType {
-    if dims.len() == 2 && dims[1] % GgmlDType::Q8_0.block_size() == 0 {
+    if dims.len() == 2 && dims[1].is_multiple_of(GgmlDType::Q8_0.block_size()) {
         GgmlDType::Q8_0
     } else {
         GgmlDType::F32

@@ -181,8 +181,9 @@ impl PersonaPlexModel {
                 if let Some(e) = self.stepper.check_tokens(&v.cache) {
                     anyhow::bail!("voice prompt {}: {e}; {fix}", p.display());
                 }
+                // Kept on the host, where `forward` makes its embeddings too.
                 Ok(VoiceTokens::Embedded {
-                    embeddings: v.embeddings.to_device(&self.device)?,
+                    embeddings: v.embeddings,
                     cache: v.cache,
                 })
             }
