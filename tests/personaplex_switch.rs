@@ -180,3 +180,81 @@ fn a_switch_shows_its_prefill_in_the_token_dump_and_loses_no_frame() {
     let conversation = text.lines().filter(|l| !l.contains("\"prefill\"")).count();
     assert_eq!(conversation as u64, stats.frames_out);
 }
+
+/// The command line: `--voice-prompt NAME` from `--voices-dir`, `--text-prompt`, and the
+/// prefill in `--dump-tokens`, through the binary; an unknown name is refused (exit 2)
+/// with the directory and what it holds.
+#[test]
+fn headless_with_a_named_voice_dumps_its_prefill() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("plex");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(
+        fixtures().join("personaplex/model.safetensors"),
+        model.join("model.safetensors"),
+    )
+    .unwrap();
+    complete_checkpoint(&model);
+    let voices = dir.path().join("my-voices");
+    std::fs::create_dir(&voices).unwrap();
+    std::fs::copy(
+        fixtures().join("personaplex/voice.pt"),
+        voices.join("VARF3.pt"),
+    )
+    .unwrap();
+    let dump = dir.path().join("tokens.jsonl");
+    let run = |voice: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_assistant"))
+            .args([
+                "--headless",
+                "--no-journal",
+                "--device",
+                "cpu",
+                "--temperature",
+                "0",
+            ])
+            .args([
+                "--text-temperature",
+                "0",
+                "--text-prompt",
+                SECOND,
+                "--voice-prompt",
+                voice,
+            ])
+            .arg("--model-dir")
+            .arg(&model)
+            .arg("--voices-dir")
+            .arg(&voices)
+            .arg("--input")
+            .arg(fixtures().join("audio/hello_24k_mono.wav"))
+            .arg("--output")
+            .arg(dir.path().join("out.wav"))
+            .arg("--dump-tokens")
+            .arg(&dump)
+            .arg("--log-file")
+            .arg(dir.path().join("log"))
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("XDG_STATE_HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("VARF3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let blocks = prefill_blocks(&text);
+    assert_eq!(blocks.len(), 1);
+    let phases: Vec<&str> = blocks[0].iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(phases, ["voice", "silence", "text", "silence"]);
+
+    let out = run("NATF9");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("NATF9") && err.contains("my-voices") && err.contains("VARF3"),
+        "{err}"
+    );
+}
