@@ -24,6 +24,8 @@ pub enum Cmd {
     Devices,
     /// Write the built-in demo model in the official checkpoint layout.
     ExportDemo(ExportDemoArgs),
+    /// Convert a PersonaPlex checkpoint into our layout with a q8 LM (fits a 10-12 GB card).
+    Convert(ConvertArgs),
     /// Benchmarks that print figures.
     Bench(BenchArgs),
     /// Run the echo canceller over a far-end/microphone WAV pair and print its figures.
@@ -327,7 +329,8 @@ pub struct ModelArgs {
     pub top_k: Option<usize>,
     #[arg(long, global = true)]
     pub seed: Option<u64>,
-    /// Write one JSON line per model step: step, text_token, audio_codes.
+    /// Write one JSON line per model step: step, text_token, audio_codes; a PersonaPlex
+    /// prefill's steps too, marked "prefill" with their phase.
     #[arg(long, global = true, value_name = "PATH")]
     pub dump_tokens: Option<PathBuf>,
     /// LM context in 80 ms steps (the KV cache size); default: the checkpoint's, cut to
@@ -342,10 +345,15 @@ pub struct ModelArgs {
     /// overrides the persona's `prompt`. Models that take no prompt ignore it.
     #[arg(long, global = true, value_name = "TEXT")]
     pub text_prompt: Option<String>,
-    /// PersonaPlex: a WAV of the voice to speak in (a few seconds of one speaker);
-    /// overrides the persona's `voice_prompt`. NVIDIA's `.pt` voice files are not read.
-    #[arg(long, global = true, value_name = "WAV")]
+    /// PersonaPlex: the voice to speak in: a voice name (NATF2) from --voices-dir, one of
+    /// NVIDIA's .pt voice files, or a WAV (a few seconds of one speaker); overrides the
+    /// persona's `voice_prompt`.
+    #[arg(long, global = true, value_name = "WAV|PT|NAME")]
     pub voice_prompt: Option<PathBuf>,
+    /// PersonaPlex: where voice names are looked up (NVIDIA's voices.tgz unpacked);
+    /// default: the model directory's `voices/`.
+    #[arg(long, global = true, value_name = "DIR", env = "ASSISTANT_VOICES_DIR")]
+    pub voices_dir: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -369,6 +377,7 @@ impl ModelArgs {
                 text: self.text_prompt.clone().unwrap_or_default(),
                 voice: self.voice_prompt.clone(),
             },
+            voices_dir: self.voices_dir.clone(),
         }
     }
 }
@@ -383,6 +392,17 @@ impl From<&ModelArgs> for ModelOptions {
 fn device_choice(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
         .map_err(|e: crate::engine::moshi::ModelLoadError| format!("{} ({})", e.message, e.remedy))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// The PersonaPlex checkpoint directory (nvidia/personaplex-7b-v1's files).
+    pub src: PathBuf,
+    /// Where to write (a new or empty directory).
+    pub dst: PathBuf,
+    /// Write the LM as q8 GGUF (the only target: the bf16 checkpoint loads as it is).
+    #[arg(long, required = true)]
+    pub q8: bool,
 }
 
 #[derive(Debug, Clone, Args)]

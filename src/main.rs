@@ -59,11 +59,12 @@ fn main() {
                 }
             }
         }
-        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) => assistant::app::model_command(&cli)
-            .unwrap_or_else(|| {
+        Some(Cmd::ExportDemo(_)) | Some(Cmd::Bench(_)) | Some(Cmd::Convert(_)) => {
+            assistant::app::model_command(&cli).unwrap_or_else(|| {
                 eprintln!("error: unknown benchmark");
                 1
-            }),
+            })
+        }
         Some(Cmd::History(h)) => history(h),
         Some(Cmd::Personas(p)) => personas(p),
         Some(Cmd::Doctor) => {

@@ -2,6 +2,7 @@
 //! conversation can run.
 
 mod common;
+mod personaplex_common;
 use common::*;
 
 #[test]
@@ -147,4 +148,52 @@ fn doctor_reports_the_hf_cache_and_the_download_source() {
         "{text}"
     );
     assert!(text.contains("[ ok ] fits cpu: context "), "{text}");
+}
+
+/// A PersonaPlex checkpoint: doctor says it takes prompts, plans its 16-slice depformer,
+/// and lists the voices a persona can name (or says how to get them).
+#[test]
+fn doctor_reports_a_personaplex_checkpoint_and_its_voices() {
+    let tmp = tempfile::tempdir().unwrap();
+    alsa_home(tmp.path());
+    let model = tmp.path().join("plex");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(
+        personaplex_common::fixtures().join("personaplex/model.safetensors"),
+        model.join("model.safetensors"),
+    )
+    .unwrap();
+    personaplex_common::complete_checkpoint(&model);
+    let doctor = || {
+        let out = assistant(tmp.path())
+            .env("HOME", tmp.path())
+            .env_remove("ASSISTANT_VOICES_DIR")
+            .args(["doctor", "--device", "cpu", "--model-dir"])
+            .arg(&model)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = doctor();
+    assert!(
+        text.contains(
+            "[warn] PersonaPlex: takes a role text and a voice (16 depformer slices); voices in "
+        ) && text.contains("plex/voices: none"),
+        "{text}"
+    );
+    assert!(text.contains("voices.tgz"), "the fix: {text}");
+    assert!(text.contains("[ ok ] fits cpu: context"), "{text}");
+    std::fs::create_dir(model.join("voices")).unwrap();
+    std::fs::copy(
+        personaplex_common::fixtures().join("personaplex/voice.pt"),
+        model.join("voices/NATF0.pt"),
+    )
+    .unwrap();
+    let text = doctor();
+    assert!(
+        text.contains(
+            "[ ok ] PersonaPlex: takes a role text and a voice (16 depformer slices); voices in "
+        ) && text.contains("plex/voices: NATF0"),
+        "{text}"
+    );
 }

@@ -101,10 +101,14 @@ fn the_gpu_check_dry_run_passes_every_measurement() {
     assert_eq!(find("fallback driver-oom")["skipped"], true);
     let headless = &find("headless")["stats"];
     assert!(headless["frames_out"].as_u64().unwrap() > 50, "{headless}");
-    assert!(find("personaplex")["text"]
-        .as_str()
-        .unwrap()
-        .starts_with("not yet built"));
+    let plex = find("personaplex");
+    assert_eq!(plex["prefill_steps"], 152, "{plex}");
+    assert_eq!(plex["pt_prefill_steps"], 152, "{plex}");
+    assert!(
+        plex["prefill_steps_per_s"].as_f64().unwrap() > 0.0,
+        "{plex}"
+    );
+    assert!(plex["step_ms"].as_f64().unwrap() > 0.0, "{plex}");
     assert!(
         log.contains("gpu-check summary: ") && log.contains(" 0 failed; sections failed: none;"),
         "{log}"

@@ -161,7 +161,10 @@ fn the_engine_boundary_primes_steps_and_replays() {
             voice: Some(junk),
         })
         .unwrap_err();
-    assert!(format!("{e:#}").contains("junk.wav"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("junk.wav") && format!("{e:#}").contains("give a WAV"),
+        "{e:#}"
+    );
     // The persona primed last is still the one a reset replays.
     m.reset();
     assert_eq!(m.step_idx(), primed.steps);
@@ -175,6 +178,18 @@ fn a_persona_names_its_role_text_and_voice_prompt() {
     let p = assistant::persona::parse("x.toml", &text, Some(Path::new("/p"))).unwrap();
     assert_eq!(p.prompt, "You are JARVIS.");
     assert_eq!(p.voice_prompt, Some(PathBuf::from("/p/voices/jarvis.wav")));
+    // A bare name is a voice from the voices directory, looked up when the model primes;
+    // a WAV next to the persona file is the persona file's.
+    for (value, kept) in [
+        ("NATF2", "NATF2"),
+        ("NATF2.pt", "NATF2.pt"),
+        ("mine.wav", "/p/mine.wav"),
+        ("./mine.pt", "/p/./mine.pt"),
+    ] {
+        let text = format!("voice_prompt = \"{value}\"\n{base}");
+        let p = assistant::persona::parse("x.toml", &text, Some(Path::new("/p"))).unwrap();
+        assert_eq!(p.voice_prompt, Some(PathBuf::from(kept)), "{value}");
+    }
     let e = assistant::persona::parse("x.toml", &format!("voice_prompt = \" \"\n{base}"), None)
         .unwrap_err();
     assert!(e.message.contains("voice_prompt is empty"), "{e}");
@@ -248,4 +263,92 @@ fn without_an_lm_config_pytorch_names_mean_the_personaplex_config() {
             .contains("the PersonaPlex config (PyTorch depformer names, 16 slices"),
         "{e}"
     );
+}
+
+/// The memory plan counts what a PersonaPlex load holds: its PyTorch depformer planned
+/// under the crate's names, an 8-slice file widened to 16, as the loader widens it.
+#[test]
+fn the_memory_plan_counts_the_personaplex_depformer_as_loaded() {
+    use assistant::engine::moshi::placement::Placement;
+    use assistant::engine::moshi::size_context_for;
+    use assistant::engine::moshi::sizing::{census, residency, Backend};
+    for slices in [16, 8] {
+        let d = checkpoint_with_slices(slices);
+        let mut ck = inspect(d.path()).unwrap();
+        size_context_for(&mut ck, Backend::Cpu, "cpu", None, Some(1 << 34)).unwrap();
+        let plan = ck.plan.clone().expect("a plan");
+        let table = census(&ck.config.lm, false, 4).unwrap();
+        let r = residency(&table, Placement::default(), 4);
+        assert_eq!(
+            plan.weights.device,
+            r.device + r.host,
+            "{slices} slices in the file: {}",
+            plan.explain()
+        );
+    }
+}
+
+/// `assistant convert SRC DST --q8`: the PyTorch-named checkpoint (8 slices here, widened)
+/// becomes our layout with a q8 GGUF, an lm_config.toml and its voices; it loads as
+/// PersonaPlex and, the tiny model's matrices being too narrow for q8 blocks and so kept
+/// f32, speaks token for token as the original.
+#[test]
+fn convert_writes_a_q8_personaplex_that_loads_and_speaks_alike() {
+    for slices in [16, 8] {
+        let src = checkpoint_with_slices(slices);
+        std::fs::create_dir(src.path().join("voices")).unwrap();
+        std::fs::copy(
+            fixtures().join("personaplex/voice.pt"),
+            src.path().join("voices/NATF2.pt"),
+        )
+        .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dst = out.path().join("q8");
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_assistant"))
+            .args(["convert", "--q8"])
+            .arg(src.path())
+            .arg(&dst)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            said.contains("model.q8.gguf") && said.contains("1 voices"),
+            "{said}"
+        );
+        assert!(dst.join("model.q8.gguf").is_file());
+        assert!(dst.join("lm_config.toml").is_file());
+        assert!(dst.join("voices/NATF2.pt").is_file());
+
+        let mut original = load(src.path()).unwrap();
+        let mut converted = load(&dst).unwrap();
+        let prompt = Prompt {
+            text: "You are a kind teacher.".into(),
+            voice: Some("NATF2".into()),
+        };
+        let a = original.prime(&prompt).unwrap();
+        let b = converted.prime(&prompt).unwrap();
+        assert_eq!(a.steps, b.steps);
+        assert_eq!(original.last_prefill(), converted.last_prefill());
+        assert_eq!(first_steps(&mut original), first_steps(&mut converted));
+    }
+    // A second conversion into the same place is refused; so is converting moshiko.
+    let src = checkpoint_with_slices(16);
+    let out = tempfile::tempdir().unwrap();
+    let run = |dst: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_assistant"))
+            .args(["convert", "--q8"])
+            .arg(src.path())
+            .arg(dst)
+            .output()
+            .unwrap()
+    };
+    assert!(run(out.path()).status.success());
+    let again = run(out.path());
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a model"));
 }

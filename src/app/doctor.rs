@@ -279,6 +279,33 @@ fn weights_finding(f: &WeightsFinding) -> Finding {
                 Finding::ok(W, text)
             }
         }
+        WeightsFinding::PersonaPlex {
+            slices,
+            voices_dir,
+            voices,
+        } => {
+            let text = format!(
+                "PersonaPlex: takes a role text and a voice ({slices} depformer slices); voices in {}: {}",
+                voices_dir.display(),
+                if voices.is_empty() {
+                    "none".to_string()
+                } else {
+                    voices.join(", ")
+                }
+            );
+            if voices.is_empty() {
+                Finding::warn(
+                    W,
+                    text,
+                    format!(
+                        "unpack NVIDIA's voices.tgz (nvidia/personaplex-7b-v1) there (tar xzf voices.tgz -C {}) or pass --voices-dir; a persona may also name a WAV",
+                        voices_dir.parent().map_or(voices_dir.clone(), |p| p.to_path_buf()).display()
+                    ),
+                )
+            } else {
+                Finding::ok(W, text)
+            }
+        }
         WeightsFinding::FitUnknown { device } => note(format!(
             "fit on {device} unknown: its free memory cannot be read"
         )),

@@ -389,6 +389,26 @@ pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
                     args.dir.display()
                 );
             }),
+        Some(Cmd::Convert(args)) => {
+            let mut shown = 0;
+            moshi::convert::convert_personaplex_q8(&args.src, &args.dst, &mut |i, n| {
+                if i * 10 / n > shown || i == n {
+                    shown = i * 10 / n;
+                    eprintln!("converting: {i}/{n} tensors");
+                }
+            })
+            .map(|c| {
+                println!(
+                    "wrote {} ({} tensors, {:.2} GB, q8) and {} voices to {}; load it with --model-dir {}",
+                    files::LM_GGUF,
+                    c.tensors,
+                    c.lm_bytes as f64 / 1e9,
+                    c.voices,
+                    args.dst.display(),
+                    args.dst.display()
+                );
+            })
+        }
         Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => {
             moshi::bench_model(&mut std::io::stdout())
         }

@@ -44,6 +44,20 @@ pub struct Prompt {
     pub voice: Option<PathBuf>,
 }
 
+/// One prefill step as `--dump-tokens` writes it: the position's tokens once forced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefillStep {
+    /// The model's step (position 0 lays the initial tokens and runs no model: no line).
+    pub position: usize,
+    /// `voice`, `silence`, `text` or `silence`.
+    pub phase: &'static str,
+    pub text_token: u32,
+    /// The agent's codebooks.
+    pub audio_codes: Vec<u32>,
+    /// The user's codebooks (forced to NVIDIA's sine tokens during the prefill).
+    pub user_codes: Vec<u32>,
+}
+
 /// What a prefill did: the steps it ran and how long they took.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Primed {
@@ -85,5 +99,12 @@ pub trait DuplexModel: Send {
     /// error leaves the previous prompt in place.
     fn prime(&mut self, _prompt: &Prompt) -> Result<Primed> {
         anyhow::bail!("{} takes no prompt", self.info().name)
+    }
+    /// Where voice names (`NATF2`) are looked up, when not the model's default.
+    fn set_voices_dir(&mut self, _dir: &std::path::Path) {}
+    /// The prefill steps run since the last call (a prime, or a reset replaying one),
+    /// for `--dump-tokens`; empty for a model that takes no prompt.
+    fn take_prefill(&mut self) -> Vec<PrefillStep> {
+        Vec::new()
     }
 }

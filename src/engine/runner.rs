@@ -368,8 +368,30 @@ impl Engine {
         }
     }
 
+    /// The prefill steps the model ran since the last dump (a prime, or a reset that
+    /// replayed one), one line each, marked as prefill with their phase.
+    pub(super) fn dump_prefill(&mut self) -> std::io::Result<()> {
+        let (Some(d), Some(m)) = (self.dump.as_mut(), self.model.as_mut()) else {
+            return Ok(());
+        };
+        for p in m.take_prefill() {
+            let line = serde_json::json!({
+                "step": self.step_index,
+                "prefill": true,
+                "phase": p.phase,
+                "position": p.position,
+                "text_token": p.text_token,
+                "audio_codes": p.audio_codes,
+                "user_codes": p.user_codes,
+            });
+            writeln!(d, "{line}")?;
+        }
+        Ok(())
+    }
+
     pub(super) fn finish(mut self) -> RunStats {
         self.end_turn();
+        let _ = self.dump_prefill();
         if let Err(e) = self.output.finish() {
             self.stats
                 .error

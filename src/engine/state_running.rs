@@ -233,6 +233,7 @@ impl Engine {
     }
 
     pub(super) fn dump_step(&mut self) -> anyhow::Result<()> {
+        self.dump_prefill()?;
         if let Some(d) = self.dump.as_mut() {
             let line = serde_json::json!({
                 "step": self.step_index,

@@ -188,9 +188,16 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
             ))
         }
         Some(p) => {
-            let path = std::path::PathBuf::from(p.get_ref().trim());
+            let value = p.get_ref().trim();
+            let path = std::path::PathBuf::from(value);
+            // A bare name (NATF2, NATF2.pt) is a voice from the voices directory, looked
+            // up when the model primes; any other relative path is the persona file's.
+            let is_name = !value.contains(['/', '\\'])
+                && path
+                    .extension()
+                    .is_none_or(|e| e.eq_ignore_ascii_case("pt"));
             Some(match dir {
-                Some(d) if path.is_relative() => d.join(path),
+                Some(d) if path.is_relative() && !is_name => d.join(path),
                 _ => path,
             })
         }

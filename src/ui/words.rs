@@ -94,7 +94,7 @@ pub fn happening(h: &Happening) -> Said {
         Happening::LoadCancelled => info("loading cancelled".into()),
         Happening::Priming => info("priming the model with the persona's prompts; what you say meanwhile is kept".into()),
         Happening::Primed { steps, ms } => info(format!("primed in {:.2} s ({steps} prefill steps)", ms / 1000.0)),
-        Happening::PrimeFailed { error } => warn(format!("the persona's prompts were not applied: {error}"), Some("fix the voice WAV or the prompt in the persona file; the previous prompts stay".into())),
+        Happening::PrimeFailed { error } => warn(format!("the persona's prompts were not applied: {error}"), Some("fix the persona's voice_prompt (a WAV, a .pt voice, or a voice name in the voices directory: --voices-dir) or its prompt; the previous prompts stay".into())),
     }
 }
 
@@ -116,5 +116,17 @@ pub fn barged_in(heard: usize, of: usize) -> String {
         format!(
             "you spoke over the reply: stopped after {heard} of {of} words (the rest is not kept)"
         )
+    }
+}
+
+/// The persona card's line on where its prompts go: only a model that takes them
+/// (PersonaPlex) hears them; Moshi takes none.
+pub fn prompt_reach(voice: Option<&std::path::Path>) -> String {
+    match voice {
+        Some(v) => format!(
+            "voice prompt {} · role text and voice reach PersonaPlex only (Moshi takes no prompt)",
+            v.display()
+        ),
+        None => "role text reaches PersonaPlex only (Moshi takes no prompt)".into(),
     }
 }

@@ -13,14 +13,22 @@ tests/fixtures/personaplex/:
                       loading and -24 LUFS normalisation (a sample of it), the voice
                       frames' codes, the user codes, and every step's cache column with
                       its "provided" flags
+  voice.pt            the same voice as NVIDIA's precomputed voice file: saved by LMGen
+                      itself (`save_voice_prompt_embeddings=True`), as voices.tgz's are
+  voice_bf16.pt       the same with the embeddings in bf16 (the 7B model's dtype)
+  not_a_voice.pt      a PyTorch file that is not a voice (a bare state dict)
+  reference_pt.json   a fresh LMGen primed from voice.pt (`load_voice_prompt_embeddings`,
+                      `step_system_prompts`) and the same conversation: every step's
+                      column, and the token cache right after the voice
 
 The tiny Mimi is not NVIDIA's network: the voice prompt's frames go through NVIDIA's
 loading, normalisation, framing and `_step_voice_prompt_core`, but a stand-in encoder
 turns each frame into codes drawn from a seeded generator (recorded in the JSON), since
 the Rust side's Mimi is the moshi crate's.
 
-Usage (see README.md):  .venv/bin/python make_fixtures.py --personaplex DIR
-where DIR is a checkout of github NVIDIA/personaplex (its `moshi` folder is imported).
+Usage (see README.md):  .venv/bin/python make_fixtures.py --personaplex DIR [--pt-only]
+where DIR is a checkout of github NVIDIA/personaplex (its `moshi` folder is imported);
+--pt-only makes only the .pt fixtures, from the LM and reference.json already there.
 """
 
 import argparse
@@ -86,6 +94,7 @@ def lm_config_toml(text_card):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--personaplex", required=True, help="checkout of NVIDIA/personaplex")
+    ap.add_argument("--pt-only", action="store_true", help="only the .pt fixtures")
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(args.personaplex, "moshi"))
     import torch
@@ -98,7 +107,28 @@ def main():
     sp = sentencepiece.SentencePieceProcessor(model_file=TOKENIZER)
     text_card = sp.get_piece_size()
 
-    lm = LMModel(
+    lm = build_lm(LMModel, text_card, torch)
+    if args.pt_only:
+        from safetensors.torch import load_file
+        sd = {k: v.to(torch.float32) for k, v in load_file(os.path.join(OUT, "model.safetensors")).items()}
+        lm.load_state_dict(sd)
+        with open(os.path.join(OUT, "reference.json")) as f:
+            ref = json.load(f)
+        make_pt_fixtures(LMGen, lm, ref, torch)
+        return
+    # Weights rounded to bf16 (then run in f32) keep the file small.
+    with torch.no_grad():
+        for p in lm.parameters():
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    sd = {k: v.detach().to(torch.bfloat16).contiguous().clone() for k, v in lm.state_dict().items()}
+    save_file(sd, os.path.join(OUT, "model.safetensors"))
+    with open(os.path.join(OUT, "lm_config.toml"), "w") as f:
+        f.write(lm_config_toml(text_card))
+    continue_main(args, lm, sp, torch, LMGen)
+
+
+def build_lm(LMModel, text_card, torch):
+    return LMModel(
         delays=DELAYS, n_q=16, dep_q=16, card=CARD, text_card=text_card, dim=DIM,
         num_heads=HEADS, num_layers=LAYERS, hidden_scale=FF / DIM, norm="rms_norm_f32",
         existing_text_padding_id=3, causal=True, layer_scale=None, context=3000,
@@ -110,15 +140,9 @@ def main():
         depformer_pos_emb="none", depformer_weights_per_step=True,
         device="cpu", dtype=torch.float32,
     ).eval()
-    # Weights rounded to bf16 (then run in f32) keep the file small.
-    with torch.no_grad():
-        for p in lm.parameters():
-            p.copy_(p.to(torch.bfloat16).to(torch.float32))
-    sd = {k: v.detach().to(torch.bfloat16).contiguous().clone() for k, v in lm.state_dict().items()}
-    save_file(sd, os.path.join(OUT, "model.safetensors"))
-    with open(os.path.join(OUT, "lm_config.toml"), "w") as f:
-        f.write(lm_config_toml(text_card))
 
+
+def continue_main(args, lm, sp, torch, LMGen):
     voice_path = os.path.join(OUT, "voice.wav")
     write_voice(voice_path)
     text_tokens = sp.encode(f"<system> {TEXT_PROMPT} <system>")
@@ -193,6 +217,109 @@ def main():
     with open(os.path.join(OUT, "reference.json"), "w") as f:
         json.dump(ref, f)
     print(f"{len(steps)} steps ({len(voice_codes)} voice frames, {len(text_tokens)} text tokens)")
+    make_pt_fixtures(LMGen, lm, ref, torch)
+
+
+def replay_mimi(codes, torch):
+    """Stands in for Mimi: each frame encodes to the reference's next voice codes."""
+
+    class ReplayMimi(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+            self.i = 0
+
+        def encode(self, batch):
+            assert batch.shape == (1, 1, 1920), batch.shape
+            c = codes[self.i]
+            self.i += 1
+            return torch.tensor(c, dtype=torch.long).view(1, 8, 1)
+
+    return ReplayMimi()
+
+
+def make_pt_fixtures(LMGen, lm, ref, torch):
+    """NVIDIA's own code saves voice.pt from voice.wav, then primes a fresh LMGen from it."""
+    voice_path = os.path.join(OUT, "voice.wav")
+    pt_path = os.path.join(OUT, "voice.pt")
+
+    def gen_for(save):
+        g = LMGen(
+            lm, device="cpu", use_sampling=False, audio_silence_frame_cnt=6,
+            text_prompt_tokens=ref["text_tokens"], sample_rate=24000, frame_rate=12.5,
+            save_voice_prompt_embeddings=save,
+        )
+        g.streaming_forever(1)
+        return g
+
+    # 1. LMGen writes splitext(voice_prompt)[0] + ".pt" after the voice prompt.
+    if os.path.exists(pt_path):
+        os.remove(pt_path)
+    saver = gen_for(True)
+    saver.load_voice_prompt(voice_path)
+    saver._step_voice_prompt(replay_mimi(ref["voice_codes"], torch))
+    assert os.path.exists(pt_path), "LMGen did not save the voice"
+    saved = torch.load(pt_path)
+    torch.save(
+        {"embeddings": saved["embeddings"].to(torch.bfloat16), "cache": saved["cache"]},
+        os.path.join(OUT, "voice_bf16.pt"),
+    )
+    torch.save({"weight": torch.zeros(2, 3)}, os.path.join(OUT, "not_a_voice.pt"))
+
+    # 2. A fresh LMGen primed from the .pt, as server.py does for "NATF2.pt".
+    gen = gen_for(False)
+    gen.load_voice_prompt_embeddings(pt_path)
+    steps, phase = [], ["voice"]
+
+    def record():
+        st = gen._streaming_state
+        o = int(st.offset) - 1
+        ct = st.cache.shape[2]
+        steps.append({
+            "phase": phase[0],
+            "offset": o,
+            "column": [int(v) for v in st.cache[0, :, o % ct]],
+            "provided": [bool(v) for v in st.provided[0, :, o % ct]],
+        })
+
+    original_step, original_emb = gen.step, gen.step_embeddings
+
+    def recording_step(*a, **kw):
+        out = original_step(*a, **kw)
+        record()
+        return out
+
+    def recording_emb(*a, **kw):
+        out = original_emb(*a, **kw)
+        record()
+        return out
+
+    gen.step, gen.step_embeddings = recording_step, recording_emb
+    gen._step_voice_prompt(None)  # Mimi is not used for a precomputed voice
+    cache_after_voice = [[int(v) for v in row] for row in gen._streaming_state.cache[0]]
+    phase[0] = "silence"
+    gen._step_audio_silence()
+    phase[0] = "text"
+    gen._step_text_prompt()
+    phase[0] = "silence"
+    gen._step_audio_silence()
+    phase[0] = "user"
+    for c in ref["user_codes"]:
+        gen.step(torch.tensor(c, dtype=torch.long).view(1, 8, 1))
+
+    out = {
+        "embeddings_shape": list(saved["embeddings"].shape),
+        "cache_shape": list(saved["cache"].shape),
+        "cache_after_voice": cache_after_voice,
+        "steps": steps,
+    }
+    with open(os.path.join(OUT, "reference_pt.json"), "w") as f:
+        json.dump(out, f)
+    # NVIDIA's two paths should agree once the voice is in: say where they do not.
+    wav_steps = {s["offset"]: s["column"] for s in ref["steps"] if s["phase"] != "voice"}
+    differ = [s["offset"] for s in steps if s["phase"] != "voice" and wav_steps.get(s["offset"], s["column"])[:16] != s["column"][:16]]
+    print(f"voice.pt: embeddings {out['embeddings_shape']}, cache {out['cache_shape']}; "
+          f"{len(steps)} steps; columns differing from the WAV path after the voice: {len(differ)} {differ[:10]}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@
 //! - `placed`: `PlacedLm` with 0, 2 and 6 layers on the host against moshi's own
 //!   `LmModel` on the device, same f32 weights, teacher-forced greedy steps.
 //! - `fallback`: the model loaded while the device cannot hold it, through the CPU fallback.
+//! - `personaplex`: the PersonaPlex shape (16 depformer slices), random weights: prefill
+//!   steps per second for a voice's codes and for a replayed `.pt` voice, and the step.
 
 use super::checkpoint;
 use super::config::{self, ModelConfig};
@@ -51,6 +53,10 @@ pub enum Section {
     Bf16,
     Placed,
     Fallback,
+    /// PersonaPlex at the size's shape with 16 depformer slices (random weights, built on
+    /// the device): the prompt prefill's steps per second, WAV codes and a replayed `.pt`
+    /// voice, and the conversation step.
+    Personaplex,
     /// All of the above, in that order, in this process.
     All,
     /// Not a measurement: the line of figures of a `--headless` run's `--stats-json`
@@ -196,6 +202,7 @@ pub fn run(args: &GpuArgs, opts: &ModelOptions, out: &mut dyn Write) -> Result<(
             Section::Bf16,
             Section::Placed,
             Section::Fallback,
+            Section::Personaplex,
         ],
         s => vec![s],
     };
@@ -209,6 +216,7 @@ pub fn run(args: &GpuArgs, opts: &ModelOptions, out: &mut dyn Write) -> Result<(
             Section::Placed => placed(&mut r, &dev, args.size, args.steps),
             Section::Fallback => fallback(&mut r, (&dev, &name, opts.device), &work),
             Section::Headless => headless(&mut r, args.stats.as_deref(), &name),
+            Section::Personaplex => personaplex(&mut r, &dev, args.size, args.steps),
             Section::All => unreachable!("expanded above"),
         };
         if let Err(e) = result {
@@ -994,5 +1002,111 @@ fn fallback(
         ),
         t,
         loaded,
+    )
+}
+
+/// PersonaPlex's prefill and step at the size's shape with a 16-slice depformer: built on
+/// the device from random weights (bf16 on CUDA, f32 on the CPU), primed with 100 voice
+/// frames (8 s, as codes and as a replayed `.pt` voice) and a 40-token role text, then
+/// stepped as a conversation.
+fn personaplex(r: &mut Report, dev: &Device, shape: Size, steps: usize) -> Result<()> {
+    use super::personaplex::{PlexStepper, VoiceTokens, ACOUSTIC_DELAY, STREAM_CODEBOOKS};
+    use super::sampling::Samplers;
+    const VOICE_FRAMES: usize = 100;
+    const TEXT_TOKENS: usize = 40;
+    let mut cfg = model_for(shape).config.lm;
+    cfg.audio_codebooks = 2 * STREAM_CODEBOOKS;
+    // NVIDIA's silence and sine tokens are Mimi codes of its 2048 bins (the small shape's
+    // demo Mimi has fewer).
+    cfg.audio_vocab_size = 2049;
+    if let Some(d) = cfg.depformer.as_mut() {
+        d.num_slices = 2 * STREAM_CODEBOOKS;
+    }
+    let dtype = if dev.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    };
+    let used_before = device_used(dev);
+    let t = Instant::now();
+    let n = cfg.transformer.num_layers;
+    let vb = FastRandomBackend::var_builder(dtype, dev);
+    let lm = PlacedLm::new(&cfg, dense_sources(vb, Placement::default(), n))?;
+    dev.synchronize()?;
+    let build_s = t.elapsed().as_secs_f64();
+    let held = device_used(dev)
+        .zip(used_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    let (text_vocab, audio_pad) = (
+        cfg.text_out_vocab_size as u32,
+        cfg.audio_vocab_size as u32 - 1,
+    );
+    let mut stepper = PlexStepper::new(
+        lm,
+        cfg.audio_codebooks,
+        ACOUSTIC_DELAY,
+        text_vocab,
+        audio_pad,
+    );
+    let mut samplers = Samplers::new(&Sampling::default());
+    let codes: Vec<Vec<u32>> = (0..VOICE_FRAMES)
+        .map(|f| {
+            (0..STREAM_CODEBOOKS)
+                .map(|q| ((f * 131 + q * 17) % 2000) as u32)
+                .collect()
+        })
+        .collect();
+    let text: Vec<u32> = (0..TEXT_TOKENS)
+        .map(|i| (100 + i * 37) as u32 % text_vocab)
+        .collect();
+    // Once untimed: the first use compiles kernels and allocates the KV cache.
+    stepper.prefill(&VoiceTokens::Codes(codes.clone()), &text, &mut samplers)?;
+    let voice = VoiceTokens::Codes(codes);
+    let t = Instant::now();
+    let ran = stepper.prefill(&voice, &text, &mut samplers)?.len() + 1;
+    dev.synchronize()?;
+    let wav_ms = ms_since(t);
+    let embeddings = Tensor::randn(0f32, 0.02, (VOICE_FRAMES - 1, cfg.transformer.d_model), dev)?;
+    let (streams, positions) = stepper.cache_shape();
+    let cache = vec![vec![Some(0u32); positions]; streams];
+    let pt = VoiceTokens::Embedded { embeddings, cache };
+    let t = Instant::now();
+    let ran_pt = stepper.prefill(&pt, &text, &mut samplers)?.len() + 1;
+    dev.synchronize()?;
+    let pt_ms = ms_since(t);
+    let mut step_ms = Vec::new();
+    for s in 0..WARMUP + steps {
+        let user: Vec<u32> = (0..STREAM_CODEBOOKS)
+            .map(|q| ((s * 7 + q * 3) % 2000) as u32)
+            .collect();
+        let t = Instant::now();
+        stepper.step(None, None, Some(&user), &mut samplers)?;
+        dev.synchronize()?;
+        if s >= WARMUP {
+            step_ms.push(ms_since(t));
+        }
+    }
+    let step = median(step_ms);
+    let rate = |n: usize, ms: f64| n as f64 / (ms / 1000.0);
+    let ok = ran == VOICE_FRAMES + 12 + TEXT_TOKENS && ran_pt == ran && step > 0.0;
+    r.emit(
+        "personaplex",
+        ok,
+        &format!(
+            "{} layers, d_model {}, 16 depformer slices, {dtype:?}, built in {build_s:.1} s ({}): prefill of {ran} steps ({VOICE_FRAMES} voice frames, 12 of silence, {TEXT_TOKENS} text tokens) in {wav_ms:.0} ms ({:.0} steps/s, {:.1}x real time); from a .pt voice {pt_ms:.0} ms ({:.0} steps/s); conversation step {step:.2} ms (LM and 16-slice depformer, RTF {:.3})",
+            n,
+            cfg.transformer.d_model,
+            held.map_or("device memory unknown".to_string(), |b| format!("{} on the device", size(b))),
+            rate(ran, wav_ms),
+            rate(ran, wav_ms) * FRAME_MS / 1000.0,
+            rate(ran_pt, pt_ms),
+            step / FRAME_MS
+        ),
+        json!({
+            "layers": n, "d_model": cfg.transformer.d_model, "dtype": format!("{dtype:?}"), "build_s": build_s,
+            "weights_bytes": held, "prefill_steps": ran, "prefill_ms": wav_ms, "prefill_steps_per_s": rate(ran, wav_ms),
+            "pt_prefill_steps": ran_pt, "pt_prefill_ms": pt_ms, "pt_prefill_steps_per_s": rate(ran_pt, pt_ms),
+            "step_ms": step, "rtf": step / FRAME_MS,
+        }),
     )
 }

@@ -4,6 +4,7 @@
 mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 pub mod demo;
 pub mod device;
 pub mod discovery;
@@ -19,6 +20,7 @@ pub mod personaplex_model;
 pub mod personaplex_names;
 pub mod personaplex_text;
 pub mod personaplex_voice;
+pub mod personaplex_voices;
 pub mod placed_lm;
 pub mod placement;
 pub mod random_init;
@@ -76,6 +78,8 @@ pub struct ModelOptions {
     /// The role text and voice prompt a model that takes them (PersonaPlex) is primed
     /// with once loaded; other models ignore it.
     pub prompt: Prompt,
+    /// Where voice names (`NATF2`) are looked up; `None`: the checkpoint's `voices/`.
+    pub voices_dir: Option<PathBuf>,
 }
 
 impl Default for ModelOptions {
@@ -89,6 +93,7 @@ impl Default for ModelOptions {
             context: None,
             max_memory_gib: None,
             prompt: Prompt::default(),
+            voices_dir: None,
         }
     }
 }
@@ -172,6 +177,9 @@ pub fn load_model_with(
         Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
         r => r,
     }?;
+    if let Some(d) = &opts.voices_dir {
+        loaded.model.set_voices_dir(d);
+    }
     prime_loaded(&mut loaded, &opts.prompt)?;
     Ok(loaded)
 }
@@ -187,7 +195,7 @@ fn prime_loaded(loaded: &mut LoadedModel, prompt: &Prompt) -> Result<(), ModelLo
                 "priming {} with the persona's prompts: {e:#}",
                 loaded.model.info().name
             ),
-            "fix the voice prompt (a few seconds of one speaker, WAV) or the role text",
+            "fix the voice prompt (a WAV of a few seconds of one speaker, a .pt voice, or a voice name: unpack NVIDIA's voices.tgz into the model directory or pass --voices-dir) or the role text",
         )
     })?;
     loaded.notices.push(LoadNotice {
@@ -431,6 +439,9 @@ fn size_context(
 
 /// `size_context` with the budget given (tests pass one). Without a budget (Metal) the
 /// checkpoint's context, or `--context`, is used as it is.
+///
+/// A PersonaPlex checkpoint is planned under the names it loads as: its depformer in
+/// the crate's slices (embeddings on the host), an 8-slice file widened to 16.
 pub fn size_context_for(
     ck: &mut checkpoint::Checkpoint,
     backend: sizing::Backend,
@@ -446,7 +457,7 @@ pub fn size_context_for(
         return Ok(None);
     };
     let headers = checkpoint::lm_headers(ck)?;
-    let table = sizing::table_from_headers(&headers);
+    let table = sizing::table_from_headers(&planned_headers(ck, &headers)?);
     let compute_bytes = if ck.quantized {
         4
     } else {
@@ -529,4 +540,24 @@ pub fn describe_error(e: &anyhow::Error) -> String {
 #[doc(hidden)]
 pub fn sampling_for_tests(s: &Sampling) -> sampling::Samplers {
     sampling::Samplers::new(s)
+}
+
+/// The LM's tensors as the loader will hold them: PersonaPlex's PyTorch depformer names
+/// renamed (and widened) into the crate's, anything else as stored.
+fn planned_headers(
+    ck: &checkpoint::Checkpoint,
+    headers: &std::collections::BTreeMap<String, files::TensorHeader>,
+) -> Result<std::collections::BTreeMap<String, files::TensorHeader>, ModelLoadError> {
+    if ck.quantized || !personaplex_names::is_pytorch_layout(headers) {
+        return Ok(headers.clone());
+    }
+    let slices = ck.config.lm.depformer.as_ref().map_or(0, |d| d.num_slices);
+    personaplex_names::plan(headers, slices)
+        .map(|(renamed, _)| renamed)
+        .map_err(|e| {
+            ModelLoadError::new(
+                format!("{}: {e}", ck.lm_file.display()),
+                "use a PersonaPlex checkpoint whose depformer matches lm_config.toml",
+            )
+        })
 }

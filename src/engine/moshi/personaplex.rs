@@ -11,7 +11,7 @@
 
 use super::placed_lm::PlacedLm;
 use super::sampling::Samplers;
-use moshi::candle::{IndexOp, Result};
+use moshi::candle::{IndexOp, Result, Tensor};
 
 /// Agent audio for a silent frame, as NVIDIA's `SILENCE_TOKENS`.
 pub const SILENCE_TOKENS: [u32; 8] = [948, 243, 1178, 546, 1736, 1030, 1978, 2008];
@@ -42,6 +42,8 @@ pub fn wrap_text_prompt(text: &str) -> String {
 pub struct PlexStep {
     /// The position this step completed (its offset).
     pub position: usize,
+    /// The prefill phase this step belongs to; `None` in the conversation.
+    pub phase: Option<Phase>,
     /// The text token sampled (kept only when nothing was forced).
     pub sampled_text: u32,
     /// Each depformer step's sample, `dep_q` of them.
@@ -122,15 +124,10 @@ impl PlexStepper {
         self.provided[k][w] = true;
     }
 
-    /// One step. `text`, `agent` and `user` are forced when given; returns `None` for
-    /// step 0, which only lays the initial tokens.
-    pub fn step(
-        &mut self,
-        text: Option<u32>,
-        agent: Option<&[u32]>,
-        user: Option<&[u32]>,
-        samplers: &mut Samplers,
-    ) -> Result<Option<PlexStep>> {
+    /// Write the forced tokens at `offset + delay` and the initial tokens while the
+    /// delays fill, as `LMGen.prepare_step_input`; false at step 0, which runs no model
+    /// (and has moved on to step 1).
+    fn prepare(&mut self, text: Option<u32>, agent: Option<&[u32]>, user: Option<&[u32]>) -> bool {
         let (o, ct) = (self.offset, self.ct());
         if let Some(u) = user {
             for (q, &t) in u.iter().enumerate().take(STREAM_CODEBOOKS) {
@@ -156,8 +153,24 @@ impl PlexStepper {
                 self.cache[k][0] = self.initial[k];
             }
             self.offset += 1;
+            return false;
+        }
+        true
+    }
+
+    /// One step. `text`, `agent` and `user` are forced when given; returns `None` for
+    /// step 0, which only lays the initial tokens.
+    pub fn step(
+        &mut self,
+        text: Option<u32>,
+        agent: Option<&[u32]>,
+        user: Option<&[u32]>,
+        samplers: &mut Samplers,
+    ) -> Result<Option<PlexStep>> {
+        if !self.prepare(text, agent, user) {
             return Ok(None);
         }
+        let (o, ct) = (self.offset, self.ct());
         let (input, target) = ((o - 1) % ct, o % ct);
         let column_in: Vec<u32> = self.cache.iter().map(|c| c[input]).collect();
         if let Some(k) = column_in.iter().position(|&t| t == UNGENERATED) {
@@ -189,6 +202,13 @@ impl PlexStepper {
                 self.cache[q + 1][target] = t;
             }
         }
+        Ok(Some(self.finish(sampled_text, sampled_audio)))
+    }
+
+    /// The step's record, once its position is written; moves on to the next.
+    fn finish(&mut self, sampled_text: u32, sampled_audio: Vec<u32>) -> PlexStep {
+        let (o, ct) = (self.offset, self.ct());
+        let target = o % ct;
         let column = self.cache.iter().map(|c| c[target]).collect();
         let provided = self.provided.iter().map(|p| p[target]).collect();
         let max_delay = self.max_delay();
@@ -200,14 +220,71 @@ impl PlexStepper {
                 .collect()
         });
         self.offset += 1;
-        Ok(Some(PlexStep {
+        PlexStep {
             position: o,
+            phase: None,
             sampled_text,
             sampled_audio,
             column,
             provided,
             aligned,
-        }))
+        }
+    }
+
+    /// One voice step replayed from a precomputed input embedding (`[d_model]`), as
+    /// `LMGen.step_embeddings`: every stream forced (text to PAD, audio to the initial
+    /// token) until a step runs the model, which then reads the embedding instead of
+    /// the cache. All its targets are forced, so nothing is sampled.
+    pub fn step_embedding(&mut self, embedding: &Tensor) -> Result<PlexStep> {
+        let dummy = self.initial[1..].to_vec();
+        while !self.prepare(
+            Some(TEXT_PAD),
+            Some(&dummy[STREAM_CODEBOOKS..]),
+            Some(&dummy[..STREAM_CODEBOOKS]),
+        ) {}
+        let (o, ct) = (self.offset, self.ct());
+        let input = (o - 1) % ct;
+        let d = embedding.elem_count();
+        self.lm.forward_embedded(embedding.reshape((1, 1, d))?)?;
+        for p in self.provided.iter_mut() {
+            p[input] = false;
+        }
+        let text = self.cache[0][o % ct];
+        Ok(self.finish(text, Vec::new()))
+    }
+
+    /// The LM's width: what a precomputed voice's embeddings must have.
+    pub fn d_model(&self) -> usize {
+        self.lm.d_model()
+    }
+
+    /// Why a cache of tokens could not be this model's (a text token past the text
+    /// vocabulary, an audio token past the audio one), if so.
+    pub fn check_tokens(&self, cache: &[Vec<Option<u32>>]) -> Option<String> {
+        for (k, row) in cache.iter().enumerate() {
+            let top = self.initial.get(k).copied().unwrap_or(0);
+            if let Some(t) = row.iter().flatten().find(|&&t| t > top) {
+                return Some(format!(
+                    "token {t} in stream {k} of its cache is past this model's vocabulary ({top})"
+                ));
+            }
+        }
+        None
+    }
+
+    /// The token cache's shape: streams and positions (`1 + dep_q`, `max_delay + 3`).
+    pub fn cache_shape(&self) -> (usize, usize) {
+        (self.cache.len(), self.ct())
+    }
+
+    /// Replace the token cache's values (not its "provided" flags), as NVIDIA's code
+    /// copies a precomputed voice's cache in after replaying its embeddings.
+    pub fn load_cache(&mut self, cache: &[Vec<Option<u32>>]) {
+        for (c, r) in self.cache.iter_mut().zip(cache) {
+            for (v, t) in c.iter_mut().zip(r) {
+                *v = t.unwrap_or(UNGENERATED);
+            }
+        }
     }
 }
 
@@ -238,18 +315,57 @@ pub fn prefill_schedule(voice: &[Vec<u32>], text: &[u32]) -> Vec<(Phase, u32, Ve
     s
 }
 
+/// A voice prompt as the prefill takes it.
+#[derive(Debug, Clone)]
+pub enum VoiceTokens {
+    /// Mimi codes of the voice prompt's frames (8 per frame), forced as the agent's audio.
+    Codes(Vec<Vec<u32>>),
+    /// NVIDIA's precomputed voice: one input embedding per step (`[steps, d_model]`)
+    /// and the token cache to copy in afterwards.
+    Embedded {
+        embeddings: Tensor,
+        cache: Vec<Vec<Option<u32>>>,
+    },
+}
+
+impl VoiceTokens {
+    /// Prefill steps the voice takes (step 0, which runs no model, included).
+    pub fn steps(&self) -> usize {
+        match self {
+            Self::Codes(c) => c.len(),
+            Self::Embedded { embeddings, .. } => {
+                embeddings.dims().first().copied().unwrap_or(0) + 1
+            }
+        }
+    }
+}
+
 impl PlexStepper {
-    /// Run the whole prefill from a reset; returns the steps that ran the model.
+    /// Run the whole prefill from a reset; returns the steps that ran the model, each
+    /// with its phase.
     pub fn prefill(
         &mut self,
-        voice: &[Vec<u32>],
+        voice: &VoiceTokens,
         text: &[u32],
         samplers: &mut Samplers,
     ) -> Result<Vec<PlexStep>> {
         self.reset();
         let mut out = Vec::new();
-        for (_, t, agent) in prefill_schedule(voice, text) {
-            if let Some(s) = self.step(Some(t), Some(&agent), Some(&SINE_TOKENS), samplers)? {
+        let codes: &[Vec<u32>] = match voice {
+            VoiceTokens::Codes(c) => c,
+            VoiceTokens::Embedded { embeddings, cache } => {
+                for i in 0..embeddings.dims()[0] {
+                    let mut s = self.step_embedding(&embeddings.get(i)?)?;
+                    s.phase = Some(Phase::Voice);
+                    out.push(s);
+                }
+                self.load_cache(cache);
+                &[]
+            }
+        };
+        for (phase, t, agent) in prefill_schedule(codes, text) {
+            if let Some(mut s) = self.step(Some(t), Some(&agent), Some(&SINE_TOKENS), samplers)? {
+                s.phase = Some(phase);
                 out.push(s);
             }
         }

@@ -5,17 +5,20 @@
 use super::checkpoint::{load_parts, Checkpoint};
 use super::error::ModelLoadError;
 use super::personaplex::{
-    wrap_text_prompt, PlexStep, PlexStepper, ACOUSTIC_DELAY, SILENCE_FRAMES, STREAM_CODEBOOKS,
+    wrap_text_prompt, Phase, PlexStep, PlexStepper, VoiceTokens, ACOUSTIC_DELAY, SILENCE_FRAMES,
+    STREAM_CODEBOOKS,
 };
 use super::personaplex_text::PieceEncoder;
 use super::personaplex_voice::{frames, voice_prompt_pcm};
+use super::personaplex_voices::{read_voice_pt, resolve_voice, VoiceOrigin, VoiceSource};
 use super::sampling::Samplers;
 use super::text::TextAssembler;
 use crate::bus::{Cancel, LoadProgress, ModelInfo, Sampling};
-use crate::engine::model::{DuplexModel, Primed, Prompt, StepOutput};
+use crate::engine::model::{DuplexModel, PrefillStep, Primed, Prompt, StepOutput};
 use anyhow::{Context, Result};
 use moshi::candle::{Device, IndexOp, Tensor};
 use moshi::mimi::Mimi;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Is this LM config PersonaPlex-shaped: a depformer that predicts every codebook,
@@ -39,8 +42,12 @@ pub struct PersonaPlexModel {
     device: Device,
     frame_len: usize,
     audio_pad: u32,
-    /// The last prompt primed, as tokens: voice frames' codes and the text's ids.
-    primed: Option<(Vec<Vec<u32>>, Vec<u32>)>,
+    /// The last prompt primed, as tokens: the voice and the text's ids.
+    primed: Option<(VoiceTokens, Vec<u32>)>,
+    /// Prefill steps not yet taken by `take_prefill` (for `--dump-tokens`).
+    unreported: Vec<PrefillStep>,
+    /// Where voice names (`NATF2`) are looked up.
+    voices_dir: Option<PathBuf>,
     /// The steps of the last prefill, for token dumps and tests.
     last_prefill: Vec<PlexStep>,
     /// The LM's context in steps: a prefill must leave room for the conversation.
@@ -74,6 +81,8 @@ impl PersonaPlexModel {
             frame_len,
             audio_pad,
             primed: None,
+            unreported: Vec::new(),
+            voices_dir: None,
             last_prefill: Vec::new(),
             context: usize::MAX,
         }
@@ -113,6 +122,7 @@ impl PersonaPlexModel {
         };
         let text = TextAssembler::new(ck.vocab, gen.text_pad_token, gen.text_eop_token);
         let context = ck.config.lm.transformer.context;
+        let voices = ck.dir.join(super::personaplex_voices::VOICES_SUBDIR);
         Ok(Self::new(
             mimi,
             stepper,
@@ -123,7 +133,61 @@ impl PersonaPlexModel {
             device.clone(),
             gen.audio_pad_token(),
         )
-        .with_context(context))
+        .with_context(context)
+        .with_voices_dir(Some(voices)))
+    }
+
+    /// Where voice names are looked up (`--voices-dir`; by default the checkpoint's
+    /// `voices/`, where NVIDIA's `voices.tgz` unpacks).
+    pub fn with_voices_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.voices_dir = dir;
+        self
+    }
+
+    pub fn voices_dir(&self) -> Option<&Path> {
+        self.voices_dir.as_deref()
+    }
+
+    /// A voice prompt as the prefill takes it, from what names it (a WAV, a `.pt`, a
+    /// voice name). Reads and checks everything before any state changes.
+    pub fn voice_tokens(&mut self, spec: &Path) -> Result<VoiceTokens> {
+        let spec = spec.to_string_lossy();
+        match resolve_voice(&spec, self.voices_dir.as_deref(), VoiceOrigin::Local)? {
+            VoiceSource::Wav(p) => {
+                let pcm = voice_prompt_pcm(&p, self.sample_rate())?;
+                Ok(VoiceTokens::Codes(self.voice_codes(&pcm)?))
+            }
+            VoiceSource::Embeddings(p) => {
+                let v = read_voice_pt(&p)?;
+                let fix = "use a voice made for this model (NVIDIA's voices.tgz for personaplex-7b-v1) or a WAV";
+                let d = self.stepper.d_model();
+                if v.d_model() != d {
+                    anyhow::bail!(
+                        "voice prompt {}: embeddings of width {} but this model's is {d}: made for another model; {fix}",
+                        p.display(),
+                        v.d_model()
+                    );
+                }
+                let (streams, positions) = self.stepper.cache_shape();
+                let shape = (v.cache.len(), v.cache.first().map_or(0, Vec::len));
+                if shape != (streams, positions) {
+                    anyhow::bail!(
+                        "voice prompt {}: its token cache is {} streams x {} positions but this model has {streams} x {positions}; {fix}",
+                        p.display(),
+                        shape.0,
+                        shape.1
+                    );
+                }
+                if let Some(e) = self.stepper.check_tokens(&v.cache) {
+                    anyhow::bail!("voice prompt {}: {e}; {fix}", p.display());
+                }
+                // Kept on the host, where `forward` makes its embeddings too.
+                Ok(VoiceTokens::Embedded {
+                    embeddings: v.embeddings,
+                    cache: v.cache,
+                })
+            }
+        }
     }
 
     /// Refuse prompts whose prefill would fill this many steps of context or more.
@@ -153,14 +217,19 @@ impl PersonaPlexModel {
         Ok(out)
     }
 
-    /// Prefill from tokens: what `prime` does once the prompt is encoded.
+    /// Prefill from voice codes and text tokens.
     pub fn prime_tokens(&mut self, voice: Vec<Vec<u32>>, text: Vec<u32>) -> Result<Primed> {
-        let steps = voice.len() + text.len() + 2 * SILENCE_FRAMES;
+        self.prime_voice(VoiceTokens::Codes(voice), text)
+    }
+
+    /// Prefill from tokens: what `prime` does once the prompt is encoded.
+    pub fn prime_voice(&mut self, voice: VoiceTokens, text: Vec<u32>) -> Result<Primed> {
+        let steps = voice.steps() + text.len() + 2 * SILENCE_FRAMES;
         if steps >= self.context {
             anyhow::bail!(
                 "the prompts take {steps} steps ({} voice frames, {} text tokens, {} of silence) \
                  but the model's context is {} steps: shorten the role text or the voice prompt",
-                voice.len(),
+                voice.steps(),
                 text.len(),
                 2 * SILENCE_FRAMES,
                 self.context
@@ -175,6 +244,7 @@ impl PersonaPlexModel {
             .stepper
             .prefill(&voice, &text, &mut self.samplers)
             .context("prompt prefill")?;
+        self.unreported = prefill_lines(&self.last_prefill);
         self.primed = Some((voice, text));
         Ok(Primed {
             steps: self.last_prefill.len() + 1,
@@ -260,6 +330,7 @@ impl DuplexModel for PersonaPlexModel {
         out.text_token = Some(text_token);
         out.text = self.text.push(text_token);
         let audio = aligned[1..1 + STREAM_CODEBOOKS].to_vec();
+        out.audio_codes = Some(audio.clone());
         if audio.iter().all(|&t| t < self.audio_pad) {
             super::model::decode_into(&mut self.mimi, &self.device, audio, out)?;
         }
@@ -269,7 +340,7 @@ impl DuplexModel for PersonaPlexModel {
     fn reset(&mut self) {
         match self.primed.take() {
             Some((voice, text)) => {
-                if let Err(e) = self.prime_tokens(voice, text) {
+                if let Err(e) = self.prime_voice(voice, text) {
                     tracing::error!("replaying the persona's prefill failed: {e:#}");
                 }
             }
@@ -299,12 +370,35 @@ impl DuplexModel for PersonaPlexModel {
         }
         let text = self.text_tokens(&prompt.text);
         let voice = match &prompt.voice {
-            Some(path) => {
-                let pcm = voice_prompt_pcm(path, self.sample_rate())?;
-                self.voice_codes(&pcm)?
-            }
-            None => Vec::new(),
+            Some(spec) => self.voice_tokens(spec)?,
+            None => VoiceTokens::Codes(Vec::new()),
         };
-        self.prime_tokens(voice, text)
+        self.prime_voice(voice, text)
     }
+
+    fn set_voices_dir(&mut self, dir: &Path) {
+        self.voices_dir = Some(dir.to_path_buf());
+    }
+
+    fn take_prefill(&mut self) -> Vec<PrefillStep> {
+        std::mem::take(&mut self.unreported)
+    }
+}
+
+/// The dump's view of a prefill: each step's forced tokens and its phase.
+fn prefill_lines(steps: &[PlexStep]) -> Vec<PrefillStep> {
+    steps
+        .iter()
+        .map(|s| PrefillStep {
+            position: s.position,
+            phase: match s.phase {
+                Some(Phase::Voice) => "voice",
+                Some(Phase::Text) => "text",
+                _ => "silence",
+            },
+            text_token: s.column[0],
+            audio_codes: s.column[1..1 + STREAM_CODEBOOKS].to_vec(),
+            user_codes: s.column[1 + STREAM_CODEBOOKS..].to_vec(),
+        })
+        .collect()
 }

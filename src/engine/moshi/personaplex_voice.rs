@@ -2,7 +2,7 @@
 //! loudness-normalised to -24 LUFS the way NVIDIA's code does it (pyloudnorm's
 //! ITU-R BS.1770 meter: K-weighting, 400 ms blocks with 75 % overlap, absolute gate at
 //! -70 LUFS, relative gate 10 LU down), then cut into frames with the last one
-//! zero-padded. (NVIDIA's precomputed `.pt` voices are not read yet.)
+//! zero-padded. (NVIDIA's precomputed `.pt` voices: `personaplex_voices`.)
 
 use crate::audio::resample::StreamResampler;
 use crate::audio::wav::read_wav;
@@ -138,7 +138,11 @@ pub fn resample(samples: &[f32], rate_in: u32, rate_out: u32) -> anyhow::Result<
 /// loudness-normalised. Errors name the file and the problem.
 pub fn voice_prompt_pcm(path: &Path, rate: u32) -> anyhow::Result<Vec<f32>> {
     let shown = path.display();
-    let wav = read_wav(path).map_err(|e| anyhow::anyhow!("voice prompt {e}"))?;
+    let wav = read_wav(path).map_err(|e| {
+        anyhow::anyhow!(
+            "voice prompt {e}; give a WAV (PCM or 32-bit float) of a few seconds of one speaker, one of NVIDIA's .pt voices, or a voice name"
+        )
+    })?;
     let ch = wav.channels.max(1) as usize;
     if wav.seconds() > MAX_VOICE_SECONDS {
         anyhow::bail!(

@@ -131,6 +131,10 @@ impl PlacedLm {
         &self.device
     }
 
+    pub fn d_model(&self) -> usize {
+        self.d_model
+    }
+
     pub fn placement(&self) -> Placement {
         self.placement
     }
@@ -162,6 +166,12 @@ impl PlacedLm {
                 xs = (xs + self.lookup(emb, *id)?)?;
             }
         }
+        self.forward_embedded(xs)
+    }
+
+    /// One temporal step from its input embedding (`[1, 1, d_model]`), as PyTorch's
+    /// `LMModel.forward_embeddings`: how NVIDIA's precomputed voices are replayed.
+    pub fn forward_embedded(&mut self, mut xs: Tensor) -> Result<(Tensor, Tensor)> {
         for (t, dev) in self.stacks.iter_mut() {
             // Host stacks compute in f32; the device's in its dtype. Moves only at a change.
             let dtype = if dev.is_cpu() { DType::F32 } else { self.dtype };

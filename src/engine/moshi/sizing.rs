@@ -638,4 +638,60 @@ mod tests {
         let p = plan(&cfg, &table, t).unwrap();
         assert_eq!(p.context, cfg.transformer.context);
     }
+
+    /// PersonaPlex is moshiko with a 16-step depformer: 8 more depformer slices, about
+    /// 0.7 B parameters. bf16 16.7 GB (moshiko 15.4), q8 8.9 GB (moshiko 8.2).
+    #[test]
+    fn personaplex_is_moshiko_plus_eight_depformer_slices() {
+        let bytes = |cfg: &lm::Config, q8: bool, dense: u64| -> u64 {
+            census(cfg, q8, dense)
+                .unwrap()
+                .iter()
+                .map(|t| t.stored.bytes(t.elems))
+                .sum()
+        };
+        let (ko, plex) = (
+            lm::Config::v0_1_streaming(8),
+            lm::Config::v0_1_streaming(16),
+        );
+        let (ko_bf16, plex_bf16) = (bytes(&ko, false, 2), bytes(&plex, false, 2));
+        let (ko_q8, plex_q8) = (bytes(&ko, true, 4), bytes(&plex, true, 4));
+        eprintln!(
+            "PersonaPlex bf16 {plex_bf16} (moshiko {ko_bf16}), q8 {plex_q8} (moshiko {ko_q8})"
+        );
+        assert!(
+            (16_600_000_000..16_900_000_000).contains(&plex_bf16),
+            "{plex_bf16}"
+        );
+        assert!(
+            (8_800_000_000..9_000_000_000).contains(&plex_q8),
+            "{plex_q8}"
+        );
+        let table = census(&plex, true, 4).unwrap();
+        assert!(table.iter().any(|t| t.name == "depformer.15.emb.weight"));
+        // q8 on a 12 GB card (about 11.5 GiB free): every layer on the GPU, a long context.
+        let mimi = mimi_bytes(&moshi::mimi::Config::v0_1(Some(8))).unwrap();
+        let p = plan(&plex, &table, gpu(11_500 * MIB, mimi)).unwrap();
+        eprintln!("PersonaPlex q8, 11.5 GiB free: {}", p.explain());
+        assert_eq!(p.placement.host_layers, 0);
+        assert!(p.context >= 1000, "{}", p.context);
+        // On a 10 GB card (9.3 GiB free) it starts, with a shorter context or host layers.
+        let p = plan(&plex, &table, gpu(9_300 * MIB, mimi)).unwrap();
+        eprintln!(
+            "PersonaPlex q8, 9.3 GiB free: {} host layers, {}",
+            p.placement.host_layers,
+            p.explain()
+        );
+        assert!(p.total() <= 9_300 * MIB && p.context >= MIN_CONTEXT);
+        // bf16 needs a 24 GB card.
+        let bf16 = census(&plex, false, 2).unwrap();
+        let t = Target {
+            compute_bytes: 2,
+            kv_bytes: 2,
+            ..gpu(22 * GIB, mimi)
+        };
+        let p = plan(&plex, &bf16, t).unwrap();
+        eprintln!("PersonaPlex bf16, 22 GiB free: {}", p.explain());
+        assert_eq!(p.placement.host_layers, 0);
+    }
 }

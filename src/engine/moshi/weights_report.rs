@@ -45,6 +45,13 @@ pub enum WeightsFinding {
         cpu_error: Option<String>,
         remedy: String,
     },
+    /// The checkpoint is PersonaPlex: it takes a role text and a voice; `voices` are the
+    /// voice names found in `voices_dir` (empty: none there).
+    PersonaPlex {
+        slices: usize,
+        voices_dir: PathBuf,
+        voices: Vec<String>,
+    },
     /// Nothing in the cache: a run downloads `repo` from `endpoint` (or, offline, falls
     /// back to the demo model).
     NotCached {
@@ -79,6 +86,22 @@ fn found(dir: &Path, origin: WeightsOrigin) -> WeightsFinding {
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned()),
     }
+}
+
+/// For a PersonaPlex checkpoint: its depformer and the voices a name can pick.
+fn personaplex(ck: &super::checkpoint::Checkpoint, opts: &ModelOptions) -> Option<WeightsFinding> {
+    if !super::personaplex_model::is_personaplex(&ck.config.lm) {
+        return None;
+    }
+    let voices_dir = opts
+        .voices_dir
+        .clone()
+        .unwrap_or_else(|| ck.dir.join(super::personaplex_voices::VOICES_SUBDIR));
+    Some(WeightsFinding::PersonaPlex {
+        slices: ck.config.lm.depformer.as_ref().map_or(0, |d| d.num_slices),
+        voices: super::personaplex_voices::voice_names(&voices_dir),
+        voices_dir,
+    })
 }
 
 /// Whether the checkpoint fits the device the options select, with the plan a load
@@ -130,10 +153,14 @@ pub fn weights_findings(opts: &ModelOptions, disc: &Discovery) -> Vec<WeightsFin
     }
     if let Some(dir) = &opts.model_dir {
         return match super::checkpoint::inspect(dir) {
-            Ok(_) => [Some(found(dir, WeightsOrigin::ModelDir)), fit(dir, opts)]
-                .into_iter()
-                .flatten()
-                .collect(),
+            Ok(ck) => [
+                Some(found(dir, WeightsOrigin::ModelDir)),
+                personaplex(&ck, opts),
+                fit(dir, opts),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             Err(e) => vec![WeightsFinding::Unusable {
                 dir: dir.clone(),
                 error: e.message,

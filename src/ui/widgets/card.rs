@@ -36,6 +36,12 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
             t.speaker(crate::ui::theme::Speaker::Assistant),
         ));
     }
+    if !p.prompt.is_empty() || p.voice_prompt.is_some() {
+        lines.push(Line::styled(
+            crate::ui::words::prompt_reach(p.voice_prompt.as_deref()),
+            t.dim(),
+        ));
+    }
     lines.push(Line::styled(format!("from {}", p.source), t.dim()));
     let mut keys = vec![];
     for (i, q) in state.personas.iter().enumerate() {
