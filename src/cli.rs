@@ -376,6 +376,7 @@ impl ModelArgs {
             prompt: crate::engine::model::Prompt {
                 text: self.text_prompt.clone().unwrap_or_default(),
                 voice: self.voice_prompt.clone(),
+                ..Default::default()
             },
             voices_dir: self.voices_dir.clone(),
         }

@@ -499,6 +499,7 @@ fn priming_a_persona_mid_conversation_holds_the_input_and_loses_no_frame() {
                         prompt: Prompt {
                             text: "You are JARVIS.".into(),
                             voice: None,
+                            ..Default::default()
                         },
                         fresh: true,
                     })

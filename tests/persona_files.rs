@@ -116,6 +116,11 @@ fn a_valid_file_with_every_field_parses_to_what_it_says() {
     assert_eq!(p.hotkey, Some(7));
     assert!(p.greeting);
     assert_eq!(p.visualizer, VisualizerStyle::Dots);
+    assert_eq!(
+        p.tts_voice.as_deref(),
+        Some("expresso/ex03-ex01_happy_001_channel1_334s.wav")
+    );
+    assert_eq!(p.llm_model.as_deref(), Some("llama3.2:3b"));
     assert_eq!(p.theme.primary, Color::Rgb(0xff, 0x00, 0xaa));
     assert_eq!(p.theme.secondary, Color::LightGreen);
     assert_eq!(p.theme.accent, Color::Indexed(214));
@@ -126,6 +131,7 @@ fn a_valid_file_with_every_field_parses_to_what_it_says() {
         (1.1, 0.4, 64)
     );
     let m = check("valid/minimal.toml").unwrap();
+    assert_eq!((m.tts_voice.clone(), m.llm_model.clone()), (None, None));
     assert_eq!(
         (m.hotkey, m.theme.background, m.voice.weights.clone()),
         (None, Color::Reset, Weights::Default)

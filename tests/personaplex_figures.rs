@@ -74,6 +74,7 @@ fn each_builtin_persona_primes_with_its_own_role_and_voice() {
         let prompt = Prompt {
             text: p.prompt.clone(),
             voice: p.voice_prompt.clone(),
+            ..Default::default()
         };
         let mut times = Vec::new();
         let mut steps = 0;

@@ -99,6 +99,7 @@ fn the_engine_boundary_primes_steps_and_replays() {
         .prime(&Prompt {
             text: "You are a kind teacher.".into(),
             voice: Some(voice),
+            ..Default::default()
         })
         .unwrap();
     // 26 voice frames, 6 + 6 of silence, and the wrapped text's tokens.
@@ -123,13 +124,15 @@ fn the_engine_boundary_primes_steps_and_replays() {
         .prime(&Prompt {
             text: "x".into(),
             voice: Some(fixtures().join("personaplex/missing.wav")),
+            ..Default::default()
         })
         .unwrap_err();
     assert!(format!("{e:#}").contains("missing.wav"), "{e:#}");
     assert!(m
         .prime(&Prompt {
             text: " ".into(),
-            voice: None
+            voice: None,
+            ..Default::default()
         })
         .is_err());
     let silent = d.path().join("silent.wav");
@@ -138,6 +141,7 @@ fn the_engine_boundary_primes_steps_and_replays() {
         .prime(&Prompt {
             text: "x".into(),
             voice: Some(silent),
+            ..Default::default()
         })
         .unwrap_err();
     assert!(format!("{e:#}").contains("silent"), "{e:#}");
@@ -150,6 +154,7 @@ fn the_engine_boundary_primes_steps_and_replays() {
         .prime(&Prompt {
             text: "x".into(),
             voice: Some(long),
+            ..Default::default()
         })
         .unwrap_err();
     assert!(format!("{e:#}").contains("at most 30 s"), "{e:#}");
@@ -159,6 +164,7 @@ fn the_engine_boundary_primes_steps_and_replays() {
         .prime(&Prompt {
             text: "x".into(),
             voice: Some(junk),
+            ..Default::default()
         })
         .unwrap_err();
     assert!(
@@ -206,6 +212,7 @@ fn load_model_primes_with_the_options_prompt() {
         prompt: Prompt {
             text: "You are a kind teacher.".into(),
             voice: Some(fixtures().join("personaplex/voice.wav")),
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -226,6 +233,7 @@ fn load_model_primes_with_the_options_prompt() {
         prompt: Prompt {
             text: "x".into(),
             voice: Some(d.path().join("nope.wav")),
+            ..Default::default()
         },
         ..opts
     };
@@ -243,6 +251,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
         .prime(&Prompt {
             text: "You are a kind teacher.".into(),
             voice: Some(fixtures().join("personaplex/voice.wav")),
+            ..Default::default()
         })
         .unwrap_err();
     let e = format!("{e:#}");
@@ -329,6 +338,7 @@ fn convert_writes_a_q8_personaplex_that_loads_and_speaks_alike() {
         let prompt = Prompt {
             text: "You are a kind teacher.".into(),
             voice: Some("NATF2".into()),
+            ..Default::default()
         };
         let a = original.prime(&prompt).unwrap();
         let b = converted.prime(&prompt).unwrap();

@@ -71,6 +71,7 @@ fn a_switch_shows_its_prefill_in_the_token_dump_and_loses_no_frame() {
         prompt: Prompt {
             text: FIRST.into(),
             voice: Some(fixtures().join("personaplex/voice.wav")),
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -116,6 +117,7 @@ fn a_switch_shows_its_prefill_in_the_token_dump_and_loses_no_frame() {
                         prompt: Prompt {
                             text: SECOND.into(),
                             voice: Some("NATM1".into()),
+                            ..Default::default()
                         },
                         fresh: true,
                     })

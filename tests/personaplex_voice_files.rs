@@ -69,6 +69,7 @@ fn prompt(text: &str, voice: impl Into<PathBuf>) -> Prompt {
     Prompt {
         text: text.into(),
         voice: Some(voice.into()),
+        ..Default::default()
     }
 }
 

@@ -46,7 +46,10 @@ pub fn script(trials: usize, question_s: f64, wait_s: f64) -> Script {
         let v = voice(question_s, 120.0 + 15.0 * i as f64, 0.2);
         bursts.push(pcm.len()..pcm.len() + v.len());
         pcm.extend(v);
-        pcm.extend(std::iter::repeat_n(0.0, (wait_s * RATE as f64) as usize));
+        // Onsets land anywhere in an 80 ms frame: 37 ms apart, modulo a frame.
+        let jitter = (i * 37) % 80;
+        let wait = (wait_s * RATE as f64) as usize + jitter * RATE / 1000;
+        pcm.extend(std::iter::repeat_n(0.0, wait));
     }
     Script { pcm, bursts }
 }

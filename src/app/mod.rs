@@ -313,6 +313,14 @@ pub fn start_persona(
     if m.voice_prompt.is_none() {
         m.voice_prompt = p.voice_prompt.clone();
     }
+    // The cascade's voice and LLM model; --tts-voice / --llm-model win.
+    let c = &mut args.cascade;
+    if c.tts_voice.is_none() {
+        c.tts_voice = p.tts_voice.clone();
+    }
+    if c.llm_model.is_none() {
+        c.llm_model = p.llm_model.clone();
+    }
     Ok(StartPersona {
         catalog,
         index,

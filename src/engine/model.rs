@@ -36,12 +36,17 @@ impl StepOutput {
     }
 }
 
-/// A persona's prompts, for a model that takes them (PersonaPlex): the role text and
-/// a voice prompt (a WAV of the voice to speak in).
+/// A persona's prompts, for a model that takes them: the role text (PersonaPlex's
+/// prefill, the cascade's system prompt) and the voice to speak in.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prompt {
     pub text: String,
+    /// PersonaPlex: a voice prompt (a WAV, a `.pt`, or a name in the voices directory).
     pub voice: Option<PathBuf>,
+    /// The cascade: the TTS voice (an embedding file or a name in the voices repo).
+    pub speaker: Option<String>,
+    /// The cascade: the LLM model to ask for (a server's model name).
+    pub llm_model: Option<String>,
 }
 
 /// One prefill step as `--dump-tokens` writes it: the position's tokens once forced.

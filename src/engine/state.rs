@@ -107,7 +107,7 @@ mod tests {
         let prime = || Command::Prime {
             prompt: crate::engine::model::Prompt {
                 text: "You are JARVIS.".into(),
-                voice: None,
+                ..Default::default()
             },
             fresh: false,
         };

@@ -25,6 +25,10 @@ struct RawPersona {
     #[serde(default)]
     voice_prompt: Option<Spanned<String>>,
     #[serde(default)]
+    tts_voice: Option<Spanned<String>>,
+    #[serde(default)]
+    llm_model: Option<Spanned<String>>,
+    #[serde(default)]
     visualizer: Option<Spanned<String>>,
 }
 
@@ -202,6 +206,17 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
             })
         }
     };
+    let named = |field: &Option<Spanned<String>>, what: &str| match field {
+        Some(v) if v.get_ref().trim().is_empty() => Err(err(
+            v.span(),
+            format!("{what} is empty"),
+            "give a name, or leave the line out for the default",
+        )),
+        Some(v) => Ok(Some(v.get_ref().trim().to_string())),
+        None => Ok(None),
+    };
+    let tts_voice = named(&raw.tts_voice, "tts_voice")?;
+    let llm_model = named(&raw.llm_model, "llm_model")?;
     Ok(Persona {
         name,
         description: raw.description.trim().to_string(),
@@ -212,6 +227,8 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
         greeting: raw.greeting,
         prompt: raw.prompt.trim().to_string(),
         voice_prompt,
+        tts_voice,
+        llm_model,
         visualizer,
         source: file.to_string(),
     })

@@ -32,6 +32,10 @@ pub struct Persona {
     pub prompt: String,
     /// PersonaPlex: a WAV of the voice to speak in (relative to the persona's file).
     pub voice_prompt: Option<std::path::PathBuf>,
+    /// Cascade mode: the TTS voice (an embedding file or a name in Kyutai's voices).
+    pub tts_voice: Option<String>,
+    /// Cascade mode: the LLM model to ask the server for.
+    pub llm_model: Option<String>,
     pub visualizer: VisualizerStyle,
     /// The file it came from, as shown to the user.
     pub source: String,

@@ -432,10 +432,13 @@ impl DuplexModel for Cascade {
     /// the next turn on; the conversation is kept.
     fn prime(&mut self, prompt: &Prompt) -> Result<Primed> {
         let t = Instant::now();
-        if let Some(voice) = &prompt.voice {
-            self.tts.set_voice(&voice.to_string_lossy())?;
+        if let Some(voice) = &prompt.speaker {
+            self.tts.set_voice(voice)?;
         }
         let mut s = self.next.clone().unwrap_or_else(|| self.settings.clone());
+        if prompt.llm_model.is_some() {
+            s.llm_model = prompt.llm_model.clone();
+        }
         s.system_prompt = if prompt.text.trim().is_empty() {
             DEFAULT_SYSTEM_PROMPT.into()
         } else {
@@ -805,13 +808,16 @@ mod tests {
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
         let prompt = Prompt {
             text: "You are JARVIS.".into(),
-            voice: Some("jarvis-voice".into()),
+            speaker: Some("jarvis-voice".into()),
+            llm_model: Some("big-model".into()),
+            ..Default::default()
         };
         c.prime(&prompt).unwrap();
         assert!(c
             .prime(&Prompt {
                 text: "x".into(),
-                voice: Some("missing".into())
+                speaker: Some("missing".into()),
+                ..Default::default()
             })
             .is_err());
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
@@ -823,6 +829,8 @@ mod tests {
             reqs[1].system, "You are JARVIS.",
             "the failed switch changed nothing"
         );
+        assert_eq!(reqs[0].model, None);
+        assert_eq!(reqs[1].model.as_deref(), Some("big-model"));
     }
 
     #[test]

@@ -107,11 +107,15 @@ impl UiState {
                 name: p.name.clone(),
                 sampling: self.sampling_of(i),
                 reset: p.greeting,
-                prompt: (!p.prompt.trim().is_empty() || p.voice_prompt.is_some()).then(|| {
-                    crate::engine::model::Prompt {
-                        text: p.prompt.clone(),
-                        voice: p.voice_prompt.clone(),
-                    }
+                prompt: (!p.prompt.trim().is_empty()
+                    || p.voice_prompt.is_some()
+                    || p.tts_voice.is_some()
+                    || p.llm_model.is_some())
+                .then(|| crate::engine::model::Prompt {
+                    text: p.prompt.clone(),
+                    voice: p.voice_prompt.clone(),
+                    speaker: p.tts_voice.clone(),
+                    llm_model: p.llm_model.clone(),
                 }),
                 load,
                 id,
