@@ -72,6 +72,12 @@ fn main() {
             let weights = assistant::engine::moshi::weights_report(&cli.run.model.options());
             let mut extra = assistant::app::doctor::weights(&weights);
             extra.extend(assistant::app::doctor::persona_findings(&catalog));
+            if cli.run.engine == assistant::cli::EngineKind::Cascade {
+                let opts = cli.run.cascade.options(&cli.run.model);
+                let disc = assistant::engine::moshi::Discovery::from_env();
+                let report = assistant::engine::cascade::report::cascade_report(&opts, &disc);
+                extra.extend(assistant::app::doctor::cascade(&report));
+            }
             let (text, code) =
                 assistant::app::doctor::report(&assistant::app::doctor::findings(extra));
             print!("{text}");

@@ -19,6 +19,7 @@ pub mod history;
 pub mod load;
 pub mod machine;
 pub mod onset;
+pub mod report;
 
 pub use machine::{Cascade, TurnSettings};
 pub use speech_files::{SttOptions, TtsOptions};
