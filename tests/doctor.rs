@@ -197,3 +197,64 @@ fn doctor_reports_a_personaplex_checkpoint_and_its_voices() {
         "{text}"
     );
 }
+
+#[test]
+fn doctor_for_the_cascade_says_where_each_part_loads_from_and_their_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stt = tmp.path().join("stt");
+    let tts = tmp.path().join("tts");
+    assistant::engine::cascade::synthetic_speech::write_stt(&stt, 1).unwrap();
+    assistant::engine::cascade::synthetic_speech::write_tts(&tts, 2).unwrap();
+    let doctor = |extra: &[&str]| {
+        let out = assistant(tmp.path())
+            .env("HOME", tmp.path())
+            .env("HF_HOME", tmp.path().join("hf"))
+            .env("HF_HUB_OFFLINE", "1")
+            .args(["doctor", "--engine", "cascade"])
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Nothing here and no downloads: each missing part fails with its fix.
+    let text = doctor(&[]);
+    assert!(
+        text.contains(
+            "[FAIL] speech-to-text: kyutai/stt-1b-en_fr-candle is not in the Hugging Face cache"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("[FAIL] text-to-speech: kyutai/tts-1.6b-en_fr"),
+        "{text}"
+    );
+    assert!(text.contains("fix: unset HF_HUB_OFFLINE"), "{text}");
+    // Directories given, and a server for the LLM: found, with the memory they take.
+    let text = doctor(&[
+        "--stt-model-dir",
+        stt.to_str().unwrap(),
+        "--tts-model-dir",
+        tts.to_str().unwrap(),
+        "--llm-url",
+        "http://127.0.0.1:11434/v1",
+    ]);
+    assert!(
+        text.contains(&format!("[ ok ] speech-to-text: {} (about", stt.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("[ ok ] text-to-speech: {} (about", tts.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("LLM: the server at http://127.0.0.1:11434/v1"),
+        "{text}"
+    );
+    assert!(text.contains("the three parts together: about"), "{text}");
+    // A directory that is not a checkpoint is named.
+    let text = doctor(&["--stt-model-dir", tmp.path().to_str().unwrap()]);
+    assert!(
+        text.contains("is not a checkpoint in the layout of kyutai/stt-1b-en_fr-candle"),
+        "{text}"
+    );
+}
