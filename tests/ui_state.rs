@@ -286,3 +286,44 @@ fn push_to_talk_starts_closed_and_space_opens_and_closes_the_mic() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_header_follows_the_cascade_through_its_turns_and_an_idle_unload() {
+    use assistant::bus::{Residency, Talk, TalkPhase};
+    let mut s = cascade(false);
+    assert_eq!(s.state.conv_state(), ConvState::Listening);
+    // The recogniser's words replace the loudness marks: no "you are speaking…" line.
+    assert!(!feed_kinds(&s)
+        .iter()
+        .any(|k| matches!(k, EntryKind::User { .. })));
+    let said: Vec<_> = s
+        .state
+        .feed
+        .entries()
+        .iter()
+        .filter(|e| e.kind == EntryKind::Said)
+        .map(|e| e.body().into_owned())
+        .collect();
+    assert_eq!(said, ["What's the capital of France?", "And Spain?"]);
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Thinking)));
+    assert_eq!(s.state.conv_state(), ConvState::Thinking);
+    assert!(draw(&mut s.state, 80, 24)
+        .backend()
+        .to_string()
+        .contains("◔ thinking"));
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Speaking)));
+    assert_eq!(s.state.conv_state(), ConvState::Speaking);
+    s.send(EngineEvent::Talk(Talk::Phase(TalkPhase::Listening)));
+    s.send(EngineEvent::Residency(Residency::Unloaded));
+    assert_eq!(s.state.conv_state(), ConvState::Idle);
+    assert!(draw(&mut s.state, 80, 24)
+        .backend()
+        .to_string()
+        .contains("idle"));
+    s.send(EngineEvent::Residency(Residency::Loading));
+    s.send(EngineEvent::Residency(Residency::Ready {
+        device: "cpu".into(),
+        degraded: None,
+    }));
+    assert_eq!(s.state.conv_state(), ConvState::Listening);
+}

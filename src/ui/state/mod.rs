@@ -53,6 +53,8 @@ pub enum ConvState {
     Listening,
     /// The user's turn ended and the LLM is writing (cascade mode).
     Thinking,
+    /// Unloaded after a silence; the user's voice reloads it.
+    Idle,
     Speaking,
     Both,
     Muted,
@@ -68,6 +70,7 @@ impl ConvState {
             Self::Priming => "priming",
             Self::Listening => "listening",
             Self::Thinking => "thinking",
+            Self::Idle => "idle",
             Self::Speaking => "speaking",
             Self::Both => "both talking",
             Self::Muted => "muted",
@@ -202,6 +205,8 @@ pub struct UiState {
     model_degraded: Option<String>,
     /// A persona's prompts are being primed (between `Priming` and `Primed`/`PrimeFailed`).
     priming: bool,
+    /// The model was unloaded after a silence; speaking brings it back.
+    idle: bool,
     /// A turn-taking model's phase (cascade mode); `None` for a full-duplex model.
     talk: Option<TalkPhase>,
     /// The user's words being heard, as a feed entry (cascade mode).
@@ -253,6 +258,7 @@ impl UiState {
             memory_reported: None,
             model_degraded: None,
             priming: false,
+            idle: false,
             talk: None,
             open_said: None,
         };
@@ -283,6 +289,9 @@ impl UiState {
         }
         if self.priming {
             return ConvState::Priming;
+        }
+        if self.idle {
+            return ConvState::Idle;
         }
         if self.degraded_reason().is_some() {
             return ConvState::Degraded;
@@ -586,6 +595,7 @@ impl UiState {
             // asked (a CPU fallback) keeps the header degraded while it lasts.
             EngineEvent::Residency(r) => {
                 use crate::bus::Residency;
+                self.idle = r == Residency::Unloaded;
                 match r {
                     Residency::Ready { degraded, .. } => self.model_degraded = degraded,
                     Residency::Failed(_) | Residency::Unloaded => self.model_degraded = None,

@@ -17,6 +17,7 @@ pub fn state_badge(state: &UiState) -> (&'static str, Style) {
     match state.conv_state() {
         ConvState::Loading | ConvState::Priming => ("◌", t.severity(Severity::Info)),
         ConvState::Thinking => ("◔", t.speaker(Speaker::Assistant)),
+        ConvState::Idle => ("◌", t.dim()),
         ConvState::Listening if state.user_speaking() => ("●", t.speaker(Speaker::User)),
         ConvState::Listening => ("○", t.text()),
         ConvState::Speaking => ("◆", t.speaker(Speaker::Assistant)),
