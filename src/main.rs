@@ -42,7 +42,7 @@ fn main() {
             if let Some(p) = &cli.run.persona {
                 args.extend(["--persona".into(), p.clone()]);
             }
-            match assistant::app::bench_cascade::bench_cascade(&args, 8) {
+            match assistant::app::bench_cascade::bench_cascade(&args, 12) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -101,7 +101,7 @@ pub fn bench_cascade(run_args: &[String], trials: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("assistant-bench-cascade-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (input, output) = (dir.join("in.wav"), dir.join("out.wav"));
-    let s = script(trials, 1.2, 5.0);
+    let s = script(trials, 1.2, 2.5);
     write_wav_mono(&input, RATE as u32, &s.pcm)?;
     let exe = std::env::current_exe()?;
     println!(

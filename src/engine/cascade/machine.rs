@@ -127,6 +127,8 @@ pub struct Cascade {
     phase: TalkPhase,
     user: UserTurn,
     reply: Option<Reply>,
+    /// The LLM reading the history ahead while the user speaks (its cancel flag).
+    reading_ahead: Option<Cancel>,
     silence: Vec<f32>,
 }
 
@@ -151,6 +153,7 @@ impl Cascade {
             phase: TalkPhase::Listening,
             user: UserTurn::default(),
             reply: None,
+            reading_ahead: None,
             silence: vec![0.0; FRAME_LEN],
         }
     }
@@ -214,17 +217,44 @@ impl Cascade {
         Ok(())
     }
 
-    fn ask(&mut self, out: &mut StepOutput) {
+    fn request(&mut self) -> ChatRequest {
         let llm = self.llm.clone();
         self.history
             .bound(self.settings.history_tokens, &|s| llm.count_tokens(s));
-        let request = ChatRequest {
+        ChatRequest {
             system: self.settings.system_prompt.clone(),
             messages: self.history.messages().to_vec(),
             temperature: self.settings.temperature,
             max_tokens: self.settings.max_tokens,
             model: self.settings.llm_model.clone(),
-        };
+        }
+    }
+
+    /// The user started a turn: let the LLM read the conversation so far now, so the
+    /// reply reads only their new words. Its lock makes the reply wait for it.
+    fn read_ahead(&mut self) {
+        if self.reading_ahead.is_some() {
+            return;
+        }
+        let request = self.request();
+        let (llm, cancel) = (self.llm.clone(), Cancel::new());
+        let flag = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cascade-llm-read-ahead".into())
+            .spawn(move || {
+                if let Err(e) = llm.prepare(&request, &flag) {
+                    tracing::debug!("cascade: reading ahead failed: {}", e.message);
+                }
+            });
+        if spawned.is_ok() {
+            self.reading_ahead = Some(cancel);
+        }
+    }
+
+    fn ask(&mut self, out: &mut StepOutput) {
+        self.reading_ahead = None;
+        let llm = self.llm.clone();
+        let request = self.request();
         let cancel = Cancel::new();
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread_cancel = cancel.clone();
@@ -394,7 +424,12 @@ impl DuplexModel for Cascade {
             self.user.quiet_frames = self.user.quiet_frames.saturating_add(1);
         }
         match self.phase {
-            TalkPhase::Listening if self.user_turn_over() => self.end_user_turn(out)?,
+            TalkPhase::Listening if self.user_turn_over() => {
+                // The reply starts next frame at the earliest (no LLM answers in
+                // microseconds), so the thinking phase always shows.
+                return self.end_user_turn(out);
+            }
+            TalkPhase::Listening if heard.onset => self.read_ahead(),
             TalkPhase::Thinking | TalkPhase::Speaking if heard.onset => self.barge_in(out),
             _ => {}
         }
@@ -404,6 +439,9 @@ impl DuplexModel for Cascade {
     fn reset(&mut self) {
         if let Some(r) = self.reply.take() {
             r.cancel.cancel();
+        }
+        if let Some(c) = self.reading_ahead.take() {
+            c.cancel();
         }
         self.tts.cancel();
         self.stt.reset();
@@ -466,6 +504,9 @@ impl Drop for Cascade {
     fn drop(&mut self) {
         if let Some(r) = self.reply.take() {
             r.cancel.cancel();
+        }
+        if let Some(c) = self.reading_ahead.take() {
+            c.cancel();
         }
     }
 }
@@ -581,6 +622,7 @@ mod tests {
     struct ScriptLlm {
         reply: Mutex<Result<String, LlmError>>,
         requests: Mutex<Vec<ChatRequest>>,
+        prepared: Mutex<Vec<ChatRequest>>,
         cancelled: Mutex<bool>,
         /// Wait this long between pieces.
         pace: std::time::Duration,
@@ -603,13 +645,21 @@ mod tests {
                     *self.cancelled.lock().unwrap() = true;
                     return Ok(());
                 }
-                on_piece(&piece.iter().collect::<String>());
                 std::thread::sleep(self.pace);
+                if cancel.is_cancelled() {
+                    *self.cancelled.lock().unwrap() = true;
+                    return Ok(());
+                }
+                on_piece(&piece.iter().collect::<String>());
             }
             Ok(())
         }
         fn count_tokens(&self, text: &str) -> usize {
             text.split_whitespace().count()
+        }
+        fn prepare(&self, request: &ChatRequest, _cancel: &Cancel) -> Result<(), LlmError> {
+            self.prepared.lock().unwrap().push(request.clone());
+            Ok(())
         }
     }
 
@@ -617,6 +667,7 @@ mod tests {
         Arc::new(ScriptLlm {
             reply: Mutex::new(reply.map(String::from)),
             requests: Mutex::new(Vec::new()),
+            prepared: Mutex::new(Vec::new()),
             cancelled: Mutex::new(false),
             pace: std::time::Duration::from_millis(pace_ms),
         })
@@ -659,6 +710,18 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         panic!("the machine never got there; phase {:?}", c.phase());
+    }
+
+    /// The requests, once `n` have reached the LLM (its thread starts them).
+    fn requests(l: &ScriptLlm, n: usize) -> Vec<ChatRequest> {
+        for _ in 0..500 {
+            let r = l.requests.lock().unwrap().clone();
+            if r.len() >= n {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        panic!("fewer than {n} requests reached the LLM");
     }
 
     fn talk(log: &[StepOutput]) -> Vec<Talk> {
@@ -764,8 +827,7 @@ mod tests {
         run(&mut c, LOUD, 3, &mut log);
         assert_eq!(c.phase(), TalkPhase::Listening);
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
-        let reqs = l.requests.lock().unwrap().clone();
-        assert_eq!(reqs.len(), 2);
+        let reqs = requests(&l, 2);
         assert_eq!(reqs[1].messages.len(), 1, "one user turn, not two");
         assert_eq!(reqs[1].messages[0].content, "tell more");
         std::thread::sleep(std::time::Duration::from_millis(120));
@@ -831,6 +893,34 @@ mod tests {
         );
         assert_eq!(reqs[0].model, None);
         assert_eq!(reqs[1].model.as_deref(), Some("big-model"));
+    }
+
+    #[test]
+    fn the_llm_reads_the_conversation_ahead_when_the_user_starts_a_turn() {
+        let l = llm(Ok("noon"), 0);
+        let mut c = cascade(vec![(1, "time?"), (30, "thanks")], l.clone());
+        let mut log = Vec::new();
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
+        run(&mut c, LOUD, 3, &mut log);
+        let mut prepared = Vec::new();
+        for _ in 0..500 {
+            prepared = l.prepared.lock().unwrap().clone();
+            if prepared.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(prepared.len(), 2, "once per turn, at its onset");
+        assert!(prepared[0].messages.is_empty());
+        // The second turn's read-ahead holds the first exchange, not the new words.
+        let contents: Vec<_> = prepared[1]
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        assert_eq!(contents, ["time?", "noon"]);
     }
 
     #[test]

@@ -109,4 +109,9 @@ pub trait Llm: Send + Sync {
     ) -> Result<(), LlmError>;
     /// Tokens in `text` as this LLM counts them, to bound the history.
     fn count_tokens(&self, text: &str) -> usize;
+    /// Read the system prompt and history ahead of the reply (while the user speaks),
+    /// so that the reply reads only what is new. Blocks; nothing to do for a server.
+    fn prepare(&self, _request: &ChatRequest, _cancel: &Cancel) -> Result<(), LlmError> {
+        Ok(())
+    }
 }

@@ -249,25 +249,6 @@ impl GgufLlm {
         out
     }
 
-    /// Read `request`'s system prompt and history into the KV cache now, without
-    /// replying (and without the assistant's opening, since a user turn comes next):
-    /// after a persona switch, or while the user speaks, so that the reply reads only
-    /// what is new. Cancel stops between chunks of 64 tokens.
-    pub fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
-        let mut tokens = self.prompt_tokens(request);
-        tokens.truncate(tokens.len() - 1 - self.tok.encode("assistant\n").len());
-        let mut conv = self.lock();
-        if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
-            return Ok(());
-        }
-        let out = read(&mut conv, &tokens, cancel).map(|_| ());
-        if out.is_err() {
-            conv.tokens.clear();
-            let _ = conv.model.truncate(0);
-        }
-        out
-    }
-
     /// Positions a conversation may hold (prompt and reply).
     pub fn context(&self) -> usize {
         self.lock().model.max_positions()
@@ -395,6 +376,25 @@ fn read(
 impl Llm for GgufLlm {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// Read `request`'s system prompt and history into the KV cache now, without
+    /// replying (and without the assistant's opening, since a user turn comes next):
+    /// after a persona switch, or while the user speaks, so that the reply reads only
+    /// what is new. Cancel stops between chunks of 64 tokens.
+    fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
+        let mut tokens = self.prompt_tokens(request);
+        tokens.truncate(tokens.len() - 1 - self.tok.encode("assistant\n").len());
+        let mut conv = self.lock();
+        if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
+            return Ok(());
+        }
+        let out = read(&mut conv, &tokens, cancel).map(|_| ());
+        if out.is_err() {
+            conv.tokens.clear();
+            let _ = conv.model.truncate(0);
+        }
+        out
     }
 
     fn stream(
