@@ -380,6 +380,52 @@ pub fn persona_findings(catalog: &crate::persona::Catalog) -> Vec<Finding> {
         .collect()
 }
 
+/// `doctor --engine cascade`: where each part loads from, and their memory together.
+pub fn cascade(report: &crate::engine::cascade::report::CascadeReport) -> Vec<Finding> {
+    use crate::engine::cascade::report::PartSource;
+    const C: &str = "cascade";
+    let part = |name: &str, p: &PartSource| {
+        match p {
+        PartSource::Found {
+            path,
+            memory: Ok(m),
+        } => Finding::ok(C, format!("{name}: {} (about {} in memory)", path.display(), Bytes(*m))),
+        PartSource::Found {
+            path,
+            memory: Err(e),
+        } => Finding::problem(
+            C,
+            format!("{name}: {} cannot be read: {e}", path.display()),
+            "download it again, or point the flag at a complete copy",
+        ),
+        PartSource::Download { repo } => Finding::warn(
+            C,
+            format!("{name}: {repo} is not here yet"),
+            "the first `assistant --engine cascade` downloads it (resumable), or give its directory",
+        ),
+        PartSource::Missing { what, fix } => Finding::problem(C, format!("{name}: {what}"), fix.clone()),
+        PartSource::Server { url } => Finding::ok(C, format!("{name}: the server at {url} (no weights here)")),
+        PartSource::Demo => Finding::ok(C, format!("{name}: --demo, the built-in tiny part")),
+    }
+    };
+    let mut out = vec![
+        part("speech-to-text", &report.stt),
+        part("LLM", &report.llm),
+        part("text-to-speech", &report.tts),
+    ];
+    if let Some(total) = report.total_memory().filter(|t| *t > 0) {
+        out.push(Finding::ok(
+            C,
+            format!(
+                "the three parts together: about {} on one device",
+                Bytes(total)
+            ),
+        ));
+    }
+    out
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,49 +471,4 @@ mod tests {
             "{text}"
         );
     }
-}
-
-/// `doctor --engine cascade`: where each part loads from, and their memory together.
-pub fn cascade(report: &crate::engine::cascade::report::CascadeReport) -> Vec<Finding> {
-    use crate::engine::cascade::report::PartSource;
-    const C: &str = "cascade";
-    let part = |name: &str, p: &PartSource| {
-        match p {
-        PartSource::Found {
-            path,
-            memory: Ok(m),
-        } => Finding::ok(C, format!("{name}: {} (about {} in memory)", path.display(), Bytes(*m))),
-        PartSource::Found {
-            path,
-            memory: Err(e),
-        } => Finding::problem(
-            C,
-            format!("{name}: {} cannot be read: {e}", path.display()),
-            "download it again, or point the flag at a complete copy",
-        ),
-        PartSource::Download { repo } => Finding::warn(
-            C,
-            format!("{name}: {repo} is not here yet"),
-            "the first `assistant --engine cascade` downloads it (resumable), or give its directory",
-        ),
-        PartSource::Missing { what, fix } => Finding::problem(C, format!("{name}: {what}"), fix.clone()),
-        PartSource::Server { url } => Finding::ok(C, format!("{name}: the server at {url} (no weights here)")),
-        PartSource::Demo => Finding::ok(C, format!("{name}: --demo, the built-in tiny part")),
-    }
-    };
-    let mut out = vec![
-        part("speech-to-text", &report.stt),
-        part("LLM", &report.llm),
-        part("text-to-speech", &report.tts),
-    ];
-    if let Some(total) = report.total_memory().filter(|t| *t > 0) {
-        out.push(Finding::ok(
-            C,
-            format!(
-                "the three parts together: about {} on one device",
-                Bytes(total)
-            ),
-        ));
-    }
-    out
 }
