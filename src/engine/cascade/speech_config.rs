@@ -110,6 +110,9 @@ pub struct TtsTimes {
     /// Words of look-ahead a second text stream carries (2 for tts-1.6b-en_fr).
     #[serde(default)]
     pub second_stream_ahead: usize,
+    /// Two audio streams (Kyutai's dialogue models); not supported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multistream: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +149,19 @@ pub struct TtsConfig {
     pub depformer_low_rank_embeddings: Option<usize>,
     #[serde(default)]
     pub depformer_weights_per_step_schedule: Option<Vec<usize>>,
+    /// One input projection per weight set (else one for all codebooks).
+    #[serde(default)]
+    pub depformer_multi_linear: bool,
+    /// Attention and feed-forward weights per codebook (or per schedule entry).
+    #[serde(default)]
+    pub depformer_weights_per_step: bool,
+    /// Must be absent or "none": the depth transformer has no positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depformer_pos_emb: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_card_out: Option<usize>,
     #[serde(default)]
     pub demux_second_stream: bool,
     #[serde(default)]
@@ -189,9 +205,9 @@ impl TtsConfig {
         c["tensor"]["dim"].as_u64().map(|d| d as usize)
     }
 
-    /// What `moshi::tts_streaming` cannot run, as the user should hear it; `None` if all
-    /// of it is supported.
-    pub fn unsupported(&self) -> Option<String> {
+    /// Features the crate's `tts_streaming` (candle-named checkpoints) cannot run; the
+    /// PyTorch-named published layout runs them through `dsm_lm` instead.
+    pub fn needs_published_layout(&self) -> Option<String> {
         let mut why = Vec::new();
         if self.demux_second_stream {
             why.push("a second text stream muxed into its text input (`demux_second_stream`)");
@@ -204,6 +220,46 @@ impl TtsConfig {
         } else {
             Some(why.join(" and "))
         }
+    }
+
+    /// What no path here can run, as the user should hear it; `None` if all of it is
+    /// supported.
+    pub fn unsupported(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.tts_config.multistream {
+            why.push("two audio streams (`tts_config.multistream`)".to_string());
+        }
+        if self
+            .depformer_pos_emb
+            .as_deref()
+            .is_some_and(|p| p != "none")
+        {
+            why.push(format!(
+                "positions in the depth transformer (`depformer_pos_emb` = {:?})",
+                self.depformer_pos_emb.as_deref().unwrap_or_default()
+            ));
+        }
+        if self.layer_scale.is_some() {
+            why.push("layer scales (`layer_scale`)".to_string());
+        }
+        if self.text_card_out.is_some_and(|c| c != self.text_card) {
+            why.push("a text output vocabulary of its own (`text_card_out`)".to_string());
+        }
+        if self.second_stream_ahead_without_demux() {
+            why.push(
+                "a look-ahead (`tts_config.second_stream_ahead`) without a second text stream"
+                    .to_string(),
+            );
+        }
+        if why.is_empty() {
+            None
+        } else {
+            Some(why.join(" and "))
+        }
+    }
+
+    fn second_stream_ahead_without_demux(&self) -> bool {
+        self.tts_config.second_stream_ahead > 0 && !self.demux_second_stream
     }
 
     /// The lookup-table conditioners (the Rust crate's kind); `speaker_wavs` goes in as the
@@ -549,7 +605,17 @@ pub(crate) mod tests {
             tts.voice_suffix().as_deref(),
             Some(".1e68beda@240.safetensors")
         );
-        assert!(tts.unsupported().unwrap().contains("demux_second_stream"));
+        assert!(tts
+            .needs_published_layout()
+            .unwrap()
+            .contains("demux_second_stream"));
+        assert_eq!(tts.unsupported(), None);
+        assert!(tts.depformer_multi_linear && tts.depformer_weights_per_step);
+        let mut multi = tts.clone();
+        multi.tts_config.multistream = true;
+        multi.layer_scale = Some(0.1);
+        let why = multi.unsupported().unwrap();
+        assert!(why.contains("multistream") && why.contains("layer_scale"), "{why}");
         let m = tts_memory(&tts, &mimi, 2).unwrap();
         // 1.6B parameters in the name; the crate's layout (32 depformer slices, no
         // sharing) is larger than the published file's 11 shared slices.
