@@ -244,3 +244,104 @@ fn all_text_at_once_gives_the_same_tokens_and_cancel_stops_at_once() {
     assert_eq!(tts.step(&mut out).unwrap(), TtsStep::Done);
     assert!(out.iter().all(|&x| x == 0.0));
 }
+
+/// Rewrite the fixture's LM with `edit` applied to its tensors.
+fn edit_lm(dir: &Path, edit: impl FnOnce(&mut std::collections::HashMap<String, moshi::candle::Tensor>)) {
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let lm = dir.join(cfg["moshi_name"].as_str().unwrap());
+    let mut t = moshi::candle::safetensors::load(&lm, &Device::Cpu).unwrap();
+    edit(&mut t);
+    moshi::candle::safetensors::save(&t, &lm).unwrap();
+}
+
+/// Greedy tokens of the whole text, pushed at once.
+fn greedy_trace(tts: &mut KyutaiTts, text: &str) -> Vec<StepTokens> {
+    tts.start();
+    tts.push_text(text);
+    tts.finish();
+    let mut out = vec![0f32; FRAME];
+    for _ in 0..200 {
+        out.fill(0.0);
+        if tts.step(&mut out).unwrap() == TtsStep::Done {
+            break;
+        }
+    }
+    tts.published_utterance().unwrap().run.trace.clone()
+}
+
+#[test]
+fn attention_weights_already_split_per_step_load_the_same() {
+    // PyTorch's own state dict names (`in_projs.N.weight`), not the stacked legacy ones.
+    let r = reference();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = checkpoint(tmp.path());
+    let sets = 5;
+    edit_lm(&dir, |t| {
+        let stacked: Vec<String> = t
+            .keys()
+            .filter(|k| k.ends_with("in_proj_weight") || k.ends_with("out_proj.weight"))
+            .cloned()
+            .collect();
+        for k in stacked {
+            let w = t.remove(&k).unwrap();
+            let n = if k.starts_with("depformer.") { sets } else { 1 };
+            let rows = w.dim(0).unwrap() / n;
+            let (head, part) = match k.strip_suffix(".in_proj_weight") {
+                Some(h) => (h.to_string(), "in_projs"),
+                None => (k.strip_suffix(".out_proj.weight").unwrap().to_string(), "out_projs"),
+            };
+            for i in 0..n {
+                let c = w.narrow(0, i * rows, rows).unwrap().contiguous().unwrap();
+                t.insert(format!("{head}.{part}.{i}.weight"), c);
+            }
+        }
+    });
+    let mut tts = load(&dir, &r);
+    assert_eq!(greedy_trace(&mut tts, &r.text), theirs(&r));
+}
+
+#[test]
+fn a_broken_published_checkpoint_names_what_is_wrong() {
+    let r = reference();
+    let tmp = tempfile::tempdir().unwrap();
+    let voice = fixtures().join("tts").join(&r.voice);
+    let err = |dir: &Path| match KyutaiTts::load(dir, Some(&voice), None, &Device::Cpu) {
+        Ok(_) => panic!("loaded a broken checkpoint"),
+        Err(e) => format!("{} | {}", e.message, e.remedy),
+    };
+
+    // A schedule that does not cover the codebooks.
+    let dir = checkpoint(&tmp.path().join("schedule"));
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    cfg["depformer_weights_per_step_schedule"] = serde_json::json!([0, 1, 2]);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let m = err(&dir);
+    assert!(
+        m.contains("depformer_weights_per_step_schedule has 3 entries; dep_q is 8")
+            && m.contains("config.json"),
+        "{m}"
+    );
+
+    // The second stream's projection missing from the weights.
+    let dir = checkpoint(&tmp.path().join("no_out2"));
+    edit_lm(&dir, |t| {
+        t.remove("text_emb.out2.weight");
+    });
+    let m = err(&dir);
+    assert!(
+        m.contains("text_emb.out2.weight") && m.contains("missing") && m.contains("download"),
+        "{m}"
+    );
+
+    // Stacked attention weights that do not divide into the schedule's weight sets.
+    let dir = checkpoint(&tmp.path().join("stack"));
+    edit_lm(&dir, |t| {
+        let k = "depformer.layers.0.self_attn.out_proj.weight";
+        let w = t.remove(k).unwrap();
+        t.insert(k.into(), w.narrow(0, 0, 33).unwrap().contiguous().unwrap());
+    });
+    let m = err(&dir);
+    assert!(m.contains("not a multiple of its 5 weight sets"), "{m}");
+}
