@@ -543,7 +543,9 @@ mod tests {
         let md = to_markdown(&list_sessions(dir.path())[0].path).unwrap();
         let you = md.find("**you** (00:00): what time?").expect(&md);
         let reply = md.find("**assistant** (00:00): It is").expect(&md);
-        let barge = md.find("barge-in: the reply stopped after 2 of 4 words").expect(&md);
+        let barge = md
+            .find("barge-in: the reply stopped after 2 of 4 words")
+            .expect(&md);
         let thanks = md.find("**you** (00:00): thanks").expect(&md);
         assert!(you < reply && reply < barge && barge < thanks, "{md}");
     }

@@ -51,11 +51,7 @@ fn theirs(r: &Reference) -> Vec<StepTokens> {
         .map(|s| StepTokens {
             sampled: s.sampled,
             text: s.text,
-            audio: s
-                .audio
-                .iter()
-                .map(|&a| u32::try_from(a).ok())
-                .collect(),
+            audio: s.audio.iter().map(|&a| u32::try_from(a).ok()).collect(),
         })
         .collect()
 }
@@ -64,10 +60,9 @@ fn theirs(r: &Reference) -> Vec<StepTokens> {
 fn checkpoint(tmp: &Path) -> PathBuf {
     let dir = tmp.join("tts");
     std::fs::create_dir_all(&dir).unwrap();
-    let cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("tts/config.json")).unwrap(),
-    )
-    .unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("tts/config.json")).unwrap())
+            .unwrap();
     for f in ["config.json", cfg["moshi_name"].as_str().unwrap()] {
         std::fs::copy(fixtures().join("tts").join(f), dir.join(f)).unwrap();
     }
@@ -169,8 +164,16 @@ fn our_token_stream_matches_kyutais_python_tts_step_by_step() {
         n = theirs.len(),
     );
     assert_eq!(ours.len(), theirs.len(), "as many steps as Kyutai's");
-    assert_eq!(forced_text, theirs.len(), "every fed-back text token agrees");
-    assert_eq!(forced_audio, theirs.len(), "the delays hold the same codebooks empty");
+    assert_eq!(
+        forced_text,
+        theirs.len(),
+        "every fed-back text token agrees"
+    );
+    assert_eq!(
+        forced_audio,
+        theirs.len(),
+        "the delays hold the same codebooks empty"
+    );
     assert!(
         gen_same * 10 >= generated.len() * 9,
         "generated tokens agree {gen_same}/{}",
@@ -179,7 +182,10 @@ fn our_token_stream_matches_kyutais_python_tts_step_by_step() {
     assert_eq!(u.run.state.consumption_times, r.consumption_times);
     assert_eq!(u.run.state.end_step, Some(r.end_step));
     assert_eq!(r.entries.len(), 7);
-    assert_eq!(r.entries[0].tokens[0], 1, "the main speaker's token starts the turn");
+    assert_eq!(
+        r.entries[0].tokens[0], 1,
+        "the main speaker's token starts the turn"
+    );
 
     // The streaming API around it: audio, counted words, silence elsewhere, the end.
     assert_eq!(steps.last(), Some(&TtsStep::Done));
@@ -246,7 +252,10 @@ fn all_text_at_once_gives_the_same_tokens_and_cancel_stops_at_once() {
 }
 
 /// Rewrite the fixture's LM with `edit` applied to its tensors.
-fn edit_lm(dir: &Path, edit: impl FnOnce(&mut std::collections::HashMap<String, moshi::candle::Tensor>)) {
+fn edit_lm(
+    dir: &Path,
+    edit: impl FnOnce(&mut std::collections::HashMap<String, moshi::candle::Tensor>),
+) {
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let lm = dir.join(cfg["moshi_name"].as_str().unwrap());
@@ -289,7 +298,10 @@ fn attention_weights_already_split_per_step_load_the_same() {
             let rows = w.dim(0).unwrap() / n;
             let (head, part) = match k.strip_suffix(".in_proj_weight") {
                 Some(h) => (h.to_string(), "in_projs"),
-                None => (k.strip_suffix(".out_proj.weight").unwrap().to_string(), "out_projs"),
+                None => (
+                    k.strip_suffix(".out_proj.weight").unwrap().to_string(),
+                    "out_projs",
+                ),
             };
             for i in 0..n {
                 let c = w.narrow(0, i * rows, rows).unwrap().contiguous().unwrap();

@@ -116,7 +116,8 @@ impl Source {
                 "tensor `{stacked}` has {rows} rows, not a multiple of its {sets} weight sets"
             )));
         }
-        t.narrow(0, index * (rows / sets), rows / sets)?.contiguous()
+        t.narrow(0, index * (rows / sets), rows / sets)?
+            .contiguous()
     }
 
     fn linear(&mut self, name: &str) -> Result<Linear> {
@@ -356,7 +357,8 @@ impl DsmLm {
             .ok_or_else(|| err("no depformer in the config".into()))?
             .transformer
             .clone();
-        let per_step = cfg.depformer_weights_per_step || cfg.depformer_weights_per_step_schedule.is_some();
+        let per_step =
+            cfg.depformer_weights_per_step || cfg.depformer_weights_per_step_schedule.is_some();
         let mut dep = Vec::with_capacity(sets);
         for w in 0..sets {
             let mut map = HashMap::new();

@@ -253,7 +253,11 @@ mod tests {
         st.remaining_padding = 1;
         st.forced_padding = 0;
         assert_eq!(m.process(0, &mut st, 77), 3, "77 is read as a pad");
-        assert_eq!(m.process(1, &mut st, 3), 0, "no pads left: a word is forced");
+        assert_eq!(
+            m.process(1, &mut st, 3),
+            0,
+            "no pads left: a word is forced"
+        );
     }
 
     #[test]
@@ -269,7 +273,7 @@ mod tests {
         assert_eq!(m.process(2, &mut st, 0), card + 1);
         assert_eq!(m.process(3, &mut st, 3), (30 + 1) * card + 10);
         assert_eq!(m.process(4, &mut st, 3), (31 + 1) * card + 3);
-        assert_eq!(m.process(5, &mut st, 0), (1) * card + 20);
+        assert_eq!(m.process(5, &mut st, 0), card + 20);
         assert_eq!(st.consumption_times, [2, 5]);
         // Past the last word with two streams: one more "new word", then pads.
         let mut st = m.new_state();

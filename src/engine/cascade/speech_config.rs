@@ -615,7 +615,10 @@ pub(crate) mod tests {
         multi.tts_config.multistream = true;
         multi.layer_scale = Some(0.1);
         let why = multi.unsupported().unwrap();
-        assert!(why.contains("multistream") && why.contains("layer_scale"), "{why}");
+        assert!(
+            why.contains("multistream") && why.contains("layer_scale"),
+            "{why}"
+        );
         let m = tts_memory(&tts, &mimi, 2).unwrap();
         // 1.6B parameters in the name; the crate's layout (32 depformer slices, no
         // sharing) is larger than the published file's 11 shared slices.

@@ -100,7 +100,7 @@ pub struct KyutaiTts {
 }
 
 enum Utt {
-    Crate(Utterance),
+    Crate(Box<Utterance>),
     Dsm(Box<DsmUtt>),
 }
 
@@ -529,7 +529,8 @@ impl KyutaiTts {
             Backend::Dsm { lm, params, kv } => {
                 let mut mimi = self.mimi.clone();
                 mimi.reset_state();
-                let text = LogitsProcessor::from_sampling(s.seed, sampling(TEXT_TOP_K.min(s.top_k)));
+                let text =
+                    LogitsProcessor::from_sampling(s.seed, sampling(TEXT_TOP_K.min(s.top_k)));
                 let audio = LogitsProcessor::from_sampling(s.seed, sampling(s.top_k));
                 return Ok(Utt::Dsm(Box::new(DsmUtt {
                     run: DsmUtterance::new(lm.clone(), kv.clone(), params, text, audio),
@@ -550,7 +551,7 @@ impl KyutaiTts {
         let state = State::new(lm, ca, MAX_STEPS, lp(), lp(), None, self.cfg.streaming());
         let mut mimi = self.mimi.clone();
         mimi.reset_state();
-        Ok(Utt::Crate(Utterance {
+        Ok(Utt::Crate(Box::new(Utterance {
             state,
             mimi,
             words: VecDeque::new(),
@@ -565,7 +566,7 @@ impl KyutaiTts {
             word_steps: Vec::new(),
             words_started: 0,
             done: false,
-        }))
+        })))
     }
 
     fn tokens(&self, word: &str, u: &mut Utterance) -> Option<Vec<u32>> {
@@ -702,9 +703,9 @@ impl KyutaiTts {
                 }
                 Slot::NeedWord => anyhow::bail!("internal error: no word to feed the synthesiser"),
             };
-            u.last_text_token =
-                u.state
-                    .step(u.last_text_token, allowed, conditions.as_ref())?;
+            u.last_text_token = u
+                .state
+                .step(u.last_text_token, allowed, conditions.as_ref())?;
             if matches!(u.slot, Slot::Word(_)) {
                 if u.last_text_token == c.text_eop_token {
                     u.slot = Slot::NeedWord;
