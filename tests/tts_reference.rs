@@ -71,7 +71,7 @@ fn checkpoint(tmp: &Path) -> PathBuf {
         dir.join(cfg["tokenizer_name"].as_str().unwrap()),
     )
     .unwrap();
-    write_tiny_mimi(&dir, cfg["mimi_name"].as_str().unwrap(), 3).unwrap();
+    write_tiny_mimi(&dir, cfg["mimi_name"].as_str().unwrap(), 8, 256, 3).unwrap();
     dir
 }
 
@@ -356,4 +356,62 @@ fn a_broken_published_checkpoint_names_what_is_wrong() {
     });
     let m = err(&dir);
     assert!(m.contains("not a multiple of its 5 weight sets"), "{m}");
+}
+
+/// The published config at full size with random weights, written by
+/// `make_fixtures.py --published-size DIR` (3.2 GB, so not a fixture): loads through the
+/// same path, agrees with Kyutai's first steps, and times a model step on this machine.
+/// `TTS_PUBLISHED_DIR=DIR cargo test --test tts_reference -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn published_size_random_weights_agree_with_kyutai() {
+    let dir = PathBuf::from(
+        std::env::var("TTS_PUBLISHED_DIR")
+            .expect("set TTS_PUBLISHED_DIR to the output of make_fixtures.py --published-size"),
+    );
+    let r: Reference =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    std::fs::copy(
+        fixtures().join("spm_300.model"),
+        dir.join(cfg["tokenizer_name"].as_str().unwrap()),
+    )
+    .unwrap();
+    write_tiny_mimi(&dir, cfg["mimi_name"].as_str().unwrap(), 32, 2048, 3).unwrap();
+    let t = Instant::now();
+    let mut tts = load(&dir, &r);
+    let load_s = t.elapsed().as_secs_f64();
+    tts.start();
+    tts.push_text(&r.text);
+    tts.finish();
+    let mut out = vec![0f32; FRAME];
+    let t = Instant::now();
+    let mut first_audio = None;
+    while tts.published_utterance().unwrap().run.trace.len() < r.steps.len() {
+        out.fill(0.0);
+        let s = tts.step(&mut out).unwrap();
+        if first_audio.is_none() && matches!(s, TtsStep::Audio { .. }) {
+            first_audio = Some(t.elapsed().as_secs_f64());
+        }
+        assert_ne!(s, TtsStep::Done);
+    }
+    let u = tts.published_utterance().unwrap();
+    let n = r.steps.len();
+    let ms = t.elapsed().as_secs_f64() * 1000.0 / u.run.trace.len() as f64;
+    let ours = &u.run.trace[..n];
+    let (same, total) = agreement(ours, &theirs(&r));
+    let text_same = ours
+        .iter()
+        .zip(theirs(&r))
+        .filter(|(a, b)| a.text == b.text)
+        .count();
+    eprintln!(
+        "published size, random weights: load {load_s:.1} s, {ms:.0} ms per model step, \
+         first audio after {:.1} s; {n} steps: fed text {text_same}/{n}, all tokens {same}/{total}",
+        first_audio.unwrap_or(f64::NAN)
+    );
+    assert_eq!(text_same, n);
+    assert!(same * 10 >= total * 9, "{same}/{total}");
 }

@@ -15,10 +15,14 @@
 //!   the utterance ends `delay_steps + final_padding` steps after the machine's end.
 
 use super::dsm_lm::DsmLm;
-use super::dsm_machine::{Entry, Machine, MachineState};
+use super::dsm_machine::{Entry, Machine, MachineState, TokenIds};
+use super::speech_config::TtsConfig;
 use candle_transformers::generation::LogitsProcessor;
 use moshi::transformer::CaSrc;
 
+/// `TTSModel.from_checkpoint_info`'s defaults.
+pub const MAX_PADDING: usize = 8;
+pub const INITIAL_PADDING: usize = 2;
 /// `TTSModel.final_padding`.
 pub const FINAL_PADDING: usize = 4;
 /// Decoded frames dropped at the start, as `simple_generate` does.
@@ -37,6 +41,23 @@ pub struct DsmParams {
 }
 
 impl DsmParams {
+    /// The parameters Kyutai's `TTSModel.from_checkpoint_info` derives from a config.
+    pub fn from_config(cfg: &TtsConfig) -> Self {
+        Self {
+            machine: Machine {
+                ids: TokenIds::new(cfg.text_card, cfg.existing_text_padding_id),
+                second_stream_ahead: cfg.tts_config.second_stream_ahead,
+                max_padding: MAX_PADDING,
+                initial_padding: INITIAL_PADDING,
+            },
+            audio_delays: cfg.delays[1..].to_vec(),
+            delay_steps: cfg.delay_frames(),
+            dep_q: cfg.dep_q,
+            card: cfg.card as u32,
+            text_card: cfg.text_card as u32,
+        }
+    }
+
     fn max_delay(&self) -> usize {
         self.audio_delays.iter().copied().max().unwrap_or(0)
     }

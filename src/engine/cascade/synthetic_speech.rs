@@ -123,16 +123,19 @@ fn save(map: TensorMap, dtype: DType, path: &Path) -> Result<()> {
 }
 
 fn write_common(dir: &Path, mimi: &str, tokenizer: &str, seed: u64) -> Result<()> {
-    write_tiny_mimi(dir, mimi, seed)?;
+    write_tiny_mimi(dir, mimi, N_Q, CARD, seed)?;
     std::fs::write(dir.join(tokenizer), tokenizer_model(TEXT_CARD))?;
     Ok(())
 }
 
-/// Write the tiny Mimi (and its `mimi_config.toml`) into `dir` as `file`: the codec of
-/// checkpoints that come without one (the published-layout reference fixture).
-pub fn write_tiny_mimi(dir: &Path, file: &str, seed: u64) -> Result<()> {
+/// Write the tiny Mimi (and its `mimi_config.toml`) into `dir` as `file`, with `n_q`
+/// codebooks of `bins` entries: the codec of checkpoints that come without one (the
+/// published-layout reference fixtures).
+pub fn write_tiny_mimi(dir: &Path, file: &str, n_q: usize, bins: usize, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let m = mimi_toml();
+    let mut m = mimi_toml();
+    m.quantizer_n_q = n_q;
+    m.quantizer_bins = bins;
     write_mimi(&dir.join(file), &m.to_mimi(), seed)?;
     std::fs::write(dir.join(MIMI_CONFIG_FILE), toml::to_string(&m)?)?;
     Ok(())

@@ -14,7 +14,7 @@
 //! `ca_src`. Without a voice, every slot is the learnt padding: the model's neutral voice.
 
 use super::dsm_lm::{self, DsmLm};
-use super::dsm_machine::{self, Machine, TokenIds};
+use super::dsm_machine;
 use super::dsm_tts::{DsmParams, DsmUtterance, DROPPED_FRAMES};
 use super::parts::{TextToSpeech, TtsStep};
 use super::speech_config::{TtsConfig, MAX_SPEAKERS};
@@ -310,20 +310,7 @@ impl KyutaiTts {
             proj: s.proj,
             padding: s.padding,
         });
-        let params = DsmParams {
-            machine: Machine {
-                ids: TokenIds::new(cfg.text_card, cfg.existing_text_padding_id),
-                second_stream_ahead: cfg.tts_config.second_stream_ahead,
-                // `TTSModel.from_checkpoint_info`'s defaults.
-                max_padding: 8,
-                initial_padding: 2,
-            },
-            audio_delays: cfg.delays[1..].to_vec(),
-            delay_steps: cfg.delay_frames(),
-            dep_q: cfg.dep_q,
-            card: cfg.card as u32,
-            text_card: cfg.text_card as u32,
-        };
+        let params = DsmParams::from_config(&cfg);
         let mut tts = Self {
             backend: Backend::Dsm {
                 lm,
