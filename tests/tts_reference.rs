@@ -31,6 +31,7 @@ struct Reference {
     voice: String,
     delay_steps: usize,
     entries: Vec<Entry>,
+    #[serde(default)]
     end_step: usize,
     consumption_times: Vec<usize>,
     steps: Vec<Step>,
@@ -75,8 +76,9 @@ fn checkpoint(tmp: &Path) -> PathBuf {
     dir
 }
 
-fn load(dir: &Path, r: &Reference) -> KyutaiTts {
-    let voice = fixtures().join("tts").join(&r.voice);
+/// Load with the reference's voice, found in `voices`; greedy.
+fn load_with(dir: &Path, voices: &Path, r: &Reference) -> KyutaiTts {
+    let voice = voices.join(&r.voice);
     let mut tts = KyutaiTts::load(dir, Some(&voice), None, &Device::Cpu).unwrap();
     assert!(tts.is_published_layout());
     tts.set_sampling(TtsSampling {
@@ -84,6 +86,10 @@ fn load(dir: &Path, r: &Reference) -> KyutaiTts {
         ..Default::default()
     });
     tts
+}
+
+fn load(dir: &Path, r: &Reference) -> KyutaiTts {
+    load_with(dir, &fixtures().join("tts"), r)
 }
 
 /// Speak `r.text`, each word pushed only once the synthesiser waits for text. Returns
@@ -381,7 +387,7 @@ fn published_size_random_weights_agree_with_kyutai() {
     .unwrap();
     write_tiny_mimi(&dir, cfg["mimi_name"].as_str().unwrap(), 32, 2048, 3).unwrap();
     let t = Instant::now();
-    let mut tts = load(&dir, &r);
+    let mut tts = load_with(&dir, &dir, &r);
     let load_s = t.elapsed().as_secs_f64();
     tts.start();
     tts.push_text(&r.text);
