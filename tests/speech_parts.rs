@@ -420,8 +420,8 @@ fn broken_or_foreign_checkpoints_say_which_file_and_what_to_do() {
         "{m}"
     );
 
-    // The published tts-1.6b-en_fr config: what the moshi crate cannot run is said
-    // before 3.7 GB are read.
+    // The published tts-1.6b-en_fr config over weights in the candle layout: those
+    // slices cannot hold a second text stream, and the error says which file to match.
     let dir = tmp.path().join("published");
     copy_dir(&d.tts, &dir);
     let mut cfg: serde_json::Value =
@@ -430,7 +430,9 @@ fn broken_or_foreign_checkpoints_say_which_file_and_what_to_do() {
     std::fs::write(dir.join(CONFIG_FILE), cfg.to_string()).unwrap();
     let m = message(KyutaiTts::load(&dir, None, None, &cpu));
     assert!(
-        m.contains("demux_second_stream") && m.contains("moshi::tts_streaming"),
+        m.contains("demux_second_stream")
+            && m.contains("candle layout")
+            && m.contains(TTS_FILES[2]),
         "{m}"
     );
 
@@ -634,14 +636,15 @@ fn without_pause_heads_end_of_speech_is_unknown_but_words_still_come() {
 }
 
 #[test]
-fn a_checkpoint_the_crate_cannot_run_is_refused_before_its_weights_download() {
+fn a_checkpoint_nothing_here_can_run_is_refused_before_its_weights_download() {
     let d = dirs();
     let tmp = tempfile::tempdir().unwrap();
     let www = tmp.path().join("www");
     copy_dir(&d.tts, &www);
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(www.join(CONFIG_FILE)).unwrap()).unwrap();
-    cfg["demux_second_stream"] = true.into();
+    // Kyutai's two-stream dialogue models: neither loop runs them.
+    cfg["tts_config"]["multistream"] = true.into();
     std::fs::write(www.join(CONFIG_FILE), cfg.to_string()).unwrap();
     let hub = load_server::Hub::start("kyutai/tts-1.6b-en_fr", &www);
     let disc = Discovery {
@@ -650,7 +653,7 @@ fn a_checkpoint_the_crate_cannot_run_is_refused_before_its_weights_download() {
         chunk_bytes: 1 << 20,
     };
     let e = find_tts_dir(&TtsOptions::default(), &disc, &mut |_| {}, &Cancel::new()).unwrap_err();
-    assert!(e.message.contains("demux_second_stream"), "{}", e.message);
+    assert!(e.message.contains("multistream"), "{}", e.message);
     assert_eq!(hub.sent(TTS_FILES[2]), 0, "the LM was not downloaded");
     assert_eq!(hub.sent(TTS_FILES[1]), 0, "nor the Mimi");
 }

@@ -110,6 +110,9 @@ pub struct TtsTimes {
     /// Words of look-ahead a second text stream carries (2 for tts-1.6b-en_fr).
     #[serde(default)]
     pub second_stream_ahead: usize,
+    /// Two audio streams (Kyutai's dialogue models); not supported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multistream: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +149,19 @@ pub struct TtsConfig {
     pub depformer_low_rank_embeddings: Option<usize>,
     #[serde(default)]
     pub depformer_weights_per_step_schedule: Option<Vec<usize>>,
+    /// One input projection per weight set (else one for all codebooks).
+    #[serde(default)]
+    pub depformer_multi_linear: bool,
+    /// Attention and feed-forward weights per codebook (or per schedule entry).
+    #[serde(default)]
+    pub depformer_weights_per_step: bool,
+    /// Must be absent or "none": the depth transformer has no positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depformer_pos_emb: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_card_out: Option<usize>,
     #[serde(default)]
     pub demux_second_stream: bool,
     #[serde(default)]
@@ -189,9 +205,9 @@ impl TtsConfig {
         c["tensor"]["dim"].as_u64().map(|d| d as usize)
     }
 
-    /// What `moshi::tts_streaming` cannot run, as the user should hear it; `None` if all
-    /// of it is supported.
-    pub fn unsupported(&self) -> Option<String> {
+    /// Features the crate's `tts_streaming` (candle-named checkpoints) cannot run; the
+    /// PyTorch-named published layout runs them through `dsm_lm` instead.
+    pub fn needs_published_layout(&self) -> Option<String> {
         let mut why = Vec::new();
         if self.demux_second_stream {
             why.push("a second text stream muxed into its text input (`demux_second_stream`)");
@@ -204,6 +220,46 @@ impl TtsConfig {
         } else {
             Some(why.join(" and "))
         }
+    }
+
+    /// What no path here can run, as the user should hear it; `None` if all of it is
+    /// supported.
+    pub fn unsupported(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.tts_config.multistream {
+            why.push("two audio streams (`tts_config.multistream`)".to_string());
+        }
+        if self
+            .depformer_pos_emb
+            .as_deref()
+            .is_some_and(|p| p != "none")
+        {
+            why.push(format!(
+                "positions in the depth transformer (`depformer_pos_emb` = {:?})",
+                self.depformer_pos_emb.as_deref().unwrap_or_default()
+            ));
+        }
+        if self.layer_scale.is_some() {
+            why.push("layer scales (`layer_scale`)".to_string());
+        }
+        if self.text_card_out.is_some_and(|c| c != self.text_card) {
+            why.push("a text output vocabulary of its own (`text_card_out`)".to_string());
+        }
+        if self.second_stream_ahead_without_demux() {
+            why.push(
+                "a look-ahead (`tts_config.second_stream_ahead`) without a second text stream"
+                    .to_string(),
+            );
+        }
+        if why.is_empty() {
+            None
+        } else {
+            Some(why.join(" and "))
+        }
+    }
+
+    fn second_stream_ahead_without_demux(&self) -> bool {
+        self.tts_config.second_stream_ahead > 0 && !self.demux_second_stream
     }
 
     /// The lookup-table conditioners (the Rust crate's kind); `speaker_wavs` goes in as the
@@ -470,9 +526,33 @@ pub fn tts_memory(
     mimi: &moshi::mimi::Config,
     dtype_bytes: u64,
 ) -> Result<SpeechMemory, String> {
-    let mut m = estimate(&cfg.lm()?, mimi, dtype_bytes)?;
+    let mut lm = cfg.lm()?;
+    let dep_dim = cfg.depformer_dim as u64;
+    let mut extra = 0u64;
+    if let (Some(schedule), Some(dep)) =
+        (&cfg.depformer_weights_per_step_schedule, &mut lm.depformer)
+    {
+        // The published layout: one depth transformer per weight set, and per codebook
+        // only its output head and input embedding.
+        let sets = schedule.iter().max().map_or(1, |m| m + 1).min(cfg.dep_q);
+        dep.num_slices = sets;
+        let emb = cfg
+            .depformer_low_rank_embeddings
+            .map_or(dep_dim, |r| r as u64);
+        let per_codebook = cfg.card as u64 * dep_dim + (cfg.card as u64 + 1) * emb;
+        extra += (cfg.dep_q - sets) as u64 * per_codebook;
+    }
+    if cfg.demux_second_stream {
+        // `out1` and `out2` of both text embeddings.
+        let emb = cfg
+            .depformer_low_rank_embeddings
+            .map_or(dep_dim, |r| r as u64);
+        extra += 2 * (cfg.dim * cfg.dim) as u64 + 2 * dep_dim * emb;
+    }
+    let mut m = estimate(&lm, mimi, dtype_bytes)?;
     // The voice projection, read beside the LM.
     m.weights += cfg.speaker_dim().unwrap_or(0) as u64 * cfg.dim as u64 * dtype_bytes;
+    m.weights += extra * dtype_bytes;
     Ok(m)
 }
 
@@ -549,16 +629,34 @@ pub(crate) mod tests {
             tts.voice_suffix().as_deref(),
             Some(".1e68beda@240.safetensors")
         );
-        assert!(tts.unsupported().unwrap().contains("demux_second_stream"));
+        assert!(tts
+            .needs_published_layout()
+            .unwrap()
+            .contains("demux_second_stream"));
+        assert_eq!(tts.unsupported(), None);
+        assert!(tts.depformer_multi_linear && tts.depformer_weights_per_step);
+        let mut multi = tts.clone();
+        multi.tts_config.multistream = true;
+        multi.layer_scale = Some(0.1);
+        let why = multi.unsupported().unwrap();
+        assert!(
+            why.contains("multistream") && why.contains("layer_scale"),
+            "{why}"
+        );
         let m = tts_memory(&tts, &mimi, 2).unwrap();
-        // 1.6B parameters in the name; the crate's layout (32 depformer slices, no
-        // sharing) is larger than the published file's 11 shared slices.
-        let w = m.weights as f64 / GIB;
+        // 1.6B parameters in the name: 11 shared depformer weight sets. A random
+        // checkpoint of this config saved by Kyutai's own `LMModel` in bf16
+        // (tools/tts_reference, --published-size) is 3 673 147 672 bytes.
+        let ratio = m.weights as f64 / 3_673_147_672.0;
         eprintln!(
-            "tts-1.6b-en_fr (crate layout), bf16: {m:?}, total {:.2} GiB",
+            "tts-1.6b-en_fr, bf16: {m:?}, total {:.2} GiB; weights / Kyutai's file = {ratio:.3}",
             m.total() as f64 / GIB
         );
-        assert!((2.8..6.0).contains(&w), "{w} GiB");
+        assert!((0.97..1.03).contains(&ratio), "{ratio}");
+        // The same without the schedule (the crate's layout): 32 full slices, larger.
+        let mut flat = tts.clone();
+        flat.depformer_weights_per_step_schedule = None;
+        assert!(tts_memory(&flat, &mimi, 2).unwrap().weights > m.weights * 3 / 2);
     }
 
     #[test]

@@ -130,11 +130,11 @@ pub fn tts_config(dir: &Path) -> Result<TtsConfig, ModelLoadError> {
     if let Some(why) = c.unsupported() {
         return Err(err(
             format!(
-                "{}: this checkpoint needs {why}, which the moshi crate's streaming TTS \
-                 (moshi::tts_streaming, 0.6.4) does not implement; Kyutai serves it from Python",
+                "{}: this checkpoint needs {why}, which this synthesiser does not implement \
+                 (neither the moshi crate's streaming TTS nor the published-layout loop)",
                 path.display()
             ),
-            "use a TTS checkpoint in the candle layout (no demux_second_stream, one depformer slice per codebook)",
+            format!("use the config.json and weights of {TTS_REPO}"),
         ));
     }
     Ok(c)

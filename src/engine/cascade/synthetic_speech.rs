@@ -92,6 +92,11 @@ pub fn tiny_tts_config() -> TtsConfig {
         depformer_dim_feedforward: Some(96),
         depformer_low_rank_embeddings: Some(16),
         depformer_weights_per_step_schedule: None,
+        depformer_multi_linear: true,
+        depformer_weights_per_step: true,
+        depformer_pos_emb: None,
+        layer_scale: None,
+        text_card_out: None,
         demux_second_stream: false,
         cross_attention: true,
         conditioners,
@@ -99,6 +104,7 @@ pub fn tiny_tts_config() -> TtsConfig {
         tts_config: TtsTimes {
             audio_delay: 0.32,
             second_stream_ahead: 0,
+            multistream: false,
         },
         model_id: Some(ModelId {
             sig: TINY_SIG.into(),
@@ -117,11 +123,21 @@ fn save(map: TensorMap, dtype: DType, path: &Path) -> Result<()> {
 }
 
 fn write_common(dir: &Path, mimi: &str, tokenizer: &str, seed: u64) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let m = mimi_toml();
-    write_mimi(&dir.join(mimi), &m.to_mimi(), seed)?;
-    std::fs::write(dir.join(MIMI_CONFIG_FILE), toml::to_string(&m)?)?;
+    write_tiny_mimi(dir, mimi, N_Q, CARD, seed)?;
     std::fs::write(dir.join(tokenizer), tokenizer_model(TEXT_CARD))?;
+    Ok(())
+}
+
+/// Write the tiny Mimi (and its `mimi_config.toml`) into `dir` as `file`, with `n_q`
+/// codebooks of `bins` entries: the codec of checkpoints that come without one (the
+/// published-layout reference fixtures).
+pub fn write_tiny_mimi(dir: &Path, file: &str, n_q: usize, bins: usize, seed: u64) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut m = mimi_toml();
+    m.quantizer_n_q = n_q;
+    m.quantizer_bins = bins;
+    write_mimi(&dir.join(file), &m.to_mimi(), seed)?;
+    std::fs::write(dir.join(MIMI_CONFIG_FILE), toml::to_string(&m)?)?;
     Ok(())
 }
 

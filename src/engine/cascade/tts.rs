@@ -4,11 +4,18 @@
 //! comes out (several model steps at the start, while the audio lags the text), or until
 //! it needs a word that has not arrived (`Waiting`).
 //!
+//! The published `kyutai/tts-1.6b-en_fr` (PyTorch names, a second text stream, a
+//! depth-transformer schedule) runs instead through `dsm_lm` and `dsm_tts`, our port of
+//! Kyutai's Python loop, behind the same streaming API.
+//!
 //! The voice is the cross-attention source: a voice embedding file of `kyutai/tts-voices`
 //! (`speaker_wavs`, projected by the checkpoint's speaker conditioner and padded to its
 //! speaker slots as Kyutai's `SpeakerEncoder` does), or `moshi-server`'s precomputed
 //! `ca_src`. Without a voice, every slot is the learnt padding: the model's neutral voice.
 
+use super::dsm_lm::{self, DsmLm};
+use super::dsm_machine;
+use super::dsm_tts::{DsmParams, DsmUtterance, DROPPED_FRAMES};
 use super::parts::{TextToSpeech, TtsStep};
 use super::speech_config::{TtsConfig, MAX_SPEAKERS};
 use super::speech_files::{self as files, TTS_REPO};
@@ -28,6 +35,8 @@ const FRAME: usize = 1920;
 const MAX_STEPS: usize = 4096;
 /// Frames of one voice slot (10 s at 12.5 Hz).
 const SLOT_FRAMES: usize = 125;
+/// Kyutai's `LMGen` samples text among the 25 likeliest tokens.
+const TEXT_TOP_K: usize = 25;
 
 /// How the synthesiser samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,12 +66,27 @@ struct Speaker {
     padding: Tensor,
 }
 
+/// Which loop runs the checkpoint.
+enum Backend {
+    /// Candle names, no second stream: the crate's `tts_streaming`.
+    Crate {
+        lm: moshi::lm::LmModel,
+        conditions: Option<Condition>,
+    },
+    /// The published PyTorch layout: our port of Kyutai's Python loop.
+    Dsm {
+        lm: DsmLm,
+        params: DsmParams,
+        /// Each layer's cross-attention keys and values over the current voice.
+        kv: Option<Vec<CaSrc>>,
+    },
+}
+
 pub struct KyutaiTts {
-    lm: moshi::lm::LmModel,
+    backend: Backend,
     mimi: moshi::mimi::Mimi,
     cfg: TtsConfig,
     encoder: PieceEncoder,
-    conditions: Option<Condition>,
     speaker: Option<Speaker>,
     /// The current voice's cross-attention source, in the model's dtype.
     ca_src: Option<Tensor>,
@@ -72,7 +96,22 @@ pub struct KyutaiTts {
     device: Device,
     dtype: DType,
     name: String,
-    utt: Option<Utterance>,
+    utt: Option<Utt>,
+}
+
+enum Utt {
+    Crate(Box<Utterance>),
+    Dsm(Box<DsmUtt>),
+}
+
+/// A published-layout utterance and its text assembly.
+pub struct DsmUtt {
+    pub run: DsmUtterance,
+    mimi: moshi::mimi::Mimi,
+    /// Text of a word still being written (no space after it yet).
+    partial: String,
+    words_started: usize,
+    done: bool,
 }
 
 /// Where the text stream is.
@@ -123,13 +162,40 @@ impl KyutaiTts {
             TTS_REPO,
         )?;
         let last = cfg.dep_q - 1;
+        let published = dsm_lm::is_pytorch_layout(headers.keys());
+        let head = if published {
+            format!("linears.{last}.weight")
+        } else {
+            format!("depformer.{last}.linear_out.weight")
+        };
         files::expect_tensor(
             &headers,
             &lm_path,
-            &format!("depformer.{last}.linear_out.weight"),
+            &head,
             &[cfg.card, cfg.depformer_dim],
             TTS_REPO,
         )?;
+        if let (false, Some(why)) = (published, cfg.needs_published_layout()) {
+            return Err(ModelLoadError::new(
+                format!(
+                    "{}: its config asks for {why}, but the weights are in the candle layout \
+                     (depformer.N slices), which cannot hold them",
+                    lm_path.display()
+                ),
+                format!(
+                    "use {} with the config.json it came with, or both files of {TTS_REPO}",
+                    cfg.moshi_name
+                ),
+            ));
+        }
+        if published {
+            dsm_lm::weight_sets(&cfg).map_err(|e| {
+                ModelLoadError::new(
+                    format!("{}: {e}", dir.join(files::CONFIG_FILE).display()),
+                    format!("use the config.json of {TTS_REPO}"),
+                )
+            })?;
+        }
         let lm_cfg = cfg.lm().map_err(|e| {
             ModelLoadError::new(
                 format!("{}: {e}", dir.join(files::CONFIG_FILE).display()),
@@ -147,15 +213,27 @@ impl KyutaiTts {
         }
         .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
         let mimi = files::load_mimi(dir, &cfg.mimi_name, cfg.dep_q, TTS_REPO, device)?;
-        let mut tts = Self::assemble(
-            cfg,
-            &lm_cfg,
-            vb,
-            mimi,
-            encoder,
-            files::display_name(dir),
-            device,
-        )
+        let mut tts = if published {
+            Self::assemble_published(
+                cfg,
+                &lm_path,
+                dtype,
+                mimi,
+                encoder,
+                files::display_name(dir),
+                device,
+            )
+        } else {
+            Self::assemble(
+                cfg,
+                &lm_cfg,
+                vb,
+                mimi,
+                encoder,
+                files::display_name(dir),
+                device,
+            )
+        }
         .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
         tts.voices_dir = voices_dir.map(Path::to_path_buf);
         if let Some(v) = voice {
@@ -199,10 +277,9 @@ impl KyutaiTts {
             _ => None,
         };
         let mut tts = Self {
-            lm,
+            backend: Backend::Crate { lm, conditions },
             mimi,
             encoder,
-            conditions,
             speaker,
             ca_src: None,
             voice: String::new(),
@@ -216,6 +293,69 @@ impl KyutaiTts {
         };
         tts.ca_src = tts.empty_voice()?;
         Ok(tts)
+    }
+
+    /// The published layout: PyTorch names, second stream, depformer schedule.
+    fn assemble_published(
+        cfg: TtsConfig,
+        path: &Path,
+        dtype: DType,
+        mimi: moshi::mimi::Mimi,
+        encoder: PieceEncoder,
+        name: String,
+        device: &Device,
+    ) -> moshi::candle::Result<Self> {
+        let lm = DsmLm::load(&cfg, path, dtype, device)?;
+        let speaker = lm.speaker.clone().map(|s| Speaker {
+            proj: s.proj,
+            padding: s.padding,
+        });
+        let params = DsmParams::from_config(&cfg);
+        let mut tts = Self {
+            backend: Backend::Dsm {
+                lm,
+                params,
+                kv: None,
+            },
+            mimi,
+            encoder,
+            speaker,
+            ca_src: None,
+            voice: String::new(),
+            voices_dir: None,
+            sampling: TtsSampling::default(),
+            device: device.clone(),
+            dtype,
+            name,
+            utt: None,
+            cfg,
+        };
+        let ca = tts.empty_voice()?;
+        tts.set_ca(ca)?;
+        Ok(tts)
+    }
+
+    /// Use `ca` as the voice (the published layout precomputes its keys and values).
+    fn set_ca(&mut self, ca: Option<Tensor>) -> moshi::candle::Result<()> {
+        if let Backend::Dsm { lm, kv, .. } = &mut self.backend {
+            *kv = ca.as_ref().map(|c| lm.voice_kv(c)).transpose()?;
+        }
+        self.ca_src = ca;
+        Ok(())
+    }
+
+    /// Does this synthesiser run the published layout (our port of Kyutai's loop)?
+    pub fn is_published_layout(&self) -> bool {
+        matches!(self.backend, Backend::Dsm { .. })
+    }
+
+    /// The current published-layout utterance, for tests against Kyutai's tokens.
+    #[doc(hidden)]
+    pub fn published_utterance(&self) -> Option<&DsmUtt> {
+        match &self.utt {
+            Some(Utt::Dsm(u)) => Some(u),
+            _ => None,
+        }
     }
 
     /// A model of `cfg`'s size with unseeded random weights and the published Mimi's
@@ -353,32 +493,52 @@ impl KyutaiTts {
     }
 
     fn load_voice(&mut self, path: &Path) -> Result<()> {
-        self.ca_src = self.voice_source(path)?;
+        let ca = self.voice_source(path)?;
+        self.set_ca(ca)?;
         self.voice = path.display().to_string();
         Ok(())
     }
 
-    fn new_utterance(&self) -> Result<Utterance> {
-        let mut lm = self.lm.clone();
+    fn new_utterance(&self) -> Result<Utt> {
+        let s = self.sampling;
+        let sampling = |top_k: usize| {
+            if s.temperature <= 0.0 || top_k <= 1 {
+                Sampling::ArgMax
+            } else {
+                Sampling::TopK {
+                    k: top_k,
+                    temperature: s.temperature,
+                }
+            }
+        };
+        let lm = match &self.backend {
+            Backend::Crate { lm, .. } => lm,
+            Backend::Dsm { lm, params, kv } => {
+                let mut mimi = self.mimi.clone();
+                mimi.reset_state();
+                let text =
+                    LogitsProcessor::from_sampling(s.seed, sampling(TEXT_TOP_K.min(s.top_k)));
+                let audio = LogitsProcessor::from_sampling(s.seed, sampling(s.top_k));
+                return Ok(Utt::Dsm(Box::new(DsmUtt {
+                    run: DsmUtterance::new(lm.clone(), kv.clone(), params, text, audio),
+                    mimi,
+                    partial: String::new(),
+                    words_started: 0,
+                    done: false,
+                })));
+            }
+        };
+        let mut lm = lm.clone();
         lm.reset_state();
         let ca = match &self.ca_src {
             Some(t) => lm.maybe_precompute_ca_kv(Some(CaSrc::Tokens(t.clone())))?,
             None => None,
         };
-        let s = self.sampling;
-        let sampling = if s.temperature <= 0.0 || s.top_k <= 1 {
-            Sampling::ArgMax
-        } else {
-            Sampling::TopK {
-                k: s.top_k,
-                temperature: s.temperature,
-            }
-        };
-        let lp = || LogitsProcessor::from_sampling(s.seed, sampling.clone());
+        let lp = || LogitsProcessor::from_sampling(s.seed, sampling(s.top_k));
         let state = State::new(lm, ca, MAX_STEPS, lp(), lp(), None, self.cfg.streaming());
         let mut mimi = self.mimi.clone();
         mimi.reset_state();
-        Ok(Utterance {
+        Ok(Utt::Crate(Box::new(Utterance {
             state,
             mimi,
             words: VecDeque::new(),
@@ -393,7 +553,7 @@ impl KyutaiTts {
             word_steps: Vec::new(),
             words_started: 0,
             done: false,
-        })
+        })))
     }
 
     fn tokens(&self, word: &str, u: &mut Utterance) -> Option<Vec<u32>> {
@@ -412,12 +572,78 @@ impl KyutaiTts {
         let Some(mut u) = self.utt.take() else {
             return Ok(TtsStep::Done);
         };
-        let r = self.run_utterance(&mut u, out);
+        let r = match &mut u {
+            Utt::Crate(u) => self.run_utterance(u, out),
+            Utt::Dsm(u) => self.run_published(u, out),
+        };
         self.utt = Some(u);
         r
     }
 
+    fn run_published(&self, u: &mut DsmUtt, out: &mut [f32]) -> Result<TtsStep> {
+        let Backend::Dsm { params: p, .. } = &self.backend else {
+            anyhow::bail!("internal error: a published-layout utterance on another model")
+        };
+        if u.done {
+            return Ok(TtsStep::Done);
+        }
+        // Enough model steps to go from nothing to the first kept frame, and a bit.
+        for _ in 0..p.lag() + DROPPED_FRAMES + p.machine.max_padding + 8 {
+            if u.run.over(p) {
+                u.done = true;
+                return Ok(TtsStep::Done);
+            }
+            if !u.run.ready(p) {
+                return Ok(TtsStep::Waiting);
+            }
+            if u.run.step_idx() + 1 >= MAX_STEPS {
+                anyhow::bail!(
+                    "the utterance is longer than the synthesiser's {} s",
+                    MAX_STEPS * 2 / 25
+                );
+            }
+            let Some(codes) = u.run.model_step(p)? else {
+                continue;
+            };
+            let n = codes.len();
+            let codes = Tensor::from_vec(codes, (1, n, 1), &self.device)?;
+            let pcm = u.mimi.decode_step(&codes.into(), &().into())?;
+            let Some(pcm) = pcm.as_option() else {
+                continue;
+            };
+            u.run.decoded += 1;
+            if u.run.decoded <= DROPPED_FRAMES {
+                continue;
+            }
+            let pcm = pcm.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            let n = pcm.len().min(out.len());
+            for (o, x) in out[..n].iter_mut().zip(&pcm) {
+                // `simple_generate` clips to [-1, 1].
+                *o = x.clamp(-1.0, 1.0);
+            }
+            u.words_started = u.words_started.max(u.run.words_heard(p));
+            return Ok(TtsStep::Audio {
+                words_started: u.words_started,
+            });
+        }
+        Ok(TtsStep::Waiting)
+    }
+
+    /// Queue the complete words of `text` on a published-layout utterance.
+    fn push_published(&self, u: &mut DsmUtt, text: &str) {
+        let Backend::Dsm { params, .. } = &self.backend else {
+            return;
+        };
+        for w in dsm_machine::words(text) {
+            let t = self.encoder.encode(&w);
+            u.run.push_word(t, params);
+        }
+    }
+
     fn run_utterance(&self, u: &mut Utterance, out: &mut [f32]) -> Result<TtsStep> {
+        let Backend::Crate { conditions, .. } = &self.backend else {
+            anyhow::bail!("internal error: a crate utterance on the published layout")
+        };
         if u.done {
             return Ok(TtsStep::Done);
         }
@@ -464,9 +690,9 @@ impl KyutaiTts {
                 }
                 Slot::NeedWord => anyhow::bail!("internal error: no word to feed the synthesiser"),
             };
-            u.last_text_token =
-                u.state
-                    .step(u.last_text_token, allowed, self.conditions.as_ref())?;
+            u.last_text_token = u
+                .state
+                .step(u.last_text_token, allowed, conditions.as_ref())?;
             if matches!(u.slot, Slot::Word(_)) {
                 if u.last_text_token == c.text_eop_token {
                     u.slot = Slot::NeedWord;
@@ -558,7 +784,7 @@ impl TextToSpeech for KyutaiTts {
                 ),
             })?;
         let ca = self.voice_source(&path)?;
-        self.ca_src = ca;
+        self.set_ca(ca)?;
         self.voice = path.display().to_string();
         Ok(())
     }
@@ -574,33 +800,60 @@ impl TextToSpeech for KyutaiTts {
     }
 
     fn push_text(&mut self, text: &str) {
-        let Some(mut u) = self.utt.take() else { return };
-        if !u.finished {
-            u.partial.push_str(text);
-            // Every piece followed by whitespace is a whole word.
-            if let Some(end) = u.partial.rfind(char::is_whitespace) {
-                let done: String = u.partial.drain(..end).collect();
-                for w in done.split_whitespace() {
-                    if let Some(t) = self.tokens(w, &mut u) {
-                        u.words.push_back(t);
+        let Some(mut utt) = self.utt.take() else {
+            return;
+        };
+        match &mut utt {
+            Utt::Dsm(d) => {
+                if !d.run.finished {
+                    d.partial.push_str(text);
+                    // Every piece followed by whitespace is a whole word.
+                    if let Some(end) = d.partial.rfind(char::is_whitespace) {
+                        let done: String = d.partial.drain(..end).collect();
+                        self.push_published(d, &done);
+                        d.partial = d.partial.trim_start().to_string();
                     }
                 }
-                u.partial = u.partial.trim_start().to_string();
+            }
+            Utt::Crate(u) => {
+                if !u.finished {
+                    u.partial.push_str(text);
+                    if let Some(end) = u.partial.rfind(char::is_whitespace) {
+                        let done: String = u.partial.drain(..end).collect();
+                        for w in done.split_whitespace() {
+                            if let Some(t) = self.tokens(w, u) {
+                                u.words.push_back(t);
+                            }
+                        }
+                        u.partial = u.partial.trim_start().to_string();
+                    }
+                }
             }
         }
-        self.utt = Some(u);
+        self.utt = Some(utt);
     }
 
     fn finish(&mut self) {
-        let Some(mut u) = self.utt.take() else { return };
-        let rest = std::mem::take(&mut u.partial);
-        for w in rest.split_whitespace() {
-            if let Some(t) = self.tokens(w, &mut u) {
-                u.words.push_back(t);
+        let Some(mut utt) = self.utt.take() else {
+            return;
+        };
+        match &mut utt {
+            Utt::Dsm(d) => {
+                let rest = std::mem::take(&mut d.partial);
+                self.push_published(d, &rest);
+                d.run.finished = true;
+            }
+            Utt::Crate(u) => {
+                let rest = std::mem::take(&mut u.partial);
+                for w in rest.split_whitespace() {
+                    if let Some(t) = self.tokens(w, u) {
+                        u.words.push_back(t);
+                    }
+                }
+                u.finished = true;
             }
         }
-        u.finished = true;
-        self.utt = Some(u);
+        self.utt = Some(utt);
     }
 
     fn step(&mut self, out: &mut [f32]) -> Result<TtsStep> {
