@@ -32,6 +32,7 @@ pub fn options_for(args: &RunArgs, url: &str) -> ConnectOptions {
     ConnectOptions {
         params: params_for(args),
         token: args.token.clone(),
+        insecure: args.insecure,
         // A file read as fast as possible waits for each answer.
         lockstep: args.input.is_some() && !args.realtime,
         ..ConnectOptions::new(url)
@@ -49,8 +50,25 @@ pub fn remote_loader(first: RemoteModel, opts: ConnectOptions) -> crate::engine:
                 remedy: "check that the server runs and is reachable; press r to reconnect".into(),
             })?,
         };
-        Ok(Loaded::plain(Box::new(m)))
+        Ok(loaded(m))
     })
+}
+
+/// The connected model, with a warning when its certificate was not checked.
+pub fn loaded(m: RemoteModel) -> Loaded {
+    let warning = m
+        .server()
+        .unchecked_certificate
+        .then(|| crate::ui::words::insecure_tls(&m.server().url));
+    let mut l = Loaded::plain(Box::new(m));
+    if let Some(w) = warning {
+        l.notices.push(crate::bus::Notice {
+            severity: w.severity,
+            message: w.message,
+            remedy: w.remedy,
+        });
+    }
+    l
 }
 
 /// Run headless against a server; returns the exit code (2 when it cannot start).

@@ -209,7 +209,7 @@ pub fn loader_for(args: &RunArgs) -> Loader {
                 message: e.to_string(),
                 remedy: "check that the server runs and is reachable; press r to reconnect".into(),
             })?;
-            Ok(Loaded::plain(Box::new(m)))
+            Ok(connect::loaded(m))
         });
     }
     match args.engine {

@@ -29,8 +29,9 @@ pub fn args_for_session(base: &RunArgs, p: &SessionParams) -> RunArgs {
     a
 }
 
-/// What `serve` will do, from the command line.
-pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
+/// What `serve` will do, from the command line; an unreadable certificate or key is
+/// an error that names the file.
+pub fn options(args: &RunArgs, serve: &ServeArgs) -> Result<ServeOptions, String> {
     let model_name = match args.engine {
         crate::cli::EngineKind::Loopback => "loopback".to_string(),
         crate::cli::EngineKind::Moshi if args.model.demo => "demo".to_string(),
@@ -39,7 +40,12 @@ pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
             None => args.model.hf_repo.clone(),
         },
     };
-    ServeOptions {
+    let tls = match (&serve.cert, &serve.key) {
+        (Some(cert), Some(key)) => Some(crate::net::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => return Err("--cert and --key go together".into()),
+    };
+    Ok(ServeOptions {
         addr: serve.bind,
         token: args.token.clone(),
         no_auth: serve.no_auth,
@@ -51,8 +57,11 @@ pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
         idle: Duration::from_secs_f64(serve.idle_timeout.clamp(0.1, 86_400.0)),
         max_backlog: args.max_backlog,
         model_name,
+        tls,
+        queue: serve.queue,
+        queue_wait: Duration::from_secs_f64(serve.queue_wait.clamp(0.0, 86_400.0)),
         ..ServeOptions::default()
-    }
+    })
 }
 
 pub fn factory(args: &RunArgs) -> LoaderFactory {
@@ -62,7 +71,14 @@ pub fn factory(args: &RunArgs) -> LoaderFactory {
 
 /// Serve until Ctrl-C; returns the exit code (2: cannot start).
 pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
-    let opts = options(args, serve);
+    let opts = match options(args, serve) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
     let model = opts.model_name.clone();
     // Each session is journalled like a local run, its input named by the peer.
     let tap: Option<EventTap> = (!args.no_journal).then(|| {
@@ -86,9 +102,10 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     };
     let addr = server.local_addr();
     eprintln!(
-        "serving {model} at ws://{addr}{} ({} session(s) at a time{}); Ctrl-C stops",
+        "serving {model} at {scheme}://{addr}{} ({} session(s) at a time, {} may wait{}); Ctrl-C stops",
         crate::net::server::CHAT_PATH,
         serve.max_sessions,
+        serve.queue,
         if args.token.is_some() {
             ", token required"
         } else {

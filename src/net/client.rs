@@ -38,8 +38,11 @@ pub const MAX_JITTER: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// `ws://host:port` (the path defaults to `/api/chat`) or a full URL.
+    /// `ws://host:port` or `wss://host:port` (the path defaults to `/api/chat`), or a
+    /// full URL.
     pub url: String,
+    /// `wss://`: accept any certificate (self-signed ones, as `moshi-backend` makes).
+    pub insecure: bool,
     pub params: SessionParams,
     /// Sent as the `kyutai-api-key` header.
     pub token: Option<String>,
@@ -58,6 +61,7 @@ impl ConnectOptions {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            insecure: false,
             params: SessionParams::default(),
             token: None,
             connect_timeout: Duration::from_secs(10),
@@ -73,10 +77,10 @@ impl ConnectOptions {
 /// Why the client could not start a session. Each names what failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConnectError {
-    #[error("bad server URL {url:?}: {why} (expected ws://HOST:PORT, e.g. ws://127.0.0.1:8998)")]
+    #[error("bad server URL {url:?}: {why} (expected ws://HOST:PORT or wss://HOST:PORT, e.g. ws://127.0.0.1:8998)")]
     BadUrl { url: String, why: String },
-    #[error("{url}: wss:// (TLS) is not supported yet; use ws://")]
-    NoTls { url: String },
+    #[error("{url}: TLS failed: {why}")]
+    Tls { url: String, why: String },
     #[error("cannot connect to {url}: {why}")]
     Connect { url: String, why: String },
     #[error("{url}: the server refused the WebSocket upgrade: HTTP {status}{body}")]
@@ -99,6 +103,8 @@ pub struct ServerInfo {
     pub url: String,
     pub handshake: Handshake,
     pub metadata: Option<serde_json::Value>,
+    /// `wss://` with `--insecure`: the server's certificate was not checked.
+    pub unchecked_certificate: bool,
 }
 
 impl ServerInfo {
@@ -258,14 +264,14 @@ pub fn chat_url(url: &str, params: &SessionParams) -> Result<String, ConnectErro
         url: url.into(),
         why: why.into(),
     };
-    let rest = if let Some(r) = url.strip_prefix("ws://") {
-        r
-    } else if url.starts_with("wss://") {
-        return Err(ConnectError::NoTls { url: url.into() });
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("ws://") {
+        ("ws", r)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        ("wss", r)
     } else if let Some((scheme, _)) = url.split_once("://") {
-        return Err(bad(&format!("scheme {scheme}:// is not ws://")));
+        return Err(bad(&format!("scheme {scheme}:// is neither ws:// nor wss://")));
     } else {
-        return Err(bad("no ws:// scheme"));
+        return Err(bad("no ws:// or wss:// scheme"));
     };
     let (host, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -287,7 +293,7 @@ pub fn chat_url(url: &str, params: &SessionParams) -> Result<String, ConnectErro
         (false, true) => format!("?{query}"),
         (false, false) => format!("?{query}&{extra}"),
     };
-    Ok(format!("ws://{host}{path}{query}"))
+    Ok(format!("{scheme}://{host}{path}{query}"))
 }
 
 type Ws =
@@ -307,8 +313,21 @@ async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, ServerInfo), Conn
         })?;
         req.headers_mut().insert(API_KEY_HEADER, v);
     }
-    let connecting =
-        tokio_tungstenite::connect_async_with_config(req, Some(ws_config(&opts.limits)), true);
+    let connector = if url.starts_with("wss://") {
+        let config = super::tls::client_config(opts.insecure).map_err(|why| ConnectError::Tls {
+            url: url.into(),
+            why,
+        })?;
+        tokio_tungstenite::Connector::Rustls(config)
+    } else {
+        tokio_tungstenite::Connector::Plain
+    };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        Some(ws_config(&opts.limits)),
+        true,
+        Some(connector),
+    );
     let (mut ws, _) = match tokio::time::timeout(opts.connect_timeout, connecting).await {
         Err(_) => {
             return Err(ConnectError::Timeout {
@@ -371,6 +390,7 @@ async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, ServerInfo), Conn
                         url: url.into(),
                         handshake: h,
                         metadata,
+                        unchecked_certificate: opts.insecure && url.starts_with("wss://"),
                     },
                 ))
             }
@@ -413,10 +433,39 @@ fn upgrade_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> Connect
                 body,
             }
         }
-        E::Io(io) => ConnectError::Connect {
-            url: url.into(),
-            why: io.to_string(),
+        E::Io(io) => match io
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => ConnectError::Tls {
+                url: url.into(),
+                why: super::tls::describe(tls),
+            },
+            None if url.starts_with("wss://")
+                && io.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                ConnectError::Tls {
+                    url: url.into(),
+                    why: format!("the server hung up during the TLS handshake ({io}); does it serve plain ws://? then connect with ws://"),
+                }
+            }
+            None => ConnectError::Connect {
+                url: url.into(),
+                why: io.to_string(),
+            },
         },
+        E::Tls(tls) => ConnectError::Tls {
+            url: url.into(),
+            why: tls.to_string(),
+        },
+        E::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::HttparseError(h))
+            if url.starts_with("ws://") =>
+        {
+            ConnectError::NotKyutai {
+                url: url.into(),
+                why: format!("its answer is not HTTP ({h}); if it serves TLS, connect with wss://"),
+            }
+        }
         other => ConnectError::NotKyutai {
             url: url.into(),
             why: other.to_string(),
@@ -696,6 +745,7 @@ mod tests {
                 url: "ws://test/api/chat".into(),
                 handshake: Handshake::Short,
                 metadata: Some(serde_json::json!({"model": "fake"})),
+                unchecked_certificate: false,
             },
             lockstep,
             answer_timeout: Duration::from_millis(200),
@@ -812,10 +862,10 @@ mod tests {
             chat_url("ws://h:1/", &p).unwrap(),
             "ws://h:1/api/chat?text_temperature=0"
         );
-        assert!(matches!(
-            chat_url("wss://h", &p),
-            Err(ConnectError::NoTls { .. })
-        ));
+        assert_eq!(
+            chat_url("wss://h:1", &p).unwrap(),
+            "wss://h:1/api/chat?text_temperature=0"
+        );
         assert!(matches!(
             chat_url("http://h", &p),
             Err(ConnectError::BadUrl { .. })

@@ -98,6 +98,15 @@ pub fn happening(h: &Happening) -> Said {
     }
 }
 
+/// `--insecure` on a `wss://` connection: said once it is connected.
+pub fn insecure_tls(url: &str) -> Said {
+    Said {
+        severity: Severity::Warning,
+        message: format!("--insecure: the certificate of {url} was not checked; the connection is encrypted, but anyone on the way could pose as the server"),
+        remedy: Some("install a certificate from a known authority on the server, then drop --insecure".into()),
+    }
+}
+
 /// The notices a journal records as the user read them (for `Journal::with_words`).
 pub fn journal_words(ev: &crate::bus::EngineEvent) -> Option<(Severity, String, Option<String>)> {
     let said = match ev {
