@@ -142,7 +142,7 @@ pub fn run(original: &RunArgs) -> i32 {
         ev_rx
     } else {
         match Journal::create(&sessions_dir(), &persona, &input_desc) {
-            Ok(j) => session::tee(ev_rx, j),
+            Ok(j) => session::tee(ev_rx, j.with_words(crate::ui::words::journal_words)),
             Err(e) => {
                 eprintln!("warning: no session journal: {e:#}");
                 ev_rx
@@ -165,6 +165,7 @@ pub fn run(original: &RunArgs) -> i32 {
                 let _ = cmd_tx.send(Command::Shutdown);
             }
             EngineEvent::Notice { message, .. } => eprintln!("{message}"),
+            EngineEvent::Happened(h) => eprintln!("{}", crate::ui::words::happening(h).message),
             EngineEvent::Stopped => break,
             _ => {}
         }

@@ -84,7 +84,7 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     let tap: Option<EventTap> = (!args.no_journal).then(|| {
         let tap: EventTap = Arc::new(|peer, events| {
             match Journal::create(&sessions_dir(), "serve", &format!("network {peer}")) {
-                Ok(j) => session::tee(events, j),
+                Ok(j) => session::tee(events, j.with_words(crate::ui::words::journal_words)),
                 Err(e) => {
                     tracing::warn!("serve: no journal for {peer}: {e:#}");
                     events

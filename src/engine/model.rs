@@ -76,4 +76,12 @@ pub trait DuplexModel: Send {
     fn prime(&mut self, _prompt: &Prompt) -> Result<Primed> {
         anyhow::bail!("{} takes no prompt", self.info().name)
     }
+    /// A remote model's network path, for the status line (`None`: a local model).
+    fn link(&self) -> Option<crate::bus::LinkStats> {
+        None
+    }
+    /// What happened to a remote model's connection since the last call, oldest first.
+    fn take_happening(&mut self) -> Option<crate::bus::Happening> {
+        None
+    }
 }

@@ -19,6 +19,7 @@
 use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits};
 use super::protocol::{Handshake, Limits, Message, SessionParams};
 use super::server::{ws_config, API_KEY_HEADER};
+use crate::bus::{Happening, LinkStats};
 use crate::engine::model::{DuplexModel, ModelInfo, StepOutput};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -55,6 +56,37 @@ pub struct ConnectOptions {
     pub answer_timeout: Duration,
     pub limits: Limits,
     pub reader: ReaderLimits,
+    /// After a dropped connection: how often and how fast to retry.
+    pub reconnect: Reconnect,
+}
+
+/// Retries after a dropped connection: `attempts` tries, waiting `first`, then twice
+/// as long each time, up to `max` (0 attempts: a drop ends the session at once).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reconnect {
+    pub attempts: u32,
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        // 0.25 + 0.5 + 1 + 2 + 4 × 4 s: about 20 s of retries, plus the connects.
+        Self {
+            attempts: 8,
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(4),
+        }
+    }
+}
+
+impl Reconnect {
+    /// The wait before attempt `n` (from 1).
+    pub fn delay(&self, n: u32) -> Duration {
+        self.first
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(self.max)
+    }
 }
 
 impl ConnectOptions {
@@ -70,6 +102,7 @@ impl ConnectOptions {
             answer_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             reader: ReaderLimits::default(),
+            reconnect: Reconnect::default(),
         }
     }
 }
@@ -163,22 +196,40 @@ impl NetStats {
 enum Incoming {
     Audio(Vec<f32>, Instant),
     Text(String),
+    /// The session's first frame is frame `seq` of the stream.
+    SessionStart(u64),
+    /// The connection dropped; retrying.
+    Lost {
+        why: String,
+        attempt: u32,
+        of: u32,
+        retry_in: Duration,
+    },
+    /// A new session after a drop.
+    Back {
+        info: ServerInfo,
+        outage: Duration,
+    },
+    /// The session is over for good (the server left and retries ran out).
     Closed(String),
 }
+
+/// A frame to send: its number in the stream, and its samples.
+type Frame = (u64, Vec<f32>);
 
 /// A session on a remote server, stepped like a local model.
 pub struct RemoteModel {
     info: ServerInfo,
     lockstep: bool,
     answer_timeout: Duration,
-    to_net: Option<mpsc::UnboundedSender<Vec<f32>>>,
+    to_net: Option<mpsc::UnboundedSender<Frame>>,
     from_net: crossbeam_channel::Receiver<Incoming>,
     /// Received samples from stream position `buf_start` on.
     buffer: VecDeque<f32>,
     buf_start: u64,
     text: String,
-    /// Send times of frames whose answer has not fully arrived.
-    sent_at: VecDeque<Instant>,
+    /// Numbers and send times of frames whose answer has not fully arrived.
+    sent_at: VecDeque<(u64, Instant)>,
     /// Samples received toward the oldest unanswered frame.
     partial: usize,
     /// Samples sent so far (the stream position of the next frame).
@@ -186,6 +237,12 @@ pub struct RemoteModel {
     /// How far playback lags what was sent, in samples (a multiple of 960).
     delay: u64,
     closed: Option<String>,
+    /// False while the connection is down and retried.
+    link_up: bool,
+    /// When an answer last came too late (real time).
+    last_late: Option<Instant>,
+    /// Connection news for the engine to pass on.
+    happenings: VecDeque<Happening>,
     stats: Arc<NetStats>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -215,13 +272,26 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
                 }
             };
             rt.block_on(async move {
-                match open(&u, &o).await {
+                let mut frames = frames;
+                let mut ws = match open(&u, &o).await {
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
+                        return;
                     }
                     Ok((ws, info)) => {
                         let _ = ready_tx.send(Ok(info));
-                        pump(ws, frames, incoming_tx, &o, &st).await;
+                        ws
+                    }
+                };
+                loop {
+                    let why = match pump(ws, &mut frames, &incoming_tx, &o, &st).await {
+                        Ok(()) => return, // the model was dropped
+                        Err(why) => why,
+                    };
+                    tracing::warn!("connect: {why}");
+                    match reconnect(&u, &o, why, &mut frames, &incoming_tx).await {
+                        Some(w) => ws = w,
+                        None => return,
                     }
                 }
             });
@@ -253,9 +323,65 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
         sent: 0,
         delay: 0,
         closed: None,
+        link_up: true,
+        last_late: None,
+        happenings: VecDeque::new(),
         stats,
         thread: Some(thread),
     })
+}
+
+/// The connection dropped (`why`): retry with backoff, dropping the frames sent
+/// meanwhile (the new session starts fresh). `None`: retries ran out (the model is
+/// told) or the model is gone.
+async fn reconnect(
+    url: &str,
+    opts: &ConnectOptions,
+    mut why: String,
+    frames: &mut mpsc::UnboundedReceiver<Frame>,
+    incoming: &crossbeam_channel::Sender<Incoming>,
+) -> Option<Ws> {
+    let lost = Instant::now();
+    let r = &opts.reconnect;
+    for attempt in 1..=r.attempts {
+        let wait = r.delay(attempt);
+        let news = Incoming::Lost {
+            why: why.clone(),
+            attempt,
+            of: r.attempts,
+            retry_in: wait,
+        };
+        if incoming.send(news).is_err() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                f = frames.recv() => if f.is_none() { return None },
+            }
+        }
+        match open(url, opts).await {
+            Ok((ws, info)) => {
+                while frames.try_recv().is_ok() {}
+                let outage = lost.elapsed();
+                tracing::info!("connect: back after {:.1} s", outage.as_secs_f64());
+                let _ = incoming.send(Incoming::Back { info, outage });
+                return Some(ws);
+            }
+            Err(e) => why = e.to_string(),
+        }
+    }
+    let _ = incoming.send(Incoming::Closed(if r.attempts == 0 {
+        why
+    } else {
+        format!(
+            "{why} (gave up after {} attempts in {:.0} s)",
+            r.attempts,
+            lost.elapsed().as_secs_f64()
+        )
+    }));
+    None
 }
 
 /// The full URL: `/api/chat` when no path is given, and the session's query.
@@ -476,23 +602,29 @@ fn upgrade_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> Connect
 /// The session: frames from the engine out as Opus, the server's audio and text in.
 async fn pump(
     ws: Ws,
-    mut frames: mpsc::UnboundedReceiver<Vec<f32>>,
-    incoming: crossbeam_channel::Sender<Incoming>,
+    frames: &mut mpsc::UnboundedReceiver<Frame>,
+    incoming: &crossbeam_channel::Sender<Incoming>,
     opts: &ConnectOptions,
     stats: &NetStats,
-) {
+) -> Result<(), String> {
     let (mut sink, mut source) = ws.split();
-    let why = async {
+    let mut first = true;
+    async {
         let mut writer = OggOpusWriter::new().map_err(|e| format!("{e:#}"))?;
         let mut reader = OggOpusReader::new(opts.reader).map_err(|e| format!("{e:#}"))?;
         let mut pcm = Vec::with_capacity(4 * FRAME_LEN);
         loop {
             tokio::select! {
                 frame = frames.recv() => {
-                    let Some(frame) = frame else {
+                    let Some((seq, frame)) = frame else {
                         let _ = sink.close().await;
                         return Ok::<_, String>(());
                     };
+                    if std::mem::take(&mut first)
+                        && incoming.send(Incoming::SessionStart(seq)).is_err()
+                    {
+                        return Ok(());
+                    }
                     writer.push(&frame).map_err(|e| format!("{e:#}"))?;
                     let pages = writer.take();
                     if !pages.is_empty() {
@@ -546,11 +678,7 @@ async fn pump(
             }
         }
     }
-    .await;
-    if let Err(why) = why {
-        tracing::warn!("connect: {why}");
-        let _ = incoming.send(Incoming::Closed(why));
-    }
+    .await
 }
 
 impl RemoteModel {
@@ -571,7 +699,7 @@ impl RemoteModel {
                 self.partial += pcm.len();
                 while self.partial >= FRAME_LEN {
                     self.partial -= FRAME_LEN;
-                    if let Some(sent) = self.sent_at.pop_front() {
+                    if let Some((_, sent)) = self.sent_at.pop_front() {
                         let us = at.saturating_duration_since(sent).as_micros() as u64;
                         let s = &self.stats;
                         s.rtt_last_us.store(us, Ordering::Relaxed);
@@ -590,8 +718,58 @@ impl RemoteModel {
                 }
             }
             Incoming::Text(t) => self.text.push_str(&t),
+            Incoming::SessionStart(first) => {
+                // The session's stream position 0 is our position `first * 1920`.
+                self.buf_start = first * FRAME_LEN as u64;
+                self.partial = 0;
+                self.sent_at.retain(|(s, _)| *s >= first);
+            }
+            Incoming::Lost {
+                why,
+                attempt,
+                of,
+                retry_in,
+            } => {
+                self.link_up = false;
+                self.happenings.push_back(Happening::LinkLost {
+                    why,
+                    attempt,
+                    of,
+                    retry_in_s: retry_in.as_secs_f64(),
+                });
+            }
+            Incoming::Back { info, outage } => {
+                self.link_up = true;
+                self.info = info;
+                self.buffer.clear();
+                self.buf_start = self.sent;
+                self.partial = 0;
+                self.delay = 0;
+                self.last_late = None;
+                self.stats.jitter_opus_frames.store(0, Ordering::Relaxed);
+                self.happenings.push_back(Happening::LinkBack {
+                    outage_s: outage.as_secs_f64(),
+                });
+            }
             Incoming::Closed(why) => self.closed = Some(why),
         }
+    }
+
+    /// Lock step with the connection down: wait until it is back or given up.
+    fn wait_for_link(&mut self) -> anyhow::Result<()> {
+        while !self.link_up {
+            if self.closed.is_some() {
+                return Err(self.gone());
+            }
+            match self.from_net.recv() {
+                Ok(ev) => self.take(ev),
+                Err(_) => return Err(self.gone()),
+            }
+        }
+        if self.closed.is_some() {
+            return Err(self.gone());
+        }
+        Ok(())
     }
 
     fn drain(&mut self) {
@@ -617,6 +795,9 @@ impl RemoteModel {
             if self.closed.is_some() {
                 return Err(self.gone());
             }
+            if !self.link_up {
+                return Ok(true); // nothing to play while down, and not late
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.from_net.recv_timeout(left) {
                 Ok(ev) => self.take(ev),
@@ -634,9 +815,12 @@ impl RemoteModel {
                 .dropped_frames
                 .fetch_add(stale.div_ceil(FRAME_LEN) as u64, Ordering::Relaxed);
         }
-        let lead = FRAME_LEN - (end - start) as usize;
-        let n = (end - start) as usize;
-        for (o, s) in out[lead..].iter_mut().zip(self.buffer.drain(..n)) {
+        // Positions before the stream, or before this session's start, are silence.
+        let n = end.saturating_sub(self.buf_start) as usize;
+        for (o, s) in out[FRAME_LEN - n..]
+            .iter_mut()
+            .zip(self.buffer.drain(..n))
+        {
             *o = s;
         }
         self.buf_start += n as u64;
@@ -677,14 +861,21 @@ impl DuplexModel for RemoteModel {
         let Some(tx) = self.to_net.as_ref() else {
             return Err(self.gone());
         };
-        if tx.send(pcm_in.to_vec()).is_err() {
+        let seq = self.sent / FRAME_LEN as u64;
+        if tx.send((seq, pcm_in.to_vec())).is_err() {
             return Err(self.gone());
         }
-        self.sent_at.push_back(Instant::now());
+        self.sent_at.push_back((seq, Instant::now()));
         self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         self.sent += FRAME_LEN as u64;
         let end = self.sent.saturating_sub(self.delay);
-        if self.lockstep {
+        if !self.link_up {
+            // Down: silence. A file in lock step waits for the link (this frame is
+            // lost with the old session); real time plays on.
+            if self.lockstep {
+                self.wait_for_link()?;
+            }
+        } else if self.lockstep {
             if !self.play(end, self.answer_timeout, &mut out.pcm)? {
                 anyhow::bail!(
                     "{}: no audio from the server for {:.0} s",
@@ -697,6 +888,7 @@ impl DuplexModel for RemoteModel {
             if !self.play(end, wait, &mut out.pcm)? {
                 // Late: silence now, and one more Opus frame of buffer from now on.
                 self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+                self.last_late = Some(Instant::now());
                 if self.delay < (MAX_JITTER * OPUS_FRAME) as u64 {
                     self.delay += OPUS_FRAME as u64;
                     self.stats
@@ -713,6 +905,26 @@ impl DuplexModel for RemoteModel {
     fn reset(&mut self) {
         // The server keeps its conversation; the text queued here is dropped.
         self.text.clear();
+    }
+    fn link(&self) -> Option<LinkStats> {
+        let rtt = self.stats.rtt_last_us.load(Ordering::Relaxed);
+        let frame_us = (FRAME_LEN as u64 * 1_000_000) / RATE as u64;
+        let keeping_pace = self.link_up
+            && if self.lockstep {
+                rtt <= frame_us
+            } else {
+                self.last_late
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(2))
+            };
+        Some(LinkStats {
+            rtt_ms: rtt as f64 / 1000.0,
+            jitter_ms: (self.delay * 1000 / RATE as u64) as u32,
+            keeping_pace,
+            connected: self.link_up,
+        })
+    }
+    fn take_happening(&mut self) -> Option<Happening> {
+        self.happenings.pop_front()
     }
 }
 
@@ -736,7 +948,7 @@ mod tests {
     ) -> (
         RemoteModel,
         crossbeam_channel::Sender<Incoming>,
-        mpsc::UnboundedReceiver<Vec<f32>>,
+        mpsc::UnboundedReceiver<Frame>,
     ) {
         let (to_net, frames) = mpsc::unbounded_channel();
         let (tx, from_net) = crossbeam_channel::unbounded();
@@ -759,6 +971,9 @@ mod tests {
             sent: 0,
             delay: 0,
             closed: None,
+            link_up: true,
+            last_late: None,
+            happenings: VecDeque::new(),
             stats: Arc::new(NetStats::default()),
             thread: None,
         };
@@ -785,7 +1000,7 @@ mod tests {
         tx.send(frame(1.0)).unwrap();
         let out = step(&mut m).unwrap();
         assert_eq!((out.pcm[0], out.text.as_deref()), (1.0, Some(" hi")));
-        assert_eq!(sent.try_recv().unwrap().len(), FRAME_LEN);
+        assert_eq!(sent.try_recv().unwrap().1.len(), FRAME_LEN);
         assert_eq!(m.delay_frames(), 0);
         // Late by more than one Opus frame: silence, and the buffer grows by 40 ms.
         let t = Instant::now();
