@@ -69,6 +69,20 @@ pub fn factory(args: &RunArgs) -> LoaderFactory {
     Arc::new(move |p: &SessionParams| crate::app::loader_for(&args_for_session(&base, p)))
 }
 
+/// Each session journalled like a local run, its input named by the peer; the session
+/// adds its summary (how long, frames, drops, why it ended) before its end.
+pub fn journal_tap() -> EventTap {
+    Arc::new(|peer, events| {
+        match Journal::create(&sessions_dir(), "serve", &format!("network {peer}")) {
+            Ok(j) => session::tee(events, j.with_words(crate::ui::words::journal_words)),
+            Err(e) => {
+                tracing::warn!("serve: no journal for {peer}: {e:#}");
+                events
+            }
+        }
+    })
+}
+
 /// Serve until Ctrl-C; returns the exit code (2: cannot start).
 pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     let opts = match options(args, serve) {
@@ -80,19 +94,7 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     };
     let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
     let model = opts.model_name.clone();
-    // Each session is journalled like a local run, its input named by the peer.
-    let tap: Option<EventTap> = (!args.no_journal).then(|| {
-        let tap: EventTap = Arc::new(|peer, events| {
-            match Journal::create(&sessions_dir(), "serve", &format!("network {peer}")) {
-                Ok(j) => session::tee(events, j.with_words(crate::ui::words::journal_words)),
-                Err(e) => {
-                    tracing::warn!("serve: no journal for {peer}: {e:#}");
-                    events
-                }
-            }
-        });
-        tap
-    });
+    let tap = (!args.no_journal).then(journal_tap);
     let server = match Server::start_with(opts, factory(args), tap) {
         Ok(s) => s,
         Err(e) => {

@@ -495,6 +495,11 @@ impl Session {
         let (out_prod, mut out_cons) = ring_for(format, 2.0);
         let ended = Arc::new(AtomicBool::new(false));
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        // For the session's summary in its journal, before the engine's end.
+        let note_tx = ev_tx.clone();
+        let started = Instant::now();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_seen = dropped.clone();
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let setup = EngineSetup {
             speaker: Some(OutputPort {
@@ -529,7 +534,10 @@ impl Session {
                     let m = match ev {
                         EngineEvent::ModelReady { .. } => FromEngine::Ready,
                         EngineEvent::Text(t) => FromEngine::Text(t),
-                        EngineEvent::Step(_) => FromEngine::Step,
+                        EngineEvent::Step(s) => {
+                            dropped_seen.store(s.dropped_frames, Ordering::Relaxed);
+                            FromEngine::Step
+                        }
                         EngineEvent::ModelFailed { error, .. } => FromEngine::Failed(error),
                         EngineEvent::Stopped => FromEngine::Stopped,
                         _ => continue,
@@ -617,6 +625,16 @@ impl Session {
             }
         }
         let _ = sink.close().await;
+        let _ = note_tx.send(EngineEvent::info(format!(
+            "network session from {peer}: {:.1} s, {} frames in, {} frames out, {} dropped by the engine, {:.2} s lost to a full input ring; ended: {}",
+            started.elapsed().as_secs_f64(),
+            summary.samples_in / 1920,
+            summary.samples_out / 1920,
+            dropped.load(Ordering::Relaxed),
+            summary.overflow as f64 / SAMPLE_RATE as f64,
+            summary.ended
+        )));
+        drop(note_tx);
         ended.store(true, Ordering::Release);
         let _ = cmd_tx.send(Command::Shutdown);
         let stats = tokio::task::spawn_blocking(move || {
