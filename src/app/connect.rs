@@ -24,6 +24,9 @@ pub fn params_for(args: &RunArgs) -> SessionParams {
         audio_topk: m.top_k,
         text_seed: m.seed,
         audio_seed: m.seed,
+        // The persona's role text, for a server whose model takes one (PersonaPlex). Its
+        // voice WAV is a file here, which a server cannot read: not sent.
+        text_prompt: m.text_prompt.clone().filter(|t| !t.trim().is_empty()),
         ..Default::default()
     }
 }

@@ -6,6 +6,8 @@ use crate::cli::{RunArgs, ServeArgs};
 use crate::net::protocol::{Limits, SessionParams};
 use crate::net::server::{EventTap, LoaderFactory, ServeOptions, Server};
 use crate::session::{self, sessions_dir, Journal};
+use crate::engine::load::{loader, LoadFailure};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +28,28 @@ pub fn args_for_session(base: &RunArgs, p: &SessionParams) -> RunArgs {
     if let Some(s) = p.text_seed.or(p.audio_seed) {
         m.seed = Some(s);
     }
+    // PersonaPlex's prompts: a model that takes them is primed before the handshake.
+    if let Some(t) = &p.text_prompt {
+        m.text_prompt = Some(t.clone());
+    }
+    if let Some(v) = &p.voice_prompt {
+        m.voice_prompt = Some(PathBuf::from(v));
+    }
     a
+}
+
+/// A client's `voice_prompt`, as a file for the engine: for now a WAV path relative to
+/// the server's working directory (never absolute, never `..`, so a client cannot
+/// make the server read files elsewhere). NVIDIA's clients send voice names
+/// (`NATF2.pt`): their lookup belongs here, once PersonaPlex voices are named.
+pub fn voice_file(v: &str) -> Result<PathBuf, String> {
+    let p = Path::new(v);
+    if v.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(format!(
+            "voice_prompt {v:?}: a voice is named by a path relative to the server's directory, without `..`"
+        ));
+    }
+    Ok(p.to_path_buf())
 }
 
 /// What `serve` will do, from the command line; an unreadable certificate or key is
@@ -66,7 +89,27 @@ pub fn options(args: &RunArgs, serve: &ServeArgs) -> Result<ServeOptions, String
 
 pub fn factory(args: &RunArgs) -> LoaderFactory {
     let base = args.clone();
-    Arc::new(move |p: &SessionParams| crate::app::loader_for(&args_for_session(&base, p)))
+    Arc::new(move |p: &SessionParams| {
+        let voice = p.voice_prompt.as_deref().map(voice_file).transpose();
+        let mut inner = crate::app::loader_for(&args_for_session(&base, p));
+        let asked = p.text_prompt.is_some() || p.voice_prompt.is_some();
+        loader(move |req| {
+            if let Err(e) = &voice {
+                return Err(LoadFailure {
+                    message: e.clone(),
+                    remedy: "send a voice the server has, or no voice_prompt".into(),
+                });
+            }
+            let l = inner(req)?;
+            if asked && !l.model.takes_prompt() {
+                tracing::info!(
+                    "serve: {} takes no prompt: the session's text_prompt and voice_prompt are ignored",
+                    l.model.info().name
+                );
+            }
+            Ok(l)
+        })
+    })
 }
 
 /// Each session journalled like a local run, its input named by the peer; the session
