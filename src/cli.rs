@@ -339,6 +339,8 @@ pub enum BenchWhat {
     Ui,
     /// The one-shot GPU check's measurements (scripts/gpu-check runs it section by section).
     Gpu,
+    /// Opus cost per frame, the latency the network path adds, server CPU per session.
+    Net,
 }
 
 /// `--max-memory`: a positive, finite number of GiB.

@@ -3,6 +3,7 @@
 //! and the benchmarks that run the whole path live here.
 
 pub mod bench;
+pub mod bench_net;
 pub mod connect;
 pub mod doctor;
 pub mod headless;
