@@ -253,7 +253,10 @@ fn a_client_that_cannot_start_exits_2_and_says_why() {
     assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
 
     // Not a ws:// or wss:// URL (TLS itself: tests/net_tls.rs).
-    for (url, says) in [("http://h:1", "bad server URL"), ("ftp://h:1", "neither ws:// nor wss://")] {
+    for (url, says) in [
+        ("http://h:1", "bad server URL"),
+        ("ftp://h:1", "neither ws:// nor wss://"),
+    ] {
         let o = client(url, &file, dir.path());
         assert_eq!(o.status.code(), Some(2));
         assert!(stderr(&o).contains(says), "{}", stderr(&o));

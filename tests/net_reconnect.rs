@@ -58,7 +58,8 @@ fn run(
     for _ in 0..frames {
         let t = Instant::now();
         out.clear(1920);
-        m.step(&tone(1920, *at), &mut out).expect("steps while reconnecting");
+        m.step(&tone(1920, *at), &mut out)
+            .expect("steps while reconnecting");
         *at += 1920;
         while let Some(h) = m.take_happening() {
             news.push(h);
@@ -169,7 +170,12 @@ fn the_binary_keeps_running_through_a_server_restart_and_journals_it() {
     let srv = loopback_server("127.0.0.1:0".parse().unwrap());
     let addr = srv.local_addr();
     let child = Command::new(BIN)
-        .args(["--connect", &format!("ws://{addr}"), "--headless", "--realtime"])
+        .args([
+            "--connect",
+            &format!("ws://{addr}"),
+            "--headless",
+            "--realtime",
+        ])
         .arg("--input")
         .arg(&input)
         .arg("--output")

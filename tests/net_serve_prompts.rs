@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 /// A server for `flags`, whose sessions' engine events are recorded in order.
 fn server(flags: &[&str]) -> (Server, Arc<Mutex<Vec<EngineEvent>>>) {
-    let cli = Cli::try_parse_from(std::iter::once("assistant").chain(flags.iter().copied()))
-        .unwrap();
+    let cli =
+        Cli::try_parse_from(std::iter::once("assistant").chain(flags.iter().copied())).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let tap: EventTap = Arc::new(move |_peer, events| {
@@ -107,7 +107,10 @@ fn a_personaplex_session_is_primed_with_the_clients_prompts_before_its_handshake
     let e = connect(&with_prompts(url, "You are kind.", "/etc/passwd"))
         .err()
         .expect("refused");
-    assert!(e.to_string().contains("relative to the server's directory"), "{e}");
+    assert!(
+        e.to_string().contains("relative to the server's directory"),
+        "{e}"
+    );
 }
 
 #[test]

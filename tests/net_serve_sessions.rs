@@ -172,9 +172,18 @@ fn each_session_is_journalled_with_who_how_long_frames_and_drops() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(journal.contains("\"input\":\"network 127.0.0.1:"), "{journal}");
-    assert!(journal.contains("network session from 127.0.0.1:"), "{journal}");
-    assert!(journal.contains("25 frames in, 25 frames out, 0 dropped"), "{journal}");
+    assert!(
+        journal.contains("\"input\":\"network 127.0.0.1:"),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("network session from 127.0.0.1:"),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("25 frames in, 25 frames out, 0 dropped"),
+        "{journal}"
+    );
     assert!(journal.contains("ended: the client"), "{journal}");
     assert!(journal.contains("\"kind\":\"end\""), "{journal}");
 }

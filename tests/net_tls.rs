@@ -63,12 +63,21 @@ fn self_signed_server_is_refused_without_insecure_and_works_with_it() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("TLS failed: the server's certificate is not signed"), "{err}");
+    assert!(
+        err.contains("TLS failed: the server's certificate is not signed"),
+        "{err}"
+    );
 
     // --insecure: the session runs over TLS, the input comes back, with a warning.
     let out = dir.path().join("out.wav");
     let o = Command::new(BIN)
-        .args(["--connect", &url, "--insecure", "--headless", "--no-journal"])
+        .args([
+            "--connect",
+            &url,
+            "--insecure",
+            "--headless",
+            "--no-journal",
+        ])
         .arg("--input")
         .arg(fixture("hello_24k_mono.wav"))
         .arg("--output")
@@ -79,7 +88,10 @@ fn self_signed_server_is_refused_without_insecure_and_works_with_it() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("--insecure: the certificate of wss://127.0.0.1"), "{err}");
+    assert!(
+        err.contains("--insecure: the certificate of wss://127.0.0.1"),
+        "{err}"
+    );
     let got = assistant::audio::wav::read_wav(&out).unwrap().samples;
     let want = assistant::audio::wav::read_wav(&fixture("hello_24k_mono.wav"))
         .unwrap()

@@ -20,7 +20,11 @@ const FRAME: usize = 1920;
 /// Speech-like 24 kHz mono: the audio bench's built-in voice, left channel, decimated.
 fn voice(seconds: f64) -> Vec<f32> {
     let v = super::bench::builtin_input();
-    let mono: Vec<f32> = v.samples.chunks(2 * v.channels as usize).map(|c| c[0]).collect();
+    let mono: Vec<f32> = v
+        .samples
+        .chunks(2 * v.channels as usize)
+        .map(|c| c[0])
+        .collect();
     mono.iter()
         .copied()
         .cycle()
@@ -152,9 +156,7 @@ fn load(n: usize, seconds: f64) -> anyhow::Result<(f64, [u64; 4])> {
     let srv = ChildServer::start(n)?;
     let mut models = Vec::new();
     for _ in 0..n {
-        models.push(
-            connect(&ConnectOptions::new(&srv.url)).map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        models.push(connect(&ConnectOptions::new(&srv.url)).map_err(|e| anyhow::anyhow!("{e}"))?);
     }
     let cpu0 = srv.cpu_s().unwrap_or(0.0);
     let t = Instant::now();

@@ -3,10 +3,10 @@
 //! local run uses, with the session's query parameters as its sampling.
 
 use crate::cli::{RunArgs, ServeArgs};
+use crate::engine::load::{loader, LoadFailure};
 use crate::net::protocol::{Limits, SessionParams};
 use crate::net::server::{EventTap, LoaderFactory, ServeOptions, Server};
 use crate::session::{self, sessions_dir, Journal};
-use crate::engine::load::{loader, LoadFailure};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,8 @@ pub fn args_for_session(base: &RunArgs, p: &SessionParams) -> RunArgs {
 /// (`NATF2.pt`): their lookup belongs here, once PersonaPlex voices are named.
 pub fn voice_file(v: &str) -> Result<PathBuf, String> {
     let p = Path::new(v);
-    if v.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if v.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_)))
+    {
         return Err(format!(
             "voice_prompt {v:?}: a voice is named by a path relative to the server's directory, without `..`"
         ));

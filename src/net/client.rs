@@ -358,7 +358,7 @@ async fn reconnect(
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                f = frames.recv() => if f.is_none() { return None },
+                f = frames.recv() => { f?; }
             }
         }
         match open(url, opts).await {
@@ -395,7 +395,9 @@ pub fn chat_url(url: &str, params: &SessionParams) -> Result<String, ConnectErro
     } else if let Some(r) = url.strip_prefix("wss://") {
         ("wss", r)
     } else if let Some((scheme, _)) = url.split_once("://") {
-        return Err(bad(&format!("scheme {scheme}:// is neither ws:// nor wss://")));
+        return Err(bad(&format!(
+            "scheme {scheme}:// is neither ws:// nor wss://"
+        )));
     } else {
         return Err(bad("no ws:// or wss:// scheme"));
     };
@@ -817,10 +819,7 @@ impl RemoteModel {
         }
         // Positions before the stream, or before this session's start, are silence.
         let n = end.saturating_sub(self.buf_start) as usize;
-        for (o, s) in out[FRAME_LEN - n..]
-            .iter_mut()
-            .zip(self.buffer.drain(..n))
-        {
+        for (o, s) in out[FRAME_LEN - n..].iter_mut().zip(self.buffer.drain(..n)) {
             *o = s;
         }
         self.buf_start += n as u64;

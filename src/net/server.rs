@@ -341,7 +341,10 @@ async fn connection(
                 }
                 Err(_) => {
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("serve: {peer}: no TLS handshake within {:?}", opts.handshake_timeout);
+                    tracing::info!(
+                        "serve: {peer}: no TLS handshake within {:?}",
+                        opts.handshake_timeout
+                    );
                     return;
                 }
             }
@@ -424,7 +427,10 @@ async fn queue(
     if place >= opts.queue as u64 {
         return None;
     }
-    tracing::info!("serve: {peer}: all sessions in use; waiting (place {})", place + 1);
+    tracing::info!(
+        "serve: {peer}: all sessions in use; waiting (place {})",
+        place + 1
+    );
     let deadline = tokio::time::Instant::now() + opts.queue_wait;
     let acquire = permits.acquire_owned();
     tokio::pin!(acquire);

@@ -7,6 +7,5 @@
 pub mod parts;
 
 pub use parts::{
-    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech,
-    TtsStep,
+    ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
 };
