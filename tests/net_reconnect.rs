@@ -157,7 +157,7 @@ fn retries_are_bounded_and_then_the_session_ends_with_the_reason() {
         assert!(t.elapsed() < Duration::from_secs(10), "retries never end");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(e.contains("gave up after 3 attempts"), "{e}");
+    assert!(e.contains("gave up reconnecting after 3 attempts"), "{e}");
     assert!(e.contains("cannot connect"), "{e}");
 }
 

@@ -286,7 +286,12 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
                 loop {
                     let why = match pump(ws, &mut frames, &incoming_tx, &o, &st).await {
                         Ok(()) => return, // the model was dropped
-                        Err(why) => why,
+                        Err(Ended { why, retry: false }) => {
+                            tracing::warn!("connect: {why}");
+                            let _ = incoming_tx.send(Incoming::Closed(why));
+                            return;
+                        }
+                        Err(Ended { why, retry: true }) => why,
                     };
                     tracing::warn!("connect: {why}");
                     match reconnect(&u, &o, why, &mut frames, &incoming_tx).await {
@@ -337,16 +342,17 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
 async fn reconnect(
     url: &str,
     opts: &ConnectOptions,
-    mut why: String,
+    why: String,
     frames: &mut mpsc::UnboundedReceiver<Frame>,
     incoming: &crossbeam_channel::Sender<Incoming>,
 ) -> Option<Ws> {
     let lost = Instant::now();
     let r = &opts.reconnect;
+    let mut last = why.clone();
     for attempt in 1..=r.attempts {
         let wait = r.delay(attempt);
         let news = Incoming::Lost {
-            why: why.clone(),
+            why: last.clone(),
             attempt,
             of: r.attempts,
             retry_in: wait,
@@ -369,14 +375,14 @@ async fn reconnect(
                 let _ = incoming.send(Incoming::Back { info, outage });
                 return Some(ws);
             }
-            Err(e) => why = e.to_string(),
+            Err(e) => last = e.to_string(),
         }
     }
     let _ = incoming.send(Incoming::Closed(if r.attempts == 0 {
         why
     } else {
         format!(
-            "{why} (gave up after {} attempts in {:.0} s)",
+            "{why}; gave up reconnecting after {} attempts in {:.0} s: {last}",
             r.attempts,
             lost.elapsed().as_secs_f64()
         )
@@ -602,54 +608,78 @@ fn upgrade_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> Connect
 }
 
 /// The session: frames from the engine out as Opus, the server's audio and text in.
+/// Why a session ended: a dropped connection (`retry`: reconnect), or a server that
+/// misbehaved or refused (reconnecting would get the same).
+struct Ended {
+    why: String,
+    retry: bool,
+}
+
+impl Ended {
+    fn drop(why: String) -> Self {
+        Self { why, retry: true }
+    }
+    fn fatal(why: String) -> Self {
+        Self { why, retry: false }
+    }
+}
+
 async fn pump(
     ws: Ws,
     frames: &mut mpsc::UnboundedReceiver<Frame>,
     incoming: &crossbeam_channel::Sender<Incoming>,
     opts: &ConnectOptions,
     stats: &NetStats,
-) -> Result<(), String> {
+) -> Result<(), Ended> {
     let (mut sink, mut source) = ws.split();
     let mut first = true;
     async {
-        let mut writer = OggOpusWriter::new().map_err(|e| format!("{e:#}"))?;
-        let mut reader = OggOpusReader::new(opts.reader).map_err(|e| format!("{e:#}"))?;
+        let mut writer = OggOpusWriter::new().map_err(|e| Ended::fatal(format!("{e:#}")))?;
+        let mut reader =
+            OggOpusReader::new(opts.reader).map_err(|e| Ended::fatal(format!("{e:#}")))?;
         let mut pcm = Vec::with_capacity(4 * FRAME_LEN);
         loop {
             tokio::select! {
                 frame = frames.recv() => {
                     let Some((seq, frame)) = frame else {
                         let _ = sink.close().await;
-                        return Ok::<_, String>(());
+                        return Ok::<_, Ended>(());
                     };
                     if std::mem::take(&mut first)
                         && incoming.send(Incoming::SessionStart(seq)).is_err()
                     {
                         return Ok(());
                     }
-                    writer.push(&frame).map_err(|e| format!("{e:#}"))?;
+                    writer.push(&frame).map_err(|e| Ended::fatal(format!("{e:#}")))?;
                     let pages = writer.take();
                     if !pages.is_empty() {
                         let bytes = Message::Audio(pages).encode();
                         stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         sink.send(WsMessage::Binary(bytes.into()))
                             .await
-                            .map_err(|e| format!("sending to the server: {e}"))?;
+                            .map_err(|e| Ended::drop(format!("sending to the server: {e}")))?;
                     }
                 }
                 msg = source.next() => {
                     let bytes = match msg {
-                        None => return Err("the server closed the connection".into()),
-                        Some(Err(e)) => return Err(format!("the connection failed: {e}")),
+                        None => return Err(Ended::drop("the server closed the connection".into())),
+                        Some(Err(e)) => {
+                            use tokio_tungstenite::tungstenite::Error as E;
+                            let why = format!("the connection failed: {e}");
+                            return Err(match e {
+                                E::Io(_) | E::ConnectionClosed | E::AlreadyClosed | E::Protocol(_) => Ended::drop(why),
+                                _ => Ended::fatal(why),
+                            });
+                        }
                         Some(Ok(WsMessage::Binary(b))) => b,
                         Some(Ok(WsMessage::Close(f))) => {
-                            return Err(format!(
+                            return Err(Ended::drop(format!(
                                 "the server closed the session{}",
                                 f.map(|f| format!(": {}", f.reason)).unwrap_or_default()
-                            ))
+                            )))
                         }
                         Some(Ok(WsMessage::Text(_))) => {
-                            return Err("the server sent a text frame (the protocol is binary)".into())
+                            return Err(Ended::fatal("the server sent a text frame (the protocol is binary)".into()))
                         }
                         Some(Ok(_)) => continue,
                     };
@@ -659,7 +689,7 @@ async fn pump(
                             pcm.clear();
                             reader
                                 .feed(&pages, &mut pcm)
-                                .map_err(|e| format!("the server's audio: {e}"))?;
+                                .map_err(|e| Ended::fatal(format!("the server's audio: {e}")))?;
                             if !pcm.is_empty()
                                 && incoming.send(Incoming::Audio(pcm.clone(), Instant::now())).is_err()
                             {
@@ -671,10 +701,10 @@ async fn pump(
                                 return Ok(());
                             }
                         }
-                        Ok(Message::Error(e)) => return Err(format!("the server said: {e}")),
+                        Ok(Message::Error(e)) => return Err(Ended::fatal(format!("the server said: {e}"))),
                         // Metadata, handshakes, pings, controls and moshi-server's extensions.
                         Ok(_) => {}
-                        Err(e) => return Err(format!("the server sent a malformed message: {e}")),
+                        Err(e) => return Err(Ended::fatal(format!("the server sent a malformed message: {e}"))),
                     }
                 }
             }
