@@ -124,6 +124,9 @@ fn a_stopped_server_is_a_visible_state_and_the_client_reconnects_when_it_is_back
         "the tone comes back after the reconnection: {after:?}"
     );
     assert!(m.link().unwrap().connected);
+    let net = m.stats();
+    assert_eq!(net.drops.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(net.reconnects.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(
         srv.stats
             .sessions
@@ -197,6 +200,7 @@ fn the_binary_keeps_running_through_a_server_restart_and_journals_it() {
     assert!(err.contains("connection lost:"), "{err}");
     assert!(err.contains("reconnecting in"), "{err}");
     assert!(err.contains("reconnected after"), "{err}");
+    assert!(err.contains("1 connections lost, 1 reconnected"), "{err}");
     // Audio before the drop, silence during it, audio again after.
     let got = assistant::audio::wav::read_wav(&out).unwrap().samples;
     let level = |from: f64, to: f64| rms(&got[(from * 24e3) as usize..(to * 24e3) as usize]);

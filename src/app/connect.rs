@@ -183,14 +183,16 @@ pub fn run(original: &RunArgs) -> i32 {
     }
     let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "network: {} frames sent, {} received, round trip mean {:.1} ms (max {:.1}), jitter buffer {} ms, {} underruns, {} frames dropped",
+        "network: {} frames sent, {} received, round trip mean {:.1} ms (max {:.1}), jitter buffer {} ms, {} underruns, {} frames dropped, {} connections lost, {} reconnected",
         g(&net.frames_sent),
         g(&net.frames_received),
         net.rtt_mean_ms(),
         g(&net.rtt_max_us) as f64 / 1000.0,
         g(&net.jitter_opus_frames) * 40,
         g(&net.underruns),
-        g(&net.dropped_frames)
+        g(&net.dropped_frames),
+        g(&net.drops),
+        g(&net.reconnects)
     );
     if let Some(path) = &args.stats_json {
         let mut json = stats.to_json();

@@ -165,6 +165,9 @@ pub struct NetStats {
     pub dropped_frames: AtomicU64,
     /// The jitter buffer, in 40 ms Opus frames.
     pub jitter_opus_frames: AtomicU64,
+    /// Connections lost, and sessions started again after one.
+    pub drops: AtomicU64,
+    pub reconnects: AtomicU64,
 }
 
 impl NetStats {
@@ -188,6 +191,8 @@ impl NetStats {
             "underruns": g(&self.underruns),
             "dropped_frames": g(&self.dropped_frames),
             "jitter_ms": g(&self.jitter_opus_frames) * 40,
+            "drops": g(&self.drops),
+            "reconnects": g(&self.reconnects),
         })
     }
 }
@@ -762,6 +767,9 @@ impl RemoteModel {
                 of,
                 retry_in,
             } => {
+                if attempt == 1 {
+                    self.stats.drops.fetch_add(1, Ordering::Relaxed);
+                }
                 self.link_up = false;
                 self.happenings.push_back(Happening::LinkLost {
                     why,
@@ -771,6 +779,7 @@ impl RemoteModel {
                 });
             }
             Incoming::Back { info, outage } => {
+                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 self.link_up = true;
                 self.info = info;
                 self.buffer.clear();
