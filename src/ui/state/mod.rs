@@ -50,6 +50,8 @@ pub enum ConvState {
     Loading,
     /// The model is being primed with a persona's prompts; the user's audio is held.
     Priming,
+    /// A remote model's connection dropped and is being retried (`--connect`).
+    Reconnecting,
     Listening,
     Speaking,
     Both,
@@ -64,6 +66,7 @@ impl ConvState {
         match self {
             Self::Loading => "loading",
             Self::Priming => "priming",
+            Self::Reconnecting => "reconnecting",
             Self::Listening => "listening",
             Self::Speaking => "speaking",
             Self::Both => "both talking",
@@ -274,6 +277,13 @@ impl UiState {
         }
         if self.priming {
             return ConvState::Priming;
+        }
+        if self
+            .stats
+            .and_then(|s| s.link)
+            .is_some_and(|l| !l.connected)
+        {
+            return ConvState::Reconnecting;
         }
         if self.degraded_reason().is_some() {
             return ConvState::Degraded;
