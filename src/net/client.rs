@@ -36,6 +36,8 @@ const RATE: u32 = 24_000;
 const OPUS_FRAME: usize = 960;
 /// Largest delay the jitter buffer grows to, in Opus frames (320 ms).
 pub const MAX_JITTER: usize = 8;
+/// Largest lag, in 80 ms frames, a lock-step client lets a server's answers have.
+pub const MAX_LOCKSTEP_LAG: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -54,6 +56,9 @@ pub struct ConnectOptions {
     pub lockstep: bool,
     /// How long a lock-step `step` waits before calling the server gone.
     pub answer_timeout: Duration,
+    /// How long a lock-step `step` waits for the answer to the frame just sent before
+    /// it lets the server lag one more frame (up to `MAX_LOCKSTEP_LAG`).
+    pub lag_probe: Duration,
     pub limits: Limits,
     pub reader: ReaderLimits,
     /// After a dropped connection: how often and how fast to retry.
@@ -100,6 +105,7 @@ impl ConnectOptions {
             handshake_timeout: Duration::from_secs(60),
             lockstep: false,
             answer_timeout: Duration::from_secs(10),
+            lag_probe: Duration::from_secs(2),
             limits: Limits::default(),
             reader: ReaderLimits::default(),
             reconnect: Reconnect::default(),
@@ -227,6 +233,7 @@ pub struct RemoteModel {
     info: ServerInfo,
     lockstep: bool,
     answer_timeout: Duration,
+    lag_probe: Duration,
     to_net: Option<mpsc::UnboundedSender<Frame>>,
     from_net: crossbeam_channel::Receiver<Incoming>,
     /// Received samples from stream position `buf_start` on.
@@ -323,6 +330,7 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
         info,
         lockstep: opts.lockstep,
         answer_timeout: opts.answer_timeout,
+        lag_probe: opts.lag_probe,
         to_net: Some(to_net),
         from_net,
         buffer: VecDeque::with_capacity(FRAME_LEN * 8),
@@ -914,7 +922,18 @@ impl DuplexModel for RemoteModel {
                 self.wait_for_link()?;
             }
         } else if self.lockstep {
-            if !self.play(end, self.answer_timeout, &mut out.pcm)? {
+            let probe = self.lag_probe.min(self.answer_timeout);
+            if !self.play(end, probe, &mut out.pcm)?
+                && self.delay < (MAX_LOCKSTEP_LAG * FRAME_LEN) as u64
+            {
+                // No answer yet: the server holds answers back (moshi-server sends no
+                // audio during its model's acoustic delay). Play one frame further
+                // behind from now on, and keep sending.
+                self.delay += FRAME_LEN as u64;
+                self.stats
+                    .jitter_opus_frames
+                    .store(self.delay / OPUS_FRAME as u64, Ordering::Relaxed);
+            } else if !self.play(end, self.answer_timeout, &mut out.pcm)? {
                 anyhow::bail!(
                     "{}: no audio from the server for {:.0} s",
                     self.info.url,
@@ -999,6 +1018,7 @@ mod tests {
             },
             lockstep,
             answer_timeout: Duration::from_millis(200),
+            lag_probe: Duration::from_millis(100),
             to_net: Some(to_net),
             from_net,
             buffer: VecDeque::new(),
@@ -1088,12 +1108,34 @@ mod tests {
         // The round trip: from the frame's send to its answer's arrival.
         let rtt = m.stats.rtt_last_us.load(Ordering::Relaxed);
         assert!((25_000..1_000_000).contains(&rtt), "{rtt} µs");
+        // A silent server: the lag grows one frame per probe, then the step gives up.
+        for k in 1..=MAX_LOCKSTEP_LAG {
+            assert_eq!(step(&mut m).unwrap().pcm, vec![0.0; FRAME_LEN]);
+            assert_eq!(m.delay_frames(), k);
+        }
         let e = step(&mut m).unwrap_err().to_string();
         assert!(e.contains("no audio from the server"), "{e}");
         tx.send(Incoming::Closed("the server closed the connection".into()))
             .unwrap();
         let e = step(&mut m).unwrap_err().to_string();
         assert!(e.contains("ws://test/api/chat: the server closed"), "{e}");
+    }
+
+    #[test]
+    fn lockstep_follows_a_server_that_answers_frames_late() {
+        // As moshi-server: no audio during its model's first two steps, then one frame
+        // per frame received.
+        let (mut m, tx, _sent) = fake(true);
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(m.delay_frames(), 2);
+        for v in [1.0, 2.0, 3.0] {
+            tx.send(frame(v)).unwrap();
+            let t = Instant::now();
+            assert_eq!(step(&mut m).unwrap().pcm, vec![v; FRAME_LEN]);
+            assert!(t.elapsed() < Duration::from_millis(50));
+        }
+        assert_eq!(m.delay_frames(), 2);
     }
 
     #[test]
