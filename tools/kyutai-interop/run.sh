@@ -28,15 +28,15 @@ echo "moshi-server listening after $(echo "$(date +%s.%N) - $t0" | bc) s"
 "$assistant" --connect ws://127.0.0.1:8999/api/chat --headless --no-journal \
     --input "$root/tests/fixtures/audio/hello_24k_mono.wav" --output "$work/from-moshi-server.wav" \
     --stats-json "$work/connect-stats.json" --log-file "$work/connect.log" \
-    > "$work/connect.stdout" 2> "$work/connect.stderr"
-echo "exit $?"; cat "$work/connect.stderr"; echo "text: $(cat "$work/connect.stdout")"
+    > "$work/connect.stdout" 2> "$work/connect.stderr" || echo "assistant exited with $?"
+cat "$work/connect.stderr"; echo "text: $(cat "$work/connect.stdout")"
 python3 - "$work/from-moshi-server.wav" <<'PY'
-import sys, wave, struct, math
-w = wave.open(sys.argv[1]); n = w.getnframes(); raw = w.readframes(n)
-fmt = {2: 'h', 4: 'f'}[w.getsampwidth()]
-s = struct.unpack('<%d%s' % (n, fmt), raw)
-if fmt == 'h': s = [x / 32768 for x in s]
-print("received %.2f s at %d Hz, RMS %.4f" % (n / w.getframerate(), w.getframerate(), math.sqrt(sum(x*x for x in s) / max(n, 1))))
+import sys, struct, math
+b = open(sys.argv[1], 'rb').read()  # our WAVs are WAVE_FORMAT_EXTENSIBLE f32: read by hand
+f = b.find(b'fmt '); rate = struct.unpack('<I', b[f + 12:f + 16])[0]; bits = struct.unpack('<H', b[f + 22:f + 24])[0]
+d = b.find(b'data'); n = struct.unpack('<I', b[d + 4:d + 8])[0]; raw = b[d + 8:d + 8 + n]
+s = struct.unpack('<%d%s' % (len(raw) // (bits // 8), {16: 'h', 32: 'f'}[bits]), raw)
+print("moshi-server's answer: %.2f s at %d Hz, RMS %.4f" % (len(s) / rate, rate, math.sqrt(sum(x * x for x in s) / max(len(s), 1))))
 PY
 kill $server; wait $server 2>/dev/null || true
 trap - EXIT
@@ -48,23 +48,41 @@ export XDG_DATA_HOME="$work/data"
 "$assistant" serve --engine loopback --bind 127.0.0.1:8998 --cert "$work/cert.pem" \
     --key "$work/key.pem" --log-file "$work/serve.log" 2> "$work/serve.stderr" &
 serve=$!
-trap 'kill $serve 2>/dev/null || true' EXIT
+# moshi-cli opens cpal's default ALSA devices: route them (alsa-plugins' pulse) to a
+# PulseAudio of our own with two null sinks, so audio runs at real time: the fixture
+# is played into "mic", whose monitor moshi-cli captures; moshi-cli plays into "spk",
+# whose monitor is recorded.
+p="$work/pulse"; mkdir -p "$p/runtime" "$p/home"
+printf 'pcm.!default { type pulse }\nctl.!default { type pulse }\n' > "$p/home/.asoundrc"
+HOME="$p/home" XDG_RUNTIME_DIR="$p/runtime" PULSE_RUNTIME_PATH="$p/runtime" \
+    PULSE_STATE_PATH="$p/state" XDG_CONFIG_HOME="$p/config" \
+    pulseaudio -n --daemonize=no --exit-idle-time=-1 --use-pid-file=no --log-target=stderr \
+    "--load=module-native-protocol-unix socket=$p/runtime/native auth-anonymous=1" \
+    "--load=module-null-sink sink_name=mic" "--load=module-null-sink sink_name=spk" \
+    > "$p/pulse.log" 2>&1 &
+pulse=$!
+trap 'kill $serve $pulse 2>/dev/null || true' EXIT
+export PULSE_SERVER="unix:$p/runtime/native"
+for _ in $(seq 1 50); do pactl info >/dev/null 2>&1 && break; sleep 0.2; done
+pactl set-default-source mic.monitor; pactl set-default-sink spk
 wait_port 8998
-# moshi-cli opens cpal's default ALSA devices: give it file-backed ones (capture reads
-# raw 24 kHz S16 samples of the fixture, playback writes a WAV), in a HOME of its own.
-mkdir -p "$work/home"
-python3 - "$root/tests/fixtures/audio/hello_24k_mono.wav" "$work/in.raw" <<'PY'
-import sys, wave
-w = wave.open(sys.argv[1]); open(sys.argv[2], 'wb').write(w.readframes(w.getnframes()))
-PY
-sed -e "s|@OUT_WAV@|$work/moshi-cli-played.wav|" -e "s|@IN_RAW@|$work/in.raw|" \
-    "$here/asoundrc" > "$work/home/.asoundrc"
-HOME="$work/home" RUST_LOG=info timeout 20 "$bin/moshi-cli" client --host 127.0.0.1 --port 8998 \
-    > "$work/moshi-cli.log" 2>&1 || true
-grep -c "received audio" "$work/moshi-cli.log" | sed 's/^/moshi-cli "received audio" lines: /'
-grep -m3 -E "connected|error|Error" "$work/moshi-cli.log" || true
-sleep 1
+parecord --device=spk.monitor --channels=1 --rate=24000 --file-format=wav "$work/moshi-cli-played.wav" &
+rec=$!
+HOME="$p/home" RUST_LOG=info timeout 14 "$bin/moshi-cli" client --host 127.0.0.1 --port 8998 \
+    > "$work/moshi-cli.log" 2>&1 &
+cli=$!
+sleep 3
+paplay --device=mic "$root/tests/fixtures/audio/hello_24k_mono.wav"
+wait $cli || true
+kill $rec; sleep 1
 kill -INT $serve; wait $serve 2>/dev/null || true
-trap - EXIT
-grep -h "network session" "$work"/data/assistant/sessions/*.jsonl || true
-grep "session 127.0.0.1" "$work/serve.log" || true
+kill $pulse; trap - EXIT
+sed 's/\x1b\[[0-9;]*m//g' "$work/moshi-cli.log" | grep -v "received audio" | cut -c1-160
+echo "moshi-cli received $(grep -c 'received audio' "$work/moshi-cli.log") Opus packets"
+grep -h "network session" "$work"/data/assistant/sessions/*.jsonl | cut -c1-300
+python3 - "$work/moshi-cli-played.wav" <<'PY'
+import sys, wave, struct, math
+w = wave.open(sys.argv[1]); r = w.getframerate(); n = w.getnframes()
+s = struct.unpack('<%dh' % n, w.readframes(n))
+print("moshi-cli played, RMS per second:", " ".join("%.3f" % math.sqrt(sum((x / 32768) ** 2 for x in s[i:i + r]) / max(len(s[i:i + r]), 1)) for i in range(0, n, r)))
+PY
