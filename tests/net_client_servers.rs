@@ -137,7 +137,11 @@ fn moshi_server_and_python_server_orders_work() {
         }));
         if kind == Fake::MoshiServer {
             // Lock step let the answers lag by the server's two frames (160 ms).
-            assert!(stderr(&o).contains("jitter buffer 160 ms"), "{}", stderr(&o));
+            assert!(
+                stderr(&o).contains("jitter buffer 160 ms"),
+                "{}",
+                stderr(&o)
+            );
         }
         let got = read_wav(&out).unwrap().samples;
         let loud = got.iter().filter(|s| s.abs() > 0.2).count();
