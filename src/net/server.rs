@@ -583,6 +583,8 @@ impl Session {
                                 pcm_in.clear();
                                 reader.feed(&pages, &mut pcm_in).map_err(|e| (e.to_string(), true))?;
                                 let pushed = in_prod.push_slice(&pcm_in);
+                                // The engine waits parked for input: wake it now.
+                                engine.thread().unpark();
                                 summary.overflow += pcm_in.len() - pushed;
                                 summary.samples_in += pcm_in.len();
                             }
