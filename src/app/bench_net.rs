@@ -222,7 +222,7 @@ pub fn bench_net() -> anyhow::Result<()> {
 
     let seconds = 10.0;
     println!("  server CPU per real-time loopback session ({seconds:.0} s each; sent/received frames, late answers and dropped frames after the first second, all sessions):");
-    for n in [1usize, 2, 4, 8] {
+    for n in [1usize, 2, 4, 8, 16, 32] {
         let (cpu, [sent, got, late, dropped]) = load(n, seconds)?;
         println!(
             "    N={n}: {:.1}% of a core per session ({:.1}% for all); {sent} sent, {got} received, {late} late, {dropped} dropped",
