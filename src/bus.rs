@@ -159,6 +159,22 @@ pub struct StepStats {
     /// RMS of what the model heard and said this frame (after mute).
     pub mic_rms: f32,
     pub out_rms: f32,
+    /// The network path, when the model is a session on a server (`--connect`).
+    pub link: Option<LinkStats>,
+}
+
+/// A remote model's network path, per step, for the status line.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct LinkStats {
+    /// Round trip of the last answered frame: sent to answered, the server's step included.
+    pub rtt_ms: f64,
+    /// The jitter buffer: how far playback lags what was sent.
+    pub jitter_ms: u32,
+    /// The server's answers arrive in time (real time: none late in the last 2 s; a
+    /// file in lock step: the round trip is under one 80 ms frame).
+    pub keeping_pace: bool,
+    /// False while the connection is down and being retried.
+    pub connected: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -284,6 +300,16 @@ pub enum Happening {
     Primed { steps: usize, ms: f64 },
     /// Priming failed; the previous prompts stay.
     PrimeFailed { error: String },
+    /// The connection to the server dropped (`why`); retry `attempt` of `of` in
+    /// `retry_in_s`. Playback is silent meanwhile; the transcript stays.
+    LinkLost {
+        why: String,
+        attempt: u32,
+        of: u32,
+        retry_in_s: f64,
+    },
+    /// Connected again, a fresh session on the server, after `outage_s` without one.
+    LinkBack { outage_s: f64 },
 }
 
 impl EngineEvent {

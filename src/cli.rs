@@ -141,6 +141,10 @@ pub struct RunArgs {
     /// (as the kyutai-api-key header).
     #[arg(long, global = true, env = "ASSISTANT_TOKEN", value_name = "SECRET")]
     pub token: Option<String>,
+    /// With --connect wss://: accept any certificate, such as the self-signed ones
+    /// moshi-backend makes (the connection is encrypted, but to whoever answers).
+    #[arg(long, global = true)]
+    pub insecure: bool,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -259,9 +263,22 @@ pub struct ServeArgs {
     /// Serve a non-local address without a token (anyone who reaches it can use it).
     #[arg(long)]
     pub no_auth: bool,
-    /// Sessions at once; a client beyond that gets a "busy" error and is closed.
+    /// Sessions at once; a client beyond that waits in the queue (--queue) or gets a
+    /// "busy" error and is closed.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub max_sessions: usize,
+    /// Clients that may wait for a free session when all are in use (0: none wait).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub queue: usize,
+    /// How long a queued client waits before it gets the "busy" error.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub queue_wait: f64,
+    /// Serve wss:// (TLS) with this PEM certificate chain; needs --key.
+    #[arg(long, value_name = "FILE.pem", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The PEM private key of --cert.
+    #[arg(long, value_name = "FILE.pem", requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Close a session that sends nothing for this long.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub idle_timeout: f64,
@@ -453,6 +470,8 @@ pub enum BenchWhat {
     /// The cascade's end-of-speech → first-audio and barge-in latencies, through the
     /// engine at real time (takes the cascade's flags, e.g. --demo or --llm-url).
     Cascade,
+    /// Opus cost per frame, the latency the network path adds, server CPU per session.
+    Net,
 }
 
 /// `--max-memory`: a positive, finite number of GiB.

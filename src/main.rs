@@ -50,6 +50,15 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Net => {
+            match assistant::app::bench_net::bench_net() {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
         Some(Cmd::Aec(args)) => {
             match assistant::audio::aec::run_aec_command(&args.run(), cli.run.output.as_deref()) {
                 Ok(()) => 0,

@@ -1,6 +1,7 @@
 //! `assistant --connect` takes each server as it comes: `moshi-server`'s order (the
-//! handshake at once, no metadata, a message of only OpusHead/OpusTags, then two
-//! 40 ms pages per message with the text first), the Python server's 1-byte
+//! handshake at once, no metadata, a message of only OpusHead/OpusTags, no audio for
+//! its first two steps, then two 40 ms pages per message with the text first), the
+//! Python server's 1-byte
 //! handshake, and servers that misbehave (an error before the handshake, an unknown
 //! kind, a 100 MB message) get a clear error.
 
@@ -84,6 +85,11 @@ fn fake_server(kind: Fake) -> (SocketAddr, std::thread::JoinHandle<()>) {
                         let _ = ws.send(bin(Message::Text(format!(" w{step}")))).await;
                     }
                     step += 1;
+                    // moshi-server sends no audio during its model's acoustic delay
+                    // (2 steps): its answers lag the input by two frames.
+                    if kind == Fake::MoshiServer && step <= 2 {
+                        continue;
+                    }
                     writer.push(&frame).unwrap();
                     let _ = ws.send(bin(Message::Audio(writer.take()))).await;
                 }
@@ -129,6 +135,14 @@ fn moshi_server_and_python_server_orders_work() {
         } else {
             "handshake: protocol 0, model 0"
         }));
+        if kind == Fake::MoshiServer {
+            // Lock step let the answers lag by the server's two frames (160 ms).
+            assert!(
+                stderr(&o).contains("jitter buffer 160 ms"),
+                "{}",
+                stderr(&o)
+            );
+        }
         let got = read_wav(&out).unwrap().samples;
         let loud = got.iter().filter(|s| s.abs() > 0.2).count();
         assert!(

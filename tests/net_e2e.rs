@@ -252,8 +252,11 @@ fn a_client_that_cannot_start_exits_2_and_says_why() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
 
-    // Not a ws:// URL, and TLS that is not there yet.
-    for (url, says) in [("http://h:1", "bad server URL"), ("wss://h:1", "wss://")] {
+    // Not a ws:// or wss:// URL (TLS itself: tests/net_tls.rs).
+    for (url, says) in [
+        ("http://h:1", "bad server URL"),
+        ("ftp://h:1", "neither ws:// nor wss://"),
+    ] {
         let o = client(url, &file, dir.path());
         assert_eq!(o.status.code(), Some(2));
         assert!(stderr(&o).contains(says), "{}", stderr(&o));

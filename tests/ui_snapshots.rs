@@ -50,6 +50,37 @@ fn snapshot_help_overlay() {
 }
 
 #[test]
+fn snapshot_connected_to_a_server() {
+    let link = assistant::bus::LinkStats {
+        rtt_ms: 23.4,
+        jitter_ms: 40,
+        keeping_pace: true,
+        connected: true,
+    };
+    snap("connected", connected(false, link));
+}
+
+#[test]
+fn snapshot_reconnecting() {
+    let link = assistant::bus::LinkStats {
+        rtt_ms: 23.4,
+        jitter_ms: 0,
+        keeping_pace: false,
+        connected: false,
+    };
+    let mut s = connected(false, link);
+    s.send(assistant::bus::EngineEvent::Happened(
+        assistant::bus::Happening::LinkLost {
+            why: "the server closed the connection".into(),
+            attempt: 1,
+            of: 8,
+            retry_in_s: 0.5,
+        },
+    ));
+    snap("reconnecting", s);
+}
+
+#[test]
 fn snapshot_too_small() {
     let mut s = listening(false);
     let t = draw(&mut s.state, 30, 8);

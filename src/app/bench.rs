@@ -48,7 +48,7 @@ fn callback_cost() -> (f64, f64, f64, f64) {
 
 /// Five seconds of 48 kHz stereo with speech-like energy (a gliding, syllable-gated
 /// harmonic voice and a little noise), for when no input is given.
-fn builtin_input() -> WavAudio {
+pub(crate) fn builtin_input() -> WavAudio {
     let rate = 48_000u32;
     let mut seed = 0x9e37_79b9_u32;
     let mut samples = Vec::with_capacity(rate as usize * 10);

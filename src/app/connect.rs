@@ -24,6 +24,9 @@ pub fn params_for(args: &RunArgs) -> SessionParams {
         audio_topk: m.top_k,
         text_seed: m.seed,
         audio_seed: m.seed,
+        // The persona's role text, for a server whose model takes one (PersonaPlex). Its
+        // voice WAV is a file here, which a server cannot read: not sent.
+        text_prompt: m.text_prompt.clone().filter(|t| !t.trim().is_empty()),
         ..Default::default()
     }
 }
@@ -32,6 +35,7 @@ pub fn options_for(args: &RunArgs, url: &str) -> ConnectOptions {
     ConnectOptions {
         params: params_for(args),
         token: args.token.clone(),
+        insecure: args.insecure,
         // A file read as fast as possible waits for each answer.
         lockstep: args.input.is_some() && !args.realtime,
         ..ConnectOptions::new(url)
@@ -49,8 +53,25 @@ pub fn remote_loader(first: RemoteModel, opts: ConnectOptions) -> crate::engine:
                 remedy: "check that the server runs and is reachable; press r to reconnect".into(),
             })?,
         };
-        Ok(Loaded::plain(Box::new(m)))
+        Ok(loaded(m))
     })
+}
+
+/// The connected model, with a warning when its certificate was not checked.
+pub fn loaded(m: RemoteModel) -> Loaded {
+    let warning = m
+        .server()
+        .unchecked_certificate
+        .then(|| crate::ui::words::insecure_tls(&m.server().url));
+    let mut l = Loaded::plain(Box::new(m));
+    if let Some(w) = warning {
+        l.notices.push(crate::bus::Notice {
+            severity: w.severity,
+            message: w.message,
+            remedy: w.remedy,
+        });
+    }
+    l
 }
 
 /// Run headless against a server; returns the exit code (2 when it cannot start).
@@ -124,7 +145,7 @@ pub fn run(original: &RunArgs) -> i32 {
         ev_rx
     } else {
         match Journal::create(&sessions_dir(), &persona, &input_desc) {
-            Ok(j) => session::tee(ev_rx, j),
+            Ok(j) => session::tee(ev_rx, j.with_words(crate::ui::words::journal_words)),
             Err(e) => {
                 eprintln!("warning: no session journal: {e:#}");
                 ev_rx
@@ -147,6 +168,7 @@ pub fn run(original: &RunArgs) -> i32 {
                 let _ = cmd_tx.send(Command::Shutdown);
             }
             EngineEvent::Notice { message, .. } => eprintln!("{message}"),
+            EngineEvent::Happened(h) => eprintln!("{}", crate::ui::words::happening(h).message),
             EngineEvent::Stopped => break,
             _ => {}
         }
@@ -161,14 +183,16 @@ pub fn run(original: &RunArgs) -> i32 {
     }
     let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "network: {} frames sent, {} received, round trip mean {:.1} ms (max {:.1}), jitter buffer {} ms, {} underruns, {} frames dropped",
+        "network: {} frames sent, {} received, round trip mean {:.1} ms (max {:.1}), jitter buffer {} ms, {} underruns, {} frames dropped, {} connections lost, {} reconnected",
         g(&net.frames_sent),
         g(&net.frames_received),
         net.rtt_mean_ms(),
         g(&net.rtt_max_us) as f64 / 1000.0,
         g(&net.jitter_opus_frames) * 40,
         g(&net.underruns),
-        g(&net.dropped_frames)
+        g(&net.dropped_frames),
+        g(&net.drops),
+        g(&net.reconnects)
     );
     if let Some(path) = &args.stats_json {
         let mut json = stats.to_json();

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_cascade;
+pub mod bench_net;
 pub mod connect;
 pub mod doctor;
 pub mod headless;
@@ -210,7 +211,7 @@ pub fn loader_for(args: &RunArgs) -> Loader {
                 message: e.to_string(),
                 remedy: "check that the server runs and is reachable; press r to reconnect".into(),
             })?;
-            Ok(Loaded::plain(Box::new(m)))
+            Ok(connect::loaded(m))
         });
     }
     match args.engine {

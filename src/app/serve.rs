@@ -3,9 +3,11 @@
 //! local run uses, with the session's query parameters as its sampling.
 
 use crate::cli::{RunArgs, ServeArgs};
+use crate::engine::load::{loader, LoadFailure};
 use crate::net::protocol::{Limits, SessionParams};
 use crate::net::server::{EventTap, LoaderFactory, ServeOptions, Server};
 use crate::session::{self, sessions_dir, Journal};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +28,34 @@ pub fn args_for_session(base: &RunArgs, p: &SessionParams) -> RunArgs {
     if let Some(s) = p.text_seed.or(p.audio_seed) {
         m.seed = Some(s);
     }
+    // PersonaPlex's prompts: a model that takes them is primed before the handshake.
+    if let Some(t) = &p.text_prompt {
+        m.text_prompt = Some(t.clone());
+    }
+    if let Some(v) = &p.voice_prompt {
+        m.voice_prompt = Some(PathBuf::from(v));
+    }
     a
 }
 
-/// What `serve` will do, from the command line.
-pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
+/// A client's `voice_prompt`, as a file for the engine: for now a WAV path relative to
+/// the server's working directory (never absolute, never `..`, so a client cannot
+/// make the server read files elsewhere). NVIDIA's clients send voice names
+/// (`NATF2.pt`): their lookup belongs here, once PersonaPlex voices are named.
+pub fn voice_file(v: &str) -> Result<PathBuf, String> {
+    let p = Path::new(v);
+    if v.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "voice_prompt {v:?}: a voice is named by a path relative to the server's directory, without `..`"
+        ));
+    }
+    Ok(p.to_path_buf())
+}
+
+/// What `serve` will do, from the command line; an unreadable certificate or key is
+/// an error that names the file.
+pub fn options(args: &RunArgs, serve: &ServeArgs) -> Result<ServeOptions, String> {
     let model_name = match args.engine {
         crate::cli::EngineKind::Loopback => "loopback".to_string(),
         crate::cli::EngineKind::Cascade => "cascade".to_string(),
@@ -40,7 +65,12 @@ pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
             None => args.model.hf_repo.clone(),
         },
     };
-    ServeOptions {
+    let tls = match (&serve.cert, &serve.key) {
+        (Some(cert), Some(key)) => Some(crate::net::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => return Err("--cert and --key go together".into()),
+    };
+    Ok(ServeOptions {
         addr: serve.bind,
         token: args.token.clone(),
         no_auth: serve.no_auth,
@@ -52,32 +82,64 @@ pub fn options(args: &RunArgs, serve: &ServeArgs) -> ServeOptions {
         idle: Duration::from_secs_f64(serve.idle_timeout.clamp(0.1, 86_400.0)),
         max_backlog: args.max_backlog,
         model_name,
+        tls,
+        queue: serve.queue,
+        queue_wait: Duration::from_secs_f64(serve.queue_wait.clamp(0.0, 86_400.0)),
         ..ServeOptions::default()
-    }
+    })
 }
 
 pub fn factory(args: &RunArgs) -> LoaderFactory {
     let base = args.clone();
-    Arc::new(move |p: &SessionParams| crate::app::loader_for(&args_for_session(&base, p)))
+    Arc::new(move |p: &SessionParams| {
+        let voice = p.voice_prompt.as_deref().map(voice_file).transpose();
+        let mut inner = crate::app::loader_for(&args_for_session(&base, p));
+        let asked = p.text_prompt.is_some() || p.voice_prompt.is_some();
+        loader(move |req| {
+            if let Err(e) = &voice {
+                return Err(LoadFailure {
+                    message: e.clone(),
+                    remedy: "send a voice the server has, or no voice_prompt".into(),
+                });
+            }
+            let l = inner(req)?;
+            if asked && !l.model.takes_prompt() {
+                tracing::info!(
+                    "serve: {} takes no prompt: the session's text_prompt and voice_prompt are ignored",
+                    l.model.info().name
+                );
+            }
+            Ok(l)
+        })
+    })
+}
+
+/// Each session journalled like a local run, its input named by the peer; the session
+/// adds its summary (how long, frames, drops, why it ended) before its end.
+pub fn journal_tap() -> EventTap {
+    Arc::new(|peer, events| {
+        match Journal::create(&sessions_dir(), "serve", &format!("network {peer}")) {
+            Ok(j) => session::tee(events, j.with_words(crate::ui::words::journal_words)),
+            Err(e) => {
+                tracing::warn!("serve: no journal for {peer}: {e:#}");
+                events
+            }
+        }
+    })
 }
 
 /// Serve until Ctrl-C; returns the exit code (2: cannot start).
 pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
-    let opts = options(args, serve);
+    let opts = match options(args, serve) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
     let model = opts.model_name.clone();
-    // Each session is journalled like a local run, its input named by the peer.
-    let tap: Option<EventTap> = (!args.no_journal).then(|| {
-        let tap: EventTap = Arc::new(|peer, events| {
-            match Journal::create(&sessions_dir(), "serve", &format!("network {peer}")) {
-                Ok(j) => session::tee(events, j),
-                Err(e) => {
-                    tracing::warn!("serve: no journal for {peer}: {e:#}");
-                    events
-                }
-            }
-        });
-        tap
-    });
+    let tap = (!args.no_journal).then(journal_tap);
     let server = match Server::start_with(opts, factory(args), tap) {
         Ok(s) => s,
         Err(e) => {
@@ -87,9 +149,10 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     };
     let addr = server.local_addr();
     eprintln!(
-        "serving {model} at ws://{addr}{} ({} session(s) at a time{}); Ctrl-C stops",
+        "serving {model} at {scheme}://{addr}{} ({} session(s) at a time, {} may wait{}); Ctrl-C stops",
         crate::net::server::CHAT_PATH,
         serve.max_sessions,
+        serve.queue,
         if args.token.is_some() {
             ", token required"
         } else {

@@ -288,10 +288,12 @@ impl FrameSource {
                 if ended.load(Ordering::Acquire) && cons.is_empty() {
                     return Ok(Pull::Ended);
                 }
-                // Sleep about as long as the missing audio takes to arrive, within bounds.
+                // Wait about as long as the missing audio takes to arrive, within bounds.
+                // Parked, so a producer that unparks this thread (a network session)
+                // wakes it as soon as the audio is there; others just time out.
                 let missing = self.frame_len.saturating_sub(self.resample.available()) as f64
                     / self.rate as f64;
-                std::thread::sleep(Duration::from_secs_f64(missing.clamp(0.001, 0.010)));
+                std::thread::park_timeout(Duration::from_secs_f64(missing.clamp(0.001, 0.010)));
                 Ok(Pull::Waited)
             }
             InputPort::Silence {

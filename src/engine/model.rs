@@ -112,4 +112,12 @@ pub trait DuplexModel: Send {
     fn take_prefill(&mut self) -> Vec<PrefillStep> {
         Vec::new()
     }
+    /// A remote model's network path, for the status line (`None`: a local model).
+    fn link(&self) -> Option<crate::bus::LinkStats> {
+        None
+    }
+    /// What happened to a remote model's connection since the last call, oldest first.
+    fn take_happening(&mut self) -> Option<crate::bus::Happening> {
+        None
+    }
 }

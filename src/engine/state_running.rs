@@ -202,6 +202,10 @@ impl Engine {
             self.stats.step_ms.push(step_ms);
             self.stats.overhead_ms.push(overhead_ms);
             let out_rms = rms(&self.out.pcm);
+            let link = self.model.as_ref().and_then(|m| m.link());
+            while let Some(h) = self.model.as_mut().and_then(|m| m.take_happening()) {
+                self.send(EngineEvent::Happened(h));
+            }
             self.send(EngineEvent::Step(StepStats {
                 step_index: self.step_index,
                 step_ms,
@@ -213,6 +217,7 @@ impl Engine {
                 latency_ms: self.stats.latency.total_ms(),
                 mic_rms,
                 out_rms,
+                link,
             }));
             self.step_index += 1;
             if self.turns.step(spoke_text) {

@@ -19,6 +19,7 @@
 use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits};
 use super::protocol::{Handshake, Limits, Message, SessionParams};
 use super::server::{ws_config, API_KEY_HEADER};
+use crate::bus::{Happening, LinkStats};
 use crate::engine::model::{DuplexModel, ModelInfo, StepOutput};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -35,11 +36,16 @@ const RATE: u32 = 24_000;
 const OPUS_FRAME: usize = 960;
 /// Largest delay the jitter buffer grows to, in Opus frames (320 ms).
 pub const MAX_JITTER: usize = 8;
+/// Largest lag, in 80 ms frames, a lock-step client lets a server's answers have.
+pub const MAX_LOCKSTEP_LAG: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// `ws://host:port` (the path defaults to `/api/chat`) or a full URL.
+    /// `ws://host:port` or `wss://host:port` (the path defaults to `/api/chat`), or a
+    /// full URL.
     pub url: String,
+    /// `wss://`: accept any certificate (self-signed ones, as `moshi-backend` makes).
+    pub insecure: bool,
     pub params: SessionParams,
     /// Sent as the `kyutai-api-key` header.
     pub token: Option<String>,
@@ -50,22 +56,59 @@ pub struct ConnectOptions {
     pub lockstep: bool,
     /// How long a lock-step `step` waits before calling the server gone.
     pub answer_timeout: Duration,
+    /// How long a lock-step `step` waits for the answer to the frame just sent before
+    /// it lets the server lag one more frame (up to `MAX_LOCKSTEP_LAG`).
+    pub lag_probe: Duration,
     pub limits: Limits,
     pub reader: ReaderLimits,
+    /// After a dropped connection: how often and how fast to retry.
+    pub reconnect: Reconnect,
+}
+
+/// Retries after a dropped connection: `attempts` tries, waiting `first`, then twice
+/// as long each time, up to `max` (0 attempts: a drop ends the session at once).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reconnect {
+    pub attempts: u32,
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        // 0.25 + 0.5 + 1 + 2 + 4 × 4 s: about 20 s of retries, plus the connects.
+        Self {
+            attempts: 8,
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(4),
+        }
+    }
+}
+
+impl Reconnect {
+    /// The wait before attempt `n` (from 1).
+    pub fn delay(&self, n: u32) -> Duration {
+        self.first
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(self.max)
+    }
 }
 
 impl ConnectOptions {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            insecure: false,
             params: SessionParams::default(),
             token: None,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(60),
             lockstep: false,
             answer_timeout: Duration::from_secs(10),
+            lag_probe: Duration::from_secs(2),
             limits: Limits::default(),
             reader: ReaderLimits::default(),
+            reconnect: Reconnect::default(),
         }
     }
 }
@@ -73,10 +116,10 @@ impl ConnectOptions {
 /// Why the client could not start a session. Each names what failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConnectError {
-    #[error("bad server URL {url:?}: {why} (expected ws://HOST:PORT, e.g. ws://127.0.0.1:8998)")]
+    #[error("bad server URL {url:?}: {why} (expected ws://HOST:PORT or wss://HOST:PORT, e.g. ws://127.0.0.1:8998)")]
     BadUrl { url: String, why: String },
-    #[error("{url}: wss:// (TLS) is not supported yet; use ws://")]
-    NoTls { url: String },
+    #[error("{url}: TLS failed: {why}")]
+    Tls { url: String, why: String },
     #[error("cannot connect to {url}: {why}")]
     Connect { url: String, why: String },
     #[error("{url}: the server refused the WebSocket upgrade: HTTP {status}{body}")]
@@ -99,6 +142,8 @@ pub struct ServerInfo {
     pub url: String,
     pub handshake: Handshake,
     pub metadata: Option<serde_json::Value>,
+    /// `wss://` with `--insecure`: the server's certificate was not checked.
+    pub unchecked_certificate: bool,
 }
 
 impl ServerInfo {
@@ -126,6 +171,9 @@ pub struct NetStats {
     pub dropped_frames: AtomicU64,
     /// The jitter buffer, in 40 ms Opus frames.
     pub jitter_opus_frames: AtomicU64,
+    /// Connections lost, and sessions started again after one.
+    pub drops: AtomicU64,
+    pub reconnects: AtomicU64,
 }
 
 impl NetStats {
@@ -149,6 +197,8 @@ impl NetStats {
             "underruns": g(&self.underruns),
             "dropped_frames": g(&self.dropped_frames),
             "jitter_ms": g(&self.jitter_opus_frames) * 40,
+            "drops": g(&self.drops),
+            "reconnects": g(&self.reconnects),
         })
     }
 }
@@ -157,22 +207,41 @@ impl NetStats {
 enum Incoming {
     Audio(Vec<f32>, Instant),
     Text(String),
+    /// The session's first frame is frame `seq` of the stream.
+    SessionStart(u64),
+    /// The connection dropped; retrying.
+    Lost {
+        why: String,
+        attempt: u32,
+        of: u32,
+        retry_in: Duration,
+    },
+    /// A new session after a drop.
+    Back {
+        info: ServerInfo,
+        outage: Duration,
+    },
+    /// The session is over for good (the server left and retries ran out).
     Closed(String),
 }
+
+/// A frame to send: its number in the stream, and its samples.
+type Frame = (u64, Vec<f32>);
 
 /// A session on a remote server, stepped like a local model.
 pub struct RemoteModel {
     info: ServerInfo,
     lockstep: bool,
     answer_timeout: Duration,
-    to_net: Option<mpsc::UnboundedSender<Vec<f32>>>,
+    lag_probe: Duration,
+    to_net: Option<mpsc::UnboundedSender<Frame>>,
     from_net: crossbeam_channel::Receiver<Incoming>,
     /// Received samples from stream position `buf_start` on.
     buffer: VecDeque<f32>,
     buf_start: u64,
     text: String,
-    /// Send times of frames whose answer has not fully arrived.
-    sent_at: VecDeque<Instant>,
+    /// Numbers and send times of frames whose answer has not fully arrived.
+    sent_at: VecDeque<(u64, Instant)>,
     /// Samples received toward the oldest unanswered frame.
     partial: usize,
     /// Samples sent so far (the stream position of the next frame).
@@ -180,6 +249,12 @@ pub struct RemoteModel {
     /// How far playback lags what was sent, in samples (a multiple of 960).
     delay: u64,
     closed: Option<String>,
+    /// False while the connection is down and retried.
+    link_up: bool,
+    /// When an answer last came too late (real time).
+    last_late: Option<Instant>,
+    /// Connection news for the engine to pass on.
+    happenings: VecDeque<Happening>,
     stats: Arc<NetStats>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -209,13 +284,31 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
                 }
             };
             rt.block_on(async move {
-                match open(&u, &o).await {
+                let mut frames = frames;
+                let mut ws = match open(&u, &o).await {
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
+                        return;
                     }
                     Ok((ws, info)) => {
                         let _ = ready_tx.send(Ok(info));
-                        pump(ws, frames, incoming_tx, &o, &st).await;
+                        ws
+                    }
+                };
+                loop {
+                    let why = match pump(ws, &mut frames, &incoming_tx, &o, &st).await {
+                        Ok(()) => return, // the model was dropped
+                        Err(Ended { why, retry: false }) => {
+                            tracing::warn!("connect: {why}");
+                            let _ = incoming_tx.send(Incoming::Closed(why));
+                            return;
+                        }
+                        Err(Ended { why, retry: true }) => why,
+                    };
+                    tracing::warn!("connect: {why}");
+                    match reconnect(&u, &o, why, &mut frames, &incoming_tx).await {
+                        Some(w) => ws = w,
+                        None => return,
                     }
                 }
             });
@@ -237,6 +330,7 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
         info,
         lockstep: opts.lockstep,
         answer_timeout: opts.answer_timeout,
+        lag_probe: opts.lag_probe,
         to_net: Some(to_net),
         from_net,
         buffer: VecDeque::with_capacity(FRAME_LEN * 8),
@@ -247,9 +341,66 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
         sent: 0,
         delay: 0,
         closed: None,
+        link_up: true,
+        last_late: None,
+        happenings: VecDeque::new(),
         stats,
         thread: Some(thread),
     })
+}
+
+/// The connection dropped (`why`): retry with backoff, dropping the frames sent
+/// meanwhile (the new session starts fresh). `None`: retries ran out (the model is
+/// told) or the model is gone.
+async fn reconnect(
+    url: &str,
+    opts: &ConnectOptions,
+    why: String,
+    frames: &mut mpsc::UnboundedReceiver<Frame>,
+    incoming: &crossbeam_channel::Sender<Incoming>,
+) -> Option<Ws> {
+    let lost = Instant::now();
+    let r = &opts.reconnect;
+    let mut last = why.clone();
+    for attempt in 1..=r.attempts {
+        let wait = r.delay(attempt);
+        let news = Incoming::Lost {
+            why: last.clone(),
+            attempt,
+            of: r.attempts,
+            retry_in: wait,
+        };
+        if incoming.send(news).is_err() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                f = frames.recv() => { f?; }
+            }
+        }
+        match open(url, opts).await {
+            Ok((ws, info)) => {
+                while frames.try_recv().is_ok() {}
+                let outage = lost.elapsed();
+                tracing::info!("connect: back after {:.1} s", outage.as_secs_f64());
+                let _ = incoming.send(Incoming::Back { info, outage });
+                return Some(ws);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    let _ = incoming.send(Incoming::Closed(if r.attempts == 0 {
+        why
+    } else {
+        format!(
+            "{why}; gave up reconnecting after {} attempts in {:.0} s: {last}",
+            r.attempts,
+            lost.elapsed().as_secs_f64()
+        )
+    }));
+    None
 }
 
 /// The full URL: `/api/chat` when no path is given, and the session's query.
@@ -258,14 +409,16 @@ pub fn chat_url(url: &str, params: &SessionParams) -> Result<String, ConnectErro
         url: url.into(),
         why: why.into(),
     };
-    let rest = if let Some(r) = url.strip_prefix("ws://") {
-        r
-    } else if url.starts_with("wss://") {
-        return Err(ConnectError::NoTls { url: url.into() });
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("ws://") {
+        ("ws", r)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        ("wss", r)
     } else if let Some((scheme, _)) = url.split_once("://") {
-        return Err(bad(&format!("scheme {scheme}:// is not ws://")));
+        return Err(bad(&format!(
+            "scheme {scheme}:// is neither ws:// nor wss://"
+        )));
     } else {
-        return Err(bad("no ws:// scheme"));
+        return Err(bad("no ws:// or wss:// scheme"));
     };
     let (host, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -287,7 +440,7 @@ pub fn chat_url(url: &str, params: &SessionParams) -> Result<String, ConnectErro
         (false, true) => format!("?{query}"),
         (false, false) => format!("?{query}&{extra}"),
     };
-    Ok(format!("ws://{host}{path}{query}"))
+    Ok(format!("{scheme}://{host}{path}{query}"))
 }
 
 type Ws =
@@ -307,8 +460,21 @@ async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, ServerInfo), Conn
         })?;
         req.headers_mut().insert(API_KEY_HEADER, v);
     }
-    let connecting =
-        tokio_tungstenite::connect_async_with_config(req, Some(ws_config(&opts.limits)), true);
+    let connector = if url.starts_with("wss://") {
+        let config = super::tls::client_config(opts.insecure).map_err(|why| ConnectError::Tls {
+            url: url.into(),
+            why,
+        })?;
+        tokio_tungstenite::Connector::Rustls(config)
+    } else {
+        tokio_tungstenite::Connector::Plain
+    };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        Some(ws_config(&opts.limits)),
+        true,
+        Some(connector),
+    );
     let (mut ws, _) = match tokio::time::timeout(opts.connect_timeout, connecting).await {
         Err(_) => {
             return Err(ConnectError::Timeout {
@@ -371,6 +537,7 @@ async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, ServerInfo), Conn
                         url: url.into(),
                         handshake: h,
                         metadata,
+                        unchecked_certificate: opts.insecure && url.starts_with("wss://"),
                     },
                 ))
             }
@@ -413,10 +580,39 @@ fn upgrade_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> Connect
                 body,
             }
         }
-        E::Io(io) => ConnectError::Connect {
-            url: url.into(),
-            why: io.to_string(),
+        E::Io(io) => match io
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => ConnectError::Tls {
+                url: url.into(),
+                why: super::tls::describe(tls),
+            },
+            None if url.starts_with("wss://")
+                && io.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                ConnectError::Tls {
+                    url: url.into(),
+                    why: format!("the server hung up during the TLS handshake ({io}); does it serve plain ws://? then connect with ws://"),
+                }
+            }
+            None => ConnectError::Connect {
+                url: url.into(),
+                why: io.to_string(),
+            },
         },
+        E::Tls(tls) => ConnectError::Tls {
+            url: url.into(),
+            why: tls.to_string(),
+        },
+        E::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::HttparseError(h))
+            if url.starts_with("ws://") =>
+        {
+            ConnectError::NotKyutai {
+                url: url.into(),
+                why: format!("its answer is not HTTP ({h}); if it serves TLS, connect with wss://"),
+            }
+        }
         other => ConnectError::NotKyutai {
             url: url.into(),
             why: other.to_string(),
@@ -425,48 +621,78 @@ fn upgrade_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> Connect
 }
 
 /// The session: frames from the engine out as Opus, the server's audio and text in.
+/// Why a session ended: a dropped connection (`retry`: reconnect), or a server that
+/// misbehaved or refused (reconnecting would get the same).
+struct Ended {
+    why: String,
+    retry: bool,
+}
+
+impl Ended {
+    fn drop(why: String) -> Self {
+        Self { why, retry: true }
+    }
+    fn fatal(why: String) -> Self {
+        Self { why, retry: false }
+    }
+}
+
 async fn pump(
     ws: Ws,
-    mut frames: mpsc::UnboundedReceiver<Vec<f32>>,
-    incoming: crossbeam_channel::Sender<Incoming>,
+    frames: &mut mpsc::UnboundedReceiver<Frame>,
+    incoming: &crossbeam_channel::Sender<Incoming>,
     opts: &ConnectOptions,
     stats: &NetStats,
-) {
+) -> Result<(), Ended> {
     let (mut sink, mut source) = ws.split();
-    let why = async {
-        let mut writer = OggOpusWriter::new().map_err(|e| format!("{e:#}"))?;
-        let mut reader = OggOpusReader::new(opts.reader).map_err(|e| format!("{e:#}"))?;
+    let mut first = true;
+    async {
+        let mut writer = OggOpusWriter::new().map_err(|e| Ended::fatal(format!("{e:#}")))?;
+        let mut reader =
+            OggOpusReader::new(opts.reader).map_err(|e| Ended::fatal(format!("{e:#}")))?;
         let mut pcm = Vec::with_capacity(4 * FRAME_LEN);
         loop {
             tokio::select! {
                 frame = frames.recv() => {
-                    let Some(frame) = frame else {
+                    let Some((seq, frame)) = frame else {
                         let _ = sink.close().await;
-                        return Ok::<_, String>(());
+                        return Ok::<_, Ended>(());
                     };
-                    writer.push(&frame).map_err(|e| format!("{e:#}"))?;
+                    if std::mem::take(&mut first)
+                        && incoming.send(Incoming::SessionStart(seq)).is_err()
+                    {
+                        return Ok(());
+                    }
+                    writer.push(&frame).map_err(|e| Ended::fatal(format!("{e:#}")))?;
                     let pages = writer.take();
                     if !pages.is_empty() {
                         let bytes = Message::Audio(pages).encode();
                         stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         sink.send(WsMessage::Binary(bytes.into()))
                             .await
-                            .map_err(|e| format!("sending to the server: {e}"))?;
+                            .map_err(|e| Ended::drop(format!("sending to the server: {e}")))?;
                     }
                 }
                 msg = source.next() => {
                     let bytes = match msg {
-                        None => return Err("the server closed the connection".into()),
-                        Some(Err(e)) => return Err(format!("the connection failed: {e}")),
+                        None => return Err(Ended::drop("the server closed the connection".into())),
+                        Some(Err(e)) => {
+                            use tokio_tungstenite::tungstenite::Error as E;
+                            let why = format!("the connection failed: {e}");
+                            return Err(match e {
+                                E::Io(_) | E::ConnectionClosed | E::AlreadyClosed | E::Protocol(_) => Ended::drop(why),
+                                _ => Ended::fatal(why),
+                            });
+                        }
                         Some(Ok(WsMessage::Binary(b))) => b,
                         Some(Ok(WsMessage::Close(f))) => {
-                            return Err(format!(
+                            return Err(Ended::drop(format!(
                                 "the server closed the session{}",
                                 f.map(|f| format!(": {}", f.reason)).unwrap_or_default()
-                            ))
+                            )))
                         }
                         Some(Ok(WsMessage::Text(_))) => {
-                            return Err("the server sent a text frame (the protocol is binary)".into())
+                            return Err(Ended::fatal("the server sent a text frame (the protocol is binary)".into()))
                         }
                         Some(Ok(_)) => continue,
                     };
@@ -476,7 +702,7 @@ async fn pump(
                             pcm.clear();
                             reader
                                 .feed(&pages, &mut pcm)
-                                .map_err(|e| format!("the server's audio: {e}"))?;
+                                .map_err(|e| Ended::fatal(format!("the server's audio: {e}")))?;
                             if !pcm.is_empty()
                                 && incoming.send(Incoming::Audio(pcm.clone(), Instant::now())).is_err()
                             {
@@ -488,20 +714,16 @@ async fn pump(
                                 return Ok(());
                             }
                         }
-                        Ok(Message::Error(e)) => return Err(format!("the server said: {e}")),
+                        Ok(Message::Error(e)) => return Err(Ended::fatal(format!("the server said: {e}"))),
                         // Metadata, handshakes, pings, controls and moshi-server's extensions.
                         Ok(_) => {}
-                        Err(e) => return Err(format!("the server sent a malformed message: {e}")),
+                        Err(e) => return Err(Ended::fatal(format!("the server sent a malformed message: {e}"))),
                     }
                 }
             }
         }
     }
-    .await;
-    if let Err(why) = why {
-        tracing::warn!("connect: {why}");
-        let _ = incoming.send(Incoming::Closed(why));
-    }
+    .await
 }
 
 impl RemoteModel {
@@ -522,7 +744,7 @@ impl RemoteModel {
                 self.partial += pcm.len();
                 while self.partial >= FRAME_LEN {
                     self.partial -= FRAME_LEN;
-                    if let Some(sent) = self.sent_at.pop_front() {
+                    if let Some((_, sent)) = self.sent_at.pop_front() {
                         let us = at.saturating_duration_since(sent).as_micros() as u64;
                         let s = &self.stats;
                         s.rtt_last_us.store(us, Ordering::Relaxed);
@@ -541,8 +763,62 @@ impl RemoteModel {
                 }
             }
             Incoming::Text(t) => self.text.push_str(&t),
+            Incoming::SessionStart(first) => {
+                // The session's stream position 0 is our position `first * 1920`.
+                self.buf_start = first * FRAME_LEN as u64;
+                self.partial = 0;
+                self.sent_at.retain(|(s, _)| *s >= first);
+            }
+            Incoming::Lost {
+                why,
+                attempt,
+                of,
+                retry_in,
+            } => {
+                if attempt == 1 {
+                    self.stats.drops.fetch_add(1, Ordering::Relaxed);
+                }
+                self.link_up = false;
+                self.happenings.push_back(Happening::LinkLost {
+                    why,
+                    attempt,
+                    of,
+                    retry_in_s: retry_in.as_secs_f64(),
+                });
+            }
+            Incoming::Back { info, outage } => {
+                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.link_up = true;
+                self.info = info;
+                self.buffer.clear();
+                self.buf_start = self.sent;
+                self.partial = 0;
+                self.delay = 0;
+                self.last_late = None;
+                self.stats.jitter_opus_frames.store(0, Ordering::Relaxed);
+                self.happenings.push_back(Happening::LinkBack {
+                    outage_s: outage.as_secs_f64(),
+                });
+            }
             Incoming::Closed(why) => self.closed = Some(why),
         }
+    }
+
+    /// Lock step with the connection down: wait until it is back or given up.
+    fn wait_for_link(&mut self) -> anyhow::Result<()> {
+        while !self.link_up {
+            if self.closed.is_some() {
+                return Err(self.gone());
+            }
+            match self.from_net.recv() {
+                Ok(ev) => self.take(ev),
+                Err(_) => return Err(self.gone()),
+            }
+        }
+        if self.closed.is_some() {
+            return Err(self.gone());
+        }
+        Ok(())
     }
 
     fn drain(&mut self) {
@@ -568,6 +844,9 @@ impl RemoteModel {
             if self.closed.is_some() {
                 return Err(self.gone());
             }
+            if !self.link_up {
+                return Ok(true); // nothing to play while down, and not late
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.from_net.recv_timeout(left) {
                 Ok(ev) => self.take(ev),
@@ -585,9 +864,9 @@ impl RemoteModel {
                 .dropped_frames
                 .fetch_add(stale.div_ceil(FRAME_LEN) as u64, Ordering::Relaxed);
         }
-        let lead = FRAME_LEN - (end - start) as usize;
-        let n = (end - start) as usize;
-        for (o, s) in out[lead..].iter_mut().zip(self.buffer.drain(..n)) {
+        // Positions before the stream, or before this session's start, are silence.
+        let n = end.saturating_sub(self.buf_start) as usize;
+        for (o, s) in out[FRAME_LEN - n..].iter_mut().zip(self.buffer.drain(..n)) {
             *o = s;
         }
         self.buf_start += n as u64;
@@ -628,15 +907,33 @@ impl DuplexModel for RemoteModel {
         let Some(tx) = self.to_net.as_ref() else {
             return Err(self.gone());
         };
-        if tx.send(pcm_in.to_vec()).is_err() {
+        let seq = self.sent / FRAME_LEN as u64;
+        if tx.send((seq, pcm_in.to_vec())).is_err() {
             return Err(self.gone());
         }
-        self.sent_at.push_back(Instant::now());
+        self.sent_at.push_back((seq, Instant::now()));
         self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         self.sent += FRAME_LEN as u64;
         let end = self.sent.saturating_sub(self.delay);
-        if self.lockstep {
-            if !self.play(end, self.answer_timeout, &mut out.pcm)? {
+        if !self.link_up {
+            // Down: silence. A file in lock step waits for the link (this frame is
+            // lost with the old session); real time plays on.
+            if self.lockstep {
+                self.wait_for_link()?;
+            }
+        } else if self.lockstep {
+            let probe = self.lag_probe.min(self.answer_timeout);
+            if !self.play(end, probe, &mut out.pcm)?
+                && self.delay < (MAX_LOCKSTEP_LAG * FRAME_LEN) as u64
+            {
+                // No answer yet: the server holds answers back (moshi-server sends no
+                // audio during its model's acoustic delay). Play one frame further
+                // behind from now on, and keep sending.
+                self.delay += FRAME_LEN as u64;
+                self.stats
+                    .jitter_opus_frames
+                    .store(self.delay / OPUS_FRAME as u64, Ordering::Relaxed);
+            } else if !self.play(end, self.answer_timeout, &mut out.pcm)? {
                 anyhow::bail!(
                     "{}: no audio from the server for {:.0} s",
                     self.info.url,
@@ -648,6 +945,7 @@ impl DuplexModel for RemoteModel {
             if !self.play(end, wait, &mut out.pcm)? {
                 // Late: silence now, and one more Opus frame of buffer from now on.
                 self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+                self.last_late = Some(Instant::now());
                 if self.delay < (MAX_JITTER * OPUS_FRAME) as u64 {
                     self.delay += OPUS_FRAME as u64;
                     self.stats
@@ -664,6 +962,26 @@ impl DuplexModel for RemoteModel {
     fn reset(&mut self) {
         // The server keeps its conversation; the text queued here is dropped.
         self.text.clear();
+    }
+    fn link(&self) -> Option<LinkStats> {
+        let rtt = self.stats.rtt_last_us.load(Ordering::Relaxed);
+        let frame_us = (FRAME_LEN as u64 * 1_000_000) / RATE as u64;
+        let keeping_pace = self.link_up
+            && if self.lockstep {
+                rtt <= frame_us
+            } else {
+                self.last_late
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(2))
+            };
+        Some(LinkStats {
+            rtt_ms: rtt as f64 / 1000.0,
+            jitter_ms: (self.delay * 1000 / RATE as u64) as u32,
+            keeping_pace,
+            connected: self.link_up,
+        })
+    }
+    fn take_happening(&mut self) -> Option<Happening> {
+        self.happenings.pop_front()
     }
 }
 
@@ -687,7 +1005,7 @@ mod tests {
     ) -> (
         RemoteModel,
         crossbeam_channel::Sender<Incoming>,
-        mpsc::UnboundedReceiver<Vec<f32>>,
+        mpsc::UnboundedReceiver<Frame>,
     ) {
         let (to_net, frames) = mpsc::unbounded_channel();
         let (tx, from_net) = crossbeam_channel::unbounded();
@@ -696,9 +1014,11 @@ mod tests {
                 url: "ws://test/api/chat".into(),
                 handshake: Handshake::Short,
                 metadata: Some(serde_json::json!({"model": "fake"})),
+                unchecked_certificate: false,
             },
             lockstep,
             answer_timeout: Duration::from_millis(200),
+            lag_probe: Duration::from_millis(100),
             to_net: Some(to_net),
             from_net,
             buffer: VecDeque::new(),
@@ -709,6 +1029,9 @@ mod tests {
             sent: 0,
             delay: 0,
             closed: None,
+            link_up: true,
+            last_late: None,
+            happenings: VecDeque::new(),
             stats: Arc::new(NetStats::default()),
             thread: None,
         };
@@ -735,7 +1058,7 @@ mod tests {
         tx.send(frame(1.0)).unwrap();
         let out = step(&mut m).unwrap();
         assert_eq!((out.pcm[0], out.text.as_deref()), (1.0, Some(" hi")));
-        assert_eq!(sent.try_recv().unwrap().len(), FRAME_LEN);
+        assert_eq!(sent.try_recv().unwrap().1.len(), FRAME_LEN);
         assert_eq!(m.delay_frames(), 0);
         // Late by more than one Opus frame: silence, and the buffer grows by 40 ms.
         let t = Instant::now();
@@ -785,12 +1108,34 @@ mod tests {
         // The round trip: from the frame's send to its answer's arrival.
         let rtt = m.stats.rtt_last_us.load(Ordering::Relaxed);
         assert!((25_000..1_000_000).contains(&rtt), "{rtt} µs");
+        // A silent server: the lag grows one frame per probe, then the step gives up.
+        for k in 1..=MAX_LOCKSTEP_LAG {
+            assert_eq!(step(&mut m).unwrap().pcm, vec![0.0; FRAME_LEN]);
+            assert_eq!(m.delay_frames(), k);
+        }
         let e = step(&mut m).unwrap_err().to_string();
         assert!(e.contains("no audio from the server"), "{e}");
         tx.send(Incoming::Closed("the server closed the connection".into()))
             .unwrap();
         let e = step(&mut m).unwrap_err().to_string();
         assert!(e.contains("ws://test/api/chat: the server closed"), "{e}");
+    }
+
+    #[test]
+    fn lockstep_follows_a_server_that_answers_frames_late() {
+        // As moshi-server: no audio during its model's first two steps, then one frame
+        // per frame received.
+        let (mut m, tx, _sent) = fake(true);
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(step(&mut m).unwrap().pcm[0], 0.0);
+        assert_eq!(m.delay_frames(), 2);
+        for v in [1.0, 2.0, 3.0] {
+            tx.send(frame(v)).unwrap();
+            let t = Instant::now();
+            assert_eq!(step(&mut m).unwrap().pcm, vec![v; FRAME_LEN]);
+            assert!(t.elapsed() < Duration::from_millis(50));
+        }
+        assert_eq!(m.delay_frames(), 2);
     }
 
     #[test]
@@ -812,10 +1157,10 @@ mod tests {
             chat_url("ws://h:1/", &p).unwrap(),
             "ws://h:1/api/chat?text_temperature=0"
         );
-        assert!(matches!(
-            chat_url("wss://h", &p),
-            Err(ConnectError::NoTls { .. })
-        ));
+        assert_eq!(
+            chat_url("wss://h:1", &p).unwrap(),
+            "wss://h:1/api/chat?text_temperature=0"
+        );
         assert!(matches!(
             chat_url("http://h", &p),
             Err(ConnectError::BadUrl { .. })

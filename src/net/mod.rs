@@ -6,3 +6,4 @@ pub mod client;
 pub mod opus_ogg;
 pub mod protocol;
 pub mod server;
+pub mod tls;

@@ -58,6 +58,10 @@ pub struct ServeOptions {
     /// Allow a non-local bind without a token (explicitly asked for).
     pub no_auth: bool,
     pub max_sessions: usize,
+    /// Clients that may wait for a free session when all are in use.
+    pub queue: usize,
+    /// How long a queued client waits before it is told "busy".
+    pub queue_wait: Duration,
     pub limits: Limits,
     pub reader: ReaderLimits,
     /// A session that sends nothing for this long is closed.
@@ -68,6 +72,8 @@ pub struct ServeOptions {
     pub max_backlog: usize,
     /// Shown in the metadata (`instance_name`, `model`).
     pub model_name: String,
+    /// Serve `wss://` with this (from `--cert` and `--key`); plain `ws://` without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
@@ -77,12 +83,15 @@ impl Default for ServeOptions {
             token: None,
             no_auth: false,
             max_sessions: 1,
+            queue: 0,
+            queue_wait: Duration::from_secs(30),
             limits: Limits::default(),
             reader: ReaderLimits::default(),
             idle: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_backlog: 3,
             model_name: "assistant".into(),
+            tls: None,
         }
     }
 }
@@ -93,6 +102,8 @@ pub struct ServerStats {
     pub accepted: AtomicU64,
     pub sessions: AtomicU64,
     pub busy: AtomicU64,
+    /// Clients waiting for a session now.
+    pub queued: AtomicU64,
     pub rejected: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub active: AtomicU64,
@@ -287,6 +298,11 @@ pub fn ws_config(limits: &Limits) -> WebSocketConfig {
         .max_write_buffer_size(4 * 1024 * 1024)
 }
 
+/// A client's byte stream: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -311,12 +327,35 @@ async fn connection(
             }
         }
     };
+    let deadline = tokio::time::Instant::now() + opts.handshake_timeout;
+    let stream: Stream = match &opts.tls {
+        None => Box::new(stream),
+        Some(config) => {
+            let accept = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream);
+            match tokio::time::timeout_at(deadline, accept).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("serve: {peer}: TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        "serve: {peer}: no TLS handshake within {:?}",
+                        opts.handshake_timeout
+                    );
+                    return;
+                }
+            }
+        }
+    };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
         callback,
         Some(ws_config(&opts.limits)),
     );
-    let ws = match tokio::time::timeout(opts.handshake_timeout, upgrade).await {
+    let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -333,10 +372,19 @@ async fn connection(
         }
     };
     let params = params.unwrap_or_default();
-    let (mut sink, source) = ws.split();
-    let Ok(_permit) = permits.clone().try_acquire_owned() else {
+    let (mut sink, mut source) = ws.split();
+    let waited = Instant::now();
+    let permit = match permits.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => queue(&mut source, peer, &opts, &stats, permits).await,
+    };
+    let Some(_permit) = permit else {
         stats.busy.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("serve: {peer}: busy ({} sessions)", opts.max_sessions);
+        tracing::info!(
+            "serve: {peer}: busy ({} sessions, waited {:.1} s)",
+            opts.max_sessions,
+            waited.elapsed().as_secs_f64()
+        );
         let msg = Message::Error(format!(
             "busy: this server runs {} session(s) at a time and all are in use; try again later",
             opts.max_sessions
@@ -364,6 +412,49 @@ async fn connection(
     );
 }
 
+/// All sessions are in use: wait for one, in turn, if the queue has room, at most
+/// `queue_wait`. What the client sends meanwhile is dropped; a client that leaves
+/// gives up its place. `None`: no place, no slot in time, or the client left.
+async fn queue(
+    source: &mut WsSource,
+    peer: SocketAddr,
+    opts: &ServeOptions,
+    stats: &ServerStats,
+    permits: Arc<Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let place = stats.queued.fetch_add(1, Ordering::AcqRel);
+    let _leave = Leave(&stats.queued);
+    if place >= opts.queue as u64 {
+        return None;
+    }
+    tracing::info!(
+        "serve: {peer}: all sessions in use; waiting (place {})",
+        place + 1
+    );
+    let deadline = tokio::time::Instant::now() + opts.queue_wait;
+    let acquire = permits.acquire_owned();
+    tokio::pin!(acquire);
+    loop {
+        tokio::select! {
+            p = &mut acquire => return p.ok(),
+            _ = tokio::time::sleep_until(deadline) => return None,
+            m = source.next() => match m {
+                None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return None,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Leaves the queue when dropped.
+struct Leave<'a>(&'a AtomicU64);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What the engine thread tells the session.
 enum FromEngine {
     Ready,
@@ -386,8 +477,8 @@ struct Summary {
 }
 
 type WsSink =
-    futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<TcpStream>, WsMessage>;
-type WsSource = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<TcpStream>>;
+    futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<Stream>, WsMessage>;
+type WsSource = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<Stream>>;
 
 struct Session;
 
@@ -410,6 +501,11 @@ impl Session {
         let (out_prod, mut out_cons) = ring_for(format, 2.0);
         let ended = Arc::new(AtomicBool::new(false));
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        // For the session's summary in its journal, before the engine's end.
+        let note_tx = ev_tx.clone();
+        let started = Instant::now();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_seen = dropped.clone();
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let setup = EngineSetup {
             speaker: Some(OutputPort {
@@ -444,7 +540,10 @@ impl Session {
                     let m = match ev {
                         EngineEvent::ModelReady { .. } => FromEngine::Ready,
                         EngineEvent::Text(t) => FromEngine::Text(t),
-                        EngineEvent::Step(_) => FromEngine::Step,
+                        EngineEvent::Step(s) => {
+                            dropped_seen.store(s.dropped_frames, Ordering::Relaxed);
+                            FromEngine::Step
+                        }
                         EngineEvent::ModelFailed { error, .. } => FromEngine::Failed(error),
                         EngineEvent::Stopped => FromEngine::Stopped,
                         _ => continue,
@@ -484,6 +583,8 @@ impl Session {
                                 pcm_in.clear();
                                 reader.feed(&pages, &mut pcm_in).map_err(|e| (e.to_string(), true))?;
                                 let pushed = in_prod.push_slice(&pcm_in);
+                                // The engine waits parked for input: wake it now.
+                                engine.thread().unpark();
                                 summary.overflow += pcm_in.len() - pushed;
                                 summary.samples_in += pcm_in.len();
                             }
@@ -532,6 +633,16 @@ impl Session {
             }
         }
         let _ = sink.close().await;
+        let _ = note_tx.send(EngineEvent::info(format!(
+            "network session from {peer}: {:.1} s, {} frames in, {} frames out, {} dropped by the engine, {:.2} s lost to a full input ring; ended: {}",
+            started.elapsed().as_secs_f64(),
+            summary.samples_in / 1920,
+            summary.samples_out / 1920,
+            dropped.load(Ordering::Relaxed),
+            summary.overflow as f64 / SAMPLE_RATE as f64,
+            summary.ended
+        )));
+        drop(note_tx);
         ended.store(true, Ordering::Release);
         let _ = cmd_tx.send(Command::Shutdown);
         let stats = tokio::task::spawn_blocking(move || {

@@ -95,7 +95,43 @@ pub fn happening(h: &Happening) -> Said {
         Happening::Priming => info("priming the model with the persona's prompts; what you say meanwhile is kept".into()),
         Happening::Primed { steps, ms } => info(format!("primed in {:.2} s ({steps} prefill steps)", ms / 1000.0)),
         Happening::PrimeFailed { error } => warn(format!("the persona's prompts were not applied: {error}"), Some("fix the persona's voice_prompt (a WAV, a .pt voice, or a voice name in the voices directory: --voices-dir) or its prompt; the previous prompts stay".into())),
+        Happening::LinkLost { why, attempt, of, retry_in_s } => warn(format!("connection lost: {why}; reconnecting in {retry_in_s:.1} s (attempt {attempt} of {of}); the transcript is kept"), Some("check the server and the network; after the last attempt, press r to reconnect".into())),
+        Happening::LinkBack { outage_s } => info(format!("reconnected after {outage_s:.1} s: a new session on the server (it does not remember the conversation)")),
     }
+}
+
+/// `--insecure` on a `wss://` connection: said once it is connected.
+pub fn insecure_tls(url: &str) -> Said {
+    Said {
+        severity: Severity::Warning,
+        message: format!("--insecure: the certificate of {url} was not checked; the connection is encrypted, but anyone on the way could pose as the server"),
+        remedy: Some("install a certificate from a known authority on the server, then drop --insecure".into()),
+    }
+}
+
+/// The status line's network segments (`--connect`): round trip, jitter buffer, pace.
+/// Each is (long, short, alarm).
+pub fn link_segments(l: &crate::bus::LinkStats) -> [(String, String, bool); 3] {
+    let pace = if !l.connected {
+        ("reconnecting…".to_string(), "recon".to_string(), true)
+    } else if l.keeping_pace {
+        ("server in time".to_string(), "ok".to_string(), false)
+    } else {
+        ("server behind".to_string(), "late".to_string(), true)
+    };
+    [
+        (
+            format!("net {:.0} ms", l.rtt_ms),
+            format!("n{:.0}", l.rtt_ms),
+            false,
+        ),
+        (
+            format!("buffer {} ms", l.jitter_ms),
+            format!("b{}", l.jitter_ms),
+            false,
+        ),
+        pace,
+    ]
 }
 
 /// The notices a journal records as the user read them (for `Journal::with_words`).

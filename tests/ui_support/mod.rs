@@ -40,6 +40,8 @@ pub struct Scene {
     frame: u64,
     tick: u64,
     turns: assistant::engine::turns::TurnTracker,
+    /// The network path `talk` reports (a `--connect` session), if any.
+    pub link: Option<assistant::bus::LinkStats>,
 }
 
 impl Scene {
@@ -67,6 +69,7 @@ impl Scene {
             frame: 0,
             tick: 0,
             turns: Default::default(),
+            link: None,
         }
     }
 
@@ -132,6 +135,7 @@ impl Scene {
                 latency_ms: 160.0,
                 mic_rms: wobble(self.frame, mic_rms),
                 out_rms: wobble(self.frame + 3, out_rms),
+                link: self.link,
             };
             self.send(EngineEvent::Step(stats));
             if let Some(w) = words.get(i) {
@@ -189,6 +193,23 @@ pub fn loading(nc: bool) -> Scene {
         unit: ProgressUnit::Bytes,
         elapsed_s: 7.2,
     }));
+    s
+}
+
+/// Listening to a model on a server (`--connect`): the status line shows the network.
+pub fn connected(nc: bool, link: assistant::bus::LinkStats) -> Scene {
+    let mut s = Scene::with(nc, Color::Cyan);
+    s.link = Some(link);
+    s.at(0.2).wav_and_speaker();
+    s.at(0.9).send(EngineEvent::ModelReady {
+        info: ModelInfo {
+            name: "moshiko at ws://192.168.1.20:8998/api/chat".into(),
+            device: "remote".into(),
+            dtype: "opus".into(),
+        },
+        load_ms: 700.0,
+    });
+    s.talk(20, 0.002, 0.0, &[]);
     s
 }
 

@@ -50,6 +50,8 @@ pub enum ConvState {
     Loading,
     /// The model is being primed with a persona's prompts; the user's audio is held.
     Priming,
+    /// A remote model's connection dropped and is being retried (`--connect`).
+    Reconnecting,
     Listening,
     /// The user's turn ended and the LLM is writing (cascade mode).
     Thinking,
@@ -68,6 +70,7 @@ impl ConvState {
         match self {
             Self::Loading => "loading",
             Self::Priming => "priming",
+            Self::Reconnecting => "reconnecting",
             Self::Listening => "listening",
             Self::Thinking => "thinking",
             Self::Idle => "idle",
@@ -292,6 +295,13 @@ impl UiState {
         }
         if self.idle {
             return ConvState::Idle;
+        }
+        if self
+            .stats
+            .and_then(|s| s.link)
+            .is_some_and(|l| !l.connected)
+        {
+            return ConvState::Reconnecting;
         }
         if self.degraded_reason().is_some() {
             return ConvState::Degraded;

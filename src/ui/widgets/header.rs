@@ -22,6 +22,7 @@ pub fn state_badge(state: &UiState) -> (&'static str, Style) {
         ConvState::Listening => ("○", t.text()),
         ConvState::Speaking => ("◆", t.speaker(Speaker::Assistant)),
         ConvState::Both => ("◆●", t.both_talking()),
+        ConvState::Reconnecting => ("⟳", t.alarm()),
         ConvState::Muted => ("✕", t.alarm()),
         ConvState::Degraded => ("!", t.alarm()),
         ConvState::Error => ("✗", t.severity(Severity::Error)),

@@ -54,6 +54,11 @@ fn segments(state: &UiState) -> Vec<Seg> {
                 format!("x{x}"),
                 x > 0,
             ));
+            if let Some(l) = &s.link {
+                for (long, short, alarm) in crate::ui::words::link_segments(l) {
+                    v.push(seg(long, short, alarm));
+                }
+            }
         }
         None => {
             v.push(seg("latency –".into(), "–ms".into(), false));
