@@ -425,7 +425,6 @@ pub fn cascade(report: &crate::engine::cascade::report::CascadeReport) -> Vec<Fi
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,11 +38,28 @@ pub fn args_for_session(base: &RunArgs, p: &SessionParams) -> RunArgs {
     a
 }
 
-/// A client's `voice_prompt`, as a file for the engine: for now a WAV path relative to
-/// the server's working directory (never absolute, never `..`, so a client cannot
-/// make the server read files elsewhere). NVIDIA's clients send voice names
-/// (`NATF2.pt`): their lookup belongs here, once PersonaPlex voices are named.
-pub fn voice_file(v: &str) -> Result<PathBuf, String> {
+/// Where the server looks up voice names: `--voices-dir`, else the model directory's
+/// `voices/` (where NVIDIA's voices.tgz unpacks).
+fn voices_dir(args: &RunArgs) -> Option<PathBuf> {
+    let m = &args.model;
+    m.voices_dir.clone().or_else(|| {
+        m.model_dir
+            .as_ref()
+            .map(|d| d.join(crate::engine::moshi::personaplex_voices::VOICES_SUBDIR))
+    })
+}
+
+/// A client's `voice_prompt`, as a file for the engine: a voice name (`NATF2`, or
+/// `NATF2.pt` as NVIDIA's client sends it) from the server's voices directory, or a WAV
+/// path relative to the server's working directory (never absolute, never `..`, so a
+/// client cannot make the server read files elsewhere).
+pub fn voice_file(v: &str, voices_dir: Option<&Path>) -> Result<PathBuf, String> {
+    use crate::engine::moshi::personaplex_voices::{resolve_voice, VoiceOrigin};
+    if voices_dir.is_some() {
+        if let Ok(found) = resolve_voice(v, voices_dir, VoiceOrigin::Remote) {
+            return Ok(found.path().to_path_buf());
+        }
+    }
     let p = Path::new(v);
     if v.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_)))
     {
@@ -91,9 +108,18 @@ pub fn options(args: &RunArgs, serve: &ServeArgs) -> Result<ServeOptions, String
 
 pub fn factory(args: &RunArgs) -> LoaderFactory {
     let base = args.clone();
+    let voices = voices_dir(args);
     Arc::new(move |p: &SessionParams| {
-        let voice = p.voice_prompt.as_deref().map(voice_file).transpose();
-        let mut inner = crate::app::loader_for(&args_for_session(&base, p));
+        let voice = p
+            .voice_prompt
+            .as_deref()
+            .map(|v| voice_file(v, voices.as_deref()))
+            .transpose();
+        let mut session = args_for_session(&base, p);
+        if let Ok(Some(found)) = &voice {
+            session.model.voice_prompt = Some(found.clone());
+        }
+        let mut inner = crate::app::loader_for(&session);
         let asked = p.text_prompt.is_some() || p.voice_prompt.is_some();
         loader(move |req| {
             if let Err(e) = &voice {
@@ -167,4 +193,32 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     eprintln!("stopping");
     server.stop();
     0
+}
+
+#[cfg(test)]
+mod voice_tests {
+    use super::voice_file;
+
+    #[test]
+    fn nvidia_voice_names_come_from_the_voices_directory_and_paths_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("NATF2.pt"), b"x").unwrap();
+        // NVIDIA's client sends `NATF2.pt`; ours may send `NATF2`.
+        for name in ["NATF2.pt", "NATF2"] {
+            assert_eq!(
+                voice_file(name, Some(dir.path())).unwrap(),
+                dir.path().join("NATF2.pt")
+            );
+        }
+        // Anything that leaves the server's directory is refused, voices dir or not.
+        for bad in ["../secret.wav", "/etc/passwd", "a/../../b.wav", ""] {
+            assert!(voice_file(bad, Some(dir.path())).is_err(), "{bad}");
+            assert!(voice_file(bad, None).is_err(), "{bad}");
+        }
+        // A relative WAV path is still the server's own file.
+        assert_eq!(
+            voice_file("voices/me.wav", None).unwrap(),
+            std::path::PathBuf::from("voices/me.wav")
+        );
+    }
 }
