@@ -62,8 +62,8 @@ parecord --device=spk.monitor --channels=1 --rate=24000 --file-format=wav "$work
 rec=$!
 parecord --device=mic.monitor --channels=1 --rate=24000 --file-format=wav "$work/client-heard.wav" &
 rec2=$!
-# Kyutai's client, unchanged; the wrapper only counts the WebSocket messages it sends and
-# receives, by kind, and prints them at exit (the client itself logs none of them).
+# Kyutai's client, unchanged; the wrapper only observes (the client logs none of this):
+# messages sent and received by kind, when sphn hands over Ogg and PCM, the output queue.
 if [ "${PLAIN:-0}" = 1 ]; then  # the client as a user runs it, without the counting wrapper
     HOME="$p/home" timeout -s INT "${CLIENT_SECS:-14}" "$py" -m moshi.client "${client_args[@]}" \
         > "$work/client.stdout" 2> "$work/client.stderr" &
