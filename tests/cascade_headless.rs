@@ -104,13 +104,15 @@ fn a_spoken_question_gets_words_a_reply_and_audio_and_the_journal_keeps_both_sid
 #[test]
 fn talking_over_the_reply_silences_it_within_two_frames() {
     let tmp = tempfile::tempdir().unwrap();
-    // A question, a 2.5 s pause in which the reply starts, then the user again.
+    // A question, a 2.5 s pause in which the reply starts, then the user again. At
+    // real time, as a microphone would be: unpaced, the frames could outrun the LLM's
+    // thread and the user would come back before the reply began.
     let s = script(2, 1.2, 2.5);
     let (input, output) = (tmp.path().join("q.wav"), tmp.path().join("a.wav"));
     assistant::audio::wav::write_wav_mono(&input, 24_000, &s.pcm).unwrap();
     let out = run_ok(
         cascade(tmp.path())
-            .arg("--no-journal")
+            .args(["--no-journal", "--realtime"])
             .arg("--input")
             .arg(&input)
             .arg("--output")

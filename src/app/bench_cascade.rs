@@ -13,6 +13,8 @@ use std::ops::Range;
 
 const RATE: usize = 24_000;
 const FRAME: usize = 1920;
+/// Frames of quiet that make a stop (rather than a pause between words).
+const QUIET_RUN: usize = 4;
 
 /// A scripted conversation: the input and where the user speaks in it.
 pub struct Script {
@@ -81,11 +83,15 @@ pub fn analyze(script: &Script, out: &[f32]) -> Figures {
             f.end_to_audio_ms
                 .push(ms(((k + 1) * FRAME).saturating_sub(b.end)));
         }
-        // Talking over it: this burst's onset while the previous reply played.
+        // Talking over it: this burst's onset while the previous reply played (a loud
+        // frame among the last four: a reply may pause between words while it waits for
+        // text), stopped where the output stays quiet for four frames.
         if i > 0 {
             let onset_frame = b.start / FRAME;
-            let playing = onset_frame > 0 && frame_loud(out, onset_frame - 1);
-            let silent = (onset_frame..frames).find(|&k| !frame_loud(out, k));
+            let playing =
+                (onset_frame.saturating_sub(QUIET_RUN)..onset_frame).any(|k| frame_loud(out, k));
+            let silent = (onset_frame..frames)
+                .find(|&k| (k..(k + QUIET_RUN).min(frames)).all(|j| !frame_loud(out, j)));
             match (playing, silent) {
                 (true, Some(k)) => f.barge_in_ms.push(ms((k + 1) * FRAME - b.start)),
                 _ => f.missed += 1,

@@ -115,16 +115,13 @@ impl Engine {
                     if tail_frames < MAX_TAIL_FRAMES
                         && self.model.as_ref().is_some_and(|m| m.busy()) =>
                 {
-                    // The file ended mid-turn: silence until the turn is over.
+                    // The file ended mid-turn: silence until the turn is over. No clock
+                    // paces it now: a speaker does (it blocks until there is room), a
+                    // file takes it as fast as it comes.
                     if tail_frames == 0 {
                         self.send(EngineEvent::InputEnded);
                     }
                     tail_frames += 1;
-                    if self.frames.is_realtime() {
-                        std::thread::sleep(std::time::Duration::from_secs_f64(
-                            self.frame_len as f64 / self.rate as f64,
-                        ));
-                    }
                     self.frames.frame.fill(0.0);
                     true
                 }
@@ -184,7 +181,11 @@ impl Engine {
 
             let t_out = Instant::now();
             self.output
-                .emit(&self.out.pcm, self.frames.is_realtime(), &self.meters)
+                .emit(
+                    &self.out.pcm,
+                    self.frames.is_realtime() && tail_frames == 0,
+                    &self.meters,
+                )
                 .map_err(io)?;
             self.dump_step().map_err(io)?;
             let spoke_text = self.out.text.is_some();

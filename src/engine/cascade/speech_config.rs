@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Mimi's frame rate: every delay in these configs is counted in its frames.
+/// The LM of the candle STT repos (their config.json names no LM file).
+pub const STT_LM_FILE: &str = "model.safetensors";
 pub const FRAME_RATE: f64 = 12.5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,9 +50,7 @@ fn yes() -> bool {
 
 impl SttConfig {
     pub fn lm_file(&self) -> &str {
-        self.moshi_name
-            .as_deref()
-            .unwrap_or(super::speech_files::STT_LM_FILE)
+        self.moshi_name.as_deref().unwrap_or(STT_LM_FILE)
     }
 
     /// Text frames behind the audio, as `stt-rs` counts them.

@@ -14,8 +14,7 @@ pub const STT_REPO: &str = "kyutai/stt-1b-en_fr-candle";
 pub const TTS_REPO: &str = "kyutai/tts-1.6b-en_fr";
 pub const VOICES_REPO: &str = "kyutai/tts-voices";
 pub const CONFIG_FILE: &str = "config.json";
-/// The LM of the candle STT repos (their config.json names no LM file).
-pub const STT_LM_FILE: &str = "model.safetensors";
+pub use super::speech_config::STT_LM_FILE;
 /// The published repos' other files, fetched by a download.
 pub const STT_FILES: [&str; 3] = [
     "tokenizer_en_fr_audio_8000.model",
@@ -481,7 +480,7 @@ pub fn stt_memory_in(
 ) -> Result<super::speech_config::SpeechMemory, ModelLoadError> {
     let cfg = stt_config(dir)?;
     let headers = check_weights(dir, cfg.lm_file(), STT_REPO)?;
-    let heads = super::stt::pause_heads(&headers);
+    let heads = pause_heads(&headers);
     let mimi = mimi_config(dir, cfg.n_q)?;
     super::speech_config::stt_memory(
         &cfg,
@@ -582,4 +581,20 @@ pub fn display_name(dir: &Path) -> String {
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// The pause heads the weights hold (`extra_heads.N.weight`), as the config to build.
+pub(crate) fn pause_heads(
+    headers: &BTreeMap<String, TensorHeader>,
+) -> Option<moshi::lm::ExtraHeadsConfig> {
+    let mut n = 0;
+    while headers.contains_key(&format!("extra_heads.{n}.weight")) {
+        n += 1;
+    }
+    let dim = headers
+        .get("extra_heads.0.weight")?
+        .shape
+        .first()
+        .copied()?;
+    Some(moshi::lm::ExtraHeadsConfig { num_heads: n, dim })
 }

@@ -43,7 +43,7 @@ impl KyutaiStt {
         let lm_path = dir.join(cfg.lm_file());
         let headers = files::check_weights(dir, cfg.lm_file(), STT_REPO)?;
         check_layout(&cfg, &headers, &lm_path)?;
-        let heads = pause_heads(&headers);
+        let heads = files::pause_heads(&headers);
         let n_heads = heads.as_ref().map_or(0, |h| h.num_heads);
         let vocab = Vocab::from_bytes(&files::read_tokenizer(dir, &cfg.tokenizer_name, STT_REPO)?)
             .map_err(|e| ModelLoadError::new(e, "download the tokenizer again"))?;
@@ -179,20 +179,6 @@ impl KyutaiStt {
         }
         Ok(())
     }
-}
-
-/// The pause heads the weights hold (`extra_heads.N.weight`), as the config to build.
-pub(crate) fn pause_heads(headers: &BTreeMap<String, TensorHeader>) -> Option<ExtraHeadsConfig> {
-    let mut n = 0;
-    while headers.contains_key(&format!("extra_heads.{n}.weight")) {
-        n += 1;
-    }
-    let dim = headers
-        .get("extra_heads.0.weight")?
-        .shape
-        .first()
-        .copied()?;
-    Some(ExtraHeadsConfig { num_heads: n, dim })
 }
 
 fn check_layout(
