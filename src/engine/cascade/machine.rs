@@ -129,6 +129,9 @@ pub struct Cascade {
     reply: Option<Reply>,
     /// The LLM reading the history ahead while the user speaks (its cancel flag).
     reading_ahead: Option<Cancel>,
+    /// The first step says "listening", so front-ends know turns come from here (and
+    /// show the recogniser's words rather than their own voice detection).
+    announced: bool,
     silence: Vec<f32>,
 }
 
@@ -154,6 +157,7 @@ impl Cascade {
             user: UserTurn::default(),
             reply: None,
             reading_ahead: None,
+            announced: false,
             silence: vec![0.0; FRAME_LEN],
         }
     }
@@ -406,6 +410,9 @@ impl DuplexModel for Cascade {
     }
 
     fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()> {
+        if !std::mem::replace(&mut self.announced, true) {
+            out.talk.push(Talk::Phase(self.phase));
+        }
         let heard = self.onset.frame(pcm_in);
         let stt = self.stt.step(pcm_in)?;
         // While a reply is on its way the recogniser hears our own voice (what the echo
