@@ -277,6 +277,8 @@ pub struct StartPersona {
 pub fn weights_pinned(args: &RunArgs) -> bool {
     args.connect.is_some()
         || args.engine == EngineKind::Loopback
+        // The cascade's voice is its TTS voice (the persona's `tts_voice`), not weights.
+        || args.engine == EngineKind::Cascade
         || args.model.demo
         || args.model.model_dir.is_some()
 }

@@ -69,9 +69,8 @@ pub fn write_demo(dir: &Path, opts: &CascadeOptions) -> Result<CascadeOptions, M
     let mut o = opts.clone();
     o.stt.model_dir = Some(stt);
     o.tts.model_dir = Some(tts);
-    if o.tts.voice.is_none() {
-        o.tts.voice = Some(voice.display().to_string());
-    }
+    // The tiny TTS has one voice: personas' voices are names in Kyutai's voices repo.
+    o.tts.voice = Some(voice.display().to_string());
     if let LlmChoice::Gguf(g) = &mut o.llm {
         g.gguf.get_or_insert(gguf);
     }
@@ -111,7 +110,8 @@ pub fn load_cascade(
             n.clone(),
             opts.settings.clone(),
         )
-        .with_dtype(speech_files::compute_dtype(d).as_str());
+        .with_dtype(speech_files::compute_dtype(d).as_str())
+        .with_fixed_voice(opts.demo);
         Ok(LoadedModel {
             model: Box::new(model),
             notices: Vec::new(),

@@ -119,6 +119,8 @@ pub struct Cascade {
     device: String,
     /// The speech parts' compute type, for the header.
     dtype: String,
+    /// Personas keep the voice it has (the demo's tiny TTS has only one).
+    fixed_voice: bool,
     settings: TurnSettings,
     /// Settings (persona) that take over when the current reply is over.
     next: Option<TurnSettings>,
@@ -149,6 +151,7 @@ impl Cascade {
             llm,
             device: device.into(),
             dtype: String::new(),
+            fixed_voice: false,
             settings,
             next: None,
             history: History::default(),
@@ -160,6 +163,11 @@ impl Cascade {
             announced: false,
             silence: vec![0.0; FRAME_LEN],
         }
+    }
+
+    pub fn with_fixed_voice(mut self, fixed: bool) -> Self {
+        self.fixed_voice = fixed;
+        self
     }
 
     pub fn with_dtype(mut self, dtype: &str) -> Self {
@@ -477,7 +485,7 @@ impl DuplexModel for Cascade {
     /// the next turn on; the conversation is kept.
     fn prime(&mut self, prompt: &Prompt) -> Result<Primed> {
         let t = Instant::now();
-        if let Some(voice) = &prompt.speaker {
+        if let Some(voice) = prompt.speaker.as_ref().filter(|_| !self.fixed_voice) {
             self.tts.set_voice(voice)?;
         }
         let mut s = self.next.clone().unwrap_or_else(|| self.settings.clone());
