@@ -9,17 +9,9 @@ use assistant::engine::moshi::personaplex::prefill_schedule;
 use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
 use assistant::engine::moshi::personaplex_voice::voice_prompt_pcm;
 use moshi::candle::Device;
-use personaplex_common::{complete_checkpoint, fixtures, greedy};
+use personaplex_common::{compare, complete_checkpoint, fixtures, greedy, RefStep};
 use serde::Deserialize;
 use std::path::Path;
-
-#[derive(Deserialize)]
-struct Step {
-    phase: String,
-    offset: usize,
-    column: Vec<u32>,
-    provided: Vec<bool>,
-}
 
 #[derive(Deserialize)]
 struct Reference {
@@ -30,7 +22,7 @@ struct Reference {
     voice_head: Vec<f64>,
     voice_codes: Vec<Vec<u32>>,
     user_codes: Vec<Vec<u32>>,
-    steps: Vec<Step>,
+    steps: Vec<RefStep>,
 }
 
 fn reference() -> Reference {
@@ -63,10 +55,6 @@ fn load(dir: &Path) -> PersonaPlexModel {
     .unwrap()
 }
 
-/// Codebooks compared: the text and audio codebooks 0-14. NVIDIA's ring KV cache hides
-/// depformer step 0 from step 15, which only touches the user's codebook 7, always forced.
-const COMPARED: usize = 16;
-
 #[test]
 fn prefill_and_conversation_agree_with_nvidias_lmgen() {
     let r = reference();
@@ -97,54 +85,30 @@ fn prefill_and_conversation_agree_with_nvidias_lmgen() {
         .unwrap();
     let schedule = prefill_schedule(&r.voice_codes, &r.text_tokens);
     assert_eq!(primed.steps, schedule.len());
-    let prefill_ref: Vec<&Step> = r.steps.iter().filter(|s| s.phase != "user").collect();
+    let prefill_ref: Vec<&RefStep> = r.steps.iter().filter(|s| s.phase != "user").collect();
     assert_eq!(prefill_ref.len(), schedule.len());
     let mut ours: Vec<_> = model.last_prefill().to_vec();
     for u in &r.user_codes {
         ours.push(model.step_tokens(None, None, Some(u)).unwrap().unwrap());
     }
-    let theirs: Vec<&Step> = r.steps.iter().filter(|s| s.offset > 0).collect();
-    assert_eq!(ours.len(), theirs.len());
-
-    let (mut forced, mut generated, mut agree) = (0, 0, 0);
-    let mut first_miss = None;
-    for (o, t) in ours.iter().zip(&theirs) {
-        assert_eq!(o.position, t.offset);
-        assert_eq!(
-            o.provided, t.provided,
-            "provided flags at step {}",
-            t.offset
-        );
-        for k in 0..COMPARED {
-            if t.provided[k] {
-                forced += 1;
-                assert_eq!(
-                    o.column[k], t.column[k],
-                    "forced token, step {} ({}), stream {k}",
-                    t.offset, t.phase
-                );
-            } else {
-                generated += 1;
-                if o.column[k] == t.column[k] {
-                    agree += 1;
-                } else if first_miss.is_none() {
-                    first_miss = Some((t.offset, k));
-                }
-            }
-        }
-    }
+    let theirs: Vec<&RefStep> = r.steps.iter().filter(|s| s.offset > 0).collect();
+    let a = compare(&ours, &theirs);
     let conversation = theirs.iter().filter(|s| s.phase == "user").count();
-    let rate = agree as f64 / generated as f64;
+    let rate = a.rate();
     println!(
-        "PersonaPlex agreement: {forced} forced tokens all equal; {agree}/{generated} generated \
+        "PersonaPlex agreement: {} forced tokens all equal; {}/{} generated \
          tokens equal ({:.1} %) over {} prefill and {conversation} conversation steps; first \
-         difference {first_miss:?}; prefill took {:?}",
+         difference {:?}; prefill took {:?}",
+        a.forced,
+        a.agree,
+        a.generated,
         100.0 * rate,
         schedule.len(),
+        a.first_miss,
         primed.elapsed
     );
     assert!(conversation >= 70);
-    assert!(generated > 0);
+    assert!(a.generated > 0);
     assert!(rate >= 0.9, "only {:.1} % agree", 100.0 * rate);
 }
 

@@ -12,23 +12,15 @@ use assistant::engine::moshi::personaplex_voices::{
     read_voice_pt, resolve_voice, VoiceOrigin, VoiceSource,
 };
 use moshi::candle::Device;
-use personaplex_common::{complete_checkpoint, fixtures, greedy};
+use personaplex_common::{compare, complete_checkpoint, fixtures, greedy, RefStep};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-#[derive(Deserialize)]
-struct Step {
-    phase: String,
-    offset: usize,
-    column: Vec<u32>,
-    provided: Vec<bool>,
-}
 
 #[derive(Deserialize)]
 struct PtReference {
     embeddings_shape: Vec<usize>,
     cache_shape: Vec<usize>,
-    steps: Vec<Step>,
+    steps: Vec<RefStep>,
 }
 
 #[derive(Deserialize)]
@@ -73,9 +65,6 @@ fn prompt(text: &str, voice: impl Into<PathBuf>) -> Prompt {
     }
 }
 
-/// Codebooks compared: text and audio 0-14 (see tests/personaplex_reference.rs).
-const COMPARED: usize = 16;
-
 #[test]
 fn a_pt_voice_primes_as_nvidias_lmgen_does_from_it() {
     let r: Reference = read_json("reference.json");
@@ -95,39 +84,21 @@ fn a_pt_voice_primes_as_nvidias_lmgen_does_from_it() {
     let primed = m
         .prime(&prompt(&r.text_prompt, fixture("voice.pt")))
         .unwrap();
-    let prefill: Vec<&Step> = pt.steps.iter().filter(|s| s.phase != "user").collect();
+    let prefill: Vec<&RefStep> = pt.steps.iter().filter(|s| s.phase != "user").collect();
     assert_eq!(primed.steps, prefill.len() + 1, "step 0 runs no model");
     let mut ours = m.last_prefill().to_vec();
     for u in &r.user_codes {
         ours.push(m.step_tokens(None, None, Some(u)).unwrap().unwrap());
     }
-    assert_eq!(ours.len(), pt.steps.len());
-    let (mut forced, mut generated, mut agree) = (0, 0, 0);
-    for (o, t) in ours.iter().zip(&pt.steps) {
-        assert_eq!(o.position, t.offset);
-        assert_eq!(
-            o.provided, t.provided,
-            "provided flags at step {}",
-            t.offset
-        );
-        for k in 0..COMPARED {
-            if t.provided[k] {
-                forced += 1;
-                assert_eq!(
-                    o.column[k], t.column[k],
-                    "forced token, step {} ({}), stream {k}",
-                    t.offset, t.phase
-                );
-            } else {
-                generated += 1;
-                agree += usize::from(o.column[k] == t.column[k]);
-            }
-        }
-    }
-    let rate = agree as f64 / generated as f64;
+    let theirs: Vec<&RefStep> = pt.steps.iter().collect();
+    let a = compare(&ours, &theirs);
+    let rate = a.rate();
     println!(
-        "voice.pt: {forced} forced tokens equal; {agree}/{generated} generated equal ({:.1} %); \
+        "voice.pt: {} forced tokens equal; {}/{} generated equal ({:.1} %); \
          prefill {} steps in {:?}",
+        a.forced,
+        a.agree,
+        a.generated,
         100.0 * rate,
         primed.steps,
         primed.elapsed

@@ -41,3 +41,67 @@ pub fn greedy() -> Sampling {
         seed: 1,
     }
 }
+
+/// One step of NVIDIA's token stream as `tools/personaplex_reference` writes it.
+#[derive(serde::Deserialize)]
+pub struct RefStep {
+    pub phase: String,
+    pub offset: usize,
+    pub column: Vec<u32>,
+    pub provided: Vec<bool>,
+}
+
+/// Codebooks compared: the text and audio codebooks 0-14. NVIDIA's ring KV cache hides
+/// depformer step 0 from step 15, which only touches the user's codebook 7, always forced.
+pub const COMPARED: usize = 16;
+
+/// How our steps compare with NVIDIA's: every forced token must be equal (asserted
+/// here, naming the step); generated ones are counted.
+#[derive(Debug, Default)]
+pub struct Agreement {
+    pub forced: usize,
+    pub generated: usize,
+    pub agree: usize,
+    /// The first generated token that differs: (step, stream).
+    pub first_miss: Option<(usize, usize)>,
+}
+
+impl Agreement {
+    pub fn rate(&self) -> f64 {
+        self.agree as f64 / self.generated as f64
+    }
+}
+
+pub fn compare(
+    ours: &[assistant::engine::moshi::personaplex::PlexStep],
+    theirs: &[&RefStep],
+) -> Agreement {
+    assert_eq!(ours.len(), theirs.len());
+    let mut a = Agreement::default();
+    for (o, t) in ours.iter().zip(theirs) {
+        assert_eq!(o.position, t.offset);
+        assert_eq!(
+            o.provided, t.provided,
+            "provided flags at step {}",
+            t.offset
+        );
+        for k in 0..COMPARED {
+            if t.provided[k] {
+                a.forced += 1;
+                assert_eq!(
+                    o.column[k], t.column[k],
+                    "forced token, step {} ({}), stream {k}",
+                    t.offset, t.phase
+                );
+            } else {
+                a.generated += 1;
+                if o.column[k] == t.column[k] {
+                    a.agree += 1;
+                } else if a.first_miss.is_none() {
+                    a.first_miss = Some((t.offset, k));
+                }
+            }
+        }
+    }
+    a
+}
