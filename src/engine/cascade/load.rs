@@ -8,7 +8,7 @@ use super::machine::{Cascade, TurnSettings};
 use super::parts::LlmError;
 use super::{speech_files, synthetic_speech, KyutaiStt, KyutaiTts, SttOptions, TtsOptions};
 use crate::bus::{Cancel, LoadProgress};
-use crate::engine::moshi::{self, device, DeviceChoice, Discovery, LoadedModel, ModelLoadError};
+use crate::engine::moshi::{self, DeviceChoice, Discovery, LoadedModel, ModelLoadError};
 use std::path::{Path, PathBuf};
 
 /// Everything `--engine cascade` needs, as plain options.
@@ -84,43 +84,28 @@ pub fn load_cascade(
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
-    let opts = if opts.demo {
+    let mut opts = if opts.demo {
         write_demo(&demo_dir(), opts)?
     } else {
         opts.clone()
     };
     // Find (or download) the GGUF before loading anything, so a missing model fails
     // at once; a server needs no weights and is first contacted by the first reply.
-    let mut opts = opts;
     if let LlmChoice::Gguf(g) = &mut opts.llm {
         g.gguf = Some(llm::locate_gguf(g, disc, progress, cancel).map_err(llm_failure)?);
     }
-    let (preferred, name) = device::select(opts.device)?;
-    let cpu = (::moshi::candle::Device::Cpu, "cpu".to_string());
-    let preferred = (preferred, name);
-    let result = moshi::with_cpu_fallback(&preferred.1, |on_cpu| {
-        let (d, n) = if on_cpu { &cpu } else { &preferred };
+    moshi::load_on_device(opts.device, cancel, |d, n| {
         let stt = KyutaiStt::open(&opts.stt, disc, d, progress, cancel)?;
         let tts = KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?;
         let llm = llm::open_llm(&opts.llm, disc, d, progress, cancel).map_err(llm_failure)?;
-        let model = Cascade::new(
-            Box::new(stt),
-            Box::new(tts),
-            llm,
-            n.clone(),
-            opts.settings.clone(),
-        )
-        .with_dtype(speech_files::compute_dtype(d).as_str())
-        .with_fixed_voice(opts.demo);
+        let model = Cascade::new(Box::new(stt), Box::new(tts), llm, n, opts.settings.clone())
+            .with_dtype(speech_files::compute_dtype(d).as_str())
+            .with_fixed_voice(opts.demo);
         Ok(LoadedModel {
             model: Box::new(model),
             notices: Vec::new(),
             degraded: None,
             fell_back_to_demo: false,
         })
-    });
-    match result {
-        Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
-        r => r,
-    }
+    })
 }

@@ -165,18 +165,9 @@ pub fn load_model_with(
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
     check_cancel(cancel)?;
-    let (device, device_name) = device::select(opts.device)?;
-    let preferred = (device, device_name);
-    let cpu = (moshi::candle::Device::Cpu, "cpu".to_string());
-    let result = with_cpu_fallback(&preferred.1, |on_cpu| {
-        let (d, n) = if on_cpu { &cpu } else { &preferred };
+    let mut loaded = load_on_device(opts.device, cancel, |d, n| {
         load_on(opts, disc, d, n, progress, cancel)
-    });
-    // However it failed (a CPU retry included), a set flag means the user stopped it.
-    let mut loaded = match result {
-        Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
-        r => r,
-    }?;
+    })?;
     if let Some(d) = &opts.voices_dir {
         loaded.model.set_voices_dir(d);
     }
@@ -221,6 +212,25 @@ pub fn check_cancel(cancel: &Cancel) -> Result<(), ModelLoadError> {
         return Err(ModelLoadError::cancelled());
     }
     Ok(())
+}
+
+/// Load onto the chosen device with `attempt(device, its name)`, falling back to the CPU
+/// (`with_cpu_fallback`); however it failed, a set cancel flag means the user stopped it.
+pub fn load_on_device(
+    choice: DeviceChoice,
+    cancel: &Cancel,
+    mut attempt: impl FnMut(&moshi::candle::Device, &str) -> Result<LoadedModel, ModelLoadError>,
+) -> Result<LoadedModel, ModelLoadError> {
+    let preferred = device::select(choice)?;
+    let cpu = (moshi::candle::Device::Cpu, "cpu".to_string());
+    let result = with_cpu_fallback(&preferred.1, |on_cpu| {
+        let (d, n) = if on_cpu { &cpu } else { &preferred };
+        attempt(d, n)
+    });
+    match result {
+        Err(_) if cancel.is_cancelled() => Err(ModelLoadError::cancelled()),
+        r => r,
+    }
 }
 
 /// Try the preferred device; if that fails (a GPU out of memory, a driver error), try
