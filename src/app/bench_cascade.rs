@@ -23,7 +23,7 @@ pub struct Script {
 }
 
 /// A voice-like sound (gliding harmonics gated into syllables) for `secs`.
-fn voice(secs: f64, f0: f64, level: f32) -> Vec<f32> {
+pub(crate) fn voice(secs: f64, f0: f64, level: f32) -> Vec<f32> {
     let n = (secs * RATE as f64) as usize;
     let mut phase = 0.0f64;
     (0..n)

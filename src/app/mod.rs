@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_cascade;
+pub mod bench_cpu_cascade;
 pub mod bench_net;
 pub mod connect;
 pub mod doctor;

@@ -2,6 +2,7 @@
 //! between the device buffer and an SPSC ring, and update atomics: no locks, no
 //! allocation (checked with assert_no_alloc in debug builds), no logging.
 
+use super::hosts;
 use super::meters::{peak, Meters};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{
@@ -129,21 +130,16 @@ fn find(devs: &[cpal::Device], wanted: &str) -> Option<cpal::Device> {
         .or_else(|| pick(&|(id, _)| id.contains(&needle)))
 }
 
-fn devices_of(host: &cpal::Host, input: bool) -> Vec<cpal::Device> {
-    let devs = if input {
-        host.input_devices()
-    } else {
-        host.output_devices()
-    };
-    devs.map(|d| d.collect()).unwrap_or_default()
-}
-
-fn default_of(host: &cpal::Host, input: bool) -> Option<cpal::Device> {
-    if input {
-        host.default_input_device()
-    } else {
-        host.default_output_device()
-    }
+fn default_of(host: HostId, input: bool) -> Option<cpal::Device> {
+    hosts::with_host(host, |h| {
+        if input {
+            h.default_input_device()
+        } else {
+            h.default_output_device()
+        }
+    })
+    .ok()
+    .flatten()
 }
 
 /// Pick a device (see [`parse_selection`]), or the default host's default.
@@ -156,35 +152,32 @@ fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError
         None => (None, None),
     };
     let host = match host_id {
-        Some(id) => cpal::host_from_id(id).map_err(|e| DeviceError::HostUnavailable {
-            host: id.to_string(),
-            reason: e.to_string(),
-        })?,
-        None => cpal::default_host(),
+        Some(id) => {
+            hosts::with_host(id, |_| ()).map_err(|e| DeviceError::HostUnavailable {
+                host: id.to_string(),
+                reason: e.to_string(),
+            })?;
+            id
+        }
+        None => hosts::default_host_id(),
     };
     let device = device
         .filter(|d| !(host_id.is_some() && (d.is_empty() || d.eq_ignore_ascii_case("default"))));
     let Some(wanted) = device else {
-        return default_of(&host, input).ok_or_else(|| DeviceError::NoDefault {
+        return default_of(host, input).ok_or_else(|| DeviceError::NoDefault {
             kind,
-            reason: format!("host {} has none", host.id()),
+            reason: format!("host {host} has none"),
         });
     };
-    let devs = devices_of(&host, input);
+    let devs = hosts::devices(host, input);
     if let Some(d) = find(&devs, wanted) {
         return Ok(d);
     }
-    let mut available = list(host.id(), &devs);
+    let mut available = list(host, &devs);
     // A plain name may be on another host (PulseAudio's sink beside ALSA's cards).
     if host_id.is_none() {
-        for id in cpal::available_hosts()
-            .into_iter()
-            .filter(|id| *id != host.id())
-        {
-            let Ok(other) = cpal::host_from_id(id) else {
-                continue;
-            };
-            let devs = devices_of(&other, input);
+        for id in cpal::available_hosts().into_iter().filter(|id| *id != host) {
+            let devs = hosts::devices(id, input);
             if wanted.parse::<usize>().is_err() {
                 if let Some(d) = find(&devs, wanted) {
                     return Ok(d);
@@ -535,20 +528,17 @@ pub fn describe_devices() -> String {
     let mut out = String::new();
     let mut any = false;
     super::alsa_quiet::install();
-    let default = cpal::default_host().id();
+    let default = hosts::default_host_id();
     for id in cpal::ALL_HOSTS.iter().copied() {
         let mark = if id == default { " (default)" } else { "" };
         out += &format!("host {}{mark}\n", id.name());
-        let host = match cpal::host_from_id(id) {
-            Ok(host) => host,
-            Err(e) => {
-                out += &format!("  (unavailable: {e})\n");
-                continue;
-            }
-        };
+        if let Err(e) = hosts::with_host(id, |_| ()) {
+            out += &format!("  (unavailable: {e})\n");
+            continue;
+        }
         for input in [true, false] {
             let kind = if input { "input" } else { "output" };
-            let devs = devices_of(&host, input);
+            let devs = hosts::devices(id, input);
             out += &format!("  {kind} devices:\n");
             if devs.is_empty() {
                 out += "    (none)\n";

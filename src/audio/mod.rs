@@ -2,6 +2,7 @@
 pub mod aec;
 pub mod alsa_quiet;
 pub mod device;
+pub mod hosts;
 pub mod meters;
 pub mod port;
 pub mod resample;

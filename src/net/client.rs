@@ -908,10 +908,13 @@ impl DuplexModel for RemoteModel {
             return Err(self.gone());
         };
         let seq = self.sent / FRAME_LEN as u64;
+        // Stamped before the send: on a busy machine the answer can arrive before this
+        // thread runs again, and a later stamp would make the round trip 0.
+        let sent_at = Instant::now();
         if tx.send((seq, pcm_in.to_vec())).is_err() {
             return Err(self.gone());
         }
-        self.sent_at.push_back((seq, Instant::now()));
+        self.sent_at.push_back((seq, sent_at));
         self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         self.sent += FRAME_LEN as u64;
         let end = self.sent.saturating_sub(self.delay);

@@ -46,11 +46,13 @@ pub fn bench_ui() -> Result<()> {
         let c = loop_cpu(Duration::from_secs(3), audio)?;
         match c.cpu {
             Some(cpu) => println!(
-                "  {label:<14} {:>6.3}% of one core ({:.2} ms CPU in {:.1} s)   {} frames drawn, {} meter samples",
+                "  {label:<14} {:>6.3}% of one core ({:.2} ms CPU in {:.1} s)   {} frames drawn ({:.1}/s{}), {} meter samples",
                 100.0 * cpu.as_secs_f64() / c.wall.as_secs_f64(),
                 cpu.as_secs_f64() * 1e3,
                 c.wall.as_secs_f64(),
                 c.draws,
+                c.draws as f64 / c.wall.as_secs_f64(),
+                if audio { "; target 15-30" } else { "; target 0" },
                 c.samples
             ),
             None => println!("  {label:<14} thread CPU time is not available on this platform"),
