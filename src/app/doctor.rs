@@ -353,6 +353,29 @@ fn weights_finding(f: &WeightsFinding) -> Finding {
     }
 }
 
+/// Which engine a run without an engine flag would pick on this machine, and why.
+pub fn engine(args: &crate::cli::RunArgs) -> Vec<Finding> {
+    const E: &str = "engine";
+    let disc = crate::engine::moshi::Discovery::from_env();
+    let d = super::engine_choice::choose(&super::machine_profile::read(args, &disc));
+    let mut out = vec![if d.needs_download() {
+        Finding::warn(
+            E,
+            d.line(),
+            "the first `assistant` asks which engine to download; headless, name one: --engine cascade, --engine moshi, --connect URL or --demo",
+        )
+    } else {
+        Finding::ok(E, d.line())
+    }];
+    if !args.auto_engine {
+        out.push(Finding::ok(
+            E,
+            "the command line names an engine: a run with it uses that one",
+        ));
+    }
+    out
+}
+
 /// One finding per persona file: valid, or the located error and its hint.
 pub fn persona_findings(catalog: &crate::persona::Catalog) -> Vec<Finding> {
     catalog

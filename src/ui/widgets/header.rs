@@ -11,6 +11,9 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
+/// Columns below which the engine's line is left to the feed.
+const MIN_ENGINE_ROOM: usize = 16;
+
 /// The state's glyph, words and style.
 pub fn state_badge(state: &UiState) -> (&'static str, Style) {
     let t = &state.theme;
@@ -75,13 +78,19 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
             Span::styled("  →  speaker ", t.dim()),
             Span::raw(format::ellipsize_start(&name(&state.output), half)),
         ]);
-        line.render(
-            Rect {
-                y: area.y + 1,
-                height: 1,
-                ..area
-            },
-            buf,
-        );
+        let row = Rect {
+            y: area.y + 1,
+            height: 1,
+            ..area
+        };
+        // The engine picked for this machine, and why, in what the endpoints leave.
+        let room = (row.width as usize).saturating_sub(line.width() + 3);
+        match &state.engine {
+            Some(why) if room >= MIN_ENGINE_ROOM => {
+                let text = format!("{} ", format::ellipsize_end(why, room - 1));
+                super::split_row(line, Line::styled(text, t.dim()), row, buf);
+            }
+            _ => line.render(row, buf),
+        }
     }
 }
