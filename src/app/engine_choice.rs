@@ -183,6 +183,8 @@ pub struct Decision {
     /// One per `PICKS`, in that order.
     pub options: Vec<Assessment>,
     pub reasons: Vec<String>,
+    /// The machine in a few words: "2 cores, 23.0 GiB available, no GPU".
+    pub machine: String,
 }
 
 impl Decision {
@@ -201,9 +203,48 @@ impl Decision {
     pub fn line(&self) -> String {
         format!("engine: {}", self.summary())
     }
-    /// `NAME (why; why)`: the header's words.
+    /// `NAME (why; why)`.
     pub fn summary(&self) -> String {
         format!("{} ({})", self.chosen().name, self.reasons.join("; "))
+    }
+    /// The same in the fewest words, for the header:
+    /// `CPU cascade · no GPU: Moshi 7B q8 657 ms > 80 ms · recogniser ~132 ms (estimate) · 2.5 of 23.0 GiB`.
+    pub fn short(&self) -> String {
+        let a = self.chosen();
+        let ms = |a: &Assessment| a.step_ms.map_or("?".into(), |ms| format!("{ms:.0} ms"));
+        let vs = |a: &Assessment| {
+            let sign = if a.realtime() { "<" } else { ">" };
+            format!("{} {sign} {FRAME_MS:.0} ms ({})", ms(a), a.source.word())
+        };
+        let mem = |a: &Assessment| format!("{} of {}", size(a.memory), size(a.budget));
+        let moshi = self.option(Pick::MoshiGpu);
+        let cascade = self.option(Pick::CpuCascade);
+        let without_moshi = match moshi.device.as_deref() {
+            Some("cpu") => format!(
+                "{}: {} {}",
+                moshi.problem.as_deref().unwrap_or("no GPU"),
+                moshi.name.trim_end_matches(" on the CPU"),
+                vs(moshi)
+            ),
+            _ if !moshi.fits => format!("{} does not fit", moshi.name),
+            _ => format!("{} {}", moshi.name, vs(moshi)),
+        };
+        let mut parts = vec![a.name.clone()];
+        match self.pick {
+            Pick::Server => parts.push("configured (ASSISTANT_CONNECT)".into()),
+            Pick::MoshiGpu => parts.extend([vs(a), mem(a)]),
+            Pick::CpuCascade => {
+                parts.extend([without_moshi, format!("recogniser {}", vs(a)), mem(a)])
+            }
+            Pick::Demo => parts.extend([
+                without_moshi,
+                format!("the cascade needs {}", mem(cascade)),
+            ]),
+        }
+        if !a.on_disk() {
+            parts.push(format!("{} to download", size(a.download)));
+        }
+        parts.join(" · ")
     }
 }
 
@@ -443,7 +484,25 @@ pub fn choose(p: &MachineProfile) -> Decision {
         pick,
         options,
         reasons,
+        machine: machine(p),
     }
+}
+
+fn machine(p: &MachineProfile) -> String {
+    let gpus = if p.gpus.is_empty() {
+        p.gpu_note.clone().unwrap_or_else(|| "no GPU".into())
+    } else {
+        p.gpus
+            .iter()
+            .map(|g| format!("{} with {} free", g.device, size(g.free)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{} cores, {} available, {gpus}",
+        p.cpu_cores,
+        size(p.ram_available)
+    )
 }
 
 /// "~31 ms a step against 80 ms"
@@ -578,6 +637,10 @@ mod tests {
         assert!(!moshi.realtime());
         assert_eq!(moshi.download, fig::MOSHI_Q8_DOWNLOAD);
         assert!(d.option(Pick::Demo).realtime() && d.option(Pick::Demo).on_disk());
+        assert_eq!(
+            d.short(),
+            "CPU cascade · no GPU: Moshi 7B q8 657 ms > 80 ms (measured) · recogniser 132 ms > 80 ms (estimate) · 2.5 GiB of 23.0 GiB · 2.9 GiB to download"
+        );
     }
 
     #[test]

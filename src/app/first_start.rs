@@ -80,6 +80,7 @@ pub fn chooser_setup(d: &Decision) -> ChooserSetup {
         options: d.options.iter().map(option).collect(),
         recommended: PICKS.iter().position(|p| *p == d.pick).unwrap_or(0),
         why: d.line(),
+        machine: d.machine.clone(),
         url: "ws://".into(),
     }
 }
@@ -126,12 +127,15 @@ fn option(a: &Assessment) -> ChooserOption {
         _ if a.on_disk() => "on disk".to_string(),
         _ => format!("download {}", size(a.download)),
     };
-    let (memory, memory_short) = match a.pick {
-        Pick::Server => ("no memory here".to_string(), "no memory here".to_string()),
-        _ => (
-            format!("memory {} of {}", size(a.memory), size(a.budget)),
-            format!("memory {}", size(a.memory)),
+    let short = format!("memory {}", size(a.memory));
+    let (memory, memory_short) = match (a.pick, a.device.as_deref()) {
+        (Pick::Server, _) => ("no memory here".to_string(), "no memory here".to_string()),
+        // A GPU's own memory is not the machine's: say how much it has.
+        (_, Some(gpu)) if gpu != "cpu" => (
+            format!("{short} of {} on {gpu}", size(a.budget)),
+            short,
         ),
+        _ => (short.clone(), short),
     };
     ChooserOption {
         title: title(a),
@@ -254,7 +258,8 @@ mod tests {
         assert_eq!(moshi.realtime, Some(false));
         assert_eq!(moshi.note, "no GPU: it would run on the CPU, 8× too slow");
         assert_eq!(setup.options[1].download, "download 2.9 GiB");
-        assert_eq!(setup.options[1].memory, "memory 2.5 GiB of 23.0 GiB");
+        assert_eq!(setup.options[1].memory, "memory 2.5 GiB");
+        assert_eq!(setup.machine, "2 cores, 23.0 GiB available, no GPU");
         assert!(setup.options[2].takes_url && setup.options[2].realtime.is_none());
         assert_eq!(setup.options[3].realtime, Some(true));
     }

@@ -124,7 +124,7 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
             .unwrap_or(crate::engine::Sampling::default().seed),
         resume,
         push_to_talk: args.push_to_talk,
-        engine: first.decision.as_ref().map(|d| d.summary()),
+        engine: first.decision.as_ref().map(|d| d.short()),
         chooser,
         picks,
         ..UiContext::new(meters, Some(log_path.to_path_buf()))

@@ -11,7 +11,7 @@ pub struct ChooserOption {
     pub title: String,
     /// "download 2.9 GiB", "on disk", "nothing to download".
     pub download: String,
-    /// "memory 2.5 GiB of 23.0 GiB".
+    /// "memory 2.5 GiB", or "memory 9.1 GiB of 22.0 GiB on cuda:0" on a GPU.
     pub memory: String,
     /// "memory 2.5 GiB": for small screens.
     pub memory_short: String,
@@ -35,6 +35,8 @@ pub struct ChooserSetup {
     pub recommended: usize,
     /// Why it recommends it: the engine choice's one line.
     pub why: String,
+    /// The machine the figures are for: "2 cores, 23.0 GiB available, no GPU".
+    pub machine: String,
     /// The server address to start from (`ws://`).
     pub url: String,
 }
@@ -199,6 +201,7 @@ mod tests {
             ],
             recommended: 1,
             why: "engine: cascade".into(),
+            machine: "2 cores".into(),
             url: "ws://".into(),
         })
     }

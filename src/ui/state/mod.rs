@@ -418,7 +418,7 @@ impl UiState {
                 let option = c.setup.options.get(pick.index).cloned();
                 self.chooser = None;
                 if let Some(o) = option {
-                    self.engine = Some(format!("{} (your pick): {}", o.title, o.speed));
+                    self.engine = Some(format!("{} (your pick) · {}", o.title, o.speed));
                     let what = match &pick.url {
                         Some(url) => format!("{} at {url}", o.title),
                         None => o.title.clone(),

@@ -12,11 +12,23 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Widget};
 use unicode_width::UnicodeWidthStr;
 
+/// The full view's widest box.
+const MAX_WIDTH: u16 = 100;
+
 pub fn render(theme: &Theme, chooser: &Chooser, area: Rect, buf: &mut Buffer) {
     Clear.render(area, buf);
     buf.set_style(area, theme.base());
-    let full = full_lines(theme, chooser, area.width.saturating_sub(2));
+    // Wide screens get a box of a readable width, centred.
+    let width = area.width.min(MAX_WIDTH);
+    let full = full_lines(theme, chooser, width.saturating_sub(2));
     if area.width >= 50 && full.len() as u16 + 2 <= area.height {
+        let height = full.len() as u16 + 2;
+        let area = Rect::new(
+            area.x + (area.width - width) / 2,
+            area.y + (area.height - height) / 2,
+            width,
+            height,
+        );
         let keys = if chooser.editing_url() {
             " type the address · Enter connect · Esc back · Ctrl-C quit "
         } else {
@@ -57,11 +69,12 @@ fn full_lines(theme: &Theme, c: &Chooser, width: u16) -> Vec<Line<'static>> {
     let mut lines = vec![
         Line::styled(
             fit(
-                " No weights here yet. Pick what to run; the figures are for this machine.",
+                " No weights here yet. Pick what to run; the figures are for this machine:",
                 w,
             ),
             theme.text(),
         ),
+        Line::styled(fit(&format!(" {}.", c.setup.machine), w), theme.dim()),
         Line::raw(""),
     ];
     for (i, o) in c.setup.options.iter().enumerate() {
@@ -140,13 +153,29 @@ fn compact_lines(theme: &Theme, c: &Chooser, width: u16, height: u16) -> Vec<Lin
     if o.takes_url {
         let url = match &c.error {
             Some(e) => Line::styled(fit(e), theme.alarm()),
-            None => Line::styled(fit(&format!("{}█", c.url)), theme.text()),
+            // The end is where the typing is.
+            None => Line::styled(
+                crate::ui::format::ellipsize_start(&format!("{}█", c.url), w),
+                theme.text(),
+            ),
         };
         body.push(url);
     }
     body.push(Line::styled(fit(&o.download), theme.text()));
     body.push(Line::styled(fit(&o.speed_short), speed_style(theme, o)));
     body.push(Line::styled(fit(&o.memory_short), theme.text()));
+    if !o.takes_url {
+        body.push(Line::styled(fit(&o.note), theme.dim()));
+    }
+    // With room to spare, the others, so the keys have something to move to.
+    body.push(Line::raw(""));
+    for (i, other) in c.setup.options.iter().enumerate() {
+        let mark = if i == c.selected { "▸" } else { " " };
+        body.push(Line::styled(
+            fit(&format!("{mark}{} {}", i + 1, other.title)),
+            theme.text(),
+        ));
+    }
     let h = height as usize;
     let mut lines = vec![head];
     if h >= 2 {

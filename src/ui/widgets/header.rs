@@ -11,8 +11,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-/// Columns below which the engine's line is left to the feed.
-const MIN_ENGINE_ROOM: usize = 16;
+const ENGINE_LABEL: &str = " engine ";
 
 /// The state's glyph, words and style.
 pub fn state_badge(state: &UiState) -> (&'static str, Style) {
@@ -83,14 +82,23 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
             height: 1,
             ..area
         };
-        // The engine picked for this machine, and why, in what the endpoints leave.
-        let room = (row.width as usize).saturating_sub(line.width() + 3);
+        // The engine picked for this machine, and why, comes first; the endpoints (also
+        // in the feed) keep the end of the row when they fit.
         match &state.engine {
-            Some(why) if room >= MIN_ENGINE_ROOM => {
-                let text = format!("{} ", format::ellipsize_end(why, room - 1));
-                super::split_row(line, Line::styled(text, t.dim()), row, buf);
+            Some(why) => {
+                let room = (row.width as usize).saturating_sub(ENGINE_LABEL.len() + 1);
+                let engine = Line::from(vec![
+                    Span::styled(ENGINE_LABEL, t.dim()),
+                    Span::raw(format::ellipsize_end(why, room)),
+                ]);
+                let rest = (row.width as usize).saturating_sub(engine.width());
+                if line.width() + 2 <= rest {
+                    super::split_row(engine, line, row, buf);
+                } else {
+                    engine.render(row, buf);
+                }
             }
-            _ => line.render(row, buf),
+            None => line.render(row, buf),
         }
     }
 }
