@@ -78,8 +78,8 @@ fn main() {
         Some(Cmd::Doctor) => {
             let catalog = assistant::persona::Catalog::load();
             let weights = assistant::engine::moshi::weights_report(&cli.run.model.options());
-            let mut extra = assistant::app::doctor::engine(&cli.run);
-            extra.extend(assistant::app::doctor::weights(&weights));
+            let mut extra = assistant::app::doctor::weights(&weights);
+            extra.extend(assistant::app::doctor::engine(&cli.run));
             extra.extend(assistant::app::doctor::persona_findings(&catalog));
             if cli.run.engine == assistant::cli::EngineKind::Cascade {
                 let opts = cli.run.cascade.options(&cli.run.model);

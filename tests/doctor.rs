@@ -121,13 +121,16 @@ fn doctor_reports_the_hf_cache_and_the_download_source() {
     let text = doctor(&[]);
     assert!(
         text.contains(&format!(
-            "[warn] kyutai/moshiko-candle-q8 is not in the Hugging Face cache ({}): a run downloads it from http://127.0.0.1:9",
+            "[warn] kyutai/moshiko-candle-q8 is not in the Hugging Face cache ({}): a run with --engine moshi downloads it from http://127.0.0.1:9",
             hf.join("hub").display()
         )),
         "{text}"
     );
     let text = doctor(&[("HF_HUB_OFFLINE", "1")]);
-    assert!(text.contains("the demo model will be used"), "{text}");
+    assert!(
+        text.contains("a run with --engine moshi uses the demo model"),
+        "{text}"
+    );
 
     // A snapshot in the cache, as a download leaves it.
     let root = hf.join("hub/models--kyutai--moshiko-candle-q8");
@@ -289,11 +292,15 @@ fn doctor_says_which_engine_it_would_pick_and_why() {
     // step time as the reason.
     assert!(
         line.contains("[warn] engine: CPU cascade (--device cpu; Moshi 7B q8 would take ~")
-            || line.contains("[ ok ] engine: the demo model (--device cpu; Moshi 7B q8 would take ~"),
+            || line
+                .contains("[ ok ] engine: the demo model (--device cpu; Moshi 7B q8 would take ~"),
         "{line}"
     );
     assert!(line.contains(" ms a step against 80 ms"), "{line}");
-    assert!(text.contains("fix: the first `assistant` asks which engine"), "{text}");
+    assert!(
+        text.contains("fix: the first `assistant` asks which engine"),
+        "{text}"
+    );
     // A configured server is the choice.
     let text = doctor(&[], &[("ASSISTANT_CONNECT", "ws://10.0.0.2:8998")]);
     assert!(
@@ -302,7 +309,11 @@ fn doctor_says_which_engine_it_would_pick_and_why() {
     );
     // An engine flag: doctor still says what the choice would be, and that the flag wins.
     let text = doctor(&["--engine", "cascade", "--device", "cpu"], &[]);
-    assert!(text.contains("engine: CPU cascade (--device cpu;") || text.contains("engine: the demo model"), "{text}");
+    assert!(
+        text.contains("engine: CPU cascade (--device cpu;")
+            || text.contains("engine: the demo model"),
+        "{text}"
+    );
     assert!(
         text.contains("[ ok ] the command line names an engine: a run with it uses that one"),
         "{text}"

@@ -51,7 +51,13 @@ fn headless_with_no_weights_names_the_flags_and_exits_2() {
         "{err}"
     );
     assert!(err.contains("this machine would pick: "), "{err}");
-    for flag in ["--engine cascade", "--engine moshi", "--connect URL", "--model-dir DIR", "--demo"] {
+    for flag in [
+        "--engine cascade",
+        "--engine moshi",
+        "--connect URL",
+        "--model-dir DIR",
+        "--demo",
+    ] {
         assert!(err.contains(flag), "{flag} named:\n{err}");
     }
     assert!(out.stdout.is_empty(), "nothing on stdout");
@@ -97,7 +103,13 @@ fn tmux_first_start_shows_the_chooser_and_starts_the_pick() {
         s.contains("choose an engine") && s.contains("Demo model")
     });
     eprintln!("{s}");
-    for what in ["Moshi on the GPU", "CPU cascade", "Connect to a server", "download ", "ms a step"] {
+    for what in [
+        "Moshi on the GPU",
+        "CPU cascade",
+        "Connect to a server",
+        "download ",
+        "ms a step",
+    ] {
         assert!(s.contains(what), "{what}:\n{s}");
     }
     t.keys("4");
@@ -111,7 +123,11 @@ fn tmux_first_start_shows_the_chooser_and_starts_the_pick() {
         if let Some(c) = t.exit_code() {
             break c;
         }
-        assert!(std::time::Instant::now() < deadline, "no exit:\n{}", t.screen());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit:\n{}",
+            t.screen()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert_eq!(code, 0, "log:\n{}", t.log());

@@ -105,7 +105,14 @@ fn ctrl_c_during_a_slow_download_exits_headless_within_a_second() {
     let hub = slow_hub(&tmp.path().join("www"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_assistant"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--headless", "--engine", "moshi", "--input", WAV, "--log-file"])
+        .args([
+            "--headless",
+            "--engine",
+            "moshi",
+            "--input",
+            WAV,
+            "--log-file",
+        ])
         .arg(tmp.path().join("assistant.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

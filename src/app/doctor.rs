@@ -333,21 +333,21 @@ fn weights_finding(f: &WeightsFinding) -> Finding {
         } => {
             let text = match (cache, endpoint) {
                 (Some(c), Some(e)) => format!(
-                    "{repo} is not in the Hugging Face cache ({}): a run downloads it from {e}, or uses the demo model when that fails",
+                    "{repo} is not in the Hugging Face cache ({}): a run with --engine moshi downloads it from {e}, or uses the demo model when that fails",
                     c.display()
                 ),
                 (Some(c), None) => format!(
-                    "{repo} is not in the Hugging Face cache ({}): the demo model will be used",
+                    "{repo} is not in the Hugging Face cache ({}): a run with --engine moshi uses the demo model",
                     c.display()
                 ),
                 (None, _) => format!(
-                    "no Hugging Face cache (set HF_HOME): {repo} cannot be found or downloaded, the demo model will be used"
+                    "no Hugging Face cache (set HF_HOME): {repo} cannot be found or downloaded; a run with --engine moshi uses the demo model"
                 ),
             };
             Finding::warn(
                 W,
                 text,
-                format!("run `assistant` once on a networked machine to download {repo}, or pass --model-dir DIR"),
+                format!("run `assistant --engine moshi` once on a networked machine to download {repo}, or pass --model-dir DIR"),
             )
         }
     }

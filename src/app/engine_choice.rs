@@ -236,10 +236,9 @@ impl Decision {
             Pick::CpuCascade => {
                 parts.extend([without_moshi, format!("recogniser {}", vs(a)), mem(a)])
             }
-            Pick::Demo => parts.extend([
-                without_moshi,
-                format!("the cascade needs {}", mem(cascade)),
-            ]),
+            Pick::Demo => {
+                parts.extend([without_moshi, format!("the cascade needs {}", mem(cascade))])
+            }
         }
         if !a.on_disk() {
             parts.push(format!("{} to download", size(a.download)));
@@ -275,10 +274,7 @@ fn cpu_moshi(p: &MachineProfile) -> Assessment {
         exact: false,
     };
     let plan = sizing::plan(&spec.cfg, &spec.table, target);
-    let problem = p
-        .gpu_note
-        .clone()
-        .unwrap_or_else(|| "no GPU".to_string());
+    let problem = p.gpu_note.clone().unwrap_or_else(|| "no GPU".to_string());
     Assessment {
         pick: Pick::MoshiGpu,
         name: format!("{} on the CPU", spec.label),
@@ -438,7 +434,10 @@ fn server(p: &MachineProfile) -> Assessment {
         budget: p.ram_available,
         fits: true,
         download: 0,
-        problem: p.server.is_none().then(|| "no server configured".to_string()),
+        problem: p
+            .server
+            .is_none()
+            .then(|| "no server configured".to_string()),
     }
 }
 
@@ -728,7 +727,8 @@ mod tests {
         let line = d.line();
         eprintln!("{line}");
         assert!(
-            line.contains("Moshi 7B q8 on cuda:0 (") && line.contains(" layers on the CPU to fit cuda:0): ~"),
+            line.contains("Moshi 7B q8 on cuda:0 (")
+                && line.contains(" layers on the CPU to fit cuda:0): ~"),
             "{line}"
         );
         // --max-memory caps the GPU (and the memory any engine may take).
@@ -802,7 +802,8 @@ mod tests {
         assert_eq!(d.pick, Pick::Demo);
         assert!(!d.needs_download());
         assert!(
-            d.line().contains("the CPU cascade needs 2.5 GiB and 1.0 GiB is available"),
+            d.line()
+                .contains("the CPU cascade needs 2.5 GiB and 1.0 GiB is available"),
             "{}",
             d.line()
         );
@@ -842,6 +843,8 @@ mod tests {
             downloads: false,
             ..laptop()
         };
-        assert!(choose(&p).line().ends_with("to download, but downloads are off)"));
+        assert!(choose(&p)
+            .line()
+            .ends_with("to download, but downloads are off)"));
     }
 }

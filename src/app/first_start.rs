@@ -131,10 +131,9 @@ fn option(a: &Assessment) -> ChooserOption {
     let (memory, memory_short) = match (a.pick, a.device.as_deref()) {
         (Pick::Server, _) => ("no memory here".to_string(), "no memory here".to_string()),
         // A GPU's own memory is not the machine's: say how much it has.
-        (_, Some(gpu)) if gpu != "cpu" => (
-            format!("{short} of {} on {gpu}", size(a.budget)),
-            short,
-        ),
+        (_, Some(gpu)) if gpu != "cpu" => {
+            (format!("{short} of {} on {gpu}", size(a.budget)), short)
+        }
         _ => (short.clone(), short),
     };
     ChooserOption {
@@ -177,7 +176,10 @@ pub fn waiting_loader(args: RunArgs, d: &Decision, picks: Receiver<ChooserPick>)
             let (Some(which), Some(device)) = (PICKS.get(pick.index), devices.get(pick.index))
             else {
                 return Err(LoadFailure {
-                    message: format!("the chooser picked option {}, which does not exist", pick.index),
+                    message: format!(
+                        "the chooser picked option {}, which does not exist",
+                        pick.index
+                    ),
                     remedy: "a bug: restart with --engine, --connect or --demo".into(),
                 });
             };
@@ -249,7 +251,12 @@ mod tests {
         let titles: Vec<&str> = setup.options.iter().map(|o| o.title.as_str()).collect();
         assert_eq!(
             titles,
-            ["Moshi on the GPU", "CPU cascade", "Connect to a server", "Demo model"]
+            [
+                "Moshi on the GPU",
+                "CPU cascade",
+                "Connect to a server",
+                "Demo model"
+            ]
         );
         assert_eq!(setup.recommended, 1);
         let moshi = &setup.options[0];
@@ -272,7 +279,10 @@ mod tests {
         assert_eq!(a.engine, EngineKind::Cascade);
         let mut a = base.clone();
         apply(&mut a, Pick::MoshiGpu, Some("cuda:1"), None);
-        assert_eq!((a.engine, a.model.device), (EngineKind::Moshi, DeviceChoice::Cuda(1)));
+        assert_eq!(
+            (a.engine, a.model.device),
+            (EngineKind::Moshi, DeviceChoice::Cuda(1))
+        );
         let mut a = base.clone();
         apply(&mut a, Pick::Server, None, Some("ws://h:1".into()));
         assert_eq!(a.connect.as_deref(), Some("ws://h:1"));
@@ -285,9 +295,17 @@ mod tests {
     fn headless_names_the_flags() {
         let m = headless_message(&choose(&laptop()));
         eprintln!("{m}");
-        for flag in ["--demo", "--engine cascade", "--connect URL", "--model-dir DIR"] {
+        for flag in [
+            "--demo",
+            "--engine cascade",
+            "--connect URL",
+            "--model-dir DIR",
+        ] {
             assert!(m.contains(flag), "{flag}: {m}");
         }
-        assert!(m.contains("this machine would pick: CPU cascade (no GPU;"), "{m}");
+        assert!(
+            m.contains("this machine would pick: CPU cascade (no GPU;"),
+            "{m}"
+        );
     }
 }

@@ -71,9 +71,7 @@ pub enum ChooserKey {
 impl Chooser {
     pub fn new(setup: ChooserSetup) -> Self {
         Self {
-            selected: setup
-                .recommended
-                .min(setup.options.len().saturating_sub(1)),
+            selected: setup.recommended.min(setup.options.len().saturating_sub(1)),
             url: setup.url.clone(),
             setup,
             error: None,
@@ -166,9 +164,7 @@ pub fn url_problem(url: &str) -> Option<String> {
         Some(r) if r.trim_matches('/').is_empty() => {
             Some("type the server's host after ws://, e.g. ws://192.168.1.20:8998".into())
         }
-        Some(r) if r.contains(char::is_whitespace) => {
-            Some("an address has no spaces".into())
-        }
+        Some(r) if r.contains(char::is_whitespace) => Some("an address has no spaces".into()),
         Some(_) => None,
     }
 }
@@ -237,7 +233,11 @@ mod tests {
         assert!(c.editing_url());
         // Enter on a bare scheme: an error, no pick.
         assert_eq!(c.key(key(KeyCode::Enter)), ChooserKey::Changed);
-        assert!(c.error.as_deref().unwrap().contains("host"), "{:?}", c.error);
+        assert!(
+            c.error.as_deref().unwrap().contains("host"),
+            "{:?}",
+            c.error
+        );
         // q and digits type, they do not quit or move.
         for ch in "qhost:8998".chars() {
             assert_eq!(c.key(key(KeyCode::Char(ch))), ChooserKey::Changed);

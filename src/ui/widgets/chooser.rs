@@ -44,7 +44,11 @@ pub fn render(theme: &Theme, chooser: &Chooser, area: Rect, buf: &mut Buffer) {
         block.render(area, buf);
         draw_lines(full, inner, buf);
     } else {
-        draw_lines(compact_lines(theme, chooser, area.width, area.height), area, buf);
+        draw_lines(
+            compact_lines(theme, chooser, area.width, area.height),
+            area,
+            buf,
+        );
     }
 }
 
