@@ -154,7 +154,7 @@ fn snapshot_first_start_chooser_typing_a_server_address() {
 #[test]
 fn snapshot_header_with_the_engine_choice() {
     let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
-    ctx.engine = Some("CPU cascade · no GPU: Moshi 7B q8 657 ms > 80 ms (measured) · recogniser 132 ms > 80 ms (estimate) · 2.5 GiB of 23.0 GiB".into());
+    ctx.engine = Some("CPU cascade · no GPU: Moshi 7B q8 765 ms > 80 ms (measured) · recogniser 132 ms > 80 ms (estimate) · 2.5 GiB of 23.0 GiB".into());
     let mut s = listening_from(Scene::from_context(ctx, clock));
     snap_at(
         "engine_choice_header",

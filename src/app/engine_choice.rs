@@ -9,7 +9,7 @@
 //!    CPU cascade where its estimated step is;
 //! 3. an engine that keeps real time here once downloaded, in the same order;
 //! 4. the CPU cascade when its parts fit in memory: the engine made for CPUs, the
-//!    closest to real time a CPU gets (Moshi 7B on a CPU is eight times too slow);
+//!    closest to real time a CPU gets (Moshi 7B on a CPU is ten times too slow);
 //! 5. the demo model, when nothing else fits.
 //!
 //! Reasons are data: the planned or measured step against the 80 ms budget, and the
@@ -208,7 +208,7 @@ impl Decision {
         format!("{} ({})", self.chosen().name, self.reasons.join("; "))
     }
     /// The same in the fewest words, for the header:
-    /// `CPU cascade · no GPU: Moshi 7B q8 657 ms > 80 ms · recogniser ~132 ms (estimate) · 2.5 of 23.0 GiB`.
+    /// `CPU cascade · no GPU: Moshi 7B q8 765 ms > 80 ms · recogniser ~132 ms (estimate) · 2.5 of 23.0 GiB`.
     pub fn short(&self) -> String {
         let a = self.chosen();
         let ms = |a: &Assessment| a.step_ms.map_or("?".into(), |ms| format!("{ms:.0} ms"));
@@ -262,7 +262,12 @@ fn cpu_moshi(p: &MachineProfile) -> Assessment {
     let spec = &p.moshi;
     // The measured step is for moshiko q8's bytes; another size streams more or less.
     let scale = spec.streamed() as f64 / moshiko_q8_streamed().max(1) as f64;
-    let ms = fig::cpu_step_ms(fig::MOSHI_Q8_CPU_STEP, p.cpu_cores) * scale;
+    let mimi = if spec.real_size_mimi {
+        fig::cpu_step_ms(fig::MIMI_CPU_STEP, p.cpu_cores)
+    } else {
+        fig::SMALL_MIMI_CPU_STEP_MS
+    };
+    let ms = fig::cpu_step_ms(fig::MOSHI_Q8_CPU_STEP, p.cpu_cores) * scale + mimi;
     let target = sizing::Target {
         compute_bytes: 4,
         kv_bytes: 4,
@@ -280,7 +285,7 @@ fn cpu_moshi(p: &MachineProfile) -> Assessment {
         name: format!("{} on the CPU", spec.label),
         device: Some("cpu".into()),
         step_ms: Some(ms),
-        source: if scale == 1.0 && p.cpu_cores == fig::MEASURED_CORES {
+        source: if scale == 1.0 && spec.real_size_mimi && p.cpu_cores == fig::MEASURED_CORES {
             Source::Measured
         } else {
             Source::Estimated
@@ -624,21 +629,21 @@ mod tests {
         let line = d.line();
         eprintln!("{line}");
         assert!(
-            line.starts_with("engine: CPU cascade (no GPU; Moshi 7B q8 would take ~657 ms a step against 80 ms; recogniser ~132 ms a step against 80 ms (estimate); 2.5 GiB of 23.0 GiB"),
+            line.starts_with("engine: CPU cascade (no GPU; Moshi 7B q8 would take ~765 ms a step against 80 ms; recogniser ~132 ms a step against 80 ms (estimate); 2.5 GiB of 23.0 GiB"),
             "{line}"
         );
         assert!(d.needs_download(), "nothing on disk");
         assert!(line.ends_with("2.9 GiB to download)"), "{line}");
         // The chooser's figures for the others on this machine.
         let moshi = d.option(Pick::MoshiGpu);
-        assert_eq!(moshi.step_ms, Some(657.0));
+        assert_eq!(moshi.step_ms, Some(657.0 + 108.0), "LM and Mimi");
         assert_eq!(moshi.source, Source::Measured);
         assert!(!moshi.realtime());
         assert_eq!(moshi.download, fig::MOSHI_Q8_DOWNLOAD);
         assert!(d.option(Pick::Demo).realtime() && d.option(Pick::Demo).on_disk());
         assert_eq!(
             d.short(),
-            "CPU cascade · no GPU: Moshi 7B q8 657 ms > 80 ms (measured) · recogniser 132 ms > 80 ms (estimate) · 2.5 GiB of 23.0 GiB · 2.9 GiB to download"
+            "CPU cascade · no GPU: Moshi 7B q8 765 ms > 80 ms (measured) · recogniser 132 ms > 80 ms (estimate) · 2.5 GiB of 23.0 GiB · 2.9 GiB to download"
         );
     }
 
@@ -817,7 +822,7 @@ mod tests {
         };
         let d = choose(&p);
         let moshi = d.option(Pick::MoshiGpu);
-        assert_eq!(moshi.step_ms, Some(657.0 / fig::MAX_CORE_SPEEDUP));
+        assert_eq!(moshi.step_ms, Some((657.0 + 108.0) / fig::MAX_CORE_SPEEDUP));
         assert_eq!(moshi.source, Source::Estimated);
         assert!(!moshi.realtime(), "Moshi 7B on a CPU stays over the budget");
         // Scaled by three, the cascade's estimated recogniser step is under 80 ms.

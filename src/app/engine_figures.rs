@@ -61,12 +61,22 @@ pub struct Part {
 pub const MOSHI_Q8_DOWNLOAD: u64 = 8_560_000_000;
 
 /// Moshi 7B q8's LM step on the CPU, at full size with random weights (README,
-/// "moshiko q8 at full size"): eight times over the budget.
+/// "moshiko q8 at full size"): eight times the budget before Mimi adds its 108 ms.
 pub const MOSHI_Q8_CPU_STEP: StepFigure = StepFigure {
     ms: 657.0,
     source: Source::Measured,
     basis: "moshiko q8 at full size, random weights, LM step on 2 cores",
 };
+
+/// The published Mimi on the CPU, per frame: encode 52 ms and decode 56 ms (README).
+/// Moshi runs both every step, beside its LM.
+pub const MIMI_CPU_STEP: StepFigure = StepFigure {
+    ms: 108.0,
+    source: Source::Measured,
+    basis: "real-size Mimi, random weights, encode and decode of one frame on 2 cores",
+};
+/// A small Mimi (a test checkpoint's own `mimi_config.toml`): the demo's codec cost.
+pub const SMALL_MIMI_CPU_STEP_MS: f64 = 2.8;
 
 /// The CPU cascade's recogniser: Kyutai STT 1B (the candle repo's bf16 LM, 1.98 GB,
 /// and Mimi, 0.38 GB), run as q8: about 1.05 GB of weights, Mimi and a small cache.

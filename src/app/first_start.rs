@@ -261,9 +261,9 @@ mod tests {
         assert_eq!(setup.recommended, 1);
         let moshi = &setup.options[0];
         assert_eq!(moshi.download, "download 8.0 GiB");
-        assert_eq!(moshi.speed, "~657 ms a step (measured)");
+        assert_eq!(moshi.speed, "~765 ms a step (measured)");
         assert_eq!(moshi.realtime, Some(false));
-        assert_eq!(moshi.note, "no GPU: it would run on the CPU, 8× too slow");
+        assert_eq!(moshi.note, "no GPU: it would run on the CPU, 10× too slow");
         assert_eq!(setup.options[1].download, "download 2.9 GiB");
         assert_eq!(setup.options[1].memory, "memory 2.5 GiB");
         assert_eq!(setup.machine, "2 cores, 23.0 GiB available, no GPU");

@@ -104,9 +104,12 @@ fn moshi_on_disk(disc: &Discovery) -> Option<MoshiSpec> {
     } else {
         format!("{:.0}M", params as f64 / 1e6)
     };
-    let dtype = if ck.quantized { "q8" } else { "bf16" };
     Some(MoshiSpec {
-        label: format!("{family} {size} {dtype}"),
+        label: if ck.quantized {
+            format!("{family} {size} q8")
+        } else {
+            format!("{family} {size}")
+        },
         mimi_bytes: sizing::mimi_bytes(&ck.config.mimi).unwrap_or(0),
         real_size_mimi: !dir
             .join(crate::engine::moshi::config::MIMI_CONFIG_FILE)
@@ -152,5 +155,80 @@ fn cascade_on_disk(args: &RunArgs, disc: &Discovery) -> CascadeOnDisk {
             Some(d) => pocket_complete(d),
             None => in_cache(fig::POCKET_TTS_REPO, &pocket_complete),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn snapshot(cache: &Path, repo: &str, files: &[&str]) -> std::path::PathBuf {
+        let root = cache.join(format!("models--{}", repo.replace('/', "--")));
+        let snap = root.join("snapshots/abc");
+        for f in files {
+            let path = snap.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        std::fs::create_dir_all(root.join("refs")).unwrap();
+        std::fs::write(root.join("refs/main"), "abc").unwrap();
+        snap
+    }
+
+    /// The cache is read as a run reads it: each part by its own layout.
+    #[test]
+    fn finds_what_the_cache_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disc = Discovery {
+            hf_cache: Some(tmp.path().to_path_buf()),
+            endpoint: None,
+            ..Default::default()
+        };
+        let args = crate::cli::Cli::parse_from(["assistant", "--device", "cpu"]).run;
+        let p = read(&args, &disc);
+        assert_eq!(p.cascade, CascadeOnDisk::default());
+        assert!(p.moshi.on_disk.is_none() && p.moshi.label == "Moshi 7B q8");
+        assert!(p.gpus.is_empty() && p.gpu_note.as_deref() == Some("--device cpu"));
+        assert!(!p.downloads, "no endpoint: nothing can be fetched");
+
+        snapshot(tmp.path(), gguf::DEFAULT_REPO, &[gguf::DEFAULT_FILE]);
+        snapshot(
+            tmp.path(),
+            fig::POCKET_TTS_REPO,
+            &["languages/english/model.safetensors"],
+        );
+        // A Moshi checkpoint (the demo's size, q8) where the default download goes.
+        let root = tmp.path().join("models--kyutai--moshiko-candle-q8");
+        crate::engine::moshi::export::write_demo(
+            &root.join("snapshots/abc"),
+            crate::engine::moshi::LmFormat::Q8,
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("refs")).unwrap();
+        std::fs::write(root.join("refs/main"), "abc").unwrap();
+
+        let p = read(&args, &disc);
+        assert_eq!(
+            p.cascade,
+            CascadeOnDisk {
+                stt: false,
+                llm: true,
+                tts: true
+            }
+        );
+        assert_eq!(p.moshi.on_disk, Some(root.join("snapshots/abc")));
+        assert!(
+            p.moshi.label.starts_with("Moshi ") && p.moshi.label.ends_with("M q8"),
+            "{}",
+            p.moshi.label
+        );
+        // Sized from its own config: a small model, which even a CPU runs in time.
+        let d = crate::app::engine_choice::choose(&p);
+        assert!(
+            d.option(crate::app::engine_choice::Pick::MoshiGpu)
+                .realtime(),
+            "{d:?}"
+        );
     }
 }
