@@ -135,7 +135,8 @@ pub struct RunArgs {
     pub idle_unload: Option<f64>,
     /// Talk to a model on another machine: a server speaking Kyutai's protocol
     /// (`assistant serve`, moshi-backend, moshi-server), e.g. ws://192.168.1.20:8998.
-    #[arg(long, global = true, value_name = "URL")]
+    /// ASSISTANT_CONNECT configures one for every run without an engine flag.
+    #[arg(long, global = true, env = "ASSISTANT_CONNECT", value_name = "URL")]
     pub connect: Option<String>,
     /// The access token: what `serve` requires of clients, and what `--connect` sends
     /// (as the kyutai-api-key header).
@@ -149,6 +150,30 @@ pub struct RunArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub cascade: CascadeArgs,
+    /// No engine flag (`--engine`, `--demo`, `--model-dir`, `--hf-repo`, `--connect`) was
+    /// given: the app picks the engine for this machine. Set by [`parse`] only, so
+    /// arguments built any other way keep the flags' engine.
+    #[arg(skip)]
+    pub auto_engine: bool,
+}
+
+/// The arguments that name an engine (clap's ids).
+const ENGINE_FLAGS: [&str; 4] = ["engine", "demo", "model_dir", "hf_repo"];
+
+/// The process's command line, noting whether it names an engine. A server configured
+/// in ASSISTANT_CONNECT gives way to an engine named on the command line.
+pub fn parse() -> Cli {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let named = ENGINE_FLAGS.iter().any(|id| given(id));
+    if named && matches.value_source("connect") == Some(ValueSource::EnvVariable) {
+        cli.run.connect = None;
+    }
+    cli.run.auto_engine = !named && !given("connect");
+    cli
 }
 
 /// `--engine cascade`: where its three parts come from.

@@ -1,5 +1,4 @@
-use assistant::cli::{Cli, Cmd};
-use clap::Parser;
+use assistant::cli::Cmd;
 
 // Allocation inside an audio callback aborts debug builds (see audio::device);
 // release builds keep the system allocator untouched.
@@ -8,7 +7,7 @@ use clap::Parser;
 static ALLOC: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = assistant::cli::parse();
     let _log = assistant::telemetry::init_logging(cli.run.log_file.as_deref());
     assistant::telemetry::install_panic_hook();
     let code = match &cli.command {
@@ -80,6 +79,7 @@ fn main() {
             let catalog = assistant::persona::Catalog::load();
             let weights = assistant::engine::moshi::weights_report(&cli.run.model.options());
             let mut extra = assistant::app::doctor::weights(&weights);
+            extra.extend(assistant::app::doctor::engine(&cli.run));
             extra.extend(assistant::app::doctor::persona_findings(&catalog));
             if cli.run.engine == assistant::cli::EngineKind::Cascade {
                 let opts = cli.run.cascade.options(&cli.run.model);

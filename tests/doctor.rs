@@ -121,13 +121,16 @@ fn doctor_reports_the_hf_cache_and_the_download_source() {
     let text = doctor(&[]);
     assert!(
         text.contains(&format!(
-            "[warn] kyutai/moshiko-candle-q8 is not in the Hugging Face cache ({}): a run downloads it from http://127.0.0.1:9",
+            "[warn] kyutai/moshiko-candle-q8 is not in the Hugging Face cache ({}): a run with --engine moshi downloads it from http://127.0.0.1:9",
             hf.join("hub").display()
         )),
         "{text}"
     );
     let text = doctor(&[("HF_HUB_OFFLINE", "1")]);
-    assert!(text.contains("the demo model will be used"), "{text}");
+    assert!(
+        text.contains("a run with --engine moshi uses the demo model"),
+        "{text}"
+    );
 
     // A snapshot in the cache, as a download leaves it.
     let root = hf.join("hub/models--kyutai--moshiko-candle-q8");
@@ -255,6 +258,64 @@ fn doctor_for_the_cascade_says_where_each_part_loads_from_and_their_memory() {
     let text = doctor(&["--stt-model-dir", tmp.path().to_str().unwrap()]);
     assert!(
         text.contains("is not a checkpoint in the layout of kyutai/stt-1b-en_fr-candle"),
+        "{text}"
+    );
+}
+
+/// Doctor says which engine a run without an engine flag would pick here, and why:
+/// the step time against the 80 ms budget and the memory.
+#[test]
+fn doctor_says_which_engine_it_would_pick_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    alsa_home(tmp.path());
+    let doctor = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = assistant(tmp.path());
+        c.env("HOME", tmp.path())
+            .env("HF_HOME", tmp.path().join("hf"))
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("ASSISTANT_CONNECT")
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .arg("doctor")
+            .args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    let text = doctor(&["--device", "cpu"], &[]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("engine: "))
+        .unwrap_or_else(|| panic!("no engine line:\n{text}"));
+    eprintln!("{line}");
+    // Without a GPU: the cascade (or, with under 2.5 GiB free, the demo), and Moshi's
+    // step time as the reason.
+    assert!(
+        line.contains("[warn] engine: CPU cascade (--device cpu; Moshi 7B q8 would take ~")
+            || line
+                .contains("[ ok ] engine: the demo model (--device cpu; Moshi 7B q8 would take ~"),
+        "{line}"
+    );
+    assert!(line.contains(" ms a step against 80 ms"), "{line}");
+    assert!(
+        text.contains("fix: the first `assistant` asks which engine"),
+        "{text}"
+    );
+    // A configured server is the choice.
+    let text = doctor(&[], &[("ASSISTANT_CONNECT", "ws://10.0.0.2:8998")]);
+    assert!(
+        text.contains("[ ok ] engine: the server at ws://10.0.0.2:8998 (a server is configured (ASSISTANT_CONNECT))"),
+        "{text}"
+    );
+    // An engine flag: doctor still says what the choice would be, and that the flag wins.
+    let text = doctor(&["--engine", "cascade", "--device", "cpu"], &[]);
+    assert!(
+        text.contains("engine: CPU cascade (--device cpu;")
+            || text.contains("engine: the demo model"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[ ok ] the command line names an engine: a run with it uses that one"),
         "{text}"
     );
 }

@@ -1,7 +1,8 @@
 //! Quitting during a slow download, end to end: the `assistant` binary points at a hub on
 //! 127.0.0.1 (HF_ENDPOINT) that trickles the LM, with an empty Hugging Face cache
 //! (HF_HOME in a tempdir). `q` in the TUI (under tmux) and Ctrl-C headless (SIGINT) both
-//! end the process within a second, and the TUI gives the terminal back.
+//! end the process within a second, and the TUI gives the terminal back. `--engine moshi`
+//! names the engine: without it a first start asks which to download (`first_start.rs`).
 
 mod load_server;
 mod tmux_support;
@@ -48,7 +49,7 @@ fn q_during_a_slow_download_exits_within_a_second_and_restores_the_terminal() {
     let hub = slow_hub(&tmp.path().join("www"));
     let hf = tmp.path().join("hf").display().to_string();
     let env = [("HF_ENDPOINT", hub.endpoint.clone()), ("HF_HOME", hf)];
-    let Some(t) = Tmux::start_env(&env, &["--input", WAV]) else {
+    let Some(t) = Tmux::start_env(&env, &["--engine", "moshi", "--input", WAV]) else {
         return;
     };
     let log_text = || t.log();
@@ -104,7 +105,14 @@ fn ctrl_c_during_a_slow_download_exits_headless_within_a_second() {
     let hub = slow_hub(&tmp.path().join("www"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_assistant"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--headless", "--input", WAV, "--log-file"])
+        .args([
+            "--headless",
+            "--engine",
+            "moshi",
+            "--input",
+            WAV,
+            "--log-file",
+        ])
         .arg(tmp.path().join("assistant.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -93,3 +93,72 @@ fn snapshot_too_small() {
 fn snapshot_cascade_conversation() {
     snap("cascade_thinking", cascade_thinking(false));
 }
+
+/// The first start with nothing on disk, on a 2-core laptop with no GPU: the chooser,
+/// worded from the engine choice's own figures.
+fn first_start() -> Scene {
+    use assistant::app::engine_choice::{choose, CascadeOnDisk, MachineProfile, MoshiSpec};
+    let laptop = MachineProfile {
+        gpus: vec![],
+        gpu_note: None,
+        cpu_cores: 2,
+        ram_available: 23 << 30,
+        ram_total: 31 << 30,
+        moshi: MoshiSpec::moshiko_q8(),
+        cascade: CascadeOnDisk::default(),
+        server: None,
+        max_memory: None,
+        downloads: true,
+    };
+    let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
+    ctx.chooser = Some(assistant::app::first_start::chooser_setup(&choose(&laptop)));
+    Scene::from_context(ctx, clock)
+}
+
+fn snap_at(name: &str, scene: &mut Scene, sizes: &[(u16, u16)]) {
+    for &(w, h) in sizes {
+        let t = draw(&mut scene.state, w, h);
+        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), t.backend());
+        });
+    }
+}
+
+#[test]
+fn snapshot_first_start_chooser() {
+    let mut s = first_start();
+    snap_at("chooser", &mut s, &[(80, 24), (20, 5), (40, 12), (120, 40)]);
+    // Down to one cell: no panic, the selected engine first.
+    for w in 1..=24 {
+        for h in 1..=8 {
+            draw(&mut s.state, w, h);
+        }
+    }
+}
+
+#[test]
+fn snapshot_first_start_chooser_typing_a_server_address() {
+    use assistant::ui::AppEvent;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut s = first_start();
+    let key = |c| AppEvent::Key(KeyEvent::new(c, KeyModifiers::NONE));
+    s.app(key(KeyCode::Char('3')));
+    s.app(key(KeyCode::Enter));
+    for c in "192.168.1.20:8998".chars() {
+        s.app(key(KeyCode::Char(c)));
+    }
+    snap_at("chooser_address", &mut s, &[(80, 24), (20, 5)]);
+}
+
+/// The header says which engine was picked for this machine, and why.
+#[test]
+fn snapshot_header_with_the_engine_choice() {
+    let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
+    ctx.engine = Some("CPU cascade · no GPU: Moshi 7B q8 765 ms > 80 ms (measured) · recogniser 132 ms > 80 ms (estimate) · 2.5 GiB of 23.0 GiB".into());
+    let mut s = listening_from(Scene::from_context(ctx, clock));
+    snap_at(
+        "engine_choice_header",
+        &mut s,
+        &[(80, 24), (120, 40), (200, 60)],
+    );
+}

@@ -333,24 +333,47 @@ fn weights_finding(f: &WeightsFinding) -> Finding {
         } => {
             let text = match (cache, endpoint) {
                 (Some(c), Some(e)) => format!(
-                    "{repo} is not in the Hugging Face cache ({}): a run downloads it from {e}, or uses the demo model when that fails",
+                    "{repo} is not in the Hugging Face cache ({}): a run with --engine moshi downloads it from {e}, or uses the demo model when that fails",
                     c.display()
                 ),
                 (Some(c), None) => format!(
-                    "{repo} is not in the Hugging Face cache ({}): the demo model will be used",
+                    "{repo} is not in the Hugging Face cache ({}): a run with --engine moshi uses the demo model",
                     c.display()
                 ),
                 (None, _) => format!(
-                    "no Hugging Face cache (set HF_HOME): {repo} cannot be found or downloaded, the demo model will be used"
+                    "no Hugging Face cache (set HF_HOME): {repo} cannot be found or downloaded; a run with --engine moshi uses the demo model"
                 ),
             };
             Finding::warn(
                 W,
                 text,
-                format!("run `assistant` once on a networked machine to download {repo}, or pass --model-dir DIR"),
+                format!("run `assistant --engine moshi` once on a networked machine to download {repo}, or pass --model-dir DIR"),
             )
         }
     }
+}
+
+/// Which engine a run without an engine flag would pick on this machine, and why.
+pub fn engine(args: &crate::cli::RunArgs) -> Vec<Finding> {
+    const E: &str = "engine";
+    let disc = crate::engine::moshi::Discovery::from_env();
+    let d = super::engine_choice::choose(&super::machine_profile::read(args, &disc));
+    let mut out = vec![if d.needs_download() {
+        Finding::warn(
+            E,
+            d.line(),
+            "the first `assistant` asks which engine to download; headless, name one: --engine cascade, --engine moshi, --connect URL or --demo",
+        )
+    } else {
+        Finding::ok(E, d.line())
+    }];
+    if !args.auto_engine {
+        out.push(Finding::ok(
+            E,
+            "the command line names an engine: a run with it uses that one",
+        ));
+    }
+    out
 }
 
 /// One finding per persona file: valid, or the located error and its hint.

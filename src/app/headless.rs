@@ -13,6 +13,15 @@ use std::sync::Arc;
 
 /// Run to the end of the input (or Ctrl-C); returns the process exit code.
 pub fn run(original: &RunArgs) -> i32 {
+    let first = crate::app::first_start::resolve(original);
+    if let Some(d) = first.asks() {
+        eprint!("{}", crate::app::first_start::headless_message(d));
+        return 2;
+    }
+    if let Some(d) = &first.decision {
+        eprintln!("{}", d.line());
+    }
+    let original = &first.args;
     let start = match crate::app::start_persona(original, crate::persona::Catalog::load()) {
         Ok(s) => s,
         Err(StartError { code, message }) => {

@@ -8,7 +8,11 @@ pub mod bench_cpu_cascade;
 pub mod bench_net;
 pub mod connect;
 pub mod doctor;
+pub mod engine_choice;
+pub mod engine_figures;
+pub mod first_start;
 pub mod headless;
+pub mod machine_profile;
 pub mod serve;
 pub mod tui;
 

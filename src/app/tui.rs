@@ -1,7 +1,7 @@
 //! The TUI front-end of a run: wire input, output and engine as `headless` does,
 //! journal the session, then hand the terminal to the UI until the user quits.
 
-use crate::app::{start_voice, voice_loader_for, wire, StartError};
+use crate::app::{first_start, start_voice, voice_loader_for, wire, StartError};
 use crate::audio::meters::Meters;
 use crate::bus::Cancel;
 use crate::bus::EngineEvent;
@@ -21,6 +21,8 @@ const JOURNAL_FLUSH_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the assistant in the terminal; returns the process exit code.
 pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
+    let first = crate::app::first_start::resolve(original);
+    let original = &first.args;
     let start = match crate::app::start_persona(original, crate::persona::Catalog::load()) {
         Ok(s) => s,
         Err(StartError { code, message }) => {
@@ -42,10 +44,12 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
     let meters = Arc::new(Meters::default());
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-    let voices = voice_loader_for(original);
+    // With nothing on disk the user picks the engine; until then no persona loads weights.
+    let asks = first.asks();
+    let voices = voice_loader_for(original).filter(|_| asks.is_none());
     let voice = start_voice(&start, voices.as_ref());
     let shutdown = Cancel::new();
-    let wired = match wire(
+    let mut wired = match wire(
         args,
         true,
         voice,
@@ -60,6 +64,17 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
             return code;
         }
     };
+    let (chooser, picks) = match asks {
+        Some(d) => {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            wired.setup.loader = first_start::waiting_loader(args.clone(), d, rx);
+            (Some(first_start::chooser_setup(d)), Some(tx))
+        }
+        None => (None, None),
+    };
+    if let Some(d) = &first.decision {
+        let _ = ev_tx.send(EngineEvent::info(d.line()));
+    }
     // What the app learned while wiring reaches the UI in order, before the engine's events.
     let _ = ev_tx.send(EngineEvent::Endpoints {
         input: wired.input.clone(),
@@ -109,6 +124,9 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
             .unwrap_or(crate::engine::Sampling::default().seed),
         resume,
         push_to_talk: args.push_to_talk,
+        engine: first.decision.as_ref().map(|d| d.short()),
+        chooser,
+        picks,
         ..UiContext::new(meters, Some(log_path.to_path_buf()))
     };
     // However the UI ends, it has asked the engine to shut down.

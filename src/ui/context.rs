@@ -1,5 +1,6 @@
 //! What the app knows when the UI starts.
 
+use super::chooser::{ChooserPick, ChooserSetup};
 use super::clock::Clock;
 use crate::audio::meters::Meters;
 use crate::bus::Cancel;
@@ -45,6 +46,13 @@ pub struct UiContext {
     pub push_to_talk: bool,
     /// Source of feed timestamps.
     pub clock: Clock,
+    /// The engine picked for this machine and why, for the header (`None`: the
+    /// command line named it).
+    pub engine: Option<String>,
+    /// The first start with no weights: the engines to choose from.
+    pub chooser: Option<ChooserSetup>,
+    /// Where the chooser's pick goes (the app's waiting loader).
+    pub picks: Option<Sender<ChooserPick>>,
 }
 
 impl UiContext {
@@ -64,6 +72,9 @@ impl UiContext {
             no_color: no_color_from_env(),
             push_to_talk: false,
             clock: Clock::system(),
+            engine: None,
+            chooser: None,
+            picks: None,
         }
     }
 

@@ -202,6 +202,13 @@ impl<'t, B: Backend> MainLoop<'t, B> {
                 }
                 None
             }
+            Some(Effect::Choose(pick)) => {
+                match &self.ctx.picks {
+                    Some(picks) if picks.send(pick).is_ok() => {}
+                    _ => tracing::warn!("the chooser's pick has nowhere to go"),
+                }
+                None
+            }
             Some(Effect::Persona(switch)) => {
                 self.switch_persona(switch, commands);
                 None

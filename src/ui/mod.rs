@@ -5,6 +5,7 @@
 //! its panic hook calls [`terminal::restore`].
 
 pub mod bench;
+pub mod chooser;
 pub mod clock;
 pub mod context;
 pub mod event;

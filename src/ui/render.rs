@@ -21,6 +21,11 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
     if base != ratatui::style::Style::new() {
         buf.set_style(area, base);
     }
+    // The first-start chooser takes the whole screen, at any size.
+    if let Some(c) = &state.chooser {
+        widgets::chooser::render(&state.theme, c, area, buf);
+        return;
+    }
     let Some(a) = layout::areas(area, state.shows_progress()) else {
         widgets::too_small::render(&state.theme, area, buf);
         return;

@@ -98,20 +98,43 @@ pub struct Streamed {
 pub const CPU_BANDWIDTH: f64 = 15e9;
 const GPU_BANDWIDTH: f64 = 300e9;
 
-/// A warning when a model of this size cannot keep real time (80 ms a step) here.
-///
-/// An LM step streams every weight once, so it is bound by memory bandwidth; on the CPU
-/// the real Mimi alone takes ~100 ms a frame (FACTS.md). The figures are deliberately
-/// rough: a conservative desktop CPU (~15 GB/s effective) and GPU (~300 GB/s).
-pub fn realtime_warning(on_cpu: bool, lm: Streamed, real_size_mimi: bool) -> Option<String> {
+/// What one step costs where it runs, in ms: an LM step streams every weight once, so
+/// it is bound by memory bandwidth; on the CPU the real Mimi alone takes ~100 ms a frame
+/// (FACTS.md). The figures are deliberately rough: a conservative desktop CPU (~15 GB/s
+/// effective) and GPU (~300 GB/s).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepEstimate {
+    /// The LM, the layers on the host included.
+    pub lm_ms: f64,
+    /// Of `lm_ms`, the layers moved to the host.
+    pub host_ms: f64,
+    pub mimi_ms: f64,
+}
+
+impl StepEstimate {
+    pub fn total_ms(&self) -> f64 {
+        self.lm_ms + self.mimi_ms
+    }
+}
+
+pub fn step_estimate(on_cpu: bool, lm: Streamed, real_size_mimi: bool) -> StepEstimate {
     let (bandwidth, mimi_ms) = if on_cpu {
         (CPU_BANDWIDTH, if real_size_mimi { 90.0 } else { 5.0 })
     } else {
         (GPU_BANDWIDTH, 5.0)
     };
     let host_ms = lm.host as f64 / CPU_BANDWIDTH * 1e3;
-    let lm_ms = lm.device as f64 / bandwidth * 1e3 + host_ms;
-    let est = lm_ms + mimi_ms;
+    StepEstimate {
+        lm_ms: lm.device as f64 / bandwidth * 1e3 + host_ms,
+        host_ms,
+        mimi_ms,
+    }
+}
+
+/// A warning when a model of this size cannot keep real time (80 ms a step) here.
+pub fn realtime_warning(on_cpu: bool, lm: Streamed, real_size_mimi: bool) -> Option<String> {
+    let e = step_estimate(on_cpu, lm, real_size_mimi);
+    let (est, lm_ms, host_ms, mimi_ms) = (e.total_ms(), e.lm_ms, e.host_ms, e.mimi_ms);
     let host = if lm.host > 0 {
         format!(", of which ~{host_ms:.0} ms for the layers on the CPU")
     } else {

@@ -1,6 +1,7 @@
 //! `UiState`: everything the screen shows, changed only by `apply(event)`.
 //! The renderer reads it and nothing else.
 
+use super::chooser::{Chooser, ChooserKey, ChooserPick};
 use super::clock::Clock;
 use super::context::UiContext;
 use super::event::AppEvent;
@@ -100,6 +101,8 @@ pub enum Effect {
     /// Another persona: the main loop tells the engine and the journal, and
     /// starts loading its voice if it needs other weights.
     Persona(Switch),
+    /// The first-start chooser's pick: the main loop hands it to the app.
+    Choose(ChooserPick),
     Quit,
 }
 
@@ -214,6 +217,11 @@ pub struct UiState {
     talk: Option<TalkPhase>,
     /// The user's words being heard, as a feed entry (cascade mode).
     open_said: Option<usize>,
+    /// The engine picked for this machine and why (header); `None` when the command
+    /// line named it.
+    pub engine: Option<String>,
+    /// The first-start chooser, while it is open: it takes the screen and the keys.
+    pub chooser: Option<Chooser>,
 }
 
 impl UiState {
@@ -264,6 +272,8 @@ impl UiState {
             idle: false,
             talk: None,
             open_said: None,
+            engine: ctx.engine.clone(),
+            chooser: ctx.chooser.clone().map(Chooser::new),
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -351,6 +361,8 @@ impl UiState {
     pub fn apply(&mut self, event: AppEvent) -> Update {
         match event {
             AppEvent::Engine(e) => self.apply_engine(e),
+            AppEvent::Key(k) if self.chooser.is_some() => self.chooser_key(k),
+            AppEvent::Mouse(_) if self.chooser.is_some() => Update::none(),
             AppEvent::Key(k) => {
                 keymap::action_for_key(k).map_or_else(Update::none, |a| self.act(a))
             }
@@ -390,6 +402,34 @@ impl UiState {
                     redraw: changed,
                     effect: None,
                 }
+            }
+        }
+    }
+
+    fn chooser_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        let Some(c) = self.chooser.as_mut() else {
+            return Update::none();
+        };
+        match c.key(key) {
+            ChooserKey::Ignored => Update::none(),
+            ChooserKey::Changed => Update::redraw(),
+            ChooserKey::Quit => Update::with(Effect::Quit, false),
+            ChooserKey::Picked(pick) => {
+                let option = c.setup.options.get(pick.index).cloned();
+                self.chooser = None;
+                if let Some(o) = option {
+                    self.engine = Some(format!("{} (your pick) · {}", o.title, o.speed));
+                    let what = match &pick.url {
+                        Some(url) => format!("{} at {url}", o.title),
+                        None => o.title.clone(),
+                    };
+                    self.note(
+                        EntryKind::Notice(Severity::Info),
+                        format!("starting {what}: {}", o.download),
+                        None,
+                    );
+                }
+                Update::with(Effect::Choose(pick), true)
             }
         }
     }

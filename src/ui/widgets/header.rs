@@ -11,6 +11,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
+const ENGINE_LABEL: &str = " engine ";
+
 /// The state's glyph, words and style.
 pub fn state_badge(state: &UiState) -> (&'static str, Style) {
     let t = &state.theme;
@@ -75,13 +77,28 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
             Span::styled("  →  speaker ", t.dim()),
             Span::raw(format::ellipsize_start(&name(&state.output), half)),
         ]);
-        line.render(
-            Rect {
-                y: area.y + 1,
-                height: 1,
-                ..area
-            },
-            buf,
-        );
+        let row = Rect {
+            y: area.y + 1,
+            height: 1,
+            ..area
+        };
+        // The engine picked for this machine, and why, comes first; the endpoints (also
+        // in the feed) keep the end of the row when they fit.
+        match &state.engine {
+            Some(why) => {
+                let room = (row.width as usize).saturating_sub(ENGINE_LABEL.len() + 1);
+                let engine = Line::from(vec![
+                    Span::styled(ENGINE_LABEL, t.dim()),
+                    Span::raw(format::ellipsize_end(why, room)),
+                ]);
+                let rest = (row.width as usize).saturating_sub(engine.width());
+                if line.width() + 2 <= rest {
+                    super::split_row(engine, line, row, buf);
+                } else {
+                    engine.render(row, buf);
+                }
+            }
+            None => line.render(row, buf),
+        }
     }
 }

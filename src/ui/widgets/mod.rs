@@ -2,6 +2,7 @@
 //! changes nothing.
 
 pub mod card;
+pub mod chooser;
 pub mod feed;
 pub mod header;
 pub mod help;
