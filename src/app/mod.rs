@@ -5,9 +5,11 @@
 pub mod bench;
 pub mod bench_cascade;
 pub mod bench_net;
+pub mod bench_pocket;
 pub mod connect;
 pub mod doctor;
 pub mod headless;
+pub mod say;
 pub mod serve;
 pub mod tui;
 

@@ -1,0 +1,196 @@
+//! Pocket TTS voices. A voice is the flow LM's key/value cache after reading a voice
+//! prompt: the package's predefined voices (`languages/<lang>/embeddings/<name>.safetensors`)
+//! and the files its `export-voice` writes are that cache, saved as
+//! `<module>/cache` (2, 1, steps, heads, head width) and `<module>/offset` (or the older
+//! `<module>/current_end`). A WAV needs the voice-cloning encoder, which only the gated
+//! repository ships.
+
+use super::flow_lm::FlowLm;
+use super::transformer::{Cache, LayerCache};
+use anyhow::{bail, Context, Result};
+use moshi::candle::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The gated repository with the voice-cloning encoder.
+pub const CLONING_REPO: &str = "kyutai/pocket-tts";
+
+/// The package's predefined voices (`_ORIGINS_OF_PREDEFINED_VOICES`).
+pub const PREDEFINED: [&str; 27] = [
+    "alba",
+    "marius",
+    "javert",
+    "jean",
+    "fantine",
+    "cosette",
+    "eponine",
+    "azelma",
+    "anna",
+    "vera",
+    "charles",
+    "paul",
+    "george",
+    "mary",
+    "jane",
+    "michael",
+    "eve",
+    "bill_boerst",
+    "peter_yearsley",
+    "stuart_bell",
+    "caro_davy",
+    "giovanni",
+    "lola",
+    "juergen",
+    "rafael",
+    "daan",
+    "estelle",
+];
+
+/// The voice English uses when none is asked for.
+pub const DEFAULT_VOICE: &str = "alba";
+
+/// A voice: the cache the flow LM starts each chunk from.
+#[derive(Clone)]
+pub struct Voice {
+    pub cache: Cache,
+    /// What it came from, for the header and errors.
+    pub source: String,
+}
+
+impl Voice {
+    /// No voice prompt (only the BOS the model puts before one): for random-weight
+    /// benchmarks and checkpoints without voices.
+    pub fn empty(lm: &FlowLm) -> Result<Self> {
+        let mut cache = lm.transformer.empty_cache();
+        if let Some(b) = &lm.bos_before_voice {
+            lm.prompt(b, &mut cache)?;
+        }
+        Ok(Self {
+            cache,
+            source: "no voice".into(),
+        })
+    }
+
+    /// A voice prompt of `frames` random latent-like vectors (benchmarks: a cache as
+    /// long as a real voice's).
+    pub fn random(lm: &FlowLm, frames: usize, device: &Device) -> Result<Self> {
+        let d = lm.transformer.shape().d_model;
+        let mut v = Self::empty(lm)?;
+        let x = Tensor::randn(0f32, 1.0, (1, frames, d), device)?;
+        lm.prompt(&x, &mut v.cache)?;
+        v.source = format!("{frames} random frames");
+        Ok(v)
+    }
+
+    /// A voice-state file, checked against the model's layers and head widths.
+    pub fn load(path: &Path, lm: &FlowLm, device: &Device) -> Result<Self> {
+        let tensors = moshi::candle::safetensors::load(path, device)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        if tensors.keys().any(|k| k.ends_with(".wav")) {
+            bail!("{}: not a voice state", path.display());
+        }
+        let s = lm.transformer.shape();
+        let hd = s.attn_dim / s.num_heads;
+        let mut layers = Vec::with_capacity(s.layers);
+        let mut offset: Option<usize> = None;
+        let by_name: HashMap<&str, &Tensor> =
+            tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        for i in 0..s.layers {
+            let m = format!("transformer.layers.{i}.self_attn");
+            let cache = by_name
+                .get(format!("{m}/cache").as_str())
+                .with_context(|| {
+                    format!(
+                        "{}: no {m}/cache: not a Pocket TTS voice state for this model \
+                     (the package's export-voice writes one)",
+                        path.display()
+                    )
+                })?;
+            let dims = cache.dims().to_vec();
+            if dims.len() != 5
+                || dims[0] != 2
+                || dims[1] != 1
+                || dims[3] != s.kv_heads
+                || dims[4] != hd
+            {
+                bail!(
+                    "{}: {m}/cache has shape {dims:?}; this model needs (2, 1, steps, {}, {hd}): \
+                     a voice of another model",
+                    path.display(),
+                    s.kv_heads
+                );
+            }
+            let n = match (
+                by_name.get(format!("{m}/offset").as_str()),
+                by_name.get(format!("{m}/current_end").as_str()),
+            ) {
+                (Some(o), _) => {
+                    let o = o.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                    o.first().map(|&x| x as usize).unwrap_or(dims[2])
+                }
+                (None, Some(e)) => e.dim(0)?,
+                (None, None) => dims[2],
+            };
+            if n > dims[2] {
+                bail!(
+                    "{}: {m}/offset {n} is past its cache's {} steps",
+                    path.display(),
+                    dims[2]
+                );
+            }
+            if offset.is_some_and(|o| o != n) {
+                bail!("{}: the layers' offsets differ", path.display());
+            }
+            offset = Some(n);
+            let c = cache.to_dtype(DType::F32)?.narrow(2, 0, n)?;
+            // (1, steps, heads, hd) -> (1, heads, steps, hd)
+            let k = c.get(0)?.transpose(1, 2)?.contiguous()?;
+            let v = c.get(1)?.transpose(1, 2)?.contiguous()?;
+            layers.push(LayerCache {
+                k: (n > 0).then_some(k),
+                v: (n > 0).then_some(v),
+                start: 0,
+            });
+        }
+        Ok(Self {
+            cache: Cache {
+                layers,
+                offset: offset.unwrap_or(0),
+            },
+            source: path.display().to_string(),
+        })
+    }
+
+    /// Save as the package's `export_model_state` does (`<module>/cache`, `<module>/offset`).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut out = HashMap::new();
+        for (i, l) in self.cache.layers.iter().enumerate() {
+            let m = format!("transformer.layers.{i}.self_attn");
+            if let (Some(k), Some(v)) = (&l.k, &l.v) {
+                let c =
+                    Tensor::stack(&[k.transpose(1, 2)?, v.transpose(1, 2)?], 0)?.contiguous()?;
+                out.insert(format!("{m}/cache"), c);
+            }
+            let off = Tensor::from_vec(vec![self.cache.offset as i64], 1, &Device::Cpu)?;
+            out.insert(format!("{m}/offset"), off);
+        }
+        moshi::candle::safetensors::save(&out, path)?;
+        Ok(())
+    }
+}
+
+/// Is this a voice name the package knows?
+pub fn is_predefined(name: &str) -> bool {
+    PREDEFINED.contains(&name)
+}
+
+/// The error for a WAV voice on a checkpoint without the encoder.
+pub fn needs_cloning(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: cloning a voice from audio needs the voice-cloning encoder, which this checkpoint \
+         does not have (only the gated {CLONING_REPO} ships it; accept its terms on Hugging Face \
+         and pass its languages/<lang> directory as --tts-model-dir). Or use a predefined voice: {}",
+        path.display(),
+        PREDEFINED.join(", ")
+    )
+}
