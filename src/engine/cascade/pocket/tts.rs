@@ -303,8 +303,10 @@ impl TextToSpeech for PocketTts {
 
     fn set_voice(&mut self, name: &str) -> Result<()> {
         let dir = self.dir.clone().unwrap_or_default();
-        let source = files::local_voice(&dir, name)
-            .ok_or_else(|| anyhow::anyhow!("{}", files::unknown_voice(name, &dir).message))?;
+        let source = files::local_voice(&dir, name).ok_or_else(|| {
+            let e = files::unknown_voice(name, &dir);
+            anyhow::anyhow!("{}; {}", e.message, e.remedy)
+        })?;
         self.voice = load_voice(&self.model, &source).context("loading the voice")?;
         Ok(())
     }

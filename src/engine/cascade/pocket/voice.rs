@@ -152,6 +152,14 @@ impl Voice {
                 start: 0,
             });
         }
+        let extra = format!("transformer.layers.{}.self_attn/cache", s.layers);
+        if by_name.contains_key(extra.as_str()) {
+            bail!(
+                "{}: has {extra}, but this model has {} layers: a voice of another model",
+                path.display(),
+                s.layers
+            );
+        }
         Ok(Self {
             cache: Cache {
                 layers,
