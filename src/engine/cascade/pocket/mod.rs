@@ -5,12 +5,13 @@
 //! default synthesiser.
 //!
 //! `config` (the package's YAML, two English configs built in), `tokenizer`,
-//! `layers`, `transformer`, `flow_head`, `flow_lm`, `codec` (the decoder), `voice`,
+//! `layers`, `transformer`, `flow_head`, `flow_lm`, `codec` (the decoder), `encoder` (voice cloning), `voice`,
 //! `model` (loading), `text` (chunking), `synth` (one chunk), `tts` (streaming),
 //! `files` (finding the weights).
 
 pub mod codec;
 pub mod config;
+pub mod encoder;
 pub mod files;
 pub mod flow_head;
 pub mod flow_lm;

@@ -6,6 +6,7 @@
 
 use super::codec::Decoder;
 use super::config::{PocketConfig, BUILT_IN};
+use super::encoder::Encoder;
 use super::flow_lm::FlowLm;
 use super::tokenizer::Tokenizer;
 use crate::engine::moshi::files::check_safetensors;
@@ -25,8 +26,8 @@ pub struct PocketModel {
     /// A fresh decoder; each chunk of speech decodes with a copy.
     pub decoder: Decoder,
     pub tokenizer: Tokenizer,
-    /// The checkpoint has the voice-cloning encoder.
-    pub has_encoder: bool,
+    /// The voice-cloning encoder, when the checkpoint has it (the gated repository's).
+    pub encoder: Option<Encoder>,
     pub name: String,
     pub device: Device,
 }
@@ -163,6 +164,11 @@ impl PocketModel {
         let decoder = Decoder::load(&vb.pp("mimi"), &cfg.mimi).map_err(mismatch)?;
         let has_encoder = headers.contains_key("mimi.encoder.model.0.conv.weight")
             && headers.contains_key("flow_lm.speaker_proj_weight");
+        let encoder = if has_encoder {
+            Some(Encoder::load(&vb.pp("mimi"), &cfg.mimi).map_err(mismatch)?)
+        } else {
+            None
+        };
         Ok(Self {
             name: format!(
                 "pocket-tts {cfg_name} ({})",
@@ -172,7 +178,7 @@ impl PocketModel {
             lm,
             decoder,
             tokenizer,
-            has_encoder,
+            encoder,
             device: device.clone(),
         })
     }
@@ -193,13 +199,13 @@ impl PocketModel {
             lm,
             decoder,
             tokenizer,
-            has_encoder: false,
+            encoder: None,
             name: format!("pocket-tts {name} (random weights)"),
             device: device.clone(),
         })
     }
 
-    /// Parameters of the flow LM and the decoder.
+    /// Audio samples per latent frame.
     pub fn frame_size(&self) -> usize {
         self.cfg.mimi.frame_size()
     }

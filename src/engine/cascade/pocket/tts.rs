@@ -284,14 +284,7 @@ impl PocketTts {
 pub fn load_voice(model: &PocketModel, source: &VoiceSource) -> Result<Voice> {
     match source {
         VoiceSource::State(p) => Voice::load(p, &model.lm, &model.device),
-        VoiceSource::Audio(p) if model.has_encoder => anyhow::bail!(
-            "{}: cloning a voice from audio is not implemented by this port yet; make a voice \
-             state of it with the package (`pocket-tts export-voice {} voice.safetensors`) and \
-             pass that file",
-            p.display(),
-            p.display()
-        ),
-        VoiceSource::Audio(p) => Err(voice::needs_cloning(p)),
+        VoiceSource::Audio(p) => Voice::from_wav(p, model),
         VoiceSource::Empty => Voice::empty(&model.lm),
     }
 }

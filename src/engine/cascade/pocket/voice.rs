@@ -169,6 +169,58 @@ impl Voice {
         })
     }
 
+    /// Clone a voice from a recording (any WAV), as `get_state_for_audio_prompt` does:
+    /// mono at 24 kHz, ending on a short pause, encoded and projected, after the BOS.
+    /// The package resamples with scipy's `resample_poly`; other rates than 24 kHz go
+    /// through our resampler here, so they agree less closely.
+    pub fn from_wav(path: &Path, model: &super::model::PocketModel) -> Result<Self> {
+        let Some(enc) = &model.encoder else {
+            return Err(needs_cloning(path));
+        };
+        let Some(proj) = &model.lm.speaker_proj else {
+            return Err(needs_cloning(path));
+        };
+        let wav = crate::audio::wav::read_wav(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ch = wav.channels.max(1) as usize;
+        let mono: Vec<f32> = wav
+            .samples
+            .chunks(ch)
+            .map(|f| f.iter().sum::<f32>() / ch as f32)
+            .collect();
+        let rate = model.cfg.mimi.sample_rate;
+        let mono = if wav.sample_rate as usize == rate {
+            mono
+        } else {
+            let mut rs =
+                crate::audio::resample::StreamResampler::new(wav.sample_rate, rate as u32, 1024)?;
+            let delay = rs.delay_samples();
+            rs.push(&mono);
+            rs.flush();
+            let mut out = vec![0f32; rs.available()];
+            let n = rs.pop(&mut out);
+            out.truncate(n);
+            let want = mono.len() * rate / wav.sample_rate as usize;
+            out.into_iter().skip(delay).take(want).collect()
+        };
+        // 30 s at most (the package's `truncate`).
+        let mono = &mono[..mono.len().min(30 * rate)];
+        anyhow::ensure!(!mono.is_empty(), "{}: no audio", path.display());
+        let pcm = super::encoder::end_on_pause(mono, rate);
+        let latents = enc.encode(&pcm, &model.device)?;
+        let prompt = latents.broadcast_matmul(&proj.t()?)?;
+        let lm = &model.lm;
+        let prompt = match &lm.bos_before_voice {
+            Some(b) => Tensor::cat(&[b, &prompt], 1)?,
+            None => prompt,
+        };
+        let mut cache = lm.transformer.empty_cache();
+        lm.prompt(&prompt, &mut cache)?;
+        Ok(Self {
+            cache,
+            source: path.display().to_string(),
+        })
+    }
+
     /// Save as the package's `export_model_state` does (`<module>/cache`, `<module>/offset`).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut out = HashMap::new();
