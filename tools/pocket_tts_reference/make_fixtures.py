@@ -230,6 +230,8 @@ def main():
             for ch in c["chunks"]:
                 print(f"  {c['name']}: {ch['text']!r} eos {ch['eos_step']} frames {ch['frames']}")
     tiny.dump_json(FIXTURES / "cases.json", summary)
+    # The README's description, as an independent numpy port, must reproduce all of it.
+    subprocess.run([sys.executable, str(HERE / "numpy_port.py"), str(FIXTURES)], check=True)
 
 
 if __name__ == "__main__":
