@@ -1,7 +1,7 @@
 """Kyutai's `pocket-tts` 4.0.1 on the CPU at the published sizes, random weights.
 
     python speed.py [--config default|18m|both] [--seconds 10] [--threads 2] [--runs 5]
-                    [--temperature 0.3] [--voice-seconds 5] [--workdir /tmp/pocket_tts_speed]
+                    [--temperature 0.3] [--voice-seconds 9.92] [--workdir /tmp/pocket_tts_speed]
 
 For each configuration (the wheel's config/english.yaml, "default", and
 config/english_18m_2026-10.yaml, "18m", copied in tests/fixtures/pocket_tts/published_configs)
@@ -34,10 +34,8 @@ import tiny  # noqa: E402
 
 PUBLISHED = HERE.parent.parent / "tests" / "fixtures" / "pocket_tts" / "published_configs"
 CONFIGS = {"default": "english.yaml", "18m": "english_18m_2026-10.yaml"}
-TEXT = (
-    "Hello world. I am Kyutai's Pocket TTS. I'm fast enough to run on small CPUs. "
-    "I hope you'll like me."
-)
+# About 40 tokens with the tiny vocabulary (as `assistant bench pocket` feeds 40).
+TEXT = "Hello world. I am Kyutai's Pocket TTS. I'm fast enough for small CPUs."
 
 
 def tokenizer_json(n_bins: int) -> str:
@@ -75,7 +73,6 @@ def model_dir(name: str, workdir: Path) -> Path:
         os.chdir(cwd)
     weights = tiny.random_state_dict(model, seed=1, eos_bias=0.0)
     safetensors.torch.save_file(weights, str(d / "model.safetensors"))
-    tiny.synth_voice_wav(d / "voice.wav", seconds=VOICE_SECONDS)
     return d
 
 
@@ -98,17 +95,16 @@ def loadavg() -> str:
 
 
 def main():
-    global VOICE_SECONDS
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="both", choices=["default", "18m", "both"])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--temperature", type=float, default=0.3)
-    ap.add_argument("--voice-seconds", type=float, default=5.0)
+    # 9.92 s + end_on_pause's 80 ms = 125 frames, the voice length of `assistant bench pocket`.
+    ap.add_argument("--voice-seconds", type=float, default=9.92)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/pocket_tts_speed"))
     args = ap.parse_args()
-    VOICE_SECONDS = args.voice_seconds
 
     import logging
 
@@ -120,14 +116,19 @@ def main():
         torch.set_num_threads(args.threads)  # after the import, which sets 1
         model.eos_threshold = float("inf")  # random weights: fixed length instead
         params = sum(p.numel() for p in model.parameters())
-        voice = model.get_state_for_audio_prompt(d / "voice.wav")
+        wav = d / f"voice_{args.voice_seconds}.wav"
+        if not wav.exists():
+            tiny.synth_voice_wav(wav, seconds=args.voice_seconds)
+        voice = model.get_state_for_audio_prompt(wav)
         voice_len = model._flow_lm_current_end(voice)
+        tokens = len(model.flow_lm.conditioner.tokenizer.encode(TEXT))
         frames = round(args.seconds * model.config.mimi.frame_rate)
         time_one(model, voice, frames)  # warm-up
         rtf, ttfa = [], []
         print(
             f"pocket-tts {name}: {params / 1e6:.1f}M parameters, {args.threads} threads, "
             f"temperature {args.temperature}, {frames} frames, voice prompt {voice_len} positions, "
+            f"{tokens} text tokens, "
             f"torch {torch.__version__}"
         )
         for i in range(args.runs):
@@ -146,8 +147,6 @@ def main():
         )
         del model, voice
 
-
-VOICE_SECONDS = 5.0
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
