@@ -21,7 +21,7 @@ impl Tokenizer {
         // unknown piece's text "<unk>" (a piece it matches again); SentencePiece writes
         // " ⁇ ", which its NFKC normalisation reads back as "??".
         let enc = if path.extension().is_some_and(|e| e == "json") {
-            from_json(&bytes)?.with_unk_surface("<unk>")
+            from_json(&bytes)?
         } else {
             PieceEncoder::from_bytes(&bytes)?.with_unk_surface(" ?? ")
         };
@@ -97,7 +97,13 @@ fn from_json(bytes: &[u8]) -> Result<PieceEncoder, String> {
     // dummy prefix.
     let prefix = !json_has(&v["pre_tokenizer"], "prepend_scheme", "never")
         && !json_has(&v["decoder"], "prepend_scheme", "never");
-    PieceEncoder::from_pieces(table, prefix, true)
+    // `decode` skips special tokens: an unknown piece that is one vanishes.
+    let unk_special = unk.is_some_and(|u| special.contains(&(u as u64)));
+    let surface = match unk.and_then(|u| table.get(u)) {
+        Some((text, _, _)) if !unk_special => text.clone(),
+        _ => String::new(),
+    };
+    Ok(PieceEncoder::from_pieces(table, prefix, true)?.with_unk_surface(&surface))
 }
 
 fn json_has(v: &Value, key: &str, value: &str) -> bool {
