@@ -279,21 +279,21 @@ impl PocketConfig {
     /// What this port cannot run, or an inconsistent shape, in words.
     pub fn validate(&self) -> Result<(), String> {
         let t = &self.flow_lm.transformer;
-        if t.num_heads == 0 || t.attn_dim() % t.num_heads != 0 {
+        if t.num_heads == 0 || !t.attn_dim().is_multiple_of(t.num_heads) {
             return Err(format!(
                 "flow_lm.transformer: attention width {} is not a multiple of num_heads {}",
                 t.attn_dim(),
                 t.num_heads
             ));
         }
-        if t.kv_heads() == 0 || t.num_heads % t.kv_heads() != 0 {
+        if t.kv_heads() == 0 || !t.num_heads.is_multiple_of(t.kv_heads()) {
             return Err(format!(
                 "flow_lm.transformer: num_heads {} is not a multiple of num_kv_heads {}",
                 t.num_heads,
                 t.kv_heads()
             ));
         }
-        if (t.attn_dim() / t.num_heads) % 2 != 0 {
+        if !(t.attn_dim() / t.num_heads).is_multiple_of(2) {
             return Err("flow_lm.transformer: the head width must be even (RoPE)".into());
         }
         let m = &self.mimi;
@@ -306,7 +306,7 @@ impl PocketConfig {
         }
         let hop: usize = m.seanet.ratios.iter().product();
         let dec_hop: usize = m.decoder_seanet().ratios.iter().product();
-        if hop == 0 || m.frame_size() % hop != 0 || dec_hop != hop {
+        if hop == 0 || !m.frame_size().is_multiple_of(hop) || dec_hop != hop {
             return Err("mimi: the SEANet ratios do not divide a latent frame".into());
         }
         for (what, tc) in [

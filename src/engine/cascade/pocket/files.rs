@@ -182,7 +182,7 @@ pub fn find_voice(
             Err(why) if name.is_some() => {
                 return Err(err(
                     format!("voice {wanted}: not in {}, and {why}", dir.join("embeddings").display()),
-                    format!("run again with the network up, or give a voice-state file (*.safetensors, as the package's export-voice writes)"),
+                    "run again with the network up, or give a voice-state file (*.safetensors, as the package's export-voice writes)".to_string(),
                 ))
             }
             Err(why) => {

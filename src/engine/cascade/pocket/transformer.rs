@@ -160,7 +160,7 @@ impl Transformer {
         let scale = 1.0 / (hd as f64).sqrt();
         let mut att = (q.matmul(&k_att.t()?)? * scale)?;
         // Query i sits at offset + i; key j at start + j.
-        let needs_mask = t > 1 || s.context.is_some_and(|ctx| offset + t - 1 >= c.start + ctx);
+        let needs_mask = t > 1 || s.context.is_some_and(|ctx| offset + t > c.start + ctx);
         if needs_mask {
             let mut m = vec![0f32; t * n];
             for i in 0..t {
