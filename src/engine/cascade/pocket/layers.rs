@@ -82,6 +82,10 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some((w, b)), true) = (&self.affine, x.is_contiguous()) {
+            // candle's fused kernel: one pass over each row.
+            return moshi::candle_nn::ops::layer_norm(x, w, b, self.eps as f32);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -118,10 +122,15 @@ impl VarNorm {
     }
 }
 
-/// Interleaved RoPE (pairs (2i, 2i+1)) as `pocket_tts/modules/rope.py` computes it, in
-/// f32: `x` is (batch, heads, time, head width), positions `offset..offset+time`.
-pub fn rope(x: &Tensor, offset: usize, max_period: f64) -> Result<Tensor> {
-    let (_, _, t, d) = x.dims4()?;
+/// The cos and sin tables of interleaved RoPE (pairs (2i, 2i+1)) for positions
+/// `offset..offset+t`, as `pocket_tts/modules/rope.py` computes them in f32: (t, d/2) each.
+pub fn rope_tables(
+    t: usize,
+    d: usize,
+    offset: usize,
+    max_period: f64,
+    device: &moshi::candle::Device,
+) -> Result<(Tensor, Tensor)> {
     let half = d / 2;
     let step = (-(max_period.ln()) * 2.0 / d as f64) as f32;
     let freqs: Vec<f32> = (0..half).map(|i| (i as f32 * step).exp()).collect();
@@ -135,9 +144,15 @@ pub fn rope(x: &Tensor, offset: usize, max_period: f64) -> Result<Tensor> {
             sin.push(a.sin());
         }
     }
-    let cos = Tensor::from_vec(cos, (t, half), x.device())?;
-    let sin = Tensor::from_vec(sin, (t, half), x.device())?;
-    moshi::candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin)
+    Ok((
+        Tensor::from_vec(cos, (t, half), device)?,
+        Tensor::from_vec(sin, (t, half), device)?,
+    ))
+}
+
+/// RoPE on `x` (batch, heads, time, head width) with tables from `rope_tables`.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    moshi::candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin)
 }
 
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {

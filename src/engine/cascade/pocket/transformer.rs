@@ -3,7 +3,7 @@
 //! optional layer scales, and a key/value cache. The flow LM attends to everything
 //! before (no context); the codec decoder's transformer to its last `context` steps.
 
-use super::layers::{gelu_tanh, rope, LayerNorm, Linear};
+use super::layers::{gelu_tanh, rope, rope_tables, LayerNorm, Linear};
 use moshi::candle::{Result, Tensor};
 use moshi::candle_nn::VarBuilder;
 
@@ -114,14 +114,60 @@ impl Transformer {
     pub fn forward(&self, x: &Tensor, cache: &mut Cache) -> Result<Tensor> {
         let mut x = x.clone();
         let t = x.dim(1)?;
+        let s = &self.shape;
+        let hd = s.attn_dim / s.num_heads;
+        // What every layer shares: the RoPE tables, and the mask (all layers' caches
+        // hold the same positions).
+        let rope = rope_tables(t, hd, cache.offset, s.max_period, x.device())?;
+        let (start, n) = match cache.layers.first().and_then(|c| c.k.as_ref()) {
+            Some(k) => (cache.layers[0].start, k.dim(2)? + t),
+            None => (cache.offset, t),
+        };
+        let mask = self.mask(t, n, cache.offset, start, x.device())?;
         for (layer, c) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = self.layer(layer, &x, c, cache.offset)?;
+            x = self.layer(layer, &x, c, cache.offset, &rope, mask.as_ref())?;
         }
         cache.offset += t;
         Ok(x)
     }
 
-    fn layer(&self, l: &Layer, x: &Tensor, c: &mut LayerCache, offset: usize) -> Result<Tensor> {
+    /// The additive mask for `t` queries at `offset..` over `n` keys at `start..`, or
+    /// `None` when every key is visible to every query.
+    fn mask(
+        &self,
+        t: usize,
+        n: usize,
+        offset: usize,
+        start: usize,
+        device: &moshi::candle::Device,
+    ) -> Result<Option<Tensor>> {
+        let ctx = self.shape.context;
+        let needs = t > 1 || ctx.is_some_and(|ctx| offset + t > start + ctx);
+        if !needs {
+            return Ok(None);
+        }
+        let mut m = vec![0f32; t * n];
+        for i in 0..t {
+            let pq = offset + i;
+            for j in 0..n {
+                let pk = start + j;
+                if pk > pq || ctx.is_some_and(|ctx| pq - pk >= ctx) {
+                    m[i * n + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Ok(Some(Tensor::from_vec(m, (1, 1, t, n), device)?))
+    }
+
+    fn layer(
+        &self,
+        l: &Layer,
+        x: &Tensor,
+        c: &mut LayerCache,
+        offset: usize,
+        (cos, sin): &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let s = &self.shape;
         let (b, t, _) = x.dims3()?;
         let hd = s.attn_dim / s.num_heads;
@@ -141,8 +187,8 @@ impl Transformer {
             .reshape((b, t, s.kv_heads, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let q = rope(&q, offset, s.max_period)?;
-        let k = rope(&k, offset, s.max_period)?;
+        let q = rope(&q, cos, sin)?;
+        let k = rope(&k, cos, sin)?;
         let (k_all, v_all) = match (&c.k, &c.v) {
             (Some(ck), Some(cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
             _ => {
@@ -159,22 +205,8 @@ impl Transformer {
         };
         let scale = 1.0 / (hd as f64).sqrt();
         let mut att = (q.matmul(&k_att.t()?)? * scale)?;
-        // Query i sits at offset + i; key j at start + j.
-        let needs_mask = t > 1 || s.context.is_some_and(|ctx| offset + t > c.start + ctx);
-        if needs_mask {
-            let mut m = vec![0f32; t * n];
-            for i in 0..t {
-                let pq = offset + i;
-                for j in 0..n {
-                    let pk = c.start + j;
-                    let ok = pk <= pq && s.context.is_none_or(|ctx| pq - pk < ctx);
-                    if !ok {
-                        m[i * n + j] = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            let m = Tensor::from_vec(m, (1, 1, t, n), x.device())?;
-            att = att.broadcast_add(&m)?;
+        if let Some(m) = mask {
+            att = att.broadcast_add(m)?;
         }
         let att = moshi::candle_nn::ops::softmax_last_dim(&att)?;
         let y = att
