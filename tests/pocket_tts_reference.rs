@@ -187,21 +187,12 @@ fn check_model(kind: &str) {
         .zip(&cloned.cache.layers)
         .enumerate()
     {
-        for (x, y) in [(&a.k, &b.k), (&a.v, &b.v)] {
-            let x = x
-                .as_ref()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let y = y
-                .as_ref()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+        for (x, y) in [
+            (a.keys().unwrap(), b.keys().unwrap()),
+            (a.values().unwrap(), b.values().unwrap()),
+        ] {
+            let x = x.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let y = y.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let snr = snr_db(&x, &y);
             println!("{kind}: voice from voice.wav, layer {i}: cache SNR {snr:.1} dB against export-voice");
             assert!(

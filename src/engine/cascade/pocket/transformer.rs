@@ -33,12 +33,96 @@ struct Layer {
 }
 
 /// One layer's cached keys and values: (1, kv heads, steps, head width) each, and the
-/// position of their first step.
-#[derive(Clone, Default)]
+/// position of their first step. Keys and values live in buffers with room to grow,
+/// written in place; a copy of the cache (a voice's, for each chunk) shares them until
+/// its first write, which moves it to buffers of its own, so a copy never writes
+/// where another reads.
+#[derive(Default)]
 pub struct LayerCache {
-    pub k: Option<Tensor>,
-    pub v: Option<Tensor>,
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
     pub start: usize,
+    owned: bool,
+}
+
+impl Clone for LayerCache {
+    fn clone(&self) -> Self {
+        Self {
+            k: self.k.clone(),
+            v: self.v.clone(),
+            len: self.len,
+            start: self.start,
+            owned: false,
+        }
+    }
+}
+
+/// Steps of room added when a cache grows.
+const GROW: usize = 256;
+
+impl LayerCache {
+    /// A cache holding `k` and `v` (1, heads, steps, head width), from position 0.
+    pub fn from_kv(k: Tensor, v: Tensor) -> Result<Self> {
+        let len = k.dim(2)?;
+        Ok(Self {
+            k: Some(k),
+            v: Some(v),
+            len,
+            start: 0,
+            owned: false,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn keys(&self) -> Result<Option<Tensor>> {
+        self.k
+            .as_ref()
+            .map(|k| k.narrow(2, 0, self.len))
+            .transpose()
+    }
+
+    pub fn values(&self) -> Result<Option<Tensor>> {
+        self.v
+            .as_ref()
+            .map(|v| v.narrow(2, 0, self.len))
+            .transpose()
+    }
+
+    /// Add `k` and `v` (contiguous, same shape); the whole cache after.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = k.dim(2)?;
+        let cap = self.k.as_ref().map_or(Ok(0), |k| k.dim(2))?;
+        if !self.owned || self.len + t > cap {
+            let (b, h, _, d) = k.dims4()?;
+            let cap = self.len + t + GROW;
+            let nk = Tensor::zeros((b, h, cap, d), k.dtype(), k.device())?;
+            let nv = Tensor::zeros((b, h, cap, d), v.dtype(), v.device())?;
+            if let (Some(ok), Some(ov)) = (self.keys()?, self.values()?) {
+                nk.slice_set(&ok.contiguous()?, 2, 0)?;
+                nv.slice_set(&ov.contiguous()?, 2, 0)?;
+            }
+            self.k = Some(nk);
+            self.v = Some(nv);
+            self.owned = true;
+        }
+        if let (Some(bk), Some(bv)) = (&self.k, &self.v) {
+            bk.slice_set(k, 2, self.len)?;
+            bv.slice_set(v, 2, self.len)?;
+        }
+        self.len += t;
+        Ok((
+            self.keys()?.unwrap_or_else(|| k.clone()),
+            self.values()?.unwrap_or_else(|| v.clone()),
+        ))
+    }
 }
 
 #[derive(Clone)]
@@ -119,8 +203,8 @@ impl Transformer {
         // What every layer shares: the RoPE tables, and the mask (all layers' caches
         // hold the same positions).
         let rope = rope_tables(t, hd, cache.offset, s.max_period, x.device())?;
-        let (start, n) = match cache.layers.first().and_then(|c| c.k.as_ref()) {
-            Some(k) => (cache.layers[0].start, k.dim(2)? + t),
+        let (start, n) = match cache.layers.first().filter(|c| !c.is_empty()) {
+            Some(c) => (c.start, c.len() + t),
             None => (cache.offset, t),
         };
         let mask = self.mask(t, n, cache.offset, start, x.device())?;
@@ -189,12 +273,16 @@ impl Transformer {
             .contiguous()?;
         let q = rope(&q, cos, sin)?;
         let k = rope(&k, cos, sin)?;
-        let (k_all, v_all) = match (&c.k, &c.v) {
-            (Some(ck), Some(cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
-            _ => {
-                c.start = offset;
-                (k, v)
-            }
+        if c.is_empty() {
+            c.start = offset;
+        }
+        let (k_all, v_all) = match s.context {
+            // Unbounded context: written in place.
+            None => c.append(&k, &v)?,
+            Some(_) => match (c.keys()?, c.values()?) {
+                (Some(ck), Some(cv)) => (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?),
+                _ => (k, v),
+            },
         };
         let n = k_all.dim(2)?;
         let (k_att, v_att) = if s.kv_heads != s.num_heads {
@@ -225,21 +313,20 @@ impl Transformer {
             Some((_, s2)) => f.broadcast_mul(s2)?,
             None => f,
         };
-        // Keep only what a later query can see.
-        let (mut k_keep, mut v_keep, mut start) = (k_all, v_all, c.start);
         if let Some(ctx) = s.context {
-            let next = offset + t;
-            let first = (next + 1).saturating_sub(ctx);
+            // Keep only what a later query can see.
+            let (mut k_keep, mut v_keep, mut start) = (k_all, v_all, c.start);
+            let first = (offset + t + 1).saturating_sub(ctx);
             if first > start {
                 let drop = (first - start).min(n);
                 k_keep = k_keep.narrow(2, drop, n - drop)?.contiguous()?;
                 v_keep = v_keep.narrow(2, drop, n - drop)?.contiguous()?;
                 start += drop;
             }
+            let mut kept = LayerCache::from_kv(k_keep, v_keep)?;
+            kept.start = start;
+            *c = kept;
         }
-        c.k = Some(k_keep);
-        c.v = Some(v_keep);
-        c.start = start;
         x + f
     }
 }
@@ -256,4 +343,45 @@ fn repeat_heads(x: &Tensor, r: usize) -> Result<Tensor> {
 pub fn last_step(x: &Tensor) -> Result<Tensor> {
     let t = x.dim(1)?;
     x.narrow(1, t - 1, 1)?.squeeze(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moshi::candle::Device;
+
+    /// The keys of step `i`, all heads.
+    fn step(c: &LayerCache, i: usize) -> Vec<f32> {
+        let k = c.keys().unwrap().unwrap();
+        k.narrow(2, i, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn copies_of_a_cache_never_write_into_each_other() {
+        let dev = Device::Cpu;
+        let kv = |x: f32, n: usize| Tensor::full(x, (1, 2, n, 4), &dev).unwrap();
+        let mut voice = LayerCache::from_kv(kv(1.0, 3), kv(1.0, 3)).unwrap();
+        // The owner grows in place; a copy taken before keeps its view.
+        voice.append(&kv(2.0, 1), &kv(2.0, 1)).unwrap();
+        let before = voice.clone();
+        voice.append(&kv(3.0, 1), &kv(3.0, 1)).unwrap();
+        assert_eq!(before.len(), 4);
+        assert_eq!(step(&before, 2), [1.0; 8]);
+        assert_eq!(step(&before, 3), [2.0; 8]);
+        assert_eq!(step(&voice, 4), [3.0; 8]);
+        // Two copies write their own steps.
+        let (mut a, mut b) = (before.clone(), before.clone());
+        a.append(&kv(5.0, 2), &kv(5.0, 2)).unwrap();
+        b.append(&kv(7.0, 2), &kv(7.0, 2)).unwrap();
+        assert_eq!((a.len(), b.len()), (6, 6));
+        assert_eq!(step(&a, 4), [5.0; 8]);
+        assert_eq!(step(&b, 4), [7.0; 8]);
+        assert_eq!(step(&voice, 4), [3.0; 8]);
+        assert_eq!(step(&b, 3), [2.0; 8]);
+    }
 }

@@ -146,10 +146,10 @@ impl Voice {
             // (1, steps, heads, hd) -> (1, heads, steps, hd)
             let k = c.get(0)?.transpose(1, 2)?.contiguous()?;
             let v = c.get(1)?.transpose(1, 2)?.contiguous()?;
-            layers.push(LayerCache {
-                k: (n > 0).then_some(k),
-                v: (n > 0).then_some(v),
-                start: 0,
+            layers.push(if n > 0 {
+                LayerCache::from_kv(k, v)?
+            } else {
+                LayerCache::default()
             });
         }
         let extra = format!("transformer.layers.{}.self_attn/cache", s.layers);
@@ -226,7 +226,7 @@ impl Voice {
         let mut out = HashMap::new();
         for (i, l) in self.cache.layers.iter().enumerate() {
             let m = format!("transformer.layers.{i}.self_attn");
-            if let (Some(k), Some(v)) = (&l.k, &l.v) {
+            if let (Some(k), Some(v)) = (l.keys()?, l.values()?) {
                 let c =
                     Tensor::stack(&[k.transpose(1, 2)?, v.transpose(1, 2)?], 0)?.contiguous()?;
                 out.insert(format!("{m}/cache"), c);
