@@ -38,6 +38,25 @@ pub enum Cmd {
     Serve(ServeArgs),
     /// List every persona with its hotkey, source file and validity, or check one file.
     Personas(PersonasArgs),
+    /// Speak TEXT through the cascade's synthesiser (Pocket TTS by default): to --output
+    /// FILE.wav, else on the output device. Takes the --tts-* flags.
+    Say(SayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SayArgs {
+    /// What to say.
+    pub text: String,
+}
+
+/// `--tts`: which synthesiser the cascade (and `say`) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TtsKind {
+    /// Kyutai's Pocket TTS (100M, or 18M with --tts-model english_18m_2026-10): real
+    /// time on two CPU cores.
+    Pocket,
+    /// Kyutai's TTS 1.6B (kyutai/tts-1.6b-en_fr): needs a GPU for real time.
+    Kyutai,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -183,14 +202,48 @@ pub struct CascadeArgs {
     /// the Hugging Face cache, then a download.
     #[arg(long, global = true, value_name = "DIR")]
     pub stt_model_dir: Option<PathBuf>,
-    /// Kyutai TTS checkpoint directory (layout of kyutai/tts-1.6b-en_fr); default: the
-    /// Hugging Face cache, then a download.
+    /// The synthesiser.
+    #[arg(long, global = true, value_enum, default_value_t = TtsKind::Pocket)]
+    pub tts: TtsKind,
+    /// TTS checkpoint directory: for Pocket TTS, model.safetensors and the tokenizer
+    /// (languages/<name>/ of kyutai/pocket-tts-without-voice-cloning, optionally with a
+    /// config.yaml in the package's format); for --tts kyutai, the layout of
+    /// kyutai/tts-1.6b-en_fr. Default: the Hugging Face cache, then a download.
     #[arg(long, global = true, value_name = "DIR")]
     pub tts_model_dir: Option<PathBuf>,
-    /// The TTS voice: an embedding file, or a name in the voices directory; overrides
-    /// the persona's `tts_voice`.
+    /// The TTS voice, overriding the persona's `tts_voice`: for Pocket TTS a predefined
+    /// voice (alba, marius, javert, jean, fantine, cosette, …) or a voice-state
+    /// .safetensors file (as the package's export-voice writes); for --tts kyutai an
+    /// embedding file or a name in the voices directory.
     #[arg(long, global = true, value_name = "FILE|NAME")]
     pub tts_voice: Option<String>,
+    /// Pocket TTS model when no --tts-model-dir: `english` (100M) or
+    /// `english_18m_2026-10` (18M).
+    #[arg(long, global = true, default_value = "english", value_name = "NAME")]
+    pub tts_model: String,
+    /// Pocket TTS temperature (the flow's noise; 0 is deterministic) [default: the
+    /// model's, 0.3].
+    #[arg(long, global = true, value_name = "T")]
+    pub tts_temperature: Option<f64>,
+    /// Pocket TTS end-of-speech threshold on the EOS logit [default: the model's: -4,
+    /// -1 for 18M].
+    #[arg(
+        long,
+        global = true,
+        value_name = "LOGIT",
+        allow_negative_numbers = true
+    )]
+    pub tts_eos_threshold: Option<f64>,
+    /// Pocket TTS flow decode steps per frame (LSD steps).
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    pub tts_decode_steps: usize,
+    /// Pocket TTS with its flow LM's linear layers in q8_0.
+    #[arg(long, global = true)]
+    pub tts_q8: bool,
+    /// Pocket TTS: words of an unfinished sentence to wait for before speaking up to a
+    /// comma (0: whole sentences only).
+    #[arg(long, global = true, default_value_t = crate::engine::cascade::pocket::tts::EAGER_WORDS, value_name = "N")]
+    pub tts_eager_words: usize,
     /// An OpenAI-compatible server (Ollama, llama.cpp, vLLM, …), e.g.
     /// http://127.0.0.1:11434/v1; without it the LLM runs in-process from a GGUF.
     #[arg(long, global = true, value_name = "URL")]
@@ -241,6 +294,7 @@ impl CascadeArgs {
             settings.system_prompt = m.prompt.text.clone();
         }
         crate::engine::cascade::load::CascadeOptions {
+            pocket: (self.tts == TtsKind::Pocket).then(|| self.pocket_options(m.sampling.seed)),
             demo: model.demo,
             device: model.device,
             stt: SttOptions {
@@ -257,6 +311,26 @@ impl CascadeArgs {
         }
     }
 
+    /// Pocket TTS's options from these flags.
+    pub fn pocket_options(&self, seed: u64) -> crate::engine::cascade::pocket::PocketOptions {
+        use crate::engine::cascade::pocket::{PocketOptions, PocketSampling};
+        PocketOptions {
+            model_dir: self.tts_model_dir.clone(),
+            model: self.tts_model.clone(),
+            voice: self.tts_voice.clone(),
+            sampling: PocketSampling {
+                temperature: self.tts_temperature,
+                decode_steps: self.tts_decode_steps,
+                eos_threshold: self.tts_eos_threshold,
+                seed,
+                ..Default::default()
+            },
+            q8: self.tts_q8,
+            eager_words: self.tts_eager_words,
+            ..Default::default()
+        }
+    }
+
     /// These flags as a command line (for a child run of this binary).
     pub fn to_args(&self) -> Vec<String> {
         let mut a = Vec::new();
@@ -268,12 +342,34 @@ impl CascadeArgs {
         };
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         put("--stt-model-dir", path(&self.stt_model_dir));
+        let tts = match self.tts {
+            TtsKind::Pocket => "pocket",
+            TtsKind::Kyutai => "kyutai",
+        };
+        put("--tts", Some(tts.into()));
         put("--tts-model-dir", path(&self.tts_model_dir));
         put("--tts-voice", self.tts_voice.clone());
+        put("--tts-model", Some(self.tts_model.clone()));
+        put(
+            "--tts-temperature",
+            self.tts_temperature.map(|t| t.to_string()),
+        );
+        put(
+            "--tts-eos-threshold",
+            self.tts_eos_threshold.map(|t| t.to_string()),
+        );
+        put(
+            "--tts-decode-steps",
+            Some(self.tts_decode_steps.to_string()),
+        );
+        put("--tts-eager-words", Some(self.tts_eager_words.to_string()));
         put("--llm-url", self.llm_url.clone());
         put("--llm-model", self.llm_model.clone());
         put("--llm-api-key-env", Some(self.llm_api_key_env.clone()));
         put("--llm-gguf", path(&self.llm_gguf));
+        if self.tts_q8 {
+            a.push("--tts-q8".into());
+        }
         a
     }
 }
@@ -478,6 +574,15 @@ impl ExportDemoArgs {
 pub struct BenchArgs {
     #[arg(value_enum, default_value_t = BenchWhat::Audio)]
     pub what: BenchWhat,
+    /// `bench pocket`: the configuration, `default` (100M English) or `18m`.
+    #[arg(long, default_value = "default", value_name = "default|18m")]
+    pub config: String,
+    /// `bench pocket`: seconds of audio to synthesise.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub seconds: f64,
+    /// `bench pocket`: CPU threads (candle's; 0 leaves the default).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub threads: usize,
     #[command(flatten)]
     pub gpu: crate::engine::moshi::gpu_check::GpuArgs,
 }
@@ -497,6 +602,9 @@ pub enum BenchWhat {
     Cascade,
     /// Opus cost per frame, the latency the network path adds, server CPU per session.
     Net,
+    /// Pocket TTS at a published size with random weights: real-time factor and time to
+    /// first audio, f32 and q8 (--config default|18m, --seconds, --threads).
+    Pocket,
 }
 
 /// `--max-memory`: a positive, finite number of GiB.

@@ -49,6 +49,16 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Pocket => {
+            match assistant::app::bench_pocket::run(b, &mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
+        Some(Cmd::Say(s)) => assistant::app::say::run(&cli.run, s),
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Net => {
             match assistant::app::bench_net::bench_net() {
                 Ok(()) => 0,

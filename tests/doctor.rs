@@ -227,15 +227,23 @@ fn doctor_for_the_cascade_says_where_each_part_loads_from_and_their_memory() {
         ),
         "{text}"
     );
+    // The default synthesiser is Pocket TTS.
+    assert!(
+        text.contains("[FAIL] text-to-speech: kyutai/pocket-tts-without-voice-cloning"),
+        "{text}"
+    );
+    assert!(text.contains("fix: unset HF_HUB_OFFLINE"), "{text}");
+    let text = doctor(&["--tts", "kyutai"]);
     assert!(
         text.contains("[FAIL] text-to-speech: kyutai/tts-1.6b-en_fr"),
         "{text}"
     );
-    assert!(text.contains("fix: unset HF_HUB_OFFLINE"), "{text}");
     // Directories given, and a server for the LLM: found, with the memory they take.
     let text = doctor(&[
         "--stt-model-dir",
         stt.to_str().unwrap(),
+        "--tts",
+        "kyutai",
         "--tts-model-dir",
         tts.to_str().unwrap(),
         "--llm-url",

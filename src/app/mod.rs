@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_cascade;
 pub mod bench_cpu_cascade;
 pub mod bench_net;
+pub mod bench_pocket;
 pub mod connect;
 pub mod doctor;
 pub mod engine_choice;
@@ -13,6 +14,7 @@ pub mod engine_figures;
 pub mod first_start;
 pub mod headless;
 pub mod machine_profile;
+pub mod say;
 pub mod serve;
 pub mod tui;
 

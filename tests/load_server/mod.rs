@@ -48,14 +48,25 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Serve every file of `dir` as `repo` at revision `SHA`.
+    /// Serve every file under `dir` as `repo` at revision `SHA`.
     pub fn start(repo: &str, dir: &Path) -> Self {
+        // Files in subfolders are served under their relative path ("a/b.txt").
         let mut files = BTreeMap::new();
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_file() {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                files.insert(name, std::fs::read(&p).unwrap());
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.is_file() {
+                    let rel = p.strip_prefix(dir).unwrap();
+                    let name = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    files.insert(name, std::fs::read(&p).unwrap());
+                }
             }
         }
         let state = Arc::new(State {

@@ -19,7 +19,10 @@ pub struct CascadeOptions {
     pub demo: bool,
     pub device: DeviceChoice,
     pub stt: SttOptions,
+    /// Kyutai's TTS, used when `pocket` is `None`.
     pub tts: TtsOptions,
+    /// Pocket TTS (the default synthesiser).
+    pub pocket: Option<super::pocket::PocketOptions>,
     pub llm: LlmChoice,
     pub settings: TurnSettings,
 }
@@ -67,6 +70,8 @@ pub fn write_demo(dir: &Path, opts: &CascadeOptions) -> Result<CascadeOptions, M
             .map_err(|e| failed("LLM", e))?;
     }
     let mut o = opts.clone();
+    // The demo's tiny synthesiser is Kyutai's layout.
+    o.pocket = None;
     o.stt.model_dir = Some(stt);
     o.tts.model_dir = Some(tts);
     // The tiny TTS has one voice: personas' voices are names in Kyutai's voices repo.
@@ -96,9 +101,14 @@ pub fn load_cascade(
     }
     moshi::load_on_device(opts.device, cancel, |d, n| {
         let stt = KyutaiStt::open(&opts.stt, disc, d, progress, cancel)?;
-        let tts = KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?;
+        let tts: Box<dyn super::TextToSpeech> = match &opts.pocket {
+            Some(p) => Box::new(super::pocket::PocketTts::open(
+                p, disc, d, progress, cancel,
+            )?),
+            None => Box::new(KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?),
+        };
         let llm = llm::open_llm(&opts.llm, disc, d, progress, cancel).map_err(llm_failure)?;
-        let model = Cascade::new(Box::new(stt), Box::new(tts), llm, n, opts.settings.clone())
+        let model = Cascade::new(Box::new(stt), tts, llm, n, opts.settings.clone())
             .with_dtype(speech_files::compute_dtype(d).as_str())
             .with_fixed_voice(opts.demo);
         Ok(LoadedModel {

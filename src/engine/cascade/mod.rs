@@ -15,6 +15,7 @@ pub mod load;
 pub mod machine;
 pub mod onset;
 pub mod parts;
+pub mod pocket;
 pub mod report;
 pub mod speech_config;
 pub mod speech_files;

@@ -83,6 +83,45 @@ fn speech(
     }
 }
 
+/// Pocket TTS: its directory, or `languages/<model>/` in the cache; memory about its
+/// weights file (f32, as loaded).
+fn pocket_source(p: &super::pocket::PocketOptions, disc: &Discovery) -> PartSource {
+    use super::pocket::files::complete;
+    let sub = format!("languages/{}", p.model);
+    let found = match &p.model_dir {
+        Some(d) if complete(d) => Some(d.clone()),
+        Some(d) => {
+            return PartSource::Missing {
+                what: format!("{} holds no model.safetensors and tokenizer", d.display()),
+                fix: format!("point --tts-model-dir at {sub}/ of {}", p.hf_repo),
+            }
+        }
+        None => disc
+            .hf_cache
+            .as_deref()
+            .and_then(|c| find_snapshot(c, &p.hf_repo, &|d| complete(&d.join(&sub))))
+            .map(|d| d.join(&sub)),
+    };
+    match found {
+        Some(path) => PartSource::Found {
+            memory: std::fs::metadata(path.join(super::pocket::model::WEIGHTS_FILE))
+                .map(|m| m.len())
+                .map_err(|e| e.to_string()),
+            path,
+        },
+        None if disc.endpoint.is_some() => PartSource::Download {
+            repo: format!("{} ({sub})", p.hf_repo),
+        },
+        None => PartSource::Missing {
+            what: format!(
+                "{} ({sub}) is not in the Hugging Face cache and downloads are off",
+                p.hf_repo
+            ),
+            fix: "unset HF_HUB_OFFLINE, or give its directory with --tts-model-dir".into(),
+        },
+    }
+}
+
 pub fn cascade_report(opts: &CascadeOptions, disc: &Discovery) -> CascadeReport {
     if opts.demo {
         return CascadeReport {
@@ -106,17 +145,20 @@ pub fn cascade_report(opts: &CascadeOptions, disc: &Discovery) -> CascadeReport 
                 .map_err(|e| e.message)
         },
     );
-    let tts = speech(
-        &opts.tts.model_dir,
-        TTS_REPO,
-        disc,
-        speech_files::tts_complete,
-        |d| {
-            speech_files::tts_memory_in(d, &cpu)
-                .map(|m| m.total())
-                .map_err(|e| e.message)
-        },
-    );
+    let tts = match &opts.pocket {
+        Some(p) => pocket_source(p, disc),
+        None => speech(
+            &opts.tts.model_dir,
+            TTS_REPO,
+            disc,
+            speech_files::tts_complete,
+            |d| {
+                speech_files::tts_memory_in(d, &cpu)
+                    .map(|m| m.total())
+                    .map_err(|e| e.message)
+            },
+        ),
+    };
     let llm = match &opts.llm {
         LlmChoice::Server(o) => PartSource::Server { url: o.url.clone() },
         LlmChoice::Gguf(g) => match gguf::find_gguf(g, disc.hf_cache.as_deref()) {

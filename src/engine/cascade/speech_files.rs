@@ -297,7 +297,7 @@ fn find_dir(
 
 /// Download through the Moshi loader's hf-hub code: the snapshot, or why there is none;
 /// `Err` only when cancelled.
-fn fetch(
+pub(crate) fn fetch(
     disc: &Discovery,
     repo: &str,
     choose: &discovery::ChooseFiles,

@@ -317,7 +317,8 @@ fn download_on(
         let got = drive(rt, fut, cancel, || report(&mut *progress))?
             .map_err(|e| format!("downloading {f}: {}", chain(&e)))?;
         report(&mut *progress);
-        if got.parent() != Some(snapshot.as_path()) {
+        // (`f` may sit in a folder of the repo: `languages/english/model.safetensors`.)
+        if !got.starts_with(&snapshot) {
             // The hub moved on between the listing and this file: start again from
             // the new listing rather than mix two revisions.
             return Err(format!(

@@ -1,0 +1,218 @@
+//! Pocket TTS's codec decoder (`pocket_tts/models/mimi.py`, decoder side): a latent
+//! frame through the dummy quantizer's projection, a depthwise transposed-conv
+//! upsampling to the encoder rate (200 Hz), a small transformer with a sliding
+//! context, and a SEANet decoder to 24 kHz, all streaming: one latent in, one frame
+//! of audio out.
+
+use super::config::{MimiConfig, SeanetConfig};
+use super::layers::{Linear, StreamConv, StreamConvTr};
+use super::transformer::{Cache, Shape, Transformer};
+use moshi::candle::{Result, Tensor};
+use moshi::candle_nn::VarBuilder;
+
+#[derive(Clone)]
+enum Block {
+    Elu,
+    Conv(StreamConv),
+    ConvTr(StreamConvTr),
+    Res { c1: StreamConv, c2: StreamConv },
+}
+
+#[derive(Clone)]
+pub struct Decoder {
+    /// The quantizer's 1x1 output projection: (outer, inner).
+    quant_proj: Tensor,
+    upsample: Option<StreamConvTr>,
+    input_proj: Option<Linear>,
+    transformer: Transformer,
+    output_proj: Option<Linear>,
+    cache: Cache,
+    seanet: Vec<Block>,
+    /// Samples of the 5 ms fade-in still to apply (the package fades each chunk in).
+    fade_done: bool,
+}
+
+fn seanet(vb: &VarBuilder, c: &SeanetConfig) -> Result<Vec<Block>> {
+    // One entry per module of the package's `model` list, so an entry's index is its name.
+    let vb = vb.pp("model");
+    let mut mult = 1usize << c.ratios.len();
+    let mut blocks = vec![Block::Conv(StreamConv::load(
+        &vb.pp(0),
+        c.dimension,
+        mult * c.n_filters,
+        c.kernel_size,
+        1,
+        1,
+        true,
+    )?)];
+    for &r in &c.ratios {
+        blocks.push(Block::Elu);
+        let ch = mult * c.n_filters;
+        let tr = StreamConvTr::load(&vb.pp(blocks.len()), ch, ch / 2, 2 * r, r, false, true)?;
+        blocks.push(Block::ConvTr(tr));
+        for j in 0..c.n_residual_layers {
+            let (dim, rb) = (ch / 2, vb.pp(blocks.len()).pp("block"));
+            let hidden = dim / c.compress;
+            let dil = c.dilation_base.pow(j as u32);
+            let c1 =
+                StreamConv::load(&rb.pp(1), dim, hidden, c.residual_kernel_size, 1, dil, true)?;
+            let c2 = StreamConv::load(&rb.pp(3), hidden, dim, 1, 1, 1, true)?;
+            blocks.push(Block::Res { c1, c2 });
+        }
+        mult /= 2;
+    }
+    blocks.push(Block::Elu);
+    let last = StreamConv::load(
+        &vb.pp(blocks.len()),
+        c.n_filters,
+        c.channels,
+        c.last_kernel_size,
+        1,
+        1,
+        true,
+    )?;
+    blocks.push(Block::Conv(last));
+    Ok(blocks)
+}
+
+impl Decoder {
+    /// `vb` at `mimi`.
+    pub fn load(vb: &VarBuilder, c: &MimiConfig) -> Result<Self> {
+        let inner = c.quantizer.dimension;
+        let outer = c.quantizer.output_dimension;
+        let quant_proj = vb
+            .pp("quantizer.output_proj")
+            .get((outer, inner, 1), "weight")?
+            .squeeze(2)?;
+        let s = c.decoder_seanet();
+        let stride = c.steps_per_latent();
+        let upsample = if stride > 1 {
+            let in_dim = c.outer_dim.unwrap_or(s.dimension);
+            if in_dim != s.dimension {
+                moshi::candle::bail!(
+                    "mimi.outer_dim {in_dim} differs from the decoder's dimension {}: not supported",
+                    s.dimension
+                );
+            }
+            Some(StreamConvTr::load(
+                &vb.pp("upsample.convtr"),
+                in_dim,
+                s.dimension,
+                2 * stride,
+                stride,
+                true,
+                false,
+            )?)
+        } else {
+            None
+        };
+        let t = c.decoder_transformer();
+        let tvb = vb.pp("decoder_transformer");
+        let input_proj = if t.d_model != t.input_dimension {
+            Some(Linear::load(
+                &tvb.pp("input_proj"),
+                t.input_dimension,
+                t.d_model,
+                false,
+            )?)
+        } else {
+            None
+        };
+        let out = t.output_dimensions[0];
+        let output_proj = if t.d_model != out {
+            Some(Linear::load(
+                &tvb.pp("output_projs.0"),
+                t.d_model,
+                out,
+                false,
+            )?)
+        } else {
+            None
+        };
+        let transformer = Transformer::load(
+            &tvb.pp("transformer"),
+            Shape {
+                d_model: t.d_model,
+                num_heads: t.num_heads,
+                kv_heads: t.num_heads,
+                attn_dim: t.d_model,
+                feedforward: t.dim_feedforward,
+                layers: t.num_layers,
+                max_period: t.max_period,
+                context: Some(t.context),
+                layer_scale: true,
+            },
+        )?;
+        let cache = transformer.empty_cache();
+        Ok(Self {
+            quant_proj,
+            upsample,
+            input_proj,
+            transformer,
+            output_proj,
+            cache,
+            seanet: seanet(&vb.pp("decoder"), s)?,
+            fade_done: false,
+        })
+    }
+
+    /// Forget the stream: the next frame starts a new chunk of speech.
+    pub fn reset(&mut self) {
+        self.cache = self.transformer.empty_cache();
+        if let Some(u) = &mut self.upsample {
+            u.reset();
+        }
+        for b in &mut self.seanet {
+            match b {
+                Block::Elu => {}
+                Block::Conv(c) => c.reset(),
+                Block::ConvTr(c) => c.reset(),
+                Block::Res { c1, c2 } => {
+                    c1.reset();
+                    c2.reset();
+                }
+            }
+        }
+        self.fade_done = false;
+    }
+
+    /// One latent frame (1, inner), in the codec's scale, to audio samples.
+    pub fn decode(&mut self, latent: &Tensor) -> Result<Vec<f32>> {
+        // (1, outer, 1)
+        let x = self.quant_proj.matmul(&latent.t()?)?.unsqueeze(0)?;
+        let x = match &mut self.upsample {
+            Some(u) => u.forward(&x)?,
+            None => x,
+        };
+        let mut h = x.transpose(1, 2)?;
+        if let Some(p) = &self.input_proj {
+            h = p.forward(&h)?;
+        }
+        h = self.transformer.forward(&h, &mut self.cache)?;
+        if let Some(p) = &self.output_proj {
+            h = p.forward(&h)?;
+        }
+        let mut x = h.transpose(1, 2)?.contiguous()?;
+        for b in &mut self.seanet {
+            x = match b {
+                Block::Elu => x.elu(1.0)?,
+                Block::Conv(c) => c.forward(&x)?,
+                Block::ConvTr(c) => c.forward(&x)?,
+                Block::Res { c1, c2 } => {
+                    let v = c2.forward(&c1.forward(&x.elu(1.0)?)?.elu(1.0)?)?;
+                    (&x + v)?
+                }
+            };
+        }
+        let mut pcm = x.flatten_all()?.to_vec1::<f32>()?;
+        if !self.fade_done {
+            // A fresh decoder state starts with a small step: the package fades in 5 ms.
+            let n = 24_000 / 200;
+            for (i, s) in pcm.iter_mut().take(n).enumerate() {
+                *s *= i as f32 / (n - 1) as f32;
+            }
+            self.fade_done = true;
+        }
+        Ok(pcm)
+    }
+}

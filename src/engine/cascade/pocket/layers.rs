@@ -1,0 +1,394 @@
+//! The small layers Pocket TTS is built from, with the exact arithmetic of Kyutai's
+//! PyTorch modules (`pocket_tts/modules`): linear layers (f32, or q8 through candle's
+//! quantized matmul), layer norms, the flow head's variance norm, RoPE, and the
+//! streaming convolutions of the codec decoder.
+
+use moshi::candle::quantized::{GgmlDType, QMatMul, QTensor};
+use moshi::candle::{DType, Module, Result, Tensor, D};
+use moshi::candle_nn::VarBuilder;
+
+/// `nn.Linear`: f32 weights, or q8_0 ones (the transformer's layers with `--tts-q8`).
+#[derive(Clone)]
+pub enum Linear {
+    F32 { w: Tensor, b: Option<Tensor> },
+    Q8 { w: QMatMul, b: Option<Tensor> },
+}
+
+impl Linear {
+    pub fn load(vb: &VarBuilder, inp: usize, out: usize, bias: bool) -> Result<Self> {
+        let w = vb.get((out, inp), "weight")?;
+        let b = if bias {
+            Some(vb.get(out, "bias")?)
+        } else {
+            None
+        };
+        Ok(Linear::F32 { w, b })
+    }
+
+    /// The same layer with its weight in q8_0 (rows must be a multiple of 32 wide).
+    pub fn quantized(&self) -> Result<Self> {
+        match self {
+            Linear::F32 { w, b } if w.dim(1)? % 32 == 0 => {
+                let q = QTensor::quantize(w, GgmlDType::Q8_0)?;
+                Ok(Linear::Q8 {
+                    w: QMatMul::from_qtensor(q)?,
+                    b: b.clone(),
+                })
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (y, b) = match self {
+            Linear::F32 { w, b } => {
+                let y = match x.dims() {
+                    [b0, t, k] => {
+                        x.reshape((b0 * t, *k))?
+                            .matmul(&w.t()?)?
+                            .reshape((*b0, *t, ()))?
+                    }
+                    _ => x.matmul(&w.t()?)?,
+                };
+                (y, b)
+            }
+            Linear::Q8 { w, b } => (w.forward(x)?, b),
+        };
+        match b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// `nn.LayerNorm` (or the flow head's re-implementation): over the last dimension,
+/// biased variance; `affine: None` for `elementwise_affine=False`.
+#[derive(Clone)]
+pub struct LayerNorm {
+    affine: Option<(Tensor, Tensor)>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(vb: &VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            affine: Some((vb.get(dim, "weight")?, vb.get(dim, "bias")?)),
+            eps,
+        })
+    }
+
+    pub fn plain(eps: f64) -> Self {
+        Self { affine: None, eps }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some((w, b)), true) = (&self.affine, x.is_contiguous()) {
+            // candle's fused kernel: one pass over each row.
+            return moshi::candle_nn::ops::layer_norm(x, w, b, self.eps as f32);
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let y = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        match &self.affine {
+            Some((w, b)) => y.broadcast_mul(w)?.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// The flow head's `RMSNorm`: x · alpha / sqrt(eps + var(x)), with torch's unbiased
+/// variance (the mean is subtracted for the variance only).
+#[derive(Clone)]
+pub struct VarNorm {
+    alpha: Tensor,
+    eps: f64,
+}
+
+impl VarNorm {
+    pub fn load(vb: &VarBuilder, dim: usize) -> Result<Self> {
+        Ok(Self {
+            alpha: vb.get(dim, "alpha")?,
+            eps: 1e-5,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.dim(D::Minus1)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let var = (x.broadcast_sub(&mean)?.sqr()?.sum_keepdim(D::Minus1)? / (n.max(2) - 1) as f64)?;
+        let scale = (var + self.eps)?.sqrt()?.recip()?;
+        x.broadcast_mul(&scale)?.broadcast_mul(&self.alpha)
+    }
+}
+
+/// The cos and sin tables of interleaved RoPE (pairs (2i, 2i+1)) for positions
+/// `offset..offset+t`, as `pocket_tts/modules/rope.py` computes them in f32: (t, d/2) each.
+pub fn rope_tables(
+    t: usize,
+    d: usize,
+    offset: usize,
+    max_period: f64,
+    device: &moshi::candle::Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = d / 2;
+    let step = (-(max_period.ln()) * 2.0 / d as f64) as f32;
+    let freqs: Vec<f32> = (0..half).map(|i| (i as f32 * step).exp()).collect();
+    let mut cos = Vec::with_capacity(t * half);
+    let mut sin = Vec::with_capacity(t * half);
+    for p in 0..t {
+        let ts = (p + offset) as f32;
+        for f in &freqs {
+            let a = f * ts;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (t, half), device)?,
+        Tensor::from_vec(sin, (t, half), device)?,
+    ))
+}
+
+/// RoPE on `x` (batch, heads, time, head width) with tables from `rope_tables`.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    moshi::candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin)
+}
+
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    x.gelu()
+}
+
+/// `StreamingConv1d`: a causal conv that keeps its last `kernel - stride` input samples.
+#[derive(Clone)]
+pub struct StreamConv {
+    w: Tensor,
+    b: Option<Tensor>,
+    stride: usize,
+    dilation: usize,
+    previous: Option<Tensor>,
+    keep: usize,
+}
+
+impl StreamConv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        vb: &VarBuilder,
+        inp: usize,
+        out: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let vb = vb.pp("conv");
+        let w = vb.get((out, inp, k), "weight")?;
+        let b = if bias {
+            Some(vb.get(out, "bias")?)
+        } else {
+            None
+        };
+        let keep = (k - 1) * dilation + 1 - stride;
+        Ok(Self {
+            w,
+            b,
+            stride,
+            dilation,
+            previous: None,
+            keep,
+        })
+    }
+
+    pub fn reset(&mut self) {
+        self.previous = None;
+    }
+
+    /// `x`: (1, channels, time), time a multiple of the stride.
+    pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let x = if self.keep > 0 {
+            let prev = match &self.previous {
+                Some(p) => p.clone(),
+                None => Tensor::zeros((x.dim(0)?, x.dim(1)?, self.keep), DType::F32, x.device())?,
+            };
+            let full = Tensor::cat(&[&prev, x], 2)?;
+            let n = full.dim(2)?;
+            self.previous = Some(full.narrow(2, n - self.keep, self.keep)?.contiguous()?);
+            full
+        } else {
+            x.clone()
+        };
+        let k = self.w.dim(2)?;
+        let y = if k == 1 && self.stride == 1 {
+            // A 1x1 conv is a matmul over channels.
+            let (b, c, t) = x.dims3()?;
+            let w = self.w.squeeze(2)?;
+            w.broadcast_matmul(&x.reshape((b, c, t))?)?
+        } else {
+            x.conv1d(&self.w, 0, self.stride, self.dilation, 1)?
+        };
+        match &self.b {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// `StreamingConvTranspose1d`: the overlapping tail of each call is kept (without its
+/// bias) and added to the start of the next. `groups` is 1 or the channel count.
+#[derive(Clone)]
+pub struct StreamConvTr {
+    /// (in, out / groups, kernel)
+    w: Tensor,
+    b: Option<Tensor>,
+    stride: usize,
+    depthwise: bool,
+    partial: Option<Tensor>,
+}
+
+impl StreamConvTr {
+    pub fn load(
+        vb: &VarBuilder,
+        inp: usize,
+        out: usize,
+        k: usize,
+        stride: usize,
+        depthwise: bool,
+        bias: bool,
+    ) -> Result<Self> {
+        let vb = vb.pp("convtr");
+        let w = vb.get((inp, if depthwise { 1 } else { out }, k), "weight")?;
+        let b = if bias {
+            Some(vb.get(out, "bias")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            w,
+            b,
+            stride,
+            depthwise,
+            partial: None,
+        })
+    }
+
+    pub fn reset(&mut self) {
+        self.partial = None;
+    }
+
+    /// The full transposed convolution of `x` (1, in, time): (1, out, (time-1)·stride + k),
+    /// without bias.
+    fn full(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, cin, t) = x.dims3()?;
+        let (_, cout, k) = self.w.dims3()?;
+        let s = self.stride;
+        // Each input step writes a block of k outputs: (out, time, k).
+        let blocks = if self.depthwise {
+            x.squeeze(0)?
+                .unsqueeze(2)?
+                .broadcast_mul(&self.w.reshape((cin, 1, k))?)?
+        } else {
+            let w = self.w.reshape((cin, cout * k))?;
+            x.squeeze(0)?
+                .t()?
+                .matmul(&w)?
+                .reshape((t, cout, k))?
+                .transpose(0, 1)?
+        };
+        let cout = blocks.dim(0)?;
+        if k == 2 * s {
+            // Overlap-add of two halves: block i covers [i·s, i·s + 2s).
+            let a = blocks
+                .narrow(2, 0, s)?
+                .contiguous()?
+                .reshape((cout, t * s))?;
+            let b = blocks
+                .narrow(2, s, s)?
+                .contiguous()?
+                .reshape((cout, t * s))?;
+            let y = (a.pad_with_zeros(1, 0, s)? + b.pad_with_zeros(1, s, 0)?)?;
+            return y.unsqueeze(0);
+        }
+        if k == s {
+            return blocks.contiguous()?.reshape((cout, t * s))?.unsqueeze(0);
+        }
+        let groups = if self.depthwise { cin } else { 1 };
+        x.conv_transpose1d(&self.w, 0, 0, s, 1, groups)
+    }
+
+    pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let mut y = self.full(x)?;
+        if let Some(b) = &self.b {
+            y = y.broadcast_add(&b.reshape((1, (), 1))?)?;
+        }
+        let k = self.w.dim(2)?;
+        let pt = k - self.stride;
+        if pt == 0 {
+            return Ok(y);
+        }
+        let n = y.dim(2)?;
+        if let Some(p) = &self.partial {
+            let head = (y.narrow(2, 0, pt)? + p)?;
+            y = Tensor::cat(&[&head, &y.narrow(2, pt, n - pt)?], 2)?;
+        }
+        let mut tail = y.narrow(2, n - pt, pt)?;
+        if let Some(b) = &self.b {
+            tail = tail.broadcast_sub(&b.reshape((1, (), 1))?)?;
+        }
+        self.partial = Some(tail.contiguous()?);
+        y.narrow(2, 0, n - pt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moshi::candle::Device;
+
+    #[test]
+    fn transposed_conv_by_blocks_matches_candle() {
+        let dev = Device::Cpu;
+        for (cin, cout, k, s, dw) in [
+            (3, 2, 4, 2, false),
+            (3, 2, 6, 3, false),
+            (4, 4, 8, 4, true),
+            (2, 3, 5, 2, false),
+        ] {
+            let x = Tensor::randn(0f32, 1., (1, cin, 5), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1., (cin, if dw { 1 } else { cout }, k), &dev).unwrap();
+            let c = StreamConvTr {
+                w: w.clone(),
+                b: None,
+                stride: s,
+                depthwise: dw,
+                partial: None,
+            };
+            let ours = c.full(&x).unwrap();
+            let groups = if dw { cin } else { 1 };
+            let theirs = x.conv_transpose1d(&w, 0, 0, s, 1, groups).unwrap();
+            let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn streaming_conv_equals_one_shot() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1., (2, 3, 4), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., 2, &dev).unwrap();
+        let mut c = StreamConv {
+            w,
+            b: Some(b),
+            stride: 2,
+            dilation: 1,
+            previous: None,
+            keep: 2,
+        };
+        let x = Tensor::randn(0f32, 1., (1, 3, 8), &dev).unwrap();
+        let whole = c.clone().forward(&x).unwrap();
+        let a = c.forward(&x.narrow(2, 0, 4).unwrap()).unwrap();
+        let bb = c.forward(&x.narrow(2, 4, 4).unwrap()).unwrap();
+        let parts = Tensor::cat(&[a, bb], 2).unwrap();
+        let d = (whole - parts).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+}
