@@ -1,8 +1,10 @@
 //! Qwen2 from a GGUF file, after candle-transformers' `quantized_qwen2` (same tensors,
-//! same maths, its `RmsNorm` and `repeat_kv`), with two changes a conversation needs:
+//! same maths, its `RmsNorm` and `repeat_kv`), with three changes a conversation needs:
 //! the KV cache can be cut back to a prefix, so a turn only reads the tokens that are
-//! new since the last one; and the causal mask is built for the cached offset instead
-//! of being cached per prompt length (candle's keeps one t×t mask per distinct length,
+//! new since the last one; it is preallocated and written in place, as candle-nn's
+//! `KvCache` is, rather than copied whole by `Tensor::cat` on every token (quadratic
+//! over a conversation); and the causal mask is built for the cached offset instead of
+//! being cached per prompt length (candle's keeps one t×t mask per distinct length,
 //! forever, and can only read a prompt at position 0).
 
 use candle_transformers::quantized_nn::RmsNorm;
@@ -97,7 +99,66 @@ struct Layer {
     gate: QMatMul,
     down: QMatMul,
     up: QMatMul,
-    kv: Option<(Tensor, Tensor)>,
+    k_cache: KvBuffer,
+    v_cache: KvBuffer,
+}
+
+/// Positions added to a cache buffer at a time: growing copies it, so not per token.
+const CACHE_GROW: usize = 512;
+
+/// One layer's keys or values, (1, kv heads, positions, head dim): a buffer written in
+/// place (`slice_set`) that grows in steps of `CACHE_GROW` up to `max` positions, and
+/// the count of positions in use. Cutting back is only a smaller count.
+struct KvBuffer {
+    data: Option<Tensor>,
+    len: usize,
+    max: usize,
+}
+
+impl KvBuffer {
+    fn new(max: usize) -> Self {
+        Self {
+            data: None,
+            len: 0,
+            max,
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+        if self.len == 0 {
+            // Nothing kept: let the memory go (a reset conversation starts small).
+            self.data = None;
+        }
+    }
+
+    /// Append `x` (1, heads, t, head dim) after the positions in use; all of them.
+    fn append(&mut self, x: &Tensor) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let need = self.len + t;
+        if need > self.max {
+            moshi::candle::bail!("the KV cache holds {} positions, not {need}", self.max);
+        }
+        let have = self.data.as_ref().map_or(Ok(0), |d| d.dim(2))?;
+        if need > have {
+            let cap = need
+                .div_ceil(CACHE_GROW)
+                .saturating_mul(CACHE_GROW)
+                .min(self.max);
+            let (b, h, _, d) = x.dims4()?;
+            let grown = Tensor::zeros((b, h, cap, d), x.dtype(), x.device())?;
+            if let Some(old) = &self.data {
+                if self.len > 0 {
+                    grown.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+            }
+            self.data = Some(grown);
+        }
+        let data = self.data.as_ref().expect("allocated above");
+        data.slice_set(&x.contiguous()?, 2, self.len)?;
+        self.len = need;
+        data.narrow(2, 0, self.len)
+    }
 }
 
 pub struct Qwen2 {
@@ -131,6 +192,7 @@ impl Qwen2 {
             Ok(w) => QMatMul::from_qtensor(w)?,
             Err(_) => QMatMul::from_qtensor(embed_q)?,
         };
+        let positions = cfg.context.min(max_positions).max(1);
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let mut w = |n: &str| t(&format!("blk.{i}.{n}"));
@@ -147,10 +209,10 @@ impl Qwen2 {
                 gate: QMatMul::from_qtensor(w("ffn_gate.weight")?)?,
                 down: QMatMul::from_qtensor(w("ffn_down.weight")?)?,
                 up: QMatMul::from_qtensor(w("ffn_up.weight")?)?,
-                kv: None,
+                k_cache: KvBuffer::new(positions),
+                v_cache: KvBuffer::new(positions),
             });
         }
-        let positions = cfg.context.min(max_positions).max(1);
         let hd = cfg.head_dim();
         let theta: Vec<f32> = (0..hd)
             .step_by(2)
@@ -189,10 +251,8 @@ impl Qwen2 {
             return Ok(());
         }
         for l in &mut self.layers {
-            l.kv = match (n, l.kv.take()) {
-                (0, _) | (_, None) => None,
-                (n, Some((k, v))) => Some((k.narrow(2, 0, n)?, v.narrow(2, 0, n)?)),
-            };
+            l.k_cache.truncate(n);
+            l.v_cache.truncate(n);
         }
         self.cached = n;
         Ok(())
@@ -240,12 +300,9 @@ impl Qwen2 {
             let v = shape(l.wv.forward(&xs)?.broadcast_add(&l.bv)?, nkv)?;
             let q = moshi::candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = moshi::candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
-            let (k, v) = match &l.kv {
-                Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
-                None => (k, v),
-            };
-            l.kv = Some((k.clone(), v.clone()));
-            let k = repeat_kv(k, nh / nkv)?;
+            let k = l.k_cache.append(&k)?;
+            let v = l.v_cache.append(&v)?;
+            let k = repeat_kv(k, nh / nkv)?.contiguous()?;
             let v = repeat_kv(v, nh / nkv)?.contiguous()?;
             let mut att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
             if let Some(m) = &mask {
