@@ -324,3 +324,52 @@ impl Qwen2 {
         self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+
+    fn model(dir: &std::path::Path) -> Qwen2 {
+        let p = dir.join("tiny.gguf");
+        write_tiny_qwen2(&p, &TinyQwen2::default()).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let c = gguf_file::Content::read(&mut f).unwrap();
+        Qwen2::load(&c, &mut f, &Device::Cpu, 1024).unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_cache_grows_past_its_step_and_cuts_back_as_one_pass_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let toks: Vec<u32> = (0..CACHE_GROW as u32 + 100).map(|t| (t * 7 + 3) % 290).collect();
+        let mut one = model(tmp.path());
+        let whole = one.forward(&toks).unwrap();
+        // In pieces, through a growth of the buffer, with a detour cut back.
+        let mut m = model(tmp.path());
+        m.forward(&toks[..300]).unwrap();
+        m.forward(&[1, 2, 3, 4, 5]).unwrap();
+        m.truncate(300).unwrap();
+        for t in 300..310 {
+            m.forward(&toks[t..t + 1]).unwrap();
+        }
+        let pieces = m.forward(&toks[310..]).unwrap();
+        assert!(close(&whole, &pieces) < 1e-4, "{}", close(&whole, &pieces));
+        assert_eq!(m.cached, toks.len());
+        // Past the positions the model holds: an error, and the cache is as it was.
+        assert!(m.forward(&vec![1; 1024 - toks.len() + 1]).is_err());
+        m.truncate(0).unwrap();
+        let again = m.forward(&toks).unwrap();
+        assert!(close(&whole, &again) < 1e-4);
+    }
+}
