@@ -114,7 +114,7 @@ mod tests {
         h.bound(120, 100, &prompt);
         let m = h.messages();
         assert!(prompt(m) <= 100, "down to the low mark: {}", prompt(m));
-        assert!(prompt(&h.messages()[..]) > 80, "but no further: {m:?}");
+        assert!(prompt(m) > 80, "but no further: {m:?}");
         assert_eq!(m[0].role, ChatRole::User);
         assert_eq!(m.last().unwrap().content, "last question");
         // Within the budget again: the margin means the next turn drops nothing.
