@@ -610,7 +610,7 @@ fn open_llm_loads_either_kind() {
 /// random, Q8_0): the first piece of the reply to a 15-word question, with its words
 /// read ahead as they come (all but the last, which comes with the end of speech), and
 /// without (only the system prompt and history read ahead, as before). Slow to write:
-/// `cargo test --release --test llm_gguf figures_first_piece -- --ignored --nocapture`.
+/// `cargo test --test llm_gguf figures_first_piece -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn figures_first_piece_after_the_end_of_speech_with_and_without_read_ahead() {

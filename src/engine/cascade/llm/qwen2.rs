@@ -352,7 +352,9 @@ mod tests {
     #[test]
     fn the_cache_grows_past_its_step_and_cuts_back_as_one_pass_reads() {
         let tmp = tempfile::tempdir().unwrap();
-        let toks: Vec<u32> = (0..CACHE_GROW as u32 + 100).map(|t| (t * 7 + 3) % 290).collect();
+        let toks: Vec<u32> = (0..CACHE_GROW as u32 + 100)
+            .map(|t| (t * 7 + 3) % 290)
+            .collect();
         let mut one = model(tmp.path());
         let whole = one.forward(&toks).unwrap();
         // In pieces, through a growth of the buffer, with a detour cut back.
