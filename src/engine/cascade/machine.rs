@@ -1214,6 +1214,58 @@ mod tests {
     }
 
     #[test]
+    fn a_long_persona_prompt_and_many_turns_stay_within_the_in_process_llms_context() {
+        use crate::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+        use crate::engine::cascade::llm::{GgufLlm, GgufLlmOptions};
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("tiny.gguf");
+        write_tiny_qwen2(&p, &TinyQwen2::default()).unwrap();
+        let opts = GgufLlmOptions {
+            context: 512,
+            ..Default::default()
+        };
+        let llm = GgufLlm::load(&p, &moshi::candle::Device::Cpu, &opts, &Cancel::new()).unwrap();
+        let cues: Vec<(usize, &'static str)> = (0..6).map(|i| (3 * i + 1, "hello")).collect();
+        let stt = ScriptStt {
+            words: vec![],
+            cues,
+            loud: 0,
+            pending: Vec::new(),
+            step: 0,
+        };
+        let settings = TurnSettings {
+            // About 130 of the 512 positions, and 100 for each reply (the tiny model
+            // never ends one early): the history must make room.
+            system_prompt: "hello world ".repeat(60),
+            max_tokens: 100,
+            temperature: 0.0,
+            ..Default::default()
+        };
+        let mut c = Cascade::new(
+            Box::new(stt),
+            Box::new(WordTts::default()),
+            Arc::new(llm),
+            "cpu",
+            settings,
+        );
+        let mut log = Vec::new();
+        run(&mut c, QUIET, 2, &mut log);
+        for _ in 0..6 {
+            run(&mut c, LOUD, 3, &mut log);
+            run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
+            run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
+        }
+        let trouble: Vec<_> = talk(&log)
+            .into_iter()
+            .filter(|t| matches!(t, Talk::LlmTrouble { .. }))
+            .collect();
+        assert!(trouble.is_empty(), "{trouble:?}");
+        let h = c.history().messages();
+        assert!(h.len() < 12, "older turns made room: {}", h.len());
+        assert_eq!(h.last().unwrap().role, ChatRole::Assistant);
+    }
+
+    #[test]
     fn a_synthesiser_that_cannot_start_is_reported_and_nothing_is_asked() {
         let l = llm(Ok("a reply nobody hears"), 0);
         let tts = WordTts::default();
