@@ -1,14 +1,16 @@
 //! Qwen2 from a GGUF file, after candle-transformers' `quantized_qwen2` (same tensors,
-//! same maths, its `RmsNorm` and `repeat_kv`), with three changes a conversation needs:
-//! the KV cache can be cut back to a prefix, so a turn only reads the tokens that are
-//! new since the last one; it is preallocated and written in place, as candle-nn's
-//! `KvCache` is, rather than copied whole by `Tensor::cat` on every token (quadratic
-//! over a conversation); and the causal mask is built for the cached offset instead of
-//! being cached per prompt length (candle's keeps one t×t mask per distinct length,
-//! forever, and can only read a prompt at position 0).
+//! same maths, its `RmsNorm`), with what a conversation needs:
+//! - the KV cache can be cut back to a prefix, so a turn only reads the tokens that are
+//!   new since the last one;
+//! - it is preallocated and written in place, as candle-nn's `KvCache` is, rather than
+//!   copied whole by `Tensor::cat` on every token (quadratic over a conversation), and
+//!   read in place: the query heads that share a key head read it together, where
+//!   `repeat_kv` copied it for each (7 times for Qwen2.5 0.5B);
+//! - the causal mask is built for the cached offset instead of being cached per prompt
+//!   length (candle's keeps one t×t mask per distinct length, forever, and can only
+//!   read a prompt at position 0).
 
 use candle_transformers::quantized_nn::RmsNorm;
-use candle_transformers::utils::repeat_kv;
 use moshi::candle::quantized::{gguf_file, QMatMul};
 use moshi::candle::{DType, Device, IndexOp, Module, Result, Tensor};
 use moshi::candle_nn::Embedding;
@@ -300,17 +302,26 @@ impl Qwen2 {
             let v = shape(l.wv.forward(&xs)?.broadcast_add(&l.bv)?, nkv)?;
             let q = moshi::candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = moshi::candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
+            // The cache's views, read in place: no copy of the conversation per token.
             let k = l.k_cache.append(&k)?;
             let v = l.v_cache.append(&v)?;
-            let k = repeat_kv(k, nh / nkv)?.contiguous()?;
-            let v = repeat_kv(v, nh / nkv)?.contiguous()?;
+            // The query heads that share a key head read it as one matrix (head j uses
+            // key head j / rep, as `repeat_kv` lays them out), rather than copying the
+            // keys and values `rep` times over.
+            let rep = nh / nkv;
+            let len = pos + t;
+            let q = q.reshape((1, nkv, rep * t, hd))?;
             let mut att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
             if let Some(m) = &mask {
-                att = att.broadcast_add(m)?;
+                att = att
+                    .reshape((1, nkv, rep, t, len))?
+                    .broadcast_add(m)?
+                    .reshape((1, nkv, rep * t, len))?;
             }
             let att = moshi::candle_nn::ops::softmax_last_dim(&att)?;
             let y = att
                 .matmul(&v)?
+                .reshape((1, nh, t, hd))?
                 .transpose(1, 2)?
                 .reshape((1, t, self.cfg.hidden))?;
             let h1 = (l.wo.forward(&y)? + residual)?;
