@@ -259,7 +259,8 @@ pub enum Talk {
         heard: usize,
         of: usize,
     },
-    /// The LLM could not answer; the conversation goes on and the next turn tries again.
+    /// The reply could not be written (the LLM) or spoken (the synthesiser could not
+    /// start it); the conversation goes on and the next turn tries again.
     LlmTrouble {
         message: String,
         remedy: String,

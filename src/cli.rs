@@ -263,6 +263,15 @@ pub struct CascadeArgs {
     /// cache, then a download of Qwen2.5-0.5B-Instruct q4.
     #[arg(long, global = true, value_name = "FILE.gguf")]
     pub llm_gguf: Option<PathBuf>,
+    /// Tokens the server's model holds, prompt and reply: the history is bounded to fit
+    /// (default 8192; the in-process GGUF uses its own context).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKENS",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(256..)
+    )]
+    pub llm_context: Option<usize>,
 }
 
 impl CascadeArgs {
@@ -277,6 +286,9 @@ impl CascadeArgs {
             Some(url) => {
                 let mut o = OpenAiOptions::new(url, self.llm_model.clone().unwrap_or_default());
                 o.api_key_env = self.llm_api_key_env.clone();
+                if let Some(n) = self.llm_context {
+                    o.context = n;
+                }
                 LlmChoice::Server(o)
             }
             None => LlmChoice::Gguf(GgufLlmOptions {
@@ -367,6 +379,7 @@ impl CascadeArgs {
         put("--llm-model", self.llm_model.clone());
         put("--llm-api-key-env", Some(self.llm_api_key_env.clone()));
         put("--llm-gguf", path(&self.llm_gguf));
+        put("--llm-context", self.llm_context.map(|n| n.to_string()));
         if self.tts_q8 {
             a.push("--tts-q8".into());
         }

@@ -4,7 +4,8 @@
 //! - a spoken question gets recognised words, a written reply and spoken audio, and the
 //!   journal keeps both sides;
 //! - talking over the reply silences it within two frames;
-//! - an LLM server that is down is a warning, not the end of the run.
+//! - an LLM server that is down is a warning, not the end of the run;
+//! - a file that ends on a click ends with it, not with a minute of silence.
 
 mod common;
 
@@ -173,5 +174,32 @@ fn an_llm_server_that_is_down_is_a_warning_and_the_run_goes_on() {
     assert!(
         String::from_utf8_lossy(&out.stdout).trim().is_empty(),
         "nothing was said"
+    );
+}
+
+#[test]
+fn a_file_that_ends_on_a_click_ends_without_a_minute_of_silence() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A second of quiet, a 10 ms click (one frame far over the floor), 0.2 s of quiet:
+    // the file ends in what might be the start of a turn, so the engine feeds silence
+    // while the cascade is busy. A click is not a turn: that is over in 0.8 s.
+    let mut pcm = vec![0.0f32; 24_000];
+    pcm.extend((0..240).map(|i| if i % 2 == 0 { 0.9 } else { -0.9 }));
+    pcm.extend(vec![0.0; 24_000 / 5]);
+    let (input, output) = (tmp.path().join("q.wav"), tmp.path().join("a.wav"));
+    assistant::audio::wav::write_wav_mono(&input, 24_000, &pcm).unwrap();
+    run_ok(
+        cascade(tmp.path())
+            .arg("--no-journal")
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output),
+    );
+    let (audio, rate) = read_mono(&output);
+    let extra = (audio.len() as f64 - pcm.len() as f64) / rate as f64;
+    assert!(
+        extra < 3.0,
+        "the output runs {extra:.1} s past the input (the 60 s tail is the defect)"
     );
 }

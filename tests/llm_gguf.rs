@@ -129,6 +129,85 @@ fn a_prepared_prompt_is_read_once_and_changes_nothing_in_the_reply() {
     assert_eq!(fresh.cached_tokens(), 0);
 }
 
+/// The conversation and the user's words so far, as the turn machine reads them ahead.
+fn with_words(history: &[(&str, &str)], words: &str) -> ChatRequest {
+    let mut h = history.to_vec();
+    h.push(("user", words));
+    ask(&h, 12, 0.0)
+}
+
+#[test]
+fn the_users_words_read_ahead_leave_only_the_tail_and_a_correction_rereads_from_the_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(tmp.path(), &TinyQwen2::default());
+    let llm = load(&p);
+    let history = [("user", "hello there"), ("assistant", "hello")];
+    // Word by word, as the recogniser gives them.
+    for n in 1..=3 {
+        let words = ["is", "it", "you"][..n].join(" ");
+        llm.prepare(&with_words(&history, &words), &Cancel::new())
+            .unwrap();
+    }
+    let full = with_words(&history, "is it you there");
+    let prompt = llm.prompt_tokens(&full);
+    let cached = llm.cached();
+    assert_eq!(
+        prompt[..cached.len()],
+        cached[..],
+        "the cache is the prompt's start"
+    );
+    // Left for the end of speech: the last word and the template's tail.
+    let tail = llm.count_tokens(" there") + llm.count_tokens("\nassistant\n") + 2;
+    assert!(
+        prompt.len() - cached.len() <= tail,
+        "{} of {} tokens left to read",
+        prompt.len() - cached.len(),
+        prompt.len()
+    );
+    let read = llm.tokens_read();
+    assert_eq!(reply(&llm, &full), reply(&load(&p), &full));
+    assert!(
+        llm.tokens_read() - read <= tail as u64,
+        "the reply read only the tail"
+    );
+    // The recogniser's words change (a correction): read again from the change only.
+    let before = with_words(&history, "is it you there and who");
+    llm.prepare(&before, &Cancel::new()).unwrap();
+    let corrected = with_words(&history, "is it you they and who");
+    let shared = llm
+        .prompt_tokens(&before)
+        .iter()
+        .zip(llm.prompt_tokens(&corrected))
+        .take_while(|(a, b)| **a == *b)
+        .count();
+    let read = llm.tokens_read();
+    llm.prepare(&corrected, &Cancel::new()).unwrap();
+    let open_len = llm.cached_tokens();
+    assert_eq!(
+        llm.tokens_read() - read,
+        (open_len - shared) as u64,
+        "read from where the words differ"
+    );
+    assert_eq!(reply(&llm, &corrected), reply(&load(&p), &corrected));
+}
+
+#[test]
+fn the_context_and_the_rendered_prompt_are_counted_for_the_history_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(tmp.path(), &TinyQwen2::default());
+    let llm = load(&p);
+    // The tiny model holds 2048 positions, less than the default 4096.
+    assert_eq!(llm.context_tokens(), 2048);
+    let req = ask(&[("user", "hello there"), ("assistant", "hi")], 8, 0.0);
+    assert_eq!(llm.count_prompt(&req), llm.prompt_tokens(&req).len());
+    let opts = GgufLlmOptions {
+        context: 256,
+        ..Default::default()
+    };
+    let small = GgufLlm::load(&p, &Device::Cpu, &opts, &Cancel::new()).unwrap();
+    assert_eq!(small.context_tokens(), 256);
+}
+
 #[test]
 fn temperature_samples_and_max_tokens_bounds_the_reply() {
     let tmp = tempfile::tempdir().unwrap();
@@ -525,4 +604,71 @@ fn open_llm_loads_either_kind() {
         .err()
         .unwrap();
     assert!(e.message.contains("gone.gguf"), "{e:?}");
+}
+
+/// Figures for the end of speech at the default model's size (Qwen2.5 0.5B's shape,
+/// random, Q8_0): the first piece of the reply to a 15-word question, with its words
+/// read ahead as they come (all but the last, which comes with the end of speech), and
+/// without (only the system prompt and history read ahead, as before). Slow to write:
+/// `cargo test --test llm_gguf figures_first_piece -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn figures_first_piece_after_the_end_of_speech_with_and_without_read_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("qwen-0.5b-shape.gguf");
+    write_tiny_qwen2(&p, &TinyQwen2::qwen25_05b_shape()).unwrap();
+    let history = [
+        ("user", "Hello! Tell me about the weather in two sentences."),
+        (
+            "assistant",
+            "It is sunny and warm today. Tomorrow brings light rain.",
+        ),
+    ];
+    let words: Vec<&str> =
+        "could you tell me whether I should take an umbrella when I walk to work"
+            .split(' ')
+            .collect();
+    assert_eq!(words.len(), 15);
+    let question = words.join(" ");
+    let load_avg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let first_piece = |llm: &GgufLlm, req: &ChatRequest| {
+        let t = Instant::now();
+        let mut first = None;
+        llm.stream(req, &Cancel::new(), &mut |_| {
+            first.get_or_insert(t.elapsed());
+        })
+        .unwrap();
+        first.unwrap_or(t.elapsed()).as_secs_f64() * 1e3
+    };
+    let mut req = with_words(&history, &question);
+    req.max_tokens = 2;
+    for round in 0..3 {
+        // Without: the conversation so far was read at the onset, the words were not.
+        let llm = load(&p);
+        llm.prepare(&ask(&history, 0, 0.0), &Cancel::new()).unwrap();
+        let read = llm.tokens_read();
+        let without = first_piece(&llm, &req);
+        let left_without = llm.tokens_read() - read;
+        // With: the same, and the words read as they come (each word's read timed: it
+        // must keep up with speech, about 0.4 s a word).
+        let llm = load(&p);
+        llm.prepare(&ask(&history, 0, 0.0), &Cancel::new()).unwrap();
+        let mut per_word = Vec::new();
+        for n in 1..words.len() {
+            let t = Instant::now();
+            llm.prepare(&with_words(&history, &words[..n].join(" ")), &Cancel::new())
+                .unwrap();
+            per_word.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let read = llm.tokens_read();
+        let with = first_piece(&llm, &req);
+        let left_with = llm.tokens_read() - read;
+        per_word.sort_by(f64::total_cmp);
+        eprintln!(
+            "FIGURES read-ahead, Qwen2.5-0.5B shape (Q8_0, random), round {round}: first piece after the end of speech: without {without:.0} ms ({left_without} tokens read), with {with:.0} ms ({left_with} tokens read); reading a word ahead: median {:.0} ms, max {:.0} ms; load average {}",
+            per_word[per_word.len() / 2],
+            per_word[per_word.len() - 1],
+            load_avg().trim()
+        );
+    }
 }

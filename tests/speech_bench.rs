@@ -67,7 +67,7 @@ fn tts_step_time_at_the_published_size() {
         "TTS 1.6B (random, f32, CPU): built in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    tts.start();
+    tts.start().unwrap();
     tts.push_text("one two three four five six seven eight nine ten eleven twelve ");
     tts.finish();
     let mut out = vec![0f32; FRAME];

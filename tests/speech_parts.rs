@@ -161,7 +161,7 @@ fn two_loads_of_the_recogniser_hear_the_same_words() {
 /// Push `text` in pieces that split words, then finish; step until done. Returns the
 /// frames and each step's result.
 fn speak(tts: &mut KyutaiTts, pieces: &[&str]) -> (Vec<Vec<f32>>, Vec<TtsStep>, f64) {
-    tts.start();
+    tts.start().unwrap();
     for p in pieces {
         tts.push_text(p);
     }
@@ -263,7 +263,7 @@ fn the_same_text_and_seed_speak_the_same_audio() {
 fn barge_in_silences_the_next_frame_and_unfinished_text_waits() {
     let d = dirs();
     let mut tts = tts(d);
-    tts.start();
+    tts.start().unwrap();
     tts.push_text("one two three four five six seven eight nine ten ");
     let mut out = vec![0f32; FRAME];
     let mut first_audio = None;
@@ -284,7 +284,7 @@ fn barge_in_silences_the_next_frame_and_unfinished_text_waits() {
     assert!(out.iter().all(|&x| x == 0.0), "silent after cancel");
 
     // Text that stops mid-stream (no finish) leaves the synthesiser waiting, silent.
-    tts.start();
+    tts.start().unwrap();
     tts.push_text("Hello th");
     let mut saw_wait = false;
     for _ in 0..40 {

@@ -97,7 +97,7 @@ fn load(dir: &Path, r: &Reference) -> KyutaiTts {
 fn speak_word_by_word(tts: &mut KyutaiTts, text: &str) -> (Vec<TtsStep>, Vec<Vec<f32>>, f64) {
     let mut words: std::collections::VecDeque<String> =
         text.split(' ').map(|w| format!("{w} ")).collect();
-    tts.start();
+    tts.start().unwrap();
     let (mut steps, mut frames) = (vec![], vec![]);
     let t = Instant::now();
     for _ in 0..400 {
@@ -217,7 +217,7 @@ fn all_text_at_once_gives_the_same_tokens_and_cancel_stops_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = checkpoint(tmp.path());
     let mut tts = load(&dir, &r);
-    tts.start();
+    tts.start().unwrap();
     tts.push_text(&r.text);
     tts.finish();
     let mut out = vec![0f32; FRAME];
@@ -240,7 +240,7 @@ fn all_text_at_once_gives_the_same_tokens_and_cancel_stops_at_once() {
     );
 
     // Unfinished text waits for the look-ahead words; cancel silences the next frame.
-    tts.start();
+    tts.start().unwrap();
     tts.push_text("Hello there, how");
     let mut saw_wait = false;
     for _ in 0..40 {
@@ -272,7 +272,7 @@ fn edit_lm(
 
 /// Greedy tokens of the whole text, pushed at once.
 fn greedy_trace(tts: &mut KyutaiTts, text: &str) -> Vec<StepTokens> {
-    tts.start();
+    tts.start().unwrap();
     tts.push_text(text);
     tts.finish();
     let mut out = vec![0f32; FRAME];
@@ -389,7 +389,7 @@ fn published_size_random_weights_agree_with_kyutai() {
     let t = Instant::now();
     let mut tts = load_with(&dir, &dir, &r);
     let load_s = t.elapsed().as_secs_f64();
-    tts.start();
+    tts.start().unwrap();
     tts.push_text(&r.text);
     tts.finish();
     let mut out = vec![0f32; FRAME];

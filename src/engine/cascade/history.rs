@@ -42,16 +42,29 @@ impl History {
         }
     }
 
-    /// Drop the oldest messages until `count(all) <= budget`, keeping at least the
-    /// last one, and starting on a user message.
-    pub fn bound(&mut self, budget: usize, count: &dyn Fn(&str) -> usize) {
-        let mut total: usize = self.messages.iter().map(|m| count(&m.content)).sum();
-        let mut drop = 0;
-        while total > budget && drop + 1 < self.messages.len() {
-            total -= count(&self.messages[drop].content);
-            drop += 1;
+    /// Keep the conversation within `budget` as `measure` counts it (the whole prompt,
+    /// template and all): when it is over, drop the oldest messages until it is within
+    /// `low` (at most `budget`: the margin spares the next turns a drop each), keeping
+    /// at least the last message, and starting on a user message.
+    pub fn bound(&mut self, budget: usize, low: usize, measure: &dyn Fn(&[ChatMessage]) -> usize) {
+        let n = self.messages.len();
+        if n <= 1 || measure(&self.messages) <= budget {
+            return;
         }
-        while drop + 1 < self.messages.len() && self.messages[drop].role != ChatRole::User {
+        let low = low.min(budget);
+        // The fewest dropped that fit (the count falls as messages go): a binary search,
+        // since measuring renders the whole prompt.
+        let (mut lo, mut hi) = (1, n - 1);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if measure(&self.messages[mid..]) <= low {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        let mut drop = lo;
+        while drop + 1 < n && self.messages[drop].role != ChatRole::User {
             drop += 1;
         }
         self.messages.drain(..drop);
@@ -92,14 +105,26 @@ mod tests {
             h.push(ChatRole::Assistant, &format!("answer {i} three four five"));
         }
         h.push(ChatRole::User, "last question");
-        h.bound(20, &words);
+        // The whole prompt: 50 tokens of system prompt and 4 of template a message.
+        let prompt =
+            |m: &[ChatMessage]| 50 + m.iter().map(|m| words(&m.content) + 4).sum::<usize>();
+        let all = prompt(h.messages());
+        h.bound(all, all, &prompt);
+        assert_eq!(h.messages().len(), 21, "within the budget: nothing goes");
+        h.bound(120, 100, &prompt);
         let m = h.messages();
-        assert!(m.iter().map(|m| words(&m.content)).sum::<usize>() <= 20);
+        assert!(prompt(m) <= 100, "down to the low mark: {}", prompt(m));
+        assert!(prompt(m) > 80, "but no further: {m:?}");
         assert_eq!(m[0].role, ChatRole::User);
         assert_eq!(m.last().unwrap().content, "last question");
-        assert!(m.len() >= 3, "recent turns are kept: {m:?}");
+        // Within the budget again: the margin means the next turn drops nothing.
+        h.push(ChatRole::Assistant, "fine");
+        h.push(ChatRole::User, "and now");
+        let kept = h.messages().len();
+        h.bound(120, 100, &prompt);
+        assert_eq!(h.messages().len(), kept);
         // A single message bigger than the budget is still kept: the user asked it.
-        h.bound(1, &words);
+        h.bound(1, 1, &prompt);
         assert_eq!(h.messages().len(), 1);
     }
 }

@@ -2,10 +2,17 @@
 //! LLM on a thread of its own and a streaming synthesiser. Listening → (the user's
 //! turn ends) → Thinking → (the first audio) → Speaking → (the reply played) →
 //! Listening; the user's voice during Thinking or Speaking stops the reply at once.
+//!
+//! A turn opens with a speech onset (by loudness). The recogniser's words join it
+//! only when they come after that onset (less its delay): words with no onset before
+//! them are someone else's (a TV the onset detector learnt as the room's floor). While
+//! the user speaks, the LLM reads the conversation and their words so far ahead, so
+//! that at the end of speech only the last words and the template's tail are left.
 
 use super::history::History;
+use super::llm::worker::{LlmThread, Piece};
 use super::onset::Onset;
-use super::parts::{ChatRequest, ChatRole, Llm, LlmError, SpeechToText, TextToSpeech, TtsStep};
+use super::parts::{ChatMessage, ChatRequest, ChatRole, Llm, SpeechToText, TextToSpeech, TtsStep};
 use crate::bus::{Cancel, Talk, TalkPhase};
 use crate::engine::model::{DuplexModel, ModelInfo, Primed, Prompt, Sampling, StepOutput};
 use anyhow::Result;
@@ -17,13 +24,22 @@ pub const SAMPLE_RATE: u32 = 24_000;
 pub const FRAME_LEN: usize = 1920;
 
 /// Quiet frames after speech before the user's turn may end when the recogniser
-/// predicts the end of speech (320 ms), and after which it ends regardless (800 ms).
+/// predicts the end of speech (320 ms), and after which it ends regardless (800 ms):
+/// ended and answered if it was an utterance, forgotten if it was a noise.
 const MIN_QUIET_FRAMES: u32 = 4;
 const MAX_QUIET_FRAMES: u32 = 10;
 /// The recogniser's end-of-speech probability that ends a turn early.
 const END_OF_SPEECH: f32 = 0.5;
 /// Frames of speech (by loudness) that make an utterance rather than a noise.
 const MIN_SPEECH_FRAMES: u32 = 2;
+/// Frames a word's audio may begin before the onset that opened the turn (a soft
+/// first sound under the detector's threshold) and still be the user's.
+const ONSET_SLACK_FRAMES: u64 = 2;
+/// Tokens left free for the user's words when the history is bounded at their onset
+/// (at most an eighth of the context),
+/// so that their words do not push the oldest turn out at the end of speech (which
+/// would change the prompt's start and make the LLM read it all again).
+const USER_WORDS_RESERVE: usize = 256;
 
 /// What the LLM is told when the persona has no prompt.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful voice assistant talking with \
@@ -36,9 +52,9 @@ pub struct TurnSettings {
     pub temperature: f32,
     /// The persona's LLM model, or the LLM's default.
     pub llm_model: Option<String>,
+    /// The reply's length bound; the history is bounded so that the rendered prompt
+    /// and this fit in the LLM's context.
     pub max_tokens: u32,
-    /// Tokens of history sent with each request (oldest turns go first).
-    pub history_tokens: usize,
 }
 
 impl Default for TurnSettings {
@@ -48,18 +64,11 @@ impl Default for TurnSettings {
             temperature: 0.7,
             llm_model: None,
             max_tokens: 300,
-            history_tokens: 3000,
         }
     }
 }
 
-enum Piece {
-    Text(String),
-    Done,
-    Failed(LlmError),
-}
-
-/// The reply being written and played.
+/// The reply being written and played. Dropping it stops the LLM writing it.
 struct Reply {
     pieces: Receiver<Piece>,
     cancel: Cancel,
@@ -71,6 +80,12 @@ struct Reply {
     started: usize,
     /// Words already sent to the feed.
     fed: usize,
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl Reply {
@@ -110,12 +125,18 @@ struct UserTurn {
     speech_frames: u32,
     quiet_frames: u32,
     end_of_speech: Option<f32>,
+    /// The frame of the speech onset that opened the turn; none, no turn is open.
+    onset: Option<u64>,
+    /// The history was bounded for this turn (at its onset, leaving room for it).
+    bounded: bool,
 }
 
 pub struct Cascade {
     stt: Box<dyn SpeechToText>,
     tts: Box<dyn TextToSpeech>,
     llm: Arc<dyn Llm>,
+    /// The LLM's thread, started with the first job.
+    llm_thread: Option<LlmThread>,
     device: String,
     /// The speech parts' compute type, for the header.
     dtype: String,
@@ -129,8 +150,10 @@ pub struct Cascade {
     phase: TalkPhase,
     user: UserTurn,
     reply: Option<Reply>,
-    /// The LLM reading the history ahead while the user speaks (its cancel flag).
+    /// The LLM reading the user's turn ahead (its cancel flag: a reset drops it).
     reading_ahead: Option<Cancel>,
+    /// Frames stepped, for placing the recogniser's words against the onset.
+    frame: u64,
     /// The first step says "listening", so front-ends know turns come from here (and
     /// show the recogniser's words rather than their own voice detection).
     announced: bool,
@@ -149,6 +172,7 @@ impl Cascade {
             stt,
             tts,
             llm,
+            llm_thread: None,
             device: device.into(),
             dtype: String::new(),
             fixed_voice: false,
@@ -160,6 +184,7 @@ impl Cascade {
             user: UserTurn::default(),
             reply: None,
             reading_ahead: None,
+            frame: 0,
             announced: false,
             silence: vec![0.0; FRAME_LEN],
         }
@@ -190,16 +215,40 @@ impl Cascade {
         }
     }
 
-    fn heard_words(&mut self, words: Vec<String>, out: &mut StepOutput) {
+    /// The LLM's thread, started if it is not running.
+    fn llm_thread(&mut self) -> std::io::Result<&LlmThread> {
+        if self.llm_thread.is_none() {
+            self.llm_thread = Some(LlmThread::spawn(self.llm.clone())?);
+        }
+        Ok(self.llm_thread.as_ref().expect("started above"))
+    }
+
+    /// Words from the recogniser this frame. They join the user's turn if it is open
+    /// and they came after its onset: a word arrives `delay_frames` after its audio,
+    /// so one that arrives sooner after the onset was said before it, by someone else.
+    /// True when any joined.
+    fn heard_words(&mut self, words: Vec<String>, out: &mut StepOutput) -> bool {
+        let delay = self.stt.delay_frames() as u64;
+        let theirs = self
+            .user
+            .onset
+            .is_some_and(|k| self.frame + ONSET_SLACK_FRAMES >= k + delay);
+        let mut joined = false;
         for w in words {
             let w = w.trim();
             if w.is_empty() {
                 continue;
             }
+            if !theirs {
+                tracing::debug!("cascade: {w:?} heard with no speech onset before it: not a turn");
+                continue;
+            }
             self.user.words.push(' ');
             self.user.words.push_str(w);
             out.talk.push(Talk::UserWords(format!(" {w}")));
+            joined = true;
         }
+        joined
     }
 
     fn user_turn_over(&self) -> bool {
@@ -208,6 +257,14 @@ impl Cascade {
             && u.quiet_frames >= MIN_QUIET_FRAMES
             && (u.quiet_frames >= MAX_QUIET_FRAMES
                 || u.end_of_speech.is_some_and(|p| p >= END_OF_SPEECH))
+    }
+
+    /// A turn of too little speech to be an utterance (a click, a knock), quiet for
+    /// the longest pause: it is forgotten, with any words it had, and what is heard
+    /// next needs an onset of its own.
+    fn noise_over(&self) -> bool {
+        let u = &self.user;
+        u.speech_frames > 0 && u.quiet_frames >= MAX_QUIET_FRAMES
     }
 
     /// The user stopped: flush the recogniser's delay with silence (faster than real
@@ -221,6 +278,7 @@ impl Cascade {
         self.user = UserTurn::default();
         if said.trim().is_empty() {
             // A noise, or speech the recogniser made nothing of: nothing to answer.
+            self.stop_reading_ahead();
             return Ok(());
         }
         out.talk.push(Talk::UserTurnEnded);
@@ -229,69 +287,104 @@ impl Cascade {
         Ok(())
     }
 
-    fn request(&mut self) -> ChatRequest {
+    /// Drop the oldest turns until the rendered prompt and the reply's `max_tokens`
+    /// fit in the LLM's context, and room for the user's words `for_words` (at their
+    /// onset). Once over, it drops a quarter more, so that
+    /// the next turns do not each drop one (each drop changes the prompt's start, and
+    /// the in-process LLM reads it all again).
+    fn bound_history(&mut self, for_words: bool) {
         let llm = self.llm.clone();
-        self.history
-            .bound(self.settings.history_tokens, &|s| llm.count_tokens(s));
+        let context = llm.context_tokens();
+        let reply = (self.settings.max_tokens as usize).min(context / 2);
+        let reserve = if for_words {
+            USER_WORDS_RESERVE.min(context / 8)
+        } else {
+            0
+        };
+        let budget = context.saturating_sub(reply + reserve);
+        let system = self.settings.system_prompt.clone();
+        let measure = |messages: &[ChatMessage]| {
+            llm.count_prompt(&ChatRequest {
+                system: system.clone(),
+                messages: messages.to_vec(),
+                temperature: 0.0,
+                max_tokens: 0,
+                model: None,
+            })
+        };
+        self.history.bound(budget, budget - budget / 4, &measure);
+    }
+
+    /// The request for the conversation so far, and `open` (the user's words still
+    /// being heard) as its last message when given.
+    fn request(&self, open: Option<&str>) -> ChatRequest {
+        let mut messages = self.history.messages().to_vec();
+        if let Some(words) = open.map(str::trim).filter(|w| !w.is_empty()) {
+            messages.push(ChatMessage {
+                role: ChatRole::User,
+                content: words.to_string(),
+            });
+        }
         ChatRequest {
             system: self.settings.system_prompt.clone(),
-            messages: self.history.messages().to_vec(),
+            messages,
             temperature: self.settings.temperature,
             max_tokens: self.settings.max_tokens,
             model: self.settings.llm_model.clone(),
         }
     }
 
-    /// The user started a turn: let the LLM read the conversation so far now, so the
-    /// reply reads only their new words. Its lock makes the reply wait for it.
+    /// The user is speaking: let the LLM read the conversation so far and their words
+    /// as heard, so the reply reads only what is left at the end of speech. Called at
+    /// the onset and as words join; each call reads on from what changed.
     fn read_ahead(&mut self) {
-        if self.reading_ahead.is_some() {
-            return;
+        if !std::mem::replace(&mut self.user.bounded, true) {
+            self.bound_history(true);
         }
-        let request = self.request();
-        let (llm, cancel) = (self.llm.clone(), Cancel::new());
-        let flag = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("cascade-llm-read-ahead".into())
-            .spawn(move || {
-                if let Err(e) = llm.prepare(&request, &flag) {
-                    tracing::debug!("cascade: reading ahead failed: {}", e.message);
-                }
-            });
-        if spawned.is_ok() {
-            self.reading_ahead = Some(cancel);
+        let request = self.request(Some(&self.user.words));
+        let cancel = self.reading_ahead.get_or_insert_with(Cancel::new).clone();
+        match self.llm_thread() {
+            Ok(t) => t.prepare(request, &cancel),
+            Err(e) => tracing::debug!("cascade: no LLM thread to read ahead on: {e}"),
+        }
+    }
+
+    fn stop_reading_ahead(&mut self) {
+        if let Some(c) = self.reading_ahead.take() {
+            c.cancel();
         }
     }
 
     fn ask(&mut self, out: &mut StepOutput) {
+        // What was read ahead is the reply's prefix: let it finish, not cancel it.
         self.reading_ahead = None;
-        let llm = self.llm.clone();
-        let request = self.request();
-        let cancel = Cancel::new();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let thread_cancel = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("cascade-llm".into())
-            .spawn(move || {
-                let mut send = |p: &str| {
-                    let _ = tx.send(Piece::Text(p.to_string()));
-                };
-                let end = match llm.stream(&request, &thread_cancel, &mut send) {
-                    Ok(()) => Piece::Done,
-                    Err(e) => Piece::Failed(e),
-                };
-                let _ = tx.send(end);
-            });
-        if let Err(e) = spawned {
+        if let Err(e) = self.tts.start() {
+            // Nothing could be spoken: ask nothing. The user's words stay in the
+            // history, so the next turn asks again.
             out.talk.push(Talk::LlmTrouble {
-                message: format!("could not start the LLM thread: {e}"),
-                remedy: "free some memory or threads and speak again".into(),
+                message: format!("The synthesiser could not start the reply: {e:#}."),
+                remedy: "Speak again to retry; if it repeats, check --tts-model-dir and \
+                         --tts-voice (or the persona's voice)."
+                    .into(),
             });
             return;
         }
-        self.tts.start();
+        self.bound_history(false);
+        let request = self.request(None);
+        let cancel = Cancel::new();
+        let pieces = match self.llm_thread() {
+            Ok(t) => t.reply(request, &cancel),
+            Err(e) => {
+                self.tts.cancel();
+                out.talk.push(Talk::LlmTrouble {
+                    message: format!("could not start the LLM thread: {e}"),
+                    remedy: "free some memory or threads and speak again".into(),
+                });
+                return;
+            }
+        };
         self.reply = Some(Reply {
-            pieces: rx,
+            pieces,
             cancel,
             text: String::new(),
             written: false,
@@ -308,7 +401,6 @@ impl Cascade {
         let Some(reply) = self.reply.take() else {
             return;
         };
-        reply.cancel.cancel();
         self.tts.cancel();
         if self.phase == TalkPhase::Speaking {
             self.history.push(ChatRole::Assistant, &reply.heard_text());
@@ -320,14 +412,27 @@ impl Cascade {
             // Nothing played yet: the user is still talking. Their words rejoin the turn.
             self.user.words = format!(" {said}{}", self.user.words);
         }
+        drop(reply);
+        // Their turn opens here: words heard from now on (less the delay) are theirs.
+        self.user.onset = Some(self.frame);
         self.set_phase(TalkPhase::Listening, out);
         self.take_next_settings();
+        self.read_ahead();
     }
 
     fn take_next_settings(&mut self) {
         if let Some(next) = self.next.take() {
             self.settings = next;
         }
+    }
+
+    /// The reply is over (played, or nothing to play): back to listening, with a
+    /// fresh turn (what the microphone heard meanwhile was our own voice).
+    fn reply_over(&mut self, out: &mut StepOutput) {
+        self.reply = None;
+        self.user = UserTurn::default();
+        self.set_phase(TalkPhase::Listening, out);
+        self.take_next_settings();
     }
 
     /// Pass the LLM's pieces to the synthesiser and play one frame of the reply.
@@ -355,9 +460,7 @@ impl Cascade {
                         // Nothing to say: the user's words stay in the history, so the
                         // next turn asks again.
                         self.tts.cancel();
-                        self.reply = None;
-                        self.set_phase(TalkPhase::Listening, out);
-                        self.take_next_settings();
+                        self.reply_over(out);
                         return Ok(());
                     }
                     break;
@@ -369,7 +472,14 @@ impl Cascade {
             reply.finished = true;
             self.tts.finish();
         }
-        let step = self.tts.step(&mut out.pcm)?;
+        let step = match self.tts.step(&mut out.pcm) {
+            Ok(s) => s,
+            Err(e) => {
+                // The reply cannot go on: stop writing it (dropping it does).
+                self.reply_over(out);
+                return Err(e);
+            }
+        };
         match step {
             TtsStep::Audio { words_started } => {
                 reply.started = reply.started.max(words_started);
@@ -382,9 +492,7 @@ impl Cascade {
                 out.text = reply.newly_heard();
                 let heard = reply.heard_text();
                 self.history.push(ChatRole::Assistant, &heard);
-                self.reply = None;
-                self.set_phase(TalkPhase::Listening, out);
-                self.take_next_settings();
+                self.reply_over(out);
             }
         }
         Ok(())
@@ -421,28 +529,34 @@ impl DuplexModel for Cascade {
         if !std::mem::replace(&mut self.announced, true) {
             out.talk.push(Talk::Phase(self.phase));
         }
+        self.frame += 1;
         let heard = self.onset.frame(pcm_in);
         let stt = self.stt.step(pcm_in)?;
-        // While a reply is on its way the recogniser hears our own voice (what the echo
-        // canceller left) and the tail of the turn already sent: not the user's words.
-        // A barge-in returns to Listening first, and the user's words come after it.
-        if self.phase == TalkPhase::Listening {
-            self.heard_words(stt.words, out);
-        }
         if stt.end_of_speech.is_some() {
             self.user.end_of_speech = stt.end_of_speech;
         }
         if heard.speech {
             self.user.speech_frames += 1;
             self.user.quiet_frames = 0;
+            self.user.onset.get_or_insert(self.frame);
         } else {
             self.user.quiet_frames = self.user.quiet_frames.saturating_add(1);
+        }
+        // While a reply is on its way the recogniser hears our own voice (what the echo
+        // canceller left) and the tail of the turn already sent: not the user's words.
+        // A barge-in returns to Listening first, and the user's words come after it.
+        if self.phase == TalkPhase::Listening && self.heard_words(stt.words, out) {
+            self.read_ahead();
         }
         match self.phase {
             TalkPhase::Listening if self.user_turn_over() => {
                 // The reply starts next frame at the earliest (no LLM answers in
                 // microseconds), so the thinking phase always shows.
                 return self.end_user_turn(out);
+            }
+            TalkPhase::Listening if self.noise_over() => {
+                self.user = UserTurn::default();
+                self.stop_reading_ahead();
             }
             TalkPhase::Listening if heard.onset => self.read_ahead(),
             TalkPhase::Thinking | TalkPhase::Speaking if heard.onset => self.barge_in(out),
@@ -452,12 +566,8 @@ impl DuplexModel for Cascade {
     }
 
     fn reset(&mut self) {
-        if let Some(r) = self.reply.take() {
-            r.cancel.cancel();
-        }
-        if let Some(c) = self.reading_ahead.take() {
-            c.cancel();
-        }
+        self.reply = None;
+        self.stop_reading_ahead();
         self.tts.cancel();
         self.stt.reset();
         self.history.clear();
@@ -517,12 +627,9 @@ impl Cascade {
 
 impl Drop for Cascade {
     fn drop(&mut self) {
-        if let Some(r) = self.reply.take() {
-            r.cancel.cancel();
-        }
-        if let Some(c) = self.reading_ahead.take() {
-            c.cancel();
-        }
+        // The reply's own drop cancels it; the LLM's thread ends after its job.
+        self.reply = None;
+        self.stop_reading_ahead();
     }
 }
 
@@ -531,23 +638,38 @@ mod tests {
     //! The turn machine with scripted parts: words on cue, two frames of audio per
     //! word, an LLM that writes what it is told. The real parts have their own tests.
     use super::*;
-    use crate::engine::cascade::parts::{ChatMessage, SttStep};
+    use crate::engine::cascade::parts::{ChatMessage, LlmError, SttStep};
     use std::collections::VecDeque;
     use std::sync::Mutex;
 
     struct ScriptStt {
         /// Words to report on the given step numbers.
         words: Vec<(usize, &'static str)>,
+        /// Words to report `DELAY` steps after the n-th loud frame it hears (from 1),
+        /// as a recogniser does, whenever the test's frames come.
+        cues: Vec<(usize, &'static str)>,
+        loud: usize,
+        pending: Vec<(usize, &'static str)>,
         step: usize,
     }
+    const DELAY: usize = 2;
     impl SpeechToText for ScriptStt {
         fn name(&self) -> String {
             "script-stt".into()
         }
-        fn step(&mut self, _pcm: &[f32]) -> Result<SttStep> {
+        fn step(&mut self, pcm: &[f32]) -> Result<SttStep> {
+            if pcm.iter().any(|x| x.abs() > 0.1) {
+                self.loud += 1;
+                for &(n, w) in &self.cues {
+                    if n == self.loud {
+                        self.pending.push((self.step + DELAY, w));
+                    }
+                }
+            }
             let words = self
                 .words
                 .iter()
+                .chain(&self.pending)
                 .filter(|(s, _)| *s == self.step)
                 .map(|(_, w)| w.to_string())
                 .collect();
@@ -558,7 +680,7 @@ mod tests {
             })
         }
         fn delay_frames(&self) -> usize {
-            2
+            DELAY
         }
         fn reset(&mut self) {
             self.step = 0;
@@ -573,6 +695,8 @@ mod tests {
         frames_left: u32,
         finished: bool,
         voice: String,
+        /// Where it fails, when it does: "start" or "step".
+        fault: Arc<Mutex<Option<&'static str>>>,
     }
     impl TextToSpeech for WordTts {
         fn name(&self) -> String {
@@ -583,11 +707,18 @@ mod tests {
             self.voice = voice.into();
             Ok(())
         }
-        fn start(&mut self) {
+        fn start(&mut self) -> Result<()> {
+            let fault = self.fault.clone();
+            anyhow::ensure!(
+                *fault.lock().unwrap() != Some("start"),
+                "out of memory for the voice's state"
+            );
             *self = Self {
                 voice: std::mem::take(&mut self.voice),
+                fault,
                 ..Default::default()
             };
+            Ok(())
         }
         fn push_text(&mut self, text: &str) {
             self.pending.push_str(text);
@@ -610,6 +741,10 @@ mod tests {
             self.finished = true;
         }
         fn step(&mut self, out: &mut [f32]) -> Result<TtsStep> {
+            anyhow::ensure!(
+                *self.fault.lock().unwrap() != Some("step"),
+                "the synthesiser failed"
+            );
             if self.frames_left == 0 {
                 if self.words.pop_front().is_some() {
                     self.started += 1;
@@ -639,6 +774,7 @@ mod tests {
         requests: Mutex<Vec<ChatRequest>>,
         prepared: Mutex<Vec<ChatRequest>>,
         cancelled: Mutex<bool>,
+        context: Mutex<usize>,
         /// Wait this long between pieces.
         pace: std::time::Duration,
     }
@@ -672,6 +808,9 @@ mod tests {
         fn count_tokens(&self, text: &str) -> usize {
             text.split_whitespace().count()
         }
+        fn context_tokens(&self) -> usize {
+            *self.context.lock().unwrap()
+        }
         fn prepare(&self, request: &ChatRequest, _cancel: &Cancel) -> Result<(), LlmError> {
             self.prepared.lock().unwrap().push(request.clone());
             Ok(())
@@ -684,22 +823,45 @@ mod tests {
             requests: Mutex::new(Vec::new()),
             prepared: Mutex::new(Vec::new()),
             cancelled: Mutex::new(false),
+            context: Mutex::new(4096),
             pace: std::time::Duration::from_millis(pace_ms),
         })
     }
 
     /// A cascade that has heard two quiet frames (a room before anyone speaks); the
-    /// recogniser's steps count from 0 including them.
-    fn cascade(words: Vec<(usize, &'static str)>, llm: Arc<ScriptLlm>) -> Cascade {
+    /// recogniser's steps count from 0 including them. `cues` are words said at the
+    /// n-th loud frame (from 1), heard `DELAY` frames later.
+    fn cascade_with(
+        words: Vec<(usize, &'static str)>,
+        cues: Vec<(usize, &'static str)>,
+        llm: Arc<ScriptLlm>,
+        tts: WordTts,
+    ) -> Cascade {
+        let stt = ScriptStt {
+            words,
+            cues,
+            loud: 0,
+            pending: Vec::new(),
+            step: 0,
+        };
         let mut c = Cascade::new(
-            Box::new(ScriptStt { words, step: 0 }),
-            Box::new(WordTts::default()),
+            Box::new(stt),
+            Box::new(tts),
             llm,
             "cpu",
             TurnSettings::default(),
         );
         run(&mut c, QUIET, 2, &mut Vec::new());
         c
+    }
+
+    fn cascade(words: Vec<(usize, &'static str)>, llm: Arc<ScriptLlm>) -> Cascade {
+        cascade_with(words, vec![], llm, WordTts::default())
+    }
+
+    /// A cascade whose recogniser hears `cues` (word at the n-th loud frame).
+    fn cascade_cued(cues: Vec<(usize, &'static str)>, llm: Arc<ScriptLlm>) -> Cascade {
+        cascade_with(vec![], cues, llm, WordTts::default())
     }
 
     const LOUD: f32 = 0.3;
@@ -806,7 +968,7 @@ mod tests {
     #[test]
     fn speaking_over_the_reply_silences_that_frame_and_keeps_only_what_played() {
         let l = llm(Ok("one two three four five six seven eight nine ten"), 0);
-        let mut c = cascade(vec![(1, "hello")], l.clone());
+        let mut c = cascade_cued(vec![(1, "hello")], l.clone());
         let mut log = Vec::new();
         run(&mut c, LOUD, 3, &mut log);
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
@@ -835,7 +997,7 @@ mod tests {
     #[test]
     fn talking_on_while_it_thinks_cancels_the_request_and_joins_the_turn() {
         let l = llm(Ok("a long considered answer"), 50);
-        let mut c = cascade(vec![(1, "tell"), (22, "more")], l.clone());
+        let mut c = cascade_cued(vec![(1, "tell"), (4, "more")], l.clone());
         let mut log = Vec::new();
         run(&mut c, LOUD, 3, &mut log);
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
@@ -860,7 +1022,7 @@ mod tests {
             transient: true,
         };
         let l = llm(Err(err.clone()), 0);
-        let mut c = cascade(vec![(1, "hello"), (20, "again")], l.clone());
+        let mut c = cascade_cued(vec![(1, "hello"), (4, "again")], l.clone());
         let mut log = Vec::new();
         run(&mut c, LOUD, 3, &mut log);
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
@@ -879,7 +1041,7 @@ mod tests {
     #[test]
     fn a_persona_switch_mid_reply_applies_from_the_next_turn() {
         let l = llm(Ok("first reply here"), 5);
-        let mut c = cascade(vec![(1, "hi"), (40, "bye")], l.clone());
+        let mut c = cascade_cued(vec![(1, "hi"), (4, "bye")], l.clone());
         let mut log = Vec::new();
         run(&mut c, LOUD, 3, &mut log);
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
@@ -910,32 +1072,249 @@ mod tests {
         assert_eq!(reqs[1].model.as_deref(), Some("big-model"));
     }
 
-    #[test]
-    fn the_llm_reads_the_conversation_ahead_when_the_user_starts_a_turn() {
-        let l = llm(Ok("noon"), 0);
-        let mut c = cascade(vec![(1, "time?"), (30, "thanks")], l.clone());
-        let mut log = Vec::new();
-        run(&mut c, LOUD, 3, &mut log);
-        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
-        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
-        run(&mut c, LOUD, 3, &mut log);
-        let mut prepared = Vec::new();
+    fn contents(r: &ChatRequest) -> Vec<&str> {
+        r.messages.iter().map(|m| m.content.as_str()).collect()
+    }
+
+    /// Wait until the LLM has read ahead a request of these messages (its thread runs
+    /// the read-aheads).
+    fn read_ahead_of(l: &ScriptLlm, want: &[&str]) {
         for _ in 0..500 {
-            prepared = l.prepared.lock().unwrap().clone();
-            if prepared.len() >= 2 {
-                break;
+            if l.prepared
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|r| contents(r) == want)
+            {
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        assert_eq!(prepared.len(), 2, "once per turn, at its onset");
-        assert!(prepared[0].messages.is_empty());
-        // The second turn's read-ahead holds the first exchange, not the new words.
-        let contents: Vec<_> = prepared[1]
-            .messages
+        panic!(
+            "no read-ahead of {want:?}: {:?}",
+            l.prepared
+                .lock()
+                .unwrap()
+                .iter()
+                .map(contents)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_llm_reads_the_conversation_and_the_users_words_ahead_as_they_come() {
+        let l = llm(Ok("noon"), 0);
+        let cues = vec![(1, "time?"), (4, "thanks"), (5, "a"), (6, "lot")];
+        let mut c = cascade_cued(cues, l.clone());
+        let mut log = Vec::new();
+        run(&mut c, LOUD, 3, &mut log);
+        // The first word is read while the user is still speaking.
+        read_ahead_of(&l, &["time?"]);
+        assert!(l.requests.lock().unwrap().is_empty(), "no reply yet");
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
+        // The next turn: the first exchange, then the new words as they come.
+        run(&mut c, LOUD, 3, &mut log);
+        read_ahead_of(&l, &["time?", "noon", "thanks"]);
+        run(&mut c, LOUD, 1, &mut log);
+        read_ahead_of(&l, &["time?", "noon", "thanks a"]);
+        assert_eq!(l.requests.lock().unwrap().len(), 1, "still the user's turn");
+        // The last word comes with the end of speech, in the reply's request.
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
+        let reqs = requests(&l, 2);
+        assert_eq!(contents(&reqs[1]), ["time?", "noon", "thanks a lot"]);
+    }
+
+    #[test]
+    fn background_words_with_no_onset_do_not_join_the_next_question() {
+        const TV: f32 = 0.045;
+        let l = llm(Ok("noon"), 0);
+        // A TV talks at a steady level: the onset detector learns it as the floor
+        // (while the window still holds the first quiet frames it counts as speech,
+        // an empty turn). Its words come anyway.
+        let tv = vec![(150, "the"), (160, "news"), (170, "tonight")];
+        let mut c = cascade_with(
+            tv,
+            vec![(1, "what"), (3, "time")],
+            l.clone(),
+            WordTts::default(),
+        );
+        let mut log = Vec::new();
+        run(&mut c, TV, 199, &mut log);
+        assert!(!c.busy(), "no turn open over the TV");
+        run(&mut c, LOUD, 4, &mut log);
+        run(&mut c, TV, MAX_QUIET_FRAMES as usize, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() != TalkPhase::Listening);
+        let reqs = requests(&l, 1);
+        assert_eq!(contents(&reqs[0]), ["what time"], "only the user's words");
+        let said: String = talk(&log)
             .iter()
-            .map(|m| m.content.as_str())
+            .filter_map(|t| match t {
+                Talk::UserWords(w) => Some(w.as_str()),
+                _ => None,
+            })
             .collect();
-        assert_eq!(contents, ["time?", "noon"]);
+        assert_eq!(
+            said, " what time",
+            "the TV's words are not shown as the user's"
+        );
+    }
+
+    #[test]
+    fn a_click_is_forgotten_after_the_quiet_limit_and_the_engine_is_not_busy() {
+        let l = llm(Ok("noon"), 0);
+        // One frame 20 dB over the floor, and a word the recogniser made of it.
+        let mut c = cascade_cued(vec![(1, "tick"), (2, "hello")], l.clone());
+        let mut log = Vec::new();
+        run(&mut c, LOUD, 1, &mut log);
+        assert!(c.busy(), "a turn may be starting");
+        run(&mut c, QUIET, MAX_QUIET_FRAMES as usize, &mut log);
+        assert!(
+            !c.busy(),
+            "quiet for the longest pause: the click is forgotten"
+        );
+        assert!(l.requests.lock().unwrap().is_empty());
+        // The next question is only itself.
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
+        assert_eq!(contents(&requests(&l, 1)[0]), ["hello"]);
+    }
+
+    #[test]
+    fn the_history_is_bounded_by_the_llms_context_with_the_prompt_and_the_reply() {
+        let l = llm(Ok("fine"), 0);
+        *l.context.lock().unwrap() = 300;
+        let mut c = cascade_cued(vec![(1, "question")], l.clone());
+        c.settings.system_prompt = "persona ".repeat(100);
+        c.settings.max_tokens = 50;
+        for i in 0..10 {
+            c.history
+                .push(ChatRole::User, &format!("asked {i} {}", "word ".repeat(8)));
+            c.history.push(
+                ChatRole::Assistant,
+                &format!("said {i} {}", "word ".repeat(8)),
+            );
+        }
+        let mut log = Vec::new();
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
+        let req = &requests(&l, 1)[0];
+        let prompt = l.count_prompt(req);
+        assert!(
+            prompt + 50 <= 300,
+            "{prompt} tokens of prompt and 50 of reply in 300"
+        );
+        assert!(
+            req.messages.len() >= 3,
+            "recent turns are kept: {:?}",
+            contents(req)
+        );
+        assert_eq!(req.messages[0].role, ChatRole::User);
+        assert_eq!(req.messages.last().unwrap().content, "question");
+    }
+
+    #[test]
+    fn a_long_persona_prompt_and_many_turns_stay_within_the_in_process_llms_context() {
+        use crate::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+        use crate::engine::cascade::llm::{GgufLlm, GgufLlmOptions};
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("tiny.gguf");
+        write_tiny_qwen2(&p, &TinyQwen2::default()).unwrap();
+        let opts = GgufLlmOptions {
+            context: 512,
+            ..Default::default()
+        };
+        let llm = GgufLlm::load(&p, &moshi::candle::Device::Cpu, &opts, &Cancel::new()).unwrap();
+        let cues: Vec<(usize, &'static str)> = (0..6).map(|i| (3 * i + 1, "hello")).collect();
+        let stt = ScriptStt {
+            words: vec![],
+            cues,
+            loud: 0,
+            pending: Vec::new(),
+            step: 0,
+        };
+        let settings = TurnSettings {
+            // About 130 of the 512 positions, and 100 for each reply (the tiny model
+            // never ends one early): the history must make room.
+            system_prompt: "hello world ".repeat(60),
+            max_tokens: 100,
+            temperature: 0.0,
+            ..Default::default()
+        };
+        let mut c = Cascade::new(
+            Box::new(stt),
+            Box::new(WordTts::default()),
+            Arc::new(llm),
+            "cpu",
+            settings,
+        );
+        let mut log = Vec::new();
+        run(&mut c, QUIET, 2, &mut log);
+        for _ in 0..6 {
+            run(&mut c, LOUD, 3, &mut log);
+            run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
+            run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
+        }
+        let trouble: Vec<_> = talk(&log)
+            .into_iter()
+            .filter(|t| matches!(t, Talk::LlmTrouble { .. }))
+            .collect();
+        assert!(trouble.is_empty(), "{trouble:?}");
+        let h = c.history().messages();
+        assert!(h.len() < 12, "older turns made room: {}", h.len());
+        assert_eq!(h.last().unwrap().role, ChatRole::Assistant);
+    }
+
+    #[test]
+    fn a_synthesiser_that_cannot_start_is_reported_and_nothing_is_asked() {
+        let l = llm(Ok("a reply nobody hears"), 0);
+        let tts = WordTts::default();
+        let fault = tts.fault.clone();
+        *fault.lock().unwrap() = Some("start");
+        let mut c = cascade_with(vec![], vec![(1, "hello"), (4, "again")], l.clone(), tts);
+        let mut log = Vec::new();
+        run(&mut c, LOUD, 3, &mut log);
+        run(&mut c, QUIET, MAX_QUIET_FRAMES as usize + 2, &mut log);
+        assert!(talk(&log).iter().any(
+            |t| matches!(t, Talk::LlmTrouble { message, .. } if message.contains("synthesiser") && message.contains("out of memory"))
+        ));
+        assert_eq!(c.phase(), TalkPhase::Listening);
+        assert!(!c.busy());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(l.requests.lock().unwrap().is_empty(), "no reply is written");
+        assert_eq!(
+            contents(&c.request(None)),
+            ["hello"],
+            "the words are kept, unanswered"
+        );
+        // Fixed: the next turn asks again, with both.
+        *fault.lock().unwrap() = None;
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
+        assert_eq!(contents(&requests(&l, 1)[0]), ["hello again"]);
+    }
+
+    #[test]
+    fn a_reply_that_cannot_be_spoken_stops_the_llm_writing_it() {
+        let l = llm(Ok(&"on and on ".repeat(40)), 10);
+        let tts = WordTts::default();
+        let fault = tts.fault.clone();
+        let mut c = cascade_with(vec![], vec![(1, "talk")], l.clone(), tts);
+        let mut log = Vec::new();
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
+        *fault.lock().unwrap() = Some("step");
+        let mut out = StepOutput::default();
+        out.clear(FRAME_LEN);
+        assert!(c.step(&[QUIET; FRAME_LEN], &mut out).is_err());
+        assert_eq!(c.phase(), TalkPhase::Listening);
+        for _ in 0..100 {
+            if *l.cancelled.lock().unwrap() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("the LLM went on writing a reply nobody will hear");
     }
 
     #[test]

@@ -46,8 +46,9 @@ pub trait TextToSpeech: Send {
     /// Choose the voice for the next utterance: a name or path the part resolves
     /// (for Kyutai TTS, a voice embedding file). An error leaves the old voice.
     fn set_voice(&mut self, voice: &str) -> Result<()>;
-    /// Begin a new utterance (drops any unfinished one).
-    fn start(&mut self);
+    /// Begin a new utterance (drops any unfinished one). An error (the model could not
+    /// set up its state) leaves no utterance: the reply cannot be spoken.
+    fn start(&mut self) -> Result<()>;
     /// More text of the utterance, as the LLM writes it (any split: words may span
     /// calls). Speech may start before the text is complete.
     fn push_text(&mut self, text: &str);
@@ -107,11 +108,33 @@ pub trait Llm: Send + Sync {
         cancel: &Cancel,
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(), LlmError>;
-    /// Tokens in `text` as this LLM counts them, to bound the history.
+    /// Tokens in `text` as this LLM counts them.
     fn count_tokens(&self, text: &str) -> usize;
-    /// Read the system prompt and history ahead of the reply (while the user speaks),
-    /// so that the reply reads only what is new. Blocks; nothing to do for a server.
+    /// Positions one exchange may take, prompt and reply together: the history is
+    /// bounded so that the rendered prompt and `max_tokens` fit in it.
+    fn context_tokens(&self) -> usize;
+    /// Tokens of `request` as the model reads it: the system prompt, every message and
+    /// the chat template around them, up to where the reply begins. Unless the LLM
+    /// renders the prompt itself, an estimate: `count_tokens` of each text and
+    /// `TEMPLATE_TOKENS` for each message's markup and the reply's opening.
+    fn count_prompt(&self, request: &ChatRequest) -> usize {
+        let texts = std::iter::once(request.system.as_str())
+            .chain(request.messages.iter().map(|m| m.content.as_str()));
+        texts
+            .map(|t| self.count_tokens(t) + TEMPLATE_TOKENS)
+            .sum::<usize>()
+            + TEMPLATE_TOKENS
+    }
+    /// Read `request` ahead of the reply, while the user speaks, so that the reply
+    /// reads only what is new: the system prompt and history, and when the last
+    /// message is the user's, their words so far (still open: more may come, so its
+    /// end is not read). Called again as the words grow or change; what the model
+    /// already read of a shared prefix is kept. Blocks; nothing to do for a server.
     fn prepare(&self, _request: &ChatRequest, _cancel: &Cancel) -> Result<(), LlmError> {
         Ok(())
     }
 }
+
+/// Tokens a chat template puts around one message (ChatML: `<|im_start|>`, the role,
+/// a newline, `<|im_end|>`, a newline), for `Llm::count_prompt`'s estimate.
+pub const TEMPLATE_TOKENS: usize = 5;

@@ -789,14 +789,10 @@ impl TextToSpeech for KyutaiTts {
         Ok(())
     }
 
-    fn start(&mut self) {
-        self.utt = match self.new_utterance() {
-            Ok(u) => Some(u),
-            Err(e) => {
-                tracing::error!("starting an utterance: {e:#}");
-                None
-            }
-        };
+    fn start(&mut self) -> Result<()> {
+        self.utt = None;
+        self.utt = Some(self.new_utterance().context("starting an utterance")?);
+        Ok(())
     }
 
     fn push_text(&mut self, text: &str) {

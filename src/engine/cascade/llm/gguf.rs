@@ -151,6 +151,8 @@ struct Conversation {
     /// The tokens in the model's KV cache, in order.
     tokens: Vec<u32>,
     replies: u64,
+    /// Prompt tokens read so far (not those the model wrote), for tests and figures.
+    read: u64,
 }
 
 pub struct GgufLlm {
@@ -160,6 +162,9 @@ pub struct GgufLlm {
     im_end: u32,
     stops: Vec<u32>,
     seed: u64,
+    /// Positions a conversation may hold (read without the conversation's lock, which
+    /// a reply holds while it writes).
+    context: usize,
     conv: Mutex<Conversation>,
 }
 
@@ -215,10 +220,12 @@ impl GgufLlm {
             im_end,
             stops,
             seed: options.seed,
+            context: model.max_positions(),
             conv: Mutex::new(Conversation {
                 model,
                 tokens: Vec::new(),
                 replies: 0,
+                read: 0,
             }),
         })
     }
@@ -226,37 +233,59 @@ impl GgufLlm {
     /// The tokens of `request` in Qwen's ChatML template, ending where the
     /// assistant's reply begins.
     pub fn prompt_tokens(&self, request: &ChatRequest) -> Vec<u32> {
-        let mut out = Vec::new();
-        let mut block = |role: &str, content: &str| {
-            out.push(self.im_start);
-            out.extend(self.tok.encode(&format!("{role}\n{content}")));
-            out.push(self.im_end);
-            out.extend(self.tok.encode("\n"));
-        };
-        if !request.system.trim().is_empty() {
-            block("system", &request.system);
-        }
-        for m in &request.messages {
-            let role = match m.role {
-                ChatRole::System => "system",
-                ChatRole::User => "user",
-                ChatRole::Assistant => "assistant",
-            };
-            block(role, &m.content);
-        }
+        let mut out = self.conversation_tokens(request, false);
         out.push(self.im_start);
         out.extend(self.tok.encode("assistant\n"));
         out
     }
 
+    /// The tokens of `request`'s system prompt and messages in ChatML; with `open`,
+    /// the last message is left unended (a user still speaking). Each block is encoded
+    /// on its own, and words split before their leading space, so the tokens of a
+    /// user's words so far are a prefix of the tokens of their whole turn.
+    fn conversation_tokens(&self, request: &ChatRequest, open: bool) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut block = |role: &str, content: &str, end: bool| {
+            out.push(self.im_start);
+            out.extend(self.tok.encode(&format!("{role}\n{content}")));
+            if end {
+                out.push(self.im_end);
+                out.extend(self.tok.encode("\n"));
+            }
+        };
+        if !request.system.trim().is_empty() {
+            block("system", &request.system, true);
+        }
+        let n = request.messages.len();
+        for (i, m) in request.messages.iter().enumerate() {
+            let role = match m.role {
+                ChatRole::System => "system",
+                ChatRole::User => "user",
+                ChatRole::Assistant => "assistant",
+            };
+            block(role, &m.content, !(open && i + 1 == n));
+        }
+        out
+    }
+
     /// Positions a conversation may hold (prompt and reply).
     pub fn context(&self) -> usize {
-        self.lock().model.max_positions()
+        self.context
     }
 
     /// Tokens in the KV cache, kept from the last reply.
     pub fn cached_tokens(&self) -> usize {
         self.lock().tokens.len()
+    }
+
+    /// The tokens in the KV cache, in order.
+    pub fn cached(&self) -> Vec<u32> {
+        self.lock().tokens.clone()
+    }
+
+    /// Prompt tokens read since loading (a cache hit reads none).
+    pub fn tokens_read(&self) -> u64 {
+        self.lock().read
     }
 
     pub fn tokenizer(&self) -> &BpeTokenizer {
@@ -369,6 +398,7 @@ fn read(
         }
         logits = Some(conv.model.forward(chunk).map_err(failed)?);
         conv.tokens.extend_from_slice(chunk);
+        conv.read += chunk.len() as u64;
     }
     Ok(logits)
 }
@@ -379,12 +409,17 @@ impl Llm for GgufLlm {
     }
 
     /// Read `request`'s system prompt and history into the KV cache now, without
-    /// replying (and without the assistant's opening, since a user turn comes next):
-    /// after a persona switch, or while the user speaks, so that the reply reads only
-    /// what is new. Cancel stops between chunks of 64 tokens.
+    /// replying (and without the assistant's opening): after a persona switch, or
+    /// while the user speaks, so that the reply reads only what is new. When the last
+    /// message is the user's it is their turn so far: read without its end, so the
+    /// next call (more words, or words that changed) reads on from where the tokens
+    /// differ. Cancel stops between chunks of 64 tokens; what was read stays.
     fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
-        let mut tokens = self.prompt_tokens(request);
-        tokens.truncate(tokens.len() - 1 - self.tok.encode("assistant\n").len());
+        let open = request
+            .messages
+            .last()
+            .is_some_and(|m| m.role == ChatRole::User);
+        let tokens = self.conversation_tokens(request, open);
         let mut conv = self.lock();
         if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
             return Ok(());
@@ -416,5 +451,14 @@ impl Llm for GgufLlm {
     /// Exact: this model's own tokenizer.
     fn count_tokens(&self, text: &str) -> usize {
         self.tok.encode(text).len()
+    }
+
+    fn context_tokens(&self) -> usize {
+        self.context
+    }
+
+    /// Exact: the ChatML prompt as `stream` renders it.
+    fn count_prompt(&self, request: &ChatRequest) -> usize {
+        self.prompt_tokens(request).len()
     }
 }

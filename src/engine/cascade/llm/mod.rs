@@ -1,5 +1,6 @@
 //! The cascade's LLM part: an OpenAI-compatible server over HTTP (`openai`), or a GGUF
-//! chat model run in-process (`gguf`, the default, so the mode works with no server).
+//! chat model run in-process (`gguf`, the default, so the mode works with no server);
+//! either runs on a thread of its own (`worker`).
 
 pub mod bpe;
 pub mod gguf;
@@ -7,6 +8,7 @@ pub mod openai;
 pub mod qwen2;
 pub mod sse;
 pub mod synthetic;
+pub mod worker;
 
 pub use gguf::{GgufLlm, GgufLlmOptions};
 pub use openai::{OpenAiLlm, OpenAiOptions, DEFAULT_API_KEY_ENV};

@@ -38,7 +38,16 @@ pub struct OpenAiOptions {
     pub chunk_gap_timeout: Duration,
     /// The most bytes of response body read for one reply.
     pub max_response_bytes: usize,
+    /// Tokens the server's model holds, prompt and reply (the history is bounded to
+    /// fit): the API does not say, so it is configured, or `DEFAULT_SERVER_CONTEXT`.
+    pub context: usize,
 }
+
+/// The context assumed for a server's model: generous (today's chat models hold 8k
+/// tokens or more). A server whose model holds less cuts the oldest part itself
+/// (Ollama) or refuses with an HTTP error the user is shown; assumed too small, the
+/// history would be lost for nothing.
+pub const DEFAULT_SERVER_CONTEXT: usize = 8192;
 
 impl OpenAiOptions {
     /// Default limits: 5 s to connect, 60 s to the first piece (Ollama loads a model
@@ -52,6 +61,7 @@ impl OpenAiOptions {
             first_piece_timeout: Duration::from_secs(60),
             chunk_gap_timeout: Duration::from_secs(20),
             max_response_bytes: 4 * 1024 * 1024,
+            context: DEFAULT_SERVER_CONTEXT,
         }
     }
 }
@@ -431,6 +441,10 @@ impl Llm for OpenAiLlm {
     /// on the short side).
     fn count_tokens(&self, text: &str) -> usize {
         text.chars().count().div_ceil(4)
+    }
+
+    fn context_tokens(&self) -> usize {
+        self.options.context
     }
 }
 

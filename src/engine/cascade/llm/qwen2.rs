@@ -1,12 +1,16 @@
 //! Qwen2 from a GGUF file, after candle-transformers' `quantized_qwen2` (same tensors,
-//! same maths, its `RmsNorm` and `repeat_kv`), with two changes a conversation needs:
-//! the KV cache can be cut back to a prefix, so a turn only reads the tokens that are
-//! new since the last one; and the causal mask is built for the cached offset instead
-//! of being cached per prompt length (candle's keeps one t×t mask per distinct length,
-//! forever, and can only read a prompt at position 0).
+//! same maths, its `RmsNorm`), with what a conversation needs:
+//! - the KV cache can be cut back to a prefix, so a turn only reads the tokens that are
+//!   new since the last one;
+//! - it is preallocated and written in place, as candle-nn's `KvCache` is, rather than
+//!   copied whole by `Tensor::cat` on every token (quadratic over a conversation), and
+//!   read in place: the query heads that share a key head read it together, where
+//!   `repeat_kv` copied it for each (7 times for Qwen2.5 0.5B);
+//! - the causal mask is built for the cached offset instead of being cached per prompt
+//!   length (candle's keeps one t×t mask per distinct length, forever, and can only
+//!   read a prompt at position 0).
 
 use candle_transformers::quantized_nn::RmsNorm;
-use candle_transformers::utils::repeat_kv;
 use moshi::candle::quantized::{gguf_file, QMatMul};
 use moshi::candle::{DType, Device, IndexOp, Module, Result, Tensor};
 use moshi::candle_nn::Embedding;
@@ -97,7 +101,66 @@ struct Layer {
     gate: QMatMul,
     down: QMatMul,
     up: QMatMul,
-    kv: Option<(Tensor, Tensor)>,
+    k_cache: KvBuffer,
+    v_cache: KvBuffer,
+}
+
+/// Positions added to a cache buffer at a time: growing copies it, so not per token.
+const CACHE_GROW: usize = 512;
+
+/// One layer's keys or values, (1, kv heads, positions, head dim): a buffer written in
+/// place (`slice_set`) that grows in steps of `CACHE_GROW` up to `max` positions, and
+/// the count of positions in use. Cutting back is only a smaller count.
+struct KvBuffer {
+    data: Option<Tensor>,
+    len: usize,
+    max: usize,
+}
+
+impl KvBuffer {
+    fn new(max: usize) -> Self {
+        Self {
+            data: None,
+            len: 0,
+            max,
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+        if self.len == 0 {
+            // Nothing kept: let the memory go (a reset conversation starts small).
+            self.data = None;
+        }
+    }
+
+    /// Append `x` (1, heads, t, head dim) after the positions in use; all of them.
+    fn append(&mut self, x: &Tensor) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let need = self.len + t;
+        if need > self.max {
+            moshi::candle::bail!("the KV cache holds {} positions, not {need}", self.max);
+        }
+        let have = self.data.as_ref().map_or(Ok(0), |d| d.dim(2))?;
+        if need > have {
+            let cap = need
+                .div_ceil(CACHE_GROW)
+                .saturating_mul(CACHE_GROW)
+                .min(self.max);
+            let (b, h, _, d) = x.dims4()?;
+            let grown = Tensor::zeros((b, h, cap, d), x.dtype(), x.device())?;
+            if let Some(old) = &self.data {
+                if self.len > 0 {
+                    grown.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+            }
+            self.data = Some(grown);
+        }
+        let data = self.data.as_ref().expect("allocated above");
+        data.slice_set(&x.contiguous()?, 2, self.len)?;
+        self.len = need;
+        data.narrow(2, 0, self.len)
+    }
 }
 
 pub struct Qwen2 {
@@ -131,6 +194,7 @@ impl Qwen2 {
             Ok(w) => QMatMul::from_qtensor(w)?,
             Err(_) => QMatMul::from_qtensor(embed_q)?,
         };
+        let positions = cfg.context.min(max_positions).max(1);
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let mut w = |n: &str| t(&format!("blk.{i}.{n}"));
@@ -147,10 +211,10 @@ impl Qwen2 {
                 gate: QMatMul::from_qtensor(w("ffn_gate.weight")?)?,
                 down: QMatMul::from_qtensor(w("ffn_down.weight")?)?,
                 up: QMatMul::from_qtensor(w("ffn_up.weight")?)?,
-                kv: None,
+                k_cache: KvBuffer::new(positions),
+                v_cache: KvBuffer::new(positions),
             });
         }
-        let positions = cfg.context.min(max_positions).max(1);
         let hd = cfg.head_dim();
         let theta: Vec<f32> = (0..hd)
             .step_by(2)
@@ -189,10 +253,8 @@ impl Qwen2 {
             return Ok(());
         }
         for l in &mut self.layers {
-            l.kv = match (n, l.kv.take()) {
-                (0, _) | (_, None) => None,
-                (n, Some((k, v))) => Some((k.narrow(2, 0, n)?, v.narrow(2, 0, n)?)),
-            };
+            l.k_cache.truncate(n);
+            l.v_cache.truncate(n);
         }
         self.cached = n;
         Ok(())
@@ -240,20 +302,26 @@ impl Qwen2 {
             let v = shape(l.wv.forward(&xs)?.broadcast_add(&l.bv)?, nkv)?;
             let q = moshi::candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = moshi::candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
-            let (k, v) = match &l.kv {
-                Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
-                None => (k, v),
-            };
-            l.kv = Some((k.clone(), v.clone()));
-            let k = repeat_kv(k, nh / nkv)?;
-            let v = repeat_kv(v, nh / nkv)?.contiguous()?;
+            // The cache's views, read in place: no copy of the conversation per token.
+            let k = l.k_cache.append(&k)?;
+            let v = l.v_cache.append(&v)?;
+            // The query heads that share a key head read it as one matrix (head j uses
+            // key head j / rep, as `repeat_kv` lays them out), rather than copying the
+            // keys and values `rep` times over.
+            let rep = nh / nkv;
+            let len = pos + t;
+            let q = q.reshape((1, nkv, rep * t, hd))?;
             let mut att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
             if let Some(m) = &mask {
-                att = att.broadcast_add(m)?;
+                att = att
+                    .reshape((1, nkv, rep, t, len))?
+                    .broadcast_add(m)?
+                    .reshape((1, nkv, rep * t, len))?;
             }
             let att = moshi::candle_nn::ops::softmax_last_dim(&att)?;
             let y = att
                 .matmul(&v)?
+                .reshape((1, nh, t, hd))?
                 .transpose(1, 2)?
                 .reshape((1, t, self.cfg.hidden))?;
             let h1 = (l.wo.forward(&y)? + residual)?;
@@ -265,5 +333,56 @@ impl Qwen2 {
         self.cached = pos + t;
         let last = self.norm.forward(&h)?.i((.., t - 1, ..))?;
         self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+
+    fn model(dir: &std::path::Path) -> Qwen2 {
+        let p = dir.join("tiny.gguf");
+        write_tiny_qwen2(&p, &TinyQwen2::default()).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let c = gguf_file::Content::read(&mut f).unwrap();
+        Qwen2::load(&c, &mut f, &Device::Cpu, 1024).unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_cache_grows_past_its_step_and_cuts_back_as_one_pass_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let toks: Vec<u32> = (0..CACHE_GROW as u32 + 100)
+            .map(|t| (t * 7 + 3) % 290)
+            .collect();
+        let mut one = model(tmp.path());
+        let whole = one.forward(&toks).unwrap();
+        // In pieces, through a growth of the buffer, with a detour cut back.
+        let mut m = model(tmp.path());
+        m.forward(&toks[..300]).unwrap();
+        m.forward(&[1, 2, 3, 4, 5]).unwrap();
+        m.truncate(300).unwrap();
+        for t in 300..310 {
+            m.forward(&toks[t..t + 1]).unwrap();
+        }
+        let pieces = m.forward(&toks[310..]).unwrap();
+        assert!(close(&whole, &pieces) < 1e-4, "{}", close(&whole, &pieces));
+        assert_eq!(m.cached, toks.len());
+        // Past the positions the model holds: an error, and the cache is as it was.
+        assert!(m.forward(&vec![1; 1024 - toks.len() + 1]).is_err());
+        m.truncate(0).unwrap();
+        let again = m.forward(&toks).unwrap();
+        assert!(close(&whole, &again) < 1e-4);
     }
 }
