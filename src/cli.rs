@@ -427,7 +427,6 @@ fn device_choice(s: &str) -> Result<DeviceChoice, String> {
 }
 
 #[derive(Debug, Clone, Args)]
-#[group(id = "format", required = true, multiple = false, args = ["q8", "q4"])]
 pub struct ConvertArgs {
     /// The checkpoint directory: nvidia/personaplex-7b-v1's files, or a Kyutai STT
     /// (kyutai/stt-1b-en_fr-candle's files).
@@ -435,7 +434,7 @@ pub struct ConvertArgs {
     /// Where to write (a new or empty directory).
     pub dst: PathBuf,
     /// Write the LM as q8 GGUF.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "q4", conflicts_with = "q4")]
     pub q8: bool,
     /// Write the LM as q4 GGUF (Kyutai STT checkpoints only).
     #[arg(long)]
