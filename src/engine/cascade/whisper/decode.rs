@@ -75,7 +75,7 @@ impl Transcriber {
             pad_s: DEFAULT_PAD_S,
             suppress: Tensor::new(mask.as_slice(), device)?,
             begin_suppress: Tensor::new(begin.as_slice(), device)?,
-            mel: Mel::new(cfg.num_mel_bins),
+            mel: Mel::new(cfg.num_mel_bins)?,
             model,
             tokens,
             device: device.clone(),
@@ -109,8 +109,11 @@ impl Transcriber {
         };
         let t0 = std::time::Instant::now();
         let frames = Mel::frames(pcm.len());
-        let mel = self.mel.compute(pcm);
-        let mel = Tensor::from_vec(mel, (1, self.n_mels, frames), &self.device)?;
+        let mel = self
+            .mel
+            .compute_tensor(pcm)?
+            .reshape((1, self.n_mels, frames))?
+            .to_device(&self.device)?;
         let audio = self.model.encoder.forward(&mel)?;
         let t1 = std::time::Instant::now();
         let seconds = pcm.len() as f64 / SAMPLE_RATE as f64;

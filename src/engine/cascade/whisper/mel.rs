@@ -4,6 +4,7 @@
 //! clamped to 8 below the maximum, then `(x + 4) / 4`. candle's version pads every input
 //! to 30 s and runs a plain DFT; this one does the window it is given with an FFT.
 
+use moshi::candle::{Device, Tensor};
 use realfft::RealFftPlanner;
 use std::sync::Arc;
 
@@ -12,9 +13,8 @@ pub const N_FFT: usize = 400;
 pub const HOP: usize = 160;
 
 pub struct Mel {
-    n_mels: usize,
-    /// `n_mels` rows of `N_FFT / 2 + 1` weights.
-    filters: Vec<f32>,
+    /// [n_mels, N_FFT / 2 + 1].
+    filters: Tensor,
     window: Vec<f32>,
     fft: Arc<dyn realfft::RealToComplex<f32>>,
 }
@@ -66,16 +66,16 @@ pub fn mel_filters(n_mels: usize) -> Vec<f32> {
 }
 
 impl Mel {
-    pub fn new(n_mels: usize) -> Self {
+    pub fn new(n_mels: usize) -> moshi::candle::Result<Self> {
         let window = (0..N_FFT)
             .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / N_FFT as f32).cos())
             .collect();
-        Self {
-            n_mels,
-            filters: mel_filters(n_mels),
+        let filters = Tensor::from_vec(mel_filters(n_mels), (n_mels, N_FFT / 2 + 1), &Device::Cpu)?;
+        Ok(Self {
+            filters,
             window,
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT),
-        }
+        })
     }
 
     /// Frames of mel for `n` samples (the STFT's last frame is dropped, as Whisper does).
@@ -84,56 +84,55 @@ impl Mel {
     }
 
     /// The log-mel of `pcm` (16 kHz), `n_mels` rows of `frames(len)` values, row-major.
+    /// The band sums and the log run as tensor ops (one matmul), not loops here.
     pub fn compute(&self, pcm: &[f32]) -> Vec<f32> {
+        self.compute_tensor(pcm)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .unwrap_or_default()
+    }
+
+    /// As `compute`, as a [n_mels, frames] tensor on the CPU.
+    pub fn compute_tensor(&self, pcm: &[f32]) -> moshi::candle::Result<Tensor> {
         let n_frames = Self::frames(pcm.len());
         let n_freq = N_FFT / 2 + 1;
         let pad = N_FFT / 2;
         // Reflect padding (torch.stft center=True) without repeating the edge sample.
-        let at = |i: isize| -> f32 {
-            let n = pcm.len() as isize;
-            if n == 0 {
-                return 0.0;
-            }
-            let mut j = i;
-            if j < 0 {
-                j = -j;
-            }
-            if j >= n {
-                j = 2 * (n - 1) - j;
-            }
-            pcm[j.clamp(0, n - 1) as usize]
-        };
+        let n = pcm.len();
+        let mut padded = Vec::with_capacity(n + 2 * pad);
+        if n > pad {
+            padded.extend(pcm[1..=pad].iter().rev());
+            padded.extend_from_slice(pcm);
+            padded.extend(pcm[n - 1 - pad..n - 1].iter().rev());
+        } else {
+            padded.resize(n + 2 * pad, 0.0);
+            padded[pad..pad + n].copy_from_slice(pcm);
+        }
         let mut input = self.fft.make_input_vec();
         let mut spectrum = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();
-        let mut power = vec![0f32; n_freq];
-        let mut mel = vec![0f32; self.n_mels * n_frames];
-        for t in 0..n_frames {
-            let start = (t * HOP) as isize - pad as isize;
-            for (k, x) in input.iter_mut().enumerate() {
-                *x = at(start + k as isize) * self.window[k];
+        // [frames, n_freq] power spectrum.
+        let mut power = vec![0f32; n_frames * n_freq];
+        for (t, row) in power.chunks_exact_mut(n_freq).enumerate() {
+            let frame = &padded[t * HOP..t * HOP + N_FFT];
+            for ((x, s), w) in input.iter_mut().zip(frame).zip(&self.window) {
+                *x = s * w;
             }
             if self
                 .fft
                 .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
-                .is_err()
+                .is_ok()
             {
-                continue;
-            }
-            for (p, c) in power.iter_mut().zip(&spectrum) {
-                *p = c.norm_sqr();
-            }
-            for m in 0..self.n_mels {
-                let row = &self.filters[m * n_freq..(m + 1) * n_freq];
-                let e: f32 = row.iter().zip(&power).map(|(w, p)| w * p).sum();
-                mel[m * n_frames + t] = e.max(1e-10).log10();
+                for (p, c) in row.iter_mut().zip(&spectrum) {
+                    *p = c.re * c.re + c.im * c.im;
+                }
             }
         }
-        let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for v in mel.iter_mut() {
-            *v = (v.max(max - 8.0) + 4.0) / 4.0;
-        }
-        mel
+        let dev = Device::Cpu;
+        let power = Tensor::from_vec(power, (n_frames, n_freq), &dev)?;
+        let mel = self.filters.matmul(&power.t()?)?; // [n_mels, frames]
+        let log = (mel.maximum(1e-10f32)?.log()? / std::f64::consts::LN_10)?;
+        let max = log.max_all()?.to_scalar::<f32>()?;
+        (log.maximum(max - 8.0)? + 4.0)? / 4.0
     }
 }
 
@@ -161,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_tone_lights_its_band_and_silence_is_flat() {
-        let mel = Mel::new(80);
+        let mel = Mel::new(80).unwrap();
         let tone: Vec<f32> = (0..16_000)
             .map(|i| (i as f32 * 2.0 * std::f32::consts::PI * 1000.0 / 16_000.0).sin() * 0.5)
             .collect();
