@@ -237,3 +237,58 @@ fn real_whisper_base_hears_two_spoken_sentences_and_their_ends() {
     let dog = w.iter().find(|(x, _)| norm(x) == "dog").unwrap();
     assert!(dog.1 <= ends[1], "{w:?} {ends:?}");
 }
+
+/// The recogniser as the engine drives it (worker thread): a file stepped faster than
+/// real time waits for the worker, so it hears what `transcribe` (inline) hears, frame
+/// for frame; a reset forgets an utterance half heard.
+#[test]
+fn the_worker_thread_hears_what_inline_hears_and_a_reset_forgets() {
+    use assistant::engine::cascade::whisper::{synthetic, Threading, WhisperStt};
+    use assistant::engine::cascade::SpeechToText;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("whisper");
+    synthetic::write_tiny(&dir, 5).unwrap();
+    let r = hound::WavReader::open(fixture("two_sentences_16k_mono.wav")).unwrap();
+    let s16: Vec<f32> = r
+        .into_samples::<i16>()
+        .map(|s| s.unwrap() as f32 / 32768.0)
+        .collect();
+    // 16 kHz to 24 kHz by the app's resampler, as `transcribe` does.
+    let mut rs = assistant::audio::resample::StreamResampler::new(16_000, 24_000, 160).unwrap();
+    rs.push(&s16);
+    rs.flush();
+    let mut pcm = vec![0f32; rs.available()];
+    let n = rs.pop(&mut pcm);
+    pcm.truncate(n);
+    pcm.resize((pcm.len() / 1920 + 20) * 1920, 0.0);
+    let run = |stt: &mut dyn SpeechToText, frames: &[f32]| -> Vec<(usize, String)> {
+        frames
+            .chunks(1920)
+            .enumerate()
+            .flat_map(|(i, f)| {
+                let s = stt.step(f).unwrap();
+                let mut v: Vec<(usize, String)> = s.words.into_iter().map(|w| (i, w)).collect();
+                if s.end_of_speech.is_some_and(|p| p >= 0.5) {
+                    v.push((i, "<end>".into()));
+                }
+                v
+            })
+            .collect()
+    };
+    let cpu = moshi::candle::Device::Cpu;
+    let inline = run(
+        &mut WhisperStt::load(&dir, &cpu, Threading::Inline).unwrap(),
+        &pcm,
+    );
+    let mut worker = WhisperStt::load(&dir, &cpu, Threading::Worker).unwrap();
+    let threaded = run(&mut worker, &pcm);
+    assert!(inline.iter().any(|(_, w)| w == "<end>"), "{inline:?}");
+    assert_eq!(threaded, inline);
+    // Half of the first sentence, then a reset: nothing of it comes out afterwards.
+    worker.reset();
+    let half = &pcm[..1920 * 20];
+    run(&mut worker, half);
+    worker.reset();
+    let quiet = vec![0f32; 1920 * 30];
+    assert!(run(&mut worker, &quiet).is_empty());
+}

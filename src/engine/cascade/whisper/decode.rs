@@ -88,6 +88,17 @@ impl Transcriber {
 
     /// Greedy transcription of `pcm` (16 kHz mono; the last 30 s if longer).
     pub fn transcribe(&mut self, pcm: &[f32]) -> Result<Hypothesis> {
+        let h = self.transcribe_unless(pcm, &|| false)?;
+        h.ok_or_else(|| anyhow::anyhow!("stopped without being asked to"))
+    }
+
+    /// As `transcribe`, but `None` as soon as `stop` returns true (checked between the
+    /// encoder's layers and between tokens): a newer job has come.
+    pub fn transcribe_unless(
+        &mut self,
+        pcm: &[f32],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Hypothesis>> {
         let max = self.max_frames * super::mel::HOP;
         let pcm = &pcm[pcm.len().saturating_sub(max)..];
         // The encoder's convolutions need a few frames.
@@ -114,7 +125,9 @@ impl Transcriber {
             .compute_tensor(pcm)?
             .reshape((1, self.n_mels, frames))?
             .to_device(&self.device)?;
-        let audio = self.model.encoder.forward(&mel)?;
+        let Some(audio) = self.model.encoder.forward(&mel, stop)? else {
+            return Ok(None);
+        };
         let t1 = std::time::Instant::now();
         let seconds = pcm.len() as f64 / SAMPLE_RATE as f64;
         // About 3 words a second at most, a word or two of tokens each.
@@ -140,6 +153,9 @@ impl Transcriber {
         };
         let mut last = hidden.get(hidden.dim(0)? - 1)?;
         for i in 0..max_tokens {
+            if stop() {
+                return Ok(None);
+            }
             let logits = decoder.logits(&last)?;
             let mask = if i == 0 {
                 &self.begin_suppress
@@ -158,13 +174,13 @@ impl Transcriber {
             }
             last = decoder.forward(&[next])?.squeeze(0)?.get(0)?;
         }
-        Ok(Hypothesis {
+        Ok(Some(Hypothesis {
             text: self.tokens.decode(&ids[prompt.len()..]),
             no_speech,
             tokens: ids.len() - prompt.len(),
             encode_ms: (t1 - t0).as_secs_f64() * 1000.0,
             decode_ms: t1.elapsed().as_secs_f64() * 1000.0,
-        })
+        }))
     }
 }
 

@@ -20,6 +20,8 @@ use crossbeam_channel::{Receiver, Sender};
 use decode::Transcriber;
 use moshi::candle::{DType, Device};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use stream::{Agreement, Job, Segmenter};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -66,15 +68,23 @@ fn words(text: &str) -> Vec<String> {
 }
 
 impl Worker {
-    fn run(&mut self, job: Job) -> Result<Heard> {
+    /// `stop` says a newer job waits: a partial transcription gives way to it (a final
+    /// one never does). `None` if it gave way.
+    fn run(&mut self, job: Job, stop: &dyn Fn() -> bool) -> Result<Option<Heard>> {
         let (audio, last) = match job {
             Job::Partial(a) => (a, false),
             Job::Final(a) => (a, true),
         };
-        let hyp = self.transcriber.transcribe(&audio)?;
+        let never = || false;
+        let Some(hyp) = self
+            .transcriber
+            .transcribe_unless(&audio, if last { &never } else { stop })?
+        else {
+            return Ok(None);
+        };
         let silent = hyp.no_speech.is_some_and(|p| p > NO_SPEECH);
         let said = if silent { Vec::new() } else { words(&hyp.text) };
-        Ok(if last {
+        Ok(Some(if last {
             Heard {
                 end: Some(stream::end_probability(&hyp.text)),
                 words: self.agreement.finish(said),
@@ -84,7 +94,7 @@ impl Worker {
                 words: self.agreement.partial(said),
                 end: None,
             }
-        })
+        }))
     }
 }
 
@@ -93,6 +103,8 @@ enum Runner {
     Thread {
         jobs: Sender<(u64, Job)>,
         heard: Receiver<(u64, Result<Heard, String>)>,
+        /// Set with an utterance's end (or a reset): a partial in progress gives way.
+        urgent: Arc<AtomicBool>,
     },
 }
 
@@ -102,6 +114,7 @@ fn worker_loop(
     mut w: Worker,
     jobs: Receiver<(u64, Job)>,
     heard: Sender<(u64, Result<Heard, String>)>,
+    urgent: Arc<AtomicBool>,
 ) {
     let mut queue = std::collections::VecDeque::new();
     let mut generation = 0;
@@ -109,19 +122,26 @@ fn worker_loop(
         queue.push_back(j);
         queue.extend(jobs.try_iter());
         while let Some((g, job)) = queue.pop_front() {
+            if matches!(job, Job::Final(_)) || g != generation {
+                urgent.store(false, Ordering::SeqCst);
+            }
             if g != generation {
                 // A reset: the agreement starts over.
                 generation = g;
                 w.agreement.reset();
             }
+            let nothing = Heard {
+                words: Vec::new(),
+                end: None,
+            };
+            // A partial superseded by a newer job, or cut short by an utterance's end
+            // (or a reset), is answered with nothing, so the engine's count stays right.
             let r = if matches!(job, Job::Partial(_)) && !queue.is_empty() {
-                // Superseded: answered with nothing, so the engine's count stays right.
-                Ok(Heard {
-                    words: Vec::new(),
-                    end: None,
-                })
+                Ok(nothing)
             } else {
-                w.run(job).map_err(|e| format!("{e:#}"))
+                w.run(job, &|| urgent.load(Ordering::SeqCst))
+                    .map(|h| h.unwrap_or(nothing))
+                    .map_err(|e| format!("{e:#}"))
             };
             if heard.send((g, r)).is_err() {
                 return;
@@ -168,13 +188,16 @@ impl WhisperStt {
             Threading::Worker => {
                 let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
                 let (heard_tx, heard_rx) = crossbeam_channel::unbounded();
+                let urgent = Arc::new(AtomicBool::new(false));
+                let u = urgent.clone();
                 std::thread::Builder::new()
                     .name("whisper".into())
-                    .spawn(move || worker_loop(worker, jobs_rx, heard_tx))
+                    .spawn(move || worker_loop(worker, jobs_rx, heard_tx, u))
                     .context("starting the recogniser's thread")?;
                 Runner::Thread {
                     jobs: jobs_tx,
                     heard: heard_rx,
+                    urgent,
                 }
             }
         };
@@ -317,12 +340,21 @@ impl SpeechToText for WhisperStt {
         match &mut self.runner {
             Runner::Inline(w) => {
                 if let Some(job) = job {
-                    let heard = w.run(job).context("speech recognition")?;
-                    self.take(heard, &mut out);
+                    let heard = w.run(job, &|| false).context("speech recognition")?;
+                    if let Some(h) = heard {
+                        self.take(h, &mut out);
+                    }
                 }
             }
-            Runner::Thread { jobs, heard } => {
+            Runner::Thread {
+                jobs,
+                heard,
+                urgent,
+            } => {
                 if let Some(job) = job {
+                    if matches!(job, Job::Final(_)) {
+                        urgent.store(true, Ordering::SeqCst);
+                    }
                     jobs.send((self.generation, job))
                         .map_err(|_| anyhow::anyhow!("the recogniser's thread has stopped"))?;
                     self.pending += 1;
@@ -373,8 +405,9 @@ impl SpeechToText for WhisperStt {
         self.generation += 1;
         self.awaiting_end = false;
         self.ended = None;
-        if let Runner::Inline(w) = &mut self.runner {
-            w.agreement.reset();
+        match &mut self.runner {
+            Runner::Inline(w) => w.agreement.reset(),
+            Runner::Thread { urgent, .. } => urgent.store(true, Ordering::SeqCst),
         }
     }
 }

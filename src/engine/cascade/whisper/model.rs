@@ -225,18 +225,22 @@ impl Encoder {
     }
 
     /// Mel [1, n_mels, frames] -> audio features [1, frames / 2, d].
-    pub fn forward(&mut self, mel: &Tensor) -> Result<Tensor> {
+    /// `None` if `stop` said so between two layers.
+    pub fn forward(&mut self, mel: &Tensor, stop: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
         let x = self.conv1.forward(mel)?.gelu_erf()?;
         let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
         let t = x.dim(1)?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, t)?)?;
         for b in &mut self.blocks {
+            if stop() {
+                return Ok(None);
+            }
             let h = b.attn_ln.forward(&x)?;
             let (k, v) = b.attn.kv(&h)?;
             x = (&x + b.attn.attend(&h, &k, &v, None)?)?;
             x = (&x + b.mlp.forward(&b.mlp_ln.forward(&x)?)?)?;
         }
-        self.ln.forward(&x)
+        self.ln.forward(&x).map(Some)
     }
 }
 
