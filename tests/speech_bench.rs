@@ -88,6 +88,29 @@ fn stt_step_time_quantized_at_the_published_size() {
     let formats = std::env::var("STT_BENCH_FORMATS").unwrap_or_else(|_| "q8,q4".into());
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     let pcm: Vec<f32> = (0..FRAME).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+    // The Mimi encoder alone (f32, the published size): the floor under any LM format.
+    {
+        use assistant::engine::moshi::random_init::FastRandomBackend;
+        let mut mimi = moshi::mimi::Mimi::new(
+            moshi::mimi::Config::v0_1(Some(cfg.n_q)),
+            FastRandomBackend::var_builder(moshi::candle::DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let x = moshi::candle::Tensor::from_slice(&pcm, (1, 1, FRAME), &Device::Cpu).unwrap();
+        let mut times: Vec<f64> = (0..bench_frames() + 3)
+            .map(|_| {
+                let t = Instant::now();
+                mimi.encode_step(&x.clone().into(), &().into()).unwrap();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .skip(3)
+            .collect();
+        let (p50, p99) = percentiles(&mut times);
+        eprintln!(
+            "Mimi encode alone (random, f32, CPU, {threads} threads): p50 {p50:.0} ms, p99 {p99:.0} ms; load average {}",
+            load_average()
+        );
+    }
     for f in formats.split(',') {
         let t = Instant::now();
         let mut stt = match f.trim() {
