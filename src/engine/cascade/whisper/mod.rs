@@ -61,6 +61,8 @@ struct Heard {
 struct Worker {
     transcriber: Transcriber,
     agreement: Agreement,
+    /// A tentative last transcription, held until confirmed or withdrawn.
+    held: Option<String>,
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -71,30 +73,60 @@ impl Worker {
     /// `stop` says a newer job waits: a partial transcription gives way to it (a final
     /// one never does). `None` if it gave way.
     fn run(&mut self, job: Job, stop: &dyn Fn() -> bool) -> Result<Option<Heard>> {
-        let (audio, last) = match job {
-            Job::Partial(a) => (a, false),
-            Job::Final(a) => (a, true),
+        let nothing = Heard {
+            words: Vec::new(),
+            end: None,
         };
         let never = || false;
+        let (audio, partial) = match job {
+            Job::Partial(a) => (a, true),
+            Job::Final(a) | Job::Tentative(a) if matches!(job, Job::Final(_)) => (a, false),
+            Job::Tentative(a) => {
+                let hyp = self.transcriber.transcribe_unless(&a, &never)?;
+                self.held = hyp.map(|h| self.text(&h));
+                return Ok(Some(nothing));
+            }
+            Job::Confirm => {
+                let text = self.held.take().unwrap_or_default();
+                return Ok(Some(self.finish(&text)));
+            }
+            Job::Withdraw => {
+                self.held = None;
+                return Ok(Some(nothing));
+            }
+        };
         let Some(hyp) = self
             .transcriber
-            .transcribe_unless(&audio, if last { &never } else { stop })?
+            .transcribe_unless(&audio, if partial { stop } else { &never })?
         else {
             return Ok(None);
         };
-        let silent = hyp.no_speech.is_some_and(|p| p > NO_SPEECH);
-        let said = if silent { Vec::new() } else { words(&hyp.text) };
-        Ok(Some(if last {
+        let text = self.text(&hyp);
+        Ok(Some(if partial {
             Heard {
-                end: Some(stream::end_probability(&hyp.text)),
-                words: self.agreement.finish(said),
-            }
-        } else {
-            Heard {
-                words: self.agreement.partial(said),
+                words: self.agreement.partial(words(&text)),
                 end: None,
             }
+        } else {
+            self.finish(&text)
         }))
+    }
+
+    /// The words of a transcription; none when the model says it heard no speech.
+    fn text(&self, h: &decode::Hypothesis) -> String {
+        if h.no_speech.is_some_and(|p| p > NO_SPEECH) {
+            String::new()
+        } else {
+            h.text.clone()
+        }
+    }
+
+    /// An utterance's last transcription: the words not given yet, and its end.
+    fn finish(&mut self, text: &str) -> Heard {
+        Heard {
+            end: Some(stream::end_probability(text)),
+            words: self.agreement.finish(words(text)),
+        }
     }
 }
 
@@ -122,13 +154,14 @@ fn worker_loop(
         queue.push_back(j);
         queue.extend(jobs.try_iter());
         while let Some((g, job)) = queue.pop_front() {
-            if matches!(job, Job::Final(_)) || g != generation {
+            if matches!(job, Job::Final(_) | Job::Tentative(_)) || g != generation {
                 urgent.store(false, Ordering::SeqCst);
             }
             if g != generation {
                 // A reset: the agreement starts over.
                 generation = g;
                 w.agreement.reset();
+                w.held = None;
             }
             let nothing = Heard {
                 words: Vec::new(),
@@ -182,6 +215,7 @@ impl WhisperStt {
         let worker = Worker {
             transcriber,
             agreement: Agreement::default(),
+            held: None,
         };
         let runner = match threading {
             Threading::Inline => Runner::Inline(Box::new(worker)),
@@ -334,7 +368,7 @@ impl SpeechToText for WhisperStt {
         if self.segmenter.in_utterance() {
             self.ended = None;
         }
-        if matches!(job, Some(Job::Final(_))) {
+        if matches!(job, Some(Job::Final(_) | Job::Confirm)) {
             self.awaiting_end = true;
         }
         match &mut self.runner {
@@ -352,7 +386,7 @@ impl SpeechToText for WhisperStt {
                 urgent,
             } => {
                 if let Some(job) = job {
-                    if matches!(job, Job::Final(_)) {
+                    if matches!(job, Job::Final(_) | Job::Tentative(_)) {
                         urgent.store(true, Ordering::SeqCst);
                     }
                     jobs.send((self.generation, job))
@@ -406,7 +440,10 @@ impl SpeechToText for WhisperStt {
         self.awaiting_end = false;
         self.ended = None;
         match &mut self.runner {
-            Runner::Inline(w) => w.agreement.reset(),
+            Runner::Inline(w) => {
+                w.agreement.reset();
+                w.held = None;
+            }
             Runner::Thread { urgent, .. } => urgent.store(true, Ordering::SeqCst),
         }
     }

@@ -13,6 +13,11 @@ use std::collections::VecDeque;
 pub const HOP_FRAMES: u32 = 4;
 /// Quiet frames that end an utterance (320 ms, the turn machine's own minimum).
 pub const END_QUIET_FRAMES: u32 = 4;
+/// Quiet frames after which the last transcription starts, on speculation: the frames
+/// until the end are silence, which changes nothing, so its result is held and given
+/// out at the end (or dropped if the speaker goes on). It hides the transcription
+/// behind the wait for the end.
+pub const SPECULATE_QUIET_FRAMES: u32 = 2;
 /// Frames kept from before the onset, so the first word's start is not cut.
 const PREROLL_FRAMES: usize = 3;
 /// Speech frames an utterance needs (fewer is a click).
@@ -29,6 +34,12 @@ pub enum Job {
     Partial(Vec<f32>),
     /// The whole utterance: the rest of its words, and the end-of-speech verdict.
     Final(Vec<f32>),
+    /// The utterance as it will end if the quiet goes on: transcribe it, hold the result.
+    Tentative(Vec<f32>),
+    /// The quiet went on: give out the held result as `Final` would.
+    Confirm,
+    /// The speaker went on: drop the held result.
+    Withdraw,
 }
 
 /// Cuts 24 kHz frames into utterances at 16 kHz.
@@ -42,6 +53,8 @@ pub struct Segmenter {
     quiet: u32,
     speech: u32,
     since_hop: u32,
+    /// A `Tentative` job is out for this utterance.
+    tentative: bool,
 }
 
 impl Segmenter {
@@ -56,6 +69,7 @@ impl Segmenter {
             quiet: 0,
             speech: 0,
             since_hop: 0,
+            tentative: false,
         })
     }
 
@@ -70,6 +84,7 @@ impl Segmenter {
         self.preroll.clear();
         self.utterance.clear();
         self.speaking = false;
+        self.tentative = false;
         (self.quiet, self.speech, self.since_hop) = (0, 0, 0);
     }
 
@@ -103,7 +118,18 @@ impl Segmenter {
         if self.quiet >= END_QUIET_FRAMES {
             self.speaking = false;
             let audio = std::mem::take(&mut self.utterance);
+            if std::mem::take(&mut self.tentative) {
+                return Some(Job::Confirm);
+            }
             return enough.then_some(Job::Final(audio));
+        }
+        if self.tentative && heard.speech {
+            self.tentative = false;
+            return Some(Job::Withdraw);
+        }
+        if self.quiet == SPECULATE_QUIET_FRAMES && enough && !self.tentative {
+            self.tentative = true;
+            return Some(Job::Tentative(self.utterance.clone()));
         }
         if self.utterance.len() >= MAX_UTTERANCE_S * 16_000 {
             // Finish this stretch; the speech goes on in a new utterance.
@@ -113,7 +139,7 @@ impl Segmenter {
         }
         self.since_hop += 1;
         let long_enough = self.utterance.len() as f32 >= MIN_PARTIAL_S * 16_000.0;
-        if enough && long_enough && self.since_hop >= HOP_FRAMES {
+        if enough && long_enough && !self.tentative && self.since_hop >= HOP_FRAMES {
             self.since_hop = 0;
             return Some(Job::Partial(self.utterance.clone()));
         }
@@ -255,19 +281,35 @@ mod tests {
             }
         }
         // The first partial once there is 1 s of audio (the onset's frame with 2 of
-        // preroll, then 10 more: frame 10), then one a hop later; the final at the
-        // fourth quiet frame.
+        // preroll, then 10 more: frame 10); the last transcription on speculation at
+        // the second quiet frame (14), confirmed at the fourth (16).
         let at: Vec<usize> = jobs.iter().map(|(i, _)| *i).collect();
         assert_eq!(at, vec![10, 14, 16], "frames with a job");
-        assert!(jobs[..2].iter().all(|(_, j)| matches!(j, Job::Partial(_))));
-        let end = jobs.pop().map(|(_, j)| j);
-        let Some(Job::Final(audio)) = end else {
-            panic!("the last job is not the final one")
+        assert!(matches!(jobs[0].1, Job::Partial(_)));
+        assert!(matches!(jobs[2].1, Job::Confirm));
+        let Job::Tentative(audio) = &jobs[1].1 else {
+            panic!("no tentative end at the second quiet frame")
         };
-        // Preroll with the onset (3) + 12 + 4 quiet frames, at 16 kHz (1280 a frame).
+        // Preroll with the onset (3) + 12 + 2 quiet frames, at 16 kHz (1280 a frame).
         let frames = audio.len() as f64 / 1280.0;
-        assert!((19.0..=20.5).contains(&frames), "{frames}");
+        assert!((16.5..=17.5).contains(&frames), "{frames}");
         assert!(!s.in_utterance());
+        // Speech after the tentative end withdraws it; the next quiet ends it again.
+        for _ in 0..10 {
+            s.push(&tone(0.3));
+        }
+        let mut kinds = Vec::new();
+        for i in 0..10 {
+            let f = if i == 2 { tone(0.3) } else { quiet.clone() };
+            kinds.extend(s.push(&f).map(|j| match j {
+                Job::Partial(_) => "partial",
+                Job::Final(_) => "final",
+                Job::Tentative(_) => "tentative",
+                Job::Confirm => "confirm",
+                Job::Withdraw => "withdraw",
+            }));
+        }
+        assert_eq!(kinds, ["tentative", "withdraw", "tentative", "confirm"]);
         // A single click is no utterance.
         for _ in 0..10 {
             s.push(&quiet);
