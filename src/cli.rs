@@ -24,7 +24,8 @@ pub enum Cmd {
     Devices,
     /// Write the built-in demo model in the official checkpoint layout.
     ExportDemo(ExportDemoArgs),
-    /// Convert a PersonaPlex checkpoint into our layout with a q8 LM (fits a 10-12 GB card).
+    /// Convert a PersonaPlex checkpoint into our layout with a q8 LM (fits a 10-12 GB card),
+    /// or a Kyutai STT checkpoint to a q8 or q4 LM (faster on a CPU).
     Convert(ConvertArgs),
     /// Benchmarks that print figures.
     Bench(BenchArgs),
@@ -41,6 +42,19 @@ pub enum Cmd {
     /// Speak TEXT through the cascade's synthesiser (Pocket TTS by default): to --output
     /// FILE.wav, else on the output device. Takes the --tts-* flags.
     Say(SayArgs),
+    /// Print the words the cascade's recogniser hears in a WAV file, with the time each
+    /// was given out (takes --stt-model-dir, --demo, --device).
+    Transcribe(TranscribeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TranscribeArgs {
+    /// The recording (any rate, channels and bit depth).
+    #[arg(value_name = "FILE.wav")]
+    pub file: PathBuf,
+    /// Print JSON: the words with their times, the ends of speech and the whole text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -548,13 +562,17 @@ fn device_choice(s: &str) -> Result<DeviceChoice, String> {
 
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
-    /// The PersonaPlex checkpoint directory (nvidia/personaplex-7b-v1's files).
+    /// The checkpoint directory: nvidia/personaplex-7b-v1's files, or a Kyutai STT
+    /// (kyutai/stt-1b-en_fr-candle's files).
     pub src: PathBuf,
     /// Where to write (a new or empty directory).
     pub dst: PathBuf,
-    /// Write the LM as q8 GGUF (the only target: the bf16 checkpoint loads as it is).
-    #[arg(long, required = true)]
+    /// Write the LM as q8 GGUF.
+    #[arg(long, required_unless_present = "q4", conflicts_with = "q4")]
     pub q8: bool,
+    /// Write the LM as q4 GGUF (Kyutai STT checkpoints only).
+    #[arg(long)]
+    pub q4: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -103,6 +103,7 @@ fn main() {
             code
         }
         Some(Cmd::Serve(s)) => assistant::app::serve::run(&cli.run, s),
+        Some(Cmd::Transcribe(t)) => assistant::app::transcribe::run(&cli.run, t),
         None if cli.run.connect.is_some() && cli.run.headless => {
             assistant::app::connect::run(&cli.run)
         }

@@ -16,6 +16,7 @@ pub mod headless;
 pub mod machine_profile;
 pub mod say;
 pub mod serve;
+pub mod transcribe;
 pub mod tui;
 
 use crate::audio::aec::EchoOptions;
@@ -407,6 +408,15 @@ pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
                     args.dir.display()
                 );
             }),
+        Some(Cmd::Convert(args))
+            if crate::engine::cascade::stt_quant::is_stt_checkpoint(&args.src) =>
+        {
+            convert_stt(args)
+        }
+        Some(Cmd::Convert(args)) if args.q4 => Err(anyhow::anyhow!(
+            "{}: --q4 converts Kyutai STT checkpoints only (its config.json has the keys of kyutai/stt-1b-en_fr-candle); use --q8 for PersonaPlex",
+            args.src.display()
+        )),
         Some(Cmd::Convert(args)) => {
             let mut shown = 0;
             moshi::convert::convert_personaplex_q8(&args.src, &args.dst, &mut |i, n| {
@@ -442,4 +452,31 @@ pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
             2
         }
     })
+}
+
+/// `convert SRC DST --q8|--q4` for a Kyutai STT checkpoint.
+fn convert_stt(args: &crate::cli::ConvertArgs) -> anyhow::Result<()> {
+    use crate::engine::cascade::stt_quant::{convert_stt, SttFormat};
+    let format = if args.q4 {
+        SttFormat::Q4
+    } else {
+        SttFormat::Q8
+    };
+    let mut shown = 0;
+    let c = convert_stt(&args.src, &args.dst, format, &mut |i, n| {
+        if i * 10 / n > shown || i == n {
+            shown = i * 10 / n;
+            eprintln!("converting: {i}/{n} tensors");
+        }
+    })?;
+    println!(
+        "wrote {} ({} tensors, {:.2} GB, {}) to {}; use it with --engine cascade --stt-model-dir {}",
+        c.file,
+        c.tensors,
+        c.lm_bytes as f64 / 1e9,
+        format.label(),
+        args.dst.display(),
+        args.dst.display()
+    );
+    Ok(())
 }

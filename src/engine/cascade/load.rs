@@ -6,7 +6,7 @@
 use super::llm::{self, LlmChoice};
 use super::machine::{Cascade, TurnSettings};
 use super::parts::LlmError;
-use super::{speech_files, synthetic_speech, KyutaiStt, KyutaiTts, SttOptions, TtsOptions};
+use super::{speech_files, synthetic_speech, KyutaiTts, SttOptions, TtsOptions};
 use crate::bus::{Cancel, LoadProgress};
 use crate::engine::moshi::{self, DeviceChoice, Discovery, LoadedModel, ModelLoadError};
 use std::path::{Path, PathBuf};
@@ -100,7 +100,14 @@ pub fn load_cascade(
         g.gguf = Some(llm::locate_gguf(g, disc, progress, cancel).map_err(llm_failure)?);
     }
     moshi::load_on_device(opts.device, cancel, |d, n| {
-        let stt = KyutaiStt::open(&opts.stt, disc, d, progress, cancel)?;
+        let stt = super::recogniser::open(
+            &opts.stt,
+            disc,
+            d,
+            super::whisper::Threading::Worker,
+            progress,
+            cancel,
+        )?;
         let tts: Box<dyn super::TextToSpeech> = match &opts.pocket {
             Some(p) => Box::new(super::pocket::PocketTts::open(
                 p, disc, d, progress, cancel,
@@ -108,7 +115,7 @@ pub fn load_cascade(
             None => Box::new(KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?),
         };
         let llm = llm::open_llm(&opts.llm, disc, d, progress, cancel).map_err(llm_failure)?;
-        let model = Cascade::new(Box::new(stt), tts, llm, n, opts.settings.clone())
+        let model = Cascade::new(stt, tts, llm, n, opts.settings.clone())
             .with_dtype(speech_files::compute_dtype(d).as_str())
             .with_fixed_voice(opts.demo);
         Ok(LoadedModel {

@@ -16,12 +16,15 @@ pub mod machine;
 pub mod onset;
 pub mod parts;
 pub mod pocket;
+pub mod recogniser;
 pub mod report;
 pub mod speech_config;
 pub mod speech_files;
 pub mod stt;
+pub mod stt_quant;
 pub mod synthetic_speech;
 pub mod tts;
+pub mod whisper;
 
 pub use parts::{
     ChatMessage, ChatRequest, ChatRole, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,

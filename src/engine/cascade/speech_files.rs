@@ -168,6 +168,10 @@ pub fn missing(path: &Path, repo: &str) -> ModelLoadError {
 
 /// The STT directory holds its config and the files it names.
 pub fn stt_complete(dir: &Path) -> bool {
+    use super::whisper::{is_whisper_dir, TOKENIZER_FILE, WEIGHTS_FILE};
+    if is_whisper_dir(dir) {
+        return dir.join(WEIGHTS_FILE).is_file() && dir.join(TOKENIZER_FILE).is_file();
+    }
     stt_config(dir).is_ok_and(|c| {
         [c.lm_file(), &c.mimi_name, &c.tokenizer_name]
             .iter()
@@ -225,6 +229,38 @@ pub fn find_tts_dir(
         complete: &tts_complete,
         check: &|d| tts_config(d).map(|_| ()),
         flag: "--tts-model-dir",
+    };
+    find_dir(opts.model_dir.as_deref(), &layout, disc, progress, cancel)
+}
+
+/// A Whisper checkpoint's directory (`hf_repo` such as openai/whisper-base.en): the HF
+/// cache, else a download. `--stt-model-dir` is read as it is, whichever kind it holds.
+pub fn find_whisper_dir(
+    opts: &SttOptions,
+    disc: &Discovery,
+    progress: &mut dyn FnMut(LoadProgress),
+    cancel: &Cancel,
+) -> Result<PathBuf, ModelLoadError> {
+    use super::whisper::{is_whisper_dir, TOKENIZER_FILE, WEIGHTS_FILE};
+    let complete = |d: &Path| {
+        is_whisper_dir(d) && d.join(WEIGHTS_FILE).is_file() && d.join(TOKENIZER_FILE).is_file()
+    };
+    let check = |d: &Path| {
+        if is_whisper_dir(d) {
+            Ok(())
+        } else {
+            Err(err(
+                format!("{}: not a Whisper config", d.join(CONFIG_FILE).display()),
+                "give a Whisper repo in the Hugging Face layout, e.g. openai/whisper-base.en",
+            ))
+        }
+    };
+    let layout = Layout {
+        repo: &opts.hf_repo,
+        files: &[WEIGHTS_FILE, TOKENIZER_FILE],
+        complete: &complete,
+        check: &check,
+        flag: "--stt-model-dir",
     };
     find_dir(opts.model_dir.as_deref(), &layout, disc, progress, cancel)
 }
@@ -478,11 +514,33 @@ pub fn stt_memory_in(
     dir: &Path,
     device: &Device,
 ) -> Result<super::speech_config::SpeechMemory, ModelLoadError> {
+    if super::whisper::is_whisper_dir(dir) {
+        // Whisper's weights are read as f32 whatever the file holds.
+        let w = super::whisper::WEIGHTS_FILE;
+        let headers = check_weights(dir, w, super::whisper::WHISPER_LAYOUT)?;
+        let weights: u64 = headers
+            .values()
+            .map(|h| h.shape.iter().product::<usize>() as u64 * 4)
+            .sum();
+        return Ok(super::speech_config::SpeechMemory {
+            weights,
+            mimi: 0,
+            kv_cache: 0,
+            // An encoder pass over 20 s: 1000 positions of activations and attention.
+            working: weights / 4,
+        });
+    }
     let cfg = stt_config(dir)?;
-    let headers = check_weights(dir, cfg.lm_file(), STT_REPO)?;
+    let lm_path = dir.join(cfg.lm_file());
+    let quantized = cfg.lm_file().ends_with(".gguf");
+    let headers = if quantized {
+        super::stt_quant::gguf_headers(&lm_path)?
+    } else {
+        check_weights(dir, cfg.lm_file(), STT_REPO)?
+    };
     let heads = pause_heads(&headers);
     let mimi = mimi_config(dir, cfg.n_q)?;
-    super::speech_config::stt_memory(
+    let mut m = super::speech_config::stt_memory(
         &cfg,
         heads,
         &mimi,
@@ -493,7 +551,18 @@ pub fn stt_memory_in(
             format!("{}: {e}", dir.display()),
             format!("use the config.json of {STT_REPO}"),
         )
-    })
+    })?;
+    if quantized {
+        // The matrices stay quantized (the file's size); the crate dequantizes the
+        // embedding tables to f32 at load.
+        let emb: u64 = headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("emb.") || k.starts_with("text_emb"))
+            .map(|(_, h)| h.shape.iter().product::<usize>() as u64 * 4)
+            .sum();
+        m.weights = std::fs::metadata(&lm_path).map_or(0, |f| f.len()) + emb;
+    }
+    Ok(m)
 }
 
 /// What the TTS in `dir` takes in memory on `device` (its config only).

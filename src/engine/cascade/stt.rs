@@ -41,7 +41,15 @@ impl KyutaiStt {
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelLoadError> {
         let cfg = files::stt_config(dir)?;
         let lm_path = dir.join(cfg.lm_file());
-        let headers = files::check_weights(dir, cfg.lm_file(), STT_REPO)?;
+        let quantized = cfg.lm_file().ends_with(".gguf");
+        let headers = if quantized {
+            if !lm_path.is_file() {
+                return Err(files::missing(&lm_path, STT_REPO));
+            }
+            super::stt_quant::gguf_headers(&lm_path)?
+        } else {
+            files::check_weights(dir, cfg.lm_file(), STT_REPO)?
+        };
         check_layout(&cfg, &headers, &lm_path)?;
         let heads = files::pause_heads(&headers);
         let n_heads = heads.as_ref().map_or(0, |h| h.num_heads);
@@ -58,21 +66,33 @@ impl KyutaiStt {
                 format!("use the tokenizer that comes with {STT_REPO}"),
             ));
         }
-        let remedy = format!("download {} from {STT_REPO} again", cfg.lm_file());
-        // SAFETY: read-only memory map of a checkpoint file, as Kyutai's own loaders do.
-        let vb = unsafe {
-            moshi::candle_nn::VarBuilder::from_mmaped_safetensors(
-                &[&lm_path],
-                files::compute_dtype(device),
-                device,
+        let remedy = if quantized {
+            format!(
+                "convert {STT_REPO}'s model.safetensors again (`assistant convert SRC DST --q8`)"
             )
-        }
-        .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
-        let lm = moshi::lm::LmModel::new(
-            &cfg.lm(heads),
-            moshi::nn::MaybeQuantizedVarBuilder::Real(vb),
-        )
-        .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
+        } else {
+            format!("download {} from {STT_REPO} again", cfg.lm_file())
+        };
+        let vb = if quantized {
+            moshi::nn::MaybeQuantizedVarBuilder::Quantized(
+                super::stt_quant::gguf_var_builder(&lm_path, device)
+                    .map_err(|e| files::candle_error(&lm_path, e, &remedy))?,
+            )
+        } else {
+            // SAFETY: read-only memory map of a checkpoint file, as Kyutai's own loaders do.
+            moshi::nn::MaybeQuantizedVarBuilder::Real(
+                unsafe {
+                    moshi::candle_nn::VarBuilder::from_mmaped_safetensors(
+                        &[&lm_path],
+                        files::compute_dtype(device),
+                        device,
+                    )
+                }
+                .map_err(|e| files::candle_error(&lm_path, e, &remedy))?,
+            )
+        };
+        let lm = moshi::lm::LmModel::new(&cfg.lm(heads), vb)
+            .map_err(|e| files::candle_error(&lm_path, e, &remedy))?;
         let mimi = files::load_mimi(dir, &cfg.mimi_name, cfg.n_q, STT_REPO, device)?;
         Self::assemble(
             &cfg,
@@ -137,6 +157,31 @@ impl KyutaiStt {
             ("random".into(), 4),
             device,
         )?)
+    }
+
+    /// As `with_random_weights`, the LM's matrices quantized as `format` (the Mimi f32).
+    #[doc(hidden)]
+    pub fn with_random_quantized_weights(
+        cfg: &SttConfig,
+        format: super::stt_quant::SttFormat,
+    ) -> Result<Self> {
+        use crate::engine::moshi::random_init::FastRandomBackend;
+        let device = Device::Cpu;
+        let heads = ExtraHeadsConfig {
+            num_heads: 4,
+            dim: 6,
+        };
+        let lm = super::stt_quant::random_quantized_lm(cfg, heads, format)?;
+        let mimi = moshi::mimi::Mimi::new(
+            moshi::mimi::Config::v0_1(Some(cfg.n_q)),
+            FastRandomBackend::var_builder(moshi::candle::DType::F32, &device),
+        )?;
+        let vocab = Vocab::from_bytes(&crate::engine::moshi::synthetic::tokenizer_model(
+            cfg.text_card,
+        ))
+        .map_err(anyhow::Error::msg)?;
+        let name = format!("random {}", format.label());
+        Ok(Self::assemble(cfg, lm, mimi, vocab, (name, 4), &device)?)
     }
 
     /// Find the STT as `opts` say (directory, HF cache, download) and load it.
