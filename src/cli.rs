@@ -63,6 +63,15 @@ pub struct SayArgs {
     pub text: String,
 }
 
+/// `--stt`: which recogniser the cascade downloads when no directory is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SttKind {
+    /// OpenAI's Whisper base.en (openai/whisper-base.en), streaming on its own thread.
+    Whisper,
+    /// Kyutai's STT 1B (kyutai/stt-1b-en_fr-candle).
+    Kyutai,
+}
+
 /// `--tts`: which synthesiser the cascade (and `say`) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TtsKind {
@@ -212,8 +221,14 @@ pub fn parse() -> Cli {
 /// `--engine cascade`: where its three parts come from.
 #[derive(Debug, Clone, Args)]
 pub struct CascadeArgs {
-    /// Kyutai STT checkpoint directory (layout of kyutai/stt-1b-en_fr-candle); default:
-    /// the Hugging Face cache, then a download.
+    /// The recogniser when no --stt-model-dir: `whisper` (OpenAI's Whisper base.en,
+    /// streaming: keeps up on two CPU cores) or `kyutai` (Kyutai STT 1B: lower latency,
+    /// needs a GPU for real time).
+    #[arg(long, global = true, value_enum, default_value_t = SttKind::Whisper)]
+    pub stt: SttKind,
+    /// Recogniser checkpoint directory, either kind (told apart by its config.json):
+    /// Whisper in the Hugging Face layout, or the layout of kyutai/stt-1b-en_fr-candle.
+    /// Default: the Hugging Face cache, then a download.
     #[arg(long, global = true, value_name = "DIR")]
     pub stt_model_dir: Option<PathBuf>,
     /// The synthesiser.
@@ -325,7 +340,7 @@ impl CascadeArgs {
             device: model.device,
             stt: SttOptions {
                 model_dir: self.stt_model_dir.clone(),
-                ..Default::default()
+                hf_repo: self.stt_repo().into(),
             },
             tts: TtsOptions {
                 model_dir: self.tts_model_dir.clone(),
@@ -334,6 +349,15 @@ impl CascadeArgs {
             },
             llm,
             settings,
+        }
+    }
+
+    /// The recogniser's Hugging Face repository (`--stt`).
+    pub fn stt_repo(&self) -> &'static str {
+        use crate::engine::cascade::speech_files::{STT_REPO, WHISPER_REPO};
+        match self.stt {
+            SttKind::Whisper => WHISPER_REPO,
+            SttKind::Kyutai => STT_REPO,
         }
     }
 
@@ -367,6 +391,11 @@ impl CascadeArgs {
             }
         };
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let stt = match self.stt {
+            SttKind::Whisper => "whisper",
+            SttKind::Kyutai => "kyutai",
+        };
+        put("--stt", Some(stt.into()));
         put("--stt-model-dir", path(&self.stt_model_dir));
         let tts = match self.tts {
             TtsKind::Pocket => "pocket",
@@ -614,6 +643,19 @@ pub struct BenchArgs {
     /// `bench pocket`: CPU threads (candle's; 0 leaves the default).
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub threads: usize,
+    /// `bench cascade`: the CPU cascade at the published shapes with random weights
+    /// (Whisper base, or --stt-model-dir; Pocket TTS --config; Qwen2.5-0.5B Q4_K_M),
+    /// a scripted conversation through the whole engine at real time.
+    #[arg(long)]
+    pub published: bool,
+    /// `bench cascade --published`: minutes of conversation.
+    #[arg(long, default_value_t = 10.0, value_name = "MIN")]
+    pub minutes: f64,
+    /// `bench cascade --published`: every part in one thread pool at one priority
+    /// (to compare with the default, where the recogniser and the LLM yield to the
+    /// engine thread).
+    #[arg(long)]
+    pub shared_threads: bool,
     #[command(flatten)]
     pub gpu: crate::engine::moshi::gpu_check::GpuArgs,
 }

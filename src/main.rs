@@ -33,6 +33,9 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Cascade && b.published => {
+            assistant::app::bench_cpu_cascade::run_command(b, &cli.run.cascade)
+        }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Cascade => {
             let mut args = cli.run.cascade.to_args();
             if cli.run.model.demo {

@@ -219,13 +219,21 @@ fn doctor_for_the_cascade_says_where_each_part_loads_from_and_their_memory() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    // Nothing here and no downloads: each missing part fails with its fix.
+    // Nothing here and no downloads: each missing part fails with its fix. The
+    // default recogniser is Whisper base.en (it keeps up on two cores).
     let text = doctor(&[]);
     assert!(
         text.contains(
-            "[FAIL] speech-to-text: kyutai/stt-1b-en_fr-candle is not in the Hugging Face cache"
+            "[FAIL] speech-to-text: openai/whisper-base.en is not in the Hugging Face cache"
         ),
         "{text}"
+    );
+    let text2 = doctor(&["--stt", "kyutai"]);
+    assert!(
+        text2.contains(
+            "[FAIL] speech-to-text: kyutai/stt-1b-en_fr-candle is not in the Hugging Face cache"
+        ),
+        "{text2}"
     );
     // The default synthesiser is Pocket TTS.
     assert!(
@@ -263,7 +271,12 @@ fn doctor_for_the_cascade_says_where_each_part_loads_from_and_their_memory() {
     );
     assert!(text.contains("the three parts together: about"), "{text}");
     // A directory that is not a checkpoint is named.
-    let text = doctor(&["--stt-model-dir", tmp.path().to_str().unwrap()]);
+    let text = doctor(&[
+        "--stt",
+        "kyutai",
+        "--stt-model-dir",
+        tmp.path().to_str().unwrap(),
+    ]);
     assert!(
         text.contains("is not a checkpoint in the layout of kyutai/stt-1b-en_fr-candle"),
         "{text}"

@@ -15,7 +15,7 @@ use std::path::Path;
 const REPO: &str = "someone/pocket-tts";
 
 fn speak(tts: &mut PocketTts) -> usize {
-    tts.start();
+    tts.start().unwrap();
     tts.push_text("Hello world.");
     tts.finish();
     let mut frame = vec![0f32; 1920];

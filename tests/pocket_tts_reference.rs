@@ -62,7 +62,7 @@ fn zero_temperature() -> PocketSampling {
 
 /// Speak `text` whole through the streaming synthesiser, as `assistant say` does.
 fn stream(tts: &mut PocketTts, text: &str) -> Vec<f32> {
-    tts.start();
+    tts.start().unwrap();
     tts.push_text(text);
     tts.finish();
     let mut out = Vec::new();

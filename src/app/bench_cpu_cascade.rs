@@ -20,7 +20,9 @@ use crate::engine::cascade::{
 };
 use crate::engine::runner::{self, EngineSetup, Loaded};
 use crate::engine::stats::percentiles;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use moshi::candle::Device;
+use std::path::Path;
 use ringbuf::traits::{Consumer, Observer};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,33 +95,53 @@ pub struct Probe {
     tts_audio_frames: AtomicU64,
     /// The LLM's first piece after each request, in ms.
     llm_first_ms: Mutex<Vec<f64>>,
+    /// From the end of each turn's speech to the recogniser's last words, in ms, and
+    /// whether it said so itself (else the script's fallback ended the turn).
+    stt_final_ms: Mutex<Vec<(f64, bool)>>,
+    /// The start of the first reply, to show what the random LLM writes.
+    llm_sample: Mutex<String>,
+    /// Each reply's pieces and the time from its first piece to its last, in ms.
+    llm_rate: Mutex<Vec<(u64, f64)>>,
+    /// Pieces the LLM wrote, and characters of text the synthesiser was given.
+    llm_pieces: AtomicU64,
+    tts_chars: AtomicU64,
 }
 
-/// The recogniser, timed, with the script's words and end of turn.
+/// Frames after a turn's speech by which the recogniser must have said it is done;
+/// past them the script ends the turn anyway and counts the recogniser as late.
+const FALLBACK_FRAMES: usize = 36;
+
+/// The recogniser, timed, with the script's words and end of turn. The words spoken
+/// before the end of a turn come `delay_frames` after they were spoken; the rest, and
+/// the end of the turn, only once the real recogniser has finished the utterance (its
+/// end-of-speech probability rises above 0): a streaming Whisper transcribes the
+/// whole utterance after its quiet, and that time is part of the user's wait.
 struct ScriptedStt {
     inner: Box<dyn SpeechToText>,
     probe: Arc<Probe>,
     frame: usize,
-    /// (frame at which the word is given, word)
-    words: Vec<(usize, String)>,
+    /// (frame at which the word is due, its turn, word)
+    words: Vec<(usize, usize, String)>,
     next_word: usize,
-    /// Frames (by index) in which the user is speaking.
+    /// Frames (by index) in which the user is speaking, one range a turn.
     speech: Vec<Range<usize>>,
+    /// The frame at which the recogniser finished each turn.
+    finished: Vec<Option<usize>>,
 }
 
 impl ScriptedStt {
     fn new(inner: Box<dyn SpeechToText>, turns: &[Turn], probe: Arc<Probe>) -> Self {
         let delay = inner.delay_frames();
         let mut words = Vec::new();
-        for t in turns {
+        for (i, t) in turns.iter().enumerate() {
             let n = t.words.len().max(1);
             for (k, w) in t.words.iter().enumerate() {
                 // A word is complete at the end of its share of the speech.
                 let end = t.speech.start + (k + 1) * t.speech.len() / n;
-                words.push((end / FRAME + delay, w.to_string()));
+                words.push((end / FRAME + delay, i, w.to_string()));
             }
         }
-        let speech = turns
+        let speech: Vec<Range<usize>> = turns
             .iter()
             .map(|t| t.speech.start / FRAME..t.speech.end.div_ceil(FRAME))
             .collect();
@@ -129,6 +151,7 @@ impl ScriptedStt {
             frame: 0,
             words,
             next_word: 0,
+            finished: vec![None; speech.len()],
             speech,
         }
     }
@@ -141,22 +164,36 @@ impl SpeechToText for ScriptedStt {
     fn step(&mut self, pcm: &[f32]) -> Result<SttStep> {
         let speaking = self.probe.speaking.load(Ordering::Relaxed);
         let t = Instant::now();
-        self.inner.step(pcm)?;
+        let heard = self.inner.step(pcm)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         self.probe.stt_ms.lock().unwrap().push((ms, speaking));
         let f = self.frame;
         self.frame += 1;
+        // The latest turn begun by now.
+        let turn = self.speech.iter().rposition(|r| r.start <= f);
+        if let Some(i) = turn {
+            let end = self.speech[i].end;
+            let done = heard.end_of_speech.is_some_and(|p| p > 0.0);
+            if f >= end && self.finished[i].is_none() && (done || f >= end + FALLBACK_FRAMES) {
+                self.finished[i] = Some(f);
+                let late = (f - end) as f64 * 80.0;
+                self.probe.stt_final_ms.lock().unwrap().push((late, done));
+            }
+        }
         let mut out = SttStep::default();
-        while let Some((at, w)) = self.words.get(self.next_word) {
-            if *at > f {
+        while let Some((at, i, w)) = self.words.get(self.next_word) {
+            let held = *at >= self.speech[*i].end && self.finished[*i].is_none();
+            if *at > f || held {
                 break;
             }
             out.words.push(w.clone());
             self.next_word += 1;
         }
-        // The user is done from the first frame after their speech until the next.
-        let in_speech = self.speech.iter().any(|r| r.contains(&f));
-        out.end_of_speech = Some(if in_speech { 0.0 } else { 1.0 });
+        let done = match turn {
+            Some(i) => !self.speech[i].contains(&f) && self.finished[i].is_some(),
+            None => true,
+        };
+        out.end_of_speech = Some(if done { 1.0 } else { 0.0 });
         Ok(out)
     }
     fn delay_frames(&self) -> usize {
@@ -164,6 +201,23 @@ impl SpeechToText for ScriptedStt {
     }
     fn reset(&mut self) {
         self.inner.reset()
+    }
+    /// The script's words come on their frames: a flush would only shift the
+    /// script against the audio.
+    fn flush_frames(&self) -> usize {
+        0
+    }
+    /// The recogniser's own, or the latest turn's last words held for it.
+    fn pending(&self) -> bool {
+        let Some(last) = self.frame.checked_sub(1) else {
+            return false;
+        };
+        let held = self
+            .speech
+            .iter()
+            .rposition(|r| r.start <= last)
+            .is_some_and(|i| last >= self.speech[i].end && self.finished[i].is_none());
+        self.inner.pending() || held
     }
 }
 
@@ -180,10 +234,13 @@ impl TextToSpeech for TimedTts {
     fn set_voice(&mut self, voice: &str) -> Result<()> {
         self.inner.set_voice(voice)
     }
-    fn start(&mut self) {
+    fn start(&mut self) -> Result<()> {
         self.inner.start()
     }
     fn push_text(&mut self, text: &str) {
+        self.probe
+            .tts_chars
+            .fetch_add(text.chars().count() as u64, Ordering::Relaxed);
         self.inner.push_text(text)
     }
     fn finish(&mut self) {
@@ -207,10 +264,38 @@ impl TextToSpeech for TimedTts {
     }
 }
 
-/// The LLM, with the time to its first piece.
+/// What the replies say. Random weights write no words (the 0.5B shape writes one
+/// token over and over), so each piece the LLM writes is given to the synthesiser as
+/// the next token of this text instead: the LLM's own pace, a real reply's words.
+const REPLY: &str = "Sure, I can help with that, and it should not take long. First, open the \
+settings page and find the section called privacy. Then switch the option off, and restart \
+the application so that the change takes effect.";
+
+/// `REPLY` cut as a BPE tokenizer cuts English: words with their leading space,
+/// punctuation apart, long words in two (about 1.3 tokens a word).
+fn reply_tokens() -> Vec<String> {
+    let mut out = Vec::new();
+    for w in REPLY.split(' ') {
+        let (word, punct) = w.split_at(w.trim_end_matches([',', '.']).len());
+        if word.len() > 7 {
+            let cut = word.len() / 2;
+            out.push(format!(" {}", &word[..cut]));
+            out.push(word[cut..].to_string());
+        } else {
+            out.push(format!(" {word}"));
+        }
+        if !punct.is_empty() {
+            out.push(punct.to_string());
+        }
+    }
+    out
+}
+
+/// The LLM, with the time to its first piece; its pieces become `REPLY`'s tokens.
 struct TimedLlm {
     inner: Arc<dyn Llm>,
     probe: Arc<Probe>,
+    tokens: Vec<String>,
 }
 
 impl Llm for TimedLlm {
@@ -225,24 +310,115 @@ impl Llm for TimedLlm {
     ) -> Result<(), LlmError> {
         let t = Instant::now();
         let mut first = true;
-        self.inner.stream(request, cancel, &mut |p| {
+        let mut next = self.tokens.iter().cycle();
+        let (mut pieces, mut first_at, mut last_at) = (0u64, t, t);
+        let r = self.inner.stream(request, cancel, &mut |p| {
+            pieces += 1;
+            last_at = Instant::now();
+            if pieces == 1 {
+                first_at = last_at;
+            }
             if first {
                 first = false;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 self.probe.llm_first_ms.lock().unwrap().push(ms);
             }
-            on_piece(p)
-        })
+            self.probe.llm_pieces.fetch_add(1, Ordering::Relaxed);
+            let mut sample = self.probe.llm_sample.lock().unwrap();
+            if sample.chars().count() < 40 {
+                sample.push_str(p);
+            }
+            drop(sample);
+            on_piece(next.next().map_or("", |s| s.as_str()))
+        });
+        if pieces > 1 {
+            let ms = (last_at - first_at).as_secs_f64() * 1e3;
+            self.probe.llm_rate.lock().unwrap().push((pieces - 1, ms));
+        }
+        r
     }
     fn count_tokens(&self, text: &str) -> usize {
         self.inner.count_tokens(text)
+    }
+    fn context_tokens(&self) -> usize {
+        self.inner.context_tokens()
+    }
+    fn count_prompt(&self, request: &ChatRequest) -> usize {
+        self.inner.count_prompt(request)
     }
     fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
         self.inner.prepare(request, cancel)
     }
 }
 
-/// The three parts, built at the published shapes by the caller.
+/// The three parts at the published shapes with random weights: Whisper base (or the
+/// recogniser checkpoint in `stt_dir`, e.g. real Whisper weights), Pocket TTS
+/// (`pocket`: `default` or `18m`, f32 or `q8`), Qwen2.5-0.5B in Q4_K_M written to
+/// `work`.
+pub fn published(stt_dir: Option<&Path>, pocket: &str, q8: bool, work: &Path) -> Result<Parts> {
+    use crate::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+    use crate::engine::cascade::llm::{GgufLlm, GgufLlmOptions};
+    use crate::engine::cascade::pocket::{PocketModel, PocketSampling, PocketTts, Voice};
+    use crate::engine::cascade::whisper::{synthetic, Threading, WhisperStt};
+    let dev = Device::Cpu;
+    let mut description = Vec::new();
+    let stt: Box<dyn SpeechToText> = match stt_dir {
+        Some(d) => {
+            let stt = crate::engine::cascade::recogniser::load_dir(d, &dev, Threading::Worker)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            description.push(format!("recogniser: {} ({})", stt.name(), d.display()));
+            stt
+        }
+        None => {
+            let cfg = synthetic::published_config("base").context("whisper base config")?;
+            description.push("recogniser: Whisper base (74M), random weights, streaming on a thread of its own".into());
+            Box::new(WhisperStt::with_random_weights(&cfg, Threading::Worker)?)
+        }
+    };
+    let (cfg, key) = super::bench_pocket::config_named(pocket)?;
+    let model = PocketModel::random(cfg, key, &dev)?;
+    let voice = Voice::random(&model.lm, 125, &dev)?;
+    let mut tts = PocketTts::new(model, voice, q8)?;
+    tts.set_sampling(PocketSampling {
+        temperature: Some(0.3),
+        // Random weights never signal the end reliably: each chunk runs to its bound.
+        eos_threshold: Some(f64::INFINITY),
+        ..Default::default()
+    });
+    description.push(format!(
+        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3",
+        if q8 { " (flow LM q8)" } else { "" }
+    ));
+    let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");
+    write_tiny_qwen2(&gguf, &TinyQwen2::qwen25_05b_q4_k_m())?;
+    let size = std::fs::metadata(&gguf)?.len();
+    let options = GgufLlmOptions {
+        gguf: Some(gguf.clone()),
+        ..GgufLlmOptions::default()
+    };
+    let llm = GgufLlm::load(&gguf, &dev, &options, &Cancel::new())
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    description.push(format!(
+        "LLM: Qwen2.5-0.5B shape in Q4_K_M, random weights ({:.0} MB), in-process, reading ahead",
+        size as f64 / 1e6
+    ));
+    description.push(format!(
+        "threads: {} cores; {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        match crate::engine::cpu_share::policy() {
+            crate::engine::cpu_share::Policy::Prioritised => "recogniser (nice 4) and LLM (nice 5) in pools of their own below the engine thread",
+            crate::engine::cpu_share::Policy::Shared => "every part in candle's one pool at normal priority",
+        }
+    ));
+    Ok(Parts {
+        stt,
+        tts: Box::new(tts),
+        llm: Arc::new(llm),
+        description,
+    })
+}
+
+/// The three parts, built at the published shapes (`published`) or by a test.
 pub struct Parts {
     pub stt: Box<dyn SpeechToText>,
     pub tts: Box<dyn TextToSpeech>,
@@ -346,6 +522,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     let llm = Arc::new(TimedLlm {
         inner: parts.llm,
         probe: probe.clone(),
+        tokens: reply_tokens(),
     });
     let model = Cascade::new(Box::new(stt), Box::new(tts), llm, "cpu", settings);
     let mut model = Some(model);
@@ -426,6 +603,20 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
             )?;
         }
     }
+    let fin = probe.stt_final_ms.lock().unwrap().clone();
+    if !fin.is_empty() {
+        let v: Vec<f64> = fin.iter().map(|x| x.0).collect();
+        let p = percentiles(&v);
+        writeln!(
+            out,
+            "recogniser's last words after the end of speech: p50 {:.0} ms, p95 {:.0} ms ({} turns; {} not finished within {} ms)",
+            p.p50,
+            p.p95,
+            v.len(),
+            fin.iter().filter(|x| !x.1).count(),
+            FALLBACK_FRAMES * 80
+        )?;
+    }
     let tts = probe.tts_ms.lock().unwrap().clone();
     if !tts.is_empty() {
         let p = percentiles(&tts);
@@ -450,10 +641,30 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
             llm.len()
         )?;
     }
+    let rate = probe.llm_rate.lock().unwrap().clone();
+    let (n, ms) = rate
+        .iter()
+        .fold((0u64, 0f64), |(n, ms), r| (n + r.0, ms + r.1));
+    if n > 0 {
+        writeln!(
+            out,
+            "LLM writing: {:.1} tokens/s ({:.0} ms a token, {} replies)",
+            n as f64 * 1e3 / ms,
+            ms / n as f64,
+            rate.len()
+        )?;
+    }
+    writeln!(
+        out,
+        "LLM: {} pieces written (the first reply began {:?}; each spoken as the next token of a scripted reply), the synthesiser given {} characters",
+        probe.llm_pieces.load(Ordering::Relaxed),
+        probe.llm_sample.lock().unwrap(),
+        probe.tts_chars.load(Ordering::Relaxed),
+    )?;
     print_figures(&figures, out)?;
     writeln!(
         out,
-        "  (end of speech → first audio includes the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms)"
+        "  (end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap)"
     )?;
     if let Some(b) = peak_rss() {
         writeln!(out, "peak RSS: {:.2} GiB", b as f64 / (1u64 << 30) as f64)?;
@@ -461,9 +672,72 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     Ok(())
 }
 
+/// `assistant bench cascade --published [--minutes N] [--config 18m] [--tts-q8]
+/// [--stt-model-dir DIR] [--shared-threads]`: the exit code.
+pub fn run_command(b: &crate::cli::BenchArgs, cascade: &crate::cli::CascadeArgs) -> i32 {
+    use crate::engine::cpu_share::{set_policy, Policy};
+    set_policy(if b.shared_threads {
+        Policy::Shared
+    } else {
+        Policy::Prioritised
+    });
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let mut out = std::io::stdout();
+    let result = (|| -> Result<()> {
+        let work = tempfile_dir()?;
+        println!(
+            "bench cascade --published: the CPU cascade through the whole engine at real time (load average {})",
+            load()
+        );
+        let t = Instant::now();
+        let parts = published(
+            cascade.stt_model_dir.as_deref(),
+            &b.config,
+            cascade.tts_q8,
+            &work,
+        );
+        let _ = std::fs::remove_dir_all(&work);
+        let parts = parts?;
+        println!("  parts built in {:.1} s", t.elapsed().as_secs_f64());
+        run(parts, b.minutes, &mut out)?;
+        println!("load average after: {}", load());
+        println!(
+            "targets: 0 frames dropped and 0 underruns after the first second; recogniser p99 < 80 ms while the TTS speaks; \
+             synthesiser >= 2x real time; end of speech -> first audio p50 <= 1.0 s, p95 <= 1.5 s; barge-in p95 <= 200 ms; peak RSS <= 3 GiB"
+        );
+        Ok(())
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// A directory of our own for the bench's LLM file.
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("assistant-bench-llm-{}", std::process::id()));
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reply_is_cut_into_tokens_that_rejoin_into_its_text() {
+        let t = reply_tokens();
+        assert_eq!(t.concat().trim_start(), REPLY);
+        let words = REPLY.split(' ').count() as f64;
+        assert!((1.15..1.6).contains(&(t.len() as f64 / words)), "{}", t.len());
+    }
 
     #[test]
     fn the_script_fills_ten_minutes_with_twenty_turns_or_more_some_talked_over() {
@@ -481,14 +755,23 @@ mod tests {
         }
     }
 
-    /// A recogniser that hears nothing, to see the script's words and end of turn.
-    struct Deaf;
+    /// A recogniser that hears nothing until `ends_after` frames after the first turn,
+    /// then says the user is done (`None`: never).
+    struct Deaf {
+        frame: usize,
+        ends_at: Option<usize>,
+    }
     impl SpeechToText for Deaf {
         fn name(&self) -> String {
             "deaf".into()
         }
         fn step(&mut self, _pcm: &[f32]) -> Result<SttStep> {
-            Ok(SttStep::default())
+            self.frame += 1;
+            let done = self.ends_at.is_some_and(|e| self.frame > e);
+            Ok(SttStep {
+                end_of_speech: Some(if done { 0.9 } else { 0.0 }),
+                ..SttStep::default()
+            })
         }
         fn delay_frames(&self) -> usize {
             6
@@ -496,27 +779,48 @@ mod tests {
         fn reset(&mut self) {}
     }
 
-    #[test]
-    fn the_scripted_recogniser_gives_the_words_late_by_its_delay_and_ends_the_turn_after_speech() {
+    /// The frames at which each word of the first turn came, and the first frame
+    /// after its speech at which the script says the user is done.
+    fn first_turn(ends_after: Option<usize>) -> (Vec<(usize, String)>, Option<usize>, Turn) {
         let (_, turns) = script(1.0);
-        let t0 = &turns[0];
-        let mut stt = ScriptedStt::new(Box::new(Deaf), &turns, Arc::new(Probe::default()));
+        let t0 = turns[0].clone();
+        let end = t0.speech.end.div_ceil(FRAME);
+        let deaf = Deaf {
+            frame: 0,
+            ends_at: ends_after.map(|n| end + n),
+        };
+        let mut stt = ScriptedStt::new(Box::new(deaf), &turns, Arc::new(Probe::default()));
         let frame = vec![0.0; FRAME];
-        let mut words = Vec::new();
-        let mut done_at = None;
-        let last = (t0.speech.end / FRAME) + 10;
-        for f in 0..last {
+        let (mut words, mut done_at) = (Vec::new(), None);
+        for f in 0..end + FALLBACK_FRAMES + 10 {
             let s = stt.step(&frame).unwrap();
             words.extend(s.words.iter().map(|w| (f, w.clone())));
-            if f > t0.speech.start / FRAME && s.end_of_speech == Some(1.0) && done_at.is_none() {
+            if f >= end && s.end_of_speech == Some(1.0) && done_at.is_none() {
                 done_at = Some(f);
             }
         }
+        (words, done_at, t0)
+    }
+
+    #[test]
+    fn the_scripted_recogniser_gives_words_late_by_its_delay_and_the_last_ones_when_the_recogniser_is_done(
+    ) {
+        let (words, done_at, t0) = first_turn(Some(9));
         let said: Vec<&str> = words.iter().map(|(_, w)| w.as_str()).collect();
         assert_eq!(said, t0.words);
         // The first word comes 6 frames (the delay) after its audio ended, not before.
         let first_end = t0.speech.start + t0.speech.len() / t0.words.len();
         assert_eq!(words[0].0, first_end / FRAME + 6);
-        assert_eq!(done_at, Some(t0.speech.end.div_ceil(FRAME)));
+        // The last words and the end of the turn wait for the recogniser.
+        let end = t0.speech.end.div_ceil(FRAME);
+        assert_eq!(done_at, Some(end + 9));
+        assert_eq!(words.last().unwrap().0, end + 9);
+    }
+
+    #[test]
+    fn a_recogniser_that_never_finishes_is_cut_off_by_the_script() {
+        let (words, done_at, t0) = first_turn(None);
+        assert_eq!(words.len(), t0.words.len());
+        assert_eq!(done_at, Some(t0.speech.end.div_ceil(FRAME) + FALLBACK_FRAMES));
     }
 }

@@ -4,7 +4,7 @@
 //! and the first-start chooser all read them from this file.
 
 use crate::engine::cascade::llm::gguf;
-use crate::engine::cascade::speech_files::STT_REPO;
+use crate::engine::cascade::speech_files::WHISPER_REPO;
 
 /// The real-time budget of one step: one 80 ms frame of audio.
 pub const FRAME_MS: f64 = 80.0;
@@ -78,13 +78,14 @@ pub const MIMI_CPU_STEP: StepFigure = StepFigure {
 /// A small Mimi (a test checkpoint's own `mimi_config.toml`): the demo's codec cost.
 pub const SMALL_MIMI_CPU_STEP_MS: f64 = 2.8;
 
-/// The CPU cascade's recogniser: Kyutai STT 1B (the candle repo's bf16 LM, 1.98 GB,
-/// and Mimi, 0.38 GB), run as q8: about 1.05 GB of weights, Mimi and a small cache.
+/// The CPU cascade's recogniser: Whisper base.en (74M parameters, f32 safetensors
+/// 290 MB), streaming on a thread of its own. Kyutai's STT 1B does not keep up on two
+/// cores even in q4 (150-385 ms a step, README).
 pub const CPU_STT: Part = Part {
-    what: "Kyutai STT 1B q8",
-    repo: STT_REPO,
-    download: 2_370_000_000,
-    memory: 1_500_000_000,
+    what: "Whisper base.en",
+    repo: WHISPER_REPO,
+    download: 290_000_000,
+    memory: 400_000_000,
 };
 
 /// Qwen2.5-0.5B-Instruct q4_k_m in-process (`gguf::memory_bytes` at a 4096 context).

@@ -7,7 +7,7 @@ use super::engine_choice::{CascadeOnDisk, Gpu, GpuKind, MachineProfile, MoshiSpe
 use super::engine_figures as fig;
 use crate::cli::RunArgs;
 use crate::engine::cascade::llm::gguf::{self, GgufLlmOptions};
-use crate::engine::cascade::speech_files::{stt_complete, STT_REPO};
+use crate::engine::cascade::speech_files::stt_complete;
 use crate::engine::moshi::discovery::{find_in_hf_cache, find_snapshot};
 use crate::engine::moshi::{checkpoint, sizing, DeviceChoice, Discovery};
 use std::path::Path;
@@ -122,15 +122,13 @@ fn moshi_on_disk(disc: &Discovery) -> Option<MoshiSpec> {
     })
 }
 
-/// A Pocket TTS snapshot: its `model.safetensors` at the top or under `languages/*/`.
+/// A Pocket TTS snapshot: its weights and tokenizer at the top or under `languages/*/`.
 pub fn pocket_complete(dir: &Path) -> bool {
-    const WEIGHTS: &str = "model.safetensors";
-    dir.join(WEIGHTS).is_file()
-        || std::fs::read_dir(dir.join("languages")).is_ok_and(|langs| {
-            langs
-                .filter_map(|e| e.ok())
-                .any(|e| e.path().join(WEIGHTS).is_file())
-        })
+    use crate::engine::cascade::pocket::files::complete;
+    // A model directory, or a snapshot of the repository with one under languages/.
+    complete(dir)
+        || std::fs::read_dir(dir.join("languages"))
+            .is_ok_and(|langs| langs.filter_map(|e| e.ok()).any(|e| complete(&e.path())))
 }
 
 /// The CPU cascade's parts that are here: the flags' files, then the cache.
@@ -147,7 +145,7 @@ fn cascade_on_disk(args: &RunArgs, disc: &Discovery) -> CascadeOnDisk {
     CascadeOnDisk {
         stt: match &c.stt_model_dir {
             Some(d) => stt_complete(d),
-            None => in_cache(STT_REPO, &stt_complete),
+            None => in_cache(c.stt_repo(), &stt_complete),
         },
         // A server LLM needs nothing here.
         llm: c.llm_url.is_some() || gguf::find_gguf(&llm, cache).is_some_and(|p| p.is_file()),
@@ -196,7 +194,10 @@ mod tests {
         snapshot(
             tmp.path(),
             fig::POCKET_TTS_REPO,
-            &["languages/english/model.safetensors"],
+            &[
+                "languages/english/model.safetensors",
+                "languages/english/tokenizer.model",
+            ],
         );
         // A Moshi checkpoint (the demo's size, q8) where the default download goes.
         let root = tmp.path().join("models--kyutai--moshiko-candle-q8");

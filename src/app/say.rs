@@ -66,7 +66,7 @@ pub fn speak(
 ) -> Result<Option<Duration>> {
     let t0 = Instant::now();
     let mut first = None;
-    tts.start();
+    tts.start()?;
     tts.push_text(text);
     tts.finish();
     let mut frame = vec![0f32; FRAME];

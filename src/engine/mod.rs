@@ -1,6 +1,7 @@
 //! The engine thread, the model boundary and the models.
 pub mod cascade;
 pub mod command;
+pub mod cpu_share;
 pub mod frames;
 pub mod load;
 pub mod loopback;

@@ -28,6 +28,9 @@ pub const FRAME_LEN: usize = 1920;
 /// ended and answered if it was an utterance, forgotten if it was a noise.
 const MIN_QUIET_FRAMES: u32 = 4;
 const MAX_QUIET_FRAMES: u32 = 10;
+/// How long the turn waits past `MAX_QUIET_FRAMES` for a recogniser whose words are
+/// still on their way (Whisper transcribes an utterance after its end): 3 s.
+const MAX_PENDING_QUIET_FRAMES: u32 = 38;
 /// The recogniser's end-of-speech probability that ends a turn early.
 const END_OF_SPEECH: f32 = 0.5;
 /// Frames of speech (by loudness) that make an utterance rather than a noise.
@@ -253,8 +256,10 @@ impl Cascade {
 
     fn user_turn_over(&self) -> bool {
         let u = &self.user;
+        let words_coming = self.stt.pending() && u.quiet_frames < MAX_PENDING_QUIET_FRAMES;
         u.speech_frames >= MIN_SPEECH_FRAMES
             && u.quiet_frames >= MIN_QUIET_FRAMES
+            && !words_coming
             && (u.quiet_frames >= MAX_QUIET_FRAMES
                 || u.end_of_speech.is_some_and(|p| p >= END_OF_SPEECH))
     }
@@ -264,13 +269,13 @@ impl Cascade {
     /// next needs an onset of its own.
     fn noise_over(&self) -> bool {
         let u = &self.user;
-        u.speech_frames > 0 && u.quiet_frames >= MAX_QUIET_FRAMES
+        u.speech_frames > 0 && u.speech_frames < MIN_SPEECH_FRAMES && u.quiet_frames >= MAX_QUIET_FRAMES
     }
 
     /// The user stopped: flush the recogniser's delay with silence (faster than real
     /// time) so their last words are in, then ask the LLM.
     fn end_user_turn(&mut self, out: &mut StepOutput) -> Result<()> {
-        for _ in 0..self.stt.delay_frames() {
+        for _ in 0..self.stt.flush_frames() {
             let step = self.stt.step(&self.silence)?;
             self.heard_words(step.words, out);
         }
@@ -1158,6 +1163,69 @@ mod tests {
             said, " what time",
             "the TV's words are not shown as the user's"
         );
+    }
+
+    /// A recogniser like Whisper: it hears the utterance, then gives all its words
+    /// `late` quiet frames after it ended, saying meanwhile that they are coming.
+    struct LateStt {
+        late: u32,
+        loud: u32,
+        quiet: u32,
+        given: bool,
+    }
+    impl SpeechToText for LateStt {
+        fn name(&self) -> String {
+            "late-stt".into()
+        }
+        fn step(&mut self, pcm: &[f32]) -> Result<SttStep> {
+            if pcm.iter().any(|x| x.abs() > 0.1) {
+                (self.loud, self.quiet, self.given) = (self.loud + 1, 0, false);
+            } else if self.loud > 0 {
+                self.quiet += 1;
+            }
+            let due = self.loud > 0 && !self.given && self.quiet >= self.late;
+            self.given |= due;
+            Ok(SttStep {
+                words: if due {
+                    vec!["what".into(), "time".into()]
+                } else {
+                    vec![]
+                },
+                end_of_speech: Some(if self.given { 0.9 } else { 0.0 }),
+            })
+        }
+        fn delay_frames(&self) -> usize {
+            8
+        }
+        fn reset(&mut self) {}
+        fn pending(&self) -> bool {
+            self.loud > 0 && !self.given
+        }
+    }
+
+    #[test]
+    fn a_recogniser_whose_words_come_after_the_longest_pause_is_waited_for() {
+        let l = llm(Ok("noon"), 0);
+        let stt = LateStt {
+            late: MAX_QUIET_FRAMES + 8,
+            loud: 0,
+            quiet: 0,
+            given: false,
+        };
+        let mut c = Cascade::new(
+            Box::new(stt),
+            Box::new(WordTts::default()),
+            l.clone(),
+            "cpu",
+            TurnSettings::default(),
+        );
+        let mut log = Vec::new();
+        run(&mut c, QUIET, 2, &mut log);
+        run(&mut c, LOUD, 12, &mut log);
+        run(&mut c, QUIET, MAX_QUIET_FRAMES as usize + 2, &mut log);
+        assert_eq!(c.phase(), TalkPhase::Listening, "still waiting for the words");
+        run_until(&mut c, &mut log, |c| c.phase() != TalkPhase::Listening);
+        assert_eq!(contents(&requests(&l, 1)[0]), ["what time"]);
     }
 
     #[test]

@@ -25,6 +25,17 @@ pub trait SpeechToText: Send {
     fn delay_frames(&self) -> usize;
     /// Forget the utterance: caches and text assembly.
     fn reset(&mut self);
+    /// Words of audio already heard are still on their way (a recogniser that
+    /// transcribes a whole utterance after its end): the turn waits for them.
+    fn pending(&self) -> bool {
+        false
+    }
+    /// Frames of silence that push the last words out at the end of a turn (a model
+    /// with a text delay needs its delay); none for one that transcribes the
+    /// utterance after it ends.
+    fn flush_frames(&self) -> usize {
+        self.delay_frames()
+    }
 }
 
 /// What the synthesiser did for one 80 ms frame.

@@ -3,7 +3,7 @@
 
 use super::llm::{gguf, LlmChoice};
 use super::load::CascadeOptions;
-use super::speech_files::{self, STT_REPO, TTS_REPO};
+use super::speech_files::{self, TTS_REPO};
 use crate::engine::moshi::discovery::find_snapshot;
 use crate::engine::moshi::Discovery;
 use std::path::PathBuf;
@@ -136,7 +136,7 @@ pub fn cascade_report(opts: &CascadeOptions, disc: &Discovery) -> CascadeReport 
     let cpu = ::moshi::candle::Device::Cpu;
     let stt = speech(
         &opts.stt.model_dir,
-        STT_REPO,
+        &opts.stt.hf_repo,
         disc,
         speech_files::stt_complete,
         |d| {

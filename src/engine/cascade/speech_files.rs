@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const STT_REPO: &str = "kyutai/stt-1b-en_fr-candle";
+/// The CPU cascade's recogniser: Whisper base.en in the Hugging Face layout.
+pub const WHISPER_REPO: &str = "openai/whisper-base.en";
 pub const TTS_REPO: &str = "kyutai/tts-1.6b-en_fr";
 pub const VOICES_REPO: &str = "kyutai/tts-voices";
 pub const CONFIG_FILE: &str = "config.json";

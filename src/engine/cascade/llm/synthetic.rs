@@ -37,6 +37,9 @@ pub struct TinyQwen2 {
     /// Filler tokens after the real ones, to give the embedding and output the size
     /// of a real vocabulary (for timing).
     pub filler_tokens: usize,
+    /// Quantize as llama.cpp's Q4_K_M does (the file Qwen publishes and the cascade
+    /// downloads) rather than all in Q8_0.
+    pub q4_k_m: bool,
 }
 
 impl TinyQwen2 {
@@ -53,7 +56,32 @@ impl TinyQwen2 {
             seed: 7,
             tied: true,
             filler_tokens: 151_936 - vocabulary().0.len(),
+            q4_k_m: false,
         }
+    }
+
+    /// The same shape in Q4_K_M, as `qwen2.5-0.5b-instruct-q4_k_m.gguf` is quantized.
+    pub fn qwen25_05b_q4_k_m() -> Self {
+        Self {
+            q4_k_m: true,
+            ..Self::qwen25_05b_shape()
+        }
+    }
+}
+
+/// llama.cpp's Q4_K_M choice for one matrix: Q6_K for the value projection and the
+/// down projection in every other layer, Q4_K elsewhere; k-quants need rows of a
+/// multiple of 256, else the fallback llama.cpp takes (Q8_0 for Q6_K, Q5_0 for Q4_K:
+/// 896-wide rows in the 0.5B).
+fn q4_k_m_type(name: &str, layer: usize, row: usize) -> GgmlDType {
+    let six = name == "token_embd.weight"
+        || name == "attn_v.weight"
+        || (name == "ffn_down.weight" && layer % 2 == 0);
+    match (six, row % 256 == 0) {
+        (true, true) => GgmlDType::Q6K,
+        (true, false) => GgmlDType::Q8_0,
+        (false, true) => GgmlDType::Q4K,
+        (false, false) => GgmlDType::Q5_0,
     }
 }
 
@@ -69,6 +97,7 @@ impl Default for TinyQwen2 {
             seed: 7,
             tied: false,
             filler_tokens: 0,
+            q4_k_m: false,
         }
     }
 }
@@ -124,10 +153,22 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         )?)
     };
     let q8 = GgmlDType::Q8_0;
+    let kind = |name: &str, layer: usize, row: usize| {
+        if m.q4_k_m {
+            q4_k_m_type(name, layer, row)
+        } else {
+            q8
+        }
+    };
     let mut tensors: Vec<(String, QTensor)> = vec![
         (
             "token_embd.weight".into(),
-            random(&mut rng, &[vocab, m.hidden], 1.0, q8)?,
+            random(
+                &mut rng,
+                &[vocab, m.hidden],
+                1.0,
+                kind("token_embd.weight", 0, m.hidden),
+            )?,
         ),
         ("output_norm.weight".into(), ones(m.hidden)?),
     ];
@@ -154,10 +195,16 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         add("ffn_norm.weight", ones(m.hidden)?);
         add(
             "attn_q.weight",
-            random(&mut rng, &[m.hidden, m.hidden], w, q8)?,
+            random(&mut rng, &[m.hidden, m.hidden], w, kind("attn_q.weight", i, m.hidden))?,
         );
-        add("attn_k.weight", random(&mut rng, &[kv, m.hidden], w, q8)?);
-        add("attn_v.weight", random(&mut rng, &[kv, m.hidden], w, q8)?);
+        add(
+            "attn_k.weight",
+            random(&mut rng, &[kv, m.hidden], w, kind("attn_k.weight", i, m.hidden))?,
+        );
+        add(
+            "attn_v.weight",
+            random(&mut rng, &[kv, m.hidden], w, kind("attn_v.weight", i, m.hidden))?,
+        );
         add(
             "attn_q.bias",
             random(&mut rng, &[m.hidden], 0.1, GgmlDType::F32)?,
@@ -166,15 +213,15 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         add("attn_v.bias", random(&mut rng, &[kv], 0.1, GgmlDType::F32)?);
         add(
             "attn_output.weight",
-            random(&mut rng, &[m.hidden, m.hidden], w, q8)?,
+            random(&mut rng, &[m.hidden, m.hidden], w, kind("attn_output.weight", i, m.hidden))?,
         );
         add(
             "ffn_gate.weight",
-            random(&mut rng, &[m.ffn, m.hidden], w, q8)?,
+            random(&mut rng, &[m.ffn, m.hidden], w, kind("ffn_gate.weight", i, m.hidden))?,
         );
         add(
             "ffn_up.weight",
-            random(&mut rng, &[m.ffn, m.hidden], w, q8)?,
+            random(&mut rng, &[m.ffn, m.hidden], w, kind("ffn_up.weight", i, m.hidden))?,
         );
         add(
             "ffn_down.weight",
@@ -182,7 +229,7 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
                 &mut rng,
                 &[m.hidden, m.ffn],
                 1.0 / (m.ffn as f32).sqrt(),
-                q8,
+                kind("ffn_down.weight", i, m.ffn),
             )?,
         );
     }
@@ -192,7 +239,11 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
     let metadata: Vec<(&str, Value)> = vec![
         ("general.architecture", s("qwen2")),
         ("general.name", s("tiny-qwen2-random")),
-        ("general.file_type", Value::U32(7)), // mostly Q8_0
+        // llama.cpp's file types: 7 mostly Q8_0, 15 mostly Q4_K_M.
+        (
+            "general.file_type",
+            Value::U32(if m.q4_k_m { 15 } else { 7 }),
+        ),
         ("qwen2.context_length", u(m.context)),
         ("qwen2.embedding_length", u(m.hidden)),
         ("qwen2.block_count", u(m.layers)),

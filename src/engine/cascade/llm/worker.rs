@@ -38,7 +38,11 @@ impl LlmThread {
         let (jobs, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("cascade-llm".into())
-            .spawn(move || work(&*llm, &rx))?;
+            .spawn(move || {
+                crate::engine::cpu_share::run_as(crate::engine::cpu_share::Part::Llm, || {
+                    work(&*llm, &rx)
+                })
+            })?;
         Ok(Self { jobs })
     }
 

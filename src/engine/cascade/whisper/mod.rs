@@ -80,7 +80,7 @@ impl Worker {
         let never = || false;
         let (audio, partial) = match job {
             Job::Partial(a) => (a, true),
-            Job::Final(a) | Job::Tentative(a) if matches!(job, Job::Final(_)) => (a, false),
+            Job::Final(a) => (a, false),
             Job::Tentative(a) => {
                 let hyp = self.transcriber.transcribe_unless(&a, &never)?;
                 self.held = hyp.map(|h| self.text(&h));
@@ -226,7 +226,12 @@ impl WhisperStt {
                 let u = urgent.clone();
                 std::thread::Builder::new()
                     .name("whisper".into())
-                    .spawn(move || worker_loop(worker, jobs_rx, heard_tx, u))
+                    .spawn(move || {
+                        use crate::engine::cpu_share::{run_as, Part};
+                        run_as(Part::Recogniser, move || {
+                            worker_loop(worker, jobs_rx, heard_tx, u)
+                        })
+                    })
                     .context("starting the recogniser's thread")?;
                 Runner::Thread {
                     jobs: jobs_tx,
@@ -432,6 +437,17 @@ impl SpeechToText for WhisperStt {
     fn delay_frames(&self) -> usize {
         // A word is given out once two transcriptions a hop apart agree on it.
         2 * stream::HOP_FRAMES as usize
+    }
+
+    /// An utterance is open, or its last transcription has not come back.
+    fn pending(&self) -> bool {
+        self.awaiting_end || self.segmenter.in_utterance()
+    }
+
+    /// The last words come from the utterance's own last transcription: silence
+    /// stepped faster than real time would only put the clock ahead.
+    fn flush_frames(&self) -> usize {
+        0
     }
 
     fn reset(&mut self) {
