@@ -22,9 +22,9 @@ use crate::engine::runner::{self, EngineSetup, Loaded};
 use crate::engine::stats::percentiles;
 use anyhow::{Context, Result};
 use moshi::candle::Device;
-use std::path::Path;
 use ringbuf::traits::{Consumer, Observer};
 use std::ops::Range;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -177,6 +177,7 @@ impl SpeechToText for ScriptedStt {
             if f >= end && self.finished[i].is_none() && (done || f >= end + FALLBACK_FRAMES) {
                 self.finished[i] = Some(f);
                 let late = (f - end) as f64 * 80.0;
+                tracing::debug!("bench: turn {i} finished {late} ms after its speech (by the recogniser: {done})");
                 self.probe.stt_final_ms.lock().unwrap().push((late, done));
             }
         }
@@ -371,7 +372,10 @@ pub fn published(stt_dir: Option<&Path>, pocket: &str, q8: bool, work: &Path) ->
         }
         None => {
             let cfg = synthetic::published_config("base").context("whisper base config")?;
-            description.push("recogniser: Whisper base (74M), random weights, streaming on a thread of its own".into());
+            description.push(
+                "recogniser: Whisper base (74M), random weights, streaming on a thread of its own"
+                    .into(),
+            );
             Box::new(WhisperStt::with_random_weights(&cfg, Threading::Worker)?)
         }
     };
@@ -736,7 +740,11 @@ mod tests {
         let t = reply_tokens();
         assert_eq!(t.concat().trim_start(), REPLY);
         let words = REPLY.split(' ').count() as f64;
-        assert!((1.15..1.6).contains(&(t.len() as f64 / words)), "{}", t.len());
+        assert!(
+            (1.15..1.6).contains(&(t.len() as f64 / words)),
+            "{}",
+            t.len()
+        );
     }
 
     #[test]
@@ -818,9 +826,31 @@ mod tests {
     }
 
     #[test]
+    fn whisper_finishes_a_scripted_turn_only_after_the_speech_and_its_quiet() {
+        use crate::engine::cascade::whisper::{synthetic, Threading, WhisperStt};
+        let stt =
+            WhisperStt::with_random_weights(&synthetic::tiny_config(), Threading::Inline).unwrap();
+        let (pcm, turns) = script(0.5);
+        let mut s = ScriptedStt::new(Box::new(stt), &turns, Arc::new(Probe::default()));
+        for frame in pcm.chunks_exact(FRAME) {
+            s.step(frame).unwrap();
+        }
+        let end = turns[0].speech.end.div_ceil(FRAME);
+        let fin = s.finished[0].expect("the turn finished");
+        // The recogniser's utterance ends after 4 quiet frames (320 ms).
+        assert!(
+            fin + 1 >= end + 4,
+            "finished at {fin}, speech ended at {end}"
+        );
+    }
+
+    #[test]
     fn a_recogniser_that_never_finishes_is_cut_off_by_the_script() {
         let (words, done_at, t0) = first_turn(None);
         assert_eq!(words.len(), t0.words.len());
-        assert_eq!(done_at, Some(t0.speech.end.div_ceil(FRAME) + FALLBACK_FRAMES));
+        assert_eq!(
+            done_at,
+            Some(t0.speech.end.div_ceil(FRAME) + FALLBACK_FRAMES)
+        );
     }
 }

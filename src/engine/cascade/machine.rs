@@ -269,7 +269,9 @@ impl Cascade {
     /// next needs an onset of its own.
     fn noise_over(&self) -> bool {
         let u = &self.user;
-        u.speech_frames > 0 && u.speech_frames < MIN_SPEECH_FRAMES && u.quiet_frames >= MAX_QUIET_FRAMES
+        u.speech_frames > 0
+            && u.speech_frames < MIN_SPEECH_FRAMES
+            && u.quiet_frames >= MAX_QUIET_FRAMES
     }
 
     /// The user stopped: flush the recogniser's delay with silence (faster than real
@@ -1223,7 +1225,11 @@ mod tests {
         run(&mut c, QUIET, 2, &mut log);
         run(&mut c, LOUD, 12, &mut log);
         run(&mut c, QUIET, MAX_QUIET_FRAMES as usize + 2, &mut log);
-        assert_eq!(c.phase(), TalkPhase::Listening, "still waiting for the words");
+        assert_eq!(
+            c.phase(),
+            TalkPhase::Listening,
+            "still waiting for the words"
+        );
         run_until(&mut c, &mut log, |c| c.phase() != TalkPhase::Listening);
         assert_eq!(contents(&requests(&l, 1)[0]), ["what time"]);
     }

@@ -236,7 +236,8 @@ pub fn gguf_var_builder(
 
 /// Records the name and shape of every tensor a model asks for; returns a zero scalar
 /// broadcast to the shape (no memory), so building a 1B model costs nothing.
-struct ShapeRecorder(std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<usize>)>>>);
+type Shapes = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<usize>)>>>;
+struct ShapeRecorder(Shapes);
 
 impl moshi::candle_nn::var_builder::SimpleBackend for ShapeRecorder {
     fn get(

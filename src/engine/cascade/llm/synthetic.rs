@@ -76,8 +76,8 @@ impl TinyQwen2 {
 fn q4_k_m_type(name: &str, layer: usize, row: usize) -> GgmlDType {
     let six = name == "token_embd.weight"
         || name == "attn_v.weight"
-        || (name == "ffn_down.weight" && layer % 2 == 0);
-    match (six, row % 256 == 0) {
+        || (name == "ffn_down.weight" && layer.is_multiple_of(2));
+    match (six, row.is_multiple_of(256)) {
         (true, true) => GgmlDType::Q6K,
         (true, false) => GgmlDType::Q8_0,
         (false, true) => GgmlDType::Q4K,
@@ -195,15 +195,30 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         add("ffn_norm.weight", ones(m.hidden)?);
         add(
             "attn_q.weight",
-            random(&mut rng, &[m.hidden, m.hidden], w, kind("attn_q.weight", i, m.hidden))?,
+            random(
+                &mut rng,
+                &[m.hidden, m.hidden],
+                w,
+                kind("attn_q.weight", i, m.hidden),
+            )?,
         );
         add(
             "attn_k.weight",
-            random(&mut rng, &[kv, m.hidden], w, kind("attn_k.weight", i, m.hidden))?,
+            random(
+                &mut rng,
+                &[kv, m.hidden],
+                w,
+                kind("attn_k.weight", i, m.hidden),
+            )?,
         );
         add(
             "attn_v.weight",
-            random(&mut rng, &[kv, m.hidden], w, kind("attn_v.weight", i, m.hidden))?,
+            random(
+                &mut rng,
+                &[kv, m.hidden],
+                w,
+                kind("attn_v.weight", i, m.hidden),
+            )?,
         );
         add(
             "attn_q.bias",
@@ -213,15 +228,30 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         add("attn_v.bias", random(&mut rng, &[kv], 0.1, GgmlDType::F32)?);
         add(
             "attn_output.weight",
-            random(&mut rng, &[m.hidden, m.hidden], w, kind("attn_output.weight", i, m.hidden))?,
+            random(
+                &mut rng,
+                &[m.hidden, m.hidden],
+                w,
+                kind("attn_output.weight", i, m.hidden),
+            )?,
         );
         add(
             "ffn_gate.weight",
-            random(&mut rng, &[m.ffn, m.hidden], w, kind("ffn_gate.weight", i, m.hidden))?,
+            random(
+                &mut rng,
+                &[m.ffn, m.hidden],
+                w,
+                kind("ffn_gate.weight", i, m.hidden),
+            )?,
         );
         add(
             "ffn_up.weight",
-            random(&mut rng, &[m.ffn, m.hidden], w, kind("ffn_up.weight", i, m.hidden))?,
+            random(
+                &mut rng,
+                &[m.ffn, m.hidden],
+                w,
+                kind("ffn_up.weight", i, m.hidden),
+            )?,
         );
         add(
             "ffn_down.weight",

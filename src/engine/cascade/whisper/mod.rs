@@ -172,9 +172,25 @@ fn worker_loop(
             let r = if matches!(job, Job::Partial(_)) && !queue.is_empty() {
                 Ok(nothing)
             } else {
-                w.run(job, &|| urgent.load(Ordering::SeqCst))
+                let kind = match &job {
+                    Job::Partial(a) => ("partial", a.len()),
+                    Job::Final(a) => ("final", a.len()),
+                    Job::Tentative(a) => ("tentative", a.len()),
+                    Job::Confirm => ("confirm", 0),
+                    Job::Withdraw => ("withdraw", 0),
+                };
+                let t = std::time::Instant::now();
+                let r = w
+                    .run(job, &|| urgent.load(Ordering::SeqCst))
                     .map(|h| h.unwrap_or(nothing))
-                    .map_err(|e| format!("{e:#}"))
+                    .map_err(|e| format!("{e:#}"));
+                tracing::debug!(
+                    "whisper: {} of {:.2} s in {:.0} ms",
+                    kind.0,
+                    kind.1 as f64 / 16_000.0,
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+                r
             };
             if heard.send((g, r)).is_err() {
                 return;
@@ -293,8 +309,8 @@ pub fn load_transcriber(dir: &Path, device: &Device) -> Result<Transcriber, Mode
     if cfg.d_model == 0
         || cfg.encoder_attention_heads == 0
         || cfg.decoder_attention_heads == 0
-        || cfg.d_model % cfg.encoder_attention_heads != 0
-        || cfg.d_model % cfg.decoder_attention_heads != 0
+        || !cfg.d_model.is_multiple_of(cfg.encoder_attention_heads)
+        || !cfg.d_model.is_multiple_of(cfg.decoder_attention_heads)
     {
         return Err(ModelLoadError::new(
             format!(
