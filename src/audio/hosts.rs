@@ -32,17 +32,18 @@ pub fn with_host<T>(id: HostId, f: impl FnOnce(&cpal::Host) -> T) -> Result<T, c
 }
 
 /// A sound server can drop a new client while it is busy or just started ("IO error:
-/// failed to fill whole buffer", seen here at load 5-10 within a second of
-/// PulseAudio's start): try again for about a second before calling it unavailable.
+/// failed to fill whole buffer", seen here at load 5-10 within seconds of PulseAudio's
+/// start, in 4 tests of 5 once, with one second of retries): try again for about
+/// four seconds, waiting longer each time, before calling it unavailable.
 fn connect(id: HostId) -> Result<cpal::Host, cpal::Error> {
-    let mut tries = 0;
+    let mut tries = 0u64;
     loop {
         match cpal::host_from_id(id) {
             Ok(h) => return Ok(h),
-            Err(e) if tries < 4 => {
-                tracing::info!("{}: {e}; trying again", id.name());
+            Err(e) if tries < 6 => {
                 tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(250));
+                tracing::info!("{}: {e}; trying again (try {tries})", id.name());
+                std::thread::sleep(std::time::Duration::from_millis(150 * tries));
             }
             Err(e) => return Err(e),
         }
