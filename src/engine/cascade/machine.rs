@@ -43,6 +43,13 @@ const ONSET_SLACK_FRAMES: u64 = 2;
 /// so that their words do not push the oldest turn out at the end of speech (which
 /// would change the prompt's start and make the LLM read it all again).
 const USER_WORDS_RESERVE: usize = 256;
+/// Frames the synthesiser may hold, the one playing included (480 ms). It makes one frame per
+/// engine step at least; when a step leaves time it makes another, so a slow step
+/// later (the machine busy, a new chunk's text read in) plays from this lead instead
+/// of running the speaker dry. A barge-in drops the lead with the reply.
+const LEAD_FRAMES: usize = 6;
+/// Synthesise ahead only while the engine step has used less than this of its 80 ms.
+const LEAD_BUDGET: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// What the LLM is told when the persona has no prompt.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful voice assistant talking with \
@@ -83,6 +90,8 @@ struct Reply {
     started: usize,
     /// Words already sent to the feed.
     fed: usize,
+    /// Frames synthesised and not played yet, with what the synthesiser said of each.
+    ahead: std::collections::VecDeque<(Vec<f32>, TtsStep)>,
 }
 
 impl Drop for Reply {
@@ -160,6 +169,8 @@ pub struct Cascade {
     /// The first step says "listening", so front-ends know turns come from here (and
     /// show the recogniser's words rather than their own voice detection).
     announced: bool,
+    /// When this engine step began (the lead's budget counts from it).
+    step_began: Instant,
     silence: Vec<f32>,
 }
 
@@ -189,6 +200,7 @@ impl Cascade {
             reading_ahead: None,
             frame: 0,
             announced: false,
+            step_began: Instant::now(),
             silence: vec![0.0; FRAME_LEN],
         }
     }
@@ -398,6 +410,7 @@ impl Cascade {
             finished: false,
             started: 0,
             fed: 0,
+            ahead: std::collections::VecDeque::new(),
         });
         self.set_phase(TalkPhase::Thinking, out);
     }
@@ -479,14 +492,32 @@ impl Cascade {
             reply.finished = true;
             self.tts.finish();
         }
-        let step = match self.tts.step(&mut out.pcm) {
-            Ok(s) => s,
-            Err(e) => {
-                // The reply cannot go on: stop writing it (dropping it does).
-                self.reply_over(out);
-                return Err(e);
+        // This frame's audio comes from the lead, else from a step now; then, while
+        // this engine step has time, the synthesiser runs ahead.
+        let frame = out.pcm.len();
+        loop {
+            let need = reply.ahead.is_empty();
+            let room = reply.ahead.len() < LEAD_FRAMES
+                && matches!(reply.ahead.back(), Some((_, TtsStep::Audio { .. })))
+                && self.step_began.elapsed() < LEAD_BUDGET;
+            if !need && !room {
+                break;
             }
+            let mut pcm = vec![0.0; frame];
+            match self.tts.step(&mut pcm) {
+                Ok(TtsStep::Waiting) if !need => break,
+                Ok(s) => reply.ahead.push_back((pcm, s)),
+                Err(e) => {
+                    // The reply cannot go on: stop writing it (dropping it does).
+                    self.reply_over(out);
+                    return Err(e);
+                }
+            }
+        }
+        let Some((pcm, step)) = reply.ahead.pop_front() else {
+            return Ok(());
         };
+        out.pcm.copy_from_slice(&pcm);
         match step {
             TtsStep::Audio { words_started } => {
                 reply.started = reply.started.max(words_started);
@@ -533,6 +564,7 @@ impl DuplexModel for Cascade {
     }
 
     fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()> {
+        self.step_began = Instant::now();
         if !std::mem::replace(&mut self.announced, true) {
             out.talk.push(Talk::Phase(self.phase));
         }
@@ -704,6 +736,8 @@ mod tests {
         voice: String,
         /// Where it fails, when it does: "start" or "step".
         fault: Arc<Mutex<Option<&'static str>>>,
+        /// Frames it has made.
+        made: Arc<std::sync::atomic::AtomicUsize>,
     }
     impl TextToSpeech for WordTts {
         fn name(&self) -> String {
@@ -723,6 +757,7 @@ mod tests {
             *self = Self {
                 voice: std::mem::take(&mut self.voice),
                 fault,
+                made: self.made.clone(),
                 ..Default::default()
             };
             Ok(())
@@ -764,6 +799,7 @@ mod tests {
             }
             self.frames_left -= 1;
             out.fill(0.25);
+            self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(TtsStep::Audio {
                 words_started: self.started,
             })
@@ -999,6 +1035,33 @@ mod tests {
         let h = c.history().messages();
         assert_eq!(h[1].content, "one two three", "only the words that played");
         assert_eq!(text(&log), " one two three");
+    }
+
+    #[test]
+    fn the_synthesiser_runs_a_bounded_lead_ahead_of_playback_and_a_barge_in_drops_it() {
+        let l = llm(Ok(&"word ".repeat(30)), 0);
+        let tts = WordTts::default();
+        let made = tts.made.clone();
+        let mut c = cascade_with(vec![], vec![(1, "hello")], l.clone(), tts);
+        let mut log = Vec::new();
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
+        // The LLM has written it all; quick steps fill the lead at once.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        run(&mut c, QUIET, 3, &mut log);
+        let played = log
+            .iter()
+            .filter(|o| o.pcm.iter().any(|&x| x != 0.0))
+            .count();
+        let made_now = made.load(std::sync::atomic::Ordering::SeqCst);
+        // Up to LEAD_FRAMES made in a step, one of them played at once.
+        assert_eq!(made_now, played + LEAD_FRAMES - 1, "{played} played");
+        // Talking over it: silent at once, and the lead is never played.
+        run(&mut c, LOUD, 1, &mut log);
+        run(&mut c, QUIET, LEAD_FRAMES + 2, &mut log);
+        let after = &log[log.len() - LEAD_FRAMES - 3..];
+        assert!(after.iter().all(|o| o.pcm.iter().all(|&x| x == 0.0)));
+        assert_eq!(c.phase(), TalkPhase::Listening);
     }
 
     #[test]
