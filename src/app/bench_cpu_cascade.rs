@@ -88,6 +88,9 @@ pub fn script(minutes: f64) -> (Vec<f32>, Vec<Turn>) {
 pub struct Probe {
     /// The synthesiser is producing audio (set by its wrapper).
     speaking: AtomicBool,
+    /// Input frames the engine has dropped (from its step events): the recogniser
+    /// never sees them, so its count of frames would fall behind the script.
+    dropped: AtomicU64,
     /// Recogniser step times in ms, with whether the synthesiser was speaking then.
     stt_ms: Mutex<Vec<(f64, bool)>>,
     /// Synthesiser step times in ms for frames that carried audio.
@@ -119,7 +122,11 @@ const FALLBACK_FRAMES: usize = 36;
 struct ScriptedStt {
     inner: Box<dyn SpeechToText>,
     probe: Arc<Probe>,
-    frame: usize,
+    /// Steps taken; the frame of the script a step hears is this plus the frames the
+    /// engine dropped.
+    steps: usize,
+    /// The frame of the last step.
+    frame: Option<usize>,
     /// (frame at which the word is due, its turn, word)
     words: Vec<(usize, usize, String)>,
     next_word: usize,
@@ -148,7 +155,8 @@ impl ScriptedStt {
         Self {
             inner,
             probe,
-            frame: 0,
+            steps: 0,
+            frame: None,
             words,
             next_word: 0,
             finished: vec![None; speech.len()],
@@ -167,8 +175,9 @@ impl SpeechToText for ScriptedStt {
         let heard = self.inner.step(pcm)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         self.probe.stt_ms.lock().unwrap().push((ms, speaking));
-        let f = self.frame;
-        self.frame += 1;
+        let f = self.steps + self.probe.dropped.load(Ordering::Relaxed) as usize;
+        self.steps += 1;
+        self.frame = Some(f);
         // The latest turn begun by now.
         let turn = self.speech.iter().rposition(|r| r.start <= f);
         if let Some(i) = turn {
@@ -210,7 +219,7 @@ impl SpeechToText for ScriptedStt {
     }
     /// The recogniser's own, or the latest turn's last words held for it.
     fn pending(&self) -> bool {
-        let Some(last) = self.frame.checked_sub(1) else {
+        let Some(last) = self.frame else {
             return false;
         };
         let held = self
@@ -569,7 +578,14 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
         pcm.len() as f64 / RATE as f64 / 60.0
     )?;
     out.flush()?;
-    let drain = std::thread::spawn(move || for _ in ev_rx {});
+    let seen = probe.clone();
+    let drain = std::thread::spawn(move || {
+        for ev in ev_rx {
+            if let crate::bus::EngineEvent::Step(s) = ev {
+                seen.dropped.store(s.dropped_frames, Ordering::Relaxed);
+            }
+        }
+    });
     let stats = runner::run(setup);
     drop(pacer);
     let underruns = speaker.underruns.load(Ordering::Relaxed);
