@@ -42,6 +42,12 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, b) = match self {
             Linear::F32 { w, b } => {
+                if let Some(y) = super::kernels::linear(w, x)? {
+                    return match b {
+                        Some(b) => y.broadcast_add(b),
+                        None => Ok(y),
+                    };
+                }
                 let y = match x.dims() {
                     [b0, t, k] => {
                         x.reshape((b0 * t, *k))?

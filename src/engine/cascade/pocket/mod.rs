@@ -6,7 +6,7 @@
 //!
 //! `config` (the package's YAML, two English configs built in), `tokenizer`,
 //! `layers`, `transformer`, `flow_head`, `flow_lm`, `codec` (the decoder), `encoder` (voice cloning), `voice`,
-//! `model` (loading), `text` (chunking), `synth` (one chunk), `tts` (streaming),
+//! `kernels` (CPU matrix-vector products and convolutions), `model` (loading), `text` (chunking), `synth` (one chunk), `tts` (streaming),
 //! `files` (finding the weights).
 
 pub mod codec;
@@ -15,6 +15,7 @@ pub mod encoder;
 pub mod files;
 pub mod flow_head;
 pub mod flow_lm;
+pub mod kernels;
 pub mod layers;
 pub mod model;
 pub mod synth;
