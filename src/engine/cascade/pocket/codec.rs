@@ -5,6 +5,7 @@
 //! of audio out.
 
 use super::config::{MimiConfig, SeanetConfig};
+use super::kernels::elu;
 use super::layers::{Linear, StreamConv, StreamConvTr};
 use super::transformer::{Cache, Shape, Transformer};
 use moshi::candle::{Result, Tensor};
@@ -195,11 +196,11 @@ impl Decoder {
         let mut x = h.transpose(1, 2)?.contiguous()?;
         for b in &mut self.seanet {
             x = match b {
-                Block::Elu => x.elu(1.0)?,
+                Block::Elu => elu(&x)?,
                 Block::Conv(c) => c.forward(&x)?,
                 Block::ConvTr(c) => c.forward(&x)?,
                 Block::Res { c1, c2 } => {
-                    let v = c2.forward(&c1.forward(&x.elu(1.0)?)?.elu(1.0)?)?;
+                    let v = c2.forward(&elu(&c1.forward(&elu(&x)?)?)?)?;
                     (&x + v)?
                 }
             };

@@ -156,6 +156,98 @@ pub fn linear(w: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(out, shape, x.device())?))
 }
 
+/// `(2^n · (1 + e) - 1, …)` split as `(e, n)`: exp(x) = 2^n · (1 + e), |r| ≤ ln2/2,
+/// Cephes' polynomial (about 1 ulp), branch-free so that loops over it vectorise.
+#[inline(always)]
+fn exp_parts(x: f32) -> (f32, f32) {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    (p * r * r + r, n)
+}
+
+/// 2^n for an integral `n` in the normal range.
+#[inline(always)]
+fn pow2(n: f32) -> f32 {
+    f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `torch.nn.ELU(alpha=1)`: x for x > 0, exp(x) - 1 otherwise (no cancellation near 0:
+/// exp(x) - 1 = 2^n·e + (2^n - 1)).
+#[inline(always)]
+fn elu1(x: f32) -> f32 {
+    let (e, n) = exp_parts(x.min(0.0));
+    let s = pow2(n);
+    let m = s * e + (s - 1.0);
+    if x > 0.0 {
+        x
+    } else {
+        m
+    }
+}
+
+/// GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), with
+/// 1 + tanh(u) = 2 - 2/(exp(2u) + 1).
+#[inline(always)]
+fn gelu1(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6;
+    let u = C * x * (1.0 + 0.044_715 * x * x);
+    let (e, n) = exp_parts((2.0 * u).clamp(-80.0, 80.0));
+    let ex = pow2(n) * (1.0 + e);
+    0.5 * x * (2.0 - 2.0 / (ex + 1.0))
+}
+
+/// `f` over every element of an f32 CPU tensor, into a new one; `None` for other
+/// tensors.
+fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<Option<Tensor>> {
+    if !x.is_contiguous() {
+        return Ok(None);
+    }
+    let n = x.elem_count();
+    let (st, layout) = x.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(v)) = &*st else {
+        return Ok(None);
+    };
+    let off = layout.start_offset();
+    let src = &v[off..off + n];
+    let mut out = vec![0f32; n];
+    const PAR: usize = 1 << 15;
+    if n >= 2 * PAR {
+        out.par_chunks_mut(PAR)
+            .zip(src.par_chunks(PAR))
+            .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &s)| *o = f(s)));
+    } else {
+        out.iter_mut().zip(src).for_each(|(o, &s)| *o = f(s));
+    }
+    drop(st);
+    Ok(Some(Tensor::from_vec(out, x.shape(), x.device())?))
+}
+
+/// ELU (alpha 1), vectorised; candle's for tensors it does not handle.
+pub fn elu(x: &Tensor) -> Result<Tensor> {
+    match map(x, elu1)? {
+        Some(y) => Ok(y),
+        None => x.elu(1.0),
+    }
+}
+
+/// GELU (tanh approximation), vectorised; candle's for tensors it does not handle.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    match map(x, gelu1)? {
+        Some(y) => Ok(y),
+        None => x.gelu(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +270,26 @@ mod tests {
             assert_eq!(ours.dims(), theirs.dims());
             let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
             assert!(d.to_scalar::<f32>().unwrap() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn elu_and_gelu_match_candle() {
+        let dev = Device::Cpu;
+        let v: Vec<f32> = (-4000..4000).map(|i| i as f32 * 0.005).collect();
+        let mut v2 = v.clone();
+        v2.extend([-200.0, -90.0, -1e-7, 0.0, 1e-7, 90.0, 200.0]);
+        let x = Tensor::from_vec(v2.clone(), v2.len(), &dev).unwrap();
+        for (ours, theirs) in [
+            (elu(&x).unwrap(), x.elu(1.0).unwrap()),
+            (gelu_tanh(&x).unwrap(), x.gelu().unwrap()),
+        ] {
+            let a = ours.to_vec1::<f32>().unwrap();
+            let b = theirs.to_vec1::<f32>().unwrap();
+            for ((a, b), x) in a.iter().zip(&b).zip(&v2) {
+                let tol = 4e-7 * b.abs().max(1.0);
+                assert!((a - b).abs() <= tol, "x {x}: {a} against {b}");
+            }
         }
     }
 }

@@ -162,7 +162,7 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 }
 
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
-    x.gelu()
+    super::kernels::gelu_tanh(x)
 }
 
 /// `StreamingConv1d`: a causal conv that keeps its last `kernel - stride` input samples.
