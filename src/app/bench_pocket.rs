@@ -117,7 +117,7 @@ fn streaming(tts: &mut PocketTts, words_per_s: f64, eager: usize) -> Result<(f64
     tts.set_eager_words(eager);
     let words: Vec<&str> = REPLY.split(' ').collect();
     let mut frame = vec![0f32; 1920];
-    tts.start();
+    tts.start()?;
     let t0 = Instant::now();
     let (mut sent, mut first, mut frames) = (0, None, 0usize);
     loop {

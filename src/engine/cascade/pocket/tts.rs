@@ -304,8 +304,9 @@ impl TextToSpeech for PocketTts {
         Ok(())
     }
 
-    fn start(&mut self) {
+    fn start(&mut self) -> Result<()> {
         self.utt = Some(Utterance::default());
+        Ok(())
     }
 
     fn push_text(&mut self, text: &str) {
