@@ -108,13 +108,14 @@ pub const CPU_TTS: Part = Part {
 /// The CPU cascade's parts, in the order a load fetches them.
 pub const CPU_CASCADE: [Part; 3] = [CPU_STT, CPU_LLM, CPU_TTS];
 
-/// The cascade's real-time step: the recogniser must take each 80 ms frame as it comes.
-/// q8 weights stream at the 12.8 GB/s measured for a moshiko q8 layer here (1.05 GB:
-/// 82 ms), plus Mimi's encode (42-60 ms measured; 50 taken).
+/// The cascade's real-time step: what the engine thread does for each 80 ms frame while
+/// the assistant speaks, Pocket TTS's frame (flow LM 34.8 ms and decoder 18.2 ms, f32,
+/// `assistant bench pocket`, load 1.7) and the recogniser's frame (0.1 ms: Whisper
+/// transcribes on a thread of its own). The LLM writes on its own thread beside it.
 pub const CPU_CASCADE_STEP: StepFigure = StepFigure {
-    ms: 132.0,
-    source: Source::Estimated,
-    basis: "recogniser step: 1.05 GB of q8 at 12.8 GB/s plus Mimi encode 50 ms",
+    ms: 53.0,
+    source: Source::Measured,
+    basis: "Pocket TTS frame (f32) and the recogniser's frame step on 2 cores",
 };
 
 /// The demo model per step: encode 1.3 ms, LM 1.2 ms, decode 1.5 ms (README).

@@ -264,8 +264,8 @@ mod tests {
         assert_eq!(moshi.speed, "~765 ms a step (measured)");
         assert_eq!(moshi.realtime, Some(false));
         assert_eq!(moshi.note, "no GPU: it would run on the CPU, 10× too slow");
-        assert_eq!(setup.options[1].download, "download 2.9 GiB");
-        assert_eq!(setup.options[1].memory, "memory 2.5 GiB");
+        assert_eq!(setup.options[1].download, "download 1.0 GiB");
+        assert_eq!(setup.options[1].memory, "memory 1.4 GiB");
         assert_eq!(setup.machine, "2 cores, 23.0 GiB available, no GPU");
         assert!(setup.options[2].takes_url && setup.options[2].realtime.is_none());
         assert_eq!(setup.options[3].realtime, Some(true));
