@@ -309,7 +309,7 @@ fn doctor_says_which_engine_it_would_pick_and_why() {
         .find(|l| l.contains("engine: "))
         .unwrap_or_else(|| panic!("no engine line:\n{text}"));
     eprintln!("{line}");
-    // Without a GPU: the cascade (or, with under 2.5 GiB free, the demo), and Moshi's
+    // Without a GPU: the cascade (or, with under 1.4 GiB free, the demo), and Moshi's
     // step time as the reason.
     assert!(
         line.contains("[warn] engine: CPU cascade (--device cpu; Moshi 7B q8 would take ~")
