@@ -147,8 +147,10 @@ fn an_llm_server_that_is_down_is_a_warning_and_the_run_goes_on() {
     let s = script(1, 1.2, 1.5);
     let input = tmp.path().join("q.wav");
     assistant::audio::wav::write_wav_mono(&input, 24_000, &s.pcm).unwrap();
+    // At real time, as a microphone: unpaced, the second question can come while the
+    // first is still being asked (the LLM's thread yields to the engine's) and join it.
     let out = cascade(tmp.path())
-        .arg("--no-journal")
+        .args(["--no-journal", "--realtime"])
         .arg("--input")
         .arg(&input)
         .args([

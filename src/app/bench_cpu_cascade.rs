@@ -365,7 +365,13 @@ impl Llm for TimedLlm {
 /// recogniser checkpoint in `stt_dir`, e.g. real Whisper weights), Pocket TTS
 /// (`pocket`: `default` or `18m`, f32 or `q8`), Qwen2.5-0.5B in Q4_K_M written to
 /// `work`.
-pub fn published(stt_dir: Option<&Path>, pocket: &str, q8: bool, work: &Path) -> Result<Parts> {
+pub fn published(
+    stt_dir: Option<&Path>,
+    pocket: &str,
+    q8: bool,
+    eager_words: usize,
+    work: &Path,
+) -> Result<Parts> {
     use crate::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
     use crate::engine::cascade::llm::{GgufLlm, GgufLlmOptions};
     use crate::engine::cascade::pocket::{PocketModel, PocketSampling, PocketTts, Voice};
@@ -392,6 +398,7 @@ pub fn published(stt_dir: Option<&Path>, pocket: &str, q8: bool, work: &Path) ->
     let model = PocketModel::random(cfg, key, &dev)?;
     let voice = Voice::random(&model.lm, 125, &dev)?;
     let mut tts = PocketTts::new(model, voice, q8)?;
+    tts.set_eager_words(eager_words);
     tts.set_sampling(PocketSampling {
         temperature: Some(0.3),
         // Random weights never signal the end reliably: each chunk runs to its bound.
@@ -399,7 +406,7 @@ pub fn published(stt_dir: Option<&Path>, pocket: &str, q8: bool, work: &Path) ->
         ..Default::default()
     });
     description.push(format!(
-        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3",
+        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma",
         if q8 { " (flow LM q8)" } else { "" }
     ));
     let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");
@@ -718,6 +725,7 @@ pub fn run_command(b: &crate::cli::BenchArgs, cascade: &crate::cli::CascadeArgs)
             cascade.stt_model_dir.as_deref(),
             &b.config,
             cascade.tts_q8,
+            cascade.tts_eager_words,
             &work,
         );
         let _ = std::fs::remove_dir_all(&work);
