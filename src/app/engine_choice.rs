@@ -233,9 +233,7 @@ impl Decision {
         match self.pick {
             Pick::Server => parts.push("configured (ASSISTANT_CONNECT)".into()),
             Pick::MoshiGpu => parts.extend([vs(a), mem(a)]),
-            Pick::CpuCascade => {
-                parts.extend([without_moshi, format!("speech {}", vs(a)), mem(a)])
-            }
+            Pick::CpuCascade => parts.extend([without_moshi, format!("speech {}", vs(a)), mem(a)]),
             Pick::Demo => {
                 parts.extend([without_moshi, format!("the cascade needs {}", mem(cascade))])
             }
