@@ -4,7 +4,7 @@
 //! context, and a SEANet decoder to 24 kHz, all streaming: one latent in, one frame
 //! of audio out.
 
-use super::config::{MimiConfig, SeanetConfig};
+use super::config::{MimiConfig, MimiTransformerConfig, SeanetConfig};
 use super::kernels::elu;
 use super::layers::{Linear, StreamConv, StreamConvTr};
 use super::transformer::{Cache, Shape, Transformer};
@@ -107,43 +107,8 @@ impl Decoder {
         } else {
             None
         };
-        let t = c.decoder_transformer();
-        let tvb = vb.pp("decoder_transformer");
-        let input_proj = if t.d_model != t.input_dimension {
-            Some(Linear::load(
-                &tvb.pp("input_proj"),
-                t.input_dimension,
-                t.d_model,
-                false,
-            )?)
-        } else {
-            None
-        };
-        let out = t.output_dimensions[0];
-        let output_proj = if t.d_model != out {
-            Some(Linear::load(
-                &tvb.pp("output_projs.0"),
-                t.d_model,
-                out,
-                false,
-            )?)
-        } else {
-            None
-        };
-        let transformer = Transformer::load(
-            &tvb.pp("transformer"),
-            Shape {
-                d_model: t.d_model,
-                num_heads: t.num_heads,
-                kv_heads: t.num_heads,
-                attn_dim: t.d_model,
-                feedforward: t.dim_feedforward,
-                layers: t.num_layers,
-                max_period: t.max_period,
-                context: Some(t.context),
-                layer_scale: true,
-            },
-        )?;
+        let (input_proj, transformer, output_proj) =
+            load_codec_transformer(&vb.pp("decoder_transformer"), c.decoder_transformer())?;
         let cache = transformer.empty_cache();
         Ok(Self {
             quant_proj,
@@ -216,4 +181,35 @@ impl Decoder {
         }
         Ok(pcm)
     }
+}
+
+/// The codec's transformer, as the encoder and the decoder each have one: its input
+/// and output projections (only where the widths differ) around the layers.
+pub(super) fn load_codec_transformer(
+    vb: &VarBuilder,
+    t: &MimiTransformerConfig,
+) -> Result<(Option<Linear>, Transformer, Option<Linear>)> {
+    let project = |name: &str, from: usize, to: usize| -> Result<Option<Linear>> {
+        if from == to {
+            return Ok(None);
+        }
+        Linear::load(&vb.pp(name), from, to, false).map(Some)
+    };
+    let input_proj = project("input_proj", t.input_dimension, t.d_model)?;
+    let output_proj = project("output_projs.0", t.d_model, t.output_dimensions[0])?;
+    let transformer = Transformer::load(
+        &vb.pp("transformer"),
+        Shape {
+            d_model: t.d_model,
+            num_heads: t.num_heads,
+            kv_heads: t.num_heads,
+            attn_dim: t.d_model,
+            feedforward: t.dim_feedforward,
+            layers: t.num_layers,
+            max_period: t.max_period,
+            context: Some(t.context),
+            layer_scale: true,
+        },
+    )?;
+    Ok((input_proj, transformer, output_proj))
 }

@@ -6,7 +6,7 @@
 
 use super::config::MimiConfig;
 use super::layers::{Linear, StreamConv};
-use super::transformer::{Shape, Transformer};
+use super::transformer::Transformer;
 use moshi::candle::{Result, Tensor};
 use moshi::candle_nn::VarBuilder;
 
@@ -70,43 +70,8 @@ impl Encoder {
             true,
         )?;
         seanet.push(Block::Conv(last));
-        let t = &c.transformer;
-        let tvb = vb.pp("encoder_transformer");
-        let input_proj = if t.d_model != t.input_dimension {
-            Some(Linear::load(
-                &tvb.pp("input_proj"),
-                t.input_dimension,
-                t.d_model,
-                false,
-            )?)
-        } else {
-            None
-        };
-        let out = t.output_dimensions[0];
-        let output_proj = if t.d_model != out {
-            Some(Linear::load(
-                &tvb.pp("output_projs.0"),
-                t.d_model,
-                out,
-                false,
-            )?)
-        } else {
-            None
-        };
-        let transformer = Transformer::load(
-            &tvb.pp("transformer"),
-            Shape {
-                d_model: t.d_model,
-                num_heads: t.num_heads,
-                kv_heads: t.num_heads,
-                attn_dim: t.d_model,
-                feedforward: t.dim_feedforward,
-                layers: t.num_layers,
-                max_period: t.max_period,
-                context: Some(t.context),
-                layer_scale: true,
-            },
-        )?;
+        let (input_proj, transformer, output_proj) =
+            super::codec::load_codec_transformer(&vb.pp("encoder_transformer"), &c.transformer)?;
         let stride = c.steps_per_latent();
         let down = if stride > 1 {
             let inner = c.inner_dim.unwrap_or(s.dimension);
