@@ -171,6 +171,9 @@ pub struct Cascade {
     announced: bool,
     /// When this engine step began (the lead's budget counts from it).
     step_began: Instant,
+    /// Frame buffers the lead has played, kept for the next frames it makes (the
+    /// engine step allocates none once a reply is under way).
+    spare_frames: Vec<Vec<f32>>,
     silence: Vec<f32>,
 }
 
@@ -201,6 +204,7 @@ impl Cascade {
             frame: 0,
             announced: false,
             step_began: Instant::now(),
+            spare_frames: Vec::new(),
             silence: vec![0.0; FRAME_LEN],
         }
     }
@@ -503,9 +507,14 @@ impl Cascade {
             if !need && !room {
                 break;
             }
-            let mut pcm = vec![0.0; frame];
+            let mut pcm = self.spare_frames.pop().unwrap_or_default();
+            pcm.clear();
+            pcm.resize(frame, 0.0);
             match self.tts.step(&mut pcm) {
-                Ok(TtsStep::Waiting) if !need => break,
+                Ok(TtsStep::Waiting) if !need => {
+                    self.spare_frames.push(pcm);
+                    break;
+                }
                 Ok(s) => reply.ahead.push_back((pcm, s)),
                 Err(e) => {
                     // The reply cannot go on: stop writing it (dropping it does).
@@ -518,6 +527,9 @@ impl Cascade {
             return Ok(());
         };
         out.pcm.copy_from_slice(&pcm);
+        if self.spare_frames.len() < LEAD_FRAMES {
+            self.spare_frames.push(pcm);
+        }
         match step {
             TtsStep::Audio { words_started } => {
                 reply.started = reply.started.max(words_started);
@@ -1046,16 +1058,25 @@ mod tests {
         let mut log = Vec::new();
         run(&mut c, LOUD, 3, &mut log);
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
-        // The LLM has written it all; quick steps fill the lead at once.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        run(&mut c, QUIET, 3, &mut log);
-        let played = log
-            .iter()
-            .filter(|o| o.pcm.iter().any(|&x| x != 0.0))
-            .count();
-        let made_now = made.load(std::sync::atomic::Ordering::SeqCst);
+        // Quick steps fill the lead as the LLM's words come in, never beyond its bound.
+        let made_beyond_played = |log: &[StepOutput]| {
+            let played = log
+                .iter()
+                .filter(|o| o.pcm.iter().any(|&x| x != 0.0))
+                .count();
+            made.load(std::sync::atomic::Ordering::SeqCst) - played
+        };
+        for _ in 0..500 {
+            run(&mut c, QUIET, 1, &mut log);
+            let ahead = made_beyond_played(&log);
+            assert!(ahead < LEAD_FRAMES, "{ahead} frames made and not played");
+            if ahead == LEAD_FRAMES - 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         // Up to LEAD_FRAMES made in a step, one of them played at once.
-        assert_eq!(made_now, played + LEAD_FRAMES - 1, "{played} played");
+        assert_eq!(made_beyond_played(&log), LEAD_FRAMES - 1);
         // Talking over it: silent at once, and the lead is never played.
         run(&mut c, LOUD, 1, &mut log);
         run(&mut c, QUIET, LEAD_FRAMES + 2, &mut log);
