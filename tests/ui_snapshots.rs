@@ -97,19 +97,8 @@ fn snapshot_cascade_conversation() {
 /// The first start with nothing on disk, on a 2-core laptop with no GPU: the chooser,
 /// worded from the engine choice's own figures.
 fn first_start() -> Scene {
-    use assistant::app::engine_choice::{choose, CascadeOnDisk, MachineProfile, MoshiSpec};
-    let laptop = MachineProfile {
-        gpus: vec![],
-        gpu_note: None,
-        cpu_cores: 2,
-        ram_available: 23 << 30,
-        ram_total: 31 << 30,
-        moshi: MoshiSpec::moshiko_q8(),
-        cascade: CascadeOnDisk::default(),
-        server: None,
-        max_memory: None,
-        downloads: true,
-    };
+    use assistant::app::engine_choice::{choose, MachineProfile};
+    let laptop = MachineProfile::two_core_laptop();
     let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
     ctx.chooser = Some(assistant::app::first_start::chooser_setup(&choose(&laptop)));
     Scene::from_context(ctx, clock)

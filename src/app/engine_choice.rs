@@ -127,6 +127,26 @@ pub struct MachineProfile {
     pub downloads: bool,
 }
 
+impl MachineProfile {
+    /// The development machine with nothing on disk: 2 cores, 23 of 31 GiB free, no
+    /// GPU. What the tests and the chooser's snapshots describe.
+    #[doc(hidden)]
+    pub fn two_core_laptop() -> Self {
+        Self {
+            gpus: vec![],
+            gpu_note: None,
+            cpu_cores: 2,
+            ram_available: 23 << 30,
+            ram_total: 31 << 30,
+            moshi: MoshiSpec::moshiko_q8(),
+            cascade: CascadeOnDisk::default(),
+            server: None,
+            max_memory: None,
+            downloads: true,
+        }
+    }
+}
+
 /// The engines a user can pick, in the chooser's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
@@ -597,18 +617,7 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn laptop() -> MachineProfile {
-        MachineProfile {
-            gpus: vec![],
-            gpu_note: None,
-            cpu_cores: 2,
-            ram_available: 23 * GIB,
-            ram_total: 31 * GIB,
-            moshi: MoshiSpec::moshiko_q8(),
-            cascade: CascadeOnDisk::default(),
-            server: None,
-            max_memory: None,
-            downloads: true,
-        }
+        MachineProfile::two_core_laptop()
     }
 
     fn cuda(free_gib: f64) -> Gpu {

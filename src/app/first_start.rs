@@ -227,22 +227,11 @@ pub fn headless_message(d: &Decision) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::engine_choice::{CascadeOnDisk, MachineProfile, MoshiSpec};
+    use crate::app::engine_choice::MachineProfile;
     use clap::Parser;
 
     fn laptop() -> MachineProfile {
-        MachineProfile {
-            gpus: vec![],
-            gpu_note: None,
-            cpu_cores: 2,
-            ram_available: 23 << 30,
-            ram_total: 31 << 30,
-            moshi: MoshiSpec::moshiko_q8(),
-            cascade: CascadeOnDisk::default(),
-            server: None,
-            max_memory: None,
-            downloads: true,
-        }
+        MachineProfile::two_core_laptop()
     }
 
     #[test]
