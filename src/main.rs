@@ -107,9 +107,6 @@ fn main() {
         }
         Some(Cmd::Serve(s)) => assistant::app::serve::run(&cli.run, s),
         Some(Cmd::Transcribe(t)) => assistant::app::transcribe::run(&cli.run, t),
-        None if cli.run.connect.is_some() && cli.run.headless => {
-            assistant::app::connect::run(&cli.run)
-        }
         None if cli.run.headless => assistant::app::headless::run(&cli.run),
         None => assistant::app::tui::run_app(&cli.run, &_log.path),
     };

@@ -7,13 +7,47 @@ use crate::bus::Cancel;
 use crate::bus::{Endpoint, EngineEvent, Severity};
 use crate::cli::RunArgs;
 use crate::engine::{runner, Command};
+use crate::net::client::NetStats;
 use crate::session::{self, sessions_dir, Journal};
 use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+
+/// Where the model comes from: built on this machine, or a session on a server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    Local,
+    /// `--connect URL`.
+    Remote {
+        url: String,
+    },
+}
+
+impl ModelSource {
+    pub fn of(args: &RunArgs) -> Self {
+        match &args.connect {
+            Some(url) => Self::Remote { url: url.clone() },
+            None => Self::Local,
+        }
+    }
+}
 
 /// Run to the end of the input (or Ctrl-C); returns the process exit code.
 pub fn run(original: &RunArgs) -> i32 {
-    let first = crate::app::first_start::resolve(original);
+    run_with(original, ModelSource::of(original))
+}
+
+/// The one headless loop, for either source. Exit codes (README): 0 done, 1 a runtime
+/// error (the model failed after it was up, a session lost for good), 2 bad input
+/// (a missing or broken file, an unknown device, weights that fail to load, a server
+/// that cannot be reached or refuses the session).
+pub fn run_with(original: &RunArgs, source: ModelSource) -> i32 {
+    let mut original = original.clone();
+    original.connect = match &source {
+        ModelSource::Local => None,
+        ModelSource::Remote { url } => Some(url.clone()),
+    };
+    let first = crate::app::first_start::resolve(&original);
     if let Some(d) = first.asks() {
         eprint!("{}", crate::app::first_start::headless_message(d));
         return 2;
@@ -58,7 +92,13 @@ pub fn run(original: &RunArgs) -> i32 {
         eprintln!("warning: --push-to-talk needs the TUI (Space opens the microphone); ignored with --headless");
     }
     let interrupt = cmd_tx.clone();
+    let interrupts = AtomicU32::new(0);
     let _ = ctrlc::set_handler(move || {
+        if interrupts.fetch_add(1, Ordering::SeqCst) > 0 {
+            // The first one asked nicely; a second means now.
+            eprintln!("interrupted again: exiting without waiting");
+            std::process::exit(130);
+        }
         shutdown.cancel();
         let _ = interrupt.send(Command::Shutdown);
     });
@@ -70,7 +110,7 @@ pub fn run(original: &RunArgs) -> i32 {
     for n in &wired.notices {
         print_event(n, &mut std::io::stdout());
     }
-    let streams = wired.streams;
+    let (streams, link) = (wired.streams, wired.link);
     let input_desc = format!("{:?}", wired.input);
     let engine = runner::spawn(wired.setup);
     let ev_rx = if args.no_journal {
@@ -93,6 +133,7 @@ pub fn run(original: &RunArgs) -> i32 {
     let mut stdout = std::io::stdout();
     let mut printed_text = false;
     let mut progress = ProgressPace::default();
+    let mut model_up = false;
     // The user's words (cascade mode), printed to stderr once their turn ends.
     let mut said = String::new();
     for ev in ev_rx.iter() {
@@ -100,8 +141,13 @@ pub fn run(original: &RunArgs) -> i32 {
         match &ev {
             EngineEvent::Talk(talk) => print_talk(talk, &mut said),
             EngineEvent::Loading(p) if !progress.due(p) => {}
+            EngineEvent::ModelReady { .. } => {
+                model_up = true;
+                print_event(&ev, &mut stdout);
+            }
             EngineEvent::ModelFailed { .. } => {
-                exit = 2;
+                // Failing to start is bad input (2); failing later, a runtime error (1).
+                exit = if model_up { 1 } else { 2 };
                 print_event(&ev, &mut stdout);
                 let _ = cmd_tx.send(Command::Shutdown);
             }
@@ -117,8 +163,16 @@ pub fn run(original: &RunArgs) -> i32 {
     if stats.error.is_some() && exit == 0 {
         exit = 1;
     }
+    let net = link.get();
+    if let Some(net) = &net {
+        eprintln!("{}", network_summary(net));
+    }
     if let Some(path) = &args.stats_json {
-        let text = serde_json::to_string_pretty(&stats.to_json()).unwrap_or_default();
+        let mut json = stats.to_json();
+        if let (Some(o), Some(net)) = (json.as_object_mut(), &net) {
+            o.insert("net".into(), net.to_json());
+        }
+        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
             eprintln!("error: {}: cannot write stats: {e}", path.display());
             exit = exit.max(1);
@@ -128,12 +182,32 @@ pub fn run(original: &RunArgs) -> i32 {
     exit
 }
 
+/// The `--connect` session's figures, one line at the end.
+fn network_summary(net: &NetStats) -> String {
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    format!(
+        "network: {} frames sent, {} received, round trip mean {:.1} ms (max {:.1}), jitter buffer {} ms, {} underruns, {} frames dropped, {} connections lost, {} reconnected, queues dropped {} frames out and {} in",
+        g(&net.frames_sent),
+        g(&net.frames_received),
+        net.rtt_mean_ms(),
+        g(&net.rtt_max_us) as f64 / 1000.0,
+        g(&net.jitter_opus_frames) * 40,
+        g(&net.underruns),
+        g(&net.dropped_frames),
+        g(&net.drops),
+        g(&net.reconnects),
+        g(&net.send_dropped),
+        g(&net.receive_dropped),
+    )
+}
+
 fn print_event(ev: &EngineEvent, stdout: &mut std::io::Stdout) {
     match ev {
         EngineEvent::Text(t) => {
             let _ = write!(stdout, "{t}");
             let _ = stdout.flush();
         }
+        EngineEvent::Loading(p) if p.total == 0 => eprintln!("loading: {}", p.stage),
         EngineEvent::Loading(p) => {
             let pct = if p.total > 0 {
                 100.0 * p.done as f64 / p.total as f64
@@ -204,6 +278,8 @@ impl ProgressPace {
         let finished = p.total > 0 && p.done >= p.total;
         let now = std::time::Instant::now();
         let due = match &self.last {
+            // A stage with no amount to count (a connect) is said once.
+            Some((stage, _)) if *stage == p.stage && p.total == 0 => false,
             Some((stage, at)) if *stage == p.stage => {
                 finished || now.duration_since(*at) >= std::time::Duration::from_secs(1)
             }

@@ -61,6 +61,8 @@ pub struct Wired {
     /// Warnings to show once the front-end is up (no microphone, ...).
     pub notices: Vec<EngineEvent>,
     pub streams: Streams,
+    /// With `--connect`: the session's network figures, once connected.
+    pub link: connect::LinkFigures,
 }
 
 #[derive(Default)]
@@ -181,8 +183,17 @@ pub fn wire(
         aec,
         half_duplex: args.half_duplex,
     });
+    let link = connect::LinkFigures::default();
+    // Lock step or not follows the input port's pacing, not the flags.
+    let loader = match &args.connect {
+        Some(url) => connect::loader(
+            connect::options_for(args, url, input_port.is_realtime()),
+            link.clone(),
+        ),
+        None => loader_for(args),
+    };
     let setup = EngineSetup {
-        loader: loader_for(args),
+        loader,
         voice,
         input: input_port,
         speaker,
@@ -205,22 +216,18 @@ pub fn wire(
         output: output_ep,
         notices,
         streams,
+        link,
     })
 }
 
-/// The model the engine thread builds for a voice, at start and on every reload.
+/// The model the engine thread builds for a voice, at start and on every reload, for
+/// a real-time input (`wire` builds a `--connect` loader for its own input's pacing).
 pub fn loader_for(args: &RunArgs) -> Loader {
     if let Some(url) = &args.connect {
         // The "model" is a session on a remote server: connect on the first load, and
         // again on `r` after the connection fails.
-        let opts = connect::options_for(args, url);
-        return loader(move |_| {
-            let m = crate::net::client::connect(&opts).map_err(|e| LoadFailure {
-                message: e.to_string(),
-                remedy: "check that the server runs and is reachable; press r to reconnect".into(),
-            })?;
-            Ok(connect::loaded(m))
-        });
+        let opts = connect::options_for(args, url, true);
+        return connect::loader(opts, connect::LinkFigures::default());
     }
     match args.engine {
         EngineKind::Loopback => {

@@ -15,18 +15,27 @@
 //!   trip and the codec, not a whole frame.
 //! - **lock step** (a file read as fast as possible): `step` waits for the answer to the
 //!   frame it sent, so the file goes through at the speed of the round trip.
+//!
+//! Nothing waits forever: connecting, the handshake, a lock-step answer and every
+//! reconnection have a deadline, and each wait also ends on the user's quit (the
+//! options' `cancel`). A link is alive while something arrives: the client pings every
+//! second (Kyutai's servers, ours and the Python one answer WebSocket pings), and a link
+//! with nothing received for `dead_after` (3 s) counts as dropped and is reconnected.
+//! The queues between the engine and the network thread are bounded ([`queues`]).
+
+mod queues;
 
 use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits};
 use super::protocol::{Handshake, Limits, Message, SessionParams};
 use super::server::{ws_config, API_KEY_HEADER};
-use crate::bus::{Happening, LinkStats};
+use crate::bus::{Cancel, Happening, LinkStats};
 use crate::engine::model::{DuplexModel, ModelInfo, StepOutput};
 use futures_util::{SinkExt, StreamExt};
+use queues::{Inbox, Outbox, Samples, Waited};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -38,6 +47,14 @@ const OPUS_FRAME: usize = 960;
 pub const MAX_JITTER: usize = 8;
 /// Largest lag, in 80 ms frames, a lock-step client lets a server's answers have.
 pub const MAX_LOCKSTEP_LAG: usize = 8;
+/// Frames the send queue holds (2 s); beyond that the oldest is dropped.
+const SEND_QUEUE_FRAMES: usize = 25;
+/// Audio the receive queue holds (2 s); beyond that the oldest is dropped.
+const RECEIVE_QUEUE_SAMPLES: usize = 2 * RATE as usize;
+/// How often a blocking wait on the engine thread looks at the quit flag.
+const QUIT_POLL: Duration = Duration::from_millis(20);
+/// How long a quit waits for the close frame to go out, and drop for the thread.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -63,6 +80,13 @@ pub struct ConnectOptions {
     pub reader: ReaderLimits,
     /// After a dropped connection: how often and how fast to retry.
     pub reconnect: Reconnect,
+    /// A WebSocket ping this often, so that a quiet but live server still answers.
+    pub ping_every: Duration,
+    /// Nothing received (audio, text, pong) for this long, or a send stuck this long:
+    /// the link is dead, and reconnection starts.
+    pub dead_after: Duration,
+    /// The user's quit: every wait (connect, handshake, answer, reconnect) ends on it.
+    pub cancel: Cancel,
 }
 
 /// Retries after a dropped connection: `attempts` tries, waiting `first`, then twice
@@ -76,9 +100,11 @@ pub struct Reconnect {
 
 impl Default for Reconnect {
     fn default() -> Self {
-        // 0.25 + 0.5 + 1 + 2 + 4 × 4 s: about 20 s of retries, plus the connects.
+        // 0.25 + 0.5 + 1 + 2 + 4 × 10 s: about 44 s of retries, plus the connects. Longer
+        // than a server's idle timeout (ours: 30 s), so a server that has not yet
+        // noticed the old session's drop (it answers "busy") frees the slot in time.
         Self {
-            attempts: 8,
+            attempts: 14,
             first: Duration::from_millis(250),
             max: Duration::from_secs(4),
         }
@@ -109,6 +135,9 @@ impl ConnectOptions {
             limits: Limits::default(),
             reader: ReaderLimits::default(),
             reconnect: Reconnect::default(),
+            ping_every: Duration::from_secs(1),
+            dead_after: Duration::from_secs(3),
+            cancel: Cancel::new(),
         }
     }
 }
@@ -134,6 +163,17 @@ pub enum ConnectError {
     NotKyutai { url: String, why: String },
     #[error("{url}: the server said: {message}")]
     Server { url: String, message: String },
+    #[error("{url}: connecting was cancelled")]
+    Cancelled { url: String },
+}
+
+/// Where a connect is, for a progress line while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectPhase {
+    /// Opening TCP (and TLS) and the WebSocket upgrade.
+    Connecting,
+    /// Upgraded; waiting for the server's handshake (it may be loading its model).
+    AwaitingHandshake,
 }
 
 /// What the server told us about itself.
@@ -174,6 +214,10 @@ pub struct NetStats {
     /// Connections lost, and sessions started again after one.
     pub drops: AtomicU64,
     pub reconnects: AtomicU64,
+    /// 80 ms frames of audio dropped by the bounded queues: ours, not yet sent (the
+    /// link too slow), and the server's, not yet played (the engine too slow).
+    pub send_dropped: AtomicU64,
+    pub receive_dropped: AtomicU64,
 }
 
 impl NetStats {
@@ -199,6 +243,8 @@ impl NetStats {
             "jitter_ms": g(&self.jitter_opus_frames) * 40,
             "drops": g(&self.drops),
             "reconnects": g(&self.reconnects),
+            "send_dropped": g(&self.send_dropped),
+            "receive_dropped": g(&self.receive_dropped),
         })
     }
 }
@@ -225,6 +271,15 @@ enum Incoming {
     Closed(String),
 }
 
+impl Samples for Incoming {
+    fn samples(&self) -> usize {
+        match self {
+            Incoming::Audio(pcm, _) => pcm.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// A frame to send: its number in the stream, and its samples.
 type Frame = (u64, Vec<f32>);
 
@@ -234,8 +289,9 @@ pub struct RemoteModel {
     lockstep: bool,
     answer_timeout: Duration,
     lag_probe: Duration,
-    to_net: Option<mpsc::UnboundedSender<Frame>>,
-    from_net: crossbeam_channel::Receiver<Incoming>,
+    cancel: Cancel,
+    to_net: Arc<Outbox<Frame>>,
+    from_net: Arc<Inbox<Incoming>>,
     /// Received samples from stream position `buf_start` on.
     buffer: VecDeque<f32>,
     buf_start: u64,
@@ -259,54 +315,79 @@ pub struct RemoteModel {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What the network thread tells `connect` while it opens the first session.
+enum Opening {
+    Phase(ConnectPhase),
+    Done(Result<ServerInfo, ConnectError>),
+}
+
 /// Connect, wait for the server's handshake, and return a model ready to step.
 pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
+    connect_with(opts, &mut |_, _| {})
+}
+
+/// `connect`, calling `waiting` about every 100 ms with the phase and the time spent,
+/// so a caller can show progress and handle input meanwhile. Ends early, with
+/// `ConnectError::Cancelled`, once `opts.cancel` is set.
+pub fn connect_with(
+    opts: &ConnectOptions,
+    waiting: &mut dyn FnMut(ConnectPhase, Duration),
+) -> Result<RemoteModel, ConnectError> {
     let url = chat_url(&opts.url, &opts.params)?;
     let stats = Arc::new(NetStats::default());
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-    let (to_net, frames) = mpsc::unbounded_channel();
-    let (incoming_tx, from_net) = crossbeam_channel::unbounded();
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+    let to_net = Arc::new(Outbox::new(SEND_QUEUE_FRAMES));
+    let from_net = Arc::new(Inbox::new(RECEIVE_QUEUE_SAMPLES));
     let (o, st, u) = (opts.clone(), stats.clone(), url.clone());
+    let (outbox, inbox) = (to_net.clone(), from_net.clone());
     let thread = std::thread::Builder::new()
         .name("net-client".into())
         .spawn(move || {
+            // However this thread ends, a step waiting for it wakes.
+            let _ended = WriterGone(inbox.clone());
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(ConnectError::Connect {
+                    let _ = ready_tx.send(Opening::Done(Err(ConnectError::Connect {
                         url: u,
                         why: e.to_string(),
-                    }));
+                    })));
                     return;
                 }
             };
             rt.block_on(async move {
-                let mut frames = frames;
-                let mut ws = match open(&u, &o).await {
+                let phase = |p| {
+                    let _ = ready_tx.send(Opening::Phase(p));
+                };
+                let opened = tokio::select! {
+                    r = open(&u, &o, &phase) => r,
+                    _ = outbox.closed() => return,
+                };
+                let mut ws = match opened {
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e));
+                        let _ = ready_tx.send(Opening::Done(Err(e)));
                         return;
                     }
                     Ok((ws, info)) => {
-                        let _ = ready_tx.send(Ok(info));
+                        let _ = ready_tx.send(Opening::Done(Ok(info)));
                         ws
                     }
                 };
                 loop {
-                    let why = match pump(ws, &mut frames, &incoming_tx, &o, &st).await {
-                        Ok(()) => return, // the model was dropped
-                        Err(Ended { why, retry: false }) => {
+                    let why = match pump(ws, &outbox, &inbox, &o, &st).await {
+                        Stop::Quit => return,
+                        Stop::Fatal(why) => {
                             tracing::warn!("connect: {why}");
-                            let _ = incoming_tx.send(Incoming::Closed(why));
+                            inbox.push(Incoming::Closed(why));
                             return;
                         }
-                        Err(Ended { why, retry: true }) => why,
+                        Stop::Dropped(why) => why,
                     };
                     tracing::warn!("connect: {why}");
-                    match reconnect(&u, &o, why, &mut frames, &incoming_tx).await {
+                    match reconnect(&u, &o, why, &outbox, &inbox).await {
                         Some(w) => ws = w,
                         None => return,
                     }
@@ -317,13 +398,36 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
             url: url.clone(),
             why: e.to_string(),
         })?;
-    let info = match ready_rx.recv() {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(ConnectError::Connect {
-                url,
-                why: "the network thread ended".into(),
-            })
+    let started = Instant::now();
+    let mut phase = ConnectPhase::Connecting;
+    let mut reported = Instant::now();
+    let give_up = || {
+        // The thread sees the closed queues at its next wait and ends on its own.
+        to_net.close();
+        from_net.close_reader();
+    };
+    let info = loop {
+        if opts.cancel.is_cancelled() {
+            give_up();
+            return Err(ConnectError::Cancelled { url });
+        }
+        match ready_rx.recv_timeout(QUIT_POLL) {
+            Ok(Opening::Phase(p)) => phase = p,
+            Ok(Opening::Done(r)) => match r {
+                Ok(info) => break info,
+                Err(e) => return Err(e),
+            },
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err(ConnectError::Connect {
+                    url,
+                    why: "the network thread ended".into(),
+                })
+            }
+        }
+        if reported.elapsed() >= Duration::from_millis(100) {
+            reported = Instant::now();
+            waiting(phase, started.elapsed());
         }
     };
     Ok(RemoteModel {
@@ -331,7 +435,8 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
         lockstep: opts.lockstep,
         answer_timeout: opts.answer_timeout,
         lag_probe: opts.lag_probe,
-        to_net: Some(to_net),
+        cancel: opts.cancel.clone(),
+        to_net,
         from_net,
         buffer: VecDeque::with_capacity(FRAME_LEN * 8),
         buf_start: 0,
@@ -349,6 +454,21 @@ pub fn connect(opts: &ConnectOptions) -> Result<RemoteModel, ConnectError> {
     })
 }
 
+/// Marks the inbox's writer gone when the network thread ends, however it ends.
+struct WriterGone(Arc<Inbox<Incoming>>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        self.0.close_writer();
+    }
+}
+
+/// Resolves only when the engine side closed the outbox; meanwhile the frames it
+/// sends are thrown away (no session takes them).
+async fn discard_until_closed(outbox: &Outbox<Frame>) {
+    while outbox.recv().await.is_some() {}
+}
+
 /// The connection dropped (`why`): retry with backoff, dropping the frames sent
 /// meanwhile (the new session starts fresh). `None`: retries ran out (the model is
 /// told) or the model is gone.
@@ -356,8 +476,8 @@ async fn reconnect(
     url: &str,
     opts: &ConnectOptions,
     why: String,
-    frames: &mut mpsc::UnboundedReceiver<Frame>,
-    incoming: &crossbeam_channel::Sender<Incoming>,
+    outbox: &Outbox<Frame>,
+    incoming: &Inbox<Incoming>,
 ) -> Option<Ws> {
     let lost = Instant::now();
     let r = &opts.reconnect;
@@ -370,28 +490,29 @@ async fn reconnect(
             of: r.attempts,
             retry_in: wait,
         };
-        if incoming.send(news).is_err() {
+        if !incoming.push(news) {
             return None;
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                f = frames.recv() => { f?; }
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = discard_until_closed(outbox) => return None,
         }
-        match open(url, opts).await {
+        let opened = tokio::select! {
+            r = open(url, opts, &|_| {}) => r,
+            _ = discard_until_closed(outbox) => return None,
+        };
+        match opened {
             Ok((ws, info)) => {
-                while frames.try_recv().is_ok() {}
+                outbox.clear();
                 let outage = lost.elapsed();
                 tracing::info!("connect: back after {:.1} s", outage.as_secs_f64());
-                let _ = incoming.send(Incoming::Back { info, outage });
+                incoming.push(Incoming::Back { info, outage });
                 return Some(ws);
             }
             Err(e) => last = e.to_string(),
         }
     }
-    let _ = incoming.send(Incoming::Closed(if r.attempts == 0 {
+    incoming.push(Incoming::Closed(if r.attempts == 0 {
         why
     } else {
         format!(
@@ -446,7 +567,11 @@ pub fn chat_url(url: &str, params: &SessionParams) -> Result<String, ConnectErro
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, ServerInfo), ConnectError> {
+async fn open(
+    url: &str,
+    opts: &ConnectOptions,
+    phase: &dyn Fn(ConnectPhase),
+) -> Result<(Ws, ServerInfo), ConnectError> {
     let mut req = url
         .into_client_request()
         .map_err(|e| ConnectError::BadUrl {
@@ -485,6 +610,7 @@ async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, ServerInfo), Conn
         Ok(Err(e)) => return Err(upgrade_error(url, e)),
         Ok(Ok(x)) => x,
     };
+    phase(ConnectPhase::AwaitingHandshake);
     // Metadata may come first (moshi-backend); the handshake says the model is ready.
     let mut metadata = None;
     let deadline = tokio::time::Instant::now() + opts.handshake_timeout;
@@ -620,110 +746,157 @@ fn upgrade_error(url: &str, e: tokio_tungstenite::tungstenite::Error) -> Connect
     }
 }
 
-/// The session: frames from the engine out as Opus, the server's audio and text in.
-/// Why a session ended: a dropped connection (`retry`: reconnect), or a server that
-/// misbehaved or refused (reconnecting would get the same).
-struct Ended {
-    why: String,
-    retry: bool,
+/// Why a session's pump stopped.
+enum Stop {
+    /// The model was dropped (the user quit).
+    Quit,
+    /// The connection dropped: reconnect.
+    Dropped(String),
+    /// The server misbehaved or refused: reconnecting would get the same.
+    Fatal(String),
 }
 
-impl Ended {
-    fn drop(why: String) -> Self {
-        Self { why, retry: true }
-    }
-    fn fatal(why: String) -> Self {
-        Self { why, retry: false }
+type Sink = futures_util::stream::SplitSink<Ws, WsMessage>;
+
+/// Send one message, within `dead_after`, unless the user quits first.
+async fn send(
+    sink: &mut Sink,
+    msg: WsMessage,
+    opts: &ConnectOptions,
+    outbox: &Outbox<Frame>,
+) -> Result<(), Stop> {
+    tokio::select! {
+        r = tokio::time::timeout(opts.dead_after, sink.send(msg)) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Stop::Dropped(format!("sending to the server: {e}"))),
+            Err(_) => Err(Stop::Dropped(format!(
+                "the server took nothing for {:.0} s",
+                opts.dead_after.as_secs_f64()
+            ))),
+        },
+        _ = outbox.closed() => Err(Stop::Quit),
     }
 }
 
+/// The session: frames from the engine out as Opus, the server's audio and text in,
+/// a ping every `ping_every`, and a dead link after `dead_after` of silence.
 async fn pump(
     ws: Ws,
-    frames: &mut mpsc::UnboundedReceiver<Frame>,
-    incoming: &crossbeam_channel::Sender<Incoming>,
+    outbox: &Outbox<Frame>,
+    incoming: &Inbox<Incoming>,
     opts: &ConnectOptions,
     stats: &NetStats,
-) -> Result<(), Ended> {
+) -> Stop {
     let (mut sink, mut source) = ws.split();
+    let stop = session(&mut sink, &mut source, outbox, incoming, opts, stats).await;
+    if matches!(stop, Stop::Quit) {
+        // A close frame if the socket takes it at once; a dead one is not waited for.
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    }
+    stop
+}
+
+async fn session(
+    sink: &mut Sink,
+    source: &mut futures_util::stream::SplitStream<Ws>,
+    outbox: &Outbox<Frame>,
+    incoming: &Inbox<Incoming>,
+    opts: &ConnectOptions,
+    stats: &NetStats,
+) -> Stop {
+    let fatal = |e: anyhow::Error| Stop::Fatal(format!("{e:#}"));
+    let mut writer = match OggOpusWriter::new() {
+        Ok(w) => w,
+        Err(e) => return fatal(e),
+    };
+    let mut reader = match OggOpusReader::new(opts.reader) {
+        Ok(r) => r,
+        Err(e) => return fatal(e),
+    };
+    let mut pcm = Vec::with_capacity(4 * FRAME_LEN);
     let mut first = true;
-    async {
-        let mut writer = OggOpusWriter::new().map_err(|e| Ended::fatal(format!("{e:#}")))?;
-        let mut reader =
-            OggOpusReader::new(opts.reader).map_err(|e| Ended::fatal(format!("{e:#}")))?;
-        let mut pcm = Vec::with_capacity(4 * FRAME_LEN);
-        loop {
-            tokio::select! {
-                frame = frames.recv() => {
-                    let Some((seq, frame)) = frame else {
-                        let _ = sink.close().await;
-                        return Ok::<_, Ended>(());
-                    };
-                    if std::mem::take(&mut first)
-                        && incoming.send(Incoming::SessionStart(seq)).is_err()
-                    {
-                        return Ok(());
-                    }
-                    writer.push(&frame).map_err(|e| Ended::fatal(format!("{e:#}")))?;
-                    let pages = writer.take();
-                    if !pages.is_empty() {
-                        let bytes = Message::Audio(pages).encode();
-                        stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        sink.send(WsMessage::Binary(bytes.into()))
-                            .await
-                            .map_err(|e| Ended::drop(format!("sending to the server: {e}")))?;
+    let mut heard = tokio::time::Instant::now();
+    let mut ping = tokio::time::interval(opts.ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(heard + opts.dead_after) => {
+                return Stop::Dropped(format!(
+                    "nothing from the server for {:.0} s",
+                    opts.dead_after.as_secs_f64()
+                ));
+            }
+            _ = ping.tick() => {
+                if let Err(s) = send(sink, WsMessage::Ping(Default::default()), opts, outbox).await {
+                    return s;
+                }
+            }
+            frame = outbox.recv() => {
+                let Some((seq, frame)) = frame else {
+                    return Stop::Quit;
+                };
+                if std::mem::take(&mut first) && !incoming.push(Incoming::SessionStart(seq)) {
+                    return Stop::Quit;
+                }
+                if let Err(e) = writer.push(&frame) {
+                    return fatal(e);
+                }
+                let pages = writer.take();
+                if !pages.is_empty() {
+                    let bytes = Message::Audio(pages).encode();
+                    stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    if let Err(s) = send(sink, WsMessage::Binary(bytes.into()), opts, outbox).await {
+                        return s;
                     }
                 }
-                msg = source.next() => {
-                    let bytes = match msg {
-                        None => return Err(Ended::drop("the server closed the connection".into())),
-                        Some(Err(e)) => {
-                            use tokio_tungstenite::tungstenite::Error as E;
-                            let why = format!("the connection failed: {e}");
-                            return Err(match e {
-                                E::Io(_) | E::ConnectionClosed | E::AlreadyClosed | E::Protocol(_) => Ended::drop(why),
-                                _ => Ended::fatal(why),
-                            });
-                        }
-                        Some(Ok(WsMessage::Binary(b))) => b,
-                        Some(Ok(WsMessage::Close(f))) => {
-                            return Err(Ended::drop(format!(
-                                "the server closed the session{}",
-                                f.map(|f| format!(": {}", f.reason)).unwrap_or_default()
-                            )))
-                        }
-                        Some(Ok(WsMessage::Text(_))) => {
-                            return Err(Ended::fatal("the server sent a text frame (the protocol is binary)".into()))
-                        }
-                        Some(Ok(_)) => continue,
-                    };
-                    stats.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    match Message::parse(&bytes, &opts.limits) {
-                        Ok(Message::Audio(pages)) => {
-                            pcm.clear();
-                            reader
-                                .feed(&pages, &mut pcm)
-                                .map_err(|e| Ended::fatal(format!("the server's audio: {e}")))?;
-                            if !pcm.is_empty()
-                                && incoming.send(Incoming::Audio(pcm.clone(), Instant::now())).is_err()
-                            {
-                                return Ok(());
-                            }
-                        }
-                        Ok(Message::Text(t)) => {
-                            if incoming.send(Incoming::Text(t)).is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Ok(Message::Error(e)) => return Err(Ended::fatal(format!("the server said: {e}"))),
-                        // Metadata, handshakes, pings, controls and moshi-server's extensions.
-                        Ok(_) => {}
-                        Err(e) => return Err(Ended::fatal(format!("the server sent a malformed message: {e}"))),
+            }
+            msg = source.next() => {
+                // Anything at all, a pong included, says the link is alive.
+                heard = tokio::time::Instant::now();
+                let bytes = match msg {
+                    None => return Stop::Dropped("the server closed the connection".into()),
+                    Some(Err(e)) => {
+                        use tokio_tungstenite::tungstenite::Error as E;
+                        let why = format!("the connection failed: {e}");
+                        return match e {
+                            E::Io(_) | E::ConnectionClosed | E::AlreadyClosed | E::Protocol(_) => Stop::Dropped(why),
+                            _ => Stop::Fatal(why),
+                        };
                     }
+                    Some(Ok(WsMessage::Binary(b))) => b,
+                    Some(Ok(WsMessage::Close(f))) => {
+                        return Stop::Dropped(format!(
+                            "the server closed the session{}",
+                            f.map(|f| format!(": {}", f.reason)).unwrap_or_default()
+                        ))
+                    }
+                    Some(Ok(WsMessage::Text(_))) => {
+                        return Stop::Fatal("the server sent a text frame (the protocol is binary)".into())
+                    }
+                    Some(Ok(_)) => continue, // ping (answered by tungstenite), pong
+                };
+                stats.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let delivered = match Message::parse(&bytes, &opts.limits) {
+                    Ok(Message::Audio(pages)) => {
+                        pcm.clear();
+                        if let Err(e) = reader.feed(&pages, &mut pcm) {
+                            return Stop::Fatal(format!("the server's audio: {e}"));
+                        }
+                        pcm.is_empty() || incoming.push(Incoming::Audio(pcm.clone(), Instant::now()))
+                    }
+                    Ok(Message::Text(t)) => incoming.push(Incoming::Text(t)),
+                    Ok(Message::Error(e)) => return Stop::Fatal(format!("the server said: {e}")),
+                    // Metadata, handshakes, pings, controls and moshi-server's extensions.
+                    Ok(_) => true,
+                    Err(e) => return Stop::Fatal(format!("the server sent a malformed message: {e}")),
+                };
+                if !delivered {
+                    return Stop::Quit;
                 }
             }
         }
     }
-    .await
 }
 
 impl RemoteModel {
@@ -804,15 +977,17 @@ impl RemoteModel {
         }
     }
 
-    /// Lock step with the connection down: wait until it is back or given up.
+    /// Lock step with the connection down: wait until it is back, given up (each
+    /// attempt has its deadline, and there are finitely many), or the user quits.
     fn wait_for_link(&mut self) -> anyhow::Result<()> {
-        while !self.link_up {
+        while !self.link_up && !self.cancel.is_cancelled() {
             if self.closed.is_some() {
                 return Err(self.gone());
             }
-            match self.from_net.recv() {
-                Ok(ev) => self.take(ev),
-                Err(_) => return Err(self.gone()),
+            match self.from_net.recv_timeout(QUIT_POLL) {
+                Waited::Item(ev) => self.take(ev),
+                Waited::Timeout => {}
+                Waited::Gone => return Err(self.gone()),
             }
         }
         if self.closed.is_some() {
@@ -822,8 +997,25 @@ impl RemoteModel {
     }
 
     fn drain(&mut self) {
-        while let Ok(ev) = self.from_net.try_recv() {
+        while let Some(ev) = self.from_net.try_recv() {
             self.take(ev);
+        }
+        // Audio the bounded queues dropped: counted, and shown as a server behind.
+        let s = &self.stats;
+        let dropped = self.to_net.dropped.load(Ordering::Relaxed)
+            + self.from_net.dropped.load(Ordering::Relaxed);
+        let before =
+            s.send_dropped.load(Ordering::Relaxed) + s.receive_dropped.load(Ordering::Relaxed);
+        if dropped > before {
+            s.send_dropped.store(
+                self.to_net.dropped.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            s.receive_dropped.store(
+                self.from_net.dropped.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            self.last_late = Some(Instant::now());
         }
     }
 
@@ -844,14 +1036,16 @@ impl RemoteModel {
             if self.closed.is_some() {
                 return Err(self.gone());
             }
-            if !self.link_up {
-                return Ok(true); // nothing to play while down, and not late
+            if !self.link_up || self.cancel.is_cancelled() {
+                // Nothing to play while down, and not late; a quit is not waited out.
+                return Ok(true);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.from_net.recv_timeout(left) {
-                Ok(ev) => self.take(ev),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Ok(false),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(self.gone()),
+            match self.from_net.recv_timeout(left.min(QUIT_POLL)) {
+                Waited::Item(ev) => self.take(ev),
+                Waited::Timeout if Instant::now() >= deadline => return Ok(false),
+                Waited::Timeout => {}
+                Waited::Gone => return Err(self.gone()),
             }
         }
         let start = end.saturating_sub(FRAME_LEN as u64);
@@ -904,14 +1098,11 @@ impl DuplexModel for RemoteModel {
         if let Some(why) = &self.closed {
             anyhow::bail!("{}: {why}", self.info.url);
         }
-        let Some(tx) = self.to_net.as_ref() else {
-            return Err(self.gone());
-        };
         let seq = self.sent / FRAME_LEN as u64;
         // Stamped before the send: on a busy machine the answer can arrive before this
         // thread runs again, and a later stamp would make the round trip 0.
         let sent_at = Instant::now();
-        if tx.send((seq, pcm_in.to_vec())).is_err() {
+        if !self.to_net.push((seq, pcm_in.to_vec())) {
             return Err(self.gone());
         }
         self.sent_at.push_back((seq, sent_at));
@@ -990,10 +1181,17 @@ impl DuplexModel for RemoteModel {
 
 impl Drop for RemoteModel {
     fn drop(&mut self) {
-        // Closing the channel makes the network thread close the WebSocket and end.
-        self.to_net = None;
+        // Closing the queues makes the network thread end whatever it waits on (a send,
+        // a connect, a backoff): it sends a close frame if the socket takes it within
+        // CLOSE_GRACE. Waited for no longer than that; a thread still running then is
+        // left to end on its own.
+        self.to_net.close();
+        self.from_net.close_reader();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let until = Instant::now() + CLOSE_GRACE + Duration::from_millis(50);
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     }
 }
@@ -1002,16 +1200,20 @@ impl Drop for RemoteModel {
 mod tests {
     use super::*;
 
-    /// A model wired to channels instead of a network thread.
-    fn fake(
-        lockstep: bool,
-    ) -> (
-        RemoteModel,
-        crossbeam_channel::Sender<Incoming>,
-        mpsc::UnboundedReceiver<Frame>,
-    ) {
-        let (to_net, frames) = mpsc::unbounded_channel();
-        let (tx, from_net) = crossbeam_channel::unbounded();
+    /// The network thread's end of a fake model's inbox.
+    struct Tx(Arc<Inbox<Incoming>>);
+
+    impl Tx {
+        fn send(&self, ev: Incoming) -> Result<(), ()> {
+            self.0.push(ev).then_some(()).ok_or(())
+        }
+    }
+
+    /// A model wired to queues instead of a network thread.
+    fn fake(lockstep: bool) -> (RemoteModel, Tx, Arc<Outbox<Frame>>) {
+        let to_net = Arc::new(Outbox::new(SEND_QUEUE_FRAMES));
+        let from_net = Arc::new(Inbox::new(RECEIVE_QUEUE_SAMPLES));
+        let (tx, frames) = (Tx(from_net.clone()), to_net.clone());
         let m = RemoteModel {
             info: ServerInfo {
                 url: "ws://test/api/chat".into(),
@@ -1022,7 +1224,8 @@ mod tests {
             lockstep,
             answer_timeout: Duration::from_millis(200),
             lag_probe: Duration::from_millis(100),
-            to_net: Some(to_net),
+            cancel: Cancel::new(),
+            to_net,
             from_net,
             buffer: VecDeque::new(),
             buf_start: 0,
@@ -1054,7 +1257,7 @@ mod tests {
 
     #[test]
     fn jitter_buffer_grows_by_one_opus_frame_when_late_and_drops_stale_audio() {
-        let (mut m, tx, mut sent) = fake(false);
+        let (mut m, tx, sent) = fake(false);
         let jitter = |m: &RemoteModel| m.stats.jitter_opus_frames.load(Ordering::Relaxed);
         // The answer is there in time (text first): played at once, no added delay.
         tx.send(Incoming::Text(" hi".into())).unwrap();
@@ -1122,6 +1325,60 @@ mod tests {
             .unwrap();
         let e = step(&mut m).unwrap_err().to_string();
         assert!(e.contains("ws://test/api/chat: the server closed"), "{e}");
+    }
+
+    #[test]
+    fn a_quit_ends_every_wait_of_a_step_at_once() {
+        // Lock step, the server silent: without a quit the step waits for its answer.
+        let (mut m, _tx, _sent) = fake(true);
+        m.answer_timeout = Duration::from_secs(60);
+        m.lag_probe = Duration::from_secs(60);
+        let quit = m.cancel.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            quit.cancel();
+        });
+        let start = Instant::now();
+        assert_eq!(step(&mut m).unwrap().pcm, vec![0.0; FRAME_LEN]);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        t.join().unwrap();
+        // Lock step with the link down: the wait for it to come back ends on a quit too.
+        let (mut m, tx, _sent) = fake(true);
+        tx.send(Incoming::Lost {
+            why: "test".into(),
+            attempt: 1,
+            of: 8,
+            retry_in: Duration::from_secs(4),
+        })
+        .unwrap();
+        let quit = m.cancel.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            quit.cancel();
+        });
+        let start = Instant::now();
+        step(&mut m).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        t.join().unwrap();
+        // The network thread gone while a step waits: the step ends with the reason.
+        let (mut m, tx, _sent) = fake(true);
+        m.answer_timeout = Duration::from_secs(60);
+        m.lag_probe = Duration::from_secs(60);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            tx.0.close_writer();
+        });
+        let e = step(&mut m).unwrap_err().to_string();
+        assert!(e.contains("the session ended"), "{e}");
+        t.join().unwrap();
     }
 
     #[test]
