@@ -212,14 +212,14 @@ fn ctrl_c_ends_a_connect_session_quickly_in_every_state() {
     // Loading: TCP accepted, nothing said (the WebSocket upgrade waits).
     let srv = Stalling::start(|_| Stall::Silent);
     let c = Client::start(&srv.url(), true, &[]);
-    c.wait_for("loading: connecting to", Duration::from_secs(60));
+    c.wait_for("/api/chat (connecting)", Duration::from_secs(60));
     sleep(Duration::from_millis(500));
     check("loading, no upgrade", c.interrupt());
 
     // Loading: the WebSocket is up, the handshake never comes.
     let srv = Stalling::start(|_| Stall::NoHandshake);
     let c = Client::start(&srv.url(), true, &[]);
-    c.wait_for("to be ready (its handshake)", Duration::from_secs(60));
+    c.wait_for("waiting for its handshake", Duration::from_secs(60));
     sleep(Duration::from_millis(500));
     check("loading, no handshake", c.interrupt());
 
@@ -255,7 +255,7 @@ fn q_ends_the_tui_quickly_while_connecting_and_while_reconnecting() {
         (
             "connecting",
             (|_| Stall::Silent) as fn(usize) -> Stall,
-            "connecting to",
+            "(connecting)",
         ),
         (
             "reconnecting",

@@ -68,14 +68,16 @@ pub fn loader(opts: ConnectOptions, figures: LinkFigures) -> Loader {
             cancel: req.cancel.clone(),
             ..opts.clone()
         };
-        let url = crate::net::client::chat_url(&o.url, &o.params).unwrap_or(o.url.clone());
+        // Shown without the session's query (sampling, the role text).
+        let url = crate::net::client::chat_url(&o.url, &SessionParams::default())
+            .unwrap_or(o.url.clone());
         let progress = &mut *req.progress;
         let mut waiting = |phase: ConnectPhase, spent: std::time::Duration| {
             progress(LoadProgress {
                 stage: match phase {
-                    ConnectPhase::Connecting => format!("connecting to {url}"),
+                    ConnectPhase::Connecting => format!("{url} (connecting)"),
                     ConnectPhase::AwaitingHandshake => {
-                        format!("waiting for {url} to be ready (its handshake)")
+                        format!("{url} (connected; waiting for its handshake: the server may be loading its model)")
                     }
                 },
                 done: 0,

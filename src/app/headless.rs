@@ -207,7 +207,7 @@ fn print_event(ev: &EngineEvent, stdout: &mut std::io::Stdout) {
             let _ = write!(stdout, "{t}");
             let _ = stdout.flush();
         }
-        EngineEvent::Loading(p) if p.total == 0 => eprintln!("loading: {}", p.stage),
+        EngineEvent::Loading(p) if p.total == 0 => eprintln!("loading {}", p.stage),
         EngineEvent::Loading(p) => {
             let pct = if p.total > 0 {
                 100.0 * p.done as f64 / p.total as f64
