@@ -557,3 +557,78 @@ fn an_empty_token_is_not_sent() {
     assert!(!sends_a_token(&["--token="], None));
     assert!(!sends_a_token(&[], Some("")));
 }
+
+#[test]
+fn a_connect_ends_on_a_quit_and_dropping_a_stalled_session_does_not_wait_on_it() {
+    // A connect stuck in the WebSocket upgrade ends as soon as the quit flag is set.
+    let srv = Stalling::start(|_| Stall::Silent);
+    let opts = ConnectOptions::new(srv.url());
+    let quit = opts.cancel.clone();
+    std::thread::spawn(move || {
+        sleep(Duration::from_millis(200));
+        quit.cancel();
+    });
+    let t = Instant::now();
+    let mut phases = Vec::new();
+    let e = assistant::net::client::connect_with(&opts, &mut |p, _| phases.push(p))
+        .err()
+        .expect("cancelled");
+    let took = t.elapsed();
+    eprintln!("connect cancelled after {:.0} ms", took.as_secs_f64() * 1e3);
+    assert!(e.to_string().contains("cancelled"), "{e}");
+    assert!(took < QUIT_BOUND, "{took:?}");
+    assert!(phases.contains(&assistant::net::client::ConnectPhase::Connecting));
+
+    // A session whose server stopped reading: dropping the model returns at once.
+    let srv = Stalling::start(|_| Stall::StopsReading);
+    let mut m = connect(&ConnectOptions::new(srv.url())).unwrap();
+    let mut out = StepOutput::default();
+    for i in 0..10 {
+        out.clear(1920);
+        m.step(&tone(i * 1920), &mut out).unwrap();
+    }
+    let t = Instant::now();
+    drop(m);
+    let took = t.elapsed();
+    eprintln!(
+        "drop of a stalled session: {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn audio_the_engine_does_not_take_is_bounded_and_counted() {
+    // A server that streams 10 s of audio at once, to a model that is not stepped.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = tungstenite::accept(tcp).unwrap();
+        let bin =
+            |m: assistant::net::protocol::Message| tungstenite::Message::Binary(m.encode().into());
+        ws.send(tungstenite::Message::Binary(vec![0u8; 9].into()))
+            .unwrap();
+        let mut w = assistant::net::opus_ogg::OggOpusWriter::new().unwrap();
+        for i in 0..125 {
+            w.push(&tone(i * 1920)).unwrap();
+            ws.send(bin(assistant::net::protocol::Message::Audio(w.take())))
+                .unwrap();
+        }
+        ws
+    });
+    let mut m = connect(&ConnectOptions::new(format!("ws://{addr}"))).unwrap();
+    let _ws = server.join().unwrap();
+    sleep(Duration::from_millis(1500)); // the network thread decodes it all meanwhile
+    let mut out = StepOutput::default();
+    out.clear(1920);
+    m.step(&tone(0), &mut out).unwrap();
+    let net = m.stats();
+    let dropped = net.receive_dropped.load(Ordering::Relaxed);
+    let received = net.frames_received.load(Ordering::Relaxed);
+    eprintln!("10 s sent to a model not stepped: {received} frames kept, {dropped} dropped");
+    // The queue holds 2 s (25 frames); the rest, about 8 s, is dropped and counted.
+    assert!((90..=110).contains(&dropped), "{dropped} dropped");
+    assert!(received <= 26, "{received} frames kept");
+    assert!(!m.link().unwrap().keeping_pace, "shown as a server behind");
+}
