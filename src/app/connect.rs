@@ -130,3 +130,29 @@ pub fn loaded(m: RemoteModel) -> Loaded {
     }
     l
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> RunArgs {
+        crate::cli::Cli::try_parse_from(argv).unwrap().run
+    }
+
+    #[test]
+    fn lock_step_follows_the_inputs_pacing_and_an_empty_token_is_none() {
+        // The same flags (a file, no --realtime): the port's pacing decides.
+        let a = args(&["assistant", "--connect", "ws://h:1", "--input", "x.wav"]);
+        assert!(options_for(&a, "ws://h:1", false).lockstep);
+        assert!(!options_for(&a, "ws://h:1", true).lockstep);
+        for (token, sent) in [
+            ("--token=", None),
+            ("--token= ", None),
+            ("--token=s3cret-s3cret-s3cret", Some("s3cret-s3cret-s3cret")),
+        ] {
+            let a = args(&["assistant", "--connect", "ws://h:1", token]);
+            assert_eq!(options_for(&a, "ws://h:1", true).token.as_deref(), sent);
+        }
+    }
+}
