@@ -111,10 +111,14 @@ struct Client {
 
 impl Client {
     fn start(url: &str, realtime: bool, extra: &[&str]) -> Self {
+        // 30 s: long enough that no state ends by itself while it is measured.
+        Self::start_for(30, url, realtime, extra)
+    }
+
+    fn start_for(seconds: usize, url: &str, realtime: bool, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.wav");
-        // 30 s: long enough that no state ends by itself while it is measured.
-        let tone: Vec<f32> = (0..24_000 * 30)
+        let tone: Vec<f32> = (0..24_000 * seconds)
             .map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin())
             .collect();
         assistant::audio::wav::write_wav_mono(&input, 24_000, &tone).unwrap();
@@ -152,6 +156,23 @@ impl Client {
 
     fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Wait for the run to end by itself: its exit code and stderr.
+    fn finish(mut self, within: Duration) -> (Option<i32>, String) {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("still running after {within:?}; stderr:\n{}", self.stderr());
+            }
+            sleep(Duration::from_millis(20));
+        };
+        sleep(Duration::from_millis(50));
+        (status.code(), self.stderr())
     }
 
     fn wait_for(&self, what: &str, within: Duration) {
@@ -483,6 +504,36 @@ fn a_silent_drop_is_noticed_in_about_3_s_and_the_client_reconnects() {
         noticed >= Duration::from_millis(2500) && noticed < Duration::from_secs(8),
         "noticed after {noticed:?}"
     );
+}
+
+#[test]
+fn the_binary_rides_out_a_silent_drop_and_says_so() {
+    let srv = loopback_server(ServeOptions {
+        idle: Duration::from_secs(3),
+        ..ServeOptions::default()
+    });
+    let relay = Relay::start(srv.local_addr());
+    let c = Client::start_for(12, &format!("ws://{}", relay.addr), true, &[]);
+    c.wait_for("connected: ", Duration::from_secs(60));
+    sleep(Duration::from_secs(2));
+    let stalled = Instant::now();
+    relay.stall();
+    c.wait_for(
+        "connection lost: nothing from the server for 3 s",
+        Duration::from_secs(20),
+    );
+    let noticed = stalled.elapsed();
+    c.wait_for("reconnected after", Duration::from_secs(30));
+    let back = stalled.elapsed();
+    eprintln!(
+        "the binary, silent drop: said lost after {:.2} s, reconnected after {:.2} s",
+        noticed.as_secs_f64(),
+        back.as_secs_f64()
+    );
+    let (code, err) = c.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("1 connections lost, 1 reconnected"), "{err}");
+    assert!(noticed < Duration::from_secs(8), "{noticed:?}");
 }
 
 #[test]

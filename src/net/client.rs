@@ -21,7 +21,7 @@
 //! options' `cancel`). A link is alive while something arrives: the client pings every
 //! second (Kyutai's servers, ours and the Python one answer WebSocket pings), and a link
 //! with nothing received for `dead_after` (3 s) counts as dropped and is reconnected.
-//! The queues between the engine and the network thread are bounded ([`queues`]).
+//! The queues between the engine and the network thread are bounded (`queues`).
 
 mod queues;
 
