@@ -101,8 +101,9 @@ pub struct Reconnect {
 impl Default for Reconnect {
     fn default() -> Self {
         // 0.25 + 0.5 + 1 + 2 + 4 × 10 s: about 44 s of retries, plus the connects. Longer
-        // than a server's idle timeout (ours: 30 s), so a server that has not yet
-        // noticed the old session's drop (it answers "busy") frees the slot in time.
+        // than a server's idle timeout (`serve` allowed 30 s before it pinged), so a
+        // server that has not yet noticed the old session's drop (it answers "busy")
+        // frees the slot in time.
         Self {
             attempts: 14,
             first: Duration::from_millis(250),
