@@ -261,7 +261,7 @@ pub fn loader_for(args: &RunArgs) -> Loader {
 }
 
 /// A model load's error as the engine takes it (a cancelled load stays cancelled).
-fn load_failure(e: crate::engine::moshi::ModelLoadError) -> LoadFailure {
+pub(crate) fn load_failure(e: crate::engine::moshi::ModelLoadError) -> LoadFailure {
     if e.is_cancelled() {
         LoadFailure::cancelled()
     } else {

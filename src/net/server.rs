@@ -9,7 +9,17 @@
 //!
 //! Order on the wire, as `moshi-backend`: metadata (kind 4), then the handshake once
 //! the session's model is ready, then text and audio.
+//!
+//! No client can hold the server: every send goes through a bounded queue to a writer
+//! task whose sends have a deadline, the server pings every second, and a session that
+//! has heard nothing (not even a pong) for `idle` ends and frees its slot. The same
+//! port answers plain HTTP GETs (`net::http`): health, readiness and metrics. `drain`
+//! stops accepting, lets sessions finish up to a deadline, then closes them with a
+//! reason the client shows.
 
+use super::http::{self, Head, Prefixed};
+use super::metrics::Capacity;
+pub use super::metrics::ServerStats;
 use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits, SAMPLE_RATE};
 use super::protocol::{Handshake, Limits, Message, SessionParams, PROTOCOL_VERSION};
 use crate::audio::device::{ring_for, AudioFormat};
@@ -25,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -64,8 +74,15 @@ pub struct ServeOptions {
     pub queue_wait: Duration,
     pub limits: Limits,
     pub reader: ReaderLimits,
-    /// A session that sends nothing for this long is closed.
+    /// A session that has heard nothing from its client for this long (no audio, no
+    /// pong to the server's pings: the client stopped reading or the link died) is
+    /// closed and its slot freed. Well inside a client's reconnect window, so its
+    /// reconnection finds the slot free.
     pub idle: Duration,
+    /// A message the client does not take within this ends the session.
+    pub send_timeout: Duration,
+    /// How often the server pings each client.
+    pub ping_interval: Duration,
     /// The HTTP upgrade must complete within this.
     pub handshake_timeout: Duration,
     /// Input frames the engine may fall behind before it drops the oldest.
@@ -87,7 +104,9 @@ impl Default for ServeOptions {
             queue_wait: Duration::from_secs(30),
             limits: Limits::default(),
             reader: ReaderLimits::default(),
-            idle: Duration::from_secs(30),
+            idle: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(10),
             max_backlog: 3,
             model_name: "assistant".into(),
@@ -96,26 +115,44 @@ impl Default for ServeOptions {
     }
 }
 
-/// Counters over the server's life (for logs and tests).
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    pub accepted: AtomicU64,
-    pub sessions: AtomicU64,
-    pub busy: AtomicU64,
-    /// Clients waiting for a session now.
-    pub queued: AtomicU64,
-    pub rejected: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub active: AtomicU64,
-}
-
 /// A running server; dropping it (or `stop`) ends it and its sessions.
 pub struct Server {
     addr: SocketAddr,
     pub stats: Arc<ServerStats>,
+    phase: Arc<watch::Sender<Phase>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Where the server is in its life; sessions and the accept loop watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// No new connections; sessions run on.
+    Draining,
+    /// The drain's deadline passed: sessions close now, with a reason.
+    Closing,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Sessions running when the drain began.
+    pub active: u64,
+    /// Of those, the ones that ended by themselves before the deadline.
+    pub finished: u64,
+    /// Those closed at the deadline.
+    pub closed: u64,
+    pub waited: Duration,
+}
+
+/// What the client is told when a drain's deadline closes its session.
+pub const DRAIN_REASON: &str =
+    "the server is shutting down (drained for maintenance): reconnect to reach another instance";
+
+/// Shortest token `serve` accepts: 16 bytes, so a guessable word never guards a
+/// server reachable from other machines.
+pub const MIN_TOKEN: usize = 16;
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +163,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, why: String },
     #[error("--max-sessions must be at least 1")]
     NoSessions,
+    #[error("the token is {0} bytes long; it must be at least {MIN_TOKEN} (an empty --token= or ASSISTANT_TOKEN counts as none): generate one with `openssl rand -hex 16`")]
+    WeakToken(usize),
 }
 
 impl Server {
@@ -146,6 +185,11 @@ impl Server {
         if opts.max_sessions == 0 {
             return Err(StartError::NoSessions);
         }
+        if let Some(t) = &opts.token {
+            if t.len() < MIN_TOKEN {
+                return Err(StartError::WeakToken(t.len()));
+            }
+        }
         let want = opts.addr;
         let bind_err = move |e: std::io::Error| StartError::Bind {
             addr: want,
@@ -163,6 +207,8 @@ impl Server {
         let stats = Arc::new(ServerStats::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let st = stats.clone();
+        let phase = Arc::new(watch::Sender::new(Phase::Serving));
+        let ph = phase.clone();
         let thread = std::thread::Builder::new()
             .name("net-serve".into())
             .spawn(move || {
@@ -174,10 +220,15 @@ impl Server {
                             return;
                         }
                     };
-                    tokio::select! {
-                        _ = accept_loop(listener, Arc::new(opts), factory, tap, st) => {}
-                        _ = stop_rx => {}
-                    }
+                    // The accept loop ends on a drain; the sessions run on until stopped.
+                    tokio::spawn(accept_loop(
+                        listener,
+                        Arc::new(opts),
+                        (factory, tap),
+                        st,
+                        ph,
+                    ));
+                    let _ = stop_rx.await;
                 });
                 // Sessions still running end with the runtime; their engines see the
                 // input end and stop.
@@ -187,6 +238,7 @@ impl Server {
         Ok(Self {
             addr,
             stats,
+            phase,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -205,6 +257,41 @@ impl Server {
 
     pub fn stop(mut self) {
         self.shutdown();
+    }
+
+    /// Stop accepting (the port closes: a load balancer sends new clients elsewhere),
+    /// let the sessions finish until `deadline`, then close those left with
+    /// `DRAIN_REASON` and wait (a few seconds at most) for them to end.
+    pub fn drain(&self, deadline: Duration) -> Drained {
+        let start = Instant::now();
+        let active = self.stats.active.load(Ordering::Acquire);
+        let ended = self.stats.sessions_ended.load(Ordering::Acquire);
+        self.phase.send_replace(Phase::Draining);
+        while self.stats.active.load(Ordering::Acquire) > 0 && start.elapsed() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let finished = self.stats.sessions_ended.load(Ordering::Acquire) - ended;
+        let left = self.stats.active.load(Ordering::Acquire);
+        if left > 0 {
+            self.phase.send_replace(Phase::Closing);
+            let closing = Instant::now();
+            while self.stats.active.load(Ordering::Acquire) > 0
+                && closing.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Drained {
+            active,
+            finished: finished.min(active),
+            closed: left,
+            waited: start.elapsed(),
+        }
+    }
+
+    /// Whether the server is draining (or closing its sessions).
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
     }
 
     fn shutdown(&mut self) {
@@ -226,13 +313,21 @@ impl Drop for Server {
 async fn accept_loop(
     listener: TcpListener,
     opts: Arc<ServeOptions>,
-    factory: LoaderFactory,
-    tap: Option<EventTap>,
+    hooks: (LoaderFactory, Option<EventTap>),
     stats: Arc<ServerStats>,
+    phase: Arc<watch::Sender<Phase>>,
 ) {
     let permits = Arc::new(Semaphore::new(opts.max_sessions));
+    let mut watching = phase.subscribe();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = watching.wait_for(|p| *p != Phase::Serving) => {
+                tracing::info!("serve: draining: no new connections");
+                return;
+            }
+        };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the others.
@@ -243,16 +338,72 @@ async fn accept_loop(
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let (opts, hooks, stats, permits) = (
-            opts.clone(),
-            (factory.clone(), tap.clone()),
-            stats.clone(),
-            permits.clone(),
-        );
+        let shared = Shared {
+            opts: opts.clone(),
+            hooks: hooks.clone(),
+            stats: stats.clone(),
+            permits: permits.clone(),
+            phase: phase.subscribe(),
+        };
         tokio::spawn(async move {
-            connection(stream, peer, opts, hooks, stats, permits).await;
+            connection(stream, peer, shared).await;
         });
     }
+}
+
+/// What every connection shares.
+struct Shared {
+    opts: Arc<ServeOptions>,
+    hooks: (LoaderFactory, Option<EventTap>),
+    stats: Arc<ServerStats>,
+    permits: Arc<Semaphore>,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Shared {
+    fn capacity(&self) -> Capacity {
+        let draining = *self.phase.borrow() != Phase::Serving;
+        Capacity {
+            max_sessions: self.opts.max_sessions,
+            ready: !draining && self.permits.available_permits() > 0,
+            draining,
+        }
+    }
+}
+
+/// A plain GET beside the WebSocket: health, readiness, metrics.
+async fn answer_http(stream: &mut Stream, path: &str, shared: &Shared) {
+    let cap = shared.capacity();
+    let (status, kind, body) = match path {
+        http::HEALTH_PATH => (200, "text/plain", "ok\n".to_string()),
+        http::READY_PATH if cap.ready => (200, "text/plain", "ready\n".to_string()),
+        http::READY_PATH if cap.draining => (503, "text/plain", "draining\n".to_string()),
+        http::READY_PATH => (
+            503,
+            "text/plain",
+            format!("busy: all {} sessions in use\n", cap.max_sessions),
+        ),
+        http::METRICS_PATH => (
+            200,
+            "text/plain; version=0.0.4",
+            super::metrics::render(&shared.stats, &cap),
+        ),
+        _ => (
+            404,
+            "text/plain",
+            format!(
+                "no endpoint here: Kyutai's protocol is at {CHAT_PATH} (WebSocket); {}, {} and {} answer GET\n",
+                http::HEALTH_PATH,
+                http::READY_PATH,
+                http::METRICS_PATH
+            ),
+        ),
+    };
+    let _ = tokio::time::timeout(
+        shared.opts.send_timeout,
+        http::respond(stream, status, kind, &body),
+    )
+    .await;
 }
 
 /// The upgrade request's verdict: the session's parameters, or an HTTP refusal.
@@ -303,19 +454,14 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 type Stream = Box<dyn Io>;
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    opts: Arc<ServeOptions>,
-    (factory, tap): (LoaderFactory, Option<EventTap>),
-    stats: Arc<ServerStats>,
-    permits: Arc<Semaphore>,
-) {
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let (opts, stats, permits) = (&shared.opts, &shared.stats, &shared.permits);
+    let (factory, tap) = &shared.hooks;
     let mut params = None;
     // The callback's signature (an `http::Response` as its error) is tungstenite's.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        match check_request(req, &opts) {
+        match check_request(req, opts) {
             Ok(p) => {
                 params = Some(p);
                 Ok(resp)
@@ -328,7 +474,7 @@ async fn connection(
         }
     };
     let deadline = tokio::time::Instant::now() + opts.handshake_timeout;
-    let stream: Stream = match &opts.tls {
+    let mut stream: Stream = match &opts.tls {
         None => Box::new(stream),
         Some(config) => {
             let accept = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream);
@@ -349,6 +495,30 @@ async fn connection(
                 }
             }
         }
+    };
+    // Plain HTTP (health, metrics) or a WebSocket upgrade, on the same port.
+    let head = match tokio::time::timeout_at(deadline, http::read_head(&mut stream)).await {
+        Ok(Ok((bytes, head))) => (bytes, head),
+        Ok(Err(e)) => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("serve: {peer}: no request: {e}");
+            return;
+        }
+        Err(_) => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "serve: {peer}: no request within {:?}",
+                opts.handshake_timeout
+            );
+            return;
+        }
+    };
+    let stream: Stream = match head {
+        (_, Head::Get(path)) => {
+            answer_http(&mut stream, &path, &shared).await;
+            return;
+        }
+        (bytes, _) => Box::new(Prefixed::new(bytes, stream)),
     };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
@@ -376,7 +546,7 @@ async fn connection(
     let waited = Instant::now();
     let permit = match permits.clone().try_acquire_owned() {
         Ok(p) => Some(p),
-        Err(_) => queue(&mut source, peer, &opts, &stats, permits).await,
+        Err(_) => queue(&mut source, peer, opts, stats, permits.clone()).await,
     };
     let Some(_permit) = permit else {
         stats.busy.fetch_add(1, Ordering::Relaxed);
@@ -389,15 +559,33 @@ async fn connection(
             "busy: this server runs {} session(s) at a time and all are in use; try again later",
             opts.max_sessions
         ));
-        let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
-        let _ = sink.close().await;
+        let bye = async {
+            let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(opts.send_timeout, bye).await;
         return;
     };
     stats.sessions.fetch_add(1, Ordering::Relaxed);
-    stats.active.fetch_add(1, Ordering::Relaxed);
+    stats.active.fetch_add(1, Ordering::AcqRel);
     let started = Instant::now();
-    let summary = Session::run(sink, source, params, &opts, &factory, peer, tap).await;
-    stats.active.fetch_sub(1, Ordering::Relaxed);
+    let ctx = SessionCtx {
+        opts,
+        factory,
+        peer,
+        tap: tap.clone(),
+        stats: stats.clone(),
+        phase: shared.phase.clone(),
+    };
+    let summary = Session::run(sink, source, params, ctx).await;
+    stats.sessions_ended.fetch_add(1, Ordering::AcqRel);
+    stats.active.fetch_sub(1, Ordering::AcqRel);
+    if summary.stalled {
+        stats.sessions_stalled.fetch_add(1, Ordering::Relaxed);
+    }
+    if summary.drained {
+        stats.sessions_drained.fetch_add(1, Ordering::Relaxed);
+    }
     if summary.protocol_error {
         stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -474,24 +662,120 @@ struct Summary {
     dropped_frames: u64,
     ended: String,
     protocol_error: bool,
+    /// The client stopped reading or went silent.
+    stalled: bool,
+    /// Closed by a drain's deadline.
+    drained: bool,
 }
 
 type WsSink =
     futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<Stream>, WsMessage>;
 type WsSource = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<Stream>>;
 
+/// What a session needs from its server.
+struct SessionCtx<'a> {
+    opts: &'a ServeOptions,
+    factory: &'a LoaderFactory,
+    peer: SocketAddr,
+    tap: Option<EventTap>,
+    stats: Arc<ServerStats>,
+    phase: watch::Receiver<Phase>,
+}
+
+/// Messages waiting for the writer: about ten seconds of a session's output. A client
+/// that lets it fill is not reading, and its session ends.
+const OUT_QUEUE: usize = 256;
+
+/// Why a session ended: the reason, whether the client misbehaved (a protocol error),
+/// and whether it stalled (stopped reading, went silent).
+struct End {
+    why: String,
+    hostile: bool,
+    stalled: bool,
+}
+
+impl End {
+    fn bad(why: impl Into<String>, hostile: bool) -> Self {
+        Self {
+            why: why.into(),
+            hostile,
+            stalled: false,
+        }
+    }
+    fn stalled(why: String) -> Self {
+        Self {
+            why,
+            hostile: false,
+            stalled: true,
+        }
+    }
+}
+
+/// The session's side of its writer: a bounded queue, never awaited.
+struct Outbox {
+    tx: mpsc::Sender<WsMessage>,
+}
+
+impl Outbox {
+    fn put(&self, m: &Message) -> Result<(), End> {
+        self.put_ws(WsMessage::Binary(m.encode().into()))
+    }
+
+    fn put_ws(&self, m: WsMessage) -> Result<(), End> {
+        self.tx.try_send(m).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => End::stalled(format!(
+                "the client is not reading: {OUT_QUEUE} messages wait for it"
+            )),
+            // The writer ended: it said why (a send timed out or failed).
+            mpsc::error::TrySendError::Closed(_) => End::bad("the connection closed", false),
+        })
+    }
+}
+
+/// Sends the queue's messages, each within `deadline`; on the queue's end, closes.
+/// Returns why it stopped early, if it did.
+async fn write_loop(
+    mut sink: WsSink,
+    mut rx: mpsc::Receiver<WsMessage>,
+    deadline: Duration,
+    stats: Arc<ServerStats>,
+) -> Option<String> {
+    while let Some(m) = rx.recv().await {
+        let n = m.len() as u64;
+        match tokio::time::timeout(deadline, sink.send(m)).await {
+            Ok(Ok(())) => {
+                stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => return Some(format!("sending: {e}")),
+            Err(_) => {
+                return Some(format!(
+                    "the client took nothing for {:.0} s",
+                    deadline.as_secs_f64()
+                ))
+            }
+        }
+    }
+    let _ = tokio::time::timeout(deadline, sink.close()).await;
+    None
+}
+
 struct Session;
 
 impl Session {
     async fn run(
-        mut sink: WsSink,
+        sink: WsSink,
         mut source: WsSource,
         params: SessionParams,
-        opts: &ServeOptions,
-        factory: &LoaderFactory,
-        peer: SocketAddr,
-        tap: Option<EventTap>,
+        ctx: SessionCtx<'_>,
     ) -> Summary {
+        let SessionCtx {
+            opts,
+            factory,
+            peer,
+            tap,
+            stats,
+            mut phase,
+        } = ctx;
         let mut summary = Summary::default();
         let format = AudioFormat {
             sample_rate: SAMPLE_RATE,
@@ -533,15 +817,23 @@ impl Session {
         };
         // Engine events to the session, on a plain thread (crossbeam's recv blocks).
         let (from_engine, mut engine_rx) = mpsc::unbounded_channel();
+        let step_stats = stats.clone();
         let bridge = std::thread::Builder::new()
             .name("net-session".into())
             .spawn(move || {
+                let mut last_dropped = 0;
                 for ev in ev_rx.iter() {
                     let m = match ev {
                         EngineEvent::ModelReady { .. } => FromEngine::Ready,
                         EngineEvent::Text(t) => FromEngine::Text(t),
                         EngineEvent::Step(s) => {
                             dropped_seen.store(s.dropped_frames, Ordering::Relaxed);
+                            step_stats.step(s.step_ms / 1000.0, s.rtf);
+                            step_stats.frames_dropped.fetch_add(
+                                s.dropped_frames.saturating_sub(last_dropped),
+                                Ordering::Relaxed,
+                            );
+                            last_dropped = s.dropped_frames;
                             FromEngine::Step
                         }
                         EngineEvent::ModelFailed { error, .. } => FromEngine::Failed(error),
@@ -554,34 +846,42 @@ impl Session {
                 }
             });
 
+        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        let outbox = Outbox { tx: out_tx };
+        let mut writer = tokio::spawn(write_loop(sink, out_rx, opts.send_timeout, stats.clone()));
         let metadata = Message::Metadata(metadata(&params, opts));
-        let result: Result<String, (String, bool)> = async {
-            send(&mut sink, &metadata).await?;
-            let mut writer = OggOpusWriter::new().map_err(|e| (format!("{e:#}"), false))?;
+        let result: Result<String, End> = async {
+            outbox.put(&metadata)?;
+            let mut writer_out = OggOpusWriter::new().map_err(|e| End::bad(format!("{e:#}"), false))?;
             let mut reader =
-                OggOpusReader::new(opts.reader).map_err(|e| (format!("{e:#}"), false))?;
+                OggOpusReader::new(opts.reader).map_err(|e| End::bad(format!("{e:#}"), false))?;
             let mut pcm_in = Vec::with_capacity(4 * 1920);
             let mut pcm_out = vec![0f32; 2 * SAMPLE_RATE as usize];
             let mut last_heard = Instant::now();
+            let mut ping = tokio::time::interval(opts.ping_interval);
+            ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let idle_left = opts.idle.saturating_sub(last_heard.elapsed());
                 tokio::select! {
                     incoming = source.next() => {
+                        // Anything, a pong included, shows the client reads and sends.
                         last_heard = Instant::now();
                         let bytes = match incoming {
                             None => return Ok("the client left".to_string()),
-                            Some(Err(e)) => return Err((format!("connection: {e}"), is_capacity(&e))),
+                            Some(Err(e)) => return Err(End::bad(format!("connection: {e}"), is_capacity(&e))),
                             Some(Ok(WsMessage::Binary(b))) => b,
                             Some(Ok(WsMessage::Close(_))) => return Ok("the client closed".into()),
                             Some(Ok(WsMessage::Text(_))) => {
-                                return Err(("a WebSocket text frame: this protocol is binary".into(), true))
+                                return Err(End::bad("a WebSocket text frame: this protocol is binary", true))
                             }
-                            Some(Ok(_)) => continue, // WebSocket ping/pong: answered by tungstenite
+                            // Pings are answered by tungstenite as it reads; pongs are ours.
+                            Some(Ok(_)) => continue,
                         };
+                        stats.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         match Message::parse(&bytes, &opts.limits) {
                             Ok(Message::Audio(pages)) => {
                                 pcm_in.clear();
-                                reader.feed(&pages, &mut pcm_in).map_err(|e| (e.to_string(), true))?;
+                                reader.feed(&pages, &mut pcm_in).map_err(|e| End::bad(e.to_string(), true))?;
                                 let pushed = in_prod.push_slice(&pcm_in);
                                 // The engine waits parked for input: wake it now.
                                 engine.thread().unpark();
@@ -591,34 +891,48 @@ impl Session {
                             Ok(Message::Error(e)) => return Ok(format!("the client said: {e}")),
                             // Clients send only audio; the rest is harmless and ignored.
                             Ok(_) => {}
-                            Err(e) => return Err((e.to_string(), true)),
+                            Err(e) => return Err(End::bad(e.to_string(), true)),
                         }
                     }
                     ev = engine_rx.recv() => match ev {
                         Some(FromEngine::Ready) => {
-                            send(&mut sink, &Message::Handshake(Handshake::Versions {
+                            outbox.put(&Message::Handshake(Handshake::Versions {
                                 protocol: PROTOCOL_VERSION,
                                 model: 0,
-                            })).await?;
+                            }))?;
                         }
-                        Some(FromEngine::Text(t)) => send(&mut sink, &Message::Text(t)).await?,
+                        Some(FromEngine::Text(t)) => outbox.put(&Message::Text(t))?,
                         Some(FromEngine::Step) => {
                             let n = out_cons.pop_slice(&mut pcm_out);
                             summary.samples_out += n;
-                            writer.push(&pcm_out[..n]).map_err(|e| (format!("{e:#}"), false))?;
-                            let pages = writer.take();
+                            writer_out.push(&pcm_out[..n]).map_err(|e| End::bad(format!("{e:#}"), false))?;
+                            let pages = writer_out.take();
                             if !pages.is_empty() {
-                                send(&mut sink, &Message::Audio(pages)).await?;
+                                outbox.put(&Message::Audio(pages)).inspect_err(|_| {
+                                    stats.messages_unsent.fetch_add(1, Ordering::Relaxed);
+                                })?;
                             }
                         }
                         Some(FromEngine::Failed(e)) => {
-                            let _ = send(&mut sink, &Message::Error(format!("the model failed: {e}"))).await;
+                            let _ = outbox.put(&Message::Error(format!("the model failed: {e}")));
                             return Ok(format!("the model failed: {e}"));
                         }
                         Some(FromEngine::Stopped) | None => return Ok("the engine stopped".into()),
                     },
+                    _ = ping.tick() => outbox.put_ws(WsMessage::Ping(Vec::new().into()))?,
+                    stopped = &mut writer => {
+                        let why = stopped.ok().flatten().unwrap_or_else(|| "the writer stopped".into());
+                        return Err(End::stalled(why));
+                    }
+                    _ = phase.wait_for(|p| *p == Phase::Closing) => {
+                        summary.drained = true;
+                        return Err(End::bad(DRAIN_REASON, false));
+                    }
                     _ = tokio::time::sleep(idle_left) => {
-                        return Err((format!("nothing received for {:.0} s", opts.idle.as_secs_f64()), false));
+                        return Err(End::stalled(format!(
+                            "nothing received from the client for {:.0} s (no audio, no pong)",
+                            opts.idle.as_secs_f64()
+                        )));
                     }
                 }
             }
@@ -626,13 +940,21 @@ impl Session {
         .await;
         match result {
             Ok(why) => summary.ended = why,
-            Err((why, hostile)) => {
-                summary.protocol_error = hostile;
-                let _ = send(&mut sink, &Message::Error(why.clone())).await;
-                summary.ended = why;
+            Err(end) => {
+                summary.protocol_error = end.hostile;
+                summary.stalled = end.stalled;
+                // The writer may be gone (it timed out); then this goes nowhere.
+                let _ = outbox.put(&Message::Error(end.why.clone()));
+                summary.ended = end.why;
             }
         }
-        let _ = sink.close().await;
+        // The writer sends what is queued and closes, within its deadlines.
+        drop(outbox);
+        if !writer.is_finished() {
+            let _ =
+                tokio::time::timeout(opts.send_timeout + Duration::from_secs(1), &mut writer).await;
+            writer.abort();
+        }
         let _ = note_tx.send(EngineEvent::info(format!(
             "network session from {peer}: {:.1} s, {} frames in, {} frames out, {} dropped by the engine, {:.2} s lost to a full input ring; ended: {}",
             started.elapsed().as_secs_f64(),
@@ -662,12 +984,6 @@ impl Session {
 
 fn is_capacity(e: &tokio_tungstenite::tungstenite::Error) -> bool {
     matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_))
-}
-
-async fn send(sink: &mut WsSink, m: &Message) -> Result<(), (String, bool)> {
-    sink.send(WsMessage::Binary(m.encode().into()))
-        .await
-        .map_err(|e| (format!("sending: {e}"), false))
 }
 
 /// The metadata `moshi-backend` sends, with our values.
