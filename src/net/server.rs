@@ -857,15 +857,20 @@ impl Session {
                 OggOpusReader::new(opts.reader).map_err(|e| End::bad(format!("{e:#}"), false))?;
             let mut pcm_in = Vec::with_capacity(4 * 1920);
             let mut pcm_out = vec![0f32; 2 * SAMPLE_RATE as usize];
-            let mut last_heard = Instant::now();
-            let mut ping = tokio::time::interval(opts.ping_interval);
+            // Anything received shows the link is up; a pong, that the client reads.
+            let (mut last_heard, mut last_pong) = (Instant::now(), Instant::now());
+            // At least three pings per idle period, so a reading client is never idle.
+            let mut ping = tokio::time::interval(opts.ping_interval.min(opts.idle / 3));
             ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let idle_left = opts.idle.saturating_sub(last_heard.elapsed());
+                let silent = last_heard.elapsed().max(last_pong.elapsed());
+                let idle_left = opts.idle.saturating_sub(silent);
                 tokio::select! {
                     incoming = source.next() => {
-                        // Anything, a pong included, shows the client reads and sends.
                         last_heard = Instant::now();
+                        if let Some(Ok(WsMessage::Pong(_))) = &incoming {
+                            last_pong = last_heard;
+                        }
                         let bytes = match incoming {
                             None => return Ok("the client left".to_string()),
                             Some(Err(e)) => return Err(End::bad(format!("connection: {e}"), is_capacity(&e))),
@@ -929,10 +934,12 @@ impl Session {
                         return Err(End::bad(DRAIN_REASON, false));
                     }
                     _ = tokio::time::sleep(idle_left) => {
-                        return Err(End::stalled(format!(
-                            "nothing received from the client for {:.0} s (no audio, no pong)",
-                            opts.idle.as_secs_f64()
-                        )));
+                        let why = if last_heard.elapsed() >= opts.idle {
+                            "nothing received from the client"
+                        } else {
+                            "the client sends but reads nothing (no pong to the pings)"
+                        };
+                        return Err(End::stalled(format!("{why} for {:.0} s", opts.idle.as_secs_f64())));
                     }
                 }
             }
