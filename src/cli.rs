@@ -465,6 +465,9 @@ pub struct ServeArgs {
     /// closed (with a reason the client shows); no new ones are accepted meanwhile.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub drain_timeout: f64,
+    /// Load the model for each session instead of once (the old way; for `bench serve`).
+    #[arg(long, hide = true)]
+    pub load_per_session: bool,
     /// Largest message a client may send, in bytes.
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub max_message: usize,
@@ -682,6 +685,9 @@ pub enum BenchWhat {
     Cascade,
     /// Opus cost per frame, the latency the network path adds, server CPU per session.
     Net,
+    /// `serve`: connect time and memory with N sessions, one shared load against a load
+    /// per session (demo and ~300M shapes).
+    Serve,
     /// Pocket TTS at a published size with random weights: real-time factor and time to
     /// first audio, f32 and q8 (--config default|18m, --seconds, --threads).
     Pocket,

@@ -67,17 +67,32 @@ async fn session(ws: &mut Conn) -> bool {
     }
 }
 
-/// Keep reading (so pongs go back) until the connection ends; the last error seen.
-fn keep_reading(mut ws: Conn) -> tokio::task::JoinHandle<Option<String>> {
+/// A live client: audio in real time, and reading (so pongs go back) until the
+/// connection ends. Returns the last error the server sent.
+fn live_client(ws: Conn) -> tokio::task::JoinHandle<Option<String>> {
     tokio::spawn(async move {
+        let (mut tx, mut rx) = ws.split();
+        let talk = tokio::spawn(async move {
+            let mut w = OggOpusWriter::new().unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(80));
+            loop {
+                tick.tick().await;
+                w.push(&[0.1; 1920]).unwrap();
+                let m = Message::Audio(w.take()).encode();
+                if tx.send(Ws::Binary(m.into())).await.is_err() {
+                    return;
+                }
+            }
+        });
         let mut error = None;
-        while let Some(Ok(m)) = ws.next().await {
+        while let Some(Ok(m)) = rx.next().await {
             if let Ws::Binary(b) = m {
                 if let Ok(Message::Error(e)) = Message::parse(&b, &Limits::default()) {
                     error = Some(e);
                 }
             }
         }
+        talk.abort();
         error
     })
 }
@@ -140,9 +155,9 @@ async fn a_silently_dropped_client_frees_its_slot_within_the_reconnect_window() 
     let via = relay(srv.local_addr(), frozen.clone()).await;
     let mut ws = open(via).await;
     assert!(session(&mut ws).await);
-    let reader = keep_reading(ws);
-    // The session lives on while the link does: pings are answered.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reader = live_client(ws);
+    // The session lives on while the link does, past the idle time.
+    tokio::time::sleep(ServeOptions::default().idle + Duration::from_secs(2)).await;
     assert_eq!(srv.stats.active.load(Ordering::Acquire), 1);
     let mut busy = open(srv.local_addr()).await;
     assert!(
@@ -252,21 +267,24 @@ async fn health_readiness_and_metrics_answer_plain_gets_on_the_same_port() {
     // The only slot taken: alive, not ready; the session shows in the metrics.
     let mut ws = open(addr).await;
     assert!(session(&mut ws).await);
+    // Audio in real time, answers read between frames.
     let mut w = OggOpusWriter::new().unwrap();
-    for _ in 0..10 {
+    let mut got = 0;
+    for _ in 0..200 {
         w.push(&[0.1; 1920]).unwrap();
         ws.send(Ws::Binary(Message::Audio(w.take()).encode().into()))
             .await
             .unwrap();
-    }
-    let mut got = 0;
-    while got < 5 {
-        match next(&mut ws, Duration::from_secs(10)).await {
+        match next(&mut ws, Duration::from_millis(80)).await {
             Ok(Some(Message::Audio(_))) => got += 1,
-            Ok(Some(_)) => {}
-            other => panic!("{other:?}"),
+            Ok(Some(_)) | Err(()) => {}
+            Ok(None) => panic!("the session ended"),
+        }
+        if got >= 5 {
+            break;
         }
     }
+    assert!(got >= 5, "{got} answers");
     assert_eq!(get(addr, "/healthz").await.0, 200);
     let (status, body) = get(addr, "/readyz").await;
     assert_eq!(status, 503);
@@ -300,7 +318,7 @@ async fn a_drain_lets_sessions_finish_then_closes_the_rest_with_a_reason() {
     assert!(session(&mut leaving).await);
     let mut staying = open(addr).await;
     assert!(session(&mut staying).await);
-    let staying = keep_reading(staying);
+    let staying = live_client(staying);
 
     let deadline = Duration::from_secs(3);
     let drainer = srv.clone();

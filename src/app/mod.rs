@@ -7,6 +7,7 @@ pub mod bench_cascade;
 pub mod bench_cpu_cascade;
 pub mod bench_net;
 pub mod bench_pocket;
+pub mod bench_serve;
 pub mod connect;
 pub mod doctor;
 pub mod engine_choice;

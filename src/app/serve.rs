@@ -407,7 +407,15 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     if !shares_weights(args) {
         eprintln!("the cascade cannot share its parts: each session loads its own");
     }
-    let factory = match serve_factory(args, serve.max_sessions, &mut print_progress(), &cancel) {
+    let ready = if serve.load_per_session {
+        Ok(Ready {
+            factory: factory(args),
+            loaded: None,
+        })
+    } else {
+        serve_factory(args, serve.max_sessions, &mut print_progress(), &cancel)
+    };
+    let factory = match ready {
         Ok(Ready { factory, loaded }) => {
             if let Some(l) = loaded {
                 for n in &l.notices {

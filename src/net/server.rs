@@ -857,7 +857,7 @@ impl Session {
                 OggOpusReader::new(opts.reader).map_err(|e| End::bad(format!("{e:#}"), false))?;
             let mut pcm_in = Vec::with_capacity(4 * 1920);
             let mut pcm_out = vec![0f32; 2 * SAMPLE_RATE as usize];
-            // Anything received shows the link is up; a pong, that the client reads.
+            // A client must both send (audio) and read (answer pings) to keep its slot.
             let (mut last_heard, mut last_pong) = (Instant::now(), Instant::now());
             // At least three pings per idle period, so a reading client is never idle.
             let mut ping = tokio::time::interval(opts.ping_interval.min(opts.idle / 3));
@@ -867,9 +867,11 @@ impl Session {
                 let idle_left = opts.idle.saturating_sub(silent);
                 tokio::select! {
                     incoming = source.next() => {
-                        last_heard = Instant::now();
-                        if let Some(Ok(WsMessage::Pong(_))) = &incoming {
-                            last_pong = last_heard;
+                        // A pong shows the client reads; only messages, that it talks.
+                        match &incoming {
+                            Some(Ok(WsMessage::Pong(_))) => last_pong = Instant::now(),
+                            Some(Ok(WsMessage::Ping(_))) => {}
+                            _ => last_heard = Instant::now(),
                         }
                         let bytes = match incoming {
                             None => return Ok("the client left".to_string()),
