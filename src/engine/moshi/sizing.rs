@@ -584,6 +584,50 @@ mod tests {
     }
 
     #[test]
+    fn sessions_that_share_the_weights_each_get_a_kv_cache_and_one_copy_of_the_weights() {
+        let (cfg, table) = moshiko_q8();
+        let roomy = 64 * GIB;
+        let one = plan(&cfg, &table, gpu(roomy, 0)).unwrap();
+        let four = plan(
+            &cfg,
+            &table,
+            Target {
+                sessions: 4,
+                ..gpu(roomy, 0)
+            },
+        )
+        .unwrap();
+        // The weights once; the caches and activations four times.
+        assert_eq!(four.weights, one.weights);
+        assert_eq!(four.context, one.context);
+        assert_eq!(four.kv_cache(), 4 * one.kv_cache());
+        assert_eq!(four.activations, 4 * one.activations);
+        assert_eq!(
+            four.total() - one.total(),
+            3 * (one.kv_cache() + one.activations)
+        );
+        assert!(
+            four.explain().contains("4 sessions x"),
+            "{}",
+            four.explain()
+        );
+        // Where one session's cache fits whole, four get a shorter context each.
+        let tight = one.total() + GIB;
+        let one_tight = plan(&cfg, &table, gpu(tight, 0)).unwrap();
+        let four_tight = plan(
+            &cfg,
+            &table,
+            Target {
+                sessions: 4,
+                ..gpu(tight, 0)
+            },
+        )
+        .unwrap();
+        assert!(four_tight.context < one_tight.context);
+        assert!(four_tight.total() <= tight);
+    }
+
+    #[test]
     fn an_exact_context_moves_layers_rather_than_shrink() {
         let (cfg, table) = moshiko_q8();
         let free = 9 * GIB;
