@@ -202,7 +202,7 @@ async fn client(
                 None | Some(Err(_)) => break,
             },
         }
-        if matches!(seen.told, Some(_)) {
+        if seen.told.is_some() {
             break;
         }
     }
