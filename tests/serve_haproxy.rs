@@ -85,8 +85,8 @@ fn serve(port: u16) -> Proc {
         .spawn()
         .unwrap();
     let p = Proc(child);
-    wait_for("serve's /healthz", Duration::from_secs(30), || {
-        get(port, "/healthz").0 == 200
+    wait_for("serve's /readyz", Duration::from_secs(30), || {
+        get(port, "/readyz").0 == 200
     });
     p
 }

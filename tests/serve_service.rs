@@ -308,6 +308,42 @@ async fn health_readiness_and_metrics_answer_plain_gets_on_the_same_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_model_loads_the_server_is_alive_not_ready_and_says_so() {
+    let srv = Server::start_loading(
+        ServeOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let addr = srv.local_addr();
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    assert_eq!(
+        get(addr, "/readyz").await,
+        (503, "loading the model\n".into())
+    );
+    assert_eq!(
+        metric(&get(addr, "/metrics").await.1, "assistant_loaded"),
+        0.0
+    );
+    let mut ws = open(addr).await;
+    match next(&mut ws, Duration::from_secs(10)).await {
+        Ok(Some(Message::Error(e))) => assert!(e.starts_with("loading"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let cli = Cli::try_parse_from(["assistant", "--engine", "loopback"]).unwrap();
+    srv.loaded(assistant::app::serve::factory(&cli.run));
+    assert_eq!(get(addr, "/readyz").await, (200, "ready\n".into()));
+    assert_eq!(
+        metric(&get(addr, "/metrics").await.1, "assistant_loaded"),
+        1.0
+    );
+    let mut ws = open(addr).await;
+    assert!(session(&mut ws).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_lets_sessions_finish_then_closes_the_rest_with_a_reason() {
     let srv = Arc::new(server(ServeOptions {
         max_sessions: 2,

@@ -57,7 +57,8 @@ impl ServeChild {
             port,
         };
         let t = Instant::now();
-        while get(port, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        // Ready: loaded, a slot free.
+        while get(port, "/readyz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
             anyhow::ensure!(
                 t.elapsed() < Duration::from_secs(600),
                 "the server was not up within 600 s"

@@ -403,6 +403,20 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
             }
         })
     };
+    // Listen first: a port in use fails now, not after a long load, and health checks
+    // see the server alive (and not ready) while it loads.
+    let server = match Server::start_loading(opts, tap) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let addr = server.local_addr();
+    eprintln!(
+        "listening at {scheme}://{addr}{} (/healthz, /readyz, /metrics); loading {model}",
+        crate::net::server::CHAT_PATH
+    );
     let started = Instant::now();
     if !shares_weights(args) {
         eprintln!("the cascade cannot share its parts: each session loads its own");
@@ -415,7 +429,7 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     } else {
         serve_factory(args, serve.max_sessions, &mut print_progress(), &cancel)
     };
-    let factory = match ready {
+    match ready {
         Ok(Ready { factory, loaded }) => {
             if let Some(l) = loaded {
                 for n in &l.notices {
@@ -432,7 +446,7 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
                     serve.max_sessions
                 );
             }
-            factory
+            server.loaded(factory);
         }
         Err(e) if cancel.is_cancelled() || signalled() > 0 => {
             eprintln!("stopped while loading: {}", e.message);
@@ -445,17 +459,9 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
             }
             return 2;
         }
-    };
-    let server = match Server::start_with(opts, factory, tap) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let addr = server.local_addr();
+    }
     eprintln!(
-        "ready: serving {model} at {scheme}://{addr}{} ({} session(s) at a time, {} may wait{}); Ctrl-C stops",
+        "ready: serving {model} at {scheme}://{addr}{} ({} session(s) at a time, {} may wait{}); Ctrl-C or SIGTERM drains",
         crate::net::server::CHAT_PATH,
         serve.max_sessions,
         serve.queue,
@@ -471,30 +477,23 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     }
     let deadline = Duration::from_secs_f64(serve.drain_timeout.clamp(0.0, 86_400.0));
     eprintln!(
-        "draining: no new sessions; {} running may finish within {:.0} s (signal again to stop now)",
+        "draining: no new sessions; {} running may finish within {:.0} s (signal again to close them now)",
         server.stats.active.load(std::sync::atomic::Ordering::Relaxed),
         deadline.as_secs_f64()
     );
-    let drain = std::thread::scope(|scope| {
-        let job = scope.spawn(|| server.drain(deadline));
-        while !job.is_finished() {
-            if signalled() > 1 {
-                eprintln!("stopping now");
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    let d = server.drain_until(deadline, || signalled() > 1);
+    eprintln!(
+        "drained in {:.1} s: {} session(s) were running, {} finished, {} closed{}",
+        d.waited.as_secs_f64(),
+        d.active,
+        d.finished,
+        d.closed,
+        if signalled() > 1 {
+            " (signalled again)"
+        } else {
+            " at the deadline"
         }
-        job.join().ok()
-    });
-    if let Some(d) = drain {
-        eprintln!(
-            "drained in {:.1} s: {} session(s) were running, {} finished, {} closed at the deadline",
-            d.waited.as_secs_f64(),
-            d.active,
-            d.finished,
-            d.closed
-        );
-    }
+    );
     server.stop();
     0
 }

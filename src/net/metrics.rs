@@ -88,6 +88,8 @@ impl Histogram {
 /// Gauges the stats do not hold.
 pub struct Capacity {
     pub max_sessions: usize,
+    /// The model is loaded.
+    pub loaded: bool,
     pub ready: bool,
     pub draining: bool,
 }
@@ -133,6 +135,13 @@ pub fn render(s: &ServerStats, cap: &Capacity) -> String {
         "gauge",
         "1 while the server drains",
         u64::from(cap.draining),
+    );
+    metric(
+        &mut out,
+        "assistant_loaded",
+        "gauge",
+        "1 once the model is loaded",
+        u64::from(cap.loaded),
     );
     let counters: [(&str, &str, &AtomicU64); 12] = [
         (
@@ -244,6 +253,7 @@ mod tests {
             &s,
             &Capacity {
                 max_sessions: 4,
+                loaded: true,
                 ready: true,
                 draining: false,
             },

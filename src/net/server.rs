@@ -120,6 +120,9 @@ pub struct Server {
     addr: SocketAddr,
     pub stats: Arc<ServerStats>,
     phase: Arc<watch::Sender<Phase>>,
+    /// The sessions' model, once loaded (`loaded`); until then sessions are refused
+    /// with "loading" and `/readyz` says so.
+    factory: Arc<std::sync::OnceLock<LoaderFactory>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -179,6 +182,14 @@ impl Server {
         factory: LoaderFactory,
         tap: Option<EventTap>,
     ) -> Result<Self, StartError> {
+        let s = Self::start_loading(opts, tap)?;
+        s.loaded(factory);
+        Ok(s)
+    }
+
+    /// Bind and answer before the model is loaded: `/healthz` says alive, `/readyz`
+    /// "loading", and a client is told the server is loading; `loaded` opens it.
+    pub fn start_loading(opts: ServeOptions, tap: Option<EventTap>) -> Result<Self, StartError> {
         if !opts.addr.ip().is_loopback() && opts.token.is_none() && !opts.no_auth {
             return Err(StartError::NeedsAuth(opts.addr));
         }
@@ -209,6 +220,8 @@ impl Server {
         let st = stats.clone();
         let phase = Arc::new(watch::Sender::new(Phase::Serving));
         let ph = phase.clone();
+        let factory = Arc::new(std::sync::OnceLock::new());
+        let f = factory.clone();
         let thread = std::thread::Builder::new()
             .name("net-serve".into())
             .spawn(move || {
@@ -221,13 +234,7 @@ impl Server {
                         }
                     };
                     // The accept loop ends on a drain; the sessions run on until stopped.
-                    tokio::spawn(accept_loop(
-                        listener,
-                        Arc::new(opts),
-                        (factory, tap),
-                        st,
-                        ph,
-                    ));
+                    tokio::spawn(accept_loop(listener, Arc::new(opts), (f, tap), st, ph));
                     let _ = stop_rx.await;
                 });
                 // Sessions still running end with the runtime; their engines see the
@@ -239,6 +246,7 @@ impl Server {
             addr,
             stats,
             phase,
+            factory,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -246,6 +254,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The model is loaded: sessions start from now on (a second call changes nothing).
+    pub fn loaded(&self, factory: LoaderFactory) {
+        let _ = self.factory.set(factory);
     }
 
     /// Wait until the server stops (it does not, unless stopped from elsewhere).
@@ -263,11 +276,17 @@ impl Server {
     /// let the sessions finish until `deadline`, then close those left with
     /// `DRAIN_REASON` and wait (a few seconds at most) for them to end.
     pub fn drain(&self, deadline: Duration) -> Drained {
+        self.drain_until(deadline, || false)
+    }
+
+    /// As `drain`, closing the sessions at once when `now()` says so (a second signal).
+    pub fn drain_until(&self, deadline: Duration, now: impl Fn() -> bool) -> Drained {
         let start = Instant::now();
         let active = self.stats.active.load(Ordering::Acquire);
         let ended = self.stats.sessions_ended.load(Ordering::Acquire);
         self.phase.send_replace(Phase::Draining);
-        while self.stats.active.load(Ordering::Acquire) > 0 && start.elapsed() < deadline {
+        while self.stats.active.load(Ordering::Acquire) > 0 && start.elapsed() < deadline && !now()
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         let finished = self.stats.sessions_ended.load(Ordering::Acquire) - ended;
@@ -313,7 +332,7 @@ impl Drop for Server {
 async fn accept_loop(
     listener: TcpListener,
     opts: Arc<ServeOptions>,
-    hooks: (LoaderFactory, Option<EventTap>),
+    hooks: Hooks,
     stats: Arc<ServerStats>,
     phase: Arc<watch::Sender<Phase>>,
 ) {
@@ -352,9 +371,12 @@ async fn accept_loop(
 }
 
 /// What every connection shares.
+/// The sessions' model (once loaded) and the events' tap.
+type Hooks = (Arc<std::sync::OnceLock<LoaderFactory>>, Option<EventTap>);
+
 struct Shared {
     opts: Arc<ServeOptions>,
-    hooks: (LoaderFactory, Option<EventTap>),
+    hooks: Hooks,
     stats: Arc<ServerStats>,
     permits: Arc<Semaphore>,
     phase: watch::Receiver<Phase>,
@@ -365,7 +387,10 @@ impl Shared {
         let draining = *self.phase.borrow() != Phase::Serving;
         Capacity {
             max_sessions: self.opts.max_sessions,
-            ready: !draining && self.permits.available_permits() > 0,
+            loaded: self.hooks.0.get().is_some(),
+            ready: self.hooks.0.get().is_some()
+                && !draining
+                && self.permits.available_permits() > 0,
             draining,
         }
     }
@@ -378,6 +403,11 @@ async fn answer_http(stream: &mut Stream, path: &str, shared: &Shared) {
         http::HEALTH_PATH => (200, "text/plain", "ok\n".to_string()),
         http::READY_PATH if cap.ready => (200, "text/plain", "ready\n".to_string()),
         http::READY_PATH if cap.draining => (503, "text/plain", "draining\n".to_string()),
+        http::READY_PATH if !cap.loaded => (
+            503,
+            "text/plain",
+            "loading the model\n".to_string(),
+        ),
         http::READY_PATH => (
             503,
             "text/plain",
@@ -543,6 +573,18 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     };
     let params = params.unwrap_or_default();
     let (mut sink, mut source) = ws.split();
+    let Some(factory) = factory.get() else {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        let msg = Message::Error(
+            "loading: the server is still loading its model; try again in a moment".into(),
+        );
+        let bye = async {
+            let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(opts.send_timeout, bye).await;
+        return;
+    };
     let waited = Instant::now();
     let permit = match permits.clone().try_acquire_owned() {
         Ok(p) => Some(p),
