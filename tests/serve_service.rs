@@ -308,6 +308,47 @@ async fn health_readiness_and_metrics_answer_plain_gets_on_the_same_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_for_a_slow_prefill_is_not_taken_for_idle() {
+    use assistant::engine::load::{loader, Loaded};
+    use assistant::engine::loopback::Loopback;
+    let idle = Duration::from_secs(1);
+    // A session whose model takes three idle periods to get ready (a long prefill).
+    let slow: assistant::net::server::LoaderFactory = Arc::new(move |_| {
+        loader(move |_| {
+            std::thread::sleep(3 * idle);
+            Ok(Loaded::plain(Box::new(Loopback::new(24_000, 1920))))
+        })
+    });
+    let srv = Server::start(
+        ServeOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            idle,
+            ..Default::default()
+        },
+        slow,
+    )
+    .unwrap();
+    // The client reads (its pongs go back) but, like Kyutai's, sends nothing before
+    // the handshake.
+    let mut ws = open(srv.local_addr()).await;
+    assert!(session(&mut ws).await, "dropped while the model got ready");
+    // Once ready, a client that says nothing is idle.
+    let t = Instant::now();
+    loop {
+        match next(&mut ws, Duration::from_secs(10)).await {
+            Ok(Some(Message::Error(e))) => {
+                assert!(e.contains("nothing received"), "{e}");
+                break;
+            }
+            // The Ogg stream's headers, as the engine starts.
+            Ok(Some(Message::Audio(_))) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(t.elapsed() >= idle / 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_model_loads_the_server_is_alive_not_ready_and_says_so() {
     let srv = Server::start_loading(
         ServeOptions {

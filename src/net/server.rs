@@ -901,11 +901,18 @@ impl Session {
             let mut pcm_out = vec![0f32; 2 * SAMPLE_RATE as usize];
             // A client must both send (audio) and read (answer pings) to keep its slot.
             let (mut last_heard, mut last_pong) = (Instant::now(), Instant::now());
+            let mut ready = false;
             // At least three pings per idle period, so a reading client is never idle.
             let mut ping = tokio::time::interval(opts.ping_interval.min(opts.idle / 3));
             ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let silent = last_heard.elapsed().max(last_pong.elapsed());
+                // Before the handshake a client has nothing to say (a prefill may take
+                // a while): only its pongs count then.
+                let silent = if ready {
+                    last_heard.elapsed().max(last_pong.elapsed())
+                } else {
+                    last_pong.elapsed()
+                };
                 let idle_left = opts.idle.saturating_sub(silent);
                 tokio::select! {
                     incoming = source.next() => {
@@ -945,6 +952,8 @@ impl Session {
                     }
                     ev = engine_rx.recv() => match ev {
                         Some(FromEngine::Ready) => {
+                            ready = true;
+                            last_heard = Instant::now();
                             outbox.put(&Message::Handshake(Handshake::Versions {
                                 protocol: PROTOCOL_VERSION,
                                 model: 0,
@@ -978,7 +987,7 @@ impl Session {
                         return Err(End::bad(DRAIN_REASON, false));
                     }
                     _ = tokio::time::sleep(idle_left) => {
-                        let why = if last_heard.elapsed() >= opts.idle {
+                        let why = if ready && last_heard.elapsed() >= opts.idle {
                             "nothing received from the client"
                         } else {
                             "the client sends but reads nothing (no pong to the pings)"
