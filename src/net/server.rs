@@ -1,4 +1,5 @@
-//! `assistant serve`: Kyutai's `/api/chat` over WebSocket, one engine per session.
+//! `assistant serve`: Kyutai's `/api/chat` over WebSocket, one engine per session
+//! (its model forked from the one `serve` loaded: `app::serve`).
 //!
 //! Each session: the client's Ogg/Opus is decoded on a tokio task and pushed into
 //! the engine's input ring; the engine thread steps its own model and pushes into an
@@ -11,8 +12,9 @@
 //! the session's model is ready, then text and audio.
 //!
 //! No client can hold the server: every send goes through a bounded queue to a writer
-//! task whose sends have a deadline, the server pings every second, and a session that
-//! has heard nothing (not even a pong) for `idle` ends and frees its slot. The same
+//! task whose sends have a deadline, the server pings every second, and a session
+//! whose client sent no message (once it had its handshake) or answered no ping for
+//! `idle` ends and frees its slot (`server/session.rs`). The same
 //! port answers plain HTTP GETs (`net::http`): health, readiness and metrics. `drain`
 //! stops accepting, lets sessions finish up to a deadline, then closes them with a
 //! reason the client shows.
