@@ -2,7 +2,7 @@
 //! dies silently, a client that sends but never reads), its slot frees in time for the
 //! client's reconnection; plain GETs for health, readiness and metrics on the same
 //! port; a drain that lets sessions finish, then closes the rest with a reason;
-//! pings answered; weak tokens refused at start.
+//! pings answered; weak tokens refused at start; SIGTERM drains the binary.
 
 use assistant::cli::Cli;
 use assistant::net::opus_ogg::OggOpusWriter;
@@ -471,4 +471,75 @@ fn a_token_shorter_than_16_bytes_is_refused_at_start_with_the_reason() {
         assistant::app::serve::factory(&cli.run),
     )
     .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_binary_and_its_client_is_told_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--engine", "loopback", "--no-journal"])
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--drain-timeout", "1", "--log-file", "/dev/null"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = Instant::now();
+    while get_or_nothing(addr, "/readyz").await != 200 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "serve never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ws = open(addr).await;
+    assert!(session(&mut ws).await);
+    let client = live_client(ws);
+    let term = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let told = tokio::time::timeout(Duration::from_secs(20), client)
+        .await
+        .expect("the session was never closed")
+        .unwrap();
+    assert!(
+        term.elapsed() >= Duration::from_secs(1),
+        "closed before the deadline"
+    );
+    assert_eq!(told.as_deref(), Some(DRAIN_REASON));
+    let out = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    assert!(out.0.success(), "{}", out.1);
+    assert!(
+        out.1
+            .contains("1 session(s) were running, 0 finished, 1 closed at the deadline"),
+        "{}",
+        out.1
+    );
+}
+
+/// A GET's status, 0 when nothing answers (the server is not up yet).
+async fn get_or_nothing(addr: SocketAddr, path: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let _ = s
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .await;
+    let mut text = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut text)).await;
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
