@@ -57,8 +57,13 @@ fn forks_match_standalone(
     alone: [Box<dyn DuplexModel>; 2],
     frames: usize,
 ) -> usize {
-    let mut a = template.fork().expect("the model shares its weights");
-    let mut b = template.fork().expect("the model shares its weights");
+    let fork = || {
+        let mut m = template.fork().expect("the model shares its weights");
+        // As `serve` does: the prompt's prefill replayed into the fork's own cache.
+        m.reset();
+        m
+    };
+    let (mut a, mut b) = (fork(), fork());
     let [mut alone_a, mut alone_b] = alone;
     let n = a.frame_len();
     let (va, vb) = (voice(frames, n, 220.0), voice(frames, n, 330.0));

@@ -217,6 +217,8 @@ pub fn shared_factory(args: &RunArgs, shared: SharedModel) -> LoaderFactory {
         };
         let shared = shared.clone();
         loader(move |_req| {
+            // The lock covers the cheap clone only; the prefill below runs on this
+            // session's engine thread while others fork.
             let forked = shared
                 .lock()
                 .map_err(|_| LoadFailure {
@@ -229,6 +231,11 @@ pub fn shared_factory(args: &RunArgs, shared: SharedModel) -> LoaderFactory {
                 remedy: "this is a bug; please report it".into(),
             })?;
             model.set_sampling(&sampling);
+            let own_prompt = asked && model.takes_prompt() && !prompt.text.trim().is_empty();
+            if !own_prompt {
+                // The server's prompt (if any), replayed into this session's cache.
+                model.reset();
+            }
             let mut loaded = Loaded::plain(model);
             if !asked {
                 return Ok(loaded);

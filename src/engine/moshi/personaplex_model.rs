@@ -366,7 +366,7 @@ impl DuplexModel for PersonaPlexModel {
         mimi.reset_state();
         let mut text = self.text.clone();
         text.reset();
-        let mut m = Self {
+        Some(Box::new(Self {
             mimi,
             stepper,
             text,
@@ -383,10 +383,7 @@ impl DuplexModel for PersonaPlexModel {
             voices_dir: self.voices_dir.clone(),
             last_prefill: Vec::new(),
             context: self.context,
-        };
-        // The persona's prefill, replayed into this session's own cache.
-        m.reset();
-        Some(Box::new(m))
+        }))
     }
 
     fn takes_prompt(&self) -> bool {
