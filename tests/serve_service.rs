@@ -388,6 +388,7 @@ async fn while_the_model_loads_the_server_is_alive_not_ready_and_says_so() {
 async fn a_drain_lets_sessions_finish_then_closes_the_rest_with_a_reason() {
     let srv = Arc::new(server(ServeOptions {
         max_sessions: 2,
+        queue: 1,
         ..Default::default()
     }));
     let addr = srv.local_addr();
@@ -396,6 +397,13 @@ async fn a_drain_lets_sessions_finish_then_closes_the_rest_with_a_reason() {
     let mut staying = open(addr).await;
     assert!(session(&mut staying).await);
     let staying = live_client(staying);
+    // A third waits in the queue for a slot.
+    let mut queued = open(addr).await;
+    let t = Instant::now();
+    while srv.stats.queued.load(Ordering::Acquire) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let deadline = Duration::from_secs(3);
     let drainer = srv.clone();
@@ -409,6 +417,17 @@ async fn a_drain_lets_sessions_finish_then_closes_the_rest_with_a_reason() {
     // One session ends by itself before the deadline: it is not cut short.
     tokio::time::sleep(Duration::from_millis(300)).await;
     leaving.close(None).await.unwrap();
+    // The queued client gets no slot from the session that left: it is told why.
+    loop {
+        match next(&mut queued, Duration::from_secs(10)).await {
+            Ok(Some(Message::Error(e))) => {
+                assert_eq!(e, DRAIN_REASON);
+                break;
+            }
+            Ok(Some(Message::Metadata(_))) => continue,
+            other => panic!("the queued client: {other:?}"),
+        }
+    }
     let d = drain.join().unwrap();
     eprintln!("drain: {d:?}");
     assert_eq!((d.active, d.finished, d.closed), (2, 1, 1));

@@ -588,8 +588,21 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     let waited = Instant::now();
     let permit = match permits.clone().try_acquire_owned() {
         Ok(p) => Some(p),
-        Err(_) => queue(&mut source, peer, opts, stats, permits.clone()).await,
+        Err(_) => {
+            let phase = shared.phase.clone();
+            queue(&mut source, peer, opts, stats, (permits.clone(), phase)).await
+        }
     };
+    // A client that queued, or upgraded, while a drain began gets no new session.
+    if *shared.phase.borrow() != Phase::Serving {
+        let msg = Message::Error(DRAIN_REASON.into());
+        let bye = async {
+            let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(opts.send_timeout, bye).await;
+        return;
+    }
     let Some(_permit) = permit else {
         stats.busy.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -644,13 +657,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
 
 /// All sessions are in use: wait for one, in turn, if the queue has room, at most
 /// `queue_wait`. What the client sends meanwhile is dropped; a client that leaves
-/// gives up its place. `None`: no place, no slot in time, or the client left.
+/// gives up its place. `None`: no place, no slot in time, a drain, or the client left.
 async fn queue(
     source: &mut WsSource,
     peer: SocketAddr,
     opts: &ServeOptions,
     stats: &ServerStats,
-    permits: Arc<Semaphore>,
+    (permits, mut phase): (Arc<Semaphore>, watch::Receiver<Phase>),
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let place = stats.queued.fetch_add(1, Ordering::AcqRel);
     let _leave = Leave(&stats.queued);
@@ -668,6 +681,8 @@ async fn queue(
         tokio::select! {
             p = &mut acquire => return p.ok(),
             _ = tokio::time::sleep_until(deadline) => return None,
+            // A drain: no slot will be given out any more.
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return None,
             m = source.next() => match m {
                 None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return None,
                 Some(Ok(_)) => {}
