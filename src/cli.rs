@@ -456,9 +456,18 @@ pub struct ServeArgs {
     /// The PEM private key of --cert.
     #[arg(long, value_name = "FILE.pem", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// Close a session that sends nothing for this long.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    /// Close a session whose client has sent nothing (no audio, no pong to the
+    /// server's pings every second) or taken nothing for this long: it stopped reading
+    /// or its link died. Short, so its reconnection (within ~20 s) finds the slot free.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub idle_timeout: f64,
+    /// On SIGTERM or Ctrl-C: how long running sessions may go on before they are
+    /// closed (with a reason the client shows); no new ones are accepted meanwhile.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub drain_timeout: f64,
+    /// Load the model for each session instead of once (the old way; for `bench serve`).
+    #[arg(long, hide = true)]
+    pub load_per_session: bool,
     /// Largest message a client may send, in bytes.
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub max_message: usize,
@@ -573,6 +582,7 @@ impl ModelArgs {
                 ..Default::default()
             },
             voices_dir: self.voices_dir.clone(),
+            sessions: 1,
         }
     }
 }
@@ -675,6 +685,9 @@ pub enum BenchWhat {
     Cascade,
     /// Opus cost per frame, the latency the network path adds, server CPU per session.
     Net,
+    /// `serve`: connect time and memory with N sessions, one shared load against a load
+    /// per session (demo and ~300M shapes).
+    Serve,
     /// Pocket TTS at a published size with random weights: real-time factor and time to
     /// first audio, f32 and q8 (--config default|18m, --seconds, --threads).
     Pocket,

@@ -62,6 +62,15 @@ fn main() {
             }
         }
         Some(Cmd::Say(s)) => assistant::app::say::run(&cli.run, s),
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Serve => {
+            match assistant::app::bench_serve::bench_serve() {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Net => {
             match assistant::app::bench_net::bench_net() {
                 Ok(()) => 0,

@@ -31,6 +31,7 @@ fn roomy(
         host_budget: None,
         context: 3000,
         exact: false,
+        sessions: 1,
     };
     (plan(&ck.config.lm, &table, t).unwrap(), table, mimi)
 }

@@ -297,7 +297,7 @@ fn a_client_that_cannot_start_exits_2_and_says_why() {
     let srv = server(
         &["--engine", "loopback"],
         ServeOptions {
-            token: Some("s3cret".into()),
+            token: Some("s3cret-s3cret-s3cret".into()),
             ..Default::default()
         },
     );
@@ -305,7 +305,7 @@ fn a_client_that_cannot_start_exits_2_and_says_why() {
     let o = client(&url, &file, dir.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
-    let mut with = vec!["--token", "s3cret"];
+    let mut with = vec!["--token", "s3cret-s3cret-s3cret"];
     with.extend(file);
     let o = client(&url, &with, dir.path());
     assert!(o.status.success(), "{}", stderr(&o));

@@ -1,7 +1,9 @@
 //! `assistant serve` honours PersonaPlex's `text_prompt` and `voice_prompt` query
 //! parameters, as NVIDIA's server does: a model that takes prompts (the tiny
-//! PersonaPlex fixture) is primed with them before the session's handshake; a bad
-//! voice is refused with its name; a model that takes none serves the session.
+//! PersonaPlex fixture, loaded once and shared) is primed with them before the
+//! session's handshake; a voice is a name in the server's voices directory, never a
+//! path, and a refusal names no server path; a model that takes none serves the
+//! session.
 
 mod personaplex_common;
 
@@ -38,8 +40,14 @@ fn server(flags: &[&str]) -> (Server, Arc<Mutex<Vec<EngineEvent>>>) {
         max_sessions: 3,
         ..ServeOptions::default()
     };
-    let srv =
-        Server::start_with(opts, assistant::app::serve::factory(&cli.run), Some(tap)).unwrap();
+    let ready = assistant::app::serve::serve_factory(
+        &cli.run,
+        opts.max_sessions,
+        &mut |_| {},
+        &assistant::bus::Cancel::new(),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.message));
+    let srv = Server::start_with(opts, ready.factory, Some(tap)).unwrap();
     (srv, seen)
 }
 
@@ -63,7 +71,15 @@ fn a_personaplex_session_is_primed_with_the_clients_prompts_before_its_handshake
     )
     .unwrap();
     complete_checkpoint(dir.path());
+    let voices = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("personaplex/voice.wav"),
+        voices.path().join("kind.wav"),
+    )
+    .unwrap();
     let (srv, seen) = server(&[
+        "--voices-dir",
+        voices.path().to_str().unwrap(),
         "--model-dir",
         dir.path().to_str().unwrap(),
         "--device",
@@ -74,10 +90,12 @@ fn a_personaplex_session_is_primed_with_the_clients_prompts_before_its_handshake
         "0",
     ]);
     let url = format!("ws://{}", srv.local_addr());
-    // Tests run in the crate's directory: the voice is named relative to it.
-    let voice = "tests/fixtures/personaplex/voice.wav";
-    let m = connect(&with_prompts(url.clone(), "You are a kind teacher.", voice))
-        .expect("primed and connected");
+    let m = connect(&with_prompts(
+        url.clone(),
+        "You are a kind teacher.",
+        "kind",
+    ))
+    .expect("primed and connected");
     // The engine primed while loading, so before it was ready and the handshake went
     // out; its notice is passed on with the ready model's.
     let t = std::time::Instant::now();
@@ -95,7 +113,8 @@ fn a_personaplex_session_is_primed_with_the_clients_prompts_before_its_handshake
     assert!(primed.0, "not primed: {:?}", primed.1);
     drop(m);
 
-    // A voice the server cannot read: the client is told which, and why.
+    // A voice the server does not have: the client is told which, and why, and reads
+    // no path of the server's.
     let e = connect(&with_prompts(url.clone(), "You are kind.", "nope.wav"))
         .err()
         .expect("refused");
@@ -103,22 +122,36 @@ fn a_personaplex_session_is_primed_with_the_clients_prompts_before_its_handshake
         matches!(&e, ConnectError::Server { message, .. } if message.contains("nope.wav")),
         "{e}"
     );
-    // A path outside the server's directory is refused before anything is read.
-    let e = connect(&with_prompts(url, "You are kind.", "/etc/passwd"))
-        .err()
-        .expect("refused");
     assert!(
-        e.to_string().contains("relative to the server's directory"),
+        !e.to_string().contains(voices.path().to_str().unwrap()),
         "{e}"
     );
+    // A path is refused before anything is read, a file in the server's working
+    // directory (this crate's, in tests) included: voices come from one place.
+    for path in [
+        "/etc/passwd",
+        "tests/fixtures/personaplex/voice.wav",
+        "Cargo.toml",
+    ] {
+        let e = connect(&with_prompts(url.clone(), "You are kind.", path))
+            .err()
+            .expect("refused");
+        let cwd = std::env::current_dir().unwrap();
+        assert!(!e.to_string().contains(cwd.to_str().unwrap()), "{e}");
+        assert!(
+            e.to_string().contains("not a path") || e.to_string().contains("no voice of that name"),
+            "{path}: {e}"
+        );
+    }
 }
 
 #[test]
 fn a_model_that_takes_no_prompt_ignores_them_and_serves() {
     let (srv, seen) = server(&["--engine", "loopback"]);
     let url = format!("ws://{}", srv.local_addr());
-    let m = connect(&with_prompts(url, "You are kind.", "voices/NATF2.wav"))
-        .expect("served without priming");
+    // NVIDIA's client always sends a voice.
+    let m =
+        connect(&with_prompts(url, "You are kind.", "NATF2.pt")).expect("served without priming");
     drop(m);
     let events = seen.lock().unwrap().clone();
     assert!(

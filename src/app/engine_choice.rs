@@ -295,6 +295,7 @@ fn cpu_moshi(p: &MachineProfile) -> Assessment {
         host_budget: None,
         context: spec.cfg.transformer.context,
         exact: false,
+        sessions: 1,
     };
     let plan = sizing::plan(&spec.cfg, &spec.table, target);
     let problem = p.gpu_note.clone().unwrap_or_else(|| "no GPU".to_string());
@@ -340,6 +341,7 @@ fn least_memory(spec: &MoshiSpec, target: sizing::Target) -> u64 {
         host_budget: None,
         context: sizing::MIN_CONTEXT.min(target.context),
         exact: true,
+        sessions: 1,
         ..target
     };
     sizing::plan(&spec.cfg, &spec.table, t).map_or(0, |p| p.total())
@@ -363,6 +365,7 @@ fn gpu_moshi(p: &MachineProfile, gpu: &Gpu) -> Assessment {
         host_budget: Some(p.ram_available),
         context: spec.cfg.transformer.context,
         exact: false,
+        sessions: 1,
     };
     let name = format!("{} on {}", spec.label, gpu.device);
     match sizing::plan(&spec.cfg, &spec.table, target) {

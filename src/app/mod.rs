@@ -7,6 +7,7 @@ pub mod bench_cascade;
 pub mod bench_cpu_cascade;
 pub mod bench_net;
 pub mod bench_pocket;
+pub mod bench_serve;
 pub mod connect;
 pub mod doctor;
 pub mod engine_choice;
@@ -268,7 +269,7 @@ pub fn loader_for(args: &RunArgs) -> Loader {
 }
 
 /// A model load's error as the engine takes it (a cancelled load stays cancelled).
-fn load_failure(e: crate::engine::moshi::ModelLoadError) -> LoadFailure {
+pub(crate) fn load_failure(e: crate::engine::moshi::ModelLoadError) -> LoadFailure {
     if e.is_cancelled() {
         LoadFailure::cancelled()
     } else {

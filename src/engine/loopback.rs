@@ -49,6 +49,9 @@ impl DuplexModel for Loopback {
     fn reset(&mut self) {
         self.previous.fill(0.0);
     }
+    fn fork(&self) -> Option<Box<dyn DuplexModel>> {
+        Some(Box::new(Self::new(self.sample_rate, self.previous.len())))
+    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,15 @@ pub trait DuplexModel: Send {
     fn take_prefill(&mut self) -> Vec<PrefillStep> {
         Vec::new()
     }
+    /// A new session on the same weights: its own state (caches, Mimi's streams, fresh
+    /// samplers) and no copy of the tensors, which are shared (candle's tensors are
+    /// reference-counted). Cheap: no step runs, so callers can fork under a lock. Call
+    /// `reset()` on the fork before stepping it: a model primed with a prompt replays
+    /// its prefill there, into the fork's own cache. `None`: this model cannot share
+    /// its weights, and each session loads its own.
+    fn fork(&self) -> Option<Box<dyn DuplexModel>> {
+        None
+    }
     /// A remote model's network path, for the status line (`None`: a local model).
     fn link(&self) -> Option<crate::bus::LinkStats> {
         None

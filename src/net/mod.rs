@@ -3,6 +3,8 @@
 //! rings and channels; the engine thread never awaits.
 
 pub mod client;
+pub mod http;
+pub mod metrics;
 pub mod opus_ogg;
 pub mod protocol;
 pub mod server;

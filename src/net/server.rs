@@ -1,4 +1,5 @@
-//! `assistant serve`: Kyutai's `/api/chat` over WebSocket, one engine per session.
+//! `assistant serve`: Kyutai's `/api/chat` over WebSocket, one engine per session
+//! (its model forked from the one `serve` loaded: `app::serve`).
 //!
 //! Each session: the client's Ogg/Opus is decoded on a tokio task and pushed into
 //! the engine's input ring; the engine thread steps its own model and pushes into an
@@ -9,23 +10,32 @@
 //!
 //! Order on the wire, as `moshi-backend`: metadata (kind 4), then the handshake once
 //! the session's model is ready, then text and audio.
+//!
+//! No client can hold the server: every send goes through a bounded queue to a writer
+//! task whose sends have a deadline, the server pings every second, and a session
+//! whose client sent no message (once it had its handshake) or answered no ping for
+//! `idle` ends and frees its slot (`server/session.rs`). The same
+//! port answers plain HTTP GETs (`net::http`): health, readiness and metrics. `drain`
+//! stops accepting, lets sessions finish up to a deadline, then closes them with a
+//! reason the client shows.
 
-use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits, SAMPLE_RATE};
-use super::protocol::{Handshake, Limits, Message, SessionParams, PROTOCOL_VERSION};
-use crate::audio::device::{ring_for, AudioFormat};
-use crate::audio::meters::Meters;
-use crate::audio::port::{InputPort, OutputPort};
+mod session;
+
+use super::http::{self, Head, Prefixed};
+use super::metrics::Capacity;
+pub use super::metrics::ServerStats;
+use super::opus_ogg::{ReaderLimits, SAMPLE_RATE};
+use super::protocol::{Limits, Message, SessionParams};
 use crate::engine::load::Loader;
-use crate::engine::runner::{self, EngineSetup};
-use crate::engine::{Command, EngineEvent};
+use crate::engine::EngineEvent;
 use futures_util::{SinkExt, StreamExt};
-use ringbuf::traits::{Consumer, Producer};
+use session::{Session, SessionCtx, WsSource};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -64,8 +74,15 @@ pub struct ServeOptions {
     pub queue_wait: Duration,
     pub limits: Limits,
     pub reader: ReaderLimits,
-    /// A session that sends nothing for this long is closed.
+    /// A session that has heard nothing from its client for this long (no audio, no
+    /// pong to the server's pings: the client stopped reading or the link died) is
+    /// closed and its slot freed. Well inside a client's reconnect window, so its
+    /// reconnection finds the slot free.
     pub idle: Duration,
+    /// A message the client does not take within this ends the session.
+    pub send_timeout: Duration,
+    /// How often the server pings each client.
+    pub ping_interval: Duration,
     /// The HTTP upgrade must complete within this.
     pub handshake_timeout: Duration,
     /// Input frames the engine may fall behind before it drops the oldest.
@@ -87,7 +104,9 @@ impl Default for ServeOptions {
             queue_wait: Duration::from_secs(30),
             limits: Limits::default(),
             reader: ReaderLimits::default(),
-            idle: Duration::from_secs(30),
+            idle: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(10),
             max_backlog: 3,
             model_name: "assistant".into(),
@@ -96,26 +115,47 @@ impl Default for ServeOptions {
     }
 }
 
-/// Counters over the server's life (for logs and tests).
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    pub accepted: AtomicU64,
-    pub sessions: AtomicU64,
-    pub busy: AtomicU64,
-    /// Clients waiting for a session now.
-    pub queued: AtomicU64,
-    pub rejected: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub active: AtomicU64,
-}
-
 /// A running server; dropping it (or `stop`) ends it and its sessions.
 pub struct Server {
     addr: SocketAddr,
     pub stats: Arc<ServerStats>,
+    phase: Arc<watch::Sender<Phase>>,
+    /// The sessions' model, once loaded (`loaded`); until then sessions are refused
+    /// with "loading" and `/readyz` says so.
+    factory: Arc<std::sync::OnceLock<LoaderFactory>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Where the server is in its life; sessions and the accept loop watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// No new connections; sessions run on.
+    Draining,
+    /// The drain's deadline passed: sessions close now, with a reason.
+    Closing,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Sessions running when the drain began.
+    pub active: u64,
+    /// Of those, the ones that ended by themselves before the deadline.
+    pub finished: u64,
+    /// Those closed at the deadline.
+    pub closed: u64,
+    pub waited: Duration,
+}
+
+/// What the client is told when a drain's deadline closes its session.
+pub const DRAIN_REASON: &str =
+    "the server is shutting down (drained for maintenance): reconnect to reach another instance";
+
+/// Shortest token `serve` accepts: 16 bytes, so a guessable word never guards a
+/// server reachable from other machines.
+pub const MIN_TOKEN: usize = 16;
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +166,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, why: String },
     #[error("--max-sessions must be at least 1")]
     NoSessions,
+    #[error("the token is {0} bytes long; it must be at least {MIN_TOKEN} (an empty --token= or ASSISTANT_TOKEN counts as none): generate one with `openssl rand -hex 16`")]
+    WeakToken(usize),
 }
 
 impl Server {
@@ -140,11 +182,24 @@ impl Server {
         factory: LoaderFactory,
         tap: Option<EventTap>,
     ) -> Result<Self, StartError> {
+        let s = Self::start_loading(opts, tap)?;
+        s.loaded(factory);
+        Ok(s)
+    }
+
+    /// Bind and answer before the model is loaded: `/healthz` says alive, `/readyz`
+    /// "loading", and a client is told the server is loading; `loaded` opens it.
+    pub fn start_loading(opts: ServeOptions, tap: Option<EventTap>) -> Result<Self, StartError> {
         if !opts.addr.ip().is_loopback() && opts.token.is_none() && !opts.no_auth {
             return Err(StartError::NeedsAuth(opts.addr));
         }
         if opts.max_sessions == 0 {
             return Err(StartError::NoSessions);
+        }
+        if let Some(t) = &opts.token {
+            if t.len() < MIN_TOKEN {
+                return Err(StartError::WeakToken(t.len()));
+            }
         }
         let want = opts.addr;
         let bind_err = move |e: std::io::Error| StartError::Bind {
@@ -163,6 +218,10 @@ impl Server {
         let stats = Arc::new(ServerStats::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let st = stats.clone();
+        let phase = Arc::new(watch::Sender::new(Phase::Serving));
+        let ph = phase.clone();
+        let factory = Arc::new(std::sync::OnceLock::new());
+        let f = factory.clone();
         let thread = std::thread::Builder::new()
             .name("net-serve".into())
             .spawn(move || {
@@ -174,10 +233,9 @@ impl Server {
                             return;
                         }
                     };
-                    tokio::select! {
-                        _ = accept_loop(listener, Arc::new(opts), factory, tap, st) => {}
-                        _ = stop_rx => {}
-                    }
+                    // The accept loop ends on a drain; the sessions run on until stopped.
+                    tokio::spawn(accept_loop(listener, Arc::new(opts), (f, tap), st, ph));
+                    let _ = stop_rx.await;
                 });
                 // Sessions still running end with the runtime; their engines see the
                 // input end and stop.
@@ -187,6 +245,8 @@ impl Server {
         Ok(Self {
             addr,
             stats,
+            phase,
+            factory,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -194,6 +254,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The model is loaded: sessions start from now on (a second call changes nothing).
+    pub fn loaded(&self, factory: LoaderFactory) {
+        let _ = self.factory.set(factory);
     }
 
     /// Wait until the server stops (it does not, unless stopped from elsewhere).
@@ -205,6 +270,47 @@ impl Server {
 
     pub fn stop(mut self) {
         self.shutdown();
+    }
+
+    /// Stop accepting (the port closes: a load balancer sends new clients elsewhere),
+    /// let the sessions finish until `deadline`, then close those left with
+    /// `DRAIN_REASON` and wait (a few seconds at most) for them to end.
+    pub fn drain(&self, deadline: Duration) -> Drained {
+        self.drain_until(deadline, || false)
+    }
+
+    /// As `drain`, closing the sessions at once when `now()` says so (a second signal).
+    pub fn drain_until(&self, deadline: Duration, now: impl Fn() -> bool) -> Drained {
+        let start = Instant::now();
+        let active = self.stats.active.load(Ordering::Acquire);
+        let ended = self.stats.sessions_ended.load(Ordering::Acquire);
+        self.phase.send_replace(Phase::Draining);
+        while self.stats.active.load(Ordering::Acquire) > 0 && start.elapsed() < deadline && !now()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let finished = self.stats.sessions_ended.load(Ordering::Acquire) - ended;
+        let left = self.stats.active.load(Ordering::Acquire);
+        if left > 0 {
+            self.phase.send_replace(Phase::Closing);
+            let closing = Instant::now();
+            while self.stats.active.load(Ordering::Acquire) > 0
+                && closing.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Drained {
+            active,
+            finished: finished.min(active),
+            closed: left,
+            waited: start.elapsed(),
+        }
+    }
+
+    /// Whether the server is draining (or closing its sessions).
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
     }
 
     fn shutdown(&mut self) {
@@ -226,13 +332,21 @@ impl Drop for Server {
 async fn accept_loop(
     listener: TcpListener,
     opts: Arc<ServeOptions>,
-    factory: LoaderFactory,
-    tap: Option<EventTap>,
+    hooks: Hooks,
     stats: Arc<ServerStats>,
+    phase: Arc<watch::Sender<Phase>>,
 ) {
     let permits = Arc::new(Semaphore::new(opts.max_sessions));
+    let mut watching = phase.subscribe();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = watching.wait_for(|p| *p != Phase::Serving) => {
+                tracing::info!("serve: draining: no new connections");
+                return;
+            }
+        };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the others.
@@ -243,16 +357,83 @@ async fn accept_loop(
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let (opts, hooks, stats, permits) = (
-            opts.clone(),
-            (factory.clone(), tap.clone()),
-            stats.clone(),
-            permits.clone(),
-        );
+        let shared = Shared {
+            opts: opts.clone(),
+            hooks: hooks.clone(),
+            stats: stats.clone(),
+            permits: permits.clone(),
+            phase: phase.subscribe(),
+        };
         tokio::spawn(async move {
-            connection(stream, peer, opts, hooks, stats, permits).await;
+            connection(stream, peer, shared).await;
         });
     }
+}
+
+/// The sessions' model (once loaded) and the events' tap.
+type Hooks = (Arc<std::sync::OnceLock<LoaderFactory>>, Option<EventTap>);
+
+/// What every connection shares.
+struct Shared {
+    opts: Arc<ServeOptions>,
+    hooks: Hooks,
+    stats: Arc<ServerStats>,
+    permits: Arc<Semaphore>,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Shared {
+    fn capacity(&self) -> Capacity {
+        let draining = *self.phase.borrow() != Phase::Serving;
+        Capacity {
+            max_sessions: self.opts.max_sessions,
+            loaded: self.hooks.0.get().is_some(),
+            ready: self.hooks.0.get().is_some()
+                && !draining
+                && self.permits.available_permits() > 0,
+            draining,
+        }
+    }
+}
+
+/// A plain GET beside the WebSocket: health, readiness, metrics.
+async fn answer_http(stream: &mut Stream, path: &str, shared: &Shared) {
+    let cap = shared.capacity();
+    let (status, kind, body) = match path {
+        http::HEALTH_PATH => (200, "text/plain", "ok\n".to_string()),
+        http::READY_PATH if cap.ready => (200, "text/plain", "ready\n".to_string()),
+        http::READY_PATH if cap.draining => (503, "text/plain", "draining\n".to_string()),
+        http::READY_PATH if !cap.loaded => (
+            503,
+            "text/plain",
+            "loading the model\n".to_string(),
+        ),
+        http::READY_PATH => (
+            503,
+            "text/plain",
+            format!("busy: all {} sessions in use\n", cap.max_sessions),
+        ),
+        http::METRICS_PATH => (
+            200,
+            "text/plain; version=0.0.4",
+            super::metrics::render(&shared.stats, &cap),
+        ),
+        _ => (
+            404,
+            "text/plain",
+            format!(
+                "no endpoint here: Kyutai's protocol is at {CHAT_PATH} (WebSocket); {}, {} and {} answer GET\n",
+                http::HEALTH_PATH,
+                http::READY_PATH,
+                http::METRICS_PATH
+            ),
+        ),
+    };
+    let _ = tokio::time::timeout(
+        shared.opts.send_timeout,
+        http::respond(stream, status, kind, &body),
+    )
+    .await;
 }
 
 /// The upgrade request's verdict: the session's parameters, or an HTTP refusal.
@@ -303,19 +484,14 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 type Stream = Box<dyn Io>;
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    opts: Arc<ServeOptions>,
-    (factory, tap): (LoaderFactory, Option<EventTap>),
-    stats: Arc<ServerStats>,
-    permits: Arc<Semaphore>,
-) {
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let (opts, stats, permits) = (&shared.opts, &shared.stats, &shared.permits);
+    let (factory, tap) = &shared.hooks;
     let mut params = None;
     // The callback's signature (an `http::Response` as its error) is tungstenite's.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        match check_request(req, &opts) {
+        match check_request(req, opts) {
             Ok(p) => {
                 params = Some(p);
                 Ok(resp)
@@ -328,7 +504,7 @@ async fn connection(
         }
     };
     let deadline = tokio::time::Instant::now() + opts.handshake_timeout;
-    let stream: Stream = match &opts.tls {
+    let mut stream: Stream = match &opts.tls {
         None => Box::new(stream),
         Some(config) => {
             let accept = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream);
@@ -349,6 +525,30 @@ async fn connection(
                 }
             }
         }
+    };
+    // Plain HTTP (health, metrics) or a WebSocket upgrade, on the same port.
+    let head = match tokio::time::timeout_at(deadline, http::read_head(&mut stream)).await {
+        Ok(Ok((bytes, head))) => (bytes, head),
+        Ok(Err(e)) => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("serve: {peer}: no request: {e}");
+            return;
+        }
+        Err(_) => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "serve: {peer}: no request within {:?}",
+                opts.handshake_timeout
+            );
+            return;
+        }
+    };
+    let stream: Stream = match head {
+        (_, Head::Get(path)) => {
+            answer_http(&mut stream, &path, &shared).await;
+            return;
+        }
+        (bytes, _) => Box::new(Prefixed::new(bytes, stream)),
     };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
@@ -373,11 +573,36 @@ async fn connection(
     };
     let params = params.unwrap_or_default();
     let (mut sink, mut source) = ws.split();
+    let Some(factory) = factory.get() else {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        let msg = Message::Error(
+            "loading: the server is still loading its model; try again in a moment".into(),
+        );
+        let bye = async {
+            let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(opts.send_timeout, bye).await;
+        return;
+    };
     let waited = Instant::now();
     let permit = match permits.clone().try_acquire_owned() {
         Ok(p) => Some(p),
-        Err(_) => queue(&mut source, peer, &opts, &stats, permits).await,
+        Err(_) => {
+            let phase = shared.phase.clone();
+            queue(&mut source, peer, opts, stats, (permits.clone(), phase)).await
+        }
     };
+    // A client that queued, or upgraded, while a drain began gets no new session.
+    if *shared.phase.borrow() != Phase::Serving {
+        let msg = Message::Error(DRAIN_REASON.into());
+        let bye = async {
+            let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(opts.send_timeout, bye).await;
+        return;
+    }
     let Some(_permit) = permit else {
         stats.busy.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -389,15 +614,33 @@ async fn connection(
             "busy: this server runs {} session(s) at a time and all are in use; try again later",
             opts.max_sessions
         ));
-        let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
-        let _ = sink.close().await;
+        let bye = async {
+            let _ = sink.send(WsMessage::Binary(msg.encode().into())).await;
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(opts.send_timeout, bye).await;
         return;
     };
     stats.sessions.fetch_add(1, Ordering::Relaxed);
-    stats.active.fetch_add(1, Ordering::Relaxed);
+    stats.active.fetch_add(1, Ordering::AcqRel);
     let started = Instant::now();
-    let summary = Session::run(sink, source, params, &opts, &factory, peer, tap).await;
-    stats.active.fetch_sub(1, Ordering::Relaxed);
+    let ctx = SessionCtx {
+        opts,
+        factory,
+        peer,
+        tap: tap.clone(),
+        stats: stats.clone(),
+        phase: shared.phase.clone(),
+    };
+    let summary = Session::run(sink, source, params, ctx).await;
+    stats.sessions_ended.fetch_add(1, Ordering::AcqRel);
+    stats.active.fetch_sub(1, Ordering::AcqRel);
+    if summary.stalled {
+        stats.sessions_stalled.fetch_add(1, Ordering::Relaxed);
+    }
+    if summary.drained {
+        stats.sessions_drained.fetch_add(1, Ordering::Relaxed);
+    }
     if summary.protocol_error {
         stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -414,13 +657,13 @@ async fn connection(
 
 /// All sessions are in use: wait for one, in turn, if the queue has room, at most
 /// `queue_wait`. What the client sends meanwhile is dropped; a client that leaves
-/// gives up its place. `None`: no place, no slot in time, or the client left.
+/// gives up its place. `None`: no place, no slot in time, a drain, or the client left.
 async fn queue(
     source: &mut WsSource,
     peer: SocketAddr,
     opts: &ServeOptions,
     stats: &ServerStats,
-    permits: Arc<Semaphore>,
+    (permits, mut phase): (Arc<Semaphore>, watch::Receiver<Phase>),
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let place = stats.queued.fetch_add(1, Ordering::AcqRel);
     let _leave = Leave(&stats.queued);
@@ -438,6 +681,8 @@ async fn queue(
         tokio::select! {
             p = &mut acquire => return p.ok(),
             _ = tokio::time::sleep_until(deadline) => return None,
+            // A drain: no slot will be given out any more.
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return None,
             m = source.next() => match m {
                 None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return None,
                 Some(Ok(_)) => {}
@@ -453,237 +698,4 @@ impl Drop for Leave<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// What the engine thread tells the session.
-enum FromEngine {
-    Ready,
-    Text(String),
-    Step,
-    Failed(String),
-    Stopped,
-}
-
-#[derive(Debug, Default)]
-struct Summary {
-    samples_in: usize,
-    samples_out: usize,
-    /// Input samples that did not fit the engine's input ring.
-    overflow: usize,
-    /// Frames the engine dropped to keep up.
-    dropped_frames: u64,
-    ended: String,
-    protocol_error: bool,
-}
-
-type WsSink =
-    futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<Stream>, WsMessage>;
-type WsSource = futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<Stream>>;
-
-struct Session;
-
-impl Session {
-    async fn run(
-        mut sink: WsSink,
-        mut source: WsSource,
-        params: SessionParams,
-        opts: &ServeOptions,
-        factory: &LoaderFactory,
-        peer: SocketAddr,
-        tap: Option<EventTap>,
-    ) -> Summary {
-        let mut summary = Summary::default();
-        let format = AudioFormat {
-            sample_rate: SAMPLE_RATE,
-            channels: 1,
-        };
-        let (mut in_prod, in_cons) = ring_for(format, 2.0);
-        let (out_prod, mut out_cons) = ring_for(format, 2.0);
-        let ended = Arc::new(AtomicBool::new(false));
-        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-        // For the session's summary in its journal, before the engine's end.
-        let note_tx = ev_tx.clone();
-        let started = Instant::now();
-        let dropped = Arc::new(AtomicU64::new(0));
-        let dropped_seen = dropped.clone();
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-        let setup = EngineSetup {
-            speaker: Some(OutputPort {
-                prod: out_prod,
-                format,
-                prefill_ms: 0.0,
-            }),
-            max_backlog: opts.max_backlog,
-            ..EngineSetup::new(
-                factory(&params),
-                InputPort::Ring {
-                    cons: in_cons,
-                    format,
-                    ended: ended.clone(),
-                },
-                Arc::new(Meters::default()),
-                ev_tx,
-                cmd_rx,
-            )
-        };
-        let engine = runner::spawn(setup);
-        let ev_rx = match tap {
-            Some(tap) => tap(peer, ev_rx),
-            None => ev_rx,
-        };
-        // Engine events to the session, on a plain thread (crossbeam's recv blocks).
-        let (from_engine, mut engine_rx) = mpsc::unbounded_channel();
-        let bridge = std::thread::Builder::new()
-            .name("net-session".into())
-            .spawn(move || {
-                for ev in ev_rx.iter() {
-                    let m = match ev {
-                        EngineEvent::ModelReady { .. } => FromEngine::Ready,
-                        EngineEvent::Text(t) => FromEngine::Text(t),
-                        EngineEvent::Step(s) => {
-                            dropped_seen.store(s.dropped_frames, Ordering::Relaxed);
-                            FromEngine::Step
-                        }
-                        EngineEvent::ModelFailed { error, .. } => FromEngine::Failed(error),
-                        EngineEvent::Stopped => FromEngine::Stopped,
-                        _ => continue,
-                    };
-                    if from_engine.send(m).is_err() {
-                        break;
-                    }
-                }
-            });
-
-        let metadata = Message::Metadata(metadata(&params, opts));
-        let result: Result<String, (String, bool)> = async {
-            send(&mut sink, &metadata).await?;
-            let mut writer = OggOpusWriter::new().map_err(|e| (format!("{e:#}"), false))?;
-            let mut reader =
-                OggOpusReader::new(opts.reader).map_err(|e| (format!("{e:#}"), false))?;
-            let mut pcm_in = Vec::with_capacity(4 * 1920);
-            let mut pcm_out = vec![0f32; 2 * SAMPLE_RATE as usize];
-            let mut last_heard = Instant::now();
-            loop {
-                let idle_left = opts.idle.saturating_sub(last_heard.elapsed());
-                tokio::select! {
-                    incoming = source.next() => {
-                        last_heard = Instant::now();
-                        let bytes = match incoming {
-                            None => return Ok("the client left".to_string()),
-                            Some(Err(e)) => return Err((format!("connection: {e}"), is_capacity(&e))),
-                            Some(Ok(WsMessage::Binary(b))) => b,
-                            Some(Ok(WsMessage::Close(_))) => return Ok("the client closed".into()),
-                            Some(Ok(WsMessage::Text(_))) => {
-                                return Err(("a WebSocket text frame: this protocol is binary".into(), true))
-                            }
-                            Some(Ok(_)) => continue, // WebSocket ping/pong: answered by tungstenite
-                        };
-                        match Message::parse(&bytes, &opts.limits) {
-                            Ok(Message::Audio(pages)) => {
-                                pcm_in.clear();
-                                reader.feed(&pages, &mut pcm_in).map_err(|e| (e.to_string(), true))?;
-                                let pushed = in_prod.push_slice(&pcm_in);
-                                // The engine waits parked for input: wake it now.
-                                engine.thread().unpark();
-                                summary.overflow += pcm_in.len() - pushed;
-                                summary.samples_in += pcm_in.len();
-                            }
-                            Ok(Message::Error(e)) => return Ok(format!("the client said: {e}")),
-                            // Clients send only audio; the rest is harmless and ignored.
-                            Ok(_) => {}
-                            Err(e) => return Err((e.to_string(), true)),
-                        }
-                    }
-                    ev = engine_rx.recv() => match ev {
-                        Some(FromEngine::Ready) => {
-                            send(&mut sink, &Message::Handshake(Handshake::Versions {
-                                protocol: PROTOCOL_VERSION,
-                                model: 0,
-                            })).await?;
-                        }
-                        Some(FromEngine::Text(t)) => send(&mut sink, &Message::Text(t)).await?,
-                        Some(FromEngine::Step) => {
-                            let n = out_cons.pop_slice(&mut pcm_out);
-                            summary.samples_out += n;
-                            writer.push(&pcm_out[..n]).map_err(|e| (format!("{e:#}"), false))?;
-                            let pages = writer.take();
-                            if !pages.is_empty() {
-                                send(&mut sink, &Message::Audio(pages)).await?;
-                            }
-                        }
-                        Some(FromEngine::Failed(e)) => {
-                            let _ = send(&mut sink, &Message::Error(format!("the model failed: {e}"))).await;
-                            return Ok(format!("the model failed: {e}"));
-                        }
-                        Some(FromEngine::Stopped) | None => return Ok("the engine stopped".into()),
-                    },
-                    _ = tokio::time::sleep(idle_left) => {
-                        return Err((format!("nothing received for {:.0} s", opts.idle.as_secs_f64()), false));
-                    }
-                }
-            }
-        }
-        .await;
-        match result {
-            Ok(why) => summary.ended = why,
-            Err((why, hostile)) => {
-                summary.protocol_error = hostile;
-                let _ = send(&mut sink, &Message::Error(why.clone())).await;
-                summary.ended = why;
-            }
-        }
-        let _ = sink.close().await;
-        let _ = note_tx.send(EngineEvent::info(format!(
-            "network session from {peer}: {:.1} s, {} frames in, {} frames out, {} dropped by the engine, {:.2} s lost to a full input ring; ended: {}",
-            started.elapsed().as_secs_f64(),
-            summary.samples_in / 1920,
-            summary.samples_out / 1920,
-            dropped.load(Ordering::Relaxed),
-            summary.overflow as f64 / SAMPLE_RATE as f64,
-            summary.ended
-        )));
-        drop(note_tx);
-        ended.store(true, Ordering::Release);
-        let _ = cmd_tx.send(Command::Shutdown);
-        let stats = tokio::task::spawn_blocking(move || {
-            let stats = engine.join();
-            if let Ok(b) = bridge {
-                let _ = b.join();
-            }
-            stats
-        })
-        .await;
-        if let Ok(Ok(s)) = stats {
-            summary.dropped_frames = s.dropped_frames;
-        }
-        summary
-    }
-}
-
-fn is_capacity(e: &tokio_tungstenite::tungstenite::Error) -> bool {
-    matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_))
-}
-
-async fn send(sink: &mut WsSink, m: &Message) -> Result<(), (String, bool)> {
-    sink.send(WsMessage::Binary(m.encode().into()))
-        .await
-        .map_err(|e| (format!("sending: {e}"), false))
-}
-
-/// The metadata `moshi-backend` sends, with our values.
-fn metadata(p: &SessionParams, opts: &ServeOptions) -> serde_json::Value {
-    serde_json::json!({
-        "text_temperature": p.text_temperature.unwrap_or(0.7),
-        "text_topk": p.text_topk.unwrap_or(250),
-        "audio_temperature": p.audio_temperature.unwrap_or(0.8),
-        "audio_topk": p.audio_topk.unwrap_or(250),
-        "pad_mult": p.pad_mult.unwrap_or(0.0),
-        "repetition_penalty_context": p.repetition_penalty_context.unwrap_or(32),
-        "repetition_penalty": p.repetition_penalty.unwrap_or(1.0),
-        "lm_model_file": opts.model_name,
-        "mimi_model_file": opts.model_name,
-        "build_info": {"package": "assistant", "version": env!("CARGO_PKG_VERSION")},
-        "instance_name": "assistant",
-        "model": opts.model_name,
-    })
 }

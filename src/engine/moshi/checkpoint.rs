@@ -35,6 +35,9 @@ pub struct Checkpoint {
     pub placement: Placement,
     /// The plan that chose it, when the device's free memory was known.
     pub plan: Option<MemoryPlan>,
+    /// Conversations that will share these weights (`serve --max-sessions`): the plan
+    /// holds a KV cache and activations for each.
+    pub sessions: usize,
 }
 
 fn err(message: String) -> ModelLoadError {
@@ -148,6 +151,7 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         lm_bytes,
         placement: Placement::default(),
         plan: None,
+        sessions: 1,
     })
 }
 

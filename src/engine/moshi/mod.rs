@@ -80,6 +80,9 @@ pub struct ModelOptions {
     pub prompt: Prompt,
     /// Where voice names (`NATF2`) are looked up; `None`: the checkpoint's `voices/`.
     pub voices_dir: Option<PathBuf>,
+    /// Sessions that will share the weights (`serve --max-sessions`): the memory plan
+    /// sizes a KV cache for each.
+    pub sessions: usize,
 }
 
 impl Default for ModelOptions {
@@ -94,6 +97,7 @@ impl Default for ModelOptions {
             max_memory_gib: None,
             prompt: Prompt::default(),
             voices_dir: None,
+            sessions: 1,
         }
     }
 }
@@ -290,7 +294,7 @@ fn load_on(
             dir,
             sampling,
             (&device, &device_name),
-            (opts.context, opts.max_memory_gib),
+            (opts.context, opts.max_memory_gib, opts.sessions),
             notices,
             progress,
             cancel,
@@ -373,12 +377,13 @@ fn load_dir(
     dir: &std::path::Path,
     sampling: &Sampling,
     (device, device_name): (&moshi::candle::Device, &str),
-    (context, max_memory): (Option<usize>, Option<f64>),
+    (context, max_memory, sessions): (Option<usize>, Option<f64>, usize),
     mut notices: Vec<LoadNotice>,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
     let mut ck = checkpoint::inspect(dir)?;
+    ck.sessions = sessions.max(1);
     if let Some(n) = size_context(&mut ck, device, device_name, context, max_memory)? {
         notices.push(n);
     }
@@ -498,6 +503,7 @@ pub fn size_context_for(
         host_budget,
         context: wanted,
         exact: context.is_some(),
+        sessions: ck.sessions.max(1) as u64,
     };
     let p = sizing::plan(&ck.config.lm, &table, target).map_err(|why| {
         ModelLoadError::new(

@@ -129,6 +129,25 @@ impl DuplexModel for MoshiModel {
     fn set_sampling(&mut self, sampling: &Sampling) {
         self.pending = Some(sampling.clone());
     }
+
+    fn fork(&self) -> Option<Box<dyn DuplexModel>> {
+        let mut mimi = self.mimi.clone();
+        mimi.reset_state();
+        let mut text = self.text.clone();
+        text.reset();
+        Some(Box::new(Self {
+            mimi,
+            stepper: self.stepper.fork(),
+            text,
+            sampling: self.sampling.clone(),
+            samplers: Samplers::new(&self.sampling),
+            pending: None,
+            info: self.info.clone(),
+            device: self.device.clone(),
+            frame_len: self.frame_len,
+            input_codebooks: self.input_codebooks,
+        }))
+    }
 }
 
 /// Decode one step's audio codes with Mimi into `out.pcm` (as much as it gives) and

@@ -57,6 +57,7 @@ pub struct PlexStep {
     pub aligned: Option<Vec<u32>>,
 }
 
+#[derive(Clone)]
 pub struct PlexStepper {
     lm: PlacedLm,
     delays: Vec<usize>,

@@ -34,7 +34,8 @@ pub struct PersonaPlexModel {
     mimi: Mimi,
     stepper: PlexStepper,
     text: TextAssembler,
-    encoder: PieceEncoder,
+    /// Shared by the sessions forked from one load.
+    encoder: std::sync::Arc<PieceEncoder>,
     sampling: Sampling,
     samplers: Samplers,
     pending: Option<Sampling>,
@@ -72,7 +73,7 @@ impl PersonaPlexModel {
             mimi,
             stepper,
             text,
-            encoder,
+            encoder: std::sync::Arc::new(encoder),
             samplers: Samplers::new(&sampling),
             sampling,
             pending: None,
@@ -356,6 +357,33 @@ impl DuplexModel for PersonaPlexModel {
 
     fn set_sampling(&mut self, sampling: &Sampling) {
         self.pending = Some(sampling.clone());
+    }
+
+    fn fork(&self) -> Option<Box<dyn DuplexModel>> {
+        let mut stepper = self.stepper.clone();
+        stepper.reset();
+        let mut mimi = self.mimi.clone();
+        mimi.reset_state();
+        let mut text = self.text.clone();
+        text.reset();
+        Some(Box::new(Self {
+            mimi,
+            stepper,
+            text,
+            encoder: self.encoder.clone(),
+            sampling: self.sampling.clone(),
+            samplers: Samplers::new(&self.sampling),
+            pending: None,
+            info: self.info.clone(),
+            device: self.device.clone(),
+            frame_len: self.frame_len,
+            audio_pad: self.audio_pad,
+            primed: self.primed.clone(),
+            unreported: Vec::new(),
+            voices_dir: self.voices_dir.clone(),
+            last_prefill: Vec::new(),
+            context: self.context,
+        }))
     }
 
     fn takes_prompt(&self) -> bool {

@@ -143,6 +143,11 @@ impl PlacedLm {
         for (t, _) in self.stacks.iter_mut() {
             t.reset_state();
         }
+        // The depformer restarts every step; resetting it here too means a clone never
+        // writes into its original's cache buffers.
+        for s in self.depformer.iter_mut() {
+            s.transformer.reset_state();
+        }
     }
 
     /// One row of an embedding table, looked up on the host (callers move it on).

@@ -181,14 +181,18 @@ pub struct MemoryPlan {
     /// KV cache of one step in the device's layers.
     pub kv_per_step: u64,
     pub context: usize,
+    /// Activations of all sessions.
     pub activations: u64,
     pub reserve: u64,
     pub budget: u64,
+    /// Sessions sharing the weights: each has a KV cache of `context` steps.
+    pub sessions: u64,
 }
 
 impl MemoryPlan {
+    /// The KV caches of all sessions.
     pub fn kv_cache(&self) -> u64 {
-        self.kv_per_step * self.context as u64
+        self.kv_per_step * self.context as u64 * self.sessions.max(1)
     }
     /// What the device must hold.
     pub fn total(&self) -> u64 {
@@ -205,8 +209,12 @@ impl MemoryPlan {
                 self.layers
             ),
         };
+        let sessions = match self.sessions {
+            0 | 1 => String::new(),
+            n => format!("{n} sessions x "),
+        };
         format!(
-            "LM {}{host} + Mimi {} + KV cache {} ({} steps x {}) + activations {} + reserve {} = {} of {}",
+            "LM {}{host} + Mimi {} + KV cache {} ({sessions}{} steps x {}) + activations {} + reserve {} = {} of {}",
             size(self.weights.device),
             size(self.mimi),
             size(self.kv_cache()),
@@ -275,6 +283,8 @@ pub struct Target {
     /// The context wanted; with `exact` nothing shorter will do (`--context`).
     pub context: usize,
     pub exact: bool,
+    /// Sessions sharing the weights, each with its own KV cache and activations.
+    pub sessions: u64,
 }
 
 /// The fewest host layers, then the longest context up to the one wanted, that fit.
@@ -305,9 +315,10 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
             mimi: t.mimi_bytes,
             kv_per_step: kv_bytes_per_step(cfg, n - k, t.kv_bytes),
             context: 0,
-            activations: activation_bytes(cfg, t.context),
+            activations: activation_bytes(cfg, t.context) * t.sessions.max(1),
             reserve: RESERVE_BYTES,
             budget: t.budget,
+            sessions: t.sessions.max(1),
         };
         if let (true, Some(host_free)) = (t.split, t.host_budget) {
             // Host layers keep an f32 cache, and the load stages one part of the device's
@@ -331,8 +342,9 @@ pub fn plan(cfg: &lm::Config, table: &[TensorEntry], t: Target) -> Result<Memory
             }
         }
         let fixed = p.total();
-        let fits = usize::try_from(t.budget.saturating_sub(fixed) / p.kv_per_step.max(1))
-            .unwrap_or(usize::MAX);
+        let per_step = p.kv_per_step * p.sessions;
+        let fits =
+            usize::try_from(t.budget.saturating_sub(fixed) / per_step.max(1)).unwrap_or(usize::MAX);
         p.context = t.context.min(fits);
         if fixed <= t.budget && p.context >= floor {
             return Ok(p);
@@ -428,6 +440,7 @@ mod tests {
             host_budget: None,
             context: 3000,
             exact: false,
+            sessions: 1,
         }
     }
 
@@ -571,6 +584,50 @@ mod tests {
     }
 
     #[test]
+    fn sessions_that_share_the_weights_each_get_a_kv_cache_and_one_copy_of_the_weights() {
+        let (cfg, table) = moshiko_q8();
+        let roomy = 64 * GIB;
+        let one = plan(&cfg, &table, gpu(roomy, 0)).unwrap();
+        let four = plan(
+            &cfg,
+            &table,
+            Target {
+                sessions: 4,
+                ..gpu(roomy, 0)
+            },
+        )
+        .unwrap();
+        // The weights once; the caches and activations four times.
+        assert_eq!(four.weights, one.weights);
+        assert_eq!(four.context, one.context);
+        assert_eq!(four.kv_cache(), 4 * one.kv_cache());
+        assert_eq!(four.activations, 4 * one.activations);
+        assert_eq!(
+            four.total() - one.total(),
+            3 * (one.kv_cache() + one.activations)
+        );
+        assert!(
+            four.explain().contains("4 sessions x"),
+            "{}",
+            four.explain()
+        );
+        // Where one session's cache fits whole, four get a shorter context each.
+        let tight = one.total() + GIB;
+        let one_tight = plan(&cfg, &table, gpu(tight, 0)).unwrap();
+        let four_tight = plan(
+            &cfg,
+            &table,
+            Target {
+                sessions: 4,
+                ..gpu(tight, 0)
+            },
+        )
+        .unwrap();
+        assert!(four_tight.context < one_tight.context);
+        assert!(four_tight.total() <= tight);
+    }
+
+    #[test]
     fn an_exact_context_moves_layers_rather_than_shrink() {
         let (cfg, table) = moshiko_q8();
         let free = 9 * GIB;
@@ -578,6 +635,7 @@ mod tests {
         let t = Target {
             context: 3000,
             exact: true,
+            sessions: 1,
             ..gpu(free, 0)
         };
         let exact = plan(&cfg, &table, t).unwrap();
@@ -632,6 +690,7 @@ mod tests {
             host_budget: None,
             context: cfg.transformer.context,
             exact: false,
+            sessions: 1,
             compute_bytes: 4,
             kv_bytes: 4,
         };

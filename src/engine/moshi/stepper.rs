@@ -42,6 +42,14 @@ impl Stepper {
         }
     }
 
+    /// A stepper on the same weights with a state of its own. The KV caches are reset,
+    /// not shared: candle's caches write into their buffers in place.
+    pub fn fork(&self) -> Self {
+        let mut lm = self.lm.clone();
+        lm.reset_state();
+        Self::new(lm, self.cfg.clone())
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
