@@ -16,6 +16,7 @@ pub mod headless;
 pub mod machine_profile;
 pub mod say;
 pub mod serve;
+pub mod tools;
 pub mod transcribe;
 pub mod tui;
 
@@ -60,6 +61,8 @@ pub struct Wired {
     pub output: Endpoint,
     /// Warnings to show once the front-end is up (no microphone, ...).
     pub notices: Vec<EngineEvent>,
+    /// The session's tools (cascade mode): the TUI answers their consent questions.
+    pub tools: crate::tools::SharedTools,
     pub streams: Streams,
 }
 
@@ -82,6 +85,8 @@ pub fn wire(
 ) -> Result<Wired, StartError> {
     let mut notices = Vec::new();
     let mut streams = Streams::default();
+    // The MCP servers start with the session, before a paced file starts to play.
+    let tools = tools::start(args, tui, events.clone(), &mut notices)?;
     let file_input = match &args.input {
         Some(path) => Some(read_wav(path).map_err(|e| StartError::input(e.to_string()))?),
         None => None,
@@ -182,7 +187,7 @@ pub fn wire(
         half_duplex: args.half_duplex,
     });
     let setup = EngineSetup {
-        loader: loader_for(args),
+        loader: loader_with_tools(args, tools.clone()),
         voice,
         input: input_port,
         speaker,
@@ -204,12 +209,18 @@ pub fn wire(
         input: input_ep,
         output: output_ep,
         notices,
+        tools,
         streams,
     })
 }
 
 /// The model the engine thread builds for a voice, at start and on every reload.
 pub fn loader_for(args: &RunArgs) -> Loader {
+    loader_with_tools(args, Default::default())
+}
+
+/// `loader_for`, with the session's tools for the cascade's LLM.
+pub fn loader_with_tools(args: &RunArgs, tools: crate::tools::SharedTools) -> Loader {
     if let Some(url) = &args.connect {
         // The "model" is a session on a remote server: connect on the first load, and
         // again on `r` after the connection fails.
@@ -227,7 +238,8 @@ pub fn loader_for(args: &RunArgs) -> Loader {
             loader(|_| Ok(Loaded::plain(Box::new(Loopback::new(24_000, 1920)))))
         }
         EngineKind::Cascade => {
-            let opts = args.cascade.options(&args.model);
+            let mut opts = args.cascade.options(&args.model);
+            opts.tools = tools;
             loader(move |req| {
                 let disc = crate::engine::moshi::Discovery::from_env();
                 let loaded = crate::engine::cascade::load::load_cascade(
@@ -329,6 +341,7 @@ pub fn start_persona(
     if c.tts_voice.is_none() {
         c.tts_voice = p.tts_voice.clone();
     }
+    c.persona_tools = p.tools.clone();
     if c.llm_model.is_none() {
         c.llm_model = p.llm_model.clone();
     }
