@@ -1,6 +1,7 @@
 //! The MCP host against real servers that no one here wrote, started by the tests:
 //! `@modelcontextprotocol/server-everything` and `@modelcontextprotocol/server-filesystem`
-//! from npm (installed into tools/mcp_servers by `./dev test`), and a hostile server
+//! from npm, `mcp-server-time` from PyPI (both installed into tools/mcp_servers by
+//! `./dev test`), and a hostile server
 //! (a Python script written here) that sends a huge result, garbage, never answers,
 //! or dies mid-call. Every call is bounded; a broken server never stops the others.
 
@@ -215,11 +216,13 @@ fn a_hostile_server_is_bounded_in_size_and_time() {
     // A line that is not JSON: skipped or an error, never a hang.
     let t = Instant::now();
     let r = b.tb.call("garbage", "{}", &Cancel::new());
+    eprintln!("garbage: {:?}: {}", r.outcome, assistant::tools::shorten(&r.result, 200));
     assert!(t.elapsed() < Duration::from_secs(15), "{r:?}");
     assert!(r.result.len() < max + 100);
     // 40 MiB in one message: over the transport's line limit; bounded either way.
     let t = Instant::now();
     let r = b.tb.call("huge", "{}", &Cancel::new());
+    eprintln!("huge: {:?} in {:?}: {}", r.outcome, t.elapsed(), assistant::tools::shorten(&r.result, 200));
     assert!(t.elapsed() < Duration::from_secs(30), "{r:?}");
     assert!(r.result.len() < max + 100, "{}", r.result.len());
 }
@@ -319,4 +322,33 @@ fn server_filesystem_reads_freely_and_asks_before_it_writes() {
         ToolActivity::Asking { question, .. } if question.contains("write_file") && question.contains("new.txt"))),
         "the question says exactly what will run: {seen:?}");
     let _ = &b.dir;
+}
+
+#[test]
+fn a_python_server_from_pypi_answers_a_call() {
+    let bin =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/mcp_servers/py/bin/mcp-server-time");
+    assert!(
+        bin.exists(),
+        "{} is missing: ./dev test installs it (python3 -m venv tools/mcp_servers/py; its pip install -r tools/mcp_servers/requirements.txt)",
+        bin.display()
+    );
+    let b = start(
+        serde_json::json!({"time": {"command": bin, "args": ["--local-timezone", "UTC"]}}),
+        30.0,
+    );
+    assert!(b.notices.is_empty(), "{:?}", b.notices);
+    let t =
+        b.tb.tools()
+            .iter()
+            .find(|t| t.name == "convert_time")
+            .expect("convert_time");
+    assert_eq!(t.effect, Effect::ReadOnly);
+    let r = b.tb.call(
+        "convert_time",
+        r#"{"source_timezone": "Europe/Paris", "time": "16:30", "target_timezone": "Asia/Tokyo"}"#,
+        &Cancel::new(),
+    );
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    assert!(r.result.contains("00:30:00+09:00"), "{}", r.result);
 }
