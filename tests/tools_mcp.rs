@@ -216,13 +216,22 @@ fn a_hostile_server_is_bounded_in_size_and_time() {
     // A line that is not JSON: skipped or an error, never a hang.
     let t = Instant::now();
     let r = b.tb.call("garbage", "{}", &Cancel::new());
-    eprintln!("garbage: {:?}: {}", r.outcome, assistant::tools::shorten(&r.result, 200));
+    eprintln!(
+        "garbage: {:?}: {}",
+        r.outcome,
+        assistant::tools::shorten(&r.result, 200)
+    );
     assert!(t.elapsed() < Duration::from_secs(15), "{r:?}");
     assert!(r.result.len() < max + 100);
     // 40 MiB in one message: over the transport's line limit; bounded either way.
     let t = Instant::now();
     let r = b.tb.call("huge", "{}", &Cancel::new());
-    eprintln!("huge: {:?} in {:?}: {}", r.outcome, t.elapsed(), assistant::tools::shorten(&r.result, 200));
+    eprintln!(
+        "huge: {:?} in {:?}: {}",
+        r.outcome,
+        t.elapsed(),
+        assistant::tools::shorten(&r.result, 200)
+    );
     assert!(t.elapsed() < Duration::from_secs(30), "{r:?}");
     assert!(r.result.len() < max + 100, "{}", r.result.len());
 }
@@ -351,4 +360,78 @@ fn a_python_server_from_pypi_answers_a_call() {
     );
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(r.result.contains("00:30:00+09:00"), "{}", r.result);
+}
+
+/// A streamable HTTP server on 127.0.0.1, written with the Python MCP SDK (`mcp`, which
+/// mcp-server-time brings along).
+const HTTP_SERVER: &str = r#"
+import sys
+from mcp.server.mcpserver import MCPServer
+from mcp_types import ToolAnnotations
+mcp = MCPServer("adder")
+@mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+@mcp.tool()
+def forget(name: str) -> str:
+    """No annotations: destructive, as MCP's defaults say."""
+    return "forgotten " + name
+mcp.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+"#;
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_streamable_http_server_by_url() {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/mcp_servers/py/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: ./dev test makes it",
+        py.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("http_server.py");
+    std::fs::write(&script, HTTP_SERVER).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Child(
+        std::process::Command::new(&py)
+            .arg(&script)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = start(
+        serde_json::json!({"adder": {"url": format!("http://127.0.0.1:{port}/mcp")}}),
+        20.0,
+    );
+    assert!(b.notices.is_empty(), "{:?}", b.notices);
+    assert!(b
+        .tb
+        .tools()
+        .iter()
+        .any(|t| t.name == "add" && t.origin() == "mcp: adder"));
+    let r = b.tb.call("add", r#"{"a": 40, "b": 2}"#, &Cancel::new());
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    assert!(r.result.contains("42"), "{}", r.result);
+    // A tool that says nothing of itself is destructive (MCP's default): it asks.
+    let r = b.tb.call("forget", r#"{"name": "x"}"#, &Cancel::new());
+    assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
 }
