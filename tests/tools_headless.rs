@@ -89,6 +89,18 @@ fn words(text: &str) -> String {
 /// The stand-in LLM: answers by how many tool results the request already holds,
 /// following `script` (one reply per round); every request body is kept.
 fn stand_in(script: Vec<String>) -> (String, Arc<Mutex<Vec<Value>>>) {
+    stand_in_with(move |_, round| {
+        script
+            .get(round)
+            .cloned()
+            .unwrap_or_else(|| words("Done. "))
+    })
+}
+
+/// The stand-in LLM answering `reply(request number from 0, round)`.
+fn stand_in_with(
+    reply: impl Fn(usize, usize) -> String + Send + 'static,
+) -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -101,12 +113,12 @@ fn stand_in(script: Vec<String>) -> (String, Arc<Mutex<Vec<Value>>>) {
             let round = body["messages"].as_array().map_or(0, |m| {
                 m.iter().filter(|m| m.get("tool_calls").is_some()).count()
             });
-            s.lock().unwrap().push(body);
-            let reply = script
-                .get(round)
-                .cloned()
-                .unwrap_or_else(|| words("Done. "));
-            let _ = c.write_all(reply.as_bytes());
+            let n = {
+                let mut seen = s.lock().unwrap();
+                seen.push(body);
+                seen.len() - 1
+            };
+            let _ = c.write_all(reply(n, round).as_bytes());
         }
     });
     (url, seen)
@@ -128,7 +140,15 @@ fn journal(tmp: &Path) -> Vec<Value> {
 }
 
 fn run_cascade(tmp: &Path, url: &str, extra: &[&str]) -> std::process::Output {
-    let s = script(0, 1.5, 0.3);
+    run_script(tmp, url, extra, script(0, 1.5, 0.3))
+}
+
+fn run_script(
+    tmp: &Path,
+    url: &str,
+    extra: &[&str],
+    s: assistant::app::bench_cascade::Script,
+) -> std::process::Output {
     let (input, output) = (tmp.join("q.wav"), tmp.join("a.wav"));
     assistant::audio::wav::write_wav_mono(&input, 24_000, &s.pcm).unwrap();
     let mut c = assistant(tmp);
@@ -324,4 +344,52 @@ fn doctor_lists_the_tools_of_the_servers_that_start_and_names_those_that_do_not(
         "{stdout}"
     );
     assert!(stdout.contains("`broken` did not start"), "{stdout}");
+}
+
+#[test]
+fn a_slow_tool_is_acknowledged_in_speech_and_talking_over_it_cancels_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("mcp.json");
+    std::fs::write(
+        &cfg,
+        json!({"mcpServers": {"everything": {"command": npm_server("mcp-server-everything")}}})
+            .to_string(),
+    )
+    .unwrap();
+    // The first question starts a 20 s operation; the user speaks again 3.5 s after it.
+    let (url, seen) = stand_in_with(|n, round| match (n, round) {
+        (0, 0) => calls(&[(
+            "trigger-long-running-operation",
+            r#"{"duration": 20, "steps": 20}"#,
+        )]),
+        _ => words("Stopped. "),
+    });
+    let started = std::time::Instant::now();
+    let out = run_script(
+        tmp.path(),
+        &url,
+        &["--mcp-config", cfg.to_str().unwrap()],
+        script(1, 1.2, 3.5),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // "One moment." begins to play; the user's words stop it (what was heard is printed).
+    assert!(
+        stdout.trim_start().starts_with("One"),
+        "a tool over a second is acknowledged: {stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("you spoke over the reply"), "{stderr}");
+    let records = journal(tmp.path());
+    let call = records
+        .iter()
+        .find(|r| r["kind"] == "tool")
+        .expect("the call is journalled");
+    assert_eq!(call["tool"], "trigger-long-running-operation");
+    assert_eq!(call["outcome"], "cancelled", "{call}\n{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(19),
+        "the run did not wait for the 20 s operation: {:?}",
+        started.elapsed()
+    );
+    assert!(seen.lock().unwrap().len() >= 2, "the conversation went on");
 }
