@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub const SHELL: &str = "run_shell";
 pub const WRITE_FILE: &str = "write_file";
 pub const DATE_TIME: &str = "date_time";
+pub const SCREENSHOT: &str = "look_at_screen";
 
 /// A built-in's name, description and JSON schema, as the LLM is offered them.
 pub fn specs() -> Vec<(&'static str, &'static str, Value)> {
@@ -18,6 +19,11 @@ pub fn specs() -> Vec<(&'static str, &'static str, Value)> {
         (
             DATE_TIME,
             "The current local date, time and time zone.",
+            json!({"type": "object", "properties": {}}),
+        ),
+        (
+            SCREENSHOT,
+            "Take a screenshot of the user's screen and look at it (the image follows the tool's result).",
             json!({"type": "object", "properties": {}}),
         ),
         (
@@ -40,13 +46,14 @@ pub fn specs() -> Vec<(&'static str, &'static str, Value)> {
 
 /// Whether a built-in changes anything (and so asks first).
 pub fn changes(name: &str) -> bool {
-    name != DATE_TIME
+    name != DATE_TIME && name != SCREENSHOT
 }
 
 /// A built-in call checked and ready: what it will do, in words, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     DateTime,
+    Screenshot,
     Shell { command: String },
     Write { path: PathBuf, content: String },
 }
@@ -67,6 +74,7 @@ impl Action {
         };
         match name {
             DATE_TIME => Ok(Action::DateTime),
+            SCREENSHOT => Ok(Action::Screenshot),
             SHELL => {
                 let command = text("command")?;
                 if command.trim().is_empty() {
@@ -89,6 +97,7 @@ impl Action {
     pub fn question(&self, workdir: &Path) -> String {
         match self {
             Action::DateTime => "Tell the date and time?".into(),
+            Action::Screenshot => "Send a screenshot of your screen to the LLM?".into(),
             Action::Shell { command } => {
                 format!("Run `{command}` in {}?", workdir.display())
             }
@@ -111,6 +120,8 @@ impl Action {
     ) -> Result<String, String> {
         match self {
             Action::DateTime => Ok(now_local()),
+            // Taken by `ToolBox::call`, which hands the image on (see `screen`).
+            Action::Screenshot => Err("a screenshot is taken by the tool box".into()),
             Action::Shell { command } => shell(command, workdir, timeout, max_bytes, cancel),
             Action::Write { path, content } => {
                 if let Some(dir) = path.parent() {

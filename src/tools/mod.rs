@@ -7,6 +7,7 @@ pub mod builtin;
 pub mod config;
 pub mod consent;
 pub mod mcp;
+pub mod screen;
 
 use crate::bus::{Cancel, ToolActivity};
 use config::{Access, Limits};
@@ -115,6 +116,8 @@ pub struct CallRecord {
     pub outcome: Outcome,
     /// What the LLM is given (bounded to `Limits::max_result_bytes`).
     pub result: String,
+    /// An image for the LLM to look at (a screenshot), as a `data:` URL.
+    pub image: Option<String>,
 }
 
 pub type Sink = Box<dyn Fn(ToolActivity) + Send + Sync>;
@@ -297,6 +300,7 @@ impl ToolBox {
             consent: "not needed".into(),
             outcome: Outcome::Ok,
             result: String::new(),
+            image: None,
         };
         let started = Instant::now();
         let finish = |mut rec: CallRecord, outcome: Outcome, result: String| {
@@ -404,6 +408,27 @@ impl ToolBox {
         });
         let l = &self.limits;
         match (&info.source, action) {
+            (Source::BuiltIn, Some(builtin::Action::Screenshot)) => {
+                let display = std::env::var("DISPLAY").ok();
+                let wayland = std::env::var("WAYLAND_DISPLAY").ok();
+                match screen::capture(display.as_deref(), wayland.as_deref(), l.call_timeout) {
+                    Ok(shot) => {
+                        use base64::Engine as _;
+                        rec.image = Some(format!(
+                            "data:image/png;base64,{}",
+                            base64::engine::general_purpose::STANDARD.encode(&shot.png)
+                        ));
+                        let text = format!(
+                            "took a screenshot, {}x{} ({} bytes of PNG); it follows as an image",
+                            shot.width,
+                            shot.height,
+                            shot.png.len()
+                        );
+                        finish(rec, Outcome::Ok, text)
+                    }
+                    Err(e) => finish(rec, Outcome::Error, e),
+                }
+            }
             (Source::BuiltIn, Some(a)) => {
                 // The shell's output is bounded as it is read.
                 match a.run(&self.workdir, l.call_timeout, l.max_result_bytes, cancel) {
@@ -529,7 +554,7 @@ mod tests {
     fn read_only_offers_only_what_changes_nothing() {
         let (tb, _, _d) = toolbox(Access::ReadOnly, None, Desk::nobody());
         let offered: Vec<_> = tb.offered().map(|t| t.name.as_str()).collect();
-        assert_eq!(offered, ["date_time"]);
+        assert_eq!(offered, ["date_time", "look_at_screen"]);
         let r = tb.call("run_shell", r#"{"command":"echo hi"}"#, &Cancel::new());
         assert_eq!(r.outcome, Outcome::Unavailable);
         assert!(r.result.contains("read-only"), "{}", r.result);

@@ -7,7 +7,7 @@
 use super::openai::{OpenAiLlm, ToolCall};
 use crate::bus::Cancel;
 use crate::engine::cascade::parts::{ChatRequest, Llm, LlmError};
-use crate::tools::{ToolBox, ToolInfo};
+use crate::tools::{CallRecord, ToolBox, ToolInfo};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,12 @@ impl ToolUsingLlm {
 
     /// Run one call on a thread of its own, so that a slow tool can be acknowledged
     /// in speech while it runs.
-    fn run_call(&self, call: &ToolCall, cancel: &Cancel, on_piece: &mut dyn FnMut(&str)) -> String {
+    fn run_call(
+        &self,
+        call: &ToolCall,
+        cancel: &Cancel,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> CallRecord {
         let (tx, rx) = crossbeam_channel::bounded(1);
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -44,7 +49,7 @@ impl ToolUsingLlm {
             let mut acknowledged = false;
             loop {
                 match rx.recv_timeout(ACK_AFTER) {
-                    Ok(rec) => return rec.result,
+                    Ok(rec) => return rec,
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                         // Not while the user is being asked: the question is on screen.
                         if !acknowledged && !self.tools.desk().waiting() && !cancel.is_cancelled() {
@@ -52,7 +57,17 @@ impl ToolUsingLlm {
                             acknowledged = true;
                         }
                     }
-                    Err(_) => return "The tool failed without a result.".into(),
+                    Err(_) => {
+                        return CallRecord {
+                            call: 0,
+                            tool: call.name.clone(),
+                            args: call.arguments.clone(),
+                            consent: String::new(),
+                            outcome: crate::tools::Outcome::Error,
+                            result: "The tool failed without a result.".into(),
+                            image: None,
+                        }
+                    }
                 }
             }
         })
@@ -109,13 +124,26 @@ impl Llm for ToolUsingLlm {
                     "function": {"name": c.name, "arguments": c.arguments},
                 })).collect::<Vec<_>>(),
             }));
+            // Images (a screenshot) cannot be a tool's content in the API: they follow
+            // the results as a user message with `image_url` parts.
+            let mut images = Vec::new();
             for c in &calls {
                 let result = if cancel.is_cancelled() {
                     "Cancelled by the user.".to_string()
                 } else {
-                    self.run_call(c, cancel, on_piece)
+                    let rec = self.run_call(c, cancel, on_piece);
+                    if let Some(url) = rec.image {
+                        images.push((c.name.clone(), url));
+                    }
+                    rec.result
                 };
                 extra.push(json!({"role": "tool", "tool_call_id": c.id, "content": result}));
+            }
+            for (tool, url) in images {
+                extra.push(json!({"role": "user", "content": [
+                    {"type": "text", "text": format!("The image from {tool}:")},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ]}));
             }
             if cancel.is_cancelled() {
                 return Ok(());
