@@ -265,6 +265,37 @@ pub enum Talk {
         message: String,
         remedy: String,
     },
+    /// The LLM called a tool (src/tools): consent asked, the call running, its end.
+    Tool(ToolActivity),
+}
+
+/// A tool call as the header, the feed and the journal see it. `call` numbers the
+/// calls of a session; `args` is the call's JSON arguments, as the LLM wrote them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ToolActivity {
+    /// The call waits for the user's yes or no; `question` says exactly what will run.
+    Asking {
+        call: u64,
+        tool: String,
+        question: String,
+    },
+    Running {
+        call: u64,
+        tool: String,
+        args: String,
+    },
+    /// The call is over. `consent`: not needed, given or refused (and by whom);
+    /// `outcome`: ok, error, refused, cancelled, timed out; `result`: what the LLM
+    /// was given (bounded).
+    Done {
+        call: u64,
+        tool: String,
+        args: String,
+        consent: String,
+        outcome: String,
+        result: String,
+        ms: f64,
+    },
 }
 
 /// What the engine does on its own that the user is told about; the front-ends word it.

@@ -301,6 +301,18 @@ pub struct CascadeArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(256..)
     )]
     pub llm_context: Option<usize>,
+    /// MCP servers to start with the session, in the `mcpServers` shape (default:
+    /// $XDG_CONFIG_HOME/assistant/mcp.json when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub mcp_config: Option<PathBuf>,
+    /// What tools may do: `read-only` offers only tools that change nothing; `ask`
+    /// offers all, asking before anything destructive. Giving it turns tools on
+    /// without an MCP configuration (the built-in actions).
+    #[arg(long, global = true, value_name = "ACCESS")]
+    pub tools_access: Option<crate::tools::config::Access>,
+    /// The start persona's `tools = [...]` (filled in from the persona, not a flag).
+    #[arg(skip)]
+    pub persona_tools: Option<Vec<String>>,
 }
 
 impl CascadeArgs {
@@ -349,6 +361,7 @@ impl CascadeArgs {
             },
             llm,
             settings,
+            tools: Default::default(),
         }
     }
 
@@ -423,6 +436,14 @@ impl CascadeArgs {
         put("--llm-api-key-env", Some(self.llm_api_key_env.clone()));
         put("--llm-gguf", path(&self.llm_gguf));
         put("--llm-context", self.llm_context.map(|n| n.to_string()));
+        put("--mcp-config", path(&self.mcp_config));
+        put(
+            "--tools-access",
+            self.tools_access.map(|a| match a {
+                crate::tools::config::Access::ReadOnly => "read-only".to_string(),
+                crate::tools::config::Access::Ask => "ask".to_string(),
+            }),
+        );
         if self.tts_q8 {
             a.push("--tts-q8".into());
         }

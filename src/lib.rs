@@ -11,4 +11,5 @@ pub mod net;
 pub mod persona;
 pub mod session;
 pub mod telemetry;
+pub mod tools;
 pub mod ui;

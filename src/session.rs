@@ -50,6 +50,18 @@ pub enum Record {
     End {
         t: f64,
     },
+    /// A tool call the LLM made (cascade mode): the consent asked and given, and the
+    /// result the LLM got.
+    Tool {
+        t: f64,
+        call: u64,
+        tool: String,
+        args: String,
+        consent: String,
+        outcome: String,
+        result: String,
+        ms: f64,
+    },
 }
 
 fn severity_name(s: Severity) -> &'static str {
@@ -279,6 +291,26 @@ impl Journal {
                 remedy: Some(remedy.clone()),
             }),
             Talk::Phase(_) => Ok(()),
+            // The end of a call holds all of it; asking and running are the screen's.
+            Talk::Tool(crate::bus::ToolActivity::Done {
+                call,
+                tool,
+                args,
+                consent,
+                outcome,
+                result,
+                ms,
+            }) => self.append(&Record::Tool {
+                t,
+                call: *call,
+                tool: tool.clone(),
+                args: args.clone(),
+                consent: consent.clone(),
+                outcome: outcome.clone(),
+                result: result.clone(),
+                ms: *ms,
+            }),
+            Talk::Tool(_) => Ok(()),
         }
     }
 
@@ -355,6 +387,7 @@ fn record_t(r: &Record) -> f64 {
         | Record::TurnEnd { t }
         | Record::Model { t, .. }
         | Record::Event { t, .. }
+        | Record::Tool { t, .. }
         | Record::End { t } => *t,
     }
 }
@@ -477,6 +510,28 @@ pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
                 md.push_str(&format!("\n> {} {severity}: {message}\n", clock(*t)));
                 if let Some(r) = remedy {
                     md.push_str(&format!("> fix: {r}\n"));
+                }
+            }
+            Record::Tool {
+                t,
+                tool,
+                args,
+                consent,
+                outcome,
+                result,
+                ms,
+                ..
+            } => {
+                flush(&mut md, &mut turn);
+                md.push_str(&format!(
+                    "\n> {} tool `{tool}` {args} (consent: {consent}): {outcome} in {ms:.0} ms\n",
+                    clock(*t)
+                ));
+                for line in result.lines().take(20) {
+                    md.push_str(&format!(">     {line}\n"));
+                }
+                if result.lines().count() > 20 {
+                    md.push_str(">     …\n");
                 }
             }
             Record::Start { .. } | Record::End { .. } => {}

@@ -18,7 +18,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(section: &'static str, text: impl Into<String>) -> Self {
+    pub(crate) fn ok(section: &'static str, text: impl Into<String>) -> Self {
         Self {
             section,
             ok: true,
@@ -27,7 +27,11 @@ impl Finding {
             fix: None,
         }
     }
-    fn warn(section: &'static str, text: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn warn(
+        section: &'static str,
+        text: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             section,
             ok: true,
@@ -36,7 +40,11 @@ impl Finding {
             fix: Some(fix.into()),
         }
     }
-    fn problem(section: &'static str, text: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn problem(
+        section: &'static str,
+        text: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             section,
             ok: false,

@@ -251,6 +251,7 @@ fn print_talk(talk: &crate::bus::Talk, said: &mut String) {
             remedy: Some(remedy.clone()),
         }),
         Talk::Phase(_) => {}
+        Talk::Tool(a) => eprintln!("{}", crate::ui::words::tool_activity(a)),
     }
 }
 

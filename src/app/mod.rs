@@ -17,6 +17,7 @@ pub mod headless;
 pub mod machine_profile;
 pub mod say;
 pub mod serve;
+pub mod tools;
 pub mod transcribe;
 pub mod tui;
 
@@ -61,6 +62,8 @@ pub struct Wired {
     pub output: Endpoint,
     /// Warnings to show once the front-end is up (no microphone, ...).
     pub notices: Vec<EngineEvent>,
+    /// The session's tools (cascade mode): the TUI answers their consent questions.
+    pub tools: crate::tools::SharedTools,
     pub streams: Streams,
     /// With `--connect`: the session's network figures, once connected.
     pub link: connect::LinkFigures,
@@ -85,6 +88,8 @@ pub fn wire(
 ) -> Result<Wired, StartError> {
     let mut notices = Vec::new();
     let mut streams = Streams::default();
+    // The MCP servers start with the session, before a paced file starts to play.
+    let tools = tools::start(args, tui, events.clone(), &mut notices)?;
     let file_input = match &args.input {
         Some(path) => Some(read_wav(path).map_err(|e| StartError::input(e.to_string()))?),
         None => None,
@@ -191,7 +196,7 @@ pub fn wire(
             connect::options_for(args, url, input_port.is_realtime()),
             link.clone(),
         ),
-        None => loader_for(args),
+        None => loader_with_tools(args, tools.clone()),
     };
     let setup = EngineSetup {
         loader,
@@ -216,6 +221,7 @@ pub fn wire(
         input: input_ep,
         output: output_ep,
         notices,
+        tools,
         streams,
         link,
     })
@@ -224,6 +230,11 @@ pub fn wire(
 /// The model the engine thread builds for a voice, at start and on every reload, for
 /// a real-time input (`wire` builds a `--connect` loader for its own input's pacing).
 pub fn loader_for(args: &RunArgs) -> Loader {
+    loader_with_tools(args, Default::default())
+}
+
+/// `loader_for`, with the session's tools for the cascade's LLM.
+pub fn loader_with_tools(args: &RunArgs, tools: crate::tools::SharedTools) -> Loader {
     if let Some(url) = &args.connect {
         // The "model" is a session on a remote server: connect on the first load, and
         // again on `r` after the connection fails.
@@ -235,7 +246,8 @@ pub fn loader_for(args: &RunArgs) -> Loader {
             loader(|_| Ok(Loaded::plain(Box::new(Loopback::new(24_000, 1920)))))
         }
         EngineKind::Cascade => {
-            let opts = args.cascade.options(&args.model);
+            let mut opts = args.cascade.options(&args.model);
+            opts.tools = tools;
             loader(move |req| {
                 let disc = crate::engine::moshi::Discovery::from_env();
                 let loaded = crate::engine::cascade::load::load_cascade(
@@ -337,6 +349,7 @@ pub fn start_persona(
     if c.tts_voice.is_none() {
         c.tts_voice = p.tts_voice.clone();
     }
+    c.persona_tools = p.tools.clone();
     if c.llm_model.is_none() {
         c.llm_model = p.llm_model.clone();
     }

@@ -80,6 +80,7 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         input: wired.input.clone(),
         output: wired.output.clone(),
     });
+    let tools = super::tools::ui_context(args, &wired.tools);
     for n in wired.notices {
         let _ = ev_tx.send(n);
     }
@@ -127,6 +128,7 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         engine: first.decision.as_ref().map(|d| d.short()),
         chooser,
         picks,
+        tools,
         ..UiContext::new(meters, Some(log_path.to_path_buf()))
     };
     // However the UI ends, it has asked the engine to shut down.

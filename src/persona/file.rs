@@ -28,6 +28,9 @@ struct RawPersona {
     tts_voice: Option<Spanned<String>>,
     #[serde(default)]
     llm_model: Option<Spanned<String>>,
+    /// Cascade mode: the tools this persona may use (names, `SERVER/*`, `prefix*`).
+    #[serde(default)]
+    tools: Option<Vec<String>>,
     #[serde(default)]
     visualizer: Option<Spanned<String>>,
 }
@@ -229,6 +232,7 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
         voice_prompt,
         tts_voice,
         llm_model,
+        tools: raw.tools,
         visualizer,
         source: file.to_string(),
     })

@@ -36,6 +36,8 @@ pub struct Persona {
     pub tts_voice: Option<String>,
     /// Cascade mode: the LLM model to ask the server for.
     pub llm_model: Option<String>,
+    /// Cascade mode: the tools it may use (`tools = [...]`); `None`: all that are allowed.
+    pub tools: Option<Vec<String>>,
     pub visualizer: VisualizerStyle,
     /// The file it came from, as shown to the user.
     pub source: String,

@@ -53,6 +53,17 @@ pub struct UiContext {
     pub chooser: Option<ChooserSetup>,
     /// Where the chooser's pick goes (the app's waiting loader).
     pub picks: Option<Sender<ChooserPick>>,
+    /// The session's tools (cascade mode): the `t` overlay's lines, and the desk that
+    /// `y` / `n` answer. `None`: the engine calls no tools.
+    pub tools: Option<ToolsContext>,
+}
+
+/// The tools as the UI knows them.
+#[derive(Debug, Clone)]
+pub struct ToolsContext {
+    /// One line per tool, for the overlay.
+    pub lines: Vec<String>,
+    pub desk: Arc<crate::tools::consent::Desk>,
 }
 
 impl UiContext {
@@ -75,6 +86,7 @@ impl UiContext {
             engine: None,
             chooser: None,
             picks: None,
+            tools: None,
         }
     }
 

@@ -25,6 +25,8 @@ pub enum EntryKind {
     Persona,
     /// A turn from the previous session (`--resume`), shown dimmed.
     Previous,
+    /// A tool call (cascade mode); its result is the remedy row, folded or whole.
+    Tool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,6 +27,12 @@ pub enum Action {
     PrevPersona,
     /// Space: open or close the microphone in push-to-talk mode.
     PushToTalk,
+    /// The tools overlay (`t`).
+    ToggleTools,
+    /// Answer the tool's consent question (`y` / `n`).
+    Consent(bool),
+    /// Tool results in full or folded to one line (`o`).
+    ToggleToolResults,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +138,16 @@ pub const KEYS: &[Binding] = &[
         label: "p",
         help: "persona card",
         keys: &[(ch('p'), Action::TogglePersonaCard)],
+    },
+    Binding {
+        label: "t y n o",
+        help: "tools / consent / unfold",
+        keys: &[
+            (ch('t'), Action::ToggleTools),
+            (ch('y'), Action::Consent(true)),
+            (ch('n'), Action::Consent(false)),
+            (ch('o'), Action::ToggleToolResults),
+        ],
     },
 ];
 

@@ -209,6 +209,12 @@ impl<'t, B: Backend> MainLoop<'t, B> {
                 }
                 None
             }
+            Some(Effect::Consent(yes)) => {
+                if let Some(t) = &self.ctx.tools {
+                    t.desk.answer(yes, "key");
+                }
+                None
+            }
             Some(Effect::Persona(switch)) => {
                 self.switch_persona(switch, commands);
                 None

@@ -51,6 +51,9 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
     if state.card {
         widgets::card::render(state, area, buf);
     }
+    if state.tools.overlay {
+        widgets::tools::render(state, area, buf);
+    }
     if state.help {
         widgets::help::render(state, area, buf);
     }

@@ -166,3 +166,25 @@ pub fn prompt_reach(voice: Option<&std::path::Path>) -> String {
         None => "role text reaches PersonaPlex only (Moshi takes no prompt)".into(),
     }
 }
+
+/// A tool call (cascade mode) on one line: the question, the call, its end.
+pub fn tool_activity(a: &crate::bus::ToolActivity) -> String {
+    use crate::bus::ToolActivity;
+    match a {
+        ToolActivity::Asking { question, .. } => format!("tool: allow? {question} (y/n)"),
+        ToolActivity::Running { tool, args, .. } => {
+            format!("tool: {tool} {}", crate::tools::shorten(args, 120))
+        }
+        ToolActivity::Done {
+            tool,
+            outcome,
+            consent,
+            result,
+            ms,
+            ..
+        } => format!(
+            "tool: {tool} {outcome} in {ms:.0} ms (consent: {consent}): {}",
+            crate::tools::shorten(result, 120)
+        ),
+    }
+}

@@ -25,6 +25,8 @@ pub struct CascadeOptions {
     pub pocket: Option<super::pocket::PocketOptions>,
     pub llm: LlmChoice,
     pub settings: TurnSettings,
+    /// The session's tools (src/tools), offered to an OpenAI-compatible server's model.
+    pub tools: crate::tools::SharedTools,
 }
 
 fn llm_failure(e: LlmError) -> ModelLoadError {
@@ -114,10 +116,19 @@ pub fn load_cascade(
             )?),
             None => Box::new(KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?),
         };
-        let llm = llm::open_llm(&opts.llm, disc, d, progress, cancel).map_err(llm_failure)?;
-        let model = Cascade::new(stt, tts, llm, n, opts.settings.clone())
+        let llm: std::sync::Arc<dyn super::Llm> = match (&opts.llm, &opts.tools.0) {
+            (LlmChoice::Server(o), Some(tools)) if tools.offered().next().is_some() => {
+                let server = llm::OpenAiLlm::new(o.clone()).map_err(llm_failure)?;
+                std::sync::Arc::new(llm::tool_loop::ToolUsingLlm::new(server, tools.clone()))
+            }
+            _ => llm::open_llm(&opts.llm, disc, d, progress, cancel).map_err(llm_failure)?,
+        };
+        let mut model = Cascade::new(stt, tts, llm, n, opts.settings.clone())
             .with_dtype(speech_files::compute_dtype(d).as_str())
             .with_fixed_voice(opts.demo);
+        if let Some(tools) = &opts.tools.0 {
+            model = model.with_consent(tools.desk().clone());
+        }
         Ok(LoadedModel {
             model: Box::new(model),
             notices: Vec::new(),

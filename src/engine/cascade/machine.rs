@@ -175,6 +175,9 @@ pub struct Cascade {
     /// engine step allocates none once a reply is under way).
     spare_frames: Vec<Vec<f32>>,
     silence: Vec<f32>,
+    /// Where a tool's consent question waits (src/tools): while one does, the user's
+    /// next turn is its spoken answer, not a barge-in.
+    consent: Option<Arc<crate::tools::consent::Desk>>,
 }
 
 impl Cascade {
@@ -206,7 +209,36 @@ impl Cascade {
             step_began: Instant::now(),
             spare_frames: Vec::new(),
             silence: vec![0.0; FRAME_LEN],
+            consent: None,
         }
+    }
+
+    /// Let the user answer tools' consent questions by voice.
+    pub fn with_consent(mut self, desk: Arc<crate::tools::consent::Desk>) -> Self {
+        self.consent = Some(desk);
+        self
+    }
+
+    fn consent_waiting(&self) -> bool {
+        self.consent.as_ref().is_some_and(|d| d.waiting())
+    }
+
+    /// The user's turn while a consent question waits: a yes or a no answers it; other
+    /// words are not a question to the LLM (the reply is still being written).
+    fn consent_turn(&mut self, out: &mut StepOutput) -> Result<()> {
+        for _ in 0..self.stt.flush_frames() {
+            let step = self.stt.step(&self.silence)?;
+            self.heard_words(step.words, out);
+        }
+        let said = std::mem::take(&mut self.user.words);
+        self.user = UserTurn::default();
+        out.talk.push(Talk::UserTurnEnded);
+        if let (Some(desk), Some(yes)) =
+            (&self.consent, crate::tools::consent::spoken_answer(&said))
+        {
+            desk.answer(yes, "voice");
+        }
+        Ok(())
     }
 
     pub fn with_fixed_voice(mut self, fixed: bool) -> Self {
@@ -596,10 +628,20 @@ impl DuplexModel for Cascade {
         // While a reply is on its way the recogniser hears our own voice (what the echo
         // canceller left) and the tail of the turn already sent: not the user's words.
         // A barge-in returns to Listening first, and the user's words come after it.
-        if self.phase == TalkPhase::Listening && self.heard_words(stt.words, out) {
-            self.read_ahead();
+        let answering = self.consent_waiting();
+        if self.phase == TalkPhase::Listening {
+            if self.heard_words(stt.words, out) {
+                self.read_ahead();
+            }
+        } else if answering {
+            self.heard_words(stt.words, out);
         }
         match self.phase {
+            TalkPhase::Thinking | TalkPhase::Speaking if answering && self.user_turn_over() => {
+                return self.consent_turn(out);
+            }
+            // Speech while a tool asks is the answer, not a barge-in.
+            TalkPhase::Thinking | TalkPhase::Speaking if answering => {}
             TalkPhase::Listening if self.user_turn_over() => {
                 // The reply starts next frame at the earliest (no LLM answers in
                 // microseconds), so the thinking phase always shows.
@@ -1083,6 +1125,81 @@ mod tests {
         let after = &log[log.len() - LEAD_FRAMES - 3..];
         assert!(after.iter().all(|o| o.pcm.iter().all(|&x| x == 0.0)));
         assert_eq!(c.phase(), TalkPhase::Listening);
+    }
+
+    /// An LLM whose reply needs the user's consent first (as a tool call does).
+    struct ConsentLlm(Arc<crate::tools::consent::Desk>);
+    impl Llm for ConsentLlm {
+        fn name(&self) -> String {
+            "consent-llm".into()
+        }
+        fn stream(
+            &self,
+            _request: &ChatRequest,
+            cancel: &Cancel,
+            on_piece: &mut dyn FnMut(&str),
+        ) -> Result<(), LlmError> {
+            let said = match self.0.ask(cancel) {
+                crate::tools::consent::Answer::Yes(by) => format!("allowed by {by}"),
+                other => format!("not allowed: {other:?}"),
+            };
+            on_piece(&said);
+            Ok(())
+        }
+        fn count_tokens(&self, text: &str) -> usize {
+            text.split_whitespace().count()
+        }
+        fn context_tokens(&self) -> usize {
+            4096
+        }
+    }
+
+    #[test]
+    fn a_spoken_yes_answers_a_waiting_consent_question_instead_of_barging_in() {
+        let desk = crate::tools::consent::Desk::interactive();
+        let stt = ScriptStt {
+            words: vec![],
+            cues: vec![(1, "delete"), (4, "yes")],
+            loud: 0,
+            pending: Vec::new(),
+            step: 0,
+        };
+        let mut c = Cascade::new(
+            Box::new(stt),
+            Box::new(WordTts::default()),
+            Arc::new(ConsentLlm(desk.clone())),
+            "cpu",
+            TurnSettings::default(),
+        )
+        .with_consent(desk.clone());
+        let mut log = Vec::new();
+        run(&mut c, QUIET, 2, &mut log);
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Thinking);
+        for _ in 0..500 {
+            if desk.waiting() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(desk.waiting(), "the LLM asks");
+        run(&mut c, LOUD, 3, &mut log);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
+        let t = talk(&log);
+        assert!(
+            !t.iter().any(|t| matches!(t, Talk::BargedIn { .. })),
+            "{t:?}"
+        );
+        assert!(text(&log).contains("allowed by voice"), "{}", text(&log));
+        // The answer is not a question to the LLM: one user turn in the history.
+        let users = c
+            .history()
+            .messages()
+            .iter()
+            .filter(|m| m.role == ChatRole::User)
+            .count();
+        assert_eq!(users, 1);
     }
 
     #[test]

@@ -21,9 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod persona;
+mod tools;
 use crate::engine::voice::VoiceLoader;
 use crate::persona::{Persona, VisualizerStyle, Weights};
 pub use persona::{PendingVoice, Switch};
+pub use tools::ToolView;
 
 /// A change in resident memory this large gets a feed line.
 pub const MEMORY_REPORT_STEP: u64 = 100 * 1024 * 1024;
@@ -56,6 +58,10 @@ pub enum ConvState {
     Listening,
     /// The user's turn ended and the LLM is writing (cascade mode).
     Thinking,
+    /// A tool the LLM called is running (cascade mode).
+    Acting,
+    /// A tool waits for the user's yes or no.
+    Asking,
     /// Unloaded after a silence; the user's voice reloads it.
     Idle,
     Speaking,
@@ -74,6 +80,8 @@ impl ConvState {
             Self::Reconnecting => "reconnecting",
             Self::Listening => "listening",
             Self::Thinking => "thinking",
+            Self::Acting => "acting",
+            Self::Asking => "asking y/n",
             Self::Idle => "idle",
             Self::Speaking => "speaking",
             Self::Both => "both talking",
@@ -103,6 +111,8 @@ pub enum Effect {
     Persona(Switch),
     /// The first-start chooser's pick: the main loop hands it to the app.
     Choose(ChooserPick),
+    /// The user's `y` or `n` to a tool's consent question.
+    Consent(bool),
     Quit,
 }
 
@@ -222,6 +232,8 @@ pub struct UiState {
     pub engine: Option<String>,
     /// The first-start chooser, while it is open: it takes the screen and the keys.
     pub chooser: Option<Chooser>,
+    /// Tool calls (cascade mode): acting, asking, the feed's folded results.
+    pub tools: ToolView,
 }
 
 impl UiState {
@@ -274,6 +286,7 @@ impl UiState {
             open_said: None,
             engine: ctx.engine.clone(),
             chooser: ctx.chooser.clone().map(Chooser::new),
+            tools: ToolView::new(ctx.tools.as_ref().map(|t| t.lines.clone())),
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -318,6 +331,12 @@ impl UiState {
         }
         if self.muted {
             return ConvState::Muted;
+        }
+        if self.tools.asking.is_some() {
+            return ConvState::Asking;
+        }
+        if self.tools.acting.is_some() {
+            return ConvState::Acting;
         }
         match self.talk {
             Some(TalkPhase::Thinking) => return ConvState::Thinking,
@@ -467,9 +486,22 @@ impl UiState {
                 self.card = !self.card;
                 Update::redraw()
             }
+            Action::ToggleTools => {
+                self.tools.overlay = !self.tools.overlay;
+                Update::redraw()
+            }
+            Action::Consent(yes) if self.tools.asking.is_some() => {
+                Update::with(Effect::Consent(yes), false)
+            }
+            Action::Consent(_) => Update::none(),
+            Action::ToggleToolResults => {
+                self.toggle_tool_results();
+                Update::redraw()
+            }
             Action::CloseOverlay => {
                 let was = std::mem::replace(&mut self.help, false)
-                    | std::mem::replace(&mut self.card, false);
+                    | std::mem::replace(&mut self.card, false)
+                    | std::mem::replace(&mut self.tools.overlay, false);
                 Update {
                     redraw: was,
                     effect: None,
@@ -754,6 +786,7 @@ impl UiState {
             Talk::LlmTrouble { message, remedy } => {
                 self.note(EntryKind::Notice(Severity::Warning), message, Some(remedy))
             }
+            Talk::Tool(a) => self.tool_activity(a),
         }
     }
 

@@ -30,6 +30,7 @@ pub fn marker(kind: &EntryKind, t: &Theme) -> (&'static str, Style, Style) {
         EntryKind::Notice(s @ Severity::Error) => ("✗", t.severity(*s), t.severity(*s)),
         EntryKind::Persona => ("◈", t.persona_name(), t.speaker(Speaker::Assistant)),
         EntryKind::Previous => ("◇", t.dim(), t.dim()),
+        EntryKind::Tool => ("⚙", t.key(), t.text()),
     }
 }
 

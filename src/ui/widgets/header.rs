@@ -19,6 +19,8 @@ pub fn state_badge(state: &UiState) -> (&'static str, Style) {
     match state.conv_state() {
         ConvState::Loading | ConvState::Priming => ("◌", t.severity(Severity::Info)),
         ConvState::Thinking => ("◔", t.speaker(Speaker::Assistant)),
+        ConvState::Acting => ("⚙", t.speaker(Speaker::Assistant)),
+        ConvState::Asking => ("?", t.alarm()),
         ConvState::Idle => ("◌", t.dim()),
         ConvState::Listening if state.user_speaking() => ("●", t.speaker(Speaker::User)),
         ConvState::Listening => ("○", t.text()),

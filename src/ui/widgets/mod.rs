@@ -9,6 +9,7 @@ pub mod help;
 pub mod progress;
 pub mod status;
 pub mod too_small;
+pub mod tools;
 pub mod visualizer;
 
 use ratatui::buffer::Buffer;

@@ -8,6 +8,7 @@ pub mod openai;
 pub mod qwen2;
 pub mod sse;
 pub mod synthetic;
+pub mod tool_loop;
 pub mod worker;
 
 pub use gguf::{GgufLlm, GgufLlmOptions};

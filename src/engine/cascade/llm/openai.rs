@@ -123,12 +123,13 @@ impl OpenAiLlm {
 
     async fn reply(
         &self,
-        request: &ChatRequest,
+        body: Value,
+        model: &str,
         cancel: &Cancel,
         on_piece: &mut dyn FnMut(&str),
+        calls: &mut Vec<ToolCall>,
     ) -> Result<(), LlmError> {
         let o = &self.options;
-        let model = request.model.as_deref().unwrap_or(&o.model);
         let client = reqwest::Client::builder()
             .connect_timeout(o.connect_timeout)
             // One connection per reply: dropping it is how a cancel stops the server.
@@ -139,7 +140,7 @@ impl OpenAiLlm {
             .post(&self.endpoint)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .body(body(request, model).to_string());
+            .body(body.to_string());
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k);
         }
@@ -196,7 +197,7 @@ impl OpenAiLlm {
                 continue;
             }
             for data in parser.push(&chunk) {
-                match self.event(&data, on_piece)? {
+                match self.event(&data, on_piece, calls)? {
                     Event::Done => return Ok(()),
                     Event::Piece => got_piece = true,
                     Event::Finished => finished = true,
@@ -212,10 +213,10 @@ impl OpenAiLlm {
             }
         }
         if whole_json {
-            return self.whole(&body_bytes, on_piece);
+            return self.whole(&body_bytes, on_piece, calls);
         }
         if let Some(data) = parser.finish() {
-            match self.event(&data, on_piece)? {
+            match self.event(&data, on_piece, calls)? {
                 Event::Done | Event::Finished => return Ok(()),
                 _ => {}
             }
@@ -229,7 +230,12 @@ impl OpenAiLlm {
     }
 
     /// One event's data: a chunk of the reply, its end, or the server's error.
-    fn event(&self, data: &str, on_piece: &mut dyn FnMut(&str)) -> Result<Event, LlmError> {
+    fn event(
+        &self,
+        data: &str,
+        on_piece: &mut dyn FnMut(&str),
+        calls: &mut Vec<ToolCall>,
+    ) -> Result<Event, LlmError> {
         if data.trim() == "[DONE]" {
             return Ok(Event::Done);
         }
@@ -261,18 +267,69 @@ impl OpenAiLlm {
                 ev = Event::Piece;
             }
         }
+        // A tool call streams as pieces of its name and arguments, by index.
+        for d in c
+            .pointer("/delta/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if i >= MAX_TOOL_CALLS {
+                continue;
+            }
+            if calls.len() <= i {
+                calls.resize_with(i + 1, ToolCall::default);
+            }
+            let call = &mut calls[i];
+            if let Some(id) = d.get("id").and_then(Value::as_str) {
+                call.id = id.to_string();
+            }
+            if let Some(n) = d.pointer("/function/name").and_then(Value::as_str) {
+                call.name.push_str(n);
+            }
+            if let Some(a) = d.pointer("/function/arguments").and_then(Value::as_str) {
+                call.arguments.push_str(a);
+            }
+            ev = Event::Piece;
+        }
         if c.get("finish_reason").is_some_and(Value::is_string) {
             ev = Event::Finished;
         }
         Ok(ev)
     }
 
-    fn whole(&self, body: &[u8], on_piece: &mut dyn FnMut(&str)) -> Result<(), LlmError> {
+    fn whole(
+        &self,
+        body: &[u8],
+        on_piece: &mut dyn FnMut(&str),
+        calls: &mut Vec<ToolCall>,
+    ) -> Result<(), LlmError> {
         let text = String::from_utf8_lossy(body);
         let v: Value = serde_json::from_str(&text).map_err(|e| {
             self.malformed(format!("the reply is not JSON ({e}): {}", snippet(&text)))
         })?;
+        for c in v
+            .pointer("/choices/0/message/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .take(MAX_TOOL_CALLS)
+        {
+            let s = |p: &str| {
+                c.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            calls.push(ToolCall {
+                id: s("/id"),
+                name: s("/function/name"),
+                arguments: s("/function/arguments"),
+            });
+        }
         match v.pointer("/choices/0/message/content") {
+            Some(Value::Null) | None if !calls.is_empty() => Ok(()),
             Some(Value::String(s)) => {
                 if !s.is_empty() {
                     on_piece(s);
@@ -430,7 +487,14 @@ impl Llm for OpenAiLlm {
             .enable_all()
             .build()
             .map_err(|e| self.error(format!("Cannot start the HTTP runtime: {e}"), "", false))?;
-        let out = rt.block_on(self.reply(request, cancel, on_piece));
+        let model = request.model.as_deref().unwrap_or(&self.options.model);
+        let out = rt.block_on(self.reply(
+            body(request, model),
+            model,
+            cancel,
+            on_piece,
+            &mut Vec::new(),
+        ));
         // Whatever hyper left (a connection task) goes now, without waiting.
         rt.shutdown_background();
         out
@@ -445,6 +509,57 @@ impl Llm for OpenAiLlm {
 
     fn context_tokens(&self) -> usize {
         self.options.context
+    }
+}
+
+/// One tool call the model asked for: its id (to answer it by), the tool's name and
+/// its arguments as a JSON text (not yet checked).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// Tool calls read from one reply at most (a model that asks for more gets these).
+pub const MAX_TOOL_CALLS: usize = 8;
+
+impl OpenAiLlm {
+    /// One round of a reply that may call tools: `request` plus `extra` messages (the
+    /// calls and results of earlier rounds, in the API's shape), with `tools` offered
+    /// (OpenAI `function` definitions; none offered when empty). Text goes to
+    /// `on_piece` as it comes; the calls the model asked for are returned.
+    pub fn stream_round(
+        &self,
+        request: &ChatRequest,
+        extra: &[Value],
+        tools: &[Value],
+        cancel: &Cancel,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> Result<Vec<ToolCall>, LlmError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| self.error(format!("Cannot start the HTTP runtime: {e}"), "", false))?;
+        let model = request.model.as_deref().unwrap_or(&self.options.model);
+        let mut b = body(request, model);
+        if let Some(m) = b["messages"].as_array_mut() {
+            m.extend(extra.iter().cloned());
+        }
+        if !tools.is_empty() {
+            b["tools"] = Value::Array(tools.to_vec());
+        }
+        let mut calls = Vec::new();
+        let out = rt.block_on(self.reply(b, model, cancel, on_piece, &mut calls));
+        rt.shutdown_background();
+        out?;
+        calls.retain(|c| !c.name.is_empty());
+        for (i, c) in calls.iter_mut().enumerate() {
+            if c.id.is_empty() {
+                c.id = format!("call_{i}");
+            }
+        }
+        Ok(calls)
     }
 }
 
