@@ -253,6 +253,8 @@ pub enum Talk {
     UserWords(String),
     /// The user's turn ended (the recogniser's end of speech).
     UserTurnEnded,
+    /// A turn the user typed, taken as their words (it ends their turn).
+    Typed(String),
     Phase(TalkPhase),
     /// The user spoke over the reply: playback stopped; `heard` words of it were played.
     BargedIn {
@@ -301,6 +303,8 @@ pub enum Happening {
     Primed { steps: usize, ms: f64 },
     /// Priming failed; the previous prompts stay.
     PrimeFailed { error: String },
+    /// A typed turn the model cannot take (Moshi hears only audio).
+    TypedRefused { why: String },
     /// The connection to the server dropped (`why`); retry `attempt` of `of` in
     /// `retry_in_s`. Playback is silent meanwhile; the transcript stays.
     LinkLost {

@@ -35,6 +35,11 @@ pub enum Record {
         t: f64,
         text: String,
     },
+    /// A turn the user typed (cascade mode), whole.
+    Typed {
+        t: f64,
+        text: String,
+    },
     Model {
         t: f64,
         name: String,
@@ -263,6 +268,13 @@ impl Journal {
                 text: text.clone(),
             }),
             Talk::UserTurnEnded => Ok(self.file.sync_data()?),
+            Talk::Typed(text) => {
+                self.append(&Record::Typed {
+                    t,
+                    text: text.clone(),
+                })?;
+                Ok(self.file.sync_data()?)
+            }
             Talk::BargedIn { heard, of } => {
                 self.end_turn()?;
                 self.append(&Record::Event {
@@ -352,6 +364,7 @@ fn record_t(r: &Record) -> f64 {
         Record::Start { .. } => 0.0,
         Record::Text { t, .. }
         | Record::Said { t, .. }
+        | Record::Typed { t, .. }
         | Record::TurnEnd { t }
         | Record::Model { t, .. }
         | Record::Event { t, .. }
@@ -455,6 +468,14 @@ pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
                 .1
                 .push_str(text),
             Record::TurnEnd { .. } => flush(&mut md, &mut turn),
+            Record::Typed { t, text } => {
+                flush(&mut md, &mut turn);
+                md.push_str(&format!(
+                    "\n**you** (typed, {}): {}\n",
+                    clock(*t),
+                    text.trim()
+                ));
+            }
             Record::Model {
                 t,
                 name,

@@ -23,6 +23,9 @@ pub enum Command {
         prompt: super::model::Prompt,
         fresh: bool,
     },
+    /// A turn the user typed: a model that takes text answers it as the user's words;
+    /// one that takes none says so. Kept for the model that comes up, if none runs.
+    Type(String),
     /// A (re)opened or lost microphone: the device supervisor swaps the input.
     ReplaceInput(crate::audio::port::InputPort),
     /// A (re)opened or lost speaker.
@@ -45,6 +48,7 @@ impl std::fmt::Debug for Command {
                 write!(f, "ReplaceSpeaker({:?})", s.as_ref().map(|s| s.format))
             }
             Self::Prime { prompt, fresh } => write!(f, "Prime({prompt:?}, fresh: {fresh})"),
+            Self::Type(t) => write!(f, "Type({t:?})"),
             Self::Shutdown => write!(f, "Shutdown"),
         }
     }

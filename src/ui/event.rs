@@ -22,6 +22,8 @@ pub enum AppEvent {
     },
     /// The process's resident memory in bytes, sampled on a slow tick.
     Memory(u64),
+    /// Text pasted into the terminal (bracketed paste), for the typed-turn editor.
+    Paste(String),
 }
 
 impl From<EngineEvent> for AppEvent {
@@ -31,12 +33,13 @@ impl From<EngineEvent> for AppEvent {
 }
 
 impl AppEvent {
-    /// Terminal input as the UI wants it; `None` for what it ignores (focus, paste).
+    /// Terminal input as the UI wants it; `None` for what it ignores (focus).
     pub fn from_terminal(e: Event) -> Option<Self> {
         match e {
             Event::Key(k) => Some(Self::Key(k)),
             Event::Mouse(m) => Some(Self::Mouse(m)),
             Event::Resize(w, h) => Some(Self::Resize(w, h)),
+            Event::Paste(text) => Some(Self::Paste(text)),
             _ => None,
         }
     }

@@ -27,6 +27,8 @@ pub enum Action {
     PrevPersona,
     /// Space: open or close the microphone in push-to-talk mode.
     PushToTalk,
+    /// `/`: type a turn instead of saying it.
+    Type,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,11 @@ pub const KEYS: &[Binding] = &[
         label: "e",
         help: "echo cancellation on/off",
         keys: &[(ch('e'), Action::ToggleEcho)],
+    },
+    Binding {
+        label: "/",
+        help: "type a turn (cascade)",
+        keys: &[(ch('/'), Action::Type)],
     },
     Binding {
         label: "Space",

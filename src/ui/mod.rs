@@ -19,6 +19,7 @@ pub mod state;
 pub mod sysmon;
 pub mod terminal;
 pub mod theme;
+pub mod typing;
 pub mod vad;
 pub mod widgets;
 pub mod words;

@@ -47,7 +47,11 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
     if let Some(v) = visualizer {
         widgets::visualizer::render(state, v, buf);
     }
-    widgets::status::render(state, density, status, buf);
+    if state.typing.is_open() {
+        widgets::editor::render(state, status, buf);
+    } else {
+        widgets::status::render(state, density, status, buf);
+    }
     if state.card {
         widgets::card::render(state, area, buf);
     }

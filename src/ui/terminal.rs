@@ -3,7 +3,9 @@
 
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::cursor::{Hide, Show};
-use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+};
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -34,7 +36,15 @@ pub fn enter() -> io::Result<TerminalGuard> {
     enable_raw_mode()?;
     ACTIVE.store(true, SeqCst);
     let setup = || -> io::Result<Tui> {
-        execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture, Hide)?;
+        // Bracketed paste: a pasted line reaches the typed-turn editor whole, its line
+        // breaks not taken for Enter.
+        execute!(
+            io::stdout(),
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            EnableBracketedPaste,
+            Hide
+        )?;
         let mut t = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         t.clear()?;
         Ok(t)
@@ -59,6 +69,7 @@ pub fn restore() -> io::Result<()> {
     let screen = execute!(
         io::stdout(),
         DisableMouseCapture,
+        DisableBracketedPaste,
         LeaveAlternateScreen,
         Show
     );

@@ -67,6 +67,9 @@ fn size(b: Option<u64>) -> String {
     b.map_or("n/a".to_string(), |b| crate::bus::Bytes(b).to_string())
 }
 
+/// How to type to the assistant when the engine hears only audio.
+pub const TYPE_WITH_CASCADE: &str = "the cascade takes typed turns: start with --engine cascade";
+
 pub fn happening(h: &Happening) -> Said {
     let info = |message: String| Said {
         severity: Severity::Info,
@@ -95,6 +98,7 @@ pub fn happening(h: &Happening) -> Said {
         Happening::Priming => info("priming the model with the persona's prompts; what you say meanwhile is kept".into()),
         Happening::Primed { steps, ms } => info(format!("primed in {:.2} s ({steps} prefill steps)", ms / 1000.0)),
         Happening::PrimeFailed { error } => warn(format!("the persona's prompts were not applied: {error}"), Some("fix the persona's voice_prompt (a WAV, a .pt voice, or a voice name in the voices directory: --voices-dir) or its prompt; the previous prompts stay".into())),
+        Happening::TypedRefused { why } => warn(format!("not answered: {why}"), Some(TYPE_WITH_CASCADE.into())),
         Happening::LinkLost { why, attempt, of, retry_in_s } => warn(format!("connection lost: {why}; reconnecting in {retry_in_s:.1} s (attempt {attempt} of {of}); the transcript is kept"), Some("check the server and the network; after the last attempt, press r to reconnect".into())),
         Happening::LinkBack { outage_s } => info(format!("reconnected after {outage_s:.1} s: a new session on the server (it does not remember the conversation)")),
     }

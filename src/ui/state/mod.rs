@@ -10,6 +10,7 @@ use super::format;
 use super::keymap::{self, Action, Scroll};
 use super::layout;
 use super::theme::Theme;
+use super::typing::{Typing, TypingKey};
 use super::vad::{Transition, Vad};
 use crate::bus::ModelInfo;
 use crate::bus::{Endpoint, EngineEvent, LoadProgress, Severity, StepStats, Talk, TalkPhase};
@@ -222,6 +223,8 @@ pub struct UiState {
     pub engine: Option<String>,
     /// The first-start chooser, while it is open: it takes the screen and the keys.
     pub chooser: Option<Chooser>,
+    /// The typed-turn editor (`/`): while open it takes the keys.
+    pub typing: Typing,
 }
 
 impl UiState {
@@ -274,6 +277,7 @@ impl UiState {
             open_said: None,
             engine: ctx.engine.clone(),
             chooser: ctx.chooser.clone().map(Chooser::new),
+            typing: Typing::default(),
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -363,6 +367,11 @@ impl UiState {
             AppEvent::Engine(e) => self.apply_engine(e),
             AppEvent::Key(k) if self.chooser.is_some() => self.chooser_key(k),
             AppEvent::Mouse(_) if self.chooser.is_some() => Update::none(),
+            AppEvent::Key(k) if self.typing.is_open() => self.typing_key(k),
+            AppEvent::Paste(text) => Update {
+                redraw: self.typing.paste(&text) != TypingKey::Ignored,
+                effect: None,
+            },
             AppEvent::Key(k) => {
                 keymap::action_for_key(k).map_or_else(Update::none, |a| self.act(a))
             }
@@ -434,6 +443,39 @@ impl UiState {
         }
     }
 
+    fn typing_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        match self.typing.key(key) {
+            TypingKey::Ignored => Update::none(),
+            TypingKey::Changed | TypingKey::Cancelled => Update::redraw(),
+            TypingKey::Send(text) => match self.typing_refusal() {
+                Some(why) => {
+                    self.note(
+                        EntryKind::Notice(Severity::Warning),
+                        format!("not sent ({why}): {text}"),
+                        Some(super::words::TYPE_WITH_CASCADE.into()),
+                    );
+                    Update::redraw()
+                }
+                // The feed shows the turn when the engine takes it (`Talk::Typed`).
+                None => Update::with(Effect::Send(Command::Type(text)), true),
+            },
+        }
+    }
+
+    /// Why typed turns would go nowhere: a running model that has stepped and reported
+    /// no turns (the cascade reports its phase from its first step). While loading
+    /// they wait for the model; a model that refuses one anyway says so (`TypedRefused`).
+    pub fn typing_refusal(&self) -> Option<String> {
+        let model = self
+            .model
+            .as_ref()
+            .filter(|_| self.phase == Phase::Ready && self.stats.is_some())?;
+        self.talk.is_none().then(|| {
+            let name = model.name.split(" (").next().unwrap_or("this engine");
+            format!("{name} hears only audio")
+        })
+    }
+
     fn act(&mut self, action: Action) -> Update {
         let (width, height) = self.feed_size();
         let page = height.saturating_sub(1).max(1);
@@ -453,6 +495,10 @@ impl UiState {
                 Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
             }
             Action::PushToTalk => Update::none(),
+            Action::Type => {
+                self.typing.open();
+                Update::redraw()
+            }
             Action::ToggleEcho => match self.echo_cancel {
                 // The engine's `EchoCancel` event confirms it.
                 Some(on) => Update::with(Effect::Send(Command::SetEchoCancel(!on)), false),
@@ -736,6 +782,12 @@ impl UiState {
                 }
             }
             Talk::UserTurnEnded => self.open_said = None,
+            Talk::Typed(text) => {
+                let now = self.now();
+                self.open_said = None;
+                self.open_assistant = None;
+                self.feed.push(FeedEntry::new(now, EntryKind::Typed, text));
+            }
             Talk::Phase(p) => {
                 if self.talk.is_none() {
                     // Words from the recogniser replace the loudness-based user marks.

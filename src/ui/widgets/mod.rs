@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod chooser;
+pub mod editor;
 pub mod feed;
 pub mod header;
 pub mod help;
