@@ -107,6 +107,7 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         });
     });
     let streams = wired.streams;
+    let switcher = streams.devices.as_ref().map(|s| s.switcher());
     let engine = runner::spawn(wired.setup);
     if args.push_to_talk {
         // Closed until the user presses Space; the engine confirms with `Muted`.
@@ -127,6 +128,7 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         engine: first.decision.as_ref().map(|d| d.short()),
         chooser,
         picks,
+        devices: switcher,
         ..UiContext::new(meters, Some(log_path.to_path_buf()))
     };
     // However the UI ends, it has asked the engine to shut down.

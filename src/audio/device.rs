@@ -535,6 +535,48 @@ pub fn playback_callback<T>(
     meters.raise_out(level);
 }
 
+/// Every device of every host that answers, inputs first, for the device picker.
+pub fn list_devices() -> Vec<crate::bus::DeviceEntry> {
+    use crate::bus::{DeviceEntry, DeviceSide};
+    super::alsa_quiet::install();
+    let mut out = Vec::new();
+    for input in [true, false] {
+        for id in cpal::ALL_HOSTS.iter().copied() {
+            if !cpal::available_hosts().contains(&id) || hosts::with_host(id, |_| ()).is_err() {
+                continue;
+            }
+            for d in hosts::devices(id, input) {
+                let cfg = if input {
+                    d.default_input_config()
+                } else {
+                    d.default_output_config()
+                };
+                let config = match cfg {
+                    Ok(c) => format!(
+                        "{} Hz, {} ch, {}",
+                        c.sample_rate(),
+                        c.channels(),
+                        c.sample_format()
+                    ),
+                    Err(e) => format!("no default config ({e})"),
+                };
+                out.push(DeviceEntry {
+                    side: if input {
+                        DeviceSide::Microphone
+                    } else {
+                        DeviceSide::Speaker
+                    },
+                    host: id.name().to_string(),
+                    selector: selector(id, &d),
+                    name: device_name(&d),
+                    config,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// `assistant devices`: every host cpal offers here, its devices and their default
 /// configs, with the selector that picks each one, as text.
 pub fn describe_devices() -> String {

@@ -259,19 +259,25 @@ impl Engine {
             }
             Command::Type(text) => self.type_text(text),
             Command::ReplaceInput(port) => {
-                if let Err(e) = self.frames.replace_input(port) {
-                    self.happened(Happening::PortRejected {
+                let live = matches!(port, crate::audio::port::InputPort::Ring { .. });
+                match self.frames.replace_input(port) {
+                    Ok(()) if live => self.restart_echo_canceller(),
+                    Ok(()) => {}
+                    Err(e) => self.happened(Happening::PortRejected {
                         side: DeviceSide::Microphone,
                         error: format!("{e:#}"),
-                    });
+                    }),
                 }
             }
             Command::ReplaceSpeaker(port) => {
-                if let Err(e) = self.output.replace_port(port) {
-                    self.happened(Happening::PortRejected {
+                let live = port.is_some();
+                match self.output.replace_port(port) {
+                    Ok(()) if live => self.restart_echo_canceller(),
+                    Ok(()) => {}
+                    Err(e) => self.happened(Happening::PortRejected {
                         side: DeviceSide::Speaker,
                         error: format!("{e:#}"),
-                    });
+                    }),
                 }
             }
             Command::Shutdown
@@ -279,6 +285,16 @@ impl Engine {
             | Command::SwapModel { .. }
             | Command::Prime { .. } => {
                 unreachable!("not a setting: {c:?}")
+            }
+        }
+    }
+
+    /// Another device: the old echo path's delay and filter mean nothing now.
+    fn restart_echo_canceller(&mut self) {
+        if let Some(p) = self.mic_path.as_mut() {
+            match p.restart() {
+                Ok(()) => self.happened(Happening::EchoReconverging),
+                Err(e) => tracing::warn!("echo canceller restart: {e}"),
             }
         }
     }

@@ -53,6 +53,9 @@ pub struct UiContext {
     pub chooser: Option<ChooserSetup>,
     /// Where the chooser's pick goes (the app's waiting loader).
     pub picks: Option<Sender<ChooserPick>>,
+    /// Switches the microphone or speaker live (the device picker); `None` when no
+    /// device is in use (files only).
+    pub devices: Option<crate::audio::supervisor::Switcher>,
 }
 
 impl UiContext {
@@ -75,6 +78,7 @@ impl UiContext {
             engine: None,
             chooser: None,
             picks: None,
+            devices: None,
         }
     }
 

@@ -24,6 +24,8 @@ pub enum AppEvent {
     Memory(u64),
     /// Text pasted into the terminal (bracketed paste), for the typed-turn editor.
     Paste(String),
+    /// The devices the sound system offers, for the device picker.
+    Devices(Vec<crate::bus::DeviceEntry>),
 }
 
 impl From<EngineEvent> for AppEvent {

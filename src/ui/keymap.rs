@@ -29,6 +29,8 @@ pub enum Action {
     PushToTalk,
     /// `/`: type a turn instead of saying it.
     Type,
+    /// `d`: the device picker.
+    Devices,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,11 @@ pub const KEYS: &[Binding] = &[
         label: "/",
         help: "type a turn (cascade)",
         keys: &[(ch('/'), Action::Type)],
+    },
+    Binding {
+        label: "d",
+        help: "devices (switch live)",
+        keys: &[(ch('d'), Action::Devices)],
     },
     Binding {
         label: "Space",

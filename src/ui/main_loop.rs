@@ -209,6 +209,30 @@ impl<'t, B: Backend> MainLoop<'t, B> {
                 }
                 None
             }
+            Some(Effect::ListDevices) => {
+                // Asking the sound system takes a moment (ALSA opens each card):
+                // the picker shows "asking" until the list is in.
+                let list = crate::audio::device::list_devices();
+                self.dirty |= self.state.apply(AppEvent::Devices(list)).redraw;
+                None
+            }
+            Some(Effect::SwitchDevice(side, selector)) => {
+                match &self.ctx.devices {
+                    Some(d) => d.switch(side, selector),
+                    None => {
+                        let _ = self.ctx.events.as_ref().map(|e| {
+                            e.send(EngineEvent::Device(
+                                crate::bus::DeviceStatus::SwitchFailed {
+                                    side,
+                                    wanted: selector,
+                                    reason: "no device is in use in this run (files only)".into(),
+                                },
+                            ))
+                        });
+                    }
+                }
+                None
+            }
             Some(Effect::Persona(switch)) => {
                 self.switch_persona(switch, commands);
                 None

@@ -14,6 +14,7 @@ pub mod format;
 pub mod keymap;
 pub mod layout;
 pub mod main_loop;
+pub mod picker;
 pub mod render;
 pub mod state;
 pub mod sysmon;

@@ -55,6 +55,9 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
     if state.card {
         widgets::card::render(state, area, buf);
     }
+    if let Some(p) = &state.picker {
+        widgets::picker::render(state, p, area, buf);
+    }
     if state.help {
         widgets::help::render(state, area, buf);
     }

@@ -45,6 +45,15 @@ impl MicPath {
         }
     }
 
+    /// Start the canceller afresh (another microphone or speaker: another echo path
+    /// and delay), keeping whether it is on; its delay finder converges again.
+    pub fn restart(&mut self) -> Result<(), AecError> {
+        let on = self.aec.enabled();
+        self.aec = EchoCanceller::new(&AecSettings::default())?;
+        self.aec.set_enabled(on);
+        Ok(())
+    }
+
     pub fn set_aec(&mut self, on: bool) {
         self.aec.set_enabled(on);
     }

@@ -9,6 +9,7 @@ use super::feed::{EntryKind, Feed, FeedEntry};
 use super::format;
 use super::keymap::{self, Action, Scroll};
 use super::layout;
+use super::picker::{Picker, PickerKey};
 use super::theme::Theme;
 use super::typing::{Typing, TypingKey};
 use super::vad::{Transition, Vad};
@@ -104,6 +105,10 @@ pub enum Effect {
     Persona(Switch),
     /// The first-start chooser's pick: the main loop hands it to the app.
     Choose(ChooserPick),
+    /// The device picker opened: the main loop lists the devices (`AppEvent::Devices`).
+    ListDevices,
+    /// Switch one side to another device (a selector).
+    SwitchDevice(crate::bus::DeviceSide, String),
     Quit,
 }
 
@@ -225,6 +230,8 @@ pub struct UiState {
     pub chooser: Option<Chooser>,
     /// The typed-turn editor (`/`): while open it takes the keys.
     pub typing: Typing,
+    /// The device picker (`d`): while open it takes the keys.
+    pub picker: Option<Picker>,
 }
 
 impl UiState {
@@ -278,6 +285,7 @@ impl UiState {
             engine: ctx.engine.clone(),
             chooser: ctx.chooser.clone().map(Chooser::new),
             typing: Typing::default(),
+            picker: None,
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -368,6 +376,15 @@ impl UiState {
             AppEvent::Key(k) if self.chooser.is_some() => self.chooser_key(k),
             AppEvent::Mouse(_) if self.chooser.is_some() => Update::none(),
             AppEvent::Key(k) if self.typing.is_open() => self.typing_key(k),
+            AppEvent::Key(k) if self.picker.is_some() => self.picker_key(k),
+            AppEvent::Devices(list) => match self.picker.as_mut() {
+                Some(p) => {
+                    p.cursor = p.cursor.min(list.len().saturating_sub(1));
+                    p.devices = Some(list);
+                    Update::redraw()
+                }
+                None => Update::none(),
+            },
             AppEvent::Paste(text) => Update {
                 redraw: self.typing.paste(&text) != TypingKey::Ignored,
                 effect: None,
@@ -443,6 +460,25 @@ impl UiState {
         }
     }
 
+    fn picker_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        let Some(p) = self.picker.as_mut() else {
+            return Update::none();
+        };
+        match p.key(key) {
+            PickerKey::Ignored => Update::none(),
+            PickerKey::Changed => Update::redraw(),
+            PickerKey::Closed => {
+                self.picker = None;
+                Update::redraw()
+            }
+            // The feed says how it went when the supervisor answers (`Switched`).
+            PickerKey::Pick(side, selector) => {
+                self.picker = None;
+                Update::with(Effect::SwitchDevice(side, selector), true)
+            }
+        }
+    }
+
     fn typing_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
         match self.typing.key(key) {
             TypingKey::Ignored => Update::none(),
@@ -495,6 +531,10 @@ impl UiState {
                 Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
             }
             Action::PushToTalk => Update::none(),
+            Action::Devices => {
+                self.picker = Some(Picker::default());
+                Update::with(Effect::ListDevices, true)
+            }
             Action::Type => {
                 self.typing.open();
                 Update::redraw()
@@ -515,7 +555,8 @@ impl UiState {
             }
             Action::CloseOverlay => {
                 let was = std::mem::replace(&mut self.help, false)
-                    | std::mem::replace(&mut self.card, false);
+                    | std::mem::replace(&mut self.card, false)
+                    | self.picker.take().is_some();
                 Update {
                     redraw: was,
                     effect: None,

@@ -7,6 +7,7 @@ pub mod editor;
 pub mod feed;
 pub mod header;
 pub mod help;
+pub mod picker;
 pub mod progress;
 pub mod status;
 pub mod too_small;
