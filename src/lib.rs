@@ -10,5 +10,6 @@ pub mod net;
 
 pub mod persona;
 pub mod session;
+pub mod settings;
 pub mod telemetry;
 pub mod ui;

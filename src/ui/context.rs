@@ -56,6 +56,16 @@ pub struct UiContext {
     /// Switches the microphone or speaker live (the device picker); `None` when no
     /// device is in use (files only).
     pub devices: Option<crate::audio::supervisor::Switcher>,
+    /// What the settings overlay shows and where it saves: the settings in force,
+    /// the file's own, and the file. `None`: no settings overlay.
+    pub settings: Option<SettingsContext>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SettingsContext {
+    pub current: super::settings_view::Current,
+    pub saved: crate::settings::Settings,
+    pub path: PathBuf,
 }
 
 impl UiContext {
@@ -79,6 +89,7 @@ impl UiContext {
             chooser: None,
             picks: None,
             devices: None,
+            settings: None,
         }
     }
 

@@ -31,6 +31,8 @@ pub enum Action {
     Type,
     /// `d`: the device picker.
     Devices,
+    /// `s`: the settings overlay.
+    Settings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,11 @@ pub const KEYS: &[Binding] = &[
         label: "d",
         help: "devices (switch live)",
         keys: &[(ch('d'), Action::Devices)],
+    },
+    Binding {
+        label: "s",
+        help: "settings (saved)",
+        keys: &[(ch('s'), Action::Settings)],
     },
     Binding {
         label: "Space",

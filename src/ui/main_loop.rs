@@ -209,6 +209,21 @@ impl<'t, B: Backend> MainLoop<'t, B> {
                 }
                 None
             }
+            Some(Effect::Settings { path, saved, apply }) => {
+                if let Some(cmd) = apply {
+                    let _ = commands.send(cmd);
+                }
+                if let Err(e) = saved.save(&path) {
+                    self.dirty |= self
+                        .state
+                        .apply(AppEvent::Engine(EngineEvent::warning(
+                            format!("settings not saved: {e:#}"),
+                            Some("check the config directory's permissions".into()),
+                        )))
+                        .redraw;
+                }
+                None
+            }
             Some(Effect::ListDevices) => {
                 // Asking the sound system takes a moment (ALSA opens each card):
                 // the picker shows "asking" until the list is in.

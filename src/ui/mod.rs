@@ -16,6 +16,7 @@ pub mod layout;
 pub mod main_loop;
 pub mod picker;
 pub mod render;
+pub mod settings_view;
 pub mod state;
 pub mod sysmon;
 pub mod terminal;

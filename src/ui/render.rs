@@ -55,6 +55,9 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
     if state.card {
         widgets::card::render(state, area, buf);
     }
+    if let (Some(v), Some(s)) = (&state.settings_view, &state.settings) {
+        widgets::settings::render(state, v, s, area, buf);
+    }
     if let Some(p) = &state.picker {
         widgets::picker::render(state, p, area, buf);
     }

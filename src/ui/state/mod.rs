@@ -10,6 +10,7 @@ use super::format;
 use super::keymap::{self, Action, Scroll};
 use super::layout;
 use super::picker::{Picker, PickerKey};
+use super::settings_view::{Row, SettingsKey, SettingsView};
 use super::theme::Theme;
 use super::typing::{Typing, TypingKey};
 use super::vad::{Transition, Vad};
@@ -109,6 +110,13 @@ pub enum Effect {
     ListDevices,
     /// Switch one side to another device (a selector).
     SwitchDevice(crate::bus::DeviceSide, String),
+    /// A setting changed: save the file's settings there, and send the command that
+    /// applies it now (none: it applies from the next start).
+    Settings {
+        path: std::path::PathBuf,
+        saved: crate::settings::Settings,
+        apply: Option<Command>,
+    },
     Quit,
 }
 
@@ -232,6 +240,10 @@ pub struct UiState {
     pub typing: Typing,
     /// The device picker (`d`): while open it takes the keys.
     pub picker: Option<Picker>,
+    /// What the settings overlay (`s`) shows and saves; `None`: not offered.
+    pub settings: Option<super::context::SettingsContext>,
+    /// The settings overlay, while open (it takes the keys).
+    pub settings_view: Option<SettingsView>,
 }
 
 impl UiState {
@@ -286,6 +298,8 @@ impl UiState {
             chooser: ctx.chooser.clone().map(Chooser::new),
             typing: Typing::default(),
             picker: None,
+            settings: ctx.settings.clone(),
+            settings_view: None,
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -377,6 +391,7 @@ impl UiState {
             AppEvent::Mouse(_) if self.chooser.is_some() => Update::none(),
             AppEvent::Key(k) if self.typing.is_open() => self.typing_key(k),
             AppEvent::Key(k) if self.picker.is_some() => self.picker_key(k),
+            AppEvent::Key(k) if self.settings_view.is_some() => self.settings_key(k),
             AppEvent::Devices(list) => match self.picker.as_mut() {
                 Some(p) => {
                     p.cursor = p.cursor.min(list.len().saturating_sub(1));
@@ -460,6 +475,42 @@ impl UiState {
         }
     }
 
+    fn settings_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        let (Some(view), Some(s)) = (self.settings_view.as_mut(), self.settings.as_mut()) else {
+            return Update::none();
+        };
+        match view.key(key, &mut s.current, &mut s.saved) {
+            SettingsKey::Ignored => Update::none(),
+            SettingsKey::Moved => Update::redraw(),
+            SettingsKey::Closed => {
+                self.settings_view = None;
+                Update::redraw()
+            }
+            SettingsKey::Changed(row) => {
+                let c = s.current.clone();
+                let (path, saved) = (s.path.clone(), s.saved.clone());
+                let apply = match row {
+                    Row::EchoCancel => Some(Command::SetEchoCancel(c.echo_cancel)),
+                    Row::PushToTalk => {
+                        self.push_to_talk = c.push_to_talk;
+                        self.muted = c.push_to_talk;
+                        Some(Command::SetMuted(self.muted))
+                    }
+                    Row::Temperature | Row::TextTemperature | Row::TopK => {
+                        Some(Command::SetSampling(crate::bus::Sampling {
+                            temperature: c.temperature,
+                            text_temperature: c.text_temperature,
+                            top_k: c.top_k,
+                            seed: self.seed,
+                        }))
+                    }
+                    Row::HalfDuplex | Row::Engine => None,
+                };
+                Update::with(Effect::Settings { path, saved, apply }, true)
+            }
+        }
+    }
+
     fn picker_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
         let Some(p) = self.picker.as_mut() else {
             return Update::none();
@@ -531,6 +582,12 @@ impl UiState {
                 Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
             }
             Action::PushToTalk => Update::none(),
+            Action::Settings => {
+                if self.settings.is_some() {
+                    self.settings_view = Some(SettingsView { cursor: 0 });
+                }
+                Update::redraw()
+            }
             Action::Devices => {
                 self.picker = Some(Picker::default());
                 Update::with(Effect::ListDevices, true)
@@ -556,7 +613,8 @@ impl UiState {
             Action::CloseOverlay => {
                 let was = std::mem::replace(&mut self.help, false)
                     | std::mem::replace(&mut self.card, false)
-                    | self.picker.take().is_some();
+                    | self.picker.take().is_some()
+                    | self.settings_view.take().is_some();
                 Update {
                     redraw: was,
                     effect: None,

@@ -9,6 +9,7 @@ pub mod header;
 pub mod help;
 pub mod picker;
 pub mod progress;
+pub mod settings;
 pub mod status;
 pub mod too_small;
 pub mod visualizer;
