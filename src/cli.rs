@@ -165,8 +165,8 @@ pub struct RunArgs {
     /// Start with the microphone closed; Space opens and closes it.
     #[arg(long, global = true)]
     pub push_to_talk: bool,
-    /// With --headless: send TEXT as a typed turn once the model is up (the cascade
-    /// answers it as if you had said it), then run on as usual.
+    /// Send TEXT as a typed turn once the model is up (the cascade answers it as if you
+    /// had said it), then run on as usual.
     #[arg(long = "say", value_name = "TEXT")]
     pub say: Option<String>,
     /// Reopen the last session's transcript in the feed.

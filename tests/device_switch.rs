@@ -64,7 +64,8 @@ fn microphone_and_speaker_switch_live_and_a_bad_pick_keeps_the_current_one() {
     let Some(pulse) = Pulse::start(&["sinka", "sinkb"]) else {
         return;
     };
-    // cpal finds the server through the process's environment; this binary has one test.
+    // cpal finds the server through the process's environment (the other test here
+    // uses no sound server).
     std::env::set_var("PULSE_SERVER", &pulse.server);
     let dir = tempfile::tempdir().unwrap();
     let (speech, rate) = common::read_mono(&common::shared_audio("hello_24k_mono.wav"));
@@ -221,4 +222,102 @@ fn microphone_and_speaker_switch_live_and_a_bad_pick_keeps_the_current_one() {
     println!("capture xruns across both switches: {xruns}");
     assert!(xruns <= 2, "frames lost beyond the switches: {xruns} xruns");
     drop(sup);
+}
+
+/// The engine's side of a switch: a new microphone ring restarts the echo canceller
+/// (the feed and the journal say so), and the journal keeps the switch itself.
+#[test]
+fn a_new_microphone_restarts_the_echo_canceller_and_the_journal_keeps_the_switch() {
+    use assistant::audio::aec::EchoOptions;
+    use assistant::audio::device::{ring_for, AudioFormat};
+    use assistant::bus::{EngineEvent, Happening};
+    use assistant::engine::load::{loader, Loaded};
+    use assistant::engine::loopback::Loopback;
+    use assistant::engine::runner::{self, EngineSetup};
+    use assistant::engine::Command;
+    use assistant::session::{read_session, Journal, Record};
+
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let format = AudioFormat {
+        sample_rate: 24_000,
+        channels: 1,
+    };
+    let (speaker_prod, _speaker_cons) = ring_for(format, 2.0);
+    let setup = EngineSetup {
+        echo: Some(EchoOptions {
+            aec: true,
+            half_duplex: false,
+        }),
+        speaker: Some(OutputPort {
+            prod: speaker_prod,
+            format,
+            prefill_ms: 40.0,
+        }),
+        ..EngineSetup::new(
+            loader(|_| {
+                Ok(Loaded {
+                    model: Box::new(Loopback::new(24_000, 1920)),
+                    notices: vec![],
+                    degraded: None,
+                })
+            }),
+            InputPort::silence(24_000),
+            Arc::new(Meters::default()),
+            ev_tx,
+            cmd_rx,
+        )
+    };
+    let engine = runner::spawn(setup);
+    let (_mic_prod, mic_cons) = ring_for(format, 2.0);
+    cmd_tx
+        .send(Command::ReplaceInput(InputPort::Ring {
+            cons: mic_cons,
+            format,
+            ended: Arc::new(false.into()),
+        }))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|e| matches!(e, EngineEvent::Happened(Happening::EchoReconverging)))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        seen.push(
+            ev_rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no re-convergence notice; events: {seen:?}")),
+        );
+    }
+    cmd_tx.send(Command::Shutdown).unwrap();
+    engine.join().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = Journal::create(dir.path(), "Moshi", "device")
+        .unwrap()
+        .with_words(assistant::ui::words::journal_words);
+    j.record(&EngineEvent::Device(DeviceStatus::Switched {
+        side: DeviceSide::Microphone,
+        name: "USB Headset Microphone".into(),
+        open_ms: 42.0,
+    }))
+    .unwrap();
+    j.record(&EngineEvent::Happened(Happening::EchoReconverging))
+        .unwrap();
+    let path = j.path().to_path_buf();
+    j.finish().unwrap();
+    let (records, _) = read_session(&path).unwrap();
+    let events: Vec<String> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        events[0].contains("microphone switched to USB Headset Microphone"),
+        "{events:?}"
+    );
+    assert!(events[1].contains("echo canceller"), "{events:?}");
 }

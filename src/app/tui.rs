@@ -113,6 +113,10 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         // Closed until the user presses Space; the engine confirms with `Muted`.
         let _ = cmd_tx.send(Command::SetMuted(true));
     }
+    if let Some(text) = args.say.as_ref().filter(|t| !t.trim().is_empty()) {
+        // The engine keeps it until a model is up.
+        let _ = cmd_tx.send(Command::Type(text.clone()));
+    }
     let ctx = UiContext {
         personas: Arc::new(start.catalog.personas.clone()),
         persona: start.index,
