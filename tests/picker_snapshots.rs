@@ -1,6 +1,6 @@
 //! Snapshots of the device picker (`d`) at 80x24 and 200x60: inputs and outputs of
-//! two hosts, the devices in use marked, the cursor on another one, the microphone's
-//! level. Stored in the top-level `snapshots/`.
+//! two hosts, the devices in use marked, the cursor on another one, the inputs'
+//! levels. Stored in the top-level `snapshots/`.
 
 mod ui_support;
 
@@ -76,6 +76,8 @@ fn snapshot_device_picker() {
             "no default config (busy)",
         ),
     ]));
+    // The USB microphone hears the user; ALSA's default could not be opened beside.
+    s.app(AppEvent::ProbeLevels(vec![(1, 0.4)]));
     s.app(AppEvent::Key(KeyEvent::new(
         KeyCode::Down,
         KeyModifiers::NONE,

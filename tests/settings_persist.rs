@@ -33,7 +33,9 @@ fn saved_settings_apply_at_the_next_start_and_flags_override_them() {
         s.contains("muted"),
         "push-to-talk closes the microphone at once:\n{s}"
     );
+    // Esc, then q once the overlay is gone (together they would read as Alt-q).
     first.keys("Escape");
+    first.wait_for("the overlay closed", |s| !s.contains("┌ settings"));
     first.keys("q");
     let config = first.path("config");
     let file = saved(&config);
@@ -57,6 +59,7 @@ fn saved_settings_apply_at_the_next_start_and_flags_override_them() {
     assert!(s.contains("top-k              40 "), "the flag wins:\n{s}");
     assert!(s.contains("muted"), "the microphone starts closed:\n{s}");
     second.keys("Escape");
+    second.wait_for("the overlay closed", |s| !s.contains("┌ settings"));
     second.keys("q");
     second.wait_for("the end", |_| second.exit_code().is_some());
     assert_eq!(

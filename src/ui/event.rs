@@ -26,6 +26,8 @@ pub enum AppEvent {
     Paste(String),
     /// The devices the sound system offers, for the device picker.
     Devices(Vec<crate::bus::DeviceEntry>),
+    /// The picker's input levels since the last sample: (index in its list, peak).
+    ProbeLevels(Vec<(usize, f32)>),
 }
 
 impl From<EngineEvent> for AppEvent {

@@ -10,6 +10,9 @@ pub struct Picker {
     /// `None` until the main loop has listed the devices.
     pub devices: Option<Vec<DeviceEntry>>,
     pub cursor: usize,
+    /// Input levels by index in `devices` (0..=1), from the level probes; an input
+    /// with none could not be opened beside the one in use.
+    pub levels: Vec<(usize, f32)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +72,7 @@ mod tests {
                 entry(DeviceSide::Speaker, "b"),
             ]),
             cursor: 0,
+            levels: Vec::new(),
         };
         let k = |c| KeyEvent::new(c, KeyModifiers::NONE);
         assert_eq!(p.key(k(KeyCode::Up)), PickerKey::Ignored);

@@ -392,6 +392,19 @@ impl UiState {
             AppEvent::Key(k) if self.typing.is_open() => self.typing_key(k),
             AppEvent::Key(k) if self.picker.is_some() => self.picker_key(k),
             AppEvent::Key(k) if self.settings_view.is_some() => self.settings_key(k),
+            AppEvent::ProbeLevels(levels) => match self.picker.as_mut() {
+                Some(p) => {
+                    // Peaks fall back slowly, as a meter's needle does.
+                    for (i, l) in levels {
+                        match p.levels.iter_mut().find(|(j, _)| *j == i) {
+                            Some((_, v)) => *v = l.max(*v * 0.7),
+                            None => p.levels.push((i, l)),
+                        }
+                    }
+                    Update::redraw()
+                }
+                None => Update::none(),
+            },
             AppEvent::Devices(list) => match self.picker.as_mut() {
                 Some(p) => {
                     p.cursor = p.cursor.min(list.len().saturating_sub(1));

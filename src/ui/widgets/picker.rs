@@ -75,8 +75,23 @@ pub fn render(state: &UiState, picker: &Picker, area: Rect, buf: &mut Buffer) {
         if i == picker.cursor {
             cursor_line = lines.len();
         }
+        let level = if used && d.side == DeviceSide::Microphone {
+            Some(level)
+        } else {
+            picker.levels.iter().find(|(j, _)| *j == i).map(|(_, l)| *l)
+        };
+        let meter = match (d.side, level) {
+            (DeviceSide::Microphone, Some(l)) => {
+                let n = ((l.sqrt() * 6.0).round() as usize).min(6);
+                format!("{}{} ", "▮".repeat(n), "·".repeat(6 - n))
+            }
+            // An input that could not be opened beside the one in use.
+            (DeviceSide::Microphone, None) => "       ".into(),
+            (DeviceSide::Speaker, _) => String::new(),
+        };
         lines.push(Line::from(vec![
             Span::styled(if used { " ● " } else { "   " }, t.ok()),
+            Span::styled(meter, t.gauge()),
             Span::styled(d.name.clone(), style),
             Span::styled(format!("  {}  ", d.selector), t.key()),
             Span::styled(d.config.clone(), t.dim()),
