@@ -8,6 +8,8 @@ pub enum Command {
     SetMuted(bool),
     /// Echo cancellation on or off (`e`).
     SetEchoCancel(bool),
+    /// The half-duplex gate on or off (settings).
+    SetHalfDuplex(bool),
     Reset,
     SetSampling(Sampling),
     /// A persona's voice loaded in the background: swap it in at the next frame
@@ -38,6 +40,7 @@ impl std::fmt::Debug for Command {
         match self {
             Self::SetMuted(m) => write!(f, "SetMuted({m})"),
             Self::SetEchoCancel(on) => write!(f, "SetEchoCancel({on})"),
+            Self::SetHalfDuplex(on) => write!(f, "SetHalfDuplex({on})"),
             Self::Reset => write!(f, "Reset"),
             Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
             Self::SwapModel { model, weights } => {

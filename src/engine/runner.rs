@@ -247,6 +247,10 @@ impl Engine {
                 }
                 None => self.happened(Happening::NoEcho),
             },
+            Command::SetHalfDuplex(on) => match self.mic_path.as_mut() {
+                Some(p) => p.set_half_duplex(on),
+                None => self.happened(Happening::NoEcho),
+            },
             Command::SetMuted(m) => {
                 self.frames.muted = m;
                 self.send(EngineEvent::Muted(m));

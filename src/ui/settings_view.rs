@@ -1,7 +1,7 @@
 //! The settings overlay (`s`): one row per setting, ↑/↓ to pick a row, ←/→ (or
 //! Enter, Space) to change it. Each change applies live where it can (echo
-//! cancellation, push-to-talk, sampling) and is saved to the settings file; the
-//! rest (half-duplex, engine) take effect at the next start, and the row says so.
+//! cancellation, half-duplex, push-to-talk, sampling) and is saved to the settings
+//! file; the engine takes effect at the next start, and its row says so.
 
 use crate::settings::Settings;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
@@ -57,7 +57,7 @@ impl Row {
 
     /// Whether a change applies to this session (else: from the next start).
     pub fn live(self) -> bool {
-        !matches!(self, Row::HalfDuplex | Row::Engine)
+        self != Row::Engine
     }
 
     pub fn value(self, c: &Current) -> String {

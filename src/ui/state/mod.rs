@@ -517,7 +517,8 @@ impl UiState {
                             seed: self.seed,
                         }))
                     }
-                    Row::HalfDuplex | Row::Engine => None,
+                    Row::HalfDuplex => Some(Command::SetHalfDuplex(c.half_duplex)),
+                    Row::Engine => None,
                 };
                 Update::with(Effect::Settings { path, saved, apply }, true)
             }
