@@ -543,6 +543,29 @@ mod tests {
     use crate::bus::ModelInfo;
 
     #[test]
+    fn a_typed_turn_is_kept_whole_and_reads_back_as_typed() {
+        use crate::bus::Talk;
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path(), "Default", "mic").unwrap();
+        j.record(&EngineEvent::Talk(Talk::Typed("what time is it".into())))
+            .unwrap();
+        j.record(&EngineEvent::Text(" Noon.".into())).unwrap();
+        j.record(&EngineEvent::TurnEnded).unwrap();
+        j.finish().unwrap();
+        let path = list_sessions(dir.path())[0].path.clone();
+        let (records, _) = read_session(&path).unwrap();
+        assert!(records
+            .iter()
+            .any(|r| matches!(r, Record::Typed { text, .. } if text == "what time is it")));
+        let md = to_markdown(&path).unwrap();
+        let you = md
+            .find("**you** (typed, 00:00): what time is it")
+            .expect(&md);
+        let reply = md.find("**assistant** (00:00): Noon.").expect(&md);
+        assert!(you < reply, "{md}");
+    }
+
+    #[test]
     fn a_cascade_chat_reads_back_as_you_and_assistant() {
         use crate::bus::{Talk, TalkPhase};
         let dir = tempfile::tempdir().unwrap();
