@@ -2,7 +2,8 @@
 //! typed words go to the LLM as the user's turn, and the answer shows in the feed and
 //! the journal; headless, `--say` does the same once. The cascade runs on its demo
 //! parts, with a stand-in OpenAI-compatible server (written here) as its LLM, so the
-//! answer is known. A model that hears only audio says so in the editor.
+//! answer is known. A model that hears only audio says so in the editor, and Tab
+//! saves the cascade as the engine for the next start.
 
 mod common;
 mod tmux_support;
@@ -184,14 +185,24 @@ fn a_model_that_hears_only_audio_says_so_in_the_editor() {
     };
     t.wait_for("ready", |s| s.contains("model ready: loopback"));
     t.keys("/");
-    t.wait_for("the refusal", |s| {
-        s.contains("loopback hears only audio") && s.contains("--engine cascade")
+    t.wait_for("the refusal and the offer", |s| {
+        s.contains("loopback hears only audio") && s.contains("Tab the cascade from the next start")
     });
     t.tmux(&["send-keys", "-t", "e2e", "-l", "hello"]);
     t.keys("Enter");
     t.wait_for("not sent", |s| {
-        s.contains("not sent (loopback hears only audio): hello")
+        s.contains("not sent (loopback hears only audio): hello") && s.contains("--engine cascade")
     });
+    // The offer taken: the cascade is saved as the engine for the next start.
+    t.keys("/");
+    t.keys("Tab");
+    t.wait_for("the offer taken", |s| {
+        s.contains("the cascade is the engine from the next start")
+    });
+    let config = std::fs::read_to_string(t.path("config/assistant/config.toml")).unwrap();
+    assert_eq!(config.trim(), r#"engine = "cascade""#);
+    t.keys("Escape");
+    t.wait_for("the editor closed", |s| !s.contains("you ›"));
     t.keys("q");
 }
 

@@ -545,6 +545,28 @@ impl UiState {
     }
 
     fn typing_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        // The editor's offer to an engine that hears only audio: Tab makes the cascade
+        // the engine from the next start (saved like a settings change).
+        if key.code == ratatui::crossterm::event::KeyCode::Tab && self.typing_refusal().is_some() {
+            if let Some(s) = self.settings.as_mut() {
+                s.current.engine = "cascade".into();
+                s.saved.engine = Some("cascade".into());
+                let (path, saved) = (s.path.clone(), s.saved.clone());
+                self.note(
+                    EntryKind::Notice(Severity::Info),
+                    "the cascade is the engine from the next start (saved): it takes typed turns",
+                    None,
+                );
+                return Update::with(
+                    Effect::Settings {
+                        path,
+                        saved,
+                        apply: None,
+                    },
+                    true,
+                );
+            }
+        }
         match self.typing.key(key) {
             TypingKey::Ignored => Update::none(),
             TypingKey::Changed | TypingKey::Cancelled => Update::redraw(),

@@ -42,6 +42,15 @@ pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     ])
     .render(row, buf);
     let hint = match refusal {
+        // With a settings file to save to, the editor offers the switch itself.
+        Some(why) if state.settings.is_some() => Line::from(vec![
+            Span::styled(format!("{why}: "), t.alarm()),
+            Span::styled("Tab", t.key()),
+            Span::styled(
+                " the cascade from the next start (it takes typed turns)",
+                t.remedy(),
+            ),
+        ]),
         Some(why) => Line::from(vec![
             Span::styled(format!("{why}: "), t.alarm()),
             Span::styled(TYPE_WITH_CASCADE, t.remedy()),
