@@ -253,6 +253,8 @@ pub enum Talk {
     UserWords(String),
     /// The user's turn ended (the recogniser's end of speech).
     UserTurnEnded,
+    /// A turn the user typed, taken as their words (it ends their turn).
+    Typed(String),
     Phase(TalkPhase),
     /// The user spoke over the reply: playback stopped; `heard` words of it were played.
     BargedIn {
@@ -332,6 +334,11 @@ pub enum Happening {
     Primed { steps: usize, ms: f64 },
     /// Priming failed; the previous prompts stay.
     PrimeFailed { error: String },
+    /// Another microphone or speaker: the echo canceller starts afresh and finds the
+    /// new echo path's delay again.
+    EchoReconverging,
+    /// A typed turn the model cannot take (Moshi hears only audio).
+    TypedRefused { why: String },
     /// The connection to the server dropped (`why`); retry `attempt` of `of` in
     /// `retry_in_s`. Playback is silent meanwhile; the transcript stays.
     LinkLost {
@@ -370,7 +377,7 @@ pub struct Notice {
 }
 
 /// Which side of the audio a device status is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum DeviceSide {
     Microphone,
     Speaker,
@@ -398,6 +405,32 @@ pub enum DeviceStatus {
     },
     /// A stream error that is neither an xrun nor a lost device; the stream stays.
     Trouble { side: DeviceSide, message: String },
+    /// The user picked another device and it runs now; `open_ms`: opening it took
+    /// this long (the previous device played on meanwhile).
+    Switched {
+        side: DeviceSide,
+        name: String,
+        open_ms: f64,
+    },
+    /// The device the user picked did not open; the previous one stays.
+    SwitchFailed {
+        side: DeviceSide,
+        wanted: String,
+        reason: String,
+    },
+}
+
+/// One device as the device picker lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceEntry {
+    pub side: DeviceSide,
+    /// The cpal host's name ("ALSA", "PulseAudio").
+    pub host: String,
+    /// `HOST:ID`, as `--input-device` takes it.
+    pub selector: String,
+    pub name: String,
+    /// Its default config ("48000 Hz, 2 ch, f32"), or why it has none.
+    pub config: String,
 }
 
 /// A flag a long operation (a download, a checkpoint load) polls so that quitting or

@@ -165,6 +165,10 @@ pub struct RunArgs {
     /// Start with the microphone closed; Space opens and closes it.
     #[arg(long, global = true)]
     pub push_to_talk: bool,
+    /// Send TEXT as a typed turn once the model is up (the cascade answers it as if you
+    /// had said it), then run on as usual.
+    #[arg(long = "say", value_name = "TEXT")]
+    pub say: Option<String>,
     /// Reopen the last session's transcript in the feed.
     #[arg(long, global = true)]
     pub resume: bool,
@@ -215,7 +219,52 @@ pub fn parse() -> Cli {
         cli.run.connect = None;
     }
     cli.run.auto_engine = !named && !given("connect");
+    apply_saved(&mut cli.run, &given);
     cli
+}
+
+/// The settings file's choices (`s` in the TUI), where the command line made none.
+fn apply_saved(run: &mut RunArgs, given: &dyn Fn(&str) -> bool) {
+    let Some(path) = crate::settings::path() else {
+        return;
+    };
+    let saved = match crate::settings::Settings::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: settings not read: {e:#} (fix or delete the file)");
+            return;
+        }
+    };
+    if let Some(on) = saved.echo_cancel.filter(|_| !given("aec")) {
+        run.aec = Some(if on { OnOff::On } else { OnOff::Off });
+    }
+    // Flags that only switch on: a flag given wins; otherwise the file says.
+    if let Some(on) = saved.half_duplex.filter(|_| !given("half_duplex")) {
+        run.half_duplex = on;
+    }
+    if let Some(on) = saved.push_to_talk.filter(|_| !given("push_to_talk")) {
+        run.push_to_talk = on;
+    }
+    let m = &mut run.model;
+    if saved.temperature.is_some() && !given("temperature") {
+        m.temperature = saved.temperature;
+    }
+    if saved.text_temperature.is_some() && !given("text_temperature") {
+        m.text_temperature = saved.text_temperature;
+    }
+    if saved.top_k.is_some() && !given("top_k") {
+        m.top_k = saved.top_k;
+    }
+    if run.auto_engine {
+        if let Some(kind) = saved
+            .engine
+            .as_deref()
+            .and_then(|e| EngineKind::from_str(e, true).ok())
+        {
+            run.engine = kind;
+            run.auto_engine = false;
+        }
+    }
 }
 
 /// `--engine cascade`: where its three parts come from.

@@ -10,6 +10,7 @@ pub mod net;
 
 pub mod persona;
 pub mod session;
+pub mod settings;
 pub mod telemetry;
 pub mod tools;
 pub mod ui;

@@ -35,6 +35,11 @@ pub enum Record {
         t: f64,
         text: String,
     },
+    /// A turn the user typed (cascade mode), whole.
+    Typed {
+        t: f64,
+        text: String,
+    },
     Model {
         t: f64,
         name: String,
@@ -275,6 +280,13 @@ impl Journal {
                 text: text.clone(),
             }),
             Talk::UserTurnEnded => Ok(self.file.sync_data()?),
+            Talk::Typed(text) => {
+                self.append(&Record::Typed {
+                    t,
+                    text: text.clone(),
+                })?;
+                Ok(self.file.sync_data()?)
+            }
             Talk::BargedIn { heard, of } => {
                 self.end_turn()?;
                 self.append(&Record::Event {
@@ -384,6 +396,7 @@ fn record_t(r: &Record) -> f64 {
         Record::Start { .. } => 0.0,
         Record::Text { t, .. }
         | Record::Said { t, .. }
+        | Record::Typed { t, .. }
         | Record::TurnEnd { t }
         | Record::Model { t, .. }
         | Record::Event { t, .. }
@@ -488,6 +501,14 @@ pub fn to_markdown(path: &Path) -> anyhow::Result<String> {
                 .1
                 .push_str(text),
             Record::TurnEnd { .. } => flush(&mut md, &mut turn),
+            Record::Typed { t, text } => {
+                flush(&mut md, &mut turn);
+                md.push_str(&format!(
+                    "\n**you** (typed, {}): {}\n",
+                    clock(*t),
+                    text.trim()
+                ));
+            }
             Record::Model {
                 t,
                 name,
@@ -575,6 +596,29 @@ pub fn last_transcript(dir: &Path) -> Option<(SessionSummary, Vec<String>)> {
 mod tests {
     use super::*;
     use crate::bus::ModelInfo;
+
+    #[test]
+    fn a_typed_turn_is_kept_whole_and_reads_back_as_typed() {
+        use crate::bus::Talk;
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path(), "Default", "mic").unwrap();
+        j.record(&EngineEvent::Talk(Talk::Typed("what time is it".into())))
+            .unwrap();
+        j.record(&EngineEvent::Text(" Noon.".into())).unwrap();
+        j.record(&EngineEvent::TurnEnded).unwrap();
+        j.finish().unwrap();
+        let path = list_sessions(dir.path())[0].path.clone();
+        let (records, _) = read_session(&path).unwrap();
+        assert!(records
+            .iter()
+            .any(|r| matches!(r, Record::Typed { text, .. } if text == "what time is it")));
+        let md = to_markdown(&path).unwrap();
+        let you = md
+            .find("**you** (typed, 00:00): what time is it")
+            .expect(&md);
+        let reply = md.find("**assistant** (00:00): Noon.").expect(&md);
+        assert!(you < reply, "{md}");
+    }
 
     #[test]
     fn a_cascade_chat_reads_back_as_you_and_assistant() {

@@ -113,6 +113,10 @@ pub fn run_with(original: &RunArgs, source: ModelSource) -> i32 {
     let (streams, link) = (wired.streams, wired.link);
     let input_desc = format!("{:?}", wired.input);
     let engine = runner::spawn(wired.setup);
+    if let Some(text) = args.say.as_ref().filter(|t| !t.trim().is_empty()) {
+        // The engine keeps it until a model is up.
+        let _ = cmd_tx.send(Command::Type(text.clone()));
+    }
     let ev_rx = if args.no_journal {
         ev_rx
     } else {
@@ -242,6 +246,7 @@ fn print_talk(talk: &crate::bus::Talk, said: &mut String) {
     match talk {
         Talk::UserWords(w) => said.push_str(w),
         Talk::UserTurnEnded => eprintln!("you:{}", std::mem::take(said)),
+        Talk::Typed(text) => eprintln!("you (typed): {text}"),
         Talk::BargedIn { heard, of } => {
             eprintln!("info: {}", crate::ui::words::barged_in(*heard, *of))
         }

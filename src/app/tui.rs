@@ -108,10 +108,15 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         });
     });
     let streams = wired.streams;
+    let switcher = streams.devices.as_ref().map(|s| s.switcher());
     let engine = runner::spawn(wired.setup);
     if args.push_to_talk {
         // Closed until the user presses Space; the engine confirms with `Muted`.
         let _ = cmd_tx.send(Command::SetMuted(true));
+    }
+    if let Some(text) = args.say.as_ref().filter(|t| !t.trim().is_empty()) {
+        // The engine keeps it until a model is up.
+        let _ = cmd_tx.send(Command::Type(text.clone()));
     }
     let ctx = UiContext {
         personas: Arc::new(start.catalog.personas.clone()),
@@ -129,6 +134,8 @@ pub fn run_app(original: &RunArgs, log_path: &Path) -> i32 {
         chooser,
         picks,
         tools,
+        devices: switcher,
+        settings: settings_context(args),
         ..UiContext::new(meters, Some(log_path.to_path_buf()))
     };
     // However the UI ends, it has asked the engine to shut down.
@@ -207,4 +214,33 @@ fn journalled(
             flag.store(true, SeqCst);
         });
     (rx, relay.is_ok().then_some(closed))
+}
+
+/// The settings in force for the overlay (`s`): flags, the file and the defaults
+/// together, and the file's own choices, which the overlay adds to.
+fn settings_context(args: &crate::cli::RunArgs) -> Option<crate::ui::context::SettingsContext> {
+    use crate::cli::{EngineKind, OnOff};
+    let path = crate::settings::path()?;
+    let saved = crate::settings::Settings::load(&path).unwrap_or_default();
+    let d = crate::engine::Sampling::default();
+    let engine = match args.engine {
+        EngineKind::Moshi => "moshi",
+        EngineKind::Cascade => "cascade",
+        EngineKind::Loopback => "loopback",
+    };
+    Some(crate::ui::context::SettingsContext {
+        current: crate::ui::settings_view::Current {
+            echo_cancel: args
+                .aec
+                .map_or(args.engine != EngineKind::Loopback, |a| a == OnOff::On),
+            half_duplex: args.half_duplex,
+            push_to_talk: args.push_to_talk,
+            temperature: args.model.temperature.unwrap_or(d.temperature),
+            text_temperature: args.model.text_temperature.unwrap_or(d.text_temperature),
+            top_k: args.model.top_k.unwrap_or(d.top_k),
+            engine: engine.into(),
+        },
+        saved,
+        path,
+    })
 }

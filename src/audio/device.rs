@@ -68,15 +68,16 @@ fn selector(host: HostId, d: &cpal::Device) -> String {
     format!("{host}:{}", device_id(d))
 }
 
+/// One host's devices for an error message, under the host's name.
 fn list(host: HostId, devs: &[cpal::Device]) -> String {
     if devs.is_empty() {
-        return format!("  (none on {host})");
+        return format!("  host {}: none", host.name());
     }
-    devs.iter()
-        .enumerate()
-        .map(|(i, d)| format!("  {i}: {}  ({})", device_name(d), selector(host, d)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut out = format!("  host {}:", host.name());
+    for (i, d) in devs.iter().enumerate() {
+        out += &format!("\n    {i}: {}  ({})", device_name(d), selector(host, d));
+    }
+    out
 }
 
 /// Call a function generic over the device's sample type; `None` for formats
@@ -174,9 +175,21 @@ fn choose(input: bool, wanted: Option<&str>) -> Result<cpal::Device, DeviceError
         return Ok(d);
     }
     let mut available = list(host, &devs);
-    // A plain name may be on another host (PulseAudio's sink beside ALSA's cards).
+    // A plain name may be on any other host (PulseAudio's sink beside ALSA's cards,
+    // or the sound server's devices when it did not answer in time to be the
+    // default): look on each, and list each in the error, unavailable ones with why.
     if host_id.is_none() {
-        for id in cpal::available_hosts().into_iter().filter(|id| *id != host) {
+        for id in cpal::ALL_HOSTS.iter().copied().filter(|id| *id != host) {
+            // A host with no server to reach is not tried (a connection is retried
+            // for seconds).
+            if !cpal::available_hosts().contains(&id) {
+                available = format!("{available}\n  host {}: not running", id.name());
+                continue;
+            }
+            if let Err(e) = hosts::with_host(id, |_| ()) {
+                available = format!("{available}\n  host {}: unavailable ({e})", id.name());
+                continue;
+            }
             let devs = hosts::devices(id, input);
             if wanted.parse::<usize>().is_err() {
                 if let Some(d) = find(&devs, wanted) {
@@ -520,6 +533,48 @@ pub fn playback_callback<T>(
         meters.xruns_out.fetch_add(1, Relaxed);
     }
     meters.raise_out(level);
+}
+
+/// Every device of every host that answers, inputs first, for the device picker.
+pub fn list_devices() -> Vec<crate::bus::DeviceEntry> {
+    use crate::bus::{DeviceEntry, DeviceSide};
+    super::alsa_quiet::install();
+    let mut out = Vec::new();
+    for input in [true, false] {
+        for id in cpal::ALL_HOSTS.iter().copied() {
+            if !cpal::available_hosts().contains(&id) || hosts::with_host(id, |_| ()).is_err() {
+                continue;
+            }
+            for d in hosts::devices(id, input) {
+                let cfg = if input {
+                    d.default_input_config()
+                } else {
+                    d.default_output_config()
+                };
+                let config = match cfg {
+                    Ok(c) => format!(
+                        "{} Hz, {} ch, {}",
+                        c.sample_rate(),
+                        c.channels(),
+                        c.sample_format()
+                    ),
+                    Err(e) => format!("no default config ({e})"),
+                };
+                out.push(DeviceEntry {
+                    side: if input {
+                        DeviceSide::Microphone
+                    } else {
+                        DeviceSide::Speaker
+                    },
+                    host: id.name().to_string(),
+                    selector: selector(id, &d),
+                    name: device_name(&d),
+                    config,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// `assistant devices`: every host cpal offers here, its devices and their default

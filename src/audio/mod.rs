@@ -5,6 +5,7 @@ pub mod device;
 pub mod hosts;
 pub mod meters;
 pub mod port;
+pub mod probe;
 pub mod resample;
 pub mod supervisor;
 pub mod wav;

@@ -56,6 +56,33 @@ pub struct Sinks {
 pub struct Supervisor {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    switch: crossbeam_channel::Sender<SwitchTo>,
+}
+
+/// Another device for one side, picked by the user (a selector as
+/// `--input-device` takes it).
+#[derive(Debug, Clone)]
+pub struct SwitchTo {
+    pub side: DeviceSide,
+    pub selector: String,
+}
+
+/// A handle that asks the supervisor to switch devices live; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Switcher(crossbeam_channel::Sender<SwitchTo>);
+
+impl Switcher {
+    /// Open `selector` for `side` and, if it opens, put it in place of the current
+    /// device; either way the status sink hears how it went.
+    pub fn switch(&self, side: DeviceSide, selector: String) {
+        let _ = self.0.send(SwitchTo { side, selector });
+    }
+}
+
+impl Supervisor {
+    pub fn switcher(&self) -> Switcher {
+        Switcher(self.switch.clone())
+    }
 }
 
 impl Drop for Supervisor {
@@ -230,6 +257,8 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supe
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let (first_tx, first_rx) = crossbeam_channel::bounded(1);
+    let (switch_tx, switch_rx) = crossbeam_channel::unbounded::<SwitchTo>();
+    let mut req = req;
     let thread = std::thread::Builder::new()
         .name("devices".into())
         .spawn(move || {
@@ -261,15 +290,71 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supe
                 }));
             }
             // A named device that does not exist is the user's typo: no retries.
-            let retry_in = req.input.is_some()
+            let mut retry_in = req.input.is_some()
                 && !matches!(opened.input, Some(Err(DeviceError::NotFound { .. })));
-            let retry_out = req.output.is_some()
+            let mut retry_out = req.output.is_some()
                 && !matches!(opened.output, Some(Err(DeviceError::NotFound { .. })));
             if first_tx.send(opened).is_err() {
                 return;
             }
             while !stop2.load(Relaxed) {
-                std::thread::sleep(POLL);
+                // A switch is answered at once; otherwise this is the poll's sleep.
+                if let Ok(to) = switch_rx.recv_timeout(POLL) {
+                    let sel = Some(to.selector.clone());
+                    let t = Instant::now();
+                    let failed = |reason: String| DeviceStatus::SwitchFailed {
+                        side: to.side,
+                        wanted: to.selector.clone(),
+                        reason,
+                    };
+                    match to.side {
+                        DeviceSide::Microphone => match open_in(&sel, m) {
+                            Ok((s, port, name)) => {
+                                (sinks.ports)(PortChange::Input(port));
+                                let old = mic.stream.take();
+                                mic = Watch::new(DeviceSide::Microphone, Some(s), c_in);
+                                if let Some(old) = old {
+                                    drop_aside(old);
+                                }
+                                req.input = Some(sel);
+                                retry_in = true;
+                                (sinks.status)(switched(to.side, name, t));
+                            }
+                            Err(e) => (sinks.status)(failed(e.to_string())),
+                        },
+                        DeviceSide::Speaker => match open_out(&sel, m).or_else(|e| {
+                            // Some servers refuse a second playback stream of this client
+                            // while the first runs ("Invalid argument" from PulseAudio's
+                            // null sinks): close the current one and try again, and on
+                            // failure reopen it.
+                            let Some(old) = spk.stream.take() else {
+                                return Err(e);
+                            };
+                            drop(old);
+                            open_out(&sel, m).inspect_err(|_| {
+                                let prev = req.output.clone().unwrap_or(None);
+                                if let Ok((s, sp, _)) = open_out(&prev, m) {
+                                    (sinks.ports)(PortChange::Output(Some(sp)));
+                                    spk = Watch::new(DeviceSide::Speaker, Some(s), c_out);
+                                }
+                            })
+                        }) {
+                            Ok((s, sp, name)) => {
+                                (sinks.ports)(PortChange::Output(Some(sp)));
+                                let old = spk.stream.take();
+                                spk = Watch::new(DeviceSide::Speaker, Some(s), c_out);
+                                if let Some(old) = old {
+                                    drop_aside(old);
+                                }
+                                req.output = Some(sel);
+                                retry_out = true;
+                                (sinks.status)(switched(to.side, name, t));
+                            }
+                            Err(e) => (sinks.status)(failed(e.to_string())),
+                        },
+                    }
+                    continue;
+                }
                 if let Some(reason) = mic.failed(c_in) {
                     mic.lose(reason, &mut sinks);
                     (sinks.ports)(PortChange::Input(InputPort::silence(24_000)));
@@ -307,9 +392,18 @@ pub fn start(req: DeviceRequest, meters: Arc<Meters>, mut sinks: Sinks) -> (Supe
         Supervisor {
             stop,
             thread: Some(thread),
+            switch: switch_tx,
         },
         opened,
     )
+}
+
+fn switched(side: DeviceSide, name: String, began: Instant) -> DeviceStatus {
+    DeviceStatus::Switched {
+        side,
+        name,
+        open_ms: began.elapsed().as_secs_f64() * 1000.0,
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ pub enum Command {
     SetMuted(bool),
     /// Echo cancellation on or off (`e`).
     SetEchoCancel(bool),
+    /// The half-duplex gate on or off (settings).
+    SetHalfDuplex(bool),
     Reset,
     SetSampling(Sampling),
     /// A persona's voice loaded in the background: swap it in at the next frame
@@ -23,6 +25,9 @@ pub enum Command {
         prompt: super::model::Prompt,
         fresh: bool,
     },
+    /// A turn the user typed: a model that takes text answers it as the user's words;
+    /// one that takes none says so. Kept for the model that comes up, if none runs.
+    Type(String),
     /// A (re)opened or lost microphone: the device supervisor swaps the input.
     ReplaceInput(crate::audio::port::InputPort),
     /// A (re)opened or lost speaker.
@@ -35,6 +40,7 @@ impl std::fmt::Debug for Command {
         match self {
             Self::SetMuted(m) => write!(f, "SetMuted({m})"),
             Self::SetEchoCancel(on) => write!(f, "SetEchoCancel({on})"),
+            Self::SetHalfDuplex(on) => write!(f, "SetHalfDuplex({on})"),
             Self::Reset => write!(f, "Reset"),
             Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
             Self::SwapModel { model, weights } => {
@@ -45,6 +51,7 @@ impl std::fmt::Debug for Command {
                 write!(f, "ReplaceSpeaker({:?})", s.as_ref().map(|s| s.format))
             }
             Self::Prime { prompt, fresh } => write!(f, "Prime({prompt:?}, fresh: {fresh})"),
+            Self::Type(t) => write!(f, "Type({t:?})"),
             Self::Shutdown => write!(f, "Shutdown"),
         }
     }

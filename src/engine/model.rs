@@ -105,6 +105,15 @@ pub trait DuplexModel: Send {
     fn prime(&mut self, _prompt: &Prompt) -> Result<Primed> {
         anyhow::bail!("{} takes no prompt", self.info().name)
     }
+    /// Whether `type_text` takes typed turns (the cascade's LLM reads text; Moshi
+    /// hears only audio).
+    fn takes_text(&self) -> bool {
+        false
+    }
+    /// A turn the user typed, answered as if they had said it, from the next step on.
+    fn type_text(&mut self, _text: &str) -> Result<()> {
+        anyhow::bail!("{} takes no typed text", self.info().name)
+    }
     /// Where voice names (`NATF2`) are looked up, when not the model's default.
     fn set_voices_dir(&mut self, _dir: &std::path::Path) {}
     /// The prefill steps run since the last call (a prime, or a reset replaying one),

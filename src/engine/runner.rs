@@ -149,6 +149,8 @@ pub(super) struct Engine {
     pub(super) held_voice: Option<(Box<dyn DuplexModel>, Weights)>,
     /// A persona's prompts that arrived while no model ran: primed when one comes up.
     pub(super) pending_prompt: Option<super::model::Prompt>,
+    /// Turns typed while no model ran: the next model that comes up answers them.
+    pub(super) pending_typed: Vec<String>,
     /// The newest sampling asked for; every model that comes up gets it.
     pub(super) sampling: Option<Sampling>,
     pub(super) frames: FrameSource,
@@ -195,6 +197,7 @@ impl Engine {
             voice: s.voice,
             held_voice: None,
             pending_prompt: None,
+            pending_typed: Vec::new(),
             sampling: None,
             frames: FrameSource::new(s.input, rate, frame_len, s.max_backlog)?,
             output: Output::new(s.speaker, s.wav_out, rate, frame_len)?,
@@ -244,6 +247,10 @@ impl Engine {
                 }
                 None => self.happened(Happening::NoEcho),
             },
+            Command::SetHalfDuplex(on) => match self.mic_path.as_mut() {
+                Some(p) => p.set_half_duplex(on),
+                None => self.happened(Happening::NoEcho),
+            },
             Command::SetMuted(m) => {
                 self.frames.muted = m;
                 self.send(EngineEvent::Muted(m));
@@ -254,20 +261,27 @@ impl Engine {
                 }
                 self.sampling = Some(s);
             }
+            Command::Type(text) => self.type_text(text),
             Command::ReplaceInput(port) => {
-                if let Err(e) = self.frames.replace_input(port) {
-                    self.happened(Happening::PortRejected {
+                let live = matches!(port, crate::audio::port::InputPort::Ring { .. });
+                match self.frames.replace_input(port) {
+                    Ok(()) if live => self.restart_echo_canceller(),
+                    Ok(()) => {}
+                    Err(e) => self.happened(Happening::PortRejected {
                         side: DeviceSide::Microphone,
                         error: format!("{e:#}"),
-                    });
+                    }),
                 }
             }
             Command::ReplaceSpeaker(port) => {
-                if let Err(e) = self.output.replace_port(port) {
-                    self.happened(Happening::PortRejected {
+                let live = port.is_some();
+                match self.output.replace_port(port) {
+                    Ok(()) if live => self.restart_echo_canceller(),
+                    Ok(()) => {}
+                    Err(e) => self.happened(Happening::PortRejected {
                         side: DeviceSide::Speaker,
                         error: format!("{e:#}"),
-                    });
+                    }),
                 }
             }
             Command::Shutdown
@@ -276,6 +290,35 @@ impl Engine {
             | Command::Prime { .. } => {
                 unreachable!("not a setting: {c:?}")
             }
+        }
+    }
+
+    /// Another device: the old echo path's delay and filter mean nothing now.
+    fn restart_echo_canceller(&mut self) {
+        if let Some(p) = self.mic_path.as_mut() {
+            match p.restart() {
+                Ok(()) => self.happened(Happening::EchoReconverging),
+                Err(e) => tracing::warn!("echo canceller restart: {e}"),
+            }
+        }
+    }
+
+    /// Hand a typed turn to the model, or keep it for the next one to come up.
+    pub(super) fn type_text(&mut self, text: String) {
+        let Some(model) = self.model.as_mut() else {
+            self.pending_typed.push(text);
+            return;
+        };
+        let name = model.info().name;
+        let result = if model.takes_text() {
+            model.type_text(&text)
+        } else {
+            Err(anyhow::anyhow!("{name} takes no typed text"))
+        };
+        if let Err(e) = result {
+            self.happened(Happening::TypedRefused {
+                why: format!("{e:#}"),
+            });
         }
     }
 

@@ -109,6 +109,9 @@ impl Engine {
         if let Some(p) = self.pending_prompt.take() {
             self.prime(&p);
         }
+        for text in std::mem::take(&mut self.pending_typed) {
+            self.type_text(text);
+        }
         self.stats.model = self.model.as_ref().map(|m| m.info()).unwrap_or_default();
         self.stats.error = None;
         self.send(EngineEvent::ModelReady {

@@ -56,6 +56,12 @@ pub struct UiContext {
     /// The session's tools (cascade mode): the `t` overlay's lines, and the desk that
     /// `y` / `n` answer. `None`: the engine calls no tools.
     pub tools: Option<ToolsContext>,
+    /// Switches the microphone or speaker live (the device picker); `None` when no
+    /// device is in use (files only).
+    pub devices: Option<crate::audio::supervisor::Switcher>,
+    /// What the settings overlay shows and where it saves: the settings in force,
+    /// the file's own, and the file. `None`: no settings overlay.
+    pub settings: Option<SettingsContext>,
 }
 
 /// The tools as the UI knows them.
@@ -64,6 +70,13 @@ pub struct ToolsContext {
     /// One line per tool, for the overlay.
     pub lines: Vec<String>,
     pub desk: Arc<crate::tools::consent::Desk>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SettingsContext {
+    pub current: super::settings_view::Current,
+    pub saved: crate::settings::Settings,
+    pub path: PathBuf,
 }
 
 impl UiContext {
@@ -87,6 +100,8 @@ impl UiContext {
             chooser: None,
             picks: None,
             tools: None,
+            devices: None,
+            settings: None,
         }
     }
 

@@ -22,6 +22,12 @@ pub enum AppEvent {
     },
     /// The process's resident memory in bytes, sampled on a slow tick.
     Memory(u64),
+    /// Text pasted into the terminal (bracketed paste), for the typed-turn editor.
+    Paste(String),
+    /// The devices the sound system offers, for the device picker.
+    Devices(Vec<crate::bus::DeviceEntry>),
+    /// The picker's input levels since the last sample: (index in its list, peak).
+    ProbeLevels(Vec<(usize, f32)>),
 }
 
 impl From<EngineEvent> for AppEvent {
@@ -31,12 +37,13 @@ impl From<EngineEvent> for AppEvent {
 }
 
 impl AppEvent {
-    /// Terminal input as the UI wants it; `None` for what it ignores (focus, paste).
+    /// Terminal input as the UI wants it; `None` for what it ignores (focus).
     pub fn from_terminal(e: Event) -> Option<Self> {
         match e {
             Event::Key(k) => Some(Self::Key(k)),
             Event::Mouse(m) => Some(Self::Mouse(m)),
             Event::Resize(w, h) => Some(Self::Resize(w, h)),
+            Event::Paste(text) => Some(Self::Paste(text)),
             _ => None,
         }
     }

@@ -18,6 +18,8 @@ pub enum EntryKind {
     },
     /// The user's words as the recogniser heard them (cascade mode).
     Said,
+    /// A turn the user typed (`/`, cascade mode).
+    Typed,
     /// Something went as it should (weights found, model ready).
     Success,
     Notice(Severity),

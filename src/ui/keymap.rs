@@ -33,6 +33,12 @@ pub enum Action {
     Consent(bool),
     /// Tool results in full or folded to one line (`o`).
     ToggleToolResults,
+    /// `/`: type a turn instead of saying it.
+    Type,
+    /// `d`: the device picker.
+    Devices,
+    /// `s`: the settings overlay.
+    Settings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +93,21 @@ pub const KEYS: &[Binding] = &[
         label: "e",
         help: "echo cancellation on/off",
         keys: &[(ch('e'), Action::ToggleEcho)],
+    },
+    Binding {
+        label: "/",
+        help: "type a turn (cascade)",
+        keys: &[(ch('/'), Action::Type)],
+    },
+    Binding {
+        label: "d",
+        help: "devices (switch live)",
+        keys: &[(ch('d'), Action::Devices)],
+    },
+    Binding {
+        label: "s",
+        help: "settings (saved)",
+        keys: &[(ch('s'), Action::Settings)],
     },
     Binding {
         label: "Space",

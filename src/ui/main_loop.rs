@@ -78,6 +78,8 @@ struct MainLoop<'t, B: Backend> {
     last_audio: Option<Instant>,
     draws: u64,
     level_samples: u64,
+    /// The device picker's input level probes, while it is open.
+    probes: Option<crate::audio::probe::Probes>,
 }
 
 fn backend_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
@@ -103,6 +105,7 @@ impl<'t, B: Backend> MainLoop<'t, B> {
             last_audio: None,
             draws: 0,
             level_samples: 0,
+            probes: None,
         })
     }
 
@@ -180,6 +183,12 @@ impl<'t, B: Backend> MainLoop<'t, B> {
         }
         self.level_samples += 1;
         self.dirty |= self.state.apply(AppEvent::Levels { mic, out }).redraw;
+        if self.state.picker.is_none() {
+            self.probes = None;
+        }
+        if let Some(p) = &self.probes {
+            self.dirty |= self.state.apply(AppEvent::ProbeLevels(p.levels())).redraw;
+        }
     }
 
     /// Applies one event; `Some` when the loop must end.
@@ -212,6 +221,58 @@ impl<'t, B: Backend> MainLoop<'t, B> {
             Some(Effect::Consent(yes)) => {
                 if let Some(t) = &self.ctx.tools {
                     t.desk.answer(yes, "key");
+                }
+                None
+            }
+            Some(Effect::Settings { path, saved, apply }) => {
+                if let Some(cmd) = apply {
+                    let _ = commands.send(cmd);
+                }
+                if let Err(e) = saved.save(&path) {
+                    self.dirty |= self
+                        .state
+                        .apply(AppEvent::Engine(EngineEvent::warning(
+                            format!("settings not saved: {e:#}"),
+                            Some("check the config directory's permissions".into()),
+                        )))
+                        .redraw;
+                }
+                None
+            }
+            Some(Effect::ListDevices) => {
+                // Asking the sound system takes a moment (ALSA opens each card):
+                // the picker shows "asking" until the list is in.
+                let list = crate::audio::device::list_devices();
+                // Every input but the one in use (its level is the main meter's).
+                let current = match &self.state.input {
+                    Some(crate::bus::Endpoint::Device(n)) => Some(n.clone()),
+                    _ => None,
+                };
+                let inputs: Vec<(usize, String)> = list
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.side == crate::bus::DeviceSide::Microphone)
+                    .filter(|(_, d)| Some(&d.name) != current.as_ref())
+                    .map(|(i, d)| (i, d.selector.clone()))
+                    .collect();
+                self.dirty |= self.state.apply(AppEvent::Devices(list)).redraw;
+                self.probes = Some(crate::audio::probe::Probes::start(inputs));
+                None
+            }
+            Some(Effect::SwitchDevice(side, selector)) => {
+                match &self.ctx.devices {
+                    Some(d) => d.switch(side, selector),
+                    None => {
+                        let _ = self.ctx.events.as_ref().map(|e| {
+                            e.send(EngineEvent::Device(
+                                crate::bus::DeviceStatus::SwitchFailed {
+                                    side,
+                                    wanted: selector,
+                                    reason: "no device is in use in this run (files only)".into(),
+                                },
+                            ))
+                        });
+                    }
                 }
                 None
             }

@@ -47,12 +47,22 @@ pub fn draw(state: &UiState, area: Rect, buf: &mut Buffer) {
     if let Some(v) = visualizer {
         widgets::visualizer::render(state, v, buf);
     }
-    widgets::status::render(state, density, status, buf);
+    if state.typing.is_open() {
+        widgets::editor::render(state, status, buf);
+    } else {
+        widgets::status::render(state, density, status, buf);
+    }
     if state.card {
         widgets::card::render(state, area, buf);
     }
     if state.tools.overlay {
         widgets::tools::render(state, area, buf);
+    }
+    if let (Some(v), Some(s)) = (&state.settings_view, &state.settings) {
+        widgets::settings::render(state, v, s, area, buf);
+    }
+    if let Some(p) = &state.picker {
+        widgets::picker::render(state, p, area, buf);
     }
     if state.help {
         widgets::help::render(state, area, buf);

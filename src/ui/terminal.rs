@@ -3,7 +3,9 @@
 
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::cursor::{Hide, Show};
-use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+};
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -33,8 +35,17 @@ impl Drop for TerminalGuard {
 pub fn enter() -> io::Result<TerminalGuard> {
     enable_raw_mode()?;
     ACTIVE.store(true, SeqCst);
+    quiet_stderr::hush();
     let setup = || -> io::Result<Tui> {
-        execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture, Hide)?;
+        // Bracketed paste: a pasted line reaches the typed-turn editor whole, its line
+        // breaks not taken for Enter.
+        execute!(
+            io::stdout(),
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            EnableBracketedPaste,
+            Hide
+        )?;
         let mut t = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         t.clear()?;
         Ok(t)
@@ -59,11 +70,61 @@ pub fn restore() -> io::Result<()> {
     let screen = execute!(
         io::stdout(),
         DisableMouseCapture,
+        DisableBracketedPaste,
         LeaveAlternateScreen,
         Show
     );
     let raw = disable_raw_mode();
+    quiet_stderr::restore();
     screen.and(raw)
+}
+
+/// Native libraries write to stderr on their own (JACK's client library, when the
+/// device picker asks ALSA's `jack` plugin for its config, prints "Cannot connect to
+/// server socket"): while the TUI owns the terminal, fd 2 goes to /dev/null, so
+/// nothing scribbles over the screen (our own logs go to the log file).
+#[cfg(unix)]
+mod quiet_stderr {
+    use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
+
+    /// The terminal's stderr, kept while fd 2 is hushed (-1: not hushed).
+    static SAVED: AtomicI32 = AtomicI32::new(-1);
+
+    pub fn hush() {
+        // SAFETY: plain fd calls on fds this function owns or on fd 2.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if null < 0 {
+                return;
+            }
+            let saved = libc::dup(2);
+            if saved >= 0 && libc::dup2(null, 2) >= 0 {
+                if SAVED.swap(saved, SeqCst) >= 0 {
+                    libc::close(saved);
+                }
+            } else if saved >= 0 {
+                libc::close(saved);
+            }
+            libc::close(null);
+        }
+    }
+
+    pub fn restore() {
+        let saved = SAVED.swap(-1, SeqCst);
+        if saved >= 0 {
+            // SAFETY: `saved` is the dup of the terminal's stderr made in `hush`.
+            unsafe {
+                libc::dup2(saved, 2);
+                libc::close(saved);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod quiet_stderr {
+    pub fn hush() {}
+    pub fn restore() {}
 }
 
 pub fn is_active() -> bool {

@@ -54,6 +54,30 @@ pub fn device_status(s: &DeviceStatus) -> Said {
                 }
             )),
         },
+        DeviceStatus::Switched {
+            side: d,
+            name,
+            open_ms,
+        } => Said {
+            severity: Severity::Info,
+            message: format!(
+                "{} switched to {name} (opened in {open_ms:.0} ms)",
+                side(*d)
+            ),
+            remedy: None,
+        },
+        DeviceStatus::SwitchFailed {
+            side: d,
+            wanted,
+            reason,
+        } => Said {
+            severity: Severity::Warning,
+            message: format!("{} {wanted} did not open: {reason}", side(*d)),
+            remedy: Some(format!(
+                "the previous {} stays; pick another with d",
+                side(*d)
+            )),
+        },
         DeviceStatus::Trouble { side: d, message } => Said {
             severity: Severity::Warning,
             message: format!("{}: {message}", side(*d)),
@@ -66,6 +90,9 @@ pub fn device_status(s: &DeviceStatus) -> Said {
 fn size(b: Option<u64>) -> String {
     b.map_or("n/a".to_string(), |b| crate::bus::Bytes(b).to_string())
 }
+
+/// How to type to the assistant when the engine hears only audio.
+pub const TYPE_WITH_CASCADE: &str = "the cascade takes typed turns: start with --engine cascade";
 
 pub fn happening(h: &Happening) -> Said {
     let info = |message: String| Said {
@@ -95,6 +122,8 @@ pub fn happening(h: &Happening) -> Said {
         Happening::Priming => info("priming the model with the persona's prompts; what you say meanwhile is kept".into()),
         Happening::Primed { steps, ms } => info(format!("primed in {:.2} s ({steps} prefill steps)", ms / 1000.0)),
         Happening::PrimeFailed { error } => warn(format!("the persona's prompts were not applied: {error}"), Some("fix the persona's voice_prompt (a WAV, a .pt voice, or a voice name in the voices directory: --voices-dir) or its prompt; the previous prompts stay".into())),
+        Happening::EchoReconverging => info("another audio device: the echo canceller is finding the new echo path (a few seconds)".into()),
+        Happening::TypedRefused { why } => warn(format!("not answered: {why}"), Some(TYPE_WITH_CASCADE.into())),
         Happening::LinkLost { why, attempt, of, retry_in_s } => warn(format!("connection lost: {why}; reconnecting in {retry_in_s:.1} s (attempt {attempt} of {of}); the transcript is kept"), Some("check the server and the network; after the last attempt, press r to reconnect".into())),
         Happening::LinkBack { outage_s } => info(format!("reconnected after {outage_s:.1} s: a new session on the server (it does not remember the conversation)")),
     }

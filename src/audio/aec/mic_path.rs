@@ -45,12 +45,28 @@ impl MicPath {
         }
     }
 
+    /// Start the canceller afresh (another microphone or speaker: another echo path
+    /// and delay), keeping whether it is on; its delay finder converges again.
+    pub fn restart(&mut self) -> Result<(), AecError> {
+        let on = self.aec.enabled();
+        self.aec = EchoCanceller::new(&AecSettings::default())?;
+        self.aec.set_enabled(on);
+        Ok(())
+    }
+
     pub fn set_aec(&mut self, on: bool) {
         self.aec.set_enabled(on);
     }
 
     pub fn aec_on(&self) -> bool {
         self.aec.enabled()
+    }
+
+    /// The gate on or off, live (a new gate starts open).
+    pub fn set_half_duplex(&mut self, on: bool) {
+        if on != self.gate.is_some() {
+            self.gate = on.then(HalfDuplexGate::for_24k);
+        }
     }
 
     pub fn half_duplex(&self) -> bool {
@@ -88,6 +104,22 @@ mod tests {
         let mut mic = tone(1920, 0.2);
         p.process_near(&mut mic);
         assert!(mic[240..].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn half_duplex_and_a_restart_change_live() {
+        let mut p = MicPath::new(true, false).unwrap();
+        p.push_far(&tone(1920, 0.3));
+        assert!(!p.gate_closed(), "no gate yet");
+        p.set_half_duplex(true);
+        p.push_far(&tone(1920, 0.3));
+        assert!(p.half_duplex() && p.gate_closed());
+        p.set_half_duplex(false);
+        assert!(!p.half_duplex() && !p.gate_closed());
+        p.set_aec(false);
+        p.restart().unwrap();
+        assert!(!p.aec_on(), "a restart keeps cancellation off");
+        assert_eq!(p.stats().frames, 0, "the canceller starts afresh");
     }
 
     #[test]

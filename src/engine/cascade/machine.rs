@@ -178,6 +178,8 @@ pub struct Cascade {
     /// Where a tool's consent question waits (src/tools): while one does, the user's
     /// next turn is its spoken answer, not a barge-in.
     consent: Option<Arc<crate::tools::consent::Desk>>,
+    /// Turns the user typed, taken at the next step.
+    typed: std::collections::VecDeque<String>,
 }
 
 impl Cascade {
@@ -210,6 +212,7 @@ impl Cascade {
             spare_frames: Vec::new(),
             silence: vec![0.0; FRAME_LEN],
             consent: None,
+            typed: std::collections::VecDeque::new(),
         }
     }
 
@@ -482,6 +485,29 @@ impl Cascade {
         }
     }
 
+    /// A typed turn: it stops a reply under way (what was played of it stays in the
+    /// history, as at a barge-in) and drops the words heard so far, then goes to the
+    /// LLM as the user's words.
+    fn take_typed(&mut self, text: String, out: &mut StepOutput) {
+        if let Some(reply) = self.reply.take() {
+            self.tts.cancel();
+            if self.phase == TalkPhase::Speaking {
+                self.history.push(ChatRole::Assistant, &reply.heard_text());
+                out.talk.push(Talk::BargedIn {
+                    heard: reply.started,
+                    of: reply.word_count(),
+                });
+            }
+            self.set_phase(TalkPhase::Listening, out);
+            self.take_next_settings();
+        }
+        self.stop_reading_ahead();
+        self.user = UserTurn::default();
+        out.talk.push(Talk::Typed(text.clone()));
+        self.history.push(ChatRole::User, &text);
+        self.ask(out);
+    }
+
     /// The reply is over (played, or nothing to play): back to listening, with a
     /// fresh turn (what the microphone heard meanwhile was our own voice).
     fn reply_over(&mut self, out: &mut StepOutput) {
@@ -613,6 +639,14 @@ impl DuplexModel for Cascade {
             out.talk.push(Talk::Phase(self.phase));
         }
         self.frame += 1;
+        if let Some(text) = self.typed.pop_front() {
+            // The microphone's frame still goes to the recogniser and the onset
+            // detector, so their clocks keep time; its words are not this turn's.
+            self.onset.frame(pcm_in);
+            self.stt.step(pcm_in)?;
+            self.take_typed(text, out);
+            return self.speak(out);
+        }
         let heard = self.onset.frame(pcm_in);
         let stt = self.stt.step(pcm_in)?;
         if stt.end_of_speech.is_some() {
@@ -660,6 +694,7 @@ impl DuplexModel for Cascade {
 
     fn reset(&mut self) {
         self.reply = None;
+        self.typed.clear();
         self.stop_reading_ahead();
         self.tts.cancel();
         self.stt.reset();
@@ -680,8 +715,19 @@ impl DuplexModel for Cascade {
         true
     }
 
+    fn takes_text(&self) -> bool {
+        true
+    }
+
+    fn type_text(&mut self, text: &str) -> Result<()> {
+        let text = text.trim();
+        anyhow::ensure!(!text.is_empty(), "nothing was typed");
+        self.typed.push_back(text.to_string());
+        Ok(())
+    }
+
     fn busy(&self) -> bool {
-        self.reply.is_some() || self.user.speech_frames > 0
+        self.reply.is_some() || self.user.speech_frames > 0 || !self.typed.is_empty()
     }
 
     /// A persona's prompt becomes the system prompt and its voice the TTS voice, from
@@ -1602,5 +1648,35 @@ mod tests {
         assert_eq!(c.phase(), TalkPhase::Listening);
         assert!(l.requests.lock().unwrap().is_empty());
         assert!(talk(&log).is_empty());
+    }
+
+    #[test]
+    fn a_typed_turn_is_answered_and_stops_a_reply_under_way() {
+        let l = llm(Ok("one two three four five six seven eight"), 0);
+        let mut c = cascade(vec![], l.clone());
+        assert!(c.takes_text());
+        assert!(c.type_text("  ").is_err(), "nothing typed: nothing asked");
+        c.type_text("what is the time").unwrap();
+        let mut log = Vec::new();
+        run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);
+        assert!(talk(&log).contains(&Talk::Typed("what is the time".into())));
+        assert_eq!(
+            requests(&l, 1)[0].messages.last().unwrap().content,
+            "what is the time"
+        );
+        // Typed over the reply: it stops, and what was played of it stays.
+        c.type_text("stop, and say hello").unwrap();
+        let mut log = Vec::new();
+        run(&mut c, QUIET, 1, &mut log);
+        let t = talk(&log);
+        assert!(matches!(t[0], Talk::BargedIn { .. }), "{t:?}");
+        assert!(
+            t.contains(&Talk::Typed("stop, and say hello".into())),
+            "{t:?}"
+        );
+        let r = requests(&l, 2);
+        let roles: Vec<ChatRole> = r[1].messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [ChatRole::User, ChatRole::Assistant, ChatRole::User]);
+        assert_eq!(r[1].messages[2].content, "stop, and say hello");
     }
 }

@@ -9,7 +9,10 @@ use super::feed::{EntryKind, Feed, FeedEntry};
 use super::format;
 use super::keymap::{self, Action, Scroll};
 use super::layout;
+use super::picker::{Picker, PickerKey};
+use super::settings_view::{Row, SettingsKey, SettingsView};
 use super::theme::Theme;
+use super::typing::{Typing, TypingKey};
 use super::vad::{Transition, Vad};
 use crate::bus::ModelInfo;
 use crate::bus::{Endpoint, EngineEvent, LoadProgress, Severity, StepStats, Talk, TalkPhase};
@@ -113,6 +116,17 @@ pub enum Effect {
     Choose(ChooserPick),
     /// The user's `y` or `n` to a tool's consent question.
     Consent(bool),
+    /// The device picker opened: the main loop lists the devices (`AppEvent::Devices`).
+    ListDevices,
+    /// Switch one side to another device (a selector).
+    SwitchDevice(crate::bus::DeviceSide, String),
+    /// A setting changed: save the file's settings there, and send the command that
+    /// applies it now (none: it applies from the next start).
+    Settings {
+        path: std::path::PathBuf,
+        saved: crate::settings::Settings,
+        apply: Option<Command>,
+    },
     Quit,
 }
 
@@ -234,6 +248,14 @@ pub struct UiState {
     pub chooser: Option<Chooser>,
     /// Tool calls (cascade mode): acting, asking, the feed's folded results.
     pub tools: ToolView,
+    /// The typed-turn editor (`/`): while open it takes the keys.
+    pub typing: Typing,
+    /// The device picker (`d`): while open it takes the keys.
+    pub picker: Option<Picker>,
+    /// What the settings overlay (`s`) shows and saves; `None`: not offered.
+    pub settings: Option<super::context::SettingsContext>,
+    /// The settings overlay, while open (it takes the keys).
+    pub settings_view: Option<SettingsView>,
 }
 
 impl UiState {
@@ -287,6 +309,10 @@ impl UiState {
             engine: ctx.engine.clone(),
             chooser: ctx.chooser.clone().map(Chooser::new),
             tools: ToolView::new(ctx.tools.as_ref().map(|t| t.lines.clone())),
+            typing: Typing::default(),
+            picker: None,
+            settings: ctx.settings.clone(),
+            settings_view: None,
         };
         if let Some(r) = &ctx.resume {
             s.show_resume(r);
@@ -382,6 +408,34 @@ impl UiState {
             AppEvent::Engine(e) => self.apply_engine(e),
             AppEvent::Key(k) if self.chooser.is_some() => self.chooser_key(k),
             AppEvent::Mouse(_) if self.chooser.is_some() => Update::none(),
+            AppEvent::Key(k) if self.typing.is_open() => self.typing_key(k),
+            AppEvent::Key(k) if self.picker.is_some() => self.picker_key(k),
+            AppEvent::Key(k) if self.settings_view.is_some() => self.settings_key(k),
+            AppEvent::ProbeLevels(levels) => match self.picker.as_mut() {
+                Some(p) => {
+                    // Peaks fall back slowly, as a meter's needle does.
+                    for (i, l) in levels {
+                        match p.levels.iter_mut().find(|(j, _)| *j == i) {
+                            Some((_, v)) => *v = l.max(*v * 0.7),
+                            None => p.levels.push((i, l)),
+                        }
+                    }
+                    Update::redraw()
+                }
+                None => Update::none(),
+            },
+            AppEvent::Devices(list) => match self.picker.as_mut() {
+                Some(p) => {
+                    p.cursor = p.cursor.min(list.len().saturating_sub(1));
+                    p.devices = Some(list);
+                    Update::redraw()
+                }
+                None => Update::none(),
+            },
+            AppEvent::Paste(text) => Update {
+                redraw: self.typing.paste(&text) != TypingKey::Ignored,
+                effect: None,
+            },
             AppEvent::Key(k) => {
                 keymap::action_for_key(k).map_or_else(Update::none, |a| self.act(a))
             }
@@ -453,6 +507,117 @@ impl UiState {
         }
     }
 
+    fn settings_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        let (Some(view), Some(s)) = (self.settings_view.as_mut(), self.settings.as_mut()) else {
+            return Update::none();
+        };
+        match view.key(key, &mut s.current, &mut s.saved) {
+            SettingsKey::Ignored => Update::none(),
+            SettingsKey::Moved => Update::redraw(),
+            SettingsKey::Closed => {
+                self.settings_view = None;
+                Update::redraw()
+            }
+            SettingsKey::Changed(row) => {
+                let c = s.current.clone();
+                let (path, saved) = (s.path.clone(), s.saved.clone());
+                let apply = match row {
+                    Row::EchoCancel => Some(Command::SetEchoCancel(c.echo_cancel)),
+                    Row::PushToTalk => {
+                        self.push_to_talk = c.push_to_talk;
+                        self.muted = c.push_to_talk;
+                        Some(Command::SetMuted(self.muted))
+                    }
+                    Row::Temperature | Row::TextTemperature | Row::TopK => {
+                        Some(Command::SetSampling(crate::bus::Sampling {
+                            temperature: c.temperature,
+                            text_temperature: c.text_temperature,
+                            top_k: c.top_k,
+                            seed: self.seed,
+                        }))
+                    }
+                    Row::HalfDuplex => Some(Command::SetHalfDuplex(c.half_duplex)),
+                    Row::Engine => None,
+                };
+                Update::with(Effect::Settings { path, saved, apply }, true)
+            }
+        }
+    }
+
+    fn picker_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        let Some(p) = self.picker.as_mut() else {
+            return Update::none();
+        };
+        match p.key(key) {
+            PickerKey::Ignored => Update::none(),
+            PickerKey::Changed => Update::redraw(),
+            PickerKey::Closed => {
+                self.picker = None;
+                Update::redraw()
+            }
+            // The feed says how it went when the supervisor answers (`Switched`).
+            PickerKey::Pick(side, selector) => {
+                self.picker = None;
+                Update::with(Effect::SwitchDevice(side, selector), true)
+            }
+        }
+    }
+
+    fn typing_key(&mut self, key: ratatui::crossterm::event::KeyEvent) -> Update {
+        // The editor's offer to an engine that hears only audio: Tab makes the cascade
+        // the engine from the next start (saved like a settings change).
+        if key.code == ratatui::crossterm::event::KeyCode::Tab && self.typing_refusal().is_some() {
+            if let Some(s) = self.settings.as_mut() {
+                s.current.engine = "cascade".into();
+                s.saved.engine = Some("cascade".into());
+                let (path, saved) = (s.path.clone(), s.saved.clone());
+                self.note(
+                    EntryKind::Notice(Severity::Info),
+                    "the cascade is the engine from the next start (saved): it takes typed turns",
+                    None,
+                );
+                return Update::with(
+                    Effect::Settings {
+                        path,
+                        saved,
+                        apply: None,
+                    },
+                    true,
+                );
+            }
+        }
+        match self.typing.key(key) {
+            TypingKey::Ignored => Update::none(),
+            TypingKey::Changed | TypingKey::Cancelled => Update::redraw(),
+            TypingKey::Send(text) => match self.typing_refusal() {
+                Some(why) => {
+                    self.note(
+                        EntryKind::Notice(Severity::Warning),
+                        format!("not sent ({why}): {text}"),
+                        Some(super::words::TYPE_WITH_CASCADE.into()),
+                    );
+                    Update::redraw()
+                }
+                // The feed shows the turn when the engine takes it (`Talk::Typed`).
+                None => Update::with(Effect::Send(Command::Type(text)), true),
+            },
+        }
+    }
+
+    /// Why typed turns would go nowhere: a running model that has stepped and reported
+    /// no turns (the cascade reports its phase from its first step). While loading
+    /// they wait for the model; a model that refuses one anyway says so (`TypedRefused`).
+    pub fn typing_refusal(&self) -> Option<String> {
+        let model = self
+            .model
+            .as_ref()
+            .filter(|_| self.phase == Phase::Ready && self.stats.is_some())?;
+        self.talk.is_none().then(|| {
+            let name = model.name.split(" (").next().unwrap_or("this engine");
+            format!("{name} hears only audio")
+        })
+    }
+
     fn act(&mut self, action: Action) -> Update {
         let (width, height) = self.feed_size();
         let page = height.saturating_sub(1).max(1);
@@ -472,6 +637,20 @@ impl UiState {
                 Update::with(Effect::Send(Command::SetMuted(self.muted)), true)
             }
             Action::PushToTalk => Update::none(),
+            Action::Settings => {
+                if self.settings.is_some() {
+                    self.settings_view = Some(SettingsView { cursor: 0 });
+                }
+                Update::redraw()
+            }
+            Action::Devices => {
+                self.picker = Some(Picker::default());
+                Update::with(Effect::ListDevices, true)
+            }
+            Action::Type => {
+                self.typing.open();
+                Update::redraw()
+            }
             Action::ToggleEcho => match self.echo_cancel {
                 // The engine's `EchoCancel` event confirms it.
                 Some(on) => Update::with(Effect::Send(Command::SetEchoCancel(!on)), false),
@@ -501,7 +680,9 @@ impl UiState {
             Action::CloseOverlay => {
                 let was = std::mem::replace(&mut self.help, false)
                     | std::mem::replace(&mut self.card, false)
-                    | std::mem::replace(&mut self.tools.overlay, false);
+                    | std::mem::replace(&mut self.tools.overlay, false)
+                    | self.picker.take().is_some()
+                    | self.settings_view.take().is_some();
                 Update {
                     redraw: was,
                     effect: None,
@@ -768,6 +949,12 @@ impl UiState {
                 }
             }
             Talk::UserTurnEnded => self.open_said = None,
+            Talk::Typed(text) => {
+                let now = self.now();
+                self.open_said = None;
+                self.open_assistant = None;
+                self.feed.push(FeedEntry::new(now, EntryKind::Typed, text));
+            }
             Talk::Phase(p) => {
                 if self.talk.is_none() {
                     // Words from the recogniser replace the loudness-based user marks.

@@ -182,8 +182,10 @@ impl UiState {
                 side,
                 Endpoint::Missing(crate::ui::words::loss_reason(reason)),
             ),
-            DeviceStatus::Ready { side, name } => (side, Endpoint::Device(name.clone())),
-            DeviceStatus::Trouble { .. } => return,
+            DeviceStatus::Ready { side, name } | DeviceStatus::Switched { side, name, .. } => {
+                (side, Endpoint::Device(name.clone()))
+            }
+            DeviceStatus::Trouble { .. } | DeviceStatus::SwitchFailed { .. } => return,
         };
         match side {
             DeviceSide::Microphone => self.input = Some(endpoint),

@@ -24,6 +24,7 @@ pub fn marker(kind: &EntryKind, t: &Theme) -> (&'static str, Style, Style) {
         EntryKind::User { .. } | EntryKind::Said => {
             ("●", t.speaker(Speaker::User), t.speaker(Speaker::User))
         }
+        EntryKind::Typed => ("⌨", t.speaker(Speaker::User), t.speaker(Speaker::User)),
         EntryKind::Success => ("✓", t.ok(), t.text()),
         EntryKind::Notice(Severity::Info) => ("•", t.severity(Severity::Info), t.text()),
         EntryKind::Notice(s @ Severity::Warning) => ("!", t.severity(*s), t.severity(*s)),

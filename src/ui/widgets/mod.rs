@@ -3,10 +3,13 @@
 
 pub mod card;
 pub mod chooser;
+pub mod editor;
 pub mod feed;
 pub mod header;
 pub mod help;
+pub mod picker;
 pub mod progress;
+pub mod settings;
 pub mod status;
 pub mod too_small;
 pub mod tools;
