@@ -107,6 +107,7 @@ fn main() {
         }
         Some(Cmd::Serve(s)) => assistant::app::serve::run(&cli.run, s),
         Some(Cmd::Transcribe(t)) => assistant::app::transcribe::run(&cli.run, t),
+        Some(Cmd::Wake(w)) => assistant::app::wake::run(&cli.run, w),
         None if cli.run.connect.is_some() && cli.run.headless => {
             assistant::app::connect::run(&cli.run)
         }

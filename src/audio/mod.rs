@@ -7,4 +7,5 @@ pub mod meters;
 pub mod port;
 pub mod resample;
 pub mod supervisor;
+pub mod wake;
 pub mod wav;

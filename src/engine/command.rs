@@ -8,6 +8,11 @@ pub enum Command {
     SetMuted(bool),
     /// Echo cancellation on or off (`e`).
     SetEchoCancel(bool),
+    /// Wake mode on or off (`w`): the microphone reaches the model only after a wake
+    /// phrase.
+    SetWake(bool),
+    /// The wake spotter, built by the app from the user's takes (`--wake`).
+    InstallWake(Box<super::wake_gate::WakeOptions>),
     Reset,
     SetSampling(Sampling),
     /// A persona's voice loaded in the background: swap it in at the next frame
@@ -35,6 +40,8 @@ impl std::fmt::Debug for Command {
         match self {
             Self::SetMuted(m) => write!(f, "SetMuted({m})"),
             Self::SetEchoCancel(on) => write!(f, "SetEchoCancel({on})"),
+            Self::SetWake(on) => write!(f, "SetWake({on})"),
+            Self::InstallWake(o) => write!(f, "InstallWake(enabled: {})", o.enabled),
             Self::Reset => write!(f, "Reset"),
             Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
             Self::SwapModel { model, weights } => {

@@ -56,7 +56,14 @@ pub fn decide(state: State, command: &Command) -> Action {
     use State::*;
     match (command, state) {
         (Command::Shutdown, _) => Stop,
-        (Command::SetMuted(_) | Command::SetEchoCancel(_) | Command::SetSampling(_), _) => Apply,
+        (
+            Command::SetMuted(_)
+            | Command::SetEchoCancel(_)
+            | Command::SetWake(_)
+            | Command::InstallWake(_)
+            | Command::SetSampling(_),
+            _,
+        ) => Apply,
         (Command::ReplaceInput(_) | Command::ReplaceSpeaker(_), _) => Apply,
         (Command::Reset, Running) => ResetConversation,
         (Command::Reset, Unloaded | Failed) => Reload,

@@ -37,6 +37,8 @@ pub struct Persona {
     /// Cascade mode: the LLM model to ask the server for.
     pub llm_model: Option<String>,
     pub visualizer: VisualizerStyle,
+    /// The phrases that wake it (`--wake`), lower case; its name by default.
+    pub wake: Vec<String>,
     /// The file it came from, as shown to the user.
     pub source: String,
 }

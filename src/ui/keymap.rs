@@ -27,6 +27,8 @@ pub enum Action {
     PrevPersona,
     /// Space: open or close the microphone in push-to-talk mode.
     PushToTalk,
+    /// Wake mode on / off (`w`).
+    ToggleWake,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +88,11 @@ pub const KEYS: &[Binding] = &[
         label: "Space",
         help: "push-to-talk mic",
         keys: &[(ch(' '), Action::PushToTalk)],
+    },
+    Binding {
+        label: "w",
+        help: "wake word on/off (say the name)",
+        keys: &[(ch('w'), Action::ToggleWake)],
     },
     Binding {
         label: "PgUp PgDn",
