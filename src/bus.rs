@@ -349,6 +349,15 @@ pub enum Happening {
     },
     /// Connected again, a fresh session on the server, after `outage_s` without one.
     LinkBack { outage_s: f64 },
+    /// Wake mode: no model hears the microphone until one of `phrases` is said.
+    WakeWaiting { phrases: Vec<String> },
+    /// A wake phrase was heard (`score` 0..1): the microphone reaches the model for
+    /// one exchange.
+    WakeHeard { phrase: String, score: f32 },
+    /// Wake mode switched off: the microphone is always heard.
+    WakeOff,
+    /// Wake mode was asked for, but no phrase has takes.
+    WakeUnavailable { why: String },
 }
 
 impl EngineEvent {

@@ -45,6 +45,54 @@ pub enum Cmd {
     /// Print the words the cascade's recogniser hears in a WAV file, with the time each
     /// was given out (takes --stt-model-dir, --demo, --device).
     Transcribe(TranscribeArgs),
+    /// The wake word: record takes of a persona's name, or test the spotter on a WAV.
+    Wake(WakeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WakeArgs {
+    #[command(subcommand)]
+    pub command: WakeCmd,
+    /// Where the takes live (default: $XDG_CONFIG_HOME/assistant/wake).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub takes: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WakeCmd {
+    /// Record takes of a wake phrase from the microphone (--input-device picks it).
+    Record {
+        /// The phrase, e.g. jarvis or "hey jarvis".
+        phrase: String,
+        /// How many takes to record.
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// Seconds each take lasts.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
+    /// Add takes of a wake phrase from WAV files you recorded elsewhere.
+    Add {
+        phrase: String,
+        #[arg(value_name = "FILE.wav", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the phrases each persona answers to and how many takes each has.
+    List,
+    /// Run the spotter over a recording and print each detection: time, name, score.
+    Test {
+        #[arg(value_name = "FILE.wav")]
+        file: PathBuf,
+        /// Only this persona's phrases (default: every persona's).
+        #[arg(long)]
+        persona: Option<String>,
+        /// Detection threshold, 0..1 (default: the spotter's).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Print JSON: each detection, and each phrase's best score (for tuning).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -169,6 +217,20 @@ pub struct RunArgs {
     /// had said it), then run on as usual.
     #[arg(long = "say", value_name = "TEXT")]
     pub say: Option<String>,
+    /// Hands-free: no model hears the microphone until you say the persona's name
+    /// (takes from `assistant wake record NAME`); it listens for one exchange, then
+    /// waits again. `w` toggles it in the TUI.
+    #[arg(long, global = true)]
+    pub wake: bool,
+    /// With --wake: seconds of quiet on both sides that end the exchange.
+    #[arg(long, global = true, default_value_t = 6.0, value_name = "SECONDS")]
+    pub wake_quiet: f64,
+    /// With --wake: the spotter's threshold, 0..1 (`assistant wake test` shows scores).
+    #[arg(long, global = true, value_name = "SCORE")]
+    pub wake_threshold: Option<f32>,
+    /// With --wake: where the takes live (default: $XDG_CONFIG_HOME/assistant/wake).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub wake_takes: Option<PathBuf>,
     /// Reopen the last session's transcript in the feed.
     #[arg(long, global = true)]
     pub resume: bool,

@@ -117,6 +117,7 @@ fn main() {
         }
         Some(Cmd::Serve(s)) => assistant::app::serve::run(&cli.run, s),
         Some(Cmd::Transcribe(t)) => assistant::app::transcribe::run(&cli.run, t),
+        Some(Cmd::Wake(w)) => assistant::app::wake::run(&cli.run, w),
         None if cli.run.headless => assistant::app::headless::run(&cli.run),
         None => assistant::app::tui::run_app(&cli.run, &_log.path),
     };

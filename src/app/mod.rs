@@ -20,6 +20,7 @@ pub mod serve;
 pub mod tools;
 pub mod transcribe;
 pub mod tui;
+pub mod wake;
 
 use crate::audio::aec::EchoOptions;
 use crate::audio::device::DeviceError;
@@ -94,6 +95,16 @@ pub fn wire(
         Some(path) => Some(read_wav(path).map_err(|e| StartError::input(e.to_string()))?),
         None => None,
     };
+    // The wake spotter, before any device opens: `--wake` without takes is an error.
+    let (wake, wake_warnings) = wake::gate_options(args, &crate::persona::Catalog::load().personas)
+        .map_err(StartError::input)?;
+    for w in wake_warnings {
+        notices.push(EngineEvent::warning(format!("wake word: {w}"), None));
+    }
+    if let Some(w) = wake {
+        // Queued ahead of everything else: the engine applies it in any state.
+        let _ = commands.0.send(Command::InstallWake(Box::new(w)));
+    }
     let want_speaker = tui || args.output.is_none() || args.output_device.is_some();
     let request = DeviceRequest {
         input: file_input.is_none().then(|| args.input_device.clone()),

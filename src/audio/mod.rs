@@ -8,4 +8,5 @@ pub mod port;
 pub mod probe;
 pub mod resample;
 pub mod supervisor;
+pub mod wake;
 pub mod wav;

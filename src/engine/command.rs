@@ -10,6 +10,11 @@ pub enum Command {
     SetEchoCancel(bool),
     /// The half-duplex gate on or off (settings).
     SetHalfDuplex(bool),
+    /// Wake mode on or off (`w`): the microphone reaches the model only after a wake
+    /// phrase.
+    SetWake(bool),
+    /// The wake spotter, built by the app from the user's takes (`--wake`).
+    InstallWake(Box<super::wake_gate::WakeOptions>),
     Reset,
     SetSampling(Sampling),
     /// A persona's voice loaded in the background: swap it in at the next frame
@@ -41,6 +46,8 @@ impl std::fmt::Debug for Command {
             Self::SetMuted(m) => write!(f, "SetMuted({m})"),
             Self::SetEchoCancel(on) => write!(f, "SetEchoCancel({on})"),
             Self::SetHalfDuplex(on) => write!(f, "SetHalfDuplex({on})"),
+            Self::SetWake(on) => write!(f, "SetWake({on})"),
+            Self::InstallWake(o) => write!(f, "InstallWake(enabled: {})", o.enabled),
             Self::Reset => write!(f, "Reset"),
             Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
             Self::SwapModel { model, weights } => {

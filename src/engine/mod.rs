@@ -18,6 +18,7 @@ mod state_unloaded;
 pub mod stats;
 pub mod turns;
 pub mod voice;
+pub mod wake_gate;
 
 pub use crate::bus::EngineEvent;
 pub use command::Command;

@@ -173,6 +173,8 @@ pub(super) struct Engine {
     pub(super) turns: TurnTracker,
     pub(super) next_rss_s: f64,
     pub(super) stats: RunStats,
+    /// The wake gate on the microphone (`--wake`), once the app installs it.
+    pub(super) wake: Option<super::wake_gate::WakeGate>,
 }
 
 /// A stepping failure: what went wrong and what to do.
@@ -223,6 +225,7 @@ impl Engine {
             turns: TurnTracker::default(),
             next_rss_s: 0.0,
             stats: RunStats::default(),
+            wake: None,
         })
     }
 
@@ -250,6 +253,24 @@ impl Engine {
             Command::SetHalfDuplex(on) => match self.mic_path.as_mut() {
                 Some(p) => p.set_half_duplex(on),
                 None => self.happened(Happening::NoEcho),
+            },
+            Command::InstallWake(o) => {
+                let frame_s = self.frame_len as f64 / self.rate as f64;
+                let gate = super::wake_gate::WakeGate::new(*o, frame_s);
+                if gate.enabled() {
+                    self.happened(gate.waiting());
+                }
+                self.wake = Some(gate);
+            }
+            Command::SetWake(on) => match self.wake.as_mut() {
+                Some(g) => {
+                    let h = g.set_enabled(on);
+                    self.happened(h);
+                }
+                None if on => self.happened(Happening::WakeUnavailable {
+                    why: "no wake phrase has takes".into(),
+                }),
+                None => {}
             },
             Command::SetMuted(m) => {
                 self.frames.muted = m;

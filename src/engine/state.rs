@@ -60,6 +60,8 @@ pub fn decide(state: State, command: &Command) -> Action {
             Command::SetMuted(_)
             | Command::SetEchoCancel(_)
             | Command::SetHalfDuplex(_)
+            | Command::SetWake(_)
+            | Command::InstallWake(_)
             | Command::SetSampling(_),
             _,
         ) => Apply,

@@ -96,6 +96,7 @@ impl Engine {
         };
         let mut idle = self.idle_unload.map(|d| IdleWatch::new(d.as_secs_f64()));
         let mut tail_frames = 0u32;
+        let mut last_out_rms = 0f32;
         loop {
             if let Err(next) = self.running_commands() {
                 return Ok(next);
@@ -147,6 +148,7 @@ impl Engine {
             if fresh {
                 self.frames.mute_if_closed();
             }
+            self.wake_gate(fresh, last_out_rms);
             let mic_rms = rms(&self.frames.frame);
             let work = t_frame.elapsed();
 
@@ -203,6 +205,7 @@ impl Engine {
             self.stats.step_ms.push(step_ms);
             self.stats.overhead_ms.push(overhead_ms);
             let out_rms = rms(&self.out.pcm);
+            last_out_rms = out_rms;
             let link = self.model.as_ref().and_then(|m| m.link());
             while let Some(h) = self.model.as_mut().and_then(|m| m.take_happening()) {
                 self.send(EngineEvent::Happened(h));
@@ -234,6 +237,28 @@ impl Engine {
                 )
             }) {
                 return Ok(Some(self.unload()));
+            }
+        }
+    }
+
+    /// The wake gate: silences the frame unless a wake phrase opened it.
+    fn wake_gate(&mut self, fresh: bool, last_out_rms: f32) {
+        let Some(gate) = self.wake.as_mut().filter(|g| g.enabled()) else {
+            return;
+        };
+        if !fresh {
+            // Held audio from before a reload: only an open gate lets it through.
+            if !gate.is_open() {
+                self.frames.frame.fill(0.0);
+            }
+            return;
+        }
+        let busy = self.model.as_ref().is_some_and(|m| m.busy());
+        let mic = rms(&self.frames.frame);
+        match gate.frame(&mut self.frames.frame, mic, last_out_rms, busy) {
+            super::wake_gate::Change::None => {}
+            super::wake_gate::Change::Opened(h) | super::wake_gate::Change::Closed(h) => {
+                self.happened(h)
             }
         }
     }

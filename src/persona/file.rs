@@ -33,6 +33,8 @@ struct RawPersona {
     tools: Option<Vec<String>>,
     #[serde(default)]
     visualizer: Option<Spanned<String>>,
+    #[serde(default)]
+    wake: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,7 +222,36 @@ pub fn parse(file: &str, text: &str, dir: Option<&Path>) -> Result<Persona, Pers
     };
     let tts_voice = named(&raw.tts_voice, "tts_voice")?;
     let llm_model = named(&raw.llm_model, "llm_model")?;
+    // The phrases the persona answers to with --wake; its name when the file names none.
+    let wake = match &raw.wake {
+        None => vec![name.to_lowercase()],
+        Some(w) => {
+            let phrases: Vec<String> = w
+                .get_ref()
+                .iter()
+                .map(|p| {
+                    p.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .to_lowercase()
+                })
+                .collect();
+            if phrases.is_empty()
+                || phrases
+                    .iter()
+                    .any(|p| !p.chars().any(char::is_alphanumeric))
+            {
+                return Err(err(
+                    w.span(),
+                    "`wake` needs at least one phrase, each with letters".into(),
+                    "e.g. wake = [\"jarvis\", \"hey jarvis\"]",
+                ));
+            }
+            phrases
+        }
+    };
     Ok(Persona {
+        wake,
         name,
         description: raw.description.trim().to_string(),
         hotkey,

@@ -39,6 +39,8 @@ pub struct Persona {
     /// Cascade mode: the tools it may use (`tools = [...]`); `None`: all that are allowed.
     pub tools: Option<Vec<String>>,
     pub visualizer: VisualizerStyle,
+    /// The phrases that wake it (`--wake`), lower case; its name by default.
+    pub wake: Vec<String>,
     /// The file it came from, as shown to the user.
     pub source: String,
 }

@@ -39,6 +39,8 @@ pub enum Action {
     Devices,
     /// `s`: the settings overlay.
     Settings,
+    /// Wake mode on / off (`w`).
+    ToggleWake,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,11 @@ pub const KEYS: &[Binding] = &[
         label: "Space",
         help: "push-to-talk mic",
         keys: &[(ch(' '), Action::PushToTalk)],
+    },
+    Binding {
+        label: "w",
+        help: "wake word on/off (say the name)",
+        keys: &[(ch('w'), Action::ToggleWake)],
     },
     Binding {
         label: "PgUp PgDn",

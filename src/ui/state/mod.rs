@@ -70,6 +70,8 @@ pub enum ConvState {
     Speaking,
     Both,
     Muted,
+    /// Wake mode: nothing reaches the model until the persona's name is said.
+    Waiting,
     Degraded,
     Error,
     Stopped,
@@ -89,11 +91,23 @@ impl ConvState {
             Self::Speaking => "speaking",
             Self::Both => "both talking",
             Self::Muted => "muted",
+            Self::Waiting => "waiting",
             Self::Degraded => "degraded",
             Self::Error => "error",
             Self::Stopped => "stopped",
         }
     }
+}
+
+/// Wake mode, for the header and the `w` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeView {
+    /// Off (or no takes): the microphone always reaches the model.
+    Off,
+    /// Waiting for a wake phrase.
+    Waiting,
+    /// A phrase was heard: one exchange.
+    Listening,
 }
 
 /// One visualizer sample: peak levels (0..=1) and whether each side counted as voice.
@@ -200,6 +214,8 @@ pub struct UiState {
     pub push_to_talk: bool,
     /// Echo cancellation on the microphone: `None` when the engine runs none (no speaker).
     pub echo_cancel: Option<bool>,
+    /// Wake mode as the engine last reported it.
+    pub wake: WakeView,
     mic_vad: Vad,
     out_vad: Vad,
     pub stats: Option<StepStats>,
@@ -277,6 +293,7 @@ impl UiState {
             muted: ctx.push_to_talk,
             push_to_talk: ctx.push_to_talk,
             echo_cancel: None,
+            wake: WakeView::Off,
             mic_vad: Vad::microphone(),
             out_vad: Vad::assistant(),
             stats: None,
@@ -363,6 +380,9 @@ impl UiState {
         }
         if self.tools.acting.is_some() {
             return ConvState::Acting;
+        }
+        if self.wake == WakeView::Waiting {
+            return ConvState::Waiting;
         }
         match self.talk {
             Some(TalkPhase::Thinking) => return ConvState::Thinking,
@@ -705,6 +725,10 @@ impl UiState {
                     }
                 }
             }
+            Action::ToggleWake => {
+                let on = self.wake == WakeView::Off;
+                Update::with(Effect::Send(Command::SetWake(on)), false)
+            }
             Action::NextPersona => self.switch_to((self.active + 1) % self.personas.len().max(1)),
             Action::PrevPersona => {
                 let n = self.personas.len().max(1);
@@ -805,6 +829,24 @@ impl UiState {
             }
             EngineEvent::Happened(h) => {
                 use crate::bus::Happening;
+                match &h {
+                    Happening::WakeWaiting { .. } => self.wake = WakeView::Waiting,
+                    Happening::WakeOff => self.wake = WakeView::Off,
+                    Happening::WakeHeard { phrase, .. } => {
+                        self.wake = WakeView::Listening;
+                        // Another persona's name switches to it.
+                        let said = crate::ui::words::happening(&h);
+                        self.note(EntryKind::Notice(said.severity), said.message, said.remedy);
+                        if let Some(i) = self.personas.iter().position(|p| p.wake.contains(phrase))
+                        {
+                            if i != self.active {
+                                return self.switch_to(i);
+                            }
+                        }
+                        return Update::redraw();
+                    }
+                    _ => {}
+                }
                 self.priming = matches!(h, Happening::Priming)
                     || (self.priming
                         && !matches!(h, Happening::Primed { .. } | Happening::PrimeFailed { .. }));

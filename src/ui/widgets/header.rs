@@ -28,10 +28,29 @@ pub fn state_badge(state: &UiState) -> (&'static str, Style) {
         ConvState::Both => ("◆●", t.both_talking()),
         ConvState::Reconnecting => ("⟳", t.alarm()),
         ConvState::Muted => ("✕", t.alarm()),
+        ConvState::Waiting => ("◌", t.dim()),
         ConvState::Degraded => ("!", t.alarm()),
         ConvState::Error => ("✗", t.severity(Severity::Error)),
         ConvState::Stopped => ("■", t.dim()),
     }
+}
+
+/// The active persona's wake phrases as the user would say them: `"Jarvis"`.
+fn wake_names(state: &UiState) -> String {
+    let capitalised: Vec<String> = state
+        .personas
+        .get(state.active)
+        .map(|p| p.wake.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    crate::ui::words::quoted_list(&capitalised)
 }
 
 pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
@@ -44,6 +63,9 @@ pub fn render(state: &UiState, density: Density, area: Rect, buf: &mut Buffer) {
         Span::raw("  "),
         Span::styled(format!("{glyph} {}", conv.label()), style),
     ];
+    if conv == ConvState::Waiting {
+        left.push(Span::styled(format!(" for {}", wake_names(state)), style));
+    }
     if let Some(why) = state.degraded_reason() {
         left.push(Span::styled(format!(": {why}"), style));
     }
