@@ -111,18 +111,27 @@ fn talking_over_the_reply_silences_it_within_two_frames() {
     let s = script(2, 1.2, 2.5);
     let (input, output) = (tmp.path().join("q.wav"), tmp.path().join("a.wav"));
     assistant::audio::wav::write_wav_mono(&input, 24_000, &s.pcm).unwrap();
-    let out = run_ok(
-        cascade(tmp.path())
-            .args(["--no-journal", "--realtime"])
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&output),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("you spoke over the reply"), "{stderr}");
-    let audio = assistant::audio::wav::read_wav(&output).unwrap().samples;
-    let f = analyze(&s, &audio);
+    // A machine too busy to play the reply without gaps can have every onset fall in a
+    // gap (seen at load 16): nothing to measure, so that run is tried again, twice.
+    let mut f = Default::default();
+    for _ in 0..3 {
+        let out = run_ok(
+            cascade(tmp.path())
+                .args(["--no-journal", "--realtime"])
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(&output),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("you spoke over the reply"), "{stderr}");
+        let audio = assistant::audio::wav::read_wav(&output).unwrap().samples;
+        f = analyze(&s, &audio);
+        if !f.barge_in_ms.is_empty() {
+            break;
+        }
+        eprintln!("no burst came while the reply played: {f:?}; again");
+    }
     assert!(
         !f.barge_in_ms.is_empty(),
         "no burst came while the reply played: {f:?}"

@@ -239,8 +239,8 @@ fn real_whisper_base_hears_two_spoken_sentences_and_their_ends() {
 }
 
 /// The recogniser as the engine drives it (worker thread): a file stepped faster than
-/// real time waits for the worker, so it hears what `transcribe` (inline) hears, frame
-/// for frame; a reset forgets an utterance half heard.
+/// real time waits for the worker, so it hears what `transcribe` (inline) hears; a reset
+/// forgets an utterance half heard.
 #[test]
 fn the_worker_thread_hears_what_inline_hears_and_a_reset_forgets() {
     use assistant::engine::cascade::whisper::{synthetic, Threading, WhisperStt};
@@ -283,7 +283,15 @@ fn the_worker_thread_hears_what_inline_hears_and_a_reset_forgets() {
     let mut worker = WhisperStt::load(&dir, &cpu, Threading::Worker).unwrap();
     let threaded = run(&mut worker, &pcm);
     assert!(inline.iter().any(|(_, w)| w == "<end>"), "{inline:?}");
-    assert_eq!(threaded, inline);
+    // The same words and ends, in order. Not always at the same frames: a step waits
+    // for the worker only a second ahead of real time, and on a loaded machine the
+    // steps themselves run near real time (a word came 2 frames late at load 16).
+    let heard = |v: &[(usize, String)]| {
+        let mut w: Vec<String> = v.iter().map(|(_, w)| w.clone()).collect();
+        w.dedup();
+        w
+    };
+    assert_eq!(heard(&threaded), heard(&inline), "{threaded:?}\n{inline:?}");
     // Half of the first sentence, then a reset: nothing of it comes out afterwards.
     worker.reset();
     let half = &pcm[..1920 * 20];

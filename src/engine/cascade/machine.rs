@@ -944,9 +944,17 @@ mod tests {
         panic!("the machine never got there; phase {:?}", c.phase());
     }
 
+    /// Waits for the LLM's thread are bounded in time, not in tries: on a loaded machine
+    /// that thread can wait more than a second for a core.
+    fn within_10_s() -> impl FnMut() -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        move || std::time::Instant::now() < deadline
+    }
+
     /// The requests, once `n` have reached the LLM (its thread starts them).
     fn requests(l: &ScriptLlm, n: usize) -> Vec<ChatRequest> {
-        for _ in 0..500 {
+        let mut waiting = within_10_s();
+        while waiting() {
             let r = l.requests.lock().unwrap().clone();
             if r.len() >= n {
                 return r;
@@ -1098,11 +1106,11 @@ mod tests {
         let reqs = requests(&l, 2);
         assert_eq!(reqs[1].messages.len(), 1, "one user turn, not two");
         assert_eq!(reqs[1].messages[0].content, "tell more");
-        std::thread::sleep(std::time::Duration::from_millis(120));
-        assert!(
-            *l.cancelled.lock().unwrap(),
-            "the first request was cancelled"
-        );
+        let mut waiting = within_10_s();
+        while !*l.cancelled.lock().unwrap() {
+            assert!(waiting(), "the first request was cancelled");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     #[test]
@@ -1170,7 +1178,8 @@ mod tests {
     /// Wait until the LLM has read ahead a request of these messages (its thread runs
     /// the read-aheads).
     fn read_ahead_of(l: &ScriptLlm, want: &[&str]) {
-        for _ in 0..500 {
+        let mut waiting = within_10_s();
+        while waiting() {
             if l.prepared
                 .lock()
                 .unwrap()
@@ -1466,7 +1475,8 @@ mod tests {
         out.clear(FRAME_LEN);
         assert!(c.step(&[QUIET; FRAME_LEN], &mut out).is_err());
         assert_eq!(c.phase(), TalkPhase::Listening);
-        for _ in 0..100 {
+        let mut waiting = within_10_s();
+        while waiting() {
             if *l.cancelled.lock().unwrap() {
                 return;
             }
