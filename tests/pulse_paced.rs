@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOC: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
 
-/// cpal finds the server through `PULSE_SERVER`, a process-wide variable: one
+/// cpal finds the server through `PULSE_SERVER` (and its cookie through `PULSE_COOKIE`),
+/// process-wide variables: one
 /// server, and so one test, at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -90,6 +91,15 @@ impl Pulse {
             std::thread::sleep(Duration::from_millis(100));
         }
         pulse
+    }
+
+    /// cpal's host in this process speaks to this server, with a cookie of its own: not
+    /// one from the HOME of whoever runs the tests (where there may be none).
+    fn use_in_this_process(&self) {
+        let cookie = self.dir.path().join("client-cookie");
+        std::fs::write(&cookie, [0u8; 256]).unwrap();
+        std::env::set_var("PULSE_SERVER", &self.server);
+        std::env::set_var("PULSE_COOKIE", &cookie);
     }
 
     fn log(&self) -> String {
@@ -352,7 +362,7 @@ fn report(what: &str, secs: f64, seen: &Seen, stats: &RunStats, m: &Meters) {
 fn demo_conversation(secs: u64) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let pulse = Pulse::start();
-    std::env::set_var("PULSE_SERVER", &pulse.server);
+    pulse.use_in_this_process();
     let wav = speech(pulse.dir.path(), secs as f64 + 30.0);
     let _player = pulse.play(&wav);
     let run = start(
@@ -409,7 +419,7 @@ fn demo_conversation_for_a_minute_through_pulseaudio_loses_nothing() {
 fn an_engine_stall_gives_counted_xruns_and_the_audio_continues() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let pulse = Pulse::start();
-    std::env::set_var("PULSE_SERVER", &pulse.server);
+    pulse.use_in_this_process();
     let wav = speech(pulse.dir.path(), 30.0);
     // An idle null sink renders in 2 s blocks, and its first block after a
     // stream connects comes late: the engine's first output would then wait in
@@ -478,7 +488,7 @@ fn an_engine_stall_gives_counted_xruns_and_the_audio_continues() {
 fn an_unloaded_sink_is_lost_and_comes_back_when_loaded_again() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let pulse = Pulse::start();
-    std::env::set_var("PULSE_SERVER", &pulse.server);
+    pulse.use_in_this_process();
     let run = start(
         &[
             "--engine",
@@ -597,7 +607,9 @@ fn error_callbacks_do_not_allocate() {
 }
 
 /// `assistant devices` lists every host with the selector of each device, and a
-/// selector that names no device of its host lists that host's devices.
+/// selector that names no device of its host lists that host's devices. In a HOME
+/// where no PulseAudio program ran yet: the assistant makes the cookie PulseAudio
+/// wants, as libpulse does.
 #[test]
 fn devices_lists_every_host_and_selectors_pick_across_them() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -606,8 +618,12 @@ fn devices_lists_every_host_and_selectors_pick_across_them() {
     let out = common::run_ok(
         common::assistant(tmp.path())
             .env("PULSE_SERVER", &pulse.server)
+            .env("HOME", tmp.path())
+            .env_remove("PULSE_COOKIE")
             .arg("devices"),
     );
+    let cookie = std::fs::metadata(tmp.path().join(".config/pulse/cookie"));
+    assert_eq!(cookie.map(|m| m.len()).ok(), Some(256));
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
         "host PulseAudio (default)",
@@ -620,6 +636,8 @@ fn devices_lists_every_host_and_selectors_pick_across_them() {
     }
     let res = common::assistant(tmp.path())
         .env("PULSE_SERVER", &pulse.server)
+        .env("HOME", tmp.path())
+        .env_remove("PULSE_COOKIE")
         .args([
             "--headless",
             "--engine",

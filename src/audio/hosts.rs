@@ -8,6 +8,9 @@
 //! got there in minutes. So hosts are made once and shared; a host whose server went
 //! away (its device list fails) is dropped, and the next use connects again. ALSA's
 //! host holds no connection and is made afresh.
+//!
+//! PulseAudio also kicks a client whose cookie is not 256 bytes, with the same message
+//! (see [`pulse_cookie`]).
 
 use cpal::traits::HostTrait;
 use cpal::HostId;
@@ -31,15 +34,25 @@ pub fn with_host<T>(id: HostId, f: impl FnOnce(&cpal::Host) -> T) -> Result<T, c
     Ok(f(host))
 }
 
-/// A sound server can drop a new client while it is busy or just started ("IO error:
-/// failed to fill whole buffer", seen here at load 5-10 within seconds of PulseAudio's
-/// start, in 4 tests of 5 once, with one second of retries): try again for about
-/// four seconds, waiting longer each time, before calling it unavailable.
+/// A sound server that is busy can take longer than cpal's two seconds to answer a new
+/// client: try again for about four seconds, waiting longer each time, before calling
+/// it unavailable.
 fn connect(id: HostId) -> Result<cpal::Host, cpal::Error> {
+    #[cfg(target_os = "linux")]
+    let cookie = if id == HostId::PulseAudio {
+        pulse_cookie()
+    } else {
+        Ok(())
+    };
     let mut tries = 0u64;
     loop {
         match cpal::host_from_id(id) {
             Ok(h) => return Ok(h),
+            #[cfg(target_os = "linux")]
+            Err(e) if cookie.is_err() => {
+                let why = cookie.err().unwrap_or_default();
+                return Err(cpal::Error::with_message(e.kind(), format!("{e}; {why}")));
+            }
             Err(e) if tries < 6 => {
                 tries += 1;
                 tracing::info!("{}: {e}; trying again (try {tries})", id.name());
@@ -47,6 +60,66 @@ fn connect(id: HostId) -> Result<cpal::Host, cpal::Error> {
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The `pulseaudio` crate that cpal speaks through sends the cookie it finds
+/// (`$PULSE_COOKIE`, `~/.config/pulse/cookie`, `~/.pulse-cookie`), or an empty one when
+/// there is none. PulseAudio takes 256 bytes only: it kicks the client ("protocol
+/// error"), and cpal says "IO error: failed to fill whole buffer", at any load, even
+/// from a server that lets anonymous clients in (WSLg's, a container's shared socket, a
+/// HOME where no PulseAudio program ran yet). libpulse makes `~/.config/pulse/cookie`
+/// (256 random bytes, the owner's only) when there is none: so do we. `Err` says why a
+/// kicked connection may be the cookie's fault.
+#[cfg(target_os = "linux")]
+fn pulse_cookie() -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if pulseaudio::socket_path_from_env().is_none() {
+        return Ok(());
+    }
+    if let Some(path) = pulseaudio::cookie_path_from_env() {
+        return match std::fs::metadata(&path) {
+            Ok(m) if m.len() == 256 => Ok(()),
+            Ok(m) => Err(format!(
+                "PulseAudio's cookie {} has {} bytes, not 256",
+                path.display(),
+                m.len()
+            )),
+            Err(e) => Err(format!("PulseAudio's cookie {}: {e}", path.display())),
+        };
+    }
+    let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) else {
+        return Err("no PulseAudio cookie, and no home folder to make one in".into());
+    };
+    let path = home.join(".config/pulse/cookie");
+    let made = path
+        .parent()
+        .map_or(Ok(()), |dir| {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+        })
+        .and_then(|()| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(&rand::random::<[u8; 256]>())
+        });
+    match made {
+        Ok(()) => {
+            tracing::info!("made a PulseAudio cookie at {}", path.display());
+            Ok(())
+        }
+        // Another program made it meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!(
+            "no PulseAudio cookie, and making {} failed: {e}",
+            path.display()
+        )),
     }
 }
 

@@ -100,7 +100,7 @@ fn design(rate_in: usize, rate_out: usize) -> Design {
     // len/2 - 1 + (p + 1)/phases samples past idx_k's whole part, p being idx_k's
     // fraction in phases (cubic interpolation lands on the same point). So frame k
     // holds the input at idx_k + len/2 - 1 + 1/phases: the input at k·step, delayed
-    // by len/2 - step - 1/phases input samples. tests/resample_quality.rs measures it.
+    // by len/2 - step - 1/phases input samples. tests/audio/resample_quality.rs measures it.
     let step = rate_in as f64 / rate_out as f64;
     let delay_in = sinc_len as f64 / 2.0 - step - 1.0 / phases as f64;
     Design {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference token streams from NVIDIA's own PersonaPlex code, for tests/personaplex_reference.rs.
+"""Reference token streams from NVIDIA's own PersonaPlex code, for tests/personaplex/reference.rs.
 
 Builds a tiny PersonaPlex-shaped LM (NVIDIA's `LMModel`, dep_q = 16, random weights),
 runs NVIDIA's `LMGen` greedily on the CPU in f32 through `step_system_prompts` (a voice

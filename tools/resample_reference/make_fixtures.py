@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make the fixtures of tests/resample_quality.rs: 1 s speech excerpts at 8, 16,
+"""Make the fixtures of tests/audio/resample_quality.rs: 1 s speech excerpts at 8, 16,
 24, 44.1 and 48 kHz, and the same speech resampled by two independent resamplers,
 sox (`rate -v -L`: very high quality, linear phase) and scipy
 (`resample_poly`, its default Kaiser window), to and from 24 kHz.

@@ -148,7 +148,7 @@ impl Chain {
         c.copy_to_stream(&self.stream, &mut [out]);
     }
 
-    /// Delay from input to output, measured (tests/aec_latency.rs checks it): the
+    /// Delay from input to output, measured (tests/aec/latency.rs checks it): the
     /// 24 <-> 32 kHz resamplers and band-split filters, plus 6 ms of NS overlap.
     pub(crate) fn latency_samples(&self) -> usize {
         if self.ns.is_some() {

@@ -304,8 +304,10 @@ fn download_on(
                 bytes.0 .0.load(Ordering::Relaxed),
                 bytes.0 .1.load(Ordering::Relaxed),
             );
-            // Nothing to say before hf-hub knows the size (its first request).
-            if total > 0 {
+            // Nothing to say before hf-hub knows the size (its first request), nor before
+            // it counts bytes: a resumed download first says 0, then what the partial
+            // file held (a bar that started at 0 and jumped, seen at load 16).
+            if total > 0 && done > 0 {
                 progress(bytes_progress(
                     &stage(f),
                     done,
