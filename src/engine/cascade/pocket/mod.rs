@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod conv;
 pub mod encoder;
 pub mod files;
 pub mod flow_head;
