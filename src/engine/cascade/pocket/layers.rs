@@ -412,6 +412,30 @@ mod tests {
     use moshi::candle::Device;
 
     #[test]
+    fn packed_linear_matches_candle() {
+        let dev = Device::Cpu;
+        for (m, k, n, bias) in [(16, 64, 40, true), (5, 96, 130, false), (33, 32, 8, true)] {
+            let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
+            let b = bias.then(|| Tensor::randn(0f32, 1., n, &dev).unwrap());
+            let x = Tensor::randn(0f32, 1., (1, m, k), &dev).unwrap();
+            let plain = Linear::F32 {
+                w: w.clone(),
+                b: b.clone(),
+            };
+            let packed = plain.packed().unwrap();
+            let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+            let want = match &b {
+                Some(b) => want.broadcast_add(b).unwrap(),
+                None => want,
+            };
+            let got = packed.forward(&x).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let d = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-3, "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
     fn transposed_conv_by_blocks_matches_candle() {
         let dev = Device::Cpu;
         for (cin, cout, k, s, dw) in [
