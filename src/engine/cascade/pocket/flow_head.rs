@@ -74,6 +74,9 @@ impl ResBlock {
     }
 }
 
+/// A set of times (their bits) and their mean embedding.
+type TimesEmbedding = (Vec<u32>, Tensor);
+
 #[derive(Clone)]
 pub struct FlowHead {
     kind: FlowKind,
@@ -85,7 +88,7 @@ pub struct FlowHead {
     final_linear: Linear,
     /// The mean time embedding of each set of times asked for so far: they depend on
     /// the step and the step count only, so each frame would compute the same.
-    times_memo: Arc<Mutex<Vec<(Vec<u32>, Tensor)>>>,
+    times_memo: Arc<Mutex<Vec<TimesEmbedding>>>,
 }
 
 impl FlowHead {

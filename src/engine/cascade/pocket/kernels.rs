@@ -158,8 +158,8 @@ pub fn linear(w: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
 
 /// Weight rows per block of `gemm_shifted`'s micro-kernel.
 const RB: usize = 8;
-/// Columns per block of the micro-kernel (8 rows × 16 columns: 8 zmm or 16 ymm
-/// accumulators).
+/// Columns per block of the micro-kernel (8 rows × 16 columns, in two halves of 8
+/// ymm accumulators).
 pub const TB: usize = 16;
 
 /// A weight matrix (rows, q) packed for `gemm_shifted`: blocks of `RB` rows stored
@@ -195,27 +195,21 @@ impl PackedRows {
 fn micro(wb: &[f32], x: &[f32], offs: &[usize], t0: usize) -> [[f32; TB]; RB] {
     debug_assert!(wb.len() >= offs.len() * RB);
     debug_assert!(offs.iter().all(|&o| o + t0 + TB <= x.len()));
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    // SAFETY: the windows and weight blocks are in bounds (above); AVX-512F is enabled.
-    unsafe {
-        micro_avx512(wb, x, offs, t0)
-    }
+    // AVX2 also on AVX-512 machines: the AVX-512 intrinsics need Rust 1.89.
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
-        target_feature = "fma",
-        not(target_feature = "avx512f")
+        target_feature = "fma"
     ))]
-    // SAFETY: as above; AVX2 and FMA are enabled.
+    // SAFETY: the windows and weight blocks are in bounds (above); AVX2 and FMA are
+    // enabled.
     unsafe {
         micro_avx2(wb, x, offs, t0)
     }
     #[cfg(not(all(
         target_arch = "x86_64",
-        any(
-            target_feature = "avx512f",
-            all(target_feature = "avx2", target_feature = "fma")
-        )
+        target_feature = "avx2",
+        target_feature = "fma"
     )))]
     {
         let mut acc = [[0f32; TB]; RB];
@@ -231,31 +225,10 @@ fn micro(wb: &[f32], x: &[f32], offs: &[usize], t0: usize) -> [[f32; TB]; RB] {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-#[inline(always)]
-unsafe fn micro_avx512(wb: &[f32], x: &[f32], offs: &[usize], t0: usize) -> [[f32; TB]; RB] {
-    use std::arch::x86_64::*;
-    let mut a = [_mm512_setzero_ps(); RB];
-    let (w, xp) = (wb.as_ptr(), x.as_ptr().add(t0));
-    for (j, &o) in offs.iter().enumerate() {
-        let xv = _mm512_loadu_ps(xp.add(o));
-        let wj = w.add(j * RB);
-        for (r, acc) in a.iter_mut().enumerate() {
-            *acc = _mm512_fmadd_ps(_mm512_set1_ps(*wj.add(r)), xv, *acc);
-        }
-    }
-    let mut out = [[0f32; TB]; RB];
-    for (o, acc) in out.iter_mut().zip(a) {
-        _mm512_storeu_ps(o.as_mut_ptr(), acc);
-    }
-    out
-}
-
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
-    target_feature = "fma",
-    not(target_feature = "avx512f")
+    target_feature = "fma"
 ))]
 #[inline(always)]
 unsafe fn micro_avx2(wb: &[f32], x: &[f32], offs: &[usize], t0: usize) -> [[f32; TB]; RB] {
