@@ -5,18 +5,19 @@
 //! of audio out.
 
 use super::config::{MimiConfig, MimiTransformerConfig, SeanetConfig};
-use super::kernels::elu;
-use super::layers::{Linear, StreamConv, StreamConvTr};
+use super::conv::{DirectConv, DirectConvTr};
+use super::layers::{Linear, StreamConvTr};
 use super::transformer::{Cache, Shape, Transformer};
 use moshi::candle::{Result, Tensor};
 use moshi::candle_nn::VarBuilder;
 
+/// A SEANet stage on plain buffers; each ELU of the package's list is fused into the
+/// convolution after it.
 #[derive(Clone)]
 enum Block {
-    Elu,
-    Conv(StreamConv),
-    ConvTr(StreamConvTr),
-    Res { c1: StreamConv, c2: StreamConv },
+    Conv(DirectConv),
+    ConvTr(DirectConvTr),
+    Res { c1: DirectConv, c2: DirectConv },
 }
 
 #[derive(Clone)]
@@ -29,46 +30,45 @@ pub struct Decoder {
     output_proj: Option<Linear>,
     cache: Cache,
     seanet: Vec<Block>,
+    /// Buffers the SEANet stages write, reused from frame to frame.
+    bufs: [Vec<f32>; 3],
     /// Samples of the 5 ms fade-in still to apply (the package fades each chunk in).
     fade_done: bool,
 }
 
 fn seanet(vb: &VarBuilder, c: &SeanetConfig) -> Result<Vec<Block>> {
-    // One entry per module of the package's `model` list, so an entry's index is its name.
+    // The package's `model` list names each module by its index, ELUs included.
     let vb = vb.pp("model");
     let mut mult = 1usize << c.ratios.len();
-    let mut blocks = vec![Block::Conv(StreamConv::load(
+    let mut blocks = vec![Block::Conv(DirectConv::load(
         &vb.pp(0),
-        c.dimension,
-        mult * c.n_filters,
-        c.kernel_size,
+        (c.dimension, mult * c.n_filters, c.kernel_size),
         1,
-        1,
-        true,
+        false,
     )?)];
+    let mut index = 1;
     for &r in &c.ratios {
-        blocks.push(Block::Elu);
+        // An ELU, then the transposed conv.
         let ch = mult * c.n_filters;
-        let tr = StreamConvTr::load(&vb.pp(blocks.len()), ch, ch / 2, 2 * r, r, false, true)?;
+        let tr = DirectConvTr::load(&vb.pp(index + 1), (ch, ch / 2, 2 * r), r, true)?;
         blocks.push(Block::ConvTr(tr));
+        index += 2;
         for j in 0..c.n_residual_layers {
-            let (dim, rb) = (ch / 2, vb.pp(blocks.len()).pp("block"));
+            let (dim, rb) = (ch / 2, vb.pp(index).pp("block"));
             let hidden = dim / c.compress;
             let dil = c.dilation_base.pow(j as u32);
-            let c1 =
-                StreamConv::load(&rb.pp(1), dim, hidden, c.residual_kernel_size, 1, dil, true)?;
-            let c2 = StreamConv::load(&rb.pp(3), hidden, dim, 1, 1, 1, true)?;
+            // block: ELU, conv, ELU, 1x1 conv.
+            let c1 = DirectConv::load(&rb.pp(1), (dim, hidden, c.residual_kernel_size), dil, true)?;
+            let c2 = DirectConv::load(&rb.pp(3), (hidden, dim, 1), 1, true)?;
             blocks.push(Block::Res { c1, c2 });
+            index += 1;
         }
         mult /= 2;
     }
-    blocks.push(Block::Elu);
-    let last = StreamConv::load(
-        &vb.pp(blocks.len()),
-        c.n_filters,
-        c.channels,
-        c.last_kernel_size,
-        1,
+    // An ELU, then the last conv.
+    let last = DirectConv::load(
+        &vb.pp(index + 1),
+        (c.n_filters, c.channels, c.last_kernel_size),
         1,
         true,
     )?;
@@ -109,6 +109,10 @@ impl Decoder {
         };
         let (input_proj, transformer, output_proj) =
             load_codec_transformer(&vb.pp("decoder_transformer"), c.decoder_transformer())?;
+        // 16 steps a frame: the packed kernel instead of candle's matmul.
+        let transformer = transformer.packed()?;
+        let input_proj = input_proj.map(|p| p.packed()).transpose()?;
+        let output_proj = output_proj.map(|p| p.packed()).transpose()?;
         let cache = transformer.empty_cache();
         Ok(Self {
             quant_proj,
@@ -118,6 +122,7 @@ impl Decoder {
             output_proj,
             cache,
             seanet: seanet(&vb.pp("decoder"), s)?,
+            bufs: Default::default(),
             fade_done: false,
         })
     }
@@ -130,7 +135,6 @@ impl Decoder {
         }
         for b in &mut self.seanet {
             match b {
-                Block::Elu => {}
                 Block::Conv(c) => c.reset(),
                 Block::ConvTr(c) => c.reset(),
                 Block::Res { c1, c2 } => {
@@ -158,19 +162,30 @@ impl Decoder {
         if let Some(p) = &self.output_proj {
             h = p.forward(&h)?;
         }
-        let mut x = h.transpose(1, 2)?.contiguous()?;
+        // (channels, time) from here on.
+        let (_, t, _) = h.dims3()?;
+        let [x, y, z] = &mut self.bufs;
+        x.clear();
+        x.extend(h.squeeze(0)?.t()?.flatten_all()?.to_vec1::<f32>()?);
+        let mut t = t;
         for b in &mut self.seanet {
-            x = match b {
-                Block::Elu => elu(&x)?,
-                Block::Conv(c) => c.forward(&x)?,
-                Block::ConvTr(c) => c.forward(&x)?,
-                Block::Res { c1, c2 } => {
-                    let v = c2.forward(&elu(&c1.forward(&elu(&x)?)?)?)?;
-                    (&x + v)?
+            match b {
+                Block::Conv(c) => {
+                    c.forward(x, t, y, false);
+                    std::mem::swap(x, y);
                 }
-            };
+                Block::ConvTr(c) => {
+                    c.forward(x, t, y);
+                    t = y.len() / c.out_channels();
+                    std::mem::swap(x, y);
+                }
+                Block::Res { c1, c2 } => {
+                    c1.forward(x, t, z, false);
+                    c2.forward(z, t, x, true);
+                }
+            }
         }
-        let mut pcm = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut pcm = x.clone();
         if !self.fade_done {
             // A fresh decoder state starts with a small step: the package fades in 5 ms.
             let n = 24_000 / 200;

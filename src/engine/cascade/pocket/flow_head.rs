@@ -8,6 +8,7 @@ use super::config::FlowKind;
 use super::layers::{LayerNorm, Linear, VarNorm};
 use moshi::candle::{DType, Result, Tensor, D};
 use moshi::candle_nn::VarBuilder;
+use std::sync::{Arc, Mutex};
 
 const FREQ_DIM: usize = 256;
 
@@ -73,6 +74,9 @@ impl ResBlock {
     }
 }
 
+/// A set of times (their bits) and their mean embedding.
+type TimesEmbedding = (Vec<u32>, Tensor);
+
 #[derive(Clone)]
 pub struct FlowHead {
     kind: FlowKind,
@@ -82,6 +86,9 @@ pub struct FlowHead {
     blocks: Vec<ResBlock>,
     final_ada: Linear,
     final_linear: Linear,
+    /// The mean time embedding of each set of times asked for so far: they depend on
+    /// the step and the step count only, so each frame would compute the same.
+    times_memo: Arc<Mutex<Vec<TimesEmbedding>>>,
 }
 
 impl FlowHead {
@@ -116,7 +123,32 @@ impl FlowHead {
             blocks,
             final_ada: Linear::load(&vb.pp("final_layer.adaLN_modulation.1"), dim, 2 * dim, true)?,
             final_linear: Linear::load(&vb.pp("final_layer.linear"), dim, ldim, true)?,
+            times_memo: Default::default(),
         })
+    }
+
+    /// The same head with its linear layers in q8_0.
+    pub fn quantized(&self) -> Result<Self> {
+        let mut q = self.clone();
+        q.times_memo = Default::default();
+        for e in &mut q.time_embed {
+            e.l0 = e.l0.quantized()?;
+            e.l2 = e.l2.quantized()?;
+        }
+        for b in &mut q.blocks {
+            b.mlp0 = b.mlp0.quantized()?;
+            b.mlp2 = b.mlp2.quantized()?;
+            b.ada = b.ada.quantized()?;
+        }
+        for l in [
+            &mut q.cond_embed,
+            &mut q.input_proj,
+            &mut q.final_ada,
+            &mut q.final_linear,
+        ] {
+            *l = l.quantized()?;
+        }
+        Ok(q)
     }
 
     /// The head's output for `x` (1, ldim) under the condition `y` (1, dim).
@@ -137,18 +169,34 @@ impl FlowHead {
         if self.time_embed.is_empty() {
             return Ok(y0.clone());
         }
-        let mut sum: Option<Tensor> = None;
-        for (e, &t) in self.time_embed.iter().zip(times) {
-            let v = e.forward(t)?;
-            sum = Some(match sum {
-                None => v,
-                Some(s) => (s + v)?,
-            });
-        }
-        let Some(sum) = sum else {
-            return Ok(y0.clone());
+        let key: Vec<u32> = times.iter().map(|t| t.to_bits()).collect();
+        let memo = self
+            .times_memo
+            .lock()
+            .ok()
+            .and_then(|m| m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
+        let mean = match memo {
+            Some(m) => m,
+            None => {
+                let mut sum: Option<Tensor> = None;
+                for (e, &t) in self.time_embed.iter().zip(times) {
+                    let v = e.forward(t)?;
+                    sum = Some(match sum {
+                        None => v,
+                        Some(s) => (s + v)?,
+                    });
+                }
+                let Some(sum) = sum else {
+                    return Ok(y0.clone());
+                };
+                let mean = (sum / self.time_embed.len() as f64)?;
+                if let Ok(mut m) = self.times_memo.lock() {
+                    m.push((key, mean.clone()));
+                }
+                mean
+            }
         };
-        y0 + (sum / self.time_embed.len() as f64)?
+        y0 + mean
     }
 
     /// The next latent (1, ldim) from `noise` (1, ldim) and the LM's output `c` (1, cond).

@@ -104,10 +104,11 @@ impl FlowLm {
         })
     }
 
-    /// The same LM with its transformer's linear layers in q8_0.
+    /// The same LM with its transformer's and its flow head's linear layers in q8_0.
     pub fn quantized(&self) -> Result<Self> {
         let mut q = self.clone();
         q.transformer = self.transformer.quantized()?;
+        q.head = self.head.quantized()?;
         Ok(q)
     }
 

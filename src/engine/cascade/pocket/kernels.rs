@@ -156,6 +156,188 @@ pub fn linear(w: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(out, shape, x.device())?))
 }
 
+/// Weight rows per block of `gemm_shifted`'s micro-kernel.
+const RB: usize = 8;
+/// Columns per block of the micro-kernel (8 rows × 16 columns, in two halves of 8
+/// ymm accumulators).
+pub const TB: usize = 16;
+
+/// A weight matrix (rows, q) packed for `gemm_shifted`: blocks of `RB` rows stored
+/// column by column (`[block][q][RB]`), the last block padded with zero rows.
+pub struct PackedRows {
+    rows: usize,
+    q: usize,
+    data: Vec<f32>,
+}
+
+impl PackedRows {
+    /// `w`: (rows, q) row-major.
+    pub fn new(w: &[f32], rows: usize, q: usize) -> Self {
+        assert_eq!(w.len(), rows * q, "PackedRows: weight of the wrong size");
+        let mut data = vec![0f32; rows.div_ceil(RB) * q * RB];
+        for r in 0..rows {
+            let block = &mut data[(r / RB) * q * RB..];
+            for j in 0..q {
+                block[j * RB + r % RB] = w[r * q + j];
+            }
+        }
+        Self { rows, q, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// `RB` rows × `TB` columns from column `t0`: Σ_j w[·][j] · x[offs[j] + t0 ..]. The
+/// caller has checked that every window lies inside `x`.
+#[inline(always)]
+fn micro(wb: &[f32], x: &[f32], offs: &[usize], t0: usize) -> [[f32; TB]; RB] {
+    debug_assert!(wb.len() >= offs.len() * RB);
+    debug_assert!(offs.iter().all(|&o| o + t0 + TB <= x.len()));
+    // AVX2 also on AVX-512 machines: the AVX-512 intrinsics need Rust 1.89.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: the windows and weight blocks are in bounds (above); AVX2 and FMA are
+    // enabled.
+    unsafe {
+        micro_avx2(wb, x, offs, t0)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    {
+        let mut acc = [[0f32; TB]; RB];
+        for (wj, &o) in wb.chunks_exact(RB).zip(offs) {
+            let xs = &x[o + t0..o + t0 + TB];
+            for r in 0..RB {
+                for i in 0..TB {
+                    acc[r][i] += wj[r] * xs[i];
+                }
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+unsafe fn micro_avx2(wb: &[f32], x: &[f32], offs: &[usize], t0: usize) -> [[f32; TB]; RB] {
+    use std::arch::x86_64::*;
+    let mut out = [[0f32; TB]; RB];
+    // Two halves of 8 columns: 8 accumulators each, within the 16 registers.
+    for half in 0..2 {
+        let mut a = [_mm256_setzero_ps(); RB];
+        let (w, xp) = (wb.as_ptr(), x.as_ptr().add(t0 + 8 * half));
+        for (j, &o) in offs.iter().enumerate() {
+            let xv = _mm256_loadu_ps(xp.add(o));
+            let wj = w.add(j * RB);
+            for (r, acc) in a.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(*wj.add(r)), xv, *acc);
+            }
+        }
+        for (o, acc) in out.iter_mut().zip(a) {
+            _mm256_storeu_ps(o.as_mut_ptr().add(8 * half), acc);
+        }
+    }
+    out
+}
+
+/// Multiply-adds below which `gemm_shifted` stays on the calling thread.
+const PAR_MACS: usize = 1 << 18;
+
+/// `out[r·tn + t] (=|+=) bias[r] + Σ_j w[r][j] · x[offs[j] + t]` for every row `r` of
+/// `w` and `t < tn`: a matrix product whose right-hand rows are windows of `x`, so a
+/// convolution needs no im2col copy (row j of the product is input channel c shifted
+/// by tap i's offset). `x` must hold `offs[j] + tn.next_multiple_of(TB)` values for each
+/// j (columns past `tn` are computed and dropped). Rows are split across the rayon pool.
+pub fn gemm_shifted(
+    w: &PackedRows,
+    x: &[f32],
+    offs: &[usize],
+    tn: usize,
+    bias: Option<&[f32]>,
+    accumulate: bool,
+    out: &mut [f32],
+) {
+    assert_eq!(
+        offs.len(),
+        w.q,
+        "gemm_shifted: offsets for each column of w"
+    );
+    assert_eq!(
+        out.len(),
+        w.rows * tn,
+        "gemm_shifted: output of the wrong size"
+    );
+    let padded = tn.next_multiple_of(TB);
+    assert!(
+        offs.iter().all(|&o| o + padded <= x.len()),
+        "gemm_shifted: a window reaches past the input"
+    );
+    if tn == 0 || w.rows == 0 {
+        return;
+    }
+    let q = w.q;
+    let run = |b: usize, wb: &[f32], o: &mut [f32]| {
+        let r0 = b * RB;
+        let nr = o.len() / tn;
+        for t0 in (0..tn).step_by(TB) {
+            let acc = micro(wb, x, offs, t0);
+            let nt = TB.min(tn - t0);
+            for (r, a) in acc.iter().enumerate().take(nr) {
+                let bv = bias.map_or(0.0, |b| b[r0 + r]);
+                let dst = &mut o[r * tn + t0..r * tn + t0 + nt];
+                if accumulate {
+                    dst.iter_mut().zip(a).for_each(|(d, v)| *d += v + bv);
+                } else {
+                    dst.iter_mut().zip(a).for_each(|(d, v)| *d = v + bv);
+                }
+            }
+        }
+    };
+    let blocks = w.rows.div_ceil(RB);
+    if w.rows * q * tn < PAR_MACS || rayon::current_num_threads() < 2 {
+        for (b, (o, wb)) in out
+            .chunks_mut(RB * tn)
+            .zip(w.data.chunks_exact(q * RB))
+            .enumerate()
+        {
+            run(b, wb, o);
+        }
+        return;
+    }
+    // A few tasks per thread, whole blocks each.
+    let per = blocks.div_ceil(4 * rayon::current_num_threads()).max(1);
+    out.par_chunks_mut(per * RB * tn)
+        .zip(w.data.par_chunks(per * q * RB))
+        .enumerate()
+        .for_each(|(g, (o, wg))| {
+            for (i, (o, wb)) in o
+                .chunks_mut(RB * tn)
+                .zip(wg.chunks_exact(q * RB))
+                .enumerate()
+            {
+                run(g * per + i, wb, o);
+            }
+        });
+}
+
+/// ELU (alpha 1) of one value, for callers that fuse it into a copy.
+#[inline(always)]
+pub fn elu_one(x: f32) -> f32 {
+    elu1(x)
+}
+
 /// `(2^n · (1 + e) - 1, …)` split as `(e, n)`: exp(x) = 2^n · (1 + e), |r| ≤ ln2/2,
 /// Cephes' polynomial (about 1 ulp), branch-free so that loops over it vectorise.
 #[inline(always)]

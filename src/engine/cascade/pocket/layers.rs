@@ -3,15 +3,29 @@
 //! quantized matmul), layer norms, the flow head's variance norm, RoPE, and the
 //! streaming convolutions of the codec decoder.
 
+use super::kernels::{gemm_shifted, PackedRows, TB};
 use moshi::candle::quantized::{GgmlDType, QMatMul, QTensor};
 use moshi::candle::{DType, Module, Result, Tensor, D};
 use moshi::candle_nn::VarBuilder;
+use std::sync::Arc;
 
-/// `nn.Linear`: f32 weights, or q8_0 ones (the transformer's layers with `--tts-q8`).
+/// `nn.Linear`: f32 weights, or q8_0 ones (the transformer's layers with `--tts-q8`),
+/// or f32 ones packed for `kernels::gemm_shifted` (the codec's transformer, 16 rows a
+/// frame, where candle's matmul would repack the whole weight on every call).
 #[derive(Clone)]
 pub enum Linear {
-    F32 { w: Tensor, b: Option<Tensor> },
-    Q8 { w: QMatMul, b: Option<Tensor> },
+    F32 {
+        w: Tensor,
+        b: Option<Tensor>,
+    },
+    Q8 {
+        w: QMatMul,
+        b: Option<Tensor>,
+    },
+    Packed {
+        w: Arc<PackedRows>,
+        b: Option<Vec<f32>>,
+    },
 }
 
 impl Linear {
@@ -39,8 +53,24 @@ impl Linear {
         }
     }
 
+    /// The same layer with its weight packed for `gemm_shifted` (f32 layers only).
+    pub fn packed(&self) -> Result<Self> {
+        match self {
+            Linear::F32 { w, b } => {
+                let (n, k) = w.dims2()?;
+                let wv = w.flatten_all()?.to_vec1::<f32>()?;
+                Ok(Linear::Packed {
+                    w: Arc::new(PackedRows::new(&wv, n, k)),
+                    b: b.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?,
+                })
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, b) = match self {
+            Linear::Packed { w, b } => return packed_forward(w, b.as_deref(), x),
             Linear::F32 { w, b } => {
                 if let Some(y) = super::kernels::linear(w, x)? {
                     return match b {
@@ -65,6 +95,37 @@ impl Linear {
             None => Ok(y),
         }
     }
+}
+
+/// `x` (…, k) times the transpose of the packed (n, k) weight, plus the bias: computed
+/// as W · xᵀ over the rows of x as columns.
+fn packed_forward(w: &PackedRows, b: Option<&[f32]>, x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let k = *dims.last().unwrap_or(&0);
+    let n = w.rows();
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let m = xs.len() / k.max(1);
+    let mp = m.next_multiple_of(TB);
+    let mut xt = vec![0f32; k * mp];
+    for (r, row) in xs.chunks_exact(k).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            xt[j * mp + r] = v;
+        }
+    }
+    let offs: Vec<usize> = (0..k).map(|j| j * mp).collect();
+    let mut yt = vec![0f32; n * m];
+    gemm_shifted(w, &xt, &offs, m, b, false, &mut yt);
+    let mut y = vec![0f32; m * n];
+    for (j, col) in yt.chunks_exact(m).enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            y[r * n + j] = v;
+        }
+    }
+    let mut shape = dims.to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(y, shape, x.device())
 }
 
 /// `nn.LayerNorm` (or the flow head's re-implementation): over the last dimension,
@@ -349,6 +410,30 @@ impl StreamConvTr {
 mod tests {
     use super::*;
     use moshi::candle::Device;
+
+    #[test]
+    fn packed_linear_matches_candle() {
+        let dev = Device::Cpu;
+        for (m, k, n, bias) in [(16, 64, 40, true), (5, 96, 130, false), (33, 32, 8, true)] {
+            let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
+            let b = bias.then(|| Tensor::randn(0f32, 1., n, &dev).unwrap());
+            let x = Tensor::randn(0f32, 1., (1, m, k), &dev).unwrap();
+            let plain = Linear::F32 {
+                w: w.clone(),
+                b: b.clone(),
+            };
+            let packed = plain.packed().unwrap();
+            let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+            let want = match &b {
+                Some(b) => want.broadcast_add(b).unwrap(),
+                None => want,
+            };
+            let got = packed.forward(&x).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let d = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-3, "{m}x{k}x{n}");
+        }
+    }
 
     #[test]
     fn transposed_conv_by_blocks_matches_candle() {

@@ -6,11 +6,12 @@
 //!
 //! `config` (the package's YAML, two English configs built in), `tokenizer`,
 //! `layers`, `transformer`, `flow_head`, `flow_lm`, `codec` (the decoder), `encoder` (voice cloning), `voice`,
-//! `kernels` (CPU matrix-vector products and convolutions), `model` (loading), `text` (chunking), `synth` (one chunk), `tts` (streaming),
+//! `kernels` (CPU matrix products), `conv` (the decoder's streaming convolutions on them), `model` (loading), `text` (chunking), `synth` (one chunk), `tts` (streaming),
 //! `files` (finding the weights).
 
 pub mod codec;
 pub mod config;
+pub mod conv;
 pub mod encoder;
 pub mod files;
 pub mod flow_head;

@@ -187,6 +187,19 @@ impl Transformer {
         Ok(t)
     }
 
+    /// The same transformer with its linear layers packed for `kernels::gemm_shifted`
+    /// (many rows a call, as in the codec).
+    pub fn packed(&self) -> Result<Self> {
+        let mut t = self.clone();
+        for l in &mut t.layers {
+            l.in_proj = l.in_proj.packed()?;
+            l.out_proj = l.out_proj.packed()?;
+            l.linear1 = l.linear1.packed()?;
+            l.linear2 = l.linear2.packed()?;
+        }
+        Ok(t)
+    }
+
     pub fn empty_cache(&self) -> Cache {
         Cache {
             layers: vec![LayerCache::default(); self.layers.len()],
