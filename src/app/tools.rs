@@ -58,12 +58,6 @@ pub fn start(
             Some("check the server's entry in mcp.json (`assistant doctor` lists the tools that started)".into()),
         ));
     }
-    if args.cascade.llm_url.is_none() {
-        notices.push(EngineEvent::warning(
-            "the in-process LLM cannot call tools yet: they are offered only to an OpenAI-compatible server",
-            Some("give --llm-url (Ollama, llama.cpp's server with --jinja, vLLM)".into()),
-        ));
-    }
     Ok(SharedTools(Some(Arc::new(tools))))
 }
 
