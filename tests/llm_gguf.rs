@@ -713,7 +713,7 @@ fn with_tools_the_system_turn_lists_them_and_is_read_ahead_once() {
         4,
         0.0,
     );
-    let prompt = llm.inner().round_tokens(&full, &[], llm.specs());
+    let prompt = llm.inner().round_tokens(&full, &[], &llm.specs());
     assert_eq!(llm.count_prompt(&full), prompt.len());
     assert_eq!(prompt[..prepared], llm.inner().cached()[..prepared]);
     let read = llm.inner().tokens_read();

@@ -71,10 +71,12 @@ pub fn ui_context(args: &RunArgs, tools: &SharedTools) -> Option<crate::ui::cont
         Some(tb) => crate::ui::context::ToolsContext {
             lines: tb.tools().iter().map(line).collect(),
             desk: tb.desk().clone(),
+            toolbox: tools.clone(),
         },
         None => crate::ui::context::ToolsContext {
             lines: Vec::new(),
             desk: Desk::nobody(),
+            toolbox: SharedTools::default(),
         },
     })
 }

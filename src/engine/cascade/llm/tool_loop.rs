@@ -74,13 +74,11 @@ impl ToolRounds for OpenAiLlm {
 pub struct ToolUsingLlm<L: ToolRounds = OpenAiLlm> {
     llm: L,
     tools: Arc<ToolBox>,
-    specs: Vec<Value>,
 }
 
 impl<L: ToolRounds> ToolUsingLlm<L> {
     pub fn new(llm: L, tools: Arc<ToolBox>) -> Self {
-        let specs = tools.offered().map(function_spec).collect();
-        Self { llm, tools, specs }
+        Self { llm, tools }
     }
 
     /// The LLM it drives.
@@ -88,9 +86,10 @@ impl<L: ToolRounds> ToolUsingLlm<L> {
         &self.llm
     }
 
-    /// The tools offered, as OpenAI `function` definitions.
-    pub fn specs(&self) -> &[Value] {
-        &self.specs
+    /// The tools offered now (the current persona's), as OpenAI `function`
+    /// definitions.
+    pub fn specs(&self) -> Vec<Value> {
+        self.tools.offered().map(function_spec).collect()
     }
 
     /// Run one call on a thread of its own, so that a slow tool can be acknowledged
@@ -152,7 +151,7 @@ pub fn function_spec(t: &ToolInfo) -> Value {
 
 impl<L: ToolRounds> Llm for ToolUsingLlm<L> {
     fn name(&self) -> String {
-        format!("{} with {} tools", self.llm.name(), self.specs.len())
+        format!("{} with tools", self.llm.name())
     }
 
     fn stream(
@@ -162,9 +161,11 @@ impl<L: ToolRounds> Llm for ToolUsingLlm<L> {
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(), LlmError> {
         let mut extra: Vec<Value> = Vec::new();
+        let specs = self.specs();
         for round in 0..=MAX_ROUNDS {
-            // The last round offers no tools: the model answers with what it has.
-            let tools: &[Value] = if round < MAX_ROUNDS { &self.specs } else { &[] };
+            // The last round offers no tools: the model answers with what it has; so
+            // does a persona allowed none.
+            let tools: &[Value] = if round < MAX_ROUNDS { &specs } else { &[] };
             let mut said = String::new();
             let calls = self
                 .llm
@@ -225,11 +226,11 @@ impl<L: ToolRounds> Llm for ToolUsingLlm<L> {
     }
 
     fn count_prompt(&self, request: &ChatRequest) -> usize {
-        self.llm.count_prompt_round(request, &self.specs)
+        self.llm.count_prompt_round(request, &self.specs())
     }
 
     fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
-        self.llm.prepare_round(request, &self.specs, cancel)
+        self.llm.prepare_round(request, &self.specs(), cancel)
     }
 }
 
@@ -415,6 +416,34 @@ mod tests {
             4,
             "one real call per run: {:?}",
             results(&seen)
+        );
+    }
+
+    #[test]
+    fn a_persona_switch_changes_the_tools_the_next_reply_offers() {
+        let (tools, _, _d) = toolbox(Access::Ask);
+        let model = ScriptedQwen::new(&["Hi.", "Hi again."], 3);
+        let llm = ToolUsingLlm::new(model, tools.clone());
+        llm.stream(&ask("Hello."), &Cancel::new(), &mut |_| {})
+            .unwrap();
+        tools.set_persona_tools(Some(vec!["date_time".into()]));
+        llm.stream(&ask("Hello."), &Cancel::new(), &mut |_| {})
+            .unwrap();
+        let prompts = llm.llm.prompts.lock().unwrap();
+        assert!(
+            prompts[0].contains("\"name\": \"run_shell\""),
+            "{}",
+            prompts[0]
+        );
+        assert!(
+            !prompts[1].contains("\"name\": \"run_shell\""),
+            "{}",
+            prompts[1]
+        );
+        assert!(
+            prompts[1].contains("\"name\": \"date_time\""),
+            "{}",
+            prompts[1]
         );
     }
 
