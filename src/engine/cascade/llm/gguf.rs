@@ -165,6 +165,10 @@ pub struct GgufLlm {
     im_start: u32,
     im_end: u32,
     stops: Vec<u32>,
+    /// The tool template's tags that are tokens of their own: written out as text
+    /// even if the file types them as control tokens (which decode to nothing), so
+    /// the call parser sees them.
+    tags: Vec<(u32, &'static str)>,
     seed: u64,
     /// Positions a conversation may hold (read without the conversation's lock, which
     /// a reply holds while it writes).
@@ -217,8 +221,18 @@ impl GgufLlm {
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
+        let tags = [
+            qwen_tools::CALL_OPEN,
+            qwen_tools::CALL_CLOSE,
+            qwen_tools::RESPONSE_OPEN,
+            qwen_tools::RESPONSE_CLOSE,
+        ]
+        .into_iter()
+        .filter_map(|t| Some((tok.token_id(t)?, t)))
+        .collect();
         Ok(Self {
             name: format!("{stem} (in-process)"),
+            tags,
             tok,
             im_start,
             im_end,
@@ -372,7 +386,10 @@ impl GgufLlm {
             if self.stops.contains(&next) {
                 break;
             }
-            let piece = text.push(&self.tok.token_bytes(next));
+            let piece = match self.tags.iter().find(|(id, _)| *id == next) {
+                Some((_, tag)) => text.push(tag.as_bytes()),
+                None => text.push(&self.tok.token_bytes(next)),
+            };
             if !piece.is_empty() {
                 on_piece(&piece);
             }
