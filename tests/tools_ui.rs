@@ -21,6 +21,7 @@ fn with_tools(lines: Vec<String>) -> Scene {
     ctx.tools = Some(ToolsContext {
         lines,
         desk: assistant::tools::consent::Desk::interactive(),
+        toolbox: Default::default(),
     });
     let mut s = Scene::from_context(ctx, clock);
     s.at(0.2).wav_and_speaker().memory();
@@ -174,4 +175,31 @@ fn the_tools_overlay_lists_the_tools_or_says_why_there_are_none() {
         screen.contains("Moshi and PersonaPlex cannot call tools"),
         "{screen}"
     );
+}
+
+/// A persona switched to mid-session carries its `tools = [...]`, which the main loop
+/// hands to the session's tool box (the offers then change from the next reply).
+#[test]
+fn a_persona_switch_carries_its_tools() {
+    let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
+    let mut personas = (*ctx.personas).clone();
+    personas[1].tools = Some(vec!["date_time".into()]);
+    ctx.personas = std::sync::Arc::new(personas);
+    let mut s = Scene::from_context(ctx, clock);
+    let u = s.state.apply(AppEvent::Key(KeyEvent::new(
+        KeyCode::F(2),
+        KeyModifiers::NONE,
+    )));
+    match u.effect {
+        Some(Effect::Persona(sw)) => assert_eq!(sw.tools, Some(vec!["date_time".to_string()])),
+        other => panic!("expected a persona switch, got {other:?}"),
+    }
+    let u = s.state.apply(AppEvent::Key(KeyEvent::new(
+        KeyCode::F(1),
+        KeyModifiers::NONE,
+    )));
+    match u.effect {
+        Some(Effect::Persona(sw)) => assert_eq!(sw.tools, None, "back to all tools"),
+        other => panic!("expected a persona switch, got {other:?}"),
+    }
 }

@@ -375,6 +375,7 @@ pub fn engine(args: &crate::cli::RunArgs) -> Vec<Finding> {
     } else {
         Finding::ok(E, d.line())
     }];
+    out.push(Finding::ok(E, d.tools_line()));
     if !args.auto_engine {
         out.push(Finding::ok(
             E,

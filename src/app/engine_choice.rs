@@ -482,6 +482,31 @@ fn demo(p: &MachineProfile) -> Assessment {
     }
 }
 
+/// Whether the engine can call tools (MCP servers, the built-in actions): the cascade
+/// takes turns and can act between them; Moshi and PersonaPlex speak as they listen,
+/// and a server runs whatever tools it has itself.
+pub fn calls_tools(pick: Pick) -> bool {
+    pick == Pick::CpuCascade
+}
+
+impl Decision {
+    /// `tools: ...`: which engine can call tools, for `doctor`.
+    pub fn tools_line(&self) -> String {
+        let a = self.chosen();
+        match a.pick {
+            Pick::CpuCascade => format!(
+                "tools: the {} can call tools (MCP servers, the built-in actions); Moshi and PersonaPlex cannot",
+                a.name
+            ),
+            Pick::Server => "tools: none through a server (--connect); the CPU cascade can call tools (--engine cascade)".into(),
+            Pick::MoshiGpu | Pick::Demo => format!(
+                "tools: {} cannot call tools (Moshi and PersonaPlex speak as they listen); the CPU cascade can (--engine cascade)",
+                a.name
+            ),
+        }
+    }
+}
+
 /// Every engine's figures on this machine, in the chooser's order.
 pub fn assess(p: &MachineProfile) -> Vec<Assessment> {
     vec![moshi(p), cascade(p), server(p), demo(p)]
@@ -655,6 +680,10 @@ mod tests {
             d.short(),
             "CPU cascade · no GPU: Moshi 7B q8 765 ms > 80 ms (measured) · speech 53 ms < 80 ms (measured) · 1.4 GiB of 23.0 GiB · 1.0 GiB to download"
         );
+        assert_eq!(
+            d.tools_line(),
+            "tools: the CPU cascade can call tools (MCP servers, the built-in actions); Moshi and PersonaPlex cannot"
+        );
     }
 
     #[test]
@@ -673,6 +702,10 @@ mod tests {
         assert!(a.step_ms.unwrap() < 40.0, "{a:?}");
         assert!(d.line().contains("ms a step against 80 ms (planned)"));
         assert!(d.line().contains(" of 22.0 GiB"), "{}", d.line());
+        assert_eq!(
+            d.tools_line(),
+            "tools: Moshi 7B q8 on cuda:0 cannot call tools (Moshi and PersonaPlex speak as they listen); the CPU cascade can (--engine cascade)"
+        );
     }
 
     #[test]

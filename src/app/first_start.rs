@@ -97,7 +97,17 @@ fn title(a: &Assessment) -> String {
     }
 }
 
+/// What it is or what stands in its way, and whether it can call tools.
 fn note(a: &Assessment) -> String {
+    let tools = if super::engine_choice::calls_tools(a.pick) {
+        "tools"
+    } else {
+        "no tools"
+    };
+    format!("{}; {tools}", what(a))
+}
+
+fn what(a: &Assessment) -> String {
     match a.pick {
         Pick::MoshiGpu => {
             let slower = a
@@ -252,7 +262,12 @@ mod tests {
         assert_eq!(moshi.download, "download 8.0 GiB");
         assert_eq!(moshi.speed, "~765 ms a step (measured)");
         assert_eq!(moshi.realtime, Some(false));
-        assert_eq!(moshi.note, "no GPU: it would run on the CPU, 10× too slow");
+        assert_eq!(
+            moshi.note,
+            "no GPU: it would run on the CPU, 10× too slow; no tools"
+        );
+        assert!(setup.options[1].note.ends_with("takes turns; tools"));
+        assert!(setup.options[3].note.ends_with("; no tools"));
         assert_eq!(setup.options[1].download, "download 1.0 GiB");
         assert_eq!(setup.options[1].memory, "memory 1.4 GiB");
         assert_eq!(setup.machine, "2 cores, 23.0 GiB available, no GPU");

@@ -58,12 +58,6 @@ pub fn start(
             Some("check the server's entry in mcp.json (`assistant doctor` lists the tools that started)".into()),
         ));
     }
-    if args.cascade.llm_url.is_none() {
-        notices.push(EngineEvent::warning(
-            "the in-process LLM cannot call tools yet: they are offered only to an OpenAI-compatible server",
-            Some("give --llm-url (Ollama, llama.cpp's server with --jinja, vLLM)".into()),
-        ));
-    }
     Ok(SharedTools(Some(Arc::new(tools))))
 }
 
@@ -77,10 +71,12 @@ pub fn ui_context(args: &RunArgs, tools: &SharedTools) -> Option<crate::ui::cont
         Some(tb) => crate::ui::context::ToolsContext {
             lines: tb.tools().iter().map(line).collect(),
             desk: tb.desk().clone(),
+            toolbox: tools.clone(),
         },
         None => crate::ui::context::ToolsContext {
             lines: Vec::new(),
             desk: Desk::nobody(),
+            toolbox: SharedTools::default(),
         },
     })
 }

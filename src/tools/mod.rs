@@ -157,6 +157,8 @@ pub struct ToolBox {
     workdir: PathBuf,
     allow_write: Vec<PathBuf>,
     next_call: AtomicU64,
+    /// The current persona's `tools = [...]` (`None`: all); a switch sets it.
+    persona: std::sync::RwLock<Option<Vec<String>>>,
 }
 
 /// A started tool box, and what the user should hear about its start.
@@ -249,19 +251,55 @@ impl ToolBox {
                 workdir: opts.workdir.clone(),
                 allow_write: cfg.allow_write,
                 next_call: AtomicU64::new(1),
+                persona: std::sync::RwLock::new(opts.persona_tools.clone()),
             },
             notices,
         })
     }
 
-    /// Every tool, offered or not (for `doctor` and the overlay).
+    /// Every tool, offered or not, as the session started (for `doctor` and the
+    /// overlay).
     pub fn tools(&self) -> &[ToolInfo] {
         &self.tools
     }
 
-    /// The tools the LLM is offered.
+    /// The tools the LLM is offered now (the current persona's list applied).
     pub fn offered(&self) -> impl Iterator<Item = &ToolInfo> {
-        self.tools.iter().filter(|t| t.offer == Offer::Offered)
+        let list = self.persona_tools();
+        self.tools
+            .iter()
+            .filter(move |t| self.offer(list.as_deref(), t) == Offer::Offered)
+    }
+
+    /// A persona switched to mid-session: its `tools = [...]` (`None`: all) are
+    /// offered from the next reply on.
+    pub fn set_persona_tools(&self, list: Option<Vec<String>>) {
+        *self.persona.write().unwrap_or_else(|p| p.into_inner()) = list;
+    }
+
+    pub fn persona_tools(&self) -> Option<Vec<String>> {
+        self.persona
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether some persona could be offered a tool (the access allows one).
+    pub fn any_for_some_persona(&self) -> bool {
+        self.tools
+            .iter()
+            .any(|t| self.offer(None, t) == Offer::Offered)
+    }
+
+    /// How `t` is offered under the persona list `list`.
+    fn offer(&self, list: Option<&[String]>, t: &ToolInfo) -> Offer {
+        if !persona_allows(list, t) {
+            Offer::NotForPersona
+        } else if self.access == Access::ReadOnly && t.effect != Effect::ReadOnly {
+            Offer::NotReadOnly
+        } else {
+            Offer::Offered
+        }
     }
 
     pub fn access(&self) -> Access {
@@ -324,7 +362,7 @@ impl ToolBox {
                 format!("There is no tool named `{name}`."),
             );
         };
-        match info.offer {
+        match self.offer(self.persona_tools().as_deref(), info) {
             Offer::Offered => {}
             Offer::NotForPersona => {
                 return finish(
@@ -575,6 +613,33 @@ mod tests {
             "{}",
             r.result
         );
+    }
+
+    #[test]
+    fn a_persona_switched_to_changes_the_tools_offered_and_allowed() {
+        let (tb, _, _d) = toolbox(Access::Ask, Some(vec!["date_time".into()]), Desk::nobody());
+        let offered = |tb: &ToolBox| tb.offered().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(offered(&tb), ["date_time"]);
+        // A persona that may write files, but not run the shell.
+        tb.set_persona_tools(Some(vec!["write_file".into()]));
+        assert_eq!(offered(&tb), ["write_file"]);
+        let r = tb.call("date_time", "{}", &Cancel::new());
+        assert!(
+            r.result.contains("not allowed for this persona"),
+            "{}",
+            r.result
+        );
+        let r = tb.call("run_shell", r#"{"command":"echo hi"}"#, &Cancel::new());
+        assert!(
+            r.result.contains("not allowed for this persona"),
+            "{}",
+            r.result
+        );
+        // One with no list: everything the access allows.
+        tb.set_persona_tools(None);
+        assert_eq!(offered(&tb).len(), tb.tools().len());
+        let r = tb.call("date_time", "{}", &Cancel::new());
+        assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     }
 
     #[test]

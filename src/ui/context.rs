@@ -70,6 +70,8 @@ pub struct ToolsContext {
     /// One line per tool, for the overlay.
     pub lines: Vec<String>,
     pub desk: Arc<crate::tools::consent::Desk>,
+    /// The session's tools: a persona switch sets which are offered.
+    pub toolbox: crate::tools::SharedTools,
 }
 
 #[derive(Debug, Clone)]

@@ -293,6 +293,9 @@ impl<B: Backend> MainLoop<'_, B> {
     /// Tell the engine (sampling from the next step; a fresh conversation for
     /// a persona that greets), the journal, and the voice loader.
     fn switch_persona(&mut self, s: Switch, commands: &Sender<Command>) {
+        if let Some(tb) = self.ctx.tools.as_ref().and_then(|t| t.toolbox.0.as_ref()) {
+            tb.set_persona_tools(s.tools.clone());
+        }
         let _ = commands.send(Command::SetSampling(s.sampling.clone()));
         match s.prompt {
             // Priming starts a fresh conversation; a model without prompts only resets

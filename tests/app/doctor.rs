@@ -318,6 +318,12 @@ fn doctor_says_which_engine_it_would_pick_and_why() {
         "{line}"
     );
     assert!(line.contains(" ms a step against 80 ms"), "{line}");
+    // And which engine can call tools.
+    assert!(
+        text.contains("[ ok ] tools: the CPU cascade can call tools")
+            || text.contains("[ ok ] tools: the demo model cannot call tools"),
+        "{text}"
+    );
     assert!(
         text.contains("fix: the first `assistant` asks which engine"),
         "{text}"
@@ -326,6 +332,12 @@ fn doctor_says_which_engine_it_would_pick_and_why() {
     let text = doctor(&[], &[("ASSISTANT_CONNECT", "ws://10.0.0.2:8998")]);
     assert!(
         text.contains("[ ok ] engine: the server at ws://10.0.0.2:8998 (a server is configured (ASSISTANT_CONNECT))"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "[ ok ] tools: none through a server (--connect); the CPU cascade can call tools"
+        ),
         "{text}"
     );
     // An engine flag: doctor still says what the choice would be, and that the flag wins.

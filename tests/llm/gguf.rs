@@ -672,3 +672,58 @@ fn figures_first_piece_after_the_end_of_speech_with_and_without_read_ahead() {
         );
     }
 }
+
+#[test]
+fn with_tools_the_system_turn_lists_them_and_is_read_ahead_once() {
+    use assistant::engine::cascade::llm::tool_loop::ToolUsingLlm;
+    use assistant::tools::{config::Access, consent::Desk, ToolBox, ToolsOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(tmp.path(), &TinyQwen2::default());
+    let cfg = tmp.path().join("mcp.json");
+    std::fs::write(&cfg, r#"{"mcpServers": {}}"#).unwrap();
+    let tools = ToolBox::start(
+        &ToolsOptions {
+            config: Some(cfg),
+            access: Some(Access::ReadOnly),
+            persona_tools: None,
+            workdir: tmp.path().to_path_buf(),
+        },
+        Desk::nobody(),
+        Box::new(|_| {}),
+    )
+    .unwrap()
+    .tools;
+    let llm = ToolUsingLlm::new(load(&p), std::sync::Arc::new(tools));
+    let plain = load(&p);
+    let history = [("user", "hello there"), ("assistant", "hello")];
+    plain
+        .prepare(&ask(&history, 0, 0.0), &Cancel::new())
+        .unwrap();
+    llm.prepare(&ask(&history, 0, 0.0), &Cancel::new()).unwrap();
+    let prepared = llm.inner().cached_tokens();
+    // The `# Tools` block with the built-ins' signatures is in the system turn.
+    assert!(
+        prepared > plain.cached_tokens() + 100,
+        "{prepared} vs {} without tools",
+        plain.cached_tokens()
+    );
+    // The reply reads only the new turn, and the prompt is counted with the tools.
+    let full = ask(
+        &[history[0], history[1], ("user", "what time is it?")],
+        4,
+        0.0,
+    );
+    let prompt = llm.inner().round_tokens(&full, &[], &llm.specs());
+    assert_eq!(llm.count_prompt(&full), prompt.len());
+    assert_eq!(prompt[..prepared], llm.inner().cached()[..prepared]);
+    let read = llm.inner().tokens_read();
+    let mut said = String::new();
+    llm.stream(&full, &Cancel::new(), &mut |p| said.push_str(p))
+        .unwrap();
+    let reread = llm.inner().tokens_read() - read;
+    assert!(
+        reread as usize <= prompt.len() - prepared,
+        "read {reread} of {} new tokens",
+        prompt.len() - prepared
+    );
+}

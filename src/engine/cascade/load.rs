@@ -117,9 +117,15 @@ pub fn load_cascade(
             None => Box::new(KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?),
         };
         let llm: std::sync::Arc<dyn super::Llm> = match (&opts.llm, &opts.tools.0) {
-            (LlmChoice::Server(o), Some(tools)) if tools.offered().next().is_some() => {
+            (LlmChoice::Server(o), Some(tools)) if tools.any_for_some_persona() => {
                 let server = llm::OpenAiLlm::new(o.clone()).map_err(llm_failure)?;
                 std::sync::Arc::new(llm::tool_loop::ToolUsingLlm::new(server, tools.clone()))
+            }
+            // Qwen2.5 in-process, through its chat template's tool format.
+            (LlmChoice::Gguf(g), Some(tools)) if tools.any_for_some_persona() => {
+                let path = llm::locate_gguf(g, disc, progress, cancel).map_err(llm_failure)?;
+                let model = llm::GgufLlm::load(&path, d, g, cancel).map_err(llm_failure)?;
+                std::sync::Arc::new(llm::tool_loop::ToolUsingLlm::new(model, tools.clone()))
             }
             _ => llm::open_llm(&opts.llm, disc, d, progress, cancel).map_err(llm_failure)?,
         };

@@ -26,6 +26,8 @@ pub struct Switch {
     pub load: Option<Weights>,
     /// This switch's number; a load for an older one is dropped.
     pub id: u64,
+    /// The persona's `tools = [...]` (`None`: all the session's tools).
+    pub tools: Option<Vec<String>>,
 }
 
 /// A persona whose voice is loading.
@@ -119,6 +121,7 @@ impl UiState {
                 }),
                 load,
                 id,
+                tools: p.tools.clone(),
             }),
             true,
         )

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
 /// What the overlay says when the engine cannot call tools at all.
 pub const NO_TOOLS_ENGINE: &str =
-    "Moshi and PersonaPlex cannot call tools: they speak as they listen, with no turn to act in. The cascade can (--engine cascade with --llm-url).";
+    "Moshi and PersonaPlex cannot call tools: they speak as they listen, with no turn to act in. The cascade can (--engine cascade).";
 
 pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     let t = &state.theme;

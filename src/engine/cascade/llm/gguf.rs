@@ -5,12 +5,16 @@
 //! so far, so a turn reads only what changed since the last one.
 
 use super::bpe::{BpeTokenizer, Utf8Stream};
+use super::openai::ToolCall;
 use super::qwen2::{Qwen2, Qwen2Config};
+use super::qwen_tools;
+use super::tool_loop::ToolRounds;
 use crate::bus::Cancel;
 use crate::engine::cascade::parts::{ChatRequest, ChatRole, Llm, LlmError};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use moshi::candle::quantized::gguf_file;
 use moshi::candle::Device;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -161,6 +165,10 @@ pub struct GgufLlm {
     im_start: u32,
     im_end: u32,
     stops: Vec<u32>,
+    /// The tool template's tags that are tokens of their own: written out as text
+    /// even if the file types them as control tokens (which decode to nothing), so
+    /// the call parser sees them.
+    tags: Vec<(u32, &'static str)>,
     seed: u64,
     /// Positions a conversation may hold (read without the conversation's lock, which
     /// a reply holds while it writes).
@@ -213,8 +221,18 @@ impl GgufLlm {
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
+        let tags = [
+            qwen_tools::CALL_OPEN,
+            qwen_tools::CALL_CLOSE,
+            qwen_tools::RESPONSE_OPEN,
+            qwen_tools::RESPONSE_CLOSE,
+        ]
+        .into_iter()
+        .filter_map(|t| Some((tok.token_id(t)?, t)))
+        .collect();
         Ok(Self {
             name: format!("{stem} (in-process)"),
+            tags,
             tok,
             im_start,
             im_end,
@@ -233,37 +251,56 @@ impl GgufLlm {
     /// The tokens of `request` in Qwen's ChatML template, ending where the
     /// assistant's reply begins.
     pub fn prompt_tokens(&self, request: &ChatRequest) -> Vec<u32> {
-        let mut out = self.conversation_tokens(request, false);
+        self.round_tokens(request, &[], &[])
+    }
+
+    /// The tokens of a round offering `tools` (OpenAI function definitions), with
+    /// `extra` (earlier rounds' calls and results) after the history, in Qwen2.5's
+    /// tool template (`qwen_tools::render`), ending where the reply begins.
+    pub fn round_tokens(
+        &self,
+        request: &ChatRequest,
+        extra: &[Value],
+        tools: &[Value],
+    ) -> Vec<u32> {
+        let mut out = self.block_tokens(&qwen_tools::render(request, extra, tools), false);
         out.push(self.im_start);
         out.extend(self.tok.encode("assistant\n"));
         out
     }
 
-    /// The tokens of `request`'s system prompt and messages in ChatML; with `open`,
-    /// the last message is left unended (a user still speaking). Each block is encoded
-    /// on its own, and words split before their leading space, so the tokens of a
-    /// user's words so far are a prefix of the tokens of their whole turn.
-    fn conversation_tokens(&self, request: &ChatRequest, open: bool) -> Vec<u32> {
+    /// The tokens of `request`'s system prompt (with `tools`' block) and messages in
+    /// ChatML; with `open`, the last message is left unended (a user still speaking).
+    fn conversation_tokens(&self, request: &ChatRequest, tools: &[Value], open: bool) -> Vec<u32> {
+        self.block_tokens(&qwen_tools::render(request, &[], tools), open)
+    }
+
+    /// Each block is encoded on its own, and words split before their leading space,
+    /// so the tokens of a user's words so far are a prefix of the tokens of their
+    /// whole turn. The template's tags are their own tokens (words stay words).
+    fn block_tokens(&self, blocks: &[qwen_tools::Block], open: bool) -> Vec<u32> {
         let mut out = Vec::new();
-        let mut block = |role: &str, content: &str, end: bool| {
+        let n = blocks.len();
+        for (i, b) in blocks.iter().enumerate() {
             out.push(self.im_start);
-            out.extend(self.tok.encode(&format!("{role}\n{content}")));
-            if end {
+            let mut words = format!("{}\n", b.role);
+            for seg in &b.content {
+                match seg {
+                    qwen_tools::Seg::Text(t) => words.push_str(t),
+                    qwen_tools::Seg::Tag(tag) => {
+                        out.extend(self.tok.encode(&std::mem::take(&mut words)));
+                        match self.tok.token_id(tag) {
+                            Some(id) => out.push(id),
+                            None => out.extend(self.tok.encode(tag)),
+                        }
+                    }
+                }
+            }
+            out.extend(self.tok.encode(&words));
+            if !(open && i + 1 == n) {
                 out.push(self.im_end);
                 out.extend(self.tok.encode("\n"));
             }
-        };
-        if !request.system.trim().is_empty() {
-            block("system", &request.system, true);
-        }
-        let n = request.messages.len();
-        for (i, m) in request.messages.iter().enumerate() {
-            let role = match m.role {
-                ChatRole::System => "system",
-                ChatRole::User => "user",
-                ChatRole::Assistant => "assistant",
-            };
-            block(role, &m.content, !(open && i + 1 == n));
         }
         out
     }
@@ -302,14 +339,15 @@ impl GgufLlm {
         })
     }
 
+    /// Reply to `prompt` (tokens), sampled as `request` asks.
     fn generate(
         &self,
         conv: &mut Conversation,
+        prompt: &[u32],
         request: &ChatRequest,
         cancel: &Cancel,
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(), LlmError> {
-        let prompt = self.prompt_tokens(request);
         let room = conv.model.max_positions();
         if prompt.len() + 1 > room {
             return Err(LlmError {
@@ -323,7 +361,7 @@ impl GgufLlm {
                 transient: false,
             });
         }
-        let logits = read(conv, &prompt, cancel)?;
+        let logits = read(conv, prompt, cancel)?;
         let Some(mut logits) = logits else {
             return Ok(());
         };
@@ -348,7 +386,10 @@ impl GgufLlm {
             if self.stops.contains(&next) {
                 break;
             }
-            let piece = text.push(&self.tok.token_bytes(next));
+            let piece = match self.tags.iter().find(|(id, _)| *id == next) {
+                Some((_, tag)) => text.push(tag.as_bytes()),
+                None => text.push(&self.tok.token_bytes(next)),
+            };
             if !piece.is_empty() {
                 on_piece(&piece);
             }
@@ -415,21 +456,7 @@ impl Llm for GgufLlm {
     /// next call (more words, or words that changed) reads on from where the tokens
     /// differ. Cancel stops between chunks of 64 tokens; what was read stays.
     fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
-        let open = request
-            .messages
-            .last()
-            .is_some_and(|m| m.role == ChatRole::User);
-        let tokens = self.conversation_tokens(request, open);
-        let mut conv = self.lock();
-        if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
-            return Ok(());
-        }
-        let out = read(&mut conv, &tokens, cancel).map(|_| ());
-        if out.is_err() {
-            conv.tokens.clear();
-            let _ = conv.model.truncate(0);
-        }
-        out
+        self.prepare_with(request, &[], cancel)
     }
 
     fn stream(
@@ -438,14 +465,7 @@ impl Llm for GgufLlm {
         cancel: &Cancel,
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(), LlmError> {
-        let mut conv = self.lock();
-        let out = self.generate(&mut conv, request, cancel, on_piece);
-        if out.is_err() {
-            // The cache may hold half a step.
-            conv.tokens.clear();
-            let _ = conv.model.truncate(0);
-        }
-        out
+        self.stream_tokens(&self.prompt_tokens(request), request, cancel, on_piece)
     }
 
     /// Exact: this model's own tokenizer.
@@ -460,5 +480,86 @@ impl Llm for GgufLlm {
     /// Exact: the ChatML prompt as `stream` renders it.
     fn count_prompt(&self, request: &ChatRequest) -> usize {
         self.prompt_tokens(request).len()
+    }
+}
+
+/// Tools in Qwen2.5's own template: calls are read out of the reply as it streams
+/// (`qwen_tools::CallStream`), and never spoken.
+impl ToolRounds for GgufLlm {
+    fn stream_round(
+        &self,
+        request: &ChatRequest,
+        extra: &[Value],
+        tools: &[Value],
+        cancel: &Cancel,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> Result<Vec<ToolCall>, LlmError> {
+        let prompt = self.round_tokens(request, extra, tools);
+        qwen_tools::stream_calls(
+            |words| self.stream_tokens(&prompt, request, cancel, words),
+            on_piece,
+        )
+    }
+
+    fn prepare_round(
+        &self,
+        request: &ChatRequest,
+        tools: &[Value],
+        cancel: &Cancel,
+    ) -> Result<(), LlmError> {
+        self.prepare_with(request, tools, cancel)
+    }
+
+    fn count_prompt_round(&self, request: &ChatRequest, tools: &[Value]) -> usize {
+        self.round_tokens(request, &[], tools).len()
+    }
+
+    /// A 0.5B text model: a screenshot's image would be lost on it.
+    fn takes_images(&self) -> bool {
+        false
+    }
+}
+
+impl GgufLlm {
+    /// Reply to `prompt` under the conversation's lock; a failure empties the cache.
+    fn stream_tokens(
+        &self,
+        prompt: &[u32],
+        request: &ChatRequest,
+        cancel: &Cancel,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> Result<(), LlmError> {
+        let mut conv = self.lock();
+        let out = self.generate(&mut conv, prompt, request, cancel, on_piece);
+        if out.is_err() {
+            // The cache may hold half a step.
+            conv.tokens.clear();
+            let _ = conv.model.truncate(0);
+        }
+        out
+    }
+
+    /// `Llm::prepare`, the system turn with `tools`' block (none when empty).
+    fn prepare_with(
+        &self,
+        request: &ChatRequest,
+        tools: &[Value],
+        cancel: &Cancel,
+    ) -> Result<(), LlmError> {
+        let open = request
+            .messages
+            .last()
+            .is_some_and(|m| m.role == ChatRole::User);
+        let tokens = self.conversation_tokens(request, tools, open);
+        let mut conv = self.lock();
+        if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
+            return Ok(());
+        }
+        let out = read(&mut conv, &tokens, cancel).map(|_| ());
+        if out.is_err() {
+            conv.tokens.clear();
+            let _ = conv.model.truncate(0);
+        }
+        out
     }
 }

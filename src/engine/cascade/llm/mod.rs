@@ -6,6 +6,7 @@ pub mod bpe;
 pub mod gguf;
 pub mod openai;
 pub mod qwen2;
+pub mod qwen_tools;
 pub mod sse;
 pub mod synthetic;
 pub mod tool_loop;

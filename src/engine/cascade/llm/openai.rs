@@ -326,6 +326,7 @@ impl OpenAiLlm {
                 id: s("/id"),
                 name: s("/function/name"),
                 arguments: s("/function/arguments"),
+                malformed: None,
             });
         }
         match v.pointer("/choices/0/message/content") {
@@ -519,6 +520,9 @@ pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: String,
+    /// Why the model's call could not be read (a chat template's tool-call text that
+    /// is not JSON): the loop tells the model so instead of running anything.
+    pub malformed: Option<String>,
 }
 
 /// Tool calls read from one reply at most (a model that asks for more gets these).
