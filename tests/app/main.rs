@@ -9,8 +9,11 @@ mod common;
 mod personaplex_common;
 #[path = "../tmux_support/mod.rs"]
 mod tmux_support;
+#[path = "../ui_support/mod.rs"]
+mod ui_support;
 
 mod cli_residency;
 mod doctor;
 mod first_start;
 mod gpu_check_dry_run;
+mod wake_word;

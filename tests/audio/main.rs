@@ -5,10 +5,13 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../pulse_support/mod.rs"]
+mod pulse_support;
 #[path = "../resample_common/mod.rs"]
 mod resample_common;
 
 mod cpal_alsa;
+mod device_names;
 mod loopback_snr;
 mod path;
 mod resample_quality;

@@ -5,7 +5,7 @@
 //! is journalled, and `history show` prints the calls. With consent refused, the tool
 //! does not run and the LLM is told so.
 
-mod common;
+use crate::common;
 
 use assistant::app::bench_cascade::script;
 use common::*;

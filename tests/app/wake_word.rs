@@ -3,8 +3,8 @@
 //! reaches the model, quiet closes it again), the takes' checks, and the TUI's side
 //! (the header, `w`, another persona's name switching to it).
 
-mod common;
-mod ui_support;
+use crate::common;
+use crate::ui_support;
 
 use assistant::bus::{EngineEvent, Happening};
 use assistant::engine::Command;

@@ -2,7 +2,7 @@
 //! in cascade mode after a typed turn was answered, and the editor telling a Moshi
 //! user that it hears only audio. Stored in the top-level `snapshots/`.
 
-mod ui_support;
+use crate::ui_support;
 
 use assistant::bus::{EngineEvent, Talk, TalkPhase};
 use assistant::ui::AppEvent;
@@ -12,7 +12,7 @@ use ui_support::*;
 fn snap(name: &str, mut scene: Scene) {
     for (w, h) in [(80, 24), (200, 60)] {
         let t = draw(&mut scene.state, w, h);
-        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(format!("{name}_{w}x{h}"), t.backend());
         });
     }

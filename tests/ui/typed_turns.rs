@@ -5,8 +5,8 @@
 //! answer is known. A model that hears only audio says so in the editor, and Tab
 //! saves the cascade as the engine for the next start.
 
-mod common;
-mod tmux_support;
+use crate::common;
+use crate::tmux_support;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! folded to one line, `o` unfolds it; `y`/`n` answer only a waiting question; the `t`
 //! overlay lists the tools, or says that Moshi and PersonaPlex cannot call any.
 
-mod ui_support;
+use crate::ui_support;
 
 use assistant::bus::{EngineEvent, Talk, TalkPhase, ToolActivity};
 use assistant::ui::context::ToolsContext;
@@ -78,7 +78,7 @@ fn asking(s: &mut Scene) {
 fn snap(name: &str, scene: &mut Scene) {
     for (w, h) in SIZES {
         let t = draw(&mut scene.state, w, h);
-        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(format!("{name}_{w}x{h}"), t.backend());
         });
     }

@@ -3,7 +3,7 @@
 //! start runs with them, except where a flag says otherwise (`--top-k 40` wins over
 //! the saved 260 for that run, and leaves the file as it was).
 
-mod tmux_support;
+use crate::tmux_support;
 use tmux_support::{Tmux, WAV};
 
 fn saved(config: &std::path::Path) -> toml::Table {

@@ -2,7 +2,7 @@
 //! content (the root window painted one colour by xsetroot), the stand-in LLM calls
 //! `look_at_screen`, and the image its endpoint receives is that screen.
 
-mod common;
+use crate::common;
 
 use assistant::app::bench_cascade::script;
 use base64::Engine as _;

@@ -1,7 +1,7 @@
 //! Snapshots of the settings overlay (`s`) at 80x24 and 200x60, the cursor on top-k.
 //! Stored in the top-level `snapshots/`.
 
-mod ui_support;
+use crate::ui_support;
 
 use assistant::ui::context::SettingsContext;
 use assistant::ui::settings_view::Current;
@@ -37,7 +37,7 @@ fn snapshot_settings() {
     key(&mut s, KeyCode::Right);
     for (w, h) in [(80, 24), (200, 60)] {
         let t = draw(&mut s.state, w, h);
-        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(format!("settings_{w}x{h}"), t.backend());
         });
     }

@@ -3,8 +3,8 @@
 //! and a name that finds none lists every host's devices. Through the binary, with a
 //! PulseAudio server of the test's own (cpal's `pulseaudio` host).
 
-mod common;
-mod pulse_support;
+use crate::common;
+use crate::pulse_support;
 use pulse_support::Pulse;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

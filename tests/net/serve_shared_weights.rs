@@ -3,7 +3,7 @@
 //! the tokens and audio of a model loaded for it alone, while other forks of the same
 //! weights step in between (their caches must not touch each other's).
 
-mod personaplex_common;
+use crate::personaplex_common;
 
 use assistant::bus::{Cancel, Sampling};
 use assistant::engine::model::{DuplexModel, Prompt, StepOutput};

@@ -2,7 +2,7 @@
 //! two hosts, the devices in use marked, the cursor on another one, the inputs'
 //! levels. Stored in the top-level `snapshots/`.
 
-mod ui_support;
+use crate::ui_support;
 
 use assistant::bus::{DeviceEntry, DeviceSide, Endpoint};
 use assistant::ui::AppEvent;
@@ -84,7 +84,7 @@ fn snapshot_device_picker() {
     )));
     for (w, h) in [(80, 24), (200, 60)] {
         let t = draw(&mut s.state, w, h);
-        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(format!("device_picker_{w}x{h}"), t.backend());
         });
     }

@@ -7,7 +7,7 @@
 //! reconnects. The figures are printed (run with `--nocapture`); the bounds asserted
 //! are generous, for a loaded machine.
 
-mod tmux_support;
+use crate::tmux_support;
 
 use assistant::bus::Happening;
 use assistant::cli::Cli;

@@ -3,9 +3,9 @@
 //! sink B's monitor; `d` lists both monitors, A's with a moving level; Enter on it
 //! switches the microphone live, and the feed and the journal say so.
 
-mod common;
-mod pulse_support;
-mod tmux_support;
+use crate::common;
+use crate::pulse_support;
+use crate::tmux_support;
 use pulse_support::Pulse;
 use tmux_support::Tmux;
 
