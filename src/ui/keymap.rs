@@ -118,7 +118,7 @@ pub const KEYS: &[Binding] = &[
     },
     Binding {
         label: "w",
-        help: "wake word on/off (say the name)",
+        help: "wake word on/off",
         keys: &[(ch('w'), Action::ToggleWake)],
     },
     Binding {
