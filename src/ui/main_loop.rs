@@ -263,15 +263,15 @@ impl<'t, B: Backend> MainLoop<'t, B> {
                 match &self.ctx.devices {
                     Some(d) => d.switch(side, selector),
                     None => {
-                        let _ = self.ctx.events.as_ref().map(|e| {
-                            e.send(EngineEvent::Device(
+                        if let Some(e) = &self.ctx.events {
+                            let _ = e.send(EngineEvent::Device(
                                 crate::bus::DeviceStatus::SwitchFailed {
                                     side,
                                     wanted: selector,
                                     reason: "no device is in use in this run (files only)".into(),
                                 },
-                            ))
-                        });
+                            ));
+                        }
                     }
                 }
                 None
