@@ -1,5 +1,5 @@
 //! The `assistant` binary's commands: doctor, first start, residency flags, the GPU check's
-//! dry run.
+//! dry run, the docs' command lines.
 //!
 //! One test binary per area (tests/README.md): each module was a test binary of its own.
 
@@ -13,6 +13,7 @@ mod tmux_support;
 mod ui_support;
 
 mod cli_residency;
+mod docs_commands;
 mod doctor;
 mod first_start;
 mod gpu_check_dry_run;
