@@ -84,3 +84,38 @@ pub fn alsa_home(dir: &Path) -> std::path::PathBuf {
     std::fs::write(dir.join(".asoundrc"), conf).unwrap();
     dir.join("played.wav")
 }
+
+/// One HTTP request read off a stand-in server's socket: the head and the body, whole
+/// (the body's length from Content-Length); what came if the peer closed early.
+pub fn read_http_request(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut b = [0u8; 8192];
+    loop {
+        let n = s.read(&mut b).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&b[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The body of a request `read_http_request` read.
+pub fn http_body(request: &str) -> &str {
+    request.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}

@@ -3,6 +3,8 @@
 //!
 //! One test binary per area (tests/README.md): each module was a test binary of its own.
 
+#[path = "../common/mod.rs"]
+mod common;
 #[path = "../load_server/mod.rs"]
 mod load_server;
 

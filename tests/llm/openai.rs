@@ -3,10 +3,11 @@
 //! streams, endless replies; and a cancel that drops the connection at once.
 //! (tests/llm/llama_server.rs runs it against llama.cpp's own server.)
 
+use crate::common;
 use assistant::bus::Cancel;
 use assistant::engine::cascade::llm::{OpenAiLlm, OpenAiOptions};
 use assistant::engine::cascade::{ChatMessage, ChatRequest, ChatRole, Llm, LlmError};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -27,40 +28,13 @@ fn serve(respond: impl Fn(&mut TcpStream) + Send + Sync + 'static) -> Server {
             let Ok(mut s) = conn else { return };
             let (tx, respond) = (tx.clone(), respond.clone());
             std::thread::spawn(move || {
-                let req = read_request(&mut s);
+                let req = common::read_http_request(&mut s);
                 let _ = tx.send(req);
                 respond(&mut s);
             });
         }
     });
     Server { url, rx }
-}
-
-fn read_request(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 4096];
-    loop {
-        let n = s.read(&mut b).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&b[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                break;
-            }
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 const SSE_HEAD: &str =
@@ -425,7 +399,7 @@ fn the_next_reply_works_once_the_server_is_back() {
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        read_request(&mut s);
+        common::read_http_request(&mut s);
         let _ = send(&mut s, SSE_HEAD);
         let _ = send(&mut s, &piece("Back."));
         let _ = send(&mut s, "data: [DONE]\n\n");

@@ -10,8 +10,8 @@ use crate::common;
 use assistant::app::bench_cascade::script;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -25,33 +25,6 @@ fn npm_server(bin: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-fn read_request(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 8192];
-    loop {
-        let n = s.read(&mut b).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&b[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return text[end + 4..].to_string();
-            }
-        }
-    }
-    String::new()
 }
 
 fn sse(events: &[Value]) -> String {
@@ -108,7 +81,9 @@ fn stand_in_with(
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { return };
-            let body: Value = serde_json::from_str(&read_request(&mut c)).unwrap_or(Value::Null);
+            let body: Value =
+                serde_json::from_str(common::http_body(&common::read_http_request(&mut c)))
+                    .unwrap_or(Value::Null);
             // A round is known by the assistant tool-call messages already in it.
             let round = body["messages"].as_array().map_or(0, |m| {
                 m.iter().filter(|m| m.get("tool_calls").is_some()).count()

@@ -8,8 +8,8 @@ use assistant::app::bench_cascade::script;
 use base64::Engine as _;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -65,33 +65,6 @@ fn xvfb(colour: &str) -> (Xvfb, String) {
     (x, display)
 }
 
-fn read_request(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 65536];
-    loop {
-        let n = s.read(&mut b).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&b[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return text[end + 4..].to_string();
-            }
-        }
-    }
-    String::new()
-}
-
 fn sse(events: &[Value]) -> String {
     let mut s = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
         .to_string();
@@ -112,7 +85,9 @@ fn the_llm_receives_the_screen_it_asked_to_look_at() {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { return };
-            let body: Value = serde_json::from_str(&read_request(&mut c)).unwrap_or(Value::Null);
+            let body: Value =
+                serde_json::from_str(common::http_body(&common::read_http_request(&mut c)))
+                    .unwrap_or(Value::Null);
             let first = s.lock().unwrap().is_empty();
             s.lock().unwrap().push(body);
             let reply = if first {

@@ -7,7 +7,7 @@
 
 use crate::common;
 use crate::tmux_support;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -31,40 +31,13 @@ fn llm() -> Llm {
             let Ok(mut s) = conn else { return };
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let req = read_request(&mut s);
+                let req = common::read_http_request(&mut s);
                 let _ = tx.send(req.clone());
                 let _ = answer(&mut s, &req);
             });
         }
     });
     Llm { url, requests }
-}
-
-fn read_request(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 4096];
-    loop {
-        let n = s.read(&mut b).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&b[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                break;
-            }
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 fn answer(s: &mut TcpStream, req: &str) -> std::io::Result<()> {
