@@ -5,9 +5,9 @@
 //!
 //! Random weights at the published size, temperature 0.3, the thread pool candle uses
 //! (RAYON_NUM_THREADS). `assistant bench pocket` gives the timings.
-use assistant::app::bench_pocket::config_named;
-use assistant::engine::cascade::pocket::flow_head::noise;
-use assistant::engine::cascade::pocket::{PocketModel, Voice};
+use assistant::app::bench::pocket::config_named;
+use assistant::models::speech::tts::pocket::flow_head::noise;
+use assistant::models::speech::tts::pocket::{PocketModel, Voice};
 use moshi::candle::{Device, Tensor};
 use rand::SeedableRng;
 

@@ -1,7 +1,7 @@
 //! Command-line definitions (clap), converted to the engine's plain options at the edge.
 
 use crate::bus::Sampling;
-use crate::engine::moshi::{DeviceChoice, ModelOptions};
+use crate::models::moshi::{DeviceChoice, ModelOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -382,7 +382,7 @@ pub struct CascadeArgs {
     pub tts_q8: bool,
     /// Pocket TTS: words of an unfinished sentence to wait for before speaking up to a
     /// comma (0: whole sentences only).
-    #[arg(long, global = true, default_value_t = crate::engine::cascade::pocket::tts::EAGER_WORDS, value_name = "N")]
+    #[arg(long, global = true, default_value_t = crate::models::speech::tts::pocket::tts::EAGER_WORDS, value_name = "N")]
     pub tts_eager_words: usize,
     /// An OpenAI-compatible server (Ollama, llama.cpp, vLLM, …), e.g.
     /// http://127.0.0.1:11434/v1; without it the LLM runs in-process from a GGUF.
@@ -430,9 +430,10 @@ impl CascadeArgs {
     /// The cascade's plain options: these flags over the model flags (device, demo,
     /// seed, the persona's prompt and temperature as `start_persona` filled them).
     pub fn options(&self, model: &ModelArgs) -> crate::engine::cascade::load::CascadeOptions {
-        use crate::engine::cascade::llm::LlmChoice;
-        use crate::engine::cascade::llm::{GgufLlmOptions, OpenAiOptions};
-        use crate::engine::cascade::{SttOptions, TtsOptions, TurnSettings};
+        use crate::engine::cascade::TurnSettings;
+        use crate::models::llm::LlmChoice;
+        use crate::models::llm::{GgufLlmOptions, OpenAiOptions};
+        use crate::models::speech::files::{SttOptions, TtsOptions};
         let m = model.options();
         let llm = match &self.llm_url {
             Some(url) => {
@@ -478,7 +479,7 @@ impl CascadeArgs {
 
     /// The recogniser's Hugging Face repository (`--stt`).
     pub fn stt_repo(&self) -> &'static str {
-        use crate::engine::cascade::speech_files::{STT_REPO, WHISPER_REPO};
+        use crate::models::speech::files::{STT_REPO, WHISPER_REPO};
         match self.stt {
             SttKind::Whisper => WHISPER_REPO,
             SttKind::Kyutai => STT_REPO,
@@ -486,8 +487,8 @@ impl CascadeArgs {
     }
 
     /// Pocket TTS's options from these flags.
-    pub fn pocket_options(&self, seed: u64) -> crate::engine::cascade::pocket::PocketOptions {
-        use crate::engine::cascade::pocket::{PocketOptions, PocketSampling};
+    pub fn pocket_options(&self, seed: u64) -> crate::models::speech::tts::pocket::PocketOptions {
+        use crate::models::speech::tts::pocket::{PocketOptions, PocketSampling};
         PocketOptions {
             model_dir: self.tts_model_dir.clone(),
             model: self.tts_model.clone(),
@@ -708,7 +709,7 @@ impl ModelArgs {
             },
             context: self.context,
             max_memory_gib: self.max_memory,
-            prompt: crate::engine::model::Prompt {
+            prompt: crate::models::duplex::Prompt {
                 text: self.text_prompt.clone().unwrap_or_default(),
                 voice: self.voice_prompt.clone(),
                 ..Default::default()
@@ -728,7 +729,7 @@ impl From<&ModelArgs> for ModelOptions {
 /// `--device`: checked when the command line is read.
 fn device_choice(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
-        .map_err(|e: crate::engine::moshi::ModelLoadError| format!("{} ({})", e.message, e.remedy))
+        .map_err(|e: crate::models::moshi::ModelLoadError| format!("{} ({})", e.message, e.remedy))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -759,8 +760,8 @@ pub struct ExportDemoArgs {
 
 impl ExportDemoArgs {
     /// The LM format asked for; both flags at once is a mistake.
-    pub fn format(&self) -> Result<crate::engine::moshi::LmFormat, String> {
-        use crate::engine::moshi::LmFormat;
+    pub fn format(&self) -> Result<crate::models::moshi::LmFormat, String> {
+        use crate::models::moshi::LmFormat;
         match (self.q8, self.bf16) {
             (true, true) => {
                 Err("--q8 and --bf16 exclude each other: q8 GGUF or bf16 safetensors".into())
@@ -799,7 +800,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub shared_threads: bool,
     #[command(flatten)]
-    pub gpu: crate::engine::moshi::gpu_check::GpuArgs,
+    pub gpu: crate::app::bench::gpu::GpuArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

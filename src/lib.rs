@@ -6,6 +6,7 @@ pub mod bus;
 pub mod cli;
 
 pub mod engine;
+pub mod models;
 pub mod net;
 
 pub mod persona;

@@ -25,7 +25,7 @@ fn main() {
             }
         }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Audio => {
-            match assistant::app::bench::bench_audio(cli.run.input.as_deref()) {
+            match assistant::app::bench::audio::bench_audio(cli.run.input.as_deref()) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -34,7 +34,7 @@ fn main() {
             }
         }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Cascade && b.published => {
-            assistant::app::bench_cpu_cascade::run_command(b, &cli.run.cascade)
+            assistant::app::bench::cpu_cascade::run_command(b, &cli.run.cascade)
         }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Cascade => {
             let mut args = cli.run.cascade.to_args();
@@ -44,7 +44,7 @@ fn main() {
             if let Some(p) = &cli.run.persona {
                 args.extend(["--persona".into(), p.clone()]);
             }
-            match assistant::app::bench_cascade::bench_cascade(&args, 12) {
+            match assistant::app::bench::cascade::bench_cascade(&args, 12) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -53,7 +53,7 @@ fn main() {
             }
         }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Pocket => {
-            match assistant::app::bench_pocket::run(b, &mut std::io::stdout()) {
+            match assistant::app::bench::pocket::run(b, &mut std::io::stdout()) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -63,7 +63,7 @@ fn main() {
         }
         Some(Cmd::Say(s)) => assistant::app::say::run(&cli.run, s),
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Serve => {
-            match assistant::app::bench_serve::bench_serve() {
+            match assistant::app::bench::serve::bench_serve() {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -72,7 +72,7 @@ fn main() {
             }
         }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Net => {
-            match assistant::app::bench_net::bench_net() {
+            match assistant::app::bench::net::bench_net() {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -99,14 +99,14 @@ fn main() {
         Some(Cmd::Personas(p)) => personas(p),
         Some(Cmd::Doctor) => {
             let catalog = assistant::persona::Catalog::load();
-            let weights = assistant::engine::moshi::weights_report(&cli.run.model.options());
+            let weights = assistant::models::moshi::weights_report(&cli.run.model.options());
             let mut extra = assistant::app::doctor::weights(&weights);
             extra.extend(assistant::app::doctor::engine(&cli.run));
             extra.extend(assistant::app::doctor::persona_findings(&catalog));
             extra.extend(assistant::app::tools::doctor(&cli.run));
             if cli.run.engine == assistant::cli::EngineKind::Cascade {
                 let opts = cli.run.cascade.options(&cli.run.model);
-                let disc = assistant::engine::moshi::Discovery::from_env();
+                let disc = assistant::models::moshi::Discovery::from_env();
                 let report = assistant::engine::cascade::report::cascade_report(&opts, &disc);
                 extra.extend(assistant::app::doctor::cascade(&report));
             }

@@ -5,9 +5,9 @@
 mod load_server;
 use assistant::bus::{EngineEvent, Sampling, Weights};
 use assistant::cli::Cli;
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::files::LM_SAFETENSORS;
 use assistant::engine::Command;
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::files::LM_SAFETENSORS;
 use clap::Parser;
 use load_server::Hub;
 use std::time::{Duration, Instant};

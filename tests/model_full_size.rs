@@ -6,13 +6,13 @@
 //! ASSISTANT_FULL_SIZE_DIR=/big/dir cargo test --release --test model_full_size -- --ignored --nocapture
 
 use assistant::bus::Sampling;
-use assistant::engine::moshi::files::check_gguf;
-use assistant::engine::moshi::gguf_write::{self, GgufEntry};
-use assistant::engine::moshi::lm_sources::{split_gguf_sources, STACK_LAYERS};
-use assistant::engine::moshi::placed_lm::PlacedLm;
-use assistant::engine::moshi::placement::{Placement, Stored};
-use assistant::engine::moshi::sizing::{census, residency, table_from_headers};
-use assistant::engine::moshi::stepper::Stepper;
+use assistant::models::moshi::files::check_gguf;
+use assistant::models::moshi::gguf_write::{self, GgufEntry};
+use assistant::models::moshi::lm_sources::{split_gguf_sources, STACK_LAYERS};
+use assistant::models::moshi::placed_lm::PlacedLm;
+use assistant::models::moshi::placement::{Placement, Stored};
+use assistant::models::moshi::sizing::{census, residency, table_from_headers};
+use assistant::models::moshi::stepper::Stepper;
 use moshi::candle::quantized::{GgmlDType, QTensor};
 use moshi::candle::{Device, Tensor};
 use std::io::Write;
@@ -90,7 +90,7 @@ fn moshiko_q8_at_full_size() {
 
     // 2. Its header is the census the memory plan used for the official model.
     let from_file = table_from_headers(&check_gguf(&path).unwrap());
-    let stored = |t: &[assistant::engine::moshi::sizing::TensorEntry]| {
+    let stored = |t: &[assistant::models::moshi::sizing::TensorEntry]| {
         t.iter().map(|e| e.stored.bytes(e.elems)).sum::<u64>()
     };
     assert_eq!(stored(&from_file), stored(&table));
@@ -140,7 +140,7 @@ fn moshiko_q8_at_full_size() {
     // 4. Real-size steps on this CPU.
     let gen = moshi::lm_generate_multistream::Config::v0_1();
     let mut stepper = Stepper::new(lm, gen.clone());
-    let mut samplers = assistant::engine::moshi::sampling_for_tests(&Sampling::default());
+    let mut samplers = assistant::models::moshi::sampling_for_tests(&Sampling::default());
     let mut times = Vec::new();
     for step in 0..8u32 {
         let codes: Vec<u32> = (0..8).map(|c| (step * 31 + c * 17) % 2048).collect();

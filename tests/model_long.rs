@@ -3,12 +3,12 @@
 
 mod model_common;
 use assistant::bus::Sampling;
-use assistant::engine::model::{DuplexModel, StepOutput};
-use assistant::engine::moshi::config::{self, ModelConfig};
-use assistant::engine::moshi::demo::{
+use assistant::models::duplex::{DuplexModel, StepOutput};
+use assistant::models::moshi::config::{self, ModelConfig};
+use assistant::models::moshi::demo::{
     demo_model, random_model, random_moshi_model, reference_lm, DEMO_WEIGHT_SEED,
 };
-use assistant::engine::moshi::stepper::Stepper;
+use assistant::models::moshi::stepper::Stepper;
 use moshi::candle::Device;
 
 fn rss_kib() -> u64 {
@@ -100,7 +100,7 @@ fn stepper_matches_moshis_state() {
         cfg.gen.clone(),
     );
     let mut stepper = Stepper::new(lm, cfg.gen.clone());
-    let mut samplers = assistant::engine::moshi::sampling_for_tests(&s);
+    let mut samplers = assistant::models::moshi::sampling_for_tests(&s);
     let mut prev = cfg.gen.text_start_token;
     for step in 0..60u32 {
         let codes: Vec<u32> = (0..8).map(|c| (step * 31 + c * 17) % 256).collect();

@@ -2,8 +2,10 @@
 //! checkpoint is read): `cargo test --test speech_bench -- --ignored --nocapture`.
 //! Figures only; nothing here is timed against a limit.
 
-use assistant::engine::cascade::speech_config::{SttConfig, TtsConfig};
-use assistant::engine::cascade::{KyutaiStt, KyutaiTts, SpeechToText, TextToSpeech, TtsStep};
+use assistant::models::parts::{SpeechToText, TextToSpeech, TtsStep};
+use assistant::models::speech::config::{SttConfig, TtsConfig};
+use assistant::models::speech::stt::kyutai::KyutaiStt;
+use assistant::models::speech::tts::kyutai::KyutaiTts;
 use moshi::candle::Device;
 use std::time::Instant;
 
@@ -83,14 +85,14 @@ fn bench_frames() -> usize {
 #[test]
 #[ignore = "a benchmark: builds 1B parameters in memory (q4 0.6 GB, q8 1.1 GB, f32 4.3 GB)"]
 fn stt_step_time_quantized_at_the_published_size() {
-    use assistant::engine::cascade::stt_quant::SttFormat;
+    use assistant::models::speech::stt::quant::SttFormat;
     let cfg: SttConfig = serde_json::from_str(STT_1B).unwrap();
     let formats = std::env::var("STT_BENCH_FORMATS").unwrap_or_else(|_| "q8,q4".into());
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     let pcm: Vec<f32> = (0..FRAME).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
     // The Mimi encoder alone (f32, the published size): the floor under any LM format.
     {
-        use assistant::engine::moshi::random_init::FastRandomBackend;
+        use assistant::models::moshi::random_init::FastRandomBackend;
         let mut mimi = moshi::mimi::Mimi::new(
             moshi::mimi::Config::v0_1(Some(cfg.n_q)),
             FastRandomBackend::var_builder(moshi::candle::DType::F32, &Device::Cpu),
@@ -177,9 +179,11 @@ fn tts_step_time_at_the_published_size() {
 /// sizes) or a checkpoint directory (real weights, e.g. target/whisper-base).
 fn whisper_for_bench() -> (
     String,
-    assistant::engine::cascade::whisper::decode::Transcriber,
+    assistant::models::speech::stt::whisper::decode::Transcriber,
 ) {
-    use assistant::engine::cascade::whisper::{decode::Transcriber, load_transcriber, synthetic};
+    use assistant::models::speech::stt::whisper::{
+        decode::Transcriber, load_transcriber, synthetic,
+    };
     let what = std::env::var("WHISPER_BENCH").unwrap_or_else(|_| "base".into());
     if let Some(cfg) = synthetic::published_config(&what) {
         let (model, tokens) = synthetic::random_model(&cfg, 3).unwrap();
@@ -231,7 +235,7 @@ fn busy_core(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread
 #[test]
 #[ignore = "a benchmark: Whisper at a published size (or real weights), ~1 minute"]
 fn whisper_transcription_and_streaming_times() {
-    use assistant::engine::cascade::whisper::{Threading, WhisperStt};
+    use assistant::models::speech::stt::whisper::{Threading, WhisperStt};
     let (name, mut t) = whisper_for_bench();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     let load = std::env::var("WHISPER_BENCH_LOAD").is_ok_and(|v| v == "1");
@@ -314,5 +318,5 @@ fn whisper_transcription_and_streaming_times() {
 
 fn synthetic_or_dir() -> Option<candle_transformers::models::whisper::Config> {
     let what = std::env::var("WHISPER_BENCH").unwrap_or_else(|_| "base".into());
-    assistant::engine::cascade::whisper::synthetic::published_config(&what)
+    assistant::models::speech::stt::whisper::synthetic::published_config(&what)
 }

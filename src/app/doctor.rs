@@ -3,7 +3,7 @@
 
 use crate::audio::device;
 use crate::bus::Bytes;
-use crate::engine::moshi::{WeightsFinding, WeightsOrigin, WeightsReport};
+use crate::models::moshi::{WeightsFinding, WeightsOrigin, WeightsReport};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -364,7 +364,7 @@ fn weights_finding(f: &WeightsFinding) -> Finding {
 /// Which engine a run without an engine flag would pick on this machine, and why.
 pub fn engine(args: &crate::cli::RunArgs) -> Vec<Finding> {
     const E: &str = "engine";
-    let disc = crate::engine::moshi::Discovery::from_env();
+    let disc = crate::models::moshi::Discovery::from_env();
     let d = super::engine_choice::choose(&super::machine_profile::read(args, &disc));
     let mut out = vec![if d.needs_download() {
         Finding::warn(

@@ -16,9 +16,9 @@
 //! memory needed against the memory there is. `machine_profile` reads a real machine.
 
 use super::engine_figures::{self as fig, Source, FRAME_MS};
-use crate::engine::moshi::device::{step_estimate, Streamed};
-use crate::engine::moshi::placement::Placement;
-use crate::engine::moshi::sizing::{self, TensorEntry};
+use crate::models::moshi::device::{step_estimate, Streamed};
+use crate::models::moshi::placement::Placement;
+use crate::models::moshi::sizing::{self, TensorEntry};
 use moshi::lm;
 use std::path::PathBuf;
 

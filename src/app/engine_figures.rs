@@ -3,8 +3,8 @@
 //! parts. Correct them here as the parts are measured; the choice, `doctor`, the header
 //! and the first-start chooser all read them from this file.
 
-use crate::engine::cascade::llm::gguf;
-use crate::engine::cascade::speech_files::WHISPER_REPO;
+use crate::models::llm::gguf;
+use crate::models::speech::files::WHISPER_REPO;
 
 /// The real-time budget of one step: one 80 ms frame of audio.
 pub const FRAME_MS: f64 = 80.0;
@@ -20,7 +20,7 @@ pub const MAX_CORE_SPEEDUP: f64 = 3.0;
 pub enum Source {
     /// Measured on the 2-core development machine (README, FACTS).
     Measured,
-    /// From the memory plan (`engine::moshi::sizing`) and a bandwidth estimate.
+    /// From the memory plan (`models::moshi::sizing`) and a bandwidth estimate.
     Planned,
     /// Estimated from measured parts; to be replaced by a measurement.
     Estimated,

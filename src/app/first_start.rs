@@ -9,7 +9,7 @@ use super::engine_choice::{choose, size, Assessment, Decision, Pick, PICKS};
 use super::engine_figures as fig;
 use crate::cli::{EngineKind, RunArgs};
 use crate::engine::load::{loader, LoadFailure, Loader};
-use crate::engine::moshi::{DeviceChoice, Discovery};
+use crate::models::moshi::{DeviceChoice, Discovery};
 use crate::ui::chooser::{ChooserOption, ChooserPick, ChooserSetup};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::time::Duration;

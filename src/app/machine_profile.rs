@@ -6,10 +6,10 @@
 use super::engine_choice::{CascadeOnDisk, Gpu, GpuKind, MachineProfile, MoshiSpec};
 use super::engine_figures as fig;
 use crate::cli::RunArgs;
-use crate::engine::cascade::llm::gguf::{self, GgufLlmOptions};
-use crate::engine::cascade::speech_files::stt_complete;
-use crate::engine::moshi::discovery::{find_in_hf_cache, find_snapshot};
-use crate::engine::moshi::{checkpoint, sizing, DeviceChoice, Discovery};
+use crate::models::llm::gguf::{self, GgufLlmOptions};
+use crate::models::moshi::discovery::{find_in_hf_cache, find_snapshot};
+use crate::models::moshi::{checkpoint, sizing, DeviceChoice, Discovery};
+use crate::models::speech::files::stt_complete;
 use std::path::Path;
 
 /// The profile for a run with these arguments, looking where that run would look.
@@ -94,7 +94,7 @@ fn moshi_on_disk(disc: &Discovery) -> Option<MoshiSpec> {
     let cfg = ck.config.lm.clone();
     let table = sizing::census(&cfg, ck.quantized, if ck.quantized { 4 } else { 2 }).ok()?;
     let params: u64 = table.iter().map(|t| t.elems).sum();
-    let family = if crate::engine::moshi::personaplex_model::is_personaplex(&cfg) {
+    let family = if crate::models::moshi::personaplex::model::is_personaplex(&cfg) {
         "PersonaPlex"
     } else {
         "Moshi"
@@ -112,7 +112,7 @@ fn moshi_on_disk(disc: &Discovery) -> Option<MoshiSpec> {
         },
         mimi_bytes: sizing::mimi_bytes(&ck.config.mimi).unwrap_or(0),
         real_size_mimi: !dir
-            .join(crate::engine::moshi::config::MIMI_CONFIG_FILE)
+            .join(crate::models::moshi::config::MIMI_CONFIG_FILE)
             .is_file(),
         cfg,
         table,
@@ -124,7 +124,7 @@ fn moshi_on_disk(disc: &Discovery) -> Option<MoshiSpec> {
 
 /// A Pocket TTS snapshot: its weights and tokenizer at the top or under `languages/*/`.
 pub fn pocket_complete(dir: &Path) -> bool {
-    use crate::engine::cascade::pocket::files::complete;
+    use crate::models::speech::tts::pocket::files::complete;
     // A model directory, or a snapshot of the repository with one under languages/.
     complete(dir)
         || std::fs::read_dir(dir.join("languages"))
@@ -201,9 +201,9 @@ mod tests {
         );
         // A Moshi checkpoint (the demo's size, q8) where the default download goes.
         let root = tmp.path().join("models--kyutai--moshiko-candle-q8");
-        crate::engine::moshi::export::write_demo(
+        crate::models::moshi::export::write_demo(
             &root.join("snapshots/abc"),
-            crate::engine::moshi::LmFormat::Q8,
+            crate::models::moshi::LmFormat::Q8,
         )
         .unwrap();
         std::fs::create_dir_all(root.join("refs")).unwrap();

@@ -3,11 +3,6 @@
 //! and the benchmarks that run the whole path live here.
 
 pub mod bench;
-pub mod bench_cascade;
-pub mod bench_cpu_cascade;
-pub mod bench_net;
-pub mod bench_pocket;
-pub mod bench_serve;
 pub mod connect;
 pub mod doctor;
 pub mod engine_choice;
@@ -260,7 +255,7 @@ pub fn loader_with_tools(args: &RunArgs, tools: crate::tools::SharedTools) -> Lo
             let mut opts = args.cascade.options(&args.model);
             opts.tools = tools;
             loader(move |req| {
-                let disc = crate::engine::moshi::Discovery::from_env();
+                let disc = crate::models::moshi::Discovery::from_env();
                 let loaded = crate::engine::cascade::load::load_cascade(
                     &opts,
                     &disc,
@@ -279,7 +274,7 @@ pub fn loader_with_tools(args: &RunArgs, tools: crate::tools::SharedTools) -> Lo
             let base = args.model.options();
             loader(move |req| {
                 let o = base.with_weights(req.weights);
-                let loaded = crate::engine::moshi::load_model(&o, req.progress, req.cancel)
+                let loaded = crate::models::moshi::load_model(&o, req.progress, req.cancel)
                     .map_err(load_failure)?;
                 Ok(Loaded {
                     model: loaded.model,
@@ -292,7 +287,7 @@ pub fn loader_with_tools(args: &RunArgs, tools: crate::tools::SharedTools) -> Lo
 }
 
 /// A model load's error as the engine takes it (a cancelled load stays cancelled).
-pub(crate) fn load_failure(e: crate::engine::moshi::ModelLoadError) -> LoadFailure {
+pub(crate) fn load_failure(e: crate::models::moshi::ModelLoadError) -> LoadFailure {
     if e.is_cancelled() {
         LoadFailure::cancelled()
     } else {
@@ -386,7 +381,7 @@ pub fn voice_loader_for(original: &RunArgs) -> Option<VoiceLoader> {
         let mut o = base.with_weights(w);
         o.sampling = s.clone();
         let loaded =
-            crate::engine::moshi::load_model(&o, progress, cancel).map_err(load_failure)?;
+            crate::models::moshi::load_model(&o, progress, cancel).map_err(load_failure)?;
         // The search falls back to the demo model; a persona asked for real weights.
         if *w != Weights::Demo && loaded.fell_back_to_demo {
             let why = loaded.notices.first().map_or_else(
@@ -422,7 +417,7 @@ pub fn start_voice(start: &StartPersona, voices: Option<&VoiceLoader>) -> Weight
 /// other command.
 pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
     use crate::cli::{BenchWhat, Cmd};
-    use crate::engine::moshi::{self, files};
+    use crate::models::moshi::{self, files};
     let result = match &cli.command {
         Some(Cmd::ExportDemo(args)) => args
             .format()
@@ -441,7 +436,7 @@ pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
                 );
             }),
         Some(Cmd::Convert(args))
-            if crate::engine::cascade::stt_quant::is_stt_checkpoint(&args.src) =>
+            if crate::models::speech::stt::quant::is_stt_checkpoint(&args.src) =>
         {
             convert_stt(args)
         }
@@ -451,7 +446,7 @@ pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
         )),
         Some(Cmd::Convert(args)) => {
             let mut shown = 0;
-            moshi::convert::convert_personaplex_q8(&args.src, &args.dst, &mut |i, n| {
+            moshi::personaplex::convert::convert_personaplex_q8(&args.src, &args.dst, &mut |i, n| {
                 if i * 10 / n > shown || i == n {
                     shown = i * 10 / n;
                     eprintln!("converting: {i}/{n} tensors");
@@ -470,10 +465,10 @@ pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
             })
         }
         Some(Cmd::Bench(b)) if b.what == BenchWhat::Model => {
-            moshi::bench_model(&mut std::io::stdout())
+            crate::app::bench::model::bench_model(&mut std::io::stdout())
         }
         Some(Cmd::Bench(b)) if b.what == BenchWhat::Gpu => {
-            moshi::gpu_check::run(&b.gpu, &cli.run.model.options(), &mut std::io::stdout())
+            crate::app::bench::gpu::run(&b.gpu, &cli.run.model.options(), &mut std::io::stdout())
         }
         _ => return None,
     };
@@ -488,7 +483,7 @@ pub fn model_command(cli: &crate::cli::Cli) -> Option<i32> {
 
 /// `convert SRC DST --q8|--q4` for a Kyutai STT checkpoint.
 fn convert_stt(args: &crate::cli::ConvertArgs) -> anyhow::Result<()> {
-    use crate::engine::cascade::stt_quant::{convert_stt, SttFormat};
+    use crate::models::speech::stt::quant::{convert_stt, SttFormat};
     let format = if args.q4 {
         SttFormat::Q4
     } else {

@@ -8,7 +8,7 @@
 use crate::bus::{Cancel, LoadProgress, Weights};
 use crate::cli::{EngineKind, RunArgs, ServeArgs};
 use crate::engine::load::{loader, LoadFailure, LoadRequest, Loaded, Loader};
-use crate::engine::model::{DuplexModel, Prompt};
+use crate::models::duplex::{DuplexModel, Prompt};
 use crate::net::protocol::{Limits, SessionParams};
 use crate::net::server::{EventTap, LoaderFactory, ServeOptions, Server};
 use crate::session::{self, sessions_dir, Journal};
@@ -50,7 +50,7 @@ fn voices_dir(args: &RunArgs) -> Option<PathBuf> {
     m.voices_dir.clone().or_else(|| {
         m.model_dir
             .as_ref()
-            .map(|d| d.join(crate::engine::moshi::personaplex_voices::VOICES_SUBDIR))
+            .map(|d| d.join(crate::models::moshi::personaplex::voices::VOICES_SUBDIR))
     })
 }
 
@@ -59,7 +59,7 @@ fn voices_dir(args: &RunArgs) -> Option<PathBuf> {
 /// nothing else: no path, no lookup in the working directory (under systemd that is
 /// `/`). The error goes to the client, so it names no server path.
 pub fn voice_file(v: &str, voices_dir: Option<&Path>) -> Result<PathBuf, String> {
-    use crate::engine::moshi::personaplex_voices::{resolve_voice, VoiceOrigin};
+    use crate::models::moshi::personaplex::voices::{resolve_voice, VoiceOrigin};
     let plain = !v.is_empty()
         && !v.contains(['/', '\\'])
         && Path::new(v)
@@ -166,7 +166,7 @@ fn shared_loader(args: &RunArgs, sessions: usize) -> Loader {
     base.sessions = sessions;
     loader(move |req| {
         let o = base.with_weights(req.weights);
-        let loaded = crate::engine::moshi::load_model(&o, req.progress, req.cancel)
+        let loaded = crate::models::moshi::load_model(&o, req.progress, req.cancel)
             .map_err(crate::app::load_failure)?;
         Ok(Loaded {
             model: loaded.model,

@@ -8,9 +8,11 @@
 use crate::audio::resample::{downmix_into, StreamResampler};
 use crate::audio::wav::read_wav;
 use crate::cli::{RunArgs, TranscribeArgs};
-use crate::engine::cascade::whisper::Threading;
-use crate::engine::cascade::{load, recogniser, SpeechToText};
-use crate::engine::moshi::{Discovery, ModelLoadError};
+use crate::engine::cascade::load;
+use crate::models::moshi::{Discovery, ModelLoadError};
+use crate::models::parts::SpeechToText;
+use crate::models::speech::stt::recogniser;
+use crate::models::speech::stt::whisper::Threading;
 use serde::Serialize;
 
 const RATE: u32 = 24_000;
@@ -77,7 +79,7 @@ fn load_recogniser(args: &RunArgs) -> Result<Box<dyn SpeechToText>, ModelLoadErr
     if opts.demo {
         opts = load::write_demo(&load::demo_dir(), &opts)?;
     }
-    let (device, _) = crate::engine::moshi::device::select(opts.device)?;
+    let (device, _) = crate::models::moshi::device::select(opts.device)?;
     let disc = Discovery::from_env();
     let mut progress = |p: crate::bus::LoadProgress| {
         tracing::info!("loading the recogniser: {p:?}");

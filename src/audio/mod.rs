@@ -4,6 +4,7 @@ pub mod alsa_quiet;
 pub mod device;
 pub mod hosts;
 pub mod meters;
+pub mod onset;
 pub mod port;
 pub mod probe;
 pub mod resample;

@@ -1,7 +1,7 @@
 //! Commands to the engine thread (from the UI, the device supervisor, the app).
 
-use super::model::DuplexModel;
 use crate::bus::{Sampling, Weights};
+use crate::models::duplex::DuplexModel;
 
 /// Commands to the engine thread; `state::decide` says what each does in each state.
 pub enum Command {
@@ -27,7 +27,7 @@ pub enum Command {
     /// and primed with them at the next frame boundary, input held meanwhile. A model
     /// that takes none only starts a fresh conversation, and only if `fresh`.
     Prime {
-        prompt: super::model::Prompt,
+        prompt: crate::models::duplex::Prompt,
         fresh: bool,
     },
     /// A turn the user typed: a model that takes text answers it as the user's words;

@@ -2,8 +2,8 @@
 //! weights) every time one is needed (start, `r`, a reload after an idle unload, a
 //! retry after a fallback), so a reload always brings back the current persona's voice.
 
-use super::model::DuplexModel;
 use crate::bus::{Cancel, LoadProgress, Notice, Weights};
+use crate::models::duplex::DuplexModel;
 
 /// A model that loaded, with anything the user should be told about it.
 pub struct Loaded {

@@ -1,7 +1,7 @@
 //! The loopback model: output = input delayed by exactly one frame. It makes the
 //! audio path measurable sample for sample.
 
-use super::model::{DuplexModel, ModelInfo, StepOutput};
+use crate::models::duplex::{DuplexModel, ModelInfo, StepOutput};
 use anyhow::{ensure, Result};
 
 pub struct Loopback {

@@ -1,12 +1,13 @@
-//! The engine thread, the model boundary and the models.
+//! The engine thread: the state table (`state`, `state_*`), the frame source, the
+//! output, ports, residency, turns, stats, and the cascade's turn machine (`cascade`).
+//! It steps any model behind `models::duplex::DuplexModel`.
+//!
+//! May import `models`, `audio`, `tools` (consent) and `bus`; never `net`, `ui` or `app`.
 pub mod cascade;
 pub mod command;
-pub mod cpu_share;
 pub mod frames;
 pub mod load;
 pub mod loopback;
-pub mod model;
-pub mod moshi;
 pub mod output;
 pub mod residency;
 pub mod runner;
@@ -21,5 +22,5 @@ pub mod voice;
 pub mod wake_gate;
 
 pub use crate::bus::EngineEvent;
+pub use crate::models::duplex::{DuplexModel, ModelInfo, Sampling, StepOutput};
 pub use command::Command;
-pub use model::{DuplexModel, ModelInfo, Sampling, StepOutput};

@@ -6,7 +6,6 @@
 use super::command::Command;
 use super::frames::FrameSource;
 use super::load::Loader;
-use super::model::{DuplexModel, StepOutput};
 use super::output::Output;
 use super::residency::rss_bytes;
 use super::state::State;
@@ -17,6 +16,7 @@ use crate::audio::meters::Meters;
 use crate::audio::port::{InputPort, OutputPort};
 use crate::audio::wav::WavSink;
 use crate::bus::{Cancel, DeviceSide, EngineEvent, Happening, Sampling, Severity, Weights};
+use crate::models::duplex::{DuplexModel, StepOutput};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::Write;
 use std::path::PathBuf;
@@ -148,7 +148,7 @@ pub(super) struct Engine {
     /// A loaded voice waiting for a state that can take it.
     pub(super) held_voice: Option<(Box<dyn DuplexModel>, Weights)>,
     /// A persona's prompts that arrived while no model ran: primed when one comes up.
-    pub(super) pending_prompt: Option<super::model::Prompt>,
+    pub(super) pending_prompt: Option<crate::models::duplex::Prompt>,
     /// Turns typed while no model ran: the next model that comes up answers them.
     pub(super) pending_typed: Vec<String>,
     /// The newest sampling asked for; every model that comes up gets it.
@@ -357,7 +357,7 @@ impl Engine {
 
     /// Reset the model and prefill a persona's prompts, as fast as the device allows.
     /// What the user says meanwhile is held and replayed first, so none of it is lost.
-    pub(super) fn prime(&mut self, prompt: &super::model::Prompt) {
+    pub(super) fn prime(&mut self, prompt: &crate::models::duplex::Prompt) {
         if !self.model.as_ref().is_some_and(|m| m.takes_prompt()) {
             return; // a model that takes no prompt: the persona card says so
         }

@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn prompts_prime_a_running_model_and_wait_for_one_otherwise() {
         let prime = || Command::Prime {
-            prompt: crate::engine::model::Prompt {
+            prompt: crate::models::duplex::Prompt {
                 text: "You are JARVIS.".into(),
                 ..Default::default()
             },

@@ -4,8 +4,8 @@
 use crate::bus::{Cancel, EngineEvent, Happening, LoadProgress, Residency, StepStats, Weights};
 use crate::engine::command::Command;
 use crate::engine::load::{LoadFailure, LoadRequest};
-use crate::engine::model::{DuplexModel, StepOutput};
 use crate::engine::state::{decide, Action, State};
+use crate::models::duplex::{DuplexModel, StepOutput};
 use std::time::Instant;
 
 use super::runner::{contain, Engine};

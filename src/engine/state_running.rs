@@ -4,9 +4,9 @@ use crate::audio::meters::rms;
 use crate::bus::{EngineEvent, Happening, StepStats, Weights};
 use crate::engine::command::Command;
 use crate::engine::frames::{Next, Take};
-use crate::engine::model::DuplexModel;
 use crate::engine::residency::IdleWatch;
 use crate::engine::state::{decide, Action, State};
+use crate::models::duplex::DuplexModel;
 use std::io::Write;
 use std::time::Instant;
 

@@ -1,6 +1,6 @@
 //! Run statistics: collected by the engine thread, written by `--stats-json`.
 
-use super::model::ModelInfo;
+use crate::models::duplex::ModelInfo;
 use serde::Serialize;
 
 /// Where the algorithmic latency comes from, in ms.

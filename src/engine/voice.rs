@@ -12,8 +12,8 @@
 
 use super::command::Command;
 use super::load::LoadFailure;
-use super::model::DuplexModel;
 use crate::bus::{Cancel, EngineEvent, LoadProgress, Sampling, Weights};
+use crate::models::duplex::DuplexModel;
 use crossbeam_channel::Sender;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};

@@ -29,7 +29,7 @@ use super::opus_ogg::{OggOpusReader, OggOpusWriter, ReaderLimits};
 use super::protocol::{Handshake, Limits, Message, SessionParams};
 use super::server::{ws_config, API_KEY_HEADER};
 use crate::bus::{Cancel, Happening, LinkStats};
-use crate::engine::model::{DuplexModel, ModelInfo, StepOutput};
+use crate::models::duplex::{DuplexModel, ModelInfo, StepOutput};
 use futures_util::{SinkExt, StreamExt};
 use queues::{Inbox, Outbox, Samples, Waited};
 use std::collections::VecDeque;

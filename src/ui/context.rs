@@ -91,7 +91,7 @@ impl UiContext {
             events: None,
             voices: None,
             shutdown: Cancel::new(),
-            seed: crate::engine::model::Sampling::default().seed,
+            seed: crate::models::duplex::Sampling::default().seed,
             resume: None,
             log_path,
             meters,

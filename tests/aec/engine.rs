@@ -15,9 +15,9 @@ use assistant::audio::meters::Meters;
 use assistant::audio::port::InputPort;
 use assistant::audio::wav::WavAudio;
 use assistant::bus::ModelInfo;
-use assistant::engine::model::{DuplexModel, StepOutput};
 use assistant::engine::runner::{self, EngineSetup, Loaded};
 use assistant::engine::{Command, EngineEvent};
+use assistant::models::duplex::{DuplexModel, StepOutput};
 use std::sync::{Arc, Mutex};
 
 const F: usize = 1920;

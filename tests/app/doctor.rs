@@ -206,8 +206,8 @@ fn doctor_for_the_cascade_says_where_each_part_loads_from_and_their_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let stt = tmp.path().join("stt");
     let tts = tmp.path().join("tts");
-    assistant::engine::cascade::synthetic_speech::write_stt(&stt, 1).unwrap();
-    assistant::engine::cascade::synthetic_speech::write_tts(&tts, 2).unwrap();
+    assistant::models::speech::synthetic::write_stt(&stt, 1).unwrap();
+    assistant::models::speech::synthetic::write_tts(&tts, 2).unwrap();
     let doctor = |extra: &[&str]| {
         let out = assistant(tmp.path())
             .env("HOME", tmp.path())

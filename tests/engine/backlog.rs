@@ -6,8 +6,8 @@ use assistant::audio::meters::Meters;
 use assistant::audio::port::FilePacer;
 use assistant::audio::wav::read_wav;
 use assistant::bus::ModelInfo;
-use assistant::engine::model::{DuplexModel, StepOutput};
 use assistant::engine::runner::{self, EngineSetup, Loaded};
+use assistant::models::duplex::{DuplexModel, StepOutput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

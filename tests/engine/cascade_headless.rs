@@ -9,7 +9,7 @@
 
 use crate::common;
 
-use assistant::app::bench_cascade::{analyze, script};
+use assistant::app::bench::cascade::{analyze, script};
 use common::*;
 use std::path::Path;
 

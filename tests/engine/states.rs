@@ -7,9 +7,9 @@ use assistant::audio::meters::Meters;
 use assistant::audio::port::InputPort;
 use assistant::bus::{Happening, ModelInfo, Residency, Weights};
 use assistant::engine::load::LoadFailure;
-use assistant::engine::model::{DuplexModel, StepOutput};
 use assistant::engine::runner::{self, EngineSetup, Loaded};
 use assistant::engine::{Command, EngineEvent};
+use assistant::models::duplex::{DuplexModel, StepOutput};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -420,7 +420,7 @@ fn the_journal_splits_turns_exactly_where_the_feed_does() {
 fn priming_a_persona_mid_conversation_holds_the_input_and_loses_no_frame() {
     use assistant::audio::port::FilePacer;
     use assistant::audio::wav::WavAudio;
-    use assistant::engine::model::{Primed, Prompt};
+    use assistant::models::duplex::{Primed, Prompt};
     /// Records the first sample of every frame it hears; priming takes 300 ms.
     struct Primable {
         heard: Arc<Mutex<Vec<f32>>>,

@@ -5,11 +5,11 @@
 
 use crate::load_server;
 use assistant::bus::Cancel;
-use assistant::engine::cascade::llm::gguf::{self, DEFAULT_FILE, DEFAULT_REPO};
-use assistant::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
-use assistant::engine::cascade::llm::{locate_gguf, GgufLlm, GgufLlmOptions};
-use assistant::engine::cascade::{ChatMessage, ChatRequest, ChatRole, Llm};
-use assistant::engine::moshi::Discovery;
+use assistant::models::llm::gguf::{self, DEFAULT_FILE, DEFAULT_REPO};
+use assistant::models::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+use assistant::models::llm::{locate_gguf, GgufLlm, GgufLlmOptions};
+use assistant::models::moshi::Discovery;
+use assistant::models::parts::{ChatMessage, ChatRequest, ChatRole, Llm};
 use moshi::candle::Device;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -328,12 +328,12 @@ fn bad_files_are_named_with_the_fix() {
 
     // A GGUF of another kind (Moshi's, no chat metadata).
     let other = tmp.path().join("other.gguf");
-    let entries = [assistant::engine::moshi::gguf_write::GgufEntry {
+    let entries = [assistant::models::moshi::gguf_write::GgufEntry {
         name: "x",
         dims: &[32],
         dtype: moshi::candle::quantized::GgmlDType::F32,
     }];
-    let mut buf = assistant::engine::moshi::gguf_write::header(&entries);
+    let mut buf = assistant::models::moshi::gguf_write::header(&entries);
     buf.extend_from_slice(&[0u8; 128]);
     std::fs::write(&other, buf).unwrap();
     let e = load_err(&other);
@@ -578,7 +578,7 @@ fn a_download_is_cancelled_within_a_second() {
 
 #[test]
 fn open_llm_loads_either_kind() {
-    use assistant::engine::cascade::llm::{open_llm, LlmChoice, OpenAiOptions};
+    use assistant::models::llm::{open_llm, LlmChoice, OpenAiOptions};
     let tmp = tempfile::tempdir().unwrap();
     let p = tiny(tmp.path(), &TinyQwen2::default());
     let disc = Discovery::default();
@@ -675,7 +675,7 @@ fn figures_first_piece_after_the_end_of_speech_with_and_without_read_ahead() {
 
 #[test]
 fn with_tools_the_system_turn_lists_them_and_is_read_ahead_once() {
-    use assistant::engine::cascade::llm::tool_loop::ToolUsingLlm;
+    use assistant::models::llm::tool_loop::ToolUsingLlm;
     use assistant::tools::{config::Access, consent::Desk, ToolBox, ToolsOptions};
     let tmp = tempfile::tempdir().unwrap();
     let p = tiny(tmp.path(), &TinyQwen2::default());

@@ -7,9 +7,9 @@
 //! (else `python3`); without it the test says so and skips (see README, "Cascade LLM").
 
 use assistant::bus::Cancel;
-use assistant::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
-use assistant::engine::cascade::llm::{GgufLlm, GgufLlmOptions, OpenAiLlm, OpenAiOptions};
-use assistant::engine::cascade::{ChatMessage, ChatRequest, ChatRole, Llm};
+use assistant::models::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+use assistant::models::llm::{GgufLlm, GgufLlmOptions, OpenAiLlm, OpenAiOptions};
+use assistant::models::parts::{ChatMessage, ChatRequest, ChatRole, Llm};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

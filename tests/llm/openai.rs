@@ -5,8 +5,8 @@
 
 use crate::common;
 use assistant::bus::Cancel;
-use assistant::engine::cascade::llm::{OpenAiLlm, OpenAiOptions};
-use assistant::engine::cascade::{ChatMessage, ChatRequest, ChatRole, Llm, LlmError};
+use assistant::models::llm::{OpenAiLlm, OpenAiOptions};
+use assistant::models::parts::{ChatMessage, ChatRequest, ChatRole, Llm, LlmError};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;

@@ -4,9 +4,9 @@
 //! file (no disk).
 
 use assistant::bus::Cancel;
-use assistant::engine::moshi::gguf_write::{self, GgufEntry};
-use assistant::engine::moshi::lm_sources::split_gguf_sources;
-use assistant::engine::moshi::placement::Placement;
+use assistant::models::moshi::gguf_write::{self, GgufEntry};
+use assistant::models::moshi::lm_sources::split_gguf_sources;
+use assistant::models::moshi::placement::Placement;
 use moshi::candle::quantized::GgmlDType;
 use moshi::candle::Device;
 use std::io::Write;

@@ -4,9 +4,9 @@
 
 use crate::load_server;
 use assistant::bus::{Cancel, LoadProgress, ProgressUnit};
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::files::{LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
-use assistant::engine::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::files::{LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
+use assistant::models::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
 use load_server::{Hub, SHA};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -5,9 +5,9 @@
 
 use crate::load_server;
 use assistant::bus::Cancel;
-use assistant::engine::cascade::parts::{TextToSpeech, TtsStep};
-use assistant::engine::cascade::pocket::{PocketOptions, PocketSampling, PocketTts};
-use assistant::engine::moshi::Discovery;
+use assistant::models::moshi::Discovery;
+use assistant::models::parts::{TextToSpeech, TtsStep};
+use assistant::models::speech::tts::pocket::{PocketOptions, PocketSampling, PocketTts};
 use load_server::Hub;
 use moshi::candle::Device;
 use std::path::Path;

@@ -6,8 +6,8 @@
 
 use crate::load_server;
 use crate::tmux_support;
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::files::LM_SAFETENSORS;
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::files::LM_SAFETENSORS;
 use load_server::Hub;
 use std::path::Path;
 use std::process::{Command, Stdio};

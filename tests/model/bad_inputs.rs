@@ -1,8 +1,8 @@
 //! Every bad checkpoint gets an error naming the file, the tensor and the expectation.
 
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::files::{LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
-use assistant::engine::moshi::{
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::files::{LM_GGUF, LM_SAFETENSORS, MIMI_FILE, TOKENIZER_FILE};
+use assistant::models::moshi::{
     load_model_with, DeviceChoice, Discovery, ModelLoadError, ModelOptions,
 };
 use std::path::Path;

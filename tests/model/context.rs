@@ -2,12 +2,12 @@
 //! to what fits the device's free memory, and a model that cannot fit is refused with
 //! the arithmetic instead of failing with an out-of-memory in its first step.
 
-use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::checkpoint::{lm_headers, Checkpoint};
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::placement::Placement;
-use assistant::engine::moshi::size_context_for;
-use assistant::engine::moshi::sizing::{
+use assistant::models::moshi::checkpoint::inspect;
+use assistant::models::moshi::checkpoint::{lm_headers, Checkpoint};
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::placement::Placement;
+use assistant::models::moshi::size_context_for;
+use assistant::models::moshi::sizing::{
     mimi_bytes, plan, residency, table_from_headers, Backend, MemoryPlan, Target, MIN_CONTEXT,
     RESERVE_BYTES,
 };
@@ -17,7 +17,7 @@ fn roomy(
     ck: &Checkpoint,
 ) -> (
     MemoryPlan,
-    Vec<assistant::engine::moshi::sizing::TensorEntry>,
+    Vec<assistant::models::moshi::sizing::TensorEntry>,
     u64,
 ) {
     let table = table_from_headers(&lm_headers(ck).unwrap());

@@ -1,8 +1,8 @@
 //! The demo model: starts fast, talks, is deterministic per seed, reacts to settings.
 
 use crate::model_common;
-use assistant::engine::model::{DuplexModel, StepOutput};
-use assistant::engine::moshi::demo::demo_model;
+use assistant::models::duplex::{DuplexModel, StepOutput};
+use assistant::models::moshi::demo::demo_model;
 use model_common::*;
 use moshi::candle::Device;
 use std::time::Instant;
@@ -58,7 +58,7 @@ fn reset_forgets_everything() {
 #[test]
 fn set_sampling_applies_from_the_next_step() {
     let frames = hello_frames();
-    let greedy = assistant::engine::model::Sampling {
+    let greedy = assistant::models::duplex::Sampling {
         temperature: 0.0,
         text_temperature: 0.0,
         top_k: 50,

@@ -1,8 +1,8 @@
 //! Finding weights: the HF cache and the demo fallback (downloads: tests/load/download.rs).
 
 use assistant::bus::{ProgressUnit, Severity};
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::{load_model_with, Discovery, ModelOptions};
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::{load_model_with, Discovery, ModelOptions};
 use std::time::Instant;
 
 fn args(repo: &str) -> ModelOptions {

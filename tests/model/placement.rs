@@ -1,13 +1,13 @@
 //! `PlacedLm` computes exactly what moshi's own `LmModel` computes, wherever its tensors
 //! live: embeddings on the host always, and any number of leading layers with them.
 
-use assistant::engine::moshi::checkpoint;
-use assistant::engine::moshi::config;
-use assistant::engine::moshi::demo::{random_lm, reference_lm, DEMO_WEIGHT_SEED};
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::lm_sources::split_gguf_sources;
-use assistant::engine::moshi::placed_lm::PlacedLm;
-use assistant::engine::moshi::placement::Placement;
+use assistant::models::moshi::checkpoint;
+use assistant::models::moshi::config;
+use assistant::models::moshi::demo::{random_lm, reference_lm, DEMO_WEIGHT_SEED};
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::lm_sources::split_gguf_sources;
+use assistant::models::moshi::placed_lm::PlacedLm;
+use assistant::models::moshi::placement::Placement;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use moshi::candle::{Device, IndexOp, Tensor};
 use moshi::lm::LmModel;
@@ -184,7 +184,7 @@ fn a_checkpoint_load_follows_its_placement() {
     )
     .unwrap();
     assert_eq!(
-        assistant::engine::model::DuplexModel::info(&model).device,
+        assistant::models::duplex::DuplexModel::info(&model).device,
         "cuda:0 + 1/2 layers on cpu"
     );
 }

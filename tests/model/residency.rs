@@ -8,13 +8,13 @@ use assistant::audio::port::InputPort;
 use assistant::audio::wav::{read_wav, WavSink};
 use assistant::bus::{ModelInfo, Sampling};
 use assistant::engine::load::{LoadFailure, Loader};
-use assistant::engine::model::{DuplexModel, StepOutput};
-use assistant::engine::moshi::config::{lm_config, ModelConfig, DEMO_AUDIO_BINS, DEMO_TEXT_VOCAB};
-use assistant::engine::moshi::demo::{demo_model, random_moshi_model, DEMO_WEIGHT_SEED};
-use assistant::engine::moshi::{with_cpu_fallback, LoadedModel, ModelLoadError};
 use assistant::engine::residency::Residency;
 use assistant::engine::runner::{self, EngineSetup, Loaded};
 use assistant::engine::EngineEvent;
+use assistant::models::duplex::{DuplexModel, StepOutput};
+use assistant::models::moshi::config::{lm_config, ModelConfig, DEMO_AUDIO_BINS, DEMO_TEXT_VOCAB};
+use assistant::models::moshi::demo::{demo_model, random_moshi_model, DEMO_WEIGHT_SEED};
+use assistant::models::moshi::{with_cpu_fallback, LoadedModel, ModelLoadError};
 use moshi::candle::Device;
 use std::path::Path;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ fn big_config() -> ModelConfig {
         DEMO_TEXT_VOCAB,
         DEMO_AUDIO_BINS,
     );
-    ModelConfig::from_parts(lm, assistant::engine::moshi::config::demo_mimi().to_mimi())
+    ModelConfig::from_parts(lm, assistant::models::moshi::config::demo_mimi().to_mimi())
 }
 
 fn run_engine(

@@ -3,11 +3,11 @@
 
 use crate::model_common;
 use assistant::bus::{Cancel, Sampling};
-use assistant::engine::moshi::checkpoint;
-use assistant::engine::moshi::config;
-use assistant::engine::moshi::demo::{demo_model, reference_lm, DEMO_WEIGHT_SEED};
-use assistant::engine::moshi::export::{write_demo, LmFormat};
-use assistant::engine::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
+use assistant::models::moshi::checkpoint;
+use assistant::models::moshi::config;
+use assistant::models::moshi::demo::{demo_model, reference_lm, DEMO_WEIGHT_SEED};
+use assistant::models::moshi::export::{write_demo, LmFormat};
+use assistant::models::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
 use model_common::*;
 use moshi::candle::{Device, IndexOp, Tensor};
 use std::path::Path;

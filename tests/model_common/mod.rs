@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use assistant::bus::Sampling;
-use assistant::engine::model::{DuplexModel, StepOutput};
+use assistant::models::duplex::{DuplexModel, StepOutput};
 
 /// hello_24k_mono.wav as 1920-sample frames (a silent tail pads the last one).
 pub fn hello_frames() -> Vec<Vec<f32>> {

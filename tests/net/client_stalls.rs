@@ -11,7 +11,7 @@ use crate::tmux_support;
 
 use assistant::bus::Happening;
 use assistant::cli::Cli;
-use assistant::engine::model::{DuplexModel, StepOutput};
+use assistant::models::duplex::{DuplexModel, StepOutput};
 use assistant::net::client::{connect, ConnectOptions};
 use assistant::net::server::{ServeOptions, Server};
 use clap::Parser;

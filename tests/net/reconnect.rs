@@ -5,7 +5,7 @@
 
 use assistant::bus::Happening;
 use assistant::cli::Cli;
-use assistant::engine::model::{DuplexModel, StepOutput};
+use assistant::models::duplex::{DuplexModel, StepOutput};
 use assistant::net::client::{connect, ConnectOptions, Reconnect};
 use assistant::net::server::{ServeOptions, Server};
 use clap::Parser;

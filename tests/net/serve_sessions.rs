@@ -4,7 +4,7 @@
 //! with who, how long, frames and drops.
 
 use assistant::cli::Cli;
-use assistant::engine::model::{DuplexModel, StepOutput};
+use assistant::models::duplex::{DuplexModel, StepOutput};
 use assistant::net::client::{connect, ConnectError, ConnectOptions};
 use assistant::net::protocol::{Limits, Message};
 use assistant::net::server::{ServeOptions, Server};

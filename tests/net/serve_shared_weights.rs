@@ -6,9 +6,9 @@
 use crate::personaplex_common;
 
 use assistant::bus::{Cancel, Sampling};
-use assistant::engine::model::{DuplexModel, Prompt, StepOutput};
-use assistant::engine::moshi::demo::demo_model;
-use assistant::engine::moshi::{load_model_with, Discovery, ModelOptions};
+use assistant::models::duplex::{DuplexModel, Prompt, StepOutput};
+use assistant::models::moshi::demo::demo_model;
+use assistant::models::moshi::{load_model_with, Discovery, ModelOptions};
 use moshi::candle::Device;
 use personaplex_common::{complete_checkpoint, fixtures, greedy};
 
@@ -112,7 +112,7 @@ fn a_forked_personaplex_session_replays_the_prompt_and_matches_a_model_loaded_al
     complete_checkpoint(dir.path());
     let opts = ModelOptions {
         model_dir: Some(dir.path().to_path_buf()),
-        device: assistant::engine::moshi::DeviceChoice::Cpu,
+        device: assistant::models::moshi::DeviceChoice::Cpu,
         sampling: greedy(),
         prompt: Prompt {
             text: "You are a kind teacher.".into(),

@@ -6,10 +6,10 @@
 
 use crate::personaplex_common;
 use assistant::bus::Cancel;
-use assistant::engine::model::{DuplexModel, Prompt};
-use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::personaplex::SILENCE_FRAMES;
-use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
+use assistant::models::duplex::{DuplexModel, Prompt};
+use assistant::models::moshi::checkpoint::inspect;
+use assistant::models::moshi::personaplex::model::PersonaPlexModel;
+use assistant::models::moshi::personaplex::step::SILENCE_FRAMES;
 use assistant::persona::Catalog;
 use moshi::candle::Device;
 use personaplex_common::{complete_checkpoint, fixtures, greedy};

@@ -4,9 +4,9 @@
 
 use crate::personaplex_common;
 use assistant::bus::Cancel;
-use assistant::engine::model::{DuplexModel, Prompt, StepOutput};
-use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
+use assistant::models::duplex::{DuplexModel, Prompt, StepOutput};
+use assistant::models::moshi::checkpoint::inspect;
+use assistant::models::moshi::personaplex::model::PersonaPlexModel;
 use moshi::candle::{Device, Tensor};
 use personaplex_common::{complete_checkpoint, fixtures, greedy};
 use std::collections::HashMap;
@@ -203,7 +203,7 @@ fn a_persona_names_its_role_text_and_voice_prompt() {
 
 #[test]
 fn load_model_primes_with_the_options_prompt() {
-    use assistant::engine::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
+    use assistant::models::moshi::{load_model_with, DeviceChoice, Discovery, ModelOptions};
     let d = checkpoint_with_slices(16);
     let opts = ModelOptions {
         model_dir: Some(d.path().to_path_buf()),
@@ -278,9 +278,9 @@ fn without_an_lm_config_pytorch_names_mean_the_personaplex_config() {
 /// under the crate's names, an 8-slice file widened to 16, as the loader widens it.
 #[test]
 fn the_memory_plan_counts_the_personaplex_depformer_as_loaded() {
-    use assistant::engine::moshi::placement::Placement;
-    use assistant::engine::moshi::size_context_for;
-    use assistant::engine::moshi::sizing::{census, residency, Backend};
+    use assistant::models::moshi::placement::Placement;
+    use assistant::models::moshi::size_context_for;
+    use assistant::models::moshi::sizing::{census, residency, Backend};
     for slices in [16, 8] {
         let d = checkpoint_with_slices(slices);
         let mut ck = inspect(d.path()).unwrap();

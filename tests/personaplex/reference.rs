@@ -4,10 +4,10 @@
 
 use crate::personaplex_common;
 use assistant::bus::Cancel;
-use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::personaplex::prefill_schedule;
-use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
-use assistant::engine::moshi::personaplex_voice::voice_prompt_pcm;
+use assistant::models::moshi::checkpoint::inspect;
+use assistant::models::moshi::personaplex::model::PersonaPlexModel;
+use assistant::models::moshi::personaplex::step::prefill_schedule;
+use assistant::models::moshi::personaplex::voice::voice_prompt_pcm;
 use moshi::candle::Device;
 use personaplex_common::{compare, complete_checkpoint, fixtures, greedy, RefStep};
 use serde::Deserialize;
@@ -124,7 +124,7 @@ fn a_reset_replays_the_same_prefill() {
     let a = model
         .step_tokens(None, None, Some(&r.user_codes[0]))
         .unwrap();
-    assistant::engine::model::DuplexModel::reset(&mut model);
+    assistant::models::duplex::DuplexModel::reset(&mut model);
     assert_eq!(model.last_prefill(), &first[..]);
     let b = model
         .step_tokens(None, None, Some(&r.user_codes[0]))

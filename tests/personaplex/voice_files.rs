@@ -5,10 +5,10 @@
 
 use crate::personaplex_common;
 use assistant::bus::Cancel;
-use assistant::engine::model::{DuplexModel, Prompt};
-use assistant::engine::moshi::checkpoint::inspect;
-use assistant::engine::moshi::personaplex_model::PersonaPlexModel;
-use assistant::engine::moshi::personaplex_voices::{
+use assistant::models::duplex::{DuplexModel, Prompt};
+use assistant::models::moshi::checkpoint::inspect;
+use assistant::models::moshi::personaplex::model::PersonaPlexModel;
+use assistant::models::moshi::personaplex::voices::{
     read_voice_pt, resolve_voice, VoiceOrigin, VoiceSource,
 };
 use moshi::candle::Device;

@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use assistant::bus::Sampling;
-use assistant::engine::moshi::config::{demo_mimi, ModelConfig, MIMI_CONFIG_FILE};
-use assistant::engine::moshi::demo::random_model;
-use assistant::engine::moshi::files::{MIMI_FILE, TOKENIZER_FILE};
+use assistant::models::moshi::config::{demo_mimi, ModelConfig, MIMI_CONFIG_FILE};
+use assistant::models::moshi::demo::random_model;
+use assistant::models::moshi::files::{MIMI_FILE, TOKENIZER_FILE};
 use moshi::candle::Device;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ impl Agreement {
 }
 
 pub fn compare(
-    ours: &[assistant::engine::moshi::personaplex::PlexStep],
+    ours: &[assistant::models::moshi::personaplex::step::PlexStep],
     theirs: &[&RefStep],
 ) -> Agreement {
     assert_eq!(ours.len(), theirs.len());

@@ -4,14 +4,16 @@
 
 use crate::load_server;
 use assistant::bus::Cancel;
-use assistant::engine::cascade::speech_files::{
-    self, find_stt_dir, find_tts_dir, CONFIG_FILE, STT_FILES, STT_LM_FILE, TTS_FILES,
+use assistant::models::moshi::Discovery;
+use assistant::models::parts::{SpeechToText, TextToSpeech, TtsStep};
+use assistant::models::speech::files::{
+    self as speech_files, find_stt_dir, find_tts_dir, CONFIG_FILE, STT_FILES, STT_LM_FILE,
+    TTS_FILES,
 };
-use assistant::engine::cascade::synthetic_speech::{write_stt, write_tts, write_voice, TINY_SIG};
-use assistant::engine::cascade::{
-    KyutaiStt, KyutaiTts, SpeechToText, SttOptions, TextToSpeech, TtsOptions, TtsSampling, TtsStep,
-};
-use assistant::engine::moshi::Discovery;
+use assistant::models::speech::files::{SttOptions, TtsOptions};
+use assistant::models::speech::stt::kyutai::KyutaiStt;
+use assistant::models::speech::synthetic::{write_stt, write_tts, write_voice, TINY_SIG};
+use assistant::models::speech::tts::kyutai::{KyutaiTts, TtsSampling};
 use moshi::candle::Device;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -351,7 +353,7 @@ fn voices_are_chosen_by_name_or_path_and_an_unknown_one_keeps_the_old() {
     assert!(frames.iter().any(|f| rms(f) > 1e-4));
 }
 
-fn message<T>(r: Result<T, assistant::engine::moshi::ModelLoadError>) -> String {
+fn message<T>(r: Result<T, assistant::models::moshi::ModelLoadError>) -> String {
     match r {
         Ok(_) => panic!("loaded a broken checkpoint"),
         Err(e) => format!("{} | {}", e.message, e.remedy),

@@ -7,10 +7,10 @@
 //! English model (tokenizer.json, LSD flow head); "drifting" like the 18M one
 //! (tokenizer.model, drifting head, z projection, its own decoder sizes).
 
-use assistant::engine::cascade::parts::{TextToSpeech, TtsStep};
-use assistant::engine::cascade::pocket::files::VoiceSource;
-use assistant::engine::cascade::pocket::synth::generate;
-use assistant::engine::cascade::pocket::{
+use assistant::models::parts::{TextToSpeech, TtsStep};
+use assistant::models::speech::tts::pocket::files::VoiceSource;
+use assistant::models::speech::tts::pocket::synth::generate;
+use assistant::models::speech::tts::pocket::{
     PocketModel, PocketOptions, PocketSampling, PocketTts, Voice,
 };
 use moshi::candle::Device;
@@ -118,9 +118,10 @@ fn check_model(kind: &str) {
                 .iter()
                 .map(|t| t.as_u64().unwrap() as u32)
                 .collect();
-            let ours = assistant::engine::cascade::pocket::text::prepare(&g.chunks[i], &model.cfg)
-                .unwrap()
-                .0;
+            let ours =
+                assistant::models::speech::tts::pocket::text::prepare(&g.chunks[i], &model.cfg)
+                    .unwrap()
+                    .0;
             assert_eq!(
                 model.tokenizer.encode(&ours),
                 want,
@@ -375,7 +376,7 @@ fn bad_inputs_name_the_file_and_the_fix() {
 
 #[test]
 fn built_in_configs_are_the_wheels() {
-    use assistant::engine::cascade::pocket::config::{ENGLISH_18M_YAML, ENGLISH_YAML};
+    use assistant::models::speech::tts::pocket::config::{ENGLISH_18M_YAML, ENGLISH_YAML};
     for (ours, file) in [
         (ENGLISH_YAML, "english.yaml"),
         (ENGLISH_18M_YAML, "english_18m_2026-10.yaml"),

@@ -2,9 +2,10 @@
 //! published layout): the GGUF it writes loads through the `moshi` crate's quantized LM
 //! path and hears what the f32 checkpoint hears.
 
-use assistant::engine::cascade::speech_files::{stt_config, stt_memory_in};
-use assistant::engine::cascade::synthetic_speech::write_stt;
-use assistant::engine::cascade::{KyutaiStt, SpeechToText};
+use assistant::models::parts::SpeechToText;
+use assistant::models::speech::files::{stt_config, stt_memory_in};
+use assistant::models::speech::stt::kyutai::KyutaiStt;
+use assistant::models::speech::synthetic::write_stt;
 use moshi::candle::Device;
 use std::path::Path;
 use std::process::Command;
@@ -153,7 +154,7 @@ fn text_logits(dir: &Path, steps: usize) -> Vec<Vec<f32>> {
     let path = dir.join(cfg.lm_file());
     let vb = if cfg.lm_file().ends_with(".gguf") {
         moshi::nn::MaybeQuantizedVarBuilder::Quantized(
-            assistant::engine::cascade::stt_quant::gguf_var_builder(&path, &Device::Cpu).unwrap(),
+            assistant::models::speech::stt::quant::gguf_var_builder(&path, &Device::Cpu).unwrap(),
         )
     } else {
         moshi::nn::MaybeQuantizedVarBuilder::Real(

@@ -59,7 +59,7 @@ fn check_times(v: &serde_json::Value) {
 fn a_tiny_whisper_transcribes_the_same_words_every_run_and_prints_them() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("whisper");
-    assistant::engine::cascade::whisper::synthetic::write_tiny(&dir, 5).unwrap();
+    assistant::models::speech::stt::whisper::synthetic::write_tiny(&dir, 5).unwrap();
     let wav = fixture("two_sentences_16k_mono.wav");
     let args = [
         "transcribe",
@@ -243,8 +243,8 @@ fn real_whisper_base_hears_two_spoken_sentences_and_their_ends() {
 /// forgets an utterance half heard.
 #[test]
 fn the_worker_thread_hears_what_inline_hears_and_a_reset_forgets() {
-    use assistant::engine::cascade::whisper::{synthetic, Threading, WhisperStt};
-    use assistant::engine::cascade::SpeechToText;
+    use assistant::models::parts::SpeechToText;
+    use assistant::models::speech::stt::whisper::{synthetic, Threading, WhisperStt};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("whisper");
     synthetic::write_tiny(&dir, 5).unwrap();

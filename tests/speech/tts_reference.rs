@@ -3,9 +3,10 @@
 //! a depth-transformer schedule) loads, and our greedy token stream, fed word by word
 //! through the streaming API, matches `TTSModel.generate`'s step by step.
 
-use assistant::engine::cascade::dsm_tts::{agreement, StepTokens};
-use assistant::engine::cascade::synthetic_speech::write_tiny_mimi;
-use assistant::engine::cascade::{KyutaiTts, TextToSpeech, TtsSampling, TtsStep};
+use assistant::models::parts::{TextToSpeech, TtsStep};
+use assistant::models::speech::synthetic::write_tiny_mimi;
+use assistant::models::speech::tts::dsm_tts::{agreement, StepTokens};
+use assistant::models::speech::tts::kyutai::{KyutaiTts, TtsSampling};
 use moshi::candle::Device;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

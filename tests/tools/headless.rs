@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use assistant::app::bench_cascade::script;
+use assistant::app::bench::cascade::script;
 use common::*;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -122,7 +122,7 @@ fn run_script(
     tmp: &Path,
     url: &str,
     extra: &[&str],
-    s: assistant::app::bench_cascade::Script,
+    s: assistant::app::bench::cascade::Script,
 ) -> std::process::Output {
     let (input, output) = (tmp.join("q.wav"), tmp.join("a.wav"));
     assistant::audio::wav::write_wav_mono(&input, 24_000, &s.pcm).unwrap();

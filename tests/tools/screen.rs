@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use assistant::app::bench_cascade::script;
+use assistant::app::bench::cascade::script;
 use base64::Engine as _;
 use common::*;
 use serde_json::{json, Value};

@@ -111,7 +111,7 @@ fn ready(r: &Running) {
         output: Endpoint::Device("spk".into()),
     });
     r.engine(EngineEvent::ModelReady {
-        info: assistant::engine::model::ModelInfo {
+        info: assistant::models::duplex::ModelInfo {
             name: "demo".into(),
             device: "cpu".into(),
             dtype: "f32".into(),

@@ -59,7 +59,7 @@ def config() -> dict:
     }
 
 
-# `kyutai/tts-1.6b-en_fr`'s config.json as published (as in src/engine/cascade/speech_config.rs).
+# `kyutai/tts-1.6b-en_fr`'s config.json as published (as in src/models/speech/config.rs).
 PUBLISHED = json.loads("""{"card": 2048, "n_q": 32, "dep_q": 32,
   "delays": [0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
   "dim": 2048, "text_card": 8000, "existing_text_padding_id": 3, "num_heads": 16,

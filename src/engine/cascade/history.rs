@@ -1,7 +1,7 @@
 //! The conversation as the LLM sees it: what the user said and what of the reply was
 //! actually played, bounded by tokens (oldest turns go first).
 
-use super::parts::{ChatMessage, ChatRole};
+use crate::models::parts::{ChatMessage, ChatRole};
 
 #[derive(Debug, Clone, Default)]
 pub struct History {

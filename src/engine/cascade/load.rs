@@ -3,12 +3,14 @@
 //! parts with `--demo`. One load, one progress display, one cancel flag, and one CPU
 //! fallback for the three together.
 
-use super::llm::{self, LlmChoice};
 use super::machine::{Cascade, TurnSettings};
-use super::parts::LlmError;
-use super::{speech_files, synthetic_speech, KyutaiTts, SttOptions, TtsOptions};
 use crate::bus::{Cancel, LoadProgress};
-use crate::engine::moshi::{self, DeviceChoice, Discovery, LoadedModel, ModelLoadError};
+use crate::models::llm::{self, LlmChoice};
+use crate::models::moshi::{self, DeviceChoice, Discovery, LoadedModel, ModelLoadError};
+use crate::models::parts::LlmError;
+use crate::models::speech::files::{self as speech_files, SttOptions, TtsOptions};
+use crate::models::speech::synthetic as synthetic_speech;
+use crate::models::speech::tts::kyutai::KyutaiTts;
 use std::path::{Path, PathBuf};
 
 /// Everything `--engine cascade` needs, as plain options.
@@ -22,7 +24,7 @@ pub struct CascadeOptions {
     /// Kyutai's TTS, used when `pocket` is `None`.
     pub tts: TtsOptions,
     /// Pocket TTS (the default synthesiser).
-    pub pocket: Option<super::pocket::PocketOptions>,
+    pub pocket: Option<crate::models::speech::tts::pocket::PocketOptions>,
     pub llm: LlmChoice,
     pub settings: TurnSettings,
     /// The session's tools (src/tools), offered to an OpenAI-compatible server's model.
@@ -102,21 +104,21 @@ pub fn load_cascade(
         g.gguf = Some(llm::locate_gguf(g, disc, progress, cancel).map_err(llm_failure)?);
     }
     moshi::load_on_device(opts.device, cancel, |d, n| {
-        let stt = super::recogniser::open(
+        let stt = crate::models::speech::stt::recogniser::open(
             &opts.stt,
             disc,
             d,
-            super::whisper::Threading::Worker,
+            crate::models::speech::stt::whisper::Threading::Worker,
             progress,
             cancel,
         )?;
-        let tts: Box<dyn super::TextToSpeech> = match &opts.pocket {
-            Some(p) => Box::new(super::pocket::PocketTts::open(
+        let tts: Box<dyn crate::models::parts::TextToSpeech> = match &opts.pocket {
+            Some(p) => Box::new(crate::models::speech::tts::pocket::PocketTts::open(
                 p, disc, d, progress, cancel,
             )?),
             None => Box::new(KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?),
         };
-        let llm: std::sync::Arc<dyn super::Llm> = match (&opts.llm, &opts.tools.0) {
+        let llm: std::sync::Arc<dyn crate::models::parts::Llm> = match (&opts.llm, &opts.tools.0) {
             (LlmChoice::Server(o), Some(tools)) if tools.any_for_some_persona() => {
                 let server = llm::OpenAiLlm::new(o.clone()).map_err(llm_failure)?;
                 std::sync::Arc::new(llm::tool_loop::ToolUsingLlm::new(server, tools.clone()))

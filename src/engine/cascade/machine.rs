@@ -10,11 +10,13 @@
 //! that at the end of speech only the last words and the template's tail are left.
 
 use super::history::History;
-use super::llm::worker::{LlmThread, Piece};
-use super::onset::Onset;
-use super::parts::{ChatMessage, ChatRequest, ChatRole, Llm, SpeechToText, TextToSpeech, TtsStep};
+use crate::audio::onset::Onset;
 use crate::bus::{Cancel, Talk, TalkPhase};
-use crate::engine::model::{DuplexModel, ModelInfo, Primed, Prompt, Sampling, StepOutput};
+use crate::models::duplex::{DuplexModel, ModelInfo, Primed, Prompt, Sampling, StepOutput};
+use crate::models::llm::worker::{LlmThread, Piece};
+use crate::models::parts::{
+    ChatMessage, ChatRequest, ChatRole, Llm, SpeechToText, TextToSpeech, TtsStep,
+};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -777,7 +779,7 @@ mod tests {
     //! The turn machine with scripted parts: words on cue, two frames of audio per
     //! word, an LLM that writes what it is told. The real parts have their own tests.
     use super::*;
-    use crate::engine::cascade::parts::{ChatMessage, LlmError, SttStep};
+    use crate::models::parts::{ChatMessage, LlmError, SttStep};
     use std::collections::VecDeque;
     use std::sync::Mutex;
 
@@ -1559,8 +1561,8 @@ mod tests {
 
     #[test]
     fn a_long_persona_prompt_and_many_turns_stay_within_the_in_process_llms_context() {
-        use crate::engine::cascade::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
-        use crate::engine::cascade::llm::{GgufLlm, GgufLlmOptions};
+        use crate::models::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+        use crate::models::llm::{GgufLlm, GgufLlmOptions};
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("tiny.gguf");
         write_tiny_qwen2(&p, &TinyQwen2::default()).unwrap();

@@ -1,11 +1,11 @@
 //! What `doctor` says about the cascade's three parts: where each would load from,
 //! and the memory the three take together (they share one device).
 
-use super::llm::{gguf, LlmChoice};
 use super::load::CascadeOptions;
-use super::speech_files::{self, TTS_REPO};
-use crate::engine::moshi::discovery::find_snapshot;
-use crate::engine::moshi::Discovery;
+use crate::models::llm::{gguf, LlmChoice};
+use crate::models::moshi::discovery::find_snapshot;
+use crate::models::moshi::Discovery;
+use crate::models::speech::files::{self as speech_files, TTS_REPO};
 use std::path::PathBuf;
 
 /// Where one part comes from.
@@ -85,8 +85,11 @@ fn speech(
 
 /// Pocket TTS: its directory, or `languages/<model>/` in the cache; memory about its
 /// weights file (f32, as loaded).
-fn pocket_source(p: &super::pocket::PocketOptions, disc: &Discovery) -> PartSource {
-    use super::pocket::files::complete;
+fn pocket_source(
+    p: &crate::models::speech::tts::pocket::PocketOptions,
+    disc: &Discovery,
+) -> PartSource {
+    use crate::models::speech::tts::pocket::files::complete;
     let sub = format!("languages/{}", p.model);
     let found = match &p.model_dir {
         Some(d) if complete(d) => Some(d.clone()),
@@ -104,9 +107,11 @@ fn pocket_source(p: &super::pocket::PocketOptions, disc: &Discovery) -> PartSour
     };
     match found {
         Some(path) => PartSource::Found {
-            memory: std::fs::metadata(path.join(super::pocket::model::WEIGHTS_FILE))
-                .map(|m| m.len())
-                .map_err(|e| e.to_string()),
+            memory: std::fs::metadata(
+                path.join(crate::models::speech::tts::pocket::model::WEIGHTS_FILE),
+            )
+            .map(|m| m.len())
+            .map_err(|e| e.to_string()),
             path,
         },
         None if disc.endpoint.is_some() => PartSource::Download {

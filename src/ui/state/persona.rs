@@ -21,7 +21,7 @@ pub struct Switch {
     pub reset: bool,
     /// The persona's prompts (role text, voice WAV), for a model that takes them: it is
     /// reset and primed with them (which also starts a fresh conversation).
-    pub prompt: Option<crate::engine::model::Prompt>,
+    pub prompt: Option<crate::models::duplex::Prompt>,
     /// Load these weights in the background (the current voice keeps talking).
     pub load: Option<Weights>,
     /// This switch's number; a load for an older one is dropped.
@@ -113,7 +113,7 @@ impl UiState {
                     || p.voice_prompt.is_some()
                     || p.tts_voice.is_some()
                     || p.llm_model.is_some())
-                .then(|| crate::engine::model::Prompt {
+                .then(|| crate::models::duplex::Prompt {
                     text: p.prompt.clone(),
                     voice: p.voice_prompt.clone(),
                     speaker: p.tts_voice.clone(),

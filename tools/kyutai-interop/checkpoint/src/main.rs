@@ -4,8 +4,8 @@
 //! `Lm` module at /api/chat on 127.0.0.1:PORT.
 
 use anyhow::{Context, Result};
-use assistant::engine::moshi::config::{lm_config, lm_to_toml, ModelConfig};
-use assistant::engine::moshi::demo::{random_model, DEMO_TOKENIZER};
+use assistant::models::moshi::config::{lm_config, lm_to_toml, ModelConfig};
+use assistant::models::moshi::demo::{random_model, DEMO_TOKENIZER};
 use moshi::candle::Device;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ fn main() -> Result<()> {
     let cfg = ModelConfig::from_parts(lm, moshi::mimi::Config::v0_1(Some(8)));
     let m = random_model(&cfg, 1, &Device::Cpu)?;
     let save =
-        |t: &assistant::engine::moshi::random_init::TensorMap, name: &str| -> Result<PathBuf> {
+        |t: &assistant::models::moshi::random_init::TensorMap, name: &str| -> Result<PathBuf> {
             let p = dir.join(name);
             let map: HashMap<String, _> = t.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             moshi::candle::safetensors::save(&map, &p)?;

@@ -1,0 +1,881 @@
+//! `assistant bench cascade --published`: the CPU cascade at the published shapes,
+//! with random weights, through the whole engine at real time: a scripted
+//! conversation paced like a microphone, a speaker drained like a device, the parts
+//! timed where they run.
+//!
+//! Random weights never fire a recogniser's pause head nor say real words, so the
+//! recogniser runs on the audio (its cost is real) while the script supplies its words
+//! (each 0.5 s after it was spoken, as Kyutai's STT gives them) and the end of the
+//! user's turn, the moment the speech ends. The turn rule's own wait after that
+//! (320 ms of quiet when the recogniser says the user is done) is reported apart.
+
+use crate::app::bench::cascade::{analyze, print_figures, Figures};
+use crate::audio::device::{ring_for, AudioFormat};
+use crate::audio::meters::Meters;
+use crate::audio::port::{FilePacer, OutputPort};
+use crate::audio::wav::{WavAudio, WavSink};
+use crate::bus::Cancel;
+use crate::engine::cascade::{Cascade, TurnSettings};
+use crate::engine::runner::{self, EngineSetup, Loaded};
+use crate::engine::stats::percentiles;
+use crate::models::parts::{
+    ChatRequest, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
+};
+use anyhow::{Context, Result};
+use moshi::candle::Device;
+use ringbuf::traits::{Consumer, Observer};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RATE: usize = 24_000;
+const FRAME: usize = 1920;
+/// The turn machine's wait after speech when the recogniser says the user is done.
+pub const TURN_RULE_WAIT_MS: f64 = 320.0;
+
+/// Questions the script asks (15 words or so, as people ask a voice assistant).
+const QUESTIONS: &[&str] = &[
+    "what is the weather going to be like tomorrow morning when I walk to the station",
+    "can you remind me how long I should boil an egg so the yolk stays soft",
+    "tell me something interesting about the history of the town where I grew up please",
+    "how many minutes does it take to drive from here to the airport in the evening",
+    "what would be a good name for a small grey cat that likes to sleep all day",
+    "explain in simple words why the sky looks blue in the middle of a sunny day",
+];
+
+/// One turn of the script: the user's speech, and whether they talk over the reply.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub speech: Range<usize>,
+    pub words: Vec<&'static str>,
+    pub barge_in: bool,
+}
+
+/// The conversation: `minutes` of audio, turns of about 3 s of speech, every third
+/// one talked over 2.5 s after the user stops (the next question starts over the
+/// reply), the others left to finish (8 s of quiet).
+pub fn script(minutes: f64) -> (Vec<f32>, Vec<Turn>) {
+    let total = (minutes * 60.0 * RATE as f64) as usize;
+    let mut pcm = vec![0.0f32; RATE];
+    let mut turns = Vec::new();
+    let mut i = 0;
+    while pcm.len() + 14 * RATE < total {
+        let words: Vec<&'static str> = QUESTIONS[i % QUESTIONS.len()].split(' ').collect();
+        let secs = words.len() as f64 * 0.2;
+        let v = crate::app::bench::cascade::voice(secs, 110.0 + 13.0 * (i % 5) as f64, 0.2);
+        let barge_in = i % 3 == 2;
+        turns.push(Turn {
+            speech: pcm.len()..pcm.len() + v.len(),
+            words,
+            barge_in,
+        });
+        pcm.extend(v);
+        // Onsets land anywhere in a frame: 37 ms apart, modulo 80.
+        let jitter = (i * 37) % 80 * RATE / 1000;
+        let quiet = if barge_in { 2.5 } else { 8.0 };
+        pcm.extend(std::iter::repeat_n(
+            0.0,
+            (quiet * RATE as f64) as usize + jitter,
+        ));
+        i += 1;
+    }
+    (pcm, turns)
+}
+
+/// What the wrapped parts saw, shared with the bench.
+#[derive(Default)]
+pub struct Probe {
+    /// The synthesiser is producing audio (set by its wrapper).
+    speaking: AtomicBool,
+    /// Input frames the engine has dropped (from its step events): the recogniser
+    /// never sees them, so its count of frames would fall behind the script.
+    dropped: AtomicU64,
+    /// Recogniser step times in ms, with whether the synthesiser was speaking then.
+    stt_ms: Mutex<Vec<(f64, bool)>>,
+    /// Synthesiser step times in ms for frames that carried audio.
+    tts_ms: Mutex<Vec<f64>>,
+    tts_audio_frames: AtomicU64,
+    /// The LLM's first piece after each request, in ms.
+    llm_first_ms: Mutex<Vec<f64>>,
+    /// From the end of each turn's speech to the recogniser's last words, in ms, and
+    /// whether it said so itself (else the script's fallback ended the turn).
+    stt_final_ms: Mutex<Vec<(f64, bool)>>,
+    /// The start of the first reply, to show what the random LLM writes.
+    llm_sample: Mutex<String>,
+    /// Each reply's pieces and the time from its first piece to its last, in ms.
+    llm_rate: Mutex<Vec<(u64, f64)>>,
+    /// Pieces the LLM wrote, and characters of text the synthesiser was given.
+    llm_pieces: AtomicU64,
+    tts_chars: AtomicU64,
+}
+
+/// Frames after a turn's speech by which the recogniser must have said it is done;
+/// past them the script ends the turn anyway and counts the recogniser as late.
+const FALLBACK_FRAMES: usize = 36;
+
+/// The recogniser, timed, with the script's words and end of turn. The words spoken
+/// before the end of a turn come `delay_frames` after they were spoken; the rest, and
+/// the end of the turn, only once the real recogniser has finished the utterance (its
+/// end-of-speech probability rises above 0): a streaming Whisper transcribes the
+/// whole utterance after its quiet, and that time is part of the user's wait.
+struct ScriptedStt {
+    inner: Box<dyn SpeechToText>,
+    probe: Arc<Probe>,
+    /// Steps taken; the frame of the script a step hears is this plus the frames the
+    /// engine dropped.
+    steps: usize,
+    /// The frame of the last step.
+    frame: Option<usize>,
+    /// (frame at which the word is due, its turn, word)
+    words: Vec<(usize, usize, String)>,
+    next_word: usize,
+    /// Frames (by index) in which the user is speaking, one range a turn.
+    speech: Vec<Range<usize>>,
+    /// The frame at which the recogniser finished each turn.
+    finished: Vec<Option<usize>>,
+}
+
+impl ScriptedStt {
+    fn new(inner: Box<dyn SpeechToText>, turns: &[Turn], probe: Arc<Probe>) -> Self {
+        let delay = inner.delay_frames();
+        let mut words = Vec::new();
+        for (i, t) in turns.iter().enumerate() {
+            let n = t.words.len().max(1);
+            for (k, w) in t.words.iter().enumerate() {
+                // A word is complete at the end of its share of the speech.
+                let end = t.speech.start + (k + 1) * t.speech.len() / n;
+                words.push((end / FRAME + delay, i, w.to_string()));
+            }
+        }
+        let speech: Vec<Range<usize>> = turns
+            .iter()
+            .map(|t| t.speech.start / FRAME..t.speech.end.div_ceil(FRAME))
+            .collect();
+        Self {
+            inner,
+            probe,
+            steps: 0,
+            frame: None,
+            words,
+            next_word: 0,
+            finished: vec![None; speech.len()],
+            speech,
+        }
+    }
+}
+
+impl SpeechToText for ScriptedStt {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn step(&mut self, pcm: &[f32]) -> Result<SttStep> {
+        let speaking = self.probe.speaking.load(Ordering::Relaxed);
+        let t = Instant::now();
+        let heard = self.inner.step(pcm)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        self.probe.stt_ms.lock().unwrap().push((ms, speaking));
+        let f = self.steps + self.probe.dropped.load(Ordering::Relaxed) as usize;
+        self.steps += 1;
+        self.frame = Some(f);
+        // The latest turn begun by now.
+        let turn = self.speech.iter().rposition(|r| r.start <= f);
+        if let Some(i) = turn {
+            let end = self.speech[i].end;
+            let done = heard.end_of_speech.is_some_and(|p| p > 0.0);
+            if f >= end && self.finished[i].is_none() && (done || f >= end + FALLBACK_FRAMES) {
+                self.finished[i] = Some(f);
+                let late = (f - end) as f64 * 80.0;
+                tracing::debug!("bench: turn {i} finished {late} ms after its speech (by the recogniser: {done})");
+                self.probe.stt_final_ms.lock().unwrap().push((late, done));
+            }
+        }
+        let mut out = SttStep::default();
+        while let Some((at, i, w)) = self.words.get(self.next_word) {
+            let held = *at >= self.speech[*i].end && self.finished[*i].is_none();
+            if *at > f || held {
+                break;
+            }
+            out.words.push(w.clone());
+            self.next_word += 1;
+        }
+        let done = match turn {
+            Some(i) => !self.speech[i].contains(&f) && self.finished[i].is_some(),
+            None => true,
+        };
+        out.end_of_speech = Some(if done { 1.0 } else { 0.0 });
+        Ok(out)
+    }
+    fn delay_frames(&self) -> usize {
+        self.inner.delay_frames()
+    }
+    fn reset(&mut self) {
+        self.inner.reset()
+    }
+    /// The script's words come on their frames: a flush would only shift the
+    /// script against the audio.
+    fn flush_frames(&self) -> usize {
+        0
+    }
+    /// The recogniser's own, or the latest turn's last words held for it.
+    fn pending(&self) -> bool {
+        let Some(last) = self.frame else {
+            return false;
+        };
+        let held = self
+            .speech
+            .iter()
+            .rposition(|r| r.start <= last)
+            .is_some_and(|i| last >= self.speech[i].end && self.finished[i].is_none());
+        self.inner.pending() || held
+    }
+}
+
+/// The synthesiser, timed.
+struct TimedTts {
+    inner: Box<dyn TextToSpeech>,
+    probe: Arc<Probe>,
+}
+
+impl TextToSpeech for TimedTts {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn set_voice(&mut self, voice: &str) -> Result<()> {
+        self.inner.set_voice(voice)
+    }
+    fn start(&mut self) -> Result<()> {
+        self.inner.start()
+    }
+    fn push_text(&mut self, text: &str) {
+        self.probe
+            .tts_chars
+            .fetch_add(text.chars().count() as u64, Ordering::Relaxed);
+        self.inner.push_text(text)
+    }
+    fn finish(&mut self) {
+        self.inner.finish()
+    }
+    fn step(&mut self, out: &mut [f32]) -> Result<TtsStep> {
+        let t = Instant::now();
+        let r = self.inner.step(out)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let audio = matches!(r, TtsStep::Audio { .. });
+        self.probe.speaking.store(audio, Ordering::Relaxed);
+        if audio {
+            self.probe.tts_ms.lock().unwrap().push(ms);
+            self.probe.tts_audio_frames.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(r)
+    }
+    fn cancel(&mut self) {
+        self.probe.speaking.store(false, Ordering::Relaxed);
+        self.inner.cancel()
+    }
+}
+
+/// What the replies say. Random weights write no words (the 0.5B shape writes one
+/// token over and over), so each piece the LLM writes is given to the synthesiser as
+/// the next token of this text instead: the LLM's own pace, a real reply's words.
+const REPLY: &str = "Sure, I can help with that, and it should not take long. First, open the \
+settings page and find the section called privacy. Then switch the option off, and restart \
+the application so that the change takes effect.";
+
+/// `REPLY` cut as a BPE tokenizer cuts English: words with their leading space,
+/// punctuation apart, long words in two (about 1.3 tokens a word).
+fn reply_tokens() -> Vec<String> {
+    let mut out = Vec::new();
+    for w in REPLY.split(' ') {
+        let (word, punct) = w.split_at(w.trim_end_matches([',', '.']).len());
+        if word.len() > 7 {
+            let cut = word.len() / 2;
+            out.push(format!(" {}", &word[..cut]));
+            out.push(word[cut..].to_string());
+        } else {
+            out.push(format!(" {word}"));
+        }
+        if !punct.is_empty() {
+            out.push(punct.to_string());
+        }
+    }
+    out
+}
+
+/// The LLM, with the time to its first piece; its pieces become `REPLY`'s tokens.
+struct TimedLlm {
+    inner: Arc<dyn Llm>,
+    probe: Arc<Probe>,
+    tokens: Vec<String>,
+}
+
+impl Llm for TimedLlm {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn stream(
+        &self,
+        request: &ChatRequest,
+        cancel: &Cancel,
+        on_piece: &mut dyn FnMut(&str),
+    ) -> Result<(), LlmError> {
+        let t = Instant::now();
+        let mut first = true;
+        let mut next = self.tokens.iter().cycle();
+        let (mut pieces, mut first_at, mut last_at) = (0u64, t, t);
+        let r = self.inner.stream(request, cancel, &mut |p| {
+            pieces += 1;
+            last_at = Instant::now();
+            if pieces == 1 {
+                first_at = last_at;
+            }
+            if first {
+                first = false;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                self.probe.llm_first_ms.lock().unwrap().push(ms);
+            }
+            self.probe.llm_pieces.fetch_add(1, Ordering::Relaxed);
+            let mut sample = self.probe.llm_sample.lock().unwrap();
+            if sample.chars().count() < 40 {
+                sample.push_str(p);
+            }
+            drop(sample);
+            on_piece(next.next().map_or("", |s| s.as_str()))
+        });
+        if pieces > 1 {
+            let ms = (last_at - first_at).as_secs_f64() * 1e3;
+            self.probe.llm_rate.lock().unwrap().push((pieces - 1, ms));
+        }
+        r
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.inner.count_tokens(text)
+    }
+    fn context_tokens(&self) -> usize {
+        self.inner.context_tokens()
+    }
+    fn count_prompt(&self, request: &ChatRequest) -> usize {
+        self.inner.count_prompt(request)
+    }
+    fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
+        self.inner.prepare(request, cancel)
+    }
+}
+
+/// The three parts at the published shapes with random weights: Whisper base (or the
+/// recogniser checkpoint in `stt_dir`, e.g. real Whisper weights), Pocket TTS
+/// (`pocket`: `default` or `18m`, f32 or `q8`), Qwen2.5-0.5B in Q4_K_M written to
+/// `work`.
+pub fn published(
+    stt_dir: Option<&Path>,
+    pocket: &str,
+    q8: bool,
+    eager_words: usize,
+    work: &Path,
+) -> Result<Parts> {
+    use crate::models::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+    use crate::models::llm::{GgufLlm, GgufLlmOptions};
+    use crate::models::speech::stt::whisper::{synthetic, Threading, WhisperStt};
+    use crate::models::speech::tts::pocket::{PocketModel, PocketSampling, PocketTts, Voice};
+    let dev = Device::Cpu;
+    let mut description = Vec::new();
+    let stt: Box<dyn SpeechToText> = match stt_dir {
+        Some(d) => {
+            let stt = crate::models::speech::stt::recogniser::load_dir(d, &dev, Threading::Worker)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            description.push(format!("recogniser: {} ({})", stt.name(), d.display()));
+            stt
+        }
+        None => {
+            let cfg = synthetic::published_config("base").context("whisper base config")?;
+            description.push(
+                "recogniser: Whisper base (74M), random weights, streaming on a thread of its own"
+                    .into(),
+            );
+            Box::new(WhisperStt::with_random_weights(&cfg, Threading::Worker)?)
+        }
+    };
+    let (cfg, key) = crate::app::bench::pocket::config_named(pocket)?;
+    let model = PocketModel::random(cfg, key, &dev)?;
+    let voice = Voice::random(&model.lm, 125, &dev)?;
+    let mut tts = PocketTts::new(model, voice, q8)?;
+    tts.set_eager_words(eager_words);
+    tts.set_sampling(PocketSampling {
+        temperature: Some(0.3),
+        // Random weights never signal the end reliably: each chunk runs to its bound.
+        eos_threshold: Some(f64::INFINITY),
+        ..Default::default()
+    });
+    description.push(format!(
+        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma",
+        if q8 { " (flow LM q8)" } else { "" }
+    ));
+    let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");
+    write_tiny_qwen2(&gguf, &TinyQwen2::qwen25_05b_q4_k_m())?;
+    let size = std::fs::metadata(&gguf)?.len();
+    let options = GgufLlmOptions {
+        gguf: Some(gguf.clone()),
+        ..GgufLlmOptions::default()
+    };
+    let llm = GgufLlm::load(&gguf, &dev, &options, &Cancel::new())
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    description.push(format!(
+        "LLM: Qwen2.5-0.5B shape in Q4_K_M, random weights ({:.0} MB), in-process, reading ahead",
+        size as f64 / 1e6
+    ));
+    description.push(format!(
+        "threads: {} cores; {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        match crate::models::cpu_share::policy() {
+            crate::models::cpu_share::Policy::Prioritised => "recogniser (nice 4) and LLM (nice 5) in pools of their own below the engine thread",
+            crate::models::cpu_share::Policy::Shared => "every part in candle's one pool at normal priority",
+        }
+    ));
+    Ok(Parts {
+        stt,
+        tts: Box::new(tts),
+        llm: Arc::new(llm),
+        description,
+    })
+}
+
+/// The three parts, built at the published shapes (`published`) or by a test.
+pub struct Parts {
+    pub stt: Box<dyn SpeechToText>,
+    pub tts: Box<dyn TextToSpeech>,
+    pub llm: Arc<dyn Llm>,
+    /// One line each, for the report.
+    pub description: Vec<String>,
+}
+
+/// A speaker: drains the ring at real time in 10 ms blocks, counting the blocks that
+/// found too little (after the first second, once the first reply could have come).
+struct PacedSpeaker {
+    stop: Arc<AtomicBool>,
+    underruns: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PacedSpeaker {
+    fn start() -> (Self, OutputPort) {
+        let format = AudioFormat {
+            sample_rate: RATE as u32,
+            channels: 1,
+        };
+        let (prod, mut cons) = ring_for(format, 2.0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let underruns = Arc::new(AtomicU64::new(0));
+        let (stop2, under2) = (stop.clone(), underruns.clone());
+        let thread = std::thread::Builder::new()
+            .name("paced-speaker".into())
+            .spawn(move || {
+                let block = RATE / 100;
+                let mut buf = vec![0.0f32; block];
+                let start = Instant::now();
+                let mut started = false;
+                for i in 0u64.. {
+                    let due = start + Duration::from_millis(10 * i);
+                    if let Some(w) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(w);
+                    }
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    // A device plays from its first sample on; before that it waits.
+                    started |= cons.occupied_len() > 0;
+                    let got = cons.pop_slice(&mut buf);
+                    if started && got < block && i >= 100 {
+                        under2.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .expect("spawn paced speaker");
+        (
+            Self {
+                stop,
+                underruns,
+                thread: Some(thread),
+            },
+            OutputPort {
+                prod,
+                format,
+                prefill_ms: 80.0,
+            },
+        )
+    }
+}
+
+impl Drop for PacedSpeaker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Run the conversation through the engine and print the figures.
+pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<()> {
+    let (pcm, turns) = script(minutes);
+    let probe = Arc::new(Probe::default());
+    for d in &parts.description {
+        writeln!(out, "  {d}")?;
+    }
+    let settings = TurnSettings {
+        // A spoken answer of a sentence or two; random weights never stop on their own.
+        max_tokens: 40,
+        temperature: 0.0,
+        ..TurnSettings::default()
+    };
+    let stt = ScriptedStt::new(parts.stt, &turns, probe.clone());
+    let tts = TimedTts {
+        inner: parts.tts,
+        probe: probe.clone(),
+    };
+    let llm = Arc::new(TimedLlm {
+        inner: parts.llm,
+        probe: probe.clone(),
+        tokens: reply_tokens(),
+    });
+    let model = Cascade::new(Box::new(stt), Box::new(tts), llm, "cpu", settings);
+    let mut model = Some(model);
+
+    let dir = std::env::temp_dir().join(format!("assistant-bench-cpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let wav_path = dir.join("out.wav");
+    let meters = Arc::new(Meters::default());
+    let (pacer, input) = FilePacer::start(
+        WavAudio {
+            samples: pcm.clone(),
+            sample_rate: RATE as u32,
+            channels: 1,
+        },
+        meters.clone(),
+    );
+    let (speaker, port) = PacedSpeaker::start();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let loader = runner::loader(move |_| {
+        model
+            .take()
+            .map(|m| Loaded::plain(Box::new(m)))
+            .ok_or_else(|| crate::engine::load::LoadFailure {
+                message: "the bench loads its model once".into(),
+                remedy: String::new(),
+            })
+    });
+    let setup = EngineSetup {
+        speaker: Some(port),
+        wav_out: Some(WavSink::create(&wav_path, RATE as u32)?),
+        max_backlog: 3,
+        ..EngineSetup::new(loader, input, meters, ev_tx, cmd_rx)
+    };
+    writeln!(
+        out,
+        "  {} turns ({} talked over) in {:.1} min of audio, at real time …",
+        turns.len(),
+        turns.iter().filter(|t| t.barge_in).count(),
+        pcm.len() as f64 / RATE as f64 / 60.0
+    )?;
+    out.flush()?;
+    let seen = probe.clone();
+    let drain = std::thread::spawn(move || {
+        for ev in ev_rx {
+            if let crate::bus::EngineEvent::Step(s) = ev {
+                seen.dropped.store(s.dropped_frames, Ordering::Relaxed);
+            }
+        }
+    });
+    let stats = runner::run(setup);
+    drop(pacer);
+    let underruns = speaker.underruns.load(Ordering::Relaxed);
+    drop(speaker);
+    let _ = drain.join();
+    if let Some(e) = &stats.error {
+        anyhow::bail!("the engine stopped: {e}");
+    }
+    let audio = crate::audio::wav::read_wav(&wav_path)?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let bursts: Vec<Range<usize>> = turns.iter().map(|t| t.speech.clone()).collect();
+    let figures: Figures = analyze(
+        &crate::app::bench::cascade::Script {
+            pcm: Vec::new(),
+            bursts,
+        },
+        &audio.samples,
+    );
+    writeln!(
+        out,
+        "input frames: {} in, {} dropped; output underruns (10 ms blocks, after the first second): {underruns}",
+        stats.frames_in, stats.dropped_frames
+    )?;
+    let stt = probe.stt_ms.lock().unwrap().clone();
+    let during: Vec<f64> = stt.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let quiet: Vec<f64> = stt.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    for (label, v) in [("while the TTS speaks", &during), ("otherwise", &quiet)] {
+        if !v.is_empty() {
+            let p = percentiles(v);
+            writeln!(
+                out,
+                "recogniser step {label}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} steps; budget 80 ms)",
+                p.p50, p.p99, p.max, v.len()
+            )?;
+        }
+    }
+    let fin = probe.stt_final_ms.lock().unwrap().clone();
+    if !fin.is_empty() {
+        let v: Vec<f64> = fin.iter().map(|x| x.0).collect();
+        let p = percentiles(&v);
+        writeln!(
+            out,
+            "recogniser's last words after the end of speech: p50 {:.0} ms, p95 {:.0} ms ({} turns; {} not finished within {} ms)",
+            p.p50,
+            p.p95,
+            v.len(),
+            fin.iter().filter(|x| !x.1).count(),
+            FALLBACK_FRAMES * 80
+        )?;
+    }
+    let tts = probe.tts_ms.lock().unwrap().clone();
+    if !tts.is_empty() {
+        let p = percentiles(&tts);
+        let mean = tts.iter().sum::<f64>() / tts.len() as f64;
+        writeln!(
+            out,
+            "synthesiser: {:.1}x real time (mean {:.1} ms per 80 ms frame of speech; p99 {:.1} ms; {} frames)",
+            80.0 / mean,
+            mean,
+            p.p99,
+            tts.len()
+        )?;
+    }
+    let llm = probe.llm_first_ms.lock().unwrap().clone();
+    if !llm.is_empty() {
+        let p = percentiles(&llm);
+        writeln!(
+            out,
+            "LLM first piece after the request: p50 {:.0} ms, p95 {:.0} ms ({} replies)",
+            p.p50,
+            p.p95,
+            llm.len()
+        )?;
+    }
+    let rate = probe.llm_rate.lock().unwrap().clone();
+    let (n, ms) = rate
+        .iter()
+        .fold((0u64, 0f64), |(n, ms), r| (n + r.0, ms + r.1));
+    if n > 0 {
+        writeln!(
+            out,
+            "LLM writing: {:.1} tokens/s ({:.0} ms a token, {} replies)",
+            n as f64 * 1e3 / ms,
+            ms / n as f64,
+            rate.len()
+        )?;
+    }
+    writeln!(
+        out,
+        "LLM: {} pieces written (the first reply began {:?}; each spoken as the next token of a scripted reply), the synthesiser given {} characters",
+        probe.llm_pieces.load(Ordering::Relaxed),
+        probe.llm_sample.lock().unwrap(),
+        probe.tts_chars.load(Ordering::Relaxed),
+    )?;
+    print_figures(&figures, out)?;
+    writeln!(
+        out,
+        "  (end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap)"
+    )?;
+    if let Some(b) = peak_rss() {
+        writeln!(out, "peak RSS: {:.2} GiB", b as f64 / (1u64 << 30) as f64)?;
+    }
+    Ok(())
+}
+
+/// `assistant bench cascade --published [--minutes N] [--config 18m] [--tts-q8]
+/// [--stt-model-dir DIR] [--shared-threads]`: the exit code.
+pub fn run_command(b: &crate::cli::BenchArgs, cascade: &crate::cli::CascadeArgs) -> i32 {
+    use crate::models::cpu_share::{set_policy, Policy};
+    set_policy(if b.shared_threads {
+        Policy::Shared
+    } else {
+        Policy::Prioritised
+    });
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let mut out = std::io::stdout();
+    let result = (|| -> Result<()> {
+        let work = tempfile_dir()?;
+        println!(
+            "bench cascade --published: the CPU cascade through the whole engine at real time (load average {})",
+            load()
+        );
+        let t = Instant::now();
+        let parts = published(
+            cascade.stt_model_dir.as_deref(),
+            &b.config,
+            cascade.tts_q8,
+            cascade.tts_eager_words,
+            &work,
+        );
+        let _ = std::fs::remove_dir_all(&work);
+        let parts = parts?;
+        println!("  parts built in {:.1} s", t.elapsed().as_secs_f64());
+        run(parts, b.minutes, &mut out)?;
+        println!("load average after: {}", load());
+        println!(
+            "targets: 0 frames dropped and 0 underruns after the first second; recogniser p99 < 80 ms while the TTS speaks; \
+             synthesiser >= 2x real time; end of speech -> first audio p50 <= 1.0 s, p95 <= 1.5 s; barge-in p95 <= 200 ms; peak RSS <= 3 GiB"
+        );
+        Ok(())
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// A directory of our own for the bench's LLM file.
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("assistant-bench-llm-{}", std::process::id()));
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reply_is_cut_into_tokens_that_rejoin_into_its_text() {
+        let t = reply_tokens();
+        assert_eq!(t.concat().trim_start(), REPLY);
+        let words = REPLY.split(' ').count() as f64;
+        assert!(
+            (1.15..1.6).contains(&(t.len() as f64 / words)),
+            "{}",
+            t.len()
+        );
+    }
+
+    #[test]
+    fn the_script_fills_ten_minutes_with_twenty_turns_or_more_some_talked_over() {
+        let (pcm, turns) = script(10.0);
+        assert!((pcm.len() as f64 / RATE as f64 - 600.0).abs() < 20.0);
+        assert!(turns.len() >= 20, "{}", turns.len());
+        let barge = turns.iter().filter(|t| t.barge_in).count();
+        assert!(barge >= 5 && barge < turns.len() / 2, "{barge}");
+        // Every turn is speech, and the quiet between turns is silence.
+        for w in turns.windows(2) {
+            assert!(w[0].speech.end < w[1].speech.start);
+            assert!(pcm[w[0].speech.end..w[1].speech.start]
+                .iter()
+                .all(|x| *x == 0.0));
+        }
+    }
+
+    /// A recogniser that hears nothing until `ends_after` frames after the first turn,
+    /// then says the user is done (`None`: never).
+    struct Deaf {
+        frame: usize,
+        ends_at: Option<usize>,
+    }
+    impl SpeechToText for Deaf {
+        fn name(&self) -> String {
+            "deaf".into()
+        }
+        fn step(&mut self, _pcm: &[f32]) -> Result<SttStep> {
+            self.frame += 1;
+            let done = self.ends_at.is_some_and(|e| self.frame > e);
+            Ok(SttStep {
+                end_of_speech: Some(if done { 0.9 } else { 0.0 }),
+                ..SttStep::default()
+            })
+        }
+        fn delay_frames(&self) -> usize {
+            6
+        }
+        fn reset(&mut self) {}
+    }
+
+    /// The frames at which each word of the first turn came, and the first frame
+    /// after its speech at which the script says the user is done.
+    fn first_turn(ends_after: Option<usize>) -> (Vec<(usize, String)>, Option<usize>, Turn) {
+        let (_, turns) = script(1.0);
+        let t0 = turns[0].clone();
+        let end = t0.speech.end.div_ceil(FRAME);
+        let deaf = Deaf {
+            frame: 0,
+            ends_at: ends_after.map(|n| end + n),
+        };
+        let mut stt = ScriptedStt::new(Box::new(deaf), &turns, Arc::new(Probe::default()));
+        let frame = vec![0.0; FRAME];
+        let (mut words, mut done_at) = (Vec::new(), None);
+        for f in 0..end + FALLBACK_FRAMES + 10 {
+            let s = stt.step(&frame).unwrap();
+            words.extend(s.words.iter().map(|w| (f, w.clone())));
+            if f >= end && s.end_of_speech == Some(1.0) && done_at.is_none() {
+                done_at = Some(f);
+            }
+        }
+        (words, done_at, t0)
+    }
+
+    #[test]
+    fn the_scripted_recogniser_gives_words_late_by_its_delay_and_the_last_ones_when_the_recogniser_is_done(
+    ) {
+        let (words, done_at, t0) = first_turn(Some(9));
+        let said: Vec<&str> = words.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(said, t0.words);
+        // The first word comes 6 frames (the delay) after its audio ended, not before.
+        let first_end = t0.speech.start + t0.speech.len() / t0.words.len();
+        assert_eq!(words[0].0, first_end / FRAME + 6);
+        // The last words and the end of the turn wait for the recogniser.
+        let end = t0.speech.end.div_ceil(FRAME);
+        assert_eq!(done_at, Some(end + 9));
+        assert_eq!(words.last().unwrap().0, end + 9);
+    }
+
+    #[test]
+    fn whisper_finishes_a_scripted_turn_only_after_the_speech_and_its_quiet() {
+        use crate::models::speech::stt::whisper::{synthetic, Threading, WhisperStt};
+        let stt =
+            WhisperStt::with_random_weights(&synthetic::tiny_config(), Threading::Inline).unwrap();
+        let (pcm, turns) = script(0.5);
+        let mut s = ScriptedStt::new(Box::new(stt), &turns, Arc::new(Probe::default()));
+        for frame in pcm.chunks_exact(FRAME) {
+            s.step(frame).unwrap();
+        }
+        let end = turns[0].speech.end.div_ceil(FRAME);
+        let fin = s.finished[0].expect("the turn finished");
+        // The recogniser's utterance ends after 4 quiet frames (320 ms).
+        assert!(
+            fin + 1 >= end + 4,
+            "finished at {fin}, speech ended at {end}"
+        );
+    }
+
+    #[test]
+    fn a_recogniser_that_never_finishes_is_cut_off_by_the_script() {
+        let (words, done_at, t0) = first_turn(None);
+        assert_eq!(words.len(), t0.words.len());
+        assert_eq!(
+            done_at,
+            Some(t0.speech.end.div_ceil(FRAME) + FALLBACK_FRAMES)
+        );
+    }
+}

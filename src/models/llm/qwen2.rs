@@ -1,0 +1,388 @@
+//! Qwen2 from a GGUF file, after candle-transformers' `quantized_qwen2` (same tensors,
+//! same maths, its `RmsNorm`), with what a conversation needs:
+//! - the KV cache can be cut back to a prefix, so a turn only reads the tokens that are
+//!   new since the last one;
+//! - it is preallocated and written in place, as candle-nn's `KvCache` is, rather than
+//!   copied whole by `Tensor::cat` on every token (quadratic over a conversation), and
+//!   read in place: the query heads that share a key head read it together, where
+//!   `repeat_kv` copied it for each (7 times for Qwen2.5 0.5B);
+//! - the causal mask is built for the cached offset instead of being cached per prompt
+//!   length (candle's keeps one t×t mask per distinct length, forever, and can only
+//!   read a prompt at position 0).
+
+use candle_transformers::quantized_nn::RmsNorm;
+use moshi::candle::quantized::{gguf_file, QMatMul};
+use moshi::candle::{DType, Device, IndexOp, Module, Result, Tensor};
+use moshi::candle_nn::Embedding;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qwen2Config {
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub hidden: usize,
+    pub n_layer: usize,
+    pub ffn: usize,
+    /// Positions the model was trained for.
+    pub context: usize,
+    pub eps: f64,
+    pub rope_base: f32,
+}
+
+impl Qwen2Config {
+    pub fn from_gguf(
+        md: &std::collections::HashMap<String, gguf_file::Value>,
+    ) -> std::result::Result<Self, String> {
+        let arch = md
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .ok_or("no `general.architecture` in its metadata")?;
+        if arch != "qwen2" {
+            return Err(format!(
+                "its architecture is `{arch}`; the in-process LLM runs Qwen2 models (Qwen2.5 instruct GGUFs)"
+            ));
+        }
+        let u = |k: &str| -> std::result::Result<usize, String> {
+            md.get(&format!("qwen2.{k}"))
+                .and_then(|v| {
+                    v.to_u32()
+                        .ok()
+                        .or_else(|| v.to_u64().ok().map(|x| x as u32))
+                })
+                .map(|v| v as usize)
+                .ok_or_else(|| format!("no `qwen2.{k}` in its metadata"))
+        };
+        let cfg = Self {
+            n_head: u("attention.head_count")?,
+            n_kv_head: u("attention.head_count_kv")?,
+            hidden: u("embedding_length")?,
+            n_layer: u("block_count")?,
+            ffn: u("feed_forward_length")?,
+            context: u("context_length")?,
+            eps: md
+                .get("qwen2.attention.layer_norm_rms_epsilon")
+                .and_then(|v| v.to_f32().ok())
+                .ok_or("no `qwen2.attention.layer_norm_rms_epsilon` in its metadata")?
+                as f64,
+            rope_base: md
+                .get("qwen2.rope.freq_base")
+                .and_then(|v| v.to_f32().ok())
+                .unwrap_or(10_000.0),
+        };
+        if cfg.n_head == 0
+            || cfg.n_kv_head == 0
+            || !cfg.hidden.is_multiple_of(cfg.n_head)
+            || !cfg.n_head.is_multiple_of(cfg.n_kv_head)
+        {
+            return Err(format!("inconsistent attention sizes: {cfg:?}"));
+        }
+        Ok(cfg)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.n_head
+    }
+
+    /// Bytes of KV cache for `positions` tokens (f32 keys and values, every layer).
+    pub fn kv_bytes(&self, positions: usize) -> u64 {
+        (self.n_layer * 2 * self.n_kv_head * self.head_dim() * positions * 4) as u64
+    }
+}
+
+struct Layer {
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    bq: Tensor,
+    bk: Tensor,
+    bv: Tensor,
+    wo: QMatMul,
+    attn_norm: RmsNorm,
+    ffn_norm: RmsNorm,
+    gate: QMatMul,
+    down: QMatMul,
+    up: QMatMul,
+    k_cache: KvBuffer,
+    v_cache: KvBuffer,
+}
+
+/// Positions added to a cache buffer at a time: growing copies it, so not per token.
+const CACHE_GROW: usize = 512;
+
+/// One layer's keys or values, (1, kv heads, positions, head dim): a buffer written in
+/// place (`slice_set`) that grows in steps of `CACHE_GROW` up to `max` positions, and
+/// the count of positions in use. Cutting back is only a smaller count.
+struct KvBuffer {
+    data: Option<Tensor>,
+    len: usize,
+    max: usize,
+}
+
+impl KvBuffer {
+    fn new(max: usize) -> Self {
+        Self {
+            data: None,
+            len: 0,
+            max,
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+        if self.len == 0 {
+            // Nothing kept: let the memory go (a reset conversation starts small).
+            self.data = None;
+        }
+    }
+
+    /// Append `x` (1, heads, t, head dim) after the positions in use; all of them.
+    fn append(&mut self, x: &Tensor) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let need = self.len + t;
+        if need > self.max {
+            moshi::candle::bail!("the KV cache holds {} positions, not {need}", self.max);
+        }
+        let have = self.data.as_ref().map_or(Ok(0), |d| d.dim(2))?;
+        if need > have {
+            let cap = need
+                .div_ceil(CACHE_GROW)
+                .saturating_mul(CACHE_GROW)
+                .min(self.max);
+            let (b, h, _, d) = x.dims4()?;
+            let grown = Tensor::zeros((b, h, cap, d), x.dtype(), x.device())?;
+            if let Some(old) = &self.data {
+                if self.len > 0 {
+                    grown.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+            }
+            self.data = Some(grown);
+        }
+        let data = self.data.as_ref().expect("allocated above");
+        data.slice_set(&x.contiguous()?, 2, self.len)?;
+        self.len = need;
+        data.narrow(2, 0, self.len)
+    }
+}
+
+pub struct Qwen2 {
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    cfg: Qwen2Config,
+    cached: usize,
+    device: Device,
+}
+
+impl Qwen2 {
+    /// Load from an open GGUF; `max_positions` bounds the rotary tables (and so the
+    /// context) below the model's own length.
+    pub fn load<R: std::io::Read + std::io::Seek>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+        device: &Device,
+        max_positions: usize,
+    ) -> Result<Self> {
+        let cfg = Qwen2Config::from_gguf(&content.metadata).map_err(moshi::candle::Error::msg)?;
+        let mut t = |name: &str| content.tensor(reader, name, device);
+        let embed_q = t("token_embd.weight")?;
+        let embed = Embedding::new(embed_q.dequantize(device)?, cfg.hidden);
+        let norm = RmsNorm::from_qtensor(t("output_norm.weight")?, cfg.eps)?;
+        // Small Qwen2 models tie the output to the embedding.
+        let output = match t("output.weight") {
+            Ok(w) => QMatMul::from_qtensor(w)?,
+            Err(_) => QMatMul::from_qtensor(embed_q)?,
+        };
+        let positions = cfg.context.min(max_positions).max(1);
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let mut w = |n: &str| t(&format!("blk.{i}.{n}"));
+            layers.push(Layer {
+                wq: QMatMul::from_qtensor(w("attn_q.weight")?)?,
+                wk: QMatMul::from_qtensor(w("attn_k.weight")?)?,
+                wv: QMatMul::from_qtensor(w("attn_v.weight")?)?,
+                bq: w("attn_q.bias")?.dequantize(device)?,
+                bk: w("attn_k.bias")?.dequantize(device)?,
+                bv: w("attn_v.bias")?.dequantize(device)?,
+                wo: QMatMul::from_qtensor(w("attn_output.weight")?)?,
+                attn_norm: RmsNorm::from_qtensor(w("attn_norm.weight")?, cfg.eps)?,
+                ffn_norm: RmsNorm::from_qtensor(w("ffn_norm.weight")?, cfg.eps)?,
+                gate: QMatMul::from_qtensor(w("ffn_gate.weight")?)?,
+                down: QMatMul::from_qtensor(w("ffn_down.weight")?)?,
+                up: QMatMul::from_qtensor(w("ffn_up.weight")?)?,
+                k_cache: KvBuffer::new(positions),
+                v_cache: KvBuffer::new(positions),
+            });
+        }
+        let hd = cfg.head_dim();
+        let theta: Vec<f32> = (0..hd)
+            .step_by(2)
+            .map(|i| 1f32 / cfg.rope_base.powf(i as f32 / hd as f32))
+            .collect();
+        let theta = Tensor::new(theta.as_slice(), device)?;
+        let idx = Tensor::arange(0, positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((positions, 1))?
+            .matmul(&theta.reshape((1, hd / 2))?)?;
+        Ok(Self {
+            embed,
+            layers,
+            norm,
+            output,
+            cos: idx.cos()?,
+            sin: idx.sin()?,
+            cfg,
+            cached: 0,
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Qwen2Config {
+        &self.cfg
+    }
+
+    /// Positions the rotary tables cover: the most tokens a conversation can hold.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Keep only the first `n` cached positions.
+    pub fn truncate(&mut self, n: usize) -> Result<()> {
+        if n >= self.cached {
+            return Ok(());
+        }
+        for l in &mut self.layers {
+            l.k_cache.truncate(n);
+            l.v_cache.truncate(n);
+        }
+        self.cached = n;
+        Ok(())
+    }
+
+    /// Read `tokens` after the cached ones; the logits (f32, vocabulary-sized) for the
+    /// token after the last.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        let t = tokens.len();
+        let pos = self.cached;
+        if t == 0 {
+            moshi::candle::bail!("no tokens to read");
+        }
+        if pos + t > self.max_positions() {
+            moshi::candle::bail!(
+                "the conversation needs {} positions, past the model's {}",
+                pos + t,
+                self.max_positions()
+            );
+        }
+        let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let mask = if t > 1 {
+            // Row i sees columns up to pos + i.
+            let m: Vec<f32> = (0..t)
+                .flat_map(|i| {
+                    (0..pos + t).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0. })
+                })
+                .collect();
+            Some(Tensor::from_vec(m, (t, pos + t), &self.device)?)
+        } else {
+            None
+        };
+        let cos = self.cos.narrow(0, pos, t)?;
+        let sin = self.sin.narrow(0, pos, t)?;
+        let (nh, nkv, hd) = (self.cfg.n_head, self.cfg.n_kv_head, self.cfg.head_dim());
+        let mut h = self.embed.forward(&x)?;
+        for l in &mut self.layers {
+            let residual = &h;
+            let xs = l.attn_norm.forward(&h)?;
+            let shape = |y: Tensor, heads: usize| -> Result<Tensor> {
+                y.reshape((1, t, heads, hd))?.transpose(1, 2)?.contiguous()
+            };
+            let q = shape(l.wq.forward(&xs)?.broadcast_add(&l.bq)?, nh)?;
+            let k = shape(l.wk.forward(&xs)?.broadcast_add(&l.bk)?, nkv)?;
+            let v = shape(l.wv.forward(&xs)?.broadcast_add(&l.bv)?, nkv)?;
+            let q = moshi::candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
+            let k = moshi::candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
+            // The cache's views, read in place: no copy of the conversation per token.
+            let k = l.k_cache.append(&k)?;
+            let v = l.v_cache.append(&v)?;
+            // The query heads that share a key head read it as one matrix (head j uses
+            // key head j / rep, as `repeat_kv` lays them out), rather than copying the
+            // keys and values `rep` times over.
+            let rep = nh / nkv;
+            let len = pos + t;
+            let q = q.reshape((1, nkv, rep * t, hd))?;
+            let mut att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
+            if let Some(m) = &mask {
+                att = att
+                    .reshape((1, nkv, rep, t, len))?
+                    .broadcast_add(m)?
+                    .reshape((1, nkv, rep * t, len))?;
+            }
+            let att = moshi::candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att
+                .matmul(&v)?
+                .reshape((1, nh, t, hd))?
+                .transpose(1, 2)?
+                .reshape((1, t, self.cfg.hidden))?;
+            let h1 = (l.wo.forward(&y)? + residual)?;
+            let xs = l.ffn_norm.forward(&h1)?;
+            let gate = moshi::candle_nn::ops::silu(&l.gate.forward(&xs)?)?;
+            let mlp = l.down.forward(&(gate * l.up.forward(&xs)?)?)?;
+            h = (mlp + h1)?;
+        }
+        self.cached = pos + t;
+        let last = self.norm.forward(&h)?.i((.., t - 1, ..))?;
+        self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+
+    fn model(dir: &std::path::Path) -> Qwen2 {
+        let p = dir.join("tiny.gguf");
+        write_tiny_qwen2(&p, &TinyQwen2::default()).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let c = gguf_file::Content::read(&mut f).unwrap();
+        Qwen2::load(&c, &mut f, &Device::Cpu, 1024).unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_cache_grows_past_its_step_and_cuts_back_as_one_pass_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let toks: Vec<u32> = (0..CACHE_GROW as u32 + 100)
+            .map(|t| (t * 7 + 3) % 290)
+            .collect();
+        let mut one = model(tmp.path());
+        let whole = one.forward(&toks).unwrap();
+        // In pieces, through a growth of the buffer, with a detour cut back.
+        let mut m = model(tmp.path());
+        m.forward(&toks[..300]).unwrap();
+        m.forward(&[1, 2, 3, 4, 5]).unwrap();
+        m.truncate(300).unwrap();
+        for t in 300..310 {
+            m.forward(&toks[t..t + 1]).unwrap();
+        }
+        let pieces = m.forward(&toks[310..]).unwrap();
+        assert!(close(&whole, &pieces) < 1e-4, "{}", close(&whole, &pieces));
+        assert_eq!(m.cached, toks.len());
+        // Past the positions the model holds: an error, and the cache is as it was.
+        assert!(m.forward(&vec![1; 1024 - toks.len() + 1]).is_err());
+        m.truncate(0).unwrap();
+        let again = m.forward(&toks).unwrap();
+        assert!(close(&whole, &again) < 1e-4);
+    }
+}

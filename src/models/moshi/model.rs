@@ -1,0 +1,172 @@
+//! `MoshiModel`: Mimi encode -> LM multistream step -> Mimi decode, behind `DuplexModel`.
+
+use super::placed_lm::PlacedLm;
+use super::sampling::Samplers;
+use super::stepper::Stepper;
+use super::text::TextAssembler;
+use crate::bus::{ModelInfo, Sampling};
+use crate::models::duplex::{DuplexModel, StepOutput};
+use anyhow::{Context, Result};
+use moshi::candle::{Device, IndexOp, Tensor};
+use moshi::mimi::Mimi;
+use moshi::StreamTensor;
+
+pub struct MoshiModel {
+    mimi: Mimi,
+    stepper: Stepper,
+    text: TextAssembler,
+    sampling: Sampling,
+    samplers: Samplers,
+    /// Settings to apply at the start of the next step.
+    pending: Option<Sampling>,
+    info: ModelInfo,
+    device: Device,
+    frame_len: usize,
+    input_codebooks: usize,
+}
+
+impl MoshiModel {
+    pub fn new(
+        mimi: Mimi,
+        lm: PlacedLm,
+        gen: moshi::lm_generate_multistream::Config,
+        text: TextAssembler,
+        sampling: Sampling,
+        info: ModelInfo,
+        device: Device,
+    ) -> Self {
+        let cfg = mimi.config();
+        let frame_len = (cfg.sample_rate / cfg.frame_rate).round() as usize;
+        let input_codebooks = gen.input_audio_codebooks;
+        Self {
+            mimi,
+            stepper: Stepper::new(lm, gen),
+            text,
+            samplers: Samplers::new(&sampling),
+            sampling,
+            pending: None,
+            info,
+            device,
+            frame_len,
+            input_codebooks,
+        }
+    }
+
+    /// Steps taken since the start or the last reset.
+    pub fn step_idx(&self) -> usize {
+        self.stepper.step_idx()
+    }
+}
+
+impl DuplexModel for MoshiModel {
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+
+    fn sample_rate(&self) -> u32 {
+        self.mimi.config().sample_rate as u32
+    }
+
+    fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+
+    fn delay_frames(&self) -> usize {
+        self.stepper.config().acoustic_delay
+    }
+
+    fn step(&mut self, pcm_in: &[f32], out: &mut StepOutput) -> Result<()> {
+        if pcm_in.len() != self.frame_len {
+            anyhow::bail!(
+                "expected a frame of {} samples, got {}",
+                self.frame_len,
+                pcm_in.len()
+            );
+        }
+        if let Some(s) = self.pending.take() {
+            self.samplers = Samplers::new(&s);
+            self.sampling = s;
+        }
+        if out.pcm.len() != self.frame_len {
+            out.pcm.resize(self.frame_len, 0.0);
+        }
+        let pcm = Tensor::from_slice(pcm_in, (1, 1, self.frame_len), &self.device)?;
+        let codes = self
+            .mimi
+            .encode_step(&pcm.into(), &().into())
+            .context("Mimi encode")?;
+        // Mimi returns nothing until it has a whole frame; the engine always feeds whole
+        // frames, so this only happens with a non-standard Mimi config.
+        let Some(codes) = codes.as_option() else {
+            return Ok(());
+        };
+        let codes: Vec<u32> = codes.i((0, .., 0))?.to_vec1()?;
+        let text_token = self
+            .stepper
+            .step(
+                &codes[..self.input_codebooks.min(codes.len())],
+                &mut self.samplers,
+            )
+            .context("LM step")?;
+        out.text_token = Some(text_token);
+        out.text = self.text.push(text_token);
+        if let Some(audio) = self.stepper.last_audio_tokens() {
+            decode_into(&mut self.mimi, &self.device, audio.to_vec(), out)?;
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.mimi.reset_state();
+        self.stepper.reset();
+        self.text.reset();
+        if let Some(s) = self.pending.take() {
+            self.sampling = s;
+        }
+        self.samplers = Samplers::new(&self.sampling);
+    }
+
+    fn set_sampling(&mut self, sampling: &Sampling) {
+        self.pending = Some(sampling.clone());
+    }
+
+    fn fork(&self) -> Option<Box<dyn DuplexModel>> {
+        let mut mimi = self.mimi.clone();
+        mimi.reset_state();
+        let mut text = self.text.clone();
+        text.reset();
+        Some(Box::new(Self {
+            mimi,
+            stepper: self.stepper.fork(),
+            text,
+            sampling: self.sampling.clone(),
+            samplers: Samplers::new(&self.sampling),
+            pending: None,
+            info: self.info.clone(),
+            device: self.device.clone(),
+            frame_len: self.frame_len,
+            input_codebooks: self.input_codebooks,
+        }))
+    }
+}
+
+/// Decode one step's audio codes with Mimi into `out.pcm` (as much as it gives) and
+/// record the codes; shared by every Moshi-family model.
+pub(super) fn decode_into(
+    mimi: &mut Mimi,
+    device: &Device,
+    audio: Vec<u32>,
+    out: &mut StepOutput,
+) -> Result<()> {
+    let t = Tensor::from_slice(&audio, (1, audio.len(), 1), device)?;
+    let pcm = mimi
+        .decode_step(&StreamTensor::from_tensor(t), &().into())
+        .context("Mimi decode")?;
+    if let Some(pcm) = pcm.as_option() {
+        let pcm: Vec<f32> = pcm.flatten_all()?.to_vec1()?;
+        let n = pcm.len().min(out.pcm.len());
+        out.pcm[..n].copy_from_slice(&pcm[..n]);
+    }
+    out.audio_codes = Some(audio);
+    Ok(())
+}
