@@ -800,7 +800,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub shared_threads: bool,
     #[command(flatten)]
-    pub gpu: crate::app::bench::gpu::GpuArgs,
+    pub gpu: GpuArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -824,6 +824,59 @@ pub enum BenchWhat {
     /// Pocket TTS at a published size with random weights: real-time factor and time to
     /// first audio, f32 and q8 (--config default|18m, --seconds, --threads).
     Pocket,
+}
+
+/// `bench gpu`: which section of the GPU check, at which shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Section {
+    Write,
+    Free,
+    /// The small model, q8, loaded and stepped on the device twice: the first time the
+    /// driver compiles candle's PTX kernels for the card, later sections find them cached.
+    Warmup,
+    Q8,
+    Bf16,
+    Placed,
+    Fallback,
+    /// PersonaPlex at the size's shape with 16 depformer slices (random weights, built on
+    /// the device): the prompt prefill's steps per second, WAV codes and a replayed `.pt`
+    /// voice, and the conversation step.
+    Personaplex,
+    /// All of the above, in that order, in this process.
+    All,
+    /// Not a measurement: the line of figures of a `--headless` run's `--stats-json`
+    /// (given as `--stats`), checked.
+    Headless,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Size {
+    /// moshiko: the 7B LM and the published Mimi.
+    Full,
+    /// An 8-layer LM of d_model 256 and the demo Mimi: the CPU dry run.
+    Small,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GpuArgs {
+    /// bench gpu: which part of the check to run.
+    #[arg(long, value_enum, default_value_t = Section::All)]
+    pub section: Section,
+    /// bench gpu: the model shape.
+    #[arg(long, value_enum, default_value_t = Size::Full)]
+    pub size: Size,
+    /// bench gpu: where the synthetic checkpoints are written and read [default: a folder in the temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// bench gpu: append one JSON line per measurement to this file.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// bench gpu: timed steps per measurement (after 3 untimed ones).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// bench gpu --section headless: the stats JSON of a `--headless` run.
+    #[arg(long, value_name = "PATH")]
+    pub stats: Option<PathBuf>,
 }
 
 /// `--max-memory`: a positive, finite number of GiB.

@@ -74,7 +74,7 @@ fn gpus(choice: DeviceChoice, ram_available: u64) -> (Vec<Gpu>, Option<String>) 
             total: None,
         });
     }
-    let note = match crate::engine::residency::gpu_memory() {
+    let note = match crate::models::moshi::device::gpu_memory() {
         Ok((_, total)) if out.is_empty() => Some(format!(
             "an NVIDIA GPU ({}) this build cannot use (build with --features cuda)",
             super::engine_choice::size(total)

@@ -149,6 +149,21 @@ pub fn realtime_warning(on_cpu: bool, lm: Streamed, real_size_mimi: bool) -> Opt
     })
 }
 
+/// GPU memory in use on GPU 0 (bytes used, total), from NVML with the `nvml` feature.
+#[cfg(feature = "nvml")]
+pub fn gpu_memory() -> Result<(u64, u64), String> {
+    let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML: {e}"))?;
+    let dev = nvml.device_by_index(0).map_err(|e| format!("NVML: {e}"))?;
+    let m = dev.memory_info().map_err(|e| format!("NVML: {e}"))?;
+    Ok((m.used, m.total))
+}
+
+/// Without the `nvml` feature GPU memory is not read.
+#[cfg(not(feature = "nvml"))]
+pub fn gpu_memory() -> Result<(u64, u64), String> {
+    Err("n/a (built without the nvml feature)".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +231,12 @@ mod tests {
             w.contains("for the layers on the CPU") && w.contains("this GPU"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn gpu_memory_says_why_it_is_missing() {
+        if cfg!(not(feature = "nvml")) {
+            assert!(gpu_memory().unwrap_err().starts_with("n/a"));
+        }
     }
 }

@@ -206,7 +206,7 @@ pub fn weights_findings(opts: &ModelOptions, disc: &Discovery) -> Vec<WeightsFin
 /// What `assistant doctor` reports for these options, looking where a run would look.
 pub fn weights_report(opts: &ModelOptions) -> WeightsReport {
     WeightsReport {
-        gpu_memory: crate::engine::residency::gpu_memory(),
+        gpu_memory: crate::models::moshi::device::gpu_memory(),
         findings: weights_findings(opts, &Discovery::from_env()),
     }
 }
