@@ -1,6 +1,9 @@
 //! The cascade's LLM part: an OpenAI-compatible server over HTTP (`openai`), or a GGUF
 //! chat model run in-process (`gguf`, the default, so the mode works with no server);
 //! either runs on a thread of its own (`worker`).
+//!
+//! May import `models::parts`, `models::cpu_share`, `models::moshi` (the Hugging Face
+//! cache), `tools` (the tool loop) and `bus`.
 
 pub mod bpe;
 pub mod gguf;

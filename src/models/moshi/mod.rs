@@ -1,5 +1,8 @@
 //! The Moshi speech model through Kyutai's `moshi` crate: loading (checkpoint directory,
-//! Hugging Face cache, download, demo fallback), the demo model, export and benchmark.
+//! Hugging Face cache, download, demo fallback), the demo model and export; PersonaPlex,
+//! its fine-tune, in `personaplex`. (`bench model` and `bench gpu` are in `app::bench`.)
+//!
+//! May import `models::duplex`, `audio` and `bus`.
 
 pub mod checkpoint;
 pub mod config;

@@ -2,7 +2,7 @@
 //! loudness-normalised to -24 LUFS the way NVIDIA's code does it (pyloudnorm's
 //! ITU-R BS.1770 meter: K-weighting, 400 ms blocks with 75 % overlap, absolute gate at
 //! -70 LUFS, relative gate 10 LU down), then cut into frames with the last one
-//! zero-padded. (NVIDIA's precomputed `.pt` voices: `personaplex_voices`.)
+//! zero-padded. (NVIDIA's precomputed `.pt` voices: `voices`.)
 
 use crate::audio::resample::StreamResampler;
 use crate::audio::wav::read_wav;

@@ -4,6 +4,9 @@
 //! thread of their own, so that a frame's step never waits for one: the words and the
 //! end of speech come back a few frames later. `transcribe` runs them inline instead,
 //! so that a file always gives the same words at the same frames.
+//!
+//! May import `models::parts`, `models::speech`, `models::moshi` (its load error,
+//! random weights), `models::cpu_share`, `audio` and `bus`.
 
 pub mod decode;
 pub mod mel;

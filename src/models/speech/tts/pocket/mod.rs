@@ -8,6 +8,9 @@
 //! `layers`, `transformer`, `flow_head`, `flow_lm`, `codec` (the decoder), `encoder` (voice cloning), `voice`,
 //! `kernels` (CPU matrix products), `conv` (the decoder's streaming convolutions on them), `model` (loading), `text` (chunking), `synth` (one chunk), `tts` (streaming),
 //! `files` (finding the weights).
+//!
+//! May import `models::parts`, `models::speech`, `models::moshi` (the Hugging Face
+//! cache; the SentencePiece encoder), `audio` and `bus`.
 
 pub mod codec;
 pub mod config;
