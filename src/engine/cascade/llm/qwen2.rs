@@ -466,6 +466,41 @@ mod tests {
         }
     }
 
+    /// Figures, not assertions: one token through the tiny model (4 heads, 2 layers) at
+    /// 100 and 3000 cached positions; what is left to grow is attention's own reading of
+    /// the cache, not a copy of it.
+    /// `cargo test --release --lib qwen2::tests::figures -- --nocapture`
+    #[test]
+    fn figures_token_time_at_100_and_3000_positions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("tiny.gguf");
+        let shape = TinyQwen2 {
+            context: 4096,
+            ..TinyQwen2::default()
+        };
+        write_tiny_qwen2(&p, &shape).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let c = gguf_file::Content::read(&mut f).unwrap();
+        let mut m = Qwen2::load(&c, &mut f, &Device::Cpu, 4096).unwrap();
+        let toks: Vec<u32> = (0..3000u32).map(|t| (t * 7 + 3) % 290).collect();
+        for at in [100usize, 3000] {
+            m.truncate(0).unwrap();
+            m.forward(&toks[..at]).unwrap();
+            let n = 30;
+            let t = std::time::Instant::now();
+            for &tok in &toks[..n] {
+                m.forward(&[tok]).unwrap();
+            }
+            eprintln!(
+                "FIGURES tiny Qwen2, one token at {at} positions: {:.0} µs; load average {}",
+                t.elapsed().as_secs_f64() * 1e6 / n as f64,
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim()
+            );
+        }
+    }
+
     #[test]
     fn the_cache_grows_past_its_step_and_cuts_back_as_one_pass_reads() {
         let tmp = tempfile::tempdir().unwrap();
