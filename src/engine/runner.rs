@@ -8,7 +8,7 @@ use super::frames::FrameSource;
 use super::load::Loader;
 use super::output::Output;
 use super::residency::rss_bytes;
-use super::state::State;
+use super::state::{Setting, State};
 use super::stats::{Latency, RunStats};
 use super::turns::TurnTracker;
 use crate::audio::aec::{EchoOptions, MicPath};
@@ -241,20 +241,20 @@ impl Engine {
         self.frame_len as f64 * 1000.0 / self.rate as f64
     }
 
-    pub(super) fn apply(&mut self, c: Command) {
-        match c {
-            Command::SetEchoCancel(on) => match self.mic_path.as_mut() {
+    pub(super) fn apply(&mut self, s: Setting) {
+        match s {
+            Setting::EchoCancel(on) => match self.mic_path.as_mut() {
                 Some(p) => {
                     p.set_aec(on);
                     self.send(EngineEvent::EchoCancel(on));
                 }
                 None => self.happened(Happening::NoEcho),
             },
-            Command::SetHalfDuplex(on) => match self.mic_path.as_mut() {
+            Setting::HalfDuplex(on) => match self.mic_path.as_mut() {
                 Some(p) => p.set_half_duplex(on),
                 None => self.happened(Happening::NoEcho),
             },
-            Command::InstallWake(o) => {
+            Setting::InstallWake(o) => {
                 let frame_s = self.frame_len as f64 / self.rate as f64;
                 let gate = super::wake_gate::WakeGate::new(*o, frame_s);
                 if gate.enabled() {
@@ -262,7 +262,7 @@ impl Engine {
                 }
                 self.wake = Some(gate);
             }
-            Command::SetWake(on) => match self.wake.as_mut() {
+            Setting::Wake(on) => match self.wake.as_mut() {
                 Some(g) => {
                     let h = g.set_enabled(on);
                     self.happened(h);
@@ -272,18 +272,18 @@ impl Engine {
                 }),
                 None => {}
             },
-            Command::SetMuted(m) => {
+            Setting::Muted(m) => {
                 self.frames.muted = m;
                 self.send(EngineEvent::Muted(m));
             }
-            Command::SetSampling(s) => {
+            Setting::Sampling(s) => {
                 if let Some(m) = self.model.as_mut() {
                     m.set_sampling(&s);
                 }
                 self.sampling = Some(s);
             }
-            Command::Type(text) => self.type_text(text),
-            Command::ReplaceInput(port) => {
+            Setting::Type(text) => self.type_text(text),
+            Setting::ReplaceInput(port) => {
                 let live = matches!(port, crate::audio::port::InputPort::Ring { .. });
                 match self.frames.replace_input(port) {
                     Ok(()) if live => self.restart_echo_canceller(),
@@ -294,7 +294,7 @@ impl Engine {
                     }),
                 }
             }
-            Command::ReplaceSpeaker(port) => {
+            Setting::ReplaceSpeaker(port) => {
                 let live = port.is_some();
                 match self.output.replace_port(port) {
                     Ok(()) if live => self.restart_echo_canceller(),
@@ -304,12 +304,6 @@ impl Engine {
                         error: format!("{e:#}"),
                     }),
                 }
-            }
-            Command::Shutdown
-            | Command::Reset
-            | Command::SwapModel { .. }
-            | Command::Prime { .. } => {
-                unreachable!("not a setting: {c:?}")
             }
         }
     }
@@ -344,15 +338,13 @@ impl Engine {
     }
 
     /// Keep a voice that arrived while no model runs; it is the current voice now.
-    pub(super) fn hold(&mut self, c: Command, failed: bool) {
-        if let Command::SwapModel { model, weights } = c {
-            self.happened(Happening::VoiceHeld {
-                name: model.info().name,
-                failed,
-            });
-            self.voice = weights.clone();
-            self.held_voice = Some((model, weights));
-        }
+    pub(super) fn hold(&mut self, model: Box<dyn DuplexModel>, weights: Weights, failed: bool) {
+        self.happened(Happening::VoiceHeld {
+            name: model.info().name,
+            failed,
+        });
+        self.voice = weights.clone();
+        self.held_voice = Some((model, weights));
     }
 
     /// Reset the model and prefill a persona's prompts, as fast as the device allows.

@@ -12,6 +12,8 @@
 //! Unloaded.
 
 use super::command::Command;
+use super::model::{DuplexModel, Prompt};
+use crate::bus::{Sampling, Weights};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -25,14 +27,27 @@ pub enum State {
     Failed,
 }
 
-/// What a command does. Commands that only change settings or ports apply the same
-/// way in every state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A command that changes a setting or a port, or a typed turn: applied the same way
+/// in every state.
+pub enum Setting {
+    Muted(bool),
+    EchoCancel(bool),
+    HalfDuplex(bool),
+    Wake(bool),
+    InstallWake(Box<super::wake_gate::WakeOptions>),
+    Sampling(Sampling),
+    Type(String),
+    ReplaceInput(crate::audio::port::InputPort),
+    ReplaceSpeaker(Option<crate::audio::port::OutputPort>),
+}
+
+/// What a command does, with what it needs to do it (the command's payload, moved
+/// here), so a state's dispatch cannot meet a payload of the wrong kind.
 pub enum Action {
     /// Stop the engine (cancelling a load in progress).
     Stop,
     /// Mute, echo cancellation, sampling, a new input or output: applied at once.
-    Apply,
+    Apply(Setting),
     /// Start a fresh conversation with the running model.
     ResetConversation,
     /// Load the current voice now (a restart, or waking an unloaded model).
@@ -40,46 +55,52 @@ pub enum Action {
     /// Nothing to do: a load in progress gives a fresh conversation anyway.
     Ignore,
     /// Put a newly loaded voice in place at this frame boundary.
-    Install,
+    Install {
+        model: Box<dyn DuplexModel>,
+        weights: Weights,
+    },
     /// Keep a newly loaded voice, and make it the current voice, until the state can
     /// take it: a reload then uses it instead of loading again.
-    Hold,
-    /// Reset the running model and prefill a persona's prompts now.
-    Prime,
+    Hold {
+        model: Box<dyn DuplexModel>,
+        weights: Weights,
+    },
+    /// Reset the running model and prefill a persona's prompts now (a model that takes
+    /// none only starts a fresh conversation, and only if `fresh`).
+    Prime { prompt: Prompt, fresh: bool },
     /// Keep a persona's prompts for the next model that comes up.
-    KeepPrompt,
+    KeepPrompt(Prompt),
 }
 
 /// The table: what `command` does in `state`.
-pub fn decide(state: State, command: &Command) -> Action {
-    use Action::*;
+pub fn decide(state: State, command: Command) -> Action {
     use State::*;
     match (command, state) {
-        (Command::Shutdown, _) => Stop,
-        (
-            Command::SetMuted(_)
-            | Command::SetEchoCancel(_)
-            | Command::SetHalfDuplex(_)
-            | Command::SetWake(_)
-            | Command::InstallWake(_)
-            | Command::SetSampling(_),
-            _,
-        ) => Apply,
-        (Command::ReplaceInput(_) | Command::ReplaceSpeaker(_) | Command::Type(_), _) => Apply,
-        (Command::Reset, Running) => ResetConversation,
-        (Command::Reset, Unloaded | Failed) => Reload,
-        (Command::Reset, Loading) => Ignore,
-        (Command::SwapModel { .. }, Running) => Install,
-        (Command::SwapModel { .. }, Loading | Unloaded | Failed) => Hold,
-        (Command::Prime { .. }, Running) => Prime,
-        (Command::Prime { .. }, Loading | Unloaded | Failed) => KeepPrompt,
+        (Command::Shutdown, _) => Action::Stop,
+        (Command::SetMuted(on), _) => Action::Apply(Setting::Muted(on)),
+        (Command::SetEchoCancel(on), _) => Action::Apply(Setting::EchoCancel(on)),
+        (Command::SetHalfDuplex(on), _) => Action::Apply(Setting::HalfDuplex(on)),
+        (Command::SetWake(on), _) => Action::Apply(Setting::Wake(on)),
+        (Command::InstallWake(o), _) => Action::Apply(Setting::InstallWake(o)),
+        (Command::SetSampling(s), _) => Action::Apply(Setting::Sampling(s)),
+        (Command::Type(t), _) => Action::Apply(Setting::Type(t)),
+        (Command::ReplaceInput(p), _) => Action::Apply(Setting::ReplaceInput(p)),
+        (Command::ReplaceSpeaker(p), _) => Action::Apply(Setting::ReplaceSpeaker(p)),
+        (Command::Reset, Running) => Action::ResetConversation,
+        (Command::Reset, Unloaded | Failed) => Action::Reload,
+        (Command::Reset, Loading) => Action::Ignore,
+        (Command::SwapModel { model, weights }, Running) => Action::Install { model, weights },
+        (Command::SwapModel { model, weights }, Loading | Unloaded | Failed) => {
+            Action::Hold { model, weights }
+        }
+        (Command::Prime { prompt, fresh }, Running) => Action::Prime { prompt, fresh },
+        (Command::Prime { prompt, .. }, Loading | Unloaded | Failed) => Action::KeepPrompt(prompt),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::{Sampling, Weights};
 
     #[test]
     fn every_state_stops_and_applies_settings() {
@@ -89,25 +110,40 @@ mod tests {
             State::Unloaded,
             State::Failed,
         ] {
-            assert_eq!(decide(s, &Command::Shutdown), Action::Stop);
-            assert_eq!(decide(s, &Command::SetMuted(true)), Action::Apply);
-            assert_eq!(
-                decide(s, &Command::SetSampling(Sampling::default())),
-                Action::Apply
-            );
-            assert_eq!(decide(s, &Command::ReplaceSpeaker(None)), Action::Apply);
+            assert!(matches!(decide(s, Command::Shutdown), Action::Stop));
+            assert!(matches!(
+                decide(s, Command::SetMuted(true)),
+                Action::Apply(Setting::Muted(true))
+            ));
+            assert!(matches!(
+                decide(s, Command::SetSampling(Sampling::default())),
+                Action::Apply(Setting::Sampling(_))
+            ));
+            assert!(matches!(
+                decide(s, Command::ReplaceSpeaker(None)),
+                Action::Apply(Setting::ReplaceSpeaker(None))
+            ));
         }
     }
 
     #[test]
     fn r_resets_a_running_model_and_reloads_a_missing_one() {
-        assert_eq!(
-            decide(State::Running, &Command::Reset),
+        assert!(matches!(
+            decide(State::Running, Command::Reset),
             Action::ResetConversation
-        );
-        assert_eq!(decide(State::Failed, &Command::Reset), Action::Reload);
-        assert_eq!(decide(State::Unloaded, &Command::Reset), Action::Reload);
-        assert_eq!(decide(State::Loading, &Command::Reset), Action::Ignore);
+        ));
+        assert!(matches!(
+            decide(State::Failed, Command::Reset),
+            Action::Reload
+        ));
+        assert!(matches!(
+            decide(State::Unloaded, Command::Reset),
+            Action::Reload
+        ));
+        assert!(matches!(
+            decide(State::Loading, Command::Reset),
+            Action::Ignore
+        ));
     }
 
     #[test]
@@ -119,9 +155,16 @@ mod tests {
             },
             fresh: false,
         };
-        assert_eq!(decide(State::Running, &prime()), Action::Prime);
+        assert!(matches!(decide(State::Running, prime()),
+            Action::Prime { prompt, fresh: false } if prompt.text == "You are JARVIS."
+        ));
         for s in [State::Loading, State::Unloaded, State::Failed] {
-            assert_eq!(decide(s, &prime()), Action::KeepPrompt, "{s:?}");
+            assert!(
+                matches!(decide(s, prime()),
+                    Action::KeepPrompt(p) if p.text == "You are JARVIS."
+                ),
+                "{s:?}"
+            );
         }
     }
 
@@ -131,9 +174,24 @@ mod tests {
             model: Box::new(crate::engine::loopback::Loopback::new(24_000, 1920)),
             weights: Weights::Demo,
         };
-        assert_eq!(decide(State::Running, &swap()), Action::Install);
+        assert!(matches!(
+            decide(State::Running, swap()),
+            Action::Install {
+                weights: Weights::Demo,
+                ..
+            }
+        ));
         for s in [State::Loading, State::Unloaded, State::Failed] {
-            assert_eq!(decide(s, &swap()), Action::Hold, "{s:?}");
+            assert!(
+                matches!(
+                    decide(s, swap()),
+                    Action::Hold {
+                        weights: Weights::Demo,
+                        ..
+                    }
+                ),
+                "{s:?}"
+            );
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The Failed state: audio keeps flowing and the UI stays responsive until `r` or quit.
 
 use crate::bus::Happening;
-use crate::engine::command::Command;
 use crate::engine::state::{decide, Action, State};
 use std::time::Duration;
 
@@ -12,20 +11,20 @@ impl Engine {
     pub(super) fn failed(&mut self) -> Option<State> {
         loop {
             match self.commands.recv_timeout(Duration::from_millis(20)) {
-                Ok(c) => match decide(State::Failed, &c) {
+                Ok(c) => match decide(State::Failed, c) {
                     Action::Stop => return None,
                     Action::Reload => {
                         self.happened(Happening::Restarting);
                         return self.reload();
                     }
-                    Action::Hold => self.hold(c, true),
-                    Action::Apply => self.apply(c),
-                    Action::KeepPrompt => {
-                        if let Command::Prime { prompt: p, .. } = c {
-                            self.pending_prompt = Some(p);
-                        }
-                    }
-                    _ => {}
+                    Action::Hold { model, weights } => self.hold(model, weights, true),
+                    Action::Apply(s) => self.apply(s),
+                    Action::KeepPrompt(p) => self.pending_prompt = Some(p),
+                    // The table gives these only while a model runs or loads.
+                    Action::ResetConversation
+                    | Action::Ignore
+                    | Action::Install { .. }
+                    | Action::Prime { .. } => {}
                 },
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}

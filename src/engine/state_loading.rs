@@ -2,7 +2,6 @@
 //! working, then bring it up (or fail).
 
 use crate::bus::{Cancel, EngineEvent, Happening, LoadProgress, Residency, StepStats, Weights};
-use crate::engine::command::Command;
 use crate::engine::load::{LoadFailure, LoadRequest};
 use crate::engine::state::{decide, Action, State};
 use crate::models::duplex::{DuplexModel, StepOutput};
@@ -69,25 +68,25 @@ impl Engine {
             self.frames.hold_queued();
         }
         while let Ok(c) = self.commands.try_recv() {
-            match decide(State::Loading, &c) {
+            match decide(State::Loading, c) {
                 Action::Stop => {
                     *stop = true;
                     cancel.cancel();
                 }
-                Action::Hold => {
-                    if let Command::SwapModel { model, weights } = c {
-                        self.voice = weights.clone();
-                        self.held_voice = Some((model, weights));
-                        cancel.cancel();
-                    }
+                Action::Hold { model, weights } => {
+                    self.voice = weights.clone();
+                    self.held_voice = Some((model, weights));
+                    cancel.cancel();
                 }
-                Action::Apply => self.apply(c),
-                Action::KeepPrompt => {
-                    if let Command::Prime { prompt: p, .. } = c {
-                        self.pending_prompt = Some(p);
-                    }
-                }
-                _ => {}
+                Action::Apply(s) => self.apply(s),
+                Action::KeepPrompt(p) => self.pending_prompt = Some(p),
+                // `r` while loading: the load gives a fresh conversation anyway.
+                Action::Ignore => {}
+                // The table gives these only while a model runs or none is wanted.
+                Action::ResetConversation
+                | Action::Reload
+                | Action::Install { .. }
+                | Action::Prime { .. } => {}
             }
         }
     }

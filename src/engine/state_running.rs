@@ -2,7 +2,6 @@
 
 use crate::audio::meters::rms;
 use crate::bus::{EngineEvent, Happening, StepStats, Weights};
-use crate::engine::command::Command;
 use crate::engine::frames::{Next, Take};
 use crate::engine::residency::IdleWatch;
 use crate::engine::state::{decide, Action, State};
@@ -37,25 +36,20 @@ impl Engine {
     /// Handle queued commands while running; `Err(None)` means stop.
     pub(super) fn running_commands(&mut self) -> Result<(), Option<State>> {
         while let Ok(c) = self.commands.try_recv() {
-            match decide(State::Running, &c) {
+            match decide(State::Running, c) {
                 Action::Stop => return Err(None),
-                Action::Apply => self.apply(c),
+                Action::Apply(s) => self.apply(s),
                 Action::ResetConversation => self.reset_conversation(),
-                Action::Install => {
-                    if let Command::SwapModel { model, weights } = c {
-                        self.swap(model, weights);
+                Action::Install { model, weights } => self.swap(model, weights),
+                Action::Prime { prompt, fresh } => {
+                    if self.model.as_ref().is_some_and(|m| m.takes_prompt()) {
+                        self.prime(&prompt);
+                    } else if fresh {
+                        self.reset_conversation();
                     }
                 }
-                Action::Prime => {
-                    if let Command::Prime { prompt, fresh } = c {
-                        if self.model.as_ref().is_some_and(|m| m.takes_prompt()) {
-                            self.prime(&prompt);
-                        } else if fresh {
-                            self.reset_conversation();
-                        }
-                    }
-                }
-                Action::Reload | Action::Ignore | Action::Hold | Action::KeepPrompt => {}
+                // The table gives these only while no model runs.
+                Action::Reload | Action::Ignore | Action::Hold { .. } | Action::KeepPrompt(_) => {}
             }
         }
         Ok(())

@@ -3,7 +3,6 @@
 
 use crate::audio::meters::rms;
 use crate::bus::{EngineEvent, Happening, Residency};
-use crate::engine::command::Command;
 use crate::engine::frames::{Next, Take};
 use crate::engine::residency::{rss_bytes, SILENCE_RMS};
 use crate::engine::state::{decide, Action, State};
@@ -38,17 +37,17 @@ impl Engine {
         self.frames.held = Default::default();
         loop {
             while let Ok(c) = self.commands.try_recv() {
-                match decide(State::Unloaded, &c) {
+                match decide(State::Unloaded, c) {
                     Action::Stop => return None,
                     Action::Reload => return self.wake(),
-                    Action::Hold => self.hold(c, false),
-                    Action::Apply => self.apply(c),
-                    Action::KeepPrompt => {
-                        if let Command::Prime { prompt: p, .. } = c {
-                            self.pending_prompt = Some(p);
-                        }
-                    }
-                    _ => {}
+                    Action::Hold { model, weights } => self.hold(model, weights, false),
+                    Action::Apply(s) => self.apply(s),
+                    Action::KeepPrompt(p) => self.pending_prompt = Some(p),
+                    // The table gives these only while a model runs or loads.
+                    Action::ResetConversation
+                    | Action::Ignore
+                    | Action::Install { .. }
+                    | Action::Prime { .. } => {}
                 }
             }
             match self.frames.next(Take {

@@ -11,3 +11,4 @@ mod load_server;
 mod gguf;
 mod llama_server;
 mod openai;
+mod tokenizer;

@@ -4,7 +4,7 @@
 //! on as soon as its bytes make whole characters; the KV cache keeps the conversation
 //! so far, so a turn reads only what changed since the last one.
 
-use super::bpe::{BpeTokenizer, Utf8Stream};
+use super::bpe::{vocabulary, BpeTokenizer, Utf8Stream};
 use super::openai::ToolCall;
 use super::qwen2::{Qwen2, Qwen2Config};
 use super::qwen_tools;
@@ -99,9 +99,9 @@ pub fn check_file(path: &Path) -> Result<GgufSummary, LlmError> {
     let mut f = std::fs::File::open(path).map_err(|e| bad_file(path, e))?;
     let content = gguf_file::Content::read(&mut f).map_err(|e| bad_file(path, e))?;
     let config = Qwen2Config::from_gguf(&content.metadata).map_err(|e| bad_file(path, e))?;
-    let tok = BpeTokenizer::from_gguf(&content.metadata).map_err(|e| bad_file(path, e))?;
+    let tokens = vocabulary(&content.metadata).map_err(|e| bad_file(path, e))?;
     for t in ["<|im_start|>", "<|im_end|>"] {
-        if tok.token_id(t).is_none() {
+        if !tokens.iter().any(|x| x == t) {
             return Err(bad_file(
                 path,
                 format!("its vocabulary has no `{t}` (not a ChatML chat model)"),
@@ -114,7 +114,7 @@ pub fn check_file(path: &Path) -> Result<GgufSummary, LlmError> {
         .ok_or_else(|| bad_file(path, "it has no `token_embd.weight` tensor"))?;
     Ok(GgufSummary {
         config,
-        vocab: tok.vocab_size(),
+        vocab: tokens.len(),
         tensor_bytes: tensors.values().map(|t| t.bytes()).sum(),
         embedding_bytes,
     })

@@ -360,6 +360,147 @@ mod tests {
             .unwrap()
     }
 
+    /// What the cache replaced: the whole conversation copied by `Tensor::cat` on every
+    /// append, cut back by `narrow`.
+    struct CatCache(Option<Tensor>);
+
+    impl CatCache {
+        fn append(&mut self, x: &Tensor) -> Tensor {
+            let all = match &self.0 {
+                Some(old) => Tensor::cat(&[old, x], 2).unwrap(),
+                None => x.clone(),
+            };
+            self.0 = Some(all.clone());
+            all
+        }
+
+        fn truncate(&mut self, n: usize) {
+            self.0 = match self.0.take() {
+                Some(t) if n > 0 => Some(t.narrow(2, 0, n.min(t.dim(2).unwrap())).unwrap()),
+                _ => None,
+            };
+        }
+    }
+
+    fn random(t: usize, seed: u64) -> Tensor {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let v: Vec<f32> = (0..2 * t * 8)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        Tensor::from_vec(v, (1, 2, t, 8), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_cache_reads_back_what_cat_and_narrow_gave_over_turns_with_cuts() {
+        // A conversation: a prompt, replies token by token, a user's words read ahead
+        // and cut back to where they changed, past two growth steps.
+        let mut buf = KvBuffer::new(2000);
+        let mut cat = CatCache(None);
+        let mut seed = 0;
+        let mut step = |buf: &mut KvBuffer, cat: &mut CatCache, t: usize| {
+            seed += 1;
+            let x = random(t, seed);
+            let (a, b) = (buf.append(&x).unwrap(), cat.append(&x));
+            assert_eq!(a.dims(), b.dims());
+            let (a, b) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert!(a == b, "the cache differs after {} positions", buf.len);
+        };
+        for turn in 0..6 {
+            step(&mut buf, &mut cat, 150 + turn * 7);
+            for _ in 0..40 {
+                step(&mut buf, &mut cat, 1);
+            }
+            let keep = buf.len - 23;
+            buf.truncate(keep);
+            cat.truncate(keep);
+            step(&mut buf, &mut cat, 9);
+        }
+        assert!(buf.len > 2 * CACHE_GROW, "{}", buf.len);
+        buf.truncate(0);
+        cat.truncate(0);
+        step(&mut buf, &mut cat, 5);
+        // Full: an error, and what was there stays readable.
+        assert!(buf.append(&random(1996, 99)).is_err());
+        step(&mut buf, &mut cat, 1);
+    }
+
+    /// Figures, not assertions: one token's append to every layer's keys and values at
+    /// Qwen2.5 0.5B's cache shape (24 layers, 2 KV heads of 64), at 100 and 3000
+    /// positions, written in place and by `Tensor::cat` as before.
+    /// `cargo test --release --lib qwen2::tests::figures -- --nocapture`
+    #[test]
+    fn figures_append_cost_at_100_and_3000_positions() {
+        let (layers, heads, hd) = (24, 2, 64);
+        let one = Tensor::ones((1, heads, 1, hd), DType::F32, &Device::Cpu).unwrap();
+        for at in [100usize, 3000] {
+            let fill = Tensor::zeros((1, heads, at, hd), DType::F32, &Device::Cpu).unwrap();
+            let mut bufs: Vec<KvBuffer> = (0..2 * layers).map(|_| KvBuffer::new(4096)).collect();
+            let mut cats: Vec<CatCache> = (0..2 * layers).map(|_| CatCache(None)).collect();
+            for (b, c) in bufs.iter_mut().zip(&mut cats) {
+                b.append(&fill).unwrap();
+                c.append(&fill);
+            }
+            let tokens = 50;
+            let t = std::time::Instant::now();
+            for _ in 0..tokens {
+                for b in &mut bufs {
+                    b.append(&one).unwrap();
+                }
+            }
+            let in_place = t.elapsed().as_secs_f64() * 1e6 / tokens as f64;
+            let t = std::time::Instant::now();
+            for _ in 0..tokens {
+                for c in &mut cats {
+                    c.append(&one);
+                }
+            }
+            let by_cat = t.elapsed().as_secs_f64() * 1e6 / tokens as f64;
+            eprintln!(
+                "FIGURES KV cache append per token at {at} positions (0.5B shape, all layers): in place {in_place:.0} µs, Tensor::cat {by_cat:.0} µs; load average {}",
+                std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+            );
+        }
+    }
+
+    /// Figures, not assertions: one token through the tiny model (4 heads, 2 layers) at
+    /// 100 and 3000 cached positions; what is left to grow is attention's own reading of
+    /// the cache, not a copy of it.
+    /// `cargo test --release --lib qwen2::tests::figures -- --nocapture`
+    #[test]
+    fn figures_token_time_at_100_and_3000_positions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("tiny.gguf");
+        let shape = TinyQwen2 {
+            context: 4096,
+            ..TinyQwen2::default()
+        };
+        write_tiny_qwen2(&p, &shape).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let c = gguf_file::Content::read(&mut f).unwrap();
+        let mut m = Qwen2::load(&c, &mut f, &Device::Cpu, 4096).unwrap();
+        let toks: Vec<u32> = (0..3000u32).map(|t| (t * 7 + 3) % 290).collect();
+        for at in [100usize, 3000] {
+            m.truncate(0).unwrap();
+            m.forward(&toks[..at]).unwrap();
+            let n = 30;
+            let t = std::time::Instant::now();
+            for &tok in &toks[..n] {
+                m.forward(&[tok]).unwrap();
+            }
+            eprintln!(
+                "FIGURES tiny Qwen2, one token at {at} positions: {:.0} µs; load average {}",
+                t.elapsed().as_secs_f64() * 1e6 / n as f64,
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim()
+            );
+        }
+    }
+
     #[test]
     fn the_cache_grows_past_its_step_and_cuts_back_as_one_pass_reads() {
         let tmp = tempfile::tempdir().unwrap();
