@@ -799,6 +799,13 @@ pub struct BenchArgs {
     /// engine thread).
     #[arg(long)]
     pub shared_threads: bool,
+    /// `bench echo`: which random rooms, the tuning seeds, the held-out ones, or all.
+    #[arg(long, default_value = "all", value_name = "tune|held-out|all")]
+    pub rooms: String,
+    /// `bench echo`: the WebRTC AEC3 reference binary (tools/aec_reference/build_webrtc.sh;
+    /// default target/aec_reference/webrtc_aec3 when it is there).
+    #[arg(long, value_name = "PATH")]
+    pub webrtc: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub gpu: GpuArgs,
 }
@@ -824,6 +831,10 @@ pub enum BenchWhat {
     /// Pocket TTS at a published size with random weights: real-time factor and time to
     /// first audio, f32 and q8 (--config default|18m, --seconds, --threads).
     Pocket,
+    /// The echo canceller against WebRTC AEC3 on random hard rooms: ERLE, near-end
+    /// preservation and double talk per room and their distribution, and CPU per frame
+    /// (--rooms tune|held-out|all, --webrtc PATH).
+    Echo,
 }
 
 /// `bench gpu`: which section of the GPU check, at which shape.

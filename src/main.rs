@@ -61,6 +61,19 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Echo => {
+            match assistant::app::bench::echo::run(
+                &b.rooms,
+                b.webrtc.as_deref(),
+                &mut std::io::stdout(),
+            ) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
         Some(Cmd::Say(s)) => assistant::app::say::run(&cli.run, s),
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Serve => {
             match assistant::app::bench::serve::bench_serve() {

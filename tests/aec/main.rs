@@ -11,4 +11,5 @@ mod delay;
 mod engine;
 mod hard_room;
 mod latency;
+mod random_rooms;
 mod scene;

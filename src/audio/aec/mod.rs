@@ -19,6 +19,7 @@ pub mod framing;
 pub mod gate;
 mod mic_path;
 pub mod room;
+pub mod rooms;
 pub mod score;
 pub mod synth;
 pub mod wav;
