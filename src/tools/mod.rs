@@ -352,11 +352,6 @@ impl ToolBox {
             .any(|t| self.access == Access::Ask || !t.effect.changes())
     }
 
-    /// Whether a persona that lists no tools gets them all.
-    pub fn every_persona(&self) -> bool {
-        self.every_persona
-    }
-
     /// How `t` is offered under the persona list `list`.
     fn offer(&self, list: Option<&[String]>, t: &ToolInfo) -> Offer {
         if list.is_none() && !self.every_persona {
