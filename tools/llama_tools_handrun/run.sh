@@ -26,8 +26,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 
+silence() { # FILE SECONDS: a 24 kHz mono WAV of silence, for a headless run to end on
+  python3 -c 'import sys, wave; w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(24000); w.writeframes(bytes(2 * 24000 * int(sys.argv[2])))' "$1" "$2"
+}
+silence "$work/short.wav" 1
+silence "$work/long.wav" 60
+
 echo "== the tiny GGUF (written by --demo)"
-"$bin" --engine cascade --demo --headless --say "hello" --no-journal >/dev/null 2>"$work/demo.err" || true
+"$bin" --engine cascade --demo --headless --input "$work/short.wav" --no-journal >/dev/null 2>"$work/demo.err" || true
 gguf=$(find "$work/cache" -name '*.gguf' | head -1)
 [ -n "$gguf" ] || { echo "no GGUF written:"; cat "$work/demo.err"; exit 1; }
 echo "$gguf ($(stat -c %s "$gguf") bytes)"
@@ -54,6 +60,7 @@ ask() { # NAME URL
   echo "== run $name: assistant --llm-url $url --mcp-config mcp.json (read-only), typed: 'please echo hello'"
   rm -rf "$XDG_DATA_HOME"
   timeout 600 "$bin" --engine cascade --demo --headless --seed 7 --say "please echo hello" \
+    --input "$work/long.wav" --realtime \
     --llm-url "$url" --llm-model tiny --mcp-config "$work/mcp.json" --tools-access read-only \
     >"$work/$name.out" 2>"$work/$name.err"
   echo "exit code: $?"
