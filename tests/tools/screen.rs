@@ -291,8 +291,21 @@ fn wayland_desktop(dir: &Path, colour: &str) -> (Started, Vec<(&'static str, Str
 fn under_wayland_grim_gives_the_llm_the_screen() {
     let dir = tempfile::tempdir().unwrap();
     let (_desktop, env) = wayland_desktop(dir.path(), "#00ff00");
-    // swaybg paints the background a moment after the socket appears.
-    std::thread::sleep(Duration::from_secs(2));
+    // swaybg paints the background a while after the socket appears: until then the
+    // screen is black.
+    wait_until("the green background", || {
+        let shot = Command::new("grim")
+            .arg("-")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("grim");
+        let mut d = png::Decoder::new(std::io::Cursor::new(shot.stdout));
+        d.set_transformations(png::Transformations::EXPAND);
+        d.read_info().ok().is_some_and(|mut r| {
+            let mut buf = vec![0; r.output_buffer_size().unwrap_or(0)];
+            r.next_frame(&mut buf).is_ok() && buf[..3] == [0, 255, 0]
+        })
+    });
     let (result, reqs) = look(&env, &["DISPLAY"]);
     assert!(
         result.contains("through grim") && result.contains("320x200"),
