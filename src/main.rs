@@ -116,7 +116,7 @@ fn main() {
             let mut extra = assistant::app::doctor::weights(&weights);
             extra.extend(assistant::app::doctor::engine(&cli.run));
             extra.extend(assistant::app::doctor::persona_findings(&catalog));
-            extra.extend(assistant::app::tools::doctor(&cli.run));
+            extra.extend(assistant::app::tools::doctor(&cli.run, &catalog));
             if cli.run.engine == assistant::cli::EngineKind::Cascade {
                 let opts = cli.run.cascade.options(&cli.run.model);
                 let disc = assistant::models::moshi::Discovery::from_env();

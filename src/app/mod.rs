@@ -85,14 +85,14 @@ pub fn wire(
     let mut notices = Vec::new();
     let mut streams = Streams::default();
     // The MCP servers start with the session, before a paced file starts to play.
-    let tools = tools::start(args, tui, events.clone(), &mut notices)?;
+    let personas = crate::persona::Catalog::load().personas;
+    let tools = tools::start(args, &personas, tui, events.clone(), &mut notices)?;
     let file_input = match &args.input {
         Some(path) => Some(read_wav(path).map_err(|e| StartError::input(e.to_string()))?),
         None => None,
     };
     // The wake spotter, before any device opens: `--wake` without takes is an error.
-    let (wake, wake_warnings) = wake::gate_options(args, &crate::persona::Catalog::load().personas)
-        .map_err(StartError::input)?;
+    let (wake, wake_warnings) = wake::gate_options(args, &personas).map_err(StartError::input)?;
     for w in wake_warnings {
         notices.push(EngineEvent::warning(format!("wake word: {w}"), None));
     }

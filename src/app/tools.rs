@@ -6,19 +6,27 @@ use super::doctor::Finding;
 use super::StartError;
 use crate::bus::{EngineEvent, Talk};
 use crate::cli::{EngineKind, RunArgs};
+use crate::persona::Persona;
 use crate::tools::consent::Desk;
-use crate::tools::{Offer, SharedTools, Started, ToolBox, ToolsOptions};
+use crate::tools::{SharedTools, Started, ToolBox, ToolsOptions};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 
-/// Whether the run asks for tools: an MCP configuration (named, or the default file),
-/// `--tools-access`, or a persona that lists them.
-pub fn wanted(args: &RunArgs) -> bool {
+/// Whether tools are on for every persona: an MCP configuration (named, or the
+/// default file) or `--tools-access`.
+fn for_every_persona(args: &RunArgs) -> bool {
     let c = &args.cascade;
     c.mcp_config.is_some()
         || c.tools_access.is_some()
-        || c.persona_tools.is_some()
         || crate::tools::config::default_path().is_some_and(|p| p.is_file())
+}
+
+/// Whether the run asks for tools: for every persona, or for a persona that lists them
+/// (the start persona, or one the session may switch to).
+pub fn wanted(args: &RunArgs, personas: &[Persona]) -> bool {
+    for_every_persona(args)
+        || args.cascade.persona_tools.is_some()
+        || personas.iter().any(|p| p.tools.is_some())
 }
 
 fn options(args: &RunArgs) -> ToolsOptions {
@@ -26,7 +34,9 @@ fn options(args: &RunArgs) -> ToolsOptions {
         config: args.cascade.mcp_config.clone(),
         access: args.cascade.tools_access,
         persona_tools: args.cascade.persona_tools.clone(),
+        every_persona: for_every_persona(args),
         workdir: std::env::current_dir().unwrap_or_else(|_| ".".into()),
+        llm_url: args.cascade.llm_url.clone(),
     }
 }
 
@@ -35,11 +45,12 @@ fn options(args: &RunArgs) -> ToolsOptions {
 /// not start is a notice.
 pub fn start(
     args: &RunArgs,
+    personas: &[Persona],
     interactive: bool,
     events: Sender<EngineEvent>,
     notices: &mut Vec<EngineEvent>,
 ) -> Result<SharedTools, StartError> {
-    if args.engine != EngineKind::Cascade || args.connect.is_some() || !wanted(args) {
+    if args.engine != EngineKind::Cascade || args.connect.is_some() || !wanted(args, personas) {
         return Ok(SharedTools::default());
     }
     let desk = if interactive {
@@ -61,50 +72,45 @@ pub fn start(
     Ok(SharedTools(Some(Arc::new(tools))))
 }
 
-/// What the TUI gets: the overlay's lines and the consent desk; `None` for an engine
-/// that calls no tools (the overlay then says so).
+/// What the TUI gets: the tool box (the overlay lists the active persona's tools) and
+/// the consent desk; `None` for an engine that calls no tools (the overlay then says
+/// so).
 pub fn ui_context(args: &RunArgs, tools: &SharedTools) -> Option<crate::ui::context::ToolsContext> {
     if args.engine != EngineKind::Cascade || args.connect.is_some() {
         return None;
     }
-    Some(match &tools.0 {
-        Some(tb) => crate::ui::context::ToolsContext {
-            lines: tb.tools().iter().map(line).collect(),
-            desk: tb.desk().clone(),
-            toolbox: tools.clone(),
-        },
-        None => crate::ui::context::ToolsContext {
-            lines: Vec::new(),
-            desk: Desk::nobody(),
-            toolbox: SharedTools::default(),
-        },
+    Some(crate::ui::context::ToolsContext {
+        desk: tools
+            .0
+            .as_ref()
+            .map_or_else(Desk::nobody, |tb| tb.desk().clone()),
+        toolbox: tools.clone(),
     })
 }
 
-/// One tool on one line: name, where from, offered or why not, whether it asks.
-pub fn line(t: &crate::tools::ToolInfo) -> String {
-    let state = match t.offer {
-        Offer::Offered => "offered",
-        Offer::NotReadOnly => "not offered: changes things (--tools-access ask)",
-        Offer::NotForPersona => "not offered: not in the persona's tools",
-    };
-    let asks = if t.effect == crate::tools::Effect::Destructive {
-        ", asks first"
-    } else {
-        ""
-    };
-    format!("{} ({}{asks}): {state}", t.name, t.origin())
-}
-
-/// `doctor`'s tools section: the servers that start and each tool, offered or not.
-pub fn doctor(args: &RunArgs) -> Vec<Finding> {
+/// `doctor`'s tools section: the servers that start and each tool, offered or not to
+/// the persona a run would start with (`--persona`, or the first), and which tools
+/// the other personas that list some may use.
+pub fn doctor(args: &RunArgs, catalog: &crate::persona::Catalog) -> Vec<Finding> {
     const S: &str = "tools";
-    if !wanted(args) {
+    let start = match super::start_persona(args, catalog.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![Finding::problem(
+                S,
+                e.message,
+                "name a persona that exists (`assistant personas list`)",
+            )]
+        }
+    };
+    let personas = &start.catalog.personas;
+    let args = &start.args;
+    if !wanted(args, personas) {
         let path = crate::tools::config::default_path()
             .map_or_else(|| "mcp.json".into(), |p| p.display().to_string());
         return vec![Finding::ok(
             S,
-            format!("no tools configured (no {path}); the cascade only talks"),
+            format!("no tools configured (no {path}, and no persona lists `tools`); the cascade only talks"),
         )];
     }
     let started = match ToolBox::start(&options(args), Desk::nobody(), Box::new(|_| {})) {
@@ -127,10 +133,12 @@ pub fn doctor(args: &RunArgs) -> Vec<Finding> {
         crate::tools::config::Access::ReadOnly => "read-only",
         crate::tools::config::Access::Ask => "ask",
     };
+    let active = &personas[start.index];
     out.push(Finding::ok(
         S,
         format!(
-            "access: {access}; {} of {} tools offered; servers: {}",
+            "access: {access}; persona {}: {} of {} tools offered; servers: {}",
+            active.name,
             tb.offered().count(),
             tb.tools().len(),
             if tb.servers().is_empty() {
@@ -140,8 +148,32 @@ pub fn doctor(args: &RunArgs) -> Vec<Finding> {
             }
         ),
     ));
-    for t in tb.tools() {
-        out.push(Finding::ok(S, line(t)));
+    for t in tb.listing(active.tools.as_deref()) {
+        out.push(Finding::ok(S, t.line(tb.access())));
+    }
+    for (i, p) in personas.iter().enumerate() {
+        // A persona without a list gets what the first line says (all, or none).
+        if i == start.index || p.tools.is_none() {
+            continue;
+        }
+        let names: Vec<String> = tb
+            .listing(p.tools.as_deref())
+            .into_iter()
+            .filter(|t| t.offer == crate::tools::Offer::Offered)
+            .map(|t| t.name)
+            .collect();
+        out.push(Finding::ok(
+            S,
+            format!(
+                "persona {} (on a switch): {}",
+                p.name,
+                if names.is_empty() {
+                    "no tools".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        ));
     }
     out
 }

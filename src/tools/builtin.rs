@@ -49,6 +49,11 @@ pub fn changes(name: &str) -> bool {
     name != DATE_TIME && name != SCREENSHOT
 }
 
+/// Whether a built-in sends something of the user's (the screen) to the LLM server.
+pub fn sends_out(name: &str) -> bool {
+    name == SCREENSHOT
+}
+
 /// A built-in call checked and ready: what it will do, in words, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -93,11 +98,17 @@ impl Action {
         }
     }
 
-    /// The consent question: exactly what will run.
-    pub fn question(&self, workdir: &Path) -> String {
+    /// The consent question: exactly what will run, and where the screen would go
+    /// (`llm_url`: the LLM server; `None`: the model in this process).
+    pub fn question(&self, workdir: &Path, llm_url: Option<&str>) -> String {
         match self {
             Action::DateTime => "Tell the date and time?".into(),
-            Action::Screenshot => "Send a screenshot of your screen to the LLM?".into(),
+            Action::Screenshot => match llm_url {
+                Some(url) => format!(
+                    "Take a screenshot of your screen and send it to the LLM server at {url}?"
+                ),
+                None => "Take a screenshot of your screen? (the LLM in this process reads no images: it gets only the screen's size)".into(),
+            },
             Action::Shell { command } => {
                 format!("Run `{command}` in {}?", workdir.display())
             }

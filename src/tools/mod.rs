@@ -25,10 +25,18 @@ pub struct ToolsOptions {
     pub config: Option<PathBuf>,
     /// `--tools-access`, over the file's `assistant.access`.
     pub access: Option<Access>,
-    /// The persona's `tools = [...]`: only these are offered (`None`: all).
+    /// The start persona's `tools = [...]`: only these are offered (`None`: all, or
+    /// none when `every_persona` is false).
     pub persona_tools: Option<Vec<String>>,
+    /// Tools for every persona (an MCP configuration or `--tools-access` turned them
+    /// on); otherwise only for the personas that list `tools`, so that a session can
+    /// switch to one of those and back.
+    pub every_persona: bool,
     /// Where the shell runs and files are written.
     pub workdir: PathBuf,
+    /// Where the LLM runs, for a question about sending it something (the screen):
+    /// `--llm-url`, or `None` for the model in this process.
+    pub llm_url: Option<String>,
 }
 
 /// Where a tool comes from.
@@ -44,8 +52,18 @@ pub enum Effect {
     ReadOnly,
     /// Changes something, but is marked not destructive: runs without asking.
     Changes,
+    /// Changes nothing, but sends something of the user's (the screen) to the LLM
+    /// server: offered when read-only, asks first with `--tools-access ask`.
+    SendsOut,
     /// Asks the user first.
     Destructive,
+}
+
+impl Effect {
+    /// Whether it changes anything (and so is not offered when read-only).
+    pub fn changes(self) -> bool {
+        matches!(self, Effect::Changes | Effect::Destructive)
+    }
 }
 
 /// Whether the LLM is offered a tool, and if not why.
@@ -56,6 +74,20 @@ pub enum Offer {
     NotReadOnly,
     /// The persona's list leaves it out.
     NotForPersona,
+    /// The persona lists no tools, and tools are only for personas that do.
+    PersonaUsesNone,
+}
+
+impl Offer {
+    /// As the overlay and `doctor` say it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Offer::Offered => "offered",
+            Offer::NotReadOnly => "not offered: changes things (--tools-access ask)",
+            Offer::NotForPersona => "not offered: not in the persona's tools",
+            Offer::PersonaUsesNone => "not offered: this persona lists no tools",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +109,28 @@ impl ToolInfo {
             Source::BuiltIn => "built-in".into(),
             Source::Mcp { server, .. } => format!("mcp: {server}"),
         }
+    }
+
+    /// Whether a call asks the user first under `access`.
+    pub fn asks(&self, access: Access) -> bool {
+        self.effect == Effect::Destructive
+            || (self.effect == Effect::SendsOut && access == Access::Ask)
+    }
+
+    /// One line: name, where from, whether it asks first under `access`, offered or
+    /// why not.
+    pub fn line(&self, access: Access) -> String {
+        let asks = if self.asks(access) {
+            ", asks first"
+        } else {
+            ""
+        };
+        format!(
+            "{} ({}{asks}): {}",
+            self.name,
+            self.origin(),
+            self.offer.words()
+        )
     }
 }
 
@@ -154,7 +208,9 @@ pub struct ToolBox {
     sink: Sink,
     limits: Limits,
     access: Access,
+    every_persona: bool,
     workdir: PathBuf,
+    llm_url: Option<String>,
     allow_write: Vec<PathBuf>,
     next_call: AtomicU64,
     /// The current persona's `tools = [...]` (`None`: all); a switch sets it.
@@ -200,6 +256,8 @@ impl ToolBox {
                 parameters,
                 effect: if builtin::changes(name) {
                     Effect::Destructive
+                } else if builtin::sends_out(name) {
+                    Effect::SendsOut
                 } else {
                     Effect::ReadOnly
                 },
@@ -231,36 +289,39 @@ impl ToolBox {
                 offer: Offer::Offered,
             });
         }
-        for t in &mut tools {
-            t.offer = if !persona_allows(opts.persona_tools.as_deref(), t) {
-                Offer::NotForPersona
-            } else if access == Access::ReadOnly && t.effect != Effect::ReadOnly {
-                Offer::NotReadOnly
-            } else {
-                Offer::Offered
-            };
-        }
-        Ok(Started {
-            tools: ToolBox {
-                host,
-                tools,
-                desk,
-                sink,
-                limits: cfg.limits,
-                access,
-                workdir: opts.workdir.clone(),
-                allow_write: cfg.allow_write,
-                next_call: AtomicU64::new(1),
-                persona: std::sync::RwLock::new(opts.persona_tools.clone()),
-            },
-            notices,
-        })
+        let mut tb = ToolBox {
+            host,
+            tools,
+            desk,
+            sink,
+            limits: cfg.limits,
+            access,
+            every_persona: opts.every_persona,
+            workdir: opts.workdir.clone(),
+            llm_url: opts.llm_url.clone(),
+            allow_write: cfg.allow_write,
+            next_call: AtomicU64::new(1),
+            persona: std::sync::RwLock::new(opts.persona_tools.clone()),
+        };
+        tb.tools = tb.listing(opts.persona_tools.as_deref());
+        Ok(Started { tools: tb, notices })
     }
 
-    /// Every tool, offered or not, as the session started (for `doctor` and the
-    /// overlay).
+    /// Every tool, offered or not, as the session started.
     pub fn tools(&self) -> &[ToolInfo] {
         &self.tools
+    }
+
+    /// Every tool, with its offer to a persona whose list is `list` (for the overlay
+    /// and `doctor`, which show the active persona's).
+    pub fn listing(&self, list: Option<&[String]>) -> Vec<ToolInfo> {
+        self.tools
+            .iter()
+            .map(|t| ToolInfo {
+                offer: self.offer(list, t),
+                ..t.clone()
+            })
+            .collect()
     }
 
     /// The tools the LLM is offered now (the current persona's list applied).
@@ -271,8 +332,8 @@ impl ToolBox {
             .filter(move |t| self.offer(list.as_deref(), t) == Offer::Offered)
     }
 
-    /// A persona switched to mid-session: its `tools = [...]` (`None`: all) are
-    /// offered from the next reply on.
+    /// A persona switched to mid-session: its `tools = [...]` are offered from the next
+    /// reply on (`None`: all, or none when tools are only for personas that list them).
     pub fn set_persona_tools(&self, list: Option<Vec<String>>) {
         *self.persona.write().unwrap_or_else(|p| p.into_inner()) = list;
     }
@@ -288,14 +349,16 @@ impl ToolBox {
     pub fn any_for_some_persona(&self) -> bool {
         self.tools
             .iter()
-            .any(|t| self.offer(None, t) == Offer::Offered)
+            .any(|t| self.access == Access::Ask || !t.effect.changes())
     }
 
     /// How `t` is offered under the persona list `list`.
     fn offer(&self, list: Option<&[String]>, t: &ToolInfo) -> Offer {
-        if !persona_allows(list, t) {
+        if list.is_none() && !self.every_persona {
+            Offer::PersonaUsesNone
+        } else if !persona_allows(list, t) {
             Offer::NotForPersona
-        } else if self.access == Access::ReadOnly && t.effect != Effect::ReadOnly {
+        } else if self.access == Access::ReadOnly && t.effect.changes() {
             Offer::NotReadOnly
         } else {
             Offer::Offered
@@ -364,7 +427,7 @@ impl ToolBox {
         };
         match self.offer(self.persona_tools().as_deref(), info) {
             Offer::Offered => {}
-            Offer::NotForPersona => {
+            Offer::NotForPersona | Offer::PersonaUsesNone => {
                 return finish(
                     rec,
                     Outcome::Unavailable,
@@ -396,7 +459,7 @@ impl ToolBox {
         let (question, action) = match &info.source {
             Source::BuiltIn => {
                 match builtin::Action::parse(name, &parsed, &self.workdir, &self.allow_write) {
-                    Ok(a) => (a.question(&self.workdir), Some(a)),
+                    Ok(a) => (a.question(&self.workdir, self.llm_url.as_deref()), Some(a)),
                     Err(e) => return finish(rec, Outcome::Error, e),
                 }
             }
@@ -408,7 +471,7 @@ impl ToolBox {
                 None,
             ),
         };
-        if info.effect == Effect::Destructive {
+        if info.asks(self.access) {
             (self.sink)(ToolActivity::Asking {
                 call,
                 tool: name.to_string(),
@@ -457,7 +520,8 @@ impl ToolBox {
                             base64::engine::general_purpose::STANDARD.encode(&shot.png)
                         ));
                         let text = format!(
-                            "took a screenshot, {}x{} ({} bytes of PNG); it follows as an image",
+                            "took a screenshot through {}, {}x{} ({} bytes of PNG); it follows as an image",
+                            shot.via,
                             shot.width,
                             shot.height,
                             shot.png.len()
@@ -569,6 +633,15 @@ mod tests {
         persona: Option<Vec<String>>,
         desk: Arc<Desk>,
     ) -> (ToolBox, Arc<Mutex<Vec<ToolActivity>>>, tempfile::TempDir) {
+        toolbox_for(access, persona, true, desk)
+    }
+
+    fn toolbox_for(
+        access: Access,
+        persona: Option<Vec<String>>,
+        every_persona: bool,
+        desk: Arc<Desk>,
+    ) -> (ToolBox, Arc<Mutex<Vec<ToolActivity>>>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("mcp.json");
         std::fs::write(&cfg, r#"{"mcpServers": {}}"#).unwrap();
@@ -579,7 +652,9 @@ mod tests {
                 config: Some(cfg),
                 access: Some(access),
                 persona_tools: persona,
+                every_persona,
                 workdir: dir.path().to_path_buf(),
+                llm_url: Some("http://127.0.0.1:9/v1".into()),
             },
             desk,
             Box::new(move |a| s.lock().unwrap().push(a)),
@@ -640,6 +715,68 @@ mod tests {
         assert_eq!(offered(&tb).len(), tb.tools().len());
         let r = tb.call("date_time", "{}", &Cancel::new());
         assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    }
+
+    /// Tools only because some persona lists them: a persona that lists none gets
+    /// none, and switching to one that lists some brings them.
+    #[test]
+    fn tools_only_for_the_personas_that_list_them() {
+        let (tb, _, _d) = toolbox_for(Access::ReadOnly, None, false, Desk::nobody());
+        assert_eq!(tb.offered().count(), 0);
+        assert!(
+            tb.any_for_some_persona(),
+            "the LLM still gets the tool loop"
+        );
+        assert!(tb.tools().iter().all(|t| t.offer == Offer::PersonaUsesNone));
+        let r = tb.call("date_time", "{}", &Cancel::new());
+        assert_eq!(r.outcome, Outcome::Unavailable);
+        tb.set_persona_tools(Some(vec!["date_time".into()]));
+        let offered: Vec<_> = tb.offered().map(|t| t.name.clone()).collect();
+        assert_eq!(offered, ["date_time"]);
+        let r = tb.call("date_time", "{}", &Cancel::new());
+        assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+        let listing = tb.listing(Some(&["date_time".to_string()]));
+        assert_eq!(
+            listing[0].line(Access::Ask),
+            "date_time (built-in): offered"
+        );
+        tb.set_persona_tools(None);
+        assert_eq!(tb.offered().count(), 0);
+    }
+
+    /// The screen goes to the LLM server: with `--tools-access ask` the question says
+    /// where, and a refusal takes no screenshot; read-only offers it without asking.
+    #[test]
+    fn looking_at_the_screen_asks_where_the_image_goes() {
+        let (tb, seen, _d) = toolbox(Access::Ask, None, Desk::nobody());
+        let r = tb.call("look_at_screen", "{}", &Cancel::new());
+        assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
+        assert!(r.image.is_none());
+        let seen = seen.lock().unwrap();
+        assert!(
+            matches!(&seen[0], ToolActivity::Asking { question, .. }
+                if question.contains("screenshot") && question.contains("http://127.0.0.1:9/v1")),
+            "the question says where the image goes: {seen:?}"
+        );
+        let (ro, seen, _d) = toolbox(Access::ReadOnly, None, Desk::nobody());
+        let shot = ro
+            .tools()
+            .iter()
+            .find(|t| t.name == "look_at_screen")
+            .unwrap();
+        assert_eq!(
+            (shot.offer, shot.asks(Access::ReadOnly)),
+            (Offer::Offered, false)
+        );
+        ro.call("look_at_screen", "{}", &Cancel::new());
+        assert!(
+            !seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|a| matches!(a, ToolActivity::Asking { .. })),
+            "read-only does not ask"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Looking at the screen: a screenshot as a PNG, for an LLM that takes images. Under
 //! X11 through `xwd` (x11-apps), whose dump is read here; under Wayland through `grim`
-//! where it is installed. Anything else is an error that says why.
+//! where it is installed. Anything else is an error that says why and what to install.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -12,6 +12,8 @@ pub struct Shot {
     pub png: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// How it was taken: "xwd" or "grim".
+    pub via: &'static str,
 }
 
 /// The largest dump read (a 4K screen at 32 bits is 32 MiB).
@@ -37,14 +39,24 @@ pub fn capture(
             png: encode_png(width, height, &rgb)?,
             width,
             height,
+            via: "xwd",
         });
     }
     if wayland.is_some_and(|w| !w.is_empty()) {
         let png = run(Command::new("grim").arg("-"), timeout).map_err(|e| {
-            format!("cannot take a screenshot under Wayland: {e} (install grim; the desktop portal is not supported yet)")
+            format!(
+                "cannot take a screenshot under Wayland: grim: {e} (install grim, which \
+                 wlroots compositors such as sway serve; the desktop portal that GNOME and \
+                 KDE need is not supported yet)"
+            )
         })?;
         let (width, height) = png_size(&png)?;
-        return Ok(Shot { png, width, height });
+        return Ok(Shot {
+            png,
+            width,
+            height,
+            via: "grim",
+        });
     }
     Err("there is no display to look at (neither DISPLAY nor WAYLAND_DISPLAY is set)".into())
 }

@@ -53,8 +53,8 @@ pub struct UiContext {
     pub chooser: Option<ChooserSetup>,
     /// Where the chooser's pick goes (the app's waiting loader).
     pub picks: Option<Sender<ChooserPick>>,
-    /// The session's tools (cascade mode): the `t` overlay's lines, and the desk that
-    /// `y` / `n` answer. `None`: the engine calls no tools.
+    /// The session's tools (cascade mode): what the `t` overlay lists, and the desk
+    /// that `y` / `n` answer. `None`: the engine calls no tools.
     pub tools: Option<ToolsContext>,
     /// Switches the microphone or speaker live (the device picker); `None` when no
     /// device is in use (files only).
@@ -67,10 +67,9 @@ pub struct UiContext {
 /// The tools as the UI knows them.
 #[derive(Debug, Clone)]
 pub struct ToolsContext {
-    /// One line per tool, for the overlay.
-    pub lines: Vec<String>,
     pub desk: Arc<crate::tools::consent::Desk>,
-    /// The session's tools: a persona switch sets which are offered.
+    /// The session's tools (none when nothing asked for them): a persona switch sets
+    /// which are offered, and the overlay lists the active persona's.
     pub toolbox: crate::tools::SharedTools,
 }
 

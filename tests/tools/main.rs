@@ -4,10 +4,13 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../tmux_support/mod.rs"]
+mod tmux_support;
 #[path = "../ui_support/mod.rs"]
 mod ui_support;
 
 mod headless;
 mod mcp;
+mod persona_switch;
 mod screen;
 mod ui_state;

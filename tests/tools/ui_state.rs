@@ -6,6 +6,9 @@
 use crate::ui_support;
 
 use assistant::bus::{EngineEvent, Talk, TalkPhase, ToolActivity};
+use assistant::tools::config::Access;
+use assistant::tools::consent::Desk;
+use assistant::tools::{SharedTools, ToolBox, ToolsOptions};
 use assistant::ui::context::ToolsContext;
 use assistant::ui::event::AppEvent;
 use assistant::ui::state::{ConvState, Effect};
@@ -16,13 +19,38 @@ fn key(c: char) -> AppEvent {
     AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
-fn with_tools(lines: Vec<String>) -> Scene {
+/// A real tool box with the built-ins only (`--tools-access ask`, no MCP server);
+/// `every_persona`: tools for every persona, not only those that list some.
+fn toolbox(every_persona: bool) -> (SharedTools, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mcp.json");
+    std::fs::write(&cfg, r#"{"mcpServers": {}}"#).unwrap();
+    let started = ToolBox::start(
+        &ToolsOptions {
+            config: Some(cfg),
+            access: Some(Access::Ask),
+            persona_tools: None,
+            every_persona,
+            workdir: dir.path().to_path_buf(),
+            llm_url: None,
+        },
+        Desk::interactive(),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    (SharedTools(Some(std::sync::Arc::new(started.tools))), dir)
+}
+
+fn tools_context(toolbox: SharedTools) -> ToolsContext {
+    ToolsContext {
+        desk: toolbox.0.as_ref().unwrap().desk().clone(),
+        toolbox,
+    }
+}
+
+fn with_tools() -> Scene {
     let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
-    ctx.tools = Some(ToolsContext {
-        lines,
-        desk: assistant::tools::consent::Desk::interactive(),
-        toolbox: Default::default(),
-    });
+    ctx.tools = Some(tools_context(toolbox(true).0));
     let mut s = Scene::from_context(ctx, clock);
     s.at(0.2).wav_and_speaker().memory();
     s.at(3.1).send(EngineEvent::ModelReady {
@@ -86,7 +114,7 @@ fn snap(name: &str, scene: &mut Scene) {
 
 #[test]
 fn snapshot_a_tool_running() {
-    let mut s = with_tools(vec![]);
+    let mut s = with_tools();
     running(&mut s);
     assert_eq!(s.state.conv_state(), ConvState::Acting);
     snap("tool_running", &mut s);
@@ -94,7 +122,7 @@ fn snapshot_a_tool_running() {
 
 #[test]
 fn snapshot_consent_asked() {
-    let mut s = with_tools(vec![]);
+    let mut s = with_tools();
     running(&mut s);
     done(&mut s);
     asking(&mut s);
@@ -104,7 +132,7 @@ fn snapshot_consent_asked() {
 
 #[test]
 fn a_result_is_folded_to_one_line_and_o_unfolds_it() {
-    let mut s = with_tools(vec![]);
+    let mut s = with_tools();
     running(&mut s);
     done(&mut s);
     assert_ne!(
@@ -142,7 +170,7 @@ fn a_result_is_folded_to_one_line_and_o_unfolds_it() {
 
 #[test]
 fn y_and_n_answer_only_a_waiting_question() {
-    let mut s = with_tools(vec![]);
+    let mut s = with_tools();
     let u = s.state.apply(key('y'));
     assert!(u.effect.is_none(), "no question: y does nothing");
     asking(&mut s);
@@ -154,16 +182,30 @@ fn y_and_n_answer_only_a_waiting_question() {
 
 #[test]
 fn the_tools_overlay_lists_the_tools_or_says_why_there_are_none() {
-    let mut s = with_tools(vec![
-        "date_time (built-in): offered".into(),
-        "run_shell (built-in, asks first): not offered: changes things (--tools-access ask)".into(),
-        "read_text_file (mcp: filesystem): offered".into(),
-    ]);
+    let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
+    ctx.tools = Some(tools_context(toolbox(true).0));
+    let mut s = Scene::from_context(ctx, clock);
     s.app(key('t'));
     let t = draw(&mut s.state, 100, 30);
     let screen = format!("{:?}", t.backend());
+    for line in [
+        "4 of 4 tools offered",
+        "date_time (built-in): offered",
+        "run_shell (built-in, asks first): offered",
+    ] {
+        assert!(screen.contains(line), "{line}: {screen}");
+    }
+    // The cascade with no tool box at all: what would turn them on.
+    let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
+    ctx.tools = Some(ToolsContext {
+        desk: Desk::nobody(),
+        toolbox: SharedTools::default(),
+    });
+    let mut n = Scene::from_context(ctx, clock);
+    n.app(key('t'));
+    let screen = format!("{:?}", draw(&mut n.state, 120, 30).backend());
     assert!(
-        screen.contains("read_text_file (mcp: filesystem): offered"),
+        screen.contains("No tools: configure MCP servers"),
         "{screen}"
     );
     // Moshi: no tools context at all.
@@ -175,6 +217,51 @@ fn the_tools_overlay_lists_the_tools_or_says_why_there_are_none() {
         screen.contains("Moshi and PersonaPlex cannot call tools"),
         "{screen}"
     );
+}
+
+/// A session whose start persona lists no tools (and no mcp.json or --tools-access):
+/// the tool box is there for the persona that lists some, and the overlay follows the
+/// active persona, before and after a switch (F2) and back (F1).
+#[test]
+fn snapshot_the_tools_overlay_follows_a_persona_switch() {
+    let (mut ctx, clock) = context(false, ratatui::style::Color::Cyan);
+    let mut personas = (*ctx.personas).clone();
+    personas[1].tools = Some(vec!["date_time".into(), "look_*".into()]);
+    ctx.personas = std::sync::Arc::new(personas);
+    let (tb, _dir) = toolbox(false);
+    ctx.tools = Some(tools_context(tb));
+    let mut s = Scene::from_context(ctx, clock);
+    s.app(key('t'));
+    let before = format!("{:?}", draw(&mut s.state, 120, 30).backend());
+    assert!(before.contains("0 of 4 tools offered"), "{before}");
+    assert!(
+        before.contains("date_time (built-in): not offered: this persona lists no tools"),
+        "{before}"
+    );
+    s.app(AppEvent::Key(KeyEvent::new(
+        KeyCode::F(2),
+        KeyModifiers::NONE,
+    )));
+    assert!(
+        s.state.tools.overlay,
+        "the overlay stays open across a switch"
+    );
+    let after = format!("{:?}", draw(&mut s.state, 120, 30).backend());
+    for line in [
+        "2 of 4 tools offered",
+        "date_time (built-in): offered",
+        "look_at_screen (built-in, asks first): offered",
+        "run_shell (built-in, asks first): not offered: not in the persona's tools",
+    ] {
+        assert!(after.contains(line), "{line}: {after}");
+    }
+    snap("tools_overlay_after_a_switch", &mut s);
+    s.app(AppEvent::Key(KeyEvent::new(
+        KeyCode::F(1),
+        KeyModifiers::NONE,
+    )));
+    let back = format!("{:?}", draw(&mut s.state, 120, 30).backend());
+    assert!(back.contains("0 of 4 tools offered"), "{back}");
 }
 
 /// A persona switched to mid-session carries its `tools = [...]`, which the main loop

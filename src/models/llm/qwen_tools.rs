@@ -192,8 +192,8 @@ pub fn prompt_text(blocks: &[Block]) -> String {
 }
 
 /// JSON as Jinja's `tojson` in transformers writes it (Python's `json.dumps`: `", "`
-/// and `": "` between items, non-ASCII kept), so the tools read as in training. Keys
-/// come sorted (serde_json's map), where Python keeps the order they were given in.
+/// and `": "` between items, non-ASCII kept, keys in the order given: serde_json's
+/// `preserve_order`), so the tools read as in training.
 pub fn py_json(v: &Value) -> String {
     let mut s = String::new();
     write_py(v, &mut s);
@@ -405,8 +405,44 @@ mod tests {
     #[test]
     fn the_tools_block_is_qwens_template_text() {
         let blocks = render(&request(""), &[], &[weather()]);
-        let expected = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{\"function\": {\"description\": \"The weather in a city.\", \"name\": \"get_weather\", \"parameters\": {\"properties\": {\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"], \"type\": \"object\"}}, \"type\": \"function\"}\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n";
+        let expected = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"The weather in a city.\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n";
         assert_eq!(prompt_text(&blocks), expected);
+    }
+
+    /// The whole prompt for a conversation with two tools (properties not in
+    /// alphabetical order, non-ASCII, `<`, `&`, a float), a call with words before it
+    /// and its result, against transformers' rendering of Qwen2.5-Instruct's template
+    /// (`tools/qwen_template_reference/render.py` made the fixture). The tools go
+    /// through `function_spec`, as the tool loop offers them.
+    #[test]
+    fn the_prompt_matches_the_reference_template_rendering() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen_tools");
+        let case: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("weather.json")).unwrap())
+                .unwrap();
+        let expected = std::fs::read_to_string(dir.join("weather.prompt.txt")).unwrap();
+        let tools: Vec<Value> = case["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let f = &t["function"];
+                super::super::tool_loop::function_spec(&crate::tools::ToolInfo {
+                    name: f["name"].as_str().unwrap().into(),
+                    source: crate::tools::Source::BuiltIn,
+                    description: f["description"].as_str().unwrap().into(),
+                    parameters: f["parameters"].clone(),
+                    effect: crate::tools::Effect::ReadOnly,
+                    offer: crate::tools::Offer::Offered,
+                })
+            })
+            .collect();
+        let mut request = request(case["system"].as_str().unwrap());
+        request.messages[0].content = case["messages"][0]["content"].as_str().unwrap().into();
+        let rounds = case["rounds"].as_array().unwrap();
+        let text = prompt_text(&render(&request, rounds, &tools));
+        assert_eq!(text, expected);
     }
 
     #[test]

@@ -321,13 +321,18 @@ mod tests {
         }
     }
 
-    fn toolbox(
-        access: Access,
-    ) -> (
+    type Tools = (
         Arc<ToolBox>,
         Arc<Mutex<Vec<ToolActivity>>>,
         tempfile::TempDir,
-    ) {
+    );
+
+    fn toolbox(access: Access) -> Tools {
+        toolbox_for(access, true)
+    }
+
+    /// `every_persona`: false when only the personas that list tools get them.
+    fn toolbox_for(access: Access, every_persona: bool) -> Tools {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("mcp.json");
         std::fs::write(&cfg, r#"{"mcpServers": {}}"#).unwrap();
@@ -338,7 +343,9 @@ mod tests {
                 config: Some(cfg),
                 access: Some(access),
                 persona_tools: None,
+                every_persona,
                 workdir: dir.path().to_path_buf(),
+                llm_url: None,
             },
             Desk::nobody(),
             Box::new(move |a| s.lock().unwrap().push(a)),
@@ -444,6 +451,45 @@ mod tests {
             prompts[1].contains("\"name\": \"date_time\""),
             "{}",
             prompts[1]
+        );
+    }
+
+    /// A session started as a persona that lists no tools: its replies offer none (the
+    /// prompt has no `# Tools`); a switch to one that lists `date_time` offers it and
+    /// its call runs; a switch back offers none again.
+    #[test]
+    fn a_persona_that_lists_tools_brings_them_to_a_session_started_without() {
+        let (tools, seen, _d) = toolbox_for(Access::ReadOnly, false);
+        let call = "<tool_call>\n{\"name\": \"date_time\", \"arguments\": {}}\n</tool_call>";
+        let model = ScriptedQwen::new(&["Hi.", call, "It is late.", "Bye."], 4);
+        let llm = ToolUsingLlm::new(model, tools.clone());
+        let mut spoken = String::new();
+        let mut say = |llm: &ToolUsingLlm<ScriptedQwen>, words: &str| {
+            llm.stream(&ask(words), &Cancel::new(), &mut |p| spoken.push_str(p))
+                .unwrap()
+        };
+        say(&llm, "Hello.");
+        tools.set_persona_tools(Some(vec!["date_time".into()]));
+        say(&llm, "What time is it?");
+        tools.set_persona_tools(None);
+        say(&llm, "Goodbye.");
+        assert_eq!(spoken, "Hi.It is late.Bye.");
+        let prompts = llm.llm.prompts.lock().unwrap();
+        assert_eq!(prompts.len(), 4, "one round, two, one");
+        assert!(!prompts[0].contains("# Tools"), "{}", prompts[0]);
+        assert!(
+            prompts[1].contains("\"name\": \"date_time\""),
+            "{}",
+            prompts[1]
+        );
+        assert!(!prompts[1].contains("look_at_screen"), "{}", prompts[1]);
+        assert!(prompts[2].contains("<tool_response>"), "{}", prompts[2]);
+        assert!(!prompts[3].contains("# Tools"), "{}", prompts[3]);
+        let done = results(&seen);
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].0.as_str(), done[0].1.as_str()),
+            ("date_time", "ok")
         );
     }
 

@@ -325,7 +325,7 @@ impl UiState {
             open_said: None,
             engine: ctx.engine.clone(),
             chooser: ctx.chooser.clone().map(Chooser::new),
-            tools: ToolView::new(ctx.tools.as_ref().map(|t| t.lines.clone())),
+            tools: ToolView::new(ctx.tools.as_ref().map(|t| t.toolbox.clone())),
             typing: Typing::default(),
             picker: None,
             settings: ctx.settings.clone(),

@@ -15,8 +15,8 @@ pub struct ToolView {
     pub expanded: bool,
     /// The tools overlay (`t`) is open.
     pub overlay: bool,
-    /// The overlay's lines; `None` when the engine calls no tools.
-    pub list: Option<Vec<String>>,
+    /// The session's tools, for the overlay; `None` when the engine calls no tools.
+    pub toolbox: Option<crate::tools::SharedTools>,
     /// The feed entry of the call in flight, and its number.
     open: Option<(u64, usize)>,
     /// Each finished call's feed entry and its whole result, to unfold.
@@ -24,10 +24,10 @@ pub struct ToolView {
 }
 
 impl ToolView {
-    /// The overlay's lines; `None` when the engine calls no tools.
-    pub fn new(list: Option<Vec<String>>) -> Self {
+    /// `toolbox`: `None` when the engine calls no tools.
+    pub fn new(toolbox: Option<crate::tools::SharedTools>) -> Self {
         Self {
-            list,
+            toolbox,
             ..Default::default()
         }
     }

@@ -1,6 +1,8 @@
 //! The tools overlay (`t`): every tool the session has, where it comes from, whether
-//! the LLM is offered it and whether it asks first; or why there are none.
+//! the LLM is offered it under the active persona and whether it asks first; or why
+//! there are none.
 
+use crate::tools::{Offer, SharedTools};
 use crate::ui::state::UiState;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -13,13 +15,26 @@ pub const NO_TOOLS_ENGINE: &str =
 
 pub fn render(state: &UiState, area: Rect, buf: &mut Buffer) {
     let t = &state.theme;
-    let lines: Vec<Line> = match &state.tools.list {
-        Some(list) if !list.is_empty() => list
-            .iter()
-            .map(|l| Line::styled(format!(" {l}"), t.text()))
-            .collect(),
-        Some(_) => vec![Line::styled(
-            " No tools: configure MCP servers in mcp.json, or give --tools-access.",
+    let lines: Vec<Line> = match &state.tools.toolbox {
+        Some(SharedTools(Some(tb))) => {
+            let persona = state.active_persona();
+            let listing = tb.listing(persona.tools.as_deref());
+            let offered = listing.iter().filter(|t| t.offer == Offer::Offered).count();
+            let head = format!(
+                " {}: {offered} of {} tools offered",
+                persona.name,
+                listing.len()
+            );
+            std::iter::once(Line::styled(head, t.title()))
+                .chain(
+                    listing
+                        .iter()
+                        .map(|l| Line::styled(format!(" {}", l.line(tb.access())), t.text())),
+                )
+                .collect()
+        }
+        Some(SharedTools(None)) => vec![Line::styled(
+            " No tools: configure MCP servers in mcp.json, give --tools-access, or list `tools` in a persona.",
             t.text(),
         )],
         None => vec![Line::styled(format!(" {NO_TOOLS_ENGINE}"), t.text())],
