@@ -12,7 +12,7 @@
 //! Unloaded.
 
 use super::command::Command;
-use super::model::{DuplexModel, Prompt};
+use crate::models::duplex::{DuplexModel, Prompt};
 use crate::bus::{Sampling, Weights};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
