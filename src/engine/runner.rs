@@ -272,6 +272,16 @@ impl Engine {
                 }),
                 None => {}
             },
+            Command::SetWakeActive(phrases) => {
+                if let Some(g) = self.wake.as_mut() {
+                    g.set_active(phrases);
+                }
+            }
+            Command::SetWakeThreshold(t) => {
+                if let Some(g) = self.wake.as_mut() {
+                    g.set_threshold(t);
+                }
+            }
             Command::SetMuted(m) => {
                 self.frames.muted = m;
                 self.send(EngineEvent::Muted(m));

@@ -62,6 +62,8 @@ pub fn decide(state: State, command: &Command) -> Action {
             | Command::SetHalfDuplex(_)
             | Command::SetWake(_)
             | Command::InstallWake(_)
+            | Command::SetWakeThreshold(_)
+            | Command::SetWakeActive(_)
             | Command::SetSampling(_),
             _,
         ) => Apply,

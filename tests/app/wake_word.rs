@@ -380,7 +380,7 @@ fn the_header_waits_for_the_name_and_another_name_switches_persona() {
         .apply(assistant::ui::AppEvent::Engine(EngineEvent::Happened(
             Happening::WakeHeard {
                 phrase: "friday".into(),
-                score: 0.7,
+                score: Some(0.7),
             },
         )));
     assert!(
