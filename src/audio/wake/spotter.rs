@@ -346,3 +346,65 @@ impl Spotter {
         RATE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up word: a gliding voiced sound from `f0_from` to `f0_to` Hz, 0.5 s,
+    /// between two 0.3 s pauses, over faint noise.
+    fn word(f0_from: f32, f0_to: f32) -> Vec<f32> {
+        let n = RATE as usize / 2;
+        let mut phase = 0f32;
+        let mut seed = 12345u32;
+        let mut out = vec![0f32; (RATE as usize * 3) / 10];
+        for i in 0..n {
+            let t = i as f32 / n as f32;
+            let f0 = f0_from + (f0_to - f0_from) * t;
+            phase += std::f32::consts::TAU * f0 / RATE as f32;
+            let env = (std::f32::consts::PI * t).sin();
+            let v: f32 = (1..12).map(|h| (h as f32 * phase).sin() / h as f32).sum();
+            out.push(0.2 * env * v);
+        }
+        out.extend(vec![0f32; (RATE as usize * 3) / 10]);
+        for s in &mut out {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *s += 1e-3 * ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5);
+        }
+        out
+    }
+
+    fn spotter(threshold: f32, active: &[&str]) -> Spotter {
+        let mut takes = Vec::new();
+        for (name, (a, b)) in [("jarvis", (120.0, 220.0)), ("hal", (260.0, 110.0))] {
+            for k in 0..3 {
+                let k = k as f32 * 6.0;
+                takes.push(Template::from_take(name, &word(a + k, b + k)).unwrap());
+            }
+        }
+        let mut s = Spotter::new(takes, threshold);
+        s.active = active.iter().map(|a| a.to_string()).collect();
+        s
+    }
+
+    fn heard(s: &mut Spotter) -> Vec<Detection> {
+        let mut found = Vec::new();
+        let audio = [word(263.0, 113.0), vec![0.0; RATE as usize]].concat();
+        for chunk in audio.chunks(1920) {
+            s.push(chunk, &mut found);
+        }
+        found
+    }
+
+    #[test]
+    fn another_personas_name_needs_a_higher_score_to_switch_than_to_wake() {
+        let free = heard(&mut spotter(0.5, &[]));
+        assert_eq!(free.len(), 1, "{free:?}");
+        assert_eq!(free[0].name, "hal");
+        // A threshold just under the score: the active persona's name wakes it, and
+        // another persona's (the margin higher) does not.
+        let t = free[0].score - SWITCH_MARGIN / 2.0;
+        assert_eq!(heard(&mut spotter(t, &["hal"])).len(), 1);
+        assert!(heard(&mut spotter(t, &["jarvis"])).is_empty());
+    }
+}
