@@ -4,7 +4,8 @@
 //! ends, so a detection comes as the name is finished, not a window later.
 //!
 //! Three corrections make one threshold hold across rooms and names (each measured on
-//! the fixtures of tools/wake_fixtures, and kept because it helped on all four seeds):
+//! the tuning fixtures of tools/wake_fixtures, and kept because it raised the
+//! detection rate at no false wake; docs/wake-word.md has the figures):
 //! - the take's quiet frames (its consonants and edges, which noise covers first) weigh
 //!   less in the match than its loud ones;
 //! - a match heard close to the noise floor gets a bonus that grows as the margin
