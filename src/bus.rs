@@ -351,9 +351,9 @@ pub enum Happening {
     LinkBack { outage_s: f64 },
     /// Wake mode: no model hears the microphone until one of `phrases` is said.
     WakeWaiting { phrases: Vec<String> },
-    /// A wake phrase was heard (`score` 0..1): the microphone reaches the model for
-    /// one exchange.
-    WakeHeard { phrase: String, score: f32 },
+    /// A wake phrase was heard (by the spotter, with its `score` 0..1; `None`: in the
+    /// cascade recogniser's words): the microphone reaches the model for one exchange.
+    WakeHeard { phrase: String, score: Option<f32> },
     /// Wake mode switched off: the microphone is always heard.
     WakeOff,
     /// Wake mode was asked for, but no phrase has takes.

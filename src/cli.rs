@@ -263,6 +263,10 @@ pub struct RunArgs {
     /// arguments built any other way keep the flags' engine.
     #[arg(skip)]
     pub auto_engine: bool,
+    /// Wake mode is on because the settings file says so, not `--wake`: with no takes
+    /// recorded it is a warning, not a refusal to start.
+    #[arg(skip)]
+    pub wake_saved: bool,
 }
 
 /// The arguments that name an engine (clap's ids).
@@ -306,6 +310,13 @@ fn apply_saved(run: &mut RunArgs, given: &dyn Fn(&str) -> bool) {
     }
     if let Some(on) = saved.push_to_talk.filter(|_| !given("push_to_talk")) {
         run.push_to_talk = on;
+    }
+    if let Some(on) = saved.wake.filter(|_| !given("wake")) {
+        run.wake = on;
+        run.wake_saved = on;
+    }
+    if saved.wake_threshold.is_some() && !given("wake_threshold") {
+        run.wake_threshold = saved.wake_threshold.map(|t| t as f32);
     }
     let m = &mut run.model;
     if saved.temperature.is_some() && !given("temperature") {

@@ -12,6 +12,10 @@ pub struct Settings {
     pub echo_cancel: Option<bool>,
     pub half_duplex: Option<bool>,
     pub push_to_talk: Option<bool>,
+    /// Wake mode (`--wake`, `w`).
+    pub wake: Option<bool>,
+    /// The wake spotter's threshold (`--wake-threshold`).
+    pub wake_threshold: Option<f64>,
     pub temperature: Option<f64>,
     pub text_temperature: Option<f64>,
     pub top_k: Option<usize>,

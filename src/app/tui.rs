@@ -235,6 +235,10 @@ fn settings_context(args: &crate::cli::RunArgs) -> Option<crate::ui::context::Se
                 .map_or(args.engine != EngineKind::Loopback, |a| a == OnOff::On),
             half_duplex: args.half_duplex,
             push_to_talk: args.push_to_talk,
+            wake: args.wake,
+            wake_threshold: args
+                .wake_threshold
+                .unwrap_or(crate::audio::wake::DEFAULT_THRESHOLD),
             temperature: args.model.temperature.unwrap_or(d.temperature),
             text_temperature: args.model.text_temperature.unwrap_or(d.text_temperature),
             top_k: args.model.top_k.unwrap_or(d.top_k),

@@ -33,24 +33,53 @@ pub fn persona_for<'a>(personas: &'a [Persona], phrase: &str) -> Option<&'a Pers
     personas.iter().find(|p| p.wake.iter().any(|w| w == phrase))
 }
 
-/// What the engine's gate needs, when there are takes. `--wake` without any take is
-/// an error that says how to record them; without `--wake` the spotter is still
-/// installed (off) when takes exist, so `w` can switch it on. Warnings name takes
-/// that could not be used and phrases with none.
+/// What the engine's gate needs, when there are takes (or the cascade, whose
+/// recogniser's words are a second path, and the only one without takes). `--wake`
+/// without any take is otherwise an error that says how to record them; without
+/// `--wake` the gate is still installed (off) when it could hear something, so `w`
+/// can switch it on. Warnings name takes that could not be used and phrases with
+/// none.
 pub fn gate_options(
     args: &RunArgs,
     personas: &[Persona],
 ) -> Result<(Option<WakeOptions>, Vec<String>), String> {
-    let dir = match takes_dir(args.wake_takes.as_ref()) {
-        Ok(d) => d,
-        Err(e) if args.wake => return Err(e),
-        Err(_) => return Ok((None, Vec::new())),
-    };
+    // Wake mode from the settings file, with nothing recorded, warns instead.
+    let required = args.wake && !args.wake_saved;
+    let words = args.engine == crate::cli::EngineKind::Cascade && args.connect.is_none();
     let all = phrases(personas);
-    let loaded = takes::load(&dir, &all);
+    let (dir, loaded) = match takes_dir(args.wake_takes.as_ref()) {
+        Ok(d) => {
+            let loaded = takes::load(&d, &all);
+            (d, loaded)
+        }
+        Err(e) if required && !words => return Err(e),
+        Err(_) if !words => return Ok((None, Vec::new())),
+        Err(_) => (
+            PathBuf::new(),
+            takes::Loaded {
+                templates: Vec::new(),
+                missing: all.clone(),
+                bad: Vec::new(),
+            },
+        ),
+    };
     let mut warnings = loaded.bad.clone();
-    if loaded.templates.is_empty() {
+    if loaded.templates.is_empty() && words {
+        if args.wake {
+            warnings.push(format!(
+                "no takes of {}: only the recogniser's words wake it, a second or so after the name (assistant wake record NAME for the spotter)",
+                crate::ui::words::quoted_list(&all)
+            ));
+        }
+    } else if loaded.templates.is_empty() {
         if !args.wake {
+            return Ok((None, warnings));
+        }
+        if !required {
+            warnings.push(format!(
+                "wake mode is on in the settings, but {} has no takes: record them with `assistant wake record NAME`",
+                dir.display()
+            ));
             return Ok((None, warnings));
         }
         let first = all.first().cloned().unwrap_or_else(|| "jarvis".into());
@@ -65,7 +94,7 @@ pub fn gate_options(
         }
         return Err(msg);
     }
-    if args.wake && !loaded.missing.is_empty() {
+    if args.wake && !loaded.missing.is_empty() && !loaded.templates.is_empty() {
         warnings.push(format!(
             "no takes of {}: those names do not wake it (assistant wake record NAME)",
             crate::ui::words::quoted_list(&loaded.missing)
@@ -83,9 +112,18 @@ pub fn gate_options(
             args.wake_quiet
         ));
     }
+    let mut spotter = Spotter::new(loaded.templates, threshold);
+    if let Some(p) = args
+        .persona
+        .as_deref()
+        .and_then(|name| personas.iter().find(|p| p.name.eq_ignore_ascii_case(name)))
+    {
+        spotter.active = p.wake.clone();
+    }
     Ok((
         Some(WakeOptions {
-            spotter: Spotter::new(loaded.templates, threshold),
+            spotter,
+            phrases: all,
             enabled: args.wake,
             quiet_s: args.wake_quiet,
         }),

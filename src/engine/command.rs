@@ -15,6 +15,10 @@ pub enum Command {
     SetWake(bool),
     /// The wake spotter, built by the app from the user's takes (`--wake`).
     InstallWake(Box<super::wake_gate::WakeOptions>),
+    /// The wake spotter's threshold (the settings overlay), 0..1.
+    SetWakeThreshold(f32),
+    /// The active persona's wake phrases (another persona's name needs a higher score).
+    SetWakeActive(Vec<String>),
     Reset,
     SetSampling(Sampling),
     /// A persona's voice loaded in the background: swap it in at the next frame
@@ -48,6 +52,8 @@ impl std::fmt::Debug for Command {
             Self::SetHalfDuplex(on) => write!(f, "SetHalfDuplex({on})"),
             Self::SetWake(on) => write!(f, "SetWake({on})"),
             Self::InstallWake(o) => write!(f, "InstallWake(enabled: {})", o.enabled),
+            Self::SetWakeThreshold(t) => write!(f, "SetWakeThreshold({t})"),
+            Self::SetWakeActive(p) => write!(f, "SetWakeActive({p:?})"),
             Self::Reset => write!(f, "Reset"),
             Self::SetSampling(s) => write!(f, "SetSampling({s:?})"),
             Self::SwapModel { model, weights } => {

@@ -272,6 +272,16 @@ impl Engine {
                 }),
                 None => {}
             },
+            Setting::WakeActive(phrases) => {
+                if let Some(g) = self.wake.as_mut() {
+                    g.set_active(phrases);
+                }
+            }
+            Setting::WakeThreshold(t) => {
+                if let Some(g) = self.wake.as_mut() {
+                    g.set_threshold(t);
+                }
+            }
             Setting::Muted(m) => {
                 self.frames.muted = m;
                 self.send(EngineEvent::Muted(m));

@@ -35,6 +35,10 @@ pub enum Setting {
     HalfDuplex(bool),
     Wake(bool),
     InstallWake(Box<super::wake_gate::WakeOptions>),
+    /// The spotter's bar, from the settings overlay.
+    WakeThreshold(f32),
+    /// The phrases of the persona now active (the others switch persona).
+    WakeActive(Vec<String>),
     Sampling(Sampling),
     Type(String),
     ReplaceInput(crate::audio::port::InputPort),
@@ -82,6 +86,8 @@ pub fn decide(state: State, command: Command) -> Action {
         (Command::SetHalfDuplex(on), _) => Action::Apply(Setting::HalfDuplex(on)),
         (Command::SetWake(on), _) => Action::Apply(Setting::Wake(on)),
         (Command::InstallWake(o), _) => Action::Apply(Setting::InstallWake(o)),
+        (Command::SetWakeThreshold(t), _) => Action::Apply(Setting::WakeThreshold(t)),
+        (Command::SetWakeActive(p), _) => Action::Apply(Setting::WakeActive(p)),
         (Command::SetSampling(s), _) => Action::Apply(Setting::Sampling(s)),
         (Command::Type(t), _) => Action::Apply(Setting::Type(t)),
         (Command::ReplaceInput(p), _) => Action::Apply(Setting::ReplaceInput(p)),

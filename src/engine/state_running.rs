@@ -166,6 +166,7 @@ impl Engine {
                 }
             }
             let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
+            self.wake_words();
             if let Some(p) = self
                 .mic_path
                 .as_mut()
@@ -235,9 +236,13 @@ impl Engine {
         }
     }
 
-    /// The wake gate: silences the frame unless a wake phrase opened it.
+    /// The wake gate: silences the frame unless a wake phrase opened it (or the model
+    /// listens for wake words in it, and for nothing else).
     fn wake_gate(&mut self, fresh: bool, last_out_rms: f32) {
         let Some(gate) = self.wake.as_mut().filter(|g| g.enabled()) else {
+            if let Some(m) = self.model.as_mut() {
+                m.wake_listen(false, "");
+            }
             return;
         };
         if !fresh {
@@ -248,12 +253,38 @@ impl Engine {
             return;
         }
         let busy = self.model.as_ref().is_some_and(|m| m.busy());
+        let listening = self
+            .model
+            .as_mut()
+            .is_some_and(|m| m.wake_listen(!gate.is_open(), ""));
         let mic = rms(&self.frames.frame);
-        match gate.frame(&mut self.frames.frame, mic, last_out_rms, busy) {
+        match gate.frame(&mut self.frames.frame, mic, last_out_rms, busy, listening) {
             super::wake_gate::Change::None => {}
             super::wake_gate::Change::Opened(h) | super::wake_gate::Change::Closed(h) => {
+                let open = gate.is_open();
+                if let Some(m) = self.model.as_mut() {
+                    m.wake_listen(!open, "");
+                }
                 self.happened(h)
             }
+        }
+    }
+
+    /// The second wake path: a phrase in the words the model's recogniser heard while
+    /// the gate waited opens it, and the words after the phrase start the turn.
+    fn wake_words(&mut self) {
+        let (Some(gate), Some(model)) = (
+            self.wake.as_mut().filter(|g| g.enabled() && !g.is_open()),
+            self.model.as_mut(),
+        ) else {
+            return;
+        };
+        let Some(text) = model.take_wake_words() else {
+            return;
+        };
+        if let Some((h, rest)) = gate.heard_words(&text) {
+            model.wake_listen(false, &rest);
+            self.happened(h);
         }
     }
 

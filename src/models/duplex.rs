@@ -134,6 +134,19 @@ pub trait DuplexModel: Send {
     fn link(&self) -> Option<crate::bus::LinkStats> {
         None
     }
+    /// Wake mode's second path (the cascade): `true` while the wake gate waits. The
+    /// model then hears the microphone only to spot a wake phrase in its recogniser's
+    /// words (`take_wake_words`): they open no turn, reach no LLM and are not
+    /// journalled. `false` when the gate opens, with `carry`: the words said after the
+    /// phrase, which start the user's turn. Returns whether the model listens this way
+    /// (when not, the engine gives it silence while the gate waits).
+    fn wake_listen(&mut self, _on: bool, _carry: &str) -> bool {
+        false
+    }
+    /// The recogniser's words heard while `wake_listen` is on, since the last call.
+    fn take_wake_words(&mut self) -> Option<String> {
+        None
+    }
     /// What happened to a remote model's connection since the last call, oldest first.
     fn take_happening(&mut self) -> Option<crate::bus::Happening> {
         None

@@ -297,6 +297,7 @@ impl<B: Backend> MainLoop<'_, B> {
             tb.set_persona_tools(s.tools.clone());
         }
         let _ = commands.send(Command::SetSampling(s.sampling.clone()));
+        let _ = commands.send(Command::SetWakeActive(s.wake.clone()));
         match s.prompt {
             // Priming starts a fresh conversation; a model without prompts only resets
             // for a persona that greets.

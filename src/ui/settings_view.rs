@@ -1,6 +1,7 @@
 //! The settings overlay (`s`): one row per setting, ↑/↓ to pick a row, ←/→ (or
 //! Enter, Space) to change it. Each change applies live where it can (echo
-//! cancellation, half-duplex, push-to-talk, sampling) and is saved to the settings
+//! cancellation, half-duplex, push-to-talk, wake mode and its threshold, sampling) and
+//! is saved to the settings
 //! file; the engine takes effect at the next start, and its row says so.
 
 use crate::settings::Settings;
@@ -12,16 +13,20 @@ pub enum Row {
     EchoCancel,
     HalfDuplex,
     PushToTalk,
+    Wake,
+    WakeThreshold,
     Temperature,
     TextTemperature,
     TopK,
     Engine,
 }
 
-pub const ROWS: [Row; 7] = [
+pub const ROWS: [Row; 9] = [
     Row::EchoCancel,
     Row::HalfDuplex,
     Row::PushToTalk,
+    Row::Wake,
+    Row::WakeThreshold,
     Row::Temperature,
     Row::TextTemperature,
     Row::TopK,
@@ -36,6 +41,9 @@ pub struct Current {
     pub echo_cancel: bool,
     pub half_duplex: bool,
     pub push_to_talk: bool,
+    /// Waiting for a wake phrase (`--wake`, `w`).
+    pub wake: bool,
+    pub wake_threshold: f32,
     pub temperature: f64,
     pub text_temperature: f64,
     pub top_k: usize,
@@ -48,6 +56,8 @@ impl Row {
             Row::EchoCancel => "echo cancellation",
             Row::HalfDuplex => "half-duplex",
             Row::PushToTalk => "push-to-talk",
+            Row::Wake => "wake word",
+            Row::WakeThreshold => "wake threshold",
             Row::Temperature => "audio temperature",
             Row::TextTemperature => "text temperature",
             Row::TopK => "top-k",
@@ -66,6 +76,8 @@ impl Row {
             Row::EchoCancel => on(c.echo_cancel),
             Row::HalfDuplex => on(c.half_duplex),
             Row::PushToTalk => on(c.push_to_talk),
+            Row::Wake => on(c.wake),
+            Row::WakeThreshold => format!("{:.2}", c.wake_threshold),
             Row::Temperature => format!("{:.2}", c.temperature),
             Row::TextTemperature => format!("{:.2}", c.text_temperature),
             Row::TopK => c.top_k.to_string(),
@@ -89,6 +101,16 @@ impl Row {
             Row::PushToTalk => {
                 c.push_to_talk = !c.push_to_talk;
                 saved.push_to_talk = Some(c.push_to_talk);
+            }
+            Row::Wake => {
+                c.wake = !c.wake;
+                saved.wake = Some(c.wake);
+            }
+            Row::WakeThreshold => {
+                // Steps of 0.01: the scores of a name and of other speech lie close.
+                let t = c.wake_threshold + if up { 0.01 } else { -0.01 };
+                c.wake_threshold = (t.clamp(0.3, 0.99) * 100.0).round() / 100.0;
+                saved.wake_threshold = Some((c.wake_threshold as f64 * 100.0).round() / 100.0);
             }
             Row::Temperature => {
                 c.temperature = temp(c.temperature);
@@ -166,6 +188,8 @@ mod tests {
             echo_cancel: true,
             half_duplex: false,
             push_to_talk: false,
+            wake: false,
+            wake_threshold: 0.74,
             temperature: 0.8,
             text_temperature: 0.7,
             top_k: 250,
@@ -174,7 +198,15 @@ mod tests {
         let mut saved = Settings::default();
         let mut v = SettingsView { cursor: 0 };
         let k = |code| KeyEvent::new(code, KeyModifiers::NONE);
-        for _ in 0..5 {
+        for _ in 0..4 {
+            v.key(k(KeyCode::Down), &mut c, &mut saved);
+        }
+        assert_eq!(
+            v.key(k(KeyCode::Right), &mut c, &mut saved),
+            SettingsKey::Changed(Row::WakeThreshold)
+        );
+        assert_eq!(c.wake_threshold, 0.75);
+        for _ in 0..3 {
             v.key(k(KeyCode::Down), &mut c, &mut saved);
         }
         assert_eq!(
@@ -188,6 +220,7 @@ mod tests {
         assert_eq!(
             saved,
             Settings {
+                wake_threshold: Some(0.75f64),
                 top_k: Some(240),
                 engine: Some("cascade".into()),
                 ..Default::default()

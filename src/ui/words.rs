@@ -127,7 +127,8 @@ pub fn happening(h: &Happening) -> Said {
         Happening::LinkLost { why, attempt, of, retry_in_s } => warn(format!("connection lost: {why}; reconnecting in {retry_in_s:.1} s (attempt {attempt} of {of}); the transcript is kept"), Some("check the server and the network; after the last attempt, press r to reconnect".into())),
         Happening::LinkBack { outage_s } => info(format!("reconnected after {outage_s:.1} s: a new session on the server (it does not remember the conversation)")),
         Happening::WakeWaiting { phrases } => info(format!("waiting for {}: nothing you say reaches the model until then", quoted_list(phrases))),
-        Happening::WakeHeard { phrase, score } => info(format!("heard \"{phrase}\" (score {score:.2}): listening")),
+        Happening::WakeHeard { phrase, score: Some(score) } => info(format!("heard \"{phrase}\" (score {score:.2}): listening")),
+        Happening::WakeHeard { phrase, score: None } => info(format!("heard \"{phrase}\" (in the recogniser's words): listening")),
         Happening::WakeOff => info("wake word off: the model hears the microphone".into()),
         Happening::WakeUnavailable { why } => warn(format!("wake word unavailable: {why}"), Some("record takes of the name: assistant wake record NAME".into())),
     }

@@ -10,3 +10,4 @@ mod cascade_headless;
 mod faults;
 mod journal_crash;
 mod states;
+mod wake_words;

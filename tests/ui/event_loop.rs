@@ -355,6 +355,11 @@ fn a_persona_key_tells_the_engine_the_journal_and_the_voice_loader() {
         ),
         other => panic!("{other:?}"),
     }
+    // Its name now wakes it; another persona's needs a higher score.
+    match r.command() {
+        Command::SetWakeActive(phrases) => assert_eq!(phrases, vec!["glados".to_string()]),
+        other => panic!("{other:?}"),
+    }
     match r.command() {
         Command::Prime { prompt, fresh } => {
             assert!(prompt.text.starts_with("You are GLaDOS"), "{prompt:?}");

@@ -1,5 +1,5 @@
-//! Settings across a restart, through the binary in tmux: `s` changes push-to-talk
-//! and top-k, they are saved to `$XDG_CONFIG_HOME/assistant/config.toml`, and the next
+//! Settings across a restart, through the binary in tmux: `s` changes push-to-talk,
+//! the wake threshold and top-k, they are saved to `$XDG_CONFIG_HOME/assistant/config.toml`, and the next
 //! start runs with them, except where a flag says otherwise (`--top-k 40` wins over
 //! the saved 260 for that run, and leaves the file as it was).
 
@@ -23,11 +23,15 @@ fn saved_settings_apply_at_the_next_start_and_flags_override_them() {
     first.wait_for("the settings", |s| {
         s.contains("push-to-talk") && s.contains("top-k")
     });
-    for k in ["Down", "Down", "Enter", "Down", "Down", "Down", "Right"] {
+    for k in [
+        "Down", "Down", "Enter", "Down", "Down", "Right", "Down", "Down", "Down", "Right",
+    ] {
         first.keys(k);
     }
     let s = first.wait_for("the changes", |s| {
-        s.contains("push-to-talk       on") && s.contains("top-k              260")
+        s.contains("push-to-talk       on")
+            && s.contains("wake threshold     0.78")
+            && s.contains("top-k              260")
     });
     assert!(
         s.contains("muted"),
@@ -41,7 +45,12 @@ fn saved_settings_apply_at_the_next_start_and_flags_override_them() {
     let file = saved(&config);
     assert_eq!(file.get("push_to_talk"), Some(&toml::Value::Boolean(true)));
     assert_eq!(file.get("top_k"), Some(&toml::Value::Integer(260)));
-    assert_eq!(file.len(), 2, "only what was changed is saved: {file:?}");
+    let threshold = file.get("wake_threshold").and_then(|v| v.as_float());
+    assert!(
+        threshold.is_some_and(|t| (t - 0.78).abs() < 1e-6),
+        "{file:?}"
+    );
+    assert_eq!(file.len(), 3, "only what was changed is saved: {file:?}");
 
     let env = [("XDG_CONFIG_HOME", config.display().to_string())];
     let mut again: Vec<&str> = args.to_vec();
@@ -57,6 +66,10 @@ fn saved_settings_apply_at_the_next_start_and_flags_override_them() {
         "saved push-to-talk applies:\n{s}"
     );
     assert!(s.contains("top-k              40 "), "the flag wins:\n{s}");
+    assert!(
+        s.contains("wake threshold     0.78"),
+        "the saved threshold applies:\n{s}"
+    );
     assert!(s.contains("muted"), "the microphone starts closed:\n{s}");
     second.keys("Escape");
     second.wait_for("the overlay closed", |s| !s.contains("┌ settings"));

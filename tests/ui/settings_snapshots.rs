@@ -18,6 +18,8 @@ fn snapshot_settings() {
             echo_cancel: true,
             half_duplex: false,
             push_to_talk: false,
+            wake: true,
+            wake_threshold: 0.77,
             temperature: 0.8,
             text_temperature: 0.7,
             top_k: 250,
@@ -31,7 +33,7 @@ fn snapshot_settings() {
         s.app(AppEvent::Key(KeyEvent::new(c, KeyModifiers::NONE)));
     };
     key(&mut s, KeyCode::Char('s'));
-    for _ in 0..5 {
+    for _ in 0..7 {
         key(&mut s, KeyCode::Down);
     }
     key(&mut s, KeyCode::Right);

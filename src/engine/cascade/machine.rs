@@ -182,6 +182,11 @@ pub struct Cascade {
     consent: Option<Arc<crate::tools::consent::Desk>>,
     /// Turns the user typed, taken at the next step.
     typed: std::collections::VecDeque<String>,
+    /// The wake gate waits: the recogniser's words go to `wake_words` only.
+    wake_listen: bool,
+    wake_words: String,
+    /// Words said after the wake phrase, to start the next turn with.
+    carried: Option<String>,
 }
 
 impl Cascade {
@@ -215,6 +220,9 @@ impl Cascade {
             silence: vec![0.0; FRAME_LEN],
             consent: None,
             typed: std::collections::VecDeque::new(),
+            wake_listen: false,
+            wake_words: String::new(),
+            carried: None,
         }
     }
 
@@ -641,6 +649,21 @@ impl DuplexModel for Cascade {
             out.talk.push(Talk::Phase(self.phase));
         }
         self.frame += 1;
+        if self.wake_listen {
+            // Waiting for a wake phrase: the recogniser runs so its words can be
+            // spotted, and nothing else happens (no turn, no LLM, no talk events).
+            self.onset.frame(pcm_in);
+            let stt = self.stt.step(pcm_in)?;
+            for w in stt.words.iter().map(|w| w.trim()).filter(|w| !w.is_empty()) {
+                self.wake_words.push(' ');
+                self.wake_words.push_str(w);
+            }
+            return self.speak(out);
+        }
+        if let Some(words) = self.carried.take() {
+            self.user.words.push_str(&words);
+            out.talk.push(Talk::UserWords(words));
+        }
         if let Some(text) = self.typed.pop_front() {
             // The microphone's frame still goes to the recogniser and the onset
             // detector, so their clocks keep time; its words are not this turn's.
@@ -703,6 +726,8 @@ impl DuplexModel for Cascade {
         self.history.clear();
         self.onset.reset();
         self.user = UserTurn::default();
+        self.carried = None;
+        self.wake_words.clear();
         self.phase = TalkPhase::Listening;
         self.take_next_settings();
     }
@@ -730,6 +755,31 @@ impl DuplexModel for Cascade {
 
     fn busy(&self) -> bool {
         self.reply.is_some() || self.user.speech_frames > 0 || !self.typed.is_empty()
+    }
+
+    fn wake_listen(&mut self, on: bool, carry: &str) -> bool {
+        if on == self.wake_listen {
+            return true;
+        }
+        self.wake_listen = on;
+        self.wake_words.clear();
+        self.user = UserTurn::default();
+        if !on {
+            // The phrase was heard `delay` frames after it was said: what the user says
+            // after it is still in the recogniser, and joins the turn opened here.
+            let delay = self.stt.delay_frames() as u64;
+            self.user.onset = Some(self.frame.saturating_sub(delay + ONSET_SLACK_FRAMES));
+            let carry = carry.trim();
+            if !carry.is_empty() {
+                self.user.speech_frames = MIN_SPEECH_FRAMES;
+                self.carried = Some(format!(" {carry}"));
+            }
+        }
+        true
+    }
+
+    fn take_wake_words(&mut self) -> Option<String> {
+        (!self.wake_words.is_empty()).then(|| std::mem::take(&mut self.wake_words))
     }
 
     /// A persona's prompt becomes the system prompt and its voice the TTS voice, from

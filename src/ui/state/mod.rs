@@ -557,6 +557,8 @@ impl UiState {
                         }))
                     }
                     Row::HalfDuplex => Some(Command::SetHalfDuplex(c.half_duplex)),
+                    Row::Wake => Some(Command::SetWake(c.wake)),
+                    Row::WakeThreshold => Some(Command::SetWakeThreshold(c.wake_threshold)),
                     Row::Engine => None,
                 };
                 Update::with(Effect::Settings { path, saved, apply }, true)
@@ -829,6 +831,16 @@ impl UiState {
             }
             EngineEvent::Happened(h) => {
                 use crate::bus::Happening;
+                // The settings overlay shows what runs, however it was switched.
+                if let Some(s) = self.settings.as_mut() {
+                    match &h {
+                        Happening::WakeWaiting { .. } => s.current.wake = true,
+                        Happening::WakeOff | Happening::WakeUnavailable { .. } => {
+                            s.current.wake = false
+                        }
+                        _ => {}
+                    }
+                }
                 match &h {
                     Happening::WakeWaiting { .. } => self.wake = WakeView::Waiting,
                     Happening::WakeOff => self.wake = WakeView::Off,

@@ -28,6 +28,8 @@ pub struct Switch {
     pub id: u64,
     /// The persona's `tools = [...]` (`None`: all the session's tools).
     pub tools: Option<Vec<String>>,
+    /// The phrases that wake it (another persona's need a higher score to switch).
+    pub wake: Vec<String>,
 }
 
 /// A persona whose voice is loading.
@@ -122,6 +124,7 @@ impl UiState {
                 load,
                 id,
                 tools: p.tools.clone(),
+                wake: p.wake.clone(),
             }),
             true,
         )
