@@ -12,8 +12,8 @@
 //! Unloaded.
 
 use super::command::Command;
-use crate::models::duplex::{DuplexModel, Prompt};
 use crate::bus::{Sampling, Weights};
+use crate::models::duplex::{DuplexModel, Prompt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

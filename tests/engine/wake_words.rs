@@ -9,13 +9,13 @@ use assistant::audio::meters::Meters;
 use assistant::audio::port::InputPort;
 use assistant::audio::wake::Spotter;
 use assistant::bus::{Cancel, Happening, Talk};
-use assistant::models::parts::{
-    ChatRequest, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
-};
 use assistant::engine::cascade::{Cascade, TurnSettings};
 use assistant::engine::runner::{self, EngineSetup, Loaded};
 use assistant::engine::wake_gate::WakeOptions;
 use assistant::engine::{Command, EngineEvent};
+use assistant::models::parts::{
+    ChatRequest, Llm, LlmError, SpeechToText, SttStep, TextToSpeech, TtsStep,
+};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
