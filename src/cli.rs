@@ -597,6 +597,11 @@ pub struct ServeArgs {
     /// closed (with a reason the client shows); no new ones are accepted meanwhile.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub drain_timeout: f64,
+    /// Step the sessions' LM together, in one batched forward pass of --max-sessions
+    /// slots (one copy of the weights): Moshi checkpoints and --demo, not PersonaPlex.
+    /// A session whose audio is late is left out of a step, never waited for.
+    #[arg(long, conflicts_with = "load_per_session")]
+    pub batch: bool,
     /// Load the model for each session instead of once (the old way; for `bench serve`).
     #[arg(long, hide = true)]
     pub load_per_session: bool,
@@ -715,6 +720,7 @@ impl ModelArgs {
             },
             voices_dir: self.voices_dir.clone(),
             sessions: 1,
+            batch: false,
         }
     }
 }
@@ -818,8 +824,11 @@ pub enum BenchWhat {
     /// Opus cost per frame, the latency the network path adds, server CPU per session.
     Net,
     /// `serve`: connect time and memory with N sessions, one shared load against a load
-    /// per session (demo and ~300M shapes).
+    /// per session (demo and ~300M shapes), then `serve-batch`'s figures.
     Serve,
+    /// `serve --batch`: LM CPU and wall time per frame for N = 1..8 sessions, batched
+    /// against unbatched, with the teacher-forced token-equality check (demo, ~300M).
+    ServeBatch,
     /// Pocket TTS at a published size with random weights: real-time factor and time to
     /// first audio, f32 and q8 (--config default|18m, --seconds, --threads).
     Pocket,

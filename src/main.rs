@@ -71,6 +71,15 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::ServeBatch => {
+            match assistant::app::bench_serve::bench_serve_batch(None) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Net => {
             match assistant::app::bench_net::bench_net() {
                 Ok(()) => 0,

@@ -1,0 +1,334 @@
+//! Batched against unbatched stepping (`serve --batch`): that each session's tokens are
+//! those of its own run, and what the batch costs. Shared by `assistant bench serve`
+//! (the demo and ~300M shapes on the CPU), `assistant bench gpu --section batch` (7B
+//! sessions a GPU holds in real time) and the tests.
+
+use super::batched::{BatchCore, Request};
+use super::placed_lm::PlacedLm;
+use super::sampling::Samplers;
+use super::stepper::Stepper;
+use crate::bus::Sampling;
+use anyhow::{anyhow, Result};
+use moshi::lm_generate_multistream::Config;
+use std::time::Instant;
+
+/// Builds the LM on the weights under test: unbatched (`None`) or with that many slots.
+pub type MakeLm<'a> = dyn FnMut(Option<usize>) -> Result<PlacedLm> + 'a;
+
+/// Greedy sampling: the same tokens for the same logits, whatever the seed.
+pub fn greedy() -> Sampling {
+    Sampling {
+        temperature: 0.0,
+        text_temperature: 0.0,
+        top_k: 1,
+        seed: 0,
+    }
+}
+
+/// What the teacher-forced comparison found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Equality {
+    pub sessions: usize,
+    /// Session steps compared (text token, audio tokens and logits each).
+    pub steps: usize,
+    /// The first step whose tokens differed (`None`: all equal).
+    pub first_difference: Option<String>,
+    /// The largest difference between a batched and an unbatched text logit.
+    pub max_logit_diff: f32,
+}
+
+impl Equality {
+    pub fn tokens_equal(&self) -> bool {
+        self.first_difference.is_none()
+    }
+}
+
+/// A session of the comparison: where and when it runs, and what it hears.
+struct Plan {
+    slot: usize,
+    start: usize,
+    frames: usize,
+    /// Late every fifth round (masked), from its second frame on.
+    late: bool,
+}
+
+/// The user's codes of session `s` at frame `f`: pseudo-random, never the pad token.
+fn codes(s: usize, f: usize, gen: &Config) -> Vec<u32> {
+    let mut x = (s as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (f as u64 + 1);
+    (0..gen.input_audio_codebooks)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % (gen.audio_vocab_size as u64 - 1)) as u32
+        })
+        .collect()
+}
+
+/// Teacher-forced, greedy: `sessions` sessions in a batch of as many slots, session i
+/// joining at frame 2i, the odd ones late (masked) now and then, and one more session
+/// taking slot 0 once its first session has left (the slot reset), each fed its own
+/// codes for `frames` frames; against each session stepped alone on the same codes.
+pub fn teacher_forced_equality(
+    make: &mut MakeLm,
+    gen: &Config,
+    sessions: usize,
+    frames: usize,
+) -> Result<Equality> {
+    let sessions = sessions.max(1);
+    let mut plans: Vec<Plan> = (0..sessions)
+        .map(|i| Plan {
+            slot: i,
+            start: 2 * i,
+            frames,
+            late: i % 2 == 1,
+        })
+        .collect();
+    plans.push(Plan {
+        slot: 0,
+        start: frames + 1,
+        frames: frames / 2 + 1,
+        late: false,
+    });
+    let sampling = greedy();
+    // Each session alone: a fork of one unbatched LM.
+    let alone = Stepper::new(make(None)?, gen.clone());
+    let mut expected = Vec::with_capacity(plans.len());
+    for (s, p) in plans.iter().enumerate() {
+        let mut st = alone.fork();
+        let mut samplers = Samplers::new(&sampling);
+        let mut steps = Vec::with_capacity(p.frames);
+        for f in 0..p.frames {
+            let (text, logits) = st.step_logits(&codes(s, f, gen), &mut samplers)?;
+            let audio = st.last_audio_tokens().map(<[u32]>::to_vec);
+            steps.push((text, audio, logits.to_vec1::<f32>()?));
+        }
+        expected.push(steps);
+    }
+    drop(alone);
+    let mut core = BatchCore::new(make(Some(sessions))?, gen.clone(), &sampling)?;
+    core.keep_logits = true;
+    // Frames each session has had stepped.
+    let mut done = vec![0usize; plans.len()];
+    let mut eq = Equality {
+        sessions,
+        steps: 0,
+        first_difference: None,
+        max_logit_diff: 0.0,
+    };
+    let mut round = 0;
+    while done.iter().zip(&plans).any(|(d, p)| *d < p.frames) {
+        let mut reqs: Vec<Option<Request>> = vec![None; sessions];
+        let mut who = vec![None; sessions];
+        for (s, p) in plans.iter().enumerate() {
+            let live = round >= p.start && done[s] < p.frames;
+            let late = p.late && done[s] > 0 && round % 5 == 3;
+            if live && !late {
+                if reqs[p.slot].is_some() {
+                    return Err(anyhow!("internal error: two sessions in slot {}", p.slot));
+                }
+                reqs[p.slot] = Some(Request {
+                    codes: codes(s, done[s], gen),
+                    reset: done[s] == 0,
+                    sampling: (done[s] == 0).then(|| sampling.clone()),
+                });
+                who[p.slot] = Some(s);
+            }
+        }
+        let outs = core.step(reqs)?;
+        for (slot, out) in outs.into_iter().enumerate() {
+            let (Some(out), Some(s)) = (out, who[slot]) else {
+                continue;
+            };
+            let out = out?;
+            let (text, audio, logits) = &expected[s][done[s]];
+            let got = out.logits.as_deref().unwrap_or_default();
+            for (a, b) in got.iter().zip(logits) {
+                eq.max_logit_diff = eq.max_logit_diff.max((a - b).abs());
+            }
+            if eq.first_difference.is_none() && (out.text != *text || out.audio != *audio) {
+                eq.first_difference = Some(format!(
+                    "session {s} (slot {slot}) frame {}: batched text {} audio {:?}, alone text {text} audio {audio:?}",
+                    done[s], out.text, out.audio
+                ));
+            }
+            eq.steps += 1;
+            done[s] += 1;
+        }
+        round += 1;
+    }
+    Ok(eq)
+}
+
+/// Seconds of CPU this process has used (all its threads: candle's pools included).
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we own; a zeroed rusage is valid.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// The cost of N sessions' LM steps, batched and not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    pub sessions: usize,
+    /// Unbatched: CPU ms per session per frame (each session steps its own fork).
+    pub alone_cpu_ms: f64,
+    /// Unbatched: wall ms for all N sessions' steps of one frame, one after another.
+    pub alone_wall_ms: f64,
+    /// Batched: CPU ms per session per frame.
+    pub batch_cpu_ms: f64,
+    /// Batched: wall ms of one step of all N slots.
+    pub batch_wall_ms: f64,
+}
+
+/// Step N sessions for `frames` frames (after 2 warm-up frames), unbatched then
+/// batched, and measure both. The LM only: each session's Mimi costs the same either way.
+pub fn cost(make: &mut MakeLm, gen: &Config, sessions: usize, frames: usize) -> Result<Cost> {
+    let sessions = sessions.max(1);
+    let frames = frames.max(1);
+    let sampling = greedy();
+    let warm = 2;
+    let per = (sessions * frames) as f64;
+    let (alone_cpu_ms, alone_wall_ms) = {
+        let one = Stepper::new(make(None)?, gen.clone());
+        let mut forks: Vec<(Stepper, Samplers)> = (0..sessions)
+            .map(|_| (one.fork(), Samplers::new(&sampling)))
+            .collect();
+        drop(one);
+        let (mut cpu0, mut t0) = (0.0, Instant::now());
+        for f in 0..warm + frames {
+            if f == warm {
+                (cpu0, t0) = (process_cpu_seconds(), Instant::now());
+            }
+            for (s, (st, sm)) in forks.iter_mut().enumerate() {
+                st.step(&codes(s, f, gen), sm)?;
+            }
+        }
+        (
+            (process_cpu_seconds() - cpu0) * 1e3 / per,
+            t0.elapsed().as_secs_f64() * 1e3 / frames as f64,
+        )
+    };
+    let (batch_cpu_ms, batch_wall_ms) = {
+        let mut core = BatchCore::new(make(Some(sessions))?, gen.clone(), &sampling)?;
+        let (mut cpu0, mut t0) = (0.0, Instant::now());
+        for f in 0..warm + frames {
+            if f == warm {
+                (cpu0, t0) = (process_cpu_seconds(), Instant::now());
+            }
+            let reqs = (0..sessions)
+                .map(|s| {
+                    Some(Request {
+                        codes: codes(s, f, gen),
+                        reset: f == 0,
+                        sampling: None,
+                    })
+                })
+                .collect();
+            for out in core.step(reqs)?.into_iter().flatten() {
+                out?;
+            }
+        }
+        (
+            (process_cpu_seconds() - cpu0) * 1e3 / per,
+            t0.elapsed().as_secs_f64() * 1e3 / frames as f64,
+        )
+    };
+    Ok(Cost {
+        sessions,
+        alone_cpu_ms,
+        alone_wall_ms,
+        batch_cpu_ms,
+        batch_wall_ms,
+    })
+}
+
+/// How many real-time sessions one device holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capacity {
+    pub costs: Vec<Cost>,
+    /// The largest N measured whose frame took at most a frame: each session alone.
+    pub alone: usize,
+    /// The same, batched.
+    pub batched: usize,
+    /// Why it stopped before the last N (out of memory), after the first.
+    pub stopped: Option<String>,
+}
+
+/// The costs for each N in `ns` (ascending), up to the first N at which both ways take
+/// longer than a frame (`frame_ms`) per frame, or the first that fails (out of memory).
+pub fn realtime_capacity(
+    make: &mut MakeLm,
+    gen: &Config,
+    ns: &[usize],
+    frames: usize,
+    frame_ms: f64,
+) -> Result<Capacity> {
+    let mut cap = Capacity {
+        costs: Vec::new(),
+        alone: 0,
+        batched: 0,
+        stopped: None,
+    };
+    for &n in ns {
+        let c = match cost(make, gen, n, frames) {
+            Ok(c) => c,
+            Err(e) if !cap.costs.is_empty() => {
+                cap.stopped = Some(format!("N={n}: {e:#}"));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if c.alone_wall_ms <= frame_ms {
+            cap.alone = cap.alone.max(n);
+        }
+        if c.batch_wall_ms <= frame_ms {
+            cap.batched = cap.batched.max(n);
+        }
+        cap.costs.push(c);
+        if c.alone_wall_ms > frame_ms && c.batch_wall_ms > frame_ms {
+            break;
+        }
+    }
+    Ok(cap)
+}
+
+/// The LMs of a seeded random model (`demo::random_model`'s weights).
+pub fn random_maker<'a>(
+    cfg: &'a super::config::ModelConfig,
+    seed: u64,
+    dev: &'a moshi::candle::Device,
+) -> impl FnMut(Option<usize>) -> Result<PlacedLm> + 'a {
+    move |batch| {
+        Ok(match batch {
+            None => super::demo::random_lm(cfg, seed, Default::default(), dev)?,
+            Some(n) => super::demo::random_batched_lm(cfg, seed, n, dev)?,
+        })
+    }
+}
+
+/// The LMs of a checkpoint directory, read again for each (q8 files share nothing
+/// between reads), with the KV cache cut to `context` steps; and its generation config.
+pub fn checkpoint_maker(
+    dir: &std::path::Path,
+    context: usize,
+    dev: &moshi::candle::Device,
+) -> Result<(impl FnMut(Option<usize>) -> Result<PlacedLm>, Config)> {
+    let mut ck = super::checkpoint::inspect(dir).map_err(|e| anyhow!("{}", e.message))?;
+    ck.config.lm.transformer.context = context;
+    let gen = ck.config.gen.clone();
+    let dev = dev.clone();
+    let make = move |batch: Option<usize>| {
+        ck.batch = batch.is_some();
+        ck.sessions = batch.unwrap_or(1);
+        let cancel = crate::bus::Cancel::new();
+        let (_, lm, _) = super::checkpoint::load_parts(&ck, &dev, &mut |_| {}, &cancel)
+            .map_err(|e| anyhow!("{}", e.message))?;
+        Ok(lm)
+    };
+    Ok((make, gen))
+}
