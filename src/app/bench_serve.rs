@@ -11,7 +11,7 @@
 
 use crate::engine::model::{DuplexModel, StepOutput};
 use crate::engine::moshi::batch_check::{
-    checkpoint_maker, cost, random_maker, teacher_forced_equality, MakeLm,
+    alone_twice, checkpoint_maker, cost, random_maker, teacher_forced_equality, MakeLm,
 };
 use crate::engine::moshi::config::{self, ModelConfig};
 use crate::engine::moshi::demo::DEMO_WEIGHT_SEED;
@@ -207,25 +207,41 @@ fn load_average() -> String {
 const BATCH_SESSIONS: std::ops::RangeInclusive<usize> = 1..=8;
 /// Frames timed per measurement, and frames compared per session.
 const BATCH_FRAMES: usize = 20;
-/// The ~300M shape's KV cache in the batch figures (60 s): 8 slots of its 3000 would
-/// take 3 GB, and the batched attention reads its whole cache every step.
-const BATCH_CONTEXT_300M: usize = 750;
+/// The KV cache in the batch figures (8 s), both shapes. The batched attention reads
+/// every slot's whole cache each step (masked) from the first step, where a fork reads
+/// the steps it has had: with the models' 3000, the first frames of a bench would
+/// compare a full cache against an almost empty one. In a long conversation both read
+/// their whole cache.
+const BATCH_CONTEXT: usize = 100;
 
 /// One line per N: CPU and wall per frame, batched against alone, and the equality.
 fn batch_lines(name: &str, make: &mut MakeLm, gen: &GenConfig) -> Result<()> {
+    let (diff, differing) = alone_twice(make, gen, BATCH_FRAMES)?;
+    println!(
+        "  {name}: one session alone, run twice on fresh loads: largest logit difference {diff:.1e}, {differing} of {BATCH_FRAMES} steps' tokens differ"
+    );
     for n in BATCH_SESSIONS {
         let eq = teacher_forced_equality(make, gen, n, BATCH_FRAMES)?;
         let c = cost(make, gen, n, BATCH_FRAMES)?;
         println!(
-            "  {name}, N={n}: LM CPU per session per frame {:.2} ms alone, {:.2} ms batched ({:.2}x); wall per frame {:.1} ms alone ({n} steps), {:.1} ms batched (one step); tokens equal in {} teacher-forced steps: {}, largest logit difference {:.1e}",
+            "  {name}, N={n}: LM CPU per session per frame {:.2} ms alone, {:.2} ms batched ({:.2}x); wall per frame {:.1} ms alone ({n} steps), {:.1} ms batched (one step); tokens equal in {} teacher-forced steps: {}, largest logit difference {:.1e} (largest logit {:.1})",
             c.alone_cpu_ms,
             c.batch_cpu_ms,
             c.alone_cpu_ms / c.batch_cpu_ms.max(1e-9),
             c.alone_wall_ms,
             c.batch_wall_ms,
             eq.steps,
-            if eq.tokens_equal() { "yes".to_string() } else { format!("NO ({})", eq.first_difference.unwrap_or_default()) },
-            eq.max_logit_diff
+            if eq.tokens_equal() {
+                "yes".to_string()
+            } else {
+                format!(
+                    "NO, {} differ, the first: {}",
+                    eq.differing_steps,
+                    eq.first_difference.unwrap_or_default()
+                )
+            },
+            eq.max_logit_diff,
+            eq.max_logit
         );
         std::io::stdout().flush()?;
     }
@@ -241,12 +257,38 @@ pub fn bench_serve_batch(m300: Option<&std::path::Path>) -> Result<()> {
         load_average()
     );
     let dev = moshi::candle::Device::Cpu;
-    let demo = config::demo();
+    let mut demo = config::demo();
+    demo.lm.transformer.context = BATCH_CONTEXT;
     batch_lines(
-        "demo",
+        &format!("demo, context {BATCH_CONTEXT}"),
         &mut random_maker(&demo, DEMO_WEIGHT_SEED, &dev),
         &demo.gen,
     )?;
+    // The demo's weights in q8: q8 quantizes each activation row in blocks of 32, so a
+    // last-bit difference between the batched and unbatched attention's sums can move a
+    // value across a rounding step; f32 weights show the difference as it is.
+    let q8 = RemoveOnDrop(
+        std::env::temp_dir().join(format!("assistant-bench-batch-q8-{}", std::process::id())),
+    );
+    write_checkpoint(
+        &q8.0,
+        &Synthetic {
+            config: config::demo(),
+            mimi_toml: Some(config::demo_mimi()),
+            lm_toml: true,
+        },
+        LmFile::Q8,
+        7,
+        None,
+    )
+    .context("writing the demo-shaped q8 checkpoint")?;
+    let (mut make, gen) = checkpoint_maker(&q8.0, BATCH_CONTEXT, &dev)?;
+    batch_lines(
+        &format!("demo shape q8, context {BATCH_CONTEXT}"),
+        &mut make,
+        &gen,
+    )?;
+    drop(q8);
     let own;
     let dir = match m300 {
         Some(d) => d,
@@ -258,9 +300,9 @@ pub fn bench_serve_batch(m300: Option<&std::path::Path>) -> Result<()> {
             &own.0
         }
     };
-    let (mut make, gen) = checkpoint_maker(dir, BATCH_CONTEXT_300M, &dev)?;
+    let (mut make, gen) = checkpoint_maker(dir, BATCH_CONTEXT, &dev)?;
     batch_lines(
-        &format!("~300M q8, context {BATCH_CONTEXT_300M}"),
+        &format!("~300M q8, context {BATCH_CONTEXT}"),
         &mut make,
         &gen,
     )?;

@@ -256,3 +256,22 @@ fn two_clients_on_one_serve_batch_both_get_audio_back() {
     let _ = child.wait();
     assert!(loud.iter().all(|&l| l > 0), "frames with audio: {loud:?}");
 }
+
+#[test]
+fn a_stalled_session_costs_the_others_one_gather_window_once() {
+    let dev = Device::Cpu;
+    let batched = demo_model_batched(&greedy(), &dev, "cpu", 3).unwrap();
+    let mut talking = batched.fork().unwrap();
+    // Joined, never steps: a client that stopped sending.
+    let _stalled = batched.fork().unwrap();
+    let frames = voice(12, talking.frame_len(), 240.0);
+    talking.reset();
+    let steps = run(talking.as_mut(), &frames);
+    assert_eq!(steps.len(), 12, "the talking session was held");
+    let (slots, stats) = batched.batch().unwrap();
+    assert_eq!(slots, 3);
+    assert_eq!(stats.slot_steps, 12, "{stats:?}");
+    // Masked in every step, and waited for only in the first.
+    assert_eq!(stats.late, 12, "{stats:?}");
+    assert_eq!(stats.waited_out, 1, "{stats:?}");
+}

@@ -33,8 +33,13 @@ pub struct Equality {
     pub steps: usize,
     /// The first step whose tokens differed (`None`: all equal).
     pub first_difference: Option<String>,
+    /// Steps whose tokens differed (after the first, a session's own tokens feed back,
+    /// so its later steps may differ because of it).
+    pub differing_steps: usize,
     /// The largest difference between a batched and an unbatched text logit.
     pub max_logit_diff: f32,
+    /// The largest text logit seen (its magnitude), for scale.
+    pub max_logit: f32,
 }
 
 impl Equality {
@@ -114,7 +119,9 @@ pub fn teacher_forced_equality(
         sessions,
         steps: 0,
         first_difference: None,
+        differing_steps: 0,
         max_logit_diff: 0.0,
+        max_logit: 0.0,
     };
     let mut round = 0;
     while done.iter().zip(&plans).any(|(d, p)| *d < p.frames) {
@@ -145,8 +152,11 @@ pub fn teacher_forced_equality(
             let got = out.logits.as_deref().unwrap_or_default();
             for (a, b) in got.iter().zip(logits) {
                 eq.max_logit_diff = eq.max_logit_diff.max((a - b).abs());
+                eq.max_logit = eq.max_logit.max(b.abs());
             }
-            if eq.first_difference.is_none() && (out.text != *text || out.audio != *audio) {
+            let differs = out.text != *text || out.audio != *audio;
+            eq.differing_steps += usize::from(differs);
+            if eq.first_difference.is_none() && differs {
                 eq.first_difference = Some(format!(
                     "session {s} (slot {slot}) frame {}: batched text {} audio {:?}, alone text {text} audio {audio:?}",
                     done[s], out.text, out.audio
@@ -158,6 +168,33 @@ pub fn teacher_forced_equality(
         round += 1;
     }
     Ok(eq)
+}
+
+/// One session stepped alone twice on the same codes, each time on an LM built afresh:
+/// the largest text-logit difference and the steps whose tokens differed. Anything
+/// but zero is the unbatched path's own run-to-run variation, which bounds what the
+/// batched comparison can show.
+pub fn alone_twice(make: &mut MakeLm, gen: &Config, frames: usize) -> Result<(f32, usize)> {
+    let mut runs = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let mut st = Stepper::new(make(None)?, gen.clone());
+        let mut samplers = Samplers::new(&greedy());
+        let mut steps = Vec::with_capacity(frames);
+        for f in 0..frames {
+            let (text, logits) = st.step_logits(&codes(0, f, gen), &mut samplers)?;
+            let audio = st.last_audio_tokens().map(<[u32]>::to_vec);
+            steps.push((text, audio, logits.to_vec1::<f32>()?));
+        }
+        runs.push(steps);
+    }
+    let (mut diff, mut differing) = (0f32, 0);
+    for (a, b) in runs[0].iter().zip(&runs[1]) {
+        differing += usize::from(a.0 != b.0 || a.1 != b.1);
+        for (x, y) in a.2.iter().zip(&b.2) {
+            diff = diff.max((x - y).abs());
+        }
+    }
+    Ok((diff, differing))
 }
 
 /// Seconds of CPU this process has used (all its threads: candle's pools included).

@@ -167,6 +167,8 @@ pub struct BatchStats {
     pub slot_steps: u64,
     /// Sessions masked in a step because their frame was late.
     pub late: u64,
+    /// Steps that waited the whole gather window for a punctual session's frame.
+    pub waited_out: u64,
     /// Wall time of the steps, in seconds.
     pub step_seconds: f64,
 }
@@ -241,7 +243,11 @@ impl Hub {
                     .iter()
                     .all(|c| !c.taken || !c.punctual || c.request.is_some());
                 let now = Instant::now();
-                if all || st.closed || now >= until {
+                if all || st.closed {
+                    break;
+                }
+                if now >= until {
+                    st.stats.waited_out += 1;
                     break;
                 }
                 st = self
