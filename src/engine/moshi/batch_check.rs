@@ -288,7 +288,9 @@ pub fn cost(make: &mut MakeLm, gen: &Config, sessions: usize, frames: usize) -> 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Capacity {
     pub costs: Vec<Cost>,
-    /// The largest N measured whose frame took at most a frame: each session alone.
+    /// The largest N measured up to which every N's frame took at most a frame: each
+    /// session alone. (A later N that happens to come in under a frame, on a noisy
+    /// machine, does not count.)
     pub alone: usize,
     /// The same, batched.
     pub batched: usize,
@@ -296,8 +298,8 @@ pub struct Capacity {
     pub stopped: Option<String>,
 }
 
-/// The costs for each N in `ns` (ascending), up to the first N at which both ways take
-/// longer than a frame (`frame_ms`) per frame, or the first that fails (out of memory).
+/// The costs for each N in `ns` (ascending), until both ways have taken longer than a
+/// frame (`frame_ms`) per frame, or the first N that fails (out of memory).
 pub fn realtime_capacity(
     make: &mut MakeLm,
     gen: &Config,
@@ -311,6 +313,7 @@ pub fn realtime_capacity(
         batched: 0,
         stopped: None,
     };
+    let (mut alone_ok, mut batch_ok) = (true, true);
     for &n in ns {
         let c = match cost(make, gen, n, frames) {
             Ok(c) => c,
@@ -320,14 +323,16 @@ pub fn realtime_capacity(
             }
             Err(e) => return Err(e),
         };
-        if c.alone_wall_ms <= frame_ms {
-            cap.alone = cap.alone.max(n);
+        alone_ok &= c.alone_wall_ms <= frame_ms;
+        batch_ok &= c.batch_wall_ms <= frame_ms;
+        if alone_ok {
+            cap.alone = n;
         }
-        if c.batch_wall_ms <= frame_ms {
-            cap.batched = cap.batched.max(n);
+        if batch_ok {
+            cap.batched = n;
         }
         cap.costs.push(c);
-        if c.alone_wall_ms > frame_ms && c.batch_wall_ms > frame_ms {
+        if !alone_ok && !batch_ok {
             break;
         }
     }
