@@ -11,7 +11,8 @@
 
 use crate::engine::model::{DuplexModel, StepOutput};
 use crate::engine::moshi::batch_check::{
-    alone_twice, checkpoint_maker, cost, random_maker, teacher_forced_equality, MakeLm,
+    alone_twice, batch_equality, checkpoint_maker, cost, random_maker, teacher_forced_equality,
+    MakeLm, Reference,
 };
 use crate::engine::moshi::config::{self, ModelConfig};
 use crate::engine::moshi::demo::DEMO_WEIGHT_SEED;
@@ -222,9 +223,10 @@ fn batch_lines(name: &str, make: &mut MakeLm, gen: &GenConfig) -> Result<()> {
     );
     for n in BATCH_SESSIONS {
         let eq = teacher_forced_equality(make, gen, n, BATCH_FRAMES)?;
+        let one = batch_equality(make, gen, n, BATCH_FRAMES, Reference::BatchOfOne)?;
         let c = cost(make, gen, n, BATCH_FRAMES)?;
         println!(
-            "  {name}, N={n}: LM CPU per session per frame {:.2} ms alone, {:.2} ms batched ({:.2}x); wall per frame {:.1} ms alone ({n} steps), {:.1} ms batched (one step); tokens equal in {} teacher-forced steps: {}, largest logit difference {:.1e} (largest logit {:.1})",
+            "  {name}, N={n}: LM CPU per session per frame {:.2} ms alone, {:.2} ms batched ({:.2}x); wall per frame {:.1} ms alone ({n} steps), {:.1} ms batched (one step); tokens equal in {} teacher-forced steps: {}, largest logit difference {:.1e} (largest logit {:.1}); against each session in a batch of one: {} of {} steps differ, largest logit difference {:.1e}",
             c.alone_cpu_ms,
             c.batch_cpu_ms,
             c.alone_cpu_ms / c.batch_cpu_ms.max(1e-9),
@@ -241,7 +243,10 @@ fn batch_lines(name: &str, make: &mut MakeLm, gen: &GenConfig) -> Result<()> {
                 )
             },
             eq.max_logit_diff,
-            eq.max_logit
+            eq.max_logit,
+            one.differing_steps,
+            one.steps,
+            one.max_logit_diff
         );
         std::io::stdout().flush()?;
     }

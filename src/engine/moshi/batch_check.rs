@@ -80,6 +80,27 @@ pub fn teacher_forced_equality(
     sessions: usize,
     frames: usize,
 ) -> Result<Equality> {
+    batch_equality(make, gen, sessions, frames, Reference::Alone)
+}
+
+/// What each batched session is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// The session stepped alone on the unbatched LM (moshi's unbatched transformer).
+    Alone,
+    /// The session alone in a batch of one: the same kernels, so whatever differs is
+    /// what the other sessions and the batch size do to it.
+    BatchOfOne,
+}
+
+/// `teacher_forced_equality` against either reference.
+pub fn batch_equality(
+    make: &mut MakeLm,
+    gen: &Config,
+    sessions: usize,
+    frames: usize,
+    reference: Reference,
+) -> Result<Equality> {
     let sessions = sessions.max(1);
     let mut plans: Vec<Plan> = (0..sessions)
         .map(|i| Plan {
@@ -96,21 +117,44 @@ pub fn teacher_forced_equality(
         late: false,
     });
     let sampling = greedy();
-    // Each session alone: a fork of one unbatched LM.
-    let alone = Stepper::new(make(None)?, gen.clone());
     let mut expected = Vec::with_capacity(plans.len());
-    for (s, p) in plans.iter().enumerate() {
-        let mut st = alone.fork();
-        let mut samplers = Samplers::new(&sampling);
-        let mut steps = Vec::with_capacity(p.frames);
-        for f in 0..p.frames {
-            let (text, logits) = st.step_logits(&codes(s, f, gen), &mut samplers)?;
-            let audio = st.last_audio_tokens().map(<[u32]>::to_vec);
-            steps.push((text, audio, logits.to_vec1::<f32>()?));
+    match reference {
+        Reference::Alone => {
+            // Each session alone: a fork of one unbatched LM.
+            let alone = Stepper::new(make(None)?, gen.clone());
+            for (s, p) in plans.iter().enumerate() {
+                let mut st = alone.fork();
+                let mut samplers = Samplers::new(&sampling);
+                let mut steps = Vec::with_capacity(p.frames);
+                for f in 0..p.frames {
+                    let (text, logits) = st.step_logits(&codes(s, f, gen), &mut samplers)?;
+                    let audio = st.last_audio_tokens().map(<[u32]>::to_vec);
+                    steps.push((text, audio, logits.to_vec1::<f32>()?));
+                }
+                expected.push(steps);
+            }
         }
-        expected.push(steps);
+        Reference::BatchOfOne => {
+            let mut one = BatchCore::new(make(Some(1))?, gen.clone(), &sampling)?;
+            one.keep_logits = true;
+            for (s, p) in plans.iter().enumerate() {
+                let mut steps = Vec::with_capacity(p.frames);
+                for f in 0..p.frames {
+                    let req = Request {
+                        codes: codes(s, f, gen),
+                        reset: f == 0,
+                        sampling: (f == 0).then(|| sampling.clone()),
+                    };
+                    let out =
+                        one.step(vec![Some(req)])?.pop().flatten().ok_or_else(|| {
+                            anyhow!("internal error: a batch of one gave nothing")
+                        })??;
+                    steps.push((out.text, out.audio, out.logits.unwrap_or_default()));
+                }
+                expected.push(steps);
+            }
+        }
     }
-    drop(alone);
     let mut core = BatchCore::new(make(Some(sessions))?, gen.clone(), &sampling)?;
     core.keep_logits = true;
     // Frames each session has had stepped.
