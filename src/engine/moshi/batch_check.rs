@@ -36,7 +36,8 @@ pub struct Equality {
     /// Steps whose tokens differed (after the first, a session's own tokens feed back,
     /// so its later steps may differ because of it).
     pub differing_steps: usize,
-    /// The largest difference between a batched and an unbatched text logit.
+    /// The largest difference between a batched and an unbatched text logit, up to each
+    /// session's first differing token (after it, the session's inputs differ).
     pub max_logit_diff: f32,
     /// The largest text logit seen (its magnitude), for scale.
     pub max_logit: f32,
@@ -159,6 +160,8 @@ pub fn batch_equality(
     core.keep_logits = true;
     // Frames each session has had stepped.
     let mut done = vec![0usize; plans.len()];
+    // Sessions whose tokens have differed: their later inputs differ too.
+    let mut diverged = vec![false; plans.len()];
     let mut eq = Equality {
         sessions,
         steps: 0,
@@ -195,10 +198,13 @@ pub fn batch_equality(
             let (text, audio, logits) = &expected[s][done[s]];
             let got = out.logits.as_deref().unwrap_or_default();
             for (a, b) in got.iter().zip(logits) {
-                eq.max_logit_diff = eq.max_logit_diff.max((a - b).abs());
+                if !diverged[s] {
+                    eq.max_logit_diff = eq.max_logit_diff.max((a - b).abs());
+                }
                 eq.max_logit = eq.max_logit.max(b.abs());
             }
             let differs = out.text != *text || out.audio != *audio;
+            diverged[s] |= differs;
             eq.differing_steps += usize::from(differs);
             if eq.first_difference.is_none() && differs {
                 eq.first_difference = Some(format!(
