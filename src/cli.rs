@@ -609,6 +609,11 @@ pub struct ServeArgs {
     /// closed (with a reason the client shows); no new ones are accepted meanwhile.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub drain_timeout: f64,
+    /// Step the sessions' LM together, in one batched forward pass of --max-sessions
+    /// slots (one copy of the weights): Moshi checkpoints and --demo, not PersonaPlex.
+    /// A session whose audio is late is left out of a step, never waited for.
+    #[arg(long, conflicts_with = "load_per_session")]
+    pub batch: bool,
     /// Load the model for each session instead of once (the old way; for `bench serve`).
     #[arg(long, hide = true)]
     pub load_per_session: bool,
@@ -727,6 +732,7 @@ impl ModelArgs {
             },
             voices_dir: self.voices_dir.clone(),
             sessions: 1,
+            batch: false,
         }
     }
 }
@@ -837,8 +843,11 @@ pub enum BenchWhat {
     /// Opus cost per frame, the latency the network path adds, server CPU per session.
     Net,
     /// `serve`: connect time and memory with N sessions, one shared load against a load
-    /// per session (demo and ~300M shapes).
+    /// per session (demo and ~300M shapes), then `serve-batch`'s figures.
     Serve,
+    /// `serve --batch`: LM CPU and wall time per frame for N = 1..8 sessions, batched
+    /// against unbatched, with the teacher-forced token-equality check (demo, ~300M).
+    ServeBatch,
     /// Pocket TTS at a published size with random weights: real-time factor and time to
     /// first audio, f32 and q8 (--config default|18m, --seconds, --threads).
     Pocket,
@@ -864,6 +873,10 @@ pub enum Section {
     /// the device): the prompt prefill's steps per second, WAV codes and a replayed `.pt`
     /// voice, and the conversation step.
     Personaplex,
+    /// Real-time sessions one device holds (`serve --batch`): the q8 checkpoint's LM
+    /// (KV cache cut to 60 s) stepping N = 1, 2, 4, ... sessions each on its own fork
+    /// and in one batch, until both pass 80 ms a frame.
+    Batch,
     /// All of the above, in that order, in this process.
     All,
     /// Not a measurement: the line of figures of a `--headless` run's `--stats-json`

@@ -84,6 +84,15 @@ fn main() {
                 }
             }
         }
+        Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::ServeBatch => {
+            match assistant::app::bench::serve::bench_serve_batch(None) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
         Some(Cmd::Bench(b)) if b.what == assistant::cli::BenchWhat::Net => {
             match assistant::app::bench::net::bench_net() {
                 Ok(()) => 0,

@@ -158,12 +158,13 @@ pub type SharedModel = Arc<Mutex<Box<dyn DuplexModel>>>;
 
 /// The loader of the model the sessions will share: a local run's, with the memory
 /// plan sized for `sessions` KV caches.
-fn shared_loader(args: &RunArgs, sessions: usize) -> Loader {
+fn shared_loader(args: &RunArgs, sessions: usize, batch: bool) -> Loader {
     if args.connect.is_some() || args.engine != EngineKind::Moshi {
         return crate::app::loader_for(args);
     }
     let mut base = args.model.options();
     base.sessions = sessions;
+    base.batch = batch;
     loader(move |req| {
         let o = base.with_weights(req.weights);
         let loaded = crate::models::moshi::load_model(&o, req.progress, req.cancel)
@@ -185,11 +186,11 @@ pub fn shares_weights(args: &RunArgs) -> bool {
 /// Load the model once for all sessions, its memory plan sized for `sessions`.
 pub fn load_shared(
     args: &RunArgs,
-    sessions: usize,
+    (sessions, batch): (usize, bool),
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<Loaded, LoadFailure> {
-    shared_loader(args, sessions)(&mut LoadRequest {
+    shared_loader(args, sessions, batch)(&mut LoadRequest {
         weights: &Weights::Default,
         progress,
         cancel,
@@ -227,8 +228,9 @@ pub fn shared_factory(args: &RunArgs, shared: SharedModel) -> LoaderFactory {
                 })?
                 .fork();
             let mut model = forked.ok_or_else(|| LoadFailure {
-                message: "this model cannot share its weights between sessions".into(),
-                remedy: "this is a bug; please report it".into(),
+                message: "no free session slot on this model (or it cannot share its weights)"
+                    .into(),
+                remedy: "try again when a session ends".into(),
             })?;
             model.set_sampling(&sampling);
             let own_prompt = asked && model.takes_prompt() && !prompt.text.trim().is_empty();
@@ -286,10 +288,18 @@ pub fn shared_factory(args: &RunArgs, shared: SharedModel) -> LoaderFactory {
 /// cascade), each session's own load.
 pub fn serve_factory(
     args: &RunArgs,
-    sessions: usize,
+    (sessions, batch): (usize, bool),
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<Ready, LoadFailure> {
+    if batch {
+        if let Some(why) = batch_refused(args) {
+            return Err(LoadFailure {
+                message: why,
+                remedy: "run serve without --batch: its sessions still share the weights".into(),
+            });
+        }
+    }
     if !shares_weights(args) {
         return Ok(Ready {
             factory: factory(args),
@@ -300,7 +310,7 @@ pub fn serve_factory(
         model,
         notices,
         degraded,
-    } = load_shared(args, sessions, progress, cancel)?;
+    } = load_shared(args, (sessions, batch), progress, cancel)?;
     let info = model.info();
     Ok(Ready {
         factory: shared_factory(args, Arc::new(Mutex::new(model))),
@@ -310,6 +320,19 @@ pub fn serve_factory(
             degraded,
         }),
     })
+}
+
+/// Why `--batch` cannot serve what the arguments ask for (`None`: it can). The model's
+/// own limits (PersonaPlex, an LM the batched transformer cannot run) are found by the
+/// load, which says so.
+pub fn batch_refused(args: &RunArgs) -> Option<String> {
+    if args.connect.is_some() {
+        Some("--batch steps a local model; a --connect server steps its own".into())
+    } else if args.engine != EngineKind::Moshi {
+        Some("--batch steps the Moshi LM; the cascade's parts are per session".into())
+    } else {
+        None
+    }
 }
 
 /// The server's sessions, ready to start.
@@ -434,7 +457,12 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
             loaded: None,
         })
     } else {
-        serve_factory(args, serve.max_sessions, &mut print_progress(), &cancel)
+        serve_factory(
+            args,
+            (serve.max_sessions, serve.batch),
+            &mut print_progress(),
+            &cancel,
+        )
     };
     match ready {
         Ok(Ready { factory, loaded }) => {
@@ -446,11 +474,16 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
                     eprintln!("warning: {d}");
                 }
                 eprintln!(
-                    "loaded {} on {} in {:.1} s; {} session(s) share its weights",
+                    "loaded {} on {} in {:.1} s; {} session(s) share its weights{}",
                     l.info.name,
                     l.info.device,
                     started.elapsed().as_secs_f64(),
-                    serve.max_sessions
+                    serve.max_sessions,
+                    if serve.batch {
+                        ", stepped together in one batch"
+                    } else {
+                        ""
+                    }
                 );
             }
             server.loaded(factory);

@@ -62,6 +62,7 @@ fn the_gpu_check_dry_run_passes_every_measurement() {
         "fallback driver-oom",
         "headless-max-memory",
         "personaplex",
+        "batch",
         "cascade",
     ] {
         let l = find(check);
@@ -109,6 +110,20 @@ fn the_gpu_check_dry_run_passes_every_measurement() {
         "{plex}"
     );
     assert!(plex["step_ms"].as_f64().unwrap() > 0.0, "{plex}");
+    // serve --batch: the sessions one device holds, alone and batched, measured.
+    let held = lines
+        .iter()
+        .find(|l| l["check"] == "batch" && l.get("alone").is_some())
+        .unwrap_or_else(|| panic!("no batch summary in\n{report}"));
+    assert!(held["alone"].as_u64().is_some() && held["batched"].as_u64().is_some());
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["check"] == "batch" && l["batched_ms"].as_f64().is_some_and(|v| v > 0.0))
+            .count()
+            >= 1,
+        "{report}"
+    );
     assert!(
         log.contains("gpu-check summary: ") && log.contains(" 0 failed; sections failed: none;"),
         "{log}"

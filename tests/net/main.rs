@@ -13,6 +13,7 @@ mod client_stalls;
 mod e2e;
 mod fuzz;
 mod reconnect;
+mod serve_batch;
 mod serve_haproxy;
 mod serve_prompts;
 mod serve_service;

@@ -42,7 +42,7 @@ fn server(flags: &[&str]) -> (Server, Arc<Mutex<Vec<EngineEvent>>>) {
     };
     let ready = assistant::app::serve::serve_factory(
         &cli.run,
-        opts.max_sessions,
+        (opts.max_sessions, false),
         &mut |_| {},
         &assistant::bus::Cancel::new(),
     )

@@ -151,6 +151,7 @@ pub fn run(args: &GpuArgs, opts: &ModelOptions, out: &mut dyn Write) -> Result<(
             Section::Placed,
             Section::Fallback,
             Section::Personaplex,
+            Section::Batch,
         ],
         s => vec![s],
     };
@@ -165,6 +166,7 @@ pub fn run(args: &GpuArgs, opts: &ModelOptions, out: &mut dyn Write) -> Result<(
             Section::Fallback => fallback(&mut r, (&dev, &name, opts.device), &work),
             Section::Headless => headless(&mut r, args.stats.as_deref(), &name),
             Section::Personaplex => personaplex(&mut r, &dev, args.size, args.steps),
+            Section::Batch => batch(&mut r, &dev, &work, args.steps),
             Section::All => unreachable!("expanded above"),
         };
         if let Err(e) = result {
@@ -775,6 +777,52 @@ fn headless(r: &mut Report, stats: Option<&Path>, device: &str) -> Result<()> {
 
 /// Load a checkpoint directory on `dev` as `load_model` does, with the budget given, or
 /// with a plan made earlier (`stale`) for a device that has since filled up.
+/// The KV cache of the batch section's sessions (60 s), so that many fit.
+const BATCH_CONTEXT: usize = 750;
+const BATCH_SESSIONS: [usize; 8] = [1, 2, 4, 8, 16, 24, 32, 48];
+
+/// How many real-time sessions the device holds, each alone (forks stepped one after
+/// another) and batched: the wall time of a frame of N sessions, N rising until both
+/// pass a frame (80 ms) or the device runs out of memory.
+fn batch(r: &mut Report, dev: &Device, work: &Path, steps: usize) -> Result<()> {
+    let dir = checkpoint_dir(work, LmFile::Q8);
+    let (mut make, gen) =
+        crate::models::moshi::batch_check::checkpoint_maker(&dir, BATCH_CONTEXT, dev)?;
+    let cap = crate::models::moshi::batch_check::realtime_capacity(
+        &mut make,
+        &gen,
+        &BATCH_SESSIONS,
+        steps.clamp(3, 10),
+        FRAME_MS,
+    )?;
+    for c in &cap.costs {
+        r.emit(
+            "batch",
+            true,
+            &format!(
+                "N={}: a frame takes {:.1} ms alone ({} steps), {:.1} ms batched (one step)",
+                c.sessions, c.alone_wall_ms, c.sessions, c.batch_wall_ms
+            ),
+            json!({ "sessions": c.sessions, "alone_ms": c.alone_wall_ms, "batched_ms": c.batch_wall_ms }),
+        )?;
+    }
+    // The count is a figure, not a check: a CPU dry run holds few sessions.
+    r.emit(
+        "batch",
+        !cap.costs.is_empty(),
+        &format!(
+            "real-time sessions (q8, context {BATCH_CONTEXT}): {} alone, {} batched{}",
+            cap.alone,
+            cap.batched,
+            cap.stopped
+                .as_deref()
+                .map(|s| format!("; stopped at {s}"))
+                .unwrap_or_default()
+        ),
+        json!({ "alone": cap.alone, "batched": cap.batched, "context": BATCH_CONTEXT, "stopped": cap.stopped }),
+    )
+}
+
 fn load_with(
     dir: &Path,
     dev: &Device,

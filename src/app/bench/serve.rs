@@ -3,13 +3,23 @@
 //! shape), `assistant serve` runs as a child on a free port, once as it runs now (one
 //! load, shared) and once loading for each session (`--load-per-session`, the old
 //! way): the time a client waits from connecting to the handshake, and the server's
-//! resident memory with N = 1, 2 and 4 sessions open, each having stepped.
+//! resident memory with N = 1, 2 and 4 sessions open, each having stepped. Then
+//! `serve --batch`: for N = 1..8 sessions, the LM's CPU time per session per frame and
+//! wall time per frame, batched against each session stepping its own fork, with the
+//! teacher-forced token-equality check run on the same weights (`bench serve-batch`
+//! runs this part alone).
 
 use crate::models::duplex::{DuplexModel, StepOutput};
+use crate::models::moshi::batch_check::{
+    alone_twice, batch_equality, checkpoint_maker, cost, random_maker, teacher_forced_equality,
+    MakeLm, Reference,
+};
 use crate::models::moshi::config::{self, ModelConfig};
+use crate::models::moshi::demo::DEMO_WEIGHT_SEED;
 use crate::models::moshi::synthetic::{write_checkpoint, LmFile, Synthetic};
 use crate::net::client::{connect, ConnectOptions};
 use anyhow::{Context, Result};
+use moshi::lm_generate_multistream::Config as GenConfig;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -157,18 +167,19 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-pub fn bench_serve() -> Result<()> {
-    let build = if cfg!(debug_assertions) {
+fn build_kind() -> &'static str {
+    if cfg!(debug_assertions) {
         "debug build (dependencies optimised)"
     } else {
         "release build"
-    };
-    println!("serve: connect time and memory, one shared load against a load per session ({build}, CPU):");
-    let m300 = std::env::temp_dir().join(format!("assistant-bench-serve-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(m300.clone());
+    }
+}
+
+/// The ~300M Moshi-shaped checkpoint (random weights, q8, the real Mimi's shape).
+fn write_300m(dir: &std::path::Path) -> Result<()> {
     let real = ModelConfig::moshiko();
     write_checkpoint(
-        &m300,
+        dir,
         &Synthetic {
             config: ModelConfig::from_parts(
                 config::lm_config(1024, 16, 16, 3000, 256, 8, 1, 32000, 2048),
@@ -182,6 +193,134 @@ pub fn bench_serve() -> Result<()> {
         None,
     )
     .context("writing the ~300M checkpoint")?;
+    Ok(())
+}
+
+/// The machine's load average over the last minute (the figures are distorted by it).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Sessions for the batch figures.
+const BATCH_SESSIONS: std::ops::RangeInclusive<usize> = 1..=8;
+/// Frames timed per measurement, and frames compared per session.
+const BATCH_FRAMES: usize = 20;
+/// The KV cache in the batch figures (8 s), both shapes. The batched attention reads
+/// every slot's whole cache each step (masked) from the first step, where a fork reads
+/// the steps it has had: with the models' 3000, the first frames of a bench would
+/// compare a full cache against an almost empty one. In a long conversation both read
+/// their whole cache.
+const BATCH_CONTEXT: usize = 100;
+
+/// One line per N: CPU and wall per frame, batched against alone, and the equality.
+fn batch_lines(name: &str, make: &mut MakeLm, gen: &GenConfig) -> Result<()> {
+    let (diff, differing) = alone_twice(make, gen, BATCH_FRAMES)?;
+    println!(
+        "  {name}: one session alone, run twice on fresh loads: largest logit difference {diff:.1e}, {differing} of {BATCH_FRAMES} steps' tokens differ"
+    );
+    for n in BATCH_SESSIONS {
+        let eq = teacher_forced_equality(make, gen, n, BATCH_FRAMES)?;
+        let one = batch_equality(make, gen, n, BATCH_FRAMES, Reference::BatchOfOne)?;
+        let c = cost(make, gen, n, BATCH_FRAMES)?;
+        println!(
+            "  {name}, N={n}: LM CPU per session per frame {:.2} ms alone, {:.2} ms batched ({:.2}x); wall per frame {:.1} ms alone ({n} steps), {:.1} ms batched (one step); tokens equal in {} teacher-forced steps: {}, largest logit difference {:.1e} (largest logit {:.1}); against each session in a batch of one: {} of {} steps differ, largest logit difference {:.1e}",
+            c.alone_cpu_ms,
+            c.batch_cpu_ms,
+            c.alone_cpu_ms / c.batch_cpu_ms.max(1e-9),
+            c.alone_wall_ms,
+            c.batch_wall_ms,
+            eq.steps,
+            if eq.tokens_equal() {
+                "yes".to_string()
+            } else {
+                format!(
+                    "NO, {} differ, the first: {}",
+                    eq.differing_steps,
+                    eq.first_difference.unwrap_or_default()
+                )
+            },
+            eq.max_logit_diff,
+            eq.max_logit,
+            one.differing_steps,
+            one.steps,
+            one.max_logit_diff
+        );
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// `serve --batch`'s figures for N = 1..8 on the demo and the ~300M shape (its
+/// checkpoint in `m300`, written if missing).
+pub fn bench_serve_batch(m300: Option<&std::path::Path>) -> Result<()> {
+    println!(
+        "serve --batch: the LM of N sessions in one batched step against N forks stepped one by one ({}, CPU; CPU time from getrusage over all threads; load average {} at the start):",
+        build_kind(),
+        load_average()
+    );
+    let dev = moshi::candle::Device::Cpu;
+    let mut demo = config::demo();
+    demo.lm.transformer.context = BATCH_CONTEXT;
+    batch_lines(
+        &format!("demo, context {BATCH_CONTEXT}"),
+        &mut random_maker(&demo, DEMO_WEIGHT_SEED, &dev),
+        &demo.gen,
+    )?;
+    // The demo's weights in q8: q8 quantizes each activation row in blocks of 32, so a
+    // last-bit difference between the batched and unbatched attention's sums can move a
+    // value across a rounding step; f32 weights show the difference as it is.
+    let q8 = RemoveOnDrop(
+        std::env::temp_dir().join(format!("assistant-bench-batch-q8-{}", std::process::id())),
+    );
+    write_checkpoint(
+        &q8.0,
+        &Synthetic {
+            config: config::demo(),
+            mimi_toml: Some(config::demo_mimi()),
+            lm_toml: true,
+        },
+        LmFile::Q8,
+        7,
+        None,
+    )
+    .context("writing the demo-shaped q8 checkpoint")?;
+    let (mut make, gen) = checkpoint_maker(&q8.0, BATCH_CONTEXT, &dev)?;
+    batch_lines(
+        &format!("demo shape q8, context {BATCH_CONTEXT}"),
+        &mut make,
+        &gen,
+    )?;
+    drop(q8);
+    let own;
+    let dir = match m300 {
+        Some(d) => d,
+        None => {
+            own = RemoveOnDrop(
+                std::env::temp_dir().join(format!("assistant-bench-batch-{}", std::process::id())),
+            );
+            write_300m(&own.0)?;
+            &own.0
+        }
+    };
+    let (mut make, gen) = checkpoint_maker(dir, BATCH_CONTEXT, &dev)?;
+    batch_lines(
+        &format!("~300M q8, context {BATCH_CONTEXT}"),
+        &mut make,
+        &gen,
+    )?;
+    println!("  load average at the end: {}", load_average());
+    Ok(())
+}
+
+pub fn bench_serve() -> Result<()> {
+    let build = build_kind();
+    println!("serve: connect time and memory, one shared load against a load per session ({build}, CPU):");
+    let m300 = std::env::temp_dir().join(format!("assistant-bench-serve-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(m300.clone());
+    write_300m(&m300)?;
     let shapes: [(&str, Vec<String>); 2] = [
         ("demo", vec!["--demo".into()]),
         (
@@ -211,5 +350,5 @@ pub fn bench_serve() -> Result<()> {
             std::io::stdout().flush()?;
         }
     }
-    Ok(())
+    bench_serve_batch(Some(&m300))
 }

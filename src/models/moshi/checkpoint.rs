@@ -38,6 +38,8 @@ pub struct Checkpoint {
     /// Conversations that will share these weights (`serve --max-sessions`): the plan
     /// holds a KV cache and activations for each.
     pub sessions: usize,
+    /// `serve --batch`: build the LM batched, a slot for each of the `sessions`.
+    pub batch: bool,
 }
 
 fn err(message: String) -> ModelLoadError {
@@ -152,6 +154,7 @@ pub fn inspect(dir: &Path) -> Result<Checkpoint, ModelLoadError> {
         placement: Placement::default(),
         plan: None,
         sessions: 1,
+        batch: false,
     })
 }
 
@@ -202,6 +205,18 @@ pub fn load(
         ck.config.gen.text_pad_token,
         ck.config.gen.text_eop_token,
     );
+    if lm.batch_size().is_some() {
+        return MoshiModel::batched(
+            mimi,
+            lm,
+            ck.config.gen,
+            text,
+            sampling.clone(),
+            info,
+            device.clone(),
+        )
+        .map_err(|e| err(format!("starting the batch stepper: {e:#}")));
+    }
     Ok(MoshiModel::new(
         mimi,
         lm,
@@ -264,15 +279,29 @@ pub fn load_parts(
     check_layer_counts(ck, renaming.as_ref().map_or(&headers, |(h, _)| h))?;
     let (sources, dtype) = if ck.quantized {
         (
-            lm_sources::gguf_sources(
-                &ck.lm_file,
-                ck.placement,
-                &ck.config.lm,
-                device,
-                lm_name,
-                progress,
-                cancel,
-            )?,
+            if ck.batch {
+                // The batched transformer is built from one builder of all its layers.
+                lm_sources::split_gguf_sources(
+                    &ck.lm_file,
+                    ck.placement,
+                    ck.config.lm.transformer.num_layers,
+                    ck.config.lm.transformer.num_layers,
+                    device,
+                    lm_name,
+                    progress,
+                    cancel,
+                )?
+            } else {
+                lm_sources::gguf_sources(
+                    &ck.lm_file,
+                    ck.placement,
+                    &ck.config.lm,
+                    device,
+                    lm_name,
+                    progress,
+                    cancel,
+                )?
+            },
             "q8",
         )
     } else {
@@ -299,7 +328,12 @@ pub fn load_parts(
             if file_bf16 { "bf16" } else { "f32" },
         )
     };
-    let lm = PlacedLm::new(&ck.config.lm, sources).map_err(|e| {
+    let built = if ck.batch {
+        PlacedLm::new_batched(&ck.config.lm, sources, ck.sessions)
+    } else {
+        PlacedLm::new(&ck.config.lm, sources)
+    };
+    let lm = built.map_err(|e| {
         let e = candle_message(&e);
         // The quantized loader's own messages do not say which file.
         if e.contains(&ck.lm_file.display().to_string()) {

@@ -77,6 +77,74 @@ pub fn random_lm(
     )
 }
 
+/// The demo model with a batched LM of `slots` sessions (`serve --batch --demo`).
+pub fn demo_model_batched(
+    sampling: &Sampling,
+    device: &Device,
+    device_name: &str,
+    slots: usize,
+) -> Result<MoshiModel> {
+    random_moshi_model_batched(
+        &config::demo(),
+        DEMO_WEIGHT_SEED,
+        sampling,
+        (device, device_name),
+        slots,
+    )
+}
+
+/// `random_moshi_model` with a batched LM of `slots` sessions: the same weights.
+pub fn random_moshi_model_batched(
+    cfg: &ModelConfig,
+    seed: u64,
+    sampling: &Sampling,
+    (device, device_name): (&Device, &str),
+    slots: usize,
+) -> Result<MoshiModel> {
+    let mimi = random_model_mimi(cfg, seed, device)?;
+    let lm = random_batched_lm(cfg, seed, slots, device)?;
+    let text = TextAssembler::new(demo_vocab(), cfg.gen.text_pad_token, cfg.gen.text_eop_token);
+    let info = ModelInfo {
+        name: DEMO_NAME.into(),
+        device: device_name.into(),
+        dtype: "f32".into(),
+    };
+    MoshiModel::batched(
+        mimi,
+        lm,
+        cfg.gen.clone(),
+        text,
+        sampling.clone(),
+        info,
+        device.clone(),
+    )
+    .map_err(|e| moshi::candle::Error::Msg(format!("{e:#}")))
+}
+
+/// The Mimi of `random_model`.
+fn random_model_mimi(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<Mimi> {
+    let (vb, _) = RandomBackend::var_builder(seed, DType::F32, device);
+    Mimi::new(cfg.mimi.clone(), vb)
+}
+
+/// The LM of `random_model` with a batched temporal transformer of `slots` sessions.
+pub fn random_batched_lm(
+    cfg: &ModelConfig,
+    seed: u64,
+    slots: usize,
+    device: &Device,
+) -> Result<PlacedLm> {
+    PlacedLm::new_batched(
+        &cfg.lm,
+        dense_sources(
+            lm_var_builder(seed, device).0,
+            Placement::default(),
+            cfg.lm.transformer.num_layers,
+        ),
+        slots,
+    )
+}
+
 /// moshi's own `LmModel` on the same weights as `random_model`, for equality tests.
 pub fn reference_lm(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<LmModel> {
     LmModel::new(

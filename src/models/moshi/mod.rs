@@ -4,6 +4,8 @@
 //!
 //! May import `models::duplex`, `audio` and `bus`.
 
+pub mod batch_check;
+pub mod batched;
 pub mod checkpoint;
 pub mod config;
 pub mod demo;
@@ -77,6 +79,9 @@ pub struct ModelOptions {
     /// Sessions that will share the weights (`serve --max-sessions`): the memory plan
     /// sizes a KV cache for each.
     pub sessions: usize,
+    /// `serve --batch`: one LM whose batched transformer has a slot for each of the
+    /// `sessions`; its forks take the slots and step together (`batched`).
+    pub batch: bool,
 }
 
 impl Default for ModelOptions {
@@ -92,6 +97,7 @@ impl Default for ModelOptions {
             prompt: Prompt::default(),
             voices_dir: None,
             sessions: 1,
+            batch: false,
         }
     }
 }
@@ -277,8 +283,16 @@ fn load_on(
     let sampling = &opts.sampling;
     let (device, device_name) = (device.clone(), device_name.to_string());
     let mut notices = Vec::new();
+    let batch = opts.batch.then_some(opts.sessions.max(1));
     if opts.demo {
-        return load_demo(sampling, &device, &device_name, notices, progress, cancel);
+        return load_demo(
+            sampling,
+            batch,
+            (&device, &device_name),
+            notices,
+            progress,
+            cancel,
+        );
     }
     let from_dir = |dir: &std::path::Path,
                     notices: Vec<LoadNotice>,
@@ -288,7 +302,7 @@ fn load_on(
             dir,
             sampling,
             (&device, &device_name),
-            (opts.context, opts.max_memory_gib, opts.sessions),
+            (opts.context, opts.max_memory_gib, opts.sessions, opts.batch),
             notices,
             progress,
             cancel,
@@ -331,22 +345,33 @@ fn load_on(
         message: format!("{why}. Using the demo model: tiny, random weights, it only babbles"),
         remedy: Some(format!("run again with the network up (a download resumes where it stopped), or download {repo} (or kyutai/moshika-candle-q8) yourself and pass --model-dir DIR, or run with --demo to skip the search")),
     });
-    let mut m = load_demo(sampling, &device, &device_name, notices, progress, cancel)?;
+    let mut m = load_demo(
+        sampling,
+        batch,
+        (&device, &device_name),
+        notices,
+        progress,
+        cancel,
+    )?;
     m.fell_back_to_demo = true;
     Ok(m)
 }
 
 fn load_demo(
     sampling: &Sampling,
-    device: &moshi::candle::Device,
-    device_name: &str,
+    batch: Option<usize>,
+    (device, device_name): (&moshi::candle::Device, &str),
     notices: Vec<LoadNotice>,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
     check_cancel(cancel)?;
     let start = Instant::now();
-    let model = demo::demo_model(sampling, device, device_name).map_err(|e| {
+    let model = match batch {
+        None => demo::demo_model(sampling, device, device_name),
+        Some(n) => demo::demo_model_batched(sampling, device, device_name, n),
+    }
+    .map_err(|e| {
         ModelLoadError::new(
             format!("building the demo model: {e}"),
             "this is a bug; please report it",
@@ -371,13 +396,14 @@ fn load_dir(
     dir: &std::path::Path,
     sampling: &Sampling,
     (device, device_name): (&moshi::candle::Device, &str),
-    (context, max_memory, sessions): (Option<usize>, Option<f64>, usize),
+    (context, max_memory, sessions, batch): (Option<usize>, Option<f64>, usize, bool),
     mut notices: Vec<LoadNotice>,
     progress: &mut dyn FnMut(LoadProgress),
     cancel: &Cancel,
 ) -> Result<LoadedModel, ModelLoadError> {
     let mut ck = checkpoint::inspect(dir)?;
     ck.sessions = sessions.max(1);
+    ck.batch = batch;
     if let Some(n) = size_context(&mut ck, device, device_name, context, max_memory)? {
         notices.push(n);
     }
@@ -394,6 +420,15 @@ fn load_dir(
             host: 0,
         },
     };
+    if batch && personaplex::model::is_personaplex(&ck.config.lm) {
+        return Err(ModelLoadError::new(
+            format!(
+                "--batch does not serve PersonaPlex ({}): its sessions' voice and text prompts are prefilled step by step through the unbatched LM",
+                dir.display()
+            ),
+            "run serve without --batch (its sessions still share the weights), or serve a Moshi checkpoint",
+        ));
+    }
     let model: Box<dyn DuplexModel> = if personaplex::model::is_personaplex(&ck.config.lm) {
         Box::new(personaplex::model::PersonaPlexModel::load(
             ck,
