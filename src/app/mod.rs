@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bench_cascade;
 pub mod bench_cpu_cascade;
+pub mod bench_cpu_script;
 pub mod bench_net;
 pub mod bench_pocket;
 pub mod bench_serve;
