@@ -451,7 +451,8 @@ pub fn published(
         }
     };
     let (cfg, key) = super::bench_pocket::config_named(pocket)?;
-    let model = PocketModel::random(cfg, key, &dev)?;
+    // As a published checkpoint loads: its flow LM's weights stay in bf16.
+    let model = PocketModel::random(cfg, key, &dev)?.with_bf16_flow_lm()?;
     let voice = Voice::random(&model.lm, 125, &dev)?;
     let mut tts = PocketTts::new(model, voice, q8)?;
     tts.set_eager_words(eager_words);
@@ -463,7 +464,7 @@ pub fn published(
     });
     description.push(format!(
         "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma",
-        if q8 { " (flow LM q8)" } else { "" }
+        if q8 { " (flow LM q8)" } else { " (flow LM weights in bf16, as published)" }
     ));
     let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");
     write_tiny_qwen2(&gguf, &TinyQwen2::qwen25_05b_q4_k_m())?;

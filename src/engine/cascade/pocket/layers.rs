@@ -3,7 +3,7 @@
 //! quantized matmul), layer norms, the flow head's variance norm, RoPE, and the
 //! streaming convolutions of the codec decoder.
 
-use super::kernels::{gemm_shifted, PackedRows, TB};
+use super::kernels::{gemm_shifted, linear_rows_bf16, Bf16Rows, PackedRows, TB};
 use moshi::candle::quantized::{GgmlDType, QMatMul, QTensor};
 use moshi::candle::{DType, Module, Result, Tensor, D};
 use moshi::candle_nn::VarBuilder;
@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 /// `nn.Linear`: f32 weights, or q8_0 ones (the transformer's layers with `--tts-q8`),
 /// or f32 ones packed for `kernels::gemm_shifted` (the codec's transformer, 16 rows a
-/// frame, where candle's matmul would repack the whole weight on every call).
+/// frame, where candle's matmul would repack the whole weight on every call), or
+/// bf16 ones computed in f32 (the flow LM of a checkpoint stored in bf16, as Kyutai
+/// publishes it).
 #[derive(Clone)]
 pub enum Linear {
     F32 {
@@ -26,6 +28,10 @@ pub enum Linear {
         w: Arc<PackedRows>,
         b: Option<Vec<f32>>,
     },
+    Bf16 {
+        w: Arc<Bf16Rows>,
+        b: Option<Tensor>,
+    },
 }
 
 impl Linear {
@@ -39,8 +45,42 @@ impl Linear {
         Ok(Linear::F32 { w, b })
     }
 
+    /// The same layer with its weight in bf16 (f32 layers only): exact when the
+    /// weight was read from bf16.
+    pub fn bf16(&self) -> Result<Self> {
+        match self {
+            Linear::F32 { w, b } => {
+                let (n, k) = w.dims2()?;
+                let wv = w.flatten_all()?.to_vec1::<f32>()?;
+                Ok(Linear::Bf16 {
+                    w: Arc::new(Bf16Rows::from_f32(&wv, n, k)),
+                    b: b.clone(),
+                })
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// The weight in f32 (a bf16 one widened), for the layers that are not packed.
+    fn f32_weight(&self) -> Result<Option<(Tensor, Option<Tensor>)>> {
+        Ok(match self {
+            Linear::F32 { w, b } => Some((w.clone(), b.clone())),
+            Linear::Bf16 { w, b } => {
+                let dev = b
+                    .as_ref()
+                    .map_or(moshi::candle::Device::Cpu, |b| b.device().clone());
+                Some((Tensor::from_vec(w.to_f32(), w.dims(), &dev)?, b.clone()))
+            }
+            _ => None,
+        })
+    }
+
     /// The same layer with its weight in q8_0 (rows must be a multiple of 32 wide).
     pub fn quantized(&self) -> Result<Self> {
+        if let Linear::Bf16 { .. } = self {
+            let (w, b) = self.f32_weight()?.expect("a bf16 layer has a weight");
+            return Linear::F32 { w, b }.quantized();
+        }
         match self {
             Linear::F32 { w, b } if w.dim(1)? % 32 == 0 => {
                 let q = QTensor::quantize(w, GgmlDType::Q8_0)?;
@@ -71,6 +111,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, b) = match self {
             Linear::Packed { w, b } => return packed_forward(w, b.as_deref(), x),
+            Linear::Bf16 { w, b } => (bf16_forward(w, x)?, b),
             Linear::F32 { w, b } => {
                 if let Some(y) = super::kernels::linear(w, x)? {
                     return match b {
@@ -95,6 +136,23 @@ impl Linear {
             None => Ok(y),
         }
     }
+}
+
+/// `x` (…, k) times the transpose of the bf16 (n, k) weight.
+fn bf16_forward(w: &Bf16Rows, x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let (n, k) = w.dims();
+    if dims.last() != Some(&k) {
+        moshi::candle::bail!("bf16 linear: input {dims:?} for a weight of {k} columns");
+    }
+    let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let mut y = vec![0f32; xs.len() / k.max(1) * n];
+    linear_rows_bf16(w, &xs, &mut y);
+    let mut shape = dims.to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(y, shape, x.device())
 }
 
 /// `x` (…, k) times the transpose of the packed (n, k) weight, plus the bias: computed

@@ -108,6 +108,15 @@ pub fn tokenizer_path(dir: &Path, cfg: &PocketConfig) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// The flow LM's transformer weights are stored in bf16.
+pub fn stored_bf16(
+    headers: &std::collections::BTreeMap<String, crate::engine::moshi::files::TensorHeader>,
+) -> bool {
+    headers
+        .get("flow_lm.transformer.layers.0.self_attn.in_proj.weight")
+        .is_some_and(|h| h.dtype == "BF16")
+}
+
 impl PocketModel {
     /// Load `dir` (`hint`: a built-in config name when the directory has no config.yaml).
     pub fn load(dir: &Path, hint: Option<&str>, device: &Device) -> Result<Self, ModelLoadError> {
@@ -160,7 +169,12 @@ impl PocketModel {
                 ),
             )
         };
-        let lm = FlowLm::load(&vb.pp("flow_lm"), &cfg).map_err(mismatch)?;
+        let mut lm = FlowLm::load(&vb.pp("flow_lm"), &cfg).map_err(mismatch)?;
+        // Kyutai publishes its weights in bf16 (the package widens them to f32 and
+        // computes in f32): the flow LM keeps them so, reading half the bytes a step.
+        if stored_bf16(&headers) {
+            lm = lm.bf16().map_err(mismatch)?;
+        }
         let decoder = Decoder::load(&vb.pp("mimi"), &cfg.mimi).map_err(mismatch)?;
         let has_encoder = headers.contains_key("mimi.encoder.model.0.conv.weight")
             && headers.contains_key("flow_lm.speaker_proj_weight");
@@ -203,6 +217,16 @@ impl PocketModel {
             name: format!("pocket-tts {name} (random weights)"),
             device: device.clone(),
         })
+    }
+
+    /// The same model as if its checkpoint were stored in bf16 (as Kyutai publishes
+    /// it): the flow LM's linear weights rounded to bf16 and kept so (benchmarks).
+    pub fn with_bf16_flow_lm(mut self) -> anyhow::Result<Self> {
+        self.lm = self.lm.bf16()?;
+        self.name = self
+            .name
+            .replace("(random weights)", "(random weights, bf16 as published)");
+        Ok(self)
     }
 
     /// Audio samples per latent frame.
