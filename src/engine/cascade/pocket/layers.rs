@@ -470,6 +470,47 @@ mod tests {
     use moshi::candle::Device;
 
     #[test]
+    fn a_bf16_layer_computes_as_f32_with_its_weights_rounded_and_quantizes_to_q8() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1., (48, 64), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., 48, &dev).unwrap();
+        let f32_layer = Linear::F32 {
+            w: w.clone(),
+            b: Some(b.clone()),
+        };
+        let bf16 = f32_layer.bf16().unwrap();
+        assert!(matches!(bf16, Linear::Bf16 { .. }));
+        // Rounding a second time changes nothing: a bf16 checkpoint loads exactly.
+        let rounded = w
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let exact = Linear::F32 {
+            w: rounded,
+            b: Some(b),
+        };
+        for rows in [1, 3, 20] {
+            let x = Tensor::randn(0f32, 1., (1, rows, 64), &dev).unwrap();
+            let want = exact.forward(&x).unwrap();
+            let got = bf16.forward(&x).unwrap();
+            assert_eq!(got.dims(), &[1, rows, 48]);
+            let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-4, "{rows} rows");
+            // --tts-q8 on a bf16 checkpoint quantizes the widened weights.
+            let q = bf16.quantized().unwrap();
+            assert!(matches!(q, Linear::Q8 { .. }));
+            let d = (q.forward(&x).unwrap() - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 0.5, "{rows} rows, q8");
+        }
+    }
+
+    #[test]
     fn packed_linear_matches_candle() {
         let dev = Device::Cpu;
         for (m, k, n, bias) in [(16, 64, 40, true), (5, 96, 130, false), (33, 32, 8, true)] {
