@@ -183,12 +183,13 @@ pub fn run(b: &BenchArgs, out: &mut dyn std::io::Write) -> Result<()> {
         writeln!(
             out,
             "{name}: {:.2}x real time ({:.2} s for {secs:.1} s); first audio {:.0} ms; per frame: \
-             flow LM p50 {:.1} ms p95 {:.1} ms, decoder p50 {:.1} ms p95 {:.1} ms; load {}",
+             flow LM p50 {:.1} ms p95 {:.1} ms ({:.0} MB of weights), decoder p50 {:.1} ms p95 {:.1} ms; load {}",
             secs / r.total.as_secs_f64(),
             r.total.as_secs_f64(),
             r.first_audio.as_secs_f64() * 1e3,
             pctl(&r.lm_ms, 0.5),
             pctl(&r.lm_ms, 0.95),
+            lm.step_weight_bytes() as f64 / 1e6,
             pctl(&r.dec_ms, 0.5),
             pctl(&r.dec_ms, 0.95),
             load_average()

@@ -137,6 +137,26 @@ impl FlowHead {
         self.map_linears(Linear::bf16)
     }
 
+    /// Bytes of linear weights one pass reads.
+    pub fn weight_bytes(&self) -> usize {
+        let mut n = 0;
+        for e in &self.time_embed {
+            n += e.l0.weight_bytes() + e.l2.weight_bytes();
+        }
+        for b in &self.blocks {
+            n += b.mlp0.weight_bytes() + b.mlp2.weight_bytes() + b.ada.weight_bytes();
+        }
+        for l in [
+            &self.cond_embed,
+            &self.input_proj,
+            &self.final_ada,
+            &self.final_linear,
+        ] {
+            n += l.weight_bytes();
+        }
+        n
+    }
+
     fn map_linears(&self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<Self> {
         let mut q = self.clone();
         q.times_memo = Default::default();

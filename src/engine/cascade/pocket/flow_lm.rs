@@ -121,6 +121,12 @@ impl FlowLm {
         Ok(q)
     }
 
+    /// Bytes of the transformer's and the flow head's linear weights: what one step
+    /// reads (with one decode step).
+    pub fn step_weight_bytes(&self) -> usize {
+        self.transformer.weight_bytes() + self.head.weight_bytes()
+    }
+
     /// The weights of the transformer's linear layers are bf16.
     pub fn is_bf16(&self) -> bool {
         self.transformer.is_bf16()

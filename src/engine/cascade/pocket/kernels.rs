@@ -352,6 +352,10 @@ impl PackedRows {
     pub fn rows(&self) -> usize {
         self.rows
     }
+
+    pub fn cols(&self) -> usize {
+        self.q
+    }
 }
 
 /// `RB` rows × `TB` columns from column `t0`: Σ_j w[·][j] · x[offs[j] + t0 ..]. The

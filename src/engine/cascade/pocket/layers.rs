@@ -61,6 +61,21 @@ impl Linear {
         }
     }
 
+    /// Bytes of weight one pass reads (q8_0: 34 bytes per 32 weights).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Linear::F32 { w, .. } => w.elem_count() * 4,
+            Linear::Q8 { w, .. } => match w {
+                QMatMul::QTensor(q) => q.storage_size_in_bytes(),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
+                    t.elem_count() * t.dtype().size_in_bytes()
+                }
+            },
+            Linear::Packed { w, .. } => w.rows() * w.cols() * 4,
+            Linear::Bf16 { w, .. } => w.dims().0 * w.dims().1 * 2,
+        }
+    }
+
     /// The weight in f32 (a bf16 one widened), for the layers that are not packed.
     fn f32_weight(&self) -> Result<Option<(Tensor, Option<Tensor>)>> {
         Ok(match self {

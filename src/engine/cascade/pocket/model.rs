@@ -234,3 +234,22 @@ impl PocketModel {
         self.cfg.mimi.frame_size()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_lm_in_bf16_reads_half_the_bytes_a_step() {
+        // (The default English model: 340.9 MB in f32, 170.5 MB in bf16.)
+        let name = "english_18m_2026-10";
+        let cfg = PocketConfig::built_in(name).unwrap();
+        let m = PocketModel::random(cfg, name, &Device::Cpu).unwrap();
+        let f32_bytes = m.lm.step_weight_bytes();
+        assert!(!m.lm.is_bf16());
+        let m = m.with_bf16_flow_lm().unwrap();
+        assert!(m.lm.is_bf16());
+        assert_eq!(m.lm.step_weight_bytes() * 2, f32_bytes);
+        assert!((50e6..60e6).contains(&(f32_bytes as f64)), "{f32_bytes}");
+    }
+}

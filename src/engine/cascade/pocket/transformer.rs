@@ -187,6 +187,19 @@ impl Transformer {
         Ok(t)
     }
 
+    /// Bytes of linear weights one step reads.
+    pub fn weight_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| {
+                [&l.in_proj, &l.out_proj, &l.linear1, &l.linear2]
+                    .iter()
+                    .map(|x| x.weight_bytes())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Its linear layers' weights are bf16.
     pub fn is_bf16(&self) -> bool {
         self.layers
