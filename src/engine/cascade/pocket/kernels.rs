@@ -196,6 +196,14 @@ impl Bf16Rows {
         self.data.iter().map(|&h| bf16_to_f32(h)).collect()
     }
 
+    /// Rows `rows` widened to f32, row-major.
+    pub fn rows_f32(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
+        self.data[rows.start * self.k..rows.end * self.k]
+            .iter()
+            .map(|&h| bf16_to_f32(h))
+            .collect()
+    }
+
     /// (rows, columns).
     pub fn dims(&self) -> (usize, usize) {
         (self.n, self.k)

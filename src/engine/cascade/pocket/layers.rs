@@ -153,16 +153,34 @@ impl Linear {
     }
 }
 
-/// `x` (…, k) times the transpose of the bf16 (n, k) weight.
+/// `x` (…, k) times the transpose of the bf16 (n, k) weight. A few rows (a step) read
+/// the weight as bf16; many (a prompt) widen it a block of rows at a time for candle's
+/// matmul, which reuses each block across the rows far better than dot products do.
 fn bf16_forward(w: &Bf16Rows, x: &Tensor) -> Result<Tensor> {
+    /// Weight rows widened at a time (1 MB of f32 at k = 1024).
+    const BLOCK: usize = 256;
     let dims = x.dims();
     let (n, k) = w.dims();
     if dims.last() != Some(&k) {
         moshi::candle::bail!("bf16 linear: input {dims:?} for a weight of {k} columns");
     }
-    let xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    let mut y = vec![0f32; xs.len() / k.max(1) * n];
-    linear_rows_bf16(w, &xs, &mut y);
+    let x = x.to_dtype(DType::F32)?;
+    let m = x.elem_count() / k.max(1);
+    let mut y = vec![0f32; m * n];
+    if m <= super::kernels::MAX_ROWS {
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        linear_rows_bf16(w, &xs, &mut y);
+    } else {
+        let xm = x.reshape((m, k))?.contiguous()?;
+        for r0 in (0..n).step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(n);
+            let wb = Tensor::from_vec(w.rows_f32(r0..r1), (r1 - r0, k), x.device())?;
+            let yb = xm.matmul(&wb.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            for (dst, src) in y.chunks_exact_mut(n).zip(yb.chunks_exact(r1 - r0)) {
+                dst[r0..r1].copy_from_slice(src);
+            }
+        }
+    }
     let mut shape = dims.to_vec();
     if let Some(last) = shape.last_mut() {
         *last = n;
@@ -487,8 +505,9 @@ mod tests {
     #[test]
     fn a_bf16_layer_computes_as_f32_with_its_weights_rounded_and_quantizes_to_q8() {
         let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 1., (48, 64), &dev).unwrap();
-        let b = Tensor::randn(0f32, 1., 48, &dev).unwrap();
+        // 300 rows of 64 outputs: the prompt path widens it in two blocks.
+        let w = Tensor::randn(0f32, 1., (300, 64), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., 300, &dev).unwrap();
         let f32_layer = Linear::F32 {
             w: w.clone(),
             b: Some(b.clone()),
@@ -505,11 +524,11 @@ mod tests {
             w: rounded,
             b: Some(b),
         };
-        for rows in [1, 3, 20] {
+        for rows in [1, 3, 20, 300] {
             let x = Tensor::randn(0f32, 1., (1, rows, 64), &dev).unwrap();
             let want = exact.forward(&x).unwrap();
             let got = bf16.forward(&x).unwrap();
-            assert_eq!(got.dims(), &[1, rows, 48]);
+            assert_eq!(got.dims(), &[1, rows, 300]);
             let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
             assert!(d.to_scalar::<f32>().unwrap() < 1e-4, "{rows} rows");
             // --tts-q8 on a bf16 checkpoint quantizes the widened weights.
