@@ -74,31 +74,43 @@ fn frame_loud(out: &[f32], k: usize) -> bool {
 pub fn analyze(script: &Script, out: &[f32]) -> Figures {
     let mut f = Figures::default();
     let frames = out.len() / FRAME;
-    let ms = |samples: usize| samples as f64 * 1000.0 / RATE as f64;
     for (i, b) in script.bursts.iter().enumerate() {
         let next = script.bursts.get(i + 1).map_or(frames, |n| n.start / FRAME);
-        // The reply to this burst: the first loud frame after it ends, before the next.
-        let first = (b.end / FRAME..next).find(|&k| frame_loud(out, k));
-        if let Some(k) = first {
-            f.end_to_audio_ms
-                .push(ms(((k + 1) * FRAME).saturating_sub(b.end)));
+        if let Some(ms) = first_audio_ms(out, b, next) {
+            f.end_to_audio_ms.push(ms);
         }
-        // Talking over it: this burst's onset while the previous reply played (a loud
-        // frame among the last four: a reply may pause between words while it waits for
-        // text), stopped where the output stays quiet for four frames.
         if i > 0 {
-            let onset_frame = b.start / FRAME;
-            let playing =
-                (onset_frame.saturating_sub(QUIET_RUN)..onset_frame).any(|k| frame_loud(out, k));
-            let silent = (onset_frame..frames)
-                .find(|&k| (k..(k + QUIET_RUN).min(frames)).all(|j| !frame_loud(out, j)));
-            match (playing, silent) {
-                (true, Some(k)) => f.barge_in_ms.push(ms((k + 1) * FRAME - b.start)),
-                _ => f.missed += 1,
+            match barge_in_ms(out, b.start) {
+                Some(ms) => f.barge_in_ms.push(ms),
+                None => f.missed += 1,
             }
         }
     }
     f
+}
+
+/// The reply to the speech `burst`: from its end to the end of the first loud frame
+/// after it, before frame `next` (the next speech); `None` when nothing played.
+pub(crate) fn first_audio_ms(out: &[f32], burst: &Range<usize>, next: usize) -> Option<f64> {
+    let k = (burst.end / FRAME..next).find(|&k| frame_loud(out, k))?;
+    Some(ms(((k + 1) * FRAME).saturating_sub(burst.end)))
+}
+
+/// Talking over a reply: speech from sample `onset` while the reply played (a loud
+/// frame among the last four: a reply may pause between words while it waits for
+/// text), stopped where the output stays quiet for four frames. `None` when nothing
+/// played at the onset, or the output never fell quiet.
+pub(crate) fn barge_in_ms(out: &[f32], onset: usize) -> Option<f64> {
+    let frames = out.len() / FRAME;
+    let onset_frame = onset / FRAME;
+    let playing = (onset_frame.saturating_sub(QUIET_RUN)..onset_frame).any(|k| frame_loud(out, k));
+    let silent = (onset_frame..frames)
+        .find(|&k| (k..(k + QUIET_RUN).min(frames)).all(|j| !frame_loud(out, j)))?;
+    playing.then(|| ms((silent + 1) * FRAME - onset))
+}
+
+fn ms(samples: usize) -> f64 {
+    samples as f64 * 1000.0 / RATE as f64
 }
 
 /// Run this binary headless on the script with `run_args` (the cascade's flags) and

@@ -8,12 +8,15 @@
 //! (each 0.5 s after it was spoken, as Kyutai's STT gives them) and the end of the
 //! user's turn, the moment the speech ends. The turn rule's own wait after that
 //! (320 ms of quiet when the recogniser says the user is done) is reported apart.
+//! The conversation itself (`cpu_script`) waits on what the speaker plays, so
+//! the same turns are talked over in every run.
 
-use crate::app::bench::cascade::{analyze, print_figures, Figures};
+use crate::app::bench::cascade::{barge_in_ms, first_audio_ms, print_figures, Figures};
+use crate::app::bench::cpu_script::{self as script, Conversation, Heard, Kind, Spoken, BLOCK};
 use crate::audio::device::{ring_for, AudioFormat};
 use crate::audio::meters::Meters;
-use crate::audio::port::{FilePacer, OutputPort};
-use crate::audio::wav::{WavAudio, WavSink};
+use crate::audio::port::{InputPort, OutputPort};
+use crate::audio::wav::WavSink;
 use crate::bus::Cancel;
 use crate::engine::cascade::{Cascade, TurnSettings};
 use crate::engine::runner::{self, EngineSetup, Loaded};
@@ -23,7 +26,7 @@ use crate::models::parts::{
 };
 use anyhow::{Context, Result};
 use moshi::candle::Device;
-use ringbuf::traits::{Consumer, Observer};
+use ringbuf::traits::{Consumer, Observer, Producer};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,55 +37,6 @@ const RATE: usize = 24_000;
 const FRAME: usize = 1920;
 /// The turn machine's wait after speech when the recogniser says the user is done.
 pub const TURN_RULE_WAIT_MS: f64 = 320.0;
-
-/// Questions the script asks (15 words or so, as people ask a voice assistant).
-const QUESTIONS: &[&str] = &[
-    "what is the weather going to be like tomorrow morning when I walk to the station",
-    "can you remind me how long I should boil an egg so the yolk stays soft",
-    "tell me something interesting about the history of the town where I grew up please",
-    "how many minutes does it take to drive from here to the airport in the evening",
-    "what would be a good name for a small grey cat that likes to sleep all day",
-    "explain in simple words why the sky looks blue in the middle of a sunny day",
-];
-
-/// One turn of the script: the user's speech, and whether they talk over the reply.
-#[derive(Debug, Clone)]
-pub struct Turn {
-    pub speech: Range<usize>,
-    pub words: Vec<&'static str>,
-    pub barge_in: bool,
-}
-
-/// The conversation: `minutes` of audio, turns of about 3 s of speech, every third
-/// one talked over 2.5 s after the user stops (the next question starts over the
-/// reply), the others left to finish (8 s of quiet).
-pub fn script(minutes: f64) -> (Vec<f32>, Vec<Turn>) {
-    let total = (minutes * 60.0 * RATE as f64) as usize;
-    let mut pcm = vec![0.0f32; RATE];
-    let mut turns = Vec::new();
-    let mut i = 0;
-    while pcm.len() + 14 * RATE < total {
-        let words: Vec<&'static str> = QUESTIONS[i % QUESTIONS.len()].split(' ').collect();
-        let secs = words.len() as f64 * 0.2;
-        let v = crate::app::bench::cascade::voice(secs, 110.0 + 13.0 * (i % 5) as f64, 0.2);
-        let barge_in = i % 3 == 2;
-        turns.push(Turn {
-            speech: pcm.len()..pcm.len() + v.len(),
-            words,
-            barge_in,
-        });
-        pcm.extend(v);
-        // Onsets land anywhere in a frame: 37 ms apart, modulo 80.
-        let jitter = (i * 37) % 80 * RATE / 1000;
-        let quiet = if barge_in { 2.5 } else { 8.0 };
-        pcm.extend(std::iter::repeat_n(
-            0.0,
-            (quiet * RATE as f64) as usize + jitter,
-        ));
-        i += 1;
-    }
-    (pcm, turns)
-}
 
 /// What the wrapped parts saw, shared with the bench.
 #[derive(Default)]
@@ -109,6 +63,45 @@ pub struct Probe {
     /// Pieces the LLM wrote, and characters of text the synthesiser was given.
     llm_pieces: AtomicU64,
     tts_chars: AtomicU64,
+    /// A reply is under way: the synthesiser started it and has not finished it.
+    replying: AtomicBool,
+    /// Each reply's moments, in the order the synthesiser started them.
+    replies: Mutex<Vec<ReplyTrace>>,
+    /// Each read-ahead's time in ms, and the prompt tokens it read.
+    prepare_ms: Mutex<Vec<(f64, u64)>>,
+}
+
+/// The moments of one reply, from the turn machine asking for it to its first sound.
+#[derive(Debug, Clone)]
+struct ReplyTrace {
+    /// The synthesiser was started: the turn machine ended the user's turn and asks.
+    asked: Instant,
+    /// The LLM's thread began the reply (it may have been reading ahead).
+    llm_began: Option<Instant>,
+    /// Prompt tokens the reply read (what reading ahead had not).
+    prompt_tokens: Option<u64>,
+    llm_first: Option<Instant>,
+    first_text: Option<Instant>,
+    /// The text that let the synthesiser speak: the last given before its first frame,
+    /// and how many characters it had by then.
+    last_text: Option<Instant>,
+    chars: usize,
+    first_audio: Option<Instant>,
+}
+
+impl ReplyTrace {
+    fn new(asked: Instant) -> Self {
+        Self {
+            asked,
+            llm_began: None,
+            prompt_tokens: None,
+            llm_first: None,
+            first_text: None,
+            last_text: None,
+            chars: 0,
+            first_audio: None,
+        }
+    }
 }
 
 /// Frames after a turn's speech by which the recogniser must have said it is done;
@@ -123,6 +116,8 @@ const FALLBACK_FRAMES: usize = 36;
 struct ScriptedStt {
     inner: Box<dyn SpeechToText>,
     probe: Arc<Probe>,
+    /// The turns the microphone has begun (it adds each before its first sample).
+    live: Arc<Mutex<Vec<Spoken>>>,
     /// Steps taken; the frame of the script a step hears is this plus the frames the
     /// engine dropped.
     steps: usize,
@@ -138,30 +133,34 @@ struct ScriptedStt {
 }
 
 impl ScriptedStt {
-    fn new(inner: Box<dyn SpeechToText>, turns: &[Turn], probe: Arc<Probe>) -> Self {
-        let delay = inner.delay_frames();
-        let mut words = Vec::new();
-        for (i, t) in turns.iter().enumerate() {
-            let n = t.words.len().max(1);
-            for (k, w) in t.words.iter().enumerate() {
-                // A word is complete at the end of its share of the speech.
-                let end = t.speech.start + (k + 1) * t.speech.len() / n;
-                words.push((end / FRAME + delay, i, w.to_string()));
-            }
-        }
-        let speech: Vec<Range<usize>> = turns
-            .iter()
-            .map(|t| t.speech.start / FRAME..t.speech.end.div_ceil(FRAME))
-            .collect();
+    fn new(inner: Box<dyn SpeechToText>, live: Arc<Mutex<Vec<Spoken>>>, probe: Arc<Probe>) -> Self {
         Self {
             inner,
             probe,
+            live,
             steps: 0,
             frame: None,
-            words,
+            words: Vec::new(),
             next_word: 0,
-            finished: vec![None; speech.len()],
-            speech,
+            speech: Vec::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Take in the turns begun since the last step: their words fall due at the end
+    /// of their share of the speech, late by the recogniser's delay.
+    fn sync(&mut self) {
+        let delay = self.inner.delay_frames();
+        let live = self.live.lock().unwrap();
+        for (i, t) in live.iter().enumerate().skip(self.speech.len()) {
+            let n = t.words.len().max(1);
+            for (k, w) in t.words.iter().enumerate() {
+                let end = t.speech.start + (k + 1) * t.speech.len() / n;
+                self.words.push((end / FRAME + delay, i, w.to_string()));
+            }
+            self.speech
+                .push(t.speech.start / FRAME..t.speech.end.div_ceil(FRAME));
+            self.finished.push(None);
         }
     }
 }
@@ -171,6 +170,7 @@ impl SpeechToText for ScriptedStt {
         self.inner.name()
     }
     fn step(&mut self, pcm: &[f32]) -> Result<SttStep> {
+        self.sync();
         let speaking = self.probe.speaking.load(Ordering::Relaxed);
         let t = Instant::now();
         let heard = self.inner.step(pcm)?;
@@ -238,6 +238,15 @@ struct TimedTts {
     probe: Arc<Probe>,
 }
 
+impl TimedTts {
+    /// The reply under way's trace.
+    fn trace(&self, f: impl FnOnce(&mut ReplyTrace)) {
+        if let Some(t) = self.probe.replies.lock().unwrap().last_mut() {
+            f(t)
+        }
+    }
+}
+
 impl TextToSpeech for TimedTts {
     fn name(&self) -> String {
         self.inner.name()
@@ -246,12 +255,27 @@ impl TextToSpeech for TimedTts {
         self.inner.set_voice(voice)
     }
     fn start(&mut self) -> Result<()> {
-        self.inner.start()
+        let now = Instant::now();
+        self.inner.start()?;
+        self.probe
+            .replies
+            .lock()
+            .unwrap()
+            .push(ReplyTrace::new(now));
+        self.probe.replying.store(true, Ordering::Relaxed);
+        Ok(())
     }
     fn push_text(&mut self, text: &str) {
-        self.probe
-            .tts_chars
-            .fetch_add(text.chars().count() as u64, Ordering::Relaxed);
+        let n = text.chars().count();
+        self.probe.tts_chars.fetch_add(n as u64, Ordering::Relaxed);
+        let now = Instant::now();
+        self.trace(|t| {
+            if t.first_audio.is_none() {
+                t.first_text.get_or_insert(now);
+                t.last_text = Some(now);
+                t.chars += n;
+            }
+        });
         self.inner.push_text(text)
     }
     fn finish(&mut self) {
@@ -266,11 +290,19 @@ impl TextToSpeech for TimedTts {
         if audio {
             self.probe.tts_ms.lock().unwrap().push(ms);
             self.probe.tts_audio_frames.fetch_add(1, Ordering::Relaxed);
+            let now = Instant::now();
+            self.trace(|t| {
+                t.first_audio.get_or_insert(now);
+            });
+        }
+        if matches!(r, TtsStep::Done) {
+            self.probe.replying.store(false, Ordering::Relaxed);
         }
         Ok(r)
     }
     fn cancel(&mut self) {
         self.probe.speaking.store(false, Ordering::Relaxed);
+        self.probe.replying.store(false, Ordering::Relaxed);
         self.inner.cancel()
     }
 }
@@ -307,7 +339,12 @@ struct TimedLlm {
     inner: Arc<dyn Llm>,
     probe: Arc<Probe>,
     tokens: Vec<String>,
+    /// Prompt tokens the LLM has read since loading, where it counts them.
+    tokens_read: Option<TokensRead>,
 }
+
+/// The in-process LLM's count of prompt tokens read.
+pub type TokensRead = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 impl Llm for TimedLlm {
     fn name(&self) -> String {
@@ -320,6 +357,10 @@ impl Llm for TimedLlm {
         on_piece: &mut dyn FnMut(&str),
     ) -> Result<(), LlmError> {
         let t = Instant::now();
+        let read_before = self.tokens_read.as_ref().map(|f| f());
+        if let Some(r) = self.probe.replies.lock().unwrap().last_mut() {
+            r.llm_began.get_or_insert(t);
+        }
         let mut first = true;
         let mut next = self.tokens.iter().cycle();
         let (mut pieces, mut first_at, mut last_at) = (0u64, t, t);
@@ -333,6 +374,13 @@ impl Llm for TimedLlm {
                 first = false;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 self.probe.llm_first_ms.lock().unwrap().push(ms);
+                let read = read_before
+                    .zip(self.tokens_read.as_ref())
+                    .map(|(b, f)| f().saturating_sub(b));
+                if let Some(r) = self.probe.replies.lock().unwrap().last_mut() {
+                    r.llm_first.get_or_insert(last_at);
+                    r.prompt_tokens = r.prompt_tokens.or(read);
+                }
             }
             self.probe.llm_pieces.fetch_add(1, Ordering::Relaxed);
             let mut sample = self.probe.llm_sample.lock().unwrap();
@@ -358,7 +406,15 @@ impl Llm for TimedLlm {
         self.inner.count_prompt(request)
     }
     fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
-        self.inner.prepare(request, cancel)
+        let t = Instant::now();
+        let before = self.tokens_read.as_ref().map(|f| f());
+        let r = self.inner.prepare(request, cancel);
+        let read = before
+            .zip(self.tokens_read.as_ref())
+            .map_or(0, |(b, f)| f().saturating_sub(b));
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        self.probe.prepare_ms.lock().unwrap().push((ms, read));
+        r
     }
 }
 
@@ -396,7 +452,8 @@ pub fn published(
         }
     };
     let (cfg, key) = crate::app::bench::pocket::config_named(pocket)?;
-    let model = PocketModel::random(cfg, key, &dev)?;
+    // As a published checkpoint loads: its flow LM's weights stay in bf16.
+    let model = PocketModel::random(cfg, key, &dev)?.with_bf16_flow_lm()?;
     let voice = Voice::random(&model.lm, 125, &dev)?;
     let mut tts = PocketTts::new(model, voice, q8)?;
     tts.set_eager_words(eager_words);
@@ -408,7 +465,7 @@ pub fn published(
     });
     description.push(format!(
         "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma",
-        if q8 { " (flow LM q8)" } else { "" }
+        if q8 { " (flow LM q8)" } else { " (flow LM weights in bf16, as published)" }
     ));
     let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");
     write_tiny_qwen2(&gguf, &TinyQwen2::qwen25_05b_q4_k_m())?;
@@ -431,10 +488,13 @@ pub fn published(
             crate::models::cpu_share::Policy::Shared => "every part in candle's one pool at normal priority",
         }
     ));
+    let llm = Arc::new(llm);
+    let counted = llm.clone();
     Ok(Parts {
         stt,
         tts: Box::new(tts),
-        llm: Arc::new(llm),
+        llm,
+        tokens_read: Some(Arc::new(move || counted.tokens_read())),
         description,
     })
 }
@@ -444,8 +504,41 @@ pub struct Parts {
     pub stt: Box<dyn SpeechToText>,
     pub tts: Box<dyn TextToSpeech>,
     pub llm: Arc<dyn Llm>,
+    /// The LLM's count of prompt tokens read, where it has one.
+    pub tokens_read: Option<TokensRead>,
     /// One line each, for the report.
     pub description: Vec<String>,
+}
+
+/// When the speaker last played sound, for the microphone to react to as a user
+/// would (the two run on clocks of their own, in 10 ms blocks).
+struct Playback {
+    epoch: Instant,
+    /// ms since `epoch`, plus one (0: never).
+    last_sound_ms: AtomicU64,
+}
+
+impl Playback {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            last_sound_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn sound(&self) {
+        self.last_sound_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Sound in the last block (with a block's slack between the two clocks).
+    fn playing(&self) -> bool {
+        let last = self.last_sound_ms.load(Ordering::Relaxed);
+        last != 0 && self.now_ms() <= last + 20
+    }
 }
 
 /// A speaker: drains the ring at real time in 10 ms blocks, counting the blocks that
@@ -457,7 +550,7 @@ struct PacedSpeaker {
 }
 
 impl PacedSpeaker {
-    fn start() -> (Self, OutputPort) {
+    fn start(playback: Arc<Playback>) -> (Self, OutputPort) {
         let format = AudioFormat {
             sample_rate: RATE as u32,
             channels: 1,
@@ -469,8 +562,7 @@ impl PacedSpeaker {
         let thread = std::thread::Builder::new()
             .name("paced-speaker".into())
             .spawn(move || {
-                let block = RATE / 100;
-                let mut buf = vec![0.0f32; block];
+                let mut buf = vec![0.0f32; BLOCK];
                 let start = Instant::now();
                 let mut started = false;
                 for i in 0u64.. {
@@ -484,8 +576,11 @@ impl PacedSpeaker {
                     // A device plays from its first sample on; before that it waits.
                     started |= cons.occupied_len() > 0;
                     let got = cons.pop_slice(&mut buf);
-                    if started && got < block && i >= 100 {
+                    if started && got < BLOCK && i >= 100 {
                         under2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if buf[..got].iter().any(|x| x.abs() > 1e-4) {
+                        playback.sound();
                     }
                 }
             })
@@ -514,6 +609,111 @@ impl Drop for PacedSpeaker {
     }
 }
 
+/// A microphone that speaks the conversation at real time, in 10 ms blocks on
+/// absolute deadlines, listening to the speaker; the input ends after the last reply.
+struct ScriptedMic {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Conversation>>,
+}
+
+/// What the microphone shares: the turns as they begin (for the recogniser's script)
+/// and the moment each turn's speech ended.
+#[derive(Default)]
+struct MicShare {
+    live: Arc<Mutex<Vec<Spoken>>>,
+    ends: Mutex<Vec<Instant>>,
+}
+
+impl ScriptedMic {
+    fn start(
+        mut c: Conversation,
+        playback: Arc<Playback>,
+        probe: Arc<Probe>,
+        share: Arc<MicShare>,
+        meters: Arc<Meters>,
+    ) -> (Self, InputPort) {
+        let format = AudioFormat {
+            sample_rate: RATE as u32,
+            channels: 1,
+        };
+        let (mut prod, cons) = ring_for(format, 2.0);
+        let ended = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ended2, stop2) = (ended.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("scripted-mic".into())
+            .spawn(move || {
+                let mut buf = vec![0.0f32; BLOCK];
+                let start = Instant::now();
+                let (mut known, mut speaking) = (0, false);
+                for i in 0u64.. {
+                    let due = start + Duration::from_millis(10 * i);
+                    if let Some(w) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(w);
+                    }
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let heard = Heard {
+                        playing: playback.playing(),
+                        replying: probe.replying.load(Ordering::Relaxed),
+                    };
+                    c.block(heard, &mut buf);
+                    if c.over() {
+                        break;
+                    }
+                    // The recogniser's script learns of a turn before its first sample.
+                    if c.spoken().len() > known {
+                        share
+                            .live
+                            .lock()
+                            .unwrap()
+                            .extend_from_slice(&c.spoken()[known..]);
+                        known = c.spoken().len();
+                    }
+                    let peak = buf.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    if speaking && peak == 0.0 {
+                        share.ends.lock().unwrap().push(Instant::now());
+                    }
+                    speaking = peak > 0.0;
+                    meters.raise_mic(peak);
+                    if prod.push_slice(&buf) < buf.len() {
+                        meters.xruns_in.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                ended2.store(true, Ordering::Release);
+                c
+            })
+            .expect("spawn scripted microphone");
+        (
+            Self {
+                stop,
+                thread: Some(thread),
+            },
+            InputPort::Ring {
+                cons,
+                format,
+                ended,
+            },
+        )
+    }
+
+    /// Stop (if the engine stopped first) and hand back the conversation as spoken.
+    fn finish(mut self) -> Option<Conversation> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl Drop for ScriptedMic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Peak resident memory of this process (VmHWM), in bytes.
 fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -522,9 +722,126 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The turns' latencies read off the output (aligned sample for sample with the
+/// input): first audio for the answered turns, barge-in for the barge-in turns, and
+/// the first audio of the others by kind.
+fn turn_figures(spoken: &[Spoken], out: &[f32]) -> (Figures, Vec<(Kind, f64)>) {
+    let frames = out.len() / FRAME;
+    let mut f = Figures::default();
+    let mut others = Vec::new();
+    for (i, t) in spoken.iter().enumerate() {
+        let next = spoken.get(i + 1).map_or(frames, |n| n.speech.start / FRAME);
+        match (t.kind, first_audio_ms(out, &t.speech, next)) {
+            (Kind::Answered, Some(ms)) => f.end_to_audio_ms.push(ms),
+            (k, Some(ms)) => others.push((k, ms)),
+            (_, None) => {}
+        }
+        if t.kind == Kind::BargeIn {
+            match barge_in_ms(out, t.speech.start) {
+                Some(ms) => f.barge_in_ms.push(ms),
+                None => f.missed += 1,
+            }
+        }
+    }
+    (f, others)
+}
+
+/// Where the time from the end of speech to the first audio goes, for the answered
+/// turns: one line of p50s.
+fn print_breakdown(
+    spoken: &[Spoken],
+    ends: &[Instant],
+    probe: &Probe,
+    first_audio: &[(usize, f64)],
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let traces = probe.replies.lock().unwrap().clone();
+    let fin = probe.stt_final_ms.lock().unwrap().clone();
+    let ms = |a: Instant, b: Option<Instant>| {
+        b.map(|b| b.saturating_duration_since(a).as_secs_f64() * 1e3)
+    };
+    let mut stages: [Vec<f64>; 10] = Default::default();
+    for (i, t) in spoken.iter().enumerate() {
+        if t.kind != Kind::Answered {
+            continue;
+        }
+        let Some(&end) = ends.get(i) else { continue };
+        let next_end = ends.get(i + 1).copied();
+        let Some(r) = traces
+            .iter()
+            .find(|r| r.asked >= end && next_end.is_none_or(|n| r.asked < n))
+        else {
+            continue;
+        };
+        if let Some(f) = fin.get(i) {
+            stages[0].push(f.0);
+        }
+        let asked = ms(end, Some(r.asked));
+        let parts = [
+            asked,
+            r.llm_began.map(|b| ms(r.asked, Some(b)).unwrap_or(0.0)),
+            r.llm_began.and_then(|b| ms(b, r.llm_first)),
+            r.llm_first.and_then(|b| ms(b, r.first_text)),
+            r.first_text.and_then(|b| ms(b, r.last_text)),
+            r.last_text.and_then(|b| ms(b, r.first_audio)),
+        ];
+        for (k, v) in parts.into_iter().enumerate() {
+            if let Some(v) = v {
+                stages[k + 1].push(v);
+            }
+        }
+        stages[7].push(r.chars as f64);
+        if let Some(tok) = r.prompt_tokens {
+            stages[8].push(tok as f64);
+        }
+        // What is left: from the synthesiser's first frame to its sound in the output.
+        if let (Some(gen), Some((_, heard))) = (
+            ms(end, r.first_audio),
+            first_audio.iter().find(|(j, _)| *j == i),
+        ) {
+            stages[9].push(heard - gen);
+        }
+    }
+    let p = |k: usize| percentiles(&stages[k]).p50;
+    writeln!(
+        out,
+        "end of speech → first audio, stage by stage (p50 over {} answered turns): recogniser's last words {:.0} ms; \
+         end of speech → the turn machine asks {:.0} ms (holds the last words, the turn rule's wait and the input's framing); \
+         LLM thread still busy {:.0} ms; LLM reads what was left ({:.0} prompt tokens) and writes its first piece {:.0} ms; \
+         to the synthesiser {:.0} ms; text waited for {:.0} ms ({:.0} characters); synthesiser's first frame {:.0} ms; \
+         frame → output {:.0} ms",
+        stages[1].len(),
+        p(0),
+        p(1),
+        p(2),
+        p(8),
+        p(3),
+        p(4),
+        p(5),
+        p(7),
+        p(6),
+        p(9),
+    )?;
+    let prep = probe.prepare_ms.lock().unwrap().clone();
+    if !prep.is_empty() {
+        let v: Vec<f64> = prep.iter().map(|x| x.0).collect();
+        let pp = percentiles(&v);
+        writeln!(
+            out,
+            "LLM reading ahead while the user speaks: {} reads, p50 {:.0} ms, max {:.0} ms, {} prompt tokens in all",
+            prep.len(),
+            pp.p50,
+            pp.max,
+            prep.iter().map(|x| x.1).sum::<u64>()
+        )?;
+    }
+    Ok(())
+}
+
 /// Run the conversation through the engine and print the figures.
 pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<()> {
-    let (pcm, turns) = script(minutes);
+    let plan = script::plan(script::turns_for_minutes(minutes), script::SEED);
+    let count = |k: Kind| plan.iter().filter(|t| t.kind == k).count();
     let probe = Arc::new(Probe::default());
     for d in &parts.description {
         writeln!(out, "  {d}")?;
@@ -535,7 +852,8 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
         temperature: 0.0,
         ..TurnSettings::default()
     };
-    let stt = ScriptedStt::new(parts.stt, &turns, probe.clone());
+    let share = Arc::new(MicShare::default());
+    let stt = ScriptedStt::new(parts.stt, share.live.clone(), probe.clone());
     let tts = TimedTts {
         inner: parts.tts,
         probe: probe.clone(),
@@ -544,6 +862,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
         inner: parts.llm,
         probe: probe.clone(),
         tokens: reply_tokens(),
+        tokens_read: parts.tokens_read,
     });
     let model = Cascade::new(Box::new(stt), Box::new(tts), llm, "cpu", settings);
     let mut model = Some(model);
@@ -552,15 +871,15 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     std::fs::create_dir_all(&dir)?;
     let wav_path = dir.join("out.wav");
     let meters = Arc::new(Meters::default());
-    let (pacer, input) = FilePacer::start(
-        WavAudio {
-            samples: pcm.clone(),
-            sample_rate: RATE as u32,
-            channels: 1,
-        },
+    let playback = Playback::new();
+    let (speaker, port) = PacedSpeaker::start(playback.clone());
+    let (mic, input) = ScriptedMic::start(
+        Conversation::new(plan.clone()),
+        playback,
+        probe.clone(),
+        share.clone(),
         meters.clone(),
     );
-    let (speaker, port) = PacedSpeaker::start();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let loader = runner::loader(move |_| {
@@ -580,10 +899,12 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     };
     writeln!(
         out,
-        "  {} turns ({} talked over) in {:.1} min of audio, at real time …",
-        turns.len(),
-        turns.iter().filter(|t| t.barge_in).count(),
-        pcm.len() as f64 / RATE as f64 / 60.0
+        "  {} turns (seed {}): {} answered (first audio), {} talked over, {} barge-ins (barge-in); each waits on the reply before it, about {minutes} min …",
+        plan.len(),
+        script::SEED,
+        count(Kind::Answered),
+        count(Kind::TalkedOver),
+        count(Kind::BargeIn),
     )?;
     out.flush()?;
     let seen = probe.clone();
@@ -594,25 +915,31 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
             }
         }
     });
+    let began = Instant::now();
     let stats = runner::run(setup);
-    drop(pacer);
+    let conversation = mic.finish();
     let underruns = speaker.underruns.load(Ordering::Relaxed);
     drop(speaker);
     let _ = drain.join();
     if let Some(e) = &stats.error {
         anyhow::bail!("the engine stopped: {e}");
     }
+    let conversation =
+        conversation.context("the scripted microphone stopped before the conversation ended")?;
     let audio = crate::audio::wav::read_wav(&wav_path)?;
     let _ = std::fs::remove_dir_all(&dir);
 
-    let bursts: Vec<Range<usize>> = turns.iter().map(|t| t.speech.clone()).collect();
-    let figures: Figures = analyze(
-        &crate::app::bench::cascade::Script {
-            pcm: Vec::new(),
-            bursts,
-        },
-        &audio.samples,
-    );
+    let spoken = conversation.spoken();
+    let (figures, others) = turn_figures(spoken, &audio.samples);
+    writeln!(
+        out,
+        "turns: {} of {} spoken in {:.1} min ({} over a playing reply, {} waits for a reply given up after 45 s)",
+        spoken.len(),
+        plan.len(),
+        began.elapsed().as_secs_f64() / 60.0,
+        spoken.iter().filter(|t| t.over_reply).count(),
+        spoken.iter().filter(|t| t.timed_out).count(),
+    )?;
     writeln!(
         out,
         "input frames: {} in, {} dropped; output underruns (10 ms blocks, after the first second): {underruns}",
@@ -692,8 +1019,41 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     print_figures(&figures, out)?;
     writeln!(
         out,
-        "  (end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap)"
+        "  (first audio from the {} answered turns, whose replies play out; barge-in from the {} barge-in turns; \
+         end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap)",
+        count(Kind::Answered),
+        count(Kind::BargeIn),
     )?;
+    for (kind, label) in [
+        (Kind::TalkedOver, "turns then talked over"),
+        (Kind::BargeIn, "barge-in turns (their own reply)"),
+    ] {
+        let v: Vec<f64> = others.iter().filter(|o| o.0 == kind).map(|o| o.1).collect();
+        if !v.is_empty() {
+            let p = percentiles(&v);
+            writeln!(
+                out,
+                "  first audio of the {label}: p50 {:.0} ms, p95 {:.0} ms ({} replies)",
+                p.p50,
+                p.p95,
+                v.len()
+            )?;
+        }
+    }
+    let answered_first: Vec<(usize, f64)> = {
+        let frames = audio.samples.len() / FRAME;
+        spoken
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.kind == Kind::Answered)
+            .filter_map(|(i, t)| {
+                let next = spoken.get(i + 1).map_or(frames, |n| n.speech.start / FRAME);
+                first_audio_ms(&audio.samples, &t.speech, next).map(|ms| (i, ms))
+            })
+            .collect()
+    };
+    let ends = share.ends.lock().unwrap().clone();
+    print_breakdown(spoken, &ends, &probe, &answered_first, out)?;
     if let Some(b) = peak_rss() {
         writeln!(out, "peak RSS: {:.2} GiB", b as f64 / (1u64 << 30) as f64)?;
     }
@@ -773,19 +1133,51 @@ mod tests {
     }
 
     #[test]
-    fn the_script_fills_ten_minutes_with_twenty_turns_or_more_some_talked_over() {
-        let (pcm, turns) = script(10.0);
-        assert!((pcm.len() as f64 / RATE as f64 - 600.0).abs() < 20.0);
-        assert!(turns.len() >= 20, "{}", turns.len());
-        let barge = turns.iter().filter(|t| t.barge_in).count();
-        assert!(barge >= 5 && barge < turns.len() / 2, "{barge}");
-        // Every turn is speech, and the quiet between turns is silence.
-        for w in turns.windows(2) {
-            assert!(w[0].speech.end < w[1].speech.start);
-            assert!(pcm[w[0].speech.end..w[1].speech.start]
-                .iter()
-                .all(|x| *x == 0.0));
+    fn ten_minutes_plan_twenty_turns_or_more_some_talked_over() {
+        let plan = script::plan(script::turns_for_minutes(10.0), script::SEED);
+        assert!(plan.len() >= 20, "{}", plan.len());
+        let barge = plan.iter().filter(|t| t.kind == Kind::BargeIn).count();
+        assert!(barge >= 5 && barge < plan.len() / 2, "{barge}");
+    }
+
+    /// The plan laid out with quiet between turns, shared as the microphone shares it.
+    fn rehearsal(turns: usize, quiet_s: f64) -> (Vec<f32>, Vec<Spoken>, Arc<Mutex<Vec<Spoken>>>) {
+        let (pcm, spoken) = script::rehearse(&script::plan(turns, script::SEED), quiet_s);
+        let live = Arc::new(Mutex::new(spoken.clone()));
+        (pcm, spoken, live)
+    }
+
+    #[test]
+    fn the_figures_come_from_their_own_turns() {
+        // Output: a reply 400 ms after each turn, playing until the next turn starts
+        // (or 3 s); a barge-in turn silences it 160 ms after its onset.
+        let (pcm, spoken, _) = rehearsal(8, 4.0);
+        let mut out = vec![0.0f32; pcm.len()];
+        for (i, t) in spoken.iter().enumerate() {
+            let from = t.speech.end + RATE * 4 / 10;
+            let mut to = from + 3 * RATE;
+            if let Some(n) = spoken.get(i + 1) {
+                to = to.min(if n.kind == Kind::BargeIn {
+                    n.speech.start + RATE * 16 / 100
+                } else {
+                    n.speech.start
+                });
+            }
+            let to = to.min(out.len());
+            out[from..to].fill(0.1);
         }
+        let (f, others) = turn_figures(&spoken, &out);
+        let kinds = |k: Kind| spoken.iter().filter(|t| t.kind == k).count();
+        assert_eq!(f.end_to_audio_ms.len(), kinds(Kind::Answered));
+        assert_eq!(f.barge_in_ms.len() + f.missed, kinds(Kind::BargeIn));
+        assert_eq!(others.len(), spoken.len() - kinds(Kind::Answered));
+        // 400 ms to the end of the frame that holds the reply's start.
+        assert!(
+            f.end_to_audio_ms
+                .iter()
+                .all(|ms| (400.0..=480.0).contains(ms)),
+            "{f:?}"
+        );
     }
 
     /// A recogniser that hears nothing until `ends_after` frames after the first turn,
@@ -814,15 +1206,15 @@ mod tests {
 
     /// The frames at which each word of the first turn came, and the first frame
     /// after its speech at which the script says the user is done.
-    fn first_turn(ends_after: Option<usize>) -> (Vec<(usize, String)>, Option<usize>, Turn) {
-        let (_, turns) = script(1.0);
+    fn first_turn(ends_after: Option<usize>) -> (Vec<(usize, String)>, Option<usize>, Spoken) {
+        let (_, turns, live) = rehearsal(2, 8.0);
         let t0 = turns[0].clone();
         let end = t0.speech.end.div_ceil(FRAME);
         let deaf = Deaf {
             frame: 0,
             ends_at: ends_after.map(|n| end + n),
         };
-        let mut stt = ScriptedStt::new(Box::new(deaf), &turns, Arc::new(Probe::default()));
+        let mut stt = ScriptedStt::new(Box::new(deaf), live, Arc::new(Probe::default()));
         let frame = vec![0.0; FRAME];
         let (mut words, mut done_at) = (Vec::new(), None);
         for f in 0..end + FALLBACK_FRAMES + 10 {
@@ -855,8 +1247,8 @@ mod tests {
         use crate::models::speech::stt::whisper::{synthetic, Threading, WhisperStt};
         let stt =
             WhisperStt::with_random_weights(&synthetic::tiny_config(), Threading::Inline).unwrap();
-        let (pcm, turns) = script(0.5);
-        let mut s = ScriptedStt::new(Box::new(stt), &turns, Arc::new(Probe::default()));
+        let (pcm, turns, live) = rehearsal(2, 8.0);
+        let mut s = ScriptedStt::new(Box::new(stt), live, Arc::new(Probe::default()));
         for frame in pcm.chunks_exact(FRAME) {
             s.step(frame).unwrap();
         }

@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod cascade;
 pub mod cpu_cascade;
+pub mod cpu_script;
 pub mod echo;
 pub mod gpu;
 pub mod model;

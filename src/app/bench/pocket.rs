@@ -1,8 +1,8 @@
-//! `assistant bench pocket`: Pocket TTS at a published size with random weights (f32,
-//! then the flow LM's transformer in q8): the flow LM step and the decoder per 80 ms
-//! frame, the real-time factor over `--seconds` of audio and the time to the first
-//! audio; the q8 output's difference from f32; and the streaming trade-off of how much
-//! of the LLM's text to wait for before speaking.
+//! `assistant bench pocket`: Pocket TTS at a published size with random weights (the
+//! flow LM in f32; in bf16, as Kyutai publishes the weights and as we keep them; then
+//! in q8): the flow LM step and the decoder per 80 ms frame, the real-time factor over
+//! `--seconds` of audio and the time to the first audio; the outputs' differences; and
+//! the streaming trade-off of how much of the LLM's text to wait for before speaking.
 
 use crate::cli::BenchArgs;
 use crate::models::parts::{TextToSpeech, TtsStep};
@@ -170,9 +170,14 @@ pub fn run(b: &BenchArgs, out: &mut dyn std::io::Write) -> Result<()> {
         frames as f64 / model.cfg.mimi.frame_rate
     )?;
     writeln!(out, "load average before: {}", load_average())?;
-    let q8 = model.lm.quantized()?;
+    let bf16 = model.lm.bf16()?;
+    let q8 = bf16.quantized()?;
     let mut runs = Vec::new();
-    for (name, lm) in [("f32", &model.lm), ("q8", &q8)] {
+    for (name, lm) in [
+        ("f32", &model.lm),
+        ("bf16 (as published)", &bf16),
+        ("q8", &q8),
+    ] {
         // One short warm-up run, then the measured one at the package's temperature.
         synthesize(&model, lm, &voice, 40, 3, 0.3)?;
         let r = synthesize(&model, lm, &voice, 40, frames, 0.3)?;
@@ -180,12 +185,13 @@ pub fn run(b: &BenchArgs, out: &mut dyn std::io::Write) -> Result<()> {
         writeln!(
             out,
             "{name}: {:.2}x real time ({:.2} s for {secs:.1} s); first audio {:.0} ms; per frame: \
-             flow LM p50 {:.1} ms p95 {:.1} ms, decoder p50 {:.1} ms p95 {:.1} ms; load {}",
+             flow LM p50 {:.1} ms p95 {:.1} ms ({:.0} MB of weights), decoder p50 {:.1} ms p95 {:.1} ms; load {}",
             secs / r.total.as_secs_f64(),
             r.total.as_secs_f64(),
             r.first_audio.as_secs_f64() * 1e3,
             pctl(&r.lm_ms, 0.5),
             pctl(&r.lm_ms, 0.95),
+            lm.step_weight_bytes() as f64 / 1e6,
             pctl(&r.dec_ms, 0.5),
             pctl(&r.dec_ms, 0.95),
             load_average()
@@ -195,16 +201,28 @@ pub fn run(b: &BenchArgs, out: &mut dyn std::io::Write) -> Result<()> {
     // q8 against f32 at temperature 0: the first frame, and the whole run (the
     // autoregression carries any difference forward).
     let a = synthesize(&model, &model.lm, &voice, 40, frames.min(25), 0.0)?;
+    let h = synthesize(&model, &bf16, &voice, 40, frames.min(25), 0.0)?;
     let q = synthesize(&model, &q8, &voice, 40, frames.min(25), 0.0)?;
-    writeln!(
-        out,
-        "q8 against f32 (temperature 0, {} frames): first latent SNR {:.1} dB, all latents {:.1} dB, audio {:.1} dB",
-        a.latents.len(),
-        snr_db(&a.latents[0], &q.latents[0]),
-        snr_db(&a.latents.concat(), &q.latents.concat()),
-        snr_db(&a.audio, &q.audio)
-    )?;
-    // The streaming trade-off, with the f32 model.
+    for (label, x, y) in [
+        (
+            "bf16 against f32 (random f32 weights rounded; published weights are bf16 already)",
+            &a,
+            &h,
+        ),
+        ("q8 against bf16", &h, &q),
+    ] {
+        writeln!(
+            out,
+            "{label} (temperature 0, {} frames): first latent SNR {:.1} dB, all latents {:.1} dB, audio {:.1} dB",
+            x.latents.len(),
+            snr_db(&x.latents[0], &y.latents[0]),
+            snr_db(&x.latents.concat(), &y.latents.concat()),
+            snr_db(&x.audio, &y.audio)
+        )?;
+    }
+    drop((bf16, q8));
+    // The streaming trade-off, with the flow LM in bf16 as a published checkpoint loads.
+    let model = model.with_bf16_flow_lm()?;
     let mut tts = PocketTts::new(model, voice, false)?;
     tts.set_sampling(PocketSampling {
         temperature: Some(0.3),

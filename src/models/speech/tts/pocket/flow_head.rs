@@ -129,16 +129,45 @@ impl FlowHead {
 
     /// The same head with its linear layers in q8_0.
     pub fn quantized(&self) -> Result<Self> {
+        self.map_linears(Linear::quantized)
+    }
+
+    /// The same head with its linear layers' weights in bf16.
+    pub fn bf16(&self) -> Result<Self> {
+        self.map_linears(Linear::bf16)
+    }
+
+    /// Bytes of linear weights one pass reads.
+    pub fn weight_bytes(&self) -> usize {
+        let mut n = 0;
+        for e in &self.time_embed {
+            n += e.l0.weight_bytes() + e.l2.weight_bytes();
+        }
+        for b in &self.blocks {
+            n += b.mlp0.weight_bytes() + b.mlp2.weight_bytes() + b.ada.weight_bytes();
+        }
+        for l in [
+            &self.cond_embed,
+            &self.input_proj,
+            &self.final_ada,
+            &self.final_linear,
+        ] {
+            n += l.weight_bytes();
+        }
+        n
+    }
+
+    fn map_linears(&self, f: impl Fn(&Linear) -> Result<Linear>) -> Result<Self> {
         let mut q = self.clone();
         q.times_memo = Default::default();
         for e in &mut q.time_embed {
-            e.l0 = e.l0.quantized()?;
-            e.l2 = e.l2.quantized()?;
+            e.l0 = f(&e.l0)?;
+            e.l2 = f(&e.l2)?;
         }
         for b in &mut q.blocks {
-            b.mlp0 = b.mlp0.quantized()?;
-            b.mlp2 = b.mlp2.quantized()?;
-            b.ada = b.ada.quantized()?;
+            b.mlp0 = f(&b.mlp0)?;
+            b.mlp2 = f(&b.mlp2)?;
+            b.ada = f(&b.ada)?;
         }
         for l in [
             &mut q.cond_embed,
@@ -146,7 +175,7 @@ impl FlowHead {
             &mut q.final_ada,
             &mut q.final_linear,
         ] {
-            *l = l.quantized()?;
+            *l = f(l)?;
         }
         Ok(q)
     }

@@ -112,6 +112,26 @@ impl FlowLm {
         Ok(q)
     }
 
+    /// The same LM with its transformer's and its flow head's linear weights in bf16
+    /// (computed in f32): what a checkpoint stored in bf16 holds, in half the bytes.
+    pub fn bf16(&self) -> Result<Self> {
+        let mut q = self.clone();
+        q.transformer = self.transformer.bf16()?;
+        q.head = self.head.bf16()?;
+        Ok(q)
+    }
+
+    /// Bytes of the transformer's and the flow head's linear weights: what one step
+    /// reads (with one decode step).
+    pub fn step_weight_bytes(&self) -> usize {
+        self.transformer.weight_bytes() + self.head.weight_bytes()
+    }
+
+    /// The weights of the transformer's linear layers are bf16.
+    pub fn is_bf16(&self) -> bool {
+        self.transformer.is_bf16()
+    }
+
     /// The lookup-table embeddings of `tokens`: (1, n, d_model).
     pub fn text_embeddings(&self, tokens: &[u32]) -> Result<Tensor> {
         let ids = Tensor::from_vec(tokens.to_vec(), tokens.len(), self.embed.device())?;

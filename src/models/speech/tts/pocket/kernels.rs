@@ -156,6 +156,179 @@ pub fn linear(w: &Tensor, x: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(out, shape, x.device())?))
 }
 
+/// A weight matrix (n, k) in bfloat16 (the upper half of each f32), for the flow LM:
+/// Kyutai publishes Pocket TTS's weights in bf16 and the package computes in f32 with
+/// them, so keeping them in bf16 loses nothing, and a step, which reads every weight
+/// once, reads half the bytes.
+pub struct Bf16Rows {
+    n: usize,
+    k: usize,
+    data: Vec<u16>,
+}
+
+/// f32 → bf16, rounding to nearest even (as PyTorch's `.to(torch.bfloat16)`): exact
+/// for a value that came from bf16.
+pub fn f32_to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) as u16) | 0x40;
+    }
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+#[inline(always)]
+pub fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+impl Bf16Rows {
+    /// `w`: (n, k) row-major.
+    pub fn from_f32(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "Bf16Rows: weight of the wrong size");
+        Self {
+            n,
+            k,
+            data: w.iter().map(|&x| f32_to_bf16(x)).collect(),
+        }
+    }
+
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.data.iter().map(|&h| bf16_to_f32(h)).collect()
+    }
+
+    /// Rows `rows` widened to f32, row-major.
+    pub fn rows_f32(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
+        self.data[rows.start * self.k..rows.end * self.k]
+            .iter()
+            .map(|&h| bf16_to_f32(h))
+            .collect()
+    }
+
+    /// (rows, columns).
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+}
+
+/// Σ w[i]·x[i] with `w` in bf16, each weight widened to f32 as it is read.
+#[inline(always)]
+pub fn dot_bf16(w: &[u16], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: both slices hold `n` values; AVX2 and FMA are enabled.
+    unsafe {
+        dot_bf16_avx2(&w[..n], &x[..n])
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    dot_bf16_portable(&w[..n], &x[..n])
+}
+
+/// `dot_bf16` without `std::arch`, in 16 lanes that autovectorise.
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn dot_bf16_portable(w: &[u16], x: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0f32; L];
+    let (cw, cx) = (w.chunks_exact(L), x.chunks_exact(L));
+    let (rw, rx) = (cw.remainder(), cx.remainder());
+    for (a, b) in cw.zip(cx) {
+        for i in 0..L {
+            acc[i] += bf16_to_f32(a[i]) * b[i];
+        }
+    }
+    let tail: f32 = rw.iter().zip(rx).map(|(a, b)| bf16_to_f32(*a) * b).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+unsafe fn dot_bf16_avx2(w: &[u16], x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = w.len();
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let h = _mm_loadu_si128(wp.add(i + 8 * j) as *const __m128i);
+            let wf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+            *a = _mm256_fmadd_ps(wf, _mm256_loadu_ps(xp.add(i + 8 * j)), *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let h = _mm_loadu_si128(wp.add(i) as *const __m128i);
+        let wf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        acc[0] = _mm256_fmadd_ps(wf, _mm256_loadu_ps(xp.add(i)), acc[0]);
+        i += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+    let mut total = (lanes[0] + lanes[4])
+        + (lanes[1] + lanes[5])
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    while i < n {
+        total += bf16_to_f32(*wp.add(i)) * *xp.add(i);
+        i += 1;
+    }
+    total
+}
+
+/// `linear_rows` with the weight in bf16: one input row reads the weight straight from
+/// bf16; several widen each weight row once and share it.
+pub fn linear_rows_bf16(w: &Bf16Rows, x: &[f32], out: &mut [f32]) {
+    let (n, k) = (w.n, w.k);
+    let m = x.len() / k;
+    debug_assert_eq!(out.len(), m * n);
+    if m == 1 {
+        out.par_chunks_mut(CHUNK)
+            .zip(w.data.par_chunks(CHUNK * k))
+            .for_each(|(o, wc)| {
+                for (oj, wr) in o.iter_mut().zip(wc.chunks_exact(k)) {
+                    *oj = dot_bf16(wr, x);
+                }
+            });
+        return;
+    }
+    let mut t = vec![0f32; n * m];
+    t.par_chunks_mut(CHUNK * m)
+        .zip(w.data.par_chunks(CHUNK * k))
+        .for_each(|(o, wc)| {
+            let mut row = vec![0f32; k];
+            for (oj, wr) in o.chunks_exact_mut(m).zip(wc.chunks_exact(k)) {
+                for (d, &h) in row.iter_mut().zip(wr) {
+                    *d = bf16_to_f32(h);
+                }
+                row_dots(&row, x, k, oj);
+            }
+        });
+    for j in 0..n {
+        for r in 0..m {
+            out[r * n + j] = t[j * m + r];
+        }
+    }
+}
+
 /// Weight rows per block of `gemm_shifted`'s micro-kernel.
 const RB: usize = 8;
 /// Columns per block of the micro-kernel (8 rows × 16 columns, in two halves of 8
@@ -186,6 +359,10 @@ impl PackedRows {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.q
     }
 }
 
@@ -452,6 +629,73 @@ mod tests {
             assert_eq!(ours.dims(), theirs.dims());
             let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
             assert!(d.to_scalar::<f32>().unwrap() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn bf16_rounds_as_torch_does_and_widens_exactly() {
+        // Round to nearest, ties to even; a bf16 value survives the round trip.
+        assert_eq!(f32_to_bf16(1.0), 0x3F80);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3F80_8000)), 0x3F80);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3F81_8000)), 0x3F82);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3F80_8001)), 0x3F81);
+        assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
+        for h in [0x0000u16, 0x8000, 0x3F80, 0xC2F7, 0x7F7F, 0x0001] {
+            assert_eq!(f32_to_bf16(bf16_to_f32(h)), h);
+        }
+    }
+
+    #[test]
+    fn bf16_linear_is_the_f32_linear_of_the_widened_weights() {
+        let dev = Device::Cpu;
+        for (m, k, n) in [
+            (1, 64, 70),
+            (1, 1027, 33),
+            (1, 7, 3),
+            (3, 96, 130),
+            (9, 40, 9),
+        ] {
+            let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
+            let wv = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let b = Bf16Rows::from_f32(&wv, n, k);
+            assert_eq!(b.dims(), (n, k));
+            let widened = Tensor::from_vec(b.to_f32(), (n, k), &dev).unwrap();
+            // The widened weights are the bf16 roundings of the originals.
+            let d = (&widened - &w).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 0.02);
+            let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
+            let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut ours = vec![0f32; m * n];
+            linear_rows_bf16(&b, &xv, &mut ours);
+            let theirs = x.matmul(&widened.t().unwrap()).unwrap();
+            let theirs = theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (a, t) in ours.iter().zip(&theirs) {
+                assert!(
+                    (a - t).abs() < 1e-3 * t.abs().max(1.0),
+                    "{m}x{k}x{n}: {a} vs {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_bf16_dot_matches_the_vector_one() {
+        for n in [0, 1, 7, 8, 31, 32, 33, 100, 1024] {
+            let w: Vec<u16> = (0..n)
+                .map(|i| f32_to_bf16((i as f32 * 0.37).sin()))
+                .collect();
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let exact: f64 = w
+                .iter()
+                .zip(&x)
+                .map(|(a, b)| bf16_to_f32(*a) as f64 * *b as f64)
+                .sum();
+            for got in [dot_bf16(&w, &x), dot_bf16_portable(&w, &x)] {
+                assert!(
+                    (got as f64 - exact).abs() < 1e-4 * exact.abs().max(1.0),
+                    "{n}: {got} vs {exact}"
+                );
+            }
         }
     }
 

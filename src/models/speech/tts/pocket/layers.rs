@@ -3,7 +3,7 @@
 //! quantized matmul), layer norms, the flow head's variance norm, RoPE, and the
 //! streaming convolutions of the codec decoder.
 
-use super::kernels::{gemm_shifted, PackedRows, TB};
+use super::kernels::{gemm_shifted, linear_rows_bf16, Bf16Rows, PackedRows, TB};
 use moshi::candle::quantized::{GgmlDType, QMatMul, QTensor};
 use moshi::candle::{DType, Module, Result, Tensor, D};
 use moshi::candle_nn::VarBuilder;
@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 /// `nn.Linear`: f32 weights, or q8_0 ones (the transformer's layers with `--tts-q8`),
 /// or f32 ones packed for `kernels::gemm_shifted` (the codec's transformer, 16 rows a
-/// frame, where candle's matmul would repack the whole weight on every call).
+/// frame, where candle's matmul would repack the whole weight on every call), or
+/// bf16 ones computed in f32 (the flow LM of a checkpoint stored in bf16, as Kyutai
+/// publishes it).
 #[derive(Clone)]
 pub enum Linear {
     F32 {
@@ -26,6 +28,10 @@ pub enum Linear {
         w: Arc<PackedRows>,
         b: Option<Vec<f32>>,
     },
+    Bf16 {
+        w: Arc<Bf16Rows>,
+        b: Option<Tensor>,
+    },
 }
 
 impl Linear {
@@ -39,8 +45,57 @@ impl Linear {
         Ok(Linear::F32 { w, b })
     }
 
+    /// The same layer with its weight in bf16 (f32 layers only): exact when the
+    /// weight was read from bf16.
+    pub fn bf16(&self) -> Result<Self> {
+        match self {
+            Linear::F32 { w, b } => {
+                let (n, k) = w.dims2()?;
+                let wv = w.flatten_all()?.to_vec1::<f32>()?;
+                Ok(Linear::Bf16 {
+                    w: Arc::new(Bf16Rows::from_f32(&wv, n, k)),
+                    b: b.clone(),
+                })
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Bytes of weight one pass reads (q8_0: 34 bytes per 32 weights).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Linear::F32 { w, .. } => w.elem_count() * 4,
+            Linear::Q8 { w, .. } => match w {
+                QMatMul::QTensor(q) => q.storage_size_in_bytes(),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
+                    t.elem_count() * t.dtype().size_in_bytes()
+                }
+            },
+            Linear::Packed { w, .. } => w.rows() * w.cols() * 4,
+            Linear::Bf16 { w, .. } => w.dims().0 * w.dims().1 * 2,
+        }
+    }
+
+    /// The weight in f32 (a bf16 one widened), for the layers that are not packed.
+    fn f32_weight(&self) -> Result<Option<(Tensor, Option<Tensor>)>> {
+        Ok(match self {
+            Linear::F32 { w, b } => Some((w.clone(), b.clone())),
+            Linear::Bf16 { w, b } => {
+                let dev = b
+                    .as_ref()
+                    .map_or(moshi::candle::Device::Cpu, |b| b.device().clone());
+                Some((Tensor::from_vec(w.to_f32(), w.dims(), &dev)?, b.clone()))
+            }
+            _ => None,
+        })
+    }
+
     /// The same layer with its weight in q8_0 (rows must be a multiple of 32 wide).
     pub fn quantized(&self) -> Result<Self> {
+        if let Linear::Bf16 { .. } = self {
+            let (w, b) = self.f32_weight()?.expect("a bf16 layer has a weight");
+            return Linear::F32 { w, b }.quantized();
+        }
         match self {
             Linear::F32 { w, b } if w.dim(1)? % 32 == 0 => {
                 let q = QTensor::quantize(w, GgmlDType::Q8_0)?;
@@ -71,6 +126,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, b) = match self {
             Linear::Packed { w, b } => return packed_forward(w, b.as_deref(), x),
+            Linear::Bf16 { w, b } => (bf16_forward(w, x)?, b),
             Linear::F32 { w, b } => {
                 if let Some(y) = super::kernels::linear(w, x)? {
                     return match b {
@@ -95,6 +151,41 @@ impl Linear {
             None => Ok(y),
         }
     }
+}
+
+/// `x` (…, k) times the transpose of the bf16 (n, k) weight. A few rows (a step) read
+/// the weight as bf16; many (a prompt) widen it a block of rows at a time for candle's
+/// matmul, which reuses each block across the rows far better than dot products do.
+fn bf16_forward(w: &Bf16Rows, x: &Tensor) -> Result<Tensor> {
+    /// Weight rows widened at a time (1 MB of f32 at k = 1024).
+    const BLOCK: usize = 256;
+    let dims = x.dims();
+    let (n, k) = w.dims();
+    if dims.last() != Some(&k) {
+        moshi::candle::bail!("bf16 linear: input {dims:?} for a weight of {k} columns");
+    }
+    let x = x.to_dtype(DType::F32)?;
+    let m = x.elem_count() / k.max(1);
+    let mut y = vec![0f32; m * n];
+    if m <= super::kernels::MAX_ROWS {
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        linear_rows_bf16(w, &xs, &mut y);
+    } else {
+        let xm = x.reshape((m, k))?.contiguous()?;
+        for r0 in (0..n).step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(n);
+            let wb = Tensor::from_vec(w.rows_f32(r0..r1), (r1 - r0, k), x.device())?;
+            let yb = xm.matmul(&wb.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+            for (dst, src) in y.chunks_exact_mut(n).zip(yb.chunks_exact(r1 - r0)) {
+                dst[r0..r1].copy_from_slice(src);
+            }
+        }
+    }
+    let mut shape = dims.to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(y, shape, x.device())
 }
 
 /// `x` (…, k) times the transpose of the packed (n, k) weight, plus the bias: computed
@@ -410,6 +501,48 @@ impl StreamConvTr {
 mod tests {
     use super::*;
     use moshi::candle::Device;
+
+    #[test]
+    fn a_bf16_layer_computes_as_f32_with_its_weights_rounded_and_quantizes_to_q8() {
+        let dev = Device::Cpu;
+        // 300 rows of 64 outputs: the prompt path widens it in two blocks.
+        let w = Tensor::randn(0f32, 1., (300, 64), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., 300, &dev).unwrap();
+        let f32_layer = Linear::F32 {
+            w: w.clone(),
+            b: Some(b.clone()),
+        };
+        let bf16 = f32_layer.bf16().unwrap();
+        assert!(matches!(bf16, Linear::Bf16 { .. }));
+        // Rounding a second time changes nothing: a bf16 checkpoint loads exactly.
+        let rounded = w
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let exact = Linear::F32 {
+            w: rounded,
+            b: Some(b),
+        };
+        for rows in [1, 3, 20, 300] {
+            let x = Tensor::randn(0f32, 1., (1, rows, 64), &dev).unwrap();
+            let want = exact.forward(&x).unwrap();
+            let got = bf16.forward(&x).unwrap();
+            assert_eq!(got.dims(), &[1, rows, 300]);
+            let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-4, "{rows} rows");
+            // --tts-q8 on a bf16 checkpoint quantizes the widened weights.
+            let q = bf16.quantized().unwrap();
+            assert!(matches!(q, Linear::Q8 { .. }));
+            let d = (q.forward(&x).unwrap() - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 0.5, "{rows} rows, q8");
+        }
+    }
 
     #[test]
     fn packed_linear_matches_candle() {

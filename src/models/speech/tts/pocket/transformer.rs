@@ -187,6 +187,38 @@ impl Transformer {
         Ok(t)
     }
 
+    /// Bytes of linear weights one step reads.
+    pub fn weight_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| {
+                [&l.in_proj, &l.out_proj, &l.linear1, &l.linear2]
+                    .iter()
+                    .map(|x| x.weight_bytes())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Its linear layers' weights are bf16.
+    pub fn is_bf16(&self) -> bool {
+        self.layers
+            .first()
+            .is_some_and(|l| matches!(l.in_proj, super::layers::Linear::Bf16 { .. }))
+    }
+
+    /// The same transformer with its linear layers' weights in bf16.
+    pub fn bf16(&self) -> Result<Self> {
+        let mut t = self.clone();
+        for l in &mut t.layers {
+            l.in_proj = l.in_proj.bf16()?;
+            l.out_proj = l.out_proj.bf16()?;
+            l.linear1 = l.linear1.bf16()?;
+            l.linear2 = l.linear2.bf16()?;
+        }
+        Ok(t)
+    }
+
     /// The same transformer with its linear layers packed for `kernels::gemm_shifted`
     /// (many rows a call, as in the codec).
     pub fn packed(&self) -> Result<Self> {
