@@ -263,20 +263,9 @@ pub fn shared_factory(args: &RunArgs, shared: SharedModel) -> LoaderFactory {
                     .model
                     .prime(&prompt)
                     .map_err(|e| refused(format!("the session's prompts: {e:#}")))?;
-                loaded.notices.push(crate::bus::Notice {
-                    severity: crate::bus::Severity::Info,
-                    message: format!(
-                        "primed with the role text{}: {} steps in {:.2} s",
-                        if prompt.voice.is_some() {
-                            " and the voice prompt"
-                        } else {
-                            ""
-                        },
-                        primed.steps,
-                        primed.elapsed.as_secs_f64()
-                    ),
-                    remedy: None,
-                });
+                loaded
+                    .notices
+                    .push(crate::models::moshi::primed_notice(&prompt, &primed));
             }
             Ok(loaded)
         })

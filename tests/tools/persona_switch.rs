@@ -172,6 +172,11 @@ fn a_persona_switched_to_brings_its_tools_and_a_switch_away_takes_them() {
     t.wait_for("the call in the feed", |s| {
         s.contains("date_time") && s.contains("ok")
     });
+    // The answer with the time is in before the next turn: a turn typed while it is
+    // still coming would join that exchange (seen under a loaded suite).
+    t.wait_for("the answer with the time", |s| {
+        s.matches("It is late.").count() >= 2
+    });
 
     t.keys("F1");
     t.wait_for("the switch back", |s| s.contains("persona: Moshi"));

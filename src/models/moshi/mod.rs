@@ -193,7 +193,13 @@ fn prime_loaded(loaded: &mut LoadedModel, prompt: &Prompt) -> Result<(), ModelLo
             "fix the voice prompt (a WAV of a few seconds of one speaker, a .pt voice, or a voice name: unpack NVIDIA's voices.tgz into the model directory or pass --voices-dir) or the role text",
         )
     })?;
-    loaded.notices.push(LoadNotice {
+    loaded.notices.push(primed_notice(prompt, &primed));
+    Ok(())
+}
+
+/// What a load (or a served session) tells the user once a persona's prompts are in.
+pub fn primed_notice(prompt: &Prompt, primed: &crate::models::duplex::Primed) -> LoadNotice {
+    LoadNotice {
         severity: Severity::Info,
         message: format!(
             "primed with the role text{}: {} steps in {:.2} s",
@@ -206,8 +212,7 @@ fn prime_loaded(loaded: &mut LoadedModel, prompt: &Prompt) -> Result<(), ModelLo
             primed.elapsed.as_secs_f64()
         ),
         remedy: None,
-    });
-    Ok(())
+    }
 }
 
 /// Stop a load the user no longer wants.
