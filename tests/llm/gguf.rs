@@ -191,6 +191,34 @@ fn the_users_words_read_ahead_leave_only_the_tail_and_a_correction_rereads_from_
     assert_eq!(reply(&llm, &corrected), reply(&load(&p), &corrected));
 }
 
+/// `bench cascade --published` read the count from inside a reply's callback, and
+/// the count sat behind the reply's lock: the first piece never returned.
+#[test]
+fn the_count_of_tokens_read_can_be_read_while_a_reply_is_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(tmp.path(), &TinyQwen2::default());
+    let llm = std::sync::Arc::new(load(&p));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l = llm.clone();
+    std::thread::spawn(move || {
+        let req = ask(&[("user", "hello world, is it you?")], 6, 0.0);
+        let prompt = l.prompt_tokens(&req).len() as u64;
+        let mut seen = Vec::new();
+        l.stream(&req, &Cancel::new(), &mut |_| seen.push(l.tokens_read()))
+            .unwrap();
+        let _ = tx.send((prompt, seen));
+    });
+    let (prompt, seen) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("reading the count inside a reply blocks the reply");
+    assert!(!seen.is_empty());
+    // The prompt was read before the first piece, and writing reads no prompt.
+    assert!(
+        seen.iter().all(|n| *n == prompt),
+        "{seen:?} against {prompt}"
+    );
+}
+
 #[test]
 fn the_context_and_the_rendered_prompt_are_counted_for_the_history_budget() {
     let tmp = tempfile::tempdir().unwrap();

@@ -660,10 +660,30 @@ impl ScriptedMic {
                     };
                     c.block(heard, &mut buf);
                     if c.over() {
+                        eprintln!(
+                            "  the last reply is over at {:.1} s",
+                            start.elapsed().as_secs_f64()
+                        );
                         break;
                     }
                     // The recogniser's script learns of a turn before its first sample.
                     if c.spoken().len() > known {
+                        for t in &c.spoken()[known..] {
+                            // Progress as it goes: a run is minutes long.
+                            eprintln!(
+                                "  turn {}/{} ({:?}) at {:.1} s{}{}",
+                                t.turn + 1,
+                                c.plan().len(),
+                                t.kind,
+                                start.elapsed().as_secs_f64(),
+                                if t.over_reply { ", over a reply" } else { "" },
+                                if t.timed_out {
+                                    ", after a wait given up"
+                                } else {
+                                    ""
+                                },
+                            );
+                        }
                         share
                             .live
                             .lock()
@@ -916,7 +936,23 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
         }
     });
     let began = Instant::now();
+    // A run never outlasts its bound, whatever the parts do: past it the microphone
+    // stops, the engine plays out what it has, and the report says so.
+    let bound = Duration::from_secs_f64((minutes * 60.0 * 3.0).max(minutes * 60.0 + 240.0));
+    let cut = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+    let watchdog = {
+        let (stop, cut) = (mic.stop.clone(), cut.clone());
+        std::thread::spawn(move || {
+            if done_rx.recv_timeout(bound) == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                cut.store(true, Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
+            }
+        })
+    };
     let stats = runner::run(setup);
+    drop(done_tx);
+    let _ = watchdog.join();
     let conversation = mic.finish();
     let underruns = speaker.underruns.load(Ordering::Relaxed);
     drop(speaker);
@@ -931,6 +967,13 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
 
     let spoken = conversation.spoken();
     let (figures, others) = turn_figures(spoken, &audio.samples);
+    if cut.load(Ordering::Relaxed) {
+        writeln!(
+            out,
+            "CUT SHORT: the run reached its bound of {:.0} s; the figures below are from the turns spoken by then",
+            bound.as_secs_f64()
+        )?;
+    }
     writeln!(
         out,
         "turns: {} of {} spoken in {:.1} min ({} over a playing reply, {} waits for a reply given up after 45 s)",

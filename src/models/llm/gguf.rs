@@ -16,6 +16,7 @@ use moshi::candle::quantized::gguf_file;
 use moshi::candle::Device;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 pub const DEFAULT_REPO: &str = "Qwen/Qwen2.5-0.5B-Instruct-GGUF";
@@ -155,8 +156,6 @@ struct Conversation {
     /// The tokens in the model's KV cache, in order.
     tokens: Vec<u32>,
     replies: u64,
-    /// Prompt tokens read so far (not those the model wrote), for tests and figures.
-    read: u64,
 }
 
 pub struct GgufLlm {
@@ -174,6 +173,9 @@ pub struct GgufLlm {
     /// a reply holds while it writes).
     context: usize,
     conv: Mutex<Conversation>,
+    /// Prompt tokens read so far (not those the model wrote), for tests and figures:
+    /// outside the lock, so a caller may read it from inside a reply's callback.
+    read: AtomicU64,
 }
 
 impl GgufLlm {
@@ -243,8 +245,8 @@ impl GgufLlm {
                 model,
                 tokens: Vec::new(),
                 replies: 0,
-                read: 0,
             }),
+            read: AtomicU64::new(0),
         })
     }
 
@@ -322,7 +324,7 @@ impl GgufLlm {
 
     /// Prompt tokens read since loading (a cache hit reads none).
     pub fn tokens_read(&self) -> u64 {
-        self.lock().read
+        self.read.load(Ordering::Relaxed)
     }
 
     pub fn tokenizer(&self) -> &BpeTokenizer {
@@ -361,7 +363,7 @@ impl GgufLlm {
                 transient: false,
             });
         }
-        let logits = read(conv, prompt, cancel)?;
+        let logits = read(conv, prompt, &self.read, cancel)?;
         let Some(mut logits) = logits else {
             return Ok(());
         };
@@ -421,6 +423,7 @@ fn failed(e: moshi::candle::Error) -> LlmError {
 fn read(
     conv: &mut Conversation,
     tokens: &[u32],
+    counted: &AtomicU64,
     cancel: &Cancel,
 ) -> Result<Option<moshi::candle::Tensor>, LlmError> {
     let same = conv
@@ -439,7 +442,7 @@ fn read(
         }
         logits = Some(conv.model.forward(chunk).map_err(failed)?);
         conv.tokens.extend_from_slice(chunk);
-        conv.read += chunk.len() as u64;
+        counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     Ok(logits)
 }
@@ -555,7 +558,7 @@ impl GgufLlm {
         if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
             return Ok(());
         }
-        let out = read(&mut conv, &tokens, cancel).map(|_| ());
+        let out = read(&mut conv, &tokens, &self.read, cancel).map(|_| ());
         if out.is_err() {
             conv.tokens.clear();
             let _ = conv.model.truncate(0);
