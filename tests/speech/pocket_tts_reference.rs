@@ -420,3 +420,48 @@ fn built_in_configs_are_the_wheels() {
         assert_eq!(body, wheel, "{file} differs from pocket-tts 4.0.1's");
     }
 }
+
+/// Random weights never fire the EOS head, so every chunk ran to the package's length
+/// bound (2 s of padding a chunk) and a bench's replies lasted far longer than speech
+/// would: a scripted length ends each chunk where its text would end when spoken.
+#[test]
+fn a_scripted_length_ends_each_chunk_as_speech_of_its_text_would() {
+    use assistant::models::speech::tts::pocket::text::prepare;
+    let dir = fixtures().join("lsd");
+    let dev = Device::Cpu;
+    let model = PocketModel::load(&dir, None, &dev).unwrap();
+    let voice = Voice::load(&dir.join("voice.safetensors"), &model.lm, &dev).unwrap();
+    let text = "Sure, I can help with that. First open the settings page and find privacy.";
+    let never = PocketSampling {
+        eos_threshold: Some(f64::INFINITY),
+        ..zero_temperature()
+    };
+    let scripted = PocketSampling {
+        scripted_frames_per_token: Some(3.75),
+        ..never
+    };
+    let bound = generate(&model, &model.lm, &voice, text, &never).unwrap();
+    let g = generate(&model, &model.lm, &voice, text, &scripted).unwrap();
+    assert!(!g.chunks.is_empty());
+    for (i, chunk) in g.chunks.iter().enumerate() {
+        let (prompt, after_eos) = prepare(chunk, &model.cfg).unwrap();
+        let after = model
+            .cfg
+            .model_recommended_frames_after_eos
+            .unwrap_or(after_eos);
+        let tokens = model.tokenizer.encode(&prompt).len();
+        let want = (tokens as f64 * 3.75).ceil() as usize + after;
+        assert_eq!(
+            g.latents[i].len(),
+            want,
+            "chunk {i} {chunk:?}: {tokens} tokens"
+        );
+        // Unscripted, the same chunk runs to the length bound: tokens / 3 s + 2 s.
+        assert!(
+            bound.latents[i].len() > want + 10,
+            "chunk {i}: {}",
+            bound.latents[i].len()
+        );
+    }
+    assert!(g.audio.len() < bound.audio.len());
+}

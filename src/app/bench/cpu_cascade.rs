@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 
 const RATE: usize = 24_000;
 const FRAME: usize = 1920;
+/// Frames of speech a text token makes: English at about 2.5 words a second and 1.3
+/// tokens a word is 3.3 tokens a second, at 12.5 frames a second.
+const SPEECH_FRAMES_PER_TOKEN: f64 = 3.75;
 /// The turn machine's wait after speech when the recogniser says the user is done.
 pub const TURN_RULE_WAIT_MS: f64 = 320.0;
 
@@ -459,12 +462,14 @@ pub fn published(
     tts.set_eager_words(eager_words);
     tts.set_sampling(PocketSampling {
         temperature: Some(0.3),
-        // Random weights never signal the end reliably: each chunk runs to its bound.
+        // Random weights never signal the end: each chunk ends where real speech of
+        // its text would (3.3 tokens a second), not at the package's length bound.
         eos_threshold: Some(f64::INFINITY),
+        scripted_frames_per_token: Some(SPEECH_FRAMES_PER_TOKEN),
         ..Default::default()
     });
     description.push(format!(
-        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma",
+        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma, each chunk ending after {SPEECH_FRAMES_PER_TOKEN} frames a token",
         if q8 { " (flow LM q8)" } else { " (flow LM weights in bf16, as published)" }
     ));
     let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");

@@ -37,6 +37,11 @@ pub struct PocketSampling {
     pub noise_clamp: Option<f64>,
     /// Each chunk's noise starts from this seed.
     pub seed: u64,
+    /// End each chunk's speech after this many frames a text token, as if the EOS
+    /// head had fired then: random weights never say so, and a bench's replies would
+    /// otherwise all run to the length bound (the padding of 2 s a chunk). `None`: only
+    /// the EOS head ends a chunk.
+    pub scripted_frames_per_token: Option<f64>,
 }
 
 impl Default for PocketSampling {
@@ -47,6 +52,7 @@ impl Default for PocketSampling {
             eos_threshold: None,
             noise_clamp: None,
             seed: 299_792_458,
+            scripted_frames_per_token: None,
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct ChunkRun {
     previous: Option<Tensor>,
     step: usize,
     max_len: usize,
+    /// The frame the scripted end of speech falls on, if scripted.
+    scripted_eos: Option<usize>,
     after_eos: usize,
     eos_step: Option<usize>,
     rng: rand::rngs::StdRng,
@@ -100,6 +108,9 @@ impl ChunkRun {
             previous: None,
             step: 0,
             max_len,
+            scripted_eos: s
+                .scripted_frames_per_token
+                .map(|r| ((tokens.len() as f64 * r).ceil() as usize).max(MIN_FRAMES_BEFORE_EOS)),
             after_eos: model
                 .cfg
                 .model_recommended_frames_after_eos
@@ -146,7 +157,8 @@ impl ChunkRun {
             &z,
             self.decode_steps,
         )?;
-        if out.eos_logit as f64 > self.eos_threshold
+        let scripted = self.scripted_eos.is_some_and(|n| self.step >= n);
+        if (scripted || out.eos_logit as f64 > self.eos_threshold)
             && self.eos_step.is_none()
             && self.step >= MIN_FRAMES_BEFORE_EOS
         {
