@@ -23,7 +23,7 @@ use crate::docs_commands::{doc_files, is_env_assignment, read, root};
 use crate::tmux_support::Tmux;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long one command may run (a load of the tiny models takes a few seconds; a
@@ -207,97 +207,92 @@ fn llm_stand_in() -> String {
     url
 }
 
-fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        use assistant::models::{llm, moshi, speech};
-        let dir = tempfile::tempdir().unwrap();
-        let w = World {
-            root: dir.path().to_path_buf(),
-            _dir: dir,
-            llm_url: llm_stand_in(),
-        };
-        let (hf, models, inputs) = (w.hf(), w.models(), w.inputs());
+/// Made for each run and removed after it (about 20 MB of tiny checkpoints).
+fn world() -> World {
+    use assistant::models::{llm, moshi, speech};
+    let dir = tempfile::tempdir().unwrap();
+    let w = World {
+        root: dir.path().to_path_buf(),
+        _dir: dir,
+        llm_url: llm_stand_in(),
+    };
+    let (hf, models, inputs) = (w.hf(), w.models(), w.inputs());
 
-        // The defaults, as a download leaves them.
-        moshi::export::write_demo(
-            &cached_repo(&hf, assistant::bus::MOSHIKO),
-            moshi::LmFormat::Q8,
-        )
+    // The defaults, as a download leaves them.
+    moshi::export::write_demo(
+        &cached_repo(&hf, assistant::bus::MOSHIKO),
+        moshi::LmFormat::Q8,
+    )
+    .unwrap();
+    speech::stt::whisper::synthetic::write_tiny(&cached_repo(&hf, speech::files::WHISPER_REPO), 1)
         .unwrap();
-        speech::stt::whisper::synthetic::write_tiny(
-            &cached_repo(&hf, speech::files::WHISPER_REPO),
-            1,
-        )
-        .unwrap();
-        llm::synthetic::write_tiny_qwen2(
-            &cached_repo(&hf, llm::gguf::DEFAULT_REPO).join(llm::gguf::DEFAULT_FILE),
-            &Default::default(),
-        )
-        .unwrap();
-        let pocket = cached_repo(&hf, "kyutai/pocket-tts-without-voice-cloning");
-        let voices = ["alba", "marius", "javert", "jean", "fantine", "cosette"];
-        pocket_files("lsd", &pocket.join("languages/english"), &voices);
-        pocket_files(
-            "drifting",
-            &pocket.join("languages/english_18m_2026-10"),
-            &voices,
-        );
-        speech::synthetic::write_stt(&cached_repo(&hf, speech::files::STT_REPO), 1).unwrap();
-        speech::synthetic::write_tts(&cached_repo(&hf, speech::files::TTS_REPO), 2).unwrap();
-        speech::synthetic::write_voice(
-            &cached_repo(&hf, speech::files::VOICES_REPO)
-                .join(format!("{}.safetensors", speech::files::DEFAULT_VOICE)),
-            3,
-        )
-        .unwrap();
+    llm::synthetic::write_tiny_qwen2(
+        &cached_repo(&hf, llm::gguf::DEFAULT_REPO).join(llm::gguf::DEFAULT_FILE),
+        &Default::default(),
+    )
+    .unwrap();
+    let pocket = cached_repo(&hf, "kyutai/pocket-tts-without-voice-cloning");
+    let voices = ["alba", "marius", "javert", "jean", "fantine", "cosette"];
+    pocket_files("lsd", &pocket.join("languages/english"), &voices);
+    pocket_files(
+        "drifting",
+        &pocket.join("languages/english_18m_2026-10"),
+        &voices,
+    );
+    speech::synthetic::write_stt(&cached_repo(&hf, speech::files::STT_REPO), 1).unwrap();
+    speech::synthetic::write_tts(&cached_repo(&hf, speech::files::TTS_REPO), 2).unwrap();
+    speech::synthetic::write_voice(
+        &cached_repo(&hf, speech::files::VOICES_REPO)
+            .join(format!("{}.safetensors", speech::files::DEFAULT_VOICE)),
+        3,
+    )
+    .unwrap();
 
-        // The directories the docs name under ~.
-        moshi::export::write_demo(&models.join("moshiko"), moshi::LmFormat::Q8).unwrap();
-        let pp = models.join("personaplex");
+    // The directories the docs name under ~.
+    moshi::export::write_demo(&models.join("moshiko"), moshi::LmFormat::Q8).unwrap();
+    let pp = models.join("personaplex");
+    copy(
+        fixtures().join("personaplex/model.safetensors"),
+        pp.join("model.safetensors"),
+    );
+    crate::personaplex_common::complete_checkpoint(&pp);
+    for v in ["NATF0", "NATF2", "NATM1", "NATM2", "VARF3", "VARM2"] {
         copy(
-            fixtures().join("personaplex/model.safetensors"),
-            pp.join("model.safetensors"),
+            fixtures().join("personaplex/voice.pt"),
+            pp.join(format!("voices/{v}.pt")),
         );
-        crate::personaplex_common::complete_checkpoint(&pp);
-        for v in ["NATF0", "NATF2", "NATM1", "NATM2", "VARF3", "VARM2"] {
-            copy(
-                fixtures().join("personaplex/voice.pt"),
-                pp.join(format!("voices/{v}.pt")),
-            );
-        }
-        copy(
-            fixtures().join("personaplex/voice.wav"),
-            models.join("voices/my-voice.wav"),
-        );
-        speech::stt::whisper::synthetic::write_tiny(&models.join("whisper-base.en"), 1).unwrap();
-        std::fs::create_dir_all(models.join("stt-1b-en_fr")).unwrap();
-        speech::synthetic::write_stt(&models.join("stt-1b-en_fr"), 1).unwrap();
-        pocket_files("lsd", &models.join("my-pocket"), &[]);
+    }
+    copy(
+        fixtures().join("personaplex/voice.wav"),
+        models.join("voices/my-voice.wav"),
+    );
+    speech::stt::whisper::synthetic::write_tiny(&models.join("whisper-base.en"), 1).unwrap();
+    std::fs::create_dir_all(models.join("stt-1b-en_fr")).unwrap();
+    speech::synthetic::write_stt(&models.join("stt-1b-en_fr"), 1).unwrap();
+    pocket_files("lsd", &models.join("my-pocket"), &[]);
 
-        // The files the docs' commands read from the working directory.
-        let audio = fixtures().join("audio");
-        for (name, from) in [
-            ("talk.wav", audio.join("hello_24k_mono.wav")),
-            ("question.wav", audio.join("two_sentences_16k_mono.wav")),
-            ("room.wav", audio.join("hello_24k_mono.wav")),
-            ("take1.wav", audio.join("hello_24k_mono.wav")),
-            ("take2.wav", audio.join("hello_24k_mono.wav")),
-            ("take3.wav", audio.join("hello_24k_mono.wav")),
-            ("played.wav", audio.join("echo/far.wav")),
-            ("heard.wav", audio.join("echo/mic.wav")),
-            ("me.wav", fixtures().join("pocket_tts/voice.wav")),
-            (
-                "me.safetensors",
-                fixtures().join("pocket_tts/lsd/voice.safetensors"),
-            ),
-            ("my-voice.wav", fixtures().join("personaplex/voice.wav")),
-            ("my.toml", fixtures().join("personas/valid/nova.toml")),
-        ] {
-            copy(from, inputs.join(name));
-        }
-        w
-    })
+    // The files the docs' commands read from the working directory.
+    let audio = fixtures().join("audio");
+    for (name, from) in [
+        ("talk.wav", audio.join("hello_24k_mono.wav")),
+        ("question.wav", audio.join("two_sentences_16k_mono.wav")),
+        ("room.wav", audio.join("hello_24k_mono.wav")),
+        ("take1.wav", audio.join("hello_24k_mono.wav")),
+        ("take2.wav", audio.join("hello_24k_mono.wav")),
+        ("take3.wav", audio.join("hello_24k_mono.wav")),
+        ("played.wav", audio.join("echo/far.wav")),
+        ("heard.wav", audio.join("echo/mic.wav")),
+        ("me.wav", fixtures().join("pocket_tts/voice.wav")),
+        (
+            "me.safetensors",
+            fixtures().join("pocket_tts/lsd/voice.safetensors"),
+        ),
+        ("my-voice.wav", fixtures().join("personaplex/voice.wav")),
+        ("my.toml", fixtures().join("personas/valid/nova.toml")),
+    ] {
+        copy(from, inputs.join(name));
+    }
+    w
 }
 
 /// One block's scratch space: HOME (with the world's directories and ALSA file
@@ -841,7 +836,8 @@ fn run_pages(pages: &[(String, String)]) -> (Vec<Report>, Vec<String>) {
             }
         }
     }
-    let w = world();
+    let world = world();
+    let w = &world;
     let queue = Mutex::new(queue.into_iter().enumerate().collect::<Vec<_>>());
     let done = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
