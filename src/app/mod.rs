@@ -350,10 +350,13 @@ pub fn start_persona(
     if m.voice_prompt.is_none() {
         m.voice_prompt = p.voice_prompt.clone();
     }
-    // The cascade's voice and LLM model; --tts-voice / --llm-model win.
+    // The cascade's voice and LLM model; --tts-voice / --llm-model win. A persona's
+    // `tts_voice` names one of Kyutai's voices: Pocket TTS (the default) takes it only
+    // when it is Pocket's own (a predefined name or a file), else it speaks its default.
     let c = &mut args.cascade;
     if c.tts_voice.is_none() {
-        c.tts_voice = p.tts_voice.clone();
+        let pocket = c.tts == crate::cli::TtsKind::Pocket;
+        c.tts_voice = p.tts_voice.clone().filter(|v| !pocket || pocket_takes(v));
     }
     c.persona_tools = p.tools.clone();
     if c.llm_model.is_none() {
@@ -364,6 +367,12 @@ pub fn start_persona(
         index,
         args,
     })
+}
+
+/// Whether Pocket TTS can speak with `voice`: one of its predefined voices, or a file.
+fn pocket_takes(voice: &str) -> bool {
+    crate::models::speech::tts::pocket::voice::is_predefined(voice)
+        || std::path::Path::new(voice).is_file()
 }
 
 /// Loads other personas' voices in the background, unless the command line

@@ -6,12 +6,12 @@ use assistant::cli::Cli;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// README.md and every docs/*.md, sorted.
-fn doc_files() -> Vec<PathBuf> {
+pub(crate) fn doc_files() -> Vec<PathBuf> {
     let mut pages: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
         .expect("docs/ exists")
         .map(|entry| entry.expect("readable docs/ entry").path())
@@ -23,7 +23,7 @@ fn doc_files() -> Vec<PathBuf> {
     files
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -68,7 +68,7 @@ fn assistant_commands(text: &str) -> Vec<(usize, Result<Vec<String>, String>)> {
     commands
 }
 
-fn is_env_assignment(word: &str) -> bool {
+pub(crate) fn is_env_assignment(word: &str) -> bool {
     match word.split_once('=') {
         Some((name, _)) => {
             !name.is_empty()

@@ -1,5 +1,5 @@
 //! The `assistant` binary's commands: doctor, first start, residency flags, the GPU check's
-//! dry run, the docs' command lines.
+//! dry run, the docs' command lines (parsed, and run).
 //!
 //! One test binary per area (tests/README.md): each module was a test binary of its own.
 
@@ -14,6 +14,7 @@ mod ui_support;
 
 mod cli_residency;
 mod docs_commands;
+mod docs_run;
 mod doctor;
 mod first_start;
 mod gpu_check_dry_run;

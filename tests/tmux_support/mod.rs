@@ -2,7 +2,7 @@
 //! with capture-pane, keys sent, the exit code and terminal state read back.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::thread::sleep;
@@ -23,6 +23,11 @@ impl Tmux {
 
     /// `start` with more environment (`NAME`, value) for the program.
     pub fn start_env(env: &[(&str, String)], args: &[&str]) -> Option<Self> {
+        Self::start_in(Path::new(env!("CARGO_MANIFEST_DIR")), env, args)
+    }
+
+    /// `start_env` in the working directory `cwd` (relative paths in `args` are its).
+    pub fn start_in(cwd: &Path, env: &[(&str, String)], args: &[&str]) -> Option<Self> {
         if Command::new("tmux").arg("-V").output().is_err() {
             eprintln!("tmux not installed: skipping the terminal end-to-end test");
             return None;
@@ -41,7 +46,7 @@ impl Tmux {
         // After the program ends the pane stays (sleep) so its terminal state can be read.
         let cmd = format!(
             "cd '{}' && env -u HF_HUB_CACHE -u HF_TOKEN XDG_DATA_HOME='{}' XDG_CONFIG_HOME='{}' XDG_STATE_HOME='{}' {} '{bin}' {} --log-file '{}'; echo $? > '{}'; sleep 60",
-            env!("CARGO_MANIFEST_DIR"),
+            cwd.display(),
             dir.path().join("data").display(),
             dir.path().join("config").display(),
             dir.path().join("state").display(),
