@@ -9,6 +9,7 @@ use crate::bus::{Cancel, LoadProgress, Weights};
 use crate::cli::{EngineKind, RunArgs, ServeArgs};
 use crate::engine::load::{loader, LoadFailure, LoadRequest, Loaded, Loader};
 use crate::models::duplex::{DuplexModel, Prompt};
+use crate::net::metrics::BatchSource;
 use crate::net::protocol::{Limits, SessionParams};
 use crate::net::server::{EventTap, LoaderFactory, ServeOptions, Server};
 use crate::session::{self, sessions_dir, Journal};
@@ -301,12 +302,20 @@ pub fn serve_factory(
         degraded,
     } = load_shared(args, (sessions, batch), progress, cancel)?;
     let info = model.info();
+    let batched = model.batch_stats().is_some();
+    let shared = Arc::new(Mutex::new(model));
+    // A scrape locks the template only to copy the stepper's counters.
+    let batch = batched.then(|| {
+        let shared = shared.clone();
+        BatchSource(Box::new(move || shared.lock().ok()?.batch_stats()))
+    });
     Ok(Ready {
-        factory: shared_factory(args, Arc::new(Mutex::new(model))),
+        factory: shared_factory(args, shared),
         loaded: Some(LoadedOnce {
             info,
             notices,
             degraded,
+            batch,
         }),
     })
 }
@@ -336,6 +345,8 @@ pub struct LoadedOnce {
     pub info: crate::bus::ModelInfo,
     pub notices: Vec<crate::bus::Notice>,
     pub degraded: Option<String>,
+    /// `--batch`: the stepper's counters, for `/metrics`.
+    pub batch: Option<BatchSource>,
 }
 
 /// Load progress on stderr about once a second per stage, and each stage's end.
@@ -455,7 +466,10 @@ pub fn run(args: &RunArgs, serve: &ServeArgs) -> i32 {
     };
     match ready {
         Ok(Ready { factory, loaded }) => {
-            if let Some(l) = loaded {
+            if let Some(mut l) = loaded {
+                if let Some(b) = l.batch.take() {
+                    let _ = server.stats.batch.set(b);
+                }
                 for n in &l.notices {
                     eprintln!("note: {}", n.message);
                 }

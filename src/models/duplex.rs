@@ -151,4 +151,64 @@ pub trait DuplexModel: Send {
     fn take_happening(&mut self) -> Option<crate::bus::Happening> {
         None
     }
+    /// The counters of the batch this model steps in (`serve --batch`); `None`: it
+    /// steps alone.
+    fn batch_stats(&self) -> Option<BatchStats> {
+        None
+    }
+}
+
+/// Upper bounds of step-time histograms' buckets, in seconds (a step has 80 ms): the
+/// server's per-session steps and the batch stepper's.
+pub const STEP_BUCKETS: [f64; 10] = [0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4, 1.0];
+
+/// Counters of a batch stepper (`serve --batch`) since its start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchStats {
+    /// KV-cache slots in the batch (`--max-sessions`).
+    pub slots: usize,
+    /// Batched forward passes.
+    pub steps: u64,
+    /// Slot steps in them (sessions stepped).
+    pub slot_steps: u64,
+    /// Steps by how many sessions they stepped: `sizes[n]` steps stepped `n`.
+    pub sizes: Vec<u64>,
+    /// Sessions masked in a step because their frame was late.
+    pub late: u64,
+    /// Steps that waited the whole gather window for a punctual session's frame.
+    pub waited_out: u64,
+    /// Wall time of the steps, in seconds.
+    pub step_seconds: f64,
+    /// Steps by wall time: one count per `STEP_BUCKETS` bound, then one above the last
+    /// (not cumulative).
+    pub step_buckets: Vec<u64>,
+}
+
+impl BatchStats {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            slots,
+            sizes: vec![0; slots + 1],
+            step_buckets: vec![0; STEP_BUCKETS.len() + 1],
+            ..Self::default()
+        }
+    }
+
+    /// One batched step of `stepped` sessions, `late` masked, taking `seconds`.
+    pub fn record(&mut self, stepped: usize, late: usize, seconds: f64) {
+        self.steps += 1;
+        self.slot_steps += stepped as u64;
+        self.late += late as u64;
+        self.step_seconds += seconds;
+        if let Some(n) = self.sizes.get_mut(stepped) {
+            *n += 1;
+        }
+        let bucket = STEP_BUCKETS
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(STEP_BUCKETS.len());
+        if let Some(n) = self.step_buckets.get_mut(bucket) {
+            *n += 1;
+        }
+    }
 }

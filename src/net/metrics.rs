@@ -4,11 +4,11 @@
 //! (version 0.0.4) rather than through a metrics crate, which would bring a registry
 //! and an HTTP stack the server does not need.
 
+use crate::models::duplex::BatchStats;
+pub use crate::models::duplex::STEP_BUCKETS;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Upper bounds of the step-time histogram's buckets, in seconds (a step has 80 ms).
-pub const STEP_BUCKETS: [f64; 10] = [0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4, 1.0];
+use std::sync::OnceLock;
 
 /// Counters over the server's life (for `/metrics`, logs and tests).
 #[derive(Debug, Default)]
@@ -39,6 +39,17 @@ pub struct ServerStats {
     pub steps: Histogram,
     /// The last step's real-time factor (step time / frame time), as f64 bits.
     pub rtf_bits: AtomicU64,
+    /// `serve --batch`: the stepper's counters, read at each scrape.
+    pub batch: OnceLock<BatchSource>,
+}
+
+/// Where a scrape reads the batch stepper's counters (the stepper keeps them).
+pub struct BatchSource(pub Box<dyn Fn() -> Option<BatchStats> + Send + Sync>);
+
+impl std::fmt::Debug for BatchSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchSource")
+    }
 }
 
 impl ServerStats {
@@ -223,7 +234,84 @@ pub fn render(s: &ServerStats, cap: &Capacity) -> String {
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
     let _ = writeln!(out, "{name}_sum {}", get(&s.steps.sum_us) as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {cumulative}");
+    if let Some(b) = s.batch.get().and_then(|f| (f.0)()) {
+        render_batch(&mut out, &b);
+    }
     out
+}
+
+/// A histogram's lines from per-bucket (not cumulative) counts, the last one above the
+/// last bound.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[String],
+    counts: &[u64],
+    sum: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, n) in bounds.iter().zip(counts) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += counts.iter().skip(bounds.len()).sum::<u64>();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
+}
+
+/// `serve --batch`: the stepper's series.
+fn render_batch(out: &mut String, b: &BatchStats) {
+    metric(
+        out,
+        "assistant_batch_slots",
+        "gauge",
+        "sessions one batched step can hold (--max-sessions with --batch)",
+        b.slots,
+    );
+    metric(
+        out,
+        "assistant_batch_steps_total",
+        "counter",
+        "batched forward passes",
+        b.steps,
+    );
+    metric(
+        out,
+        "assistant_batch_late_total",
+        "counter",
+        "sessions masked in a batched step because their frame was late",
+        b.late,
+    );
+    metric(
+        out,
+        "assistant_batch_waited_out_total",
+        "counter",
+        "batched steps that waited the whole gather window (40 ms) for a frame",
+        b.waited_out,
+    );
+    // One bucket per batch size, 0 (every stepped slot failed its input) to all slots.
+    let sizes: Vec<String> = (0..b.sizes.len()).map(|n| n.to_string()).collect();
+    histogram(
+        out,
+        "assistant_batch_size",
+        "sessions stepped in each batched step",
+        &sizes,
+        &b.sizes,
+        b.slot_steps as f64,
+    );
+    let bounds: Vec<String> = STEP_BUCKETS.iter().map(f64::to_string).collect();
+    histogram(
+        out,
+        "assistant_batch_step_seconds",
+        "wall time of each batched step (all its sessions' LM step)",
+        &bounds,
+        &b.step_buckets,
+        b.step_seconds,
+    );
 }
 
 #[cfg(test)]

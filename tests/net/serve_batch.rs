@@ -2,7 +2,8 @@
 //! tokens must be exactly those of its own unbatched run, teacher-forced (the same input
 //! codes), whatever the others do: join at other frames, come late (masked), leave and
 //! have their slot taken by a new session. Through the binary, two real clients on one
-//! `serve --batch` both get audio back.
+//! `serve --batch` both get audio back while a third says nothing, and `/metrics`
+//! counts the batched steps, their sizes and the silent session masked as late.
 
 use crate::personaplex_common::{complete_checkpoint, fixtures};
 use assistant::bus::Cancel;
@@ -179,8 +180,30 @@ fn the_capacity_measurement_of_gpu_check_runs_on_the_demo() {
     assert_eq!((cap.costs.len(), cap.alone, cap.batched), (1, 0, 0));
 }
 
+/// `GET /metrics` of the server on `port`: its body.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string()
+}
+
+/// A sample's value in a `/metrics` body (name with its labels).
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+}
+
 #[test]
-fn two_clients_on_one_serve_batch_both_get_audio_back() {
+fn two_clients_on_one_serve_batch_get_audio_back_and_metrics_count_the_batch() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -195,7 +218,7 @@ fn two_clients_on_one_serve_batch_both_get_audio_back() {
             "--no-journal",
             "--batch",
         ])
-        .args(["--max-sessions", "2", "--idle-timeout", "30"])
+        .args(["--max-sessions", "3", "--idle-timeout", "30"])
         .args([
             "--bind",
             &format!("127.0.0.1:{port}"),
@@ -230,6 +253,12 @@ fn two_clients_on_one_serve_batch_both_get_audio_back() {
         "{said:?}"
     );
     let url = format!("ws://127.0.0.1:{port}");
+    // Joined first and never sends a frame: a client that stalled.
+    let silent = connect(&ConnectOptions {
+        lockstep: true,
+        ..ConnectOptions::new(&url)
+    })
+    .unwrap();
     let clients: Vec<_> = (0..2)
         .map(|i| {
             let url = url.clone();
@@ -252,9 +281,38 @@ fn two_clients_on_one_serve_batch_both_get_audio_back() {
         })
         .collect();
     let loud: Vec<usize> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let m = scrape(port);
+    drop(silent);
     let _ = child.kill();
     let _ = child.wait();
     assert!(loud.iter().all(|&l| l > 0), "frames with audio: {loud:?}");
+    eprintln!(
+        "{}",
+        m.lines()
+            .filter(|l| l.starts_with("assistant_batch"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(metric(&m, "assistant_batch_slots"), 3.0);
+    // 40 frames from each talking client, each stepped once: alone or together.
+    let steps = metric(&m, "assistant_batch_steps_total");
+    assert!((40.0..=80.0).contains(&steps), "{steps} steps");
+    assert_eq!(metric(&m, "assistant_batch_size_sum"), 80.0);
+    assert_eq!(metric(&m, "assistant_batch_size_count"), steps);
+    assert_eq!(metric(&m, "assistant_batch_size_bucket{le=\"0\"}"), 0.0);
+    assert_eq!(metric(&m, "assistant_batch_size_bucket{le=\"3\"}"), steps);
+    // The silent session never stepped, so no step held all three.
+    assert_eq!(metric(&m, "assistant_batch_size_bucket{le=\"2\"}"), steps);
+    assert_eq!(metric(&m, "assistant_batch_step_seconds_count"), steps);
+    assert!(metric(&m, "assistant_batch_step_seconds_sum") > 0.0);
+    // The silent session is masked in every step (a talking one when its frame came
+    // after the gather window); it is waited for once, at the first.
+    let late = metric(&m, "assistant_batch_late_total");
+    assert!(
+        (steps..=2.0 * steps).contains(&late),
+        "{late} late in {steps} steps"
+    );
+    assert!(metric(&m, "assistant_batch_waited_out_total") >= 1.0);
 }
 
 #[test]

@@ -16,7 +16,7 @@ engine=${ENGINE:-loopback}
 fixture=${FIXTURE:-$root/tests/fixtures/audio/hello_24k_mono.wav}
 port=${PORT:-8997}
 work=${WORK:-$(mktemp -d)}
-echo "work dir: $work"
+mkdir -p "$work"; echo "work dir: $work"
 wait_port() { for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.5; done; return 1; }
 
 serve_args=(serve --bind "127.0.0.1:$port" --log-file "$work/serve.log")
@@ -65,10 +65,10 @@ rec2=$!
 # Kyutai's client, unchanged; the wrapper only observes (the client logs none of this):
 # messages sent and received by kind, when sphn hands over Ogg and PCM, the output queue.
 if [ "${PLAIN:-0}" = 1 ]; then  # the client as a user runs it, without the counting wrapper
-    HOME="$p/home" timeout -s INT "${CLIENT_SECS:-14}" "$py" -m moshi.client "${client_args[@]}" \
+    HOME="$p/home" timeout -s INT "${CLIENT_SECS:-120}" "$py" -m moshi.client "${client_args[@]}" \
         > "$work/client.stdout" 2> "$work/client.stderr" &
 else
-HOME="$p/home" TIMELINE="$work/client-timeline.tsv" timeout -s INT "${CLIENT_SECS:-14}" "$py" -c '
+HOME="$p/home" TIMELINE="$work/client-timeline.tsv" timeout -s INT "${CLIENT_SECS:-120}" "$py" -c '
 import atexit, collections, os, sys, time
 import moshi.client as mc
 sent, got, first = collections.Counter(), collections.Counter(), {}
@@ -124,8 +124,14 @@ mc.main()
 ' "${client_args[@]}" > "$work/client.stdout" 2> "$work/client.stderr" &
 fi
 cli=$!
-sleep "${PLAY_AFTER:-3}"  # the client imports torch first (about 1.5 s)
+# The client imports torch first (1.5 s on a quiet machine, 12 s at load 10): play once
+# it has connected and its PortAudio input has started (about 2 s later).
+for _ in $(seq 1 240); do grep -q "connected!" "$work/client.stderr" 2>/dev/null && break; sleep 0.5; done
+echo "client connected after $(echo "$(date +%s.%N) - $t0" | bc) s"
+sleep "${PLAY_AFTER:-3}"
 paplay --device=mic "$fixture"
+sleep "${TAIL:-5}"
+kill -INT $cli 2>/dev/null || true  # timeout passes it on: the client's Ctrl-C
 wait $cli || true
 kill $rec $rec2; sleep 1
 kill -INT $serve; wait $serve 2>/dev/null || true

@@ -12,7 +12,7 @@ root=$(cd "$here/../.." && pwd)
 bin=${KYUTAI_BIN:-/work/kyutai-bin/bin}
 assistant=${ASSISTANT:-${CARGO_TARGET_DIR:-$root/target}/debug/assistant}
 work=${WORK:-$(mktemp -d)}
-echo "work dir: $work"
+mkdir -p "$work"; echo "work dir: $work"
 wait_port() { for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.5; done; return 1; }
 
 echo "== 1. assistant --connect against moshi-server"

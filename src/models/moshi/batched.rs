@@ -18,6 +18,7 @@ use super::placed_lm::PlacedLm;
 use super::sampling::Samplers;
 use super::stepper::Tokens;
 use crate::bus::Sampling;
+pub use crate::models::duplex::BatchStats;
 use anyhow::{anyhow, bail, Result};
 use moshi::candle::{IndexOp, Tensor};
 use moshi::lm_generate_multistream::Config;
@@ -158,21 +159,6 @@ struct Cell {
     reply: Option<Result<SlotOut, String>>,
 }
 
-/// Counters of the stepper since the start.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct BatchStats {
-    /// Batched forward passes.
-    pub steps: u64,
-    /// Slot steps in them (sessions stepped).
-    pub slot_steps: u64,
-    /// Sessions masked in a step because their frame was late.
-    pub late: u64,
-    /// Steps that waited the whole gather window for a punctual session's frame.
-    pub waited_out: u64,
-    /// Wall time of the steps, in seconds.
-    pub step_seconds: f64,
-}
-
 struct State {
     cells: Vec<Cell>,
     /// The template and the slots: the stepper stops when none is left.
@@ -196,7 +182,7 @@ impl Hub {
                 cells: (0..core.slots()).map(|_| Cell::default()).collect(),
                 holders: 1,
                 closed: false,
-                stats: BatchStats::default(),
+                stats: BatchStats::new(core.slots()),
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -218,7 +204,7 @@ impl Hub {
     }
 
     pub fn stats(&self) -> BatchStats {
-        self.lock().stats
+        self.lock().stats.clone()
     }
 
     /// Sessions holding a slot now.
@@ -262,7 +248,7 @@ impl Hub {
             for c in st.cells.iter_mut() {
                 let r = if c.taken { c.request.take() } else { None };
                 c.punctual = r.is_some();
-                late += u64::from(c.taken && r.is_none());
+                late += usize::from(c.taken && r.is_none());
                 generations.push(r.as_ref().map(|(g, _)| *g));
                 reqs.push(r.map(|(_, r)| r));
             }
@@ -271,11 +257,8 @@ impl Hub {
             let outs = core.step(reqs);
             let took = t0.elapsed().as_secs_f64();
             st = self.lock();
-            let stepped = generations.iter().flatten().count() as u64;
-            st.stats.steps += 1;
-            st.stats.slot_steps += stepped;
-            st.stats.late += late;
-            st.stats.step_seconds += took;
+            let stepped = generations.iter().flatten().count();
+            st.stats.record(stepped, late, took);
             match outs {
                 Ok(outs) => {
                     for (i, out) in outs.into_iter().enumerate() {

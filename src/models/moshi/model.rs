@@ -202,6 +202,10 @@ impl DuplexModel for MoshiModel {
         self.pending = Some(sampling.clone());
     }
 
+    fn batch_stats(&self) -> Option<super::batched::BatchStats> {
+        self.batch().map(|(_, stats)| stats)
+    }
+
     fn fork(&self) -> Option<Box<dyn DuplexModel>> {
         let mut mimi = self.mimi.clone();
         mimi.reset_state();
