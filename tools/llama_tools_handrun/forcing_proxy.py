@@ -1,7 +1,9 @@
 """A pass-through HTTP proxy for the hand run (run.sh): each chat request that offers
-tools gets `tool_choice` naming one function (the first round only: a request that
-already holds a tool result is passed on as it is), so that a model that would not
-choose to call tools is made to. Every request body is appended to a JSONL file.
+tools is cut to offer one function, with `tool_choice` "required" (llama-server takes
+only "auto", "none" or "required"), in the first round only: a request that already
+holds a tool result is passed on as it is. So a model that would not choose to call
+tools is made to. Every request body, as sent on, is appended to a JSONL file, and an
+error from upstream is passed back as it came.
 
     python3 forcing_proxy.py PORT UPSTREAM FUNCTION REQUESTS.jsonl
 """
@@ -9,6 +11,7 @@ choose to call tools is made to. Every request body is appended to a JSONL file.
 import http.server
 import json
 import sys
+import urllib.error
 import urllib.request
 
 port, upstream, function, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -19,7 +22,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         has_result = any(m.get("role") == "tool" for m in body.get("messages", []))
         if body.get("tools") and not has_result:
-            body["tool_choice"] = {"type": "function", "function": {"name": function}}
+            body["tools"] = [t for t in body["tools"] if t["function"]["name"] == function]
+            body["tool_choice"] = "required"
         with open(log, "a") as f:
             f.write(json.dumps(body) + "\n")
         req = urllib.request.Request(
@@ -27,7 +31,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=600) as r:
+        try:
+            r = urllib.request.urlopen(req, timeout=600)
+        except urllib.error.HTTPError as e:
+            r = e
+        with r:
             self.send_response(r.status)
             self.send_header("Content-Type", r.headers.get("Content-Type", "application/json"))
             self.send_header("Connection", "close")

@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# A hand run, not a test: the assistant's tool loop against llama.cpp as
-# llama-cpp-python serves it, with a real MCP server (server-everything, from npm).
+# A hand run, not a test: the assistant's tool loop against llama.cpp's own server
+# (`llama-server`, run with --jinja and Qwen2.5's chat template), with a real MCP server
+# (server-everything, from npm).
 #
-#   tools/llama_tools_handrun/run.sh PYTHON [ASSISTANT]
+#   tools/llama_tools_handrun/run.sh LLAMA_SERVER [ASSISTANT]
 #
-# PYTHON: a Python that imports llama_cpp.server (pip install 'llama-cpp-python[server]';
-# it builds llama.cpp from source). ASSISTANT: the binary (default target/debug/assistant).
-# The model is the tiny random-weight Qwen2 GGUF that `--demo` writes: it does not
-# choose to call tools, so the run is made twice:
+# LLAMA_SERVER: a llama-server binary. Built from source, only that target (a few
+# minutes on a quiet machine; the llama-cpp-python wheel builds all of llama.cpp):
+#   pip download --no-deps --no-binary :all: llama-cpp-python   # its vendor/llama.cpp
+#   cmake -S vendor/llama.cpp -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+#     -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF
+#   cmake --build build --target llama-server -j2
+# ASSISTANT: the binary (default target/debug/assistant). GGUF (environment): the model;
+# by default the tiny random-weight Qwen2 that `--demo` writes. The chat template is
+# Qwen2.5-7B-Instruct's own (tools/qwen_template_reference/), from which llama.cpp
+# recognises Qwen's tool-call format (<tool_call>{...}</tool_call>).
+# The tiny model does not choose to call tools, so the run is made twice:
 #   1. as the assistant asks (tool_choice left to the server: "auto");
-#   2. through forcing_proxy.py, which adds `tool_choice` naming `echo` to each request
-#      that offers tools (the server then constrains the reply with a grammar to a
-#      call of that function), to show a call going round: server -> assistant ->
-#      MCP server -> result -> server -> spoken answer.
+#   2. through forcing_proxy.py, which offers only `echo` with tool_choice "required" in
+#      the first round (llama-server then constrains the reply with a grammar to a call
+#      of it), to show a call going round: server -> assistant -> MCP server -> result ->
+#      server -> spoken answer.
 # It prints what each run said, the requests' tools, and `history show`.
+#
+# What happened: see "The llama.cpp hand run" in docs/tools.md.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-py=${1:?usage: run.sh PYTHON [ASSISTANT]}
+server=${1:?usage: run.sh LLAMA_SERVER [ASSISTANT]}
 bin=${2:-target/debug/assistant}
 everything=tools/mcp_servers/node_modules/.bin/mcp-server-everything
 [ -x "$everything" ] || { echo "run: npm ci --prefix tools/mcp_servers" >&2; exit 2; }
@@ -32,22 +42,29 @@ silence() { # FILE SECONDS: a 24 kHz mono WAV of silence, for a headless run to 
 silence "$work/short.wav" 1
 silence "$work/long.wav" 60
 
-echo "== the tiny GGUF (written by --demo)"
-"$bin" --engine cascade --demo --headless --input "$work/short.wav" --no-journal >/dev/null 2>"$work/demo.err" || true
-gguf=$(find "$work/cache" -name '*.gguf' | head -1)
-[ -n "$gguf" ] || { echo "no GGUF written:"; cat "$work/demo.err"; exit 1; }
+if [ -n "${GGUF:-}" ]; then
+  gguf=$GGUF
+else
+  echo "== the tiny GGUF (written by --demo)"
+  "$bin" --engine cascade --demo --headless --input "$work/short.wav" --no-journal >/dev/null 2>"$work/demo.err" || true
+  gguf=$(find "$work/cache" -name '*.gguf' | head -1)
+  [ -n "$gguf" ] || { echo "no GGUF written:"; cat "$work/demo.err"; exit 1; }
+fi
 echo "$gguf ($(stat -c %s "$gguf") bytes)"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "== llama.cpp server (llama-cpp-python $("$py" -c 'import llama_cpp; print(llama_cpp.__version__)')) on $port, chat_format chatml-function-calling"
-"$py" -m llama_cpp.server --model "$gguf" --host 127.0.0.1 --port "$port" --n_ctx 4096 \
-  --n_threads 2 --model_alias tiny --chat_format chatml-function-calling >"$work/server.log" 2>&1 &
+template=tools/qwen_template_reference/Qwen-Qwen2.5-7B-Instruct.jinja
+echo "== llama-server ($("$server" --version 2>&1 | grep -m1 version)) on $port, --jinja, $template"
+# -n bounds each reply: a random model's string in a forced call need not end.
+"$server" -m "$gguf" --host 127.0.0.1 --port "$port" -c 4096 -t 2 -n 256 --alias tiny \
+  --jinja --chat-template-file "$template" >"$work/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 240); do
-  curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
   sleep 0.5
 done
-curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null || { echo "server did not start:"; tail -20 "$work/server.log"; exit 1; }
+curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "server did not start:"; tail -20 "$work/server.log"; exit 1; }
+grep -m3 -i 'chat format\|chat template\|tool' "$work/server.log" || true
 
 cat >"$work/mcp.json" <<JSON
 {"mcpServers": {"everything": {"command": "$PWD/$everything", "args": []}},
@@ -90,5 +107,8 @@ for i, line in enumerate(open(sys.argv[1])):
         if m["role"] == "tool":
             print(f"  tool result: {m['content'][:200]!r}")
 PY
+echo
+echo "-- llama-server's log (the chat format it chose, and each request):"
+grep -i 'chat format\|tool\|error\|POST' "$work/server.log" | tail -20
 echo
 echo "work dir (logs): $work"
