@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
             "dt_ratio" => r.dt_ratio = f,
             "copy_ratio" => r.copy_ratio = f,
             "max_hz" => r.max_hz = f,
+            "fast_start" => r.fast_start = v == "1",
             "headroom" => s.config.delay.delay_headroom_samples = f as usize,
             "pre_echo" => s.config.delay.detect_pre_echo = v == "1",
             "initial_s" => s.config.filter.initial_state_seconds = f,
@@ -44,7 +45,13 @@ fn main() -> anyhow::Result<()> {
         if s.room.is_some()
             && matches!(
                 k,
-                "span_ms" | "lead_ms" | "step" | "dt_ratio" | "copy_ratio" | "max_hz"
+                "span_ms"
+                    | "lead_ms"
+                    | "step"
+                    | "dt_ratio"
+                    | "copy_ratio"
+                    | "max_hz"
+                    | "fast_start"
             )
         {
             s.room = Some(r);
