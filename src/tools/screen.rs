@@ -1,6 +1,9 @@
 //! Looking at the screen: a screenshot as a PNG, for an LLM that takes images. Under
-//! X11 through `xwd` (x11-apps), whose dump is read here; under Wayland through `grim`
-//! where it is installed. Anything else is an error that says why and what to install.
+//! Wayland through the desktop portal (org.freedesktop.portal.Screenshot, which GNOME,
+//! KDE and wlroots desktops serve), else `grim` (wlroots compositors); under X11 through
+//! `xwd` (x11-apps), whose dump is read here. Wayland comes first: under XWayland both
+//! variables are set, and `xwd` would see only the X clients. When every way fails, the
+//! error says why for each, and what to install.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -12,53 +15,177 @@ pub struct Shot {
     pub png: Vec<u8>,
     pub width: u32,
     pub height: u32,
-    /// How it was taken: "xwd" or "grim".
+    /// How it was taken: "the desktop portal", "grim" or "xwd".
     pub via: &'static str,
 }
 
 /// The largest dump read (a 4K screen at 32 bits is 32 MiB).
 const MAX_DUMP: usize = 64 << 20;
 
-/// Take a screenshot of the display the environment names (`DISPLAY`, else
-/// `WAYLAND_DISPLAY`).
+/// What a later way is given when an earlier one used up the time (a portal that never
+/// answers must not leave grim or xwd no time at all).
+const MIN_TRY: Duration = Duration::from_secs(2);
+
+/// How long the desktop portal may take to answer the call that asks for a screenshot
+/// (not the screenshot itself).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Take a screenshot of the display the environment names: under Wayland
+/// (`WAYLAND_DISPLAY`) the desktop portal, then grim; then X11 (`DISPLAY`).
 pub fn capture(
     display: Option<&str>,
     wayland: Option<&str>,
     timeout: Duration,
 ) -> Result<Shot, String> {
+    let deadline = Instant::now() + timeout;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(MIN_TRY)
+    };
+    let mut failed = Vec::new();
+    if let Some(w) = wayland.filter(|w| !w.is_empty()) {
+        match portal(left()).and_then(|png| from_png(png, "the desktop portal")) {
+            Ok(shot) => return Ok(shot),
+            Err(e) => failed.push(format!(
+                "under Wayland ({w}) the desktop portal: {e} (install xdg-desktop-portal and \
+                 your desktop's backend: xdg-desktop-portal-gnome or -kde; for wlroots \
+                 compositors, -wlr with -gtk, without which the portal offers no \
+                 screenshots)"
+            )),
+        }
+        match run(Command::new("grim").arg("-"), left()).and_then(|png| from_png(png, "grim")) {
+            Ok(shot) => return Ok(shot),
+            Err(e) => failed.push(format!(
+                "grim: {e} (install grim, which wlroots compositors such as sway serve)"
+            )),
+        }
+    }
     if let Some(d) = display.filter(|d| !d.is_empty()) {
-        let dump = run(
+        let shot = run(
             Command::new("xwd").args(["-root", "-silent", "-display", d]),
-            timeout,
+            left(),
         )
-        .map_err(|e| {
-            format!("cannot take a screenshot of X display {d}: {e} (install x11-apps for xwd)")
-        })?;
-        let (width, height, rgb) = parse_xwd(&dump)?;
-        return Ok(Shot {
-            png: encode_png(width, height, &rgb)?,
-            width,
-            height,
-            via: "xwd",
+        .and_then(|dump| {
+            let (width, height, rgb) = parse_xwd(&dump)?;
+            Ok(Shot {
+                png: encode_png(width, height, &rgb)?,
+                width,
+                height,
+                via: "xwd",
+            })
         });
+        match shot {
+            Ok(shot) => return Ok(shot),
+            Err(e) => failed.push(format!(
+                "on X display {d} xwd: {e} (install x11-apps for xwd)"
+            )),
+        }
     }
-    if wayland.is_some_and(|w| !w.is_empty()) {
-        let png = run(Command::new("grim").arg("-"), timeout).map_err(|e| {
-            format!(
-                "cannot take a screenshot under Wayland: grim: {e} (install grim, which \
-                 wlroots compositors such as sway serve; the desktop portal that GNOME and \
-                 KDE need is not supported yet)"
-            )
-        })?;
-        let (width, height) = png_size(&png)?;
-        return Ok(Shot {
-            png,
-            width,
-            height,
-            via: "grim",
-        });
+    if failed.is_empty() {
+        return Err(
+            "there is no display to look at (neither DISPLAY nor WAYLAND_DISPLAY is set)".into(),
+        );
     }
-    Err("there is no display to look at (neither DISPLAY nor WAYLAND_DISPLAY is set)".into())
+    Err(format!("cannot take a screenshot: {}", failed.join("; ")))
+}
+
+fn from_png(png: Vec<u8>, via: &'static str) -> Result<Shot, String> {
+    let (width, height) = png_size(&png)?;
+    Ok(Shot {
+        png,
+        width,
+        height,
+        via,
+    })
+}
+
+/// A screenshot through the desktop portal, without a dialog (`interactive: false`),
+/// read from the file it names. The portal may keep that file (GNOME saves it in the
+/// user's pictures): it is the desktop's, so it is left alone.
+fn portal(timeout: Duration) -> Result<Vec<u8>, String> {
+    use dbus::arg::{PropMap, RefArg, Variant};
+    use dbus::message::MatchRule;
+    use std::sync::{Arc, Mutex};
+    let deadline = Instant::now() + timeout;
+    let bus = dbus::blocking::Connection::new_session()
+        .map_err(|e| format!("no D-Bus session bus: {e}"))?;
+    // The answer comes as a Response signal on the request's object: listen before
+    // asking, so that a quick answer is not missed.
+    // Each Response seen: the request's object, its code (0: done), the file's URI.
+    type Answer = (String, u32, Option<String>);
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+    let seen = answers.clone();
+    bus.add_match(
+        MatchRule::new_signal("org.freedesktop.portal.Request", "Response"),
+        move |(code, results): (u32, PropMap), _: &dbus::blocking::Connection, msg| {
+            let uri = results
+                .get("uri")
+                .and_then(|v| v.0.as_str())
+                .map(str::to_string);
+            let path = msg.path().map(|p| p.to_string()).unwrap_or_default();
+            seen.lock().unwrap().push((path, code, uri));
+            true
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    // A token of its own per call: it names the request's object.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut options = PropMap::new();
+    options.insert("interactive".into(), Variant(Box::new(false)));
+    let token = format!("assistant{}_{n}", std::process::id());
+    options.insert("handle_token".into(), Variant(Box::new(token)));
+    // The answer to the call itself (the request's object) is immediate; a dialog, if
+    // any, comes before the Response. A portal that is busy starting (seen for 10-20 s
+    // with xdg-desktop-portal 1.16 just started by D-Bus, about one start in four) is
+    // not waited for: grim is tried next.
+    let call_timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .min(CALL_TIMEOUT);
+    let (handle,): (dbus::Path,) = bus
+        .with_proxy(
+            "org.freedesktop.portal.Desktop",
+            "/org/freedesktop/portal/desktop",
+            call_timeout,
+        )
+        .method_call(
+            "org.freedesktop.portal.Screenshot",
+            "Screenshot",
+            ("", options),
+        )
+        .map_err(|e| e.message().unwrap_or(&e.to_string()).to_string())?;
+    let handle = handle.to_string();
+    let uri = loop {
+        let answer = answers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a.0 == handle)
+            .cloned();
+        match answer {
+            Some((_, 0, Some(uri))) => break uri,
+            Some((_, 0, None)) => return Err("it answered without a file".into()),
+            Some((_, 1, _)) => return Err("the user cancelled it".into()),
+            Some((_, code, _)) => return Err(format!("it failed (response {code})")),
+            None => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("it did not answer in time".into());
+        }
+        bus.process(left.min(Duration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+    };
+    let path = url::Url::parse(&uri)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .ok_or_else(|| format!("it gave {uri}, not a local file"))?;
+    let mut png = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_DUMP as u64).read_to_end(&mut png))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(png)
 }
 
 /// Run `cmd`, its stdout read to its end, within `timeout`.

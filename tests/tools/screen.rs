@@ -1,8 +1,10 @@
 //! Looking at the screen, through the whole binary: the stand-in LLM calls
 //! `look_at_screen`, and the image its endpoint receives is the screen. Under Xvfb
-//! (the root window painted one colour by xsetroot), and under Wayland through grim: a
-//! headless sway started here, its background one colour. Without grim, the LLM is
-//! told why and what to install.
+//! (the root window painted one colour by xsetroot); under Wayland through the desktop
+//! portal: a headless sway (its background one colour) with a D-Bus session bus of its
+//! own, whose activation starts xdg-desktop-portal and its wlroots backend, and
+//! PipeWire, all started here; through grim when no portal answers; through X11 when
+//! Wayland gives nothing. With none of them, the LLM is told why and what to install.
 
 use crate::common;
 
@@ -220,7 +222,54 @@ fn spawn(cmd: &mut Command, what: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e} (./dev test installs sway, swaybg and grim)"))
+        .unwrap_or_else(|e| panic!("{what}: {e} (./dev test installs {WAYLAND_PACKAGES})"))
+}
+
+/// What the Wayland tests need, as `./dev` installs it.
+const WAYLAND_PACKAGES: &str =
+    "sway, swaybg, grim, dbus, pipewire, xdg-desktop-portal, xdg-desktop-portal-wlr and xdg-desktop-portal-gtk";
+
+/// The programs (on PATH, or a path) of `needed` that are not installed, as a reason to
+/// skip: a machine without them cannot run the test, and says so.
+fn missing(needed: &[&str]) -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let absent: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|p| {
+            if p.starts_with('/') {
+                !Path::new(p).exists()
+            } else {
+                !std::env::split_paths(&path).any(|d| d.join(p).is_file())
+            }
+        })
+        .collect();
+    (!absent.is_empty()).then(|| {
+        format!(
+            "skipped: {} not installed (./dev test installs {WAYLAND_PACKAGES})",
+            absent.join(", ")
+        )
+    })
+}
+
+/// Wait until grim sees the whole screen `rgb`: swaybg paints the background a while
+/// after sway's socket appears, and until then the screen is black.
+fn wait_for_colour(env: &[(&'static str, String)], rgb: [u8; 3]) {
+    wait_until("the background", || {
+        let Ok(shot) = Command::new("grim")
+            .arg("-")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+        else {
+            return false;
+        };
+        let mut d = png::Decoder::new(std::io::Cursor::new(shot.stdout));
+        d.set_transformations(png::Transformations::EXPAND);
+        d.read_info().ok().is_some_and(|mut r| {
+            let mut buf = vec![0; r.output_buffer_size().unwrap_or(0)];
+            r.next_frame(&mut buf).is_ok() && buf[..3] == rgb
+        })
+    });
 }
 
 fn wait_until(what: &str, ok: impl Fn() -> bool) {
@@ -231,9 +280,17 @@ fn wait_until(what: &str, ok: impl Fn() -> bool) {
     }
 }
 
-/// A Wayland desktop of its own: headless sway, 320x200, its background `colour`.
-/// Returns what a client needs in its environment.
-fn wayland_desktop(dir: &Path, colour: &str) -> (Started, Vec<(&'static str, String)>) {
+/// A Wayland desktop of its own: headless sway, 320x200, its background `colour`;
+/// `portal` adds a D-Bus session bus whose activation starts xdg-desktop-portal and its
+/// wlroots backend, with gtk's for its access questions (the bus has the desktop's
+/// environment for them), and PipeWire, which that backend needs to start. Without it
+/// the bus named is one that is not there, so that a session bus of the machine's own
+/// is not asked. Returns what a client needs in its environment.
+fn wayland_desktop(
+    dir: &Path,
+    colour: &str,
+    portal: bool,
+) -> (Started, Vec<(&'static str, String)>) {
     let run = dir.join("run");
     std::fs::create_dir(&run).unwrap();
     std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -269,7 +326,7 @@ fn wayland_desktop(dir: &Path, colour: &str) -> (Started, Vec<(&'static str, Str
         .env("WLR_BACKENDS", "headless")
         .env("WLR_RENDERER", "pixman")
         .env("WLR_LIBINPUT_NO_DEVICES", "1");
-    let started = Started(vec![spawn(&mut sway, "sway")]);
+    let mut started = Started(vec![spawn(&mut sway, "sway")]);
     let socket = || {
         std::fs::read_dir(&run).ok().and_then(|d| {
             d.filter_map(|e| e.ok())
@@ -278,34 +335,128 @@ fn wayland_desktop(dir: &Path, colour: &str) -> (Started, Vec<(&'static str, Str
         })
     };
     wait_until("sway", || socket().is_some());
-    (
-        started,
-        vec![
-            ("XDG_RUNTIME_DIR", run.display().to_string()),
-            ("WAYLAND_DISPLAY", socket().unwrap()),
-        ],
+    let wayland = socket().unwrap();
+    let mut env = vec![
+        ("XDG_RUNTIME_DIR", run.display().to_string()),
+        ("WAYLAND_DISPLAY", wayland),
+        ("XDG_CURRENT_DESKTOP", "sway".to_string()),
+    ];
+    // The portal's permission store and the like write here, not in the user's home.
+    let homes = [
+        ("XDG_DATA_HOME", dir.join("data")),
+        ("XDG_CONFIG_HOME", dir.join("config")),
+    ];
+    if !portal {
+        let nowhere = format!("unix:path={}/no-bus", dir.display());
+        env.push(("DBUS_SESSION_BUS_ADDRESS", nowhere));
+        return (started, env);
+    }
+    let mut dbus = Command::new("dbus-daemon");
+    dbus.args(["--session", "--nofork", "--print-address=1"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(homes.clone())
+        .env_remove("DISPLAY");
+    let mut bus = dbus
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("dbus-daemon: {e}"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(bus.stdout.take().unwrap()),
+        &mut line,
     )
+    .unwrap();
+    started.0.push(bus);
+    let address = line.trim().to_string();
+    assert!(address.starts_with("unix:"), "the bus address: {line:?}");
+    env.push(("DBUS_SESSION_BUS_ADDRESS", address));
+    let mut pw = Command::new("pipewire");
+    pw.envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(homes)
+        .env_remove("DISPLAY");
+    started.0.push(spawn(&mut pw, "pipewire"));
+    wait_until("pipewire", || run.join("pipewire-0").exists());
+    // Ask the portal (which the bus starts on this first call) until it answers: a
+    // just-started xdg-desktop-portal 1.16 answers nothing for about 25 s in one start
+    // of four (D-Bus's activation timeout for something it waits on).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ok = Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--reply-timeout=2000",
+                "--dest=org.freedesktop.portal.Desktop",
+                "/org/freedesktop/portal/desktop",
+                "org.freedesktop.DBus.Properties.Get",
+                "string:org.freedesktop.portal.Screenshot",
+                "string:version",
+            ])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the desktop portal did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (started, env)
+}
+
+/// The programs the portal's desktop needs.
+const PORTAL_STACK: &[&str] = &[
+    "sway",
+    "swaybg",
+    "grim",
+    "dbus-daemon",
+    "dbus-send",
+    "pipewire",
+    "/usr/libexec/xdg-desktop-portal",
+    "/usr/libexec/xdg-desktop-portal-wlr",
+    // xdg-desktop-portal 1.16 offers no Screenshot without an Access backend: gtk's.
+    "/usr/libexec/xdg-desktop-portal-gtk",
+];
+
+#[test]
+fn under_wayland_the_desktop_portal_gives_the_llm_the_screen() {
+    if let Some(why) = missing(PORTAL_STACK) {
+        eprintln!("{why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_desktop, env) = wayland_desktop(dir.path(), "#0000ff", true);
+    wait_for_colour(&env, [0, 0, 255]);
+    let (result, reqs) = look(&env, &["DISPLAY"]);
+    assert!(
+        result.contains("through the desktop portal") && result.contains("320x200"),
+        "{result}"
+    );
+    let (w, h, px) = image_of(&reqs);
+    assert_eq!((w, h), (320, 200));
+    assert!(
+        px.iter().all(|p| *p == [0, 0, 255]),
+        "every pixel is the screen's blue: first {:?}",
+        &px[..2]
+    );
 }
 
 #[test]
-fn under_wayland_grim_gives_the_llm_the_screen() {
+fn under_wayland_without_a_portal_grim_gives_the_llm_the_screen() {
+    if let Some(why) = missing(&["sway", "swaybg", "grim"]) {
+        eprintln!("{why}");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let (_desktop, env) = wayland_desktop(dir.path(), "#00ff00");
-    // swaybg paints the background a while after the socket appears: until then the
-    // screen is black.
-    wait_until("the green background", || {
-        let shot = Command::new("grim")
-            .arg("-")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("grim");
-        let mut d = png::Decoder::new(std::io::Cursor::new(shot.stdout));
-        d.set_transformations(png::Transformations::EXPAND);
-        d.read_info().ok().is_some_and(|mut r| {
-            let mut buf = vec![0; r.output_buffer_size().unwrap_or(0)];
-            r.next_frame(&mut buf).is_ok() && buf[..3] == [0, 255, 0]
-        })
-    });
+    let (_desktop, env) = wayland_desktop(dir.path(), "#00ff00", false);
+    wait_for_colour(&env, [0, 255, 0]);
     let (result, reqs) = look(&env, &["DISPLAY"]);
     assert!(
         result.contains("through grim") && result.contains("320x200"),
@@ -321,7 +472,7 @@ fn under_wayland_grim_gives_the_llm_the_screen() {
 }
 
 #[test]
-fn under_wayland_without_grim_the_llm_is_told_what_to_install() {
+fn under_wayland_without_portal_or_grim_the_llm_is_told_what_to_install() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("bin");
     std::fs::create_dir(&empty).unwrap();
@@ -330,15 +481,58 @@ fn under_wayland_without_grim_the_llm_is_told_what_to_install() {
             ("WAYLAND_DISPLAY", "wayland-9".into()),
             ("XDG_RUNTIME_DIR", dir.path().display().to_string()),
             ("PATH", empty.display().to_string()),
+            (
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}/no-bus", dir.path().display()),
+            ),
         ],
         &["DISPLAY"],
     );
-    for part in ["under Wayland", "grim:", "install grim"] {
+    for part in [
+        "under Wayland (wayland-9) the desktop portal:",
+        "install xdg-desktop-portal",
+        "grim:",
+        "install grim",
+    ] {
         assert!(result.contains(part), "{part}: {result}");
     }
     let msgs = reqs[1]["messages"].as_array().unwrap();
     assert!(
         !msgs.iter().any(|m| m["content"].is_array()),
         "no image follows a failure"
+    );
+}
+
+#[test]
+fn when_wayland_gives_nothing_x11_still_gives_the_screen() {
+    // Under XWayland both are set: Wayland is asked first, and X11 is what is left.
+    let (_x, display) = xvfb("#ffff00");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("bin");
+    std::fs::create_dir(&empty).unwrap();
+    // Only xwd is on the binary's PATH: no grim.
+    let xwd_dir = ["/usr/bin", "/bin"]
+        .into_iter()
+        .find(|d| Path::new(d).join("xwd").exists())
+        .expect("xwd (./dev test installs x11-apps)");
+    std::os::unix::fs::symlink(Path::new(xwd_dir).join("xwd"), empty.join("xwd")).unwrap();
+    let (result, reqs) = look(
+        &[
+            ("DISPLAY", display),
+            ("WAYLAND_DISPLAY", "wayland-9".into()),
+            ("XDG_RUNTIME_DIR", dir.path().display().to_string()),
+            ("PATH", empty.display().to_string()),
+            (
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}/no-bus", dir.path().display()),
+            ),
+        ],
+        &[],
+    );
+    assert!(result.contains("through xwd"), "{result}");
+    let (_, _, px) = image_of(&reqs);
+    assert!(
+        px.iter().all(|p| *p == [255, 255, 0]),
+        "the screen's yellow"
     );
 }
