@@ -100,9 +100,16 @@ fn from_png(png: Vec<u8>, via: &'static str) -> Result<Shot, String> {
     })
 }
 
+/// Wayland without Linux's desktop portal (a BSD): grim and X11 remain.
+#[cfg(not(target_os = "linux"))]
+fn portal(_timeout: Duration) -> Result<Vec<u8>, String> {
+    Err("the desktop portal is served on Linux only".into())
+}
+
 /// A screenshot through the desktop portal, without a dialog (`interactive: false`),
 /// read from the file it names. The portal may keep that file (GNOME saves it in the
 /// user's pictures): it is the desktop's, so it is left alone.
+#[cfg(target_os = "linux")]
 fn portal(timeout: Duration) -> Result<Vec<u8>, String> {
     use dbus::arg::{PropMap, RefArg, Variant};
     use dbus::message::MatchRule;

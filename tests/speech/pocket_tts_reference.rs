@@ -422,8 +422,9 @@ fn built_in_configs_are_the_wheels() {
 }
 
 /// Random weights never fire the EOS head, so every chunk ran to the package's length
-/// bound (2 s of padding a chunk) and a bench's replies lasted far longer than speech
-/// would: a scripted length ends each chunk where its text would end when spoken.
+/// bound (2 s of padding a chunk, and a tiny tokenizer's letters each count as a
+/// token) and a bench's replies lasted far longer than speech would: a scripted length
+/// ends each chunk where its words would end when spoken.
 #[test]
 fn a_scripted_length_ends_each_chunk_as_speech_of_its_text_would() {
     use assistant::models::speech::tts::pocket::text::prepare;
@@ -437,7 +438,7 @@ fn a_scripted_length_ends_each_chunk_as_speech_of_its_text_would() {
         ..zero_temperature()
     };
     let scripted = PocketSampling {
-        scripted_frames_per_token: Some(3.75),
+        scripted_frames_per_word: Some(5.0),
         ..never
     };
     let bound = generate(&model, &model.lm, &voice, text, &never).unwrap();
@@ -450,11 +451,12 @@ fn a_scripted_length_ends_each_chunk_as_speech_of_its_text_would() {
             .model_recommended_frames_after_eos
             .unwrap_or(after_eos);
         let tokens = model.tokenizer.encode(&prompt).len();
-        let want = (tokens as f64 * 3.75).ceil() as usize + after;
+        let words = chunk.split_whitespace().count();
+        let want = words * 5 + after;
         assert_eq!(
             g.latents[i].len(),
             want,
-            "chunk {i} {chunk:?}: {tokens} tokens"
+            "chunk {i} {chunk:?}: {words} words"
         );
         // Unscripted, the same chunk runs to the length bound: tokens / 3 s + 2 s.
         assert!(
@@ -463,5 +465,6 @@ fn a_scripted_length_ends_each_chunk_as_speech_of_its_text_would() {
             bound.latents[i].len()
         );
     }
-    assert!(g.audio.len() < bound.audio.len());
+    // 14 words: 70 frames of speech, where the bound (over 60 tokens) gives 2.5 times that.
+    assert!(g.audio.len() * 2 < bound.audio.len());
 }

@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 
 const RATE: usize = 24_000;
 const FRAME: usize = 1920;
-/// Frames of speech a text token makes: English at about 2.5 words a second and 1.3
-/// tokens a word is 3.3 tokens a second, at 12.5 frames a second.
-const SPEECH_FRAMES_PER_TOKEN: f64 = 3.75;
+/// Frames of speech a word makes: English at about 2.5 words a second, at 12.5
+/// frames a second.
+const SPEECH_FRAMES_PER_WORD: f64 = 5.0;
 /// The turn machine's wait after speech when the recogniser says the user is done.
 pub const TURN_RULE_WAIT_MS: f64 = 320.0;
 
@@ -463,13 +463,13 @@ pub fn published(
     tts.set_sampling(PocketSampling {
         temperature: Some(0.3),
         // Random weights never signal the end: each chunk ends where real speech of
-        // its text would (3.3 tokens a second), not at the package's length bound.
+        // its text would, not at the package's length bound.
         eos_threshold: Some(f64::INFINITY),
-        scripted_frames_per_token: Some(SPEECH_FRAMES_PER_TOKEN),
+        scripted_frames_per_word: Some(SPEECH_FRAMES_PER_WORD),
         ..Default::default()
     });
     description.push(format!(
-        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma, each chunk ending after {SPEECH_FRAMES_PER_TOKEN} frames a token",
+        "synthesiser: Pocket TTS {key}{}, random weights, temperature 0.3, speaking after {eager_words} words at a comma, each chunk ending after {SPEECH_FRAMES_PER_WORD} frames a word",
         if q8 { " (flow LM q8)" } else { " (flow LM weights in bf16, as published)" }
     ));
     let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");
@@ -651,6 +651,7 @@ impl ScriptedMic {
                 let mut buf = vec![0.0f32; BLOCK];
                 let start = Instant::now();
                 let (mut known, mut speaking) = (0, false);
+                let mut last_heard = (false, false);
                 for i in 0u64.. {
                     let due = start + Duration::from_millis(10 * i);
                     if let Some(w) = due.checked_duration_since(Instant::now()) {
@@ -663,6 +664,17 @@ impl ScriptedMic {
                         playing: playback.playing(),
                         replying: probe.replying.load(Ordering::Relaxed),
                     };
+                    if std::env::var_os("BENCH_TRACE").is_some()
+                        && (heard.playing, heard.replying) != last_heard
+                    {
+                        eprintln!(
+                            "    {:.2} s playing {} replying {}",
+                            start.elapsed().as_secs_f64(),
+                            heard.playing,
+                            heard.replying
+                        );
+                        last_heard = (heard.playing, heard.replying);
+                    }
                     c.block(heard, &mut buf);
                     if c.over() {
                         eprintln!(

@@ -103,10 +103,10 @@ pub fn plan(turns: usize, seed: u64) -> Vec<PlannedTurn> {
 }
 
 /// Turns for about `minutes` of conversation at the published shapes on two cores
-/// (a turn and its reply take about 12 s: 3 s of question, a reply of 40 tokens or
-/// one cut short), at least 4.
+/// (a turn and its reply take about 20 s: 3 s of question, 2–4 s to the first audio,
+/// a reply of 40 tokens spoken in about 12 s, or one cut short), at least 4.
 pub fn turns_for_minutes(minutes: f64) -> usize {
-    ((minutes * 60.0 / 12.0).round() as usize).max(4)
+    ((minutes * 60.0 / 20.0).round() as usize).max(4)
 }
 
 /// A turn as it was spoken.

@@ -433,6 +433,11 @@ fn read(
         .take_while(|(a, b)| a == b)
         .count();
     let keep = same.min(tokens.len().saturating_sub(1));
+    tracing::debug!(
+        "llm: {} tokens cached, {keep} kept, {} to read",
+        conv.tokens.len(),
+        tokens.len() - keep
+    );
     conv.model.truncate(keep).map_err(failed)?;
     conv.tokens.truncate(keep);
     let mut logits = None;

@@ -37,11 +37,11 @@ pub struct PocketSampling {
     pub noise_clamp: Option<f64>,
     /// Each chunk's noise starts from this seed.
     pub seed: u64,
-    /// End each chunk's speech after this many frames a text token, as if the EOS
-    /// head had fired then: random weights never say so, and a bench's replies would
-    /// otherwise all run to the length bound (the padding of 2 s a chunk). `None`: only
-    /// the EOS head ends a chunk.
-    pub scripted_frames_per_token: Option<f64>,
+    /// End each chunk's speech after this many frames a word, as if the EOS head had
+    /// fired then: random weights never say so, and a bench's replies would otherwise
+    /// all run to the length bound (tokens / 3 s + 2 s a chunk, and a random model's
+    /// tokenizer may cut a word into letters). `None`: only the EOS head ends a chunk.
+    pub scripted_frames_per_word: Option<f64>,
 }
 
 impl Default for PocketSampling {
@@ -52,7 +52,7 @@ impl Default for PocketSampling {
             eos_threshold: None,
             noise_clamp: None,
             seed: 299_792_458,
-            scripted_frames_per_token: None,
+            scripted_frames_per_word: None,
         }
     }
 }
@@ -108,9 +108,10 @@ impl ChunkRun {
             previous: None,
             step: 0,
             max_len,
-            scripted_eos: s
-                .scripted_frames_per_token
-                .map(|r| ((tokens.len() as f64 * r).ceil() as usize).max(MIN_FRAMES_BEFORE_EOS)),
+            scripted_eos: s.scripted_frames_per_word.map(|r| {
+                let words = chunk.split_whitespace().count();
+                ((words as f64 * r).ceil() as usize).max(MIN_FRAMES_BEFORE_EOS)
+            }),
             after_eos: model
                 .cfg
                 .model_recommended_frames_after_eos
