@@ -57,6 +57,12 @@ pub trait TextToSpeech: Send {
     /// Choose the voice for the next utterance: a name or path the part resolves
     /// (for Kyutai TTS, a voice embedding file). An error leaves the old voice.
     fn set_voice(&mut self, voice: &str) -> Result<()>;
+    /// Whether `voice` names a voice of this synthesiser's kind at all (found or not):
+    /// a persona written for another synthesiser (Kyutai's `expresso/…` voices under
+    /// Pocket TTS) keeps the current voice instead of failing the switch.
+    fn takes_voice(&self, _voice: &str) -> bool {
+        true
+    }
     /// Begin a new utterance (drops any unfinished one). An error (the model could not
     /// set up its state) leaves no utterance: the reply cannot be spoken.
     fn start(&mut self) -> Result<()>;

@@ -257,6 +257,9 @@ impl TextToSpeech for TimedTts {
     fn set_voice(&mut self, voice: &str) -> Result<()> {
         self.inner.set_voice(voice)
     }
+    fn takes_voice(&self, voice: &str) -> bool {
+        self.inner.takes_voice(voice)
+    }
     fn start(&mut self) -> Result<()> {
         let now = Instant::now();
         self.inner.start()?;

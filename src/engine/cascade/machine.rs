@@ -786,7 +786,8 @@ impl DuplexModel for Cascade {
     /// the next turn on; the conversation is kept.
     fn prime(&mut self, prompt: &Prompt) -> Result<Primed> {
         let t = Instant::now();
-        if let Some(voice) = prompt.speaker.as_ref().filter(|_| !self.fixed_voice) {
+        let voice = prompt.speaker.as_ref().filter(|_| !self.fixed_voice);
+        if let Some(voice) = voice.filter(|v| self.tts.takes_voice(v)) {
             self.tts.set_voice(voice)?;
         }
         let mut s = self.next.clone().unwrap_or_else(|| self.settings.clone());
@@ -896,9 +897,16 @@ mod tests {
             "word-tts".into()
         }
         fn set_voice(&mut self, voice: &str) -> Result<()> {
-            anyhow::ensure!(voice != "missing", "no voice called {voice}");
+            anyhow::ensure!(
+                voice != "missing" && self.takes_voice(voice),
+                "no voice called {voice}"
+            );
             self.voice = voice.into();
             Ok(())
+        }
+        /// Voices under `other/` belong to another kind of synthesiser.
+        fn takes_voice(&self, voice: &str) -> bool {
+            !voice.starts_with("other/")
         }
         fn start(&mut self) -> Result<()> {
             let fault = self.fault.clone();
@@ -1387,6 +1395,14 @@ mod tests {
                 ..Default::default()
             })
             .is_err());
+        // A persona written for another synthesiser keeps the voice and still switches.
+        c.prime(&Prompt {
+            text: "You are JARVIS.".into(),
+            speaker: Some("other/jarvis.wav".into()),
+            llm_model: Some("big-model".into()),
+            ..Default::default()
+        })
+        .unwrap();
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Listening);
         run(&mut c, LOUD, 3, &mut log);
         run_until(&mut c, &mut log, |c| c.phase() == TalkPhase::Speaking);

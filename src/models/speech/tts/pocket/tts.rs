@@ -275,6 +275,12 @@ impl PocketTts {
     }
 }
 
+/// Pocket's voices are plain names (`alba`, `marius`, …) or files; a repository path
+/// such as Kyutai's `expresso/….wav` that is no file here is another synthesiser's.
+fn pocket_kind(voice: &str) -> bool {
+    std::path::Path::new(voice).is_file() || !(voice.contains('/') || voice.contains('.'))
+}
+
 /// Read a voice for `model`.
 pub fn load_voice(model: &PocketModel, source: &VoiceSource) -> Result<Voice> {
     match source {
@@ -297,6 +303,10 @@ impl TextToSpeech for PocketTts {
         })?;
         self.voice = load_voice(&self.model, &source).context("loading the voice")?;
         Ok(())
+    }
+
+    fn takes_voice(&self, voice: &str) -> bool {
+        pocket_kind(voice)
     }
 
     fn start(&mut self) -> Result<()> {
@@ -341,6 +351,25 @@ impl TextToSpeech for PocketTts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kyutai_voice_paths_are_not_pocket_voices_but_names_and_files_are() {
+        assert!(pocket_kind("alba"));
+        assert!(
+            pocket_kind("not-a-voice"),
+            "a typo is still Pocket's: it fails as unknown"
+        );
+        assert!(!pocket_kind(
+            "expresso/ex03-ex01_happy_001_channel1_334s.wav"
+        ));
+        assert!(!pocket_kind("me.safetensors"), "no such file here");
+        let dir = std::env::temp_dir().join(format!("pocket-kind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("me.safetensors");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(pocket_kind(f.to_str().unwrap()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn sentences_end_only_before_whitespace() {
