@@ -27,13 +27,35 @@ pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Joins a shell line that ends in `\` with the next one.
+#[derive(Default)]
+pub(crate) struct Continuation(Option<(usize, String)>);
+
+impl Continuation {
+    /// Feed lines in order (with their numbers); a whole line comes back, with its first
+    /// line's number, once a line does not end in `\`.
+    pub(crate) fn push(&mut self, number: usize, line: &str) -> Option<(usize, String)> {
+        let (number, joined) = match self.0.take() {
+            Some((first, start)) => (first, format!("{start} {line}")),
+            None => (number, line.to_string()),
+        };
+        match joined.strip_suffix('\\') {
+            Some(head) => {
+                self.0 = Some((number, head.to_string()));
+                None
+            }
+            None => Some((number, joined)),
+        }
+    }
+}
+
 /// The `assistant` command lines in ```sh blocks: (line number, arguments). Leading
 /// `NAME=value` environment assignments are dropped, `# comments` are shlex's, and a
 /// line ending in `\` goes on to the next.
 fn assistant_commands(text: &str) -> Vec<(usize, Result<Vec<String>, String>)> {
     let mut commands = Vec::new();
     let mut in_sh = false;
-    let mut pending: Option<(usize, String)> = None;
+    let mut pending = Continuation::default();
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.starts_with("```") {
@@ -43,14 +65,9 @@ fn assistant_commands(text: &str) -> Vec<(usize, Result<Vec<String>, String>)> {
         if !in_sh {
             continue;
         }
-        let (number, joined) = match pending.take() {
-            Some((number, start)) => (number, format!("{start} {trimmed}")),
-            None => (index + 1, trimmed.to_string()),
-        };
-        if let Some(head) = joined.strip_suffix('\\') {
-            pending = Some((number, head.to_string()));
+        let Some((number, joined)) = pending.push(index + 1, trimmed) else {
             continue;
-        }
+        };
         let Some(words) = shlex::split(&joined) else {
             if joined.contains("assistant") {
                 commands.push((number, Err(format!("unbalanced quotes: {joined}"))));

@@ -19,7 +19,7 @@
 //! Other commands in `sh` blocks (./dev, scripts, cargo test) must name files that exist.
 
 use crate::common;
-use crate::docs_commands::{doc_files, is_env_assignment, read, root};
+use crate::docs_commands::{doc_files, is_env_assignment, read, root, Continuation};
 use crate::tmux_support::Tmux;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,7 +49,7 @@ fn blocks(file: &str, text: &str) -> Vec<Block> {
     let mut out = Vec::new();
     let mut current: Option<Block> = None;
     let mut skips = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
+    let mut pending = Continuation::default();
     for (index, raw) in text.lines().enumerate() {
         let trimmed = raw.trim();
         if let Some(fence) = trimmed.strip_prefix("```") {
@@ -80,14 +80,9 @@ fn blocks(file: &str, text: &str) -> Vec<Block> {
             }
             continue;
         };
-        let (number, joined) = match pending.take() {
-            Some((number, start)) => (number, format!("{start} {trimmed}")),
-            None => (index + 1, trimmed.to_string()),
-        };
-        if let Some(head) = joined.strip_suffix('\\') {
-            pending = Some((number, head.to_string()));
+        let Some((number, joined)) = pending.push(index + 1, trimmed) else {
             continue;
-        }
+        };
         block.lines.push((number, joined));
     }
     out

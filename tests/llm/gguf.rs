@@ -191,6 +191,53 @@ fn the_users_words_read_ahead_leave_only_the_tail_and_a_correction_rereads_from_
     assert_eq!(reply(&llm, &corrected), reply(&load(&p), &corrected));
 }
 
+#[test]
+fn a_history_cut_at_its_front_moves_the_cache_down_instead_of_reading_it_again() {
+    // One layer: its cache depends only on tokens and positions, so the reply after
+    // the move must be the one a fresh model gives.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(
+        tmp.path(),
+        &TinyQwen2 {
+            layers: 1,
+            ..TinyQwen2::default()
+        },
+    );
+    let llm = load(&p);
+    let lines = [
+        "hello there, is it you?",
+        "hello, it is the assistant.",
+        "the weather is nice",
+        "it is, isn't it?",
+        "tell me of the world",
+        "the world is wide and old.",
+        "and the system?",
+        "the system is working well.",
+    ];
+    let history: Vec<(&str, &str)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (if i % 2 == 0 { "user" } else { "assistant" }, *l))
+        .collect();
+    llm.prepare(&with_words(&history, "who"), &Cancel::new())
+        .unwrap();
+    // The first two exchanges are cut, as the history budget cuts it.
+    let cut = with_words(&history[4..], "who are you");
+    let prompt = llm.prompt_tokens(&cut);
+    let read = llm.tokens_read();
+    let pieces = reply(&llm, &cut);
+    let tail = llm.count_tokens(" are you") + llm.count_tokens("\nassistant\n") + 2;
+    assert!(
+        llm.tokens_read() - read <= tail as u64,
+        "{} of the cut prompt's {} tokens were read",
+        llm.tokens_read() - read,
+        prompt.len()
+    );
+    assert_eq!(pieces, reply(&load(&p), &cut));
+    // The cache is the cut conversation's: the next turn reads on from it.
+    assert_eq!(llm.cached()[..prompt.len()], prompt[..]);
+}
+
 /// `bench cascade --published` read the count from inside a reply's callback, and
 /// the count sat behind the reply's lock: the first piece never returned.
 #[test]

@@ -655,6 +655,7 @@ impl ScriptedMic {
                 let start = Instant::now();
                 let (mut known, mut speaking) = (0, false);
                 let mut last_heard = (false, false);
+                let trace = std::env::var_os("BENCH_TRACE").is_some();
                 for i in 0u64.. {
                     let due = start + Duration::from_millis(10 * i);
                     if let Some(w) = due.checked_duration_since(Instant::now()) {
@@ -667,9 +668,7 @@ impl ScriptedMic {
                         playing: playback.playing(),
                         replying: probe.replying.load(Ordering::Relaxed),
                     };
-                    if std::env::var_os("BENCH_TRACE").is_some()
-                        && (heard.playing, heard.replying) != last_heard
-                    {
+                    if trace && (heard.playing, heard.replying) != last_heard {
                         eprintln!(
                             "    {:.2} s playing {} replying {}",
                             start.elapsed().as_secs_f64(),

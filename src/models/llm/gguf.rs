@@ -417,7 +417,27 @@ fn failed(e: moshi::candle::Error) -> LlmError {
     }
 }
 
-/// Bring the KV cache to `tokens`: keep the prefix it shares with them, read the rest
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(a, b)| a == b).count()
+}
+
+/// Fewest cached tokens worth moving rather than reading again.
+const MIN_MOVED: usize = 32;
+
+/// Where the cached tokens after the prefix `same` that they share with `tokens` go on
+/// as `tokens` do, a gap later: the history was cut at its front, after the system
+/// prompt, and the rest follows unchanged. (The gap, the tokens that follow it alike.)
+fn dropped_gap(cached: &[u32], tokens: &[u32], same: usize) -> Option<(usize, usize)> {
+    let want = tokens.get(same..).filter(|w| w.len() >= MIN_MOVED)?;
+    (1..cached.len().saturating_sub(same))
+        .filter(|&gap| cached[same + gap] == want[0])
+        .map(|gap| (gap, common_prefix(&cached[same + gap..], want)))
+        .max_by_key(|&(gap, moved)| (moved, std::cmp::Reverse(gap)))
+        .filter(|&(_, moved)| moved >= MIN_MOVED)
+}
+
+/// Bring the KV cache to `tokens`: keep the prefix it shares with them (and the part
+/// after a cut at the front, moved down: `dropped_gap`), read the rest
 /// (at least one token, for logits) in chunks, looking at `cancel` between chunks.
 /// The logits after the last token; `None` when cancelled.
 fn read(
@@ -426,12 +446,15 @@ fn read(
     counted: &AtomicU64,
     cancel: &Cancel,
 ) -> Result<Option<moshi::candle::Tensor>, LlmError> {
-    let same = conv
-        .tokens
-        .iter()
-        .zip(tokens)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let mut same = common_prefix(&conv.tokens, tokens);
+    if let Some((gap, moved)) = dropped_gap(&conv.tokens, tokens, same) {
+        tracing::debug!(
+            "llm: {gap} cached tokens after the first {same} were dropped (the history cut at its front); {moved} after them moved down, not read again"
+        );
+        conv.model.remove(same, gap).map_err(failed)?;
+        conv.tokens.drain(same..same + gap);
+        same = common_prefix(&conv.tokens, tokens);
+    }
     let keep = same.min(tokens.len().saturating_sub(1));
     tracing::debug!(
         "llm: {} tokens cached, {keep} kept, {} to read",

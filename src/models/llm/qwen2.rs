@@ -6,6 +6,9 @@
 //!   copied whole by `Tensor::cat` on every token (quadratic over a conversation), and
 //!   read in place: the query heads that share a key head read it together, where
 //!   `repeat_kv` copied it for each (7 times for Qwen2.5 0.5B);
+//! - positions can be removed from the middle (`remove`), the later ones moved down
+//!   with their keys turned back, as llama.cpp's context shift and cache reuse do: a
+//!   history cut at its front reads on instead of reading the conversation again;
 //! - the causal mask is built for the cached offset instead of being cached per prompt
 //!   length (candle's keeps one t×t mask per distinct length, forever, and can only
 //!   read a prompt at position 0).
@@ -134,6 +137,31 @@ impl KvBuffer {
         }
     }
 
+    /// Drop positions `at..at + n` and move the later ones down to `at`, passed through
+    /// `turn` on the way (the keys' rotation back by `n` positions).
+    fn remove(
+        &mut self,
+        at: usize,
+        n: usize,
+        turn: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<()> {
+        let moved = self.len.saturating_sub(at + n);
+        if let (Some(data), true) = (&self.data, moved > 0) {
+            // A tensor of its own, not a view: it is written back over the storage it
+            // was read from (a contiguous view's `contiguous` would share it).
+            let view = data.narrow(2, at + n, moved)?;
+            let own = if view.is_contiguous() {
+                view.copy()?.contiguous()?
+            } else {
+                view.contiguous()?
+            };
+            let tail = turn(&own)?;
+            data.slice_set(&tail, 2, at)?;
+        }
+        self.truncate(at + moved);
+        Ok(())
+    }
+
     /// Append `x` (1, heads, t, head dim) after the positions in use; all of them.
     fn append(&mut self, x: &Tensor) -> Result<Tensor> {
         let t = x.dim(2)?;
@@ -170,6 +198,8 @@ pub struct Qwen2 {
     output: QMatMul,
     cos: Tensor,
     sin: Tensor,
+    /// RoPE's frequencies, one per pair of a head's dimensions.
+    theta: Vec<f32>,
     cfg: Qwen2Config,
     cached: usize,
     device: Device,
@@ -220,6 +250,7 @@ impl Qwen2 {
             .step_by(2)
             .map(|i| 1f32 / cfg.rope_base.powf(i as f32 / hd as f32))
             .collect();
+        let freqs = theta.clone();
         let theta = Tensor::new(theta.as_slice(), device)?;
         let idx = Tensor::arange(0, positions as u32, device)?
             .to_dtype(DType::F32)?
@@ -232,6 +263,7 @@ impl Qwen2 {
             output,
             cos: idx.cos()?,
             sin: idx.sin()?,
+            theta: freqs,
             cfg,
             cached: 0,
             device: device.clone(),
@@ -257,6 +289,48 @@ impl Qwen2 {
             l.v_cache.truncate(n);
         }
         self.cached = n;
+        Ok(())
+    }
+
+    /// Positions cached (tokens read).
+    pub fn cached(&self) -> usize {
+        self.cached
+    }
+
+    /// Drop cached positions `at..at + n`; the later ones move down by `n`. Their keys
+    /// are turned back by `n` positions (RoPE's rotations add: a key rotated for
+    /// position p, rotated by -n, is the key for p - n), and values carry no position.
+    /// Their deeper layers keep what they read of the dropped tokens, as after
+    /// llama.cpp's context shift: with the system prompt kept at the front, a
+    /// conversation reads on (StreamingLLM's finding) without being read again.
+    pub fn remove(&mut self, at: usize, n: usize) -> Result<()> {
+        let n = n.min(self.cached.saturating_sub(at));
+        if n == 0 {
+            return Ok(());
+        }
+        let moved = self.cached - at - n;
+        // The angle in f64, for the tables' own precision at thousands of positions.
+        let (cos, sin): (Vec<f32>, Vec<f32>) = self
+            .theta
+            .iter()
+            .map(|&f| {
+                let a = -(n as f64) * f as f64;
+                (a.cos() as f32, a.sin() as f32)
+            })
+            .unzip();
+        let half = self.theta.len();
+        let row = |v: Vec<f32>| -> Result<Tensor> {
+            Tensor::from_vec(v, (1, half), &self.device)?
+                .broadcast_as((moved.max(1), half))?
+                .contiguous()
+        };
+        let (cos, sin) = (row(cos)?, row(sin)?);
+        for l in &mut self.layers {
+            l.k_cache
+                .remove(at, n, |k| moshi::candle_nn::rotary_emb::rope(k, &cos, &sin))?;
+            l.v_cache.remove(at, n, |v| Ok(v.clone()))?;
+        }
+        self.cached -= n;
         Ok(())
     }
 
@@ -499,6 +573,75 @@ mod tests {
                     .trim()
             );
         }
+    }
+
+    fn load_shape(dir: &std::path::Path, shape: &TinyQwen2) -> Qwen2 {
+        let p = dir.join(format!("tiny-{}-{}.gguf", shape.layers, shape.kv_heads));
+        write_tiny_qwen2(&p, shape).unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let c = gguf_file::Content::read(&mut f).unwrap();
+        Qwen2::load(&c, &mut f, &Device::Cpu, 2048).unwrap()
+    }
+
+    #[test]
+    fn removed_positions_leave_what_a_fresh_read_of_the_rest_gives_in_one_layer() {
+        // In one layer, keys and values depend only on the token and its position, so
+        // after the removal the next token's logits must be those of reading the
+        // conversation without the dropped part. One key head is a contiguous view of
+        // the cache, two are not.
+        let tmp = tempfile::tempdir().unwrap();
+        let toks: Vec<u32> = (0..760u32).map(|t| (t * 7 + 3) % 290).collect();
+        // A system prompt, messages cut from the front, the rest (past a growth step
+        // of the buffer), and the next turn.
+        let (front, dropped, kept, next) =
+            (&toks[..30], &toks[30..130], &toks[130..740], &toks[740..]);
+        for kv_heads in [1, 2] {
+            let shape = TinyQwen2 {
+                layers: 1,
+                kv_heads,
+                ..TinyQwen2::default()
+            };
+            let mut m = load_shape(tmp.path(), &shape);
+            m.forward(&[front, dropped, kept].concat()).unwrap();
+            m.remove(30, dropped.len()).unwrap();
+            assert_eq!(m.cached(), front.len() + kept.len());
+            let shifted = m.forward(next).unwrap();
+            let fresh = load_shape(tmp.path(), &shape)
+                .forward(&[front, kept, next].concat())
+                .unwrap();
+            let unmoved = load_shape(tmp.path(), &shape)
+                .forward(&[front, dropped, kept, next].concat())
+                .unwrap();
+            let (off, apart) = (close(&shifted, &fresh), close(&unmoved, &fresh));
+            assert!(
+                off < 1e-3 && apart > 100.0 * off,
+                "{kv_heads} key heads: {off} from a fresh read, which is {apart} from the conversation with the dropped part"
+            );
+        }
+    }
+
+    #[test]
+    fn removing_is_bounded_by_what_is_cached_and_reading_goes_on_after_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let toks: Vec<u32> = (0..100u32).map(|t| (t * 7 + 3) % 290).collect();
+        let mut m = model(tmp.path());
+        m.forward(&toks).unwrap();
+        // Nothing, then past the end: as a cut back.
+        m.remove(40, 0).unwrap();
+        assert_eq!(m.cached(), 100);
+        m.remove(90, 500).unwrap();
+        assert_eq!(m.cached(), 90);
+        m.remove(200, 5).unwrap();
+        assert_eq!(m.cached(), 90);
+        m.remove(10, 30).unwrap();
+        assert_eq!(m.cached(), 60);
+        m.forward(&toks[..5]).unwrap();
+        assert_eq!(m.cached(), 65);
+        m.remove(0, 65).unwrap();
+        assert_eq!(m.cached(), 0);
+        let again = m.forward(&toks).unwrap();
+        let whole = model(tmp.path()).forward(&toks).unwrap();
+        assert!(close(&whole, &again) < 1e-4);
     }
 
     #[test]
