@@ -56,11 +56,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 template=tools/qwen_template_reference/Qwen-Qwen2.5-7B-Instruct.jinja
 echo "== llama-server ($("$server" --version 2>&1 | grep -m1 version)) on $port, --jinja, $template"
 # -n bounds each reply: a random model's string in a forced call need not end.
+# --no-repack: with GGML_NATIVE on a CPU with AMX, the AMX buffer type's matmul segfaults
+# in the warm-up run on this tiny model (ggml_backend_amx_mul_mat); repacking off avoids it.
 "$server" -m "$gguf" --host 127.0.0.1 --port "$port" -c 4096 -t 2 -n 256 --alias tiny \
-  --jinja --chat-template-file "$template" >"$work/server.log" 2>&1 &
-pids+=($!)
+  --no-repack --jinja --chat-template-file "$template" >"$work/server.log" 2>&1 &
+server_pid=$!
+pids+=($server_pid)
 for _ in $(seq 1 240); do
   curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || break
   sleep 0.5
 done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "server did not start:"; tail -20 "$work/server.log"; exit 1; }

@@ -12,7 +12,9 @@
 //! the same turns are talked over in every run.
 
 use crate::app::bench::cascade::{barge_in_ms, first_audio_ms, print_figures, Figures};
-use crate::app::bench::cpu_script::{self as script, Conversation, Heard, Kind, Spoken, BLOCK};
+use crate::app::bench::cpu_script::{
+    self as script, Conversation, Heard, Kind, Spoken, BLOCK, REPLY,
+};
 use crate::audio::device::{ring_for, AudioFormat};
 use crate::audio::meters::Meters;
 use crate::audio::port::{InputPort, OutputPort};
@@ -313,38 +315,10 @@ impl TextToSpeech for TimedTts {
     }
 }
 
-/// What the replies say. Random weights write no words (the 0.5B shape writes one
-/// token over and over), so each piece the LLM writes is given to the synthesiser as
-/// the next token of this text instead: the LLM's own pace, a real reply's words.
-const REPLY: &str = "Sure, I can help with that, and it should not take long. First, open the \
-settings page and find the section called privacy. Then switch the option off, and restart \
-the application so that the change takes effect.";
-
-/// `REPLY` cut as a BPE tokenizer cuts English: words with their leading space,
-/// punctuation apart, long words in two (about 1.3 tokens a word).
-fn reply_tokens() -> Vec<String> {
-    let mut out = Vec::new();
-    for w in REPLY.split(' ') {
-        let (word, punct) = w.split_at(w.trim_end_matches([',', '.']).len());
-        if word.len() > 7 {
-            let cut = word.len() / 2;
-            out.push(format!(" {}", &word[..cut]));
-            out.push(word[cut..].to_string());
-        } else {
-            out.push(format!(" {word}"));
-        }
-        if !punct.is_empty() {
-            out.push(punct.to_string());
-        }
-    }
-    out
-}
-
-/// The LLM, with the time to its first piece; its pieces become `REPLY`'s tokens.
+/// The LLM, with the time to its first piece.
 struct TimedLlm {
     inner: Arc<dyn Llm>,
     probe: Arc<Probe>,
-    tokens: Vec<String>,
     /// Prompt tokens the LLM has read since loading, where it counts them.
     tokens_read: Option<TokensRead>,
 }
@@ -368,7 +342,6 @@ impl Llm for TimedLlm {
             r.llm_began.get_or_insert(t);
         }
         let mut first = true;
-        let mut next = self.tokens.iter().cycle();
         let (mut pieces, mut first_at, mut last_at) = (0u64, t, t);
         let r = self.inner.stream(request, cancel, &mut |p| {
             pieces += 1;
@@ -394,7 +367,7 @@ impl Llm for TimedLlm {
                 sample.push_str(p);
             }
             drop(sample);
-            on_piece(next.next().map_or("", |s| s.as_str()))
+            on_piece(p)
         });
         if pieces > 1 {
             let ms = (last_at - first_at).as_secs_f64() * 1e3;
@@ -423,6 +396,9 @@ impl Llm for TimedLlm {
         r
     }
 }
+
+/// Qwen2's vocabulary cut down to the script's texts (`tools/llama_vocab_fixture/bench.py`).
+const QWEN2_VOCAB: &str = include_str!("qwen2_vocab.json");
 
 /// The three parts at the published shapes with random weights: Whisper base (or the
 /// recogniser checkpoint in `stt_dir`, e.g. real Whisper weights), Pocket TTS
@@ -476,16 +452,21 @@ pub fn published(
         if q8 { " (flow LM q8)" } else { " (flow LM weights in bf16, as published)" }
     ));
     let gguf = work.join("qwen2.5-0.5b-shape-q4_k_m.gguf");
-    write_tiny_qwen2(&gguf, &TinyQwen2::qwen25_05b_q4_k_m())?;
+    let shape = TinyQwen2 {
+        vocab: Some(QWEN2_VOCAB),
+        ..TinyQwen2::qwen25_05b_q4_k_m()
+    };
+    write_tiny_qwen2(&gguf, &shape)?;
     let size = std::fs::metadata(&gguf)?.len();
     let options = GgufLlmOptions {
         gguf: Some(gguf.clone()),
+        scripted_reply: Some(REPLY.into()),
         ..GgufLlmOptions::default()
     };
     let llm = GgufLlm::load(&gguf, &dev, &options, &Cancel::new())
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     description.push(format!(
-        "LLM: Qwen2.5-0.5B shape in Q4_K_M, random weights ({:.0} MB), in-process, reading ahead",
+        "LLM: Qwen2.5-0.5B shape in Q4_K_M, random weights ({:.0} MB), Qwen2's own tokenizer cut down to the script's words, in-process, reading ahead, writing the script's reply token by token",
         size as f64 / 1e6
     ));
     description.push(format!(
@@ -900,7 +881,6 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     let llm = Arc::new(TimedLlm {
         inner: parts.llm,
         probe: probe.clone(),
-        tokens: reply_tokens(),
         tokens_read: parts.tokens_read,
     });
     let model = Cascade::new(Box::new(stt), Box::new(tts), llm, "cpu", settings);
@@ -1183,14 +1163,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_reply_is_cut_into_tokens_that_rejoin_into_its_text() {
-        let t = reply_tokens();
-        assert_eq!(t.concat().trim_start(), REPLY);
-        let words = REPLY.split(' ').count() as f64;
+    fn the_bench_llm_has_qwen2s_tokens_for_the_script_and_writes_its_reply_as_history_holds_it() {
+        use crate::engine::cascade::machine::DEFAULT_SYSTEM_PROMPT;
+        use crate::models::llm::synthetic::{write_tiny_qwen2, TinyQwen2};
+        use crate::models::llm::{GgufLlm, GgufLlmOptions};
+        use crate::models::parts::{ChatMessage, ChatRole};
+        let j: serde_json::Value = serde_json::from_str(QWEN2_VOCAB).unwrap();
+        let mut texts = vec![format!("system\n{DEFAULT_SYSTEM_PROMPT}"), "\n".into()];
+        texts.extend(script::QUESTIONS.iter().map(|q| format!("user\n{q}")));
+        texts.push(format!("assistant\n{REPLY}"));
+        assert_eq!(
+            j["texts"],
+            serde_json::json!(texts),
+            "the script changed: run tools/llama_vocab_fixture/bench.py again"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("qwen2-vocab.gguf");
+        let shape = TinyQwen2 {
+            vocab: Some(QWEN2_VOCAB),
+            tied: true,
+            ..TinyQwen2::default()
+        };
+        write_tiny_qwen2(&p, &shape).unwrap();
+        let options = GgufLlmOptions {
+            scripted_reply: Some(REPLY.into()),
+            ..GgufLlmOptions::default()
+        };
+        let llm = GgufLlm::load(&p, &Device::Cpu, &options, &Cancel::new()).unwrap();
+        // Qwen's tokenizer: about 1.3 tokens a word of English (the tiny one: 3-4).
+        let per_word = |t: &str| llm.count_tokens(t) as f64 / t.split(' ').count() as f64;
+        for t in script::QUESTIONS.iter().chain([&REPLY]) {
+            assert!((1.0..1.45).contains(&per_word(t)), "{t}: {}", per_word(t));
+        }
+        let message = |role, content: &str| ChatMessage {
+            role,
+            content: content.into(),
+        };
+        let mut request = ChatRequest {
+            system: DEFAULT_SYSTEM_PROMPT.into(),
+            messages: vec![message(ChatRole::User, script::QUESTIONS[0])],
+            temperature: 0.0,
+            max_tokens: 200,
+            model: None,
+        };
+        let mut reply = String::new();
+        llm.stream(&request, &Cancel::new(), &mut |p| reply.push_str(p))
+            .unwrap();
+        assert_eq!(reply, REPLY);
+        // The cache holds the reply as the history will: the next turn reads only
+        // its own words.
+        request.messages.push(message(ChatRole::Assistant, REPLY));
+        request
+            .messages
+            .push(message(ChatRole::User, script::QUESTIONS[1]));
+        let read = llm.tokens_read();
+        llm.stream(&request, &Cancel::new(), &mut |_| {}).unwrap();
+        let own = llm.count_tokens(&format!("user\n{}", script::QUESTIONS[1])) as u64;
         assert!(
-            (1.15..1.6).contains(&(t.len() as f64 / words)),
-            "{}",
-            t.len()
+            llm.tokens_read() - read <= own + 8,
+            "{} tokens read for a turn of {own}",
+            llm.tokens_read() - read
         );
     }
 

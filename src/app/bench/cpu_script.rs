@@ -17,8 +17,14 @@ pub const BLOCK: usize = RATE / 100;
 /// The seed of the bench's plan.
 pub const SEED: u64 = 20;
 
+/// What the replies say: a first sentence and more, as an LLM writes it. (Random
+/// weights write no words: the bench's LLM is made to write this text's tokens.)
+pub const REPLY: &str = "Sure, I can help with that, and it should not take long. First, open the \
+settings page and find the section called privacy. Then switch the option off, and restart \
+the application so that the change takes effect.";
+
 /// Questions the script asks (15 words or so, as people ask a voice assistant).
-const QUESTIONS: &[&str] = &[
+pub(crate) const QUESTIONS: &[&str] = &[
     "what is the weather going to be like tomorrow morning when I walk to the station",
     "can you remind me how long I should boil an egg so the yolk stays soft",
     "tell me something interesting about the history of the town where I grew up please",

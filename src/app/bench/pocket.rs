@@ -18,10 +18,7 @@ use std::time::{Duration, Instant};
 
 /// Frames of the random voice prompt (about what a predefined voice holds).
 const VOICE_FRAMES: usize = 125;
-/// A reply's first sentence and more, as an LLM writes it.
-const REPLY: &str = "Sure, I can help with that, and it should not take long. First, open the \
-settings page and find the section called privacy. Then switch the option off, and restart \
-the application so that the change takes effect.";
+use super::cpu_script::REPLY;
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -39,6 +39,10 @@ pub struct GgufLlmOptions {
     pub context: usize,
     /// Sampling seed (each reply adds its turn number).
     pub seed: u64,
+    /// Benchmarks: every reply writes this text's tokens in place of the sampled ones
+    /// (random weights write no words), ending with it as at an end token; each token
+    /// still costs its forward pass, and the cache holds what the history will.
+    pub scripted_reply: Option<String>,
 }
 
 impl Default for GgufLlmOptions {
@@ -49,6 +53,7 @@ impl Default for GgufLlmOptions {
             file: DEFAULT_FILE.into(),
             context: DEFAULT_CONTEXT,
             seed: 299_792_458,
+            scripted_reply: None,
         }
     }
 }
@@ -176,6 +181,8 @@ pub struct GgufLlm {
     /// Prompt tokens read so far (not those the model wrote), for tests and figures:
     /// outside the lock, so a caller may read it from inside a reply's callback.
     read: AtomicU64,
+    /// `GgufLlmOptions::scripted_reply`'s tokens.
+    scripted: Option<Vec<u32>>,
 }
 
 impl GgufLlm {
@@ -232,6 +239,7 @@ impl GgufLlm {
         .into_iter()
         .filter_map(|t| Some((tok.token_id(t)?, t)))
         .collect();
+        let scripted = options.scripted_reply.as_deref().map(|t| tok.encode(t));
         Ok(Self {
             name: format!("{stem} (in-process)"),
             tags,
@@ -247,6 +255,7 @@ impl GgufLlm {
                 replies: 0,
             }),
             read: AtomicU64::new(0),
+            scripted,
         })
     }
 
@@ -384,7 +393,14 @@ impl GgufLlm {
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            let next = sampler.sample(&logits).map_err(failed)?;
+            let sampled = sampler.sample(&logits).map_err(failed)?;
+            let next = match &self.scripted {
+                Some(script) => match script.get(i) {
+                    Some(&t) => t,
+                    None => break,
+                },
+                None => sampled,
+            };
             if self.stops.contains(&next) {
                 break;
             }

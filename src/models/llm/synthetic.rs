@@ -40,6 +40,12 @@ pub struct TinyQwen2 {
     /// Quantize as llama.cpp's Q4_K_M does (the file Qwen publishes and the cascade
     /// downloads) rather than all in Q8_0.
     pub q4_k_m: bool,
+    /// A real vocabulary cut down to some texts (JSON, as
+    /// `tools/llama_vocab_fixture/bench.py` writes it: its size, the tokens kept at
+    /// their ids, their types, the merges) in place of the tiny one and the filler:
+    /// those texts then cost the tokens the real tokenizer gives them. For a tied
+    /// model (an untied one's output rows assume the tiny vocabulary's ids).
+    pub vocab: Option<&'static str>,
 }
 
 impl TinyQwen2 {
@@ -57,6 +63,7 @@ impl TinyQwen2 {
             tied: true,
             filler_tokens: 151_936 - vocabulary().0.len(),
             q4_k_m: false,
+            vocab: None,
         }
     }
 
@@ -98,6 +105,7 @@ impl Default for TinyQwen2 {
             tied: false,
             filler_tokens: 0,
             q4_k_m: false,
+            vocab: None,
         }
     }
 }
@@ -128,11 +136,50 @@ pub fn vocabulary() -> (Vec<String>, Vec<i32>) {
     (tokens, types)
 }
 
+/// A cut-down vocabulary (`TinyQwen2::vocab`): tokens (placeholders at the ids not
+/// kept), types, merges.
+fn reduced_vocabulary(json: &str) -> anyhow::Result<(Vec<String>, Vec<i32>, Vec<String>)> {
+    use anyhow::Context;
+    #[derive(serde::Deserialize)]
+    struct Reduced {
+        vocab_size: usize,
+        tokens: std::collections::HashMap<usize, String>,
+        types: std::collections::HashMap<usize, i32>,
+        merges: Vec<String>,
+    }
+    let r: Reduced = serde_json::from_str(json).context("a reduced vocabulary")?;
+    let mut tokens: Vec<String> = (0..r.vocab_size)
+        .map(|i| format!("<placeholder {i}>"))
+        .collect();
+    let mut types = vec![1; r.vocab_size];
+    for (id, t) in r.tokens {
+        *tokens
+            .get_mut(id)
+            .context("a token past the vocabulary's size")? = t;
+    }
+    for (id, t) in r.types {
+        *types
+            .get_mut(id)
+            .context("a type past the vocabulary's size")? = t;
+    }
+    Ok((tokens, types, r.merges))
+}
+
 /// Write the model to `path`.
 pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
-    let (mut tokens, mut types) = vocabulary();
-    tokens.extend((0..m.filler_tokens).map(|i| format!("<filler_{i}>")));
-    types.resize(tokens.len(), 4);
+    let (tokens, types, merges) = match m.vocab {
+        Some(json) => reduced_vocabulary(json)?,
+        None => {
+            let (mut tokens, mut types) = vocabulary();
+            tokens.extend((0..m.filler_tokens).map(|i| format!("<filler_{i}>")));
+            types.resize(tokens.len(), 4);
+            (
+                tokens,
+                types,
+                MERGES.iter().map(|m| m.to_string()).collect(),
+            )
+        }
+    };
     let vocab = tokens.len();
     let hd = m.hidden / m.heads;
     let mut rng = rand::rngs::StdRng::seed_from_u64(m.seed);
@@ -294,7 +341,7 @@ pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
         ),
         (
             "tokenizer.ggml.merges",
-            Value::Array(MERGES.iter().map(|m| s(m)).collect()),
+            Value::Array(merges.iter().map(|m| s(m)).collect()),
         ),
         ("tokenizer.ggml.eos_token_id", Value::U32(id("<|im_end|>"))),
         (
