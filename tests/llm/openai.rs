@@ -178,7 +178,7 @@ fn a_stream_that_stalls_mid_reply_times_out_on_the_gap() {
 
 #[test]
 fn http_errors_say_what_to_fix() {
-    let cases: [(u16, &str, bool, &str, &str); 5] = [
+    let cases: [(u16, &str, bool, &str, &str); 6] = [
         (
             401,
             r#"{"error":{"message":"Incorrect API key"}}"#,
@@ -207,6 +207,14 @@ fn http_errors_say_what_to_fix() {
             false,
             "max_tokens too large",
             "persona's LLM settings",
+        ),
+        // llama-server's own words when the tools and history outgrow its context.
+        (
+            400,
+            r#"{"error":{"code":400,"message":"request (3823 tokens) exceeds the available context size (2048 tokens), try increasing it","type":"exceed_context_size_error"}}"#,
+            false,
+            "exceeds the available context size",
+            "fewer tools",
         ),
     ];
     for (code, body, transient, said, fix) in cases {

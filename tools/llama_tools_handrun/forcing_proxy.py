@@ -5,7 +5,14 @@ holds a tool result is passed on as it is. So a model that would not choose to c
 tools is made to. Every request body, as sent on, is appended to a JSONL file, and an
 error from upstream is passed back as it came.
 
-    python3 forcing_proxy.py PORT UPSTREAM FUNCTION REQUESTS.jsonl
+"required" alone is not enough with llama-server's generic (peg-native) parser: its
+grammar lets any text come before the first <tool_call>, and a random-weight model
+writes text until max_tokens. So the first round also ends with an assistant message
+holding the call's text (Qwen's <tool_call>{"name": ..., "arguments": ARGS}</tool_call>),
+which llama-server continues (assistant prefill) and parses as a call, and biases the
+end-of-turn token up so that the reply ends after the call rather than with more calls.
+
+    python3 forcing_proxy.py PORT UPSTREAM FUNCTION REQUESTS.jsonl [ARGS_JSON]
 """
 
 import http.server
@@ -15,6 +22,20 @@ import urllib.error
 import urllib.request
 
 port, upstream, function, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+arguments = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {"message": "hello"}
+
+
+def end_of_turn_token():
+    """The id of Qwen's <|im_end|> in the served model's vocabulary."""
+    req = urllib.request.Request(
+        upstream + "/tokenize",
+        data=json.dumps({"content": "<|im_end|>"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        tokens = json.load(r)["tokens"]
+    assert len(tokens) == 1, f"<|im_end|> is not one token: {tokens}"
+    return tokens[0]
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
@@ -24,6 +45,9 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         if body.get("tools") and not has_result:
             body["tools"] = [t for t in body["tools"] if t["function"]["name"] == function]
             body["tool_choice"] = "required"
+            call = json.dumps({"name": function, "arguments": arguments})
+            body["messages"].append({"role": "assistant", "content": f"<tool_call>\n{call}\n</tool_call>"})
+            body["logit_bias"] = {str(end_of_turn_token()): 100}
         with open(log, "a") as f:
             f.write(json.dumps(body) + "\n")
         req = urllib.request.Request(

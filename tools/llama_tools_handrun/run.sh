@@ -18,9 +18,10 @@
 # The tiny model does not choose to call tools, so the run is made twice:
 #   1. as the assistant asks (tool_choice left to the server: "auto");
 #   2. through forcing_proxy.py, which offers only `echo` with tool_choice "required" in
-#      the first round (llama-server then constrains the reply with a grammar to a call
-#      of it), to show a call going round: server -> assistant -> MCP server -> result ->
-#      server -> spoken answer.
+#      the first round and prefills the reply with the call's text (llama-server's grammar
+#      for "required" lets text come first, which a random model writes until max_tokens;
+#      see the proxy), to show a call going round: server -> assistant -> MCP server ->
+#      result -> server -> spoken answer.
 # It prints what each run said, the requests' tools, and `history show`.
 #
 # What happened: see "The llama.cpp hand run" in docs/tools.md.
@@ -42,9 +43,11 @@ silence() { # FILE SECONDS: a 24 kHz mono WAV of silence, for a headless run to 
 silence "$work/short.wav" 1
 silence "$work/long.wav" 60
 
+ctx_override=()
 if [ -n "${GGUF:-}" ]; then
   gguf=$GGUF
 else
+  ctx_override=(--override-kv qwen2.context_length=int:8192)
   echo "== the tiny GGUF (written by --demo)"
   "$bin" --engine cascade --demo --headless --input "$work/short.wav" --no-journal >/dev/null 2>"$work/demo.err" || true
   gguf=$(find "$work/cache" -name '*.gguf' | head -1)
@@ -56,10 +59,14 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 template=tools/qwen_template_reference/Qwen-Qwen2.5-7B-Instruct.jinja
 echo "== llama-server ($("$server" --version 2>&1 | grep -m1 version)) on $port, --jinja, $template"
 # -n bounds each reply: a random model's string in a forced call need not end.
+# -c 8192 and, for the tiny GGUF, the context_length override: llama-server caps each slot
+# at the model's training context (the tiny GGUF says 2048), and server-everything's tools
+# alone make a prompt of about 3800 tiny-vocabulary tokens.
+# -lv 4: the log then says which chat format each request got.
 # --no-repack: with GGML_NATIVE on a CPU with AMX, the AMX buffer type's matmul segfaults
 # in the warm-up run on this tiny model (ggml_backend_amx_mul_mat); repacking off avoids it.
-"$server" -m "$gguf" --host 127.0.0.1 --port "$port" -c 4096 -t 2 -n 256 --alias tiny \
-  --no-repack --jinja --chat-template-file "$template" >"$work/server.log" 2>&1 &
+"$server" -m "$gguf" --host 127.0.0.1 --port "$port" -c 8192 -t 2 -n 256 --alias tiny \
+  "${ctx_override[@]}" -lv 4 --no-repack --jinja --chat-template-file "$template" >"$work/server.log" 2>&1 &
 server_pid=$!
 pids+=($server_pid)
 for _ in $(seq 1 240); do
@@ -68,7 +75,7 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "server did not start:"; tail -20 "$work/server.log"; exit 1; }
-grep -m3 -i 'chat format\|chat template\|tool' "$work/server.log" || true
+grep -m2 -i 'chat template' "$work/server.log" || true
 
 cat >"$work/mcp.json" <<JSON
 {"mcpServers": {"everything": {"command": "$PWD/$everything", "args": []}},
@@ -87,7 +94,7 @@ ask() { # NAME URL
   echo "exit code: $?"
   echo "-- stdout:"; cat "$work/$name.out"
   echo "-- stderr (last 15 lines):"; tail -15 "$work/$name.err"
-  echo "-- history show:"; "$bin" history show 2>&1 | tail -25
+  echo "-- history show last:"; "$bin" history show last 2>&1 | tail -25
 }
 
 ask auto "http://127.0.0.1:$port/v1"
@@ -113,6 +120,6 @@ for i, line in enumerate(open(sys.argv[1])):
 PY
 echo
 echo "-- llama-server's log (the chat format it chose, and each request):"
-grep -i 'chat format\|tool\|error\|POST' "$work/server.log" | tail -20
+grep -i 'chat format\|error\|total time' "$work/server.log" | tail -20
 echo
 echo "work dir (logs): $work"

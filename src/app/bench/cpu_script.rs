@@ -247,7 +247,9 @@ impl Conversation {
                     let barge = self.plan.get(self.next).map(|t| t.kind) == Some(Kind::BargeIn);
                     let gap = self.plan.get(self.next).map_or(0, |t| t.gap_ms);
                     let go = match (w.began, barge) {
-                        (Some(b), true) => ms(w.blocks - b) >= gap,
+                        // Over sound, not in a pause between the reply's chunks:
+                        // a barge-in is timed from its onset to the silence after.
+                        (Some(b), true) => ms(w.blocks - b) >= gap && heard.playing,
                         (Some(_), false) => {
                             let quiet = ms(w.blocks - w.last_sound.unwrap_or(0));
                             !heard.replying && !heard.playing && quiet >= OVER_QUIET_MS.max(gap)
@@ -448,6 +450,21 @@ mod tests {
         let after2 = ms(s[3].speech.start - s[2].speech.end);
         let began = r.first_ms + p[3].gap_ms as usize;
         assert!((began..began + 50).contains(&after2), "{after2} vs {began}");
+        // When its gap ends in a pause between the reply's chunks, it waits for the
+        // sound to come back: a barge-in is timed from sound to silence.
+        let gap = p[3].gap_ms as usize;
+        let paused = Replies {
+            pause: (gap - 100, 500),
+            ..slow()
+        };
+        let c = converse(p.clone(), &paused);
+        let s = c.spoken();
+        let after2 = ms(s[3].speech.start - s[2].speech.end);
+        let resumed = paused.first_ms + gap + 400;
+        assert!(
+            (resumed..resumed + 50).contains(&after2),
+            "{after2} vs {resumed}"
+        );
     }
 
     #[test]

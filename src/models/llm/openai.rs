@@ -464,6 +464,13 @@ impl OpenAiLlm {
                 "Check the server's log; the next turn tries again.",
                 true,
             ),
+            // llama-server: "request (N tokens) exceeds the available context size";
+            // OpenAI: "maximum context length", `context_length_exceeded`.
+            400 | 413 if said.to_lowercase().contains("context") => self.error(
+                format!("The request is larger than the context of the LLM server at {at} (HTTP {status}: {said})."),
+                "Raise the server's context size (llama-server -c, Ollama's num_ctx), or offer fewer tools: fewer MCP servers, or a persona's `tools = [...]`.",
+                false,
+            ),
             _ => self.error(
                 format!("The LLM server at {at} rejected the request (HTTP {status}: {said})."),
                 "Check --llm-model and the persona's LLM settings (temperature, max tokens).",
