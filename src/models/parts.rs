@@ -144,9 +144,9 @@ pub trait Llm: Send + Sync {
     }
     /// Read `request` ahead of the reply, while the user speaks, so that the reply
     /// reads only what is new: the system prompt and history, and when the last
-    /// message is the user's, their words so far (as if they were done; more may
-    /// come). Called again as the words grow or change; what the model already read
-    /// of a shared prefix is kept. Blocks; nothing to do for a server.
+    /// message is the user's, their words so far (still open: more may come, so its
+    /// end is not read). Called again as the words grow or change; what the model
+    /// already read of a shared prefix is kept. Blocks; nothing to do for a server.
     fn prepare(&self, _request: &ChatRequest, _cancel: &Cancel) -> Result<(), LlmError> {
         Ok(())
     }

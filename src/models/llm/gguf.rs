@@ -160,20 +160,7 @@ struct Conversation {
     model: Qwen2,
     /// The tokens in the model's KV cache, in order.
     tokens: Vec<u32>,
-    /// The logits after the last of `tokens`, where a read left them: a reply to
-    /// exactly those tokens (a turn read ahead to its end) samples its first piece
-    /// from them without a forward pass.
-    logits: Option<moshi::candle::Tensor>,
     replies: u64,
-}
-
-impl Conversation {
-    /// Forget the cache (after a failure, which may leave half a step in it).
-    fn clear(&mut self) {
-        self.tokens.clear();
-        self.logits = None;
-        let _ = self.model.truncate(0);
-    }
 }
 
 pub struct GgufLlm {
@@ -265,7 +252,6 @@ impl GgufLlm {
             conv: Mutex::new(Conversation {
                 model,
                 tokens: Vec::new(),
-                logits: None,
                 replies: 0,
             }),
             read: AtomicU64::new(0),
@@ -288,24 +274,25 @@ impl GgufLlm {
         extra: &[Value],
         tools: &[Value],
     ) -> Vec<u32> {
-        let mut out = self.block_tokens(&qwen_tools::render(request, extra, tools));
+        let mut out = self.block_tokens(&qwen_tools::render(request, extra, tools), false);
         out.push(self.im_start);
         out.extend(self.tok.encode("assistant\n"));
         out
     }
 
     /// The tokens of `request`'s system prompt (with `tools`' block) and messages in
-    /// ChatML.
-    fn conversation_tokens(&self, request: &ChatRequest, tools: &[Value]) -> Vec<u32> {
-        self.block_tokens(&qwen_tools::render(request, &[], tools))
+    /// ChatML; with `open`, the last message is left unended (a user still speaking).
+    fn conversation_tokens(&self, request: &ChatRequest, tools: &[Value], open: bool) -> Vec<u32> {
+        self.block_tokens(&qwen_tools::render(request, &[], tools), open)
     }
 
     /// Each block is encoded on its own, and words split before their leading space,
     /// so the tokens of a user's words so far are a prefix of the tokens of their
     /// whole turn. The template's tags are their own tokens (words stay words).
-    fn block_tokens(&self, blocks: &[qwen_tools::Block]) -> Vec<u32> {
+    fn block_tokens(&self, blocks: &[qwen_tools::Block], open: bool) -> Vec<u32> {
         let mut out = Vec::new();
-        for b in blocks {
+        let n = blocks.len();
+        for (i, b) in blocks.iter().enumerate() {
             out.push(self.im_start);
             let mut words = format!("{}\n", b.role);
             for seg in &b.content {
@@ -321,8 +308,10 @@ impl GgufLlm {
                 }
             }
             out.extend(self.tok.encode(&words));
-            out.push(self.im_end);
-            out.extend(self.tok.encode("\n"));
+            if !(open && i + 1 == n) {
+                out.push(self.im_end);
+                out.extend(self.tok.encode("\n"));
+            }
         }
         out
     }
@@ -387,8 +376,6 @@ impl GgufLlm {
         let Some(mut logits) = logits else {
             return Ok(());
         };
-        // What the reply writes moves the cache past them.
-        conv.logits = None;
         let sampling = if request.temperature <= 0.0 {
             Sampling::ArgMax
         } else {
@@ -482,14 +469,7 @@ fn read(
         );
         conv.model.remove(same, gap).map_err(failed)?;
         conv.tokens.drain(same..same + gap);
-        conv.logits = None;
         same = common_prefix(&conv.tokens, tokens);
-    }
-    if same == tokens.len() && same == conv.tokens.len() {
-        if let Some(logits) = &conv.logits {
-            tracing::debug!("llm: all {same} tokens were read ahead");
-            return Ok(Some(logits.clone()));
-        }
     }
     let keep = same.min(tokens.len().saturating_sub(1));
     tracing::debug!(
@@ -499,16 +479,16 @@ fn read(
     );
     conv.model.truncate(keep).map_err(failed)?;
     conv.tokens.truncate(keep);
-    conv.logits = None;
+    let mut logits = None;
     for chunk in tokens[keep..].chunks(PREFILL_CHUNK) {
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        conv.logits = Some(conv.model.forward(chunk).map_err(failed)?);
+        logits = Some(conv.model.forward(chunk).map_err(failed)?);
         conv.tokens.extend_from_slice(chunk);
         counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
-    Ok(conv.logits.clone())
+    Ok(logits)
 }
 
 impl Llm for GgufLlm {
@@ -517,12 +497,11 @@ impl Llm for GgufLlm {
     }
 
     /// Read `request`'s system prompt and history into the KV cache now, without
-    /// replying: after a persona switch, or while the user speaks, so that the reply
-    /// reads only what is new. When the last message is the user's it is their turn
-    /// so far, read as if it were over (to the reply's header, whose logits are kept:
-    /// a reply to it reads nothing); the next call (more words, or words that
-    /// changed) reads on from where the tokens differ. Cancel stops between chunks of
-    /// 64 tokens; what was read stays.
+    /// replying (and without the assistant's opening): after a persona switch, or
+    /// while the user speaks, so that the reply reads only what is new. When the last
+    /// message is the user's it is their turn so far: read without its end, so the
+    /// next call (more words, or words that changed) reads on from where the tokens
+    /// differ. Cancel stops between chunks of 64 tokens; what was read stays.
     fn prepare(&self, request: &ChatRequest, cancel: &Cancel) -> Result<(), LlmError> {
         self.prepare_with(request, &[], cancel)
     }
@@ -601,7 +580,8 @@ impl GgufLlm {
         let out = self.generate(&mut conv, prompt, request, cancel, on_piece);
         if out.is_err() {
             // The cache may hold half a step.
-            conv.clear();
+            conv.tokens.clear();
+            let _ = conv.model.truncate(0);
         }
         out
     }
@@ -613,26 +593,19 @@ impl GgufLlm {
         tools: &[Value],
         cancel: &Cancel,
     ) -> Result<(), LlmError> {
-        // The user's turn so far is read as if it were over, up to the reply's
-        // header: if it is, the reply starts from the logits this leaves; if more
-        // words come, the cache is cut back to where they differ (the turn's end and
-        // the header are five tokens) and read on.
-        let users = request
+        let open = request
             .messages
             .last()
             .is_some_and(|m| m.role == ChatRole::User);
-        let tokens = if users {
-            self.round_tokens(request, &[], tools)
-        } else {
-            self.conversation_tokens(request, tools)
-        };
+        let tokens = self.conversation_tokens(request, tools, open);
         let mut conv = self.lock();
         if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
             return Ok(());
         }
         let out = read(&mut conv, &tokens, &self.read, cancel).map(|_| ());
         if out.is_err() {
-            conv.clear();
+            conv.tokens.clear();
+            let _ = conv.model.truncate(0);
         }
         out
     }
