@@ -505,6 +505,9 @@ struct Playback {
     epoch: Instant,
     /// ms since `epoch`, plus one (0: never).
     last_sound_ms: AtomicU64,
+    /// When sound began after a quiet block: what a user hears start, on the wall
+    /// clock (the output WAV's frames follow the input's, not the time they play).
+    onsets: Mutex<Vec<Instant>>,
 }
 
 impl Playback {
@@ -512,6 +515,7 @@ impl Playback {
         Arc::new(Self {
             epoch: Instant::now(),
             last_sound_ms: AtomicU64::new(0),
+            onsets: Mutex::new(Vec::new()),
         })
     }
 
@@ -520,6 +524,9 @@ impl Playback {
     }
 
     fn sound(&self) {
+        if !self.playing() {
+            self.onsets.lock().unwrap().push(Instant::now());
+        }
         self.last_sound_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
@@ -772,7 +779,7 @@ fn print_breakdown(
     spoken: &[Spoken],
     ends: &[Instant],
     probe: &Probe,
-    first_audio: &[(usize, f64)],
+    onsets: &[Instant],
     out: &mut dyn std::io::Write,
 ) -> Result<()> {
     let traces = probe.replies.lock().unwrap().clone();
@@ -814,12 +821,12 @@ fn print_breakdown(
         if let Some(tok) = r.prompt_tokens {
             stages[8].push(tok as f64);
         }
-        // What is left: from the synthesiser's first frame to its sound in the output.
-        if let (Some(gen), Some((_, heard))) = (
-            ms(end, r.first_audio),
-            first_audio.iter().find(|(j, _)| *j == i),
-        ) {
-            stages[9].push(heard - gen);
+        // What is left: from the synthesiser's first frame to its sound at the
+        // speaker (the engine's output queue).
+        if let Some(first) = r.first_audio {
+            if let Some(&heard) = onsets.iter().find(|&&o| o >= first) {
+                stages[9].push(ms(first, Some(heard)).unwrap_or(0.0));
+            }
         }
     }
     let p = |k: usize| percentiles(&stages[k]).p50;
@@ -829,7 +836,7 @@ fn print_breakdown(
          end of speech → the turn machine asks {:.0} ms (holds the last words, the turn rule's wait and the input's framing); \
          LLM thread still busy {:.0} ms; LLM reads what was left ({:.0} prompt tokens) and writes its first piece {:.0} ms; \
          to the synthesiser {:.0} ms; text waited for {:.0} ms ({:.0} characters); synthesiser's first frame {:.0} ms; \
-         frame → output {:.0} ms",
+         frame → speaker {:.0} ms",
         stages[1].len(),
         p(0),
         p(1),
@@ -891,6 +898,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     let wav_path = dir.join("out.wav");
     let meters = Arc::new(Meters::default());
     let playback = Playback::new();
+    let played = playback.clone();
     let (speaker, port) = PacedSpeaker::start(playback.clone());
     let (mic, input) = ScriptedMic::start(
         Conversation::new(plan.clone()),
@@ -1082,20 +1090,35 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
             )?;
         }
     }
-    let answered_first: Vec<(usize, f64)> = {
-        let frames = audio.samples.len() / FRAME;
-        spoken
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.kind == Kind::Answered)
-            .filter_map(|(i, t)| {
-                let next = spoken.get(i + 1).map_or(frames, |n| n.speech.start / FRAME);
-                first_audio_ms(&audio.samples, &t.speech, next).map(|ms| (i, ms))
-            })
-            .collect()
-    };
     let ends = share.ends.lock().unwrap().clone();
-    print_breakdown(spoken, &ends, &probe, &answered_first, out)?;
+    let onsets = played.onsets.lock().unwrap().clone();
+    // The user's wait on the wall clock: the output WAV's frames follow the input's,
+    // so its figure leaves out the engine's backlog of input and its output queue.
+    let waited: Vec<f64> = spoken
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.kind == Kind::Answered)
+        .filter_map(|(i, _)| {
+            let end = *ends.get(i)?;
+            let until = ends.get(i + 1).copied();
+            let heard = onsets
+                .iter()
+                .find(|&&o| o > end && until.is_none_or(|u| o < u))?;
+            Some(heard.duration_since(end).as_secs_f64() * 1e3)
+        })
+        .collect();
+    if !waited.is_empty() {
+        let p = percentiles(&waited);
+        writeln!(
+            out,
+            "end of speech → first sound at the speaker (wall clock, the user's wait): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms ({} replies)",
+            p.p50,
+            p.p95,
+            p.max,
+            waited.len()
+        )?;
+    }
+    print_breakdown(spoken, &ends, &probe, &onsets, out)?;
     if let Some(b) = peak_rss() {
         writeln!(out, "peak RSS: {:.2} GiB", b as f64 / (1u64 << 30) as f64)?;
     }
