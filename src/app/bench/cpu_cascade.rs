@@ -1070,7 +1070,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     writeln!(
         out,
         "  (first audio from the {} answered turns, whose replies play out; barge-in from the {} barge-in turns; \
-         end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap)",
+         end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap;          it is read on the output WAV, whose frames follow the input's and leave out the input frames the engine dropped, so each drop makes it read 80 ms early:          the wall-clock line below is the user's wait)",
         count(Kind::Answered),
         count(Kind::BargeIn),
     )?;
