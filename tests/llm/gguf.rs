@@ -238,6 +238,38 @@ fn a_history_cut_at_its_front_moves_the_cache_down_instead_of_reading_it_again()
     assert_eq!(llm.cached()[..prompt.len()], prompt[..]);
 }
 
+#[test]
+fn a_change_inside_the_system_turn_is_read_again_from_the_change_not_moved() {
+    // A tool no longer offered, or a persona's prompt edited: what follows the change
+    // read the old text, so it is read again rather than moved down.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tiny(tmp.path(), &TinyQwen2::default());
+    let llm = load(&p);
+    let lines = [
+        ("user", "hello there, is it you?"),
+        ("assistant", "hello, it is the assistant."),
+        ("user", "tell me of the world"),
+        ("assistant", "the world is wide and old."),
+        ("user", "and the system?"),
+    ];
+    let mut before = ask(&lines, 4, 0.0);
+    before.system = "You are a helpful assistant. You tell the weather. You speak briefly.".into();
+    reply(&llm, &before);
+    let mut after = ask(&lines, 4, 0.0);
+    after.system = "You are a helpful assistant. You speak briefly.".into();
+    let prompt = llm.prompt_tokens(&after);
+    let shared = llm
+        .cached()
+        .iter()
+        .zip(&prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let read = llm.tokens_read();
+    let pieces = reply(&llm, &after);
+    assert_eq!(llm.tokens_read() - read, (prompt.len() - shared) as u64);
+    assert_eq!(pieces, reply(&load(&p), &after));
+}
+
 /// `bench cascade --published` read the count from inside a reply's callback, and
 /// the count sat behind the reply's lock: the first piece never returned.
 #[test]

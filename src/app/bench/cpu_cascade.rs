@@ -505,9 +505,11 @@ struct Playback {
     epoch: Instant,
     /// ms since `epoch`, plus one (0: never).
     last_sound_ms: AtomicU64,
-    /// When sound began after a quiet block: what a user hears start, on the wall
-    /// clock (the output WAV's frames follow the input's, not the time they play).
-    onsets: Mutex<Vec<Instant>>,
+    /// Whether the speaker's last block had sound, and when that changed (true: sound
+    /// began), on the wall clock: what a user hears start and stop (the output WAV's
+    /// frames follow the input's, and leave out the input frames the engine dropped).
+    sounding: AtomicBool,
+    changes: Mutex<Vec<(Instant, bool)>>,
 }
 
 impl Playback {
@@ -515,7 +517,8 @@ impl Playback {
         Arc::new(Self {
             epoch: Instant::now(),
             last_sound_ms: AtomicU64::new(0),
-            onsets: Mutex::new(Vec::new()),
+            sounding: AtomicBool::new(false),
+            changes: Mutex::new(Vec::new()),
         })
     }
 
@@ -523,11 +526,14 @@ impl Playback {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    fn sound(&self) {
-        if !self.playing() {
-            self.onsets.lock().unwrap().push(Instant::now());
+    /// The speaker played a block, with sound or not.
+    fn block(&self, sound: bool) {
+        if sound {
+            self.last_sound_ms.store(self.now_ms(), Ordering::Relaxed);
         }
-        self.last_sound_ms.store(self.now_ms(), Ordering::Relaxed);
+        if self.sounding.swap(sound, Ordering::Relaxed) != sound {
+            self.changes.lock().unwrap().push((Instant::now(), sound));
+        }
     }
 
     /// Sound in the last block (with a block's slack between the two clocks).
@@ -575,9 +581,7 @@ impl PacedSpeaker {
                     if started && got < BLOCK && i >= 100 {
                         under2.fetch_add(1, Ordering::Relaxed);
                     }
-                    if buf[..got].iter().any(|x| x.abs() > 1e-4) {
-                        playback.sound();
-                    }
+                    playback.block(buf[..got].iter().any(|x| x.abs() > 1e-4));
                 }
             })
             .expect("spawn paced speaker");
@@ -613,10 +617,11 @@ struct ScriptedMic {
 }
 
 /// What the microphone shares: the turns as they begin (for the recogniser's script)
-/// and the moment each turn's speech ended.
+/// and the moments each turn's speech began and ended.
 #[derive(Default)]
 struct MicShare {
     live: Arc<Mutex<Vec<Spoken>>>,
+    starts: Mutex<Vec<Instant>>,
     ends: Mutex<Vec<Instant>>,
 }
 
@@ -702,6 +707,9 @@ impl ScriptedMic {
                     if speaking && peak == 0.0 {
                         share.ends.lock().unwrap().push(Instant::now());
                     }
+                    if !speaking && peak > 0.0 {
+                        share.starts.lock().unwrap().push(Instant::now());
+                    }
                     speaking = peak > 0.0;
                     meters.raise_mic(peak);
                     if prod.push_slice(&buf) < buf.len() {
@@ -739,6 +747,42 @@ impl Drop for ScriptedMic {
             let _ = t.join();
         }
     }
+}
+
+/// Quiet that counts as the speaker having stopped (as the WAV figure's 4 frames).
+const QUIET_RUN_MS: u64 = 320;
+
+/// A barge-in on the wall clock.
+#[derive(Debug, PartialEq)]
+enum BargeIn {
+    /// From its onset to the first moment from which the speaker stays quiet for
+    /// `QUIET_RUN_MS`, in ms.
+    Quiet(f64),
+    /// Nothing played in the `QUIET_RUN_MS` before its onset: nothing to stop.
+    NothingPlayed,
+    /// The speaker never stayed quiet that long after it.
+    NeverQuiet,
+}
+
+/// The barge-in beginning at `start`, from the speaker's changes between sound (true)
+/// and quiet.
+fn barge_in_wall(changes: &[(Instant, bool)], start: Instant) -> BargeIn {
+    let run = Duration::from_millis(QUIET_RUN_MS);
+    let at = |t: Instant| changes.iter().rev().find(|c| c.0 <= t).is_some_and(|c| c.1);
+    let window = start.checked_sub(run).unwrap_or(start);
+    let played = at(window) || changes.iter().any(|c| c.1 && c.0 > window && c.0 <= start);
+    if !played {
+        return BargeIn::NothingPlayed;
+    }
+    // Lasting quiet can only begin at the onset or where the sound stopped after it.
+    let candidates =
+        std::iter::once(start).chain(changes.iter().filter(|c| !c.1 && c.0 > start).map(|c| c.0));
+    candidates
+        .filter(|&t| !at(t))
+        .find(|&t| !changes.iter().any(|c| c.1 && c.0 > t && c.0 <= t + run))
+        .map_or(BargeIn::NeverQuiet, |t| {
+            BargeIn::Quiet(t.duration_since(start).as_secs_f64() * 1e3)
+        })
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -1061,7 +1105,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     }
     writeln!(
         out,
-        "LLM: {} pieces written (the first reply began {:?}; each spoken as the next token of a scripted reply), the synthesiser given {} characters",
+        "LLM: {} pieces written (the first reply began {:?}: the LLM writes the scripted reply's tokens), the synthesiser given {} characters",
         probe.llm_pieces.load(Ordering::Relaxed),
         probe.llm_sample.lock().unwrap(),
         probe.tts_chars.load(Ordering::Relaxed),
@@ -1070,7 +1114,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     writeln!(
         out,
         "  (first audio from the {} answered turns, whose replies play out; barge-in from the {} barge-in turns; \
-         end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap;          it is read on the output WAV, whose frames follow the input's and leave out the input frames the engine dropped, so each drop makes it read 80 ms early:          the wall-clock line below is the user's wait)",
+         end of speech → first audio includes the recogniser's last words above and the turn rule's own wait of {TURN_RULE_WAIT_MS:.0} ms of quiet, which overlap; it is read on the output WAV, whose frames follow the input's: it leaves out the input frames the engine dropped (each makes it read 80 ms early) and the output queue, so the wall-clock line below is the user's wait)",
         count(Kind::Answered),
         count(Kind::BargeIn),
     )?;
@@ -1091,7 +1135,8 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
         }
     }
     let ends = share.ends.lock().unwrap().clone();
-    let onsets = played.onsets.lock().unwrap().clone();
+    let changes = played.changes.lock().unwrap().clone();
+    let onsets: Vec<Instant> = changes.iter().filter(|c| c.1).map(|c| c.0).collect();
     // The user's wait on the wall clock: the output WAV's frames follow the input's,
     // so its figure leaves out the engine's backlog of input and its output queue.
     let waited: Vec<f64> = spoken
@@ -1116,6 +1161,31 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
             p.p95,
             p.max,
             waited.len()
+        )?;
+    }
+    let starts = share.starts.lock().unwrap().clone();
+    let (mut barge, mut in_quiet, mut never) = (Vec::new(), 0, 0);
+    for (i, _) in spoken
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.kind == Kind::BargeIn)
+    {
+        match starts.get(i).map(|&s| barge_in_wall(&changes, s)) {
+            Some(BargeIn::Quiet(ms)) => barge.push(ms),
+            Some(BargeIn::NothingPlayed) => in_quiet += 1,
+            Some(BargeIn::NeverQuiet) | None => never += 1,
+        }
+    }
+    if !barge.is_empty() || in_quiet + never > 0 {
+        let p = percentiles(&barge);
+        writeln!(
+            out,
+            "barge-in on the wall clock (onset → the speaker quiet for {QUIET_RUN_MS} ms; the WAV's figure counts to the end of the first quiet frame, up to 80 ms more): \
+             p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms ({} over sound; {in_quiet} began in quiet; {never} never fell quiet)",
+            p.p50,
+            p.p95,
+            p.max,
+            barge.len()
         )?;
     }
     print_breakdown(spoken, &ends, &probe, &onsets, out)?;
@@ -1184,6 +1254,41 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_barge_in_on_the_wall_clock_runs_from_its_onset_to_lasting_quiet_over_sound_only() {
+        let t0 = Instant::now() + Duration::from_secs(10);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Sound from 0 to 1100 ms, a 50 ms gap, sound again to 1300, then quiet.
+        let changes = vec![
+            (at(0), true),
+            (at(1100), false),
+            (at(1150), true),
+            (at(1300), false),
+        ];
+        let ms = |start: u64| match barge_in_wall(&changes, at(start)) {
+            BargeIn::Quiet(v) => Some(v.round() as u64),
+            _ => None,
+        };
+        assert_eq!(ms(1000), Some(300), "the short gap is not the end");
+        assert_eq!(ms(1200), Some(100));
+        // Sound stopped just before the onset: quiet at once.
+        assert_eq!(ms(1400), Some(0));
+        // Nothing played in the 320 ms before: not a barge-in.
+        assert_eq!(barge_in_wall(&changes, at(1700)), BargeIn::NothingPlayed);
+        assert_eq!(barge_in_wall(&[], at(500)), BargeIn::NothingPlayed);
+        // Quiet at the window's start, sound beginning inside it.
+        let late = vec![(at(1000), true), (at(1200), false)];
+        match barge_in_wall(&late, at(1100)) {
+            BargeIn::Quiet(v) => assert_eq!(v.round(), 100.0),
+            other => panic!("{other:?}"),
+        }
+        // Sound to the end: it never stopped.
+        assert_eq!(
+            barge_in_wall(&[(at(0), true)], at(500)),
+            BargeIn::NeverQuiet
+        );
+    }
 
     #[test]
     fn the_bench_llm_has_qwen2s_tokens_for_the_script_and_writes_its_reply_as_history_holds_it() {

@@ -316,6 +316,14 @@ impl GgufLlm {
         out
     }
 
+    /// Where the system turn ends in `tokens` (after its `<|im_end|>`).
+    fn system_end(&self, tokens: &[u32]) -> usize {
+        tokens
+            .iter()
+            .position(|&t| t == self.im_end)
+            .map_or(tokens.len(), |p| p + 1)
+    }
+
     /// Positions a conversation may hold (prompt and reply).
     pub fn context(&self) -> usize {
         self.context
@@ -372,7 +380,7 @@ impl GgufLlm {
                 transient: false,
             });
         }
-        let logits = read(conv, prompt, &self.read, cancel)?;
+        let logits = read(conv, prompt, self.system_end(prompt), &self.read, cancel)?;
         let Some(mut logits) = logits else {
             return Ok(());
         };
@@ -443,7 +451,17 @@ const MIN_MOVED: usize = 32;
 /// Where the cached tokens after the prefix `same` that they share with `tokens` go on
 /// as `tokens` do, a gap later: the history was cut at its front, after the system
 /// prompt, and the rest follows unchanged. (The gap, the tokens that follow it alike.)
-fn dropped_gap(cached: &[u32], tokens: &[u32], same: usize) -> Option<(usize, usize)> {
+/// Only past `system_end`: a change inside the system turn (a tool offered no longer)
+/// is read again, so that nothing after it keeps what it read of the old one.
+fn dropped_gap(
+    cached: &[u32],
+    tokens: &[u32],
+    same: usize,
+    system_end: usize,
+) -> Option<(usize, usize)> {
+    if same < system_end {
+        return None;
+    }
     let want = tokens.get(same..).filter(|w| w.len() >= MIN_MOVED)?;
     (1..cached.len().saturating_sub(same))
         .filter(|&gap| cached[same + gap] == want[0])
@@ -459,11 +477,12 @@ fn dropped_gap(cached: &[u32], tokens: &[u32], same: usize) -> Option<(usize, us
 fn read(
     conv: &mut Conversation,
     tokens: &[u32],
+    system_end: usize,
     counted: &AtomicU64,
     cancel: &Cancel,
 ) -> Result<Option<moshi::candle::Tensor>, LlmError> {
     let mut same = common_prefix(&conv.tokens, tokens);
-    if let Some((gap, moved)) = dropped_gap(&conv.tokens, tokens, same) {
+    if let Some((gap, moved)) = dropped_gap(&conv.tokens, tokens, same, system_end) {
         tracing::debug!(
             "llm: {gap} cached tokens after the first {same} were dropped (the history cut at its front); {moved} after them moved down, not read again"
         );
@@ -602,7 +621,14 @@ impl GgufLlm {
         if tokens.is_empty() || tokens.len() >= conv.model.max_positions() {
             return Ok(());
         }
-        let out = read(&mut conv, &tokens, &self.read, cancel).map(|_| ());
+        let out = read(
+            &mut conv,
+            &tokens,
+            self.system_end(&tokens),
+            &self.read,
+            cancel,
+        )
+        .map(|_| ());
         if out.is_err() {
             conv.tokens.clear();
             let _ = conv.model.truncate(0);

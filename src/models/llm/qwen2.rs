@@ -148,14 +148,8 @@ impl KvBuffer {
         let moved = self.len.saturating_sub(at + n);
         if let (Some(data), true) = (&self.data, moved > 0) {
             // A tensor of its own, not a view: it is written back over the storage it
-            // was read from (a contiguous view's `contiguous` would share it).
-            let view = data.narrow(2, at + n, moved)?;
-            let own = if view.is_contiguous() {
-                view.copy()?.contiguous()?
-            } else {
-                view.contiguous()?
-            };
-            let tail = turn(&own)?;
+            // was read from (`contiguous` would share a view that already is).
+            let tail = turn(&data.narrow(2, at + n, moved)?.force_contiguous()?)?;
             data.slice_set(&tail, 2, at)?;
         }
         self.truncate(at + moved);

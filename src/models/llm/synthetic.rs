@@ -167,6 +167,10 @@ fn reduced_vocabulary(json: &str) -> anyhow::Result<(Vec<String>, Vec<i32>, Vec<
 
 /// Write the model to `path`.
 pub fn write_tiny_qwen2(path: &Path, m: &TinyQwen2) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        m.tied || m.vocab.is_none(),
+        "a reduced vocabulary is for a tied model (the untied output assumes the tiny one's ids)"
+    );
     let (tokens, types, merges) = match m.vocab {
         Some(json) => reduced_vocabulary(json)?,
         None => {
