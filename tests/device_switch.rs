@@ -253,6 +253,7 @@ fn a_new_microphone_restarts_the_echo_canceller_and_the_journal_keeps_the_switch
             prod: speaker_prod,
             format,
             prefill_ms: 40.0,
+            cut: None,
         }),
         ..EngineSetup::new(
             loader(|_| {

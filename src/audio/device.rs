@@ -12,7 +12,7 @@ use cpal::{
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::sync::atomic::{
-    AtomicBool,
+    AtomicBool, AtomicUsize,
     Ordering::{Relaxed, Release},
 };
 use std::sync::Arc;
@@ -231,6 +231,33 @@ pub struct OutputStream {
     _stream: cpal::Stream,
     pub format: AudioFormat,
     pub name: String,
+    /// Cuts the engine asks of this stream's callback.
+    pub cut: Cut,
+}
+
+/// The engine's request to a speaker to drop what it has queued (a barge-in): the
+/// producer asks, the consumer (the playback callback) drops that many samples from
+/// the front of its ring before it plays on. Cheap to clone; lock-free.
+#[derive(Debug, Clone, Default)]
+pub struct Cut(Arc<AtomicUsize>);
+
+impl Cut {
+    /// Drop the next `samples` (interleaved) queued samples; a later request replaces
+    /// an earlier one not yet taken.
+    pub fn request(&self, samples: usize) {
+        self.0.store(samples, Relaxed);
+    }
+
+    /// The consumer's side: drop what was asked (never more than is queued, whole
+    /// frames of `channels`); the count dropped.
+    pub fn apply(&self, cons: &mut HeapCons<f32>, channels: usize) -> usize {
+        let asked = self.0.swap(0, Relaxed);
+        if asked == 0 {
+            return 0;
+        }
+        let n = asked.min(cons.occupied_len()) / channels.max(1) * channels.max(1);
+        cons.skip(n)
+    }
 }
 
 /// Ring capacity: `seconds` of interleaved audio.
@@ -435,9 +462,10 @@ pub fn open_output(
     let (prod, cons) = ring_for(format, ring_seconds);
     let mut config: cpal::StreamConfig = supported.config();
     config.buffer_size = buffer_size(&device, &supported);
+    let cut = Cut::default();
     let stream = with_sample_type!(
         supported.sample_format(),
-        build_output(&device, config, cons, meters)
+        build_output(&device, config, cons, meters, cut.clone())
     )
     .ok_or_else(|| {
         open_err(format!(
@@ -452,6 +480,7 @@ pub fn open_output(
             _stream: stream,
             format,
             name,
+            cut,
         },
         prod,
     ))
@@ -462,6 +491,7 @@ fn build_output<T>(
     config: cpal::StreamConfig,
     mut cons: HeapCons<f32>,
     meters: Arc<Meters>,
+    cut: Cut,
 ) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample + FromSample<f32>,
@@ -474,6 +504,7 @@ where
         config,
         move |data: &mut [T], _| {
             assert_no_alloc::assert_no_alloc(|| {
+                cut.apply(&mut cons, channels);
                 // Two callbacks' worth at least, whatever the device's period.
                 bound_queue(&mut cons, most.max(2 * data.len()), channels, &meters);
                 playback_callback(data, &mut cons, &meters, &started)

@@ -3,7 +3,7 @@
 //! is no microphone. Output: a ring drained by the speaker callback. A network
 //! session can feed and drain the same rings.
 
-use super::device::{ring_for, AudioFormat};
+use super::device::{ring_for, AudioFormat, Cut};
 use super::meters::{peak, Meters};
 use super::wav::WavAudio;
 use ringbuf::traits::{Observer, Producer};
@@ -74,6 +74,10 @@ pub struct OutputPort {
     pub format: AudioFormat,
     /// Silence queued before the first output, to absorb scheduling jitter.
     pub prefill_ms: f64,
+    /// `Some` for a speaker that plays on its own clock and takes cuts (a barge-in
+    /// drops what it has queued, and silence need not queue behind sound); `None` for
+    /// a stream whose every sample goes on (a network session).
+    pub cut: Option<Cut>,
 }
 
 impl OutputPort {

@@ -117,6 +117,7 @@ fn open_out(
         prod,
         format: stream.format,
         prefill_ms: PREFILL_MS,
+        cut: Some(stream.cut.clone()),
     };
     let name = stream.name.clone();
     Ok((stream, speaker, name))

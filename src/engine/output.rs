@@ -5,7 +5,7 @@ use crate::audio::meters::Meters;
 use crate::audio::port::OutputPort;
 use crate::audio::resample::StreamResampler;
 use crate::audio::wav::WavSink;
-use ringbuf::traits::Producer;
+use ringbuf::traits::{Observer, Producer};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -98,18 +98,53 @@ impl Output {
 
     /// One model frame to the file and the port. `realtime`: the input keeps its own
     /// clock, so a full speaker ring drops and counts; otherwise (a file read as fast as
-    /// possible) the speaker paces the engine.
-    pub fn emit(&mut self, pcm: &[f32], realtime: bool, meters: &Meters) -> anyhow::Result<()> {
+    /// possible) the speaker paces the engine. `cut`: what the speaker has queued is
+    /// silenced first (a barge-in). Whether the frame was queued for the speaker (or
+    /// there is none): a speaker on its own clock leaves out a silent frame while it
+    /// holds more than its prefill, so latency gained in a slow moment (a stall, then
+    /// a burst of catching up) is given back at the next silence instead of delaying
+    /// everything after it.
+    pub fn emit(
+        &mut self,
+        pcm: &[f32],
+        realtime: bool,
+        cut: bool,
+        meters: &Meters,
+    ) -> anyhow::Result<bool> {
         if let Some(w) = self.wav.as_mut() {
             w.write(pcm)?;
         }
         let (Some(port), Some(rs)) = (self.port.as_mut(), self.resample.as_mut()) else {
-            return Ok(());
+            return Ok(true);
         };
+        let ch = port.format.channels as usize;
+        if let Some(c) = port.cut.as_ref().filter(|_| cut) {
+            // The queued samples become silence of the same length, so the echo
+            // canceller's reference (what was sent) keeps its timing with the speaker.
+            let queued = port.prod.occupied_len();
+            c.request(queued);
+            let zeros = [0.0f32; 480];
+            let mut left = queued;
+            while left > 0 {
+                let n = port.prod.push_slice(&zeros[..left.min(zeros.len())]);
+                if n == 0 {
+                    break;
+                }
+                left -= n;
+            }
+        }
         rs.push(pcm);
         self.mono.resize(rs.available(), 0.0);
         let n = rs.pop(&mut self.mono);
-        let ch = port.format.channels as usize;
+        let keep =
+            (port.prefill_ms / 1000.0 * port.format.sample_rate as f64) as usize * ch + n * ch / 2;
+        if realtime
+            && port.cut.is_some()
+            && self.mono[..n].iter().all(|s| s.abs() < 1e-6)
+            && port.prod.occupied_len() >= keep
+        {
+            return Ok(false);
+        }
         self.interleaved.clear();
         for &s in &self.mono[..n] {
             self.interleaved.extend(std::iter::repeat_n(s, ch));
@@ -126,7 +161,7 @@ impl Output {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Close the output file (renamed into place).
@@ -134,6 +169,86 @@ impl Output {
         match self.wav.take() {
             Some(w) => w.finish().map(|_| ()),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::device::{ring_for, AudioFormat, Cut};
+    use ringbuf::traits::Consumer;
+
+    const FRAME: usize = 1920;
+
+    fn speaker(cut: Option<Cut>) -> (Output, ringbuf::HeapCons<f32>) {
+        let format = AudioFormat {
+            sample_rate: 24_000,
+            channels: 1,
+        };
+        let (prod, cons) = ring_for(format, 2.0);
+        let port = OutputPort {
+            prod,
+            format,
+            prefill_ms: 80.0,
+            cut,
+        };
+        (Output::new(Some(port), None, 24_000, FRAME).unwrap(), cons)
+    }
+
+    #[test]
+    fn a_cut_silences_what_the_speaker_holds_and_keeps_its_length() {
+        let cut = Cut::default();
+        let (mut out, mut cons) = speaker(Some(cut.clone()));
+        let meters = Meters::default();
+        let sound = vec![0.5f32; FRAME];
+        for _ in 0..3 {
+            assert!(out.emit(&sound, true, false, &meters).unwrap());
+        }
+        let held = cons.occupied_len();
+        assert_eq!(held, 3 * FRAME);
+        // The barge-in's frame: silent, and the queue is deep, so it is left out.
+        assert!(!out.emit(&vec![0.0; FRAME], true, true, &meters).unwrap());
+        // The speaker's next callback takes the cut: silence of the same length.
+        cut.apply(&mut cons, 1);
+        let mut rest = vec![1.0f32; 8 * FRAME];
+        let n = cons.pop_slice(&mut rest);
+        assert_eq!(n, held, "the queue's length changed");
+        assert!(rest[..n].iter().all(|&x| x == 0.0), "the reply played on");
+    }
+
+    #[test]
+    fn silence_queues_behind_sound_only_while_the_speaker_holds_little() {
+        let (mut out, mut cons) = speaker(Some(Cut::default()));
+        let meters = Meters::default();
+        let quiet = vec![0.0f32; FRAME];
+        let prefill = 80 * 24;
+        // A stall then a burst: five frames of sound at once.
+        for _ in 0..5 {
+            assert!(out.emit(&vec![0.25; FRAME], true, false, &meters).unwrap());
+        }
+        // Silence is left out until the speaker has played down to its prefill.
+        let mut taken = vec![0.0f32; FRAME];
+        let mut left_out = 0;
+        for _ in 0..8 {
+            if !out.emit(&quiet, true, false, &meters).unwrap() {
+                left_out += 1;
+            }
+            cons.pop_slice(&mut taken);
+        }
+        assert!(left_out >= 3, "{left_out} silent frames left out");
+        let held = cons.occupied_len();
+        assert!(
+            held <= prefill + FRAME,
+            "{held} samples held after the silence"
+        );
+        // A file's run (no clock) and a network stream (no cut) keep every frame.
+        for _ in 0..5 {
+            assert!(out.emit(&quiet, false, false, &meters).unwrap());
+        }
+        let (mut stream, _c) = speaker(None);
+        for _ in 0..5 {
+            assert!(stream.emit(&quiet, true, false, &meters).unwrap());
         }
     }
 }

@@ -177,6 +177,7 @@ impl Engine {
         if let Some(s) = self.sampling.as_ref().filter(|_| sampling) {
             model.set_sampling(s);
         }
+        model.set_realtime(self.frames.is_realtime());
         self.model = Some(model);
         self.voice = weights.clone();
         self.send(EngineEvent::Voice(weights));

@@ -167,23 +167,25 @@ impl Engine {
             }
             let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
             self.wake_words();
-            if let Some(p) = self
-                .mic_path
-                .as_mut()
-                .filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE)
-            {
-                // The reference: exactly what goes to the speaker below.
-                p.push_far(&self.out.pcm);
-            }
-
             let t_out = Instant::now();
-            self.output
+            let queued = self
+                .output
                 .emit(
                     &self.out.pcm,
                     self.frames.is_realtime() && tail_frames == 0,
+                    self.out.cut,
                     &self.meters,
                 )
                 .map_err(io)?;
+            if let Some(p) = self
+                .mic_path
+                .as_mut()
+                .filter(|_| queued && self.rate == crate::audio::aec::SAMPLE_RATE)
+            {
+                // The reference: exactly what went to the speaker (a silent frame left
+                // out of its queue is left out here too, so the two keep their timing).
+                p.push_far(&self.out.pcm);
+            }
             self.dump_step().map_err(io)?;
             let spoke_text = self.out.text.is_some();
             // The user's words and phase changes come before the reply's words of the

@@ -23,6 +23,9 @@ pub struct StepOutput {
     /// What a turn-taking model (the cascade) reports this step, in order; empty for
     /// Moshi. Cleared, not reallocated, each step.
     pub talk: Vec<Talk>,
+    /// What the speaker has queued is no longer wanted (a barge-in): it goes silent
+    /// now instead of playing it out.
+    pub cut: bool,
 }
 
 impl StepOutput {
@@ -33,6 +36,7 @@ impl StepOutput {
         self.text_token = None;
         self.audio_codes = None;
         self.talk.clear();
+        self.cut = false;
     }
 }
 
@@ -89,6 +93,11 @@ pub trait DuplexModel: Send {
     fn reset(&mut self);
     /// Apply new sampling settings from the next step on.
     fn set_sampling(&mut self, _sampling: &Sampling) {}
+    /// Whether the input keeps a clock (a microphone, a paced file) or is read as fast
+    /// as the model steps: a model with parts on threads of their own takes what they
+    /// have ready only in the first case (otherwise it waits, so a file's run does
+    /// not depend on thread timing).
+    fn set_realtime(&mut self, _realtime: bool) {}
     /// A turn is under way that more input would finish (the cascade heard speech but
     /// not yet its end, or is replying): at the end of a file the engine feeds silence
     /// while this holds, so a recorded question gets its whole answer.

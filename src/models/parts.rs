@@ -52,6 +52,9 @@ pub enum TtsStep {
 }
 
 /// Kyutai's streaming TTS (or anything that speaks text as it arrives).
+/// Samples in a synthesiser's frame: 80 ms at 24 kHz.
+pub const TTS_FRAME: usize = 1920;
+
 pub trait TextToSpeech: Send {
     fn name(&self) -> String;
     /// Choose the voice for the next utterance: a name or path the part resolves
@@ -71,8 +74,12 @@ pub trait TextToSpeech: Send {
     fn push_text(&mut self, text: &str);
     /// No more text will come for this utterance.
     fn finish(&mut self);
-    /// Produce the next frame into `out` (1920 samples, already zeroed).
+    /// Produce the next frame into `out` (`TTS_FRAME` samples, already zeroed).
     fn step(&mut self, out: &mut [f32]) -> Result<TtsStep>;
+    /// Whether the input keeps a clock (a microphone) or is a file read as fast as the
+    /// model steps; a synthesiser on a thread of its own takes what is ready only in
+    /// the first case.
+    fn set_realtime(&mut self, _realtime: bool) {}
     /// Stop at once (barge-in): forget the unspoken rest of the utterance.
     fn cancel(&mut self);
 }

@@ -15,7 +15,7 @@ use crate::app::bench::cascade::{barge_in_ms, first_audio_ms, print_figures, Fig
 use crate::app::bench::cpu_script::{
     self as script, Conversation, Heard, Kind, Spoken, BLOCK, REPLY,
 };
-use crate::audio::device::{ring_for, AudioFormat};
+use crate::audio::device::{ring_for, AudioFormat, Cut};
 use crate::audio::meters::Meters;
 use crate::audio::port::{InputPort, OutputPort};
 use crate::audio::wav::WavSink;
@@ -561,6 +561,8 @@ impl PacedSpeaker {
         let stop = Arc::new(AtomicBool::new(false));
         let underruns = Arc::new(AtomicU64::new(0));
         let (stop2, under2) = (stop.clone(), underruns.clone());
+        let cut = Cut::default();
+        let cut2 = cut.clone();
         let thread = std::thread::Builder::new()
             .name("paced-speaker".into())
             .spawn(move || {
@@ -575,6 +577,8 @@ impl PacedSpeaker {
                     if stop2.load(Ordering::Relaxed) {
                         break;
                     }
+                    // As the device callback does: a cut first.
+                    cut2.apply(&mut cons, 1);
                     // A device plays from its first sample on; before that it waits.
                     started |= cons.occupied_len() > 0;
                     let got = cons.pop_slice(&mut buf);
@@ -595,6 +599,7 @@ impl PacedSpeaker {
                 prod,
                 format,
                 prefill_ms: 80.0,
+                cut: Some(cut),
             },
         )
     }
@@ -925,10 +930,11 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     };
     let share = Arc::new(MicShare::default());
     let stt = ScriptedStt::new(parts.stt, share.live.clone(), probe.clone());
-    let tts = TimedTts {
+    // As the cascade's loader puts it on a CPU: on a thread of its own.
+    let tts = crate::models::speech::tts::worker::TtsThread::spawn(Box::new(TimedTts {
         inner: parts.tts,
         probe: probe.clone(),
-    };
+    }))?;
     let llm = Arc::new(TimedLlm {
         inner: parts.llm,
         probe: probe.clone(),

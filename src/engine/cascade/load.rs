@@ -11,6 +11,7 @@ use crate::models::parts::LlmError;
 use crate::models::speech::files::{self as speech_files, SttOptions, TtsOptions};
 use crate::models::speech::synthetic as synthetic_speech;
 use crate::models::speech::tts::kyutai::KyutaiTts;
+use crate::models::speech::tts::worker::TtsThread;
 use std::path::{Path, PathBuf};
 
 /// Everything `--engine cascade` needs, as plain options.
@@ -117,6 +118,17 @@ pub fn load_cascade(
                 p, disc, d, progress, cancel,
             )?),
             None => Box::new(KyutaiTts::open(&opts.tts, disc, d, progress, cancel)?),
+        };
+        // On a CPU its steps are slow and uneven: off the engine thread.
+        let tts = if d.is_cpu() {
+            Box::new(TtsThread::spawn(tts).map_err(|e| {
+                ModelLoadError::new(
+                    format!("cannot start the synthesiser's thread: {e}"),
+                    "free some memory or threads and try again",
+                )
+            })?)
+        } else {
+            tts
         };
         let llm: std::sync::Arc<dyn crate::models::parts::Llm> = match (&opts.llm, &opts.tools.0) {
             (LlmChoice::Server(o), Some(tools)) if tools.any_for_some_persona() => {

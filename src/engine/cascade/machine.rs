@@ -477,6 +477,8 @@ impl Cascade {
                 heard: reply.started,
                 of: reply.word_count(),
             });
+            // What the speaker still holds of the reply goes too.
+            out.cut = true;
         } else if let Some(said) = self.history.take_last_user() {
             // Nothing played yet: the user is still talking. Their words rejoin the turn.
             self.user.words = format!(" {said}{}", self.user.words);
@@ -507,6 +509,7 @@ impl Cascade {
                     heard: reply.started,
                     of: reply.word_count(),
                 });
+                out.cut = true;
             }
             self.set_phase(TalkPhase::Listening, out);
             self.take_next_settings();
@@ -730,6 +733,10 @@ impl DuplexModel for Cascade {
         self.wake_words.clear();
         self.phase = TalkPhase::Listening;
         self.take_next_settings();
+    }
+
+    fn set_realtime(&mut self, realtime: bool) {
+        self.tts.set_realtime(realtime);
     }
 
     fn set_sampling(&mut self, sampling: &Sampling) {
@@ -1191,6 +1198,9 @@ mod tests {
             barge.pcm.iter().all(|&x| x == 0.0),
             "silent from the onset frame"
         );
+        // And what the speaker still holds of the reply is cut, once.
+        assert!(barge.cut);
+        assert_eq!(log.iter().filter(|o| o.cut).count(), 1);
         assert!(barge
             .talk
             .iter()

@@ -174,6 +174,8 @@ impl Session {
                 prod: out_prod,
                 format,
                 prefill_ms: 0.0,
+                // Every frame goes to the client, whose own buffer plays it.
+                cut: None,
             }),
             max_backlog: opts.max_backlog,
             ..EngineSetup::new(
