@@ -101,7 +101,7 @@ impl Output {
     /// possible) the speaker paces the engine. `cut`: what the speaker has queued is
     /// silenced first (a barge-in). Whether the frame was queued for the speaker (or
     /// there is none): a speaker on its own clock leaves out a silent frame while it
-    /// holds more than its prefill, so latency gained in a slow moment (a stall, then
+    /// holds a frame more than its prefill, so latency gained in a slow moment (a stall, then
     /// a burst of catching up) is given back at the next silence instead of delaying
     /// everything after it.
     pub fn emit(
@@ -136,8 +136,10 @@ impl Output {
         rs.push(pcm);
         self.mono.resize(rs.available(), 0.0);
         let n = rs.pop(&mut self.mono);
+        // Left out only if the speaker still holds its prefill once it has played a
+        // frame: the prefill stays the floor that absorbs a late step.
         let keep =
-            (port.prefill_ms / 1000.0 * port.format.sample_rate as f64) as usize * ch + n * ch / 2;
+            (port.prefill_ms / 1000.0 * port.format.sample_rate as f64) as usize * ch + n * ch;
         if realtime
             && port.cut.is_some()
             && self.mono[..n].iter().all(|s| s.abs() < 1e-6)

@@ -1,5 +1,6 @@
-//! Who gets the cores when they are short. The engine thread steps the synthesiser
-//! and feeds the recogniser once per 80 ms frame: if it is late, the speaker runs dry.
+//! Who gets the cores when they are short. The engine thread feeds the recogniser and
+//! hands the speaker a frame once per 80 ms, and the synthesiser's thread
+//! (`speech::tts::worker`) makes those frames: if either is late, the speaker runs dry.
 //! The parts that can wait (Whisper's transcriptions, the LLM's reading and writing)
 //! run their candle work in thread pools of their own at a lower priority (a higher
 //! `nice`), so the kernel gives the engine its core first and them whatever is left;

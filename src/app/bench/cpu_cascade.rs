@@ -822,6 +822,35 @@ fn turn_figures(spoken: &[Spoken], out: &[f32]) -> (Figures, Vec<(Kind, f64)>) {
     (f, others)
 }
 
+/// The longest stretch of silent frames that counts as a gap inside a reply (longer
+/// is the silence between turns).
+const MAX_GAP_FRAMES: usize = 6;
+
+/// Gaps inside replies on the output's timeline: runs of frames of exact silence (a
+/// synthesiser's frames are never all zeros; the turn machine's stand-in for a frame
+/// not ready is) between frames of sound, up to `MAX_GAP_FRAMES` long. The user hears
+/// them as the reply stalling; a speaker's underrun count does not see them, since the
+/// silence reaches it in time. How many gaps and how many frames in all.
+fn reply_gaps(out: &[f32]) -> (usize, usize) {
+    let zero: Vec<bool> = out
+        .chunks_exact(FRAME)
+        .map(|f| f.iter().all(|&x| x == 0.0))
+        .collect();
+    let (mut gaps, mut frames, mut run, mut after_sound) = (0, 0, 0, false);
+    for z in zero {
+        if z {
+            run += 1;
+            continue;
+        }
+        if after_sound && (1..=MAX_GAP_FRAMES).contains(&run) {
+            gaps += 1;
+            frames += run;
+        }
+        (run, after_sound) = (0, true);
+    }
+    (gaps, frames)
+}
+
 /// Where the time from the end of speech to the first audio goes, for the answered
 /// turns: one line of p50s.
 fn print_breakdown(
@@ -1024,6 +1053,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
 
     let spoken = conversation.spoken();
     let (figures, others) = turn_figures(spoken, &audio.samples);
+    let (gaps, gap_frames) = reply_gaps(&audio.samples);
     if cut.load(Ordering::Relaxed) {
         writeln!(
             out,
@@ -1042,9 +1072,22 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     )?;
     writeln!(
         out,
-        "input frames: {} in, {} dropped; output underruns (10 ms blocks, after the first second): {underruns}",
+        "input frames: {} in, {} dropped; output underruns (10 ms blocks, after the first second): {underruns}; \
+         gaps inside replies (silent frames the synthesiser had nothing ready for, the reply going on after them): {gaps} ({gap_frames} frames)",
         stats.frames_in, stats.dropped_frames
     )?;
+    if !stats.step_ms.is_empty() {
+        let p = percentiles(&stats.step_ms);
+        writeln!(
+            out,
+            "engine step (the turn machine, the recogniser's feed, the synthesiser's frames handed over): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {} over 80 ms",
+            p.p50,
+            p.p99,
+            p.max,
+            stats.step_ms.iter().filter(|&&ms| ms > 80.0).count(),
+            stats.step_ms.len()
+        )?;
+    }
     let stt = probe.stt_ms.lock().unwrap().clone();
     let during: Vec<f64> = stt.iter().filter(|s| s.1).map(|s| s.0).collect();
     let quiet: Vec<f64> = stt.iter().filter(|s| !s.1).map(|s| s.0).collect();
@@ -1168,6 +1211,14 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
             p.max,
             waited.len()
         )?;
+        // The issue's measure: the bench signals the end of the turn at the end of
+        // speech, and the turn rule's own wait is counted apart.
+        writeln!(
+            out,
+            "  less the turn rule's own wait ({TURN_RULE_WAIT_MS:.0} ms of quiet; the recogniser's time stays in): p50 {:.0} ms, p95 {:.0} ms",
+            p.p50 - TURN_RULE_WAIT_MS,
+            p.p95 - TURN_RULE_WAIT_MS,
+        )?;
     }
     let starts = share.starts.lock().unwrap().clone();
     let (mut barge, mut in_quiet, mut never) = (Vec::new(), 0, 0);
@@ -1260,6 +1311,27 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_is_silence_between_sounds_no_longer_than_a_pause_between_turns() {
+        let mut out = Vec::new();
+        let mut put = |loud: bool, n: usize| {
+            out.extend(std::iter::repeat_n(if loud { 0.1 } else { 0.0 }, n * FRAME))
+        };
+        put(false, 20); // before the first reply: no gap
+        put(true, 5);
+        put(false, 1); // a gap
+        put(true, 3);
+        put(false, 3); // a gap
+        put(true, 2);
+        put(false, MAX_GAP_FRAMES + 1); // between turns
+        put(true, 1);
+        put(false, 2); // at the end: the reply never went on
+        assert_eq!(reply_gaps(&out), (2, 4));
+        // Quiet sound is not a gap: only exact zeros are.
+        let soft = vec![1e-6f32; 3 * FRAME];
+        assert_eq!(reply_gaps(&soft), (0, 0));
+    }
 
     #[test]
     fn a_barge_in_on_the_wall_clock_runs_from_its_onset_to_lasting_quiet_over_sound_only() {

@@ -48,7 +48,9 @@ const USER_WORDS_RESERVE: usize = 256;
 /// Frames the synthesiser may hold, the one playing included (480 ms). It makes one frame per
 /// engine step at least; when a step leaves time it makes another, so a slow step
 /// later (the machine busy, a new chunk's text read in) plays from this lead instead
-/// of running the speaker dry. A barge-in drops the lead with the reply.
+/// of running the speaker dry. A barge-in drops the lead with the reply. (On a CPU
+/// the synthesiser runs on a thread of its own, `TtsThread`, and a step here only
+/// takes what it has made.)
 const LEAD_FRAMES: usize = 6;
 /// Synthesise ahead only while the engine step has used less than this of its 80 ms.
 const LEAD_BUDGET: std::time::Duration = std::time::Duration::from_millis(40);

@@ -17,7 +17,7 @@ pub const END_QUIET_FRAMES: u32 = 4;
 /// until the end are silence, which changes nothing, so its result is held and given
 /// out at the end (or dropped if the speaker goes on). It hides the transcription
 /// behind the wait for the end.
-pub const SPECULATE_QUIET_FRAMES: u32 = 2;
+pub const SPECULATE_QUIET_FRAMES: u32 = 1;
 /// Frames kept from before the onset, so the first word's start is not cut.
 const PREROLL_FRAMES: usize = 3;
 /// Speech frames an utterance needs (fewer is a click).
@@ -282,17 +282,17 @@ mod tests {
         }
         // The first partial once there is 1 s of audio (the onset's frame with 2 of
         // preroll, then 10 more: frame 10); the last transcription on speculation at
-        // the second quiet frame (14), confirmed at the fourth (16).
+        // the first quiet frame (13), confirmed at the fourth (16).
         let at: Vec<usize> = jobs.iter().map(|(i, _)| *i).collect();
-        assert_eq!(at, vec![10, 14, 16], "frames with a job");
+        assert_eq!(at, vec![10, 13, 16], "frames with a job");
         assert!(matches!(jobs[0].1, Job::Partial(_)));
         assert!(matches!(jobs[2].1, Job::Confirm));
         let Job::Tentative(audio) = &jobs[1].1 else {
-            panic!("no tentative end at the second quiet frame")
+            panic!("no tentative end at the first quiet frame")
         };
-        // Preroll with the onset (3) + 12 + 2 quiet frames, at 16 kHz (1280 a frame).
+        // Preroll with the onset (3) + 12 + 1 quiet frame, at 16 kHz (1280 a frame).
         let frames = audio.len() as f64 / 1280.0;
-        assert!((16.5..=17.5).contains(&frames), "{frames}");
+        assert!((15.5..=16.5).contains(&frames), "{frames}");
         assert!(!s.in_utterance());
         // Speech after the tentative end withdraws it; the next quiet ends it again.
         for _ in 0..10 {
@@ -309,12 +309,10 @@ mod tests {
                 Job::Withdraw => "withdraw",
             }));
         }
-        // (the hop that fell due while the tentative end was out runs once speech
-        // resumes)
-        assert_eq!(
-            kinds,
-            ["tentative", "withdraw", "partial", "tentative", "confirm"]
-        );
+        // (the hop that fell due while the tentative end was out gives way to the
+        // next tentative end, at the first quiet frame after the speech resumed: it
+        // transcribes the same audio)
+        assert_eq!(kinds, ["tentative", "withdraw", "tentative", "confirm"]);
         // A single click is no utterance.
         for _ in 0..10 {
             s.push(&quiet);

@@ -100,6 +100,18 @@ fn eager_cut(s: &str, min: usize) -> Option<usize> {
         }
         prev = Some((i, c));
     }
+    // A clause mark ending the text so far ends its word too: "Sure," is spoken
+    // without waiting for the token after it. Not after a digit ("3," may be "3,500").
+    let mut tail = s.chars().rev();
+    if let (Some(mark), Some(before)) = (tail.next(), tail.next()) {
+        if ",;:\u{2013}\u{2014}".contains(mark)
+            && !before.is_whitespace()
+            && !before.is_ascii_digit()
+            && words + 1 >= min
+        {
+            cut = Some(s.len());
+        }
+    }
     cut.or(if words >= RUN_ON_WORDS {
         last_word_end
     } else {
@@ -385,6 +397,12 @@ mod tests {
         assert_eq!(eager_cut("Well, I think so", 4), None);
         assert_eq!(eager_cut("Well, I think that, maybe ", 4), Some(19));
         assert_eq!(eager_cut("Well, I think that, maybe ", 0), None);
+        // A comma that ends the text so far ends its word: no wait for the next token.
+        assert_eq!(eager_cut("Sure,", 1), Some(5));
+        assert_eq!(eager_cut("Well, I think that,", 4), Some(19));
+        assert_eq!(eager_cut("Well, I think,", 4), None, "three words");
+        assert_eq!(eager_cut("It costs 3,", 1), None, "a digit's comma waits");
+        assert_eq!(eager_cut("Sure ,", 1), None);
         let long = "word ".repeat(RUN_ON_WORDS);
         assert_eq!(eager_cut(&long, 4), Some(long.len() - 1));
     }
