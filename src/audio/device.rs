@@ -13,7 +13,7 @@ use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use std::sync::atomic::{
     AtomicBool, AtomicUsize,
-    Ordering::{Relaxed, Release},
+    Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::Arc;
 
@@ -245,13 +245,14 @@ impl Cut {
     /// Drop the next `samples` (interleaved) queued samples; a later request replaces
     /// an earlier one not yet taken.
     pub fn request(&self, samples: usize) {
-        self.0.store(samples, Relaxed);
+        // Release: what the producer queued before asking is seen by the callback.
+        self.0.store(samples, Release);
     }
 
     /// The consumer's side: drop what was asked (never more than is queued, whole
     /// frames of `channels`); the count dropped.
     pub fn apply(&self, cons: &mut HeapCons<f32>, channels: usize) -> usize {
-        let asked = self.0.swap(0, Relaxed);
+        let asked = self.0.swap(0, Acquire);
         if asked == 0 {
             return 0;
         }

@@ -99,11 +99,10 @@ impl Output {
     /// One model frame to the file and the port. `realtime`: the input keeps its own
     /// clock, so a full speaker ring drops and counts; otherwise (a file read as fast as
     /// possible) the speaker paces the engine. `cut`: what the speaker has queued is
-    /// silenced first (a barge-in). Whether the frame was queued for the speaker (or
-    /// there is none): a speaker on its own clock leaves out a silent frame while it
-    /// holds a frame more than its prefill, so latency gained in a slow moment (a stall, then
-    /// a burst of catching up) is given back at the next silence instead of delaying
-    /// everything after it.
+    /// silenced first (a barge-in). A speaker on its own clock leaves out a silent
+    /// frame while it holds a frame more than its prefill, so latency gained in a slow
+    /// moment (a stall, then a burst of catching up) is given back at the next silence
+    /// instead of delaying everything after it. Whether the frame was queued.
     pub fn emit(
         &mut self,
         pcm: &[f32],
@@ -118,11 +117,13 @@ impl Output {
             return Ok(true);
         };
         let ch = port.format.channels as usize;
+        let cut = cut && port.cut.is_some();
         if let Some(c) = port.cut.as_ref().filter(|_| cut) {
-            // The queued samples become silence of the same length, so the echo
-            // canceller's reference (what was sent) keeps its timing with the speaker.
-            let queued = port.prod.occupied_len();
-            c.request(queued);
+            // The queued samples become silence of the same length, so the speaker
+            // keeps its timing with the echo canceller's reference (what was sent).
+            // The silence goes in first, then the request: a callback in between
+            // then plays on from the old audio instead of running dry.
+            let queued = port.prod.occupied_len() / ch * ch;
             let zeros = [0.0f32; 480];
             let mut left = queued;
             while left > 0 {
@@ -132,6 +133,7 @@ impl Output {
                 }
                 left -= n;
             }
+            c.request(queued);
         }
         rs.push(pcm);
         self.mono.resize(rs.available(), 0.0);
@@ -140,7 +142,9 @@ impl Output {
         // frame: the prefill stays the floor that absorbs a late step.
         let keep =
             (port.prefill_ms / 1000.0 * port.format.sample_rate as f64) as usize * ch + n * ch;
+        // (Not on a cut: what the ring holds then is about to be dropped.)
         if realtime
+            && !cut
             && port.cut.is_some()
             && self.mono[..n].iter().all(|s| s.abs() < 1e-6)
             && port.prod.occupied_len() >= keep
@@ -184,9 +188,13 @@ mod tests {
     const FRAME: usize = 1920;
 
     fn speaker(cut: Option<Cut>) -> (Output, ringbuf::HeapCons<f32>) {
+        speaker_with(cut, 1)
+    }
+
+    fn speaker_with(cut: Option<Cut>, channels: u16) -> (Output, ringbuf::HeapCons<f32>) {
         let format = AudioFormat {
             sample_rate: 24_000,
-            channels: 1,
+            channels,
         };
         let (prod, cons) = ring_for(format, 2.0);
         let port = OutputPort {
@@ -200,23 +208,29 @@ mod tests {
 
     #[test]
     fn a_cut_silences_what_the_speaker_holds_and_keeps_its_length() {
-        let cut = Cut::default();
-        let (mut out, mut cons) = speaker(Some(cut.clone()));
-        let meters = Meters::default();
-        let sound = vec![0.5f32; FRAME];
-        for _ in 0..3 {
-            assert!(out.emit(&sound, true, false, &meters).unwrap());
+        for ch in [1usize, 2] {
+            let cut = Cut::default();
+            let (mut out, mut cons) = speaker_with(Some(cut.clone()), ch as u16);
+            let meters = Meters::default();
+            let sound = vec![0.5f32; FRAME];
+            for _ in 0..3 {
+                assert!(out.emit(&sound, true, false, &meters).unwrap());
+            }
+            // The callback has played part of a frame (whole frames of `ch`).
+            let mut played = vec![0.0f32; 100 * ch];
+            cons.pop_slice(&mut played);
+            let held = cons.occupied_len();
+            // The barge-in's frame (silent) is queued too: what the ring held is
+            // about to be dropped, so it does not count against the prefill.
+            assert!(out.emit(&vec![0.0; FRAME], true, true, &meters).unwrap());
+            // The speaker's next callback takes the cut: silence of the same length,
+            // then the barge-in's frame.
+            cut.apply(&mut cons, ch);
+            let mut rest = vec![1.0f32; 8 * FRAME * ch];
+            let n = cons.pop_slice(&mut rest);
+            assert_eq!(n, held + FRAME * ch, "the queue's length changed ({ch} ch)");
+            assert!(rest[..n].iter().all(|&x| x == 0.0), "the reply played on");
         }
-        let held = cons.occupied_len();
-        assert_eq!(held, 3 * FRAME);
-        // The barge-in's frame: silent, and the queue is deep, so it is left out.
-        assert!(!out.emit(&vec![0.0; FRAME], true, true, &meters).unwrap());
-        // The speaker's next callback takes the cut: silence of the same length.
-        cut.apply(&mut cons, 1);
-        let mut rest = vec![1.0f32; 8 * FRAME];
-        let n = cons.pop_slice(&mut rest);
-        assert_eq!(n, held, "the queue's length changed");
-        assert!(rest[..n].iter().all(|&x| x == 0.0), "the reply played on");
     }
 
     #[test]

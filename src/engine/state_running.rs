@@ -115,6 +115,10 @@ impl Engine {
                     // file takes it as fast as it comes.
                     if tail_frames == 0 {
                         self.send(EngineEvent::InputEnded);
+                        // No clock now: parts on threads of their own are waited for.
+                        if let Some(m) = self.model.as_mut() {
+                            m.set_realtime(false);
+                        }
                     }
                     tail_frames += 1;
                     self.frames.frame.fill(0.0);
@@ -168,8 +172,7 @@ impl Engine {
             let step_ms = t_step.elapsed().as_secs_f64() * 1000.0;
             self.wake_words();
             let t_out = Instant::now();
-            let queued = self
-                .output
+            self.output
                 .emit(
                     &self.out.pcm,
                     self.frames.is_realtime() && tail_frames == 0,
@@ -180,10 +183,12 @@ impl Engine {
             if let Some(p) = self
                 .mic_path
                 .as_mut()
-                .filter(|_| queued && self.rate == crate::audio::aec::SAMPLE_RATE)
+                .filter(|_| self.rate == crate::audio::aec::SAMPLE_RATE)
             {
-                // The reference: exactly what went to the speaker (a silent frame left
-                // out of its queue is left out here too, so the two keep their timing).
+                // The reference: what was sent to the speaker, as it is sent. The echo
+                // comes the speaker's queue later; the canceller finds that delay, which
+                // changes only after a stall (the queue grows, then gives it back at
+                // the next silence, `Output::emit`).
                 p.push_far(&self.out.pcm);
             }
             self.dump_step().map_err(io)?;

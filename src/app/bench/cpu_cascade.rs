@@ -548,6 +548,8 @@ impl Playback {
 struct PacedSpeaker {
     stop: Arc<AtomicBool>,
     underruns: Arc<AtomicU64>,
+    /// When the first underruns came, in s from the speaker's start.
+    underrun_at: Arc<Mutex<Vec<f64>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -561,6 +563,8 @@ impl PacedSpeaker {
         let stop = Arc::new(AtomicBool::new(false));
         let underruns = Arc::new(AtomicU64::new(0));
         let (stop2, under2) = (stop.clone(), underruns.clone());
+        let underrun_at = Arc::new(Mutex::new(Vec::new()));
+        let at2 = underrun_at.clone();
         let cut = Cut::default();
         let cut2 = cut.clone();
         let thread = std::thread::Builder::new()
@@ -584,6 +588,10 @@ impl PacedSpeaker {
                     let got = cons.pop_slice(&mut buf);
                     if started && got < BLOCK && i >= 100 {
                         under2.fetch_add(1, Ordering::Relaxed);
+                        let mut at = at2.lock().unwrap();
+                        if at.len() < 10 {
+                            at.push(start.elapsed().as_secs_f64());
+                        }
                     }
                     playback.block(buf[..got].iter().any(|x| x.abs() > 1e-4));
                 }
@@ -593,6 +601,7 @@ impl PacedSpeaker {
             Self {
                 stop,
                 underruns,
+                underrun_at,
                 thread: Some(thread),
             },
             OutputPort {
@@ -1041,6 +1050,7 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
     let _ = watchdog.join();
     let conversation = mic.finish();
     let underruns = speaker.underruns.load(Ordering::Relaxed);
+    let underrun_at = speaker.underrun_at.lock().unwrap().clone();
     drop(speaker);
     let _ = drain.join();
     if let Some(e) = &stats.error {
@@ -1076,6 +1086,11 @@ pub fn run(parts: Parts, minutes: f64, out: &mut dyn std::io::Write) -> Result<(
          gaps inside replies (silent frames the synthesiser had nothing ready for, the reply going on after them): {gaps} ({gap_frames} frames)",
         stats.frames_in, stats.dropped_frames
     )?;
+    if !underrun_at.is_empty() {
+        // Beside the turns' start times above (the two clocks start together).
+        let at: Vec<String> = underrun_at.iter().map(|t| format!("{t:.2} s")).collect();
+        writeln!(out, "  underruns at: {}", at.join(", "))?;
+    }
     if !stats.step_ms.is_empty() {
         let p = percentiles(&stats.step_ms);
         writeln!(

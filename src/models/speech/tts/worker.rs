@@ -5,13 +5,15 @@
 //! frames at most, and the engine takes what is ready; what is not ready plays as
 //! silence instead of stalling everything else.
 //!
-//! When the input is a file read as fast as the model steps (no clock to keep), every
-//! call goes to the synthesiser directly instead, so a run's audio does not depend on
-//! thread timing.
+//! Without a clock (a file read as fast as the model steps, or the silence fed after a
+//! real-time input ended mid-reply) the thread makes a frame only when asked and the
+//! engine waits for it, so the frames are those of a direct call, whatever the
+//! timing. Commands and requests share one queue, so the synthesiser sees text, ends
+//! and steps in the order the turn machine gave them.
 
 use crate::models::parts::{TextToSpeech, TtsStep, TTS_FRAME};
 use anyhow::Result;
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -20,6 +22,10 @@ use std::time::Duration;
 /// Frames the thread may make before the engine takes them (on top of any lead the
 /// turn machine keeps).
 const AHEAD: usize = 2;
+/// While a synthesiser says `Waiting` (for text, or, as Kyutai's does after a bounded
+/// number of model steps, for another call), the thread calls it again after this or
+/// at the next command, whichever comes first.
+const RETRY: Duration = Duration::from_millis(10);
 
 enum Command {
     /// Utterance `n` has begun (the synthesiser was started by the caller).
@@ -28,6 +34,10 @@ enum Command {
     Finish(u64),
     /// Utterance `n` was cancelled.
     Cancel(u64),
+    /// Run ahead on its own (a clock), or make a frame only when asked.
+    Ahead(bool),
+    /// Make one frame of utterance `n` and send it, whatever it is.
+    Step(u64),
 }
 
 /// One frame made for utterance `utt`.
@@ -46,9 +56,9 @@ pub struct TtsThread {
     utt: Arc<AtomicU64>,
     commands: Option<Sender<Command>>,
     frames: Receiver<Made>,
-    /// Frames made but not yet played, handed back for reuse.
+    /// Frames taken, handed back for reuse.
     spare: Sender<Vec<f32>>,
-    /// The input keeps a clock: take what is ready. Otherwise call directly.
+    /// The input keeps a clock: take what is ready. Otherwise ask and wait.
     realtime: bool,
     thread: Option<JoinHandle<()>>,
 }
@@ -64,12 +74,25 @@ impl TtsThread {
         let inner: Shared = Arc::new(Mutex::new(tts));
         let utt = Arc::new(AtomicU64::new(0));
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-        let (made_tx, made_rx) = crossbeam_channel::bounded(AHEAD);
+        // Room for the lead and for the one frame a request adds.
+        let (made_tx, made_rx) = crossbeam_channel::bounded(AHEAD + 1);
         let (spare_tx, spare_rx) = crossbeam_channel::bounded(AHEAD * 2 + 2);
         let (inner2, utt2) = (inner.clone(), utt.clone());
         let thread = std::thread::Builder::new()
             .name("synthesiser".into())
-            .spawn(move || work(inner2, utt2, cmd_rx, made_tx, spare_rx))?;
+            .spawn(move || {
+                Worker {
+                    inner: inner2,
+                    utt: utt2,
+                    made: made_tx,
+                    spare: spare_rx,
+                    cur: 0,
+                    active: false,
+                    ahead: false,
+                    gone: false,
+                }
+                .run(cmd_rx)
+            })?;
         Ok(Self {
             name,
             inner,
@@ -98,98 +121,169 @@ impl TtsThread {
             let _ = self.spare.try_send(m.pcm);
         }
     }
+
+    fn thread_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    fn take(&self, m: Made, out: &mut [f32]) -> Result<TtsStep> {
+        let n = out.len().min(m.pcm.len());
+        out[..n].copy_from_slice(&m.pcm[..n]);
+        let _ = self.spare.try_send(m.pcm);
+        m.step
+    }
 }
 
-/// The thread: apply commands; while the utterance in play has text to speak, make its
-/// frames, at most `AHEAD` waiting to be taken.
-fn work(
+/// The thread's side.
+struct Worker {
     inner: Shared,
     utt: Arc<AtomicU64>,
-    commands: Receiver<Command>,
     made: Sender<Made>,
     spare: Receiver<Vec<f32>>,
-) {
-    // The utterance this thread works on, and whether it may have a frame to make.
-    let (mut cur, mut active) = (0u64, false);
-    loop {
-        let first = if active {
-            match commands.try_recv() {
-                Ok(c) => Some(c),
-                Err(TryRecvError::Empty) => None,
-                Err(TryRecvError::Disconnected) => return,
+    /// The utterance this thread works on.
+    cur: u64,
+    /// It has text or an end to work on (running ahead only).
+    active: bool,
+    /// Running ahead on its own (the input keeps a clock).
+    ahead: bool,
+    /// The engine has dropped its end of the frames channel.
+    gone: bool,
+}
+
+impl Worker {
+    fn run(mut self, commands: Receiver<Command>) {
+        loop {
+            let next = if self.ahead && self.active {
+                commands.recv_timeout(RETRY)
+            } else {
+                commands.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            match next {
+                Ok(c) => {
+                    if !self.apply(c) {
+                        return;
+                    }
+                    // Every command waiting, before the next frame.
+                    while let Ok(c) = commands.try_recv() {
+                        if !self.apply(c) {
+                            return;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
             }
-        } else {
-            match commands.recv() {
-                Ok(c) => Some(c),
-                Err(_) => return,
+            if self.gone {
+                return;
             }
-        };
-        let mut apply = |c: Command| match c {
+            // Ahead: frames until the lead is full (the send waits for room) or the
+            // synthesiser waits; each `Waiting` is tried again after `RETRY`.
+            while self.ahead && self.active && !self.gone {
+                match self.make(false) {
+                    Some(TtsStep::Audio { .. }) if commands.is_empty() => {}
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// Apply one command; false when the engine has gone.
+    fn apply(&mut self, c: Command) -> bool {
+        self.apply_one(c);
+        !self.gone
+    }
+
+    fn apply_one(&mut self, c: Command) {
+        match c {
             Command::Start(n) => {
-                cur = n;
-                active = false;
+                self.cur = n;
+                self.active = false;
             }
-            Command::Text(n, t) if n == cur => {
-                lock(&inner).push_text(&t);
-                active = true;
+            Command::Text(n, t) if n == self.cur => {
+                lock(&self.inner).push_text(&t);
+                self.active = true;
             }
-            Command::Finish(n) if n == cur => {
-                lock(&inner).finish();
-                active = true;
+            Command::Finish(n) if n == self.cur => {
+                lock(&self.inner).finish();
+                self.active = true;
             }
             Command::Cancel(n) => {
-                let mut tts = lock(&inner);
+                let mut tts = lock(&self.inner);
                 // Unless a newer utterance has begun since.
-                if utt.load(Ordering::Acquire) == n {
+                if self.utt.load(Ordering::Acquire) == n {
                     tts.cancel();
                 }
-                active = false;
+                self.active = false;
+            }
+            Command::Ahead(on) => self.ahead = on,
+            Command::Step(n) if n == self.cur => {
+                self.make(true);
+            }
+            // A request for an utterance that was cancelled and not begun again.
+            Command::Step(n) => {
+                let m = Made {
+                    utt: n,
+                    pcm: Vec::new(),
+                    step: Ok(TtsStep::Waiting),
+                };
+                self.gone |= self.made.send(m).is_err();
             }
             _ => {}
-        };
-        if let Some(c) = first {
-            apply(c);
         }
-        while let Ok(c) = commands.try_recv() {
-            apply(c);
-        }
-        if !active {
-            continue;
-        }
-        let mut pcm = spare.try_recv().unwrap_or_default();
+    }
+
+    /// Make one frame and send it (a `Waiting` only when `asked`). What it was, or
+    /// `None` when nothing was sent.
+    fn make(&mut self, asked: bool) -> Option<TtsStep> {
+        let mut pcm = self.spare.try_recv().unwrap_or_default();
         pcm.clear();
         pcm.resize(TTS_FRAME, 0.0);
         let step = {
-            let mut tts = lock(&inner);
-            if utt.load(Ordering::Acquire) != cur {
+            let mut tts = lock(&self.inner);
+            if self.utt.load(Ordering::Acquire) != self.cur {
                 // Cancelled or restarted: its commands are on their way.
-                active = false;
-                continue;
+                self.active = false;
+                if !asked {
+                    return None;
+                }
+                Ok(TtsStep::Waiting)
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tts.step(&mut pcm)))
+                    .unwrap_or_else(|p| {
+                        let why = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".into());
+                        Err(anyhow::anyhow!("the synthesiser crashed: {why}"))
+                    })
             }
-            tts.step(&mut pcm)
         };
-        match &step {
-            // Nothing to say until more text comes.
-            Ok(TtsStep::Waiting) => {
-                active = false;
-                continue;
-            }
-            Ok(TtsStep::Done) | Err(_) => active = false,
-            Ok(TtsStep::Audio { .. }) => {}
+        let kind = match &step {
+            Ok(s) => *s,
+            Err(_) => TtsStep::Done,
+        };
+        match kind {
+            TtsStep::Waiting if !asked => return Some(kind),
+            TtsStep::Done => self.active = false,
+            _ => {}
         }
         let mut m = Made {
-            utt: cur,
+            utt: self.cur,
             pcm,
             step,
         };
         // Wait for room, unless the utterance is dropped meanwhile.
         loop {
-            match made.send_timeout(m, Duration::from_millis(20)) {
-                Ok(()) => break,
-                Err(SendTimeoutError::Disconnected(_)) => return,
+            match self.made.send_timeout(m, Duration::from_millis(20)) {
+                Ok(()) => return Some(kind),
+                Err(SendTimeoutError::Disconnected(_)) => {
+                    self.gone = true;
+                    return None;
+                }
                 Err(SendTimeoutError::Timeout(back)) => {
-                    if utt.load(Ordering::Acquire) != cur {
-                        break;
+                    if self.utt.load(Ordering::Acquire) != self.cur {
+                        return None;
                     }
                     m = back;
                 }
@@ -212,53 +306,53 @@ impl TextToSpeech for TtsThread {
     }
 
     fn set_realtime(&mut self, realtime: bool) {
-        self.realtime = realtime;
+        if realtime != self.realtime {
+            self.realtime = realtime;
+            self.send(Command::Ahead(realtime));
+        }
     }
 
     fn start(&mut self) -> Result<()> {
         // A new utterance number first, so the thread stops stepping the old one.
         let n = self.utt.fetch_add(1, Ordering::AcqRel) + 1;
         self.drain();
+        // Synchronous, so a synthesiser that cannot start says so now; it waits out
+        // the thread's step if one is under way (the old utterance's last).
         let r = lock(&self.inner).start();
         self.send(Command::Start(n));
         r
     }
 
     fn push_text(&mut self, text: &str) {
-        if self.realtime {
-            self.send(Command::Text(self.current(), text.to_string()));
-        } else {
-            lock(&self.inner).push_text(text);
-        }
+        self.send(Command::Text(self.current(), text.to_string()));
     }
 
     fn finish(&mut self) {
-        if self.realtime {
-            self.send(Command::Finish(self.current()));
-        } else {
-            lock(&self.inner).finish();
-        }
+        self.send(Command::Finish(self.current()));
     }
 
     fn step(&mut self, out: &mut [f32]) -> Result<TtsStep> {
-        if !self.realtime {
-            return lock(&self.inner).step(out);
+        let cur = self.current();
+        // Frames made ahead come first, in order.
+        while let Ok(m) = self.frames.try_recv() {
+            if m.utt == cur {
+                return self.take(m, out);
+            }
+            let _ = self.spare.try_send(m.pcm);
         }
+        if self.realtime {
+            // Not ready: this frame is silence, and the reply goes on after it.
+            anyhow::ensure!(self.thread_alive(), "the synthesiser's thread stopped");
+            return Ok(TtsStep::Waiting);
+        }
+        self.send(Command::Step(cur));
         loop {
-            match self.frames.try_recv() {
-                Ok(m) if m.utt != self.current() => {
-                    let _ = self.spare.try_send(m.pcm);
-                }
+            match self.frames.recv_timeout(Duration::from_millis(200)) {
+                Ok(m) if m.utt == cur => return self.take(m, out),
                 Ok(m) => {
-                    let n = out.len().min(m.pcm.len());
-                    out[..n].copy_from_slice(&m.pcm[..n]);
                     let _ = self.spare.try_send(m.pcm);
-                    return m.step;
                 }
-                // Not ready: this frame is silence, and the reply goes on after it.
-                Err(_) if self.thread.as_ref().is_some_and(|t| !t.is_finished()) => {
-                    return Ok(TtsStep::Waiting)
-                }
+                Err(RecvTimeoutError::Timeout) if self.thread_alive() => {}
                 Err(_) => anyhow::bail!("the synthesiser's thread stopped"),
             }
         }
@@ -267,19 +361,15 @@ impl TextToSpeech for TtsThread {
     fn cancel(&mut self) {
         let n = self.utt.fetch_add(1, Ordering::AcqRel) + 1;
         self.drain();
-        if self.realtime {
-            self.send(Command::Cancel(n));
-        } else {
-            lock(&self.inner).cancel();
-        }
+        self.send(Command::Cancel(n));
     }
 }
 
 impl Drop for TtsThread {
     fn drop(&mut self) {
-        // Closing the command channel ends the thread; a frame it is making is
-        // dropped once made (the frames channel closes with us).
-        self.utt.fetch_add(1, Ordering::AcqRel);
+        // Closing the command queue ends the thread; a frame it is making is dropped
+        // once made (the frames channel closes with us).
+        self.utt.store(u64::MAX, Ordering::Release);
         self.commands = None;
         if let Some(t) = self.thread.take() {
             // Bounded: a step is at most a few hundred ms.
@@ -309,7 +399,13 @@ mod tests {
         made: u64,
         finished: bool,
         gate: Option<Receiver<()>>,
+        /// Told when a step begins (before the gate).
+        entered: Option<Sender<()>>,
         fail_start: bool,
+        /// Say `Waiting` every other call even with words to speak (as Kyutai's does
+        /// after a bounded number of model steps).
+        stutter: bool,
+        calls: u64,
     }
 
     fn words(gate: Option<Receiver<()>>) -> Words {
@@ -319,7 +415,10 @@ mod tests {
             made: 0,
             finished: false,
             gate,
+            entered: None,
             fail_start: false,
+            stutter: false,
+            calls: 0,
         }
     }
 
@@ -345,8 +444,15 @@ mod tests {
             self.finished = true;
         }
         fn step(&mut self, out: &mut [f32]) -> Result<TtsStep> {
+            if let Some(e) = &self.entered {
+                let _ = e.send(());
+            }
             if let Some(g) = &self.gate {
                 g.recv().unwrap();
+            }
+            self.calls += 1;
+            if self.stutter && self.calls % 2 == 1 {
+                return Ok(TtsStep::Waiting);
             }
             if self.words.pop_front().is_some() {
                 self.made += 1;
@@ -384,7 +490,10 @@ mod tests {
     #[test]
     fn with_a_clock_a_step_the_synthesiser_is_still_making_is_silence_not_a_wait() {
         let (permit, gate) = crossbeam_channel::unbounded();
-        let mut t = TtsThread::spawn(Box::new(words(Some(gate)))).unwrap();
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let mut w = words(Some(gate));
+        w.entered = Some(entered_tx);
+        let mut t = TtsThread::spawn(Box::new(w)).unwrap();
         t.set_realtime(true);
         t.start().unwrap();
         t.push_text("one two");
@@ -392,6 +501,7 @@ mod tests {
         let mut out = vec![0.0; TTS_FRAME];
         // The synthesiser is held inside its first step: the engine's step returns
         // at once, silent.
+        entered.recv_timeout(Duration::from_secs(5)).unwrap();
         for _ in 0..3 {
             assert!(matches!(t.step(&mut out).unwrap(), TtsStep::Waiting));
             assert!(out.iter().all(|&x| x == 0.0));
@@ -422,18 +532,15 @@ mod tests {
         for _ in 0..40 {
             permit.send(()).unwrap();
         }
-        // Nothing taken: the thread makes AHEAD frames and one more it waits to hand
-        // over, and then no more.
+        // Nothing taken: the thread fills the frames channel (AHEAD + 1) and makes one
+        // more it waits to hand over, and then no more.
+        let lead = AHEAD + 2;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while permit.len() > 40 - (AHEAD + 1) && Instant::now() < deadline {
+        while permit.len() > 40 - lead && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(
-            permit.len(),
-            40 - (AHEAD + 1),
-            "steps taken beyond the lead"
-        );
+        assert_eq!(permit.len(), 40 - lead, "steps taken beyond the lead");
         t.cancel();
         let mut out = vec![0.0; TTS_FRAME];
         for _ in 0..5 {
@@ -452,12 +559,61 @@ mod tests {
     }
 
     #[test]
-    fn without_a_clock_every_call_is_direct_and_a_start_error_is_returned() {
+    fn a_synthesiser_that_says_waiting_with_work_left_is_called_again_and_ends() {
+        let mut w = words(None);
+        w.stutter = true;
+        let mut t = TtsThread::spawn(Box::new(w)).unwrap();
+        t.set_realtime(true);
+        t.start().unwrap();
+        t.push_text("a b c");
+        t.finish();
+        let mut out = vec![0.0; TTS_FRAME];
+        let mut got = Vec::new();
+        loop {
+            match next(&mut t, &mut out) {
+                TtsStep::Audio { .. } => got.push(out[0]),
+                TtsStep::Done => break,
+                TtsStep::Waiting => panic!("the reply stalled after {got:?}"),
+            }
+        }
+        assert_eq!(got, [1001.0, 1002.0, 1003.0]);
+    }
+
+    #[test]
+    fn losing_the_clock_mid_reply_gives_every_frame_in_order_without_a_hole() {
+        let (permit, gate) = crossbeam_channel::unbounded();
+        let mut t = TtsThread::spawn(Box::new(words(Some(gate)))).unwrap();
+        t.set_realtime(true);
+        t.start().unwrap();
+        t.push_text("a b c d e f");
+        for _ in 0..100 {
+            permit.send(()).unwrap();
+        }
+        let mut out = vec![0.0; TTS_FRAME];
+        assert!(matches!(next(&mut t, &mut out), TtsStep::Audio { .. }));
+        let mut got = vec![out[0]];
+        // The input ends: the engine feeds silence as fast as it can, and each step
+        // must be a frame of the reply, not silence because the thread was not ready.
+        t.set_realtime(false);
+        t.finish();
+        loop {
+            out.fill(0.0);
+            match t.step(&mut out).unwrap() {
+                TtsStep::Audio { .. } => got.push(out[0]),
+                TtsStep::Done => break,
+                TtsStep::Waiting => panic!("a hole after {got:?}"),
+            }
+        }
+        assert_eq!(got, [1001.0, 1002.0, 1003.0, 1004.0, 1005.0, 1006.0]);
+    }
+
+    #[test]
+    fn without_a_clock_each_step_is_the_synthesisers_next_and_a_start_error_is_returned() {
         let mut t = TtsThread::spawn(Box::new(words(None))).unwrap();
         t.start().unwrap();
         t.push_text("a b");
         let mut out = vec![0.0; TTS_FRAME];
-        // No waiting on a thread: each step is the synthesiser's own, in order.
+        // Each step is the synthesiser's own, in order, as a direct call's.
         assert!(matches!(t.step(&mut out).unwrap(), TtsStep::Audio { .. }));
         assert_eq!(out[0], 1001.0);
         assert!(matches!(t.step(&mut out).unwrap(), TtsStep::Audio { .. }));
