@@ -543,6 +543,14 @@ impl Playback {
     }
 }
 
+/// Run the calling thread as cpal runs a device's callback thread (its "realtime"
+/// feature): at real-time priority where the system allows, for `BLOCK`-sample
+/// periods. Where it does not (no rtkit, no limit), the thread stays as it was, as a
+/// device's would.
+fn promote_like_a_device_callback() -> bool {
+    audio_thread_priority::promote_current_thread_to_real_time(BLOCK as u32, RATE as u32).is_ok()
+}
+
 /// A speaker: drains the ring at real time in 10 ms blocks, counting the blocks that
 /// found too little (after the first second, once the first reply could have come).
 struct PacedSpeaker {
@@ -570,6 +578,7 @@ impl PacedSpeaker {
         let thread = std::thread::Builder::new()
             .name("paced-speaker".into())
             .spawn(move || {
+                promote_like_a_device_callback();
                 let mut buf = vec![0.0f32; BLOCK];
                 let start = Instant::now();
                 let mut started = false;
@@ -658,6 +667,7 @@ impl ScriptedMic {
         let thread = std::thread::Builder::new()
             .name("scripted-mic".into())
             .spawn(move || {
+                promote_like_a_device_callback();
                 let mut buf = vec![0.0f32; BLOCK];
                 let start = Instant::now();
                 let (mut known, mut speaking) = (0, false);

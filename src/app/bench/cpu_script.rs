@@ -180,16 +180,21 @@ pub struct Conversation {
     /// Samples produced so far.
     pos: usize,
     spoken: Vec<Spoken>,
+    /// Each turn's speech, made before the run: a microphone computes nothing, and
+    /// making seconds of it at a turn's start held up the input (and so the speaker).
+    speeches: Vec<Vec<f32>>,
 }
 
 impl Conversation {
     pub fn new(plan: Vec<PlannedTurn>) -> Self {
+        let speeches = plan.iter().map(|t| t.speech()).collect();
         Self {
             plan,
             next: 0,
             state: State::Lead,
             pos: 0,
             spoken: Vec::new(),
+            speeches,
         }
     }
 
@@ -275,7 +280,7 @@ impl Conversation {
     fn start_turn(&mut self, timed_out: bool, heard: Heard) {
         let i = self.next;
         let t = &self.plan[i];
-        let pcm = t.speech();
+        let pcm = std::mem::take(&mut self.speeches[i]);
         self.spoken.push(Spoken {
             turn: i,
             kind: t.kind,
