@@ -117,22 +117,13 @@ impl Output {
             return Ok(true);
         };
         let ch = port.format.channels as usize;
-        let cut = cut && port.cut.is_some();
         if let Some(c) = port.cut.as_ref().filter(|_| cut) {
             // The queued samples become silence of the same length, so the speaker
             // keeps its timing with the echo canceller's reference (what was sent).
             // The silence goes in first, then the request: a callback in between
             // then plays on from the old audio instead of running dry.
             let queued = port.prod.occupied_len() / ch * ch;
-            let zeros = [0.0f32; 480];
-            let mut left = queued;
-            while left > 0 {
-                let n = port.prod.push_slice(&zeros[..left.min(zeros.len())]);
-                if n == 0 {
-                    break;
-                }
-                left -= n;
-            }
+            port.prod.push_iter(std::iter::repeat_n(0.0, queued));
             c.request(queued);
         }
         rs.push(pcm);

@@ -51,10 +51,10 @@ pub enum TtsStep {
     Done,
 }
 
-/// Kyutai's streaming TTS (or anything that speaks text as it arrives).
 /// Samples in a synthesiser's frame: 80 ms at 24 kHz.
 pub const TTS_FRAME: usize = 1920;
 
+/// Kyutai's streaming TTS (or anything that speaks text as it arrives).
 pub trait TextToSpeech: Send {
     fn name(&self) -> String;
     /// Choose the voice for the next utterance: a name or path the part resolves

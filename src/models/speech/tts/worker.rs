@@ -160,14 +160,13 @@ impl Worker {
             };
             match next {
                 Ok(c) => {
-                    if !self.apply(c) {
-                        return;
-                    }
                     // Every command waiting, before the next frame.
+                    self.apply(c);
                     while let Ok(c) = commands.try_recv() {
-                        if !self.apply(c) {
-                            return;
+                        if self.gone {
+                            break;
                         }
+                        self.apply(c);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -187,13 +186,8 @@ impl Worker {
         }
     }
 
-    /// Apply one command; false when the engine has gone.
-    fn apply(&mut self, c: Command) -> bool {
-        self.apply_one(c);
-        !self.gone
-    }
-
-    fn apply_one(&mut self, c: Command) {
+    /// Apply one command (`gone` says whether the engine is still there).
+    fn apply(&mut self, c: Command) {
         match c {
             Command::Start(n) => {
                 self.cur = n;
